@@ -1,0 +1,135 @@
+//! Local actions (`uses: ./path`) and offline copies of remote ones: composite actions run
+//! their steps in the job; Node actions run with the host's `node`.
+
+use std::path::Path;
+
+use expr::{Map, Value};
+use tokio_util::sync::CancellationToken;
+use workflow::action::{Action, Runs};
+
+use super::{ActionError, Call};
+use crate::job::JobState;
+use crate::process::{Exit, Spawn};
+use crate::report::Conclusion;
+
+fn load(dir: &Path) -> Result<Action, ActionError> {
+    let file = ["action.yml", "action.yaml"]
+        .iter()
+        .map(|n| dir.join(n))
+        .find(|p| p.is_file())
+        .ok_or_else(|| ActionError::Failed(format!("no action.yml in {}", dir.display())))?;
+    let src = std::fs::read_to_string(&file).map_err(|e| ActionError::io(file.display().to_string(), e))?;
+    workflow::action::parse_action(&src).map_err(|diags| {
+        ActionError::Failed(
+            diags
+                .iter()
+                .map(|d| format!("{}:{}:{}: {}", file.display(), d.span.start.line, d.span.start.col, d.message))
+                .collect::<Vec<_>>()
+                .join("\n"),
+        )
+    })
+}
+
+/// The action's inputs: `with:` values over the defaults of action.yml.
+fn inputs(state: &JobState<'_>, action: &Action, call: &Call<'_>) -> Result<Map, ActionError> {
+    let ctxs = state.contexts(Some(&call.env));
+    let host = super::HashFiles(state.workspace.clone());
+    let ectx = expr::Context {
+        contexts: &ctxs,
+        status: state.status,
+        host: Some(&host),
+    };
+    let mut out = Map::new();
+    for (name, default) in &action.inputs {
+        let v = match expr::map_get(&call.with, name) {
+            Some(v) => v.clone(),
+            None => match default {
+                Some(d) => Value::String(
+                    workflow::eval::evaluate_string(d, &ectx)
+                        .map_err(|e| ActionError::Failed(format!("default of input `{name}`: {e}")))?,
+                ),
+                None => Value::String(String::new()),
+            },
+        };
+        out.insert(name.clone(), Value::String(v.to_expr_string()));
+    }
+    for (k, v) in &call.with {
+        if !out.keys().any(|n| n.eq_ignore_ascii_case(k)) {
+            out.insert(k.clone(), Value::String(v.to_expr_string()));
+        }
+    }
+    Ok(out)
+}
+
+pub(super) async fn run(
+    state: &mut JobState<'_>,
+    call: &Call<'_>,
+    dir: &Path,
+    cancel: &CancellationToken,
+) -> Result<Exit, ActionError> {
+    let action = load(dir)?;
+    let inputs = inputs(state, &action, call)?;
+    match &action.runs {
+        Runs::Docker { image } => Err(ActionError::Failed(format!(
+            "`{}` is a Docker action (image `{image}`), which the host executor cannot run",
+            call.uses
+        ))),
+        Runs::Node { main, using, .. } => {
+            if !crate::job::which("node") {
+                return Err(ActionError::Failed(format!(
+                    "`{}` is a Node action ({using}) and `node` is not installed",
+                    call.uses
+                )));
+            }
+            let mut env_ctx = call.env.clone();
+            for (k, v) in &inputs {
+                env_ctx.insert(format!("INPUT_{}", k.replace(' ', "_").to_ascii_uppercase()), v.clone());
+            }
+            let spawn = Spawn {
+                program: "node".into(),
+                args: vec![dir.join(main).display().to_string()],
+                cwd: state.workspace.clone(),
+                env: state.process_env(&env_ctx, Some(call.files)),
+            };
+            state
+                .run_process(&spawn, call.deadline, cancel)
+                .await
+                .map_err(|e| ActionError::io("node", e))
+        }
+        Runs::Composite(steps) => {
+            // The composite's steps see its inputs and their own steps context.
+            let saved_steps = std::mem::take(&mut state.steps_ctx);
+            let saved_inputs = state.inputs_override.replace(inputs);
+            let mut failed = false;
+            for (i, step) in steps.iter().enumerate() {
+                let r = Box::pin(crate::job::run_step(state, step, 1000 + i, cancel)).await;
+                if r.conclusion == Conclusion::Failure {
+                    failed = true;
+                }
+            }
+            // Outputs are evaluated against the composite's steps before restoring the job's.
+            let ctxs = state.contexts(None);
+            let host = super::HashFiles(state.workspace.clone());
+            let ectx = expr::Context {
+                contexts: &ctxs,
+                status: state.status,
+                host: Some(&host),
+            };
+            let mut result = Ok(());
+            for (name, node) in &action.outputs {
+                match workflow::eval::evaluate_string(node, &ectx) {
+                    Ok(v) => {
+                        if let Err(e) = call.set_output(name, &v) {
+                            result = Err(e);
+                        }
+                    }
+                    Err(e) => result = Err(ActionError::Failed(format!("output `{name}`: {e}"))),
+                }
+            }
+            state.steps_ctx = saved_steps;
+            state.inputs_override = saved_inputs;
+            result?;
+            Ok(if failed { Exit::Code(1) } else { Exit::Code(0) })
+        }
+    }
+}

@@ -1,0 +1,235 @@
+//! Actions: the built-in ones (no network needed), local actions (`uses: ./path`) and copies
+//! of remote actions placed in an action directory for offline use.
+
+mod artifact;
+mod cache;
+mod checkout;
+mod codecov;
+mod local;
+mod python;
+mod slack;
+mod ssh_agent;
+
+use std::path::PathBuf;
+
+use expr::{Map, Value};
+use tokio_util::sync::CancellationToken;
+
+use crate::job::{FileCommands, JobState, PostCondition, PostStep};
+use crate::process::Exit;
+
+/// A `uses:` step to run.
+pub(crate) struct Call<'a> {
+    pub(crate) uses: String,
+    pub(crate) with: Map,
+    /// The step's env context (job env, `GITHUB_ENV`, step env).
+    pub(crate) env: Map,
+    pub(crate) files: &'a FileCommands,
+    pub(crate) deadline: Option<tokio::time::Instant>,
+}
+
+impl Call<'_> {
+    /// An input as a string (empty when absent), GitHub's coercion.
+    pub(crate) fn input(&self, name: &str) -> String {
+        expr::map_get(&self.with, name).map(Value::to_expr_string).unwrap_or_default()
+    }
+
+    pub(crate) fn input_or(&self, name: &str, default: &str) -> String {
+        match expr::map_get(&self.with, name) {
+            Some(v) => v.to_expr_string(),
+            None => default.to_owned(),
+        }
+    }
+
+    pub(crate) fn required(&self, name: &str) -> Result<String, ActionError> {
+        let v = self.input(name);
+        if v.is_empty() {
+            return Err(ActionError::MissingInput {
+                action: self.uses.clone(),
+                input: name.to_owned(),
+            });
+        }
+        Ok(v)
+    }
+
+    /// A boolean input as GitHub's toolkit reads it (`true`/`True`/`TRUE`).
+    pub(crate) fn flag(&self, name: &str, default: bool) -> Result<bool, ActionError> {
+        let v = self.input(name);
+        match v.as_str() {
+            "" => Ok(default),
+            "true" | "True" | "TRUE" => Ok(true),
+            "false" | "False" | "FALSE" => Ok(false),
+            _ => Err(ActionError::Failed(format!(
+                "input `{name}` of `{}` must be `true` or `false`, got `{v}`",
+                self.uses
+            ))),
+        }
+    }
+
+    pub(crate) fn set_output(&self, name: &str, value: &str) -> Result<(), ActionError> {
+        append_kv(&self.files.output, name, value)
+    }
+
+    pub(crate) fn set_env(&self, name: &str, value: &str) -> Result<(), ActionError> {
+        append_kv(&self.files.env, name, value)
+    }
+
+    pub(crate) fn add_path(&self, dir: &std::path::Path) -> Result<(), ActionError> {
+        use std::io::Write;
+        let mut f = std::fs::OpenOptions::new()
+            .append(true)
+            .open(&self.files.path)
+            .map_err(|e| ActionError::io("GITHUB_PATH", e))?;
+        writeln!(f, "{}", dir.display()).map_err(|e| ActionError::io("GITHUB_PATH", e))
+    }
+}
+
+fn append_kv(path: &std::path::Path, name: &str, value: &str) -> Result<(), ActionError> {
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(path)
+        .map_err(|e| ActionError::io("file command", e))?;
+    let delim = format!("ghadelimiter_{}", std::process::id());
+    writeln!(f, "{name}<<{delim}\n{value}\n{delim}").map_err(|e| ActionError::io("file command", e))
+}
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ActionError {
+    #[error(
+        "action `{uses}` is not built into pipewright and needs the network; place a copy of it in one of: {dirs} (as <owner>/<repo>@<ref>/ with its action.yml)"
+    )]
+    NotFound { uses: String, dirs: String },
+    #[error("`{action}`: input `{input}` is required")]
+    MissingInput { action: String, input: String },
+    #[error("{context}: {source}")]
+    Io {
+        context: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Failed(String),
+}
+
+impl ActionError {
+    pub(crate) fn io(context: impl Into<String>, source: std::io::Error) -> Self {
+        ActionError::Io {
+            context: context.into(),
+            source,
+        }
+    }
+}
+
+/// Work an action left for after the job.
+pub(crate) enum Post {
+    CacheSave(cache::Save),
+    KillAgent(i32),
+}
+
+pub(crate) async fn run_post(state: &mut JobState<'_>, post: Post) -> Result<(), ActionError> {
+    match post {
+        Post::CacheSave(save) => cache::save(state, save),
+        Post::KillAgent(pid) => {
+            crate::process::kill_group(pid, nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+            Ok(())
+        }
+    }
+}
+
+pub(crate) fn register_post(state: &mut JobState<'_>, name: String, action: Post, condition: PostCondition) {
+    state.posts.push(PostStep {
+        name,
+        action,
+        condition,
+    });
+}
+
+/// `owner/repo` of a `uses:` value, lowercased, and its ref.
+fn split_uses(uses: &str) -> (String, String) {
+    let (name, r) = uses.split_once('@').unwrap_or((uses, ""));
+    (name.to_ascii_lowercase(), r.to_owned())
+}
+
+/// Runs a `uses:` step.
+pub(crate) async fn run(state: &mut JobState<'_>, call: Call<'_>, cancel: &CancellationToken) -> Result<Exit, ActionError> {
+    let uses = call.uses.clone();
+    if let Some(rel) = uses.strip_prefix("./") {
+        let dir = state.workspace.join(rel);
+        return local::run(state, &call, &dir, cancel).await;
+    }
+    if uses.starts_with("docker://") {
+        return Err(ActionError::Failed(format!(
+            "`{uses}`: docker actions are not supported by the host executor"
+        )));
+    }
+    let (name, version) = split_uses(&uses);
+    let ok = |()| Exit::Code(0);
+    match name.as_str() {
+        "actions/checkout" => checkout::run(state, &call).map(ok),
+        "actions/setup-python" => python::run(state, &call).await.map(ok),
+        "actions/upload-artifact" => artifact::upload(state, &call, &version).map(ok),
+        "actions/download-artifact" => artifact::download(state, &call, &version).map(ok),
+        "actions/cache" | "actions/cache/restore" => cache::restore(state, &call, name == "actions/cache").map(ok),
+        "actions/cache/save" => cache::save_now(state, &call).map(ok),
+        "codecov/codecov-action" => codecov::run(state, &call).map(ok),
+        "webfactory/ssh-agent" => ssh_agent::run(state, &call).await.map(ok),
+        "slackapi/slack-github-action" => slack::run(state, &call).await.map(ok),
+        _ => {
+            // A copy placed for offline use: <dir>/<owner>/<repo>@<ref>/[path].
+            let (repo_path, r) = uses.split_once('@').unwrap_or((&uses, ""));
+            let mut parts = repo_path.splitn(3, '/');
+            let (owner, repo, sub) = (
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+                parts.next().unwrap_or_default(),
+            );
+            let candidates: Vec<PathBuf> = state
+                .run
+                .action_dirs
+                .iter()
+                .map(|d| d.join(owner).join(format!("{repo}@{r}")).join(sub))
+                .collect();
+            if let Some(dir) = candidates.iter().find(|d| d.join("action.yml").is_file() || d.join("action.yaml").is_file()) {
+                let dir = dir.clone();
+                return local::run(state, &call, &dir, cancel).await;
+            }
+            Err(ActionError::NotFound {
+                uses,
+                dirs: state
+                    .run
+                    .action_dirs
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            })
+        }
+    }
+}
+
+/// `hashFiles()`: SHA-256 over the SHA-256 of each matched file in the workspace, in path
+/// order; empty when nothing matches.
+pub(crate) struct HashFiles(pub(crate) PathBuf);
+
+impl expr::Host for HashFiles {
+    fn hash_files(&self, patterns: &[String]) -> Result<String, expr::EvalError> {
+        use sha2::{Digest, Sha256};
+        let found = crate::files::search(&self.0, &patterns.join("\n"))
+            .map_err(|message| expr::EvalError::HashFiles { message })?;
+        let mut total = Sha256::new();
+        let mut any = false;
+        for f in found.files.iter().filter(|f| f.starts_with(&self.0)) {
+            let bytes = std::fs::read(f).map_err(|e| expr::EvalError::HashFiles {
+                message: format!("{}: {e}", f.display()),
+            })?;
+            total.update(Sha256::digest(&bytes));
+            any = true;
+        }
+        if !any {
+            return Ok(String::new());
+        }
+        Ok(total.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    }
+}

@@ -1,0 +1,175 @@
+//! `actions/setup-python`: uses an interpreter already installed on the host (on the PATH, or
+//! under pyenv) of the version asked for; fails naming the versions it found. `cache: pip`
+//! points pip at a cache directory kept across runs.
+
+use std::path::{Path, PathBuf};
+
+use super::{ActionError, Call};
+use crate::job::JobState;
+use crate::sink::Line;
+
+/// An interpreter and its full version.
+#[derive(Debug, Clone)]
+struct Found {
+    exe: PathBuf,
+    version: String,
+}
+
+fn candidates() -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            // pyenv shims resolve through pyenv's global choice; the versions are listed below.
+            if dir.ends_with(".pyenv/shims") {
+                continue;
+            }
+            if let Ok(rd) = std::fs::read_dir(&dir) {
+                for e in rd.filter_map(Result::ok) {
+                    let name = e.file_name().to_string_lossy().into_owned();
+                    let is_python = name == "python"
+                        || name == "python3"
+                        || name
+                            .strip_prefix("python3.")
+                            .is_some_and(|m| !m.is_empty() && m.chars().all(|c| c.is_ascii_digit()));
+                    if is_python {
+                        out.push(e.path());
+                    }
+                }
+            }
+        }
+    }
+    let pyenv_root = std::env::var_os("PYENV_ROOT")
+        .map(PathBuf::from)
+        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pyenv")));
+    if let Some(root) = pyenv_root
+        && let Ok(rd) = std::fs::read_dir(root.join("versions"))
+    {
+        for e in rd.filter_map(Result::ok) {
+            out.push(e.path().join("bin").join("python3"));
+        }
+    }
+    out
+}
+
+async fn version_of(exe: &Path) -> Option<String> {
+    let out = tokio::process::Command::new(exe)
+        .args(["-c", "import sys; print('%d.%d.%d' % sys.version_info[:3])"])
+        .output()
+        .await
+        .ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// `3.11` matches `3.11.7`; `3.x` matches any 3; `>=3.9` is not supported (exact prefixes).
+fn version_matches(spec: &str, version: &str) -> bool {
+    let spec = spec.trim().trim_start_matches('v');
+    let want: Vec<&str> = spec.split('.').collect();
+    let have: Vec<&str> = version.split('.').collect();
+    want.iter().enumerate().all(|(i, w)| *w == "x" || *w == "*" || have.get(i) == Some(w))
+}
+
+pub(super) async fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(), ActionError> {
+    let mut spec = call.input("python-version");
+    if spec.is_empty() {
+        let file = call.input("python-version-file");
+        let file = if file.is_empty() { ".python-version".to_owned() } else { file };
+        let path = crate::files::normalize(&state.workspace, &file);
+        spec = std::fs::read_to_string(&path)
+            .ok()
+            .and_then(|t| t.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned))
+            .unwrap_or_default();
+    }
+    let mut found: Vec<Found> = Vec::new();
+    for exe in candidates() {
+        if let Ok(real) = std::fs::canonicalize(&exe) {
+            if found.iter().any(|f| std::fs::canonicalize(&f.exe).ok().as_ref() == Some(&real)) {
+                continue;
+            }
+        } else {
+            continue;
+        }
+        if let Some(version) = version_of(&exe).await {
+            found.push(Found { exe, version });
+        }
+    }
+    // Several specs may be given, one a line: the last one is the default python.
+    let specs: Vec<&str> = spec.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let mut chosen: Option<Found> = None;
+    for s in specs.iter().copied().chain(specs.is_empty().then_some("3")) {
+        let best = found
+            .iter()
+            .filter(|f| version_matches(s, &f.version))
+            .max_by(|a, b| compare_versions(&a.version, &b.version))
+            .cloned();
+        match best {
+            Some(f) => chosen = Some(f),
+            None => {
+                let mut versions: Vec<&str> = found.iter().map(|f| f.version.as_str()).collect();
+                versions.sort_unstable();
+                versions.dedup();
+                return Err(ActionError::Failed(format!(
+                    "Python {s} is not installed on this machine; found: {}",
+                    if versions.is_empty() { "none".to_owned() } else { versions.join(", ") }
+                )));
+            }
+        }
+    }
+    let Some(py) = chosen else {
+        return Err(ActionError::Failed("no Python version asked for".into()));
+    };
+    // A directory of shims so that `python`, `python3` and `pip` are the chosen interpreter.
+    let shims = state.temp.join(format!("setup-python-{}", py.version));
+    std::fs::create_dir_all(&shims).map_err(|e| ActionError::io(shims.display().to_string(), e))?;
+    for name in ["python", "python3"] {
+        let link = shims.join(name);
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(&py.exe, &link).map_err(|e| ActionError::io(link.display().to_string(), e))?;
+    }
+    for name in ["pip", "pip3"] {
+        let script = format!("#!/bin/sh\nexec '{}' -m pip \"$@\"\n", py.exe.display());
+        let p = shims.join(name);
+        std::fs::write(&p, script).map_err(|e| ActionError::io(p.display().to_string(), e))?;
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
+            .map_err(|e| ActionError::io(p.display().to_string(), e))?;
+    }
+    call.add_path(&shims)?;
+    let location = py.exe.parent().and_then(Path::parent).map(|p| p.display().to_string()).unwrap_or_default();
+    call.set_env("pythonLocation", &location)?;
+    call.set_output("python-version", &py.version)?;
+    call.set_output("python-path", &py.exe.display().to_string())?;
+    if call.input("cache") == "pip" {
+        let dir = state.run.cache_dir.join("pip");
+        std::fs::create_dir_all(&dir).map_err(|e| ActionError::io(dir.display().to_string(), e))?;
+        call.set_env("PIP_CACHE_DIR", &dir.display().to_string())?;
+        call.set_output("cache-hit", if dir.read_dir().is_ok_and(|mut d| d.next().is_some()) { "true" } else { "false" })?;
+    } else if !call.input("cache").is_empty() {
+        return Err(ActionError::Failed(format!(
+            "cache `{}` is not supported; use `pip`",
+            call.input("cache")
+        )));
+    }
+    state.log(Line::Output(format!("Using Python {} at {}", py.version, py.exe.display())));
+    Ok(())
+}
+
+fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
+    let parse = |v: &str| v.split('.').map(|p| p.parse::<u64>().unwrap_or(0)).collect::<Vec<_>>();
+    parse(a).cmp(&parse(b))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn version_specs() {
+        assert!(version_matches("3.11", "3.11.7"));
+        assert!(version_matches("3.x", "3.9.1"));
+        assert!(version_matches("3", "3.12.0"));
+        assert!(!version_matches("3.1", "3.11.7"));
+        assert!(!version_matches("3.10", "3.11.7"));
+    }
+}

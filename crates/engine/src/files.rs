@@ -1,0 +1,210 @@
+//! File search with the glob rules of `@actions/glob` (used by `upload-artifact`, `cache` and
+//! `hashFiles`): one pattern a line, `!` excludes, a matched directory includes all beneath it.
+
+use std::path::{Component, Path, PathBuf};
+
+use plan::filter::{Pattern, PatternKind};
+
+/// The result of a search: files (absolute paths, sorted) and the root they are relative to.
+#[derive(Debug, Clone, Default)]
+pub struct Found {
+    pub files: Vec<PathBuf>,
+    pub root: PathBuf,
+}
+
+fn has_glob(s: &str) -> bool {
+    s.contains(['*', '?', '[', '+'])
+}
+
+/// Makes a path absolute against `base` and removes `.` and `..` textually.
+pub fn normalize(base: &Path, p: &str) -> PathBuf {
+    let expanded = if let Some(rest) = p.strip_prefix("~/") {
+        std::env::var_os("HOME").map_or_else(|| PathBuf::from(p), |h| PathBuf::from(h).join(rest))
+    } else {
+        PathBuf::from(p)
+    };
+    let joined = if expanded.is_absolute() { expanded } else { base.join(expanded) };
+    let mut out = PathBuf::new();
+    for c in joined.components() {
+        match c {
+            Component::ParentDir => {
+                out.pop();
+            }
+            Component::CurDir => {}
+            other => out.push(other),
+        }
+    }
+    out
+}
+
+/// The directory a pattern's search starts from: its segments before the first glob.
+fn search_root(pattern: &Path) -> PathBuf {
+    let mut root = PathBuf::new();
+    for c in pattern.components() {
+        let s = c.as_os_str().to_string_lossy();
+        if has_glob(&s) {
+            break;
+        }
+        root.push(c);
+    }
+    root
+}
+
+/// Searches files for newline-separated `patterns` relative to `base`.
+pub fn search(base: &Path, patterns: &str) -> Result<Found, String> {
+    let mut includes: Vec<(PathBuf, Option<Pattern>)> = Vec::new();
+    let mut excludes: Vec<Pattern> = Vec::new();
+    for line in patterns.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let (neg, body) = match line.strip_prefix('!') {
+            Some(b) => (true, b.trim()),
+            None => (false, line),
+        };
+        let abs = normalize(base, body);
+        let abs_str = abs.display().to_string();
+        let pat = if has_glob(&abs_str) || neg {
+            Some(Pattern::new(&abs_str, PatternKind::Path).map_err(|e| format!("invalid pattern `{body}`: {}", e.message))?)
+        } else {
+            None
+        };
+        if neg {
+            if let Some(p) = pat {
+                excludes.push(p);
+            }
+        } else {
+            includes.push((abs, pat));
+        }
+    }
+    let mut files = Vec::new();
+    let mut roots = Vec::new();
+    for (abs, pat) in &includes {
+        let root = match pat {
+            Some(_) => search_root(abs),
+            None => abs.clone(),
+        };
+        roots.push(if pat.is_none() && abs.is_file() {
+            abs.parent().map(Path::to_path_buf).unwrap_or_default()
+        } else {
+            root.clone()
+        });
+        if !root.exists() {
+            continue;
+        }
+        for entry in walkdir::WalkDir::new(&root).follow_links(true).into_iter().filter_map(Result::ok) {
+            if !entry.file_type().is_file() {
+                continue;
+            }
+            let path = entry.path();
+            let hit = match pat {
+                None => true,
+                Some(p) => matches_or_parent(p, path, &root),
+            };
+            if hit {
+                files.push(path.to_path_buf());
+            }
+        }
+    }
+    files.retain(|f| !excludes.iter().any(|p| matches_or_parent(p, f, Path::new("/"))));
+    files.sort();
+    files.dedup();
+    Ok(Found {
+        root: common_ancestor(&roots),
+        files,
+    })
+}
+
+/// A file matches if it or one of its directories (below `stop`) matches.
+fn matches_or_parent(p: &Pattern, path: &Path, stop: &Path) -> bool {
+    let mut cur = Some(path);
+    while let Some(c) = cur {
+        if p.matches(&c.display().to_string()) {
+            return true;
+        }
+        if c == stop {
+            break;
+        }
+        cur = c.parent();
+    }
+    false
+}
+
+fn common_ancestor(paths: &[PathBuf]) -> PathBuf {
+    let Some(first) = paths.first() else {
+        return PathBuf::new();
+    };
+    let mut common: Vec<Component<'_>> = first.components().collect();
+    for p in &paths[1..] {
+        let n = common.iter().zip(p.components()).take_while(|(a, b)| **a == *b).count();
+        common.truncate(n);
+    }
+    common.iter().collect()
+}
+
+/// Copies `files` (under `root`) into `dest`, keeping their paths relative to `root`.
+pub fn copy_files(files: &[PathBuf], root: &Path, dest: &Path) -> std::io::Result<u64> {
+    let mut bytes = 0;
+    for f in files {
+        let rel = f.strip_prefix(root).unwrap_or(f.as_path());
+        let rel = rel.strip_prefix("/").unwrap_or(rel);
+        let target = dest.join(rel);
+        if let Some(parent) = target.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        bytes += std::fs::copy(f, &target)?;
+    }
+    Ok(bytes)
+}
+
+/// Copies a directory tree into `dest` (merging).
+pub fn copy_tree(src: &Path, dest: &Path) -> std::io::Result<u64> {
+    let mut bytes = 0;
+    for entry in walkdir::WalkDir::new(src).into_iter().filter_map(Result::ok) {
+        let rel = entry.path().strip_prefix(src).unwrap_or(entry.path());
+        let target = dest.join(rel);
+        if entry.file_type().is_dir() {
+            std::fs::create_dir_all(&target)?;
+        } else if entry.file_type().is_symlink() {
+            let link = std::fs::read_link(entry.path())?;
+            let _ = std::fs::remove_file(&target);
+            std::os::unix::fs::symlink(link, &target)?;
+        } else if entry.file_type().is_file() {
+            if let Some(parent) = target.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            bytes += std::fs::copy(entry.path(), &target)?;
+        }
+    }
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn normalize_removes_dots() {
+        assert_eq!(normalize(Path::new("/w"), "a/./b/../c"), PathBuf::from("/w/a/c"));
+        assert_eq!(normalize(Path::new("/w"), "/abs/x"), PathBuf::from("/abs/x"));
+    }
+
+    #[test]
+    fn search_with_exclusions() {
+        let d = tempfile::tempdir().unwrap();
+        let base = d.path();
+        std::fs::create_dir_all(base.join("dist/sub")).unwrap();
+        std::fs::write(base.join("dist/a.whl"), "a").unwrap();
+        std::fs::write(base.join("dist/b.tmp"), "b").unwrap();
+        std::fs::write(base.join("dist/sub/c.whl"), "c").unwrap();
+        let f = search(base, "dist/\n!**/*.tmp\n").unwrap();
+        let names: Vec<_> = f.files.iter().map(|p| p.strip_prefix(base).unwrap().display().to_string()).collect();
+        assert_eq!(names, vec!["dist/a.whl", "dist/sub/c.whl"]);
+        assert_eq!(f.root, base.join("dist"));
+        let f = search(base, "dist/*.whl").unwrap();
+        assert_eq!(f.files.len(), 1);
+        let f = search(base, "dist/**/*.whl").unwrap();
+        assert_eq!(f.files.len(), 2);
+    }
+}

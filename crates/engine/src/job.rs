@@ -1,0 +1,874 @@
+//! Running one job instance (one matrix combination) on the host, step by step.
+//!
+//! A job is self-contained: given the run's contexts ([`RunEnv`]), its own [`JobSpec`] (the
+//! matrix values, the results and outputs of its needs) it runs on its own, which is what a
+//! remote runner does with a job the server hands it.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use expr::{Map, Status, Value};
+use tokio_util::sync::CancellationToken;
+use workflow::{Job, Node, Step, Workflow};
+
+use crate::actions;
+use crate::commands::{parse_command, parse_key_values};
+use crate::mask::Masker;
+use crate::process::{self, Exit, Spawn};
+use crate::report::{Conclusion, JobReport, StepReport};
+use crate::sink::{JobLabel, Level, Line, Sink};
+
+/// What a job checks out.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// The work tree as it is: tracked and untracked files, git-ignored ones left out.
+    WorkingTree(PathBuf),
+    /// One commit of the repository.
+    Commit { repo: PathBuf, sha: String },
+}
+
+/// What every job of a run shares.
+#[derive(Debug, Clone)]
+pub struct RunEnv {
+    /// The `github` context without its job-specific keys.
+    pub github: Map,
+    pub secrets: Map,
+    pub vars: Map,
+    pub inputs: Map,
+    /// Scratch space of the run: each job's workspace and temp dir, the artifact store.
+    pub run_dir: PathBuf,
+    pub source: Source,
+    pub masker: Masker,
+    /// The environment every step starts from (the host's), before GitHub's variables.
+    pub base_env: Vec<(String, String)>,
+    /// Where copies of remote actions are looked up, in order.
+    pub action_dirs: Vec<PathBuf>,
+    /// Shared caches (`actions/cache`, pip) that outlive the run.
+    pub cache_dir: PathBuf,
+    pub event_path: PathBuf,
+}
+
+/// One job instance to run.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    pub workflow: Arc<Workflow>,
+    pub workflow_name: String,
+    pub job_id: String,
+    /// Unique among the run's job instances; names the job's directory.
+    pub key: String,
+    pub display: String,
+    pub matrix: Option<Map>,
+    pub strategy: Map,
+    /// `needs.<id>.result` / `.outputs` of the direct needs.
+    pub needs: Map,
+}
+
+impl JobSpec {
+    fn job(&self) -> Option<&Job> {
+        self.workflow.jobs.get(&self.job_id)
+    }
+}
+
+/// A post step registered by an action (e.g. `actions/cache` saves after the job).
+pub(crate) struct PostStep {
+    pub(crate) name: String,
+    pub(crate) action: actions::Post,
+    pub(crate) condition: PostCondition,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum PostCondition {
+    Always,
+    Success,
+}
+
+/// The mutable state of a running job.
+pub(crate) struct JobState<'a> {
+    pub(crate) spec: &'a JobSpec,
+    pub(crate) run: &'a RunEnv,
+    pub(crate) sink: &'a dyn Sink,
+    pub(crate) label: JobLabel,
+    pub(crate) workspace: PathBuf,
+    pub(crate) temp: PathBuf,
+    /// The `env` context: workflow, then job, then `GITHUB_ENV` additions.
+    pub(crate) env: Map,
+    pub(crate) path_prefix: Vec<String>,
+    pub(crate) steps_ctx: Map,
+    pub(crate) status: Status,
+    pub(crate) step_counter: usize,
+    pub(crate) process_groups: Vec<i32>,
+    pub(crate) posts: Vec<PostStep>,
+    pub(crate) coverage: Option<f64>,
+    pub(crate) job_ctx: Map,
+    /// The `inputs` context inside a composite action.
+    pub(crate) inputs_override: Option<Map>,
+}
+
+pub(crate) fn obj(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
+    Value::Object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+}
+
+impl JobState<'_> {
+    /// The contexts for expressions at step level.
+    pub(crate) fn contexts(&self, extra_env: Option<&Map>) -> Map {
+        let mut github = self.run.github.clone();
+        github.insert("job".into(), Value::from(self.spec.job_id.as_str()));
+        github.insert("workspace".into(), Value::from(self.workspace.display().to_string()));
+        let mut env = self.env.clone();
+        if let Some(extra) = extra_env {
+            env.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
+        }
+        let mut c = Map::new();
+        c.insert("github".into(), Value::Object(github));
+        c.insert("env".into(), Value::Object(env));
+        c.insert("vars".into(), Value::Object(self.run.vars.clone()));
+        c.insert("secrets".into(), Value::Object(self.run.secrets.clone()));
+        let inputs = self.inputs_override.as_ref().unwrap_or(&self.run.inputs);
+        c.insert("inputs".into(), Value::Object(inputs.clone()));
+        c.insert(
+            "matrix".into(),
+            Value::Object(self.spec.matrix.clone().unwrap_or_default()),
+        );
+        c.insert("strategy".into(), Value::Object(self.spec.strategy.clone()));
+        c.insert("needs".into(), Value::Object(self.spec.needs.clone()));
+        c.insert("steps".into(), Value::Object(self.steps_ctx.clone()));
+        c.insert("job".into(), Value::Object(self.job_ctx.clone()));
+        c.insert("runner".into(), runner_context(&self.temp, &self.run.cache_dir));
+        c
+    }
+
+    pub(crate) fn log(&self, line: Line) {
+        let line = match line {
+            Line::Output(s) => Line::Output(self.run.masker.mask(&s)),
+            Line::GroupStart(s) => Line::GroupStart(self.run.masker.mask(&s)),
+            Line::Annotation {
+                level,
+                message,
+                file,
+                line,
+            } => Line::Annotation {
+                level,
+                message: self.run.masker.mask(&message),
+                file,
+                line,
+            },
+            other => other,
+        };
+        self.sink.line(&self.label, line);
+    }
+
+    pub(crate) fn error(&self, message: impl Into<String>) {
+        self.log(Line::Annotation {
+            level: Level::Error,
+            message: message.into(),
+            file: None,
+            line: None,
+        });
+    }
+
+    /// The process environment of a step: host, GitHub's variables, the env context.
+    pub(crate) fn process_env(&self, env_ctx: &Map, files: Option<&FileCommands>) -> Vec<(String, String)> {
+        let mut env: indexmap::IndexMap<String, String> = self.run.base_env.iter().cloned().collect();
+        for (k, v) in env_ctx {
+            env.insert(k.clone(), v.to_expr_string());
+        }
+        let gh = &self.run.github;
+        let s = |k: &str| gh.get(k).map(Value::to_expr_string).unwrap_or_default();
+        let defaults = [
+            ("CI", "true".to_owned()),
+            ("GITHUB_ACTIONS", "true".to_owned()),
+            ("GITHUB_ACTOR", s("actor")),
+            ("GITHUB_API_URL", s("api_url")),
+            ("GITHUB_BASE_REF", s("base_ref")),
+            ("GITHUB_EVENT_NAME", s("event_name")),
+            ("GITHUB_EVENT_PATH", self.run.event_path.display().to_string()),
+            ("GITHUB_GRAPHQL_URL", s("graphql_url")),
+            ("GITHUB_HEAD_REF", s("head_ref")),
+            ("GITHUB_JOB", self.spec.job_id.clone()),
+            ("GITHUB_REF", s("ref")),
+            ("GITHUB_REF_NAME", s("ref_name")),
+            ("GITHUB_REF_PROTECTED", "false".to_owned()),
+            ("GITHUB_REF_TYPE", s("ref_type")),
+            ("GITHUB_REPOSITORY", s("repository")),
+            ("GITHUB_REPOSITORY_OWNER", s("repository_owner")),
+            ("GITHUB_RETENTION_DAYS", s("retention_days")),
+            ("GITHUB_RUN_ATTEMPT", s("run_attempt")),
+            ("GITHUB_RUN_ID", s("run_id")),
+            ("GITHUB_RUN_NUMBER", s("run_number")),
+            ("GITHUB_SERVER_URL", s("server_url")),
+            ("GITHUB_SHA", s("sha")),
+            ("GITHUB_TRIGGERING_ACTOR", s("triggering_actor")),
+            ("GITHUB_WORKFLOW", s("workflow")),
+            ("GITHUB_WORKFLOW_REF", s("workflow_ref")),
+            ("GITHUB_WORKSPACE", self.workspace.display().to_string()),
+            ("RUNNER_ARCH", runner_arch().to_owned()),
+            ("RUNNER_NAME", "pipewright".to_owned()),
+            ("RUNNER_OS", "Linux".to_owned()),
+            ("RUNNER_ENVIRONMENT", "self-hosted".to_owned()),
+            ("RUNNER_TEMP", self.temp.display().to_string()),
+            ("RUNNER_TOOL_CACHE", self.run.cache_dir.join("tools").display().to_string()),
+        ];
+        for (k, v) in defaults {
+            env.insert(k.to_owned(), v);
+        }
+        if let Some(f) = files {
+            env.insert("GITHUB_ENV".into(), f.env.display().to_string());
+            env.insert("GITHUB_OUTPUT".into(), f.output.display().to_string());
+            env.insert("GITHUB_PATH".into(), f.path.display().to_string());
+            env.insert("GITHUB_STEP_SUMMARY".into(), f.summary.display().to_string());
+            env.insert("GITHUB_STATE".into(), f.state.display().to_string());
+        }
+        if !self.path_prefix.is_empty() {
+            let old = env.get("PATH").cloned().unwrap_or_default();
+            let mut parts: Vec<String> = self.path_prefix.iter().rev().cloned().collect();
+            if !old.is_empty() {
+                parts.push(old);
+            }
+            env.insert("PATH".into(), parts.join(":"));
+        }
+        env.into_iter().collect()
+    }
+
+    /// Runs a process as (part of) a step, handling workflow commands in its output.
+    pub(crate) async fn run_process(
+        &mut self,
+        spawn: &Spawn,
+        deadline: Option<tokio::time::Instant>,
+        cancel: &CancellationToken,
+    ) -> std::io::Result<Exit> {
+        let masker = self.run.masker.clone();
+        let sink = self.sink;
+        let label = self.label.clone();
+        let mut stop_token: Option<String> = None;
+        let mut on_line = move |raw: String| {
+            if let Some(tok) = &stop_token {
+                if raw.trim() == format!("::{tok}::") {
+                    stop_token = None;
+                } else {
+                    sink.line(&label, Line::Output(masker.mask(&raw)));
+                }
+                return;
+            }
+            let Some(cmd) = parse_command(&raw) else {
+                sink.line(&label, Line::Output(masker.mask(&raw)));
+                return;
+            };
+            let line = match cmd.name.as_str() {
+                "add-mask" => {
+                    masker.add(&cmd.message);
+                    return;
+                }
+                "stop-commands" => {
+                    stop_token = Some(cmd.message.clone());
+                    return;
+                }
+                "group" => Line::GroupStart(masker.mask(&cmd.message)),
+                "endgroup" => Line::GroupEnd,
+                "error" | "warning" | "notice" | "debug" => Line::Annotation {
+                    level: match cmd.name.as_str() {
+                        "error" => Level::Error,
+                        "warning" => Level::Warning,
+                        "notice" => Level::Notice,
+                        _ => Level::Debug,
+                    },
+                    message: masker.mask(&cmd.message),
+                    file: cmd.properties.get("file").cloned(),
+                    line: cmd.properties.get("line").cloned(),
+                },
+                // Other commands (set-output, save-state, echo) are deprecated or disabled on
+                // GitHub; their lines are shown as output.
+                _ => Line::Output(masker.mask(&raw)),
+            };
+            sink.line(&label, line);
+        };
+        let (exit, pgid) = process::run(spawn, &mut on_line, deadline, cancel).await?;
+        self.process_groups.push(pgid);
+        Ok(exit)
+    }
+}
+
+/// The file-command files of one step.
+pub(crate) struct FileCommands {
+    pub(crate) env: PathBuf,
+    pub(crate) output: PathBuf,
+    pub(crate) path: PathBuf,
+    pub(crate) summary: PathBuf,
+    pub(crate) state: PathBuf,
+}
+
+impl FileCommands {
+    fn create(temp: &Path, n: usize) -> std::io::Result<FileCommands> {
+        let dir = temp.join("_runner_file_commands");
+        std::fs::create_dir_all(&dir)?;
+        let f = |name: &str| -> std::io::Result<PathBuf> {
+            let p = dir.join(format!("{name}_{n}"));
+            std::fs::write(&p, "")?;
+            Ok(p)
+        };
+        Ok(FileCommands {
+            env: f("set_env")?,
+            output: f("set_output")?,
+            path: f("add_path")?,
+            summary: f("step_summary")?,
+            state: f("save_state")?,
+        })
+    }
+}
+
+pub(crate) fn runner_arch() -> &'static str {
+    match std::env::consts::ARCH {
+        "x86_64" => "X64",
+        "aarch64" => "ARM64",
+        "arm" => "ARM",
+        "x86" => "X86",
+        other => other,
+    }
+}
+
+fn runner_context(temp: &Path, cache: &Path) -> Value {
+    obj([
+        ("name", Value::from("pipewright")),
+        ("os", Value::from("Linux")),
+        ("arch", Value::from(runner_arch())),
+        ("temp", Value::from(temp.display().to_string())),
+        ("tool_cache", Value::from(cache.join("tools").display().to_string())),
+        ("environment", Value::from("self-hosted")),
+        ("debug", Value::from("")),
+    ])
+}
+
+fn status_value(s: Status) -> Value {
+    Value::from(match s {
+        Status::Success => "success",
+        Status::Failure => "failure",
+        Status::Cancelled => "cancelled",
+    })
+}
+
+fn eval_ctx<'c>(contexts: &'c Map, status: Status, host: &'c dyn expr::Host) -> expr::Context<'c> {
+    expr::Context {
+        contexts,
+        status,
+        host: Some(host),
+    }
+}
+
+/// Runs the job. Never fails: every problem becomes a failed step or job with a message.
+pub async fn run_job(spec: &JobSpec, run: &RunEnv, sink: &dyn Sink, cancel: &CancellationToken) -> JobReport {
+    let started = Instant::now();
+    let label = JobLabel {
+        workflow: spec.workflow_name.clone(),
+        job_id: spec.job_id.clone(),
+        display: spec.display.clone(),
+    };
+    sink.job_started(&label);
+    let job_dir = run.run_dir.join("jobs").join(&spec.key);
+    let mut state = JobState {
+        spec,
+        run,
+        sink,
+        label: label.clone(),
+        workspace: job_dir.join("workspace"),
+        temp: job_dir.join("temp"),
+        env: Map::new(),
+        path_prefix: Vec::new(),
+        steps_ctx: Map::new(),
+        status: Status::Success,
+        step_counter: 0,
+        process_groups: Vec::new(),
+        posts: Vec::new(),
+        coverage: None,
+        job_ctx: Map::new(),
+        inputs_override: None,
+    };
+    state.job_ctx.insert("status".into(), Value::from("success"));
+    state.job_ctx.insert("container".into(), obj([("network", Value::from(""))]));
+    state.job_ctx.insert("services".into(), Value::Object(Map::new()));
+    let mut report = JobReport {
+        id: spec.job_id.clone(),
+        name: spec.display.clone(),
+        matrix: spec.matrix.as_ref().map(|m| Value::Object(m.clone()).to_json()),
+        outcome: Conclusion::Success,
+        conclusion: Conclusion::Success,
+        steps: Vec::new(),
+        outputs: serde_json::Map::new(),
+        coverage: None,
+        duration: Duration::ZERO,
+    };
+    let Some(job) = spec.job() else {
+        state.error(format!("job `{}` is not in the workflow", spec.job_id));
+        report.outcome = Conclusion::Failure;
+        report.conclusion = Conclusion::Failure;
+        sink.job_finished(&label, report.conclusion, started.elapsed());
+        return report;
+    };
+    let result = prepare_and_run(&mut state, job, cancel, &mut report).await;
+    // Orphans: processes a step left running (a server started with `&`) end with the job.
+    for pgid in std::mem::take(&mut state.process_groups) {
+        process::kill_group(pgid, nix::sys::signal::Signal::SIGKILL);
+    }
+    let outcome = match result {
+        Err(msg) => {
+            state.error(msg);
+            Conclusion::Failure
+        }
+        Ok(()) if cancel.is_cancelled() => Conclusion::Cancelled,
+        Ok(()) => match state.status {
+            Status::Success => Conclusion::Success,
+            Status::Failure => Conclusion::Failure,
+            Status::Cancelled => Conclusion::Cancelled,
+        },
+    };
+    report.outcome = outcome;
+    report.conclusion = outcome;
+    if outcome == Conclusion::Failure {
+        let host = actions::HashFiles(state.workspace.clone());
+        let ctxs = state.contexts(None);
+        let coe = job
+            .continue_on_error
+            .as_ref()
+            .map(|n| workflow::eval::evaluate(n, &eval_ctx(&ctxs, state.status, &host)));
+        if let Some(Ok(v)) = coe
+            && v.truthy()
+        {
+            report.conclusion = Conclusion::Success;
+        }
+    }
+    report.coverage = state.coverage;
+    report.duration = started.elapsed();
+    sink.job_finished(&label, report.conclusion, report.duration);
+    report
+}
+
+/// Job set-up, steps, post steps and outputs. An `Err` is a job-level failure message.
+async fn prepare_and_run(
+    state: &mut JobState<'_>,
+    job: &Job,
+    cancel: &CancellationToken,
+    report: &mut JobReport,
+) -> Result<(), String> {
+    for dir in [&state.workspace, &state.temp] {
+        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+    }
+    let wf = &state.spec.workflow;
+    let host = actions::HashFiles(state.workspace.clone());
+    // The env context: workflow env (with fewer contexts available), then job env.
+    let ctxs = state.contexts(None);
+    if let Some(env) = &wf.env {
+        let v = workflow::eval::evaluate(env, &eval_ctx(&ctxs, Status::Success, &host))
+            .map_err(|e| format!("workflow `env`: {e}"))?;
+        merge_env(&mut state.env, v);
+    }
+    if let Some(env) = &job.env {
+        let ctxs = state.contexts(None);
+        let v = workflow::eval::evaluate(env, &eval_ctx(&ctxs, Status::Success, &host))
+            .map_err(|e| format!("job `env`: {e}"))?;
+        merge_env(&mut state.env, v);
+    }
+    let ctxs = state.contexts(None);
+    let timeout = match &job.timeout_minutes {
+        Some(n) => minutes(n, &eval_ctx(&ctxs, Status::Success, &host)).map_err(|e| format!("`timeout-minutes`: {e}"))?,
+        None => Duration::from_secs(360 * 60),
+    };
+    let job_deadline = tokio::time::Instant::now() + timeout;
+    // A job past its deadline is stopped like a cancelled one, but it fails.
+    let job_cancel = cancel.child_token();
+    let timer = {
+        let t = job_cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(job_deadline).await;
+            t.cancel();
+        })
+    };
+    let mut timed_out = false;
+    for (index, step) in job.steps.iter().enumerate() {
+        if job_cancel.is_cancelled() && !cancel.is_cancelled() && !timed_out {
+            timed_out = true;
+            state.error(format!(
+                "the job has exceeded its maximum execution time of {}",
+                human_minutes(timeout)
+            ));
+            state.status = Status::Failure;
+        }
+        if cancel.is_cancelled() {
+            state.status = Status::Cancelled;
+        }
+        let r = run_step(state, step, index, &job_cancel).await;
+        report.steps.push(r);
+    }
+    timer.abort();
+    if job_cancel.is_cancelled() && !cancel.is_cancelled() && !timed_out {
+        state.error(format!(
+            "the job has exceeded its maximum execution time of {}",
+            human_minutes(timeout)
+        ));
+        state.status = Status::Failure;
+    }
+    // Post steps, in reverse order of registration.
+    let posts = std::mem::take(&mut state.posts);
+    for post in posts.into_iter().rev() {
+        if post.condition == PostCondition::Success && state.status != Status::Success {
+            continue;
+        }
+        let started = Instant::now();
+        state.sink.step_started(&state.label, &post.name);
+        let ok = match actions::run_post(state, post.action).await {
+            Ok(()) => Conclusion::Success,
+            Err(e) => {
+                state.error(e.to_string());
+                Conclusion::Failure
+            }
+        };
+        state.sink.step_finished(&state.label, &post.name, ok, started.elapsed());
+    }
+    // Job outputs, evaluated after every step.
+    let ctxs = state.contexts(None);
+    for (name, node) in &job.outputs {
+        match workflow::eval::evaluate_string(node, &eval_ctx(&ctxs, state.status, &host)) {
+            Ok(v) => {
+                // Outputs that contain a secret are not passed on, as on GitHub.
+                if state.run.masker.mask(&v) != v {
+                    state.log(Line::Annotation {
+                        level: Level::Warning,
+                        message: format!("skip output `{name}` since it may contain secret"),
+                        file: None,
+                        line: None,
+                    });
+                    continue;
+                }
+                report.outputs.insert(name.clone(), serde_json::Value::String(v));
+            }
+            Err(e) => state.error(format!("output `{name}`: {e}")),
+        }
+    }
+    Ok(())
+}
+
+fn merge_env(env: &mut Map, v: Value) {
+    if let Value::Object(m) = v {
+        for (k, v) in m {
+            env.insert(k, Value::String(v.to_expr_string()));
+        }
+    }
+}
+
+fn human_minutes(d: Duration) -> String {
+    let m = d.as_secs_f64() / 60.0;
+    if m.fract() == 0.0 {
+        format!("{m} minutes")
+    } else {
+        format!("{m:.2} minutes")
+    }
+}
+
+/// `timeout-minutes`: a positive number, fractions allowed.
+fn minutes(node: &Node, ctx: &expr::Context<'_>) -> Result<Duration, String> {
+    let v = workflow::eval::evaluate(node, ctx).map_err(|e| e.to_string())?;
+    let n = match v {
+        Value::Number(n) => n,
+        Value::String(s) => s.trim().parse::<f64>().map_err(|_| format!("`{s}` is not a number"))?,
+        other => return Err(format!("expected a number, got `{}`", other.to_expr_string())),
+    };
+    if !n.is_finite() || n <= 0.0 {
+        return Err(format!("expected a positive number of minutes, got {n}"));
+    }
+    Ok(Duration::from_secs_f64((n * 60.0).min(1e9)))
+}
+
+/// The name GitHub shows for a step without `name`.
+fn default_step_name(step: &Step) -> String {
+    if let Some(uses) = &step.uses {
+        return format!("Run {}", uses.value);
+    }
+    let run = step.run.as_ref().and_then(Node::as_str).unwrap_or_default();
+    let first = run.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    format!("Run {}", first.trim())
+}
+
+pub(crate) async fn run_step(state: &mut JobState<'_>, step: &Step, index: usize, cancel: &CancellationToken) -> StepReport {
+    let started = Instant::now();
+    let host = actions::HashFiles(state.workspace.clone());
+    let ctxs = state.contexts(None);
+    let name = match &step.name {
+        Some(n) => workflow::eval::evaluate_string(n, &eval_ctx(&ctxs, state.status, &host))
+            .unwrap_or_else(|_| n.as_str().unwrap_or_default().to_owned()),
+        None => default_step_name(step),
+    };
+    let name = state.run.masker.mask(&name);
+    let id = step.id.as_ref().map(|i| i.value.clone());
+    let ctx_id = id.clone().unwrap_or_else(|| format!("__step{index}"));
+    let mut report = StepReport {
+        id: id.clone(),
+        name: name.clone(),
+        outcome: Conclusion::Skipped,
+        conclusion: Conclusion::Skipped,
+        duration: Duration::ZERO,
+    };
+    // The condition, evaluated with the job's status so far.
+    let cond_src = step.if_.as_ref().map_or("", |c| c.value.as_str());
+    let run_it = match expr::parse_condition(cond_src) {
+        Ok(c) => {
+            let status = if cancel.is_cancelled() && state.status == Status::Success {
+                Status::Cancelled
+            } else {
+                state.status
+            };
+            match c.evaluate(&eval_ctx(&ctxs, status, &host)) {
+                Ok(b) => Ok(b),
+                Err(e) => Err(format!("the `if` of step `{name}`: {e}")),
+            }
+        }
+        Err(e) => Err(format!("the `if` of step `{name}`: {e}")),
+    };
+    let run_it = match run_it {
+        Ok(b) => b,
+        Err(msg) => {
+            state.sink.step_started(&state.label, &name);
+            state.error(msg);
+            state.status = Status::Failure;
+            report.outcome = Conclusion::Failure;
+            report.conclusion = Conclusion::Failure;
+            record_step(state, &ctx_id, &report, Map::new());
+            state.sink.step_finished(&state.label, &name, Conclusion::Failure, started.elapsed());
+            return report;
+        }
+    };
+    if !run_it {
+        record_step(state, &ctx_id, &report, Map::new());
+        return report;
+    }
+    state.sink.step_started(&state.label, &name);
+    state.step_counter += 1;
+    let (outcome, outputs) = match execute_step(state, step, cancel).await {
+        Ok((o, outputs)) => (o, outputs),
+        Err(msg) => {
+            state.error(msg);
+            (Conclusion::Failure, Map::new())
+        }
+    };
+    report.outcome = outcome;
+    report.conclusion = outcome;
+    if outcome == Conclusion::Failure {
+        let ctxs = state.contexts(None);
+        let coe = step
+            .continue_on_error
+            .as_ref()
+            .map(|n| workflow::eval::evaluate(n, &eval_ctx(&ctxs, state.status, &host)));
+        match coe {
+            Some(Ok(v)) if v.truthy() => report.conclusion = Conclusion::Success,
+            Some(Err(e)) => state.error(format!("`continue-on-error`: {e}")),
+            _ => {}
+        }
+    }
+    match report.conclusion {
+        Conclusion::Failure => state.status = Status::Failure,
+        Conclusion::Cancelled if state.status == Status::Success => state.status = Status::Cancelled,
+        _ => {}
+    }
+    state.job_ctx.insert("status".into(), status_value(state.status));
+    record_step(state, &ctx_id, &report, outputs);
+    report.duration = started.elapsed();
+    state.sink.step_finished(&state.label, &name, report.conclusion, report.duration);
+    report
+}
+
+fn record_step(state: &mut JobState<'_>, id: &str, report: &StepReport, outputs: Map) {
+    state.steps_ctx.insert(
+        id.to_owned(),
+        obj([
+            ("outputs", Value::Object(outputs)),
+            ("outcome", Value::from(report.outcome.as_str())),
+            ("conclusion", Value::from(report.conclusion.as_str())),
+        ]),
+    );
+}
+
+/// Runs the step's action or script; returns its outcome and outputs.
+async fn execute_step(
+    state: &mut JobState<'_>,
+    step: &Step,
+    cancel: &CancellationToken,
+) -> Result<(Conclusion, Map), String> {
+    let host = actions::HashFiles(state.workspace.clone());
+    let ctxs = state.contexts(None);
+    let status = state.status;
+    let ectx = eval_ctx(&ctxs, status, &host);
+    let mut step_env = Map::new();
+    if let Some(env) = &step.env {
+        match workflow::eval::evaluate(env, &ectx) {
+            Ok(v) => merge_env(&mut step_env, v),
+            Err(e) => return Err(format!("step `env`: {e}")),
+        }
+    }
+    let deadline = match &step.timeout_minutes {
+        Some(n) => Some(tokio::time::Instant::now() + minutes(n, &ectx).map_err(|e| format!("`timeout-minutes`: {e}"))?),
+        None => None,
+    };
+    let files = FileCommands::create(&state.temp, state.step_counter).map_err(|e| format!("file commands: {e}"))?;
+    let mut env_ctx = state.env.clone();
+    env_ctx.extend(step_env.iter().map(|(k, v)| (k.clone(), v.clone())));
+    let exit = if let Some(run) = &step.run {
+        let script = workflow::eval::evaluate_string(run, &ectx).map_err(|e| format!("`run`: {e}"))?;
+        let job = state.spec.job();
+        let wf = &state.spec.workflow;
+        let shell_node = step
+            .shell
+            .as_ref()
+            .or(job.and_then(|j| j.defaults.shell.as_ref()))
+            .or(wf.defaults.shell.as_ref());
+        let shell = match shell_node {
+            Some(n) => Some(workflow::eval::evaluate_string(n, &ectx).map_err(|e| format!("`shell`: {e}"))?),
+            None => None,
+        };
+        let wd_node = step
+            .working_directory
+            .as_ref()
+            .or(job.and_then(|j| j.defaults.working_directory.as_ref()))
+            .or(wf.defaults.working_directory.as_ref());
+        let cwd = match wd_node {
+            Some(n) => {
+                let wd = workflow::eval::evaluate_string(n, &ectx).map_err(|e| format!("`working-directory`: {e}"))?;
+                state.workspace.join(wd)
+            }
+            None => state.workspace.clone(),
+        };
+        if !cwd.is_dir() {
+            return Err(format!("working directory `{}` does not exist", cwd.display()));
+        }
+        let (program, args, ext) = shell_command(shell.as_deref(), &state.temp)?;
+        let script_path = state.temp.join(format!("step-{}{ext}", state.step_counter));
+        std::fs::write(&script_path, script).map_err(|e| format!("cannot write the script: {e}"))?;
+        let script_str = script_path.display().to_string();
+        let spawn = Spawn {
+            program,
+            args: args.into_iter().map(|a| a.replace("{0}", &script_str)).collect(),
+            cwd,
+            env: state.process_env(&env_ctx, Some(&files)),
+        };
+        if spawn.program.is_empty() {
+            return Err("the shell command is empty".into());
+        }
+        match state.run_process(&spawn, deadline, cancel).await {
+            Ok(exit) => exit,
+            Err(e) => return Err(format!("cannot start `{}`: {e}", spawn.program)),
+        }
+    } else if let Some(uses) = &step.uses {
+        let with = match &step.with {
+            Some(w) => match workflow::eval::evaluate(w, &ectx) {
+                Ok(Value::Object(m)) => m,
+                Ok(_) => Map::new(),
+                Err(e) => return Err(format!("`with`: {e}")),
+            },
+            None => Map::new(),
+        };
+        let call = actions::Call {
+            uses: uses.value.clone(),
+            with,
+            env: env_ctx.clone(),
+            files: &files,
+            deadline,
+        };
+        match actions::run(state, call, cancel).await {
+            Ok(exit) => exit,
+            Err(e) => return Err(e.to_string()),
+        }
+    } else {
+        return Err("the step has neither `run` nor `uses`".into());
+    };
+    let outputs = apply_file_commands(state, &files);
+    let outcome = match exit {
+        Exit::Code(0) => Conclusion::Success,
+        Exit::Code(c) => {
+            state.error(format!("Process completed with exit code {c}."));
+            Conclusion::Failure
+        }
+        Exit::Signal(s) => {
+            state.error(format!("Process was killed by signal {s}."));
+            Conclusion::Failure
+        }
+        Exit::TimedOut => {
+            state.error("The step has timed out.".to_owned());
+            Conclusion::Failure
+        }
+        Exit::Cancelled => {
+            if cancel.is_cancelled() && state.status != Status::Failure {
+                Conclusion::Cancelled
+            } else {
+                Conclusion::Failure
+            }
+        }
+    };
+    let outputs = outputs.unwrap_or_else(|e| {
+        state.error(e);
+        Map::new()
+    });
+    Ok((outcome, outputs))
+}
+
+/// Reads the step's file commands: env, path, outputs, summary.
+fn apply_file_commands(state: &mut JobState<'_>, files: &FileCommands) -> Result<Map, String> {
+    let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
+    let env = parse_key_values(&read(&files.env)).map_err(|e| format!("GITHUB_ENV: {e}"))?;
+    for (k, v) in env {
+        state.env.insert(k, Value::String(v));
+    }
+    for line in read(&files.path).lines() {
+        let line = line.trim();
+        if !line.is_empty() {
+            state.path_prefix.push(line.to_owned());
+        }
+    }
+    let summary = read(&files.summary);
+    if !summary.is_empty() {
+        let path = state.run.run_dir.join("summary.md");
+        let text = state.run.masker.mask(&summary);
+        use std::io::Write;
+        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+            let _ = f.write_all(text.as_bytes());
+        }
+    }
+    let mut outputs = Map::new();
+    for (k, v) in parse_key_values(&read(&files.output)).map_err(|e| format!("GITHUB_OUTPUT: {e}"))? {
+        outputs.insert(k, Value::String(v));
+    }
+    Ok(outputs)
+}
+
+/// The program and arguments for a `shell:` value, and the script file's extension.
+fn shell_command(shell: Option<&str>, _temp: &Path) -> Result<(String, Vec<String>, &'static str), String> {
+    let v = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
+    Ok(match shell.map(str::trim) {
+        None | Some("") => {
+            if which("bash") {
+                ("bash".into(), v(&["-e", "{0}"]), ".sh")
+            } else {
+                ("sh".into(), v(&["-e", "{0}"]), ".sh")
+            }
+        }
+        Some("bash") => ("bash".into(), v(&["--noprofile", "--norc", "-eo", "pipefail", "{0}"]), ".sh"),
+        Some("sh") => ("sh".into(), v(&["-e", "{0}"]), ".sh"),
+        Some("python") => ("python".into(), v(&["{0}"]), ".py"),
+        Some("pwsh") => ("pwsh".into(), v(&["-command", ". '{0}'"]), ".ps1"),
+        Some("cmd" | "powershell") => {
+            return Err(format!("shell `{}` is only available on Windows runners", shell.unwrap_or_default()));
+        }
+        Some(custom) => {
+            if !custom.contains("{0}") {
+                return Err(format!(
+                    "custom shell `{custom}` must contain `{{0}}`, the place of the script file"
+                ));
+            }
+            let mut parts = custom.split_whitespace().map(str::to_owned);
+            let program = parts.next().unwrap_or_default();
+            (program, parts.collect(), "")
+        }
+    })
+}
+
+/// Whether `program` is on the PATH.
+pub(crate) fn which(program: &str) -> bool {
+    std::env::var_os("PATH").is_some_and(|paths| {
+        std::env::split_paths(&paths).any(|d| d.join(program).is_file())
+    })
+}

@@ -1,0 +1,23 @@
+//! The engine: runs workflow jobs on the host. It turns a job of the model into processes
+//! (shells, built-in actions), handles file and workflow commands, masks secrets, and reports
+//! what happens to a [`Sink`].
+//!
+//! The engine knows nothing of the command line, HTTP or databases: the binary, the server and
+//! the remote runner drive it. A single job can run alone ([`run_job`]) given the run's
+//! contexts and its needs' results, which is what a remote runner does.
+
+mod actions;
+pub mod commands;
+pub mod files;
+mod job;
+pub mod mask;
+pub mod process;
+pub mod report;
+mod run;
+pub mod sink;
+
+pub use job::{JobSpec, RunEnv, Source, run_job};
+pub use mask::Masker;
+pub use report::{Conclusion, JobReport, RunReport, StepReport, WorkflowReport};
+pub use run::{Options, Planned, run};
+pub use sink::{JobLabel, Level, Line, Sink};

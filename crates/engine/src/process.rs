@@ -1,0 +1,157 @@
+//! Running one process on the host: its own process group, stdout and stderr merged line by
+//! line, a deadline and cancellation that stop the whole group (SIGTERM, then SIGKILL after a
+//! grace period).
+
+use std::path::PathBuf;
+use std::process::Stdio;
+use std::time::Duration;
+
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::process::Command;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+/// What to start.
+#[derive(Debug, Clone)]
+pub struct Spawn {
+    pub program: String,
+    pub args: Vec<String>,
+    pub cwd: PathBuf,
+    /// The whole environment of the process (nothing else is inherited).
+    pub env: Vec<(String, String)>,
+}
+
+/// How a process ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Exit {
+    Code(i32),
+    Signal(i32),
+    TimedOut,
+    Cancelled,
+}
+
+impl Exit {
+    pub fn success(self) -> bool {
+        self == Exit::Code(0)
+    }
+}
+
+/// How long a process group gets between SIGTERM and SIGKILL.
+pub const KILL_GRACE: Duration = Duration::from_secs(5);
+
+/// How long output is still read after the process exited, for background children that
+/// keep the pipes open; their output after that is not waited for.
+const DRAIN: Duration = Duration::from_millis(100);
+
+/// Runs `spawn`, calling `on_line` for every line of output (without its newline). Returns the
+/// exit and the process group id (the group may outlive the process: see [`kill_group`]).
+pub async fn run(
+    spawn: &Spawn,
+    on_line: &mut (dyn FnMut(String) + Send),
+    deadline: Option<Instant>,
+    cancel: &CancellationToken,
+) -> std::io::Result<(Exit, i32)> {
+    let mut cmd = Command::new(&spawn.program);
+    cmd.args(&spawn.args)
+        .current_dir(&spawn.cwd)
+        .env_clear()
+        .envs(spawn.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .kill_on_drop(true);
+    let mut child = cmd.spawn()?;
+    let pgid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
+    let (tx, mut rx) = mpsc::channel::<String>(256);
+    if let Some(out) = child.stdout.take() {
+        tokio::spawn(read_lines(out, tx.clone()));
+    }
+    if let Some(err) = child.stderr.take() {
+        tokio::spawn(read_lines(err, tx.clone()));
+    }
+    drop(tx);
+
+    let mut status: Option<std::process::ExitStatus> = None;
+    let mut pipes_open = true;
+    let mut drain_until: Option<Instant> = None;
+    let mut stopping: Option<(Exit, Instant, bool)> = None; // (reason, kill at, killed)
+    let far = Instant::now() + Duration::from_secs(86400 * 365);
+    loop {
+        if status.is_some() && !pipes_open {
+            break;
+        }
+        let kill_at = stopping.as_ref().filter(|s| !s.2).map_or(far, |s| s.1);
+        tokio::select! {
+            line = rx.recv(), if pipes_open => match line {
+                Some(l) => on_line(l),
+                None => pipes_open = false,
+            },
+            s = child.wait(), if status.is_none() => {
+                status = Some(s?);
+                drain_until = Some(Instant::now() + DRAIN);
+            }
+            () = tokio::time::sleep_until(drain_until.unwrap_or(far)), if drain_until.is_some() => break,
+            () = tokio::time::sleep_until(deadline.unwrap_or(far)), if deadline.is_some() && stopping.is_none() && status.is_none() => {
+                kill_group(pgid, Signal::SIGTERM);
+                stopping = Some((Exit::TimedOut, Instant::now() + KILL_GRACE, false));
+            }
+            () = cancel.cancelled(), if stopping.is_none() && status.is_none() => {
+                kill_group(pgid, Signal::SIGTERM);
+                stopping = Some((Exit::Cancelled, Instant::now() + KILL_GRACE, false));
+            }
+            () = tokio::time::sleep_until(kill_at), if stopping.as_ref().is_some_and(|s| !s.2) => {
+                kill_group(pgid, Signal::SIGKILL);
+                if let Some(s) = stopping.as_mut() {
+                    s.2 = true;
+                }
+            }
+        }
+    }
+    if let Some((reason, ..)) = stopping {
+        // Whatever the group left behind goes too: a timed-out step must not linger.
+        kill_group(pgid, Signal::SIGKILL);
+        return Ok((reason, pgid));
+    }
+    let exit = match status {
+        Some(s) => match (s.code(), std::os::unix::process::ExitStatusExt::signal(&s)) {
+            (Some(c), _) => Exit::Code(c),
+            (None, Some(sig)) => Exit::Signal(sig),
+            (None, None) => Exit::Code(1),
+        },
+        None => Exit::Code(1),
+    };
+    Ok((exit, pgid))
+}
+
+/// Sends `signal` to a process group; a group that is already gone is not an error.
+pub fn kill_group(pgid: i32, signal: Signal) {
+    if pgid > 1 {
+        let _ = killpg(Pid::from_raw(pgid), signal);
+    }
+}
+
+async fn read_lines(r: impl AsyncRead + Unpin, tx: mpsc::Sender<String>) {
+    let mut reader = BufReader::new(r);
+    let mut buf = Vec::new();
+    loop {
+        buf.clear();
+        match reader.read_until(b'\n', &mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                if buf.last() == Some(&b'\n') {
+                    buf.pop();
+                    if buf.last() == Some(&b'\r') {
+                        buf.pop();
+                    }
+                }
+                if tx.send(String::from_utf8_lossy(&buf).into_owned()).await.is_err() {
+                    return;
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,80 @@
+//! Results of steps, jobs, workflows and runs, and the JSON report `--report` writes.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+/// GitHub's result vocabulary for steps and jobs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Conclusion {
+    Success,
+    Failure,
+    Cancelled,
+    Skipped,
+}
+
+impl Conclusion {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Conclusion::Success => "success",
+            Conclusion::Failure => "failure",
+            Conclusion::Cancelled => "cancelled",
+            Conclusion::Skipped => "skipped",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct StepReport {
+    pub id: Option<String>,
+    pub name: String,
+    pub outcome: Conclusion,
+    pub conclusion: Conclusion,
+    #[serde(skip)]
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct JobReport {
+    pub id: String,
+    pub name: String,
+    pub matrix: Option<serde_json::Value>,
+    /// `failure` for a job that failed under `continue-on-error`, whose conclusion is `success`.
+    pub outcome: Conclusion,
+    pub conclusion: Conclusion,
+    pub steps: Vec<StepReport>,
+    pub outputs: serde_json::Map<String, serde_json::Value>,
+    /// Line coverage recorded by `codecov/codecov-action`, in percent.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub coverage: Option<f64>,
+    #[serde(skip)]
+    pub duration: Duration,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct WorkflowReport {
+    pub file: String,
+    pub name: String,
+    pub conclusion: Conclusion,
+    pub jobs: Vec<JobReport>,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct RunReport {
+    pub conclusion: Conclusion,
+    pub workflows: Vec<WorkflowReport>,
+}
+
+/// The conclusion of a set of jobs: cancelled wins, then failure; skipped jobs count as passed.
+pub fn combine(conclusions: impl IntoIterator<Item = Conclusion>) -> Conclusion {
+    let mut out = Conclusion::Success;
+    for c in conclusions {
+        match c {
+            Conclusion::Cancelled => return Conclusion::Cancelled,
+            Conclusion::Failure => out = Conclusion::Failure,
+            Conclusion::Success | Conclusion::Skipped => {}
+        }
+    }
+    out
+}

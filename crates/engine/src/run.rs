@@ -1,0 +1,470 @@
+//! Running whole workflows: the job graph by `needs`, job-level `if`, matrix expansion with
+//! `fail-fast` and `max-parallel`, and a bound on jobs running at once.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::time::Instant;
+
+use expr::{Map, Status, Value};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use workflow::{Job, Workflow};
+
+use crate::job::{JobSpec, RunEnv, obj, run_job};
+use crate::report::{Conclusion, JobReport, RunReport, WorkflowReport, combine};
+use crate::sink::{JobLabel, Level, Line, Sink};
+
+/// A workflow selected to run.
+#[derive(Debug, Clone)]
+pub struct Planned {
+    /// The file, as shown to the user (`.github/workflows/ci.yml`).
+    pub file: String,
+    pub workflow: Arc<Workflow>,
+}
+
+impl Planned {
+    pub fn name(&self) -> String {
+        self.workflow
+            .name
+            .as_ref()
+            .map(|n| n.value.clone())
+            .unwrap_or_else(|| self.file.clone())
+    }
+}
+
+/// Options of a run.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// Job instances running at once.
+    pub parallel: usize,
+    /// Run only this job (and the jobs it needs).
+    pub only_job: Option<String>,
+}
+
+/// The outcome of one job (all its matrix instances), as `needs` sees it.
+#[derive(Debug, Clone)]
+struct Done {
+    result: Conclusion,
+    outputs: Map,
+}
+
+/// Runs the workflows, each with its run environment (its `github.workflow`, its inputs);
+/// every job of every workflow shares the `parallel` slots.
+pub async fn run(
+    planned: Vec<(Planned, Arc<RunEnv>)>,
+    sink: Arc<dyn Sink>,
+    cancel: CancellationToken,
+    options: Options,
+) -> RunReport {
+    let slots = Arc::new(Semaphore::new(options.parallel.max(1)));
+    let mut set = JoinSet::new();
+    for (i, (p, env)) in planned.into_iter().enumerate() {
+        let (sink, cancel, slots, options) = (sink.clone(), cancel.clone(), slots.clone(), options.clone());
+        set.spawn(async move { (i, run_workflow(p, env, sink, cancel, slots, &options).await) });
+    }
+    let mut reports: Vec<(usize, WorkflowReport)> = Vec::new();
+    while let Some(r) = set.join_next().await {
+        if let Ok(r) = r {
+            reports.push(r);
+        }
+    }
+    reports.sort_by_key(|(i, _)| *i);
+    let workflows: Vec<WorkflowReport> = reports.into_iter().map(|(_, r)| r).collect();
+    RunReport {
+        conclusion: combine(workflows.iter().map(|w| w.conclusion)),
+        workflows,
+    }
+}
+
+/// The jobs to run: all, or one job and everything it needs.
+fn selected(wf: &Workflow, only: Option<&str>) -> Vec<String> {
+    let Some(only) = only else {
+        return wf.jobs.keys().cloned().collect();
+    };
+    let mut keep = HashSet::new();
+    let mut stack = vec![only.to_owned()];
+    while let Some(id) = stack.pop() {
+        if let Some(job) = wf.jobs.get(&id)
+            && keep.insert(id)
+        {
+            stack.extend(job.needs.iter().map(|n| n.value.clone()));
+        }
+    }
+    wf.jobs.keys().filter(|k| keep.contains(*k)).cloned().collect()
+}
+
+async fn run_workflow(
+    planned: Planned,
+    env: Arc<RunEnv>,
+    sink: Arc<dyn Sink>,
+    cancel: CancellationToken,
+    slots: Arc<Semaphore>,
+    options: &Options,
+) -> WorkflowReport {
+    let name = planned.name();
+    let wf = planned.workflow.clone();
+    let ids = selected(&wf, options.only_job.as_deref());
+    let mut done: HashMap<String, Done> = HashMap::new();
+    let mut reports: HashMap<String, Vec<JobReport>> = HashMap::new();
+    let mut started: HashSet<String> = HashSet::new();
+    let mut set: JoinSet<(String, Done, Vec<JobReport>)> = JoinSet::new();
+    loop {
+        // Start every job whose needs are all done.
+        for id in &ids {
+            if started.contains(id) {
+                continue;
+            }
+            let Some(job) = wf.jobs.get(id) else { continue };
+            if !job.needs.iter().all(|n| done.contains_key(&n.value) || !ids.contains(&n.value)) {
+                continue;
+            }
+            started.insert(id.clone());
+            let needs = needs_context(job, &done);
+            let status = ancestors_status(&wf, id, &done, &cancel);
+            let any_need_skipped = job
+                .needs
+                .iter()
+                .any(|n| done.get(&n.value).is_some_and(|d| d.result == Conclusion::Skipped));
+            let (wf, env, sink, cancel, slots, id, name) =
+                (wf.clone(), env.clone(), sink.clone(), cancel.clone(), slots.clone(), id.clone(), name.clone());
+            set.spawn(async move {
+                let (d, r) = run_job_node(&wf, &name, &id, needs, status, any_need_skipped, env, sink, cancel, slots).await;
+                (id, d, r)
+            });
+        }
+        match set.join_next().await {
+            Some(Ok((id, d, r))) => {
+                done.insert(id.clone(), d);
+                reports.insert(id, r);
+            }
+            Some(Err(_)) => {}
+            None => break,
+        }
+    }
+    // Report in workflow order; jobs never reached (their needs were never done) are skipped.
+    let mut jobs = Vec::new();
+    for id in &ids {
+        match reports.remove(id) {
+            Some(r) => jobs.extend(r),
+            None => jobs.push(skipped_report(&wf, id)),
+        }
+    }
+    WorkflowReport {
+        file: planned.file.clone(),
+        name,
+        conclusion: combine(jobs.iter().map(|j| j.conclusion)),
+        jobs,
+    }
+}
+
+fn needs_context(job: &Job, done: &HashMap<String, Done>) -> Map {
+    let mut needs = Map::new();
+    for n in &job.needs {
+        let d = done.get(&n.value);
+        needs.insert(
+            n.value.clone(),
+            obj([
+                ("result", Value::from(d.map_or("skipped", |d| d.result.as_str()))),
+                ("outputs", Value::Object(d.map(|d| d.outputs.clone()).unwrap_or_default())),
+            ]),
+        );
+    }
+    needs
+}
+
+/// The status a job's `if` sees: failure if any ancestor failed, cancelled if the run was.
+fn ancestors_status(wf: &Workflow, id: &str, done: &HashMap<String, Done>, cancel: &CancellationToken) -> Status {
+    if cancel.is_cancelled() {
+        return Status::Cancelled;
+    }
+    let mut seen = HashSet::new();
+    let mut stack: Vec<&str> = wf.jobs.get(id).map(|j| j.needs.iter().map(|n| n.value.as_str()).collect()).unwrap_or_default();
+    while let Some(n) = stack.pop() {
+        if !seen.insert(n) {
+            continue;
+        }
+        match done.get(n).map(|d| d.result) {
+            Some(Conclusion::Failure) => return Status::Failure,
+            Some(Conclusion::Cancelled) => return Status::Cancelled,
+            _ => {}
+        }
+        if let Some(j) = wf.jobs.get(n) {
+            stack.extend(j.needs.iter().map(|x| x.value.as_str()));
+        }
+    }
+    Status::Success
+}
+
+fn skipped_report(wf: &Workflow, id: &str) -> JobReport {
+    let name = wf
+        .jobs
+        .get(id)
+        .and_then(|j| j.name.as_ref())
+        .and_then(|n| n.as_str())
+        .filter(|n| !n.contains("${{"))
+        .unwrap_or(id)
+        .to_owned();
+    JobReport {
+        id: id.to_owned(),
+        name,
+        matrix: None,
+        outcome: Conclusion::Skipped,
+        conclusion: Conclusion::Skipped,
+        steps: Vec::new(),
+        outputs: serde_json::Map::new(),
+        coverage: None,
+        duration: std::time::Duration::ZERO,
+    }
+}
+
+fn base_contexts(env: &RunEnv, needs: &Map) -> Map {
+    let mut c = Map::new();
+    c.insert("github".into(), Value::Object(env.github.clone()));
+    c.insert("vars".into(), Value::Object(env.vars.clone()));
+    c.insert("inputs".into(), Value::Object(env.inputs.clone()));
+    c.insert("needs".into(), Value::Object(needs.clone()));
+    c
+}
+
+/// Runs one job of the graph: its `if`, its matrix, its instances.
+#[allow(clippy::too_many_arguments)]
+async fn run_job_node(
+    wf: &Arc<Workflow>,
+    wf_name: &str,
+    id: &str,
+    needs: Map,
+    status: Status,
+    any_need_skipped: bool,
+    env: Arc<RunEnv>,
+    sink: Arc<dyn Sink>,
+    cancel: CancellationToken,
+    slots: Arc<Semaphore>,
+) -> (Done, Vec<JobReport>) {
+    let Some(job) = wf.jobs.get(id) else {
+        return (
+            Done {
+                result: Conclusion::Skipped,
+                outputs: Map::new(),
+            },
+            Vec::new(),
+        );
+    };
+    let label = JobLabel {
+        workflow: wf_name.to_owned(),
+        job_id: id.to_owned(),
+        display: id.to_owned(),
+    };
+    let fail = |msg: String| {
+        sink.line(
+            &label,
+            Line::Annotation {
+                level: Level::Error,
+                message: msg,
+                file: None,
+                line: None,
+            },
+        );
+        let mut r = skipped_report(wf, id);
+        r.outcome = Conclusion::Failure;
+        r.conclusion = Conclusion::Failure;
+        (
+            Done {
+                result: Conclusion::Failure,
+                outputs: Map::new(),
+            },
+            vec![r],
+        )
+    };
+    let skip = || {
+        (
+            Done {
+                result: Conclusion::Skipped,
+                outputs: Map::new(),
+            },
+            vec![skipped_report(wf, id)],
+        )
+    };
+    let ctxs = base_contexts(&env, &needs);
+    let ectx = expr::Context {
+        contexts: &ctxs,
+        status,
+        host: None,
+    };
+    let cond_src = job.if_.as_ref().map_or("", |c| c.value.as_str());
+    let cond = match expr::parse_condition(cond_src) {
+        Ok(c) => c,
+        Err(e) => return fail(format!("the `if` of job `{id}`: {e}")),
+    };
+    if any_need_skipped && !cond.uses_status_function() {
+        return skip();
+    }
+    match cond.evaluate(&ectx) {
+        Ok(true) => {}
+        Ok(false) => return skip(),
+        Err(e) => return fail(format!("the `if` of job `{id}`: {e}")),
+    }
+    // The matrix, evaluated with the contexts `strategy` may use.
+    let strategy = job.strategy.clone().unwrap_or_default();
+    let configs = match &strategy.matrix {
+        None => vec![None],
+        Some(node) => match workflow::eval::evaluate(node, &ectx) {
+            Err(e) => return fail(format!("the matrix of job `{id}`: {e}")),
+            Ok(v) => match matrix_of(&v) {
+                Err(e) => return fail(format!("the matrix of job `{id}`: {e}")),
+                Ok(m) => match plan::matrix::configurations(&m) {
+                    Err(e) => return fail(format!("the matrix of job `{id}`: {e}")),
+                    Ok(c) if c.is_empty() => return skip(),
+                    Ok(c) => c.into_iter().map(Some).collect(),
+                },
+            },
+        },
+    };
+    let bool_of = |n: &Option<workflow::Node>, default: bool| -> Result<bool, String> {
+        match n {
+            None => Ok(default),
+            Some(n) => workflow::eval::evaluate(n, &ectx).map(|v| v.truthy()).map_err(|e| e.to_string()),
+        }
+    };
+    let fail_fast = match bool_of(&strategy.fail_fast, true) {
+        Ok(b) => b,
+        Err(e) => return fail(format!("`fail-fast` of job `{id}`: {e}")),
+    };
+    let max_parallel = match &strategy.max_parallel {
+        None => configs.len(),
+        Some(n) => match workflow::eval::evaluate(n, &ectx) {
+            Ok(Value::Number(x)) if x >= 1.0 => x as usize,
+            Ok(Value::String(s)) if s.trim().parse::<usize>().is_ok_and(|x| x >= 1) => s.trim().parse().unwrap_or(1),
+            Ok(v) => return fail(format!("`max-parallel` of job `{id}` must be a positive number, got `{}`", v.to_expr_string())),
+            Err(e) => return fail(format!("`max-parallel` of job `{id}`: {e}")),
+        },
+    };
+    let total = configs.len();
+    let group_cancel = cancel.child_token();
+    let local = Arc::new(Semaphore::new(max_parallel.max(1)));
+    let mut set = JoinSet::new();
+    for (index, config) in configs.into_iter().enumerate() {
+        let mut strategy_ctx = Map::new();
+        strategy_ctx.insert("fail-fast".into(), Value::Bool(fail_fast));
+        strategy_ctx.insert("job-index".into(), Value::Number(index as f64));
+        strategy_ctx.insert("job-total".into(), Value::Number(total as f64));
+        strategy_ctx.insert("max-parallel".into(), Value::Number(max_parallel as f64));
+        let (matrix, suffix) = match config {
+            Some(c) => (Some(c.values), c.display_suffix),
+            None => (None, String::new()),
+        };
+        // The display name: `name` evaluated with the matrix, else the id, plus the matrix
+        // values unless the name already uses the matrix.
+        let mut dctx = ctxs.clone();
+        dctx.insert("matrix".into(), Value::Object(matrix.clone().unwrap_or_default()));
+        dctx.insert("strategy".into(), Value::Object(strategy_ctx.clone()));
+        let name_uses_matrix = job.name.as_ref().and_then(|n| n.as_str()).is_some_and(|n| n.contains("matrix."));
+        let base_name = match &job.name {
+            Some(n) => workflow::eval::evaluate_string(
+                n,
+                &expr::Context {
+                    contexts: &dctx,
+                    status,
+                    host: None,
+                },
+            )
+            .unwrap_or_else(|_| id.to_owned()),
+            None => id.to_owned(),
+        };
+        let display = if suffix.is_empty() || name_uses_matrix {
+            base_name
+        } else {
+            plan::matrix::display_name(&base_name, &suffix)
+        };
+        let spec = JobSpec {
+            workflow: wf.clone(),
+            workflow_name: wf_name.to_owned(),
+            job_id: id.to_owned(),
+            key: format!("{}-{id}-{index}", sanitize(wf_name)),
+            display,
+            matrix,
+            strategy: strategy_ctx,
+            needs: needs.clone(),
+        };
+        let (env, sink, group_cancel, slots, local) = (env.clone(), sink.clone(), group_cancel.clone(), slots.clone(), local.clone());
+        set.spawn(async move {
+            let _local = local.acquire_owned().await;
+            let _slot = slots.acquire_owned().await;
+            if group_cancel.is_cancelled() {
+                // A sibling failed under fail-fast before this one started.
+                let mut r = skipped_report(&spec.workflow, &spec.job_id);
+                r.name = spec.display.clone();
+                r.matrix = spec.matrix.as_ref().map(|m| Value::Object(m.clone()).to_json());
+                r.outcome = Conclusion::Cancelled;
+                r.conclusion = Conclusion::Cancelled;
+                return (index, r);
+            }
+            let started = Instant::now();
+            let mut r = run_job(&spec, &env, sink.as_ref(), &group_cancel).await;
+            r.duration = started.elapsed();
+            if r.conclusion == Conclusion::Failure && fail_fast {
+                group_cancel.cancel();
+            }
+            (index, r)
+        });
+    }
+    let mut reports: Vec<(usize, JobReport)> = Vec::new();
+    let mut outputs = Map::new();
+    while let Some(r) = set.join_next().await {
+        if let Ok((i, r)) = r {
+            for (k, v) in &r.outputs {
+                outputs.insert(k.clone(), Value::from_json(v.clone()));
+            }
+            reports.push((i, r));
+        }
+    }
+    reports.sort_by_key(|(i, _)| *i);
+    let reports: Vec<JobReport> = reports.into_iter().map(|(_, r)| r).collect();
+    let result = if cancel.is_cancelled() {
+        Conclusion::Cancelled
+    } else if reports.iter().any(|r| r.conclusion == Conclusion::Failure) {
+        Conclusion::Failure
+    } else if reports.iter().any(|r| r.conclusion == Conclusion::Cancelled) {
+        Conclusion::Cancelled
+    } else {
+        Conclusion::Success
+    };
+    (Done { result, outputs }, reports)
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+}
+
+/// An evaluated `strategy.matrix` as the planner's input.
+fn matrix_of(v: &Value) -> Result<plan::matrix::Matrix, String> {
+    let Value::Object(map) = v else {
+        return Err(format!("expected a mapping, got `{}`", v.to_expr_string()));
+    };
+    let mut m = plan::matrix::Matrix::default();
+    for (k, v) in map {
+        match (k.as_str(), v) {
+            ("include" | "exclude", Value::Array(items)) => {
+                for item in items {
+                    let Value::Object(o) = item else {
+                        return Err(format!("each `{k}` entry must be a mapping"));
+                    };
+                    if k == "include" {
+                        m.include.push(o.clone());
+                    } else {
+                        m.exclude.push(o.clone());
+                    }
+                }
+            }
+            ("include" | "exclude", _) => return Err(format!("`{k}` must be a sequence")),
+            (_, Value::Array(items)) => m.dimensions.push((k.clone(), items.clone())),
+            (_, other) => {
+                return Err(format!(
+                    "dimension `{k}` must be a sequence, got `{}`",
+                    other.to_expr_string()
+                ));
+            }
+        }
+    }
+    Ok(m)
+}

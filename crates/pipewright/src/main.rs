@@ -1,0 +1,35 @@
+//! The `pipewright` binary: the command line over the engine. Errors end here, printed with
+//! their chain; exit codes follow the documented contract (0 ok, 1 a job failed, 2 invalid
+//! workflow or invocation, 130 cancelled).
+
+mod cli;
+mod console;
+mod repo;
+mod run_cmd;
+mod validate_cmd;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let cli = match cli::Cli::try_parse() {
+        Ok(c) => c,
+        Err(e) => {
+            let code = if e.use_stderr() { 2 } else { 0 };
+            let _ = e.print();
+            return ExitCode::from(code);
+        }
+    };
+    let result = match cli.command {
+        cli::Command::Validate(args) => validate_cmd::run(&args),
+        cli::Command::Run(args) => run_cmd::run(*args),
+    };
+    match result {
+        Ok(code) => ExitCode::from(code),
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}

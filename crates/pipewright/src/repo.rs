@@ -1,0 +1,123 @@
+//! The git repository a run is for: its root, branch, commit, default branch, changed files,
+//! and its workflow files.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, Result, bail};
+
+fn git(dir: &Path, args: &[&str]) -> Option<String> {
+    let out = Command::new("git").arg("-C").arg(dir).args(args).output().ok()?;
+    out.status
+        .success()
+        .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// A git work tree.
+#[derive(Debug, Clone)]
+pub(crate) struct Repo {
+    pub(crate) root: PathBuf,
+}
+
+impl Repo {
+    pub(crate) fn discover(dir: &Path) -> Result<Repo> {
+        match git(dir, &["rev-parse", "--show-toplevel"]) {
+            Some(root) if !root.is_empty() => Ok(Repo { root: PathBuf::from(root) }),
+            _ => bail!(
+                "{} is not inside a git work tree (pipewright run needs one: run `git init` or pass -C DIR)",
+                dir.display()
+            ),
+        }
+    }
+
+    pub(crate) fn branch(&self) -> Option<String> {
+        git(&self.root, &["symbolic-ref", "--quiet", "--short", "HEAD"]).filter(|b| !b.is_empty())
+    }
+
+    pub(crate) fn head(&self) -> Option<String> {
+        git(&self.root, &["rev-parse", "--verify", "--quiet", "HEAD"]).filter(|s| !s.is_empty())
+    }
+
+    pub(crate) fn resolve(&self, rev: &str) -> Result<String> {
+        git(&self.root, &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")])
+            .filter(|s| !s.is_empty())
+            .with_context(|| format!("`{rev}` is not a commit of {}", self.root.display()))
+    }
+
+    /// The default branch: origin's HEAD, else `main` or `master` if they exist, else `main`.
+    pub(crate) fn default_branch(&self) -> String {
+        if let Some(r) = git(&self.root, &["symbolic-ref", "--quiet", "refs/remotes/origin/HEAD"])
+            && let Some(b) = r.strip_prefix("refs/remotes/origin/")
+        {
+            return b.to_owned();
+        }
+        for b in ["main", "master"] {
+            if git(&self.root, &["rev-parse", "--verify", "--quiet", &format!("refs/heads/{b}")]).is_some() {
+                return b.to_owned();
+            }
+        }
+        "main".to_owned()
+    }
+
+    /// `owner/name`, from the origin URL or the directory name.
+    pub(crate) fn name(&self) -> String {
+        if let Some(url) = git(&self.root, &["remote", "get-url", "origin"]) {
+            let trimmed = url.trim_end_matches('/').trim_end_matches(".git");
+            let parts: Vec<&str> = trimmed.rsplit(['/', ':']).take(2).collect();
+            if parts.len() == 2 && !parts[0].is_empty() && !parts[1].is_empty() {
+                return format!("{}/{}", parts[1], parts[0]);
+            }
+        }
+        let dir = self.root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "repo".into());
+        format!("local/{dir}")
+    }
+
+    /// Files changed by the event: the last commit and the uncommitted changes (push), or
+    /// everything since the merge base with the base branch (pull request). `None` if git
+    /// cannot tell (for example a repository with one commit and no parent).
+    pub(crate) fn changed_paths(&self, base: Option<&str>) -> Option<Vec<String>> {
+        let mut files: Vec<String> = Vec::new();
+        let diff_base = match base {
+            Some(b) => git(&self.root, &["merge-base", "HEAD", b]),
+            None => git(&self.root, &["rev-parse", "--verify", "--quiet", "HEAD~1"]),
+        };
+        match diff_base {
+            Some(b) if !b.is_empty() => files.extend(
+                git(&self.root, &["diff", "--name-only", &b])?.lines().map(str::to_owned),
+            ),
+            _ => {
+                // No parent: everything tracked counts as changed.
+                files.extend(git(&self.root, &["ls-files"])?.lines().map(str::to_owned));
+            }
+        }
+        if let Some(untracked) = git(&self.root, &["ls-files", "--others", "--exclude-standard"]) {
+            files.extend(untracked.lines().map(str::to_owned));
+        }
+        files.sort();
+        files.dedup();
+        files.retain(|f| !f.is_empty());
+        Some(files)
+    }
+}
+
+/// The workflow files of `.github/workflows/` under `root`, sorted.
+pub(crate) fn workflow_files(root: &Path) -> Result<Vec<PathBuf>> {
+    let dir = root.join(".github").join("workflows");
+    let rd = match std::fs::read_dir(&dir) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(e).with_context(|| format!("cannot read {}", dir.display())),
+    };
+    let mut files: Vec<PathBuf> = rd
+        .filter_map(Result::ok)
+        .map(|e| e.path())
+        .filter(|p| p.is_file() && p.extension().is_some_and(|e| e == "yml" || e == "yaml"))
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// A path relative to `base` for display.
+pub(crate) fn display_path(path: &Path, base: &Path) -> String {
+    path.strip_prefix(base).unwrap_or(path).display().to_string()
+}

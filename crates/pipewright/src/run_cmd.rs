@@ -1,0 +1,455 @@
+//! `pipewright run`: picks the workflows an event fires in this repository and runs them.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, Result, bail};
+use engine::{Conclusion, Planned, RunEnv, Source};
+use expr::{Map, Value};
+use tokio_util::sync::CancellationToken;
+use workflow::{InputType, Workflow};
+
+use crate::cli::RunArgs;
+use crate::console::Console;
+use crate::repo::{self, Repo};
+
+/// Parses `NAME=VALUE`.
+fn pair(s: &str, what: &str) -> Result<(String, String)> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.trim().is_empty() => Ok((k.trim().to_owned(), v.to_owned())),
+        _ => bail!("{what} `{s}` must be NAME=VALUE"),
+    }
+}
+
+/// Reads a dotenv file: `NAME=VALUE` lines, `#` comments, optional quotes and `export`.
+fn dotenv(path: &Path) -> Result<Vec<(String, String)>> {
+    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let mut out = Vec::new();
+    for (i, line) in text.lines().enumerate() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((k, v)) = line.split_once('=') else {
+            bail!("{}:{}: expected NAME=VALUE", path.display(), i + 1);
+        };
+        let v = v.trim();
+        let v = if v.len() >= 2 && ((v.starts_with('"') && v.ends_with('"')) || (v.starts_with('\'') && v.ends_with('\''))) {
+            let inner = &v[1..v.len() - 1];
+            if v.starts_with('"') { inner.replace("\\n", "\n").replace("\\\"", "\"") } else { inner.to_owned() }
+        } else {
+            v.to_owned()
+        };
+        out.push((k.trim().to_owned(), v));
+    }
+    Ok(out)
+}
+
+fn collect(pairs: &[String], file: Option<&Path>, what: &str) -> Result<Map> {
+    let mut m = Map::new();
+    if let Some(f) = file {
+        for (k, v) in dotenv(f)? {
+            m.insert(k, Value::String(v));
+        }
+    }
+    for p in pairs {
+        let (k, v) = pair(p, what)?;
+        m.insert(k, Value::String(v));
+    }
+    Ok(m)
+}
+
+/// The workflow_dispatch inputs of one workflow: given values checked against their types,
+/// defaults filled in.
+fn dispatch_inputs(wf: &Workflow, file: &str, given: &Map) -> Result<Map> {
+    let mut out = Map::new();
+    let defs = wf.on.events.get("workflow_dispatch").map(|t| t.inputs.clone()).unwrap_or_default();
+    for (name, def) in &defs {
+        let raw = expr::map_get(given, name).map(Value::to_expr_string);
+        let raw = match raw {
+            Some(r) => Some(r),
+            None => def.default.as_ref().map(|d| d.to_value().to_expr_string()),
+        };
+        let Some(raw) = raw else {
+            if def.required {
+                bail!("{file}: input `{name}` is required: pass --input {name}=VALUE");
+            }
+            out.insert(name.clone(), if def.kind == InputType::Boolean { Value::Bool(false) } else { Value::String(String::new()) });
+            continue;
+        };
+        let v = match def.kind {
+            InputType::Boolean => match raw.as_str() {
+                "true" => Value::Bool(true),
+                "false" => Value::Bool(false),
+                _ => bail!("{file}: input `{name}` is a boolean, got `{raw}`"),
+            },
+            InputType::Number => match raw.trim().parse::<f64>() {
+                Ok(n) => Value::Number(n),
+                Err(_) => bail!("{file}: input `{name}` is a number, got `{raw}`"),
+            },
+            InputType::Choice => {
+                if !def.options.iter().any(|o| *o == raw) {
+                    bail!("{file}: input `{name}` must be one of {}, got `{raw}`", def.options.join(", "));
+                }
+                Value::String(raw)
+            }
+            _ => Value::String(raw),
+        };
+        out.insert(name.clone(), v);
+    }
+    for k in given.keys() {
+        if !defs.keys().any(|d| d.eq_ignore_ascii_case(k)) {
+            bail!(
+                "{file}: workflow_dispatch has no input `{k}`{}",
+                if defs.is_empty() { String::new() } else { format!(" (inputs: {})", defs.keys().cloned().collect::<Vec<_>>().join(", ")) }
+            );
+        }
+    }
+    Ok(out)
+}
+
+fn home() -> PathBuf {
+    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir)
+}
+
+fn cache_root() -> PathBuf {
+    std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| home().join(".cache")).join("pipewright")
+}
+
+/// The event as seen by triggers and the `github` context.
+struct EventInfo {
+    trigger: plan::trigger::Event,
+    payload: serde_json::Value,
+    git_ref: String,
+    head_ref: String,
+    base_ref: String,
+}
+
+fn event_info(args: &RunArgs, repo: &Repo, sha: &str) -> Result<EventInfo> {
+    let payload: serde_json::Value = match &args.event_path {
+        Some(p) => {
+            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read the event payload {}", p.display()))?;
+            serde_json::from_str(&text).with_context(|| format!("the event payload {} is not valid JSON", p.display()))?
+        }
+        None => serde_json::Value::Object(serde_json::Map::new()),
+    };
+    let branch = repo.branch().unwrap_or_else(|| repo.default_branch());
+    let full = |r: &str| if r.starts_with("refs/") { r.to_owned() } else { format!("refs/heads/{r}") };
+    let payload_str = |ptr: &str| payload.pointer(ptr).and_then(|v| v.as_str()).map(str::to_owned);
+    let name = args.event.clone();
+    let is_pr = name == "pull_request" || name == "pull_request_target";
+    let action = payload_str("/action").or_else(|| is_pr.then(|| "opened".to_owned()));
+    let (git_ref, head_ref, base_ref) = if is_pr {
+        let base = args
+            .base_ref
+            .clone()
+            .or_else(|| payload_str("/pull_request/base/ref"))
+            .unwrap_or_else(|| repo.default_branch());
+        let head = payload_str("/pull_request/head/ref").unwrap_or_else(|| branch.clone());
+        let number = payload.pointer("/number").and_then(serde_json::Value::as_u64).unwrap_or(1);
+        let r = args.git_ref.clone().map(|r| full(&r)).unwrap_or_else(|| format!("refs/pull/{number}/merge"));
+        (r, head, base)
+    } else {
+        let r = args.git_ref.clone().or_else(|| payload_str("/ref")).unwrap_or_else(|| branch.clone());
+        (full(&r), String::new(), String::new())
+    };
+    let changed = if is_pr { repo.changed_paths(Some(&base_ref)) } else { repo.changed_paths(None) };
+    let mut payload = payload;
+    // A minimal payload of the event's shape when none was given.
+    if payload.as_object().is_some_and(serde_json::Map::is_empty) {
+        let repo_obj = serde_json::json!({"full_name": repo.name(), "name": repo.name().rsplit('/').next().unwrap_or_default(), "default_branch": repo.default_branch()});
+        payload = if is_pr {
+            serde_json::json!({"action": action.clone().unwrap_or_default(), "number": 1,
+                "pull_request": {"number": 1, "head": {"ref": head_ref, "sha": sha}, "base": {"ref": base_ref}},
+                "repository": repo_obj})
+        } else if name == "push" {
+            serde_json::json!({"ref": git_ref, "after": sha, "repository": repo_obj, "head_commit": {"id": sha}})
+        } else {
+            serde_json::json!({"repository": repo_obj})
+        };
+    }
+    Ok(EventInfo {
+        trigger: plan::trigger::Event {
+            name,
+            git_ref: Some(git_ref.clone()),
+            base_branch: is_pr.then(|| base_ref.clone()),
+            action,
+            changed_paths: changed,
+        },
+        payload,
+        git_ref,
+        head_ref,
+        base_ref,
+    })
+}
+
+fn github_context(repo: &Repo, ev: &EventInfo, sha: &str, run_id: &str) -> Map {
+    let name = repo.name();
+    let owner = name.split('/').next().unwrap_or_default().to_owned();
+    let (ref_name, ref_type) = match ev.git_ref.strip_prefix("refs/tags/") {
+        Some(t) => (t.to_owned(), "tag"),
+        None => (
+            ev.git_ref.strip_prefix("refs/heads/").unwrap_or(&ev.git_ref).to_owned(),
+            "branch",
+        ),
+    };
+    let actor = std::env::var("USER").unwrap_or_else(|_| "pipewright".into());
+    let s = |v: &str| Value::String(v.to_owned());
+    let mut g = Map::new();
+    for (k, v) in [
+        ("event_name", s(&ev.trigger.name)),
+        ("ref", s(&ev.git_ref)),
+        ("ref_name", s(&ref_name)),
+        ("ref_type", s(ref_type)),
+        ("ref_protected", Value::Bool(false)),
+        ("sha", s(sha)),
+        ("repository", s(&name)),
+        ("repository_owner", s(&owner)),
+        ("actor", s(&actor)),
+        ("triggering_actor", s(&actor)),
+        ("head_ref", s(&ev.head_ref)),
+        ("base_ref", s(&ev.base_ref)),
+        ("run_id", s(run_id)),
+        ("run_number", s("1")),
+        ("run_attempt", s("1")),
+        ("retention_days", s("90")),
+        ("server_url", s("https://github.com")),
+        ("api_url", s("https://api.github.com")),
+        ("graphql_url", s("https://api.github.com/graphql")),
+        ("token", s("")),
+        ("action", s("")),
+        ("event", Value::from_json(ev.payload.clone())),
+    ] {
+        g.insert(k.to_owned(), v);
+    }
+    g
+}
+
+pub(crate) fn run(args: RunArgs) -> Result<u8> {
+    let cwd = std::env::current_dir()?;
+    let dir = args.directory.clone().unwrap_or_else(|| cwd.clone());
+    let repo = Repo::discover(&dir)?;
+    // The workflows.
+    let files = if args.workflow.is_empty() {
+        repo::workflow_files(&repo.root)?
+    } else {
+        let mut v = Vec::new();
+        for w in &args.workflow {
+            let candidates = [dir.join(w), repo.root.join(".github/workflows").join(w)];
+            match candidates.iter().find(|c| c.is_file()) {
+                Some(c) => v.push(c.clone()),
+                None => bail!("workflow file `{}` not found", w.display()),
+            }
+        }
+        v
+    };
+    if files.is_empty() {
+        bail!("no workflow files in {}", repo.root.join(".github/workflows").display());
+    }
+    let mut parsed: Vec<(String, Workflow)> = Vec::new();
+    let mut invalid = false;
+    for f in &files {
+        let shown = repo::display_path(f, &repo.root);
+        let (errors, _, p) = crate::validate_cmd::check_file(f, &shown)?;
+        if errors > 0 {
+            invalid = true;
+        } else if let Some(wf) = p.workflow {
+            parsed.push((shown, wf));
+        }
+    }
+    if invalid {
+        eprintln!("error: invalid workflow file(s); nothing was run");
+        return Ok(2);
+    }
+    let (sha, source) = match &args.sha {
+        Some(s) => {
+            let full = repo.resolve(s)?;
+            (full.clone(), Source::Commit { repo: repo.root.clone(), sha: full })
+        }
+        None => (
+            repo.head().unwrap_or_else(|| "0".repeat(40)),
+            Source::WorkingTree(repo.root.clone()),
+        ),
+    };
+    let ev = event_info(&args, &repo, &sha)?;
+    let given_inputs = collect(&args.inputs, None, "--input")?;
+    let mut planned = Vec::new();
+    for (file, wf) in parsed {
+        let fires = wf.fires(&ev.trigger).with_context(|| format!("{file}: `on` filters"))?;
+        if !fires {
+            continue;
+        }
+        let inputs = if ev.trigger.name == "workflow_dispatch" {
+            dispatch_inputs(&wf, &file, &given_inputs)?
+        } else {
+            Map::new()
+        };
+        planned.push((Planned { file, workflow: Arc::new(wf) }, inputs));
+    }
+    if let Some(job) = &args.job
+        && !planned.iter().any(|(p, _)| p.workflow.jobs.contains_key(job))
+    {
+        bail!("no workflow fired by `{}` has a job `{job}`", ev.trigger.name);
+    }
+    if let Some(job) = &args.job {
+        planned.retain(|(p, _)| p.workflow.jobs.contains_key(job));
+    }
+    if planned.is_empty() {
+        println!("event `{}` on `{}` fires no workflow", ev.trigger.name, ev.git_ref);
+        return Ok(0);
+    }
+    if args.dry_run {
+        print_plan(&planned);
+        return Ok(0);
+    }
+    let secrets = {
+        let mut s = collect(&args.secrets, args.secrets_file.as_deref(), "--secret")?;
+        if expr::map_get(&s, "GITHUB_TOKEN").is_none() {
+            s.insert("GITHUB_TOKEN".into(), Value::String(String::new()));
+        }
+        s
+    };
+    let vars = collect(&args.vars, args.vars_file.as_deref(), "--var")?;
+    let masker = engine::Masker::new();
+    for v in secrets.values() {
+        masker.add(&v.to_expr_string());
+    }
+    let run_id = format!(
+        "{}",
+        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+    );
+    let (run_dir, temporary) = match &args.work_dir {
+        Some(d) => (d.clone(), false),
+        None => (std::env::temp_dir().join(format!("pipewright-run-{run_id}-{}", std::process::id())), !args.keep),
+    };
+    std::fs::create_dir_all(&run_dir).with_context(|| format!("cannot create {}", run_dir.display()))?;
+    let event_path = run_dir.join("event.json");
+    std::fs::write(&event_path, serde_json::to_vec_pretty(&ev.payload)?)?;
+    let mut action_dirs = vec![repo.root.join(".pipewright/actions")];
+    if let Some(d) = std::env::var_os("PIPEWRIGHT_ACTIONS_DIR") {
+        action_dirs.push(PathBuf::from(d));
+    }
+    action_dirs.push(home().join(".local/share/pipewright/actions"));
+    let repo_key: String = repo.name().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let github = github_context(&repo, &ev, &sha, &run_id);
+    let base = RunEnv {
+        github,
+        secrets,
+        vars,
+        inputs: Map::new(),
+        run_dir: run_dir.clone(),
+        source,
+        masker,
+        base_env: std::env::vars().collect(),
+        action_dirs,
+        cache_dir: cache_root().join(repo_key),
+        event_path,
+    };
+    let color = std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
+    let console = Arc::new(Console::new(color));
+    let parallel = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let report = runtime.block_on(async {
+        let cancel = CancellationToken::new();
+        let c = cancel.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("\ncancelling: running steps are being stopped (Ctrl-C again to quit at once)");
+                c.cancel();
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
+        let planned: Vec<(Planned, Arc<RunEnv>)> = planned
+            .into_iter()
+            .map(|(p, inputs)| {
+                let mut env = base.clone();
+                env.github.insert("workflow".into(), Value::String(p.name()));
+                env.github.insert(
+                    "workflow_ref".into(),
+                    Value::String(format!("{}/{}@{}", repo.name(), p.file, ev.git_ref)),
+                );
+                env.inputs = inputs.clone();
+                env.github.insert(
+                    "event".into(),
+                    merge_inputs(env.github.get("event").cloned().unwrap_or_default(), &inputs),
+                );
+                (p, Arc::new(env))
+            })
+            .collect();
+        let options = engine::Options {
+            parallel,
+            only_job: args.job.clone(),
+        };
+        engine::run(planned, console.clone(), cancel, options).await
+    });
+    console.summary(&report);
+    if let Some(path) = &args.report {
+        std::fs::write(path, serde_json::to_vec_pretty(&report)?)
+            .with_context(|| format!("cannot write the report {}", path.display()))?;
+    }
+    if temporary {
+        let _ = std::fs::remove_dir_all(&run_dir);
+    }
+    runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    Ok(match report.conclusion {
+        Conclusion::Success | Conclusion::Skipped => 0,
+        Conclusion::Failure => 1,
+        Conclusion::Cancelled => 130,
+    })
+}
+
+/// `github.event.inputs` of a dispatch (strings, as GitHub sends them).
+fn merge_inputs(event: Value, inputs: &Map) -> Value {
+    if inputs.is_empty() {
+        return event;
+    }
+    let mut e = match event {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    };
+    e.insert(
+        "inputs".into(),
+        Value::Object(inputs.iter().map(|(k, v)| (k.clone(), Value::String(v.to_expr_string()))).collect()),
+    );
+    Value::Object(e)
+}
+
+fn print_plan(planned: &[(Planned, Map)]) {
+    for (p, _) in planned {
+        println!("{} ({})", p.name(), p.file);
+        for (id, job) in &p.workflow.jobs {
+            let needs: Vec<&str> = job.needs.iter().map(|n| n.value.as_str()).collect();
+            let matrix = match job.strategy.as_ref().and_then(|s| s.matrix.as_ref()) {
+                None => String::new(),
+                Some(m) if m.as_map().is_none() => " matrix: computed when the job runs".to_owned(),
+                Some(m) => match plan::matrix::expand(&literal_matrix(m)) {
+                    Ok(c) => format!(" matrix: {} combination(s)", c.len()),
+                    Err(e) => format!(" matrix: {e}"),
+                },
+            };
+            let cond = job.if_.as_ref().map(|c| format!(" if: {}", c.value)).unwrap_or_default();
+            println!(
+                "  {id}{}{matrix}{cond}",
+                if needs.is_empty() { String::new() } else { format!(" (needs: {})", needs.join(", ")) }
+            );
+        }
+    }
+}
+
+fn literal_matrix(node: &workflow::Node) -> plan::matrix::Matrix {
+    let mut m = plan::matrix::Matrix::default();
+    for (k, v) in node.as_map().unwrap_or_default() {
+        let key = k.as_str().unwrap_or_default();
+        let items: Vec<Value> = v.as_seq().map(|s| s.iter().map(workflow::Node::to_value).collect()).unwrap_or_default();
+        match key {
+            "include" => m.include = items.into_iter().filter_map(|i| if let Value::Object(o) = i { Some(o) } else { None }).collect(),
+            "exclude" => m.exclude = items.into_iter().filter_map(|i| if let Value::Object(o) = i { Some(o) } else { None }).collect(),
+            _ => m.dimensions.push((key.to_owned(), items)),
+        }
+    }
+    m
+}

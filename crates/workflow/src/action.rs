@@ -1,0 +1,101 @@
+//! `action.yml` of local actions (`uses: ./path`) and offline copies of remote actions.
+
+use indexmap::IndexMap;
+
+use crate::diag::Diagnostic;
+use crate::model::Step;
+use crate::parse::Parser;
+use crate::yaml::{self, Node};
+
+/// How an action runs.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Runs {
+    Composite(Vec<Step>),
+    /// `node12`..`node24`: scripts run with the host's `node`.
+    Node {
+        using: String,
+        main: String,
+        pre: Option<String>,
+        post: Option<String>,
+    },
+    Docker {
+        image: String,
+    },
+}
+
+/// An action's metadata.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Action {
+    pub name: String,
+    /// Input name -> default (a template), if any.
+    pub inputs: IndexMap<String, Option<Node>>,
+    /// Composite outputs: name -> value template.
+    pub outputs: IndexMap<String, Node>,
+    pub runs: Runs,
+}
+
+/// Parses an `action.yml`. Errors are diagnostics pointing into the file.
+pub fn parse_action(src: &str) -> Result<Action, Vec<Diagnostic>> {
+    let root = yaml::load(src).map_err(|d| vec![d])?;
+    let mut p = Parser { diags: Vec::new() };
+    let name = root.get("name").and_then(Node::as_str).unwrap_or_default().to_owned();
+    let mut inputs = IndexMap::new();
+    if let Some(m) = root.get("inputs").and_then(Node::as_map) {
+        for (k, v) in m {
+            inputs.insert(k.as_str().unwrap_or_default().to_owned(), v.get("default").cloned());
+        }
+    }
+    let mut outputs = IndexMap::new();
+    if let Some(m) = root.get("outputs").and_then(Node::as_map) {
+        for (k, v) in m {
+            if let Some(val) = v.get("value") {
+                outputs.insert(k.as_str().unwrap_or_default().to_owned(), val.clone());
+            }
+        }
+    }
+    let Some(runs) = root.get("runs") else {
+        return Err(vec![Diagnostic::error("action.yml has no `runs` key", root.span)]);
+    };
+    let using = runs.get("using").and_then(Node::as_str).unwrap_or_default().to_owned();
+    let runs = match using.as_str() {
+        "composite" => {
+            let steps = match runs.get("steps").and_then(Node::as_seq) {
+                Some(items) => items.iter().filter_map(|s| p.step(s)).collect(),
+                None => {
+                    return Err(vec![Diagnostic::error("a composite action needs `runs.steps`", runs.span)]);
+                }
+            };
+            Runs::Composite(steps)
+        }
+        u if u.starts_with("node") => {
+            let get = |k: &str| runs.get(k).and_then(Node::as_str).map(str::to_owned);
+            match get("main") {
+                Some(main) => Runs::Node {
+                    using: u.to_owned(),
+                    main,
+                    pre: get("pre"),
+                    post: get("post"),
+                },
+                None => return Err(vec![Diagnostic::error("a node action needs `runs.main`", runs.span)]),
+            }
+        }
+        "docker" => Runs::Docker {
+            image: runs.get("image").and_then(Node::as_str).unwrap_or_default().to_owned(),
+        },
+        other => {
+            return Err(vec![Diagnostic::error(
+                format!("unknown `runs.using`: `{other}` (expected composite, node20 or docker)"),
+                runs.span,
+            )]);
+        }
+    };
+    if p.diags.iter().any(Diagnostic::is_error) {
+        return Err(p.diags);
+    }
+    Ok(Action {
+        name,
+        inputs,
+        outputs,
+        runs,
+    })
+}

@@ -1,0 +1,53 @@
+//! Evaluating template nodes: every string scalar may hold `${{ }}` expressions. A scalar that
+//! is exactly one expression keeps the expression's type (so `${{ fromJSON(x) }}` can produce a
+//! matrix); others become strings.
+
+use expr::{Context, Value};
+
+/// Why a template could not be evaluated.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum EvalError {
+    #[error("invalid expression: {0}")]
+    Parse(#[from] expr::ParseError),
+    #[error(transparent)]
+    Eval(#[from] expr::EvalError),
+}
+
+use crate::yaml::{Node, NodeKind, Scalar};
+
+/// Evaluates a template node to a value.
+pub fn evaluate(node: &Node, ctx: &Context<'_>) -> Result<Value, EvalError> {
+    match &node.kind {
+        NodeKind::Scalar(text, _) => match node.scalar() {
+            Some(Scalar::String(_)) if text.contains("${{") => Ok(template(text)?.evaluate(ctx)?),
+            _ => Ok(node.to_value()),
+        },
+        NodeKind::Seq(items) => items.iter().map(|i| evaluate(i, ctx)).collect::<Result<_, _>>().map(Value::Array),
+        NodeKind::Map(entries) => {
+            let mut map = expr::Map::new();
+            for (k, v) in entries {
+                let key = evaluate(k, ctx)?.to_expr_string();
+                map.insert(key, evaluate(v, ctx)?);
+            }
+            Ok(Value::Object(map))
+        }
+    }
+}
+
+/// Evaluates a template node to a string (GitHub's string coercion of the result).
+pub fn evaluate_string(node: &Node, ctx: &Context<'_>) -> Result<String, EvalError> {
+    match &node.kind {
+        NodeKind::Scalar(text, _) => match node.scalar() {
+            Some(Scalar::String(_)) if text.contains("${{") => Ok(template(text)?.evaluate_string(ctx)?),
+            Some(Scalar::Null) => Ok(String::new()),
+            // A YAML number keeps GitHub's formatting (`3.10` is the number 3.1).
+            Some(Scalar::Number(_)) => Ok(node.to_value().to_expr_string()),
+            _ => Ok(text.clone()),
+        },
+        _ => Ok(evaluate(node, ctx)?.to_expr_string()),
+    }
+}
+
+fn template(text: &str) -> Result<expr::Template, EvalError> {
+    Ok(expr::parse_template(text)?)
+}

@@ -1,0 +1,65 @@
+//! GitHub Actions workflow files: YAML parsed with source positions, the typed model
+//! ([`model::Workflow`]), and every diagnostic `pipewright validate` reports.
+//!
+//! Pure: this crate does no IO (the caller reads files) and knows nothing of processes or
+//! tokio. Values that may hold `${{ }}` expressions stay YAML nodes, evaluated by the engine.
+
+pub mod action;
+pub mod cron;
+pub mod eval;
+mod diag;
+pub mod model;
+mod parse;
+mod render;
+mod triggers;
+mod validate;
+pub mod yaml;
+
+pub use diag::{Diagnostic, Severity};
+pub use model::*;
+pub use parse::EVENTS;
+pub use render::render;
+pub use yaml::{Node, NodeKind, Pos, Span};
+
+/// The result of parsing one workflow file: the model as far as it could be built, and every
+/// diagnostic found.
+#[derive(Debug, Clone)]
+pub struct Parsed {
+    pub workflow: Option<Workflow>,
+    pub diagnostics: Vec<Diagnostic>,
+}
+
+impl Parsed {
+    pub fn has_errors(&self) -> bool {
+        self.diagnostics.iter().any(Diagnostic::is_error)
+    }
+}
+
+/// Parses and validates a workflow file's text.
+pub fn parse(src: &str) -> Parsed {
+    let root = match yaml::load(src) {
+        Ok(root) => root,
+        Err(d) => {
+            return Parsed {
+                workflow: None,
+                diagnostics: vec![d],
+            };
+        }
+    };
+    let mut p = parse::Parser { diags: Vec::new() };
+    let workflow = p.workflow(&root);
+    let mut diagnostics = p.diags;
+    if let Some(wf) = &workflow {
+        let mut v = validate::Validator {
+            src,
+            diags: Vec::new(),
+        };
+        v.workflow(wf);
+        diagnostics.extend(v.diags);
+    }
+    diagnostics.sort_by_key(|d| (d.span.start.offset, d.severity));
+    Parsed {
+        workflow,
+        diagnostics,
+    }
+}
