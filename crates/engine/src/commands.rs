@@ -20,7 +20,11 @@ pub fn parse_command(line: &str) -> Option<Command> {
         Some((n, p)) => (n, p),
         None => (head, ""),
     };
-    if name.is_empty() || !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_') {
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+    {
         return None;
     }
     let mut properties = IndexMap::new();
@@ -37,7 +41,9 @@ pub fn parse_command(line: &str) -> Option<Command> {
 }
 
 fn unescape_data(s: &str) -> String {
-    s.replace("%0D", "\r").replace("%0A", "\n").replace("%25", "%")
+    s.replace("%0D", "\r")
+        .replace("%0A", "\n")
+        .replace("%25", "%")
 }
 
 fn unescape_property(s: &str) -> String {
@@ -63,7 +69,10 @@ pub enum FileCommandError {
 /// and `GITHUB_STATE`. Later assignments of a name override earlier ones.
 pub fn parse_key_values(text: &str) -> Result<Vec<(String, String)>, FileCommandError> {
     let mut out = Vec::new();
-    let lines: Vec<&str> = text.split('\n').map(|l| l.strip_suffix('\r').unwrap_or(l)).collect();
+    let lines: Vec<&str> = text
+        .split('\n')
+        .map(|l| l.strip_suffix('\r').unwrap_or(l))
+        .collect();
     let mut i = 0;
     while i < lines.len() {
         let line = lines[i];
@@ -131,7 +140,8 @@ mod tests {
 
     #[test]
     fn commands() {
-        let c = parse_command("::error file=app.py,line=3,title=Bad%3A thing::it broke%0Ahere").unwrap();
+        let c = parse_command("::error file=app.py,line=3,title=Bad%3A thing::it broke%0Ahere")
+            .unwrap();
         assert_eq!(c.name, "error");
         assert_eq!(c.properties["file"], "app.py");
         assert_eq!(c.properties["title"], "Bad: thing");
@@ -152,7 +162,13 @@ mod tests {
                 ("C".into(), "a=b".into())
             ]
         );
-        assert!(matches!(parse_key_values("B<<EOF\nx\n"), Err(FileCommandError::Unclosed { line: 1, .. })));
-        assert!(matches!(parse_key_values("oops\n"), Err(FileCommandError::Malformed { line: 1, .. })));
+        assert!(matches!(
+            parse_key_values("B<<EOF\nx\n"),
+            Err(FileCommandError::Unclosed { line: 1, .. })
+        ));
+        assert!(matches!(
+            parse_key_values("oops\n"),
+            Err(FileCommandError::Malformed { line: 1, .. })
+        ));
     }
 }

@@ -23,7 +23,11 @@ pub fn normalize(base: &Path, p: &str) -> PathBuf {
     } else {
         PathBuf::from(p)
     };
-    let joined = if expanded.is_absolute() { expanded } else { base.join(expanded) };
+    let joined = if expanded.is_absolute() {
+        expanded
+    } else {
+        base.join(expanded)
+    };
     let mut out = PathBuf::new();
     for c in joined.components() {
         match c {
@@ -66,7 +70,10 @@ pub fn search(base: &Path, patterns: &str) -> Result<Found, String> {
         let abs = normalize(base, body);
         let abs_str = abs.display().to_string();
         let pat = if has_glob(&abs_str) || neg {
-            Some(Pattern::new(&abs_str, PatternKind::Path).map_err(|e| format!("invalid pattern `{body}`: {}", e.message))?)
+            Some(
+                Pattern::new(&abs_str, PatternKind::Path)
+                    .map_err(|e| format!("invalid pattern `{body}`: {}", e.message))?,
+            )
         } else {
             None
         };
@@ -93,7 +100,11 @@ pub fn search(base: &Path, patterns: &str) -> Result<Found, String> {
         if !root.exists() {
             continue;
         }
-        for entry in walkdir::WalkDir::new(&root).follow_links(true).into_iter().filter_map(Result::ok) {
+        for entry in walkdir::WalkDir::new(&root)
+            .follow_links(true)
+            .into_iter()
+            .filter_map(Result::ok)
+        {
             if !entry.file_type().is_file() {
                 continue;
             }
@@ -107,7 +118,11 @@ pub fn search(base: &Path, patterns: &str) -> Result<Found, String> {
             }
         }
     }
-    files.retain(|f| !excludes.iter().any(|p| matches_or_parent(p, f, Path::new("/"))));
+    files.retain(|f| {
+        !excludes
+            .iter()
+            .any(|p| matches_or_parent(p, f, Path::new("/")))
+    });
     files.sort();
     files.dedup();
     Ok(Found {
@@ -137,7 +152,11 @@ fn common_ancestor(paths: &[PathBuf]) -> PathBuf {
     };
     let mut common: Vec<Component<'_>> = first.components().collect();
     for p in &paths[1..] {
-        let n = common.iter().zip(p.components()).take_while(|(a, b)| **a == *b).count();
+        let n = common
+            .iter()
+            .zip(p.components())
+            .take_while(|(a, b)| **a == *b)
+            .count();
         common.truncate(n);
     }
     common.iter().collect()
@@ -161,7 +180,10 @@ pub fn copy_files(files: &[PathBuf], root: &Path, dest: &Path) -> std::io::Resul
 /// Copies a directory tree into `dest` (merging).
 pub fn copy_tree(src: &Path, dest: &Path) -> std::io::Result<u64> {
     let mut bytes = 0;
-    for entry in walkdir::WalkDir::new(src).into_iter().filter_map(Result::ok) {
+    for entry in walkdir::WalkDir::new(src)
+        .into_iter()
+        .filter_map(Result::ok)
+    {
         let rel = entry.path().strip_prefix(src).unwrap_or(entry.path());
         let target = dest.join(rel);
         if entry.file_type().is_dir() {
@@ -186,8 +208,14 @@ mod tests {
 
     #[test]
     fn normalize_removes_dots() {
-        assert_eq!(normalize(Path::new("/w"), "a/./b/../c"), PathBuf::from("/w/a/c"));
-        assert_eq!(normalize(Path::new("/w"), "/abs/x"), PathBuf::from("/abs/x"));
+        assert_eq!(
+            normalize(Path::new("/w"), "a/./b/../c"),
+            PathBuf::from("/w/a/c")
+        );
+        assert_eq!(
+            normalize(Path::new("/w"), "/abs/x"),
+            PathBuf::from("/abs/x")
+        );
     }
 
     #[test]
@@ -199,7 +227,11 @@ mod tests {
         std::fs::write(base.join("dist/b.tmp"), "b").unwrap();
         std::fs::write(base.join("dist/sub/c.whl"), "c").unwrap();
         let f = search(base, "dist/\n!**/*.tmp\n").unwrap();
-        let names: Vec<_> = f.files.iter().map(|p| p.strip_prefix(base).unwrap().display().to_string()).collect();
+        let names: Vec<_> = f
+            .files
+            .iter()
+            .map(|p| p.strip_prefix(base).unwrap().display().to_string())
+            .collect();
         assert_eq!(names, vec!["dist/a.whl", "dist/sub/c.whl"]);
         assert_eq!(f.root, base.join("dist"));
         let f = search(base, "dist/*.whl").unwrap();

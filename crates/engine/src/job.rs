@@ -114,7 +114,10 @@ impl JobState<'_> {
     pub(crate) fn contexts(&self, extra_env: Option<&Map>) -> Map {
         let mut github = self.run.github.clone();
         github.insert("job".into(), Value::from(self.spec.job_id.as_str()));
-        github.insert("workspace".into(), Value::from(self.workspace.display().to_string()));
+        github.insert(
+            "workspace".into(),
+            Value::from(self.workspace.display().to_string()),
+        );
         let mut env = self.env.clone();
         if let Some(extra) = extra_env {
             env.extend(extra.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -134,7 +137,10 @@ impl JobState<'_> {
         c.insert("needs".into(), Value::Object(self.spec.needs.clone()));
         c.insert("steps".into(), Value::Object(self.steps_ctx.clone()));
         c.insert("job".into(), Value::Object(self.job_ctx.clone()));
-        c.insert("runner".into(), runner_context(&self.temp, &self.run.cache_dir));
+        c.insert(
+            "runner".into(),
+            runner_context(&self.temp, &self.run.cache_dir),
+        );
         c
     }
 
@@ -168,8 +174,13 @@ impl JobState<'_> {
     }
 
     /// The process environment of a step: host, GitHub's variables, the env context.
-    pub(crate) fn process_env(&self, env_ctx: &Map, files: Option<&FileCommands>) -> Vec<(String, String)> {
-        let mut env: indexmap::IndexMap<String, String> = self.run.base_env.iter().cloned().collect();
+    pub(crate) fn process_env(
+        &self,
+        env_ctx: &Map,
+        files: Option<&FileCommands>,
+    ) -> Vec<(String, String)> {
+        let mut env: indexmap::IndexMap<String, String> =
+            self.run.base_env.iter().cloned().collect();
         for (k, v) in env_ctx {
             env.insert(k.clone(), v.to_expr_string());
         }
@@ -182,7 +193,10 @@ impl JobState<'_> {
             ("GITHUB_API_URL", s("api_url")),
             ("GITHUB_BASE_REF", s("base_ref")),
             ("GITHUB_EVENT_NAME", s("event_name")),
-            ("GITHUB_EVENT_PATH", self.run.event_path.display().to_string()),
+            (
+                "GITHUB_EVENT_PATH",
+                self.run.event_path.display().to_string(),
+            ),
             ("GITHUB_GRAPHQL_URL", s("graphql_url")),
             ("GITHUB_HEAD_REF", s("head_ref")),
             ("GITHUB_JOB", self.spec.job_id.clone()),
@@ -207,7 +221,10 @@ impl JobState<'_> {
             ("RUNNER_OS", "Linux".to_owned()),
             ("RUNNER_ENVIRONMENT", "self-hosted".to_owned()),
             ("RUNNER_TEMP", self.temp.display().to_string()),
-            ("RUNNER_TOOL_CACHE", self.run.cache_dir.join("tools").display().to_string()),
+            (
+                "RUNNER_TOOL_CACHE",
+                self.run.cache_dir.join("tools").display().to_string(),
+            ),
         ];
         for (k, v) in defaults {
             env.insert(k.to_owned(), v);
@@ -216,7 +233,10 @@ impl JobState<'_> {
             env.insert("GITHUB_ENV".into(), f.env.display().to_string());
             env.insert("GITHUB_OUTPUT".into(), f.output.display().to_string());
             env.insert("GITHUB_PATH".into(), f.path.display().to_string());
-            env.insert("GITHUB_STEP_SUMMARY".into(), f.summary.display().to_string());
+            env.insert(
+                "GITHUB_STEP_SUMMARY".into(),
+                f.summary.display().to_string(),
+            );
             env.insert("GITHUB_STATE".into(), f.state.display().to_string());
         }
         if !self.path_prefix.is_empty() {
@@ -332,7 +352,10 @@ fn runner_context(temp: &Path, cache: &Path) -> Value {
         ("os", Value::from("Linux")),
         ("arch", Value::from(runner_arch())),
         ("temp", Value::from(temp.display().to_string())),
-        ("tool_cache", Value::from(cache.join("tools").display().to_string())),
+        (
+            "tool_cache",
+            Value::from(cache.join("tools").display().to_string()),
+        ),
         ("environment", Value::from("self-hosted")),
         ("debug", Value::from("")),
     ])
@@ -355,7 +378,12 @@ fn eval_ctx<'c>(contexts: &'c Map, status: Status, host: &'c dyn expr::Host) -> 
 }
 
 /// Runs the job. Never fails: every problem becomes a failed step or job with a message.
-pub async fn run_job(spec: &JobSpec, run: &RunEnv, sink: &dyn Sink, cancel: &CancellationToken) -> JobReport {
+pub async fn run_job(
+    spec: &JobSpec,
+    run: &RunEnv,
+    sink: &dyn Sink,
+    cancel: &CancellationToken,
+) -> JobReport {
     let started = Instant::now();
     let label = JobLabel {
         workflow: spec.workflow_name.clone(),
@@ -382,13 +410,22 @@ pub async fn run_job(spec: &JobSpec, run: &RunEnv, sink: &dyn Sink, cancel: &Can
         job_ctx: Map::new(),
         inputs_override: None,
     };
-    state.job_ctx.insert("status".into(), Value::from("success"));
-    state.job_ctx.insert("container".into(), obj([("network", Value::from(""))]));
-    state.job_ctx.insert("services".into(), Value::Object(Map::new()));
+    state
+        .job_ctx
+        .insert("status".into(), Value::from("success"));
+    state
+        .job_ctx
+        .insert("container".into(), obj([("network", Value::from(""))]));
+    state
+        .job_ctx
+        .insert("services".into(), Value::Object(Map::new()));
     let mut report = JobReport {
         id: spec.job_id.clone(),
         name: spec.display.clone(),
-        matrix: spec.matrix.as_ref().map(|m| Value::Object(m.clone()).to_json()),
+        matrix: spec
+            .matrix
+            .as_ref()
+            .map(|m| Value::Object(m.clone()).to_json()),
         outcome: Conclusion::Success,
         conclusion: Conclusion::Success,
         steps: Vec::new(),
@@ -449,7 +486,8 @@ async fn prepare_and_run(
     report: &mut JobReport,
 ) -> Result<(), String> {
     for dir in [&state.workspace, &state.temp] {
-        std::fs::create_dir_all(dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+        std::fs::create_dir_all(dir)
+            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     }
     let wf = &state.spec.workflow;
     let host = actions::HashFiles(state.workspace.clone());
@@ -468,7 +506,8 @@ async fn prepare_and_run(
     }
     let ctxs = state.contexts(None);
     let timeout = match &job.timeout_minutes {
-        Some(n) => minutes(n, &eval_ctx(&ctxs, Status::Success, &host)).map_err(|e| format!("`timeout-minutes`: {e}"))?,
+        Some(n) => minutes(n, &eval_ctx(&ctxs, Status::Success, &host))
+            .map_err(|e| format!("`timeout-minutes`: {e}"))?,
         None => Duration::from_secs(360 * 60),
     };
     let job_deadline = tokio::time::Instant::now() + timeout;
@@ -520,7 +559,9 @@ async fn prepare_and_run(
                 Conclusion::Failure
             }
         };
-        state.sink.step_finished(&state.label, &post.name, ok, started.elapsed());
+        state
+            .sink
+            .step_finished(&state.label, &post.name, ok, started.elapsed());
     }
     // Job outputs, evaluated after every step.
     let ctxs = state.contexts(None);
@@ -537,7 +578,9 @@ async fn prepare_and_run(
                     });
                     continue;
                 }
-                report.outputs.insert(name.clone(), serde_json::Value::String(v));
+                report
+                    .outputs
+                    .insert(name.clone(), serde_json::Value::String(v));
             }
             Err(e) => state.error(format!("output `{name}`: {e}")),
         }
@@ -567,8 +610,16 @@ fn minutes(node: &Node, ctx: &expr::Context<'_>) -> Result<Duration, String> {
     let v = workflow::eval::evaluate(node, ctx).map_err(|e| e.to_string())?;
     let n = match v {
         Value::Number(n) => n,
-        Value::String(s) => s.trim().parse::<f64>().map_err(|_| format!("`{s}` is not a number"))?,
-        other => return Err(format!("expected a number, got `{}`", other.to_expr_string())),
+        Value::String(s) => s
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| format!("`{s}` is not a number"))?,
+        other => {
+            return Err(format!(
+                "expected a number, got `{}`",
+                other.to_expr_string()
+            ));
+        }
     };
     if !n.is_finite() || n <= 0.0 {
         return Err(format!("expected a positive number of minutes, got {n}"));
@@ -582,11 +633,19 @@ fn default_step_name(step: &Step) -> String {
         return format!("Run {}", uses.value);
     }
     let run = step.run.as_ref().and_then(Node::as_str).unwrap_or_default();
-    let first = run.lines().find(|l| !l.trim().is_empty()).unwrap_or_default();
+    let first = run
+        .lines()
+        .find(|l| !l.trim().is_empty())
+        .unwrap_or_default();
     format!("Run {}", first.trim())
 }
 
-pub(crate) async fn run_step(state: &mut JobState<'_>, step: &Step, index: usize, cancel: &CancellationToken) -> StepReport {
+pub(crate) async fn run_step(
+    state: &mut JobState<'_>,
+    step: &Step,
+    index: usize,
+    cancel: &CancellationToken,
+) -> StepReport {
     let started = Instant::now();
     let host = actions::HashFiles(state.workspace.clone());
     let ctxs = state.contexts(None);
@@ -630,7 +689,9 @@ pub(crate) async fn run_step(state: &mut JobState<'_>, step: &Step, index: usize
             report.outcome = Conclusion::Failure;
             report.conclusion = Conclusion::Failure;
             record_step(state, &ctx_id, &report, Map::new());
-            state.sink.step_finished(&state.label, &name, Conclusion::Failure, started.elapsed());
+            state
+                .sink
+                .step_finished(&state.label, &name, Conclusion::Failure, started.elapsed());
             return report;
         }
     };
@@ -640,7 +701,14 @@ pub(crate) async fn run_step(state: &mut JobState<'_>, step: &Step, index: usize
     }
     state.sink.step_started(&state.label, &name);
     state.step_counter += 1;
-    let (outcome, outputs) = match execute_step(state, step, cancel).await {
+    // A step that runs after cancellation (`always()`, `cancelled()`) runs to its end.
+    let fresh = CancellationToken::new();
+    let step_cancel = if cancel.is_cancelled() {
+        &fresh
+    } else {
+        cancel
+    };
+    let (outcome, outputs) = match execute_step(state, step, step_cancel).await {
         Ok((o, outputs)) => (o, outputs),
         Err(msg) => {
             state.error(msg);
@@ -663,13 +731,19 @@ pub(crate) async fn run_step(state: &mut JobState<'_>, step: &Step, index: usize
     }
     match report.conclusion {
         Conclusion::Failure => state.status = Status::Failure,
-        Conclusion::Cancelled if state.status == Status::Success => state.status = Status::Cancelled,
+        Conclusion::Cancelled if state.status == Status::Success => {
+            state.status = Status::Cancelled
+        }
         _ => {}
     }
-    state.job_ctx.insert("status".into(), status_value(state.status));
+    state
+        .job_ctx
+        .insert("status".into(), status_value(state.status));
     record_step(state, &ctx_id, &report, outputs);
     report.duration = started.elapsed();
-    state.sink.step_finished(&state.label, &name, report.conclusion, report.duration);
+    state
+        .sink
+        .step_finished(&state.label, &name, report.conclusion, report.duration);
     report
 }
 
@@ -702,14 +776,19 @@ async fn execute_step(
         }
     }
     let deadline = match &step.timeout_minutes {
-        Some(n) => Some(tokio::time::Instant::now() + minutes(n, &ectx).map_err(|e| format!("`timeout-minutes`: {e}"))?),
+        Some(n) => Some(
+            tokio::time::Instant::now()
+                + minutes(n, &ectx).map_err(|e| format!("`timeout-minutes`: {e}"))?,
+        ),
         None => None,
     };
-    let files = FileCommands::create(&state.temp, state.step_counter).map_err(|e| format!("file commands: {e}"))?;
+    let files = FileCommands::create(&state.temp, state.step_counter)
+        .map_err(|e| format!("file commands: {e}"))?;
     let mut env_ctx = state.env.clone();
     env_ctx.extend(step_env.iter().map(|(k, v)| (k.clone(), v.clone())));
     let exit = if let Some(run) = &step.run {
-        let script = workflow::eval::evaluate_string(run, &ectx).map_err(|e| format!("`run`: {e}"))?;
+        let script =
+            workflow::eval::evaluate_string(run, &ectx).map_err(|e| format!("`run`: {e}"))?;
         let job = state.spec.job();
         let wf = &state.spec.workflow;
         let shell_node = step
@@ -718,7 +797,9 @@ async fn execute_step(
             .or(job.and_then(|j| j.defaults.shell.as_ref()))
             .or(wf.defaults.shell.as_ref());
         let shell = match shell_node {
-            Some(n) => Some(workflow::eval::evaluate_string(n, &ectx).map_err(|e| format!("`shell`: {e}"))?),
+            Some(n) => Some(
+                workflow::eval::evaluate_string(n, &ectx).map_err(|e| format!("`shell`: {e}"))?,
+            ),
             None => None,
         };
         let wd_node = step
@@ -728,21 +809,29 @@ async fn execute_step(
             .or(wf.defaults.working_directory.as_ref());
         let cwd = match wd_node {
             Some(n) => {
-                let wd = workflow::eval::evaluate_string(n, &ectx).map_err(|e| format!("`working-directory`: {e}"))?;
+                let wd = workflow::eval::evaluate_string(n, &ectx)
+                    .map_err(|e| format!("`working-directory`: {e}"))?;
                 state.workspace.join(wd)
             }
             None => state.workspace.clone(),
         };
         if !cwd.is_dir() {
-            return Err(format!("working directory `{}` does not exist", cwd.display()));
+            return Err(format!(
+                "working directory `{}` does not exist",
+                cwd.display()
+            ));
         }
         let (program, args, ext) = shell_command(shell.as_deref(), &state.temp)?;
         let script_path = state.temp.join(format!("step-{}{ext}", state.step_counter));
-        std::fs::write(&script_path, script).map_err(|e| format!("cannot write the script: {e}"))?;
+        std::fs::write(&script_path, script)
+            .map_err(|e| format!("cannot write the script: {e}"))?;
         let script_str = script_path.display().to_string();
         let spawn = Spawn {
             program,
-            args: args.into_iter().map(|a| a.replace("{0}", &script_str)).collect(),
+            args: args
+                .into_iter()
+                .map(|a| a.replace("{0}", &script_str))
+                .collect(),
             cwd,
             env: state.process_env(&env_ctx, Some(&files)),
         };
@@ -824,19 +913,28 @@ fn apply_file_commands(state: &mut JobState<'_>, files: &FileCommands) -> Result
         let path = state.run.run_dir.join("summary.md");
         let text = state.run.masker.mask(&summary);
         use std::io::Write;
-        if let Ok(mut f) = std::fs::OpenOptions::new().create(true).append(true).open(path) {
+        if let Ok(mut f) = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+        {
             let _ = f.write_all(text.as_bytes());
         }
     }
     let mut outputs = Map::new();
-    for (k, v) in parse_key_values(&read(&files.output)).map_err(|e| format!("GITHUB_OUTPUT: {e}"))? {
+    for (k, v) in
+        parse_key_values(&read(&files.output)).map_err(|e| format!("GITHUB_OUTPUT: {e}"))?
+    {
         outputs.insert(k, Value::String(v));
     }
     Ok(outputs)
 }
 
 /// The program and arguments for a `shell:` value, and the script file's extension.
-fn shell_command(shell: Option<&str>, _temp: &Path) -> Result<(String, Vec<String>, &'static str), String> {
+fn shell_command(
+    shell: Option<&str>,
+    _temp: &Path,
+) -> Result<(String, Vec<String>, &'static str), String> {
     let v = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
     Ok(match shell.map(str::trim) {
         None | Some("") => {
@@ -846,12 +944,19 @@ fn shell_command(shell: Option<&str>, _temp: &Path) -> Result<(String, Vec<Strin
                 ("sh".into(), v(&["-e", "{0}"]), ".sh")
             }
         }
-        Some("bash") => ("bash".into(), v(&["--noprofile", "--norc", "-eo", "pipefail", "{0}"]), ".sh"),
+        Some("bash") => (
+            "bash".into(),
+            v(&["--noprofile", "--norc", "-eo", "pipefail", "{0}"]),
+            ".sh",
+        ),
         Some("sh") => ("sh".into(), v(&["-e", "{0}"]), ".sh"),
         Some("python") => ("python".into(), v(&["{0}"]), ".py"),
         Some("pwsh") => ("pwsh".into(), v(&["-command", ". '{0}'"]), ".ps1"),
         Some("cmd" | "powershell") => {
-            return Err(format!("shell `{}` is only available on Windows runners", shell.unwrap_or_default()));
+            return Err(format!(
+                "shell `{}` is only available on Windows runners",
+                shell.unwrap_or_default()
+            ));
         }
         Some(custom) => {
             if !custom.contains("{0}") {
@@ -868,7 +973,6 @@ fn shell_command(shell: Option<&str>, _temp: &Path) -> Result<(String, Vec<Strin
 
 /// Whether `program` is on the PATH.
 pub(crate) fn which(program: &str) -> bool {
-    std::env::var_os("PATH").is_some_and(|paths| {
-        std::env::split_paths(&paths).any(|d| d.join(program).is_file())
-    })
+    std::env::var_os("PATH")
+        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
 }

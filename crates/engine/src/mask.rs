@@ -24,7 +24,10 @@ impl Masker {
 
     /// Registers a secret value (each of its lines separately).
     pub fn add(&self, value: &str) {
-        let mut values = self.values.write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut values = self
+            .values
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         for line in value.split('\n') {
             let line = line.trim_end_matches('\r');
             if line.trim().len() >= MIN_LEN && !values.iter().any(|v| v == line) {
@@ -37,7 +40,10 @@ impl Masker {
 
     /// Hides every registered value in `text`.
     pub fn mask(&self, text: &str) -> String {
-        let values = self.values.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let values = self
+            .values
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let mut out = text.to_owned();
         for v in values.iter() {
             if out.contains(v.as_str()) {

@@ -148,7 +148,11 @@ async fn read_lines(r: impl AsyncRead + Unpin, tx: mpsc::Sender<String>) {
                         buf.pop();
                     }
                 }
-                if tx.send(String::from_utf8_lossy(&buf).into_owned()).await.is_err() {
+                if tx
+                    .send(String::from_utf8_lossy(&buf).into_owned())
+                    .await
+                    .is_err()
+                {
                     return;
                 }
             }

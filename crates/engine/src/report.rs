@@ -66,13 +66,14 @@ pub struct RunReport {
     pub workflows: Vec<WorkflowReport>,
 }
 
-/// The conclusion of a set of jobs: cancelled wins, then failure; skipped jobs count as passed.
+/// The conclusion of a set of jobs: failure wins, then cancelled (a matrix sibling stopped by
+/// `fail-fast` does not hide the failure that stopped it); skipped jobs count as passed.
 pub fn combine(conclusions: impl IntoIterator<Item = Conclusion>) -> Conclusion {
     let mut out = Conclusion::Success;
     for c in conclusions {
         match c {
-            Conclusion::Cancelled => return Conclusion::Cancelled,
-            Conclusion::Failure => out = Conclusion::Failure,
+            Conclusion::Failure => return Conclusion::Failure,
+            Conclusion::Cancelled => out = Conclusion::Cancelled,
             Conclusion::Success | Conclusion::Skipped => {}
         }
     }

@@ -60,7 +60,8 @@ pub async fn run(
     let slots = Arc::new(Semaphore::new(options.parallel.max(1)));
     let mut set = JoinSet::new();
     for (i, (p, env)) in planned.into_iter().enumerate() {
-        let (sink, cancel, slots, options) = (sink.clone(), cancel.clone(), slots.clone(), options.clone());
+        let (sink, cancel, slots, options) =
+            (sink.clone(), cancel.clone(), slots.clone(), options.clone());
         set.spawn(async move { (i, run_workflow(p, env, sink, cancel, slots, &options).await) });
     }
     let mut reports: Vec<(usize, WorkflowReport)> = Vec::new();
@@ -91,7 +92,11 @@ fn selected(wf: &Workflow, only: Option<&str>) -> Vec<String> {
             stack.extend(job.needs.iter().map(|n| n.value.clone()));
         }
     }
-    wf.jobs.keys().filter(|k| keep.contains(*k)).cloned().collect()
+    wf.jobs
+        .keys()
+        .filter(|k| keep.contains(*k))
+        .cloned()
+        .collect()
 }
 
 async fn run_workflow(
@@ -116,20 +121,43 @@ async fn run_workflow(
                 continue;
             }
             let Some(job) = wf.jobs.get(id) else { continue };
-            if !job.needs.iter().all(|n| done.contains_key(&n.value) || !ids.contains(&n.value)) {
+            if !job
+                .needs
+                .iter()
+                .all(|n| done.contains_key(&n.value) || !ids.contains(&n.value))
+            {
                 continue;
             }
             started.insert(id.clone());
             let needs = needs_context(job, &done);
             let status = ancestors_status(&wf, id, &done, &cancel);
-            let any_need_skipped = job
-                .needs
-                .iter()
-                .any(|n| done.get(&n.value).is_some_and(|d| d.result == Conclusion::Skipped));
-            let (wf, env, sink, cancel, slots, id, name) =
-                (wf.clone(), env.clone(), sink.clone(), cancel.clone(), slots.clone(), id.clone(), name.clone());
+            let any_need_skipped = job.needs.iter().any(|n| {
+                done.get(&n.value)
+                    .is_some_and(|d| d.result == Conclusion::Skipped)
+            });
+            let (wf, env, sink, cancel, slots, id, name) = (
+                wf.clone(),
+                env.clone(),
+                sink.clone(),
+                cancel.clone(),
+                slots.clone(),
+                id.clone(),
+                name.clone(),
+            );
             set.spawn(async move {
-                let (d, r) = run_job_node(&wf, &name, &id, needs, status, any_need_skipped, env, sink, cancel, slots).await;
+                let (d, r) = run_job_node(
+                    &wf,
+                    &name,
+                    &id,
+                    needs,
+                    status,
+                    any_need_skipped,
+                    env,
+                    sink,
+                    cancel,
+                    slots,
+                )
+                .await;
                 (id, d, r)
             });
         }
@@ -165,8 +193,14 @@ fn needs_context(job: &Job, done: &HashMap<String, Done>) -> Map {
         needs.insert(
             n.value.clone(),
             obj([
-                ("result", Value::from(d.map_or("skipped", |d| d.result.as_str()))),
-                ("outputs", Value::Object(d.map(|d| d.outputs.clone()).unwrap_or_default())),
+                (
+                    "result",
+                    Value::from(d.map_or("skipped", |d| d.result.as_str())),
+                ),
+                (
+                    "outputs",
+                    Value::Object(d.map(|d| d.outputs.clone()).unwrap_or_default()),
+                ),
             ]),
         );
     }
@@ -174,12 +208,21 @@ fn needs_context(job: &Job, done: &HashMap<String, Done>) -> Map {
 }
 
 /// The status a job's `if` sees: failure if any ancestor failed, cancelled if the run was.
-fn ancestors_status(wf: &Workflow, id: &str, done: &HashMap<String, Done>, cancel: &CancellationToken) -> Status {
+fn ancestors_status(
+    wf: &Workflow,
+    id: &str,
+    done: &HashMap<String, Done>,
+    cancel: &CancellationToken,
+) -> Status {
     if cancel.is_cancelled() {
         return Status::Cancelled;
     }
     let mut seen = HashSet::new();
-    let mut stack: Vec<&str> = wf.jobs.get(id).map(|j| j.needs.iter().map(|n| n.value.as_str()).collect()).unwrap_or_default();
+    let mut stack: Vec<&str> = wf
+        .jobs
+        .get(id)
+        .map(|j| j.needs.iter().map(|n| n.value.as_str()).collect())
+        .unwrap_or_default();
     while let Some(n) = stack.pop() {
         if !seen.insert(n) {
             continue;
@@ -323,7 +366,9 @@ async fn run_job_node(
     let bool_of = |n: &Option<workflow::Node>, default: bool| -> Result<bool, String> {
         match n {
             None => Ok(default),
-            Some(n) => workflow::eval::evaluate(n, &ectx).map(|v| v.truthy()).map_err(|e| e.to_string()),
+            Some(n) => workflow::eval::evaluate(n, &ectx)
+                .map(|v| v.truthy())
+                .map_err(|e| e.to_string()),
         }
     };
     let fail_fast = match bool_of(&strategy.fail_fast, true) {
@@ -334,8 +379,15 @@ async fn run_job_node(
         None => configs.len(),
         Some(n) => match workflow::eval::evaluate(n, &ectx) {
             Ok(Value::Number(x)) if x >= 1.0 => x as usize,
-            Ok(Value::String(s)) if s.trim().parse::<usize>().is_ok_and(|x| x >= 1) => s.trim().parse().unwrap_or(1),
-            Ok(v) => return fail(format!("`max-parallel` of job `{id}` must be a positive number, got `{}`", v.to_expr_string())),
+            Ok(Value::String(s)) if s.trim().parse::<usize>().is_ok_and(|x| x >= 1) => {
+                s.trim().parse().unwrap_or(1)
+            }
+            Ok(v) => {
+                return fail(format!(
+                    "`max-parallel` of job `{id}` must be a positive number, got `{}`",
+                    v.to_expr_string()
+                ));
+            }
             Err(e) => return fail(format!("`max-parallel` of job `{id}`: {e}")),
         },
     };
@@ -356,9 +408,16 @@ async fn run_job_node(
         // The display name: `name` evaluated with the matrix, else the id, plus the matrix
         // values unless the name already uses the matrix.
         let mut dctx = ctxs.clone();
-        dctx.insert("matrix".into(), Value::Object(matrix.clone().unwrap_or_default()));
+        dctx.insert(
+            "matrix".into(),
+            Value::Object(matrix.clone().unwrap_or_default()),
+        );
         dctx.insert("strategy".into(), Value::Object(strategy_ctx.clone()));
-        let name_uses_matrix = job.name.as_ref().and_then(|n| n.as_str()).is_some_and(|n| n.contains("matrix."));
+        let name_uses_matrix = job
+            .name
+            .as_ref()
+            .and_then(|n| n.as_str())
+            .is_some_and(|n| n.contains("matrix."));
         let base_name = match &job.name {
             Some(n) => workflow::eval::evaluate_string(
                 n,
@@ -386,15 +445,26 @@ async fn run_job_node(
             strategy: strategy_ctx,
             needs: needs.clone(),
         };
-        let (env, sink, group_cancel, slots, local) = (env.clone(), sink.clone(), group_cancel.clone(), slots.clone(), local.clone());
+        // Instances start in matrix order: the `max-parallel` permit is taken here, before
+        // the next instance is considered.
+        let local_permit = local.clone().acquire_owned().await;
+        let (env, sink, group_cancel, slots) = (
+            env.clone(),
+            sink.clone(),
+            group_cancel.clone(),
+            slots.clone(),
+        );
         set.spawn(async move {
-            let _local = local.acquire_owned().await;
+            let _local = local_permit;
             let _slot = slots.acquire_owned().await;
             if group_cancel.is_cancelled() {
                 // A sibling failed under fail-fast before this one started.
                 let mut r = skipped_report(&spec.workflow, &spec.job_id);
                 r.name = spec.display.clone();
-                r.matrix = spec.matrix.as_ref().map(|m| Value::Object(m.clone()).to_json());
+                r.matrix = spec
+                    .matrix
+                    .as_ref()
+                    .map(|m| Value::Object(m.clone()).to_json());
                 r.outcome = Conclusion::Cancelled;
                 r.conclusion = Conclusion::Cancelled;
                 return (index, r);
@@ -424,7 +494,10 @@ async fn run_job_node(
         Conclusion::Cancelled
     } else if reports.iter().any(|r| r.conclusion == Conclusion::Failure) {
         Conclusion::Failure
-    } else if reports.iter().any(|r| r.conclusion == Conclusion::Cancelled) {
+    } else if reports
+        .iter()
+        .any(|r| r.conclusion == Conclusion::Cancelled)
+    {
         Conclusion::Cancelled
     } else {
         Conclusion::Success
@@ -433,7 +506,9 @@ async fn run_job_node(
 }
 
 fn sanitize(s: &str) -> String {
-    s.chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect()
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
 }
 
 /// An evaluated `strategy.matrix` as the planner's input.

@@ -53,7 +53,9 @@ impl Func {
     }
 
     pub(crate) fn lookup(name: &str) -> Option<Func> {
-        Func::ALL.into_iter().find(|f| f.name().eq_ignore_ascii_case(name))
+        Func::ALL
+            .into_iter()
+            .find(|f| f.name().eq_ignore_ascii_case(name))
     }
 
     /// Minimum and maximum number of arguments, as registered in the runner.
@@ -69,7 +71,10 @@ impl Func {
     }
 
     pub(crate) fn is_status(self) -> bool {
-        matches!(self, Func::Success | Func::Always | Func::Cancelled | Func::Failure)
+        matches!(
+            self,
+            Func::Success | Func::Always | Func::Cancelled | Func::Failure
+        )
     }
 }
 
@@ -115,7 +120,12 @@ pub(crate) struct Node {
 
 impl Node {
     pub(crate) fn leaf(kind: NodeKind, offset: usize, len: usize) -> Node {
-        Node { kind, offset, len, height: 1 }
+        Node {
+            kind,
+            offset,
+            len,
+            height: 1,
+        }
     }
 
     pub(crate) fn children(&self) -> Vec<&Node> {
@@ -123,7 +133,10 @@ impl Node {
             NodeKind::Index(a, b) | NodeKind::Compare(_, a, b) => vec![a, b],
             NodeKind::Not(a) => vec![a],
             NodeKind::And(v) | NodeKind::Or(v) | NodeKind::Call(_, v) => v.iter().collect(),
-            NodeKind::Literal(_) | NodeKind::Property(_) | NodeKind::Wildcard | NodeKind::Context(_) => Vec::new(),
+            NodeKind::Literal(_)
+            | NodeKind::Property(_)
+            | NodeKind::Wildcard
+            | NodeKind::Context(_) => Vec::new(),
         }
     }
 

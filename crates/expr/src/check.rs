@@ -25,8 +25,16 @@ pub fn check(expr: &Expr, allowed: &Allowed) -> Vec<ParseError> {
     expr.root.walk(&mut |node| {
         let (start, end) = (node.offset, node.offset + node.len);
         match &node.kind {
-            NodeKind::Context(name) if !allowed.contexts.iter().any(|c| c.eq_ignore_ascii_case(name)) => {
-                errors.push(located("Unrecognized named-value", &expr.source, start, end).shifted(expr.base));
+            NodeKind::Context(name)
+                if !allowed
+                    .contexts
+                    .iter()
+                    .any(|c| c.eq_ignore_ascii_case(name)) =>
+            {
+                errors.push(
+                    located("Unrecognized named-value", &expr.source, start, end)
+                        .shifted(expr.base),
+                );
             }
             NodeKind::Call(f, _) => {
                 let ok = match f {
@@ -35,7 +43,10 @@ pub fn check(expr: &Expr, allowed: &Allowed) -> Vec<ParseError> {
                     _ => true,
                 };
                 if !ok {
-                    errors.push(located("Unrecognized function", &expr.source, start, end).shifted(expr.base));
+                    errors.push(
+                        located("Unrecognized function", &expr.source, start, end)
+                            .shifted(expr.base),
+                    );
                 }
             }
             _ => {}

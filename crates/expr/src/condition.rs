@@ -33,7 +33,9 @@ pub fn parse_condition(s: &str) -> Result<Condition, ParseError> {
         return Ok(Condition { kind: Kind::Empty });
     }
     if !s.contains("${{") {
-        return parse_at(s, 0).map(|e| Condition { kind: Kind::Expr(e) });
+        return parse_at(s, 0).map(|e| Condition {
+            kind: Kind::Expr(e),
+        });
     }
     let template = parse_template(s)?;
     let kind = match template.parts() {
@@ -75,27 +77,35 @@ impl Condition {
         }
     }
 
-    /// The condition as GitHub runs it, for logs: `success()`, `success() && (x)`, or `x`.
+    /// The condition as GitHub runs it, for logs: `success()`, `success() && (x)`, `x`, or for
+    /// an interpolation mistake `success() && (format('{0} || b', a))`.
     pub fn effective_source(&self) -> String {
         let body = match &self.kind {
             Kind::Empty => return "success()".to_owned(),
             Kind::Expr(e) => e.source().to_owned(),
             Kind::Template(t) => {
-                let mut text = String::new();
+                // GitHub rewrites such a template into a `format()` call.
+                let (mut text, mut args, mut index) = (String::new(), String::new(), 0);
                 for part in t.parts() {
                     match part {
-                        Part::Literal(l) => text.push_str(l),
+                        Part::Literal(l) => text
+                            .push_str(&l.replace('\'', "''").replace('{', "{{").replace('}', "}}")),
                         Part::Expr(e, _) => {
-                            text.push_str("${{ ");
-                            text.push_str(e.source());
-                            text.push_str(" }}");
+                            text.push_str(&format!("{{{index}}}"));
+                            index += 1;
+                            args.push_str(", ");
+                            args.push_str(e.source());
                         }
                     }
                 }
-                format!("'{}'", text.replace('\'', "''"))
+                format!("format('{text}'{args})")
             }
         };
-        if self.uses_status_function() { body } else { format!("success() && ({body})") }
+        if self.uses_status_function() {
+            body
+        } else {
+            format!("success() && ({body})")
+        }
     }
 
     /// Decides whether the job or step runs.

@@ -15,7 +15,11 @@ pub struct ParseError {
 
 impl ParseError {
     pub(crate) fn new(message: impl Into<String>, offset: usize, len: usize) -> Self {
-        ParseError { message: message.into(), offset, len }
+        ParseError {
+            message: message.into(),
+            offset,
+            len,
+        }
     }
 
     /// Moves the error by `base` bytes: used when the expression was cut out of a larger string.

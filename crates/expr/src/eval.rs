@@ -191,8 +191,12 @@ fn coerce<'v>(mut l: Shape<'v>, mut r: Shape<'v>) -> (Shape<'v>, Shape<'v>) {
             (Shape::Prim(Prim::Str(s)), Shape::Prim(Prim::Num(_))) => {
                 return (Shape::Prim(Prim::Num(parse_number(s))), r);
             }
-            (Shape::Prim(p @ (Prim::Bool(_) | Prim::Null)), _) => l = Shape::Prim(Prim::Num(prim_to_number(p))),
-            (_, Shape::Prim(p @ (Prim::Bool(_) | Prim::Null))) => r = Shape::Prim(Prim::Num(prim_to_number(p))),
+            (Shape::Prim(p @ (Prim::Bool(_) | Prim::Null)), _) => {
+                l = Shape::Prim(Prim::Num(prim_to_number(p)))
+            }
+            (_, Shape::Prim(p @ (Prim::Bool(_) | Prim::Null))) => {
+                r = Shape::Prim(Prim::Num(prim_to_number(p)))
+            }
             _ => return (l, r),
         }
     }
@@ -204,9 +208,8 @@ fn shapes_equal(l: Shape<'_>, r: Shape<'_>) -> bool {
         (Shape::Prim(Prim::Num(a)), Shape::Prim(Prim::Num(b))) => a == b,
         (Shape::Prim(Prim::Str(a)), Shape::Prim(Prim::Str(b))) => casefold::eq_ignore_case(a, b),
         (Shape::Prim(Prim::Bool(a)), Shape::Prim(Prim::Bool(b))) => a == b,
-        (Shape::Array(Some(a)), Shape::Array(Some(b))) | (Shape::Object(Some(a)), Shape::Object(Some(b))) => {
-            std::ptr::eq(a, b)
-        }
+        (Shape::Array(Some(a)), Shape::Array(Some(b)))
+        | (Shape::Object(Some(a)), Shape::Object(Some(b))) => std::ptr::eq(a, b),
         _ => false,
     }
 }
@@ -216,7 +219,9 @@ fn shapes_equal(l: Shape<'_>, r: Shape<'_>) -> bool {
 fn shapes_order(l: Shape<'_>, r: Shape<'_>) -> Option<Ordering> {
     match coerce(l, r) {
         (Shape::Prim(Prim::Num(a)), Shape::Prim(Prim::Num(b))) => a.partial_cmp(&b),
-        (Shape::Prim(Prim::Str(a)), Shape::Prim(Prim::Str(b))) => Some(casefold::cmp_ignore_case(a, b)),
+        (Shape::Prim(Prim::Str(a)), Shape::Prim(Prim::Str(b))) => {
+            Some(casefold::cmp_ignore_case(a, b))
+        }
         (Shape::Prim(Prim::Bool(a)), Shape::Prim(Prim::Bool(b))) => Some(a.cmp(&b)),
         _ => None,
     }
@@ -227,7 +232,10 @@ pub(crate) fn loose_eq(l: &Val<'_>, r: &Val<'_>) -> bool {
 }
 
 pub(crate) fn value_loose_eq(l: &Value, r: &Value) -> bool {
-    shapes_equal(shape_of_value(l, Some(l as *const Value)), shape_of_value(r, Some(r as *const Value)))
+    shapes_equal(
+        shape_of_value(l, Some(l as *const Value)),
+        shape_of_value(r, Some(r as *const Value)),
+    )
 }
 
 fn compare(op: CmpOp, l: &Val<'_>, r: &Val<'_>) -> bool {
@@ -306,7 +314,10 @@ fn call<'a>(func: Func, args: &[Node], ctx: &Context<'a>) -> Result<Val<'a>, Eva
 /// form it needs.
 pub(crate) enum IndexKey {
     Wildcard,
-    Value { string: Option<String>, integer: Option<usize> },
+    Value {
+        string: Option<String>,
+        integer: Option<usize>,
+    },
 }
 
 impl IndexKey {
@@ -318,7 +329,11 @@ impl IndexKey {
             None
         } else {
             let floored = n.floor();
-            if floored > f64::from(i32::MAX) { None } else { Some(floored as usize) }
+            if floored > f64::from(i32::MAX) {
+                None
+            } else {
+                Some(floored as usize)
+            }
         };
         IndexKey::Value { string, integer }
     }
@@ -329,7 +344,9 @@ fn object_get<'a>(map: &'a Map, key: &str) -> Option<&'a Value> {
 }
 
 fn owned_object_take(mut map: Map, key: &str) -> Option<Value> {
-    let index = map.get_index_of(key).or_else(|| map.keys().position(|k| casefold::eq_ignore_case(k, key)))?;
+    let index = map
+        .get_index_of(key)
+        .or_else(|| map.keys().position(|k| casefold::eq_ignore_case(k, key)))?;
     map.swap_remove_index(index).map(|(_, v)| v)
 }
 
@@ -339,7 +356,11 @@ fn index<'a>(target: Val<'a>, key: &IndexKey) -> Val<'a> {
             let mut out = Vec::new();
             for item in items {
                 match (item, key) {
-                    (item @ (Val::Ref(Value::Object(_) | Value::Array(_)) | Val::Owned(Value::Object(_) | Value::Array(_))), IndexKey::Wildcard) => {
+                    (
+                        item @ (Val::Ref(Value::Object(_) | Value::Array(_))
+                        | Val::Owned(Value::Object(_) | Value::Array(_))),
+                        IndexKey::Wildcard,
+                    ) => {
                         out.extend(children(item));
                     }
                     (item, IndexKey::Value { string, integer }) => match item {
@@ -349,7 +370,8 @@ fn index<'a>(target: Val<'a>, key: &IndexKey) -> Val<'a> {
                             }
                         }
                         Val::Owned(Value::Object(m)) => {
-                            if let Some(v) = string.as_deref().and_then(|s| owned_object_take(m, s)) {
+                            if let Some(v) = string.as_deref().and_then(|s| owned_object_take(m, s))
+                            {
                                 out.push(Val::Owned(v));
                             }
                         }
@@ -375,19 +397,27 @@ fn index<'a>(target: Val<'a>, key: &IndexKey) -> Val<'a> {
             Shape::Prim(_) => Val::Filtered(Vec::new()),
         },
         Val::Ref(Value::Object(m)) => match key {
-            IndexKey::Value { string: Some(s), .. } => object_get(m, s).map_or(Val::Owned(Value::Null), Val::Ref),
+            IndexKey::Value {
+                string: Some(s), ..
+            } => object_get(m, s).map_or(Val::Owned(Value::Null), Val::Ref),
             _ => Val::Owned(Value::Null),
         },
         Val::Owned(Value::Object(m)) => match key {
-            IndexKey::Value { string: Some(s), .. } => Val::Owned(owned_object_take(m, s).unwrap_or(Value::Null)),
+            IndexKey::Value {
+                string: Some(s), ..
+            } => Val::Owned(owned_object_take(m, s).unwrap_or(Value::Null)),
             _ => Val::Owned(Value::Null),
         },
         Val::Ref(Value::Array(a)) => match key {
-            IndexKey::Value { integer: Some(i), .. } => a.get(*i).map_or(Val::Owned(Value::Null), Val::Ref),
+            IndexKey::Value {
+                integer: Some(i), ..
+            } => a.get(*i).map_or(Val::Owned(Value::Null), Val::Ref),
             _ => Val::Owned(Value::Null),
         },
         Val::Owned(Value::Array(mut a)) => match key {
-            IndexKey::Value { integer: Some(i), .. } if *i < a.len() => Val::Owned(a.swap_remove(*i)),
+            IndexKey::Value {
+                integer: Some(i), ..
+            } if *i < a.len() => Val::Owned(a.swap_remove(*i)),
             _ => Val::Owned(Value::Null),
         },
         _ => Val::Owned(Value::Null),

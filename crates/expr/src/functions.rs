@@ -5,12 +5,12 @@
 //! evaluates the arguments its format string uses, and so on. This matters because an
 //! unevaluated `fromJSON('bad')` is not an error.
 
+use crate::Value;
 use crate::ast::{Func, Node};
 use crate::casefold;
 use crate::error::EvalError;
 use crate::eval::{Context, Prim, Val, eval, loose_eq, prim_to_string};
 use crate::json;
-use crate::Value;
 
 pub(crate) fn call<'a>(func: Func, args: &[Node], ctx: &Context<'a>) -> Result<Val<'a>, EvalError> {
     let arg = |i: usize| -> Result<Val<'a>, EvalError> {
@@ -27,7 +27,9 @@ pub(crate) fn call<'a>(func: Func, args: &[Node], ctx: &Context<'a>) -> Result<V
             if let Some(p) = left.prim() {
                 let haystack = prim_to_string(p);
                 let right = arg(1)?;
-                return boolean(right.prim().is_some_and(|r| casefold::contains_ignore_case(&haystack, &prim_to_string(r))));
+                return boolean(right.prim().is_some_and(|r| {
+                    casefold::contains_ignore_case(&haystack, &prim_to_string(r))
+                }));
             }
             match left.into_elements() {
                 Some(items) if !items.is_empty() => {
@@ -39,10 +41,14 @@ pub(crate) fn call<'a>(func: Func, args: &[Node], ctx: &Context<'a>) -> Result<V
         }
         Func::StartsWith | Func::EndsWith => {
             let left = arg(0)?;
-            let Some(l) = left.prim() else { return boolean(false) };
+            let Some(l) = left.prim() else {
+                return boolean(false);
+            };
             let l = prim_to_string(l);
             let right = arg(1)?;
-            let Some(r) = right.prim() else { return boolean(false) };
+            let Some(r) = right.prim() else {
+                return boolean(false);
+            };
             let r = prim_to_string(r);
             boolean(if func == Func::StartsWith {
                 casefold::starts_with_ignore_case(&l, &r)
@@ -56,7 +62,9 @@ pub(crate) fn call<'a>(func: Func, args: &[Node], ctx: &Context<'a>) -> Result<V
             if let Some(p) = items.prim() {
                 return string(prim_to_string(p));
             }
-            let Some(items) = items.into_elements() else { return string(String::new()) };
+            let Some(items) = items.into_elements() else {
+                return string(String::new());
+            };
             let mut out = String::new();
             let mut iter = items.iter();
             if let Some(first) = iter.next() {
@@ -64,7 +72,9 @@ pub(crate) fn call<'a>(func: Func, args: &[Node], ctx: &Context<'a>) -> Result<V
                 // The separator is evaluated only when there is something to separate.
                 if items.len() > 1 {
                     let separator = match args.get(1) {
-                        Some(_) => arg(1)?.prim().map_or_else(|| ",".to_owned(), prim_to_string),
+                        Some(_) => arg(1)?
+                            .prim()
+                            .map_or_else(|| ",".to_owned(), prim_to_string),
                         None => ",".to_owned(),
                     };
                     for item in iter {
@@ -81,7 +91,9 @@ pub(crate) fn call<'a>(func: Func, args: &[Node], ctx: &Context<'a>) -> Result<V
         }
         Func::FromJson => {
             let text = arg(0)?.to_expr_string();
-            json::parse(&text).map(Val::Owned).map_err(|message| EvalError::FromJson { message })
+            json::parse(&text)
+                .map(Val::Owned)
+                .map_err(|message| EvalError::FromJson { message })
         }
         Func::HashFiles => {
             let mut patterns = Vec::with_capacity(args.len());
@@ -93,10 +105,14 @@ pub(crate) fn call<'a>(func: Func, args: &[Node], ctx: &Context<'a>) -> Result<V
                 && !casefold::eq_ignore_case(first, "--follow-symbolic-links")
             {
                 return Err(EvalError::HashFiles {
-                    message: format!("Invalid glob option {first}, available option: '--follow-symbolic-links'."),
+                    message: format!(
+                        "Invalid glob option {first}, available option: '--follow-symbolic-links'."
+                    ),
                 });
             }
-            let host = ctx.host.ok_or_else(|| EvalError::NoHost { function: "hashFiles".to_owned() })?;
+            let host = ctx.host.ok_or_else(|| EvalError::NoHost {
+                function: "hashFiles".to_owned(),
+            })?;
             host.hash_files(&patterns).and_then(string)
         }
         Func::Success | Func::Always | Func::Cancelled | Func::Failure => boolean(false),
@@ -123,7 +139,9 @@ enum Segment {
 /// `format()`: the whole format string is checked before any argument is evaluated, then the
 /// referenced arguments are evaluated once each, in order of first use.
 fn format(args: &[Node], ctx: &Context<'_>) -> Result<String, EvalError> {
-    let Some(first) = args.first() else { return Ok(String::new()) };
+    let Some(first) = args.first() else {
+        return Ok(String::new());
+    };
     let fmt = eval(first, ctx)?.to_expr_string();
     let segments = parse_format(&fmt, args.len() - 1)?;
     let mut cache: Vec<Option<(String, &'static str)>> = vec![None; args.len() - 1];
@@ -135,7 +153,15 @@ fn format(args: &[Node], ctx: &Context<'_>) -> Result<String, EvalError> {
                 let (text, kind) = match cache.get(i).cloned().flatten() {
                     Some(cached) => cached,
                     None => {
-                        let v = eval(&args[i + 1], ctx)?;
+                        // `parse_format` checked that every index has an argument.
+                        let Some(node) = args.get(i + 1) else {
+                            return Err(EvalError::Format {
+                                message: format!(
+                                    "The following format string references more arguments than were supplied: {fmt}"
+                                ),
+                            });
+                        };
+                        let v = eval(node, ctx)?;
                         let entry = (v.to_expr_string(), kind_name(&v));
                         if let Some(slot) = cache.get_mut(i) {
                             *slot = Some(entry.clone());
@@ -146,7 +172,9 @@ fn format(args: &[Node], ctx: &Context<'_>) -> Result<String, EvalError> {
                 // GitHub accepts the .NET `{0:spec}` syntax but supports no specifier.
                 if !specifiers.is_empty() {
                     return Err(EvalError::Format {
-                        message: format!("The format specifiers '{specifiers}' are not valid for objects of type '{kind}'"),
+                        message: format!(
+                            "The format specifiers '{specifiers}' are not valid for objects of type '{kind}'"
+                        ),
                     });
                 }
                 out.push_str(&text);
@@ -157,7 +185,9 @@ fn format(args: &[Node], ctx: &Context<'_>) -> Result<String, EvalError> {
 }
 
 fn parse_format(fmt: &str, arg_count: usize) -> Result<Vec<Segment>, EvalError> {
-    let invalid = || EvalError::Format { message: format!("The following format string is invalid: {fmt}") };
+    let invalid = || EvalError::Format {
+        message: format!("The following format string is invalid: {fmt}"),
+    };
     let b = fmt.as_bytes();
     let mut segments = Vec::new();
     let mut index = 0;
@@ -175,16 +205,23 @@ fn parse_format(fmt: &str, arg_count: usize) -> Result<Vec<Segment>, EvalError> 
                 if r <= l + 1 {
                     return Err(invalid());
                 }
-                let digits_end = (l + 1..b.len()).find(|&i| !b[i].is_ascii_digit()).unwrap_or(b.len());
+                let digits_end = (l + 1..b.len())
+                    .find(|&i| !b[i].is_ascii_digit())
+                    .unwrap_or(b.len());
                 if digits_end == l + 1 {
                     return Err(invalid());
                 }
                 // The runner reads the index as a byte: 0 to 255.
-                let arg: usize = fmt[l + 1..digits_end].parse::<u8>().map_err(|_| invalid())?.into();
+                let arg: usize = fmt[l + 1..digits_end]
+                    .parse::<u8>()
+                    .map_err(|_| invalid())?
+                    .into();
                 let (specifiers, close) = read_specifiers(fmt, digits_end).ok_or_else(invalid)?;
                 if arg + 1 > arg_count {
                     return Err(EvalError::Format {
-                        message: format!("The following format string references more arguments than were supplied: {fmt}"),
+                        message: format!(
+                            "The following format string references more arguments than were supplied: {fmt}"
+                        ),
                     });
                 }
                 if l > index {

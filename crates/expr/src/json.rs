@@ -42,11 +42,18 @@ fn write_val(out: &mut String, v: &Val<'_>, level: usize) {
     match v {
         Val::Ref(v) => write_value(out, v, level),
         Val::Owned(v) => write_value(out, v, level),
-        Val::Filtered(items) => write_seq(out, items, level, |out, item, level| write_val(out, item, level)),
+        Val::Filtered(items) => write_seq(out, items, level, |out, item, level| {
+            write_val(out, item, level)
+        }),
     }
 }
 
-fn write_seq<T>(out: &mut String, items: &[T], level: usize, write: impl Fn(&mut String, &T, usize)) {
+fn write_seq<T>(
+    out: &mut String,
+    items: &[T],
+    level: usize,
+    write: impl Fn(&mut String, &T, usize),
+) {
     if items.is_empty() {
         out.push_str("[]");
         return;
@@ -118,13 +125,19 @@ const MAX_NESTING: usize = 64;
 
 /// Parses `fromJSON()` input; the error is a description of the problem and where it is.
 pub(crate) fn parse(text: &str) -> Result<Value, String> {
-    let mut reader = Reader { src: text, pos: 0, depth: 0 };
+    let mut reader = Reader {
+        src: text,
+        pos: 0,
+        depth: 0,
+    };
     reader.skip_ws();
     match reader.peek() {
         None => Err(reader.error("Error reading JToken from JsonReader.")),
         // An empty value (`,`) is Newtonsoft's `undefined`, which becomes an empty string.
         Some(',') => Ok(Value::String(String::new())),
-        Some(']') => Err(reader.error("Error reading JToken from JsonReader. Unexpected token: EndArray.")),
+        Some(']') => {
+            Err(reader.error("Error reading JToken from JsonReader. Unexpected token: EndArray."))
+        }
         Some(_) => reader.value(),
     }
 }
@@ -169,7 +182,9 @@ impl Reader<'_> {
 
     fn unexpected(&self, what: &str) -> String {
         match self.peek() {
-            Some(c) => self.error(&format!("Unexpected character encountered while parsing {what}: {c}.")),
+            Some(c) => self.error(&format!(
+                "Unexpected character encountered while parsing {what}: {c}."
+            )),
             None => self.error(&format!("Unexpected end while parsing {what}.")),
         }
     }
@@ -210,7 +225,10 @@ impl Reader<'_> {
 
     fn number(&mut self) -> Result<Value, String> {
         let start = self.pos;
-        while self.peek().is_some_and(|c| c.is_ascii_hexdigit() || matches!(c, '-' | '+' | '.' | 'x' | 'X')) {
+        while self
+            .peek()
+            .is_some_and(|c| c.is_ascii_hexdigit() || matches!(c, '-' | '+' | '.' | 'x' | 'X'))
+        {
             self.bump();
         }
         if !(ends_value(self.peek()) || self.peek() == Some(')')) {
@@ -231,7 +249,12 @@ impl Reader<'_> {
         }
         if text.contains(['.', 'e', 'E']) {
             return match parse_dotnet_double(text) {
-                Some(n) if !n.is_nan() && text.bytes().all(|c| c.is_ascii_digit() || b".eE+-".contains(&c)) => {
+                Some(n)
+                    if !n.is_nan()
+                        && text
+                            .bytes()
+                            .all(|c| c.is_ascii_digit() || b".eE+-".contains(&c)) =>
+                {
                     Ok(Value::Number(n))
                 }
                 _ => Err(invalid()),
@@ -243,7 +266,11 @@ impl Reader<'_> {
         }
         // Integers are read as integers, so `-0` is plain zero.
         let n: f64 = digits.parse().map_err(|_| invalid())?;
-        Ok(Value::Number(if text.starts_with('-') && n != 0.0 { -n } else { n }))
+        Ok(Value::Number(if text.starts_with('-') && n != 0.0 {
+            -n
+        } else {
+            n
+        }))
     }
 
     fn string(&mut self, quote: char) -> Result<String, String> {
@@ -252,7 +279,9 @@ impl Reader<'_> {
         let mut pending_high: Option<u32> = None;
         loop {
             let Some(c) = self.bump() else {
-                return Err(self.error(&format!("Unterminated string. Expected delimiter: {quote}.")));
+                return Err(self.error(&format!(
+                    "Unterminated string. Expected delimiter: {quote}."
+                )));
             };
             if c != '\\' {
                 if pending_high.take().is_some() {
@@ -284,7 +313,10 @@ impl Reader<'_> {
                 out.push(s);
                 continue;
             }
-            let hex = self.src.get(self.pos..self.pos + 4).filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
+            let hex = self
+                .src
+                .get(self.pos..self.pos + 4)
+                .filter(|h| h.bytes().all(|b| b.is_ascii_hexdigit()));
             let Some(unit) = hex.and_then(|h| u32::from_str_radix(h, 16).ok()) else {
                 return Err(self.error("Invalid Unicode escape sequence."));
             };
@@ -313,7 +345,9 @@ impl Reader<'_> {
     fn enter(&mut self) -> Result<(), String> {
         self.depth += 1;
         if self.depth > MAX_NESTING {
-            return Err(self.error(&format!("The reader's MaxDepth of {MAX_NESTING} has been exceeded.")));
+            return Err(self.error(&format!(
+                "The reader's MaxDepth of {MAX_NESTING} has been exceeded."
+            )));
         }
         self.bump();
         Ok(())
@@ -344,7 +378,9 @@ impl Reader<'_> {
                 Some(']') => break,
                 None => return Err(self.error("Unexpected end when reading JSON.")),
                 Some(c) => {
-                    return Err(self.error(&format!("After parsing a value an unexpected character was encountered: {c}.")));
+                    return Err(self.error(&format!(
+                        "After parsing a value an unexpected character was encountered: {c}."
+                    )));
                 }
             }
         }
@@ -366,7 +402,10 @@ impl Reader<'_> {
                 Some(q @ ('"' | '\'')) => self.string(q)?,
                 Some(c) if c.is_alphanumeric() || c == '_' || c == '$' => {
                     let start = self.pos;
-                    while self.peek().is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$') {
+                    while self
+                        .peek()
+                        .is_some_and(|c| c.is_alphanumeric() || c == '_' || c == '$')
+                    {
                         self.bump();
                     }
                     if !self.peek().is_some_and(|c| is_ws(c) || c == ':') {
@@ -374,16 +413,24 @@ impl Reader<'_> {
                     }
                     self.src[start..self.pos].to_owned()
                 }
-                Some(c) => return Err(self.error(&format!("Invalid property identifier character: {c}."))),
+                Some(c) => {
+                    return Err(self.error(&format!("Invalid property identifier character: {c}.")));
+                }
             };
             self.skip_ws();
             if self.peek() != Some(':') {
                 let got = self.peek().map_or_else(String::new, String::from);
-                return Err(self.error(&format!("Invalid character after parsing property name. Expected ':' but got: {got}.")));
+                return Err(self.error(&format!(
+                    "Invalid character after parsing property name. Expected ':' but got: {got}."
+                )));
             }
             self.bump();
             self.skip_ws();
-            let value = if self.peek() == Some(',') { Value::String(String::new()) } else { self.value()? };
+            let value = if self.peek() == Some(',') {
+                Value::String(String::new())
+            } else {
+                self.value()?
+            };
             exact.insert(name, value);
             self.skip_ws();
             match self.peek() {
@@ -393,7 +440,9 @@ impl Reader<'_> {
                 Some('}') => break,
                 None => return Err(self.error("Unexpected end when reading JSON.")),
                 Some(c) => {
-                    return Err(self.error(&format!("After parsing a value an unexpected character was encountered: {c}.")));
+                    return Err(self.error(&format!(
+                        "After parsing a value an unexpected character was encountered: {c}."
+                    )));
                 }
             }
         }

@@ -119,7 +119,10 @@ pub(crate) struct Lexer<'s> {
 
 /// Characters that end a number or a name.
 fn is_boundary(c: char) -> bool {
-    matches!(c, '(' | '[' | ')' | ']' | ',' | '.' | '!' | '>' | '<' | '=' | '&' | '|') || c.is_whitespace()
+    matches!(
+        c,
+        '(' | '[' | ')' | ']' | ',' | '.' | '!' | '>' | '<' | '=' | '&' | '|'
+    ) || c.is_whitespace()
 }
 
 /// `[a-zA-Z_][a-zA-Z0-9_-]*`: the names the runner accepts for contexts, properties and
@@ -156,7 +159,12 @@ const AT_OPERAND_START: &[Option<Kind>] = &[
 
 impl<'s> Lexer<'s> {
     pub(crate) fn new(src: &'s str) -> Self {
-        Lexer { src, pos: 0, last: None, unclosed: Vec::new() }
+        Lexer {
+            src,
+            pos: 0,
+            last: None,
+            unclosed: Vec::new(),
+        }
     }
 
     /// Whether a `(`, `[` or function `(` is still open.
@@ -183,7 +191,11 @@ impl<'s> Lexer<'s> {
         let token = match c {
             '(' => {
                 self.bump();
-                let kind = if self.last == Some(Kind::Function) { Kind::StartParams } else { Kind::StartGroup };
+                let kind = if self.last == Some(Kind::Function) {
+                    Kind::StartParams
+                } else {
+                    Kind::StartGroup
+                };
                 self.create(kind, start, TokValue::None)
             }
             '[' => {
@@ -192,8 +204,11 @@ impl<'s> Lexer<'s> {
             }
             ')' => {
                 self.bump();
-                let kind =
-                    if self.unclosed.last() == Some(&Kind::StartParams) { Kind::EndParams } else { Kind::EndGroup };
+                let kind = if self.unclosed.last() == Some(&Kind::StartParams) {
+                    Kind::EndParams
+                } else {
+                    Kind::EndGroup
+                };
                 self.create(kind, start, TokValue::None)
             }
             ']' => {
@@ -307,7 +322,14 @@ impl<'s> Lexer<'s> {
     fn read_operator(&mut self) -> Token {
         let start = self.pos;
         let rest = &self.src[start..];
-        let two = [("!=", Op::Ne), (">=", Op::Ge), ("<=", Op::Le), ("==", Op::Eq), ("&&", Op::And), ("||", Op::Or)];
+        let two = [
+            ("!=", Op::Ne),
+            (">=", Op::Ge),
+            ("<=", Op::Le),
+            ("==", Op::Eq),
+            ("&&", Op::And),
+            ("||", Op::Or),
+        ];
         for (text, op) in two {
             if rest.starts_with(text) {
                 self.pos += 2;
@@ -328,7 +350,12 @@ impl<'s> Lexer<'s> {
     }
 
     fn unexpected(&self, start: usize) -> Token {
-        Token { kind: Kind::Unexpected, start, end: self.pos, value: TokValue::None }
+        Token {
+            kind: Kind::Unexpected,
+            start,
+            end: self.pos,
+            value: TokValue::None,
+        }
     }
 
     fn last_is(&self, allowed: &[Option<Kind>]) -> bool {
@@ -350,10 +377,17 @@ impl<'s> Lexer<'s> {
                 Some(Kind::NamedValue),
             ]),
             Kind::StartParams => self.last == Some(Kind::Function),
-            Kind::EndGroup | Kind::EndIndex | Kind::Separator | Kind::Operator(_) => self.last_is(AFTER_VALUE),
+            Kind::EndGroup | Kind::EndIndex | Kind::Separator | Kind::Operator(_) => {
+                self.last_is(AFTER_VALUE)
+            }
             Kind::EndParams => self.last_is(AFTER_VALUE) || self.last == Some(Kind::StartParams),
             Kind::Wildcard => self.last_is(&[Some(Kind::StartIndex), Some(Kind::Dereference)]),
-            Kind::Null | Kind::Boolean | Kind::Number | Kind::String | Kind::Function | Kind::NamedValue => {
+            Kind::Null
+            | Kind::Boolean
+            | Kind::Number
+            | Kind::String
+            | Kind::Function
+            | Kind::NamedValue => {
                 self.last_is(AT_OPERAND_START) || matches!(self.last, Some(Kind::Operator(_)))
             }
             Kind::PropertyName => self.last == Some(Kind::Dereference),
@@ -362,7 +396,12 @@ impl<'s> Lexer<'s> {
         if !legal {
             return self.unexpected(start);
         }
-        let token = Token { kind, start, end: self.pos, value };
+        let token = Token {
+            kind,
+            start,
+            end: self.pos,
+            value,
+        };
         let top = self.unclosed.last().copied();
         match kind {
             Kind::StartGroup | Kind::StartIndex | Kind::StartParams => self.unclosed.push(kind),

@@ -134,7 +134,11 @@ pub(crate) fn format_number(x: f64) -> String {
 
     if !(-4..15).contains(&exp) {
         let (first, rest) = digits.split_at(1);
-        let dot = if rest.is_empty() { String::new() } else { format!(".{rest}") };
+        let dot = if rest.is_empty() {
+            String::new()
+        } else {
+            format!(".{rest}")
+        };
         let exp_sign = if exp < 0 { '-' } else { '+' };
         return format!("{sign}{first}{dot}E{exp_sign}{:02}", exp.unsigned_abs());
     }

@@ -4,10 +4,10 @@
 //! thousand `(`) can exhaust the call stack; the tree it builds is at most 50 levels deep,
 //! GitHub's limit, which bounds every later recursive walk.
 
+use crate::Value;
 use crate::ast::{CmpOp, Func, Node, NodeKind};
 use crate::error::ParseError;
 use crate::lexer::{Kind, Lexer, Op, TokValue, Token};
-use crate::Value;
 
 /// The runner's limits (`ExpressionConstants`).
 pub(crate) const MAX_DEPTH: u32 = 50;
@@ -30,7 +30,11 @@ pub fn parse(src: &str) -> Result<Expr, ParseError> {
 
 pub(crate) fn parse_at(src: &str, base: usize) -> Result<Expr, ParseError> {
     match Parser::new(src).run() {
-        Ok(root) => Ok(Expr { source: src.to_owned(), root, base }),
+        Ok(root) => Ok(Expr {
+            source: src.to_owned(),
+            root,
+            base,
+        }),
         Err(e) => Err(e.shifted(base)),
     }
 }
@@ -77,7 +81,12 @@ impl<'s> Parser<'s> {
         }
         while let Some(token) = self.lexer.next_token() {
             if token.kind == Kind::Unexpected {
-                return Err(located("Unexpected symbol", self.src, token.start, token.end));
+                return Err(located(
+                    "Unexpected symbol",
+                    self.src,
+                    token.start,
+                    token.end,
+                ));
             }
             if token.kind.is_operator() {
                 self.push_operator(token.clone())?;
@@ -87,7 +96,11 @@ impl<'s> Parser<'s> {
             self.last = Some(token);
         }
         let Some(last) = self.last.clone() else {
-            return Err(ParseError::new("An expression was expected", 0, self.src.len()));
+            return Err(ParseError::new(
+                "An expression was expected",
+                0,
+                self.src.len(),
+            ));
         };
         if !self.operators.is_empty() {
             let unexpected_last = match last.kind {
@@ -106,13 +119,24 @@ impl<'s> Parser<'s> {
             return Err(self.unexpected_end(&last));
         }
         if self.too_deep {
-            return Err(ParseError::new(format!("Exceeded max expression depth {MAX_DEPTH}"), 0, self.src.len()));
+            return Err(ParseError::new(
+                format!("Exceeded max expression depth {MAX_DEPTH}"),
+                0,
+                self.src.len(),
+            ));
         }
-        self.operands.pop().ok_or_else(|| self.unexpected_end(&last))
+        self.operands
+            .pop()
+            .ok_or_else(|| self.unexpected_end(&last))
     }
 
     fn unexpected_end(&self, last: &Token) -> ParseError {
-        located("Unexpected end of expression", self.src, last.start, last.end)
+        located(
+            "Unexpected end of expression",
+            self.src,
+            last.start,
+            last.end,
+        )
     }
 
     fn push_operand(&mut self, token: &Token) -> Result<(), ParseError> {
@@ -120,7 +144,14 @@ impl<'s> Parser<'s> {
         let kind = match (&token.kind, &token.value) {
             (Kind::Function, _) => match Func::lookup(raw) {
                 Some(f) => NodeKind::Call(f, Vec::new()),
-                None => return Err(located("Unrecognized function", self.src, token.start, token.end)),
+                None => {
+                    return Err(located(
+                        "Unrecognized function",
+                        self.src,
+                        token.start,
+                        token.end,
+                    ));
+                }
             },
             (Kind::NamedValue, _) => NodeKind::Context(raw.to_ascii_lowercase()),
             (Kind::PropertyName, _) => NodeKind::Property(raw.to_owned()),
@@ -129,9 +160,17 @@ impl<'s> Parser<'s> {
             (_, TokValue::Bool(b)) => NodeKind::Literal(Value::Bool(*b)),
             (_, TokValue::Number(n)) => NodeKind::Literal(Value::Number(*n)),
             (_, TokValue::Str(s)) => NodeKind::Literal(Value::String(s.clone())),
-            _ => return Err(located("Unexpected symbol", self.src, token.start, token.end)),
+            _ => {
+                return Err(located(
+                    "Unexpected symbol",
+                    self.src,
+                    token.start,
+                    token.end,
+                ));
+            }
         };
-        self.operands.push(Node::leaf(kind, token.start, token.end - token.start));
+        self.operands
+            .push(Node::leaf(kind, token.start, token.end - token.start));
         Ok(())
     }
 
@@ -139,7 +178,10 @@ impl<'s> Parser<'s> {
         if token.kind.is_left_to_right() {
             let precedence = token.kind.precedence();
             while let Some(top) = self.operators.last() {
-                let opens = matches!(top.kind, Kind::StartGroup | Kind::StartIndex | Kind::StartParams | Kind::Separator);
+                let opens = matches!(
+                    top.kind,
+                    Kind::StartGroup | Kind::StartIndex | Kind::StartParams | Kind::Separator
+                );
                 if precedence <= top.kind.precedence() && !opens {
                     self.flush_top()?;
                 } else {
@@ -147,7 +189,10 @@ impl<'s> Parser<'s> {
                 }
             }
         }
-        let closing = matches!(token.kind, Kind::EndGroup | Kind::EndIndex | Kind::EndParams);
+        let closing = matches!(
+            token.kind,
+            Kind::EndGroup | Kind::EndIndex | Kind::EndParams
+        );
         self.operators.push(token);
         if closing {
             self.flush_top()?;
@@ -159,7 +204,11 @@ impl<'s> Parser<'s> {
         match self.operators.pop() {
             Some(t) if t.kind == expected => Ok(t),
             Some(t) => Err(located("Unexpected symbol", self.src, t.start, t.end)),
-            None => Err(ParseError::new("Unexpected end of expression", self.src.len(), 0)),
+            None => Err(ParseError::new(
+                "Unexpected end of expression",
+                self.src.len(),
+                0,
+            )),
         }
     }
 
@@ -231,7 +280,9 @@ impl<'s> Parser<'s> {
                     return Err(self.unexpected_end(&token));
                 };
                 let kind = match op {
-                    Op::And => NodeKind::And(flatten(left, right, |k| matches!(k, NodeKind::And(_)))),
+                    Op::And => {
+                        NodeKind::And(flatten(left, right, |k| matches!(k, NodeKind::And(_))))
+                    }
                     Op::Or => NodeKind::Or(flatten(left, right, |k| matches!(k, NodeKind::Or(_)))),
                     _ => {
                         let cmp = match op {
@@ -254,12 +305,19 @@ impl<'s> Parser<'s> {
 
     fn flush_end_params(&mut self) -> Result<(), ParseError> {
         let close = self.pop_operator(Kind::EndParams)?;
-        let no_args = self.last.as_ref().is_some_and(|t| t.kind == Kind::StartParams);
+        let no_args = self
+            .last
+            .as_ref()
+            .is_some_and(|t| t.kind == Kind::StartParams);
         let args = if no_args {
             Vec::new()
         } else {
             let mut count = 1;
-            while self.operators.last().is_some_and(|t| t.kind == Kind::Separator) {
+            while self
+                .operators
+                .last()
+                .is_some_and(|t| t.kind == Kind::Separator)
+            {
                 self.operators.pop();
                 count += 1;
             }
@@ -270,7 +328,12 @@ impl<'s> Parser<'s> {
             return Err(self.unexpected_end(&close));
         };
         let NodeKind::Call(func, params) = &mut call.kind else {
-            return Err(located("Unexpected symbol", self.src, close.start, close.end));
+            return Err(located(
+                "Unexpected symbol",
+                self.src,
+                close.start,
+                close.end,
+            ));
         };
         *params = args;
         let (min, max) = func.arity();
@@ -278,7 +341,11 @@ impl<'s> Parser<'s> {
         let name = &self.src[call.offset..call.offset + call.len];
         if count < min || count > max {
             let which = if count < min { "Too few" } else { "Too many" };
-            let expects = if min == max { format!("{min}") } else { format!("{min} to {max}") };
+            let expects = if min == max {
+                format!("{min}")
+            } else {
+                format!("{min} to {max}")
+            };
             let position = self.src[..call.offset].chars().count() + 1;
             return Err(ParseError::new(
                 format!(

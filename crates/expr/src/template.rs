@@ -1,9 +1,9 @@
 //! `${{ }}` templates inside strings, split the way the runner's `TemplateReader` does.
 
+use crate::Value;
 use crate::error::{EvalError, ParseError};
 use crate::eval::{Context, eval};
 use crate::parser::{Expr, parse_at};
-use crate::Value;
 
 /// A string that may contain `${{ expression }}` parts.
 #[derive(Debug, Clone, PartialEq)]
@@ -51,7 +51,11 @@ pub fn parse_template(s: &str) -> Result<Template, ParseError> {
         let raw = &s[inner_start..end];
         let trimmed = raw.trim();
         if trimmed.is_empty() {
-            return Err(ParseError::new("An expression was expected", start, end + 2 - start));
+            return Err(ParseError::new(
+                "An expression was expected",
+                start,
+                end + 2 - start,
+            ));
         }
         let offset = inner_start + (raw.len() - raw.trim_start().len());
         let expr = parse_at(trimmed, offset)?;

@@ -56,12 +56,15 @@ impl Value {
                 if n.fract() == 0.0 && n.abs() <= EXACT && !(*n == 0.0 && n.is_sign_negative()) {
                     serde_json::Value::from(*n as i64)
                 } else {
-                    serde_json::Number::from_f64(*n).map_or(serde_json::Value::Null, serde_json::Value::Number)
+                    serde_json::Number::from_f64(*n)
+                        .map_or(serde_json::Value::Null, serde_json::Value::Number)
                 }
             }
             Value::String(s) => serde_json::Value::String(s.clone()),
             Value::Array(a) => serde_json::Value::Array(a.iter().map(Value::to_json).collect()),
-            Value::Object(o) => serde_json::Value::Object(o.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()),
+            Value::Object(o) => {
+                serde_json::Value::Object(o.iter().map(|(k, v)| (k.clone(), v.to_json())).collect())
+            }
         }
     }
 
@@ -98,10 +101,14 @@ impl Value {
             serde_json::Value::Bool(b) => Value::Bool(b),
             serde_json::Value::Number(n) => Value::Number(n.as_f64().unwrap_or(f64::NAN)),
             serde_json::Value::String(s) => Value::String(s),
-            serde_json::Value::Array(a) => Value::Array(a.into_iter().map(Value::from_json).collect()),
-            serde_json::Value::Object(o) => {
-                Value::Object(o.into_iter().map(|(k, v)| (k, Value::from_json(v))).collect())
+            serde_json::Value::Array(a) => {
+                Value::Array(a.into_iter().map(Value::from_json).collect())
             }
+            serde_json::Value::Object(o) => Value::Object(
+                o.into_iter()
+                    .map(|(k, v)| (k, Value::from_json(v)))
+                    .collect(),
+            ),
         }
     }
 }
@@ -109,7 +116,11 @@ impl Value {
 /// Case-insensitive lookup in a [`Map`]: an exact match first, then a match ignoring case
 /// (.NET `OrdinalIgnoreCase`, as GitHub compares property names).
 pub fn map_get<'a>(map: &'a Map, key: &str) -> Option<&'a Value> {
-    map.get(key).or_else(|| map.iter().find(|(k, _)| casefold::eq_ignore_case(k, key)).map(|(_, v)| v))
+    map.get(key).or_else(|| {
+        map.iter()
+            .find(|(k, _)| casefold::eq_ignore_case(k, key))
+            .map(|(_, v)| v)
+    })
 }
 
 impl std::fmt::Display for Value {

@@ -5,7 +5,11 @@ use std::path::PathBuf;
 use clap::{Args, Parser, Subcommand};
 
 #[derive(Debug, Parser)]
-#[command(name = "pipewright", version, about = "Run GitHub Actions workflows locally, exactly as GitHub would.")]
+#[command(
+    name = "pipewright",
+    version,
+    about = "Run GitHub Actions workflows locally, exactly as GitHub would."
+)]
 pub(crate) struct Cli {
     #[command(subcommand)]
     pub(crate) command: Command,

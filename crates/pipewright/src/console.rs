@@ -73,21 +73,43 @@ impl Console {
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out);
         for wf in &report.workflows {
-            let _ = writeln!(out, "{}", self.paint(BOLD, &format!("{} ({})", wf.name, wf.file)));
-            let width = wf.jobs.iter().map(|j| j.name.chars().count()).max().unwrap_or(0);
+            let title = if wf.name == wf.file {
+                wf.name.clone()
+            } else {
+                format!("{} ({})", wf.name, wf.file)
+            };
+            let _ = writeln!(out, "{}", self.paint(BOLD, &title));
+            let width = wf
+                .jobs
+                .iter()
+                .map(|j| j.name.chars().count())
+                .max()
+                .unwrap_or(0);
             for j in &wf.jobs {
-                let cov = j.coverage.map(|c| format!("  coverage {c:.2}%")).unwrap_or_default();
+                let cov = j
+                    .coverage
+                    .map(|c| format!("  coverage {c:.2}%"))
+                    .unwrap_or_default();
                 let _ = writeln!(
                     out,
                     "  {} {:<width$}  {:<9}  {}{cov}",
                     self.mark(j.conclusion),
                     j.name,
                     j.conclusion.as_str(),
-                    if j.conclusion == Conclusion::Skipped { String::new() } else { human(j.duration) },
+                    if j.conclusion == Conclusion::Skipped {
+                        String::new()
+                    } else {
+                        human(j.duration)
+                    },
                 );
             }
         }
-        let _ = writeln!(out, "{} {}", self.mark(report.conclusion), report.conclusion.as_str());
+        let _ = writeln!(
+            out,
+            "{} {}",
+            self.mark(report.conclusion),
+            report.conclusion.as_str()
+        );
     }
 }
 
@@ -101,7 +123,10 @@ impl Sink for Console {
     }
 
     fn line(&self, job: &JobLabel, line: Line) {
-        let mut groups = self.groups.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut groups = self
+            .groups
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         let g = groups.entry(job.clone()).or_default();
         match line {
             Line::GroupStart(title) => {
@@ -113,7 +138,13 @@ impl Sink for Console {
                     let n = g.lines.len();
                     g.lines.clear();
                     drop(groups);
-                    self.print(job, &format!("▸ {title} {}", self.paint(DIM, &format!("({n} lines folded)"))));
+                    self.print(
+                        job,
+                        &format!(
+                            "▸ {title} {}",
+                            self.paint(DIM, &format!("({n} lines folded)"))
+                        ),
+                    );
                 }
             }
             Line::Output(text) => {
@@ -153,10 +184,19 @@ impl Sink for Console {
         }
     }
 
-    fn step_finished(&self, job: &JobLabel, step: &str, conclusion: Conclusion, duration: Duration) {
+    fn step_finished(
+        &self,
+        job: &JobLabel,
+        step: &str,
+        conclusion: Conclusion,
+        duration: Duration,
+    ) {
         // An open group of a failed step is shown whole: the folded lines are the evidence.
         let pending = {
-            let mut groups = self.groups.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut groups = self
+                .groups
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             groups.remove(job)
         };
         if let Some(g) = pending
@@ -169,14 +209,23 @@ impl Sink for Console {
         }
         self.print(
             job,
-            &format!("{} {step} {}", self.mark(conclusion), self.paint(DIM, &format!("({})", human(duration)))),
+            &format!(
+                "{} {step} {}",
+                self.mark(conclusion),
+                self.paint(DIM, &format!("({})", human(duration)))
+            ),
         );
     }
 
     fn job_finished(&self, job: &JobLabel, conclusion: Conclusion, duration: Duration) {
         self.print(
             job,
-            &format!("{} job {} {}", self.mark(conclusion), conclusion.as_str(), self.paint(DIM, &format!("({})", human(duration)))),
+            &format!(
+                "{} job {} {}",
+                self.mark(conclusion),
+                conclusion.as_str(),
+                self.paint(DIM, &format!("({})", human(duration)))
+            ),
         );
     }
 }

@@ -7,7 +7,12 @@ use std::process::Command;
 use anyhow::{Context, Result, bail};
 
 fn git(dir: &Path, args: &[&str]) -> Option<String> {
-    let out = Command::new("git").arg("-C").arg(dir).args(args).output().ok()?;
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .output()
+        .ok()?;
     out.status
         .success()
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
@@ -22,7 +27,9 @@ pub(crate) struct Repo {
 impl Repo {
     pub(crate) fn discover(dir: &Path) -> Result<Repo> {
         match git(dir, &["rev-parse", "--show-toplevel"]) {
-            Some(root) if !root.is_empty() => Ok(Repo { root: PathBuf::from(root) }),
+            Some(root) if !root.is_empty() => Ok(Repo {
+                root: PathBuf::from(root),
+            }),
             _ => bail!(
                 "{} is not inside a git work tree (pipewright run needs one: run `git init` or pass -C DIR)",
                 dir.display()
@@ -39,20 +46,40 @@ impl Repo {
     }
 
     pub(crate) fn resolve(&self, rev: &str) -> Result<String> {
-        git(&self.root, &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")])
-            .filter(|s| !s.is_empty())
-            .with_context(|| format!("`{rev}` is not a commit of {}", self.root.display()))
+        git(
+            &self.root,
+            &[
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("{rev}^{{commit}}"),
+            ],
+        )
+        .filter(|s| !s.is_empty())
+        .with_context(|| format!("`{rev}` is not a commit of {}", self.root.display()))
     }
 
     /// The default branch: origin's HEAD, else `main` or `master` if they exist, else `main`.
     pub(crate) fn default_branch(&self) -> String {
-        if let Some(r) = git(&self.root, &["symbolic-ref", "--quiet", "refs/remotes/origin/HEAD"])
-            && let Some(b) = r.strip_prefix("refs/remotes/origin/")
+        if let Some(r) = git(
+            &self.root,
+            &["symbolic-ref", "--quiet", "refs/remotes/origin/HEAD"],
+        ) && let Some(b) = r.strip_prefix("refs/remotes/origin/")
         {
             return b.to_owned();
         }
         for b in ["main", "master"] {
-            if git(&self.root, &["rev-parse", "--verify", "--quiet", &format!("refs/heads/{b}")]).is_some() {
+            if git(
+                &self.root,
+                &[
+                    "rev-parse",
+                    "--verify",
+                    "--quiet",
+                    &format!("refs/heads/{b}"),
+                ],
+            )
+            .is_some()
+            {
                 return b.to_owned();
             }
         }
@@ -68,7 +95,11 @@ impl Repo {
                 return format!("{}/{}", parts[1], parts[0]);
             }
         }
-        let dir = self.root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "repo".into());
+        let dir = self
+            .root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "repo".into());
         format!("local/{dir}")
     }
 
@@ -83,7 +114,9 @@ impl Repo {
         };
         match diff_base {
             Some(b) if !b.is_empty() => files.extend(
-                git(&self.root, &["diff", "--name-only", &b])?.lines().map(str::to_owned),
+                git(&self.root, &["diff", "--name-only", &b])?
+                    .lines()
+                    .map(str::to_owned),
             ),
             _ => {
                 // No parent: everything tracked counts as changed.
@@ -119,5 +152,8 @@ pub(crate) fn workflow_files(root: &Path) -> Result<Vec<PathBuf>> {
 
 /// A path relative to `base` for display.
 pub(crate) fn display_path(path: &Path, base: &Path) -> String {
-    path.strip_prefix(base).unwrap_or(path).display().to_string()
+    path.strip_prefix(base)
+        .unwrap_or(path)
+        .display()
+        .to_string()
 }

@@ -24,7 +24,8 @@ fn pair(s: &str, what: &str) -> Result<(String, String)> {
 
 /// Reads a dotenv file: `NAME=VALUE` lines, `#` comments, optional quotes and `export`.
 fn dotenv(path: &Path) -> Result<Vec<(String, String)>> {
-    let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
     let mut out = Vec::new();
     for (i, line) in text.lines().enumerate() {
         let line = line.trim();
@@ -36,9 +37,16 @@ fn dotenv(path: &Path) -> Result<Vec<(String, String)>> {
             bail!("{}:{}: expected NAME=VALUE", path.display(), i + 1);
         };
         let v = v.trim();
-        let v = if v.len() >= 2 && ((v.starts_with('"') && v.ends_with('"')) || (v.starts_with('\'') && v.ends_with('\''))) {
+        let v = if v.len() >= 2
+            && ((v.starts_with('"') && v.ends_with('"'))
+                || (v.starts_with('\'') && v.ends_with('\'')))
+        {
             let inner = &v[1..v.len() - 1];
-            if v.starts_with('"') { inner.replace("\\n", "\n").replace("\\\"", "\"") } else { inner.to_owned() }
+            if v.starts_with('"') {
+                inner.replace("\\n", "\n").replace("\\\"", "\"")
+            } else {
+                inner.to_owned()
+            }
         } else {
             v.to_owned()
         };
@@ -65,7 +73,12 @@ fn collect(pairs: &[String], file: Option<&Path>, what: &str) -> Result<Map> {
 /// defaults filled in.
 fn dispatch_inputs(wf: &Workflow, file: &str, given: &Map) -> Result<Map> {
     let mut out = Map::new();
-    let defs = wf.on.events.get("workflow_dispatch").map(|t| t.inputs.clone()).unwrap_or_default();
+    let defs = wf
+        .on
+        .events
+        .get("workflow_dispatch")
+        .map(|t| t.inputs.clone())
+        .unwrap_or_default();
     for (name, def) in &defs {
         let raw = expr::map_get(given, name).map(Value::to_expr_string);
         let raw = match raw {
@@ -76,7 +89,14 @@ fn dispatch_inputs(wf: &Workflow, file: &str, given: &Map) -> Result<Map> {
             if def.required {
                 bail!("{file}: input `{name}` is required: pass --input {name}=VALUE");
             }
-            out.insert(name.clone(), if def.kind == InputType::Boolean { Value::Bool(false) } else { Value::String(String::new()) });
+            out.insert(
+                name.clone(),
+                if def.kind == InputType::Boolean {
+                    Value::Bool(false)
+                } else {
+                    Value::String(String::new())
+                },
+            );
             continue;
         };
         let v = match def.kind {
@@ -91,7 +111,10 @@ fn dispatch_inputs(wf: &Workflow, file: &str, given: &Map) -> Result<Map> {
             },
             InputType::Choice => {
                 if !def.options.iter().any(|o| *o == raw) {
-                    bail!("{file}: input `{name}` must be one of {}, got `{raw}`", def.options.join(", "));
+                    bail!(
+                        "{file}: input `{name}` must be one of {}, got `{raw}`",
+                        def.options.join(", ")
+                    );
                 }
                 Value::String(raw)
             }
@@ -103,7 +126,14 @@ fn dispatch_inputs(wf: &Workflow, file: &str, given: &Map) -> Result<Map> {
         if !defs.keys().any(|d| d.eq_ignore_ascii_case(k)) {
             bail!(
                 "{file}: workflow_dispatch has no input `{k}`{}",
-                if defs.is_empty() { String::new() } else { format!(" (inputs: {})", defs.keys().cloned().collect::<Vec<_>>().join(", ")) }
+                if defs.is_empty() {
+                    String::new()
+                } else {
+                    format!(
+                        " (inputs: {})",
+                        defs.keys().cloned().collect::<Vec<_>>().join(", ")
+                    )
+                }
             );
         }
     }
@@ -111,11 +141,16 @@ fn dispatch_inputs(wf: &Workflow, file: &str, given: &Map) -> Result<Map> {
 }
 
 fn home() -> PathBuf {
-    std::env::var_os("HOME").map(PathBuf::from).unwrap_or_else(std::env::temp_dir)
+    std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(std::env::temp_dir)
 }
 
 fn cache_root() -> PathBuf {
-    std::env::var_os("XDG_CACHE_HOME").map(PathBuf::from).unwrap_or_else(|| home().join(".cache")).join("pipewright")
+    std::env::var_os("XDG_CACHE_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| home().join(".cache"))
+        .join("pipewright")
 }
 
 /// The event as seen by triggers and the `github` context.
@@ -130,14 +165,27 @@ struct EventInfo {
 fn event_info(args: &RunArgs, repo: &Repo, sha: &str) -> Result<EventInfo> {
     let payload: serde_json::Value = match &args.event_path {
         Some(p) => {
-            let text = std::fs::read_to_string(p).with_context(|| format!("cannot read the event payload {}", p.display()))?;
-            serde_json::from_str(&text).with_context(|| format!("the event payload {} is not valid JSON", p.display()))?
+            let text = std::fs::read_to_string(p)
+                .with_context(|| format!("cannot read the event payload {}", p.display()))?;
+            serde_json::from_str(&text)
+                .with_context(|| format!("the event payload {} is not valid JSON", p.display()))?
         }
         None => serde_json::Value::Object(serde_json::Map::new()),
     };
     let branch = repo.branch().unwrap_or_else(|| repo.default_branch());
-    let full = |r: &str| if r.starts_with("refs/") { r.to_owned() } else { format!("refs/heads/{r}") };
-    let payload_str = |ptr: &str| payload.pointer(ptr).and_then(|v| v.as_str()).map(str::to_owned);
+    let full = |r: &str| {
+        if r.starts_with("refs/") {
+            r.to_owned()
+        } else {
+            format!("refs/heads/{r}")
+        }
+    };
+    let payload_str = |ptr: &str| {
+        payload
+            .pointer(ptr)
+            .and_then(|v| v.as_str())
+            .map(str::to_owned)
+    };
     let name = args.event.clone();
     let is_pr = name == "pull_request" || name == "pull_request_target";
     let action = payload_str("/action").or_else(|| is_pr.then(|| "opened".to_owned()));
@@ -148,14 +196,29 @@ fn event_info(args: &RunArgs, repo: &Repo, sha: &str) -> Result<EventInfo> {
             .or_else(|| payload_str("/pull_request/base/ref"))
             .unwrap_or_else(|| repo.default_branch());
         let head = payload_str("/pull_request/head/ref").unwrap_or_else(|| branch.clone());
-        let number = payload.pointer("/number").and_then(serde_json::Value::as_u64).unwrap_or(1);
-        let r = args.git_ref.clone().map(|r| full(&r)).unwrap_or_else(|| format!("refs/pull/{number}/merge"));
+        let number = payload
+            .pointer("/number")
+            .and_then(serde_json::Value::as_u64)
+            .unwrap_or(1);
+        let r = args
+            .git_ref
+            .clone()
+            .map(|r| full(&r))
+            .unwrap_or_else(|| format!("refs/pull/{number}/merge"));
         (r, head, base)
     } else {
-        let r = args.git_ref.clone().or_else(|| payload_str("/ref")).unwrap_or_else(|| branch.clone());
+        let r = args
+            .git_ref
+            .clone()
+            .or_else(|| payload_str("/ref"))
+            .unwrap_or_else(|| branch.clone());
         (full(&r), String::new(), String::new())
     };
-    let changed = if is_pr { repo.changed_paths(Some(&base_ref)) } else { repo.changed_paths(None) };
+    let changed = if is_pr {
+        repo.changed_paths(Some(&base_ref))
+    } else {
+        repo.changed_paths(None)
+    };
     let mut payload = payload;
     // A minimal payload of the event's shape when none was given.
     if payload.as_object().is_some_and(serde_json::Map::is_empty) {
@@ -191,7 +254,10 @@ fn github_context(repo: &Repo, ev: &EventInfo, sha: &str, run_id: &str) -> Map {
     let (ref_name, ref_type) = match ev.git_ref.strip_prefix("refs/tags/") {
         Some(t) => (t.to_owned(), "tag"),
         None => (
-            ev.git_ref.strip_prefix("refs/heads/").unwrap_or(&ev.git_ref).to_owned(),
+            ev.git_ref
+                .strip_prefix("refs/heads/")
+                .unwrap_or(&ev.git_ref)
+                .to_owned(),
             "branch",
         ),
     };
@@ -246,7 +312,10 @@ pub(crate) fn run(args: RunArgs) -> Result<u8> {
         v
     };
     if files.is_empty() {
-        bail!("no workflow files in {}", repo.root.join(".github/workflows").display());
+        bail!(
+            "no workflow files in {}",
+            repo.root.join(".github/workflows").display()
+        );
     }
     let mut parsed: Vec<(String, Workflow)> = Vec::new();
     let mut invalid = false;
@@ -266,7 +335,13 @@ pub(crate) fn run(args: RunArgs) -> Result<u8> {
     let (sha, source) = match &args.sha {
         Some(s) => {
             let full = repo.resolve(s)?;
-            (full.clone(), Source::Commit { repo: repo.root.clone(), sha: full })
+            (
+                full.clone(),
+                Source::Commit {
+                    repo: repo.root.clone(),
+                    sha: full,
+                },
+            )
         }
         None => (
             repo.head().unwrap_or_else(|| "0".repeat(40)),
@@ -277,7 +352,9 @@ pub(crate) fn run(args: RunArgs) -> Result<u8> {
     let given_inputs = collect(&args.inputs, None, "--input")?;
     let mut planned = Vec::new();
     for (file, wf) in parsed {
-        let fires = wf.fires(&ev.trigger).with_context(|| format!("{file}: `on` filters"))?;
+        let fires = wf
+            .fires(&ev.trigger)
+            .with_context(|| format!("{file}: `on` filters"))?;
         if !fires {
             continue;
         }
@@ -286,18 +363,32 @@ pub(crate) fn run(args: RunArgs) -> Result<u8> {
         } else {
             Map::new()
         };
-        planned.push((Planned { file, workflow: Arc::new(wf) }, inputs));
+        planned.push((
+            Planned {
+                file,
+                workflow: Arc::new(wf),
+            },
+            inputs,
+        ));
     }
     if let Some(job) = &args.job
-        && !planned.iter().any(|(p, _)| p.workflow.jobs.contains_key(job))
+        && !planned
+            .iter()
+            .any(|(p, _)| p.workflow.jobs.contains_key(job))
     {
-        bail!("no workflow fired by `{}` has a job `{job}`", ev.trigger.name);
+        bail!(
+            "no workflow fired by `{}` has a job `{job}`",
+            ev.trigger.name
+        );
     }
     if let Some(job) = &args.job {
         planned.retain(|(p, _)| p.workflow.jobs.contains_key(job));
     }
     if planned.is_empty() {
-        println!("event `{}` on `{}` fires no workflow", ev.trigger.name, ev.git_ref);
+        println!(
+            "event `{}` on `{}` fires no workflow",
+            ev.trigger.name, ev.git_ref
+        );
         return Ok(0);
     }
     if args.dry_run {
@@ -318,13 +409,20 @@ pub(crate) fn run(args: RunArgs) -> Result<u8> {
     }
     let run_id = format!(
         "{}",
-        std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis()).unwrap_or(0)
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_millis())
+            .unwrap_or(0)
     );
     let (run_dir, temporary) = match &args.work_dir {
         Some(d) => (d.clone(), false),
-        None => (std::env::temp_dir().join(format!("pipewright-run-{run_id}-{}", std::process::id())), !args.keep),
+        None => (
+            std::env::temp_dir().join(format!("pipewright-run-{run_id}-{}", std::process::id())),
+            !args.keep,
+        ),
     };
-    std::fs::create_dir_all(&run_dir).with_context(|| format!("cannot create {}", run_dir.display()))?;
+    std::fs::create_dir_all(&run_dir)
+        .with_context(|| format!("cannot create {}", run_dir.display()))?;
     let event_path = run_dir.join("event.json");
     std::fs::write(&event_path, serde_json::to_vec_pretty(&ev.payload)?)?;
     let mut action_dirs = vec![repo.root.join(".pipewright/actions")];
@@ -332,7 +430,11 @@ pub(crate) fn run(args: RunArgs) -> Result<u8> {
         action_dirs.push(PathBuf::from(d));
     }
     action_dirs.push(home().join(".local/share/pipewright/actions"));
-    let repo_key: String = repo.name().chars().map(|c| if c.is_ascii_alphanumeric() { c } else { '_' }).collect();
+    let repo_key: String = repo
+        .name()
+        .chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect();
     let github = github_context(&repo, &ev, &sha, &run_id);
     let base = RunEnv {
         github,
@@ -349,14 +451,21 @@ pub(crate) fn run(args: RunArgs) -> Result<u8> {
     };
     let color = std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
     let console = Arc::new(Console::new(color));
-    let parallel = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let parallel = args
+        .jobs
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    let cancel = CancellationToken::new();
     let report = runtime.block_on(async {
-        let cancel = CancellationToken::new();
+        let cancel = cancel.clone();
         let c = cancel.clone();
         tokio::spawn(async move {
             if tokio::signal::ctrl_c().await.is_ok() {
-                eprintln!("\ncancelling: running steps are being stopped (Ctrl-C again to quit at once)");
+                eprintln!(
+                    "\ncancelling: running steps are being stopped (Ctrl-C again to quit at once)"
+                );
                 c.cancel();
                 if tokio::signal::ctrl_c().await.is_ok() {
                     std::process::exit(130);
@@ -367,7 +476,8 @@ pub(crate) fn run(args: RunArgs) -> Result<u8> {
             .into_iter()
             .map(|(p, inputs)| {
                 let mut env = base.clone();
-                env.github.insert("workflow".into(), Value::String(p.name()));
+                env.github
+                    .insert("workflow".into(), Value::String(p.name()));
                 env.github.insert(
                     "workflow_ref".into(),
                     Value::String(format!("{}/{}@{}", repo.name(), p.file, ev.git_ref)),
@@ -375,7 +485,10 @@ pub(crate) fn run(args: RunArgs) -> Result<u8> {
                 env.inputs = inputs.clone();
                 env.github.insert(
                     "event".into(),
-                    merge_inputs(env.github.get("event").cloned().unwrap_or_default(), &inputs),
+                    merge_inputs(
+                        env.github.get("event").cloned().unwrap_or_default(),
+                        &inputs,
+                    ),
                 );
                 (p, Arc::new(env))
             })
@@ -395,6 +508,9 @@ pub(crate) fn run(args: RunArgs) -> Result<u8> {
         let _ = std::fs::remove_dir_all(&run_dir);
     }
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
+    if cancel.is_cancelled() {
+        return Ok(130);
+    }
     Ok(match report.conclusion {
         Conclusion::Success | Conclusion::Skipped => 0,
         Conclusion::Failure => 1,
@@ -413,7 +529,12 @@ fn merge_inputs(event: Value, inputs: &Map) -> Value {
     };
     e.insert(
         "inputs".into(),
-        Value::Object(inputs.iter().map(|(k, v)| (k.clone(), Value::String(v.to_expr_string()))).collect()),
+        Value::Object(
+            inputs
+                .iter()
+                .map(|(k, v)| (k.clone(), Value::String(v.to_expr_string())))
+                .collect(),
+        ),
     );
     Value::Object(e)
 }
@@ -431,10 +552,18 @@ fn print_plan(planned: &[(Planned, Map)]) {
                     Err(e) => format!(" matrix: {e}"),
                 },
             };
-            let cond = job.if_.as_ref().map(|c| format!(" if: {}", c.value)).unwrap_or_default();
+            let cond = job
+                .if_
+                .as_ref()
+                .map(|c| format!(" if: {}", c.value))
+                .unwrap_or_default();
             println!(
                 "  {id}{}{matrix}{cond}",
-                if needs.is_empty() { String::new() } else { format!(" (needs: {})", needs.join(", ")) }
+                if needs.is_empty() {
+                    String::new()
+                } else {
+                    format!(" (needs: {})", needs.join(", "))
+                }
             );
         }
     }
@@ -444,10 +573,35 @@ fn literal_matrix(node: &workflow::Node) -> plan::matrix::Matrix {
     let mut m = plan::matrix::Matrix::default();
     for (k, v) in node.as_map().unwrap_or_default() {
         let key = k.as_str().unwrap_or_default();
-        let items: Vec<Value> = v.as_seq().map(|s| s.iter().map(workflow::Node::to_value).collect()).unwrap_or_default();
+        let items: Vec<Value> = v
+            .as_seq()
+            .map(|s| s.iter().map(workflow::Node::to_value).collect())
+            .unwrap_or_default();
         match key {
-            "include" => m.include = items.into_iter().filter_map(|i| if let Value::Object(o) = i { Some(o) } else { None }).collect(),
-            "exclude" => m.exclude = items.into_iter().filter_map(|i| if let Value::Object(o) = i { Some(o) } else { None }).collect(),
+            "include" => {
+                m.include = items
+                    .into_iter()
+                    .filter_map(|i| {
+                        if let Value::Object(o) = i {
+                            Some(o)
+                        } else {
+                            None
+                        }
+                    })
+                    .collect()
+            }
+            "exclude" => {
+                m.exclude = items
+                    .into_iter()
+                    .filter_map(|i| {
+                        if let Value::Object(o) = i {
+                            Some(o)
+                        } else {
+                            None
+                        }
+                    })
+                    .collect()
+            }
             _ => m.dimensions.push((key.to_owned(), items)),
         }
     }

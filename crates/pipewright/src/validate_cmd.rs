@@ -14,7 +14,10 @@ pub(crate) fn color_stderr() -> bool {
 }
 
 /// Parses a file and prints its diagnostics; returns (errors, warnings, parsed).
-pub(crate) fn check_file(path: &std::path::Path, shown: &str) -> Result<(usize, usize, workflow::Parsed)> {
+pub(crate) fn check_file(
+    path: &std::path::Path,
+    shown: &str,
+) -> Result<(usize, usize, workflow::Parsed)> {
     let src = match std::fs::read_to_string(path) {
         Ok(s) => s,
         Err(e) => bail!("cannot read {shown}: {e}"),
@@ -36,10 +39,15 @@ pub(crate) fn check_file(path: &std::path::Path, shown: &str) -> Result<(usize, 
 pub(crate) fn run(args: &ValidateArgs) -> Result<u8> {
     let cwd = std::env::current_dir()?;
     let files: Vec<PathBuf> = if args.files.is_empty() {
-        let root = repo::Repo::discover(&cwd).map(|r| r.root).unwrap_or_else(|_| cwd.clone());
+        let root = repo::Repo::discover(&cwd)
+            .map(|r| r.root)
+            .unwrap_or_else(|_| cwd.clone());
         let files = repo::workflow_files(&root)?;
         if files.is_empty() {
-            bail!("no workflow files in {}", root.join(".github/workflows").display());
+            bail!(
+                "no workflow files in {}",
+                root.join(".github/workflows").display()
+            );
         }
         files
     } else {
@@ -52,7 +60,13 @@ pub(crate) fn run(args: &ValidateArgs) -> Result<u8> {
         errors += e;
         warnings += w;
     }
-    let plural = |n: usize, w: &str| if n == 1 { format!("{n} {w}") } else { format!("{n} {w}s") };
+    let plural = |n: usize, w: &str| {
+        if n == 1 {
+            format!("{n} {w}")
+        } else {
+            format!("{n} {w}s")
+        }
+    };
     if errors > 0 {
         eprintln!(
             "{} checked: {}, {}",
@@ -65,7 +79,11 @@ pub(crate) fn run(args: &ValidateArgs) -> Result<u8> {
     println!(
         "{} checked: no errors{}",
         plural(files.len(), "file"),
-        if warnings > 0 { format!(", {}", plural(warnings, "warning")) } else { String::new() }
+        if warnings > 0 {
+            format!(", {}", plural(warnings, "warning"))
+        } else {
+            String::new()
+        }
     );
     Ok(0)
 }

@@ -99,14 +99,22 @@ pub fn fires(f: &Filters<'_>, event: &Event) -> Result<bool, TriggerError> {
             paths_ok(f, event)
         }
         "workflow_run" => match &event.git_ref {
-            Some(r) => ref_ok(f.branches, f.branches_ignore, r.strip_prefix("refs/heads/").unwrap_or(r)),
+            Some(r) => ref_ok(
+                f.branches,
+                f.branches_ignore,
+                r.strip_prefix("refs/heads/").unwrap_or(r),
+            ),
             None => Ok(true),
         },
         _ => Ok(true),
     }
 }
 
-fn ref_ok(include: Option<&[String]>, ignore: Option<&[String]>, name: &str) -> Result<bool, TriggerError> {
+fn ref_ok(
+    include: Option<&[String]>,
+    ignore: Option<&[String]>,
+    name: &str,
+) -> Result<bool, TriggerError> {
     if let Some(p) = include {
         return Ok(filter(p, PatternKind::Ref)?.matches(name));
     }
@@ -171,7 +179,13 @@ mod tests {
             paths: Some(&p),
             ..Filters::default()
         };
-        assert!(fires(&f, &push("refs/heads/main", Some(&["src/a.py", "README.md"]))).unwrap());
+        assert!(
+            fires(
+                &f,
+                &push("refs/heads/main", Some(&["src/a.py", "README.md"]))
+            )
+            .unwrap()
+        );
         assert!(!fires(&f, &push("refs/heads/main", Some(&["README.md"]))).unwrap());
         let ig = s(&["docs/**"]);
         let f = Filters {

@@ -38,11 +38,18 @@ pub struct Action {
 pub fn parse_action(src: &str) -> Result<Action, Vec<Diagnostic>> {
     let root = yaml::load(src).map_err(|d| vec![d])?;
     let mut p = Parser { diags: Vec::new() };
-    let name = root.get("name").and_then(Node::as_str).unwrap_or_default().to_owned();
+    let name = root
+        .get("name")
+        .and_then(Node::as_str)
+        .unwrap_or_default()
+        .to_owned();
     let mut inputs = IndexMap::new();
     if let Some(m) = root.get("inputs").and_then(Node::as_map) {
         for (k, v) in m {
-            inputs.insert(k.as_str().unwrap_or_default().to_owned(), v.get("default").cloned());
+            inputs.insert(
+                k.as_str().unwrap_or_default().to_owned(),
+                v.get("default").cloned(),
+            );
         }
     }
     let mut outputs = IndexMap::new();
@@ -54,15 +61,25 @@ pub fn parse_action(src: &str) -> Result<Action, Vec<Diagnostic>> {
         }
     }
     let Some(runs) = root.get("runs") else {
-        return Err(vec![Diagnostic::error("action.yml has no `runs` key", root.span)]);
+        return Err(vec![Diagnostic::error(
+            "action.yml has no `runs` key",
+            root.span,
+        )]);
     };
-    let using = runs.get("using").and_then(Node::as_str).unwrap_or_default().to_owned();
+    let using = runs
+        .get("using")
+        .and_then(Node::as_str)
+        .unwrap_or_default()
+        .to_owned();
     let runs = match using.as_str() {
         "composite" => {
             let steps = match runs.get("steps").and_then(Node::as_seq) {
                 Some(items) => items.iter().filter_map(|s| p.step(s)).collect(),
                 None => {
-                    return Err(vec![Diagnostic::error("a composite action needs `runs.steps`", runs.span)]);
+                    return Err(vec![Diagnostic::error(
+                        "a composite action needs `runs.steps`",
+                        runs.span,
+                    )]);
                 }
             };
             Runs::Composite(steps)
@@ -76,11 +93,20 @@ pub fn parse_action(src: &str) -> Result<Action, Vec<Diagnostic>> {
                     pre: get("pre"),
                     post: get("post"),
                 },
-                None => return Err(vec![Diagnostic::error("a node action needs `runs.main`", runs.span)]),
+                None => {
+                    return Err(vec![Diagnostic::error(
+                        "a node action needs `runs.main`",
+                        runs.span,
+                    )]);
+                }
             }
         }
         "docker" => Runs::Docker {
-            image: runs.get("image").and_then(Node::as_str).unwrap_or_default().to_owned(),
+            image: runs
+                .get("image")
+                .and_then(Node::as_str)
+                .unwrap_or_default()
+                .to_owned(),
         },
         other => {
             return Err(vec![Diagnostic::error(

@@ -22,7 +22,11 @@ pub fn evaluate(node: &Node, ctx: &Context<'_>) -> Result<Value, EvalError> {
             Some(Scalar::String(_)) if text.contains("${{") => Ok(template(text)?.evaluate(ctx)?),
             _ => Ok(node.to_value()),
         },
-        NodeKind::Seq(items) => items.iter().map(|i| evaluate(i, ctx)).collect::<Result<_, _>>().map(Value::Array),
+        NodeKind::Seq(items) => items
+            .iter()
+            .map(|i| evaluate(i, ctx))
+            .collect::<Result<_, _>>()
+            .map(Value::Array),
         NodeKind::Map(entries) => {
             let mut map = expr::Map::new();
             for (k, v) in entries {
@@ -38,7 +42,9 @@ pub fn evaluate(node: &Node, ctx: &Context<'_>) -> Result<Value, EvalError> {
 pub fn evaluate_string(node: &Node, ctx: &Context<'_>) -> Result<String, EvalError> {
     match &node.kind {
         NodeKind::Scalar(text, _) => match node.scalar() {
-            Some(Scalar::String(_)) if text.contains("${{") => Ok(template(text)?.evaluate_string(ctx)?),
+            Some(Scalar::String(_)) if text.contains("${{") => {
+                Ok(template(text)?.evaluate_string(ctx)?)
+            }
             Some(Scalar::Null) => Ok(String::new()),
             // A YAML number keeps GitHub's formatting (`3.10` is the number 3.1).
             Some(Scalar::Number(_)) => Ok(node.to_value().to_expr_string()),

@@ -6,8 +6,8 @@
 
 pub mod action;
 pub mod cron;
-pub mod eval;
 mod diag;
+pub mod eval;
 pub mod model;
 mod parse;
 mod render;

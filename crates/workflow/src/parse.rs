@@ -137,8 +137,11 @@ impl Parser {
             _ if node.is_null() => Some(&[]),
             _ => {
                 self.diags.push(
-                    Diagnostic::error(format!("{what} must be a mapping, found {}", node.describe()), node.span)
-                        .with_label("expected a mapping"),
+                    Diagnostic::error(
+                        format!("{what} must be a mapping, found {}", node.describe()),
+                        node.span,
+                    )
+                    .with_label("expected a mapping"),
                 );
                 None
             }
@@ -174,7 +177,10 @@ impl Parser {
                 span: node.span,
             }),
             _ => {
-                self.error(format!("{what} must be a string, found {}", node.describe()), node.span);
+                self.error(
+                    format!("{what} must be a string, found {}", node.describe()),
+                    node.span,
+                );
                 None
             }
         }
@@ -183,11 +189,16 @@ impl Parser {
     /// A string or a sequence of strings.
     fn string_list(&mut self, node: &Node, what: &str) -> Option<Vec<Spanned<String>>> {
         match &node.kind {
-            NodeKind::Seq(items) => Some(items.iter().filter_map(|i| self.string(i, what)).collect()),
+            NodeKind::Seq(items) => {
+                Some(items.iter().filter_map(|i| self.string(i, what)).collect())
+            }
             NodeKind::Scalar(..) if !node.is_null() => self.string(node, what).map(|s| vec![s]),
             _ => {
                 self.error(
-                    format!("{what} must be a string or a sequence of strings, found {}", node.describe()),
+                    format!(
+                        "{what} must be a string or a sequence of strings, found {}",
+                        node.describe()
+                    ),
                     node.span,
                 );
                 None
@@ -200,7 +211,10 @@ impl Parser {
         match node.kind {
             NodeKind::Scalar(..) => Some(node.clone()),
             _ => {
-                self.error(format!("{what} must be a scalar, found {}", node.describe()), node.span);
+                self.error(
+                    format!("{what} must be a scalar, found {}", node.describe()),
+                    node.span,
+                );
                 None
             }
         }
@@ -209,7 +223,9 @@ impl Parser {
     /// A mapping of names to scalar templates (`env`, `with`, `outputs`).
     fn scalar_map(&mut self, node: &Node, what: &str) -> Option<Node> {
         if let NodeKind::Scalar(..) = node.kind
-            && node.as_str().is_some_and(|s| s.trim_start().starts_with("${{"))
+            && node
+                .as_str()
+                .is_some_and(|s| s.trim_start().starts_with("${{"))
         {
             return Some(node.clone());
         }
@@ -283,8 +299,10 @@ impl Parser {
             );
         }
         if !saw_jobs {
-            self.diags
-                .push(Diagnostic::error("the workflow has no `jobs` key", root.span).with_help("add at least one job"));
+            self.diags.push(
+                Diagnostic::error("the workflow has no `jobs` key", root.span)
+                    .with_help("add at least one job"),
+            );
         }
         Some(wf)
     }
@@ -316,7 +334,9 @@ impl Parser {
                     }
                 }
             }
-            NodeKind::Seq(_) => self.error("`permissions` must be a string or a mapping", node.span),
+            NodeKind::Seq(_) => {
+                self.error("`permissions` must be a string or a mapping", node.span)
+            }
         }
         Some(node.clone())
     }
@@ -330,7 +350,11 @@ impl Parser {
         if let Some(run) = node.get("run")
             && let Some(run_entries) = self.expect_map(run, "`defaults.run`")
         {
-            self.check_keys(run_entries, &["shell", "working-directory"], "`defaults.run`");
+            self.check_keys(
+                run_entries,
+                &["shell", "working-directory"],
+                "`defaults.run`",
+            );
             if let Some(s) = run.get("shell") {
                 d.shell = self.scalar_template(s, "`shell`");
             }
@@ -424,7 +448,10 @@ impl Parser {
         let mut cfg = EventTrigger::default();
         if event == "schedule" {
             let Some(items) = node.as_seq() else {
-                self.error("`schedule` must be a sequence of `- cron: ...` entries", node.span);
+                self.error(
+                    "`schedule` must be a sequence of `- cron: ...` entries",
+                    node.span,
+                );
                 return cfg;
             };
             for item in items {
@@ -447,7 +474,14 @@ impl Parser {
             return cfg;
         };
         let allowed: Vec<&str> = match event {
-            "push" => vec!["branches", "branches-ignore", "tags", "tags-ignore", "paths", "paths-ignore"],
+            "push" => vec![
+                "branches",
+                "branches-ignore",
+                "tags",
+                "tags-ignore",
+                "paths",
+                "paths-ignore",
+            ],
             "pull_request" | "pull_request_target" => EVENT_FILTER_KEYS.to_vec(),
             "workflow_dispatch" => vec!["inputs"],
             "workflow_call" => vec!["inputs", "outputs", "secrets"],
@@ -472,12 +506,20 @@ impl Parser {
                     if let Some(outs) = self.expect_map(v, &what) {
                         for (name, o) in outs {
                             if let Some(oe) = self.expect_map(o, "an output") {
-                                self.check_keys(oe, &["description", "value"], "a `workflow_call` output");
+                                self.check_keys(
+                                    oe,
+                                    &["description", "value"],
+                                    "a `workflow_call` output",
+                                );
                                 match o.get("value") {
                                     Some(val) => {
-                                        cfg.outputs.insert(name.as_str().unwrap_or_default().to_owned(), val.clone());
+                                        cfg.outputs.insert(
+                                            name.as_str().unwrap_or_default().to_owned(),
+                                            val.clone(),
+                                        );
                                     }
-                                    None => self.error("a `workflow_call` output needs a `value`", o.span),
+                                    None => self
+                                        .error("a `workflow_call` output needs a `value`", o.span),
                                 }
                             }
                         }
@@ -493,7 +535,8 @@ impl Parser {
                                     _ => None,
                                 })
                                 .unwrap_or(false);
-                            cfg.secrets.insert(name.as_str().unwrap_or_default().to_owned(), required);
+                            cfg.secrets
+                                .insert(name.as_str().unwrap_or_default().to_owned(), required);
                         }
                     }
                 }
@@ -507,10 +550,16 @@ impl Parser {
             );
         }
         if cfg.tags.is_some() && cfg.tags_ignore.is_some() {
-            self.error(format!("`{event}` cannot use both `tags` and `tags-ignore`"), node.span);
+            self.error(
+                format!("`{event}` cannot use both `tags` and `tags-ignore`"),
+                node.span,
+            );
         }
         if cfg.paths.is_some() && cfg.paths_ignore.is_some() {
-            self.error(format!("`{event}` cannot use both `paths` and `paths-ignore`"), node.span);
+            self.error(
+                format!("`{event}` cannot use both `paths` and `paths-ignore`"),
+                node.span,
+            );
         }
         cfg
     }
@@ -527,12 +576,22 @@ impl Parser {
             };
             self.check_keys(
                 fields,
-                &["description", "required", "default", "type", "options", "deprecationMessage"],
+                &[
+                    "description",
+                    "required",
+                    "default",
+                    "type",
+                    "options",
+                    "deprecationMessage",
+                ],
                 &format!("input `{name}`"),
             );
             let mut input = Input {
                 span: k.span,
-                description: v.get("description").and_then(|d| d.as_str()).map(str::to_owned),
+                description: v
+                    .get("description")
+                    .and_then(|d| d.as_str())
+                    .map(str::to_owned),
                 required: false,
                 kind: InputType::String,
                 default: v.get("default").cloned(),
@@ -555,14 +614,22 @@ impl Parser {
                     Some("boolean") => input.kind = InputType::Boolean,
                     Some("number") => input.kind = InputType::Number,
                     Some("choice") if event != "workflow_call" => input.kind = InputType::Choice,
-                    Some("environment") if event != "workflow_call" => input.kind = InputType::Environment,
+                    Some("environment") if event != "workflow_call" => {
+                        input.kind = InputType::Environment
+                    }
                     other => self.diags.push(
-                        Diagnostic::error(format!("invalid input type `{}`", other.unwrap_or_default()), t.span)
-                            .with_help(format!("expected one of: {}", types.join(", "))),
+                        Diagnostic::error(
+                            format!("invalid input type `{}`", other.unwrap_or_default()),
+                            t.span,
+                        )
+                        .with_help(format!("expected one of: {}", types.join(", "))),
                     ),
                 }
             } else if event == "workflow_call" {
-                self.error(format!("input `{name}` of `workflow_call` needs a `type`"), k.span);
+                self.error(
+                    format!("input `{name}` of `workflow_call` needs a `type`"),
+                    k.span,
+                );
             }
             if let Some(opts) = v.get("options")
                 && let Some(list) = self.string_list(opts, "`options`")
@@ -577,18 +644,28 @@ impl Parser {
                 && let Some(ds) = d.as_str()
                 && !input.options.iter().any(|o| o == ds)
             {
-                self.error(format!("default `{ds}` of input `{name}` is not one of its options"), d.span);
+                self.error(
+                    format!("default `{ds}` of input `{name}` is not one of its options"),
+                    d.span,
+                );
             }
             if let Some(d) = &input.default {
                 let ok = match (input.kind, d.scalar()) {
-                    (InputType::Boolean, Some(Scalar::Bool(_))) | (InputType::Number, Some(Scalar::Number(_))) => true,
-                    (InputType::Boolean | InputType::Number, Some(Scalar::String(s))) => s.contains("${{"),
+                    (InputType::Boolean, Some(Scalar::Bool(_)))
+                    | (InputType::Number, Some(Scalar::Number(_))) => true,
+                    (InputType::Boolean | InputType::Number, Some(Scalar::String(s))) => {
+                        s.contains("${{")
+                    }
                     (InputType::Boolean | InputType::Number, _) => false,
                     _ => true,
                 };
                 if !ok {
                     self.error(
-                        format!("default of input `{name}` must be a {}, found {}", input.kind.name(), d.describe()),
+                        format!(
+                            "default of input `{name}` must be a {}, found {}",
+                            input.kind.name(),
+                            d.describe()
+                        ),
                         d.span,
                     );
                 }
@@ -604,7 +681,10 @@ impl Parser {
             return jobs;
         };
         if entries.is_empty() {
-            self.error("`jobs` is empty: a workflow needs at least one job", node.span);
+            self.error(
+                "`jobs` is empty: a workflow needs at least one job",
+                node.span,
+            );
         }
         for (k, v) in entries {
             let id = k.as_str().unwrap_or_default().to_owned();
@@ -686,7 +766,8 @@ impl Parser {
                     if let Some(outs) = self.expect_map(v, "`outputs`") {
                         for (name, o) in outs {
                             if let Some(t) = self.scalar_template(o, "an output") {
-                                job.outputs.insert(name.as_str().unwrap_or_default().to_owned(), t);
+                                job.outputs
+                                    .insert(name.as_str().unwrap_or_default().to_owned(), t);
                             }
                         }
                     }
@@ -694,8 +775,12 @@ impl Parser {
                 "env" => job.env = self.scalar_map(v, "`env`"),
                 "defaults" => job.defaults = self.defaults(v),
                 "strategy" => job.strategy = self.strategy(v),
-                "continue-on-error" => job.continue_on_error = self.scalar_template(v, "`continue-on-error`"),
-                "timeout-minutes" => job.timeout_minutes = self.scalar_template(v, "`timeout-minutes`"),
+                "continue-on-error" => {
+                    job.continue_on_error = self.scalar_template(v, "`continue-on-error`")
+                }
+                "timeout-minutes" => {
+                    job.timeout_minutes = self.scalar_template(v, "`timeout-minutes`")
+                }
                 "container" => job.container = Some(v.clone()),
                 "services" => job.services = self.expect_map(v, "`services`").map(|_| v.clone()),
                 "permissions" => job.permissions = self.permissions(v),
@@ -708,7 +793,10 @@ impl Parser {
                             }
                             job.steps = items.iter().filter_map(|s| self.step(s)).collect();
                         }
-                        None => self.error(format!("`steps` must be a sequence, found {}", v.describe()), v.span),
+                        None => self.error(
+                            format!("`steps` must be a sequence, found {}", v.describe()),
+                            v.span,
+                        ),
                     }
                 }
                 "uses" => job.uses = self.string(v, "`uses`"),
@@ -719,7 +807,9 @@ impl Parser {
         }
         if job.uses.is_some() && has_steps {
             self.error(
-                format!("job `{id}` calls a reusable workflow with `uses` and cannot also have `steps`"),
+                format!(
+                    "job `{id}` calls a reusable workflow with `uses` and cannot also have `steps`"
+                ),
                 span,
             );
         }
@@ -739,7 +829,11 @@ impl Parser {
 
     fn strategy(&mut self, node: &Node) -> Option<Strategy> {
         let entries = self.expect_map(node, "`strategy`")?;
-        self.check_keys(entries, &["matrix", "fail-fast", "max-parallel"], "`strategy`");
+        self.check_keys(
+            entries,
+            &["matrix", "fail-fast", "max-parallel"],
+            "`strategy`",
+        );
         let mut s = Strategy::default();
         for (k, v) in entries {
             match k.as_str().unwrap_or_default() {
@@ -747,7 +841,10 @@ impl Parser {
                     NodeKind::Map(_) => s.matrix = Some(v.clone()),
                     NodeKind::Scalar(text, _) if text.contains("${{") => s.matrix = Some(v.clone()),
                     _ => self.error(
-                        format!("`matrix` must be a mapping or an expression, found {}", v.describe()),
+                        format!(
+                            "`matrix` must be a mapping or an expression, found {}",
+                            v.describe()
+                        ),
                         v.span,
                     ),
                 },
@@ -794,12 +891,18 @@ impl Parser {
                 "if" => step.if_ = self.condition(v),
                 "run" => step.run = self.scalar_template(v, "`run`"),
                 "shell" => step.shell = self.scalar_template(v, "`shell`"),
-                "working-directory" => step.working_directory = self.scalar_template(v, "`working-directory`"),
+                "working-directory" => {
+                    step.working_directory = self.scalar_template(v, "`working-directory`")
+                }
                 "uses" => step.uses = self.string(v, "`uses`"),
                 "with" => step.with = self.scalar_map(v, "`with`"),
                 "env" => step.env = self.scalar_map(v, "`env`"),
-                "continue-on-error" => step.continue_on_error = self.scalar_template(v, "`continue-on-error`"),
-                "timeout-minutes" => step.timeout_minutes = self.scalar_template(v, "`timeout-minutes`"),
+                "continue-on-error" => {
+                    step.continue_on_error = self.scalar_template(v, "`continue-on-error`")
+                }
+                "timeout-minutes" => {
+                    step.timeout_minutes = self.scalar_template(v, "`timeout-minutes`")
+                }
                 _ => {}
             }
         }
@@ -812,7 +915,10 @@ impl Parser {
             _ => {}
         }
         if step.uses.is_some() && (step.shell.is_some() || step.working_directory.is_some()) {
-            self.error("`shell` and `working-directory` only apply to `run` steps", node.span);
+            self.error(
+                "`shell` and `working-directory` only apply to `run` steps",
+                node.span,
+            );
         }
         Some(step)
     }
@@ -821,6 +927,8 @@ impl Parser {
 /// Job and step ids: a letter or `_`, then letters, digits, `-` or `_`.
 pub(crate) fn valid_id(id: &str) -> bool {
     let mut chars = id.chars();
-    chars.next().is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
 }

@@ -1,7 +1,9 @@
 //! Diagnostics as text: `file:line:col`, the source line and a caret, what is wrong and what
 //! was expected. Rendering is done by miette with a fixed width so the output is stable.
 
-use miette::{GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteDiagnostic, NamedSource, Report};
+use miette::{
+    GraphicalReportHandler, GraphicalTheme, LabeledSpan, MietteDiagnostic, NamedSource, Report,
+};
 
 use crate::diag::{Diagnostic, Severity};
 
@@ -12,7 +14,11 @@ pub fn render(d: &Diagnostic, file: &str, src: &str, color: bool) -> String {
         Severity::Warning => miette::Severity::Warning,
     });
     let offset = d.span.start.offset.min(src.len());
-    let len = d.span.len().min(src.len().saturating_sub(offset)).max(usize::from(offset < src.len()));
+    let len = d
+        .span
+        .len()
+        .min(src.len().saturating_sub(offset))
+        .max(usize::from(offset < src.len()));
     md = md.with_label(LabeledSpan::new(d.label.clone(), offset, len));
     if let Some(help) = &d.help {
         md = md.with_help(help.clone());
@@ -26,7 +32,10 @@ pub fn render(d: &Diagnostic, file: &str, src: &str, color: bool) -> String {
     let mut out = String::new();
     let handler = GraphicalReportHandler::new_themed(theme).with_width(100);
     if handler.render_report(&mut out, report.as_ref()).is_err() {
-        out = format!("{file}:{}:{}: {}\n", d.span.start.line, d.span.start.col, d.message);
+        out = format!(
+            "{file}:{}:{}: {}\n",
+            d.span.start.line, d.span.start.col, d.message
+        );
     }
     out
 }

@@ -5,7 +5,8 @@ use plan::trigger::{Event, Filters, TriggerError};
 use crate::model::{Spanned, Workflow};
 
 fn strings(list: &Option<Vec<Spanned<String>>>) -> Option<Vec<String>> {
-    list.as_ref().map(|l| l.iter().map(|s| s.value.clone()).collect())
+    list.as_ref()
+        .map(|l| l.iter().map(|s| s.value.clone()).collect())
 }
 
 impl Workflow {

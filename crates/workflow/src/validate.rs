@@ -16,16 +16,23 @@ mod ctx {
     pub(super) const WORKFLOW_CONCURRENCY: &[&str] = &["github", "inputs", "vars"];
     pub(super) const JOB_IF: &[&str] = &["github", "needs", "vars", "inputs"];
     pub(super) const STRATEGY: &[&str] = &["github", "needs", "vars", "inputs"];
-    pub(super) const JOB_MATRIXED: &[&str] = &["github", "needs", "strategy", "matrix", "vars", "inputs"];
-    pub(super) const JOB_ENV: &[&str] = &["github", "needs", "strategy", "matrix", "vars", "secrets", "inputs"];
-    pub(super) const JOB_DEFAULTS: &[&str] = &["github", "needs", "strategy", "matrix", "env", "vars", "inputs"];
+    pub(super) const JOB_MATRIXED: &[&str] =
+        &["github", "needs", "strategy", "matrix", "vars", "inputs"];
+    pub(super) const JOB_ENV: &[&str] = &[
+        "github", "needs", "strategy", "matrix", "vars", "secrets", "inputs",
+    ];
+    pub(super) const JOB_DEFAULTS: &[&str] = &[
+        "github", "needs", "strategy", "matrix", "env", "vars", "inputs",
+    ];
     pub(super) const JOB_OUTPUTS: &[&str] = &[
-        "github", "needs", "strategy", "matrix", "job", "runner", "env", "vars", "secrets", "steps", "inputs",
+        "github", "needs", "strategy", "matrix", "job", "runner", "env", "vars", "secrets",
+        "steps", "inputs",
     ];
     pub(super) const STEP: &[&str] = JOB_OUTPUTS;
     pub(super) const WORKFLOW_CALL_OUTPUT: &[&str] = &["github", "jobs", "vars", "inputs"];
     pub(super) const SERVICES: &[&str] = &[
-        "github", "needs", "strategy", "matrix", "job", "runner", "env", "vars", "secrets", "inputs",
+        "github", "needs", "strategy", "matrix", "job", "runner", "env", "vars", "secrets",
+        "inputs",
     ];
 }
 
@@ -86,10 +93,20 @@ impl Validator<'_> {
                         for part in t.parts() {
                             if let expr::Part::Expr(e, base) = part {
                                 for err in expr::check(e, &allowed) {
-                                    let span = self.sub_span(node, text, base + err.offset, err.len.max(1));
+                                    let span = self.sub_span(
+                                        node,
+                                        text,
+                                        base + err.offset,
+                                        err.len.max(1),
+                                    );
                                     self.diags.push(
-                                        Diagnostic::error(format!("invalid expression: {}", err.message), span)
-                                            .with_help(format!("available here: {}", contexts.join(", "))),
+                                        Diagnostic::error(
+                                            format!("invalid expression: {}", err.message),
+                                            span,
+                                        )
+                                        .with_help(
+                                            format!("available here: {}", contexts.join(", ")),
+                                        ),
                                     );
                                 }
                             }
@@ -117,7 +134,12 @@ impl Validator<'_> {
         }
     }
 
-    fn condition(&mut self, cond: &crate::model::Spanned<String>, contexts: &[&str], step_level: bool) {
+    fn condition(
+        &mut self,
+        cond: &crate::model::Spanned<String>,
+        contexts: &[&str],
+        step_level: bool,
+    ) {
         let node = Node {
             kind: NodeKind::Scalar(cond.value.clone(), Style::Quoted),
             span: cond.span,
@@ -126,7 +148,8 @@ impl Validator<'_> {
             Err(e) => {
                 let span = self.sub_span(&node, &cond.value, e.offset, e.len.max(1));
                 self.diags.push(
-                    Diagnostic::error(format!("invalid expression in `if`: {}", e.message), span).with_label("here"),
+                    Diagnostic::error(format!("invalid expression in `if`: {}", e.message), span)
+                        .with_label("here"),
                 );
             }
             Ok(c) => {
@@ -146,10 +169,14 @@ impl Validator<'_> {
                 };
                 for (e, base) in condition_exprs(&cond.value) {
                     for err in expr::check(&e, &allowed) {
-                        let span = self.sub_span(&node, &cond.value, base + err.offset, err.len.max(1));
+                        let span =
+                            self.sub_span(&node, &cond.value, base + err.offset, err.len.max(1));
                         self.diags.push(
-                            Diagnostic::error(format!("invalid expression in `if`: {}", err.message), span)
-                                .with_help(format!("available here: {}", contexts.join(", "))),
+                            Diagnostic::error(
+                                format!("invalid expression in `if`: {}", err.message),
+                                span,
+                            )
+                            .with_help(format!("available here: {}", contexts.join(", "))),
                         );
                     }
                 }
@@ -162,7 +189,11 @@ impl Validator<'_> {
         self.opt_templates(wf.env.as_ref(), ctx::WORKFLOW_ENV, false);
         if let Some(c) = &wf.concurrency {
             self.templates(&c.group, ctx::WORKFLOW_CONCURRENCY, false);
-            self.opt_templates(c.cancel_in_progress.as_ref(), ctx::WORKFLOW_CONCURRENCY, false);
+            self.opt_templates(
+                c.cancel_in_progress.as_ref(),
+                ctx::WORKFLOW_CONCURRENCY,
+                false,
+            );
         }
         self.triggers(wf);
         self.job_graph(wf);
@@ -177,8 +208,13 @@ impl Validator<'_> {
             for cron in &t.crons {
                 if let Err(e) = crate::cron::parse(&cron.value) {
                     self.diags.push(
-                        Diagnostic::error(format!("invalid cron expression `{}`: {e}", cron.value), cron.span)
-                            .with_help("expected five fields: minute hour day-of-month month day-of-week"),
+                        Diagnostic::error(
+                            format!("invalid cron expression `{}`: {e}", cron.value),
+                            cron.span,
+                        )
+                        .with_help(
+                            "expected five fields: minute hour day-of-month month day-of-week",
+                        ),
                     );
                 }
             }
@@ -194,7 +230,10 @@ impl Validator<'_> {
                 for p in list.iter().flatten() {
                     if let Err(e) = Pattern::new(&p.value, kind) {
                         self.diags.push(Diagnostic::error(
-                            format!("invalid filter pattern `{}` in `{event}`: {}", p.value, e.message),
+                            format!(
+                                "invalid filter pattern `{}` in `{event}`: {}",
+                                p.value, e.message
+                            ),
                             p.span,
                         ));
                     }
@@ -211,13 +250,18 @@ impl Validator<'_> {
             let mut seen = HashSet::new();
             for need in &job.needs {
                 if !seen.insert(need.value.as_str()) {
-                    self.diags
-                        .push(Diagnostic::warning(format!("`{}` is listed twice in `needs`", need.value), need.span));
+                    self.diags.push(Diagnostic::warning(
+                        format!("`{}` is listed twice in `needs`", need.value),
+                        need.span,
+                    ));
                 }
                 if !wf.jobs.contains_key(&need.value) {
                     let ids: Vec<&str> = wf.jobs.keys().map(String::as_str).collect();
                     let mut d = Diagnostic::error(
-                        format!("job `{}` needs `{}`, which is not a job of this workflow", job.id, need.value),
+                        format!(
+                            "job `{}` needs `{}`, which is not a job of this workflow",
+                            job.id, need.value
+                        ),
                         need.span,
                     )
                     .with_label("unknown job");
@@ -227,8 +271,10 @@ impl Validator<'_> {
                     };
                     self.diags.push(d);
                 } else if need.value == job.id {
-                    self.diags
-                        .push(Diagnostic::error(format!("job `{}` needs itself", job.id), need.span));
+                    self.diags.push(Diagnostic::error(
+                        format!("job `{}` needs itself", job.id),
+                        need.span,
+                    ));
                 }
             }
         }
@@ -240,7 +286,13 @@ impl Validator<'_> {
         }
     }
 
-    fn visit<'w>(&mut self, wf: &'w Workflow, id: &'w str, colour: &mut HashMap<&'w str, u8>, path: &mut Vec<&'w str>) {
+    fn visit<'w>(
+        &mut self,
+        wf: &'w Workflow,
+        id: &'w str,
+        colour: &mut HashMap<&'w str, u8>,
+        path: &mut Vec<&'w str>,
+    ) {
         match colour.get(id) {
             Some(2) => return,
             Some(1) => return,
@@ -259,8 +311,11 @@ impl Validator<'_> {
                     let mut cycle: Vec<&str> = path[start..].to_vec();
                     cycle.push(n);
                     self.diags.push(
-                        Diagnostic::error(format!("`needs` forms a cycle: {}", cycle.join(" -> ")), need.span)
-                            .with_label("closes the cycle"),
+                        Diagnostic::error(
+                            format!("`needs` forms a cycle: {}", cycle.join(" -> ")),
+                            need.span,
+                        )
+                        .with_label("closes the cycle"),
                     );
                 } else if let Some((k, _)) = wf.jobs.get_key_value(n) {
                     self.visit(wf, k, colour, path);
@@ -290,7 +345,11 @@ impl Validator<'_> {
         }
         self.opt_templates(job.env.as_ref(), ctx::JOB_ENV, false);
         self.opt_templates(job.defaults.shell.as_ref(), ctx::JOB_DEFAULTS, false);
-        self.opt_templates(job.defaults.working_directory.as_ref(), ctx::JOB_DEFAULTS, false);
+        self.opt_templates(
+            job.defaults.working_directory.as_ref(),
+            ctx::JOB_DEFAULTS,
+            false,
+        );
         self.opt_templates(job.continue_on_error.as_ref(), ctx::JOB_MATRIXED, false);
         self.opt_templates(job.timeout_minutes.as_ref(), ctx::JOB_MATRIXED, false);
         self.opt_templates(job.container.as_ref(), ctx::JOB_MATRIXED, false);
@@ -349,7 +408,9 @@ impl Validator<'_> {
             let ok = u.starts_with("./")
                 || u.starts_with("docker://")
                 || u.split_once('@').is_some_and(|(name, r)| {
-                    !r.is_empty() && name.split('/').count() >= 2 && name.split('/').all(|p| !p.is_empty())
+                    !r.is_empty()
+                        && name.split('/').count() >= 2
+                        && name.split('/').all(|p| !p.is_empty())
                 });
             if !ok {
                 self.diags.push(
@@ -371,6 +432,7 @@ impl Validator<'_> {
             exclude: Vec::new(),
         };
         let mut dynamic = false;
+        let before = self.diags.len();
         for (k, v) in entries {
             let key = k.as_str().unwrap_or_default();
             if v.as_str().is_some_and(|s| s.contains("${{")) {
@@ -381,7 +443,10 @@ impl Validator<'_> {
                 "include" | "exclude" => {
                     let Some(items) = v.as_seq() else {
                         self.diags.push(Diagnostic::error(
-                            format!("matrix `{key}` must be a sequence of mappings, found {}", v.describe()),
+                            format!(
+                                "matrix `{key}` must be a sequence of mappings, found {}",
+                                v.describe()
+                            ),
                             v.span,
                         ));
                         continue;
@@ -397,7 +462,10 @@ impl Validator<'_> {
                             }
                             _ if item.as_str().is_some_and(|s| s.contains("${{")) => dynamic = true,
                             _ => self.diags.push(Diagnostic::error(
-                                format!("each matrix `{key}` entry must be a mapping, found {}", item.describe()),
+                                format!(
+                                    "each matrix `{key}` entry must be a mapping, found {}",
+                                    item.describe()
+                                ),
                                 item.span,
                             )),
                         }
@@ -413,7 +481,10 @@ impl Validator<'_> {
                         .push((key.to_owned(), items.iter().map(Node::to_value).collect())),
                     None => self.diags.push(
                         Diagnostic::error(
-                            format!("matrix dimension `{key}` must be a sequence of values, found {}", v.describe()),
+                            format!(
+                                "matrix dimension `{key}` must be a sequence of values, found {}",
+                                v.describe()
+                            ),
                             v.span,
                         )
                         .with_help(format!("write `{key}: [a, b]`")),
@@ -421,11 +492,13 @@ impl Validator<'_> {
                 },
             }
         }
-        if dynamic {
+        // Shape errors were reported above; expanding would only repeat them.
+        if dynamic || self.diags.len() > before {
             return;
         }
         if let Err(e) = plan::matrix::expand(&m) {
-            self.diags.push(Diagnostic::error(format!("invalid matrix: {e}"), node.span));
+            self.diags
+                .push(Diagnostic::error(format!("invalid matrix: {e}"), node.span));
         }
     }
 }

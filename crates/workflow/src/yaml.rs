@@ -239,11 +239,7 @@ impl<'a> LineIndex<'a> {
 
     fn pos(&self, m: &saphyr_parser::Marker) -> Pos {
         let line = m.line().max(1);
-        let start = self
-            .starts
-            .get(line - 1)
-            .copied()
-            .unwrap_or(self.src.len());
+        let start = self.starts.get(line - 1).copied().unwrap_or(self.src.len());
         let rest = &self.src[start..];
         let byte_col = rest
             .char_indices()
@@ -295,7 +291,10 @@ pub fn load(src: &str) -> Result<Node, Diagnostic> {
         let pos = index.pos(e.marker());
         Diagnostic::error(
             format!("invalid YAML: {}", e.info()),
-            Span { start: pos, end: pos },
+            Span {
+                start: pos,
+                end: pos,
+            },
         )
     };
     while let Some(ev) = parser.next_event() {
@@ -316,14 +315,20 @@ pub fn load(src: &str) -> Result<Node, Diagnostic> {
             }
             Event::SequenceStart(anchor, _) => {
                 if stack.len() >= MAX_DEPTH {
-                    return Err(Diagnostic::error("YAML nested too deeply", Span { start, end }));
+                    return Err(Diagnostic::error(
+                        "YAML nested too deeply",
+                        Span { start, end },
+                    ));
                 }
                 stack.push(Frame::Seq(Vec::new(), start, anchor));
                 continue;
             }
             Event::MappingStart(anchor, _) => {
                 if stack.len() >= MAX_DEPTH {
-                    return Err(Diagnostic::error("YAML nested too deeply", Span { start, end }));
+                    return Err(Diagnostic::error(
+                        "YAML nested too deeply",
+                        Span { start, end },
+                    ));
                 }
                 stack.push(Frame::Map(Vec::new(), None, start, anchor));
                 continue;
@@ -336,7 +341,12 @@ pub fn load(src: &str) -> Result<Node, Diagnostic> {
                     },
                     anchor,
                 ),
-                _ => return Err(Diagnostic::error("invalid YAML: unbalanced sequence", Span { start, end })),
+                _ => {
+                    return Err(Diagnostic::error(
+                        "invalid YAML: unbalanced sequence",
+                        Span { start, end },
+                    ));
+                }
             },
             Event::MappingEnd => match stack.pop() {
                 Some(Frame::Map(entries, _, s, anchor)) => (
@@ -346,7 +356,12 @@ pub fn load(src: &str) -> Result<Node, Diagnostic> {
                     },
                     anchor,
                 ),
-                _ => return Err(Diagnostic::error("invalid YAML: unbalanced mapping", Span { start, end })),
+                _ => {
+                    return Err(Diagnostic::error(
+                        "invalid YAML: unbalanced mapping",
+                        Span { start, end },
+                    ));
+                }
             },
             Event::Scalar(text, style, anchor, _tag) => {
                 let style = match style {
@@ -385,12 +400,11 @@ pub fn load(src: &str) -> Result<Node, Diagnostic> {
             Some(Frame::Map(entries, pending, ..)) => match pending.take() {
                 None => {
                     if !matches!(node.kind, NodeKind::Scalar(..)) {
-                        return Err(Diagnostic::error(
-                            "mapping keys must be strings",
-                            node.span,
-                        ));
+                        return Err(Diagnostic::error("mapping keys must be strings", node.span));
                     }
-                    if let Some((first, _)) = entries.iter().find(|(k, _)| k.as_str() == node.as_str()) {
+                    if let Some((first, _)) =
+                        entries.iter().find(|(k, _)| k.as_str() == node.as_str())
+                    {
                         let line = first.span.start.line;
                         return Err(Diagnostic::error(
                             format!(

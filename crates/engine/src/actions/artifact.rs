@@ -16,12 +16,25 @@ fn valid_name(name: &str) -> bool {
 }
 
 fn major(version: &str) -> u32 {
-    version.trim_start_matches('v').split('.').next().and_then(|m| m.parse().ok()).unwrap_or(4)
+    version
+        .trim_start_matches('v')
+        .split('.')
+        .next()
+        .and_then(|m| m.parse().ok())
+        .unwrap_or(4)
 }
 
-pub(super) fn upload(state: &mut JobState<'_>, call: &Call<'_>, version: &str) -> Result<(), ActionError> {
+pub(super) fn upload(
+    state: &mut JobState<'_>,
+    call: &Call<'_>,
+    version: &str,
+) -> Result<(), ActionError> {
     let name = call.input_or("name", "artifact");
-    let name = if name.is_empty() { "artifact".to_owned() } else { name };
+    let name = if name.is_empty() {
+        "artifact".to_owned()
+    } else {
+        name
+    };
     if !valid_name(&name) {
         return Err(ActionError::Failed(format!(
             "artifact name `{name}` is not valid: it must not contain \" : < > | * ? \\ / or newlines"
@@ -30,7 +43,10 @@ pub(super) fn upload(state: &mut JobState<'_>, call: &Call<'_>, version: &str) -
     let path = call.required("path")?;
     let found = crate::files::search(&state.workspace, &path).map_err(ActionError::Failed)?;
     if found.files.is_empty() {
-        let msg = format!("no files were found with the provided path: {}. No artifacts will be uploaded.", path.trim());
+        let msg = format!(
+            "no files were found with the provided path: {}. No artifacts will be uploaded.",
+            path.trim()
+        );
         return match call.input_or("if-no-files-found", "warn").as_str() {
             "error" => Err(ActionError::Failed(msg)),
             "ignore" => Ok(()),
@@ -50,7 +66,8 @@ pub(super) fn upload(state: &mut JobState<'_>, call: &Call<'_>, version: &str) -
     // v4 artifacts are immutable: a second upload under one name is an error; v3 merged.
     if dest.exists() && major(version) >= 4 {
         if overwrite {
-            std::fs::remove_dir_all(&dest).map_err(|e| ActionError::io(dest.display().to_string(), e))?;
+            std::fs::remove_dir_all(&dest)
+                .map_err(|e| ActionError::io(dest.display().to_string(), e))?;
         } else {
             return Err(ActionError::Failed(format!(
                 "an artifact named `{name}` was already uploaded in this run; use another name or `overwrite: true`"
@@ -67,7 +84,11 @@ pub(super) fn upload(state: &mut JobState<'_>, call: &Call<'_>, version: &str) -
     Ok(())
 }
 
-pub(super) fn download(state: &mut JobState<'_>, call: &Call<'_>, _version: &str) -> Result<(), ActionError> {
+pub(super) fn download(
+    state: &mut JobState<'_>,
+    call: &Call<'_>,
+    _version: &str,
+) -> Result<(), ActionError> {
     let base = crate::files::normalize(&state.workspace, &call.input_or("path", "."));
     let store = store(state);
     let name = call.input("name");
@@ -79,8 +100,12 @@ pub(super) fn download(state: &mut JobState<'_>, call: &Call<'_>, _version: &str
                 list(&store).join(", ")
             )));
         }
-        crate::files::copy_tree(&src, &base).map_err(|e| ActionError::io(format!("download of `{name}`"), e))?;
-        state.log(Line::Output(format!("Downloaded artifact `{name}` to {}", base.display())));
+        crate::files::copy_tree(&src, &base)
+            .map_err(|e| ActionError::io(format!("download of `{name}`"), e))?;
+        state.log(Line::Output(format!(
+            "Downloaded artifact `{name}` to {}",
+            base.display()
+        )));
     } else {
         let pattern = call.input("pattern");
         let merge = call.flag("merge-multiple", false)?;
@@ -88,8 +113,9 @@ pub(super) fn download(state: &mut JobState<'_>, call: &Call<'_>, _version: &str
             None
         } else {
             Some(
-                plan::filter::Pattern::new(&pattern, plan::filter::PatternKind::Ref)
-                    .map_err(|e| ActionError::Failed(format!("invalid `pattern`: {}", e.message)))?,
+                plan::filter::Pattern::new(&pattern, plan::filter::PatternKind::Ref).map_err(
+                    |e| ActionError::Failed(format!("invalid `pattern`: {}", e.message)),
+                )?,
             )
         };
         for a in list(&store) {
@@ -97,8 +123,12 @@ pub(super) fn download(state: &mut JobState<'_>, call: &Call<'_>, _version: &str
                 continue;
             }
             let dest = if merge { base.clone() } else { base.join(&a) };
-            crate::files::copy_tree(&store.join(&a), &dest).map_err(|e| ActionError::io(format!("download of `{a}`"), e))?;
-            state.log(Line::Output(format!("Downloaded artifact `{a}` to {}", dest.display())));
+            crate::files::copy_tree(&store.join(&a), &dest)
+                .map_err(|e| ActionError::io(format!("download of `{a}`"), e))?;
+            state.log(Line::Output(format!(
+                "Downloaded artifact `{a}` to {}",
+                dest.display()
+            )));
         }
     }
     call.set_output("download-path", &base.display().to_string())?;
@@ -107,7 +137,11 @@ pub(super) fn download(state: &mut JobState<'_>, call: &Call<'_>, _version: &str
 
 fn list(store: &std::path::Path) -> Vec<String> {
     let mut names: Vec<String> = std::fs::read_dir(store)
-        .map(|rd| rd.filter_map(Result::ok).map(|e| e.file_name().to_string_lossy().into_owned()).collect())
+        .map(|rd| {
+            rd.filter_map(Result::ok)
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
         .unwrap_or_default();
     names.sort();
     names

@@ -20,7 +20,12 @@ fn root(state: &JobState<'_>) -> PathBuf {
 
 fn entry_dir(root: &Path, key: &str) -> PathBuf {
     let h = Sha256::digest(key.as_bytes());
-    root.join(h.iter().take(16).map(|b| format!("{b:02x}")).collect::<String>())
+    root.join(
+        h.iter()
+            .take(16)
+            .map(|b| format!("{b:02x}"))
+            .collect::<String>(),
+    )
 }
 
 fn paths(call: &Call<'_>) -> Result<Vec<String>, ActionError> {
@@ -51,14 +56,21 @@ fn lookup(root: &Path, key: &str, restore_keys: &[String]) -> Option<(PathBuf, S
         .collect();
     entries.sort_by(|a, b| b.0.cmp(&a.0));
     for prefix in restore_keys {
-        if let Some((_, p, k)) = entries.iter().find(|(_, _, k)| k.starts_with(prefix.as_str())) {
+        if let Some((_, p, k)) = entries
+            .iter()
+            .find(|(_, _, k)| k.starts_with(prefix.as_str()))
+        {
             return Some((p.clone(), k.clone(), false));
         }
     }
     None
 }
 
-pub(super) fn restore(state: &mut JobState<'_>, call: &Call<'_>, with_post: bool) -> Result<(), ActionError> {
+pub(super) fn restore(
+    state: &mut JobState<'_>,
+    call: &Call<'_>,
+    with_post: bool,
+) -> Result<(), ActionError> {
     let key = call.required("key")?;
     let paths = paths(call)?;
     let restore_keys: Vec<String> = call
@@ -76,7 +88,8 @@ pub(super) fn restore(state: &mut JobState<'_>, call: &Call<'_>, with_post: bool
                 let src = dir.join(i.to_string());
                 if src.exists() {
                     let dest = crate::files::normalize(&state.workspace, p);
-                    crate::files::copy_tree(&src, &dest).map_err(|e| ActionError::io(format!("cache restore of `{p}`"), e))?;
+                    crate::files::copy_tree(&src, &dest)
+                        .map_err(|e| ActionError::io(format!("cache restore of `{p}`"), e))?;
                 }
             }
             state.log(Line::Output(format!("Cache restored from key: {matched}")));
@@ -84,7 +97,9 @@ pub(super) fn restore(state: &mut JobState<'_>, call: &Call<'_>, with_post: bool
             call.set_output("cache-matched-key", matched)?;
         }
         None => {
-            state.log(Line::Output(format!("Cache not found for input keys: {key}")));
+            state.log(Line::Output(format!(
+                "Cache not found for input keys: {key}"
+            )));
             call.set_output("cache-hit", "false")?;
         }
     }
@@ -113,7 +128,10 @@ pub(crate) fn save(state: &mut JobState<'_>, save: Save) -> Result<(), ActionErr
     let root = root(state);
     let dir = entry_dir(&root, &save.key);
     if dir.exists() {
-        state.log(Line::Output(format!("Cache already exists for key: {}", save.key)));
+        state.log(Line::Output(format!(
+            "Cache already exists for key: {}",
+            save.key
+        )));
         return Ok(());
     }
     let tmp = root.join(format!(".tmp-{}-{}", std::process::id(), state.spec.key));
@@ -132,6 +150,9 @@ pub(crate) fn save(state: &mut JobState<'_>, save: Save) -> Result<(), ActionErr
     if std::fs::rename(&tmp, &dir).is_err() {
         let _ = std::fs::remove_dir_all(&tmp);
     }
-    state.log(Line::Output(format!("Cache saved with key: {} ({bytes} bytes)", save.key)));
+    state.log(Line::Output(format!(
+        "Cache saved with key: {} ({bytes} bytes)",
+        save.key
+    )));
     Ok(())
 }

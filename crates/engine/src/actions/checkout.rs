@@ -32,7 +32,13 @@ fn git(repo: &Path) -> Command {
 
 fn copy_work_tree(repo: &Path, dest: &Path) -> Result<(), ActionError> {
     let out = git(repo)
-        .args(["ls-files", "-z", "--cached", "--others", "--exclude-standard"])
+        .args([
+            "ls-files",
+            "-z",
+            "--cached",
+            "--others",
+            "--exclude-standard",
+        ])
         .output()
         .map_err(|e| ActionError::io("git ls-files", e))?;
     if !out.status.success() {
@@ -51,14 +57,18 @@ fn copy_work_tree(repo: &Path, dest: &Path) -> Result<(), ActionError> {
         };
         let target = dest.join(rel.as_ref());
         if let Some(parent) = target.parent() {
-            std::fs::create_dir_all(parent).map_err(|e| ActionError::io(parent.display().to_string(), e))?;
+            std::fs::create_dir_all(parent)
+                .map_err(|e| ActionError::io(parent.display().to_string(), e))?;
         }
         if meta.file_type().is_symlink() {
-            let link = std::fs::read_link(&src).map_err(|e| ActionError::io(src.display().to_string(), e))?;
+            let link = std::fs::read_link(&src)
+                .map_err(|e| ActionError::io(src.display().to_string(), e))?;
             let _ = std::fs::remove_file(&target);
-            std::os::unix::fs::symlink(link, &target).map_err(|e| ActionError::io(target.display().to_string(), e))?;
+            std::os::unix::fs::symlink(link, &target)
+                .map_err(|e| ActionError::io(target.display().to_string(), e))?;
         } else if meta.is_file() {
-            std::fs::copy(&src, &target).map_err(|e| ActionError::io(src.display().to_string(), e))?;
+            std::fs::copy(&src, &target)
+                .map_err(|e| ActionError::io(src.display().to_string(), e))?;
         }
     }
     Ok(())
@@ -71,7 +81,10 @@ fn export_commit(repo: &Path, sha: &str, dest: &Path) -> Result<(), ActionError>
         .stderr(Stdio::piped())
         .spawn()
         .map_err(|e| ActionError::io("git archive", e))?;
-    let stdout = archive.stdout.take().ok_or_else(|| ActionError::Failed("git archive: no output".into()))?;
+    let stdout = archive
+        .stdout
+        .take()
+        .ok_or_else(|| ActionError::Failed("git archive: no output".into()))?;
     let tar = Command::new("tar")
         .arg("-x")
         .arg("-C")
@@ -79,7 +92,9 @@ fn export_commit(repo: &Path, sha: &str, dest: &Path) -> Result<(), ActionError>
         .stdin(stdout)
         .output()
         .map_err(|e| ActionError::io("tar", e))?;
-    let git_out = archive.wait_with_output().map_err(|e| ActionError::io("git archive", e))?;
+    let git_out = archive
+        .wait_with_output()
+        .map_err(|e| ActionError::io("git archive", e))?;
     if !git_out.status.success() {
         return Err(ActionError::Failed(format!(
             "cannot check out `{sha}`: {}",

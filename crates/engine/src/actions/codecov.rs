@@ -35,14 +35,20 @@ pub(super) fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(), Actio
             Ok(t) => t,
             Err(e) => {
                 if fail {
-                    return Err(ActionError::io(format!("coverage report {}", path.display()), e));
+                    return Err(ActionError::io(
+                        format!("coverage report {}", path.display()),
+                        e,
+                    ));
                 }
                 state.log(Line::Output(format!("skipping {}: {e}", path.display())));
                 continue;
             }
         };
         let c = parse(&text).ok_or_else(|| {
-            ActionError::Failed(format!("{} is neither a Cobertura XML nor an LCOV report", path.display()))
+            ActionError::Failed(format!(
+                "{} is neither a Cobertura XML nor an LCOV report",
+                path.display()
+            ))
         });
         match c {
             Ok(c) => {
@@ -55,14 +61,19 @@ pub(super) fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(), Actio
         }
     }
     if read == 0 {
-        let msg = "no coverage report found (looked for coverage.xml, cobertura.xml, lcov.info)".to_owned();
+        let msg = "no coverage report found (looked for coverage.xml, cobertura.xml, lcov.info)"
+            .to_owned();
         if fail {
             return Err(ActionError::Failed(msg));
         }
         state.log(Line::Output(msg));
         return Ok(());
     }
-    let pct = if total.total == 0 { 0.0 } else { total.covered as f64 * 100.0 / total.total as f64 };
+    let pct = if total.total == 0 {
+        0.0
+    } else {
+        total.covered as f64 * 100.0 / total.total as f64
+    };
     state.coverage = Some((pct * 100.0).round() / 100.0);
     state.log(Line::Output(format!(
         "Coverage: {pct:.2}% of lines ({} of {}); recorded in the run report, nothing uploaded",
@@ -72,12 +83,19 @@ pub(super) fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(), Actio
 }
 
 fn find_reports(workspace: &Path) -> Vec<String> {
-    let wanted = ["coverage.xml", "cobertura.xml", "lcov.info", "coverage.lcov"];
+    let wanted = [
+        "coverage.xml",
+        "cobertura.xml",
+        "lcov.info",
+        "coverage.lcov",
+    ];
     let mut out: Vec<PathBuf> = walkdir::WalkDir::new(workspace)
         .max_depth(4)
         .into_iter()
         .filter_map(Result::ok)
-        .filter(|e| e.file_type().is_file() && wanted.contains(&e.file_name().to_string_lossy().as_ref()))
+        .filter(|e| {
+            e.file_type().is_file() && wanted.contains(&e.file_name().to_string_lossy().as_ref())
+        })
         .map(|e| e.into_path())
         .collect();
     out.sort();
@@ -130,9 +148,22 @@ mod tests {
     #[test]
     fn cobertura_and_lcov() {
         let x = r#"<?xml version="1.0" ?><coverage version="7" lines-valid="200" lines-covered="150" line-rate="0.75"></coverage>"#;
-        assert_eq!(parse(x), Some(Coverage { covered: 150, total: 200 }));
-        let l = "SF:a.py\nDA:1,1\nLF:10\nLH:7\nend_of_record\nSF:b.py\nLF:10\nLH:3\nend_of_record\n";
-        assert_eq!(parse(l), Some(Coverage { covered: 10, total: 20 }));
+        assert_eq!(
+            parse(x),
+            Some(Coverage {
+                covered: 150,
+                total: 200
+            })
+        );
+        let l =
+            "SF:a.py\nDA:1,1\nLF:10\nLH:7\nend_of_record\nSF:b.py\nLF:10\nLH:3\nend_of_record\n";
+        assert_eq!(
+            parse(l),
+            Some(Coverage {
+                covered: 10,
+                total: 20
+            })
+        );
         assert_eq!(parse("hello"), None);
     }
 }

@@ -18,12 +18,21 @@ fn load(dir: &Path) -> Result<Action, ActionError> {
         .map(|n| dir.join(n))
         .find(|p| p.is_file())
         .ok_or_else(|| ActionError::Failed(format!("no action.yml in {}", dir.display())))?;
-    let src = std::fs::read_to_string(&file).map_err(|e| ActionError::io(file.display().to_string(), e))?;
+    let src = std::fs::read_to_string(&file)
+        .map_err(|e| ActionError::io(file.display().to_string(), e))?;
     workflow::action::parse_action(&src).map_err(|diags| {
         ActionError::Failed(
             diags
                 .iter()
-                .map(|d| format!("{}:{}:{}: {}", file.display(), d.span.start.line, d.span.start.col, d.message))
+                .map(|d| {
+                    format!(
+                        "{}:{}:{}: {}",
+                        file.display(),
+                        d.span.start.line,
+                        d.span.start.col,
+                        d.message
+                    )
+                })
                 .collect::<Vec<_>>()
                 .join("\n"),
         )
@@ -44,10 +53,11 @@ fn inputs(state: &JobState<'_>, action: &Action, call: &Call<'_>) -> Result<Map,
         let v = match expr::map_get(&call.with, name) {
             Some(v) => v.clone(),
             None => match default {
-                Some(d) => Value::String(
-                    workflow::eval::evaluate_string(d, &ectx)
-                        .map_err(|e| ActionError::Failed(format!("default of input `{name}`: {e}")))?,
-                ),
+                Some(d) => {
+                    Value::String(workflow::eval::evaluate_string(d, &ectx).map_err(|e| {
+                        ActionError::Failed(format!("default of input `{name}`: {e}"))
+                    })?)
+                }
                 None => Value::String(String::new()),
             },
         };
@@ -83,7 +93,10 @@ pub(super) async fn run(
             }
             let mut env_ctx = call.env.clone();
             for (k, v) in &inputs {
-                env_ctx.insert(format!("INPUT_{}", k.replace(' ', "_").to_ascii_uppercase()), v.clone());
+                env_ctx.insert(
+                    format!("INPUT_{}", k.replace(' ', "_").to_ascii_uppercase()),
+                    v.clone(),
+                );
             }
             let spawn = Spawn {
                 program: "node".into(),

@@ -31,7 +31,9 @@ pub(crate) struct Call<'a> {
 impl Call<'_> {
     /// An input as a string (empty when absent), GitHub's coercion.
     pub(crate) fn input(&self, name: &str) -> String {
-        expr::map_get(&self.with, name).map(Value::to_expr_string).unwrap_or_default()
+        expr::map_get(&self.with, name)
+            .map(Value::to_expr_string)
+            .unwrap_or_default()
     }
 
     pub(crate) fn input_or(&self, name: &str, default: &str) -> String {
@@ -132,13 +134,21 @@ pub(crate) async fn run_post(state: &mut JobState<'_>, post: Post) -> Result<(),
         Post::CacheSave(save) => cache::save(state, save),
         Post::KillAgent(pid) => {
             crate::process::kill_group(pid, nix::sys::signal::Signal::SIGTERM);
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGTERM);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGTERM,
+            );
             Ok(())
         }
     }
 }
 
-pub(crate) fn register_post(state: &mut JobState<'_>, name: String, action: Post, condition: PostCondition) {
+pub(crate) fn register_post(
+    state: &mut JobState<'_>,
+    name: String,
+    action: Post,
+    condition: PostCondition,
+) {
     state.posts.push(PostStep {
         name,
         action,
@@ -153,7 +163,11 @@ fn split_uses(uses: &str) -> (String, String) {
 }
 
 /// Runs a `uses:` step.
-pub(crate) async fn run(state: &mut JobState<'_>, call: Call<'_>, cancel: &CancellationToken) -> Result<Exit, ActionError> {
+pub(crate) async fn run(
+    state: &mut JobState<'_>,
+    call: Call<'_>,
+    cancel: &CancellationToken,
+) -> Result<Exit, ActionError> {
     let uses = call.uses.clone();
     if let Some(rel) = uses.strip_prefix("./") {
         let dir = state.workspace.join(rel);
@@ -171,7 +185,9 @@ pub(crate) async fn run(state: &mut JobState<'_>, call: Call<'_>, cancel: &Cance
         "actions/setup-python" => python::run(state, &call).await.map(ok),
         "actions/upload-artifact" => artifact::upload(state, &call, &version).map(ok),
         "actions/download-artifact" => artifact::download(state, &call, &version).map(ok),
-        "actions/cache" | "actions/cache/restore" => cache::restore(state, &call, name == "actions/cache").map(ok),
+        "actions/cache" | "actions/cache/restore" => {
+            cache::restore(state, &call, name == "actions/cache").map(ok)
+        }
         "actions/cache/save" => cache::save_now(state, &call).map(ok),
         "codecov/codecov-action" => codecov::run(state, &call).map(ok),
         "webfactory/ssh-agent" => ssh_agent::run(state, &call).await.map(ok),
@@ -191,7 +207,10 @@ pub(crate) async fn run(state: &mut JobState<'_>, call: Call<'_>, cancel: &Cance
                 .iter()
                 .map(|d| d.join(owner).join(format!("{repo}@{r}")).join(sub))
                 .collect();
-            if let Some(dir) = candidates.iter().find(|d| d.join("action.yml").is_file() || d.join("action.yaml").is_file()) {
+            if let Some(dir) = candidates
+                .iter()
+                .find(|d| d.join("action.yml").is_file() || d.join("action.yaml").is_file())
+            {
                 let dir = dir.clone();
                 return local::run(state, &call, &dir, cancel).await;
             }
@@ -230,6 +249,10 @@ impl expr::Host for HashFiles {
         if !any {
             return Ok(String::new());
         }
-        Ok(total.finalize().iter().map(|b| format!("{b:02x}")).collect())
+        Ok(total
+            .finalize()
+            .iter()
+            .map(|b| format!("{b:02x}"))
+            .collect())
     }
 }

@@ -28,9 +28,9 @@ fn candidates() -> Vec<PathBuf> {
                     let name = e.file_name().to_string_lossy().into_owned();
                     let is_python = name == "python"
                         || name == "python3"
-                        || name
-                            .strip_prefix("python3.")
-                            .is_some_and(|m| !m.is_empty() && m.chars().all(|c| c.is_ascii_digit()));
+                        || name.strip_prefix("python3.").is_some_and(|m| {
+                            !m.is_empty() && m.chars().all(|c| c.is_ascii_digit())
+                        });
                     if is_python {
                         out.push(e.path());
                     }
@@ -67,24 +67,38 @@ fn version_matches(spec: &str, version: &str) -> bool {
     let spec = spec.trim().trim_start_matches('v');
     let want: Vec<&str> = spec.split('.').collect();
     let have: Vec<&str> = version.split('.').collect();
-    want.iter().enumerate().all(|(i, w)| *w == "x" || *w == "*" || have.get(i) == Some(w))
+    want.iter()
+        .enumerate()
+        .all(|(i, w)| *w == "x" || *w == "*" || have.get(i) == Some(w))
 }
 
 pub(super) async fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(), ActionError> {
     let mut spec = call.input("python-version");
     if spec.is_empty() {
         let file = call.input("python-version-file");
-        let file = if file.is_empty() { ".python-version".to_owned() } else { file };
+        let file = if file.is_empty() {
+            ".python-version".to_owned()
+        } else {
+            file
+        };
         let path = crate::files::normalize(&state.workspace, &file);
         spec = std::fs::read_to_string(&path)
             .ok()
-            .and_then(|t| t.lines().map(str::trim).find(|l| !l.is_empty() && !l.starts_with('#')).map(str::to_owned))
+            .and_then(|t| {
+                t.lines()
+                    .map(str::trim)
+                    .find(|l| !l.is_empty() && !l.starts_with('#'))
+                    .map(str::to_owned)
+            })
             .unwrap_or_default();
     }
     let mut found: Vec<Found> = Vec::new();
     for exe in candidates() {
         if let Ok(real) = std::fs::canonicalize(&exe) {
-            if found.iter().any(|f| std::fs::canonicalize(&f.exe).ok().as_ref() == Some(&real)) {
+            if found
+                .iter()
+                .any(|f| std::fs::canonicalize(&f.exe).ok().as_ref() == Some(&real))
+            {
                 continue;
             }
         } else {
@@ -95,7 +109,11 @@ pub(super) async fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(),
         }
     }
     // Several specs may be given, one a line: the last one is the default python.
-    let specs: Vec<&str> = spec.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+    let specs: Vec<&str> = spec
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty())
+        .collect();
     let mut chosen: Option<Found> = None;
     for s in specs.iter().copied().chain(specs.is_empty().then_some("3")) {
         let best = found
@@ -111,7 +129,11 @@ pub(super) async fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(),
                 versions.dedup();
                 return Err(ActionError::Failed(format!(
                     "Python {s} is not installed on this machine; found: {}",
-                    if versions.is_empty() { "none".to_owned() } else { versions.join(", ") }
+                    if versions.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        versions.join(", ")
+                    }
                 )));
             }
         }
@@ -125,7 +147,8 @@ pub(super) async fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(),
     for name in ["python", "python3"] {
         let link = shims.join(name);
         let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(&py.exe, &link).map_err(|e| ActionError::io(link.display().to_string(), e))?;
+        std::os::unix::fs::symlink(&py.exe, &link)
+            .map_err(|e| ActionError::io(link.display().to_string(), e))?;
     }
     for name in ["pip", "pip3"] {
         let script = format!("#!/bin/sh\nexec '{}' -m pip \"$@\"\n", py.exe.display());
@@ -136,7 +159,12 @@ pub(super) async fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(),
             .map_err(|e| ActionError::io(p.display().to_string(), e))?;
     }
     call.add_path(&shims)?;
-    let location = py.exe.parent().and_then(Path::parent).map(|p| p.display().to_string()).unwrap_or_default();
+    let location = py
+        .exe
+        .parent()
+        .and_then(Path::parent)
+        .map(|p| p.display().to_string())
+        .unwrap_or_default();
     call.set_env("pythonLocation", &location)?;
     call.set_output("python-version", &py.version)?;
     call.set_output("python-path", &py.exe.display().to_string())?;
@@ -144,19 +172,34 @@ pub(super) async fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(),
         let dir = state.run.cache_dir.join("pip");
         std::fs::create_dir_all(&dir).map_err(|e| ActionError::io(dir.display().to_string(), e))?;
         call.set_env("PIP_CACHE_DIR", &dir.display().to_string())?;
-        call.set_output("cache-hit", if dir.read_dir().is_ok_and(|mut d| d.next().is_some()) { "true" } else { "false" })?;
+        call.set_output(
+            "cache-hit",
+            if dir.read_dir().is_ok_and(|mut d| d.next().is_some()) {
+                "true"
+            } else {
+                "false"
+            },
+        )?;
     } else if !call.input("cache").is_empty() {
         return Err(ActionError::Failed(format!(
             "cache `{}` is not supported; use `pip`",
             call.input("cache")
         )));
     }
-    state.log(Line::Output(format!("Using Python {} at {}", py.version, py.exe.display())));
+    state.log(Line::Output(format!(
+        "Using Python {} at {}",
+        py.version,
+        py.exe.display()
+    )));
     Ok(())
 }
 
 fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
-    let parse = |v: &str| v.split('.').map(|p| p.parse::<u64>().unwrap_or(0)).collect::<Vec<_>>();
+    let parse = |v: &str| {
+        v.split('.')
+            .map(|p| p.parse::<u64>().unwrap_or(0))
+            .collect::<Vec<_>>()
+    };
     parse(a).cmp(&parse(b))
 }
 

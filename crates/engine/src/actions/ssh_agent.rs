@@ -11,7 +11,9 @@ use crate::sink::Line;
 
 pub(super) async fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(), ActionError> {
     let keys = call.required("ssh-private-key")?;
-    let sock = state.temp.join(format!("ssh-agent-{}.sock", std::process::id()));
+    let sock = state
+        .temp
+        .join(format!("ssh-agent-{}.sock", std::process::id()));
     let _ = std::fs::remove_file(&sock);
     let out = tokio::process::Command::new("ssh-agent")
         .arg("-s")
@@ -33,7 +35,12 @@ pub(super) async fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(),
         .find_map(|part| part.trim().strip_prefix("SSH_AGENT_PID="))
         .and_then(|p| p.trim().parse::<i32>().ok())
         .ok_or_else(|| ActionError::Failed(format!("cannot read ssh-agent's output: {text}")))?;
-    register_post(state, "Stop ssh-agent".into(), Post::KillAgent(pid), PostCondition::Always);
+    register_post(
+        state,
+        "Stop ssh-agent".into(),
+        Post::KillAgent(pid),
+        PostCondition::Always,
+    );
     // Each key block is added separately, as the action does.
     let mut added = 0;
     for key in split_keys(&keys) {
@@ -51,18 +58,26 @@ pub(super) async fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(),
                 .await
                 .map_err(|e| ActionError::io("ssh-add", e))?;
         }
-        let out = child.wait_with_output().await.map_err(|e| ActionError::io("ssh-add", e))?;
+        let out = child
+            .wait_with_output()
+            .await
+            .map_err(|e| ActionError::io("ssh-add", e))?;
         if !out.status.success() {
             return Err(ActionError::Failed(format!(
                 "ssh-add refused a key: {}",
-                state.run.masker.mask(String::from_utf8_lossy(&out.stderr).trim())
+                state
+                    .run
+                    .masker
+                    .mask(String::from_utf8_lossy(&out.stderr).trim())
             )));
         }
         added += 1;
     }
     call.set_env("SSH_AUTH_SOCK", &sock.display().to_string())?;
     call.set_env("SSH_AGENT_PID", &pid.to_string())?;
-    state.log(Line::Output(format!("ssh-agent started (pid {pid}), {added} key(s) added")));
+    state.log(Line::Output(format!(
+        "ssh-agent started (pid {pid}), {added} key(s) added"
+    )));
     Ok(())
 }
 

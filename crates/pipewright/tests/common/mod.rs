@@ -1,0 +1,177 @@
+//! The harness for end-to-end tests: a throw-away git repository with workflow files, and the
+//! real `pipewright` binary run in it.
+
+#![allow(dead_code, unreachable_pub)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub struct Repo {
+    pub dir: tempfile::TempDir,
+}
+
+pub fn git(dir: &Path, args: &[&str]) -> String {
+    let out = Command::new("git")
+        .arg("-C")
+        .arg(dir)
+        .args(args)
+        .env("GIT_AUTHOR_NAME", "t")
+        .env("GIT_AUTHOR_EMAIL", "t@example.invalid")
+        .env("GIT_COMMITTER_NAME", "t")
+        .env("GIT_COMMITTER_EMAIL", "t@example.invalid")
+        .output()
+        .expect("git runs");
+    assert!(
+        out.status.success(),
+        "git {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).trim().to_owned()
+}
+
+impl Repo {
+    /// An empty repository on branch `main`.
+    pub fn new() -> Repo {
+        let dir = tempfile::tempdir().expect("temp dir");
+        git(dir.path(), &["init", "-q", "-b", "main"]);
+        Repo { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn file(&self, rel: &str, content: &str) -> &Self {
+        let p = self.path().join(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, content).unwrap();
+        self
+    }
+
+    pub fn workflow(&self, name: &str, content: &str) -> &Self {
+        self.file(&format!(".github/workflows/{name}"), content)
+    }
+
+    pub fn commit(&self, msg: &str) -> String {
+        git(self.path(), &["add", "-A"]);
+        git(self.path(), &["commit", "-q", "--allow-empty", "-m", msg]);
+        git(self.path(), &["rev-parse", "HEAD"])
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_pipewright"));
+        c.current_dir(self.path())
+            .env("NO_COLOR", "1")
+            .env("XDG_CACHE_HOME", self.path().join(".git/cache-home"));
+        c
+    }
+
+    /// `pipewright run ARGS --report FILE`.
+    pub fn run(&self, args: &[&str]) -> Run {
+        let report = self.path().join(".git").join("report.json");
+        let _ = std::fs::remove_file(&report);
+        let out = self
+            .command()
+            .arg("run")
+            .args(args)
+            .arg("--report")
+            .arg(&report)
+            .output()
+            .expect("pipewright runs");
+        Run::new(out, &report)
+    }
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+    pub report: Value,
+}
+
+impl Run {
+    pub fn new(out: Output, report: &PathBuf) -> Run {
+        let report = std::fs::read_to_string(report)
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
+            .unwrap_or(Value::Null);
+        Run {
+            code: out.status.code().unwrap_or(-1),
+            stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+            stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+            report,
+        }
+    }
+
+    pub fn all(&self) -> String {
+        format!("--- stdout\n{}\n--- stderr\n{}", self.stdout, self.stderr)
+    }
+
+    /// Every job entry (of every workflow) whose id is `id`.
+    pub fn jobs(&self, id: &str) -> Vec<&Value> {
+        self.report["workflows"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .flat_map(|w| w["jobs"].as_array().into_iter().flatten())
+            .filter(|j| j["id"] == id)
+            .collect()
+    }
+
+    pub fn job(&self, id: &str) -> &Value {
+        let jobs = self.jobs(id);
+        assert_eq!(
+            jobs.len(),
+            1,
+            "one job `{id}` expected in the report:\n{}",
+            self.all()
+        );
+        jobs[0]
+    }
+
+    pub fn conclusion(&self, id: &str) -> String {
+        self.job(id)["conclusion"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// (outcome, conclusion) of each step of job `id`.
+    pub fn steps(&self, id: &str) -> Vec<(String, String)> {
+        self.job(id)["steps"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|s| {
+                (
+                    s["outcome"].as_str().unwrap().to_owned(),
+                    s["conclusion"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+
+    pub fn output(&self, id: &str, name: &str) -> String {
+        self.job(id)["outputs"][name]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+
+    /// Lines printed by job `display` (without the prefix).
+    pub fn lines_of(&self, display: &str) -> Vec<String> {
+        let prefix = format!("[{display}] ");
+        self.stdout
+            .lines()
+            .filter_map(|l| l.strip_prefix(&prefix))
+            .map(|l| l.trim().to_owned())
+            .collect()
+    }
+
+    pub fn assert_code(&self, code: i32) -> &Self {
+        assert_eq!(self.code, code, "exit code\n{}", self.all());
+        self
+    }
+}

@@ -1,0 +1,1031 @@
+//! `pipewright run` end to end: the real binary on real workflows in a real git repository.
+
+mod common;
+
+use common::Repo;
+
+const PUSH_MAIN: &str = "on:\n  push:\n    branches: [main]\n";
+
+fn repo_with(workflow: &str) -> Repo {
+    let r = Repo::new();
+    r.workflow("ci.yml", workflow);
+    r.file("README.md", "hello\n");
+    r.commit("init");
+    r
+}
+
+#[test]
+fn needs_run_in_order_and_pass_outputs() {
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  a:
+    runs-on: ubuntu-latest
+    outputs:
+      v: ${{{{ steps.s.outputs.v }}}}
+      multi: ${{{{ steps.s.outputs.multi }}}}
+    steps:
+      - id: s
+        run: |
+          echo v=42 >> $GITHUB_OUTPUT
+          {{ echo 'multi<<EOF'; echo line1; echo line2; echo EOF; }} >> $GITHUB_OUTPUT
+  b:
+    needs: a
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo \"got ${{{{ needs.a.outputs.v }}}} ${{{{ needs.a.result }}}}\"
+      - run: test \"${{{{ needs.a.outputs.multi }}}}\" = \"$(printf 'line1\\nline2')\"
+"
+    ));
+    let run = r.run(&[]);
+    run.assert_code(0);
+    assert_eq!(run.output("a", "v"), "42");
+    assert_eq!(run.output("a", "multi"), "line1\nline2");
+    assert!(
+        run.lines_of("b").contains(&"got 42 success".to_owned()),
+        "{}",
+        run.all()
+    );
+    // b started after a finished.
+    let a_done = run.stdout.find("[a] ✓ job success").expect("a finished");
+    let b_start = run.stdout.find("[b] job started").expect("b started");
+    assert!(a_done < b_start, "{}", run.all());
+}
+
+#[test]
+fn failed_need_skips_dependents_unless_status_function() {
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  a:
+    runs-on: ubuntu-latest
+    steps:
+      - run: exit 1
+  b:
+    needs: a
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo should not run
+  c:
+    needs: b
+    if: always()
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo \"b was ${{{{ needs.b.result }}}}\"
+  d:
+    needs: a
+    if: failure()
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo cleanup
+"
+    ));
+    let run = r.run(&[]);
+    run.assert_code(1);
+    assert_eq!(run.conclusion("a"), "failure");
+    assert_eq!(run.conclusion("b"), "skipped");
+    assert_eq!(run.conclusion("c"), "success");
+    assert_eq!(run.conclusion("d"), "success");
+    assert!(
+        run.lines_of("c").contains(&"b was skipped".to_owned()),
+        "{}",
+        run.all()
+    );
+    assert_eq!(run.report["conclusion"], "failure");
+}
+
+#[test]
+fn independent_jobs_run_in_parallel() {
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  a:
+    runs-on: ubuntu-latest
+    steps:
+      - run: sleep 1
+  b:
+    runs-on: ubuntu-latest
+    steps:
+      - run: sleep 1
+"
+    ));
+    let started = std::time::Instant::now();
+    r.run(&["--jobs", "2"]).assert_code(0);
+    let parallel = started.elapsed();
+    let started = std::time::Instant::now();
+    r.run(&["--jobs", "1"]).assert_code(0);
+    let serial = started.elapsed();
+    // Relative, not absolute: two 1 s jobs side by side take clearly less than one after the other.
+    assert!(
+        parallel.as_secs_f64() < serial.as_secs_f64() - 0.5,
+        "parallel {parallel:?} serial {serial:?}"
+    );
+}
+
+#[test]
+fn matrix_include_exclude_and_strategy_context() {
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  t:
+    runs-on: ubuntu-latest
+    strategy:
+      matrix:
+        os: [linux, mac]
+        py: ['3.10', '3.11']
+        exclude:
+          - os: mac
+            py: '3.10'
+        include:
+          - os: linux
+            extra: yes
+          - os: windows
+            py: '3.12'
+    steps:
+      - run: echo \"${{{{ matrix.os }}}}/${{{{ matrix.py }}}}/${{{{ matrix.extra }}}} ${{{{ strategy.job-index }}}}/${{{{ strategy.job-total }}}}\"
+"
+    ));
+    let run = r.run(&[]);
+    run.assert_code(0);
+    let jobs = run.jobs("t");
+    let names: Vec<&str> = jobs.iter().map(|j| j["name"].as_str().unwrap()).collect();
+    assert_eq!(
+        names,
+        [
+            "t (linux, 3.10)",
+            "t (linux, 3.11)",
+            "t (mac, 3.11)",
+            "t (windows, 3.12)"
+        ]
+    );
+    assert_eq!(
+        jobs[0]["matrix"],
+        serde_json::json!({"os": "linux", "py": "3.10", "extra": "yes"})
+    );
+    assert!(
+        run.lines_of("t (linux, 3.11)")
+            .contains(&"linux/3.11/yes 1/4".to_owned()),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.lines_of("t (mac, 3.11)")
+            .contains(&"mac/3.11/ 2/4".to_owned()),
+        "{}",
+        run.all()
+    );
+}
+
+#[test]
+fn fail_fast_cancels_siblings_and_max_parallel_limits() {
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  t:
+    runs-on: ubuntu-latest
+    strategy:
+      max-parallel: 1
+      matrix:
+        n: [1, 2, 3]
+    steps:
+      - run: test ${{{{ matrix.n }}}} -ne 1
+"
+    ));
+    let run = r.run(&[]);
+    run.assert_code(1);
+    let c: Vec<&str> = run
+        .jobs("t")
+        .iter()
+        .map(|j| j["conclusion"].as_str().unwrap())
+        .collect();
+    assert_eq!(c, ["failure", "cancelled", "cancelled"], "{}", run.all());
+
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  t:
+    runs-on: ubuntu-latest
+    strategy:
+      fail-fast: false
+      max-parallel: 1
+      matrix:
+        n: [1, 2, 3]
+    steps:
+      - run: test ${{{{ matrix.n }}}} -ne 1
+"
+    ));
+    let run = r.run(&[]);
+    let c: Vec<&str> = run
+        .jobs("t")
+        .iter()
+        .map(|j| j["conclusion"].as_str().unwrap())
+        .collect();
+    assert_eq!(c, ["failure", "success", "success"], "{}", run.all());
+}
+
+#[test]
+fn continue_on_error_for_steps_and_jobs() {
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  a:
+    runs-on: ubuntu-latest
+    steps:
+      - id: bad
+        run: exit 2
+        continue-on-error: true
+      - run: echo \"outcome=${{{{ steps.bad.outcome }}}} conclusion=${{{{ steps.bad.conclusion }}}}\"
+  b:
+    runs-on: ubuntu-latest
+    continue-on-error: true
+    steps:
+      - run: exit 1
+  c:
+    needs: b
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo ran
+"
+    ));
+    let run = r.run(&[]);
+    run.assert_code(0);
+    assert_eq!(run.steps("a")[0], ("failure".into(), "success".into()));
+    assert!(
+        run.lines_of("a")
+            .contains(&"outcome=failure conclusion=success".to_owned()),
+        "{}",
+        run.all()
+    );
+    assert_eq!(run.job("b")["outcome"], "failure");
+    assert_eq!(run.conclusion("b"), "success");
+    assert_eq!(run.conclusion("c"), "success");
+}
+
+#[test]
+fn step_if_and_status_functions() {
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  a:
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo one
+      - if: github.ref == 'refs/heads/nope'
+        run: echo skipped
+      - run: exit 1
+      - run: echo not reached
+      - if: failure()
+        run: echo on failure
+      - if: always()
+        run: echo always
+      - if: success()
+        run: echo never
+"
+    ));
+    let run = r.run(&[]);
+    run.assert_code(1);
+    let s: Vec<String> = run.steps("a").into_iter().map(|(o, _)| o).collect();
+    assert_eq!(
+        s,
+        [
+            "success", "skipped", "failure", "skipped", "success", "success", "skipped"
+        ]
+    );
+    let lines = run.lines_of("a");
+    assert!(lines.contains(&"on failure".to_owned()) && lines.contains(&"always".to_owned()));
+    assert!(!lines.contains(&"never".to_owned()) && !lines.contains(&"not reached".to_owned()));
+}
+
+#[test]
+fn shells_and_working_directory() {
+    let r = Repo::new();
+    r.file("sub/dir/marker", "x");
+    r.workflow(
+        "ci.yml",
+        &format!(
+            "{PUSH_MAIN}defaults:
+  run:
+    working-directory: sub
+jobs:
+  a:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - run: echo \"default-shell $0 $-\" && pwd | sed 's|.*/||'
+      - shell: bash
+        run: false | true
+      - shell: sh
+        run: echo \"sh ok\"
+      - shell: python
+        run: |
+          import os
+          print('python', os.path.basename(os.getcwd()))
+      - shell: perl {{0}}
+        working-directory: sub/dir
+        run: |
+          print \"perl here\\n\"; print -e 'marker' ? \"found\\n\" : \"missing\\n\";
+"
+        ),
+    );
+    r.commit("init");
+    let run = r.run(&[]);
+    // `bash --noprofile --norc -eo pipefail` fails on `false | true`.
+    run.assert_code(1);
+    let lines = run.lines_of("a");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("default-shell") && l.contains('e')),
+        "{}",
+        run.all()
+    );
+    assert!(lines.contains(&"sub".to_owned()), "{}", run.all());
+    assert_eq!(run.steps("a")[2].0, "failure");
+
+    let r2 = Repo::new();
+    r2.file("sub/dir/marker", "x");
+    r2.workflow(
+        "ci.yml",
+        &format!(
+            "{PUSH_MAIN}jobs:
+  a:
+    runs-on: ubuntu-latest
+    defaults:
+      run:
+        working-directory: sub
+    steps:
+      - uses: actions/checkout@v4
+      - shell: sh
+        run: echo \"sh ok\"
+      - shell: python
+        run: |
+          import os
+          print('python', os.path.basename(os.getcwd()))
+      - shell: perl {{0}}
+        working-directory: sub/dir
+        run: |
+          print \"perl here\\n\"; print -e 'marker' ? \"found\\n\" : \"missing\\n\";
+"
+        ),
+    );
+    r2.commit("init");
+    let run = r2.run(&[]);
+    run.assert_code(0);
+    let lines = run.lines_of("a");
+    for want in ["sh ok", "python sub", "perl here", "found"] {
+        assert!(
+            lines.contains(&want.to_owned()),
+            "missing {want}\n{}",
+            run.all()
+        );
+    }
+}
+
+#[test]
+fn env_precedence_and_default_variables() {
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}env:
+  LEVEL: workflow
+  W: w
+jobs:
+  a:
+    runs-on: ubuntu-latest
+    env:
+      LEVEL: job
+      J: j
+    steps:
+      - run: echo \"$LEVEL $W $J\"
+      - run: echo \"$LEVEL\"
+        env:
+          LEVEL: step
+      - run: echo \"FROM_ENV=set-by-file\" >> $GITHUB_ENV
+      - run: echo \"$FROM_ENV ${{{{ env.FROM_ENV }}}}\"
+      - run: |
+          echo \"CI=$CI GA=$GITHUB_ACTIONS ref=$GITHUB_REF name=$GITHUB_REF_NAME ev=$GITHUB_EVENT_NAME job=$GITHUB_JOB os=$RUNNER_OS\"
+          test -d \"$GITHUB_WORKSPACE\" && test -d \"$RUNNER_TEMP\" && test -f \"$GITHUB_EVENT_PATH\"
+          test \"$GITHUB_SHA\" = \"$(git -C {} rev-parse HEAD)\"
+          test -n \"$GITHUB_RUN_ID\" && test -n \"$GITHUB_RUN_NUMBER\"
+          echo \"event ref $(python3 -c 'import json,os; print(json.load(open(os.environ[\"GITHUB_EVENT_PATH\"]))[\"ref\"])')\"
+",
+        "__REPO__"
+    ));
+    // The repository path is only known now; rewrite it into the workflow.
+    let wf = std::fs::read_to_string(r.path().join(".github/workflows/ci.yml")).unwrap();
+    r.workflow(
+        "ci.yml",
+        &wf.replace("__REPO__", &r.path().display().to_string()),
+    );
+    let run = r.run(&[]);
+    run.assert_code(0);
+    let lines = run.lines_of("a");
+    for want in [
+        "job w j",
+        "step",
+        "set-by-file set-by-file",
+        "CI=true GA=true ref=refs/heads/main name=main ev=push job=a os=Linux",
+        "event ref refs/heads/main",
+    ] {
+        assert!(
+            lines.contains(&want.to_owned()),
+            "missing `{want}`\n{}",
+            run.all()
+        );
+    }
+}
+
+#[test]
+fn github_path_and_step_summary() {
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  a:
+    runs-on: ubuntu-latest
+    steps:
+      - run: |
+          mkdir -p \"$RUNNER_TEMP/bin\"
+          printf '#!/bin/sh\\necho tool ran\\n' > \"$RUNNER_TEMP/bin/mytool\"
+          chmod +x \"$RUNNER_TEMP/bin/mytool\"
+          echo \"$RUNNER_TEMP/bin\" >> \"$GITHUB_PATH\"
+          echo '### Summary' >> \"$GITHUB_STEP_SUMMARY\"
+      - run: mytool
+"
+    ));
+    let run = r.run(&[]);
+    run.assert_code(0);
+    assert!(
+        run.lines_of("a").contains(&"tool ran".to_owned()),
+        "{}",
+        run.all()
+    );
+}
+
+#[test]
+fn workflow_commands_and_masking() {
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  a:
+    runs-on: ubuntu-latest
+    steps:
+      - run: |
+          echo \"secret: ${{{{ secrets.API_KEY }}}}\"
+          printf 'split: sup'; sleep 0.2; printf 'ersecret-value\\n'
+          echo \"::add-mask::dynamic-value\"
+          echo \"dyn: dynamic-value\"
+          echo \"multi: ${{{{ secrets.MULTI }}}}\"
+          echo \"::error file=app.py,line=3::something broke\"
+          echo \"::warning::careful\"
+          echo \"::group::Details\"
+          echo hidden detail
+          echo \"::endgroup::\"
+          echo \"::stop-commands::pause\"
+          echo \"::error::not a command\"
+          echo \"::pause::\"
+          echo \"::notice::back on\"
+"
+    ));
+    let secrets = r.path().join(".git/secrets.env");
+    std::fs::write(&secrets, "MULTI=\"first-line\\nsecond-line\"\n").unwrap();
+    let run = r.run(&[
+        "--secret",
+        "API_KEY=supersecret-value",
+        "--secrets-file",
+        secrets.to_str().unwrap(),
+    ]);
+    run.assert_code(0);
+    for leaked in [
+        "supersecret-value",
+        "dynamic-value",
+        "first-line",
+        "second-line",
+    ] {
+        assert!(
+            !run.stdout.contains(leaked),
+            "`{leaked}` leaked\n{}",
+            run.all()
+        );
+        assert!(
+            !run.stderr.contains(leaked),
+            "`{leaked}` leaked\n{}",
+            run.all()
+        );
+    }
+    let lines = run.lines_of("a");
+    for want in [
+        "secret: ***",
+        "split: ***",
+        "dyn: ***",
+        "error app.py:3: something broke",
+        "warning careful",
+        "▸ Details (1 lines folded)",
+        "::error::not a command",
+        "notice back on",
+    ] {
+        assert!(
+            lines.contains(&want.to_owned()),
+            "missing `{want}`\n{}",
+            run.all()
+        );
+    }
+    assert!(!lines.contains(&"hidden detail".to_owned()));
+    let report = std::fs::read_to_string(r.path().join(".git/report.json")).unwrap();
+    assert!(!report.contains("supersecret"));
+}
+
+#[test]
+fn timeouts_kill_the_process_group() {
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  a:
+    runs-on: ubuntu-latest
+    steps:
+      - timeout-minutes: 0.02
+        run: |
+          sleep 300 &
+          echo $! > \"$RUNNER_TEMP/child.pid\"
+          sleep 300
+      - if: always()
+        run: |
+          sleep 0.2
+          # A zombie (no init reaping in a container) counts as gone.
+          state=$(awk '/^State/{{print $2}}' /proc/$(cat \"$RUNNER_TEMP/child.pid\")/status 2>/dev/null || true)
+          if [ -n \"$state\" ] && [ \"$state\" != Z ]; then echo child alive; else echo child gone; fi
+  b:
+    runs-on: ubuntu-latest
+    timeout-minutes: 0.02
+    steps:
+      - run: sleep 300
+      - run: echo never
+"
+    ));
+    let started = std::time::Instant::now();
+    let run = r.run(&[]);
+    let took = started.elapsed();
+    run.assert_code(1);
+    assert!(took.as_secs() < 60, "took {took:?}");
+    assert_eq!(run.steps("a")[0].0, "failure");
+    assert!(
+        run.lines_of("a").contains(&"child gone".to_owned()),
+        "{}",
+        run.all()
+    );
+    assert_eq!(run.conclusion("b"), "failure");
+    assert!(
+        run.stdout.contains("exceeded its maximum execution time"),
+        "{}",
+        run.all()
+    );
+}
+
+#[test]
+fn checkout_copies_the_work_tree_or_a_commit() {
+    let r = Repo::new();
+    r.file(".gitignore", "ignored.txt\n");
+    r.file("tracked.txt", "v1\n");
+    r.workflow(
+        "ci.yml",
+        &format!(
+            "{PUSH_MAIN}jobs:
+  a:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - run: cat tracked.txt; cat new.txt 2>/dev/null || echo no-new; test -e ignored.txt && echo has-ignored || echo no-ignored
+"
+        ),
+    );
+    let first = r.commit("v1");
+    r.file("tracked.txt", "v2-uncommitted\n");
+    r.file("new.txt", "untracked\n");
+    r.file("ignored.txt", "x\n");
+    let run = r.run(&[]);
+    run.assert_code(0);
+    let lines = run.lines_of("a");
+    for want in ["v2-uncommitted", "untracked", "no-ignored"] {
+        assert!(
+            lines.contains(&want.to_owned()),
+            "missing {want}\n{}",
+            run.all()
+        );
+    }
+    let run = r.run(&["--sha", &first]);
+    run.assert_code(0);
+    let lines = run.lines_of("a");
+    for want in ["v1", "no-new", "no-ignored"] {
+        assert!(
+            lines.contains(&want.to_owned()),
+            "missing {want}\n{}",
+            run.all()
+        );
+    }
+}
+
+#[test]
+fn artifacts_pass_between_jobs() {
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - run: mkdir -p dist/sub && echo wheel > dist/app.whl && echo tmp > dist/x.tmp && echo deep > dist/sub/deep.txt
+      - uses: actions/upload-artifact@v4
+        with:
+          name: dist
+          path: |
+            dist/
+            !dist/**/*.tmp
+      - uses: actions/upload-artifact@v4
+        with:
+          name: dist
+          path: dist/
+      - uses: actions/upload-artifact@v4
+        with:
+          name: empty
+          path: nothing/*
+          if-no-files-found: error
+  deploy:
+    needs: build
+    if: always()
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/download-artifact@v4
+        with:
+          name: dist
+          path: got
+      - run: cat got/app.whl got/sub/deep.txt; test ! -e got/x.tmp && echo no-tmp
+"
+    ));
+    let run = r.run(&[]);
+    run.assert_code(1);
+    let steps = run.steps("build");
+    assert_eq!(steps[1].0, "success");
+    // v4: a second upload under the same name fails; no files with `error` fails.
+    assert_eq!(steps[2].0, "failure", "{}", run.all());
+    assert!(run.stdout.contains("already uploaded"), "{}", run.all());
+    let lines = run.lines_of("deploy");
+    for want in ["wheel", "deep", "no-tmp"] {
+        assert!(
+            lines.contains(&want.to_owned()),
+            "missing {want}\n{}",
+            run.all()
+        );
+    }
+}
+
+#[test]
+fn cache_saves_after_success_and_restores_next_run() {
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  a:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - uses: actions/cache@v4
+        id: c
+        with:
+          path: deps
+          key: deps-${{{{ hashFiles('README.md') }}}}
+          restore-keys: deps-
+      - run: echo \"hit=${{{{ steps.c.outputs.cache-hit }}}}\"; cat deps/file 2>/dev/null || (mkdir -p deps && echo cached > deps/file)
+"
+    ));
+    let run = r.run(&[]);
+    run.assert_code(0);
+    assert!(
+        run.lines_of("a").contains(&"hit=false".to_owned()),
+        "{}",
+        run.all()
+    );
+    let run = r.run(&[]);
+    run.assert_code(0);
+    let lines = run.lines_of("a");
+    assert!(
+        lines.contains(&"hit=true".to_owned()) && lines.contains(&"cached".to_owned()),
+        "{}",
+        run.all()
+    );
+    // A new key restores from the prefix, and is not an exact hit.
+    r.file("README.md", "changed\n");
+    let run = r.run(&[]);
+    let lines = run.lines_of("a");
+    assert!(
+        lines.contains(&"hit=false".to_owned()) && lines.contains(&"cached".to_owned()),
+        "{}",
+        run.all()
+    );
+}
+
+#[test]
+fn triggers_choose_workflows() {
+    let r = Repo::new();
+    r.workflow("main.yml", "on:\n  push:\n    branches: [main]\njobs:\n  m:\n    runs-on: x\n    steps:\n      - run: echo main\n");
+    r.workflow(
+        "pr.yml",
+        "on:\n  pull_request:\n    branches: [main, development]\njobs:\n  p:\n    runs-on: x\n    steps:\n      - run: echo \"pr ${{ github.base_ref }} ${{ github.event_name }}\"\n",
+    );
+    r.workflow(
+        "docs.yml",
+        "on:\n  push:\n    paths: ['docs/**']\njobs:\n  d:\n    runs-on: x\n    steps:\n      - run: echo docs\n",
+    );
+    r.file("app.py", "print(1)\n");
+    r.commit("one");
+    r.file("app.py", "print(2)\n");
+    r.commit("two");
+    let run = r.run(&["push"]);
+    run.assert_code(0);
+    assert_eq!(run.jobs("m").len(), 1);
+    assert!(
+        run.jobs("p").is_empty() && run.jobs("d").is_empty(),
+        "{}",
+        run.all()
+    );
+    let run = r.run(&["pull_request", "--base-ref", "development"]);
+    run.assert_code(0);
+    assert!(
+        run.lines_of("p")
+            .contains(&"pr development pull_request".to_owned()),
+        "{}",
+        run.all()
+    );
+    let run = r.run(&["pull_request", "--base-ref", "feature"]);
+    run.assert_code(0);
+    assert!(run.stdout.contains("fires no workflow"), "{}", run.all());
+    let run = r.run(&["push", "--ref", "other"]);
+    assert!(run.stdout.contains("fires no workflow"), "{}", run.all());
+}
+
+#[test]
+fn dispatch_inputs_are_typed() {
+    let r = repo_with(
+        "on:
+  workflow_dispatch:
+    inputs:
+      env:
+        type: choice
+        options: [staging, production]
+        default: staging
+      dry:
+        type: boolean
+        default: false
+      n:
+        type: number
+        required: true
+jobs:
+  a:
+    runs-on: x
+    steps:
+      - run: echo \"${{ inputs.env }} ${{ inputs.dry }} ${{ inputs.n }} ${{ inputs.dry == false }} ${{ github.event.inputs.n }}\"
+",
+    );
+    let run = r.run(&["workflow_dispatch", "--input", "n=3"]);
+    run.assert_code(0);
+    assert!(
+        run.lines_of("a")
+            .contains(&"staging false 3 true 3".to_owned()),
+        "{}",
+        run.all()
+    );
+    let run = r.run(&["workflow_dispatch", "--input", "n=3", "--input", "env=qa"]);
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains("must be one of staging, production"),
+        "{}",
+        run.all()
+    );
+    r.run(&["workflow_dispatch"]).assert_code(2);
+}
+
+#[test]
+fn invalid_workflow_exits_2_with_diagnostic() {
+    let r = repo_with(
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: echo ${{ nope( }}\n",
+    );
+    let run = r.run(&[]);
+    run.assert_code(2);
+    assert!(run.stderr.contains("ci.yml:6:"), "{}", run.all());
+    assert!(!run.stderr.contains("panicked"), "{}", run.all());
+}
+
+#[test]
+fn bad_invocations_exit_2() {
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:\n  a:\n    runs-on: x\n    steps:\n      - run: true\n"
+    ));
+    for args in [
+        vec!["--secret", "novalue"],
+        vec!["--job", "missing"],
+        vec!["--sha", "0123456789"],
+        vec!["--workflow", "nope.yml"],
+        vec!["--bogus-flag"],
+    ] {
+        let run = r.run(&args);
+        assert_eq!(run.code, 2, "{args:?}\n{}", run.all());
+        assert!(run.stderr.contains("error"), "{args:?}\n{}", run.all());
+        assert!(!run.stderr.contains("panicked"), "{args:?}\n{}", run.all());
+    }
+    let empty = tempfile::tempdir().unwrap();
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_pipewright"))
+        .arg("run")
+        .current_dir(empty.path())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("not inside a git work tree"));
+}
+
+#[test]
+fn dry_run_prints_the_plan() {
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:\n  a:\n    runs-on: x\n    steps:\n      - run: touch ran\n  b:\n    needs: a\n    runs-on: x\n    strategy:\n      matrix:\n        v: [1, 2]\n    steps:\n      - run: true\n"
+    ));
+    let out = r.command().args(["run", "--dry-run"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0));
+    assert!(
+        stdout.contains("b (needs: a) matrix: 2 combination(s)"),
+        "{stdout}"
+    );
+    assert!(!r.path().join("ran").exists());
+}
+
+#[test]
+fn only_one_job_and_its_needs() {
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:\n  a:\n    runs-on: x\n    steps:\n      - run: true\n  b:\n    needs: a\n    runs-on: x\n    steps:\n      - run: true\n  c:\n    runs-on: x\n    steps:\n      - run: true\n"
+    ));
+    let run = r.run(&["--job", "b"]);
+    run.assert_code(0);
+    assert_eq!(run.jobs("a").len(), 1);
+    assert_eq!(run.jobs("b").len(), 1);
+    assert!(run.jobs("c").is_empty());
+}
+
+#[test]
+fn vars_and_hash_files_and_functions() {
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  a:
+    runs-on: x
+    steps:
+      - uses: actions/checkout@v4
+      - run: |
+          echo \"${{{{ vars.REGION }}}} ${{{{ format('{{0}}-{{1}}', 'a', 1.50) }}}} ${{{{ contains(fromJSON('[\"x\",\"y\"]'), 'Y') }}}}\"
+          echo \"h=${{{{ hashFiles('README.md') }}}}\"
+          echo \"none=${{{{ hashFiles('nothing/**') }}}}\"
+"
+    ));
+    let run = r.run(&["--var", "REGION=eu"]);
+    run.assert_code(0);
+    let lines = run.lines_of("a");
+    assert!(lines.contains(&"eu a-1.5 true".to_owned()), "{}", run.all());
+    // sha256 over the sha256 of README.md ("hello\n").
+    use std::process::Command;
+    let inner = Command::new("sh")
+        .arg("-c")
+        .arg("printf 'hello\\n' | sha256sum | cut -c1-64 | xxd -r -p | sha256sum | cut -c1-64")
+        .output()
+        .unwrap();
+    let want = String::from_utf8_lossy(&inner.stdout).trim().to_owned();
+    if !want.is_empty() {
+        assert!(
+            lines.contains(&format!("h={want}")),
+            "want {want}\n{}",
+            run.all()
+        );
+    }
+    assert!(lines.contains(&"none=".to_owned()), "{}", run.all());
+}
+
+#[test]
+fn ctrl_c_cancels_running_steps_and_runs_always_steps() {
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  a:
+    runs-on: x
+    steps:
+      - run: touch \"${{{{ vars.MARK }}}}\"; sleep 300
+      - run: echo not after cancel
+      - if: always()
+        run: echo always ran
+      - if: cancelled()
+        run: echo cancelled ran
+"
+    ));
+    let report = r.path().join(".git/report.json");
+    let marker = r.path().join(".git/started");
+    let child = r
+        .command()
+        .args(["run", "--var"])
+        .arg(format!("MARK={}", marker.display()))
+        .arg("--report")
+        .arg(&report)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until the step is running, then interrupt as a terminal would.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !marker.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(marker.exists(), "the step never started");
+    nix_kill(child.id(), 2);
+    let out = child.wait_with_output().unwrap();
+    let run = common::Run::new(out, &report);
+    run.assert_code(130);
+    let lines = run.lines_of("a");
+    assert!(
+        lines.contains(&"always ran".to_owned()) && lines.contains(&"cancelled ran".to_owned()),
+        "{}",
+        run.all()
+    );
+    assert!(
+        !lines.contains(&"not after cancel".to_owned()),
+        "{}",
+        run.all()
+    );
+    assert_eq!(run.conclusion("a"), "cancelled");
+}
+
+fn nix_kill(pid: u32, sig: i32) {
+    std::process::Command::new("kill")
+        .arg(format!("-{sig}"))
+        .arg(pid.to_string())
+        .status()
+        .unwrap();
+}
+
+#[test]
+fn remote_actions_fail_clearly_unless_placed_offline() {
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:\n  a:\n    runs-on: x\n    steps:\n      - uses: someone/thing@v1\n"
+    ));
+    let run = r.run(&[]);
+    run.assert_code(1);
+    assert!(
+        run.stdout
+            .contains("`someone/thing@v1` is not built into pipewright"),
+        "{}",
+        run.all()
+    );
+    assert!(run.stdout.contains(".pipewright/actions"), "{}", run.all());
+    // A copy placed in the repository's action directory is used.
+    r.file(
+        ".pipewright/actions/someone/thing@v1/action.yml",
+        "name: thing\ninputs:\n  who:\n    default: world\noutputs:\n  said:\n    value: ${{ steps.s.outputs.said }}\nruns:\n  using: composite\n  steps:\n    - id: s\n      shell: bash\n      run: echo \"hello ${{ inputs.who }}\"; echo said=yes >> $GITHUB_OUTPUT\n",
+    );
+    let run = r.run(&[]);
+    run.assert_code(0);
+    assert!(
+        run.lines_of("a").contains(&"hello world".to_owned()),
+        "{}",
+        run.all()
+    );
+}
+
+#[test]
+fn local_composite_and_node_actions() {
+    let r = Repo::new();
+    r.file(
+        "act/greet/action.yml",
+        "name: greet\ninputs:\n  name:\n    required: true\noutputs:\n  greeting:\n    value: ${{ steps.g.outputs.greeting }}\nruns:\n  using: composite\n  steps:\n    - id: g\n      shell: bash\n      run: echo \"greeting=hi ${{ inputs.name }}\" >> $GITHUB_OUTPUT\n",
+    );
+    r.file(
+        "act/node/action.yml",
+        "name: node\ninputs:\n  who:\n    default: node\nruns:\n  using: node20\n  main: index.js\n",
+    );
+    r.file(
+        "act/node/index.js",
+        "const fs=require('fs'); console.log('node says ' + process.env.INPUT_WHO); fs.appendFileSync(process.env.GITHUB_OUTPUT, 'x=1\\n');\n",
+    );
+    r.workflow(
+        "ci.yml",
+        &format!(
+            "{PUSH_MAIN}jobs:
+  a:
+    runs-on: x
+    steps:
+      - uses: actions/checkout@v4
+      - id: greet
+        uses: ./act/greet
+        with:
+          name: you
+      - run: echo \"${{{{ steps.greet.outputs.greeting }}}}\"
+      - id: n
+        uses: ./act/node
+      - run: echo \"node output ${{{{ steps.n.outputs.x }}}}\"
+"
+        ),
+    );
+    r.commit("init");
+    let run = r.run(&[]);
+    let lines = run.lines_of("a");
+    assert!(lines.contains(&"hi you".to_owned()), "{}", run.all());
+    if which("node") {
+        run.assert_code(0);
+        assert!(
+            lines.contains(&"node says node".to_owned())
+                && lines.contains(&"node output 1".to_owned()),
+            "{}",
+            run.all()
+        );
+    }
+}
+
+fn which(p: &str) -> bool {
+    std::process::Command::new("sh")
+        .arg("-c")
+        .arg(format!("command -v {p}"))
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
