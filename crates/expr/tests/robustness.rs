@@ -175,7 +175,11 @@ fn valid_looking_expressions_never_panic() {
     for _ in 0..5_000 {
         let mut src = rng.pick(&operands).to_owned();
         for _ in 0..(rng.next() % 6) {
-            let not = if rng.next() % 3 == 0 { "!" } else { "" };
+            let not = if rng.next().is_multiple_of(3) {
+                "!"
+            } else {
+                ""
+            };
             src = format!(
                 "({src}) {} {not}{}",
                 rng.pick(&operators),
@@ -228,7 +232,7 @@ fn pathological_nesting_is_rejected_quickly() {
     ] {
         let src = open.repeat(20_000);
         exercise(&src, &ctx);
-        let closed = format!("{}1{}", open, ")".repeat(1));
+        let closed = format!("{open}1)");
         exercise(&closed, &ctx);
     }
     let deep_json = format!("fromJSON('{}')", "[".repeat(19_000));

@@ -91,14 +91,10 @@ impl Validator<'_> {
                     }
                     Ok(t) => {
                         for part in t.parts() {
-                            if let expr::Part::Expr(e, base) = part {
+                            if let expr::Part::Expr(e, _) = part {
                                 for err in expr::check(e, &allowed) {
-                                    let span = self.sub_span(
-                                        node,
-                                        text,
-                                        base + err.offset,
-                                        err.len.max(1),
-                                    );
+                                    let span =
+                                        self.sub_span(node, text, err.offset, err.len.max(1));
                                     self.diags.push(
                                         Diagnostic::error(
                                             format!("invalid expression: {}", err.message),
@@ -167,10 +163,9 @@ impl Validator<'_> {
                     status_functions: true,
                     hash_files: step_level,
                 };
-                for (e, base) in condition_exprs(&cond.value) {
+                for (e, _) in condition_exprs(&cond.value) {
                     for err in expr::check(&e, &allowed) {
-                        let span =
-                            self.sub_span(&node, &cond.value, base + err.offset, err.len.max(1));
+                        let span = self.sub_span(&node, &cond.value, err.offset, err.len.max(1));
                         self.diags.push(
                             Diagnostic::error(
                                 format!("invalid expression in `if`: {}", err.message),
