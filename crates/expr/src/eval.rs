@@ -2,7 +2,7 @@
 
 use std::cmp::Ordering;
 
-use crate::ast::{CmpOp, Func, Node, NodeKind};
+use crate::ast::{CmpOp, Node, NodeKind};
 use crate::casefold;
 use crate::error::EvalError;
 use crate::functions;
@@ -295,19 +295,8 @@ pub(crate) fn eval<'a>(node: &Node, ctx: &Context<'a>) -> Result<Val<'a>, EvalEr
             let r = eval(r, ctx)?;
             Val::Owned(Value::Bool(compare(*op, &l, &r)))
         }
-        NodeKind::Call(func, args) => call(*func, args, ctx)?,
+        NodeKind::Call(func, args) => functions::call(*func, args, ctx)?,
     })
-}
-
-fn call<'a>(func: Func, args: &[Node], ctx: &Context<'a>) -> Result<Val<'a>, EvalError> {
-    let status = |want: Status| Ok(Val::Owned(Value::Bool(ctx.status == want)));
-    match func {
-        Func::Success => status(Status::Success),
-        Func::Failure => status(Status::Failure),
-        Func::Cancelled => status(Status::Cancelled),
-        Func::Always => Ok(Val::Owned(Value::Bool(true))),
-        _ => functions::call(func, args, ctx),
-    }
 }
 
 /// How a value indexes: the runner converts the index both ways and each collection uses the

@@ -1,4 +1,4 @@
-//! The built-in functions other than the status functions.
+//! The built-in functions.
 //!
 //! Each follows the runner's implementation closely, including which arguments are evaluated
 //! at all: `contains` on an empty array never evaluates its second argument, `format` only
@@ -9,7 +9,7 @@ use crate::Value;
 use crate::ast::{Func, Node};
 use crate::casefold;
 use crate::error::EvalError;
-use crate::eval::{Context, Prim, Val, eval, loose_eq, prim_to_string};
+use crate::eval::{Context, Prim, Status, Val, eval, loose_eq, prim_to_string};
 use crate::json;
 
 pub(crate) fn call<'a>(func: Func, args: &[Node], ctx: &Context<'a>) -> Result<Val<'a>, EvalError> {
@@ -115,7 +115,10 @@ pub(crate) fn call<'a>(func: Func, args: &[Node], ctx: &Context<'a>) -> Result<V
             })?;
             host.hash_files(&patterns).and_then(string)
         }
-        Func::Success | Func::Always | Func::Cancelled | Func::Failure => boolean(false),
+        Func::Success => boolean(ctx.status == Status::Success),
+        Func::Failure => boolean(ctx.status == Status::Failure),
+        Func::Cancelled => boolean(ctx.status == Status::Cancelled),
+        Func::Always => boolean(true),
     }
 }
 

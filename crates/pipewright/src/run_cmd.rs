@@ -110,7 +110,7 @@ fn dispatch_inputs(wf: &Workflow, file: &str, given: &Map) -> Result<Map> {
                 Err(_) => bail!("{file}: input `{name}` is a number, got `{raw}`"),
             },
             InputType::Choice => {
-                if !def.options.iter().any(|o| *o == raw) {
+                if !def.options.contains(&raw) {
                     bail!(
                         "{file}: input `{name}` must be one of {}, got `{raw}`",
                         def.options.join(", ")

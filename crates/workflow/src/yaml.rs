@@ -176,10 +176,10 @@ pub fn type_plain(s: &str) -> Scalar<'_> {
             Err(_) => Scalar::String(s),
         };
     }
-    if is_core_number(s) {
-        if let Ok(n) = s.parse::<f64>() {
-            return Scalar::Number(n);
-        }
+    if is_core_number(s)
+        && let Ok(n) = s.parse::<f64>()
+    {
+        return Scalar::Number(n);
     }
     Scalar::String(s)
 }

@@ -54,7 +54,7 @@ fn lookup(root: &Path, key: &str, restore_keys: &[String]) -> Option<(PathBuf, S
             Some((t, e.path(), k))
         })
         .collect();
-    entries.sort_by(|a, b| b.0.cmp(&a.0));
+    entries.sort_by_key(|e| std::cmp::Reverse(e.0));
     for prefix in restore_keys {
         if let Some((_, p, k)) = entries
             .iter()
