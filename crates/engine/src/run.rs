@@ -328,6 +328,12 @@ async fn run_job_node(
             vec![skipped_report(wf, id)],
         )
     };
+    if let Some(uses) = &job.uses {
+        return fail(format!(
+            "job `{id}` calls the reusable workflow `{}`, which pipewright cannot run yet",
+            uses.value
+        ));
+    }
     let ctxs = base_contexts(&env, &needs);
     let ectx = expr::Context {
         contexts: &ctxs,

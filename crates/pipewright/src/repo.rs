@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 
 fn git(dir: &Path, args: &[&str]) -> Option<String> {
     let out = Command::new("git")
@@ -18,88 +18,97 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-/// A git work tree.
+/// A git work tree, with what one `git rev-parse` tells about it.
 #[derive(Debug, Clone)]
 pub(crate) struct Repo {
     pub(crate) root: PathBuf,
+    git_dir: PathBuf,
+    branch: Option<String>,
+    head: Option<String>,
 }
 
 impl Repo {
+    /// Finds the work tree around `dir`. One git process when the repository has commits:
+    /// every git call costs about a millisecond, and `pipewright run` must start fast.
     pub(crate) fn discover(dir: &Path) -> Result<Repo> {
-        match git(dir, &["rev-parse", "--show-toplevel"]) {
-            Some(root) if !root.is_empty() => Ok(Repo {
-                root: PathBuf::from(root),
-            }),
-            _ => bail!(
+        let not_a_repo = || {
+            anyhow::anyhow!(
                 "{} is not inside a git work tree (pipewright run needs one: run `git init` or pass -C DIR)",
                 dir.display()
-            ),
+            )
+        };
+        if let Some(out) = git(dir, &["rev-parse", "--show-toplevel", "--absolute-git-dir", "--symbolic-full-name", "HEAD", "HEAD"]) {
+            let lines: Vec<&str> = out.lines().collect();
+            if let [root, git_dir, full, sha] = lines[..] {
+                return Ok(Repo {
+                    root: PathBuf::from(root),
+                    git_dir: PathBuf::from(git_dir),
+                    branch: full.strip_prefix("refs/heads/").map(str::to_owned),
+                    head: Some(sha.to_owned()),
+                });
+            }
         }
+        // No commit yet (or a detached HEAD printing fewer lines): ask separately.
+        let out = git(dir, &["rev-parse", "--show-toplevel", "--absolute-git-dir"]).ok_or_else(not_a_repo)?;
+        let mut lines = out.lines();
+        let (Some(root), Some(git_dir)) = (lines.next(), lines.next()) else {
+            return Err(not_a_repo());
+        };
+        let root = PathBuf::from(root);
+        Ok(Repo {
+            branch: git(&root, &["symbolic-ref", "--quiet", "--short", "HEAD"]).filter(|b| !b.is_empty()),
+            head: git(&root, &["rev-parse", "--verify", "--quiet", "HEAD"]).filter(|s| !s.is_empty()),
+            git_dir: PathBuf::from(git_dir),
+            root,
+        })
     }
 
     pub(crate) fn branch(&self) -> Option<String> {
-        git(&self.root, &["symbolic-ref", "--quiet", "--short", "HEAD"]).filter(|b| !b.is_empty())
+        self.branch.clone()
     }
 
     pub(crate) fn head(&self) -> Option<String> {
-        git(&self.root, &["rev-parse", "--verify", "--quiet", "HEAD"]).filter(|s| !s.is_empty())
+        self.head.clone()
     }
 
     pub(crate) fn resolve(&self, rev: &str) -> Result<String> {
-        git(
-            &self.root,
-            &[
-                "rev-parse",
-                "--verify",
-                "--quiet",
-                &format!("{rev}^{{commit}}"),
-            ],
-        )
-        .filter(|s| !s.is_empty())
-        .with_context(|| format!("`{rev}` is not a commit of {}", self.root.display()))
+        git(&self.root, &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")])
+            .filter(|s| !s.is_empty())
+            .with_context(|| format!("`{rev}` is not a commit of {}", self.root.display()))
     }
 
     /// The default branch: origin's HEAD, else `main` or `master` if they exist, else `main`.
     pub(crate) fn default_branch(&self) -> String {
-        if let Some(r) = git(
-            &self.root,
-            &["symbolic-ref", "--quiet", "refs/remotes/origin/HEAD"],
-        ) && let Some(b) = r.strip_prefix("refs/remotes/origin/")
+        if let Some(r) = git(&self.root, &["symbolic-ref", "--quiet", "refs/remotes/origin/HEAD"])
+            && let Some(b) = r.strip_prefix("refs/remotes/origin/")
         {
             return b.to_owned();
         }
         for b in ["main", "master"] {
-            if git(
-                &self.root,
-                &[
-                    "rev-parse",
-                    "--verify",
-                    "--quiet",
-                    &format!("refs/heads/{b}"),
-                ],
-            )
-            .is_some()
-            {
+            if git(&self.root, &["rev-parse", "--verify", "--quiet", &format!("refs/heads/{b}")]).is_some() {
                 return b.to_owned();
             }
         }
         "main".to_owned()
     }
 
-    /// `owner/name`, from the origin URL or the directory name.
+    /// `owner/name`, from the origin URL (read from the git config file, not through a git
+    /// process) or the directory name.
     pub(crate) fn name(&self) -> String {
-        if let Some(url) = git(&self.root, &["remote", "get-url", "origin"]) {
-            let trimmed = url.trim_end_matches('/').trim_end_matches(".git");
-            let parts: Vec<&str> = trimmed.rsplit(['/', ':']).take(2).collect();
-            if parts.len() == 2 && !parts[0].is_empty() && !parts[1].is_empty() {
-                return format!("{}/{}", parts[1], parts[0]);
+        let config = std::fs::read_to_string(self.git_dir.join("config")).unwrap_or_default();
+        let mut in_origin = false;
+        for line in config.lines().map(str::trim) {
+            if line.starts_with('[') {
+                in_origin = line == "[remote \"origin\"]";
+            } else if in_origin && let Some(url) = line.strip_prefix("url").map(str::trim_start).and_then(|l| l.strip_prefix('=')) {
+                let trimmed = url.trim().trim_end_matches('/').trim_end_matches(".git");
+                let parts: Vec<&str> = trimmed.rsplit(['/', ':']).take(2).collect();
+                if parts.len() == 2 && !parts[0].is_empty() && !parts[1].is_empty() {
+                    return format!("{}/{}", parts[1], parts[0]);
+                }
             }
         }
-        let dir = self
-            .root
-            .file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_else(|| "repo".into());
+        let dir = self.root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "repo".into());
         format!("local/{dir}")
     }
 

@@ -162,7 +162,8 @@ struct EventInfo {
     base_ref: String,
 }
 
-fn event_info(args: &RunArgs, repo: &Repo, sha: &str) -> Result<EventInfo> {
+/// `need_paths`: whether any workflow filters on paths (computing changed files costs git calls).
+fn event_info(args: &RunArgs, repo: &Repo, sha: &str, need_paths: bool) -> Result<EventInfo> {
     let payload: serde_json::Value = match &args.event_path {
         Some(p) => {
             let text = std::fs::read_to_string(p)
@@ -214,15 +215,17 @@ fn event_info(args: &RunArgs, repo: &Repo, sha: &str) -> Result<EventInfo> {
             .unwrap_or_else(|| branch.clone());
         (full(&r), String::new(), String::new())
     };
-    let changed = if is_pr {
-        repo.changed_paths(Some(&base_ref))
-    } else {
-        repo.changed_paths(None)
+    let changed = match (need_paths, is_pr) {
+        (false, _) => None,
+        (true, true) => repo.changed_paths(Some(&base_ref)),
+        (true, false) => repo.changed_paths(None),
     };
     let mut payload = payload;
     // A minimal payload of the event's shape when none was given.
     if payload.as_object().is_some_and(serde_json::Map::is_empty) {
-        let repo_obj = serde_json::json!({"full_name": repo.name(), "name": repo.name().rsplit('/').next().unwrap_or_default(), "default_branch": repo.default_branch()});
+        let full_name = repo.name();
+        let short = full_name.rsplit('/').next().unwrap_or_default().to_owned();
+        let repo_obj = serde_json::json!({"full_name": full_name, "name": short});
         payload = if is_pr {
             serde_json::json!({"action": action.clone().unwrap_or_default(), "number": 1,
                 "pull_request": {"number": 1, "head": {"ref": head_ref, "sha": sha}, "base": {"ref": base_ref}},
@@ -348,7 +351,10 @@ pub(crate) fn run(args: RunArgs) -> Result<u8> {
             Source::WorkingTree(repo.root.clone()),
         ),
     };
-    let ev = event_info(&args, &repo, &sha)?;
+    let need_paths = parsed.iter().any(|(_, wf)| {
+        wf.on.events.get(&args.event).is_some_and(|t| t.paths.is_some() || t.paths_ignore.is_some())
+    });
+    let ev = event_info(&args, &repo, &sha, need_paths)?;
     let given_inputs = collect(&args.inputs, None, "--input")?;
     let mut planned = Vec::new();
     for (file, wf) in parsed {
