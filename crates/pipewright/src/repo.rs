@@ -37,9 +37,20 @@ impl Repo {
                 dir.display()
             )
         };
-        if let Some(out) = git(dir, &["rev-parse", "--show-toplevel", "--absolute-git-dir", "--symbolic-full-name", "HEAD", "HEAD"]) {
+        // Output follows the argument order; `--symbolic-full-name` applies to what follows it.
+        if let Some(out) = git(
+            dir,
+            &[
+                "rev-parse",
+                "--show-toplevel",
+                "--absolute-git-dir",
+                "HEAD",
+                "--symbolic-full-name",
+                "HEAD",
+            ],
+        ) {
             let lines: Vec<&str> = out.lines().collect();
-            if let [root, git_dir, full, sha] = lines[..] {
+            if let [root, git_dir, sha, full] = lines[..] {
                 return Ok(Repo {
                     root: PathBuf::from(root),
                     git_dir: PathBuf::from(git_dir),
@@ -49,15 +60,18 @@ impl Repo {
             }
         }
         // No commit yet (or a detached HEAD printing fewer lines): ask separately.
-        let out = git(dir, &["rev-parse", "--show-toplevel", "--absolute-git-dir"]).ok_or_else(not_a_repo)?;
+        let out = git(dir, &["rev-parse", "--show-toplevel", "--absolute-git-dir"])
+            .ok_or_else(not_a_repo)?;
         let mut lines = out.lines();
         let (Some(root), Some(git_dir)) = (lines.next(), lines.next()) else {
             return Err(not_a_repo());
         };
         let root = PathBuf::from(root);
         Ok(Repo {
-            branch: git(&root, &["symbolic-ref", "--quiet", "--short", "HEAD"]).filter(|b| !b.is_empty()),
-            head: git(&root, &["rev-parse", "--verify", "--quiet", "HEAD"]).filter(|s| !s.is_empty()),
+            branch: git(&root, &["symbolic-ref", "--quiet", "--short", "HEAD"])
+                .filter(|b| !b.is_empty()),
+            head: git(&root, &["rev-parse", "--verify", "--quiet", "HEAD"])
+                .filter(|s| !s.is_empty()),
             git_dir: PathBuf::from(git_dir),
             root,
         })
@@ -72,20 +86,40 @@ impl Repo {
     }
 
     pub(crate) fn resolve(&self, rev: &str) -> Result<String> {
-        git(&self.root, &["rev-parse", "--verify", "--quiet", &format!("{rev}^{{commit}}")])
-            .filter(|s| !s.is_empty())
-            .with_context(|| format!("`{rev}` is not a commit of {}", self.root.display()))
+        git(
+            &self.root,
+            &[
+                "rev-parse",
+                "--verify",
+                "--quiet",
+                &format!("{rev}^{{commit}}"),
+            ],
+        )
+        .filter(|s| !s.is_empty())
+        .with_context(|| format!("`{rev}` is not a commit of {}", self.root.display()))
     }
 
     /// The default branch: origin's HEAD, else `main` or `master` if they exist, else `main`.
     pub(crate) fn default_branch(&self) -> String {
-        if let Some(r) = git(&self.root, &["symbolic-ref", "--quiet", "refs/remotes/origin/HEAD"])
-            && let Some(b) = r.strip_prefix("refs/remotes/origin/")
+        if let Some(r) = git(
+            &self.root,
+            &["symbolic-ref", "--quiet", "refs/remotes/origin/HEAD"],
+        ) && let Some(b) = r.strip_prefix("refs/remotes/origin/")
         {
             return b.to_owned();
         }
         for b in ["main", "master"] {
-            if git(&self.root, &["rev-parse", "--verify", "--quiet", &format!("refs/heads/{b}")]).is_some() {
+            if git(
+                &self.root,
+                &[
+                    "rev-parse",
+                    "--verify",
+                    "--quiet",
+                    &format!("refs/heads/{b}"),
+                ],
+            )
+            .is_some()
+            {
                 return b.to_owned();
             }
         }
@@ -100,7 +134,12 @@ impl Repo {
         for line in config.lines().map(str::trim) {
             if line.starts_with('[') {
                 in_origin = line == "[remote \"origin\"]";
-            } else if in_origin && let Some(url) = line.strip_prefix("url").map(str::trim_start).and_then(|l| l.strip_prefix('=')) {
+            } else if in_origin
+                && let Some(url) = line
+                    .strip_prefix("url")
+                    .map(str::trim_start)
+                    .and_then(|l| l.strip_prefix('='))
+            {
                 let trimmed = url.trim().trim_end_matches('/').trim_end_matches(".git");
                 let parts: Vec<&str> = trimmed.rsplit(['/', ':']).take(2).collect();
                 if parts.len() == 2 && !parts[0].is_empty() && !parts[1].is_empty() {
@@ -108,7 +147,11 @@ impl Repo {
                 }
             }
         }
-        let dir = self.root.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "repo".into());
+        let dir = self
+            .root
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "repo".into());
         format!("local/{dir}")
     }
 

@@ -352,7 +352,10 @@ pub(crate) fn run(args: RunArgs) -> Result<u8> {
         ),
     };
     let need_paths = parsed.iter().any(|(_, wf)| {
-        wf.on.events.get(&args.event).is_some_and(|t| t.paths.is_some() || t.paths_ignore.is_some())
+        wf.on
+            .events
+            .get(&args.event)
+            .is_some_and(|t| t.paths.is_some() || t.paths_ignore.is_some())
     });
     let ev = event_info(&args, &repo, &sha, need_paths)?;
     let given_inputs = collect(&args.inputs, None, "--input")?;
