@@ -100,6 +100,8 @@ pub(crate) struct JobState<'a> {
     pub(crate) process_groups: Vec<i32>,
     pub(crate) posts: Vec<PostStep>,
     pub(crate) coverage: Option<f64>,
+    /// What the steps wrote to `GITHUB_STEP_SUMMARY`, masked.
+    pub(crate) summary: String,
     pub(crate) job_ctx: Map,
     /// The `inputs` context inside a composite action.
     pub(crate) inputs_override: Option<Map>,
@@ -407,6 +409,7 @@ pub async fn run_job(
         process_groups: Vec::new(),
         posts: Vec::new(),
         coverage: None,
+        summary: String::new(),
         job_ctx: Map::new(),
         inputs_override: None,
     };
@@ -431,6 +434,7 @@ pub async fn run_job(
         steps: Vec::new(),
         outputs: serde_json::Map::new(),
         coverage: None,
+        summary: String::new(),
         duration: Duration::ZERO,
     };
     let Some(job) = spec.job() else {
@@ -473,6 +477,7 @@ pub async fn run_job(
         }
     }
     report.coverage = state.coverage;
+    report.summary = std::mem::take(&mut state.summary);
     report.duration = started.elapsed();
     sink.job_finished(&label, report.conclusion, report.duration);
     report
@@ -910,16 +915,8 @@ fn apply_file_commands(state: &mut JobState<'_>, files: &FileCommands) -> Result
     }
     let summary = read(&files.summary);
     if !summary.is_empty() {
-        let path = state.run.run_dir.join("summary.md");
         let text = state.run.masker.mask(&summary);
-        use std::io::Write;
-        if let Ok(mut f) = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(path)
-        {
-            let _ = f.write_all(text.as_bytes());
-        }
+        state.summary.push_str(&text);
     }
     let mut outputs = Map::new();
     for (k, v) in

@@ -42,6 +42,18 @@ pub struct Options {
     pub only_job: Option<String>,
 }
 
+/// What every job node of a workflow shares.
+#[derive(Clone)]
+struct Scope {
+    env: Arc<RunEnv>,
+    sink: Arc<dyn Sink>,
+    cancel: CancellationToken,
+    slots: Arc<Semaphore>,
+    /// For the jobs of a called (reusable) workflow: the calling job's id, prefixed to their
+    /// ids (`deploy/build`) and display names (`deploy / build`).
+    caller: Option<String>,
+}
+
 /// The outcome of one job (all its matrix instances), as `needs` sees it.
 #[derive(Debug, Clone)]
 struct Done {
@@ -62,7 +74,14 @@ pub async fn run(
     for (i, (p, env)) in planned.into_iter().enumerate() {
         let (sink, cancel, slots, options) =
             (sink.clone(), cancel.clone(), slots.clone(), options.clone());
-        set.spawn(async move { (i, run_workflow(p, env, sink, cancel, slots, &options).await) });
+        let scope = Scope {
+            env,
+            sink,
+            cancel,
+            slots,
+            caller: None,
+        };
+        set.spawn(async move { (i, run_workflow(p, scope, &options).await) });
     }
     let mut reports: Vec<(usize, WorkflowReport)> = Vec::new();
     while let Some(r) = set.join_next().await {
@@ -99,14 +118,22 @@ fn selected(wf: &Workflow, only: Option<&str>) -> Vec<String> {
         .collect()
 }
 
-async fn run_workflow(
+/// [`run_workflow`] for a called workflow, boxed with an explicit `Send` so that the
+/// recursion (a job calling a workflow whose job calls another) has a nameable type.
+fn run_workflow_boxed(
     planned: Planned,
-    env: Arc<RunEnv>,
-    sink: Arc<dyn Sink>,
-    cancel: CancellationToken,
-    slots: Arc<Semaphore>,
-    options: &Options,
-) -> WorkflowReport {
+    scope: Scope,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = WorkflowReport> + Send>> {
+    Box::pin(async move {
+        let options = Options {
+            parallel: 1,
+            only_job: None,
+        };
+        run_workflow(planned, scope, &options).await
+    })
+}
+
+async fn run_workflow(planned: Planned, scope: Scope, options: &Options) -> WorkflowReport {
     let name = planned.name();
     let wf = planned.workflow.clone();
     let ids = selected(&wf, options.only_job.as_deref());
@@ -130,34 +157,21 @@ async fn run_workflow(
             }
             started.insert(id.clone());
             let needs = needs_context(job, &done);
-            let status = ancestors_status(&wf, id, &done, &cancel);
+            let status = ancestors_status(&wf, id, &done, &scope.cancel);
             let any_need_skipped = job.needs.iter().any(|n| {
                 done.get(&n.value)
                     .is_some_and(|d| d.result == Conclusion::Skipped)
             });
-            let (wf, env, sink, cancel, slots, id, name) = (
-                wf.clone(),
-                env.clone(),
-                sink.clone(),
-                cancel.clone(),
-                slots.clone(),
-                id.clone(),
-                name.clone(),
-            );
+            let (wf, scope, id, name) = (wf.clone(), scope.clone(), id.clone(), name.clone());
             set.spawn(async move {
-                let (d, r) = run_job_node(
-                    &wf,
-                    &name,
-                    &id,
-                    needs,
+                let node = JobNode {
+                    wf: &wf,
+                    wf_name: &name,
+                    id: &id,
                     status,
                     any_need_skipped,
-                    env,
-                    sink,
-                    cancel,
-                    slots,
-                )
-                .await;
+                };
+                let (d, r) = run_job_node(node, needs, scope).await;
                 (id, d, r)
             });
         }
@@ -176,6 +190,16 @@ async fn run_workflow(
         match reports.remove(id) {
             Some(r) => jobs.extend(r),
             None => jobs.push(skipped_report(&wf, id)),
+        }
+    }
+    if let Some(c) = &scope.caller {
+        for j in &mut jobs {
+            if !j.id.contains('/') {
+                j.id = format!("{c}/{}", j.id);
+            }
+            if !j.name.starts_with(&format!("{c} / ")) {
+                j.name = format!("{c} / {}", j.name);
+            }
         }
     }
     WorkflowReport {
@@ -257,6 +281,7 @@ fn skipped_report(wf: &Workflow, id: &str) -> JobReport {
         steps: Vec::new(),
         outputs: serde_json::Map::new(),
         coverage: None,
+        summary: String::new(),
         duration: std::time::Duration::ZERO,
     }
 }
@@ -270,20 +295,32 @@ fn base_contexts(env: &RunEnv, needs: &Map) -> Map {
     c
 }
 
-/// Runs one job of the graph: its `if`, its matrix, its instances.
-#[allow(clippy::too_many_arguments)]
-async fn run_job_node(
-    wf: &Arc<Workflow>,
-    wf_name: &str,
-    id: &str,
-    needs: Map,
+/// A job of the graph about to be considered.
+struct JobNode<'a> {
+    wf: &'a Arc<Workflow>,
+    wf_name: &'a str,
+    id: &'a str,
+    /// The status its `if` sees.
     status: Status,
     any_need_skipped: bool,
-    env: Arc<RunEnv>,
-    sink: Arc<dyn Sink>,
-    cancel: CancellationToken,
-    slots: Arc<Semaphore>,
-) -> (Done, Vec<JobReport>) {
+}
+
+/// Runs one job of the graph: its `if`, its matrix, its instances.
+async fn run_job_node(node: JobNode<'_>, needs: Map, scope: Scope) -> (Done, Vec<JobReport>) {
+    let JobNode {
+        wf,
+        wf_name,
+        id,
+        status,
+        any_need_skipped,
+    } = node;
+    let Scope {
+        env,
+        sink,
+        cancel,
+        slots,
+        caller,
+    } = scope.clone();
     let Some(job) = wf.jobs.get(id) else {
         return (
             Done {
@@ -328,12 +365,6 @@ async fn run_job_node(
             vec![skipped_report(wf, id)],
         )
     };
-    if let Some(uses) = &job.uses {
-        return fail(format!(
-            "job `{id}` calls the reusable workflow `{}`, which pipewright cannot run yet",
-            uses.value
-        ));
-    }
     let ctxs = base_contexts(&env, &needs);
     let ectx = expr::Context {
         contexts: &ctxs,
@@ -352,6 +383,12 @@ async fn run_job_node(
         Ok(true) => {}
         Ok(false) => return skip(),
         Err(e) => return fail(format!("the `if` of job `{id}`: {e}")),
+    }
+    if let Some(uses) = &job.uses {
+        return match call_workflow(&uses.value, id, job, &ectx, scope).await {
+            Ok(r) => r,
+            Err(e) => fail(format!("job `{id}` calling `{}`: {e}", uses.value)),
+        };
     }
     // The matrix, evaluated with the contexts `strategy` may use.
     let strategy = job.strategy.clone().unwrap_or_default();
@@ -441,11 +478,22 @@ async fn run_job_node(
         } else {
             plan::matrix::display_name(&base_name, &suffix)
         };
+        let display = match &caller {
+            Some(c) => format!("{c} / {display}"),
+            None => display,
+        };
         let spec = JobSpec {
             workflow: wf.clone(),
             workflow_name: wf_name.to_owned(),
             job_id: id.to_owned(),
-            key: format!("{}-{id}-{index}", sanitize(wf_name)),
+            key: format!(
+                "{}-{}{id}-{index}",
+                sanitize(wf_name),
+                caller
+                    .as_deref()
+                    .map(|c| format!("{}-", sanitize(c)))
+                    .unwrap_or_default()
+            ),
             display,
             matrix,
             strategy: strategy_ctx,
@@ -548,4 +596,211 @@ fn matrix_of(v: &Value) -> Result<plan::matrix::Matrix, String> {
         }
     }
     Ok(m)
+}
+
+/// Reads a file of the run's source: the work tree, or the commit being run.
+fn read_source_file(source: &crate::job::Source, rel: &str) -> Result<String, String> {
+    match source {
+        crate::job::Source::WorkingTree(root) => {
+            std::fs::read_to_string(root.join(rel)).map_err(|e| format!("cannot read {rel}: {e}"))
+        }
+        crate::job::Source::Commit { repo, sha } => {
+            let out = std::process::Command::new("git")
+                .arg("-C")
+                .arg(repo)
+                .arg("show")
+                .arg(format!("{sha}:{rel}"))
+                .output()
+                .map_err(|e| format!("git show: {e}"))?;
+            if !out.status.success() {
+                return Err(format!("{rel} is not in commit {sha}"));
+            }
+            String::from_utf8(out.stdout).map_err(|_| format!("{rel} is not UTF-8"))
+        }
+    }
+}
+
+/// A job that calls a reusable workflow (`uses: ./.github/workflows/x.yml`): its jobs run as
+/// a nested graph, with the inputs and secrets the caller passes, and its `workflow_call`
+/// outputs become the calling job's outputs.
+async fn call_workflow(
+    uses: &str,
+    id: &str,
+    job: &Job,
+    ectx: &expr::Context<'_>,
+    scope: Scope,
+) -> Result<(Done, Vec<JobReport>), String> {
+    let Some(rel) = uses.strip_prefix("./") else {
+        return Err(
+            "only local reusable workflows (`./.github/workflows/...`) can run without the network"
+                .into(),
+        );
+    };
+    let rel = rel.split('@').next().unwrap_or(rel);
+    let src = read_source_file(&scope.env.source, rel)?;
+    let parsed = workflow::parse(&src);
+    if let Some(d) = parsed.diagnostics.iter().find(|d| d.is_error()) {
+        return Err(format!(
+            "{rel}:{}:{}: {}",
+            d.span.start.line, d.span.start.col, d.message
+        ));
+    }
+    let called = Arc::new(
+        parsed
+            .workflow
+            .ok_or_else(|| format!("{rel} is not a workflow"))?,
+    );
+    let Some(trigger) = called.on.events.get("workflow_call") else {
+        return Err(format!(
+            "{rel} has no `on.workflow_call`, so it cannot be called"
+        ));
+    };
+    // Inputs: the caller's `with`, typed by the called workflow, defaults filled in.
+    let with = match &job.with {
+        Some(w) => match workflow::eval::evaluate(w, ectx).map_err(|e| format!("`with`: {e}"))? {
+            Value::Object(m) => m,
+            _ => Map::new(),
+        },
+        None => Map::new(),
+    };
+    let mut inputs = Map::new();
+    for (name, def) in &trigger.inputs {
+        let v = match expr::map_get(&with, name) {
+            Some(v) => v.clone(),
+            None => match &def.default {
+                Some(d) => workflow::eval::evaluate(d, ectx)
+                    .map_err(|e| format!("default of `{name}`: {e}"))?,
+                None if def.required => return Err(format!("input `{name}` is required")),
+                None => match def.kind {
+                    workflow::InputType::Boolean => Value::Bool(false),
+                    workflow::InputType::Number => Value::Number(0.0),
+                    _ => Value::String(String::new()),
+                },
+            },
+        };
+        let v = match (def.kind, v) {
+            (workflow::InputType::Boolean, v @ Value::Bool(_)) => v,
+            (workflow::InputType::Number, v @ Value::Number(_)) => v,
+            (workflow::InputType::String, Value::String(s)) => Value::String(s),
+            (workflow::InputType::String, v) => Value::String(v.to_expr_string()),
+            (kind, v) => {
+                return Err(format!(
+                    "input `{name}` must be a {}, got `{}`",
+                    kind.name(),
+                    v.to_expr_string()
+                ));
+            }
+        };
+        inputs.insert(name.clone(), v);
+    }
+    for k in with.keys() {
+        if !trigger.inputs.keys().any(|n| n.eq_ignore_ascii_case(k)) {
+            return Err(format!("{rel} has no input `{k}`"));
+        }
+    }
+    // Secrets: `inherit`, or the ones passed by name.
+    let mut secrets = Map::new();
+    match &job.secrets {
+        Some(n) if n.as_str() == Some("inherit") => secrets = scope.env.secrets.clone(),
+        Some(n) => {
+            // `secrets:` of a calling job may read the `secrets` context.
+            let mut c = ectx.contexts.clone();
+            c.insert("secrets".into(), Value::Object(scope.env.secrets.clone()));
+            let sctx = expr::Context {
+                contexts: &c,
+                status: ectx.status,
+                host: None,
+            };
+            match workflow::eval::evaluate(n, &sctx).map_err(|e| format!("`secrets`: {e}"))? {
+                Value::Object(m) => {
+                    for (k, v) in m {
+                        secrets.insert(k, Value::String(v.to_expr_string()));
+                    }
+                }
+                _ => return Err("`secrets` must be `inherit` or a mapping".into()),
+            }
+        }
+        None => {}
+    }
+    for (name, required) in &trigger.secrets {
+        // An empty value (a caller's secret that does not exist) counts as not provided.
+        if *required && expr::map_get(&secrets, name).is_none_or(|v| v.to_expr_string().is_empty())
+        {
+            return Err(format!("secret `{name}` is required by {rel}"));
+        }
+    }
+    if let Some(t) = expr::map_get(&scope.env.secrets, "GITHUB_TOKEN") {
+        secrets
+            .entry("GITHUB_TOKEN".to_owned())
+            .or_insert_with(|| t.clone());
+    }
+    let mut env = (*scope.env).clone();
+    env.inputs = inputs.clone();
+    env.secrets = secrets;
+    let caller = match &scope.caller {
+        Some(c) => format!("{c} / {id}"),
+        None => id.to_owned(),
+    };
+    let inner = Scope {
+        env: Arc::new(env),
+        caller: Some(caller),
+        ..scope.clone()
+    };
+    let planned = Planned {
+        file: rel.to_owned(),
+        workflow: called.clone(),
+    };
+    let called_wf = called.clone();
+    let report = run_workflow_boxed(planned, inner.clone()).await;
+    // `jobs.<id>.result` / `.outputs` of the called workflow, for its outputs.
+    let mut jobs = Map::new();
+    for (jid, _) in &called_wf.jobs {
+        let mine: Vec<&JobReport> = report
+            .jobs
+            .iter()
+            .filter(|j| j.id.rsplit('/').next() == Some(jid.as_str()))
+            .collect();
+        let result = if mine.iter().any(|j| j.conclusion == Conclusion::Failure) {
+            Conclusion::Failure
+        } else if mine.iter().any(|j| j.conclusion == Conclusion::Cancelled) {
+            Conclusion::Cancelled
+        } else if mine.iter().all(|j| j.conclusion == Conclusion::Skipped) {
+            Conclusion::Skipped
+        } else {
+            Conclusion::Success
+        };
+        let mut outputs = Map::new();
+        for j in &mine {
+            for (k, v) in &j.outputs {
+                outputs.insert(k.clone(), Value::from_json(v.clone()));
+            }
+        }
+        jobs.insert(
+            jid.clone(),
+            obj([
+                ("result", Value::from(result.as_str())),
+                ("outputs", Value::Object(outputs)),
+            ]),
+        );
+    }
+    let mut c = base_contexts(&inner.env, &Map::new());
+    c.insert("jobs".into(), Value::Object(jobs));
+    let octx = expr::Context {
+        contexts: &c,
+        status: Status::Success,
+        host: None,
+    };
+    let mut outputs = Map::new();
+    for (name, node) in &trigger.outputs {
+        let v = workflow::eval::evaluate_string(node, &octx)
+            .map_err(|e| format!("output `{name}`: {e}"))?;
+        outputs.insert(name.clone(), Value::String(v));
+    }
+    Ok((
+        Done {
+            result: report.conclusion,
+            outputs,
+        },
+        report.jobs,
+    ))
 }

@@ -1029,3 +1029,79 @@ fn which(p: &str) -> bool {
         .output()
         .is_ok_and(|o| o.status.success())
 }
+
+#[test]
+fn reusable_workflows_take_inputs_secrets_and_give_outputs() {
+    let r = Repo::new();
+    r.workflow(
+        "build.yml",
+        "on:
+  workflow_call:
+    inputs:
+      target:
+        type: string
+        required: true
+      verbose:
+        type: boolean
+        default: false
+    secrets:
+      TOKEN:
+        required: true
+    outputs:
+      artifact:
+        value: ${{ jobs.compile.outputs.name }}
+jobs:
+  compile:
+    runs-on: x
+    outputs:
+      name: ${{ steps.c.outputs.name }}
+    steps:
+      - id: c
+        run: |
+          echo \"compiling for ${{ inputs.target }} verbose=${{ inputs.verbose }} token=${{ secrets.TOKEN }}\"
+          echo name=app-${{ inputs.target }} >> $GITHUB_OUTPUT
+",
+    );
+    r.workflow(
+        "ci.yml",
+        &format!(
+            "{PUSH_MAIN}jobs:
+  build:
+    uses: ./.github/workflows/build.yml
+    with:
+      target: linux
+    secrets:
+      TOKEN: ${{{{ secrets.DEPLOY_TOKEN }}}}
+  ship:
+    needs: build
+    runs-on: x
+    steps:
+      - run: echo \"shipping ${{{{ needs.build.outputs.artifact }}}} (${{{{ needs.build.result }}}})\"
+"
+        ),
+    );
+    r.commit("init");
+    let run = r.run(&["--secret", "DEPLOY_TOKEN=tok-123456"]);
+    run.assert_code(0);
+    assert!(
+        run.lines_of("build / compile")
+            .contains(&"compiling for linux verbose=false token=***".to_owned()),
+        "{}",
+        run.all()
+    );
+    assert_eq!(run.conclusion("build/compile"), "success");
+    assert!(
+        run.lines_of("ship")
+            .contains(&"shipping app-linux (success)".to_owned()),
+        "{}",
+        run.all()
+    );
+    // A missing required secret fails the calling job with the reason.
+    let run = r.run(&[]);
+    run.assert_code(1);
+    assert!(
+        run.stdout.contains("secret `TOKEN` is required"),
+        "{}",
+        run.all()
+    );
+}

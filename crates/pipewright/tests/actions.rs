@@ -1,0 +1,229 @@
+//! Built-in actions against real tools: ssh-agent and ssh-add, a real HTTP endpoint for Slack,
+//! the host's Python interpreters, coverage reports.
+
+mod common;
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::process::Command;
+
+use common::Repo;
+
+const PUSH: &str = "on: push\n";
+
+fn repo_with(workflow: &str) -> Repo {
+    let r = Repo::new();
+    r.workflow("ci.yml", workflow);
+    r.file("README.md", "hello\n");
+    r.commit("init");
+    r
+}
+
+#[test]
+fn ssh_agent_loads_the_key_for_later_steps() {
+    if Command::new("ssh-keygen").arg("-?").output().is_err() {
+        eprintln!("ssh-keygen not installed");
+        return;
+    }
+    let keydir = tempfile::tempdir().unwrap();
+    let key = keydir.path().join("id");
+    let st = Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-N",
+            "",
+            "-C",
+            "pipewright-test",
+            "-f",
+        ])
+        .arg(&key)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let private = std::fs::read_to_string(&key).unwrap();
+    let r = repo_with(&format!(
+        "{PUSH}jobs:
+  a:
+    runs-on: x
+    steps:
+      - uses: webfactory/ssh-agent@v0.9.0
+        with:
+          ssh-private-key: ${{{{ secrets.SSH_PRIVATE_KEY }}}}
+      - run: ssh-add -l | grep -c pipewright-test
+      - run: echo \"pid $SSH_AGENT_PID\" && test -S \"$SSH_AUTH_SOCK\"
+"
+    ));
+    let secrets = r.path().join(".git/secrets.env");
+    std::fs::write(
+        &secrets,
+        format!("SSH_PRIVATE_KEY=\"{}\"\n", private.replace('\n', "\\n")),
+    )
+    .unwrap();
+    let run = r.run(&["--secrets-file", secrets.to_str().unwrap()]);
+    run.assert_code(0);
+    assert!(run.lines_of("a").contains(&"1".to_owned()), "{}", run.all());
+    assert!(!run.stdout.contains("PRIVATE KEY-----\n"), "{}", run.all());
+    // The agent is stopped after the job.
+    let pid: i32 = run
+        .lines_of("a")
+        .iter()
+        .find_map(|l| l.strip_prefix("pid ").map(|p| p.parse().unwrap()))
+        .expect("pid printed");
+    std::thread::sleep(std::time::Duration::from_millis(200));
+    let state = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    assert!(
+        state.is_empty() || state.contains("State:\tZ"),
+        "agent {pid} still running"
+    );
+}
+
+/// A one-request HTTP server that records the request body.
+fn record_one_request() -> (String, std::thread::JoinHandle<String>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let handle = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut reader = BufReader::new(stream);
+        let mut len = 0;
+        loop {
+            let mut line = String::new();
+            reader.read_line(&mut line).unwrap();
+            if line.trim().is_empty() {
+                break;
+            }
+            if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                len = v.trim().parse().unwrap();
+            }
+        }
+        let mut body = vec![0; len];
+        reader.read_exact(&mut body).unwrap();
+        let mut stream = reader.into_inner();
+        stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+            .unwrap();
+        String::from_utf8(body).unwrap()
+    });
+    (url, handle)
+}
+
+#[test]
+fn slack_action_posts_the_payload() {
+    let (url, server) = record_one_request();
+    let r = repo_with(&format!(
+        "{PUSH}jobs:
+  a:
+    runs-on: x
+    steps:
+      - run: exit 1
+      - if: failure()
+        uses: slackapi/slack-github-action@v1
+        with:
+          payload: |
+            {{\"text\": \"pipeline failed on ${{{{ github.ref_name }}}}\"}}
+        env:
+          SLACK_WEBHOOK_URL: ${{{{ secrets.SLACK_WEBHOOK_URL }}}}
+"
+    ));
+    let run = r.run(&["--secret", &format!("SLACK_WEBHOOK_URL={url}")]);
+    run.assert_code(1);
+    let body = server.join().unwrap();
+    let json: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(json["text"], "pipeline failed on main");
+    assert_eq!(run.steps("a")[1].0, "success", "{}", run.all());
+}
+
+#[test]
+fn setup_python_uses_an_installed_interpreter_or_names_what_it_found() {
+    let r = repo_with(&format!(
+        "{PUSH}jobs:
+  ok:
+    runs-on: x
+    steps:
+      - id: py
+        uses: actions/setup-python@v5
+        with:
+          python-version: '3.x'
+      - run: python --version && pip --version | cut -c1-3 && echo \"v=${{{{ steps.py.outputs.python-version }}}}\"
+  missing:
+    runs-on: x
+    steps:
+      - uses: actions/setup-python@v5
+        with:
+          python-version: '2.5'
+"
+    ));
+    let run = r.run(&[]);
+    run.assert_code(1);
+    assert_eq!(run.conclusion("ok"), "success", "{}", run.all());
+    let lines = run.lines_of("ok");
+    assert!(
+        lines.iter().any(|l| l.starts_with("Python 3.")),
+        "{}",
+        run.all()
+    );
+    assert!(lines.iter().any(|l| l.starts_with("v=3.")), "{}", run.all());
+    assert_eq!(run.conclusion("missing"), "failure");
+    assert!(
+        run.stdout
+            .contains("Python 2.5 is not installed on this machine; found: 3."),
+        "{}",
+        run.all()
+    );
+}
+
+#[test]
+fn codecov_records_coverage_from_lcov() {
+    let r = repo_with(&format!(
+        "{PUSH}jobs:
+  a:
+    runs-on: x
+    steps:
+      - run: printf 'SF:a.py\\nLF:8\\nLH:6\\nend_of_record\\n' > lcov.info
+      - uses: codecov/codecov-action@v4
+        with:
+          files: lcov.info
+      - uses: codecov/codecov-action@v4
+        with:
+          files: missing.xml
+          fail_ci_if_error: true
+"
+    ));
+    let run = r.run(&[]);
+    run.assert_code(1);
+    assert_eq!(run.job("a")["coverage"], 75.0);
+    assert_eq!(run.steps("a")[2].0, "failure");
+}
+
+#[test]
+fn event_payload_and_vars_file() {
+    let r = repo_with(
+        "on:\n  pull_request:\n    types: [labeled]\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: echo \"${{ github.event.label.name }} ${{ github.event.action }} ${{ vars.TIER }} ${{ github.base_ref }}\"\n",
+    );
+    let event = r.path().join(".git/event.json");
+    std::fs::write(
+        &event,
+        r#"{"action": "labeled", "label": {"name": "deploy"}, "pull_request": {"base": {"ref": "main"}, "head": {"ref": "feat"}}}"#,
+    )
+    .unwrap();
+    let vars = r.path().join(".git/vars.env");
+    std::fs::write(&vars, "# comment\nexport TIER='gold'\n").unwrap();
+    let run = r.run(&[
+        "pull_request",
+        "--event-path",
+        event.to_str().unwrap(),
+        "--vars-file",
+        vars.to_str().unwrap(),
+    ]);
+    run.assert_code(0);
+    assert!(
+        run.lines_of("a")
+            .contains(&"deploy labeled gold main".to_owned()),
+        "{}",
+        run.all()
+    );
+    // Without the `labeled` action the workflow does not fire (default types are opened, ...).
+    let run = r.run(&["pull_request"]);
+    assert!(run.stdout.contains("fires no workflow"), "{}", run.all());
+}
