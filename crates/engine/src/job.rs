@@ -435,6 +435,7 @@ pub async fn run_job(
         outputs: serde_json::Map::new(),
         coverage: None,
         summary: String::new(),
+        environment: None,
         duration: Duration::ZERO,
     };
     let Some(job) = spec.job() else {
@@ -496,6 +497,14 @@ async fn prepare_and_run(
     }
     let wf = &state.spec.workflow;
     let host = actions::HashFiles(state.workspace.clone());
+    if job.container.is_some() || job.services.is_some() {
+        state.log(Line::Annotation {
+            level: Level::Warning,
+            message: "this job asks for a `container` or `services`; the host executor runs its steps on this machine, without them".into(),
+            file: None,
+            line: None,
+        });
+    }
     // The env context: workflow env (with fewer contexts available), then job env.
     let ctxs = state.contexts(None);
     if let Some(env) = &wf.env {
@@ -568,8 +577,17 @@ async fn prepare_and_run(
             .sink
             .step_finished(&state.label, &post.name, ok, started.elapsed());
     }
-    // Job outputs, evaluated after every step.
+    // Job outputs and the environment's URL, evaluated after every step.
     let ctxs = state.contexts(None);
+    if let Some(env) = &job.environment {
+        let ectx = eval_ctx(&ctxs, state.status, &host);
+        let name = workflow::eval::evaluate_string(&env.name, &ectx).unwrap_or_default();
+        let url = env
+            .url
+            .as_ref()
+            .and_then(|u| workflow::eval::evaluate_string(u, &ectx).ok());
+        report.environment = Some(serde_json::json!({"name": name, "url": url}));
+    }
     for (name, node) in &job.outputs {
         match workflow::eval::evaluate_string(node, &eval_ctx(&ctxs, state.status, &host)) {
             Ok(v) => {

@@ -8,6 +8,7 @@
 
 mod actions;
 pub mod commands;
+mod concurrency;
 pub mod files;
 mod job;
 pub mod mask;

@@ -48,6 +48,9 @@ pub struct JobReport {
     /// Line coverage recorded by `codecov/codecov-action`, in percent.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub coverage: Option<f64>,
+    /// `environment:` of the job, evaluated: `{"name": ..., "url": ...}`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub environment: Option<serde_json::Value>,
     /// The job summary (`GITHUB_STEP_SUMMARY`), Markdown.
     #[serde(skip_serializing_if = "String::is_empty")]
     pub summary: String,

@@ -49,6 +49,8 @@ struct Scope {
     sink: Arc<dyn Sink>,
     cancel: CancellationToken,
     slots: Arc<Semaphore>,
+    /// The run's `concurrency` groups.
+    groups: crate::concurrency::Groups,
     /// For the jobs of a called (reusable) workflow: the calling job's id, prefixed to their
     /// ids (`deploy/build`) and display names (`deploy / build`).
     caller: Option<String>,
@@ -70,6 +72,7 @@ pub async fn run(
     options: Options,
 ) -> RunReport {
     let slots = Arc::new(Semaphore::new(options.parallel.max(1)));
+    let groups = crate::concurrency::Groups::default();
     let mut set = JoinSet::new();
     for (i, (p, env)) in planned.into_iter().enumerate() {
         let (sink, cancel, slots, options) =
@@ -79,6 +82,7 @@ pub async fn run(
             sink,
             cancel,
             slots,
+            groups: groups.clone(),
             caller: None,
         };
         set.spawn(async move { (i, run_workflow(p, scope, &options).await) });
@@ -137,6 +141,53 @@ async fn run_workflow(planned: Planned, scope: Scope, options: &Options) -> Work
     let name = planned.name();
     let wf = planned.workflow.clone();
     let ids = selected(&wf, options.only_job.as_deref());
+    // Workflow-level `concurrency`: the whole workflow waits for (or takes) its group.
+    let mut scope = scope;
+    let _held = match &wf.concurrency {
+        None => None,
+        Some(c) => {
+            let ctxs = base_contexts(&scope.env, &Map::new());
+            let ectx = expr::Context {
+                contexts: &ctxs,
+                status: Status::Success,
+                host: None,
+            };
+            let group = workflow::eval::evaluate_string(&c.group, &ectx).unwrap_or_default();
+            let cancel_in_progress = c
+                .cancel_in_progress
+                .as_ref()
+                .and_then(|n| workflow::eval::evaluate(n, &ectx).ok())
+                .is_some_and(|v| v.truthy());
+            let token = scope.cancel.child_token();
+            match scope
+                .groups
+                .acquire(&group, cancel_in_progress, &token)
+                .await
+            {
+                Some(h) => {
+                    scope.cancel = token;
+                    Some(h)
+                }
+                None => {
+                    let jobs = ids
+                        .iter()
+                        .map(|id| {
+                            let mut r = skipped_report(&wf, id);
+                            r.outcome = Conclusion::Cancelled;
+                            r.conclusion = Conclusion::Cancelled;
+                            r
+                        })
+                        .collect();
+                    return WorkflowReport {
+                        file: planned.file.clone(),
+                        name,
+                        conclusion: Conclusion::Cancelled,
+                        jobs,
+                    };
+                }
+            }
+        }
+    };
     let mut done: HashMap<String, Done> = HashMap::new();
     let mut reports: HashMap<String, Vec<JobReport>> = HashMap::new();
     let mut started: HashSet<String> = HashSet::new();
@@ -282,6 +333,7 @@ fn skipped_report(wf: &Workflow, id: &str) -> JobReport {
         outputs: serde_json::Map::new(),
         coverage: None,
         summary: String::new(),
+        environment: None,
         duration: std::time::Duration::ZERO,
     }
 }
@@ -320,6 +372,7 @@ async fn run_job_node(node: JobNode<'_>, needs: Map, scope: Scope) -> (Done, Vec
         cancel,
         slots,
         caller,
+        ..
     } = scope.clone();
     let Some(job) = wf.jobs.get(id) else {
         return (
@@ -482,6 +535,20 @@ async fn run_job_node(node: JobNode<'_>, needs: Map, scope: Scope) -> (Done, Vec
             Some(c) => format!("{c} / {display}"),
             None => display,
         };
+        let concurrency = job.concurrency.as_ref().map(|c| {
+            let ectx = expr::Context {
+                contexts: &dctx,
+                status,
+                host: None,
+            };
+            let group = workflow::eval::evaluate_string(&c.group, &ectx).unwrap_or_default();
+            let cancel_in_progress = c
+                .cancel_in_progress
+                .as_ref()
+                .and_then(|n| workflow::eval::evaluate(n, &ectx).ok())
+                .is_some_and(|v| v.truthy());
+            (group, cancel_in_progress)
+        });
         let spec = JobSpec {
             workflow: wf.clone(),
             workflow_name: wf_name.to_owned(),
@@ -502,16 +569,26 @@ async fn run_job_node(node: JobNode<'_>, needs: Map, scope: Scope) -> (Done, Vec
         // Instances start in matrix order: the `max-parallel` permit is taken here, before
         // the next instance is considered.
         let local_permit = local.clone().acquire_owned().await;
-        let (env, sink, group_cancel, slots) = (
+        let (env, sink, group_cancel, slots, groups) = (
             env.clone(),
             sink.clone(),
             group_cancel.clone(),
             slots.clone(),
+            scope.groups.clone(),
         );
         set.spawn(async move {
             let _local = local_permit;
             let _slot = slots.acquire_owned().await;
-            if group_cancel.is_cancelled() {
+            // This instance's own token: a concurrency group may cancel it alone.
+            let token = group_cancel.child_token();
+            let held = match &concurrency {
+                Some((group, cancel_in_progress)) => groups
+                    .acquire(group, *cancel_in_progress, &token)
+                    .await
+                    .map(Some),
+                None => Some(None),
+            };
+            if group_cancel.is_cancelled() || held.is_none() {
                 // A sibling failed under fail-fast before this one started.
                 let mut r = skipped_report(&spec.workflow, &spec.job_id);
                 r.name = spec.display.clone();
@@ -524,7 +601,8 @@ async fn run_job_node(node: JobNode<'_>, needs: Map, scope: Scope) -> (Done, Vec
                 return (index, r);
             }
             let started = Instant::now();
-            let mut r = run_job(&spec, &env, sink.as_ref(), &group_cancel).await;
+            let mut r = run_job(&spec, &env, sink.as_ref(), &token).await;
+            drop(held);
             r.duration = started.elapsed();
             if r.conclusion == Conclusion::Failure && fail_fast {
                 group_cancel.cancel();

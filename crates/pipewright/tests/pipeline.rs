@@ -59,6 +59,7 @@ fn push_to_development_tests_builds_and_deploys_to_staging() {
     assert_eq!(run.conclusion("build"), "success");
     assert_eq!(run.conclusion("deploy-staging"), "success");
     assert_eq!(run.conclusion("deploy-production"), "skipped");
+    assert_eq!(run.job("deploy-staging")["environment"]["name"], "staging");
     let coverage = run.job("test")["coverage"]
         .as_f64()
         .expect("coverage recorded");

@@ -1105,3 +1105,72 @@ jobs:
         run.all()
     );
 }
+
+#[test]
+fn concurrency_groups_keep_one_running_and_one_waiting() {
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  a:
+    runs-on: x
+    concurrency: deploy
+    steps:
+      - run: sleep 1.5
+  x:
+    runs-on: x
+    steps:
+      - run: sleep 0.3
+  y:
+    runs-on: x
+    steps:
+      - run: sleep 0.7
+  b:
+    needs: x
+    runs-on: x
+    concurrency: deploy
+    steps:
+      - run: echo b ran
+  c:
+    needs: y
+    runs-on: x
+    concurrency:
+      group: deploy
+    steps:
+      - run: echo c ran
+"
+    ));
+    let run = r.run(&["--jobs", "6"]);
+    // b waited, then c replaced it: b is cancelled, c runs after a.
+    assert_eq!(run.conclusion("a"), "success", "{}", run.all());
+    assert_eq!(run.conclusion("b"), "cancelled", "{}", run.all());
+    assert_eq!(run.conclusion("c"), "success", "{}", run.all());
+    let a_done = run.stdout.find("[a] ✓ job success").unwrap();
+    let c_start = run.stdout.find("[c] job started").unwrap();
+    assert!(a_done < c_start, "{}", run.all());
+
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  a:
+    runs-on: x
+    concurrency: deploy
+    steps:
+      - run: sleep 30
+  x:
+    runs-on: x
+    steps:
+      - run: sleep 0.3
+  b:
+    needs: x
+    runs-on: x
+    concurrency:
+      group: deploy
+      cancel-in-progress: true
+    steps:
+      - run: echo b ran
+"
+    ));
+    let started = std::time::Instant::now();
+    let run = r.run(&["--jobs", "6"]);
+    assert!(started.elapsed().as_secs() < 20, "{}", run.all());
+    assert_eq!(run.conclusion("a"), "cancelled", "{}", run.all());
+    assert_eq!(run.conclusion("b"), "success", "{}", run.all());
+}
