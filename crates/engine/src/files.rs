@@ -54,8 +54,16 @@ fn search_root(pattern: &Path) -> PathBuf {
     root
 }
 
+/// A search pattern that does not compile.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("invalid pattern `{pattern}`: {message}")]
+pub struct SearchError {
+    pub pattern: String,
+    pub message: String,
+}
+
 /// Searches files for newline-separated `patterns` relative to `base`.
-pub fn search(base: &Path, patterns: &str) -> Result<Found, String> {
+pub fn search(base: &Path, patterns: &str) -> Result<Found, SearchError> {
     let mut includes: Vec<(PathBuf, Option<Pattern>)> = Vec::new();
     let mut excludes: Vec<Pattern> = Vec::new();
     for line in patterns.lines() {
@@ -71,8 +79,10 @@ pub fn search(base: &Path, patterns: &str) -> Result<Found, String> {
         let abs_str = abs.display().to_string();
         let pat = if has_glob(&abs_str) || neg {
             Some(
-                Pattern::new(&abs_str, PatternKind::Path)
-                    .map_err(|e| format!("invalid pattern `{body}`: {}", e.message))?,
+                Pattern::new(&abs_str, PatternKind::Path).map_err(|e| SearchError {
+                    pattern: body.to_owned(),
+                    message: e.message,
+                })?,
             )
         } else {
             None

@@ -14,6 +14,7 @@ use workflow::{Job, Node, Step, Workflow};
 
 use crate::actions;
 use crate::commands::{parse_command, parse_key_values};
+use crate::error::JobError;
 use crate::mask::Masker;
 use crate::process::{self, Exit, Spawn};
 use crate::report::{Conclusion, JobReport, StepReport};
@@ -452,7 +453,7 @@ pub async fn run_job(
     }
     let outcome = match result {
         Err(msg) => {
-            state.error(msg);
+            state.error(msg.to_string());
             Conclusion::Failure
         }
         Ok(()) if cancel.is_cancelled() => Conclusion::Cancelled,
@@ -490,10 +491,10 @@ async fn prepare_and_run(
     job: &Job,
     cancel: &CancellationToken,
     report: &mut JobReport,
-) -> Result<(), String> {
+) -> Result<(), JobError> {
     for dir in [&state.workspace, &state.temp] {
         std::fs::create_dir_all(dir)
-            .map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
+            .map_err(|e| JobError::io(format!("cannot create {}", dir.display()), e))?;
     }
     let wf = &state.spec.workflow;
     let host = actions::HashFiles(state.workspace.clone());
@@ -509,19 +510,18 @@ async fn prepare_and_run(
     let ctxs = state.contexts(None);
     if let Some(env) = &wf.env {
         let v = workflow::eval::evaluate(env, &eval_ctx(&ctxs, Status::Success, &host))
-            .map_err(|e| format!("workflow `env`: {e}"))?;
+            .map_err(|e| JobError::expr("workflow `env`", e))?;
         merge_env(&mut state.env, v);
     }
     if let Some(env) = &job.env {
         let ctxs = state.contexts(None);
         let v = workflow::eval::evaluate(env, &eval_ctx(&ctxs, Status::Success, &host))
-            .map_err(|e| format!("job `env`: {e}"))?;
+            .map_err(|e| JobError::expr("job `env`", e))?;
         merge_env(&mut state.env, v);
     }
     let ctxs = state.contexts(None);
     let timeout = match &job.timeout_minutes {
-        Some(n) => minutes(n, &eval_ctx(&ctxs, Status::Success, &host))
-            .map_err(|e| format!("`timeout-minutes`: {e}"))?,
+        Some(n) => minutes(n, &eval_ctx(&ctxs, Status::Success, &host))?,
         None => Duration::from_secs(360 * 60),
     };
     let job_deadline = tokio::time::Instant::now() + timeout;
@@ -629,23 +629,27 @@ fn human_minutes(d: Duration) -> String {
 }
 
 /// `timeout-minutes`: a positive number, fractions allowed.
-fn minutes(node: &Node, ctx: &expr::Context<'_>) -> Result<Duration, String> {
-    let v = workflow::eval::evaluate(node, ctx).map_err(|e| e.to_string())?;
+fn minutes(node: &Node, ctx: &expr::Context<'_>) -> Result<Duration, JobError> {
+    const WHAT: &str = "`timeout-minutes`";
+    let v = workflow::eval::evaluate(node, ctx).map_err(|e| JobError::expr(WHAT, e))?;
     let n = match v {
         Value::Number(n) => n,
         Value::String(s) => s
             .trim()
             .parse::<f64>()
-            .map_err(|_| format!("`{s}` is not a number"))?,
+            .map_err(|_| JobError::invalid(WHAT, format!("`{s}` is not a number")))?,
         other => {
-            return Err(format!(
-                "expected a number, got `{}`",
-                other.to_expr_string()
+            return Err(JobError::invalid(
+                WHAT,
+                format!("expected a number, got `{}`", other.to_expr_string()),
             ));
         }
     };
     if !n.is_finite() || n <= 0.0 {
-        return Err(format!("expected a positive number of minutes, got {n}"));
+        return Err(JobError::invalid(
+            WHAT,
+            format!("expected a positive number of minutes, got {n}"),
+        ));
     }
     Ok(Duration::from_secs_f64((n * 60.0).min(1e9)))
 }
@@ -734,7 +738,7 @@ pub(crate) async fn run_step(
     let (outcome, outputs) = match execute_step(state, step, step_cancel).await {
         Ok((o, outputs)) => (o, outputs),
         Err(msg) => {
-            state.error(msg);
+            state.error(msg.to_string());
             (Conclusion::Failure, Map::new())
         }
     };
@@ -786,7 +790,7 @@ async fn execute_step(
     state: &mut JobState<'_>,
     step: &Step,
     cancel: &CancellationToken,
-) -> Result<(Conclusion, Map), String> {
+) -> Result<(Conclusion, Map), JobError> {
     let host = actions::HashFiles(state.workspace.clone());
     let ctxs = state.contexts(None);
     let status = state.status;
@@ -795,23 +799,20 @@ async fn execute_step(
     if let Some(env) = &step.env {
         match workflow::eval::evaluate(env, &ectx) {
             Ok(v) => merge_env(&mut step_env, v),
-            Err(e) => return Err(format!("step `env`: {e}")),
+            Err(e) => return Err(JobError::expr("step `env`", e)),
         }
     }
     let deadline = match &step.timeout_minutes {
-        Some(n) => Some(
-            tokio::time::Instant::now()
-                + minutes(n, &ectx).map_err(|e| format!("`timeout-minutes`: {e}"))?,
-        ),
+        Some(n) => Some(tokio::time::Instant::now() + minutes(n, &ectx)?),
         None => None,
     };
     let files = FileCommands::create(&state.temp, state.step_counter)
-        .map_err(|e| format!("file commands: {e}"))?;
+        .map_err(|e| JobError::io("file commands", e))?;
     let mut env_ctx = state.env.clone();
     env_ctx.extend(step_env.iter().map(|(k, v)| (k.clone(), v.clone())));
     let exit = if let Some(run) = &step.run {
         let script =
-            workflow::eval::evaluate_string(run, &ectx).map_err(|e| format!("`run`: {e}"))?;
+            workflow::eval::evaluate_string(run, &ectx).map_err(|e| JobError::expr("`run`", e))?;
         let job = state.spec.job();
         let wf = &state.spec.workflow;
         let shell_node = step
@@ -821,7 +822,8 @@ async fn execute_step(
             .or(wf.defaults.shell.as_ref());
         let shell = match shell_node {
             Some(n) => Some(
-                workflow::eval::evaluate_string(n, &ectx).map_err(|e| format!("`shell`: {e}"))?,
+                workflow::eval::evaluate_string(n, &ectx)
+                    .map_err(|e| JobError::expr("`shell`", e))?,
             ),
             None => None,
         };
@@ -833,21 +835,21 @@ async fn execute_step(
         let cwd = match wd_node {
             Some(n) => {
                 let wd = workflow::eval::evaluate_string(n, &ectx)
-                    .map_err(|e| format!("`working-directory`: {e}"))?;
+                    .map_err(|e| JobError::expr("`working-directory`", e))?;
                 state.workspace.join(wd)
             }
             None => state.workspace.clone(),
         };
         if !cwd.is_dir() {
-            return Err(format!(
-                "working directory `{}` does not exist",
-                cwd.display()
+            return Err(JobError::invalid(
+                "`working-directory`",
+                format!("`{}` does not exist", cwd.display()),
             ));
         }
-        let (program, args, ext) = shell_command(shell.as_deref(), &state.temp)?;
+        let (program, args, ext) = shell_command(shell.as_deref())?;
         let script_path = state.temp.join(format!("step-{}{ext}", state.step_counter));
         std::fs::write(&script_path, script)
-            .map_err(|e| format!("cannot write the script: {e}"))?;
+            .map_err(|e| JobError::io("cannot write the script", e))?;
         let script_str = script_path.display().to_string();
         let spawn = Spawn {
             program,
@@ -859,18 +861,18 @@ async fn execute_step(
             env: state.process_env(&env_ctx, Some(&files)),
         };
         if spawn.program.is_empty() {
-            return Err("the shell command is empty".into());
+            return Err(JobError::invalid("`shell`", "the command is empty"));
         }
         match state.run_process(&spawn, deadline, cancel).await {
             Ok(exit) => exit,
-            Err(e) => return Err(format!("cannot start `{}`: {e}", spawn.program)),
+            Err(e) => return Err(JobError::io(format!("cannot start `{}`", spawn.program), e)),
         }
     } else if let Some(uses) = &step.uses {
         let with = match &step.with {
             Some(w) => match workflow::eval::evaluate(w, &ectx) {
                 Ok(Value::Object(m)) => m,
                 Ok(_) => Map::new(),
-                Err(e) => return Err(format!("`with`: {e}")),
+                Err(e) => return Err(JobError::expr("`with`", e)),
             },
             None => Map::new(),
         };
@@ -883,10 +885,13 @@ async fn execute_step(
         };
         match actions::run(state, call, cancel).await {
             Ok(exit) => exit,
-            Err(e) => return Err(e.to_string()),
+            Err(e) => return Err(e.into()),
         }
     } else {
-        return Err("the step has neither `run` nor `uses`".into());
+        return Err(JobError::invalid(
+            "the step",
+            "it has neither `run` nor `uses`",
+        ));
     };
     let outputs = apply_file_commands(state, &files);
     let outcome = match exit {
@@ -912,16 +917,19 @@ async fn execute_step(
         }
     };
     let outputs = outputs.unwrap_or_else(|e| {
-        state.error(e);
+        state.error(e.to_string());
         Map::new()
     });
     Ok((outcome, outputs))
 }
 
 /// Reads the step's file commands: env, path, outputs, summary.
-fn apply_file_commands(state: &mut JobState<'_>, files: &FileCommands) -> Result<Map, String> {
+fn apply_file_commands(state: &mut JobState<'_>, files: &FileCommands) -> Result<Map, JobError> {
     let read = |p: &Path| std::fs::read_to_string(p).unwrap_or_default();
-    let env = parse_key_values(&read(&files.env)).map_err(|e| format!("GITHUB_ENV: {e}"))?;
+    let env = parse_key_values(&read(&files.env)).map_err(|source| JobError::FileCommand {
+        file: "GITHUB_ENV",
+        source,
+    })?;
     for (k, v) in env {
         state.env.insert(k, Value::String(v));
     }
@@ -938,7 +946,10 @@ fn apply_file_commands(state: &mut JobState<'_>, files: &FileCommands) -> Result
     }
     let mut outputs = Map::new();
     for (k, v) in
-        parse_key_values(&read(&files.output)).map_err(|e| format!("GITHUB_OUTPUT: {e}"))?
+        parse_key_values(&read(&files.output)).map_err(|source| JobError::FileCommand {
+            file: "GITHUB_OUTPUT",
+            source,
+        })?
     {
         outputs.insert(k, Value::String(v));
     }
@@ -946,10 +957,7 @@ fn apply_file_commands(state: &mut JobState<'_>, files: &FileCommands) -> Result
 }
 
 /// The program and arguments for a `shell:` value, and the script file's extension.
-fn shell_command(
-    shell: Option<&str>,
-    _temp: &Path,
-) -> Result<(String, Vec<String>, &'static str), String> {
+fn shell_command(shell: Option<&str>) -> Result<(String, Vec<String>, &'static str), JobError> {
     let v = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
     Ok(match shell.map(str::trim) {
         None | Some("") => {
@@ -968,15 +976,21 @@ fn shell_command(
         Some("python") => ("python".into(), v(&["{0}"]), ".py"),
         Some("pwsh") => ("pwsh".into(), v(&["-command", ". '{0}'"]), ".ps1"),
         Some("cmd" | "powershell") => {
-            return Err(format!(
-                "shell `{}` is only available on Windows runners",
-                shell.unwrap_or_default()
+            return Err(JobError::invalid(
+                "`shell`",
+                format!(
+                    "`{}` is only available on Windows runners",
+                    shell.unwrap_or_default()
+                ),
             ));
         }
         Some(custom) => {
             if !custom.contains("{0}") {
-                return Err(format!(
-                    "custom shell `{custom}` must contain `{{0}}`, the place of the script file"
+                return Err(JobError::invalid(
+                    "`shell`",
+                    format!(
+                        "custom shell `{custom}` must contain `{{0}}`, the place of the script file"
+                    ),
                 ));
             }
             let mut parts = custom.split_whitespace().map(str::to_owned);

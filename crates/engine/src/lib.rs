@@ -9,6 +9,7 @@
 mod actions;
 pub mod commands;
 mod concurrency;
+mod error;
 pub mod files;
 mod job;
 pub mod mask;

@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use workflow::{Job, Workflow};
 
+use crate::error::JobError;
 use crate::job::{JobSpec, RunEnv, obj, run_job};
 use crate::report::{Conclusion, JobReport, RunReport, WorkflowReport, combine};
 use crate::sink::{JobLabel, Level, Line, Sink};
@@ -440,7 +441,7 @@ async fn run_job_node(node: JobNode<'_>, needs: Map, scope: Scope) -> (Done, Vec
     if let Some(uses) = &job.uses {
         return match call_workflow(&uses.value, id, job, &ectx, scope).await {
             Ok(r) => r,
-            Err(e) => fail(format!("job `{id}` calling `{}`: {e}", uses.value)),
+            Err(e) => fail(format!("job `{id}`: {e}")),
         };
     }
     // The matrix, evaluated with the contexts `strategy` may use.
@@ -450,7 +451,7 @@ async fn run_job_node(node: JobNode<'_>, needs: Map, scope: Scope) -> (Done, Vec
         Some(node) => match workflow::eval::evaluate(node, &ectx) {
             Err(e) => return fail(format!("the matrix of job `{id}`: {e}")),
             Ok(v) => match matrix_of(&v) {
-                Err(e) => return fail(format!("the matrix of job `{id}`: {e}")),
+                Err(e) => return fail(format!("job `{id}`: {e}")),
                 Ok(m) => match plan::matrix::configurations(&m) {
                     Err(e) => return fail(format!("the matrix of job `{id}`: {e}")),
                     Ok(c) if c.is_empty() => return skip(),
@@ -459,12 +460,12 @@ async fn run_job_node(node: JobNode<'_>, needs: Map, scope: Scope) -> (Done, Vec
             },
         },
     };
-    let bool_of = |n: &Option<workflow::Node>, default: bool| -> Result<bool, String> {
+    let bool_of = |n: &Option<workflow::Node>, default: bool| -> Result<bool, JobError> {
         match n {
             None => Ok(default),
             Some(n) => workflow::eval::evaluate(n, &ectx)
                 .map(|v| v.truthy())
-                .map_err(|e| e.to_string()),
+                .map_err(|e| JobError::expr("the strategy", e)),
         }
     };
     let fail_fast = match bool_of(&strategy.fail_fast, true) {
@@ -644,9 +645,13 @@ fn sanitize(s: &str) -> String {
 }
 
 /// An evaluated `strategy.matrix` as the planner's input.
-fn matrix_of(v: &Value) -> Result<plan::matrix::Matrix, String> {
+fn matrix_of(v: &Value) -> Result<plan::matrix::Matrix, JobError> {
+    let bad = |m: String| JobError::invalid("the matrix", m);
     let Value::Object(map) = v else {
-        return Err(format!("expected a mapping, got `{}`", v.to_expr_string()));
+        return Err(bad(format!(
+            "expected a mapping, got `{}`",
+            v.to_expr_string()
+        )));
     };
     let mut m = plan::matrix::Matrix::default();
     for (k, v) in map {
@@ -654,7 +659,7 @@ fn matrix_of(v: &Value) -> Result<plan::matrix::Matrix, String> {
             ("include" | "exclude", Value::Array(items)) => {
                 for item in items {
                     let Value::Object(o) = item else {
-                        return Err(format!("each `{k}` entry must be a mapping"));
+                        return Err(bad(format!("each `{k}` entry must be a mapping")));
                     };
                     if k == "include" {
                         m.include.push(o.clone());
@@ -663,13 +668,13 @@ fn matrix_of(v: &Value) -> Result<plan::matrix::Matrix, String> {
                     }
                 }
             }
-            ("include" | "exclude", _) => return Err(format!("`{k}` must be a sequence")),
+            ("include" | "exclude", _) => return Err(bad(format!("`{k}` must be a sequence"))),
             (_, Value::Array(items)) => m.dimensions.push((k.clone(), items.clone())),
             (_, other) => {
-                return Err(format!(
+                return Err(bad(format!(
                     "dimension `{k}` must be a sequence, got `{}`",
                     other.to_expr_string()
-                ));
+                )));
             }
         }
     }
@@ -677,11 +682,10 @@ fn matrix_of(v: &Value) -> Result<plan::matrix::Matrix, String> {
 }
 
 /// Reads a file of the run's source: the work tree, or the commit being run.
-fn read_source_file(source: &crate::job::Source, rel: &str) -> Result<String, String> {
+fn read_source_file(source: &crate::job::Source, rel: &str) -> Result<String, JobError> {
     match source {
-        crate::job::Source::WorkingTree(root) => {
-            std::fs::read_to_string(root.join(rel)).map_err(|e| format!("cannot read {rel}: {e}"))
-        }
+        crate::job::Source::WorkingTree(root) => std::fs::read_to_string(root.join(rel))
+            .map_err(|e| JobError::io(format!("cannot read {rel}"), e)),
         crate::job::Source::Commit { repo, sha } => {
             let out = std::process::Command::new("git")
                 .arg("-C")
@@ -689,11 +693,11 @@ fn read_source_file(source: &crate::job::Source, rel: &str) -> Result<String, St
                 .arg("show")
                 .arg(format!("{sha}:{rel}"))
                 .output()
-                .map_err(|e| format!("git show: {e}"))?;
+                .map_err(|e| JobError::io("git show", e))?;
             if !out.status.success() {
-                return Err(format!("{rel} is not in commit {sha}"));
+                return Err(JobError::invalid(rel, format!("not in commit {sha}")));
             }
-            String::from_utf8(out.stdout).map_err(|_| format!("{rel} is not UTF-8"))
+            String::from_utf8(out.stdout).map_err(|_| JobError::invalid(rel, "not UTF-8"))
         }
     }
 }
@@ -707,38 +711,41 @@ async fn call_workflow(
     job: &Job,
     ectx: &expr::Context<'_>,
     scope: Scope,
-) -> Result<(Done, Vec<JobReport>), String> {
+) -> Result<(Done, Vec<JobReport>), JobError> {
+    let bad = |m: String| JobError::invalid(format!("calling `{uses}`"), m);
     let Some(rel) = uses.strip_prefix("./") else {
-        return Err(
+        return Err(bad(
             "only local reusable workflows (`./.github/workflows/...`) can run without the network"
                 .into(),
-        );
+        ));
     };
     let rel = rel.split('@').next().unwrap_or(rel);
     let src = read_source_file(&scope.env.source, rel)?;
     let parsed = workflow::parse(&src);
     if let Some(d) = parsed.diagnostics.iter().find(|d| d.is_error()) {
-        return Err(format!(
+        return Err(bad(format!(
             "{rel}:{}:{}: {}",
             d.span.start.line, d.span.start.col, d.message
-        ));
+        )));
     }
     let called = Arc::new(
         parsed
             .workflow
-            .ok_or_else(|| format!("{rel} is not a workflow"))?,
+            .ok_or_else(|| bad(format!("{rel} is not a workflow")))?,
     );
     let Some(trigger) = called.on.events.get("workflow_call") else {
-        return Err(format!(
+        return Err(bad(format!(
             "{rel} has no `on.workflow_call`, so it cannot be called"
-        ));
+        )));
     };
     // Inputs: the caller's `with`, typed by the called workflow, defaults filled in.
     let with = match &job.with {
-        Some(w) => match workflow::eval::evaluate(w, ectx).map_err(|e| format!("`with`: {e}"))? {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        },
+        Some(w) => {
+            match workflow::eval::evaluate(w, ectx).map_err(|e| JobError::expr("`with`", e))? {
+                Value::Object(m) => m,
+                _ => Map::new(),
+            }
+        }
         None => Map::new(),
     };
     let mut inputs = Map::new();
@@ -747,8 +754,8 @@ async fn call_workflow(
             Some(v) => v.clone(),
             None => match &def.default {
                 Some(d) => workflow::eval::evaluate(d, ectx)
-                    .map_err(|e| format!("default of `{name}`: {e}"))?,
-                None if def.required => return Err(format!("input `{name}` is required")),
+                    .map_err(|e| JobError::expr(format!("default of input `{name}`"), e))?,
+                None if def.required => return Err(bad(format!("input `{name}` is required"))),
                 None => match def.kind {
                     workflow::InputType::Boolean => Value::Bool(false),
                     workflow::InputType::Number => Value::Number(0.0),
@@ -762,18 +769,18 @@ async fn call_workflow(
             (workflow::InputType::String, Value::String(s)) => Value::String(s),
             (workflow::InputType::String, v) => Value::String(v.to_expr_string()),
             (kind, v) => {
-                return Err(format!(
+                return Err(bad(format!(
                     "input `{name}` must be a {}, got `{}`",
                     kind.name(),
                     v.to_expr_string()
-                ));
+                )));
             }
         };
         inputs.insert(name.clone(), v);
     }
     for k in with.keys() {
         if !trigger.inputs.keys().any(|n| n.eq_ignore_ascii_case(k)) {
-            return Err(format!("{rel} has no input `{k}`"));
+            return Err(bad(format!("{rel} has no input `{k}`")));
         }
     }
     // Secrets: `inherit`, or the ones passed by name.
@@ -789,13 +796,13 @@ async fn call_workflow(
                 status: ectx.status,
                 host: None,
             };
-            match workflow::eval::evaluate(n, &sctx).map_err(|e| format!("`secrets`: {e}"))? {
+            match workflow::eval::evaluate(n, &sctx).map_err(|e| JobError::expr("`secrets`", e))? {
                 Value::Object(m) => {
                     for (k, v) in m {
                         secrets.insert(k, Value::String(v.to_expr_string()));
                     }
                 }
-                _ => return Err("`secrets` must be `inherit` or a mapping".into()),
+                _ => return Err(bad("`secrets` must be `inherit` or a mapping".into())),
             }
         }
         None => {}
@@ -804,7 +811,7 @@ async fn call_workflow(
         // An empty value (a caller's secret that does not exist) counts as not provided.
         if *required && expr::map_get(&secrets, name).is_none_or(|v| v.to_expr_string().is_empty())
         {
-            return Err(format!("secret `{name}` is required by {rel}"));
+            return Err(bad(format!("secret `{name}` is required by {rel}")));
         }
     }
     if let Some(t) = expr::map_get(&scope.env.secrets, "GITHUB_TOKEN") {
@@ -871,7 +878,7 @@ async fn call_workflow(
     let mut outputs = Map::new();
     for (name, node) in &trigger.outputs {
         let v = workflow::eval::evaluate_string(node, &octx)
-            .map_err(|e| format!("output `{name}`: {e}"))?;
+            .map_err(|e| JobError::expr(format!("output `{name}`"), e))?;
         outputs.insert(name.clone(), Value::String(v));
     }
     Ok((

@@ -41,7 +41,7 @@ pub(super) fn upload(
         )));
     }
     let path = call.required("path")?;
-    let found = crate::files::search(&state.workspace, &path).map_err(ActionError::Failed)?;
+    let found = crate::files::search(&state.workspace, &path)?;
     if found.files.is_empty() {
         let msg = format!(
             "no files were found with the provided path: {}. No artifacts will be uploaded.",

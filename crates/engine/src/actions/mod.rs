@@ -112,6 +112,8 @@ pub(crate) enum ActionError {
     },
     #[error("{0}")]
     Failed(String),
+    #[error(transparent)]
+    Search(#[from] crate::files::SearchError),
 }
 
 impl ActionError {
@@ -235,8 +237,11 @@ pub(crate) struct HashFiles(pub(crate) PathBuf);
 impl expr::Host for HashFiles {
     fn hash_files(&self, patterns: &[String]) -> Result<String, expr::EvalError> {
         use sha2::{Digest, Sha256};
-        let found = crate::files::search(&self.0, &patterns.join("\n"))
-            .map_err(|message| expr::EvalError::HashFiles { message })?;
+        let found = crate::files::search(&self.0, &patterns.join("\n")).map_err(|e| {
+            expr::EvalError::HashFiles {
+                message: e.to_string(),
+            }
+        })?;
         let mut total = Sha256::new();
         let mut any = false;
         for f in found.files.iter().filter(|f| f.starts_with(&self.0)) {
