@@ -21,6 +21,112 @@ pub(crate) enum Command {
     Validate(ValidateArgs),
     /// Run the workflows an event fires, on this machine.
     Run(Box<RunArgs>),
+    /// The CI server: triggers, persistent runs, the in-process runner, logs, API.
+    Serve(ServeArgs),
+    /// Runs on a server.
+    #[command(subcommand)]
+    Runs(RunsCommand),
+    /// The log of a run on a server.
+    Logs(LogsArgs),
+    /// Start a workflow_dispatch run on a server.
+    Dispatch(DispatchArgs),
+    /// Cancel a run on a server.
+    Cancel(CancelArgs),
+    /// Called by git hooks that `pipewright serve` installs.
+    #[command(subcommand, hide = true)]
+    Hook(HookCommand),
+}
+
+/// Where the server is and how to authenticate.
+#[derive(Debug, Args)]
+pub(crate) struct ServerArgs {
+    /// The server's URL.
+    #[arg(
+        long,
+        env = "PIPEWRIGHT_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    pub(crate) server: String,
+    /// A bearer token.
+    #[arg(long, env = "PIPEWRIGHT_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ServeArgs {
+    /// The configuration file (TOML).
+    #[arg(long, short = 'c')]
+    pub(crate) config: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum RunsCommand {
+    /// Runs, newest first.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+        #[arg(long)]
+        repo: Option<String>,
+        /// Print JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One run and its jobs.
+    Show {
+        #[command(flatten)]
+        server: ServerArgs,
+        id: i64,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LogsArgs {
+    #[command(flatten)]
+    pub(crate) server: ServerArgs,
+    pub(crate) id: i64,
+    /// Only this job.
+    #[arg(long)]
+    pub(crate) job: Option<String>,
+    /// Follow the log until the run ends.
+    #[arg(long, short = 'f')]
+    pub(crate) follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DispatchArgs {
+    #[command(flatten)]
+    pub(crate) server: ServerArgs,
+    pub(crate) repo: String,
+    pub(crate) workflow: String,
+    #[arg(long = "ref")]
+    pub(crate) git_ref: Option<String>,
+    #[arg(long = "input", short = 'i', value_name = "NAME=VALUE")]
+    pub(crate) inputs: Vec<String>,
+    /// Wait for the runs to end; exit 0 if they all succeeded, 1 otherwise.
+    #[arg(long)]
+    pub(crate) wait: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CancelArgs {
+    #[command(flatten)]
+    pub(crate) server: ServerArgs,
+    pub(crate) id: i64,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum HookCommand {
+    /// Reads `old new ref` lines from stdin and reports each push to the server.
+    PostReceive {
+        #[arg(long)]
+        server: String,
+        #[arg(long)]
+        repo: String,
+        #[arg(long)]
+        token_file: PathBuf,
+    },
 }
 
 #[derive(Debug, Args)]

@@ -3,9 +3,11 @@
 //! workflow or invocation, 130 cancelled).
 
 mod cli;
+mod client_cmd;
 mod console;
 mod repo;
 mod run_cmd;
+mod serve_cmd;
 mod validate_cmd;
 
 use std::process::ExitCode;
@@ -24,6 +26,12 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Validate(args) => validate_cmd::run(&args),
         cli::Command::Run(args) => run_cmd::run(*args),
+        cli::Command::Serve(args) => serve_cmd::run(&args),
+        cli::Command::Runs(cmd) => client_cmd::runs(cmd),
+        cli::Command::Logs(args) => client_cmd::logs(&args),
+        cli::Command::Dispatch(args) => client_cmd::dispatch(&args),
+        cli::Command::Cancel(args) => client_cmd::cancel(&args),
+        cli::Command::Hook(cmd) => client_cmd::hook(cmd),
     };
     match result {
         Ok(code) => ExitCode::from(code),

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use engine::{Conclusion, Planned, RunEnv, Source};
 use expr::{Map, Value};
 use tokio_util::sync::CancellationToken;
-use workflow::{InputType, Workflow};
+use workflow::Workflow;
 
 use crate::cli::RunArgs;
 use crate::console::Console;
@@ -67,77 +67,6 @@ fn collect(pairs: &[String], file: Option<&Path>, what: &str) -> Result<Map> {
         m.insert(k, Value::String(v));
     }
     Ok(m)
-}
-
-/// The workflow_dispatch inputs of one workflow: given values checked against their types,
-/// defaults filled in.
-fn dispatch_inputs(wf: &Workflow, file: &str, given: &Map) -> Result<Map> {
-    let mut out = Map::new();
-    let defs = wf
-        .on
-        .events
-        .get("workflow_dispatch")
-        .map(|t| t.inputs.clone())
-        .unwrap_or_default();
-    for (name, def) in &defs {
-        let raw = expr::map_get(given, name).map(Value::to_expr_string);
-        let raw = match raw {
-            Some(r) => Some(r),
-            None => def.default.as_ref().map(|d| d.to_value().to_expr_string()),
-        };
-        let Some(raw) = raw else {
-            if def.required {
-                bail!("{file}: input `{name}` is required: pass --input {name}=VALUE");
-            }
-            out.insert(
-                name.clone(),
-                if def.kind == InputType::Boolean {
-                    Value::Bool(false)
-                } else {
-                    Value::String(String::new())
-                },
-            );
-            continue;
-        };
-        let v = match def.kind {
-            InputType::Boolean => match raw.as_str() {
-                "true" => Value::Bool(true),
-                "false" => Value::Bool(false),
-                _ => bail!("{file}: input `{name}` is a boolean, got `{raw}`"),
-            },
-            InputType::Number => match raw.trim().parse::<f64>() {
-                Ok(n) => Value::Number(n),
-                Err(_) => bail!("{file}: input `{name}` is a number, got `{raw}`"),
-            },
-            InputType::Choice => {
-                if !def.options.contains(&raw) {
-                    bail!(
-                        "{file}: input `{name}` must be one of {}, got `{raw}`",
-                        def.options.join(", ")
-                    );
-                }
-                Value::String(raw)
-            }
-            _ => Value::String(raw),
-        };
-        out.insert(name.clone(), v);
-    }
-    for k in given.keys() {
-        if !defs.keys().any(|d| d.eq_ignore_ascii_case(k)) {
-            bail!(
-                "{file}: workflow_dispatch has no input `{k}`{}",
-                if defs.is_empty() {
-                    String::new()
-                } else {
-                    format!(
-                        " (inputs: {})",
-                        defs.keys().cloned().collect::<Vec<_>>().join(", ")
-                    )
-                }
-            );
-        }
-    }
-    Ok(out)
 }
 
 fn home() -> PathBuf {
@@ -368,7 +297,7 @@ pub(crate) fn run(args: RunArgs) -> Result<u8> {
             continue;
         }
         let inputs = if ev.trigger.name == "workflow_dispatch" {
-            dispatch_inputs(&wf, &file, &given_inputs)?
+            workflow::inputs::dispatch_inputs(&wf, &given_inputs).with_context(|| file.clone())?
         } else {
             Map::new()
         };

@@ -8,6 +8,7 @@ pub mod action;
 pub mod cron;
 mod diag;
 pub mod eval;
+pub mod inputs;
 pub mod model;
 mod parse;
 mod render;

@@ -1,0 +1,290 @@
+//! The CLI's side of the server API: runs, logs, dispatch, cancel, and the git hook.
+
+use std::io::{BufRead, Write};
+
+use anyhow::{Context, Result, bail};
+use futures_util::StreamExt;
+use serde_json::Value;
+
+use crate::cli::{CancelArgs, DispatchArgs, HookCommand, LogsArgs, RunsCommand, ServerArgs};
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    Ok(tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?)
+}
+
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    token: Option<String>,
+}
+
+impl Client {
+    fn new(args: &ServerArgs) -> Result<Client> {
+        Ok(Client {
+            http: reqwest::Client::builder().build()?,
+            base: args.server.trim_end_matches('/').to_owned(),
+            token: args.token.clone(),
+        })
+    }
+
+    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+        let r = self.http.request(method, format!("{}{path}", self.base));
+        match &self.token {
+            Some(t) => r.bearer_auth(t),
+            None => r,
+        }
+    }
+
+    async fn send(&self, r: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+        let resp = r
+            .send()
+            .await
+            .with_context(|| format!("cannot reach the server at {}", self.base))?;
+        if !resp.status().is_success() {
+            let status = resp.status();
+            let body: Value = resp.json().await.unwrap_or(Value::Null);
+            let msg = body["error"].as_str().unwrap_or("no details").to_owned();
+            bail!("the server answered {status}: {msg}");
+        }
+        Ok(resp)
+    }
+
+    async fn json(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
+        let mut r = self.request(method, path);
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        Ok(self.send(r).await?.json().await?)
+    }
+}
+
+fn print_runs(runs: &[Value]) {
+    println!(
+        "{:>6}  {:<10}  {:<10}  {:<20}  {:<12}  {:<24}  WORKFLOW",
+        "ID", "STATUS", "RESULT", "REPO", "EVENT", "REF"
+    );
+    for r in runs {
+        println!(
+            "{:>6}  {:<10}  {:<10}  {:<20}  {:<12}  {:<24}  {}",
+            r["id"],
+            r["status"].as_str().unwrap_or_default(),
+            r["conclusion"].as_str().unwrap_or("-"),
+            r["repo"].as_str().unwrap_or_default(),
+            r["event"].as_str().unwrap_or_default(),
+            r["ref"].as_str().unwrap_or_default(),
+            r["workflow"].as_str().unwrap_or_default(),
+        );
+    }
+}
+
+pub(crate) fn runs(cmd: RunsCommand) -> Result<u8> {
+    runtime()?.block_on(async move {
+        match cmd {
+            RunsCommand::List { server, repo, json } => {
+                let c = Client::new(&server)?;
+                let path = match &repo {
+                    Some(r) => format!("/api/v1/runs?repo={}", urlencode(r)),
+                    None => "/api/v1/runs".to_owned(),
+                };
+                let v = c.json(reqwest::Method::GET, &path, None).await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    print_runs(v.as_array().map(Vec::as_slice).unwrap_or_default());
+                }
+            }
+            RunsCommand::Show { server, id, json } => {
+                let c = Client::new(&server)?;
+                let v = c
+                    .json(reqwest::Method::GET, &format!("/api/v1/runs/{id}"), None)
+                    .await?;
+                if json {
+                    println!("{}", serde_json::to_string_pretty(&v)?);
+                } else {
+                    print_runs(std::slice::from_ref(&v));
+                    if let Some(reason) = v["reason"].as_str() {
+                        println!("\n{reason}");
+                    }
+                    println!();
+                    for j in v["jobs"].as_array().into_iter().flatten() {
+                        println!(
+                            "  {:<10} {:<10} {}",
+                            j["status"].as_str().unwrap_or_default(),
+                            j["conclusion"].as_str().unwrap_or("-"),
+                            j["name"].as_str().unwrap_or_default()
+                        );
+                    }
+                }
+            }
+        }
+        Ok(0)
+    })
+}
+
+fn urlencode(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+/// Follows a run's log (Server-Sent Events) to its end; returns the conclusion.
+async fn follow(c: &Client, id: i64, job: Option<&str>, out: &mut impl Write) -> Result<String> {
+    let mut path = format!("/api/v1/runs/{id}/logs?follow=true");
+    if let Some(j) = job {
+        path.push_str(&format!("&job={}", urlencode(j)));
+    }
+    let resp = c.send(c.request(reqwest::Method::GET, &path)).await?;
+    let mut stream = resp.bytes_stream();
+    let mut buf = String::new();
+    let mut event = String::new();
+    while let Some(chunk) = stream.next().await {
+        buf.push_str(&String::from_utf8_lossy(&chunk?));
+        while let Some(i) = buf.find('\n') {
+            let line: String = buf.drain(..=i).collect();
+            let line = line.trim_end_matches(['\n', '\r']);
+            if let Some(e) = line.strip_prefix("event:") {
+                event = e.trim().to_owned();
+            } else if let Some(d) = line.strip_prefix("data:") {
+                let d = d.strip_prefix(' ').unwrap_or(d);
+                if event == "done" {
+                    return Ok(d.to_owned());
+                }
+                writeln!(out, "{d}")?;
+                out.flush()?;
+            }
+        }
+    }
+    Ok(String::new())
+}
+
+pub(crate) fn logs(args: &LogsArgs) -> Result<u8> {
+    runtime()?.block_on(async move {
+        let c = Client::new(&args.server)?;
+        if args.follow {
+            let conclusion =
+                follow(&c, args.id, args.job.as_deref(), &mut std::io::stdout()).await?;
+            return Ok(u8::from(!conclusion.is_empty() && conclusion != "success"));
+        }
+        let mut path = format!("/api/v1/runs/{}/logs", args.id);
+        if let Some(j) = &args.job {
+            path.push_str(&format!("?job={}", urlencode(j)));
+        }
+        let text = c
+            .send(c.request(reqwest::Method::GET, &path))
+            .await?
+            .text()
+            .await?;
+        print!("{text}");
+        Ok(0)
+    })
+}
+
+pub(crate) fn dispatch(args: &DispatchArgs) -> Result<u8> {
+    let mut inputs = serde_json::Map::new();
+    for i in &args.inputs {
+        let Some((k, v)) = i.split_once('=') else {
+            bail!("--input `{i}` must be NAME=VALUE");
+        };
+        inputs.insert(k.to_owned(), Value::String(v.to_owned()));
+    }
+    runtime()?.block_on(async move {
+        let c = Client::new(&args.server)?;
+        let body =
+            serde_json::json!({"workflow": args.workflow, "ref": args.git_ref, "inputs": inputs});
+        let v = c
+            .json(
+                reqwest::Method::POST,
+                &format!("/api/v1/repos/{}/dispatch", urlencode(&args.repo)),
+                Some(body),
+            )
+            .await?;
+        let ids: Vec<i64> = v["runs"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(Value::as_i64)
+            .collect();
+        if !args.wait {
+            for id in &ids {
+                println!("{id}");
+            }
+            return Ok(0);
+        }
+        let mut ok = true;
+        for id in ids {
+            let conclusion = follow(&c, id, None, &mut std::io::sink()).await?;
+            println!("{id} {conclusion}");
+            ok &= conclusion == "success";
+        }
+        Ok(u8::from(!ok))
+    })
+}
+
+pub(crate) fn cancel(args: &CancelArgs) -> Result<u8> {
+    runtime()?.block_on(async move {
+        let c = Client::new(&args.server)?;
+        let v = c
+            .json(
+                reqwest::Method::POST,
+                &format!("/api/v1/runs/{}/cancel", args.id),
+                None,
+            )
+            .await?;
+        println!(
+            "run {}: {}",
+            args.id,
+            v["status"].as_str().unwrap_or_default()
+        );
+        Ok(0)
+    })
+}
+
+pub(crate) fn hook(cmd: HookCommand) -> Result<u8> {
+    let HookCommand::PostReceive {
+        server,
+        repo,
+        token_file,
+    } = cmd;
+    let token = std::fs::read_to_string(&token_file)
+        .with_context(|| format!("cannot read the hook token {}", token_file.display()))?;
+    let lines: Vec<String> = std::io::stdin().lock().lines().collect::<Result<_, _>>()?;
+    runtime()?.block_on(async move {
+        let c = Client {
+            http: reqwest::Client::new(),
+            base: server.trim_end_matches('/').to_owned(),
+            token: Some(token.trim().to_owned()),
+        };
+        for line in lines {
+            let parts: Vec<&str> = line.split_whitespace().collect();
+            let [before, after, git_ref] = parts[..] else {
+                continue;
+            };
+            let body =
+                serde_json::json!({"repo": repo, "ref": git_ref, "before": before, "after": after});
+            match c
+                .json(reqwest::Method::POST, "/api/v1/internal/push", Some(body))
+                .await
+            {
+                Ok(v) => {
+                    let n = v["runs"].as_array().map_or(0, Vec::len);
+                    eprintln!("pipewright: {git_ref}: {n} run(s) queued");
+                }
+                // A push must not fail because the server is down: say so and go on.
+                Err(e) => eprintln!("pipewright: {git_ref}: not reported to the server: {e:#}"),
+            }
+        }
+        Ok(0)
+    })
+}

@@ -1,0 +1,47 @@
+//! `pipewright serve`.
+
+use anyhow::{Context, Result};
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::ServeArgs;
+
+pub(crate) fn run(args: &ServeArgs) -> Result<u8> {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_env("PIPEWRIGHT_LOG")
+                .unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("PIPEWRIGHT_"))
+        .collect();
+    let config = server::Config::load(args.config.as_deref(), &env).context("configuration")?;
+    let exe = std::env::current_exe().context("cannot find the pipewright binary")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async move {
+        let listener = tokio::net::TcpListener::bind(config.listen)
+            .await
+            .with_context(|| format!("cannot listen on {}", config.listen))?;
+        let shutdown = CancellationToken::new();
+        let s = shutdown.clone();
+        tokio::spawn(async move {
+            let mut term =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                    Ok(t) => t,
+                    Err(_) => return,
+                };
+            tokio::select! {
+                _ = term.recv() => {}
+                _ = tokio::signal::ctrl_c() => {}
+            }
+            tracing::info!("shutting down: no new runs are taken, running ones finish");
+            s.cancel();
+        });
+        server::serve(config, listener, &exe, shutdown).await?;
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(0)
+}

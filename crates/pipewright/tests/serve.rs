@@ -1,0 +1,417 @@
+//! `pipewright serve` end to end: a real server process, real bare repositories pushed to
+//! with git, signed webhooks over HTTP, the CLI as the client.
+
+mod common;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::git;
+use serde_json::Value;
+
+struct Server {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    url: String,
+}
+
+const SECRET: &str = "webhook-secret";
+const TOKEN: &str = "admin-token-1234";
+
+impl Server {
+    /// A server for one bare repository `acme/app` (at `dir/app.git`).
+    fn start() -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        git(
+            dir.path(),
+            &["init", "-q", "--bare", "-b", "main", "app.git"],
+        );
+        let config = format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{d}/data\"\n[auth]\nadmin_token = \"{TOKEN}\"\n[[repos]]\nname = \"acme/app\"\npath = \"{d}/app.git\"\nwebhook_secret = \"{SECRET}\"\n",
+            d = dir.path().display()
+        );
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        let mut s = Server {
+            dir,
+            child: None,
+            url: String::new(),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let url_file = self.dir.path().join("data/listen-url");
+        let _ = std::fs::remove_file(&url_file);
+        let child = Command::new(env!("CARGO_BIN_EXE_pipewright"))
+            .args(["serve", "-c"])
+            .arg(self.dir.path().join("config.toml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.path().join("serve.log")).unwrap())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !url_file.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.url = std::fs::read_to_string(&url_file).expect("server started");
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+    }
+
+    fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_pipewright"))
+            .args(args)
+            .env("PIPEWRIGHT_SERVER", &self.url)
+            .env("PIPEWRIGHT_TOKEN", TOKEN)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    fn runs(&self) -> Vec<Value> {
+        let (code, out, err) = self.cli(&["runs", "list", "--json", "--repo", "acme/app"]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<Value>(&out)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    fn wait_completed(&self, id: i64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, out, _) = self.cli(&["runs", "show", "--json", &id.to_string()]);
+            if let Ok(v) = serde_json::from_str::<Value>(&out)
+                && v["status"] == "completed"
+            {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {id} did not complete\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A work tree of the bare repository with `workflow` committed on `branch`.
+    fn commit(&self, branch: &str, workflow: &str) -> PathBuf {
+        let work = self.dir.path().join(format!("work-{branch}"));
+        if !work.exists() {
+            git(
+                self.dir.path(),
+                &[
+                    "clone",
+                    "-q",
+                    "app.git",
+                    work.file_name().unwrap().to_str().unwrap(),
+                ],
+            );
+            git(&work, &["checkout", "-q", "-B", branch]);
+        }
+        std::fs::create_dir_all(work.join(".github/workflows")).unwrap();
+        std::fs::write(work.join(".github/workflows/ci.yml"), workflow).unwrap();
+        std::fs::write(work.join("file.txt"), format!("{:?}", Instant::now())).unwrap();
+        git(&work, &["add", "-A"]);
+        git(&work, &["commit", "-q", "-m", "change"]);
+        work
+    }
+
+    fn push(&self, work: &Path, branch: &str) {
+        git(
+            work,
+            &["push", "-q", "origin", &format!("HEAD:refs/heads/{branch}")],
+        );
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A minimal HTTP/1.1 POST; returns (status, body).
+fn post(url: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
+    let addr = url.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}
+
+fn sign(body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+const WORKFLOW: &str = "on:
+  push:
+    branches: [main]
+  workflow_dispatch:
+    inputs:
+      who:
+        default: nobody
+jobs:
+  build:
+    runs-on: x
+    steps:
+      - uses: actions/checkout@v4
+      - run: cat file.txt > /dev/null && echo \"built for ${{ inputs.who }} on ${{ github.ref_name }}\"
+  test:
+    needs: build
+    runs-on: x
+    steps:
+      - run: echo tested
+";
+
+#[test]
+fn push_to_a_bare_repository_runs_at_once_and_logs_stream() {
+    let s = Server::start();
+    let work = s.commit("main", WORKFLOW);
+    s.push(&work, "main");
+    let runs = s.runs();
+    assert_eq!(
+        runs.len(),
+        1,
+        "the post-receive hook queued one run\n{}",
+        s.log()
+    );
+    let id = runs[0]["id"].as_i64().unwrap();
+    // Follow the log live until the run ends.
+    let (code, out, err) = s.cli(&["logs", &id.to_string(), "-f"]);
+    assert_eq!(code, 0, "{out}\n{err}\n{}", s.log());
+    // `inputs` is empty for a push (defaults apply to dispatches).
+    assert!(out.contains("[build] built for  on main"), "{out}");
+    assert!(out.contains("[test] tested"), "{out}");
+    let run = s.wait_completed(id);
+    assert_eq!(run["conclusion"], "success");
+    let jobs: Vec<&str> = run["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["conclusion"].as_str().unwrap())
+        .collect();
+    assert_eq!(jobs, ["success", "success"]);
+    // A push to a branch the workflow does not build queues nothing.
+    let work = s.commit("feature", WORKFLOW);
+    s.push(&work, "feature");
+    assert_eq!(s.runs().len(), 1);
+    // Stored logs, one job.
+    let (_, out, _) = s.cli(&["logs", &id.to_string(), "--job", "test"]);
+    assert!(
+        out.contains("[test] tested") && !out.contains("[build]"),
+        "{out}"
+    );
+}
+
+#[test]
+fn signed_webhooks_queue_runs_once_and_bad_ones_nothing() {
+    let s = Server::start();
+    let work = s.commit("main", WORKFLOW);
+    s.push(&work, "main");
+    let first = s.runs()[0]["id"].as_i64().unwrap();
+    s.wait_completed(first);
+    let sha = git(&work, &["rev-parse", "HEAD"]);
+    let body = serde_json::to_vec(&serde_json::json!({
+        "ref": "refs/heads/main", "before": "0000000000000000000000000000000000000000", "after": sha,
+        "repository": {"full_name": "acme/app", "name": "app"}
+    }))
+    .unwrap();
+    let hdr = |event: &str, delivery: &str, sig: String| {
+        vec![
+            ("X-GitHub-Event", event.to_owned()),
+            ("X-GitHub-Delivery", delivery.to_owned()),
+            ("X-Hub-Signature-256", sig),
+            ("Content-Type", "application/json".to_owned()),
+        ]
+    };
+    let (status, _) = post(
+        &s.url,
+        "/hooks/github",
+        &hdr("push", "d-1", "sha256=00".into()),
+        &body,
+    );
+    assert_eq!(status, 401);
+    assert_eq!(s.runs().len(), 1);
+    let (status, resp) = post(
+        &s.url,
+        "/hooks/github",
+        &hdr("push", "d-2", sign(&body)),
+        &body,
+    );
+    assert_eq!(status, 201, "{resp}");
+    let (status, resp) = post(
+        &s.url,
+        "/hooks/github",
+        &hdr("push", "d-2", sign(&body)),
+        &body,
+    );
+    assert_eq!(status, 200, "{resp}");
+    assert!(resp.contains("duplicate"));
+    assert_eq!(s.runs().len(), 2);
+    let ping = br#"{"zen": "hi", "repository": {"full_name": "acme/app"}}"#;
+    let (status, _) = post(
+        &s.url,
+        "/hooks/github",
+        &hdr("ping", "d-3", sign(ping)),
+        ping,
+    );
+    assert_eq!(status, 200);
+    let (status, _) = post(
+        &s.url,
+        "/hooks/github",
+        &hdr("push", "d-4", sign(b"not json")),
+        b"not json",
+    );
+    assert_eq!(status, 400);
+    let big = vec![b' '; 26 * 1024 * 1024];
+    let (status, _) = post(
+        &s.url,
+        "/hooks/github",
+        &hdr("push", "d-5", sign(&big)),
+        &big,
+    );
+    assert_eq!(status, 413);
+    assert_eq!(s.runs().len(), 2);
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    assert_eq!(s.wait_completed(id)["conclusion"], "success");
+}
+
+#[test]
+fn dispatch_waits_and_api_needs_the_token() {
+    let s = Server::start();
+    let work = s.commit("main", WORKFLOW);
+    s.push(&work, "main");
+    let (code, out, err) = s.cli(&[
+        "dispatch", "acme/app", "ci.yml", "--input", "who=ops", "--wait",
+    ]);
+    assert_eq!(code, 0, "{out}{err}\n{}", s.log());
+    assert!(out.trim().ends_with("success"), "{out}");
+    let id: i64 = out.split_whitespace().next().unwrap().parse().unwrap();
+    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    assert!(log.contains("built for ops on main"), "{log}");
+    // Without the token: refused.
+    let out = Command::new(env!("CARGO_BIN_EXE_pipewright"))
+        .args(["runs", "list", "--server", &s.url])
+        .env_remove("PIPEWRIGHT_TOKEN")
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+    // Defaults apply to a dispatch; a bad input is refused.
+    let (code, out, _) = s.cli(&["dispatch", "acme/app", "ci.yml", "--wait"]);
+    assert_eq!(code, 0);
+    let id: i64 = out.split_whitespace().next().unwrap().parse().unwrap();
+    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    assert!(log.contains("built for nobody on main"), "{log}");
+    let (code, _, err) = s.cli(&["dispatch", "acme/app", "ci.yml", "--input", "nope=1"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("has no input `nope`"), "{err}");
+    // A workflow that does not exist.
+    let (code, _, err) = s.cli(&["dispatch", "acme/app", "nope.yml"]);
+    assert_eq!(code, 2);
+    assert!(err.contains("does not exist"), "{err}");
+}
+
+#[test]
+fn an_invalid_workflow_is_a_failed_run_with_its_diagnostics() {
+    let s = Server::start();
+    let work = s.commit(
+        "main",
+        "on: push\njobs:\n  a:\n    runs-on: x\n    needs: nope\n    steps:\n      - run: true\n",
+    );
+    s.push(&work, "main");
+    let runs = s.runs();
+    assert_eq!(runs.len(), 1);
+    assert_eq!(runs[0]["conclusion"], "failure");
+    assert!(
+        runs[0]["reason"]
+            .as_str()
+            .unwrap()
+            .contains("ci.yml:5:12: job `a` needs `nope`"),
+        "{}",
+        runs[0]
+    );
+}
+
+#[test]
+fn cancel_stops_a_running_run() {
+    let s = Server::start();
+    let work = s.commit("main", "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: sleep 60\n      - if: always()\n        run: echo cleaned up\n");
+    s.push(&work, "main");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.runs()[0]["status"] != "running" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    let (code, _, err) = s.cli(&["cancel", &id.to_string()]);
+    assert_eq!(code, 0, "{err}");
+    let run = s.wait_completed(id);
+    assert_eq!(run["conclusion"], "cancelled");
+    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    assert!(log.contains("cleaned up"), "{log}");
+}
+
+#[test]
+fn a_server_killed_mid_run_retries_it_after_restart() {
+    let mut s = Server::start();
+    let work = s.commit("main", "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: sleep 2; echo attempt ${{ github.run_attempt }}\n");
+    s.push(&work, "main");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while s.runs()[0]["status"] != "running" && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.kill9();
+    s.spawn();
+    let run = s.wait_completed(id);
+    assert_eq!(run["conclusion"], "success", "{run}\n{}", s.log());
+    assert_eq!(run["attempt"], 2);
+    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    assert!(log.contains("attempt 2"), "{log}");
+}

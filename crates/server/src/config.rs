@@ -1,0 +1,213 @@
+//! Server configuration: defaults, then a TOML file, then `PIPEWRIGHT_*` environment
+//! variables. The raw file ([`RawConfig`]) and the checked result ([`Config`]) are different
+//! types.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{path}: {source}")]
+    Parse {
+        path: PathBuf,
+        #[source]
+        source: toml::de::Error,
+    },
+    #[error("{key}: {message}")]
+    Invalid { key: String, message: String },
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawConfig {
+    pub listen: Option<String>,
+    pub data_dir: Option<PathBuf>,
+    pub database_url: Option<String>,
+    pub public_url: Option<String>,
+    #[serde(default)]
+    pub auth: RawAuth,
+    #[serde(default)]
+    pub runner: RawRunner,
+    #[serde(default)]
+    pub repos: Vec<RawRepo>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawAuth {
+    pub admin_token: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRunner {
+    pub embedded_capacity: Option<usize>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawRepo {
+    pub name: String,
+    pub path: Option<PathBuf>,
+    pub url: Option<String>,
+    pub poll_interval: Option<String>,
+    pub webhook_secret: Option<String>,
+    pub default_branch: Option<String>,
+}
+
+/// A repository the server builds.
+#[derive(Clone)]
+pub struct RepoConfig {
+    pub name: String,
+    /// A local bare repository.
+    pub path: PathBuf,
+    pub webhook_secret: Option<String>,
+    pub default_branch: String,
+}
+
+impl std::fmt::Debug for RepoConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RepoConfig")
+            .field("name", &self.name)
+            .field("path", &self.path)
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "<redacted>"),
+            )
+            .field("default_branch", &self.default_branch)
+            .finish()
+    }
+}
+
+/// The checked configuration.
+#[derive(Clone)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub data_dir: PathBuf,
+    pub public_url: String,
+    pub admin_token: Option<String>,
+    pub embedded_capacity: usize,
+    pub repos: Vec<RepoConfig>,
+}
+
+impl std::fmt::Debug for Config {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("public_url", &self.public_url)
+            .field(
+                "admin_token",
+                &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field("embedded_capacity", &self.embedded_capacity)
+            .field("repos", &self.repos)
+            .finish()
+    }
+}
+
+impl Config {
+    /// Loads `file` (if given), applies `env` (`PIPEWRIGHT_*` pairs) over it, and checks it.
+    pub fn load(file: Option<&Path>, env: &[(String, String)]) -> Result<Config, ConfigError> {
+        let mut raw = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+                    path: path.to_owned(),
+                    source,
+                })?;
+                toml::from_str::<RawConfig>(&text).map_err(|source| ConfigError::Parse {
+                    path: path.to_owned(),
+                    source,
+                })?
+            }
+            None => RawConfig::default(),
+        };
+        for (k, v) in env {
+            match k.as_str() {
+                "PIPEWRIGHT_LISTEN" => raw.listen = Some(v.clone()),
+                "PIPEWRIGHT_DATA_DIR" => raw.data_dir = Some(PathBuf::from(v)),
+                "PIPEWRIGHT_DATABASE_URL" => raw.database_url = Some(v.clone()),
+                "PIPEWRIGHT_PUBLIC_URL" => raw.public_url = Some(v.clone()),
+                "PIPEWRIGHT_ADMIN_TOKEN" => raw.auth.admin_token = Some(v.clone()),
+                "PIPEWRIGHT_EMBEDDED_CAPACITY" => {
+                    raw.runner.embedded_capacity =
+                        Some(v.parse().map_err(|_| ConfigError::Invalid {
+                            key: k.clone(),
+                            message: format!("`{v}` is not a number"),
+                        })?);
+                }
+                _ => {}
+            }
+        }
+        Config::check(raw)
+    }
+
+    fn check(raw: RawConfig) -> Result<Config, ConfigError> {
+        let listen_text = raw.listen.unwrap_or_else(|| "127.0.0.1:8080".into());
+        let listen: SocketAddr = listen_text.parse().map_err(|_| ConfigError::Invalid {
+            key: "listen".into(),
+            message: format!("`{listen_text}` is not an address like 127.0.0.1:8080"),
+        })?;
+        if let Some(url) = &raw.database_url
+            && !url.starts_with("sqlite:")
+        {
+            return Err(ConfigError::Invalid {
+                key: "database_url".into(),
+                message: format!(
+                    "`{url}`: only the embedded SQLite database is supported in this version"
+                ),
+            });
+        }
+        let data_dir = raw
+            .data_dir
+            .unwrap_or_else(|| PathBuf::from("pipewright-data"));
+        let mut repos = Vec::new();
+        for r in raw.repos {
+            if r.url.is_some() || r.poll_interval.is_some() {
+                return Err(ConfigError::Invalid {
+                    key: format!("repos.{}", r.name),
+                    message: "`url` repositories (polling) are not supported yet; use `path`"
+                        .into(),
+                });
+            }
+            let Some(path) = r.path else {
+                return Err(ConfigError::Invalid {
+                    key: format!("repos.{}", r.name),
+                    message: "needs `path` (a local bare repository)".into(),
+                });
+            };
+            if repos.iter().any(|x: &RepoConfig| x.name == r.name) {
+                return Err(ConfigError::Invalid {
+                    key: format!("repos.{}", r.name),
+                    message: "is defined twice".into(),
+                });
+            }
+            repos.push(RepoConfig {
+                name: r.name,
+                path,
+                webhook_secret: r.webhook_secret,
+                default_branch: r.default_branch.unwrap_or_else(|| "main".into()),
+            });
+        }
+        Ok(Config {
+            public_url: raw.public_url.unwrap_or_else(|| format!("http://{listen}")),
+            listen,
+            data_dir,
+            admin_token: raw.auth.admin_token,
+            embedded_capacity: raw.runner.embedded_capacity.unwrap_or(2),
+            repos,
+        })
+    }
+
+    pub fn repo(&self, name: &str) -> Option<&RepoConfig> {
+        self.repos.iter().find(|r| r.name == name)
+    }
+}

@@ -1,0 +1,260 @@
+//! The in-process runner: takes queued runs from the store (woken at once when one is
+//! queued, no polling delay), runs them with the engine, and records what happens.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::{Planned, RunEnv, Source};
+use expr::{Map, Value};
+use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+use crate::config::Config;
+use crate::logs::{Event, StoreSink};
+use crate::trigger;
+
+pub(crate) struct Executor {
+    pub(crate) store: Arc<store::Store>,
+    pub(crate) config: Arc<Config>,
+    pub(crate) wake: Arc<Notify>,
+    pub(crate) events: mpsc::UnboundedSender<Event>,
+    pub(crate) shutdown: CancellationToken,
+}
+
+impl Executor {
+    /// Runs until shutdown: stops taking runs, lets running ones finish.
+    pub(crate) async fn run(self: Arc<Self>) {
+        let capacity = self.config.embedded_capacity;
+        if capacity == 0 {
+            return;
+        }
+        let slots = Arc::new(Semaphore::new(capacity));
+        let mut running = tokio::task::JoinSet::new();
+        loop {
+            // Register interest before looking, so a run queued meanwhile is not missed.
+            let notified = self.wake.notified();
+            if self.shutdown.is_cancelled() {
+                break;
+            }
+            let mut took = false;
+            if let Ok(permit) = slots.clone().try_acquire_owned() {
+                let store = self.store.clone();
+                match tokio::task::spawn_blocking(move || store.take_queued()).await {
+                    Ok(Ok(Some(run))) => {
+                        took = true;
+                        let me = self.clone();
+                        running.spawn(async move {
+                            let id = run.id;
+                            me.execute(run).await;
+                            drop(permit);
+                            id
+                        });
+                    }
+                    Ok(Err(e)) => tracing::error!("taking a queued run: {e}"),
+                    _ => drop(permit),
+                }
+            }
+            if took {
+                continue;
+            }
+            tokio::select! {
+                () = notified => {}
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+                () = self.shutdown.cancelled() => break,
+            }
+        }
+        // Graceful: the runs already running finish.
+        while running.join_next().await.is_some() {}
+    }
+
+    async fn execute(&self, run: store::Run) {
+        let id = run.id;
+        let result = self.execute_inner(&run).await;
+        let (conclusion, reason) = match result {
+            Ok(c) => (c, None),
+            Err(reason) => ("failure".to_owned(), Some(reason)),
+        };
+        let _ = self.events.send(Event::RunDone { run: id });
+        let store = self.store.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            store.finish_run(id, &conclusion, reason.as_deref())
+        })
+        .await;
+        let _ = std::fs::remove_dir_all(self.run_dir(id));
+    }
+
+    fn run_dir(&self, id: i64) -> PathBuf {
+        self.config.data_dir.join("work").join(format!("run-{id}"))
+    }
+
+    /// Runs the workflow of `run`; the conclusion, or why it could not run.
+    async fn execute_inner(&self, run: &store::Run) -> Result<String, String> {
+        let repo = self
+            .config
+            .repo(&run.repo)
+            .ok_or_else(|| format!("repository `{}` is not configured", run.repo))?;
+        let event: trigger::Event = serde_json::from_str(&run.event_json).unwrap_or_default();
+        let files = crate::git::workflows_at(&repo.path, &run.sha).map_err(|e| e.to_string())?;
+        let (_, text) = files
+            .into_iter()
+            .find(|(p, _)| *p == run.workflow)
+            .ok_or_else(|| format!("{} is not in commit {}", run.workflow, run.sha))?;
+        let parsed = workflow::parse(&text);
+        let invalid = parsed.has_errors();
+        let wf = parsed
+            .workflow
+            .filter(|_| !invalid)
+            .ok_or("the workflow is invalid")?;
+        let planned = Planned {
+            file: run.workflow.clone(),
+            workflow: Arc::new(wf),
+        };
+        let run_dir = self.run_dir(run.id);
+        std::fs::create_dir_all(&run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
+        let event_path = run_dir.join("event.json");
+        std::fs::write(
+            &event_path,
+            serde_json::to_vec(&event.payload).unwrap_or_default(),
+        )
+        .map_err(|e| format!("{}: {e}", event_path.display()))?;
+        let mut github = Map::new();
+        let (ref_name, ref_type) = match run.git_ref.strip_prefix("refs/tags/") {
+            Some(t) => (t.to_owned(), "tag"),
+            None => (
+                run.git_ref
+                    .strip_prefix("refs/heads/")
+                    .unwrap_or(&run.git_ref)
+                    .to_owned(),
+                "branch",
+            ),
+        };
+        let owner = run.repo.split('/').next().unwrap_or_default().to_owned();
+        for (k, v) in [
+            ("event_name", run.event.clone()),
+            ("ref", run.git_ref.clone()),
+            ("ref_name", ref_name),
+            ("ref_type", ref_type.to_owned()),
+            ("sha", run.sha.clone()),
+            ("repository", run.repo.clone()),
+            ("repository_owner", owner),
+            ("actor", "pipewright".into()),
+            ("triggering_actor", "pipewright".into()),
+            ("head_ref", event.head_ref.clone().unwrap_or_default()),
+            ("base_ref", event.base_ref.clone().unwrap_or_default()),
+            ("run_id", run.id.to_string()),
+            ("run_number", run.id.to_string()),
+            ("run_attempt", run.attempt.to_string()),
+            ("retention_days", "90".into()),
+            ("server_url", self.config.public_url.clone()),
+            ("api_url", format!("{}/api/v1", self.config.public_url)),
+            ("graphql_url", String::new()),
+            ("token", String::new()),
+            ("workflow", planned.name()),
+            (
+                "workflow_ref",
+                format!("{}/{}@{}", run.repo, run.workflow, run.git_ref),
+            ),
+        ] {
+            github.insert(k.to_owned(), Value::String(v));
+        }
+        let mut payload = Value::from_json(event.payload.clone());
+        let inputs: Map = event
+            .inputs
+            .iter()
+            .map(|(k, v)| (k.clone(), Value::from_json(v.clone())))
+            .collect();
+        if !inputs.is_empty() {
+            if let Value::Object(m) = &mut payload {
+                m.insert("inputs".into(), Value::Object(inputs.clone()));
+            } else {
+                let mut m = Map::new();
+                m.insert("inputs".into(), Value::Object(inputs.clone()));
+                payload = Value::Object(m);
+            }
+        }
+        github.insert("event".into(), payload);
+        let mut secrets = Map::new();
+        secrets.insert("GITHUB_TOKEN".into(), Value::String(String::new()));
+        let env = RunEnv {
+            github,
+            secrets,
+            vars: Map::new(),
+            inputs,
+            run_dir,
+            source: Source::Commit {
+                repo: repo.path.clone(),
+                sha: run.sha.clone(),
+            },
+            masker: engine::Masker::new(),
+            base_env: std::env::vars().collect(),
+            action_dirs: vec![self.config.data_dir.join("actions")],
+            cache_dir: self.config.data_dir.join("cache").join(sanitize(&run.repo)),
+            event_path,
+        };
+        let sink = Arc::new(StoreSink {
+            run: run.id,
+            tx: self.events.clone(),
+        });
+        let cancel = CancellationToken::new();
+        // Cancellation requests arrive through the store (any server process may take them).
+        let watcher = {
+            let (store, cancel, id) = (self.store.clone(), cancel.clone(), run.id);
+            tokio::spawn(async move {
+                loop {
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                    let s = store.clone();
+                    if let Ok(Ok(r)) = tokio::task::spawn_blocking(move || s.run(id)).await
+                        && r.cancel_requested
+                    {
+                        cancel.cancel();
+                        return;
+                    }
+                }
+            })
+        };
+        let options = engine::Options {
+            parallel: std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            only_job: None,
+        };
+        let report = engine::run(
+            vec![(planned, Arc::new(env))],
+            sink,
+            cancel.clone(),
+            options,
+        )
+        .await;
+        watcher.abort();
+        // Jobs that never started (skipped, cancelled before starting) get rows too.
+        let store = self.store.clone();
+        let id = run.id;
+        let jobs: Vec<(String, String, String)> = report
+            .workflows
+            .iter()
+            .flat_map(|w| &w.jobs)
+            .map(|j| {
+                (
+                    j.name.clone(),
+                    j.id.clone(),
+                    j.conclusion.as_str().to_owned(),
+                )
+            })
+            .collect();
+        let _ = tokio::task::spawn_blocking(move || {
+            for (name, job_id, conclusion) in jobs {
+                let _ = store.job_not_run(id, &name, &job_id, &conclusion);
+            }
+        })
+        .await;
+        if cancel.is_cancelled() {
+            return Ok("cancelled".into());
+        }
+        Ok(report.conclusion.as_str().to_owned())
+    }
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
+        .collect()
+}

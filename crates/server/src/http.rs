@@ -1,0 +1,574 @@
+//! The HTTP API: every route in one table, bearer-token auth as an extractor, one error type
+//! that logs the cause and answers a safe message.
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::{DefaultBodyLimit, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use futures_util::stream::{self, Stream, StreamExt};
+use serde::Deserialize;
+use tokio::sync::{Notify, broadcast};
+use tokio_stream::wrappers::BroadcastStream;
+
+use crate::config::Config;
+use crate::logs::Live;
+use crate::trigger::{self, Event};
+
+/// What every handler shares.
+pub(crate) struct AppState {
+    pub(crate) store: Arc<store::Store>,
+    pub(crate) config: Arc<Config>,
+    pub(crate) wake: Arc<Notify>,
+    pub(crate) live: broadcast::Sender<Live>,
+    /// The token the repositories' post-receive hooks present.
+    pub(crate) hook_token: String,
+}
+
+type AppStateRef = Arc<AppState>;
+
+/// Webhook bodies above this are refused (GitHub's own limit is 25 MiB).
+const MAX_BODY: usize = 25 * 1024 * 1024;
+
+pub(crate) fn router(state: AppStateRef) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/api/v1/runs", get(list_runs))
+        .route("/api/v1/runs/{id}", get(show_run))
+        .route("/api/v1/runs/{id}/logs", get(run_logs))
+        .route("/api/v1/runs/{id}/cancel", post(cancel_run))
+        .route("/api/v1/repos/{repo}/dispatch", post(dispatch))
+        .route("/api/v1/internal/push", post(hook_push))
+        .route("/hooks/github", post(github_webhook))
+        .layer(DefaultBodyLimit::max(MAX_BODY))
+        .with_state(state)
+}
+
+/// An API error: a status and a message safe to show; the cause is logged.
+#[derive(Debug)]
+pub(crate) struct ApiError {
+    status: StatusCode,
+    message: String,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+        }
+    }
+
+    fn internal(cause: impl std::fmt::Display) -> Self {
+        tracing::error!("internal error: {cause}");
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (
+            self.status,
+            Json(serde_json::json!({ "error": self.message })),
+        )
+            .into_response()
+    }
+}
+
+impl From<store::StoreError> for ApiError {
+    fn from(e: store::StoreError) -> Self {
+        match e {
+            store::StoreError::NoRun(id) => {
+                ApiError::new(StatusCode::NOT_FOUND, format!("run {id} does not exist"))
+            }
+            other => ApiError::internal(other),
+        }
+    }
+}
+
+impl From<trigger::TriggerError> for ApiError {
+    fn from(e: trigger::TriggerError) -> Self {
+        match e {
+            trigger::TriggerError::NoWorkflow(_)
+            | trigger::TriggerError::NotDispatchable(_)
+            | trigger::TriggerError::Inputs { .. } => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
+            }
+            trigger::TriggerError::Git(g) => {
+                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, g.to_string())
+            }
+            trigger::TriggerError::Store(s) => s.into(),
+        }
+    }
+}
+
+/// Runs blocking store work off the async threads.
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)?
+}
+
+/// The caller presented the admin token (or none is configured).
+pub(crate) struct Authorized;
+
+impl FromRequestParts<AppStateRef> for Authorized {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppStateRef,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(expected) = &state.config.admin_token else {
+            return Ok(Authorized);
+        };
+        let given = parts
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match given {
+            Some(t) if constant_time_eq(t.as_bytes(), expected.as_bytes()) => Ok(Authorized),
+            Some(_) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid token")),
+            None => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing bearer token",
+            )),
+        }
+    }
+}
+
+fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+async fn healthz() -> &'static str {
+    "ok"
+}
+
+#[derive(Deserialize)]
+struct ListQuery {
+    repo: Option<String>,
+    limit: Option<i64>,
+}
+
+async fn list_runs(
+    _: Authorized,
+    State(s): State<AppStateRef>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let store = s.store.clone();
+    let runs =
+        blocking(move || Ok(store.runs(q.repo.as_deref(), q.limit.unwrap_or(50).clamp(1, 1000))?))
+            .await?;
+    Ok(Json(runs).into_response())
+}
+
+async fn show_run(
+    _: Authorized,
+    State(s): State<AppStateRef>,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let store = s.store.clone();
+    let (run, jobs) = blocking(move || Ok((store.run(id)?, store.jobs(id)?))).await?;
+    let mut v = serde_json::to_value(&run).map_err(ApiError::internal)?;
+    v["jobs"] = serde_json::to_value(jobs).map_err(ApiError::internal)?;
+    Ok(Json(v).into_response())
+}
+
+#[derive(Deserialize)]
+struct LogQuery {
+    job: Option<String>,
+    follow: Option<bool>,
+}
+
+async fn run_logs(
+    _: Authorized,
+    State(s): State<AppStateRef>,
+    Path(id): Path<i64>,
+    Query(q): Query<LogQuery>,
+) -> Result<Response, ApiError> {
+    // Subscribe before reading what is stored, so no line falls between the two.
+    let rx = s.live.subscribe();
+    let store = s.store.clone();
+    let job_name = q.job.clone();
+    let (run, jobs, lines) = blocking(move || {
+        let run = store.run(id)?;
+        let jobs = store.jobs(id)?;
+        let job = match &job_name {
+            Some(n) => Some(
+                jobs.iter()
+                    .find(|j| j.name == *n || j.job_id == *n)
+                    .map(|j| j.id)
+                    .ok_or_else(|| {
+                        ApiError::new(StatusCode::NOT_FOUND, format!("run {id} has no job `{n}`"))
+                    })?,
+            ),
+            None => None,
+        };
+        let lines = store.logs(id, job, &[])?;
+        Ok((run, jobs, lines))
+    })
+    .await?;
+    let name_of = |job: i64| {
+        jobs.iter()
+            .find(|j| j.id == job)
+            .map(|j| j.name.clone())
+            .unwrap_or_default()
+    };
+    if !q.follow.unwrap_or(false) {
+        let mut text = String::new();
+        for l in &lines {
+            text.push_str(&format!("[{}] {}\n", name_of(l.job), l.text));
+        }
+        return Ok(([("content-type", "text/plain; charset=utf-8")], text).into_response());
+    }
+    // Live: the stored lines, then new ones, until the run is done.
+    let mut last: std::collections::HashMap<i64, i64> = std::collections::HashMap::new();
+    let mut initial = Vec::new();
+    for l in &lines {
+        last.insert(l.job, l.seq);
+        initial.push(Ok::<_, Infallible>(
+            SseEvent::default()
+                .event("line")
+                .data(format!("[{}] {}", name_of(l.job), l.text)),
+        ));
+    }
+    if run.status == "completed" {
+        initial.push(Ok(SseEvent::default()
+            .event("done")
+            .data(run.conclusion.unwrap_or_default())));
+        return Ok(Sse::new(stream::iter(initial)).into_response());
+    }
+    let job_filter = q.job.clone();
+    let store = s.store.clone();
+    // (event, is it the last one)
+    let live = BroadcastStream::new(rx)
+        .filter_map(move |m| {
+            let out = match m {
+                Ok(Live::Line {
+                    run,
+                    job,
+                    job_name,
+                    seq,
+                    text,
+                }) if run == id => {
+                    let fresh = last.get(&job).is_none_or(|s| seq > *s);
+                    let keep = job_filter
+                        .as_ref()
+                        .is_none_or(|n| job_name == *n || job_name.starts_with(&format!("{n} (")));
+                    if fresh && keep {
+                        last.insert(job, seq);
+                        Some((
+                            SseEvent::default()
+                                .event("line")
+                                .data(format!("[{job_name}] {text}")),
+                            false,
+                        ))
+                    } else {
+                        None
+                    }
+                }
+                Ok(Live::RunDone { run }) if run == id => {
+                    let conclusion = store
+                        .run(id)
+                        .ok()
+                        .and_then(|r| r.conclusion)
+                        .unwrap_or_default();
+                    Some((SseEvent::default().event("done").data(conclusion), true))
+                }
+                _ => None,
+            };
+            std::future::ready(out)
+        })
+        .scan(false, |finished, (event, last)| {
+            if *finished {
+                return std::future::ready(None);
+            }
+            *finished = last;
+            std::future::ready(Some(Ok::<_, Infallible>(event)))
+        });
+    let stream: std::pin::Pin<Box<dyn Stream<Item = Result<SseEvent, Infallible>> + Send>> =
+        Box::pin(stream::iter(initial).chain(live));
+    Ok(Sse::new(stream)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+async fn cancel_run(
+    _: Authorized,
+    State(s): State<AppStateRef>,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let store = s.store.clone();
+    let run = blocking(move || Ok(store.request_cancel(id)?)).await?;
+    Ok(Json(run).into_response())
+}
+
+#[derive(Deserialize)]
+struct DispatchBody {
+    workflow: String,
+    #[serde(rename = "ref")]
+    git_ref: Option<String>,
+    #[serde(default)]
+    inputs: serde_json::Map<String, serde_json::Value>,
+}
+
+async fn dispatch(
+    _: Authorized,
+    State(s): State<AppStateRef>,
+    Path(repo): Path<String>,
+    Json(body): Json<DispatchBody>,
+) -> Result<Response, ApiError> {
+    let cfg = s.config.repo(&repo).cloned().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("repository `{repo}` is not configured"),
+        )
+    })?;
+    let store = s.store.clone();
+    let ids = blocking(move || {
+        let r = body.git_ref.unwrap_or_else(|| cfg.default_branch.clone());
+        let full = if r.starts_with("refs/") {
+            r.clone()
+        } else {
+            format!("refs/heads/{r}")
+        };
+        let sha = crate::git::resolve(&cfg.path, &full)
+            .or_else(|_| crate::git::resolve(&cfg.path, &r))
+            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+        let event = Event {
+            name: "workflow_dispatch".into(),
+            git_ref: full,
+            sha,
+            inputs: body.inputs,
+            workflow: Some(body.workflow),
+            ..Event::default()
+        };
+        Ok(trigger::enqueue(&store, &cfg, &event)?)
+    })
+    .await?;
+    s.wake.notify_waiters();
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "runs": ids })),
+    )
+        .into_response())
+}
+
+#[derive(Deserialize)]
+struct PushBody {
+    repo: String,
+    #[serde(rename = "ref")]
+    git_ref: String,
+    before: String,
+    after: String,
+}
+
+/// A push reported by a repository's post-receive hook.
+async fn hook_push(
+    State(s): State<AppStateRef>,
+    headers: HeaderMap,
+    Json(body): Json<PushBody>,
+) -> Result<Response, ApiError> {
+    let given = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    if !given.is_some_and(|t| constant_time_eq(t.as_bytes(), s.hook_token.as_bytes())) {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "invalid hook token",
+        ));
+    }
+    let cfg = s.config.repo(&body.repo).cloned().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("repository `{}` is not configured", body.repo),
+        )
+    })?;
+    if body.after.chars().all(|c| c == '0') {
+        return Ok((StatusCode::OK, Json(serde_json::json!({ "runs": [] }))).into_response()); // a deleted ref
+    }
+    let store = s.store.clone();
+    let ids = blocking(move || {
+        let event = Event {
+            name: "push".into(),
+            payload: serde_json::json!({"ref": body.git_ref, "before": body.before, "after": body.after,
+                "repository": {"full_name": cfg.name}}),
+            git_ref: body.git_ref,
+            sha: body.after,
+            before: Some(body.before),
+            ..Event::default()
+        };
+        Ok(trigger::enqueue(&store, &cfg, &event)?)
+    })
+    .await?;
+    s.wake.notify_waiters();
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "runs": ids })),
+    )
+        .into_response())
+}
+
+/// `POST /hooks/github`: push and pull_request events, signed with the repository's secret.
+async fn github_webhook(
+    State(s): State<AppStateRef>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    let header = |n: &str| {
+        headers
+            .get(n)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned)
+    };
+    let kind = header("x-github-event")
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "missing X-GitHub-Event"))?;
+    let delivery = header("x-github-delivery");
+    let json: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("the body is not JSON: {e}"),
+        )
+    })?;
+    let full_name = json
+        .pointer("/repository/full_name")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    let short_name = json
+        .pointer("/repository/name")
+        .and_then(|v| v.as_str())
+        .unwrap_or_default();
+    let cfg = s
+        .config
+        .repos
+        .iter()
+        .find(|r| r.name == full_name || r.name == short_name)
+        .cloned()
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("repository `{full_name}` is not configured"),
+            )
+        })?;
+    // The signature is checked before anything else is believed.
+    let Some(secret) = &cfg.webhook_secret else {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "no webhook_secret is configured for this repository",
+        ));
+    };
+    let sig = header("x-hub-signature-256")
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing X-Hub-Signature-256"))?;
+    if !verify_signature(secret.as_bytes(), &body, &sig) {
+        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "bad signature"));
+    }
+    if kind == "ping" {
+        return Ok((StatusCode::OK, Json(serde_json::json!({ "pong": true }))).into_response());
+    }
+    let event = match kind.as_str() {
+        "push" => {
+            let after = json["after"].as_str().unwrap_or_default().to_owned();
+            if after.is_empty() || after.chars().all(|c| c == '0') {
+                return Ok(
+                    (StatusCode::OK, Json(serde_json::json!({ "runs": [] }))).into_response()
+                );
+            }
+            Event {
+                name: "push".into(),
+                git_ref: json["ref"].as_str().unwrap_or_default().to_owned(),
+                sha: after,
+                before: json["before"].as_str().map(str::to_owned),
+                payload: json.clone(),
+                ..Event::default()
+            }
+        }
+        "pull_request" => {
+            let action = json["action"].as_str().unwrap_or_default().to_owned();
+            if !["opened", "synchronize", "reopened"].contains(&action.as_str()) {
+                return Ok((
+                    StatusCode::OK,
+                    Json(serde_json::json!({ "runs": [], "ignored": action })),
+                )
+                    .into_response());
+            }
+            let number = json["number"].as_u64().unwrap_or(0);
+            Event {
+                name: "pull_request".into(),
+                git_ref: format!("refs/pull/{number}/merge"),
+                sha: json
+                    .pointer("/pull_request/head/sha")
+                    .and_then(|v| v.as_str())
+                    .unwrap_or_default()
+                    .to_owned(),
+                base_ref: json
+                    .pointer("/pull_request/base/ref")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned),
+                head_ref: json
+                    .pointer("/pull_request/head/ref")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned),
+                action: Some(action),
+                payload: json.clone(),
+                ..Event::default()
+            }
+        }
+        other => {
+            return Ok((
+                StatusCode::OK,
+                Json(serde_json::json!({ "runs": [], "ignored": other })),
+            )
+                .into_response());
+        }
+    };
+    let store = s.store.clone();
+    let ids = blocking(move || {
+        // Idempotent by delivery id: a redelivery queues nothing.
+        if let Some(d) = &delivery
+            && !store.record_delivery(d)?
+        {
+            return Ok(None);
+        }
+        Ok(Some(trigger::enqueue(&store, &cfg, &event)?))
+    })
+    .await?;
+    s.wake.notify_waiters();
+    Ok(match ids {
+        Some(ids) => (
+            StatusCode::CREATED,
+            Json(serde_json::json!({ "runs": ids })),
+        )
+            .into_response(),
+        None => (
+            StatusCode::OK,
+            Json(serde_json::json!({ "runs": [], "duplicate": true })),
+        )
+            .into_response(),
+    })
+}
+
+/// `X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body>`.
+pub(crate) fn verify_signature(secret: &[u8], body: &[u8], header: &str) -> bool {
+    use hmac::{Hmac, Mac};
+    let Some(hex_sig) = header.strip_prefix("sha256=") else {
+        return false;
+    };
+    let Ok(sig) = hex::decode(hex_sig) else {
+        return false;
+    };
+    let Ok(mut mac) = Hmac::<sha2::Sha256>::new_from_slice(secret) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&sig).is_ok()
+}

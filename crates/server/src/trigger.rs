@@ -1,0 +1,148 @@
+//! Turning events (a push, a webhook, a dispatch) into queued runs: one run for each workflow
+//! of the commit that the event fires. A workflow that fails validation is recorded as a
+//! failed run with its diagnostics, not dropped.
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::RepoConfig;
+use crate::git;
+
+/// An event for one repository.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Event {
+    pub name: String,
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    pub sha: String,
+    /// `push`: the commit before the push (for changed paths).
+    pub before: Option<String>,
+    /// `pull_request`: the base branch.
+    pub base_ref: Option<String>,
+    /// `pull_request`: the head branch.
+    pub head_ref: Option<String>,
+    /// The activity type (`opened`, ...).
+    pub action: Option<String>,
+    /// `workflow_dispatch` inputs.
+    #[serde(default)]
+    pub inputs: serde_json::Map<String, serde_json::Value>,
+    /// Only this workflow file (dispatch).
+    pub workflow: Option<String>,
+    #[serde(default)]
+    pub payload: serde_json::Value,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TriggerError {
+    #[error(transparent)]
+    Git(#[from] git::GitError),
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("workflow `{0}` does not exist at this commit")]
+    NoWorkflow(String),
+    #[error("workflow `{0}` has no `workflow_dispatch` trigger")]
+    NotDispatchable(String),
+    #[error("{workflow}: {source}")]
+    Inputs {
+        workflow: String,
+        #[source]
+        source: workflow::inputs::InputError,
+    },
+}
+
+/// Queues the runs `event` fires in `repo`; returns their ids.
+pub fn enqueue(
+    store: &store::Store,
+    repo: &RepoConfig,
+    event: &Event,
+) -> Result<Vec<i64>, TriggerError> {
+    let files = git::workflows_at(&repo.path, &event.sha)?;
+    if let Some(w) = &event.workflow
+        && !files
+            .iter()
+            .any(|(p, _)| p == w || p.rsplit('/').next() == Some(w.as_str()))
+    {
+        return Err(TriggerError::NoWorkflow(w.clone()));
+    }
+    let needs_paths = event.name == "push" || event.name == "pull_request";
+    let changed = if needs_paths {
+        git::changed_paths(&repo.path, event.before.as_deref(), &event.sha)
+    } else {
+        None
+    };
+    let trigger = plan::trigger::Event {
+        name: event.name.clone(),
+        git_ref: Some(event.git_ref.clone()),
+        base_branch: event.base_ref.clone(),
+        action: event.action.clone(),
+        changed_paths: changed,
+    };
+    let event_json = serde_json::to_string(event).unwrap_or_default();
+    let mut ids = Vec::new();
+    for (path, text) in files {
+        if let Some(w) = &event.workflow
+            && !(path == *w || path.rsplit('/').next() == Some(w.as_str()))
+        {
+            continue;
+        }
+        let new = store::NewRun {
+            repo: repo.name.clone(),
+            workflow: path.clone(),
+            event: event.name.clone(),
+            git_ref: event.git_ref.clone(),
+            sha: event.sha.clone(),
+            event_json: event_json.clone(),
+        };
+        let parsed = workflow::parse(&text);
+        if parsed.has_errors() {
+            // Only a workflow that would have run is worth a failed run: check its `on` loosely.
+            let mentions = text.contains(&event.name);
+            if mentions || event.workflow.is_some() {
+                let reason: Vec<String> = parsed
+                    .diagnostics
+                    .iter()
+                    .filter(|d| d.is_error())
+                    .map(|d| {
+                        format!(
+                            "{path}:{}:{}: {}",
+                            d.span.start.line, d.span.start.col, d.message
+                        )
+                    })
+                    .collect();
+                ids.push(store.create_failed_run(
+                    &new,
+                    &format!("invalid workflow:\n{}", reason.join("\n")),
+                )?);
+            }
+            continue;
+        }
+        let Some(wf) = parsed.workflow else { continue };
+        let mut new = new;
+        if event.workflow.is_some() {
+            if !wf.on.events.contains_key("workflow_dispatch") {
+                return Err(TriggerError::NotDispatchable(path));
+            }
+            // The inputs as the run will see them: typed, defaults filled in.
+            let given: expr::Map = event
+                .inputs
+                .iter()
+                .map(|(k, v)| (k.clone(), expr::Value::from_json(v.clone())))
+                .collect();
+            let inputs = workflow::inputs::dispatch_inputs(&wf, &given).map_err(|source| {
+                TriggerError::Inputs {
+                    workflow: path.clone(),
+                    source,
+                }
+            })?;
+            let mut typed = event.clone();
+            typed.inputs = inputs
+                .iter()
+                .map(|(k, v)| (k.clone(), v.to_json()))
+                .collect();
+            new.event_json = serde_json::to_string(&typed).unwrap_or_default();
+        } else if !wf.fires(&trigger).unwrap_or(false) {
+            continue;
+        }
+        ids.push(store.create_run(&new)?);
+    }
+    Ok(ids)
+}
