@@ -73,7 +73,7 @@ fn print_runs(runs: &[Value]) {
     for r in runs {
         println!(
             "{:>6}  {:<10}  {:<10}  {:<20}  {:<12}  {:<24}  {}",
-            r["id"],
+            r["id"].as_i64().unwrap_or_default(),
             r["status"].as_str().unwrap_or_default(),
             r["conclusion"].as_str().unwrap_or("-"),
             r["repo"].as_str().unwrap_or_default(),

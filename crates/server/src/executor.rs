@@ -75,12 +75,15 @@ impl Executor {
             Ok(c) => (c, None),
             Err(reason) => ("failure".to_owned(), Some(reason)),
         };
-        let _ = self.events.send(Event::RunDone { run: id });
+        // Stored first, then announced: a follower told `done` finds the run completed.
         let store = self.store.clone();
-        let _ = tokio::task::spawn_blocking(move || {
-            store.finish_run(id, &conclusion, reason.as_deref())
-        })
-        .await;
+        let c = conclusion.clone();
+        let _ =
+            tokio::task::spawn_blocking(move || store.finish_run(id, &c, reason.as_deref())).await;
+        let _ = self.events.send(Event::RunDone {
+            run: id,
+            conclusion,
+        });
         let _ = std::fs::remove_dir_all(self.run_dir(id));
     }
 

@@ -248,53 +248,46 @@ async fn run_logs(
         return Ok(Sse::new(stream::iter(initial)).into_response());
     }
     let job_filter = q.job.clone();
-    let store = s.store.clone();
-    // (event, is it the last one)
-    let live = BroadcastStream::new(rx)
-        .filter_map(move |m| {
-            let out = match m {
-                Ok(Live::Line {
-                    run,
-                    job,
-                    job_name,
-                    seq,
-                    text,
-                }) if run == id => {
-                    let fresh = last.get(&job).is_none_or(|s| seq > *s);
-                    let keep = job_filter
-                        .as_ref()
-                        .is_none_or(|n| job_name == *n || job_name.starts_with(&format!("{n} (")));
-                    if fresh && keep {
-                        last.insert(job, seq);
-                        Some((
-                            SseEvent::default()
-                                .event("line")
-                                .data(format!("[{job_name}] {text}")),
-                            false,
-                        ))
-                    } else {
-                        None
+    // New lines until the run's `done`, after which the stream ends.
+    let live = stream::unfold(
+        (BroadcastStream::new(rx), last, false),
+        move |(mut rx, mut last, finished)| {
+            let job_filter = job_filter.clone();
+            async move {
+                if finished {
+                    return None;
+                }
+                loop {
+                    match rx.next().await? {
+                        Ok(Live::Line {
+                            run,
+                            job,
+                            job_name,
+                            seq,
+                            text,
+                        }) if run == id => {
+                            let fresh = last.get(&job).is_none_or(|s| seq > *s);
+                            let keep = job_filter.as_ref().is_none_or(|n| {
+                                job_name == *n || job_name.starts_with(&format!("{n} ("))
+                            });
+                            if fresh && keep {
+                                last.insert(job, seq);
+                                let e = SseEvent::default()
+                                    .event("line")
+                                    .data(format!("[{job_name}] {text}"));
+                                return Some((Ok::<_, Infallible>(e), (rx, last, false)));
+                            }
+                        }
+                        Ok(Live::RunDone { run, conclusion }) if run == id => {
+                            let e = SseEvent::default().event("done").data(conclusion);
+                            return Some((Ok(e), (rx, last, true)));
+                        }
+                        _ => {}
                     }
                 }
-                Ok(Live::RunDone { run }) if run == id => {
-                    let conclusion = store
-                        .run(id)
-                        .ok()
-                        .and_then(|r| r.conclusion)
-                        .unwrap_or_default();
-                    Some((SseEvent::default().event("done").data(conclusion), true))
-                }
-                _ => None,
-            };
-            std::future::ready(out)
-        })
-        .scan(false, |finished, (event, last)| {
-            if *finished {
-                return std::future::ready(None);
             }
-            *finished = last;
-            std::future::ready(Some(Ok::<_, Infallible>(event)))
-        });
+        },
+    );
     let stream: std::pin::Pin<Box<dyn Stream<Item = Result<SseEvent, Infallible>> + Send>> =
         Box::pin(stream::iter(initial).chain(live));
     Ok(Sse::new(stream)

@@ -28,7 +28,7 @@ pub(crate) enum Event {
         conclusion: Conclusion,
     },
     /// The run is over: followers may stop. Sent after every line of the run.
-    RunDone { run: i64 },
+    RunDone { run: i64, conclusion: String },
 }
 
 /// What followers receive.
@@ -43,6 +43,7 @@ pub(crate) enum Live {
     },
     RunDone {
         run: i64,
+        conclusion: String,
     },
 }
 
@@ -183,13 +184,13 @@ pub(crate) async fn writer(
                             let _ = store2.job_finished(*job, conclusion.as_str());
                         }
                     }
-                    Event::RunDone { run } => {
+                    Event::RunDone { run, conclusion } => {
                         if !lines.is_empty() {
                             let _ = store2.append_logs(&lines);
                             lines.clear();
                         }
                         jobs_local.retain(|(r, _), _| *r != run);
-                        live_out.push(Live::RunDone { run });
+                        live_out.push(Live::RunDone { run, conclusion });
                     }
                 }
             }
