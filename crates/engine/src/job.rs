@@ -35,6 +35,9 @@ pub struct RunEnv {
     /// The `github` context without its job-specific keys.
     pub github: Map,
     pub secrets: Map,
+    /// Secrets of deployment environments: they reach only jobs whose `environment:` names
+    /// that environment, over the run's secrets.
+    pub environment_secrets: std::collections::HashMap<String, Map>,
     pub vars: Map,
     pub inputs: Map,
     /// Scratch space of the run: each job's workspace and temp dir, the artifact store.
@@ -106,6 +109,8 @@ pub(crate) struct JobState<'a> {
     pub(crate) job_ctx: Map,
     /// The `inputs` context inside a composite action.
     pub(crate) inputs_override: Option<Map>,
+    /// The `secrets` context: the run's, plus its environment's once `environment:` is known.
+    pub(crate) secrets: Map,
 }
 
 pub(crate) fn obj(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
@@ -129,7 +134,7 @@ impl JobState<'_> {
         c.insert("github".into(), Value::Object(github));
         c.insert("env".into(), Value::Object(env));
         c.insert("vars".into(), Value::Object(self.run.vars.clone()));
-        c.insert("secrets".into(), Value::Object(self.run.secrets.clone()));
+        c.insert("secrets".into(), Value::Object(self.secrets.clone()));
         let inputs = self.inputs_override.as_ref().unwrap_or(&self.run.inputs);
         c.insert("inputs".into(), Value::Object(inputs.clone()));
         c.insert(
@@ -413,6 +418,7 @@ pub async fn run_job(
         summary: String::new(),
         job_ctx: Map::new(),
         inputs_override: None,
+        secrets: run.secrets.clone(),
     };
     state
         .job_ctx
@@ -498,6 +504,19 @@ async fn prepare_and_run(
     }
     let wf = &state.spec.workflow;
     let host = actions::HashFiles(state.workspace.clone());
+    // The environment's secrets join the context before anything else is evaluated.
+    if let Some(env) = &job.environment {
+        let ctxs = state.contexts(None);
+        let name =
+            workflow::eval::evaluate_string(&env.name, &eval_ctx(&ctxs, Status::Success, &host))
+                .map_err(|e| JobError::expr("`environment`", e))?;
+        if let Some(extra) = state.run.environment_secrets.get(&name) {
+            for (k, v) in extra {
+                state.run.masker.add(&v.to_expr_string());
+                state.secrets.insert(k.clone(), v.clone());
+            }
+        }
+    }
     if job.container.is_some() || job.services.is_some() {
         state.log(Line::Annotation {
             level: Level::Warning,

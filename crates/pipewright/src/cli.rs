@@ -32,6 +32,9 @@ pub(crate) enum Command {
     Dispatch(DispatchArgs),
     /// Cancel a run on a server.
     Cancel(CancelArgs),
+    /// Secrets on a server (values are read from stdin and never shown).
+    #[command(subcommand)]
+    Secrets(SecretsCommand),
     /// Called by git hooks that `pipewright serve` installs.
     #[command(subcommand, hide = true)]
     Hook(HookCommand),
@@ -114,6 +117,37 @@ pub(crate) struct CancelArgs {
     #[command(flatten)]
     pub(crate) server: ServerArgs,
     pub(crate) id: i64,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum SecretsCommand {
+    /// Sets a secret; the value is read from stdin.
+    Set {
+        #[command(flatten)]
+        server: ServerArgs,
+        name: String,
+        /// Only for this repository (default: every repository).
+        #[arg(long)]
+        repo: Option<String>,
+        /// Only for jobs whose `environment:` is this one.
+        #[arg(long)]
+        environment: Option<String>,
+    },
+    /// Names and scopes of the secrets.
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Deletes a secret.
+    Delete {
+        #[command(flatten)]
+        server: ServerArgs,
+        name: String,
+        #[arg(long)]
+        repo: Option<String>,
+        #[arg(long)]
+        environment: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]

@@ -6,7 +6,9 @@ use anyhow::{Context, Result, bail};
 use futures_util::StreamExt;
 use serde_json::Value;
 
-use crate::cli::{CancelArgs, DispatchArgs, HookCommand, LogsArgs, RunsCommand, ServerArgs};
+use crate::cli::{
+    CancelArgs, DispatchArgs, HookCommand, LogsArgs, RunsCommand, SecretsCommand, ServerArgs,
+};
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
@@ -287,4 +289,83 @@ pub(crate) fn hook(cmd: HookCommand) -> Result<u8> {
         }
         Ok(0)
     })
+}
+
+fn scope_query(repo: Option<&str>, environment: Option<&str>) -> String {
+    let mut q = Vec::new();
+    if let Some(r) = repo {
+        q.push(format!("repo={}", urlencode(r)));
+    }
+    if let Some(e) = environment {
+        q.push(format!("environment={}", urlencode(e)));
+    }
+    if q.is_empty() {
+        String::new()
+    } else {
+        format!("?{}", q.join("&"))
+    }
+}
+
+pub(crate) fn secrets(cmd: SecretsCommand) -> Result<u8> {
+    match cmd {
+        SecretsCommand::Set {
+            server,
+            name,
+            repo,
+            environment,
+        } => {
+            let mut value = String::new();
+            std::io::Read::read_to_string(&mut std::io::stdin(), &mut value)
+                .context("reading the value from stdin")?;
+            let value = value.strip_suffix('\n').unwrap_or(&value).to_owned();
+            runtime()?.block_on(async move {
+                let c = Client::new(&server)?;
+                let path = format!(
+                    "/api/v1/secrets/{}{}",
+                    urlencode(&name),
+                    scope_query(repo.as_deref(), environment.as_deref())
+                );
+                c.send(c.request(reqwest::Method::PUT, &path).body(value))
+                    .await?;
+                println!("secret {name} set");
+                Ok(0)
+            })
+        }
+        SecretsCommand::List { server } => runtime()?.block_on(async move {
+            let c = Client::new(&server)?;
+            let v = c
+                .json(reqwest::Method::GET, "/api/v1/secrets", None)
+                .await?;
+            println!("{:<32}  {:<24}  ENVIRONMENT", "NAME", "REPOSITORY");
+            for s in v.as_array().into_iter().flatten() {
+                let or_all = |k: &str| match s[k].as_str() {
+                    Some("") | None => "(all)".to_owned(),
+                    Some(x) => x.to_owned(),
+                };
+                println!(
+                    "{:<32}  {:<24}  {}",
+                    s["name"].as_str().unwrap_or_default(),
+                    or_all("repo"),
+                    or_all("environment")
+                );
+            }
+            Ok(0)
+        }),
+        SecretsCommand::Delete {
+            server,
+            name,
+            repo,
+            environment,
+        } => runtime()?.block_on(async move {
+            let c = Client::new(&server)?;
+            let path = format!(
+                "/api/v1/secrets/{}{}",
+                urlencode(&name),
+                scope_query(repo.as_deref(), environment.as_deref())
+            );
+            c.send(c.request(reqwest::Method::DELETE, &path)).await?;
+            println!("secret {name} deleted");
+            Ok(0)
+        }),
+    }
 }

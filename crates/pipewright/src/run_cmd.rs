@@ -377,6 +377,7 @@ pub(crate) fn run(args: RunArgs) -> Result<u8> {
     let base = RunEnv {
         github,
         secrets,
+        environment_secrets: std::collections::HashMap::new(),
         vars,
         inputs: Map::new(),
         run_dir: run_dir.clone(),

@@ -415,3 +415,83 @@ fn a_server_killed_mid_run_retries_it_after_restart() {
     let (_, log, _) = s.cli(&["logs", &id.to_string()]);
     assert!(log.contains("attempt 2"), "{log}");
 }
+
+#[test]
+fn secrets_are_sealed_scoped_to_environments_and_masked() {
+    let s = Server::start();
+    let set = |name: &str, value: &str, extra: &[&str]| {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_pipewright"));
+        c.args(["secrets", "set", name])
+            .args(extra)
+            .env("PIPEWRIGHT_SERVER", &s.url)
+            .env("PIPEWRIGHT_TOKEN", TOKEN)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(value.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    set("API_KEY", "api-key-value-123\n", &["--repo", "acme/app"]);
+    set(
+        "SSH_KEY",
+        "ssh-key-value-456",
+        &["--repo", "acme/app", "--environment", "production"],
+    );
+    let work = s.commit(
+        "main",
+        "on: push
+jobs:
+  plain:
+    runs-on: x
+    steps:
+      - run: |
+          echo \"api ${{ secrets.API_KEY }} len ${#API}\"
+          test -z \"${{ secrets.SSH_KEY }}\" && echo no ssh key here
+        env:
+          API: ${{ secrets.API_KEY }}
+  prod:
+    runs-on: x
+    environment: production
+    steps:
+      - run: test \"$K\" = ssh-key-value-456 && echo \"ssh key $K\"
+        env:
+          K: ${{ secrets.SSH_KEY }}
+",
+    );
+    s.push(&work, "main");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    assert_eq!(s.wait_completed(id)["conclusion"], "success", "{}", s.log());
+    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    assert!(log.contains("[plain] api *** len 17"), "{log}");
+    assert!(log.contains("[plain] no ssh key here"), "{log}");
+    assert!(log.contains("[prod] ssh key ***"), "{log}");
+    assert!(
+        !log.contains("value-123") && !log.contains("value-456"),
+        "{log}"
+    );
+    // Listing shows names, never values; the database holds no plaintext.
+    let (_, list, _) = s.cli(&["secrets", "list"]);
+    assert!(
+        list.contains("API_KEY") && list.contains("production") && !list.contains("value"),
+        "{list}"
+    );
+    let db = std::fs::read(s.dir.path().join("data/pipewright.db")).unwrap();
+    let wal = std::fs::read(s.dir.path().join("data/pipewright.db-wal")).unwrap_or_default();
+    for bytes in [db, wal] {
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains("key-value-"),
+            "plaintext secret in the database"
+        );
+    }
+}

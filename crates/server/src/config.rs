@@ -96,6 +96,8 @@ pub struct Config {
     pub admin_token: Option<String>,
     pub embedded_capacity: usize,
     pub repos: Vec<RepoConfig>,
+    /// `PIPEWRIGHT_SECRET_KEY`: the key sealing secrets at rest, instead of the key file.
+    pub secret_key: Option<String>,
 }
 
 impl std::fmt::Debug for Config {
@@ -110,6 +112,10 @@ impl std::fmt::Debug for Config {
             )
             .field("embedded_capacity", &self.embedded_capacity)
             .field("repos", &self.repos)
+            .field(
+                "secret_key",
+                &self.secret_key.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -130,8 +136,10 @@ impl Config {
             }
             None => RawConfig::default(),
         };
+        let mut secret_key = None;
         for (k, v) in env {
             match k.as_str() {
+                "PIPEWRIGHT_SECRET_KEY" => secret_key = Some(v.clone()),
                 "PIPEWRIGHT_LISTEN" => raw.listen = Some(v.clone()),
                 "PIPEWRIGHT_DATA_DIR" => raw.data_dir = Some(PathBuf::from(v)),
                 "PIPEWRIGHT_DATABASE_URL" => raw.database_url = Some(v.clone()),
@@ -147,7 +155,9 @@ impl Config {
                 _ => {}
             }
         }
-        Config::check(raw)
+        let mut config = Config::check(raw)?;
+        config.secret_key = secret_key;
+        Ok(config)
     }
 
     fn check(raw: RawConfig) -> Result<Config, ConfigError> {
@@ -204,6 +214,7 @@ impl Config {
             admin_token: raw.auth.admin_token,
             embedded_capacity: raw.runner.embedded_capacity.unwrap_or(2),
             repos,
+            secret_key: None,
         })
     }
 

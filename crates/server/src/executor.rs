@@ -20,6 +20,7 @@ pub(crate) struct Executor {
     pub(crate) wake: Arc<Notify>,
     pub(crate) events: mpsc::UnboundedSender<Event>,
     pub(crate) shutdown: CancellationToken,
+    pub(crate) sealer: Arc<crate::secrets::Sealer>,
 }
 
 impl Executor {
@@ -177,11 +178,49 @@ impl Executor {
             }
         }
         github.insert("event".into(), payload);
+        // Secrets: global, then the repository's; environment ones apart. None for forks.
+        let masker = engine::Masker::new();
         let mut secrets = Map::new();
-        secrets.insert("GITHUB_TOKEN".into(), Value::String(String::new()));
+        let mut environment_secrets: std::collections::HashMap<String, Map> =
+            std::collections::HashMap::new();
+        if !event.fork {
+            let store = self.store.clone();
+            let repo_name = run.repo.clone();
+            let rows = tokio::task::spawn_blocking(move || store.secrets_for(&repo_name))
+                .await
+                .map_err(|e| e.to_string())?
+                .map_err(|e| e.to_string())?;
+            for secret in rows {
+                let value = self
+                    .sealer
+                    .open(
+                        &secret.repo,
+                        &secret.environment,
+                        &secret.name,
+                        &secret.sealed,
+                    )
+                    .map_err(|e| e.to_string())?;
+                masker.add(&value);
+                let store::SealedSecret {
+                    environment, name, ..
+                } = secret;
+                if environment.is_empty() {
+                    secrets.insert(name, Value::String(value));
+                } else {
+                    environment_secrets
+                        .entry(environment)
+                        .or_default()
+                        .insert(name, Value::String(value));
+                }
+            }
+        }
+        secrets
+            .entry("GITHUB_TOKEN".to_owned())
+            .or_insert_with(|| Value::String(String::new()));
         let env = RunEnv {
             github,
             secrets,
+            environment_secrets,
             vars: Map::new(),
             inputs,
             run_dir,
@@ -189,7 +228,7 @@ impl Executor {
                 repo: repo.path.clone(),
                 sha: run.sha.clone(),
             },
-            masker: engine::Masker::new(),
+            masker,
             base_env: std::env::vars().collect(),
             action_dirs: vec![self.config.data_dir.join("actions")],
             cache_dir: self.config.data_dir.join("cache").join(sanitize(&run.repo)),

@@ -28,6 +28,7 @@ pub(crate) struct AppState {
     pub(crate) live: broadcast::Sender<Live>,
     /// The token the repositories' post-receive hooks present.
     pub(crate) hook_token: String,
+    pub(crate) sealer: Arc<crate::secrets::Sealer>,
 }
 
 type AppStateRef = Arc<AppState>;
@@ -44,6 +45,11 @@ pub(crate) fn router(state: AppStateRef) -> Router {
         .route("/api/v1/runs/{id}/cancel", post(cancel_run))
         .route("/api/v1/repos/{repo}/dispatch", post(dispatch))
         .route("/api/v1/internal/push", post(hook_push))
+        .route("/api/v1/secrets", get(list_secrets))
+        .route(
+            "/api/v1/secrets/{name}",
+            axum::routing::put(put_secret).delete(delete_secret),
+        )
         .route("/hooks/github", post(github_webhook))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
@@ -495,7 +501,14 @@ async fn github_webhook(
                     .into_response());
             }
             let number = json["number"].as_u64().unwrap_or(0);
+            let head_repo = json
+                .pointer("/pull_request/head/repo/full_name")
+                .and_then(|v| v.as_str());
+            let base_repo = json
+                .pointer("/pull_request/base/repo/full_name")
+                .and_then(|v| v.as_str());
             Event {
+                fork: head_repo.is_some() && head_repo != base_repo,
                 name: "pull_request".into(),
                 git_ref: format!("refs/pull/{number}/merge"),
                 sha: json
@@ -564,4 +577,87 @@ pub(crate) fn verify_signature(secret: &[u8], body: &[u8], header: &str) -> bool
     };
     mac.update(body);
     mac.verify_slice(&sig).is_ok()
+}
+
+#[derive(Deserialize)]
+struct SecretScope {
+    repo: Option<String>,
+    environment: Option<String>,
+}
+
+fn valid_secret_name(name: &str) -> bool {
+    let mut chars = name.chars();
+    chars
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && chars.all(|c| c.is_ascii_alphanumeric() || c == '_')
+        && !name.to_ascii_uppercase().starts_with("GITHUB_")
+}
+
+/// `PUT /api/v1/secrets/{name}?repo=R&environment=E`, the value as the body.
+async fn put_secret(
+    _: Authorized,
+    State(s): State<AppStateRef>,
+    Path(name): Path<String>,
+    Query(scope): Query<SecretScope>,
+    body: String,
+) -> Result<Response, ApiError> {
+    if !valid_secret_name(&name) {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "`{name}` is not a valid secret name: letters, digits and `_`, not starting with a digit or GITHUB_"
+            ),
+        ));
+    }
+    let repo = scope.repo.unwrap_or_default();
+    if !repo.is_empty() && s.config.repo(&repo).is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("repository `{repo}` is not configured"),
+        ));
+    }
+    let environment = scope.environment.unwrap_or_default();
+    let sealed = s
+        .sealer
+        .seal(&repo, &environment, &name, body.trim_end_matches('\n'));
+    let store = s.store.clone();
+    blocking(move || Ok(store.put_secret(&repo, &environment, &name, &sealed)?)).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+async fn delete_secret(
+    _: Authorized,
+    State(s): State<AppStateRef>,
+    Path(name): Path<String>,
+    Query(scope): Query<SecretScope>,
+) -> Result<Response, ApiError> {
+    let store = s.store.clone();
+    let found = blocking(move || {
+        Ok(store.delete_secret(
+            &scope.repo.unwrap_or_default(),
+            &scope.environment.unwrap_or_default(),
+            &name,
+        )?)
+    })
+    .await?;
+    Ok(if found {
+        StatusCode::NO_CONTENT
+    } else {
+        StatusCode::NOT_FOUND
+    }
+    .into_response())
+}
+
+/// Names and scopes only, never values.
+async fn list_secrets(_: Authorized, State(s): State<AppStateRef>) -> Result<Response, ApiError> {
+    let store = s.store.clone();
+    let rows = blocking(move || Ok(store.secret_names()?)).await?;
+    let list: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|(repo, environment, name, updated_at)| {
+            serde_json::json!({"name": name, "repo": repo, "environment": environment, "updated_at": updated_at})
+        })
+        .collect();
+    Ok(Json(list).into_response())
 }

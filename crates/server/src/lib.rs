@@ -12,6 +12,7 @@ mod executor;
 pub mod git;
 mod http;
 mod logs;
+mod secrets;
 pub mod trigger;
 
 use std::sync::Arc;
@@ -37,6 +38,8 @@ pub enum ServeError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Secrets(#[from] secrets::SecretError),
     #[error("HTTP server: {0}")]
     Http(#[source] std::io::Error),
 }
@@ -94,6 +97,10 @@ pub async fn serve(
             },
         )?;
     }
+    let sealer = Arc::new(secrets::Sealer::load(
+        config.secret_key.as_deref(),
+        &dir.join("secret.key"),
+    )?);
     let config = Arc::new(config);
     let wake = Arc::new(Notify::new());
     let (live, _) = broadcast::channel(4096);
@@ -105,6 +112,7 @@ pub async fn serve(
         wake: wake.clone(),
         events,
         shutdown: shutdown.clone(),
+        sealer: sealer.clone(),
     });
     let exec_task = tokio::spawn(executor.run());
     let state = Arc::new(http::AppState {
@@ -113,6 +121,7 @@ pub async fn serve(
         wake,
         live,
         hook_token,
+        sealer,
     });
     let app = http::router(state);
     tracing::info!(%local, "pipewright serve listening");

@@ -29,6 +29,9 @@ pub struct Event {
     pub workflow: Option<String>,
     #[serde(default)]
     pub payload: serde_json::Value,
+    /// A pull request from a fork: it gets no secrets.
+    #[serde(default)]
+    pub fork: bool,
 }
 
 #[derive(Debug, thiserror::Error)]

@@ -82,6 +82,15 @@ pub struct Job {
     pub finished_at: Option<i64>,
 }
 
+/// A secret as stored: its scope (empty strings for the wider scopes) and sealed value.
+#[derive(Debug, Clone)]
+pub struct SealedSecret {
+    pub repo: String,
+    pub environment: String,
+    pub name: String,
+    pub sealed: Vec<u8>,
+}
+
 /// One line of a job's log.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LogLine {
@@ -126,6 +135,14 @@ CREATE TABLE IF NOT EXISTS log_lines (
     seq INTEGER NOT NULL,
     text TEXT NOT NULL,
     PRIMARY KEY (job, seq)
+);
+CREATE TABLE IF NOT EXISTS secrets (
+    repo TEXT NOT NULL,
+    environment TEXT NOT NULL,
+    name TEXT NOT NULL,
+    sealed BLOB NOT NULL,
+    updated_at INTEGER NOT NULL,
+    PRIMARY KEY (repo, environment, name)
 );
 CREATE TABLE IF NOT EXISTS deliveries (
     id TEXT PRIMARY KEY,
@@ -391,6 +408,56 @@ impl Store {
         let mut out: Vec<LogLine> = rows.collect::<rusqlite::Result<_>>()?;
         out.retain(|l| !after.iter().any(|(j, s)| *j == l.job && l.seq <= *s));
         Ok(out)
+    }
+
+    /// Stores a secret, sealed by the caller (this crate never sees plaintext). `repo` and
+    /// `environment` are empty for the wider scopes.
+    pub fn put_secret(
+        &self,
+        repo: &str,
+        environment: &str,
+        name: &str,
+        sealed: &[u8],
+    ) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO secrets (repo, environment, name, sealed, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+             ON CONFLICT(repo, environment, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+            params![repo, environment, name, sealed, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    pub fn delete_secret(&self, repo: &str, environment: &str, name: &str) -> Result<bool> {
+        let n = self.conn().execute(
+            "DELETE FROM secrets WHERE repo = ?1 AND environment = ?2 AND name = ?3",
+            params![repo, environment, name],
+        )?;
+        Ok(n == 1)
+    }
+
+    /// Secrets that apply to `repo`: the global ones first, then its own.
+    pub fn secrets_for(&self, repo: &str) -> Result<Vec<SealedSecret>> {
+        let c = self.conn();
+        let mut stmt = c.prepare(
+            "SELECT repo, environment, name, sealed FROM secrets WHERE repo = ?1 OR repo = '' ORDER BY repo, environment, name",
+        )?;
+        let rows = stmt.query_map([repo], |r| {
+            Ok(SealedSecret {
+                repo: r.get(0)?,
+                environment: r.get(1)?,
+                name: r.get(2)?,
+                sealed: r.get(3)?,
+            })
+        })?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Names only: (repo, environment, name, updated_at).
+    pub fn secret_names(&self) -> Result<Vec<(String, String, String, i64)>> {
+        let c = self.conn();
+        let mut stmt = c.prepare("SELECT repo, environment, name, updated_at FROM secrets ORDER BY repo, environment, name")?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// Records a webhook delivery id; false if it was seen before.
