@@ -21,6 +21,17 @@ pub(crate) enum Command {
     Validate(ValidateArgs),
     /// Run the workflows an event fires, on this machine.
     Run(Box<RunArgs>),
+    /// Deploy an artifact to an environment of .pipewright/deploy.yml.
+    Deploy(crate::deploy_cmd::DeployArgs),
+    /// Put an earlier release of an environment back.
+    Rollback(crate::deploy_cmd::RollbackArgs),
+    /// List an environment's releases.
+    Releases(crate::deploy_cmd::ReleasesArgs),
+    /// Show or release an environment's deploy lock.
+    DeployLock(crate::deploy_cmd::DeployLockArgs),
+    /// The host side of a deploy (started over ssh by the commands above).
+    #[command(hide = true)]
+    DeployAgent,
 }
 
 #[derive(Debug, Args)]

@@ -4,6 +4,7 @@
 
 mod cli;
 mod console;
+mod deploy_cmd;
 mod repo;
 mod run_cmd;
 mod validate_cmd;
@@ -24,6 +25,11 @@ fn main() -> ExitCode {
     let result = match cli.command {
         cli::Command::Validate(args) => validate_cmd::run(&args),
         cli::Command::Run(args) => run_cmd::run(*args),
+        cli::Command::Deploy(args) => deploy_cmd::deploy(&args),
+        cli::Command::Rollback(args) => deploy_cmd::rollback(&args),
+        cli::Command::Releases(args) => deploy_cmd::releases(&args),
+        cli::Command::DeployLock(args) => deploy_cmd::deploy_lock(&args),
+        cli::Command::DeployAgent => Ok(deploy_cmd::agent()),
     };
     match result {
         Ok(code) => ExitCode::from(code),

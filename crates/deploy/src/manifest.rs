@@ -1,0 +1,142 @@
+//! A release's manifest: every file with its mode, size and SHA-256, every directory and
+//! symlink. The local side builds it from the artifact; the host verifies uploads against it
+//! and keeps it in the release (`.pipewright-manifest.json`) to hard-link unchanged files
+//! into the next release.
+
+use std::fs;
+use std::io::Read;
+use std::os::unix::fs::PermissionsExt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+/// The manifest's file name inside a release directory.
+pub const FILE_NAME: &str = ".pipewright-manifest.json";
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Entry {
+    Dir {
+        path: String,
+        mode: u32,
+    },
+    File {
+        path: String,
+        mode: u32,
+        size: u64,
+        sha256: String,
+    },
+    Symlink {
+        path: String,
+        target: String,
+    },
+}
+
+impl Entry {
+    pub fn path(&self) -> &str {
+        match self {
+            Entry::Dir { path, .. } | Entry::File { path, .. } | Entry::Symlink { path, .. } => {
+                path
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub entries: Vec<Entry>,
+}
+
+impl Manifest {
+    /// Walks `root` (sorted, parents before children) and hashes every file.
+    pub fn build(root: &Path) -> std::io::Result<Manifest> {
+        let mut entries = Vec::new();
+        walk(root, "", &mut entries)?;
+        Ok(Manifest { entries })
+    }
+
+    pub fn total_bytes(&self) -> u64 {
+        self.entries
+            .iter()
+            .map(|e| match e {
+                Entry::File { size, .. } => *size,
+                _ => 0,
+            })
+            .sum()
+    }
+
+    /// Reads the manifest kept in a release directory, if any.
+    pub fn read_from_release(dir: &Path) -> Option<Manifest> {
+        let text = fs::read(dir.join(FILE_NAME)).ok()?;
+        serde_json::from_slice(&text).ok()
+    }
+}
+
+fn walk(dir: &Path, prefix: &str, out: &mut Vec<Entry>) -> std::io::Result<()> {
+    let mut names: Vec<_> = fs::read_dir(dir)?
+        .map(|e| e.map(|e| e.file_name()))
+        .collect::<Result<_, _>>()?;
+    names.sort();
+    for name in names {
+        let name_s = name.to_string_lossy();
+        if prefix.is_empty() && name_s == FILE_NAME {
+            continue;
+        }
+        let rel = if prefix.is_empty() {
+            name_s.into_owned()
+        } else {
+            format!("{prefix}/{name_s}")
+        };
+        let full = dir.join(&name);
+        let meta = fs::symlink_metadata(&full)?;
+        let mode = meta.permissions().mode() & 0o7777;
+        if meta.file_type().is_symlink() {
+            let target = fs::read_link(&full)?.to_string_lossy().into_owned();
+            out.push(Entry::Symlink { path: rel, target });
+        } else if meta.is_dir() {
+            out.push(Entry::Dir {
+                path: rel.clone(),
+                mode,
+            });
+            walk(&full, &rel, out)?;
+        } else if meta.is_file() {
+            out.push(Entry::File {
+                path: rel,
+                mode,
+                size: meta.len(),
+                sha256: sha256_file(&full)?,
+            });
+        }
+    }
+    Ok(())
+}
+
+pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+    let mut f = fs::File::open(path)?;
+    let mut h = Sha256::new();
+    let mut buf = vec![0u8; 1 << 16];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(hex(&h.finalize()))
+}
+
+pub fn hex(bytes: &[u8]) -> String {
+    use std::fmt::Write;
+    bytes.iter().fold(String::new(), |mut s, b| {
+        let _ = write!(s, "{b:02x}");
+        s
+    })
+}
+
+/// Whether a manifest path is safe to create below a release directory.
+pub fn is_safe_path(p: &str) -> bool {
+    !p.is_empty()
+        && !p.starts_with('/')
+        && p.split('/').all(|c| !c.is_empty() && c != "." && c != "..")
+}
