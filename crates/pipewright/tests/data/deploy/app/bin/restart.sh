@@ -9,6 +9,10 @@ if [ -f "$pidfile" ]; then
   i=0
   while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 fi
+if [ -e "$PIPEWRIGHT_SHARED_DIR/do-not-start" ]; then
+  echo "not starting: shared/do-not-start exists"
+  exit 0
+fi
 nohup /usr/bin/python3 -m inner_architect >>"$PIPEWRIGHT_SHARED_DIR/app.log" 2>&1 </dev/null &
 echo $! >"$pidfile"
 echo "started $PIPEWRIGHT_RELEASE (pid $!)"
