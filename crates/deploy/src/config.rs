@@ -337,14 +337,20 @@ impl Checker {
         let mut environments = IndexMap::new();
         for (k, v) in env_entries {
             let name = k.as_str().unwrap_or_default().to_owned();
-            if let Some(env) = self.environment(&app, &name, v) {
+            if let Some(env) = self.environment(&app, &name, k.span, v) {
                 environments.insert(name, env);
             }
         }
         Some(DeployConfig { app, environments })
     }
 
-    fn environment(&mut self, app: &str, name: &str, node: &Node) -> Option<Environment> {
+    fn environment(
+        &mut self,
+        app: &str,
+        name: &str,
+        key: Span,
+        node: &Node,
+    ) -> Option<Environment> {
         let what = format!("environment `{name}`");
         let entries = self.map(node, &what, ENV_KEYS)?;
         let mut env = Environment {
@@ -459,7 +465,7 @@ impl Checker {
                         if s.backup.database_dump.is_some() != s.backup.database_restore.is_some() {
                             self.error(
                                 "`backup` needs both `database_dump` and `database_restore`",
-                                v.span,
+                                k.span,
                                 "both commands, or neither",
                             );
                         }
@@ -493,14 +499,14 @@ impl Checker {
         if node.get("hosts").is_none() {
             self.error(
                 format!("{what} has no `hosts`"),
-                node.span,
+                key,
                 "`hosts: [DESTINATION, ...]`",
             );
         }
         if node.get("path").is_none() {
             self.error(
                 format!("{what} has no `path`"),
-                node.span,
+                key,
                 "`path: /absolute/path/on/the/host`",
             );
         }
