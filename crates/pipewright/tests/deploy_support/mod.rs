@@ -162,12 +162,20 @@ pub struct App {
     pub artifacts: tempfile::TempDir,
 }
 
+/// The test app's hooks: SQLite migrations, the restart script, `shared/data` backed up.
+pub const DEFAULT_SECTIONS: &str = "    hooks:\n      migrate: /usr/bin/python3 bin/migrate.py\n      restart: sh bin/restart.sh\n    backup:\n      paths: [data]\n";
+
 pub const APP: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/deploy/app");
 
 impl App {
     /// A host and a repository whose `staging` environment has `extra` appended (YAML
     /// lines indented for the environment's mapping).
     pub fn new(extra: &str) -> App {
+        App::with_sections(DEFAULT_SECTIONS, extra)
+    }
+
+    /// Like `new`, with `sections` instead of the default `hooks:` and `backup:`.
+    pub fn with_sections(sections: &str, extra: &str) -> App {
         let host = Host::start();
         let repo = tempfile::tempdir().unwrap();
         let port = free_port();
@@ -176,7 +184,7 @@ impl App {
         std::fs::create_dir_all(r.join("deploy")).unwrap();
         std::fs::write(r.join("deploy/ssh_config"), host.ssh_config()).unwrap();
         let yml = format!(
-            "app: inner-architect\nenvironments:\n  staging:\n    hosts: [staging-1]\n    ssh_config: deploy/ssh_config\n    path: {}\n    keep_releases: 3\n    shared: [data]\n    env: {{PORT: \"{port}\"}}\n    hooks:\n      migrate: /usr/bin/python3 bin/migrate.py\n      restart: sh bin/restart.sh\n    backup:\n      paths: [data]\n    health:\n      url: http://127.0.0.1:{port}/health\n      expect_status: 200\n      contains: '\"status\": \"ok\"'\n      interval: 100ms\n      timeout: 1s\n      deadline: 4s\n      successes: 2\n{extra}",
+            "app: inner-architect\nenvironments:\n  staging:\n    hosts: [staging-1]\n    ssh_config: deploy/ssh_config\n    path: {}\n    keep_releases: 3\n    shared: [data]\n    env: {{PORT: \"{port}\"}}\n{sections}    health:\n      url: http://127.0.0.1:{port}/health\n      expect_status: 200\n      contains: '\"status\": \"ok\"'\n      interval: 100ms\n      timeout: 1s\n      deadline: 4s\n      successes: 2\n{extra}",
             host.deploy_path().display()
         );
         std::fs::write(r.join(".pipewright/deploy.yml"), yml).unwrap();
@@ -298,5 +306,76 @@ impl Done {
             self.stdout, self.stderr
         );
         self
+    }
+}
+
+/// A PostgreSQL server of its own (initdb into a temporary directory, run as the test user
+/// because postgres refuses root), on a free loopback port; stopped by PID on drop.
+pub struct Postgres {
+    pub dir: tempfile::TempDir,
+    pub port: u16,
+}
+
+pub const PG_BIN: &str = "/usr/lib/postgresql/15/bin";
+
+fn as_user(cmd: &str) -> Output {
+    Command::new("runuser")
+        .args(["-u", USER, "--", "sh", "-c", cmd])
+        .output()
+        .expect("runuser runs")
+}
+
+impl Postgres {
+    pub fn start() -> Postgres {
+        ensure_user();
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        must(&format!("chown {USER} {}", dir.path().display()));
+        let port = free_port();
+        let d = dir.path().display();
+        let out = as_user(&format!(
+            "{PG_BIN}/initdb -A trust -U {USER} -D {d}/data >/dev/null && \
+             {PG_BIN}/pg_ctl -D {d}/data -l {d}/log -w -o '-c listen_addresses=127.0.0.1 -p {port} -k {d}' start >/dev/null && \
+             {PG_BIN}/createdb -h 127.0.0.1 -p {port} app"
+        ));
+        let pg = Postgres { dir, port };
+        assert!(
+            out.status.success(),
+            "postgres: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+        pg
+    }
+
+    pub fn url(&self) -> String {
+        format!("postgresql://{USER}@127.0.0.1:{}/app", self.port)
+    }
+
+    /// Runs SQL, returning the unaligned tuples.
+    pub fn query(&self, sql: &str) -> String {
+        let out = Command::new(format!("{PG_BIN}/psql"))
+            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", &self.url(), "-c", sql])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let pidfile = self.dir.path().join("data/postmaster.pid");
+        if let Some(pid) = std::fs::read_to_string(&pidfile)
+            .ok()
+            .and_then(|t| t.lines().next().map(str::to_owned))
+        {
+            // SIGINT: PostgreSQL's fast shutdown.
+            let _ = Command::new("kill").args(["-INT", &pid]).status();
+            let start = Instant::now();
+            while pidfile.exists() && start.elapsed() < Duration::from_secs(10) {
+                std::thread::sleep(Duration::from_millis(50));
+            }
+        }
     }
 }
