@@ -4,12 +4,16 @@
 //! Pure: the caller reads the file. What a host needs to run a deploy is [`Settings`], which
 //! is serialisable and sent to the host-side agent as it is.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
 use workflow::yaml::{self, Node, NodeKind};
 use workflow::{Diagnostic, Span};
+
+/// Variables by host.
+pub type HostEnv = BTreeMap<String, BTreeMap<String, String>>;
 
 /// The checked configuration of an application's deployments.
 #[derive(Debug, Clone)]
@@ -23,6 +27,11 @@ pub struct DeployConfig {
 pub struct Environment {
     /// OpenSSH destinations; the user's ssh configuration applies.
     pub hosts: Vec<String>,
+    /// Variables for one host only (`hosts: [{host: web-2, env: {PORT: "8001"}}]`), over
+    /// the environment's.
+    pub host_env: HostEnv,
+    /// A deploy path for one host only (`hosts: [{host: web-2, path: /srv/app}]`).
+    pub host_path: BTreeMap<String, String>,
     /// Another ssh configuration file (`ssh -F`), relative to the repository root.
     pub ssh_config: Option<String>,
     /// A dotenv file (relative to the repository root) whose variables join `env`.
@@ -355,6 +364,8 @@ impl Checker {
         let entries = self.map(node, &what, ENV_KEYS)?;
         let mut env = Environment {
             hosts: Vec::new(),
+            host_env: BTreeMap::new(),
+            host_path: BTreeMap::new(),
             ssh_config: None,
             env_file: None,
             batch: 0,
@@ -375,7 +386,7 @@ impl Checker {
         for (k, v) in entries {
             match k.as_str().unwrap_or_default() {
                 "hosts" => {
-                    env.hosts = self.strings(v, "`hosts`");
+                    (env.hosts, env.host_env, env.host_path) = self.hosts(v);
                     if env.hosts.is_empty() && v.as_seq().is_some() {
                         self.error("`hosts` is empty", v.span, "at least one host");
                     }
@@ -503,7 +514,7 @@ impl Checker {
                 "`hosts: [DESTINATION, ...]`",
             );
         }
-        if node.get("path").is_none() {
+        if node.get("path").is_none() && env.hosts.iter().any(|h| !env.host_path.contains_key(h)) {
             self.error(
                 format!("{what} has no `path`"),
                 key,
@@ -514,6 +525,72 @@ impl Checker {
             env.batch = env.hosts.len().max(1);
         }
         Some(env)
+    }
+
+    /// `hosts`: destinations, or `{host: DESTINATION, env: {...}}` mappings.
+    fn hosts(&mut self, node: &Node) -> (Vec<String>, HostEnv, BTreeMap<String, String>) {
+        let mut hosts = Vec::new();
+        let mut host_env = BTreeMap::new();
+        let mut host_path = BTreeMap::new();
+        let Some(items) = node.as_seq() else {
+            return (self.strings(node, "`hosts`"), host_env, host_path);
+        };
+        for item in items {
+            if item.as_map().is_none() {
+                if let Some(h) = self.string(item, "an item of `hosts`") {
+                    hosts.push(h);
+                }
+                continue;
+            }
+            let Some(entries) = self.map(item, "a host", &["host", "env", "path"]) else {
+                continue;
+            };
+            let mut dest = None;
+            let mut path = None;
+            let mut vars = BTreeMap::new();
+            for (k, v) in entries {
+                match k.as_str().unwrap_or_default() {
+                    "host" => dest = self.string(v, "`host`"),
+                    "path" => match self.string(v, "a host's `path`") {
+                        Some(p) if p.starts_with('/') && p.len() > 1 => {
+                            path = Some(p.trim_end_matches('/').to_owned());
+                        }
+                        Some(p) => self.error(
+                            format!("`path` `{p}` is not absolute"),
+                            v.span,
+                            "an absolute path on the host",
+                        ),
+                        None => {}
+                    },
+                    "env" => match v.as_map() {
+                        Some(m) => {
+                            for (vk, vv) in m {
+                                if let Some(val) = self.string(vv, "a host's variable") {
+                                    vars.insert(vk.as_str().unwrap_or_default().to_owned(), val);
+                                }
+                            }
+                        }
+                        None => self.error(
+                            format!("a host's `env` must be a mapping, found {}", v.describe()),
+                            v.span,
+                            "a mapping of NAME: value",
+                        ),
+                    },
+                    _ => {}
+                }
+            }
+            match dest {
+                Some(d) => {
+                    if let Some(p) = path {
+                        host_path.insert(d.clone(), p);
+                    }
+                    host_env.insert(d.clone(), vars);
+                    hosts.push(d);
+                }
+                None => self.error("a host without `host`", item.span, "`host: DESTINATION`"),
+            }
+        }
+        (hosts, host_env, host_path)
     }
 
     fn health(&mut self, node: &Node) -> Option<Health> {
@@ -531,7 +608,11 @@ impl Checker {
             match k.as_str().unwrap_or_default() {
                 "url" => {
                     if let Some(u) = self.string(v, "`health.url`") {
-                        if crate::health::Url::parse(&u).is_some() {
+                        if crate::health::Url::parse(&crate::health::expand(&u, &|_| {
+                            Some("1".to_owned())
+                        }))
+                        .is_some()
+                        {
                             h.url = u;
                         } else {
                             self.error(

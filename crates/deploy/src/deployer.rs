@@ -5,11 +5,12 @@ use std::fs;
 use std::io::{BufReader, BufWriter, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
+use std::sync::Mutex;
 
 use crate::config::{Environment, Settings};
 use crate::error::{Error, Result};
 use crate::manifest::{Entry, Manifest};
-use crate::protocol::{Event, Holder, Outcome, Request, Upload, recv, send};
+use crate::protocol::{Control, Event, Holder, Outcome, Request, Upload, recv, send};
 use crate::release::ReleaseInfo;
 use crate::ssh::{Ssh, quote};
 
@@ -27,7 +28,7 @@ pub struct Target<'a> {
 }
 
 /// What the deployer reports while it works: the host and what happened there.
-pub type Report<'r> = &'r mut dyn FnMut(&str, &Event);
+pub type Report<'r> = &'r mut (dyn FnMut(&str, &Event) + Send);
 
 #[derive(Debug, Clone)]
 pub struct Summary {
@@ -47,6 +48,18 @@ pub struct DeployOptions {
 }
 
 impl Target<'_> {
+    /// The settings with one host's own variables and path.
+    fn settings_for(&self, host: &str) -> Settings {
+        let mut s = self.settings.clone();
+        if let Some(vars) = self.env.host_env.get(host) {
+            s.env.extend(vars.clone());
+        }
+        if let Some(p) = self.env.host_path.get(host) {
+            s.path.clone_from(p);
+        }
+        s
+    }
+
     fn connect(&self, host: &str) -> Result<Ssh> {
         let config = self.env.ssh_config.as_ref().map(|c| self.root.join(c));
         Ssh::connect(host, config.as_deref())
@@ -64,7 +77,10 @@ impl Target<'_> {
             .map_or(0, |d| d.as_nanos());
         // Size and modification time identify a build well enough, without hashing it.
         let name = format!("pipewright-{}-{mtime:x}", meta.len());
-        let dir = format!("{}/.pipewright/bin", self.settings.path);
+        let dir = format!(
+            "{}/.pipewright/bin",
+            self.settings_for(ssh.destination()).path
+        );
         let bin = format!("{dir}/{name}");
         let check = ssh.run(&format!("test -x {}", quote(&bin)))?;
         if !check.status.success() {
@@ -123,8 +139,10 @@ impl Target<'_> {
         Ok(events)
     }
 
-    /// Deploys `artifact` (a directory) to every host of the environment, one after another;
-    /// the database is migrated on the first host only.
+    /// Deploys `artifact` (a directory) to every host of the environment. One host runs the
+    /// whole deploy on its own; several are coordinated: upload and prepare everywhere at
+    /// once (migrating on the first host only), switch in batches, and revert every switched
+    /// host if any fails.
     pub fn deploy(
         &self,
         artifact: &Path,
@@ -132,95 +150,122 @@ impl Target<'_> {
         report: Report<'_>,
     ) -> Result<Summary> {
         let manifest = Manifest::build(artifact).map_err(Error::io("cannot read", artifact))?;
-        let mut total = Summary {
-            outcome: Outcome::Ok,
-            message: String::new(),
-            files_sent: 0,
-            files_linked: 0,
-            bytes_sent: 0,
-            holder: None,
-        };
-        for (i, host) in self.env.hosts.iter().enumerate() {
-            let s = self.deploy_host(host, artifact, &manifest, opts, i == 0, report)?;
-            total.outcome = total.outcome.worst(s.outcome);
-            total.files_sent += s.files_sent;
-            total.files_linked += s.files_linked;
-            total.bytes_sent += s.bytes_sent;
-            total.holder = total.holder.or(s.holder);
-            if !total.message.is_empty() {
-                total.message.push('\n');
-            }
-            total.message.push_str(&format!("{host}: {}", s.message));
-            if s.outcome != Outcome::Ok {
-                break;
+        let report = Mutex::new(report);
+        let hosts = &self.env.hosts;
+        if let [host] = hosts.as_slice() {
+            let mut s = self.open(host, opts, true, false)?;
+            s.pump(artifact, &manifest, &report);
+            return Ok(total(&mut [s]));
+        }
+        // Upload and prepare everywhere at once.
+        let opened: Vec<Result<Session>> = std::thread::scope(|sc| {
+            let handles: Vec<_> = hosts
+                .iter()
+                .enumerate()
+                .map(|(i, host)| {
+                    let (manifest, report) = (&manifest, &report);
+                    sc.spawn(move || {
+                        let mut s = self.open(host, opts, i == 0, true)?;
+                        s.pump(artifact, manifest, report);
+                        Ok(s)
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| {
+                    h.join()
+                        .unwrap_or_else(|_| Err(Error::Protocol("a host's thread panicked".into())))
+                })
+                .collect()
+        });
+        let mut sessions = Vec::new();
+        let mut failures = Vec::new();
+        for (host, r) in hosts.iter().zip(opened) {
+            match r {
+                Ok(s) => sessions.push(s),
+                Err(e) => failures.push(format!("{host}: {e}")),
             }
         }
-        Ok(total)
+        let all_prepared = failures.is_empty() && sessions.iter().all(|s| s.stop == Stop::Prepared);
+        if !all_prepared {
+            each(&mut sessions, |s| {
+                if s.stop == Stop::Prepared {
+                    s.control(Control::Abort, artifact, &manifest, &report);
+                }
+            });
+            let mut t = total(&mut sessions);
+            t.outcome = t.outcome.worst(Outcome::Failed);
+            for f in failures {
+                t.message.push_str(&format!("\n{f}"));
+            }
+            return Ok(t);
+        }
+        let batch = self.env.batch.max(1);
+        let mut switched = 0;
+        let mut ok = true;
+        while ok && switched < sessions.len() {
+            let end = (switched + batch).min(sessions.len());
+            each(&mut sessions[switched..end], |s| {
+                s.control(Control::Switch, artifact, &manifest, &report);
+            });
+            ok = sessions[switched..end]
+                .iter()
+                .all(|s| s.stop == Stop::Switched);
+            switched = end;
+        }
+        let word = if ok {
+            Control::Finalize
+        } else {
+            Control::Revert
+        };
+        each(&mut sessions, |s| match s.stop {
+            Stop::Switched => s.control(word, artifact, &manifest, &report),
+            Stop::Prepared => s.control(Control::Abort, artifact, &manifest, &report),
+            Stop::Done => {}
+        });
+        let mut t = total(&mut sessions);
+        if !ok && t.outcome == Outcome::Failed {
+            // Hosts that never switched report "aborted"; the deploy as a whole rolled back.
+            t.outcome = Outcome::RolledBack;
+        }
+        Ok(t)
     }
 
-    fn deploy_host(
+    /// Connects to a host, starts its agent and asks for a deploy.
+    fn open(
         &self,
         host: &str,
-        artifact: &Path,
-        manifest: &Manifest,
         opts: &DeployOptions,
         migrate: bool,
-        report: Report<'_>,
-    ) -> Result<Summary> {
+        coordinated: bool,
+    ) -> Result<Session> {
         let ssh = self.connect(host)?;
         let mut agent = self.start_agent(&ssh)?;
-        let mut summary = Summary {
-            outcome: Outcome::Failed,
-            message: "the connection to the host was lost".into(),
-            files_sent: 0,
-            files_linked: 0,
-            bytes_sent: 0,
-            holder: None,
-        };
         agent.send(&Request::Deploy {
-            settings: self.settings.clone(),
+            settings: self.settings_for(host),
             version: opts.version.clone(),
             who: self.who.clone(),
             lock_wait_ms: opts.lock_wait_ms,
             migrate,
             fault: opts.fault.clone(),
+            coordinated,
         })?;
-        let mut uploaded = false;
-        while let Some(ev) = agent.next()? {
-            report(host, &ev);
-            match &ev {
-                Event::Ready { .. } => {
-                    // A write that fails means the agent stopped reading: its events say why.
-                    let _ = agent.send(&Upload::Manifest {
-                        manifest: manifest.clone(),
-                    });
-                }
-                Event::Need { paths, linked } if !uploaded => {
-                    uploaded = true;
-                    summary.files_linked = *linked;
-                    if let Ok((files, bytes)) = agent.upload(artifact, manifest, paths) {
-                        summary.files_sent = files;
-                        summary.bytes_sent = bytes;
-                        let _ = agent.send(&Upload::Commit);
-                    }
-                    agent.close_input();
-                }
-                Event::Locked { holder } => {
-                    summary.outcome = Outcome::Locked;
-                    summary.message = format!("locked: {holder}");
-                    summary.holder = Some(holder.clone());
-                }
-                Event::Result {
-                    outcome, message, ..
-                } => {
-                    summary.outcome = *outcome;
-                    summary.message.clone_from(message);
-                }
-                _ => {}
-            }
-        }
-        agent.finish();
-        Ok(summary)
+        Ok(Session {
+            host: host.to_owned(),
+            _ssh: ssh,
+            agent: Some(agent),
+            stop: Stop::Done,
+            uploaded: false,
+            summary: Summary {
+                outcome: Outcome::Failed,
+                message: "the connection to the host was lost".into(),
+                files_sent: 0,
+                files_linked: 0,
+                bytes_sent: 0,
+                holder: None,
+            },
+        })
     }
 
     /// `pipewright rollback` on every host.
@@ -241,7 +286,7 @@ impl Target<'_> {
         };
         for host in &self.env.hosts {
             let req = Request::Rollback {
-                settings: self.settings.clone(),
+                settings: self.settings_for(host),
                 who: self.who.clone(),
                 to: to.map(str::to_owned),
                 with_db,
@@ -281,7 +326,7 @@ impl Target<'_> {
         let mut out = Vec::new();
         for host in &self.env.hosts {
             let req = Request::Releases {
-                settings: self.settings.clone(),
+                settings: self.settings_for(host),
             };
             for ev in self.simple(host, &req, report)? {
                 if let Event::Releases { releases } = ev {
@@ -303,12 +348,12 @@ impl Target<'_> {
         for host in &self.env.hosts {
             let req = if release {
                 Request::LockRelease {
-                    settings: self.settings.clone(),
+                    settings: self.settings_for(host),
                     force,
                 }
             } else {
                 Request::LockStatus {
-                    settings: self.settings.clone(),
+                    settings: self.settings_for(host),
                 }
             };
             for ev in self.simple(host, &req, report)? {
@@ -321,6 +366,141 @@ impl Target<'_> {
         }
         Ok(out)
     }
+}
+
+/// Where a host's deploy stands, as far as the deployer knows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stop {
+    Prepared,
+    Switched,
+    Done,
+}
+
+/// One host's deploy in progress.
+struct Session {
+    host: String,
+    agent: Option<Agent>,
+    stop: Stop,
+    uploaded: bool,
+    summary: Summary,
+    /// Dropped last: the connection the agent runs over.
+    _ssh: Ssh,
+}
+
+type Shared<'a, 'r> = &'a Mutex<Report<'r>>;
+
+impl Session {
+    /// Reads events (uploading when asked) until the agent waits for a word or ends.
+    fn pump(&mut self, artifact: &Path, manifest: &Manifest, report: Shared<'_, '_>) {
+        let Some(agent) = self.agent.as_mut() else {
+            self.stop = Stop::Done;
+            return;
+        };
+        let stop = loop {
+            let ev = match agent.next() {
+                Ok(Some(ev)) => ev,
+                Ok(None) => break Stop::Done,
+                Err(e) => {
+                    self.summary.message = e.to_string();
+                    break Stop::Done;
+                }
+            };
+            if let Ok(mut r) = report.lock() {
+                (*r)(&self.host, &ev);
+            }
+            match ev {
+                Event::Ready { .. } => {
+                    // A write that fails means the agent stopped reading: its events say why.
+                    let _ = agent.send(&Upload::Manifest {
+                        manifest: manifest.clone(),
+                    });
+                }
+                Event::Need { paths, linked } if !self.uploaded => {
+                    self.uploaded = true;
+                    self.summary.files_linked = linked;
+                    if let Ok((files, bytes)) = agent.upload(artifact, manifest, &paths) {
+                        self.summary.files_sent = files;
+                        self.summary.bytes_sent = bytes;
+                        let _ = agent.send(&Upload::Commit);
+                    }
+                }
+                Event::Locked { holder } => {
+                    self.summary.outcome = Outcome::Locked;
+                    self.summary.message = format!("locked: {holder}");
+                    self.summary.holder = Some(holder);
+                }
+                Event::Result {
+                    outcome, message, ..
+                } => {
+                    self.summary.outcome = outcome;
+                    self.summary.message = message;
+                }
+                Event::Prepared => break Stop::Prepared,
+                Event::Switched => break Stop::Switched,
+                _ => {}
+            }
+        };
+        self.stop = stop;
+        if stop == Stop::Done
+            && let Some(a) = self.agent.take()
+        {
+            a.finish();
+        }
+    }
+
+    fn control(
+        &mut self,
+        word: Control,
+        artifact: &Path,
+        manifest: &Manifest,
+        report: Shared<'_, '_>,
+    ) {
+        if let Some(a) = self.agent.as_mut() {
+            let _ = a.send(&word);
+        }
+        self.pump(artifact, manifest, report);
+    }
+}
+
+/// Runs `f` on every session at once.
+fn each(sessions: &mut [Session], f: impl Fn(&mut Session) + Sync) {
+    std::thread::scope(|sc| {
+        for s in sessions {
+            let f = &f;
+            sc.spawn(move || f(s));
+        }
+    });
+}
+
+/// The sessions' summaries as one.
+fn total(sessions: &mut [Session]) -> Summary {
+    let mut t = Summary {
+        outcome: Outcome::Ok,
+        message: String::new(),
+        files_sent: 0,
+        files_linked: 0,
+        bytes_sent: 0,
+        holder: None,
+    };
+    for s in sessions.iter_mut() {
+        if let Some(a) = s.agent.take() {
+            a.finish();
+        }
+        let m = &s.summary;
+        t.outcome = t.outcome.worst(m.outcome);
+        t.files_sent += m.files_sent;
+        t.files_linked += m.files_linked;
+        t.bytes_sent += m.bytes_sent;
+        if t.holder.is_none() {
+            t.holder.clone_from(&m.holder);
+        }
+        if !t.message.is_empty() {
+            t.message.push('\n');
+        }
+        t.message.push_str(&format!("{}: ", s.host));
+        t.message.push_str(&m.message);
+    }
+    t
 }
 
 struct Agent {

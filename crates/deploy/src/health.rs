@@ -37,6 +37,31 @@ impl Url {
     }
 }
 
+/// Replaces `${NAME}` with `lookup(NAME)` (the host's variables), leaving unknown ones.
+pub fn expand(s: &str, lookup: &dyn Fn(&str) -> Option<String>) -> String {
+    let mut out = String::new();
+    let mut rest = s;
+    while let Some(i) = rest.find("${") {
+        out.push_str(&rest[..i]);
+        match rest[i + 2..].find('}') {
+            Some(j) => {
+                let name = &rest[i + 2..i + 2 + j];
+                match lookup(name) {
+                    Some(v) => out.push_str(&v),
+                    None => out.push_str(&rest[i..i + 3 + j]),
+                }
+                rest = &rest[i + 3 + j..];
+            }
+            None => {
+                out.push_str(&rest[i..]);
+                rest = "";
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
 /// One GET: `Ok(())` if the status and body are as expected, else why not.
 pub fn probe(h: &Health) -> Result<(), String> {
     let url = Url::parse(&h.url).ok_or_else(|| format!("bad URL {}", h.url))?;

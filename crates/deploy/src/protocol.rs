@@ -26,6 +26,12 @@ pub enum Request {
         /// Tests only: `exit-after:PHASE` makes the agent die right after that step.
         #[serde(default)]
         fault: Option<String>,
+        /// Several hosts: wait for [`Control::Switch`] after MIGRATE and for
+        /// [`Control::Finalize`] after HEALTHCHECK, so that the deployer can switch hosts in
+        /// batches and revert them all if one fails. A connection that drops while the agent
+        /// waits means abort (before the switch) or revert (after it): versions never mix.
+        #[serde(default)]
+        coordinated: bool,
     },
     Rollback {
         settings: Settings,
@@ -52,6 +58,16 @@ pub enum Upload {
     Manifest { manifest: Manifest },
     File { path: String, size: u64 },
     Commit,
+}
+
+/// The deployer's word at a coordinated deploy's waiting points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case")]
+pub enum Control {
+    Switch,
+    Abort,
+    Finalize,
+    Revert,
 }
 
 /// How a command ended on one host.
@@ -140,6 +156,10 @@ pub enum Event {
     Output {
         line: String,
     },
+    /// Coordinated deploys: uploaded and prepared (and migrated), waiting for `Switch`.
+    Prepared,
+    /// Coordinated deploys: switched, restarted and healthy, waiting for `Finalize`.
+    Switched,
     Message {
         text: String,
     },

@@ -206,6 +206,8 @@ fn progress(host: &str, ev: &Event) {
         Event::Output { line } => eprintln!("{host}:   {line}"),
         Event::Message { text } => eprintln!("{host}: {text}"),
         Event::Locked { holder } => eprintln!("{host}: locked: {holder}"),
+        Event::Prepared => eprintln!("{host}: prepared, waiting for the other hosts"),
+        Event::Switched => eprintln!("{host}: switched and healthy, waiting for the other hosts"),
         Event::Result { .. } | Event::Releases { .. } | Event::Lock { .. } => {}
     }
 }

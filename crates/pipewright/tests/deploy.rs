@@ -26,8 +26,13 @@ fn first_deploy_then_a_redeploy_sends_only_what_changed() {
     assert_ne!(first, second);
     let ino = |id: &str| {
         std::os::unix::fs::MetadataExt::ino(
-            &std::fs::metadata(app.path().join("releases").join(id).join("inner_architect/app.py"))
-                .unwrap(),
+            &std::fs::metadata(
+                app.path()
+                    .join("releases")
+                    .join(id)
+                    .join("inner_architect/app.py"),
+            )
+            .unwrap(),
         )
     };
     assert_eq!(ino(&first), ino(&second));
@@ -42,7 +47,13 @@ fn first_deploy_then_a_redeploy_sends_only_what_changed() {
     let h = app.history();
     assert_eq!(h.len(), 2);
     assert_eq!(h[1]["result"], "ok");
-    assert!(h[1]["phases"].as_array().unwrap().iter().any(|p| p["phase"] == "SWITCH"));
+    assert!(
+        h[1]["phases"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["phase"] == "SWITCH")
+    );
 }
 
 fn broken_main(dir: &std::path::Path) {
@@ -87,8 +98,11 @@ fn a_failed_migration_restores_the_database_and_changes_nothing_live() {
             "INSERT INTO notes (body) VALUES ('second');\n",
         )
         .unwrap();
-        std::fs::write(dir.join("migrations/003_bad.sql"), "INSERT INTO nowhere VALUES (1);\n")
-            .unwrap();
+        std::fs::write(
+            dir.join("migrations/003_bad.sql"),
+            "INSERT INTO nowhere VALUES (1);\n",
+        )
+        .unwrap();
     }));
     d.code(1);
     assert!(d.stderr.contains("MIGRATE     FAILED"), "{}", d.stderr);
@@ -122,7 +136,10 @@ fn a_second_deploy_while_one_runs_exits_5_naming_the_holder() {
         .unwrap();
     let start = std::time::Instant::now();
     while !app.path().join(".pipewright/lock.json").exists() {
-        assert!(start.elapsed().as_secs() < 20, "the first deploy never locked");
+        assert!(
+            start.elapsed().as_secs() < 20,
+            "the first deploy never locked"
+        );
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let d = app.deploy(&app.artifact("3.0.0", |_| {}));
@@ -161,7 +178,12 @@ fn a_connection_killed_during_upload_leaves_the_live_release_and_the_next_deploy
     let partial_exists = || {
         std::fs::read_dir(app.path().join("releases"))
             .unwrap()
-            .any(|e| e.unwrap().file_name().to_string_lossy().ends_with(".partial"))
+            .any(|e| {
+                e.unwrap()
+                    .file_name()
+                    .to_string_lossy()
+                    .ends_with(".partial")
+            })
     };
     let start = std::time::Instant::now();
     while !partial_exists() {
@@ -184,7 +206,10 @@ fn a_connection_killed_during_upload_leaves_the_live_release_and_the_next_deploy
         if s.stdout.contains("free") {
             break;
         }
-        assert!(start.elapsed().as_secs() < 20, "the lock was never freed: {s:?}");
+        assert!(
+            start.elapsed().as_secs() < 20,
+            "the lock was never freed: {s:?}"
+        );
         std::thread::sleep(std::time::Duration::from_millis(100));
     }
     assert!(!partial_exists());
@@ -208,7 +233,12 @@ fn a_deploy_killed_right_after_switch_is_repaired_by_the_next_command() {
         ])
         .output()
         .unwrap();
-    assert_eq!(d.status.code(), Some(1), "{}", String::from_utf8_lossy(&d.stderr));
+    assert_eq!(
+        d.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&d.stderr)
+    );
     // Killed between the switch and the restart: `current` is the new release, the journal
     // says so.
     assert_ne!(app.current().unwrap(), good);
@@ -216,7 +246,10 @@ fn a_deploy_killed_right_after_switch_is_repaired_by_the_next_command() {
 
     let r = app.run(&["releases", "staging"]);
     r.code(0);
-    assert!(r.stderr.contains("repairing the interrupted deploy"), "{r:?}");
+    assert!(
+        r.stderr.contains("repairing the interrupted deploy"),
+        "{r:?}"
+    );
     assert_eq!(app.current().unwrap(), good);
     assert_eq!(app.live_version().as_deref(), Some("1.0.0"));
     assert!(!app.path().join(".pipewright/journal.json").exists());
@@ -231,7 +264,9 @@ fn a_full_disk_during_upload_fails_with_1_and_changes_nothing_live() {
     let app = App::new("");
     // A small filesystem as the deploy path: room for the agent binary and the app, not for
     // a 32 MiB file.
-    let agent = std::fs::metadata(env!("CARGO_BIN_EXE_pipewright")).unwrap().len();
+    let agent = std::fs::metadata(env!("CARGO_BIN_EXE_pipewright"))
+        .unwrap()
+        .len();
     let size = agent + 8 * 1024 * 1024;
     let path = app.path();
     std::fs::create_dir_all(&path).unwrap();
@@ -244,7 +279,10 @@ fn a_full_disk_during_upload_fails_with_1_and_changes_nothing_live() {
     struct Unmount(std::path::PathBuf);
     impl Drop for Unmount {
         fn drop(&mut self) {
-            let _ = std::process::Command::new("umount").arg("-l").arg(&self.0).status();
+            let _ = std::process::Command::new("umount")
+                .arg("-l")
+                .arg(&self.0)
+                .status();
         }
     }
     let _unmount = Unmount(path.clone());
@@ -256,7 +294,9 @@ fn a_full_disk_during_upload_fails_with_1_and_changes_nothing_live() {
     app.deploy(&app.artifact("1.0.0", |_| {})).code(0);
     let good = app.current().unwrap();
     let big = app.artifact("2.0.0", |d| {
-        let data: Vec<u8> = (0..32u32 * 1024 * 1024).map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8).collect();
+        let data: Vec<u8> = (0..32u32 * 1024 * 1024)
+            .map(|i| (i.wrapping_mul(2_654_435_761) >> 13) as u8)
+            .collect();
         std::fs::write(d.join("big.bin"), data).unwrap();
     });
     let d = app.deploy(&big);
@@ -359,8 +399,15 @@ fn a_tarball_artifact_deploys_like_a_directory() {
         .status()
         .unwrap();
     assert!(ok.success());
-    app.run(&["deploy", "staging", "--artifact", tar.to_str().unwrap(), "--version", "tgz"])
-        .code(0);
+    app.run(&[
+        "deploy",
+        "staging",
+        "--artifact",
+        tar.to_str().unwrap(),
+        "--version",
+        "tgz",
+    ])
+    .code(0);
     assert_eq!(app.live_version().as_deref(), Some("1.0.0"));
     assert_eq!(app.releases_json()[0]["releases"][0]["version"], "tgz");
 }

@@ -9,7 +9,15 @@ fn dry_run(path: &std::path::Path) -> (i32, String) {
     std::fs::copy(path, repo.path().join(".pipewright/deploy.yml")).unwrap();
     let artifact = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/deploy/app");
     let out = Command::new(env!("CARGO_BIN_EXE_pipewright"))
-        .args(["deploy", "staging", "--dry-run", "--version", "1.0.0", "--artifact", artifact])
+        .args([
+            "deploy",
+            "staging",
+            "--dry-run",
+            "--version",
+            "1.0.0",
+            "--artifact",
+            artifact,
+        ])
         .current_dir(repo.path())
         .env("NO_COLOR", "1")
         .output()
@@ -48,7 +56,10 @@ fn an_unknown_environment_is_an_invocation_error() {
     let repo = tempfile::tempdir().unwrap();
     std::fs::create_dir_all(repo.path().join(".pipewright")).unwrap();
     std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/deploy/config/ok.yml"),
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/data/deploy/config/ok.yml"
+        ),
         repo.path().join(".pipewright/deploy.yml"),
     )
     .unwrap();

@@ -20,7 +20,9 @@ fn with_migration(app: &App, version: &str, statements: &[&str]) -> std::path::P
             format!("{PG_BIN}/psql -X -v ON_ERROR_STOP=1 -d \"$DATABASE_URL\" -c \"{s}\"\n")
         }))
         .collect();
-    app.artifact(version, |d| std::fs::write(d.join("bin/pg-migrate.sh"), script).unwrap())
+    app.artifact(version, |d| {
+        std::fs::write(d.join("bin/pg-migrate.sh"), script).unwrap()
+    })
 }
 
 fn setup(policy: &str) -> (App, Postgres) {
@@ -29,8 +31,11 @@ fn setup(policy: &str) -> (App, Postgres) {
         &sections(),
         &format!("    rollback:\n      restore_database: {policy}\n"),
     );
-    std::fs::write(app.repo.path().join("deploy/env"), format!("DATABASE_URL={}\n", pg.url()))
-        .unwrap();
+    std::fs::write(
+        app.repo.path().join("deploy/env"),
+        format!("DATABASE_URL={}\n", pg.url()),
+    )
+    .unwrap();
     (app, pg)
 }
 
@@ -56,17 +61,28 @@ fn a_failed_migration_is_undone_with_pg_restore() {
     ));
     d.code(1);
     assert!(d.stderr.contains("database restored"), "{}", d.stderr);
-    assert_eq!(pg.query("SELECT string_agg(body, ',' ORDER BY id) FROM notes"), "first");
+    assert_eq!(
+        pg.query("SELECT string_agg(body, ',' ORDER BY id) FROM notes"),
+        "first"
+    );
     assert_eq!(app.live_version().as_deref(), Some("1.0.0"));
 }
 
 #[test]
 fn a_health_check_failure_after_a_migration_restores_the_database_on_migration() {
     let (app, pg) = setup("on_migration");
-    app.deploy(&with_migration(&app, "1.0.0", &["CREATE TABLE notes (body text)"]))
-        .code(0);
+    app.deploy(&with_migration(
+        &app,
+        "1.0.0",
+        &["CREATE TABLE notes (body text)"],
+    ))
+    .code(0);
     let v2 = with_migration(&app, "2.0.0", &["INSERT INTO notes VALUES ('from 2.0.0')"]);
-    std::fs::write(v2.join("inner_architect/__main__.py"), "raise SystemExit(1)\n").unwrap();
+    std::fs::write(
+        v2.join("inner_architect/__main__.py"),
+        "raise SystemExit(1)\n",
+    )
+    .unwrap();
     app.deploy(&v2).code(3);
     assert_eq!(pg.query("SELECT count(*) FROM notes"), "0");
     assert_eq!(app.live_version().as_deref(), Some("1.0.0"));
@@ -75,10 +91,18 @@ fn a_health_check_failure_after_a_migration_restores_the_database_on_migration()
 #[test]
 fn restore_database_never_keeps_the_migrated_data_on_rollback() {
     let (app, pg) = setup("never");
-    app.deploy(&with_migration(&app, "1.0.0", &["CREATE TABLE notes (body text)"]))
-        .code(0);
+    app.deploy(&with_migration(
+        &app,
+        "1.0.0",
+        &["CREATE TABLE notes (body text)"],
+    ))
+    .code(0);
     let v2 = with_migration(&app, "2.0.0", &["INSERT INTO notes VALUES ('from 2.0.0')"]);
-    std::fs::write(v2.join("inner_architect/__main__.py"), "raise SystemExit(1)\n").unwrap();
+    std::fs::write(
+        v2.join("inner_architect/__main__.py"),
+        "raise SystemExit(1)\n",
+    )
+    .unwrap();
     app.deploy(&v2).code(3);
     assert_eq!(pg.query("SELECT count(*) FROM notes"), "1");
 }

@@ -75,6 +75,7 @@ fn handle<R: BufRead, W: Write>(ch: &mut Channel<R, W>, req: Request) -> Result<
             lock_wait_ms,
             migrate,
             fault,
+            coordinated,
         } => {
             let layout = Layout::new(&settings.path);
             layout.create_dirs()?;
@@ -92,7 +93,7 @@ fn handle<R: BufRead, W: Write>(ch: &mut Channel<R, W>, req: Request) -> Result<
             };
             let mut s = steps::Steps::new(ch, &settings, &who, fault);
             s.repair()?;
-            let outcome = s.deploy(&version, migrate);
+            let outcome = s.deploy(&version, migrate, coordinated);
             s.finish(lock, outcome)
         }
         Request::Rollback {

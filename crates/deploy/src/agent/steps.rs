@@ -18,7 +18,7 @@ use crate::config::{RestoreDatabase, Settings};
 use crate::error::{Error, Result};
 use crate::health;
 use crate::manifest::{self, Entry, Manifest};
-use crate::protocol::{Event, Outcome, Upload, recv};
+use crate::protocol::{Control, Event, Outcome, Upload, recv};
 use crate::release::{Journal, Layout, Record, new_release_id, now_rfc3339};
 
 /// How a command ended, before it is reported.
@@ -160,9 +160,11 @@ impl<'a, R: BufRead, W: Write> Steps<'a, R, W> {
     }
 
     fn health(&mut self) -> Result<()> {
-        let Some(h) = self.s.health.clone() else {
+        let Some(mut h) = self.s.health.clone() else {
             return Ok(());
         };
+        let env = &self.s.env;
+        h.url = health::expand(&h.url, &|k| env.get(k).cloned());
         health::wait_healthy(&h, |_| {}).map_err(Error::Unhealthy)
     }
 
@@ -171,7 +173,7 @@ impl<'a, R: BufRead, W: Write> Steps<'a, R, W> {
     }
 
     /// Deploys the release the deployer uploads.
-    pub(crate) fn deploy(&mut self, version: &str, migrate: bool) -> Done {
+    pub(crate) fn deploy(&mut self, version: &str, migrate: bool, coordinated: bool) -> Done {
         self.version = version.to_owned();
         let previous = self.layout.current_id();
         let mut id = new_release_id();
@@ -273,6 +275,24 @@ impl<'a, R: BufRead, W: Write> Steps<'a, R, W> {
                 };
             }
         }
+        if coordinated {
+            self.ch.emit(&Event::Prepared);
+            if self.control() != Some(Control::Switch) {
+                let restored = if j.migrated && j.backed_up {
+                    self.phase("RESTORE", |s| s.restore_db(&id))
+                } else {
+                    Ok(())
+                };
+                self.discard(&id);
+                let mut done = failed("aborted before the switch".into(), &id);
+                if let Err(e) = restored {
+                    done.outcome = Outcome::RollbackFailed;
+                    done.message = format!("aborted, and restoring the database failed: {e}");
+                    done.keep_lock = Some(done.message.clone());
+                }
+                return done;
+            }
+        }
         j.switched = true;
         let r = self
             .journal(&j)
@@ -287,6 +307,19 @@ impl<'a, R: BufRead, W: Write> Steps<'a, R, W> {
             done.operation = "deploy";
             return done;
         }
+        if coordinated {
+            self.ch.emit(&Event::Switched);
+            if self.control() != Some(Control::Finalize) {
+                let mut done = self.roll_back_from(
+                    &id,
+                    previous.as_deref(),
+                    j.migrated,
+                    "another host failed",
+                );
+                done.operation = "deploy";
+                return done;
+            }
+        }
         let _ = self.phase("FINALIZE", |s| {
             s.layout.set_status(&id, "ok")?;
             s.prune(&id, previous.as_deref());
@@ -300,6 +333,11 @@ impl<'a, R: BufRead, W: Write> Steps<'a, R, W> {
             operation: "deploy",
             keep_lock: None,
         }
+    }
+
+    /// The deployer's next word; `None` if the connection is gone.
+    fn control(&mut self) -> Option<Control> {
+        recv::<Control>(&mut self.ch.input).ok().flatten()
     }
 
     fn restart(&mut self, id: &str) -> Result<()> {

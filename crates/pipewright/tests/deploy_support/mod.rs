@@ -102,11 +102,7 @@ impl Host {
         wait_port(port);
         std::fs::create_dir_all(d.join("srv")).unwrap();
         must(&format!("chown {USER} {}/srv", d.display()));
-        Host {
-            dir,
-            port,
-            sshd,
-        }
+        Host { dir, port, sshd }
     }
 
     /// The ssh_config that names this host `staging-1`.
@@ -249,9 +245,11 @@ impl App {
         get(self.port, "/health")
             .and_then(|(_, b)| serde_json::from_str::<serde_json::Value>(&b).ok())
             .and_then(|v| {
-                v["schema"]
-                    .as_array()
-                    .map(|a| a.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect())
+                v["schema"].as_array().map(|a| {
+                    a.iter()
+                        .filter_map(|s| s.as_str().map(str::to_owned))
+                        .collect()
+                })
             })
             .unwrap_or_default()
     }
@@ -355,10 +353,24 @@ impl Postgres {
     /// Runs SQL, returning the unaligned tuples.
     pub fn query(&self, sql: &str) -> String {
         let out = Command::new(format!("{PG_BIN}/psql"))
-            .args(["-X", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-d", &self.url(), "-c", sql])
+            .args([
+                "-X",
+                "-A",
+                "-t",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &self.url(),
+                "-c",
+                sql,
+            ])
             .output()
             .unwrap();
-        assert!(out.status.success(), "{sql}: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "{sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         String::from_utf8_lossy(&out.stdout).trim().to_owned()
     }
 }

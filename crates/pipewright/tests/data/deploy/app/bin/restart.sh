@@ -9,6 +9,11 @@ if [ -f "$pidfile" ]; then
   i=0
   while kill -0 "$pid" 2>/dev/null && [ $i -lt 50 ]; do sleep 0.1; i=$((i + 1)); done
 fi
+refuse=$(cat "$PIPEWRIGHT_SHARED_DIR/refuse-version" 2>/dev/null || true)
+if [ -n "$refuse" ] && grep -q "\"$refuse\"" inner_architect/__init__.py; then
+  echo "not starting: this host refuses version $refuse"
+  exit 0
+fi
 if [ -e "$PIPEWRIGHT_SHARED_DIR/do-not-start" ]; then
   echo "not starting: shared/do-not-start exists"
   exit 0
