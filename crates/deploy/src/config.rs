@@ -514,7 +514,9 @@ impl Checker {
                 "`hosts: [DESTINATION, ...]`",
             );
         }
-        if node.get("path").is_none() && env.hosts.iter().any(|h| !env.host_path.contains_key(h)) {
+        if node.get("path").is_none()
+            && (env.hosts.is_empty() || env.hosts.iter().any(|h| !env.host_path.contains_key(h)))
+        {
             self.error(
                 format!("{what} has no `path`"),
                 key,
