@@ -131,6 +131,30 @@ pub fn parse(src: &str) -> Parsed {
     }
 }
 
+/// A dotenv file's variables: `NAME=VALUE` lines, `#` comments, optional `export` and
+/// quotes. Lines that are not assignments are skipped.
+pub fn dotenv(text: &str) -> Vec<(String, String)> {
+    let mut out = Vec::new();
+    for line in text.lines() {
+        let line = line.trim();
+        if line.is_empty() || line.starts_with('#') {
+            continue;
+        }
+        let line = line.strip_prefix("export ").unwrap_or(line);
+        let Some((k, v)) = line.split_once('=') else {
+            continue;
+        };
+        let v = v.trim();
+        let v = v
+            .strip_prefix('"')
+            .and_then(|v| v.strip_suffix('"'))
+            .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
+            .unwrap_or(v);
+        out.push((k.trim().to_owned(), v.to_owned()));
+    }
+    out
+}
+
 /// Parses `500ms`, `2s`, `1.5s`, `3m`, `1h`.
 pub fn parse_duration(s: &str) -> Option<Duration> {
     let s = s.trim();

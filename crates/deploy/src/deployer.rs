@@ -37,6 +37,8 @@ pub struct Summary {
     pub files_sent: usize,
     pub files_linked: usize,
     pub bytes_sent: u64,
+    /// Everything written to the hosts' agents: files, manifest and protocol.
+    pub wire_bytes: u64,
     pub holder: Option<Holder>,
 }
 
@@ -120,7 +122,13 @@ impl Target<'_> {
         };
         Ok(Agent {
             child,
-            input: Some(BufWriter::with_capacity(1 << 17, stdin)),
+            input: Some(BufWriter::with_capacity(
+                1 << 17,
+                Counting {
+                    inner: stdin,
+                    count: 0,
+                },
+            )),
             output: BufReader::with_capacity(1 << 16, stdout),
         })
     }
@@ -263,6 +271,7 @@ impl Target<'_> {
                 files_sent: 0,
                 files_linked: 0,
                 bytes_sent: 0,
+                wire_bytes: 0,
                 holder: None,
             },
         })
@@ -282,6 +291,7 @@ impl Target<'_> {
             files_sent: 0,
             files_linked: 0,
             bytes_sent: 0,
+                wire_bytes: 0,
             holder: None,
         };
         for host in &self.env.hosts {
@@ -444,7 +454,7 @@ impl Session {
         if stop == Stop::Done
             && let Some(a) = self.agent.take()
         {
-            a.finish();
+            self.summary.wire_bytes = a.finish();
         }
     }
 
@@ -480,17 +490,19 @@ fn total(sessions: &mut [Session]) -> Summary {
         files_sent: 0,
         files_linked: 0,
         bytes_sent: 0,
+                wire_bytes: 0,
         holder: None,
     };
     for s in sessions.iter_mut() {
         if let Some(a) = s.agent.take() {
-            a.finish();
+            s.summary.wire_bytes = a.finish();
         }
         let m = &s.summary;
         t.outcome = t.outcome.worst(m.outcome);
         t.files_sent += m.files_sent;
         t.files_linked += m.files_linked;
         t.bytes_sent += m.bytes_sent;
+        t.wire_bytes += m.wire_bytes;
         if t.holder.is_none() {
             t.holder.clone_from(&m.holder);
         }
@@ -503,9 +515,26 @@ fn total(sessions: &mut [Session]) -> Summary {
     t
 }
 
+/// The agent's stdin, counting what goes through.
+struct Counting {
+    inner: std::process::ChildStdin,
+    count: u64,
+}
+
+impl Write for Counting {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.count += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
 struct Agent {
     child: Child,
-    input: Option<BufWriter<std::process::ChildStdin>>,
+    input: Option<BufWriter<Counting>>,
     output: BufReader<std::process::ChildStdout>,
 }
 
@@ -573,15 +602,22 @@ impl Agent {
         Ok((files, bytes))
     }
 
-    fn close_input(&mut self) {
-        if let Some(mut w) = self.input.take() {
-            let _ = w.flush();
+    /// Closes stdin; returns how many bytes went through it.
+    fn close_input(&mut self) -> u64 {
+        match self.input.take() {
+            Some(mut w) => {
+                let _ = w.flush();
+                w.get_ref().count
+            }
+            None => 0,
         }
     }
 
-    fn finish(mut self) {
-        self.close_input();
+    /// Waits for the agent; returns how many bytes were sent to it.
+    fn finish(mut self) -> u64 {
+        let n = self.close_input();
         let _ = self.child.wait();
+        n
     }
 }
 

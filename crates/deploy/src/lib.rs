@@ -16,6 +16,7 @@ pub mod manifest;
 pub mod protocol;
 pub mod release;
 pub mod ssh;
+pub mod workflow_action;
 
 pub use config::{DeployConfig, Environment, Settings, parse};
 pub use deployer::{DeployOptions, Summary, Target, artifact_dir};

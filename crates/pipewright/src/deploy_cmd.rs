@@ -116,29 +116,10 @@ fn load(directory: Option<&Path>, environment: &str) -> Result<Loaded> {
     })
 }
 
-/// `NAME=VALUE` lines; `#` comments; optional `export` and quotes.
 fn dotenv(path: &Path) -> Result<Vec<(String, String)>> {
     let text =
         std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let Some((k, v)) = line.split_once('=') else {
-            bail!("{}:{}: expected NAME=VALUE", path.display(), i + 1);
-        };
-        let v = v.trim();
-        let v = v
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
-            .unwrap_or(v);
-        out.push((k.trim().to_owned(), v.to_owned()));
-    }
-    Ok(out)
+    Ok(deploy::config::dotenv(&text))
 }
 
 fn who() -> String {
@@ -260,8 +241,8 @@ pub(crate) fn deploy(args: &DeployArgs) -> Result<u8> {
     match t.deploy(&dir, &opts, &mut progress) {
         Ok(summary) => {
             eprintln!(
-                "sent {} files ({} bytes), linked {}",
-                summary.files_sent, summary.bytes_sent, summary.files_linked
+                "sent {} files ({} bytes), linked {}; {} bytes to the host in all",
+                summary.files_sent, summary.bytes_sent, summary.files_linked, summary.wire_bytes
             );
             Ok(conclude(&summary))
         }
