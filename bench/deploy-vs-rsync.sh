@@ -98,8 +98,9 @@ for r in $(seq "$rounds"); do
   t0=$(now); rsync -a -e "$rsync_ssh" "$work/release/" "bench:$work/srv/rsync-$r/"; t1=$(now)
   repo "$work/repo-$r" "$work/srv/app-$r"
   (cd "$work/repo-$r" && "$pw" deploy bench --artifact "$work/tiny" 2>/dev/null)
-  t2=$(now); (cd "$work/repo-$r" && "$pw" deploy bench --artifact "$work/release" 2>/dev/null); t3=$(now)
-  printf '%-8s %9ss %13ss\n' "$r" "$(secs "$t0" "$t1")" "$(secs "$t2" "$t3")"
+  t2=$(now); (cd "$work/repo-$r" && "$pw" deploy bench --artifact "$work/release" 2>"$work/deploy-$r.log"); t3=$(now)
+  upload=$(grep -o 'UPLOAD *ok ([0-9.]*s)' "$work/deploy-$r.log" | grep -o '[0-9.]*s')
+  printf '%-8s %9ss %13ss   (of which the UPLOAD step on the host: %s)\n' "$r" "$(secs "$t0" "$t1")" "$(secs "$t2" "$t3")" "$upload"
 done
 
 echo

@@ -291,7 +291,7 @@ impl Target<'_> {
             files_sent: 0,
             files_linked: 0,
             bytes_sent: 0,
-                wire_bytes: 0,
+            wire_bytes: 0,
             holder: None,
         };
         for host in &self.env.hosts {
@@ -490,7 +490,7 @@ fn total(sessions: &mut [Session]) -> Summary {
         files_sent: 0,
         files_linked: 0,
         bytes_sent: 0,
-                wire_bytes: 0,
+        wire_bytes: 0,
         holder: None,
     };
     for s in sessions.iter_mut() {

@@ -49,10 +49,39 @@ pub struct Manifest {
 }
 
 impl Manifest {
-    /// Walks `root` (sorted, parents before children) and hashes every file.
+    /// Walks `root` (sorted, parents before children) and hashes every file, on every core.
     pub fn build(root: &Path) -> std::io::Result<Manifest> {
         let mut entries = Vec::new();
         walk(root, "", &mut entries)?;
+        let files: Vec<&mut String> = entries
+            .iter_mut()
+            .filter_map(|e| match e {
+                Entry::File { sha256, .. } => Some(sha256),
+                _ => None,
+            })
+            .collect();
+        // `walk` left each file's full path in its sha256 field; replace it with the hash.
+        let threads = std::thread::available_parallelism().map_or(1, usize::from);
+        let chunk = files.len().div_ceil(threads).max(1);
+        let mut files = files;
+        std::thread::scope(|sc| {
+            let handles: Vec<_> = files
+                .chunks_mut(chunk)
+                .map(|part| {
+                    sc.spawn(move || -> std::io::Result<()> {
+                        for slot in part {
+                            let hash = sha256_file(Path::new(slot.as_str()))?;
+                            **slot = hash;
+                        }
+                        Ok(())
+                    })
+                })
+                .collect();
+            handles.into_iter().try_for_each(|h| {
+                h.join()
+                    .unwrap_or_else(|_| Err(std::io::Error::other("hashing panicked")))
+            })
+        })?;
         Ok(Manifest { entries })
     }
 
@@ -105,7 +134,7 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<Entry>) -> std::io::Result<()> {
                 path: rel,
                 mode,
                 size: meta.len(),
-                sha256: sha256_file(&full)?,
+                sha256: full.to_string_lossy().into_owned(),
             });
         }
     }

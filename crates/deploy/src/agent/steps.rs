@@ -459,7 +459,7 @@ impl<'a, R: BufRead, W: Write> Steps<'a, R, W> {
                         path: dst.clone(),
                         source: e.into_error(),
                     })?;
-                    f.sync_data().map_err(Error::io("cannot write", &dst))?;
+                    drop(f);
                     if manifest::hex(&h.finalize()) != sha {
                         return Err(Error::Checksum { path });
                     }
@@ -483,6 +483,14 @@ impl<'a, R: BufRead, W: Write> Steps<'a, R, W> {
         let mbytes = serde_json::to_vec(&manifest).unwrap_or_default();
         let mpath = partial.join(manifest::FILE_NAME);
         fs::write(&mpath, mbytes).map_err(Error::io("cannot write", &mpath))?;
+        // One sync of the whole filesystem rather than one per file: the release must be on
+        // disk before its name says it is complete.
+        let dirf = fs::File::open(&partial).map_err(Error::io("cannot open", &partial))?;
+        rustix::fs::syncfs(&dirf).map_err(|e| Error::Io {
+            what: "cannot sync",
+            path: partial.clone(),
+            source: e.into(),
+        })?;
         let dst = self.layout.release(id);
         fs::rename(&partial, &dst).map_err(Error::io("cannot rename", &dst))
     }
