@@ -58,7 +58,7 @@ build() { # build VERSION [broken]
   echo "__version__ = \"$1\"" >"$work/build-$1/inner_architect/__init__.py"
   if [ "${2:-}" = broken ]; then echo 'raise SystemExit("missing setting")' >"$work/build-$1/inner_architect/__main__.py"; fi
 }
-run() { echo "\$ $*"; (cd "$repo" && PIPEWRIGHT_DEPLOYER=alice@laptop "$pw" "$@" 2>&1); echo "(exit $?)"; echo; }
+run() { echo "\$ pipewright $*"; (cd "$repo" && PIPEWRIGHT_DEPLOYER=alice@laptop "$pw" "$@" 2>&1); echo "(exit $?)"; echo; }
 build 1.0.0 && build 1.1.0 broken && build 1.2.0
 run deploy staging --artifact "$work/build-1.0.0" --version 1.0.0
 run deploy staging --artifact "$work/build-1.1.0" --version 1.1.0
