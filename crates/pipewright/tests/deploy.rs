@@ -411,3 +411,82 @@ fn a_tarball_artifact_deploys_like_a_directory() {
     assert_eq!(app.live_version().as_deref(), Some("1.0.0"));
     assert_eq!(app.releases_json()[0]["releases"][0]["version"], "tgz");
 }
+
+#[test]
+fn a_deployer_killed_after_the_upload_does_not_stop_the_deploy_on_the_host() {
+    use std::io::BufRead;
+    use std::os::unix::process::CommandExt;
+    let app = App::new("");
+    app.deploy(&app.artifact("1.0.0", |_| {})).code(0);
+    let v2 = app.artifact("2.0.0", |_| {});
+    let mut deployer = app
+        .pipewright()
+        .args(["deploy", "staging", "--artifact", v2.to_str().unwrap()])
+        .stderr(std::process::Stdio::piped())
+        .process_group(0)
+        .spawn()
+        .unwrap();
+    let stderr = std::io::BufReader::new(deployer.stderr.take().unwrap());
+    for line in stderr.lines() {
+        if line.unwrap().contains("SWITCH      ok") {
+            break;
+        }
+    }
+    // The deployer, its ssh master and the connection go; the agent carries on.
+    let pgid = format!("-{}", deployer.id());
+    std::process::Command::new("kill")
+        .args(["-KILL", "--", &pgid])
+        .status()
+        .unwrap();
+    let _ = deployer.wait();
+    let start = std::time::Instant::now();
+    while app.history().len() < 2 {
+        assert!(start.elapsed().as_secs() < 20, "the agent never finished");
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    assert_eq!(app.history()[1]["result"], "ok");
+    assert_eq!(app.live_version().as_deref(), Some("2.0.0"));
+}
+
+#[test]
+fn lock_wait_lets_a_second_deploy_follow_the_first() {
+    let app = App::new("");
+    app.deploy(&app.artifact("1.0.0", |_| {})).code(0);
+    let v2 = app.artifact("2.0.0", |d| std::fs::write(d.join("a.txt"), "a").unwrap());
+    let mut first = app
+        .pipewright()
+        .env("PIPEWRIGHT_TEST_UPLOAD_DELAY_MS", "500")
+        .args(["deploy", "staging", "--artifact", v2.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !app.path().join(".pipewright/lock.json").exists() {
+        assert!(
+            start.elapsed().as_secs() < 20,
+            "the first deploy never locked"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let v3 = app.artifact("3.0.0", |_| {});
+    app.run(&[
+        "deploy",
+        "staging",
+        "--artifact",
+        v3.to_str().unwrap(),
+        "--lock-wait",
+        "60s",
+    ])
+    .code(0);
+    assert_eq!(first.wait().unwrap().code(), Some(0));
+    assert_eq!(app.live_version().as_deref(), Some("3.0.0"));
+    app.run(&[
+        "deploy",
+        "staging",
+        "--artifact",
+        v3.to_str().unwrap(),
+        "--lock-wait",
+        "soon",
+    ])
+    .code(2);
+}
