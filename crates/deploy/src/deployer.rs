@@ -157,43 +157,45 @@ impl Target<'_> {
         opts: &DeployOptions,
         report: Report<'_>,
     ) -> Result<Summary> {
-        let manifest = Manifest::build(artifact).map_err(Error::io("cannot read", artifact))?;
         let report = Mutex::new(report);
         let hosts = &self.env.hosts;
-        if let [host] = hosts.as_slice() {
-            let mut s = self.open(host, opts, true, false)?;
-            s.pump(artifact, &manifest, &report);
-            return Ok(total(&mut [s]));
-        }
-        // Upload and prepare everywhere at once.
-        let opened: Vec<Result<Session>> = std::thread::scope(|sc| {
+        let coordinated = hosts.len() > 1;
+        // Hash the artifact while the connections open and the agents take their locks.
+        let (manifest, opened) = std::thread::scope(|sc| {
+            let hashing = sc.spawn(|| Manifest::build(artifact));
             let handles: Vec<_> = hosts
                 .iter()
                 .enumerate()
-                .map(|(i, host)| {
-                    let (manifest, report) = (&manifest, &report);
-                    sc.spawn(move || {
-                        let mut s = self.open(host, opts, i == 0, true)?;
-                        s.pump(artifact, manifest, report);
-                        Ok(s)
-                    })
-                })
+                .map(|(i, host)| sc.spawn(move || self.open(host, opts, i == 0, coordinated)))
                 .collect();
-            handles
+            let opened: Vec<Result<Session>> = handles
                 .into_iter()
                 .map(|h| {
                     h.join()
                         .unwrap_or_else(|_| Err(Error::Protocol("a host's thread panicked".into())))
                 })
-                .collect()
+                .collect();
+            (hashing.join(), opened)
         });
+        // On an error the sessions drop: each agent sees the connection close before the
+        // upload and removes what it started.
+        let manifest = match manifest {
+            Ok(m) => m.map_err(Error::io("cannot read", artifact))?,
+            Err(_) => return Err(Error::Protocol("hashing the artifact panicked".into())),
+        };
         let mut sessions = Vec::new();
         let mut failures = Vec::new();
         for (host, r) in hosts.iter().zip(opened) {
             match r {
                 Ok(s) => sessions.push(s),
+                Err(e) if !coordinated => return Err(e),
                 Err(e) => failures.push(format!("{host}: {e}")),
             }
+        }
+        // Upload and prepare everywhere at once.
+        each(&mut sessions, |s| s.pump(artifact, &manifest, &report));
+        if !coordinated {
+            return Ok(total(&mut sessions));
         }
         let all_prepared = failures.is_empty() && sessions.iter().all(|s| s.stop == Stop::Prepared);
         if !all_prepared {
