@@ -1,4 +1,4 @@
-//! A release's manifest: every file with its mode, size and SHA-256, every directory and
+//! A release's manifest: every file with its mode, size and BLAKE3 hash, every directory and
 //! symlink. The local side builds it from the artifact; the host verifies uploads against it
 //! and keeps it in the release (`.pipewright-manifest.json`) to hard-link unchanged files
 //! into the next release.
@@ -9,7 +9,6 @@ use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 /// The manifest's file name inside a release directory.
 pub const FILE_NAME: &str = ".pipewright-manifest.json";
@@ -25,7 +24,8 @@ pub enum Entry {
         path: String,
         mode: u32,
         size: u64,
-        sha256: String,
+        /// BLAKE3, hex.
+        hash: String,
     },
     Symlink {
         path: String,
@@ -56,11 +56,11 @@ impl Manifest {
         let files: Vec<&mut String> = entries
             .iter_mut()
             .filter_map(|e| match e {
-                Entry::File { sha256, .. } => Some(sha256),
+                Entry::File { hash, .. } => Some(hash),
                 _ => None,
             })
             .collect();
-        // `walk` left each file's full path in its sha256 field; replace it with the hash.
+        // `walk` left each file's full path in its hash field; replace it with the hash.
         let threads = std::thread::available_parallelism().map_or(1, usize::from);
         let chunk = files.len().div_ceil(threads).max(1);
         let mut files = files;
@@ -70,7 +70,7 @@ impl Manifest {
                 .map(|part| {
                     sc.spawn(move || -> std::io::Result<()> {
                         for slot in part {
-                            let hash = sha256_file(Path::new(slot.as_str()))?;
+                            let hash = hash_file(Path::new(slot.as_str()))?;
                             **slot = hash;
                         }
                         Ok(())
@@ -134,16 +134,16 @@ fn walk(dir: &Path, prefix: &str, out: &mut Vec<Entry>) -> std::io::Result<()> {
                 path: rel,
                 mode,
                 size: meta.len(),
-                sha256: full.to_string_lossy().into_owned(),
+                hash: full.to_string_lossy().into_owned(),
             });
         }
     }
     Ok(())
 }
 
-pub fn sha256_file(path: &Path) -> std::io::Result<String> {
+pub fn hash_file(path: &Path) -> std::io::Result<String> {
     let mut f = fs::File::open(path)?;
-    let mut h = Sha256::new();
+    let mut h = blake3::Hasher::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
         let n = f.read(&mut buf)?;
@@ -152,15 +152,7 @@ pub fn sha256_file(path: &Path) -> std::io::Result<String> {
         }
         h.update(&buf[..n]);
     }
-    Ok(hex(&h.finalize()))
-}
-
-pub fn hex(bytes: &[u8]) -> String {
-    use std::fmt::Write;
-    bytes.iter().fold(String::new(), |mut s, b| {
-        let _ = write!(s, "{b:02x}");
-        s
-    })
+    Ok(h.finalize().to_hex().to_string())
 }
 
 /// Whether a manifest path is safe to create below a release directory.

@@ -10,8 +10,6 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Instant;
 
-use sha2::{Digest, Sha256};
-
 use super::Channel;
 use super::lock::Lock;
 use crate::config::{RestoreDatabase, Settings};
@@ -384,12 +382,10 @@ impl<'a, R: BufRead, W: Write> Steps<'a, R, W> {
             if let Some(m) = Manifest::read_from_release(&dir) {
                 for e in m.entries {
                     if let Entry::File {
-                        path, mode, sha256, ..
+                        path, mode, hash, ..
                     } = e
                     {
-                        known
-                            .entry((sha256, mode))
-                            .or_insert_with(|| dir.join(path));
+                        known.entry((hash, mode)).or_insert_with(|| dir.join(path));
                     }
                 }
             }
@@ -412,14 +408,14 @@ impl<'a, R: BufRead, W: Write> Steps<'a, R, W> {
                         .map_err(Error::io("cannot create", &dst))?;
                 }
                 Entry::File {
-                    path, mode, sha256, ..
+                    path, mode, hash, ..
                 } => {
-                    if let Some(src) = known.get(&(sha256.clone(), *mode))
+                    if let Some(src) = known.get(&(hash.clone(), *mode))
                         && fs::hard_link(src, &dst).is_ok()
                     {
                         linked += 1;
                     } else {
-                        need.insert(path.clone(), (sha256.clone(), *mode));
+                        need.insert(path.clone(), (hash.clone(), *mode));
                     }
                 }
             }
@@ -431,13 +427,13 @@ impl<'a, R: BufRead, W: Write> Steps<'a, R, W> {
         loop {
             match recv::<Upload>(&mut self.ch.input) {
                 Ok(Some(Upload::File { path, size })) => {
-                    let Some((sha, mode)) = need.remove(&path) else {
+                    let Some((hash, mode)) = need.remove(&path) else {
                         return Err(Error::Protocol(format!("unexpected file `{path}`")));
                     };
                     let dst = partial.join(&path);
                     let f = fs::File::create(&dst).map_err(Error::io("cannot create", &dst))?;
                     let mut w = BufWriter::with_capacity(1 << 16, f);
-                    let mut h = Sha256::new();
+                    let mut h = blake3::Hasher::new();
                     let mut left = size;
                     while left > 0 {
                         let want = usize::try_from(left.min(buf.len() as u64)).unwrap_or(buf.len());
@@ -460,7 +456,7 @@ impl<'a, R: BufRead, W: Write> Steps<'a, R, W> {
                         source: e.into_error(),
                     })?;
                     drop(f);
-                    if manifest::hex(&h.finalize()) != sha {
+                    if h.finalize().to_hex().as_str() != hash {
                         return Err(Error::Checksum { path });
                     }
                     fs::set_permissions(&dst, fs::Permissions::from_mode(mode))
