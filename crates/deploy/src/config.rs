@@ -678,6 +678,44 @@ mod tests {
     use super::*;
 
     #[test]
+    fn hosts_may_have_their_own_path_and_variables() {
+        let p = parse(
+            "app: a\nenvironments:\n  prod:\n    hosts:\n      - web-1\n      - {host: web-2, path: /srv/b, env: {PORT: '8001'}}\n    path: /srv/a\n    env: {PORT: '8000'}\n",
+        );
+        assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+        let env = &p.config.unwrap().environments["prod"];
+        assert_eq!(env.hosts, ["web-1", "web-2"]);
+        assert_eq!(env.host_path["web-2"], "/srv/b");
+        assert_eq!(env.host_env["web-2"]["PORT"], "8001");
+        assert_eq!(env.settings.env["PORT"], "8000");
+        assert_eq!(env.batch, 2);
+        assert_eq!(env.settings.restore_database, RestoreDatabase::OnMigration);
+    }
+
+    #[test]
+    fn every_problem_is_reported_not_only_the_first() {
+        let p = parse(
+            "app: a\nenvironments:\n  s:\n    hosts: []\n    path: x\n    keep_releases: 0\n",
+        );
+        assert!(p.config.is_none());
+        let lines: Vec<u32> = p.diagnostics.iter().map(|d| d.span.start.line).collect();
+        assert_eq!(lines, [4, 5, 6], "{:?}", p.diagnostics);
+    }
+
+    #[test]
+    fn dotenv_files() {
+        let v = dotenv("# c\nexport A=1\nB=\"two words\"\nC='x'\nnot an assignment\n");
+        assert_eq!(
+            v,
+            [
+                ("A".into(), "1".into()),
+                ("B".into(), "two words".into()),
+                ("C".into(), "x".into())
+            ]
+        );
+    }
+
+    #[test]
     fn durations() {
         assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
         assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));

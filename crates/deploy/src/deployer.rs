@@ -87,8 +87,11 @@ impl Target<'_> {
         let check = ssh.run(&format!("test -x {}", quote(&bin)))?;
         if !check.status.success() {
             let script = format!(
-                "set -e; mkdir -p {d}; find {d} -name 'pipewright-*' -type f -delete; cat > {b}.tmp; chmod 755 {b}.tmp; mv {b}.tmp {b}",
+                // A temporary name per process, so that two first deploys at once do not
+                // write one file; other builds' agents are removed.
+                "set -e; mkdir -p {d}; find {d} -name 'pipewright-*' ! -name {n} -type f -delete; cat > {b}.tmp.$$; chmod 755 {b}.tmp.$$; mv {b}.tmp.$$ {b}",
                 d = quote(&dir),
+                n = quote(&format!("{name}*")),
                 b = quote(&bin)
             );
             let mut child = ssh

@@ -156,6 +156,13 @@ mod tests {
     use super::*;
 
     #[test]
+    fn variables_in_urls() {
+        let env = |k: &str| (k == "PORT").then(|| "8001".to_owned());
+        assert_eq!(expand("http://h:${PORT}/x", &env), "http://h:8001/x");
+        assert_eq!(expand("${NOPE}/${PORT", &env), "${NOPE}/${PORT");
+    }
+
+    #[test]
     fn urls() {
         let u = Url::parse("http://127.0.0.1:8000/health").unwrap();
         assert_eq!(
