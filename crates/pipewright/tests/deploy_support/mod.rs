@@ -33,17 +33,26 @@ fn must(cmd: &str) {
 
 /// The test user sshd lets in with a key (created once; `*` unlocks it for key logins).
 fn ensure_user() {
-    if sh(&format!("id {USER}")).status.success() {
-        return;
+    // Test processes start together: useradd may find /etc/passwd locked by another one
+    // creating the same user, so try again until the user exists.
+    // Ready means unlocked for key logins: a password field of `*`.
+    let ready = || {
+        let out = sh(&format!("getent shadow {USER}"));
+        String::from_utf8_lossy(&out.stdout).split(':').nth(1) == Some("*")
+    };
+    for _ in 0..100 {
+        if ready() {
+            return;
+        }
+        let _ = sh(&format!(
+            "id {USER} >/dev/null 2>&1 || useradd -m -s /bin/sh {USER}; usermod -p '*' {USER}"
+        ));
+        if ready() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(100));
     }
-    let _ = sh(&format!(
-        "useradd -m -s /bin/sh {USER} && usermod -p '*' {USER}"
-    ));
-    // Another test process may have created it at the same time.
-    assert!(
-        sh(&format!("id {USER}")).status.success(),
-        "cannot create the test user {USER} (the deploy tests need root)"
-    );
+    panic!("cannot create the test user {USER} (the deploy tests need root)");
 }
 
 pub fn free_port() -> u16 {
