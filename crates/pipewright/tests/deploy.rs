@@ -490,3 +490,77 @@ fn lock_wait_lets_a_second_deploy_follow_the_first() {
     ])
     .code(2);
 }
+
+#[test]
+fn hooks_see_the_documented_variables_and_shared_files_are_linked() {
+    let app = App::with_sections(
+        "    hooks:\n      install: env | grep -E '^(PIPEWRIGHT_|PORT=)' | sort > \"$PIPEWRIGHT_SHARED_DIR/install-env\"\n      restart: sh bin/restart.sh\n",
+        "",
+    );
+    app.deploy(&app.artifact("1.0.0", |_| {})).code(0);
+    let first = app.current().unwrap();
+    app.deploy(&app.artifact("1.1.0", |_| {})).code(0);
+    let second = app.current().unwrap();
+    let env = std::fs::read_to_string(app.path().join("shared/install-env")).unwrap();
+    let path = app.path();
+    let p = path.display();
+    for expected in [
+        "PIPEWRIGHT_ENVIRONMENT=staging".to_owned(),
+        format!("PIPEWRIGHT_RELEASE={second}"),
+        format!("PIPEWRIGHT_RELEASE_DIR={p}/releases/{second}"),
+        format!("PIPEWRIGHT_PREVIOUS_RELEASE_DIR={p}/releases/{first}"),
+        format!("PIPEWRIGHT_DEPLOY_PATH={p}"),
+        format!("PIPEWRIGHT_SHARED_DIR={p}/shared"),
+        format!("PORT={}", app.port),
+    ] {
+        assert!(
+            env.lines().any(|l| l == expected),
+            "{expected} not in\n{env}"
+        );
+    }
+    assert!(env.contains("PIPEWRIGHT_BACKUP_DIR="), "{env}");
+    // `shared: [data]` is a link into shared/ in every release.
+    let link = std::fs::read_link(path.join("releases").join(&second).join("data")).unwrap();
+    assert_eq!(link, path.join("shared/data"));
+}
+
+#[test]
+fn deploy_lock_release_force_stops_a_live_deploy() {
+    let app = App::new("");
+    app.deploy(&app.artifact("1.0.0", |_| {})).code(0);
+    let v2 = app.artifact("2.0.0", |d| {
+        for i in 0..20 {
+            std::fs::write(d.join(format!("f{i}.txt")), format!("{i}")).unwrap();
+        }
+    });
+    let mut stuck = app
+        .pipewright()
+        .env("PIPEWRIGHT_TEST_UPLOAD_DELAY_MS", "1000")
+        .args(["deploy", "staging", "--artifact", v2.to_str().unwrap()])
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while !app.path().join(".pipewright/lock.json").exists() {
+        assert!(start.elapsed().as_secs() < 20, "the deploy never locked");
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let d = app.run(&["deploy-lock", "staging", "release"]);
+    d.code(5);
+    assert!(d.stderr.contains("use --force"), "{d:?}");
+    app.run(&["deploy-lock", "staging", "release", "--force"])
+        .code(0);
+    // The stopped deploy changed nothing live, and the next one goes through.
+    assert_ne!(stuck.wait().unwrap().code(), Some(0));
+    assert_eq!(app.live_version().as_deref(), Some("1.0.0"));
+    app.run(&[
+        "deploy",
+        "staging",
+        "--artifact",
+        v2.to_str().unwrap(),
+        "--lock-wait",
+        "10s",
+    ])
+    .code(0);
+    assert_eq!(app.live_version().as_deref(), Some("2.0.0"));
+}
