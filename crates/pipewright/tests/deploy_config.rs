@@ -73,3 +73,37 @@ fn an_unknown_environment_is_an_invocation_error() {
     assert!(err.contains("no environment `production`"), "{err}");
     assert!(err.contains("it has: staging"), "{err}");
 }
+
+#[test]
+fn the_agent_refuses_garbage_without_panicking() {
+    use std::io::Write;
+    for input in [
+        "",
+        "not json\n",
+        "{\"op\": \"deploy\"}\n",
+        "{\"op\": \"nope\"}\n",
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_pipewright"))
+            .arg("deploy-agent")
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{input:?}: {stderr}");
+        assert_ne!(out.status.code(), Some(0), "{input:?}");
+        if !input.is_empty() {
+            let line: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+            assert_eq!(line["event"], "result", "{input:?}");
+            assert_eq!(line["outcome"], "failed", "{input:?}");
+        }
+    }
+}
