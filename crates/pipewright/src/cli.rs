@@ -38,6 +38,17 @@ pub(crate) enum Command {
     /// Called by git hooks that `pipewright serve` installs.
     #[command(subcommand, hide = true)]
     Hook(HookCommand),
+    /// Deploy an artifact to an environment of .pipewright/deploy.yml.
+    Deploy(crate::deploy_cmd::DeployArgs),
+    /// Put an earlier release of an environment back.
+    Rollback(crate::deploy_cmd::RollbackArgs),
+    /// List an environment's releases.
+    Releases(crate::deploy_cmd::ReleasesArgs),
+    /// Show or release an environment's deploy lock.
+    DeployLock(crate::deploy_cmd::DeployLockArgs),
+    /// The host side of a deploy (started over ssh by the commands above).
+    #[command(hide = true)]
+    DeployAgent,
 }
 
 /// Where the server is and how to authenticate.

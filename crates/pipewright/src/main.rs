@@ -5,6 +5,7 @@
 mod cli;
 mod client_cmd;
 mod console;
+mod deploy_cmd;
 mod repo;
 mod run_cmd;
 mod serve_cmd;
@@ -33,6 +34,11 @@ fn main() -> ExitCode {
         cli::Command::Cancel(args) => client_cmd::cancel(&args),
         cli::Command::Secrets(cmd) => client_cmd::secrets(cmd),
         cli::Command::Hook(cmd) => client_cmd::hook(cmd),
+        cli::Command::Deploy(args) => deploy_cmd::deploy(&args),
+        cli::Command::Rollback(args) => deploy_cmd::rollback(&args),
+        cli::Command::Releases(args) => deploy_cmd::releases(&args),
+        cli::Command::DeployLock(args) => deploy_cmd::deploy_lock(&args),
+        cli::Command::DeployAgent => Ok(deploy_cmd::agent()),
     };
     match result {
         Ok(code) => ExitCode::from(code),

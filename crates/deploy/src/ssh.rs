@@ -1,0 +1,140 @@
+//! One multiplexed OpenSSH connection per host: the system `ssh` binary (so the user's ssh
+//! configuration, agent and known hosts apply), a master we own as a child process, and
+//! every command after it over the master's socket instead of a new handshake.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use crate::error::{Error, Result};
+
+pub struct Ssh {
+    destination: String,
+    config: Option<PathBuf>,
+    socket: PathBuf,
+    master: Child,
+    /// Holds the socket's directory until the connection closes.
+    _dir: tempfile::TempDir,
+}
+
+/// Quotes a word for the remote shell.
+pub fn quote(s: &str) -> String {
+    if !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"/._-:=+@,".contains(&b))
+    {
+        return s.to_owned();
+    }
+    format!("'{}'", s.replace('\'', r"'\''"))
+}
+
+impl Ssh {
+    /// Opens the master connection and waits until its socket accepts clients.
+    pub fn connect(destination: &str, config: Option<&Path>) -> Result<Ssh> {
+        let ssh_err = |message: String| Error::Ssh {
+            destination: destination.to_owned(),
+            message,
+        };
+        // Unix socket paths are short (108 bytes): a directory right under /tmp.
+        let dir = tempfile::Builder::new()
+            .prefix("pw-ssh-")
+            .tempdir_in("/tmp")
+            .map_err(|e| ssh_err(format!("cannot create a control directory: {e}")))?;
+        let socket = dir.path().join("c");
+        let mut cmd = Command::new("ssh");
+        if let Some(c) = config {
+            cmd.arg("-F").arg(c);
+        }
+        let mut master = cmd
+            .args(["-M", "-N", "-o", "ControlPersist=no", "-o", "BatchMode=yes"])
+            .args(["-o", "ServerAliveInterval=15"])
+            .arg("-o")
+            .arg(format!("ControlPath={}", socket.display()))
+            .arg(destination)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .map_err(|e| ssh_err(format!("cannot run ssh: {e}")))?;
+        let started = Instant::now();
+        while !socket.exists() {
+            if let Ok(Some(status)) = master.try_wait() {
+                let mut text = String::new();
+                if let Some(mut e) = master.stderr.take() {
+                    let _ = std::io::Read::read_to_string(&mut e, &mut text);
+                }
+                return Err(ssh_err(format!(
+                    "cannot connect ({status}): {}",
+                    text.trim()
+                )));
+            }
+            if started.elapsed() > Duration::from_secs(60) {
+                let _ = master.kill();
+                let _ = master.wait();
+                return Err(ssh_err("timed out connecting".into()));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        Ok(Ssh {
+            destination: destination.to_owned(),
+            config: config.map(Path::to_owned),
+            socket,
+            master,
+            _dir: dir,
+        })
+    }
+
+    pub fn destination(&self) -> &str {
+        &self.destination
+    }
+
+    /// The master's socket, for running other tools (rsync) over the same connection.
+    pub fn control_path(&self) -> &Path {
+        &self.socket
+    }
+
+    /// `ssh` over the master, running `remote` (a shell command line) on the host.
+    pub fn command(&self, remote: &str) -> Command {
+        let mut cmd = Command::new("ssh");
+        if let Some(c) = &self.config {
+            cmd.arg("-F").arg(c);
+        }
+        cmd.args(["-T", "-o", "ControlMaster=no", "-o", "BatchMode=yes"])
+            .arg("-o")
+            .arg(format!("ControlPath={}", self.socket.display()))
+            .arg(&self.destination)
+            .arg(remote);
+        cmd
+    }
+
+    /// Runs a command to completion, feeding it `input`.
+    pub fn run(&self, remote: &str) -> Result<Output> {
+        self.command(remote)
+            .stdin(Stdio::null())
+            .output()
+            .map_err(|e| Error::Ssh {
+                destination: self.destination.clone(),
+                message: format!("cannot run ssh: {e}"),
+            })
+    }
+
+    /// Starts a command with piped stdin and stdout.
+    pub fn spawn(&self, remote: &str) -> Result<Child> {
+        self.command(remote)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| Error::Ssh {
+                destination: self.destination.clone(),
+                message: format!("cannot run ssh: {e}"),
+            })
+    }
+}
+
+impl Drop for Ssh {
+    fn drop(&mut self) {
+        let _ = self.master.kill();
+        let _ = self.master.wait();
+    }
+}

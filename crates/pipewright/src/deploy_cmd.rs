@@ -1,0 +1,336 @@
+//! `pipewright deploy`, `rollback`, `releases`, `deploy-lock` and the hidden `deploy-agent`:
+//! reading `.pipewright/deploy.yml`, printing progress, and the exit codes (0 deployed and
+//! healthy, 1 failed before anything live changed, 2 bad configuration or arguments, 3 rolled
+//! back, 4 the rollback failed too, 5 locked).
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, ValueEnum};
+use deploy::{Event, Outcome, Target};
+
+use crate::repo;
+
+#[derive(Debug, Args)]
+pub(crate) struct DeployArgs {
+    /// The environment, as named in .pipewright/deploy.yml.
+    pub(crate) environment: String,
+    /// The release to deploy: a directory, or a tarball.
+    #[arg(long)]
+    pub(crate) artifact: PathBuf,
+    /// A label for the release (default: the artifact's name).
+    #[arg(long)]
+    pub(crate) version: Option<String>,
+    /// Check the configuration and the artifact, and show the plan; touch no host.
+    #[arg(long)]
+    pub(crate) dry_run: bool,
+    /// How long to wait for another deploy's lock (e.g. 30s; default: do not wait).
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) lock_wait: Option<String>,
+    /// The repository (default: the one around the current directory).
+    #[arg(long, short = 'C')]
+    pub(crate) directory: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RollbackArgs {
+    pub(crate) environment: String,
+    /// The release to go back to (default: the newest healthy one before the current).
+    #[arg(long)]
+    pub(crate) to: Option<String>,
+    /// Also restore the database from the backup taken when the next release was deployed.
+    #[arg(long)]
+    pub(crate) with_db: bool,
+    #[arg(long, value_name = "DURATION")]
+    pub(crate) lock_wait: Option<String>,
+    #[arg(long, short = 'C')]
+    pub(crate) directory: Option<PathBuf>,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ReleasesArgs {
+    pub(crate) environment: String,
+    /// JSON instead of a table.
+    #[arg(long)]
+    pub(crate) json: bool,
+    #[arg(long, short = 'C')]
+    pub(crate) directory: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub(crate) enum LockAction {
+    Status,
+    Release,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DeployLockArgs {
+    pub(crate) environment: String,
+    pub(crate) action: LockAction,
+    /// Release the lock even if a live deploy holds it (stops that deploy's agent).
+    #[arg(long)]
+    pub(crate) force: bool,
+    #[arg(long, short = 'C')]
+    pub(crate) directory: Option<PathBuf>,
+}
+
+/// The checked configuration of one environment, with what the commands need around it.
+struct Loaded {
+    root: PathBuf,
+    env: deploy::Environment,
+    settings: deploy::Settings,
+}
+
+fn load(directory: Option<&Path>, environment: &str) -> Result<Loaded> {
+    let cwd = std::env::current_dir()?;
+    let start = directory.map_or_else(|| cwd.clone(), |d| cwd.join(d));
+    let root = repo::Repo::discover(&start).map_or(start, |r| r.root);
+    let file = root.join(".pipewright/deploy.yml");
+    let shown = repo::display_path(&file, &cwd);
+    let src = std::fs::read_to_string(&file).with_context(|| format!("cannot read {shown}"))?;
+    let parsed = deploy::parse(&src);
+    let color = crate::validate_cmd::color_stderr();
+    for d in &parsed.diagnostics {
+        eprint!("{}", workflow::render(d, &shown, &src, color));
+    }
+    let Some(config) = parsed.config else {
+        bail!("{shown} is not valid");
+    };
+    let Some(env) = config.environments.get(environment).cloned() else {
+        let names: Vec<&str> = config.environments.keys().map(String::as_str).collect();
+        bail!(
+            "no environment `{environment}` in {shown}; it has: {}",
+            names.join(", ")
+        );
+    };
+    let mut settings = env.settings.clone();
+    if let Some(f) = &env.env_file {
+        for (k, v) in dotenv(&root.join(f))? {
+            settings.env.entry(k).or_insert(v);
+        }
+    }
+    Ok(Loaded {
+        root,
+        env,
+        settings,
+    })
+}
+
+fn dotenv(path: &Path) -> Result<Vec<(String, String)>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(deploy::config::dotenv(&text))
+}
+
+fn who() -> String {
+    if let Ok(w) = std::env::var("PIPEWRIGHT_DEPLOYER") {
+        return w;
+    }
+    let user = std::env::var("USER")
+        .or_else(|_| std::env::var("LOGNAME"))
+        .unwrap_or_else(|_| "unknown".into());
+    let host = std::fs::read_to_string("/etc/hostname")
+        .map(|h| h.trim().to_owned())
+        .unwrap_or_default();
+    if host.is_empty() {
+        user
+    } else {
+        format!("{user}@{host}")
+    }
+}
+
+fn lock_wait(s: Option<&str>) -> Result<u64> {
+    match s {
+        None => Ok(0),
+        Some(s) => match deploy::config::parse_duration(s) {
+            Some(d) => Ok(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
+            None => bail!("--lock-wait `{s}` is not a duration (such as 30s or 2m)"),
+        },
+    }
+}
+
+fn target<'a>(l: &'a Loaded) -> Result<Target<'a>> {
+    Ok(Target {
+        env: &l.env,
+        root: &l.root,
+        who: who(),
+        agent_binary: std::env::current_exe().context("cannot find the pipewright binary")?,
+        settings: l.settings.clone(),
+    })
+}
+
+/// Prints progress on stderr.
+fn progress(host: &str, ev: &Event) {
+    match ev {
+        Event::Phase {
+            phase,
+            status,
+            ms,
+            message,
+        } => match (status.as_str(), message) {
+            ("start", _) => {}
+            ("ok", _) => eprintln!("{host}: {phase:<11} ok ({:.2}s)", *ms as f64 / 1e3),
+            (_, m) => eprintln!(
+                "{host}: {phase:<11} FAILED ({:.2}s): {}",
+                *ms as f64 / 1e3,
+                m.as_deref().unwrap_or("")
+            ),
+        },
+        Event::Ready { release, previous } => eprintln!(
+            "{host}: LOCK        ok: release {release}, current {}",
+            previous.as_deref().unwrap_or("none")
+        ),
+        Event::Need { paths, linked } => eprintln!(
+            "{host}: {} files to send, {linked} unchanged (hard-linked)",
+            paths.len()
+        ),
+        Event::Output { line } => eprintln!("{host}:   {line}"),
+        Event::Message { text } => eprintln!("{host}: {text}"),
+        Event::Locked { holder } => eprintln!("{host}: locked: {holder}"),
+        Event::Prepared => eprintln!("{host}: prepared, waiting for the other hosts"),
+        Event::Switched => eprintln!("{host}: switched and healthy, waiting for the other hosts"),
+        Event::Result { .. } | Event::Releases { .. } | Event::Lock { .. } => {}
+    }
+}
+
+fn conclude(summary: &deploy::Summary) -> u8 {
+    let word = match summary.outcome {
+        Outcome::Ok => "done",
+        Outcome::Failed => "failed, nothing live changed",
+        Outcome::RolledBack => "failed and rolled back",
+        Outcome::RollbackFailed => "failed, and the rollback failed too",
+        Outcome::Locked => "another deploy holds the lock",
+    };
+    eprintln!("{word}: {}", summary.message);
+    summary.outcome.exit_code()
+}
+
+pub(crate) fn deploy(args: &DeployArgs) -> Result<u8> {
+    let l = load(args.directory.as_deref(), &args.environment)?;
+    let wait = lock_wait(args.lock_wait.as_deref())?;
+    let (dir, _guard) = deploy::artifact_dir(&args.artifact).map_err(anyhow::Error::new)?;
+    let version = args.version.clone().unwrap_or_else(|| {
+        args.artifact
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default()
+    });
+    if args.dry_run {
+        let m = deploy::manifest::Manifest::build(&dir)
+            .with_context(|| format!("cannot read {}", dir.display()))?;
+        let files = m
+            .entries
+            .iter()
+            .filter(|e| matches!(e, deploy::manifest::Entry::File { .. }))
+            .count();
+        println!(
+            "would deploy {version} ({files} files, {} bytes) to {} at {} on {}",
+            m.total_bytes(),
+            args.environment,
+            l.settings.path,
+            l.env.hosts.join(", ")
+        );
+        return Ok(0);
+    }
+    let t = target(&l)?;
+    let opts = deploy::DeployOptions {
+        version,
+        lock_wait_ms: wait,
+        fault: std::env::var("PIPEWRIGHT_TEST_FAULT").ok(),
+    };
+    match t.deploy(&dir, &opts, &mut progress) {
+        Ok(summary) => {
+            eprintln!(
+                "sent {} files ({} bytes), linked {}; {} bytes to the host in all",
+                summary.files_sent, summary.bytes_sent, summary.files_linked, summary.wire_bytes
+            );
+            Ok(conclude(&summary))
+        }
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(1)
+        }
+    }
+}
+
+pub(crate) fn rollback(args: &RollbackArgs) -> Result<u8> {
+    let l = load(args.directory.as_deref(), &args.environment)?;
+    let wait = lock_wait(args.lock_wait.as_deref())?;
+    let t = target(&l)?;
+    match t.rollback(args.to.as_deref(), args.with_db, wait, &mut progress) {
+        Ok(summary) => Ok(conclude(&summary)),
+        Err(e) => {
+            eprintln!("error: {e}");
+            Ok(1)
+        }
+    }
+}
+
+pub(crate) fn releases(args: &ReleasesArgs) -> Result<u8> {
+    let l = load(args.directory.as_deref(), &args.environment)?;
+    let t = target(&l)?;
+    let hosts = match t.releases(&mut progress) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(1);
+        }
+    };
+    if args.json {
+        let v: Vec<_> = hosts
+            .iter()
+            .map(|(h, r)| serde_json::json!({"host": h, "releases": r}))
+            .collect();
+        println!("{}", serde_json::to_string_pretty(&v)?);
+        return Ok(0);
+    }
+    for (host, releases) in &hosts {
+        println!("{host}:");
+        println!(
+            "  {:<20} {:<16} {:<21} {:<12} DEPLOYED BY",
+            "RELEASE", "VERSION", "CREATED", "STATUS"
+        );
+        for r in releases {
+            println!(
+                "  {:<20} {:<16} {:<21} {:<12} {}",
+                r.id, r.version, r.created, r.status, r.deployed_by
+            );
+        }
+    }
+    Ok(0)
+}
+
+pub(crate) fn deploy_lock(args: &DeployLockArgs) -> Result<u8> {
+    let l = load(args.directory.as_deref(), &args.environment)?;
+    let t = target(&l)?;
+    let release = matches!(args.action, LockAction::Release);
+    let hosts = match t.lock(release, args.force, &mut |_, _| {}) {
+        Ok(h) => h,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return Ok(1);
+        }
+    };
+    let mut code = 0;
+    for (host, holder, released) in hosts {
+        match (holder, released) {
+            (_, true) => println!("{host}: released"),
+            (None, false) => println!("{host}: free"),
+            (Some(h), false) => {
+                println!("{host}: held: {h}");
+                if release {
+                    eprintln!("{host}: not released: a live deploy holds it (use --force)");
+                }
+                code = 5;
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// `pipewright deploy-agent`: the host side, on stdin and stdout.
+pub(crate) fn agent() -> u8 {
+    let stdin = std::io::stdin().lock();
+    let stdout = std::io::stdout().lock();
+    deploy::agent::serve(stdin, stdout)
+}

@@ -1,0 +1,3 @@
+"""The Inner Architect, as the deploy tests ship it."""
+
+__version__ = "1.0.0"

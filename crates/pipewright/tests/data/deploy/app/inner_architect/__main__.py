@@ -1,0 +1,3 @@
+from inner_architect.app import main
+
+main()
