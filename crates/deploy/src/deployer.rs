@@ -25,6 +25,8 @@ pub struct Target<'a> {
     pub agent_binary: PathBuf,
     /// Extra variables (from `env_file`) already merged into the settings.
     pub settings: Settings,
+    /// Variables for the local `ssh` (a workflow step's `SSH_AUTH_SOCK`, ...).
+    pub ssh_env: Vec<(String, String)>,
 }
 
 /// What the deployer reports while it works: the host and what happened there.
@@ -64,7 +66,7 @@ impl Target<'_> {
 
     fn connect(&self, host: &str) -> Result<Ssh> {
         let config = self.env.ssh_config.as_ref().map(|c| self.root.join(c));
-        Ssh::connect(host, config.as_deref())
+        Ssh::connect(host, config.as_deref(), &self.ssh_env)
     }
 
     /// Makes sure this binary is on the host as `PATH/.pipewright/bin/pipewright-KEY` and

@@ -195,3 +195,38 @@ pub fn recv<T: for<'de> Deserialize<'de>>(r: &mut impl BufRead) -> std::io::Resu
         .map(Some)
         .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
 }
+
+/// A progress event as one line for people (`pipewright deploy`'s stderr, the workflow
+/// action's log); `None` for events that are not progress.
+pub fn describe(host: &str, ev: &Event) -> Option<String> {
+    Some(match ev {
+        Event::Phase {
+            phase,
+            status,
+            ms,
+            message,
+        } => match (status.as_str(), message) {
+            ("start", _) => return None,
+            ("ok", _) => format!("{host}: {phase:<11} ok ({:.2}s)", *ms as f64 / 1e3),
+            (_, m) => format!(
+                "{host}: {phase:<11} FAILED ({:.2}s): {}",
+                *ms as f64 / 1e3,
+                m.as_deref().unwrap_or("")
+            ),
+        },
+        Event::Ready { release, previous } => format!(
+            "{host}: LOCK        ok: release {release}, current {}",
+            previous.as_deref().unwrap_or("none")
+        ),
+        Event::Need { paths, linked } => format!(
+            "{host}: {} files to send, {linked} unchanged (hard-linked)",
+            paths.len()
+        ),
+        Event::Output { line } => format!("{host}:   {line}"),
+        Event::Message { text } => format!("{host}: {text}"),
+        Event::Locked { holder } => format!("{host}: locked: {holder}"),
+        Event::Prepared => format!("{host}: prepared, waiting for the other hosts"),
+        Event::Switched => format!("{host}: switched and healthy, waiting for the other hosts"),
+        Event::Result { .. } | Event::Releases { .. } | Event::Lock { .. } => return None,
+    })
+}

@@ -30,7 +30,13 @@ pub fn quote(s: &str) -> String {
 
 impl Ssh {
     /// Opens the master connection and waits until its socket accepts clients.
-    pub fn connect(destination: &str, config: Option<&Path>) -> Result<Ssh> {
+    /// `env`: extra variables for the master `ssh` (for example `SSH_AUTH_SOCK` of an agent
+    /// a workflow started); the multiplexed commands need none, they reuse its connection.
+    pub fn connect(
+        destination: &str,
+        config: Option<&Path>,
+        env: &[(String, String)],
+    ) -> Result<Ssh> {
         let ssh_err = |message: String| Error::Ssh {
             destination: destination.to_owned(),
             message,
@@ -46,6 +52,7 @@ impl Ssh {
             cmd.arg("-F").arg(c);
         }
         let mut master = cmd
+            .envs(env.iter().map(|(k, v)| (k, v)))
             .args(["-M", "-N", "-o", "ControlPersist=no", "-o", "BatchMode=yes"])
             .args(["-o", "ServerAliveInterval=15"])
             .arg("-o")

@@ -21,6 +21,9 @@ pub struct DeployInputs<'a> {
     pub agent_binary: PathBuf,
     /// Who deploys (e.g. `github.actor`).
     pub who: String,
+    /// Variables for the local `ssh`: the step's environment (`SSH_AUTH_SOCK` of
+    /// `webfactory/ssh-agent`, ...).
+    pub ssh_env: Vec<(String, String)>,
 }
 
 /// Reads `.pipewright/deploy.yml` under `root` and returns one environment with its
@@ -66,6 +69,7 @@ pub fn deploy(inputs: &DeployInputs<'_>, report: Report<'_>) -> Result<Summary> 
         who: inputs.who.clone(),
         agent_binary: inputs.agent_binary.clone(),
         settings,
+        ssh_env: inputs.ssh_env.clone(),
     };
     let version = inputs.version.map_or_else(
         || {

@@ -156,40 +156,14 @@ fn target<'a>(l: &'a Loaded) -> Result<Target<'a>> {
         who: who(),
         agent_binary: std::env::current_exe().context("cannot find the pipewright binary")?,
         settings: l.settings.clone(),
+        ssh_env: Vec::new(),
     })
 }
 
 /// Prints progress on stderr.
 fn progress(host: &str, ev: &Event) {
-    match ev {
-        Event::Phase {
-            phase,
-            status,
-            ms,
-            message,
-        } => match (status.as_str(), message) {
-            ("start", _) => {}
-            ("ok", _) => eprintln!("{host}: {phase:<11} ok ({:.2}s)", *ms as f64 / 1e3),
-            (_, m) => eprintln!(
-                "{host}: {phase:<11} FAILED ({:.2}s): {}",
-                *ms as f64 / 1e3,
-                m.as_deref().unwrap_or("")
-            ),
-        },
-        Event::Ready { release, previous } => eprintln!(
-            "{host}: LOCK        ok: release {release}, current {}",
-            previous.as_deref().unwrap_or("none")
-        ),
-        Event::Need { paths, linked } => eprintln!(
-            "{host}: {} files to send, {linked} unchanged (hard-linked)",
-            paths.len()
-        ),
-        Event::Output { line } => eprintln!("{host}:   {line}"),
-        Event::Message { text } => eprintln!("{host}: {text}"),
-        Event::Locked { holder } => eprintln!("{host}: locked: {holder}"),
-        Event::Prepared => eprintln!("{host}: prepared, waiting for the other hosts"),
-        Event::Switched => eprintln!("{host}: switched and healthy, waiting for the other hosts"),
-        Event::Result { .. } | Event::Releases { .. } | Event::Lock { .. } => {}
+    if let Some(line) = deploy::protocol::describe(host, ev) {
+        eprintln!("{line}");
     }
 }
 

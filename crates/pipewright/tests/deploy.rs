@@ -564,3 +564,54 @@ fn deploy_lock_release_force_stops_a_live_deploy() {
     .code(0);
     assert_eq!(app.live_version().as_deref(), Some("2.0.0"));
 }
+
+#[test]
+fn a_workflow_deploys_with_the_builtin_action() {
+    let app = App::new("");
+    let v1 = app.artifact("2.0.0", |_| {});
+    let r = app.repo.path();
+    let sh = |cmd: &str| {
+        let st = std::process::Command::new("sh")
+            .arg("-c")
+            .arg(cmd)
+            .current_dir(r)
+            .status()
+            .unwrap();
+        assert!(st.success(), "{cmd}");
+    };
+    sh(&format!("cp -a {} dist", v1.display()));
+    std::fs::create_dir_all(r.join(".github/workflows")).unwrap();
+    std::fs::write(
+        r.join(".github/workflows/deploy.yml"),
+        "on: push
+jobs:
+  deploy:
+    runs-on: x
+    environment: staging
+    steps:
+      - uses: actions/checkout@v4
+      - id: d
+        uses: pipewright/deploy@v1
+        with:
+          environment: staging
+          artifact: dist
+          version: v2
+      - run: echo \"outcome ${{ steps.d.outputs.outcome }} exit ${{ steps.d.outputs.exit-code }}\"
+",
+    )
+    .unwrap();
+    sh(
+        "git init -q -b main && git add -A && git -c user.name=t -c user.email=t@example.invalid commit -qm app",
+    );
+    let out = app.pipewright().args(["run", "push"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(stdout.contains("HEALTHCHECK ok"), "{stdout}");
+    assert!(stdout.contains("outcome ok exit 0"), "{stdout}");
+    assert_eq!(app.live_version().as_deref(), Some("2.0.0"));
+}

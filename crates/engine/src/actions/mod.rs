@@ -6,6 +6,7 @@ mod cache;
 mod checkout;
 mod codecov;
 mod local;
+mod pipewright_deploy;
 mod python;
 mod slack;
 mod ssh_agent;
@@ -194,6 +195,7 @@ pub(crate) async fn run(
         "codecov/codecov-action" => codecov::run(state, &call).map(ok),
         "webfactory/ssh-agent" => ssh_agent::run(state, &call).await.map(ok),
         "slackapi/slack-github-action" => slack::run(state, &call).await.map(ok),
+        "pipewright/deploy" => pipewright_deploy::run(state, &call).await.map(ok),
         _ => {
             // A copy placed for offline use: <dir>/<owner>/<repo>@<ref>/[path].
             let (repo_path, r) = uses.split_once('@').unwrap_or((&uses, ""));
