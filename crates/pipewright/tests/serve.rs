@@ -495,3 +495,60 @@ jobs:
         );
     }
 }
+
+#[test]
+fn gitea_and_gitlab_webhooks() {
+    let s = Server::start();
+    let work = s.commit("main", WORKFLOW);
+    s.push(&work, "main");
+    s.wait_completed(s.runs()[0]["id"].as_i64().unwrap());
+    let sha = git(&work, &["rev-parse", "HEAD"]);
+    // Gitea (and Forgejo): the hex HMAC-SHA256 of the body, without a prefix.
+    let body = serde_json::to_vec(&serde_json::json!({
+        "ref": "refs/heads/main", "before": "0000000000000000000000000000000000000000", "after": sha,
+        "repository": {"full_name": "acme/app"}
+    }))
+    .unwrap();
+    let sig = sign(&body).trim_start_matches("sha256=").to_owned();
+    let gitea = |delivery: &str, sig: String| {
+        vec![
+            ("X-Gitea-Event", "push".to_owned()),
+            ("X-Gitea-Delivery", delivery.to_owned()),
+            ("X-Gitea-Signature", sig),
+        ]
+    };
+    assert_eq!(
+        post(&s.url, "/hooks/gitea", &gitea("g1", "00".into()), &body).0,
+        401
+    );
+    assert_eq!(
+        post(&s.url, "/hooks/gitea", &gitea("g1", sig.clone()), &body).0,
+        201
+    );
+    assert_eq!(
+        post(&s.url, "/hooks/gitea", &gitea("g1", sig), &body).0,
+        200
+    );
+    assert_eq!(s.runs().len(), 2);
+    // GitLab: the secret as a token; merge requests are pull_request events on the target.
+    let mr = serde_json::to_vec(&serde_json::json!({
+        "object_kind": "merge_request",
+        "project": {"path_with_namespace": "acme/app"},
+        "object_attributes": {"action": "open", "iid": 7, "source_branch": "feature", "target_branch": "main",
+            "last_commit": {"id": sha}, "source_project_id": 1, "target_project_id": 1}
+    }))
+    .unwrap();
+    let gitlab = |token: &str| {
+        vec![
+            ("X-Gitlab-Event", "Merge Request Hook".to_owned()),
+            ("X-Gitlab-Event-UUID", "l1".to_owned()),
+            ("X-Gitlab-Token", token.to_owned()),
+        ]
+    };
+    assert_eq!(post(&s.url, "/hooks/gitlab", &gitlab("wrong"), &mr).0, 401);
+    let (status, resp) = post(&s.url, "/hooks/gitlab", &gitlab(SECRET), &mr);
+    // WORKFLOW fires on push only: the merge request is accepted and queues nothing.
+    assert_eq!(status, 201, "{resp}");
+    assert!(resp.contains("\"runs\":[]"), "{resp}");
+    assert_eq!(s.runs().len(), 2);
+}

@@ -51,6 +51,8 @@ pub(crate) fn router(state: AppStateRef) -> Router {
             axum::routing::put(put_secret).delete(delete_secret),
         )
         .route("/hooks/github", post(github_webhook))
+        .route("/hooks/gitea", post(gitea_webhook))
+        .route("/hooks/gitlab", post(gitlab_webhook))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -418,8 +420,130 @@ async fn hook_push(
         .into_response())
 }
 
-/// `POST /hooks/github`: push and pull_request events, signed with the repository's secret.
+/// The forges whose webhooks are understood.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Forge {
+    GitHub,
+    /// Gitea and Forgejo (which also sends Gitea's headers).
+    Gitea,
+    GitLab,
+}
+
 async fn github_webhook(
+    state: State<AppStateRef>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    webhook(Forge::GitHub, state, headers, body).await
+}
+
+async fn gitea_webhook(
+    state: State<AppStateRef>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    webhook(Forge::Gitea, state, headers, body).await
+}
+
+async fn gitlab_webhook(
+    state: State<AppStateRef>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<Response, ApiError> {
+    webhook(Forge::GitLab, state, headers, body).await
+}
+
+/// What a delivery asks for.
+enum Delivery {
+    Ping,
+    Ignored(String),
+    Run(Event),
+}
+
+fn str_at(json: &serde_json::Value, ptr: &str) -> Option<String> {
+    json.pointer(ptr)
+        .and_then(|v| v.as_str())
+        .map(str::to_owned)
+}
+
+/// Reads a forge's push or pull/merge request event into our [`Event`].
+fn parse_delivery(forge: Forge, kind: &str, json: &serde_json::Value) -> Delivery {
+    let deleted = |after: &str| after.is_empty() || after.chars().all(|c| c == '0');
+    match (forge, kind) {
+        (Forge::GitHub | Forge::Gitea, "ping") | (Forge::GitLab, "System Hook") => Delivery::Ping,
+        (Forge::GitHub | Forge::Gitea, "push") | (Forge::GitLab, "Push Hook" | "Tag Push Hook") => {
+            let after = str_at(json, "/after").unwrap_or_default();
+            if deleted(&after) {
+                return Delivery::Ignored("a deleted ref".into());
+            }
+            Delivery::Run(Event {
+                name: "push".into(),
+                git_ref: str_at(json, "/ref").unwrap_or_default(),
+                sha: after,
+                before: str_at(json, "/before"),
+                payload: json.clone(),
+                ..Event::default()
+            })
+        }
+        (Forge::GitHub | Forge::Gitea, "pull_request") => {
+            let action = str_at(json, "/action").unwrap_or_default();
+            // Gitea says `synchronized` where GitHub says `synchronize`.
+            let action = if action == "synchronized" {
+                "synchronize".to_owned()
+            } else {
+                action
+            };
+            if !["opened", "synchronize", "reopened"].contains(&action.as_str()) {
+                return Delivery::Ignored(action);
+            }
+            let number = json["number"].as_u64().unwrap_or(0);
+            let head_repo = str_at(json, "/pull_request/head/repo/full_name");
+            let base_repo = str_at(json, "/pull_request/base/repo/full_name");
+            Delivery::Run(Event {
+                name: "pull_request".into(),
+                git_ref: format!("refs/pull/{number}/merge"),
+                sha: str_at(json, "/pull_request/head/sha").unwrap_or_default(),
+                base_ref: str_at(json, "/pull_request/base/ref"),
+                head_ref: str_at(json, "/pull_request/head/ref"),
+                fork: head_repo.is_some() && head_repo != base_repo,
+                action: Some(action),
+                payload: json.clone(),
+                ..Event::default()
+            })
+        }
+        (Forge::GitLab, "Merge Request Hook") => {
+            let action = match str_at(json, "/object_attributes/action").as_deref() {
+                Some("open") => "opened",
+                Some("update") => "synchronize",
+                Some("reopen") => "reopened",
+                other => return Delivery::Ignored(other.unwrap_or_default().to_owned()),
+            };
+            let iid = json
+                .pointer("/object_attributes/iid")
+                .and_then(serde_json::Value::as_u64)
+                .unwrap_or(0);
+            let source = json.pointer("/object_attributes/source_project_id");
+            let target = json.pointer("/object_attributes/target_project_id");
+            Delivery::Run(Event {
+                name: "pull_request".into(),
+                git_ref: format!("refs/merge-requests/{iid}/head"),
+                sha: str_at(json, "/object_attributes/last_commit/id").unwrap_or_default(),
+                base_ref: str_at(json, "/object_attributes/target_branch"),
+                head_ref: str_at(json, "/object_attributes/source_branch"),
+                fork: source.is_some() && source != target,
+                action: Some(action.to_owned()),
+                payload: json.clone(),
+                ..Event::default()
+            })
+        }
+        (_, other) => Delivery::Ignored(other.to_owned()),
+    }
+}
+
+/// `POST /hooks/{github,gitea,gitlab}`: push and pull/merge request events, authenticated by
+/// the repository's `webhook_secret` before anything in the body is believed.
+async fn webhook(
+    forge: Forge,
     State(s): State<AppStateRef>,
     headers: HeaderMap,
     body: axum::body::Bytes,
@@ -430,118 +554,92 @@ async fn github_webhook(
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned)
     };
-    let kind = header("x-github-event")
-        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, "missing X-GitHub-Event"))?;
-    let delivery = header("x-github-delivery");
+    let (event_header, delivery_header) = match forge {
+        Forge::GitHub => ("x-github-event", "x-github-delivery"),
+        Forge::Gitea => ("x-gitea-event", "x-gitea-delivery"),
+        Forge::GitLab => ("x-gitlab-event", "x-gitlab-event-uuid"),
+    };
+    let kind = header(event_header)
+        .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, format!("missing {event_header}")))?;
+    let delivery = header(delivery_header);
     let json: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("the body is not JSON: {e}"),
         )
     })?;
-    let full_name = json
-        .pointer("/repository/full_name")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default();
-    let short_name = json
-        .pointer("/repository/name")
-        .and_then(|v| v.as_str())
-        .unwrap_or_default();
+    let names: Vec<String> = match forge {
+        Forge::GitLab => [
+            str_at(&json, "/project/path_with_namespace"),
+            str_at(&json, "/project/name"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+        _ => [
+            str_at(&json, "/repository/full_name"),
+            str_at(&json, "/repository/name"),
+        ]
+        .into_iter()
+        .flatten()
+        .collect(),
+    };
     let cfg = s
         .config
         .repos
         .iter()
-        .find(|r| r.name == full_name || r.name == short_name)
+        .find(|r| names.contains(&r.name))
         .cloned()
         .ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
-                format!("repository `{full_name}` is not configured"),
+                format!(
+                    "repository `{}` is not configured",
+                    names.first().cloned().unwrap_or_default()
+                ),
             )
         })?;
-    // The signature is checked before anything else is believed.
     let Some(secret) = &cfg.webhook_secret else {
         return Err(ApiError::new(
             StatusCode::UNAUTHORIZED,
             "no webhook_secret is configured for this repository",
         ));
     };
-    let sig = header("x-hub-signature-256")
-        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing X-Hub-Signature-256"))?;
-    if !verify_signature(secret.as_bytes(), &body, &sig) {
-        return Err(ApiError::new(StatusCode::UNAUTHORIZED, "bad signature"));
+    let authentic = match forge {
+        Forge::GitHub => header("x-hub-signature-256")
+            .is_some_and(|sig| verify_signature(secret.as_bytes(), &body, &sig)),
+        Forge::Gitea => header("x-gitea-signature")
+            .or_else(|| header("x-forgejo-signature"))
+            .is_some_and(|sig| {
+                verify_signature(secret.as_bytes(), &body, &format!("sha256={sig}"))
+            }),
+        Forge::GitLab => header("x-gitlab-token")
+            .is_some_and(|t| constant_time_eq(t.as_bytes(), secret.as_bytes())),
+    };
+    if !authentic {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad or missing signature",
+        ));
     }
-    if kind == "ping" {
-        return Ok((StatusCode::OK, Json(serde_json::json!({ "pong": true }))).into_response());
-    }
-    let event = match kind.as_str() {
-        "push" => {
-            let after = json["after"].as_str().unwrap_or_default().to_owned();
-            if after.is_empty() || after.chars().all(|c| c == '0') {
-                return Ok(
-                    (StatusCode::OK, Json(serde_json::json!({ "runs": [] }))).into_response()
-                );
-            }
-            Event {
-                name: "push".into(),
-                git_ref: json["ref"].as_str().unwrap_or_default().to_owned(),
-                sha: after,
-                before: json["before"].as_str().map(str::to_owned),
-                payload: json.clone(),
-                ..Event::default()
-            }
+    let event = match parse_delivery(forge, &kind, &json) {
+        Delivery::Ping => {
+            return Ok((StatusCode::OK, Json(serde_json::json!({ "pong": true }))).into_response());
         }
-        "pull_request" => {
-            let action = json["action"].as_str().unwrap_or_default().to_owned();
-            if !["opened", "synchronize", "reopened"].contains(&action.as_str()) {
-                return Ok((
-                    StatusCode::OK,
-                    Json(serde_json::json!({ "runs": [], "ignored": action })),
-                )
-                    .into_response());
-            }
-            let number = json["number"].as_u64().unwrap_or(0);
-            let head_repo = json
-                .pointer("/pull_request/head/repo/full_name")
-                .and_then(|v| v.as_str());
-            let base_repo = json
-                .pointer("/pull_request/base/repo/full_name")
-                .and_then(|v| v.as_str());
-            Event {
-                fork: head_repo.is_some() && head_repo != base_repo,
-                name: "pull_request".into(),
-                git_ref: format!("refs/pull/{number}/merge"),
-                sha: json
-                    .pointer("/pull_request/head/sha")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or_default()
-                    .to_owned(),
-                base_ref: json
-                    .pointer("/pull_request/base/ref")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_owned),
-                head_ref: json
-                    .pointer("/pull_request/head/ref")
-                    .and_then(|v| v.as_str())
-                    .map(str::to_owned),
-                action: Some(action),
-                payload: json.clone(),
-                ..Event::default()
-            }
-        }
-        other => {
+        Delivery::Ignored(what) => {
             return Ok((
                 StatusCode::OK,
-                Json(serde_json::json!({ "runs": [], "ignored": other })),
+                Json(serde_json::json!({ "runs": [], "ignored": what })),
             )
                 .into_response());
         }
+        Delivery::Run(e) => e,
     };
     let store = s.store.clone();
     let ids = blocking(move || {
         // Idempotent by delivery id: a redelivery queues nothing.
         if let Some(d) = &delivery
-            && !store.record_delivery(d)?
+            && !store.record_delivery(&format!("{forge:?}:{d}"))?
         {
             return Ok(None);
         }
