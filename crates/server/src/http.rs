@@ -457,7 +457,7 @@ async fn gitlab_webhook(
 enum Delivery {
     Ping,
     Ignored(String),
-    Run(Event),
+    Run(Box<Event>),
 }
 
 fn str_at(json: &serde_json::Value, ptr: &str) -> Option<String> {
@@ -476,14 +476,14 @@ fn parse_delivery(forge: Forge, kind: &str, json: &serde_json::Value) -> Deliver
             if deleted(&after) {
                 return Delivery::Ignored("a deleted ref".into());
             }
-            Delivery::Run(Event {
+            Delivery::Run(Box::new(Event {
                 name: "push".into(),
                 git_ref: str_at(json, "/ref").unwrap_or_default(),
                 sha: after,
                 before: str_at(json, "/before"),
                 payload: json.clone(),
                 ..Event::default()
-            })
+            }))
         }
         (Forge::GitHub | Forge::Gitea, "pull_request") => {
             let action = str_at(json, "/action").unwrap_or_default();
@@ -499,7 +499,7 @@ fn parse_delivery(forge: Forge, kind: &str, json: &serde_json::Value) -> Deliver
             let number = json["number"].as_u64().unwrap_or(0);
             let head_repo = str_at(json, "/pull_request/head/repo/full_name");
             let base_repo = str_at(json, "/pull_request/base/repo/full_name");
-            Delivery::Run(Event {
+            Delivery::Run(Box::new(Event {
                 name: "pull_request".into(),
                 git_ref: format!("refs/pull/{number}/merge"),
                 sha: str_at(json, "/pull_request/head/sha").unwrap_or_default(),
@@ -509,7 +509,7 @@ fn parse_delivery(forge: Forge, kind: &str, json: &serde_json::Value) -> Deliver
                 action: Some(action),
                 payload: json.clone(),
                 ..Event::default()
-            })
+            }))
         }
         (Forge::GitLab, "Merge Request Hook") => {
             let action = match str_at(json, "/object_attributes/action").as_deref() {
@@ -524,7 +524,7 @@ fn parse_delivery(forge: Forge, kind: &str, json: &serde_json::Value) -> Deliver
                 .unwrap_or(0);
             let source = json.pointer("/object_attributes/source_project_id");
             let target = json.pointer("/object_attributes/target_project_id");
-            Delivery::Run(Event {
+            Delivery::Run(Box::new(Event {
                 name: "pull_request".into(),
                 git_ref: format!("refs/merge-requests/{iid}/head"),
                 sha: str_at(json, "/object_attributes/last_commit/id").unwrap_or_default(),
@@ -534,7 +534,7 @@ fn parse_delivery(forge: Forge, kind: &str, json: &serde_json::Value) -> Deliver
                 action: Some(action.to_owned()),
                 payload: json.clone(),
                 ..Event::default()
-            })
+            }))
         }
         (_, other) => Delivery::Ignored(other.to_owned()),
     }
@@ -633,7 +633,7 @@ async fn webhook(
             )
                 .into_response());
         }
-        Delivery::Run(e) => e,
+        Delivery::Run(e) => *e,
     };
     let store = s.store.clone();
     let ids = blocking(move || {
