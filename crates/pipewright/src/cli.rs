@@ -32,6 +32,8 @@ pub(crate) enum Command {
     Dispatch(DispatchArgs),
     /// Cancel a run on a server.
     Cancel(CancelArgs),
+    /// Run a run's workflow again (same commit and event) on a server.
+    Rerun(CancelArgs),
     /// Secrets on a server (values are read from stdin and never shown).
     #[command(subcommand)]
     Secrets(SecretsCommand),

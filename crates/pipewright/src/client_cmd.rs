@@ -253,6 +253,23 @@ pub(crate) fn cancel(args: &CancelArgs) -> Result<u8> {
     })
 }
 
+pub(crate) fn rerun(args: &CancelArgs) -> Result<u8> {
+    runtime()?.block_on(async move {
+        let c = Client::new(&args.server)?;
+        let v = c
+            .json(
+                reqwest::Method::POST,
+                &format!("/api/v1/runs/{}/rerun", args.id),
+                None,
+            )
+            .await?;
+        for id in v["runs"].as_array().into_iter().flatten() {
+            println!("{id}");
+        }
+        Ok(0)
+    })
+}
+
 pub(crate) fn hook(cmd: HookCommand) -> Result<u8> {
     let HookCommand::PostReceive {
         server,

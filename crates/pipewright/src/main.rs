@@ -32,6 +32,7 @@ fn main() -> ExitCode {
         cli::Command::Logs(args) => client_cmd::logs(&args),
         cli::Command::Dispatch(args) => client_cmd::dispatch(&args),
         cli::Command::Cancel(args) => client_cmd::cancel(&args),
+        cli::Command::Rerun(args) => client_cmd::rerun(&args),
         cli::Command::Secrets(cmd) => client_cmd::secrets(cmd),
         cli::Command::Hook(cmd) => client_cmd::hook(cmd),
         cli::Command::Deploy(args) => deploy_cmd::deploy(&args),

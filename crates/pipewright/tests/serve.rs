@@ -552,3 +552,42 @@ fn gitea_and_gitlab_webhooks() {
     assert!(resp.contains("\"runs\":[]"), "{resp}");
     assert_eq!(s.runs().len(), 2);
 }
+
+#[test]
+fn rerun_and_metrics() {
+    let s = Server::start();
+    let work = s.commit("main", WORKFLOW);
+    s.push(&work, "main");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    s.wait_completed(id);
+    let (code, out, err) = s.cli(&["rerun", &id.to_string()]);
+    assert_eq!(code, 0, "{err}");
+    let again: i64 = out.trim().parse().unwrap();
+    assert_ne!(again, id);
+    let run = s.wait_completed(again);
+    assert_eq!(run["conclusion"], "success");
+    assert_eq!(run["sha"], s.runs().last().unwrap()["sha"]);
+    let addr = s.url.trim_start_matches("http://");
+    let mut stream = TcpStream::connect(addr).unwrap();
+    stream
+        .write_all(
+            format!("GET /metrics HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .unwrap();
+    let mut resp = String::new();
+    stream.read_to_string(&mut resp).unwrap();
+    assert!(
+        resp.contains("pipewright_runs_total{conclusion=\"success\"} 2"),
+        "{resp}"
+    );
+    assert!(
+        resp.contains("pipewright_jobs_total{conclusion=\"success\"} 4"),
+        "{resp}"
+    );
+    assert!(resp.contains("pipewright_queue_depth 0"), "{resp}");
+    assert!(
+        resp.contains("pipewright_job_duration_seconds_count 4"),
+        "{resp}"
+    );
+}

@@ -39,6 +39,8 @@ const MAX_BODY: usize = 25 * 1024 * 1024;
 pub(crate) fn router(state: AppStateRef) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .route("/api/v1/runs/{id}/rerun", post(rerun_run))
         .route("/api/v1/runs", get(list_runs))
         .route("/api/v1/runs/{id}", get(show_run))
         .route("/api/v1/runs/{id}/logs", get(run_logs))
@@ -301,6 +303,81 @@ async fn run_logs(
     Ok(Sse::new(stream)
         .keep_alive(KeepAlive::default())
         .into_response())
+}
+
+async fn rerun_run(
+    _: Authorized,
+    State(s): State<AppStateRef>,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let store = s.store.clone();
+    let new_id = blocking(move || Ok(store.rerun(id)?)).await?;
+    s.wake.notify_waiters();
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "runs": [new_id] })),
+    )
+        .into_response())
+}
+
+/// Prometheus text format: runs and jobs by conclusion, queue depth, job durations,
+/// runners online.
+async fn metrics(State(s): State<AppStateRef>) -> Result<Response, ApiError> {
+    let store = s.store.clone();
+    let stats = blocking(move || Ok(store.stats()?)).await?;
+    let mut out = String::new();
+    out.push_str("# HELP pipewright_runs_total Completed runs by conclusion.\n# TYPE pipewright_runs_total counter\n");
+    for (c, n) in &stats.runs_by_conclusion {
+        out.push_str(&format!(
+            "pipewright_runs_total{{conclusion=\"{c}\"}} {n}\n"
+        ));
+    }
+    out.push_str("# HELP pipewright_jobs_total Completed jobs by conclusion.\n# TYPE pipewright_jobs_total counter\n");
+    for (c, n) in &stats.jobs_by_conclusion {
+        out.push_str(&format!(
+            "pipewright_jobs_total{{conclusion=\"{c}\"}} {n}\n"
+        ));
+    }
+    let queued = stats
+        .runs_by_status
+        .iter()
+        .find(|(st, _)| st == "queued")
+        .map_or(0, |(_, n)| *n);
+    let running = stats
+        .runs_by_status
+        .iter()
+        .find(|(st, _)| st == "running")
+        .map_or(0, |(_, n)| *n);
+    out.push_str(&format!(
+        "# HELP pipewright_queue_depth Runs waiting for a runner.\n# TYPE pipewright_queue_depth gauge\npipewright_queue_depth {queued}\n"
+    ));
+    out.push_str(&format!(
+        "# HELP pipewright_runs_running Runs being run.\n# TYPE pipewright_runs_running gauge\npipewright_runs_running {running}\n"
+    ));
+    out.push_str(&format!(
+        "# HELP pipewright_runners_online Runners able to take jobs.\n# TYPE pipewright_runners_online gauge\npipewright_runners_online {}\n",
+        u8::from(s.config.embedded_capacity > 0)
+    ));
+    out.push_str("# HELP pipewright_job_duration_seconds Job durations.\n# TYPE pipewright_job_duration_seconds histogram\n");
+    let buckets = [0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
+    for b in buckets {
+        let n = stats
+            .job_durations_ms
+            .iter()
+            .filter(|d| (**d as f64) / 1000.0 <= b)
+            .count();
+        out.push_str(&format!(
+            "pipewright_job_duration_seconds_bucket{{le=\"{b}\"}} {n}\n"
+        ));
+    }
+    let total: i64 = stats.job_durations_ms.iter().sum();
+    out.push_str(&format!(
+        "pipewright_job_duration_seconds_bucket{{le=\"+Inf\"}} {}\npipewright_job_duration_seconds_sum {}\npipewright_job_duration_seconds_count {}\n",
+        stats.job_durations_ms.len(),
+        total as f64 / 1000.0,
+        stats.job_durations_ms.len()
+    ));
+    Ok(([("content-type", "text/plain; version=0.0.4")], out).into_response())
 }
 
 async fn cancel_run(

@@ -91,6 +91,15 @@ pub struct SealedSecret {
     pub sealed: Vec<u8>,
 }
 
+/// Counts for `/metrics`.
+#[derive(Debug, Clone, Default)]
+pub struct Stats {
+    pub runs_by_conclusion: Vec<(String, i64)>,
+    pub jobs_by_conclusion: Vec<(String, i64)>,
+    pub runs_by_status: Vec<(String, i64)>,
+    pub job_durations_ms: Vec<i64>,
+}
+
 /// One line of a job's log.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct LogLine {
@@ -458,6 +467,54 @@ impl Store {
         let mut stmt = c.prepare("SELECT repo, environment, name, updated_at FROM secrets ORDER BY repo, environment, name")?;
         let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// A new queued run with the same repository, workflow, event and commit as `id`.
+    pub fn rerun(&self, id: i64) -> Result<i64> {
+        let run = self.run(id)?;
+        self.create_run(&NewRun {
+            repo: run.repo,
+            workflow: run.workflow,
+            event: run.event,
+            git_ref: run.git_ref,
+            sha: run.sha,
+            event_json: run.event_json,
+        })
+    }
+
+    /// Figures for `/metrics`.
+    pub fn stats(&self) -> Result<Stats> {
+        let c = self.conn();
+        let count_by = |sql: &str| -> rusqlite::Result<Vec<(String, i64)>> {
+            let mut stmt = c.prepare(sql)?;
+            let rows = stmt.query_map([], |r| {
+                Ok((
+                    r.get::<_, Option<String>>(0)?.unwrap_or_default(),
+                    r.get(1)?,
+                ))
+            })?;
+            rows.collect()
+        };
+        let runs_by_conclusion = count_by(
+            "SELECT conclusion, count(*) FROM runs WHERE status = 'completed' GROUP BY conclusion ORDER BY 1",
+        )?;
+        let jobs_by_conclusion = count_by(
+            "SELECT conclusion, count(*) FROM jobs WHERE status = 'completed' GROUP BY conclusion ORDER BY 1",
+        )?;
+        let runs_by_status =
+            count_by("SELECT status, count(*) FROM runs GROUP BY status ORDER BY 1")?;
+        let mut stmt = c.prepare(
+            "SELECT finished_at - started_at FROM jobs WHERE status = 'completed' AND started_at IS NOT NULL AND finished_at IS NOT NULL",
+        )?;
+        let durations_ms = stmt
+            .query_map([], |r| r.get::<_, i64>(0))?
+            .collect::<rusqlite::Result<Vec<_>>>()?;
+        Ok(Stats {
+            runs_by_conclusion,
+            jobs_by_conclusion,
+            runs_by_status,
+            job_durations_ms: durations_ms,
+        })
     }
 
     /// Records a webhook delivery id; false if it was seen before.
