@@ -591,3 +591,38 @@ fn rerun_and_metrics() {
         "{resp}"
     );
 }
+
+#[test]
+fn cron_entries_fire_once_per_minute_even_across_a_restart() {
+    let mut s = Server::start();
+    let work = s.commit(
+        "main",
+        "on:\n  schedule:\n    - cron: '* * * * *'\njobs:\n  nightly:\n    runs-on: x\n    steps:\n      - run: echo \"scheduled by ${{ github.event.schedule }}\"\n",
+    );
+    s.push(&work, "main");
+    // The next minute boundary fires it (at most about a minute away).
+    let deadline = Instant::now() + Duration::from_secs(75);
+    while s.runs().is_empty() {
+        assert!(Instant::now() < deadline, "no scheduled run\n{}", s.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let run = s.runs()[0].clone();
+    assert_eq!(run["event"], "schedule");
+    let id = run["id"].as_i64().unwrap();
+    s.wait_completed(id);
+    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    assert!(log.contains("scheduled by * * * * *"), "{log}");
+    // A restart within the same minute does not fire that minute again.
+    s.kill9();
+    s.spawn();
+    std::thread::sleep(Duration::from_millis(500));
+    let same_minute = s
+        .runs()
+        .iter()
+        .filter(|r| {
+            r["created_at"].as_i64().unwrap() / 60_000
+                == run["created_at"].as_i64().unwrap() / 60_000
+        })
+        .count();
+    assert_eq!(same_minute, 1);
+}

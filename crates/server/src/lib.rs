@@ -12,6 +12,7 @@ mod executor;
 pub mod git;
 mod http;
 mod logs;
+mod schedule;
 mod secrets;
 pub mod trigger;
 
@@ -115,6 +116,12 @@ pub async fn serve(
         sealer: sealer.clone(),
     });
     let exec_task = tokio::spawn(executor.run());
+    let sched_task = tokio::spawn(schedule::run(
+        store.clone(),
+        config.clone(),
+        wake.clone(),
+        shutdown.clone(),
+    ));
     let state = Arc::new(http::AppState {
         store,
         config,
@@ -131,6 +138,7 @@ pub async fn serve(
         .await
         .map_err(ServeError::Http)?;
     let _ = exec_task.await;
+    let _ = sched_task.await;
     writer.abort();
     Ok(())
 }

@@ -120,7 +120,7 @@ pub fn enqueue(
         }
         let Some(wf) = parsed.workflow else { continue };
         let mut new = new;
-        if event.workflow.is_some() {
+        if event.name == "workflow_dispatch" {
             if !wf.on.events.contains_key("workflow_dispatch") {
                 return Err(TriggerError::NotDispatchable(path));
             }

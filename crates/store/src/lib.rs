@@ -153,6 +153,13 @@ CREATE TABLE IF NOT EXISTS secrets (
     updated_at INTEGER NOT NULL,
     PRIMARY KEY (repo, environment, name)
 );
+CREATE TABLE IF NOT EXISTS schedule_fires (
+    repo TEXT NOT NULL,
+    workflow TEXT NOT NULL,
+    cron TEXT NOT NULL,
+    minute INTEGER NOT NULL,
+    PRIMARY KEY (repo, workflow, cron, minute)
+);
 CREATE TABLE IF NOT EXISTS deliveries (
     id TEXT PRIMARY KEY,
     received_at INTEGER NOT NULL
@@ -517,6 +524,22 @@ impl Store {
         })
     }
 
+    /// Claims the firing of a cron entry for one minute (Unix minutes); false if it was
+    /// already claimed, so a restarted server (or a second one) never fires it twice.
+    pub fn claim_schedule(
+        &self,
+        repo: &str,
+        workflow: &str,
+        cron: &str,
+        minute: i64,
+    ) -> Result<bool> {
+        let n = self.conn().execute(
+            "INSERT OR IGNORE INTO schedule_fires (repo, workflow, cron, minute) VALUES (?1, ?2, ?3, ?4)",
+            params![repo, workflow, cron, minute],
+        )?;
+        Ok(n == 1)
+    }
+
     /// Records a webhook delivery id; false if it was seen before.
     pub fn record_delivery(&self, id: &str) -> Result<bool> {
         let n = self.conn().execute(
@@ -584,6 +607,9 @@ mod tests {
         let r = s.run(a).unwrap();
         assert_eq!(r.conclusion.as_deref(), Some("failure"));
         assert!(r.reason.unwrap().contains("server stopped"));
+        assert!(s.claim_schedule("r", "ci.yml", "* * * * *", 100).unwrap());
+        assert!(!s.claim_schedule("r", "ci.yml", "* * * * *", 100).unwrap());
+        assert!(s.claim_schedule("r", "ci.yml", "* * * * *", 101).unwrap());
         assert!(s.record_delivery("d1").unwrap());
         assert!(!s.record_delivery("d1").unwrap());
         assert_eq!(

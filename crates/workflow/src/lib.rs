@@ -34,6 +34,15 @@ impl Parsed {
     pub fn has_errors(&self) -> bool {
         self.diagnostics.iter().any(Diagnostic::is_error)
     }
+
+    /// The workflow, if it has no errors (warnings allowed).
+    pub fn valid(self) -> Option<Workflow> {
+        if self.has_errors() {
+            None
+        } else {
+            self.workflow
+        }
+    }
 }
 
 /// Parses and validates a workflow file's text.
