@@ -14,6 +14,31 @@ use crate::config::Config;
 use crate::logs::{Event, StoreSink};
 use crate::trigger;
 
+/// Why a run could not be run; stored as the run's reason.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum ExecError {
+    #[error("repository `{0}` is not configured")]
+    NoRepo(String),
+    #[error(transparent)]
+    Git(#[from] crate::git::GitError),
+    #[error("{workflow} is not in commit {sha}")]
+    NoWorkflow { workflow: String, sha: String },
+    #[error("the workflow is invalid")]
+    Invalid,
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error(transparent)]
+    Secret(#[from] crate::secrets::SecretError),
+    #[error("a task of the runner stopped: {0}")]
+    Task(#[from] tokio::task::JoinError),
+}
+
 pub(crate) struct Executor {
     pub(crate) store: Arc<store::Store>,
     pub(crate) config: Arc<Config>,
@@ -74,7 +99,7 @@ impl Executor {
         let result = self.execute_inner(&run).await;
         let (conclusion, reason) = match result {
             Ok(c) => (c, None),
-            Err(reason) => ("failure".to_owned(), Some(reason)),
+            Err(reason) => ("failure".to_owned(), Some(reason.to_string())),
         };
         // Stored first, then announced: a follower told `done` finds the run completed.
         let store = self.store.clone();
@@ -93,35 +118,44 @@ impl Executor {
     }
 
     /// Runs the workflow of `run`; the conclusion, or why it could not run.
-    async fn execute_inner(&self, run: &store::Run) -> Result<String, String> {
+    async fn execute_inner(&self, run: &store::Run) -> Result<String, ExecError> {
         let repo = self
             .config
             .repo(&run.repo)
-            .ok_or_else(|| format!("repository `{}` is not configured", run.repo))?;
+            .ok_or_else(|| ExecError::NoRepo(run.repo.clone()))?;
         let event: trigger::Event = serde_json::from_str(&run.event_json).unwrap_or_default();
-        let files = crate::git::workflows_at(&repo.path, &run.sha).map_err(|e| e.to_string())?;
+        let files = crate::git::workflows_at(&repo.path, &run.sha)?;
         let (_, text) = files
             .into_iter()
             .find(|(p, _)| *p == run.workflow)
-            .ok_or_else(|| format!("{} is not in commit {}", run.workflow, run.sha))?;
+            .ok_or_else(|| ExecError::NoWorkflow {
+                workflow: run.workflow.clone(),
+                sha: run.sha.clone(),
+            })?;
         let parsed = workflow::parse(&text);
         let invalid = parsed.has_errors();
         let wf = parsed
             .workflow
             .filter(|_| !invalid)
-            .ok_or("the workflow is invalid")?;
+            .ok_or(ExecError::Invalid)?;
         let planned = Planned {
             file: run.workflow.clone(),
             workflow: Arc::new(wf),
         };
         let run_dir = self.run_dir(run.id);
-        std::fs::create_dir_all(&run_dir).map_err(|e| format!("{}: {e}", run_dir.display()))?;
+        std::fs::create_dir_all(&run_dir).map_err(|source| ExecError::Io {
+            path: run_dir.clone(),
+            source,
+        })?;
         let event_path = run_dir.join("event.json");
         std::fs::write(
             &event_path,
             serde_json::to_vec(&event.payload).unwrap_or_default(),
         )
-        .map_err(|e| format!("{}: {e}", event_path.display()))?;
+        .map_err(|source| ExecError::Io {
+            path: event_path.clone(),
+            source,
+        })?;
         let mut github = Map::new();
         let (ref_name, ref_type) = match run.git_ref.strip_prefix("refs/tags/") {
             Some(t) => (t.to_owned(), "tag"),
@@ -186,20 +220,14 @@ impl Executor {
         if !event.fork {
             let store = self.store.clone();
             let repo_name = run.repo.clone();
-            let rows = tokio::task::spawn_blocking(move || store.secrets_for(&repo_name))
-                .await
-                .map_err(|e| e.to_string())?
-                .map_err(|e| e.to_string())?;
+            let rows = tokio::task::spawn_blocking(move || store.secrets_for(&repo_name)).await??;
             for secret in rows {
-                let value = self
-                    .sealer
-                    .open(
-                        &secret.repo,
-                        &secret.environment,
-                        &secret.name,
-                        &secret.sealed,
-                    )
-                    .map_err(|e| e.to_string())?;
+                let value = self.sealer.open(
+                    &secret.repo,
+                    &secret.environment,
+                    &secret.name,
+                    &secret.sealed,
+                )?;
                 masker.add(&value);
                 let store::SealedSecret {
                     environment, name, ..

@@ -40,6 +40,7 @@ pub(crate) fn router(state: AppStateRef) -> Router {
     Router::new()
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
+        .route("/api/v1/openapi.json", get(openapi))
         .route("/api/v1/runs/{id}/rerun", post(rerun_run))
         .route("/api/v1/runs", get(list_runs))
         .route("/api/v1/runs/{id}", get(show_run))
@@ -157,6 +158,13 @@ impl FromRequestParts<AppStateRef> for Authorized {
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// The API's description; a test checks it names every route of the router.
+pub(crate) const OPENAPI: &str = include_str!("openapi.json");
+
+async fn openapi() -> Response {
+    ([("content-type", "application/json")], OPENAPI).into_response()
 }
 
 async fn healthz() -> &'static str {
@@ -835,4 +843,28 @@ async fn list_secrets(_: Authorized, State(s): State<AppStateRef>) -> Result<Res
         })
         .collect();
     Ok(Json(list).into_response())
+}
+
+#[cfg(test)]
+mod tests {
+    /// Every route of `router` is described in openapi.json, and nothing else is.
+    #[test]
+    fn openapi_matches_the_router() {
+        let doc: serde_json::Value = serde_json::from_str(super::OPENAPI).unwrap();
+        let mut documented: Vec<String> =
+            doc["paths"].as_object().unwrap().keys().cloned().collect();
+        let src = include_str!("http.rs");
+        // The router function only.
+        let start = src.find("pub(crate) fn router(").unwrap();
+        let body = &src[start..start + src[start..].find("\n}\n").unwrap()];
+        let mut routed: Vec<String> = body
+            .split(".route(")
+            .skip(1)
+            .filter_map(|rest| rest.trim_start().strip_prefix('"'))
+            .map(|rest| rest.split('"').next().unwrap_or_default().to_owned())
+            .collect();
+        documented.sort();
+        routed.sort();
+        assert_eq!(documented, routed);
+    }
 }
