@@ -34,6 +34,9 @@ pub(crate) enum Command {
     Cancel(CancelArgs),
     /// Run a run's workflow again (same commit and event) on a server.
     Rerun(CancelArgs),
+    /// API tokens of a server.
+    #[command(subcommand)]
+    Tokens(TokensCommand),
     /// Secrets on a server (values are read from stdin and never shown).
     #[command(subcommand)]
     Secrets(SecretsCommand),
@@ -130,6 +133,16 @@ pub(crate) struct CancelArgs {
     #[command(flatten)]
     pub(crate) server: ServerArgs,
     pub(crate) id: i64,
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokensCommand {
+    /// Creates a token (needs the admin token) and prints it once.
+    Create {
+        #[command(flatten)]
+        server: ServerArgs,
+        name: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

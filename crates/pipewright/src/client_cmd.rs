@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::cli::{
     CancelArgs, DispatchArgs, HookCommand, LogsArgs, RunsCommand, SecretsCommand, ServerArgs,
+    TokensCommand,
 };
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -385,4 +386,20 @@ pub(crate) fn secrets(cmd: SecretsCommand) -> Result<u8> {
             Ok(0)
         }),
     }
+}
+
+pub(crate) fn tokens(cmd: TokensCommand) -> Result<u8> {
+    let TokensCommand::Create { server, name } = cmd;
+    runtime()?.block_on(async move {
+        let c = Client::new(&server)?;
+        let v = c
+            .json(
+                reqwest::Method::POST,
+                "/api/v1/tokens",
+                Some(serde_json::json!({ "name": name })),
+            )
+            .await?;
+        println!("{}", v["token"].as_str().unwrap_or_default());
+        Ok(0)
+    })
 }

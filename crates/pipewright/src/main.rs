@@ -34,6 +34,7 @@ fn main() -> ExitCode {
         cli::Command::Cancel(args) => client_cmd::cancel(&args),
         cli::Command::Rerun(args) => client_cmd::rerun(&args),
         cli::Command::Secrets(cmd) => client_cmd::secrets(cmd),
+        cli::Command::Tokens(cmd) => client_cmd::tokens(cmd),
         cli::Command::Hook(cmd) => client_cmd::hook(cmd),
         cli::Command::Deploy(args) => deploy_cmd::deploy(&args),
         cli::Command::Rollback(args) => deploy_cmd::rollback(&args),

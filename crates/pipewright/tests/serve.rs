@@ -342,6 +342,31 @@ fn dispatch_waits_and_api_needs_the_token() {
         .unwrap();
     assert_ne!(out.status.code(), Some(0));
     assert!(String::from_utf8_lossy(&out.stderr).contains("401"));
+    // A token made with `tokens create` works; it is not the admin token, so it cannot make more.
+    let (code, token, err) = s.cli(&["tokens", "create", "ci-bot"]);
+    assert_eq!(code, 0, "{err}");
+    let token = token.trim().to_owned();
+    assert!(token.starts_with("pw_"));
+    let with = |t: &str, args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_pipewright"))
+            .args(args)
+            .env("PIPEWRIGHT_SERVER", &s.url)
+            .env("PIPEWRIGHT_TOKEN", t)
+            .output()
+            .unwrap()
+    };
+    assert_eq!(with(&token, &["runs", "list"]).status.code(), Some(0));
+    assert_ne!(
+        with(&token, &["tokens", "create", "x"]).status.code(),
+        Some(0)
+    );
+    assert_ne!(with("pw_wrong", &["runs", "list"]).status.code(), Some(0));
+    let db = std::fs::read(s.dir.path().join("data/pipewright.db")).unwrap();
+    let wal = std::fs::read(s.dir.path().join("data/pipewright.db-wal")).unwrap_or_default();
+    assert!(
+        !String::from_utf8_lossy(&db).contains(&token)
+            && !String::from_utf8_lossy(&wal).contains(&token)
+    );
     // Defaults apply to a dispatch; a bad input is refused.
     let (code, out, _) = s.cli(&["dispatch", "acme/app", "ci.yml", "--wait"]);
     assert_eq!(code, 0);

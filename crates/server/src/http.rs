@@ -49,6 +49,7 @@ pub(crate) fn router(state: AppStateRef) -> Router {
         .route("/api/v1/repos/{repo}/dispatch", post(dispatch))
         .route("/api/v1/internal/push", post(hook_push))
         .route("/api/v1/secrets", get(list_secrets))
+        .route("/api/v1/tokens", post(create_token))
         .route(
             "/api/v1/secrets/{name}",
             axum::routing::put(put_secret).delete(delete_secret),
@@ -144,16 +145,88 @@ impl FromRequestParts<AppStateRef> for Authorized {
             .headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        match given {
-            Some(t) if constant_time_eq(t.as_bytes(), expected.as_bytes()) => Ok(Authorized),
-            Some(_) => Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid token")),
-            None => Err(ApiError::new(
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::to_owned);
+        let Some(given) = given else {
+            return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "missing bearer token",
+            ));
+        };
+        if constant_time_eq(given.as_bytes(), expected.as_bytes()) {
+            return Ok(Authorized);
+        }
+        // Tokens made with `pipewright tokens create` are stored hashed.
+        let store = state.store.clone();
+        let hash = token_hash(&given);
+        match blocking(move || Ok(store.token_name(&hash)?)).await? {
+            Some(_) => Ok(Authorized),
+            None => Err(ApiError::new(StatusCode::UNAUTHORIZED, "invalid token")),
+        }
+    }
+}
+
+/// The caller presented the admin token itself (to create tokens).
+pub(crate) struct Admin;
+
+impl FromRequestParts<AppStateRef> for Admin {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppStateRef,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(expected) = &state.config.admin_token else {
+            return Ok(Admin);
+        };
+        let given = parts
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "));
+        match given {
+            Some(t) if constant_time_eq(t.as_bytes(), expected.as_bytes()) => Ok(Admin),
+            _ => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "this needs the admin token",
             )),
         }
     }
+}
+
+/// SHA-256 of a token, hex: tokens are random and long, so a slow hash adds nothing.
+pub(crate) fn token_hash(token: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(token.as_bytes()))
+}
+
+#[derive(Deserialize)]
+struct NewToken {
+    name: String,
+}
+
+/// `POST /api/v1/tokens`: a new API token, shown once.
+async fn create_token(
+    _: Admin,
+    State(s): State<AppStateRef>,
+    Json(body): Json<NewToken>,
+) -> Result<Response, ApiError> {
+    if body.name.trim().is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "a token needs a name",
+        ));
+    }
+    let token = format!("pw_{}", crate::random_token());
+    let hash = token_hash(&token);
+    let store = s.store.clone();
+    let name = body.name.clone();
+    let id = blocking(move || Ok(store.add_token(&name, &hash)?)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "id": id, "name": body.name, "token": token })),
+    )
+        .into_response())
 }
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {

@@ -143,7 +143,7 @@ pub async fn serve(
     Ok(())
 }
 
-fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     use std::io::Read;
     let mut bytes = [0u8; 24];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {

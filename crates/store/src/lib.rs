@@ -160,6 +160,12 @@ CREATE TABLE IF NOT EXISTS schedule_fires (
     minute INTEGER NOT NULL,
     PRIMARY KEY (repo, workflow, cron, minute)
 );
+CREATE TABLE IF NOT EXISTS api_tokens (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    hash TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS deliveries (
     id TEXT PRIMARY KEY,
     received_at INTEGER NOT NULL
@@ -538,6 +544,26 @@ impl Store {
             params![repo, workflow, cron, minute],
         )?;
         Ok(n == 1)
+    }
+
+    /// Stores an API token by its hash (the token itself is never stored).
+    pub fn add_token(&self, name: &str, hash: &str) -> Result<i64> {
+        let c = self.conn();
+        c.execute(
+            "INSERT INTO api_tokens (name, hash, created_at) VALUES (?1, ?2, ?3)",
+            params![name, hash, now_ms()],
+        )?;
+        Ok(c.last_insert_rowid())
+    }
+
+    /// The name of the token with this hash, if any.
+    pub fn token_name(&self, hash: &str) -> Result<Option<String>> {
+        Ok(self
+            .conn()
+            .query_row("SELECT name FROM api_tokens WHERE hash = ?1", [hash], |r| {
+                r.get(0)
+            })
+            .optional()?)
     }
 
     /// Records a webhook delivery id; false if it was seen before.
