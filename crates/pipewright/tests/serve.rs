@@ -24,13 +24,18 @@ const TOKEN: &str = "admin-token-1234";
 impl Server {
     /// A server for one bare repository `acme/app` (at `dir/app.git`).
     fn start() -> Server {
+        Server::start_with("")
+    }
+
+    /// `start`, with `extra` lines added to the repository's configuration.
+    fn start_with(extra: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
         git(
             dir.path(),
             &["init", "-q", "--bare", "-b", "main", "app.git"],
         );
         let config = format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{d}/data\"\n[auth]\nadmin_token = \"{TOKEN}\"\n[[repos]]\nname = \"acme/app\"\npath = \"{d}/app.git\"\nwebhook_secret = \"{SECRET}\"\n",
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{d}/data\"\n[auth]\nadmin_token = \"{TOKEN}\"\n[[repos]]\nname = \"acme/app\"\npath = \"{d}/app.git\"\nwebhook_secret = \"{SECRET}\"\n{extra}",
             d = dir.path().display()
         );
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
@@ -650,4 +655,61 @@ fn cron_entries_fire_once_per_minute_even_across_a_restart() {
         })
         .count();
     assert_eq!(same_minute, 1);
+}
+
+#[test]
+fn commit_statuses_are_posted_to_the_forge() {
+    // A forge that records what it is sent.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let forge = format!("http://{}", listener.local_addr().unwrap());
+    let recorder = std::thread::spawn(move || {
+        let mut seen = Vec::new();
+        for _ in 0..2 {
+            let (stream, _) = listener.accept().unwrap();
+            let mut reader = std::io::BufReader::new(stream);
+            let mut head = String::new();
+            let mut len = 0;
+            loop {
+                let mut line = String::new();
+                std::io::BufRead::read_line(&mut reader, &mut line).unwrap();
+                if line.trim().is_empty() {
+                    break;
+                }
+                if let Some(v) = line.to_ascii_lowercase().strip_prefix("content-length:") {
+                    len = v.trim().parse().unwrap();
+                }
+                head.push_str(&line);
+            }
+            let mut body = vec![0; len];
+            reader.read_exact(&mut body).unwrap();
+            reader
+                .into_inner()
+                .write_all(b"HTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\n")
+                .unwrap();
+            seen.push((head, String::from_utf8(body).unwrap()));
+        }
+        seen
+    });
+    let s = Server::start_with(&format!(
+        "forge = \"gitea\"\nforge_url = \"{forge}/api/v1\"\nforge_token = \"forge-token\"\n"
+    ));
+    let work = s.commit("main", WORKFLOW);
+    s.push(&work, "main");
+    let sha = git(&work, &["rev-parse", "HEAD"]);
+    let seen = recorder.join().unwrap();
+    let (head, body) = &seen[0];
+    assert!(
+        head.starts_with(&format!("POST /api/v1/repos/acme/app/statuses/{sha} ")),
+        "{head}"
+    );
+    assert!(
+        head.to_ascii_lowercase()
+            .contains("authorization: bearer forge-token"),
+        "{head}"
+    );
+    let first: Value = serde_json::from_str(body).unwrap();
+    assert_eq!(first["state"], "pending");
+    assert_eq!(first["context"], "pipewright/ci.yml");
+    let last: Value = serde_json::from_str(&seen[1].1).unwrap();
+    assert_eq!(last["state"], "success");
 }

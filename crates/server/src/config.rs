@@ -61,6 +61,13 @@ pub(crate) struct RawRepo {
     pub poll_interval: Option<String>,
     pub webhook_secret: Option<String>,
     pub default_branch: Option<String>,
+    /// `github` or `gitea` (Forgejo too): where commit statuses are posted.
+    pub forge: Option<String>,
+    /// The forge's API base, e.g. `https://api.github.com` or `https://git.example.com/api/v1`.
+    pub forge_url: Option<String>,
+    pub forge_token: Option<String>,
+    /// `owner/name` on the forge (default: `name`).
+    pub forge_repo: Option<String>,
 }
 
 /// A repository the server builds.
@@ -71,6 +78,16 @@ pub struct RepoConfig {
     pub path: PathBuf,
     pub webhook_secret: Option<String>,
     pub default_branch: String,
+    /// Where to post commit statuses, if anywhere.
+    pub forge: Option<Forge>,
+}
+
+/// A forge's commit status API (GitHub's and Gitea's have the same shape).
+#[derive(Clone)]
+pub struct Forge {
+    pub api_url: String,
+    pub token: String,
+    pub repo: String,
 }
 
 impl std::fmt::Debug for RepoConfig {
@@ -83,6 +100,13 @@ impl std::fmt::Debug for RepoConfig {
                 &self.webhook_secret.as_ref().map(|_| "<redacted>"),
             )
             .field("default_branch", &self.default_branch)
+            .field(
+                "forge",
+                &self
+                    .forge
+                    .as_ref()
+                    .map(|f| (&f.api_url, &f.repo, "<token redacted>")),
+            )
             .finish()
     }
 }
@@ -200,11 +224,34 @@ impl Config {
                     message: "is defined twice".into(),
                 });
             }
+            let forge = match (r.forge.as_deref(), r.forge_url, r.forge_token) {
+                (None, None, None) => None,
+                (Some("github" | "gitea" | "forgejo") | None, Some(api_url), Some(token)) => {
+                    Some(Forge {
+                        api_url: api_url.trim_end_matches('/').to_owned(),
+                        token,
+                        repo: r.forge_repo.unwrap_or_else(|| r.name.clone()),
+                    })
+                }
+                (Some(f), _, _) if !["github", "gitea", "forgejo"].contains(&f) => {
+                    return Err(ConfigError::Invalid {
+                        key: format!("repos.{}.forge", r.name),
+                        message: format!("`{f}`: expected github, gitea or forgejo"),
+                    });
+                }
+                _ => {
+                    return Err(ConfigError::Invalid {
+                        key: format!("repos.{}", r.name),
+                        message: "commit statuses need both `forge_url` and `forge_token`".into(),
+                    });
+                }
+            };
             repos.push(RepoConfig {
                 name: r.name,
                 path,
                 webhook_secret: r.webhook_secret,
                 default_branch: r.default_branch.unwrap_or_else(|| "main".into()),
+                forge,
             });
         }
         Ok(Config {

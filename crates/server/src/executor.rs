@@ -96,6 +96,10 @@ impl Executor {
 
     async fn execute(&self, run: store::Run) {
         let id = run.id;
+        let forge = self.config.repo(&run.repo).and_then(|r| r.forge.clone());
+        if let Some(f) = &forge {
+            crate::status::post(f, &self.config.public_url, &run, "pending", "running").await;
+        }
         let result = self.execute_inner(&run).await;
         let (conclusion, reason) = match result {
             Ok(c) => (c, None),
@@ -106,6 +110,11 @@ impl Executor {
         let c = conclusion.clone();
         let _ =
             tokio::task::spawn_blocking(move || store.finish_run(id, &c, reason.as_deref())).await;
+        if let Some(f) = &forge {
+            let description = format!("pipewright: {conclusion}");
+            let state = crate::status::state_of(&conclusion);
+            crate::status::post(f, &self.config.public_url, &run, state, &description).await;
+        }
         let _ = self.events.send(Event::RunDone {
             run: id,
             conclusion,

@@ -14,6 +14,7 @@ mod http;
 mod logs;
 mod schedule;
 mod secrets;
+mod status;
 pub mod trigger;
 
 use std::sync::Arc;
