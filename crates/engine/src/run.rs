@@ -153,12 +153,7 @@ async fn run_workflow(planned: Planned, scope: Scope, options: &Options) -> Work
                 status: Status::Success,
                 host: None,
             };
-            let group = workflow::eval::evaluate_string(&c.group, &ectx).unwrap_or_default();
-            let cancel_in_progress = c
-                .cancel_in_progress
-                .as_ref()
-                .and_then(|n| workflow::eval::evaluate(n, &ectx).ok())
-                .is_some_and(|v| v.truthy());
+            let (group, cancel_in_progress) = concurrency_group(c, &ectx);
             let token = scope.cancel.child_token();
             match scope
                 .groups
@@ -260,6 +255,17 @@ async fn run_workflow(planned: Planned, scope: Scope, options: &Options) -> Work
         conclusion: combine(jobs.iter().map(|j| j.conclusion)),
         jobs,
     }
+}
+
+/// A `concurrency:` evaluated: its group, and whether it cancels what is in progress.
+fn concurrency_group(c: &workflow::Concurrency, ectx: &expr::Context<'_>) -> (String, bool) {
+    let group = workflow::eval::evaluate_string(&c.group, ectx).unwrap_or_default();
+    let cancel_in_progress = c
+        .cancel_in_progress
+        .as_ref()
+        .and_then(|n| workflow::eval::evaluate(n, ectx).ok())
+        .is_some_and(|v| v.truthy());
+    (group, cancel_in_progress)
 }
 
 fn needs_context(job: &Job, done: &HashMap<String, Done>) -> Map {
@@ -542,13 +548,7 @@ async fn run_job_node(node: JobNode<'_>, needs: Map, scope: Scope) -> (Done, Vec
                 status,
                 host: None,
             };
-            let group = workflow::eval::evaluate_string(&c.group, &ectx).unwrap_or_default();
-            let cancel_in_progress = c
-                .cancel_in_progress
-                .as_ref()
-                .and_then(|n| workflow::eval::evaluate(n, &ectx).ok())
-                .is_some_and(|v| v.truthy());
-            (group, cancel_in_progress)
+            concurrency_group(c, &ectx)
         });
         let spec = JobSpec {
             workflow: wf.clone(),

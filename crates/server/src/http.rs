@@ -141,13 +141,7 @@ impl FromRequestParts<AppStateRef> for Authorized {
         let Some(expected) = &state.config.admin_token else {
             return Ok(Authorized);
         };
-        let given = parts
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::to_owned);
-        let Some(given) = given else {
+        let Some(given) = bearer(parts).map(str::to_owned) else {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "missing bearer token",
@@ -179,12 +173,7 @@ impl FromRequestParts<AppStateRef> for Admin {
         let Some(expected) = &state.config.admin_token else {
             return Ok(Admin);
         };
-        let given = parts
-            .headers
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "));
-        match given {
+        match bearer(parts) {
             Some(t) if constant_time_eq(t.as_bytes(), expected.as_bytes()) => Ok(Admin),
             _ => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -192,6 +181,15 @@ impl FromRequestParts<AppStateRef> for Admin {
             )),
         }
     }
+}
+
+/// The bearer token of a request, if it has one.
+fn bearer(parts: &Parts) -> Option<&str> {
+    parts
+        .headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
 }
 
 /// SHA-256 of a token, hex: tokens are random and long, so a slow hash adds nothing.
