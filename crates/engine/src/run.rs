@@ -456,8 +456,8 @@ async fn run_job_node(node: JobNode<'_>, needs: Map, scope: Scope) -> (Done, Vec
         None => vec![None],
         Some(node) => match workflow::eval::evaluate(node, &ectx) {
             Err(e) => return fail(format!("the matrix of job `{id}`: {e}")),
-            Ok(v) => match matrix_of(&v) {
-                Err(e) => return fail(format!("job `{id}`: {e}")),
+            Ok(v) => match plan::matrix::Matrix::from_value(&v) {
+                Err(e) => return fail(format!("the matrix of job `{id}`: {e}")),
                 Ok(m) => match plan::matrix::configurations(&m) {
                     Err(e) => return fail(format!("the matrix of job `{id}`: {e}")),
                     Ok(c) if c.is_empty() => return skip(),
@@ -642,43 +642,6 @@ fn sanitize(s: &str) -> String {
     s.chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect()
-}
-
-/// An evaluated `strategy.matrix` as the planner's input.
-fn matrix_of(v: &Value) -> Result<plan::matrix::Matrix, JobError> {
-    let bad = |m: String| JobError::invalid("the matrix", m);
-    let Value::Object(map) = v else {
-        return Err(bad(format!(
-            "expected a mapping, got `{}`",
-            v.to_expr_string()
-        )));
-    };
-    let mut m = plan::matrix::Matrix::default();
-    for (k, v) in map {
-        match (k.as_str(), v) {
-            ("include" | "exclude", Value::Array(items)) => {
-                for item in items {
-                    let Value::Object(o) = item else {
-                        return Err(bad(format!("each `{k}` entry must be a mapping")));
-                    };
-                    if k == "include" {
-                        m.include.push(o.clone());
-                    } else {
-                        m.exclude.push(o.clone());
-                    }
-                }
-            }
-            ("include" | "exclude", _) => return Err(bad(format!("`{k}` must be a sequence"))),
-            (_, Value::Array(items)) => m.dimensions.push((k.clone(), items.clone())),
-            (_, other) => {
-                return Err(bad(format!(
-                    "dimension `{k}` must be a sequence, got `{}`",
-                    other.to_expr_string()
-                )));
-            }
-        }
-    }
-    Ok(m)
 }
 
 /// Reads a file of the run's source: the work tree, or the commit being run.

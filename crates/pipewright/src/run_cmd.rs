@@ -486,7 +486,9 @@ fn print_plan(planned: &[(Planned, Map)]) {
             let matrix = match job.strategy.as_ref().and_then(|s| s.matrix.as_ref()) {
                 None => String::new(),
                 Some(m) if m.as_map().is_none() => " matrix: computed when the job runs".to_owned(),
-                Some(m) => match plan::matrix::expand(&literal_matrix(m)) {
+                Some(m) => match plan::matrix::Matrix::from_value(&m.to_value())
+                    .and_then(|m| plan::matrix::expand(&m))
+                {
                     Ok(c) => format!(" matrix: {} combination(s)", c.len()),
                     Err(e) => format!(" matrix: {e}"),
                 },
@@ -506,43 +508,4 @@ fn print_plan(planned: &[(Planned, Map)]) {
             );
         }
     }
-}
-
-fn literal_matrix(node: &workflow::Node) -> plan::matrix::Matrix {
-    let mut m = plan::matrix::Matrix::default();
-    for (k, v) in node.as_map().unwrap_or_default() {
-        let key = k.as_str().unwrap_or_default();
-        let items: Vec<Value> = v
-            .as_seq()
-            .map(|s| s.iter().map(workflow::Node::to_value).collect())
-            .unwrap_or_default();
-        match key {
-            "include" => {
-                m.include = items
-                    .into_iter()
-                    .filter_map(|i| {
-                        if let Value::Object(o) = i {
-                            Some(o)
-                        } else {
-                            None
-                        }
-                    })
-                    .collect()
-            }
-            "exclude" => {
-                m.exclude = items
-                    .into_iter()
-                    .filter_map(|i| {
-                        if let Value::Object(o) = i {
-                            Some(o)
-                        } else {
-                            None
-                        }
-                    })
-                    .collect()
-            }
-            _ => m.dimensions.push((key.to_owned(), items)),
-        }
-    }
-    m
 }

@@ -62,6 +62,48 @@ pub enum MatrixError {
     TooManyJobs { limit: usize },
     #[error("matrix cross product has more than {limit} combinations before exclude")]
     CrossProductTooLarge { limit: u64 },
+    #[error("matrix must be a mapping, got `{got}`")]
+    NotAMapping { got: String },
+    #[error("matrix `{key}` must be a sequence, got `{got}`")]
+    NotASequence { key: String, got: String },
+    #[error("each matrix `{key}` entry must be a mapping")]
+    EntryNotAMapping { key: String },
+}
+
+impl Matrix {
+    /// An evaluated `strategy.matrix` (dimensions, `include`, `exclude`) as a matrix.
+    pub fn from_value(v: &Value) -> Result<Matrix, MatrixError> {
+        let Value::Object(map) = v else {
+            return Err(MatrixError::NotAMapping {
+                got: v.to_expr_string(),
+            });
+        };
+        let mut m = Matrix::default();
+        for (k, v) in map {
+            match (k.as_str(), v) {
+                ("include" | "exclude", Value::Array(items)) => {
+                    for item in items {
+                        let Value::Object(o) = item else {
+                            return Err(MatrixError::EntryNotAMapping { key: k.clone() });
+                        };
+                        if k == "include" {
+                            m.include.push(o.clone());
+                        } else {
+                            m.exclude.push(o.clone());
+                        }
+                    }
+                }
+                (_, Value::Array(items)) => m.dimensions.push((k.clone(), items.clone())),
+                (_, other) => {
+                    return Err(MatrixError::NotASequence {
+                        key: k.clone(),
+                        got: other.to_expr_string(),
+                    });
+                }
+            }
+        }
+        Ok(m)
+    }
 }
 
 /// One job of an expanded matrix.
