@@ -66,6 +66,26 @@ pub fn serve(input: impl BufRead, output: impl Write) -> u8 {
     outcome.exit_code()
 }
 
+/// Takes the deploy path's lock for `operation`, waiting up to `wait_ms`; when another
+/// process holds it, tells the deployer who and returns `None`.
+fn take_lock<R: BufRead, W: Write>(
+    ch: &mut Channel<R, W>,
+    path: &str,
+    who: &str,
+    operation: &str,
+    wait_ms: u64,
+) -> Result<Option<lock::Lock>> {
+    let layout = Layout::new(path);
+    layout.create_dirs()?;
+    match lock::acquire(&layout, who, operation, Duration::from_millis(wait_ms))? {
+        Ok(l) => Ok(Some(l)),
+        Err(holder) => {
+            ch.emit(&Event::Locked { holder });
+            Ok(None)
+        }
+    }
+}
+
 fn handle<R: BufRead, W: Write>(ch: &mut Channel<R, W>, req: Request) -> Result<Outcome> {
     match req {
         Request::Deploy {
@@ -77,19 +97,8 @@ fn handle<R: BufRead, W: Write>(ch: &mut Channel<R, W>, req: Request) -> Result<
             fault,
             coordinated,
         } => {
-            let layout = Layout::new(&settings.path);
-            layout.create_dirs()?;
-            let lock = match lock::acquire(
-                &layout,
-                &who,
-                "deploy",
-                Duration::from_millis(lock_wait_ms),
-            )? {
-                Ok(l) => l,
-                Err(holder) => {
-                    ch.emit(&Event::Locked { holder });
-                    return Ok(Outcome::Locked);
-                }
+            let Some(lock) = take_lock(ch, &settings.path, &who, "deploy", lock_wait_ms)? else {
+                return Ok(Outcome::Locked);
             };
             let mut s = steps::Steps::new(ch, &settings, &who, fault);
             s.repair()?;
@@ -103,19 +112,8 @@ fn handle<R: BufRead, W: Write>(ch: &mut Channel<R, W>, req: Request) -> Result<
             with_db,
             lock_wait_ms,
         } => {
-            let layout = Layout::new(&settings.path);
-            layout.create_dirs()?;
-            let lock = match lock::acquire(
-                &layout,
-                &who,
-                "rollback",
-                Duration::from_millis(lock_wait_ms),
-            )? {
-                Ok(l) => l,
-                Err(holder) => {
-                    ch.emit(&Event::Locked { holder });
-                    return Ok(Outcome::Locked);
-                }
+            let Some(lock) = take_lock(ch, &settings.path, &who, "rollback", lock_wait_ms)? else {
+                return Ok(Outcome::Locked);
             };
             let mut s = steps::Steps::new(ch, &settings, &who, None);
             let repaired = s.repair()?;
