@@ -4,6 +4,11 @@
 use crate::actions::ActionError;
 use crate::commands::FileCommandError;
 
+/// A job's definition could not be read or evaluated: what callers outside the engine see.
+#[derive(Debug, thiserror::Error)]
+#[error(transparent)]
+pub struct DefinitionError(#[from] JobError);
+
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum JobError {
     /// An expression in `what` (for example "`run`" or "job `env`") could not be evaluated.

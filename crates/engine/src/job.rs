@@ -14,7 +14,7 @@ use workflow::{Job, Node, Step, Workflow};
 
 use crate::actions;
 use crate::commands::{parse_command, parse_key_values};
-use crate::error::JobError;
+use crate::error::{DefinitionError, JobError};
 use crate::mask::Masker;
 use crate::process::{self, Exit, Spawn};
 use crate::report::{Conclusion, JobReport, StepReport};
@@ -27,6 +27,8 @@ pub enum Source {
     WorkingTree(PathBuf),
     /// One commit of the repository.
     Commit { repo: PathBuf, sha: String },
+    /// One commit as a tar archive (`git archive`), as a remote runner receives it.
+    Archive(PathBuf),
 }
 
 /// What every job of a run shares.
@@ -57,6 +59,9 @@ pub struct RunEnv {
 #[derive(Debug, Clone)]
 pub struct JobSpec {
     pub workflow: Arc<Workflow>,
+    /// The workflow's file in the source (`.github/workflows/ci.yml`): a remote runner reads
+    /// the job's definition from there.
+    pub file: String,
     pub workflow_name: String,
     pub job_id: String,
     /// Unique among the run's job instances; names the job's directory.
@@ -383,6 +388,48 @@ fn eval_ctx<'c>(contexts: &'c Map, status: Status, host: &'c dyn expr::Host) -> 
         status,
         host: Some(host),
     }
+}
+
+/// The labels of the job's `runs-on`, evaluated (a string, a list, or `{group, labels}`):
+/// what a runner must offer to take the job. Empty when the job has no `runs-on`.
+pub fn runs_on(spec: &JobSpec, run: &RunEnv) -> Result<Vec<String>, DefinitionError> {
+    let Some(node) = spec.job().and_then(|j| j.runs_on.as_ref()) else {
+        return Ok(Vec::new());
+    };
+    let mut c = Map::new();
+    c.insert("github".into(), Value::Object(run.github.clone()));
+    c.insert("vars".into(), Value::Object(run.vars.clone()));
+    c.insert("inputs".into(), Value::Object(run.inputs.clone()));
+    c.insert("needs".into(), Value::Object(spec.needs.clone()));
+    c.insert(
+        "matrix".into(),
+        Value::Object(spec.matrix.clone().unwrap_or_default()),
+    );
+    c.insert("strategy".into(), Value::Object(spec.strategy.clone()));
+    let ectx = expr::Context {
+        contexts: &c,
+        status: Status::Success,
+        host: None,
+    };
+    let v = workflow::eval::evaluate(node, &ectx).map_err(|e| JobError::expr("`runs-on`", e))?;
+    fn strings(v: &Value, out: &mut Vec<String>) {
+        match v {
+            Value::Array(a) => a.iter().for_each(|x| strings(x, out)),
+            Value::Null => {}
+            other => out.push(other.to_expr_string()),
+        }
+    }
+    let mut out = Vec::new();
+    match &v {
+        Value::Object(m) => {
+            if let Some(l) = expr::map_get(m, "labels") {
+                strings(l, &mut out);
+            }
+        }
+        other => strings(other, &mut out),
+    }
+    out.retain(|l| !l.trim().is_empty());
+    Ok(out)
 }
 
 /// Runs the job. Never fails: every problem becomes a failed step or job with a message.

@@ -18,8 +18,9 @@ pub mod report;
 mod run;
 pub mod sink;
 
-pub use job::{JobSpec, RunEnv, Source, run_job};
+pub use error::DefinitionError;
+pub use job::{JobSpec, RunEnv, Source, run_job, runs_on};
 pub use mask::Masker;
 pub use report::{Conclusion, JobReport, RunReport, StepReport, WorkflowReport};
-pub use run::{Options, Planned, run};
+pub use run::{JobRunner, Local, Options, Planned, read_source_file, run, run_with};
 pub use sink::{JobLabel, Level, Line, Sink};

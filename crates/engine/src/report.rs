@@ -2,10 +2,10 @@
 
 use std::time::Duration;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// GitHub's result vocabulary for steps and jobs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Conclusion {
     Success,
@@ -25,7 +25,7 @@ impl Conclusion {
     }
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct StepReport {
     pub id: Option<String>,
     pub name: String,
@@ -35,7 +35,7 @@ pub struct StepReport {
     pub duration: Duration,
 }
 
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct JobReport {
     pub id: String,
     pub name: String,
@@ -46,13 +46,13 @@ pub struct JobReport {
     pub steps: Vec<StepReport>,
     pub outputs: serde_json::Map<String, serde_json::Value>,
     /// Line coverage recorded by `codecov/codecov-action`, in percent.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub coverage: Option<f64>,
     /// `environment:` of the job, evaluated: `{"name": ..., "url": ...}`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub environment: Option<serde_json::Value>,
     /// The job summary (`GITHUB_STEP_SUMMARY`), Markdown.
-    #[serde(skip_serializing_if = "String::is_empty")]
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub summary: String,
     #[serde(skip)]
     pub duration: Duration,

@@ -43,9 +43,38 @@ pub struct Options {
     pub only_job: Option<String>,
 }
 
+/// Where job instances run. [`Local`] runs them in this process; a server hands them to its
+/// runners and waits for their reports. The graph, `if`s, matrices and outputs are decided
+/// here either way, so a job runs the same wherever it runs.
+pub trait JobRunner: Send + Sync {
+    fn run_job(
+        &self,
+        spec: JobSpec,
+        env: Arc<RunEnv>,
+        sink: Arc<dyn Sink>,
+        cancel: CancellationToken,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = JobReport> + Send>>;
+}
+
+/// Runs job instances in this process.
+pub struct Local;
+
+impl JobRunner for Local {
+    fn run_job(
+        &self,
+        spec: JobSpec,
+        env: Arc<RunEnv>,
+        sink: Arc<dyn Sink>,
+        cancel: CancellationToken,
+    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = JobReport> + Send>> {
+        Box::pin(async move { run_job(&spec, &env, sink.as_ref(), &cancel).await })
+    }
+}
+
 /// What every job node of a workflow shares.
 #[derive(Clone)]
 struct Scope {
+    runner: Arc<dyn JobRunner>,
     env: Arc<RunEnv>,
     sink: Arc<dyn Sink>,
     cancel: CancellationToken,
@@ -72,6 +101,17 @@ pub async fn run(
     cancel: CancellationToken,
     options: Options,
 ) -> RunReport {
+    run_with(planned, sink, cancel, options, Arc::new(Local)).await
+}
+
+/// [`run`], with the job instances run by `runner`.
+pub async fn run_with(
+    planned: Vec<(Planned, Arc<RunEnv>)>,
+    sink: Arc<dyn Sink>,
+    cancel: CancellationToken,
+    options: Options,
+    runner: Arc<dyn JobRunner>,
+) -> RunReport {
     let slots = Arc::new(Semaphore::new(options.parallel.max(1)));
     let groups = crate::concurrency::Groups::default();
     let mut set = JoinSet::new();
@@ -79,6 +119,7 @@ pub async fn run(
         let (sink, cancel, slots, options) =
             (sink.clone(), cancel.clone(), slots.clone(), options.clone());
         let scope = Scope {
+            runner: runner.clone(),
             env,
             sink,
             cancel,
@@ -210,9 +251,11 @@ async fn run_workflow(planned: Planned, scope: Scope, options: &Options) -> Work
                     .is_some_and(|d| d.result == Conclusion::Skipped)
             });
             let (wf, scope, id, name) = (wf.clone(), scope.clone(), id.clone(), name.clone());
+            let file = planned.file.clone();
             set.spawn(async move {
                 let node = JobNode {
                     wf: &wf,
+                    file: &file,
                     wf_name: &name,
                     id: &id,
                     status,
@@ -357,6 +400,7 @@ fn base_contexts(env: &RunEnv, needs: &Map) -> Map {
 /// A job of the graph about to be considered.
 struct JobNode<'a> {
     wf: &'a Arc<Workflow>,
+    file: &'a str,
     wf_name: &'a str,
     id: &'a str,
     /// The status its `if` sees.
@@ -368,6 +412,7 @@ struct JobNode<'a> {
 async fn run_job_node(node: JobNode<'_>, needs: Map, scope: Scope) -> (Done, Vec<JobReport>) {
     let JobNode {
         wf,
+        file,
         wf_name,
         id,
         status,
@@ -552,6 +597,7 @@ async fn run_job_node(node: JobNode<'_>, needs: Map, scope: Scope) -> (Done, Vec
         });
         let spec = JobSpec {
             workflow: wf.clone(),
+            file: file.to_owned(),
             workflow_name: wf_name.to_owned(),
             job_id: id.to_owned(),
             key: format!(
@@ -570,7 +616,8 @@ async fn run_job_node(node: JobNode<'_>, needs: Map, scope: Scope) -> (Done, Vec
         // Instances start in matrix order: the `max-parallel` permit is taken here, before
         // the next instance is considered.
         let local_permit = local.clone().acquire_owned().await;
-        let (env, sink, group_cancel, slots, groups) = (
+        let (runner, env, sink, group_cancel, slots, groups) = (
+            scope.runner.clone(),
             env.clone(),
             sink.clone(),
             group_cancel.clone(),
@@ -602,7 +649,7 @@ async fn run_job_node(node: JobNode<'_>, needs: Map, scope: Scope) -> (Done, Vec
                 return (index, r);
             }
             let started = Instant::now();
-            let mut r = run_job(&spec, &env, sink.as_ref(), &token).await;
+            let mut r = runner.run_job(spec, env, sink, token.clone()).await;
             drop(held);
             r.duration = started.elapsed();
             if r.conclusion == Conclusion::Failure && fail_fast {
@@ -644,8 +691,15 @@ fn sanitize(s: &str) -> String {
         .collect()
 }
 
-/// Reads a file of the run's source: the work tree, or the commit being run.
-fn read_source_file(source: &crate::job::Source, rel: &str) -> Result<String, JobError> {
+/// Reads a file of the run's source (a workflow, a called workflow): the work tree, or the commit being run.
+pub fn read_source_file(
+    source: &crate::job::Source,
+    rel: &str,
+) -> Result<String, crate::error::DefinitionError> {
+    read_source(source, rel).map_err(Into::into)
+}
+
+fn read_source(source: &crate::job::Source, rel: &str) -> Result<String, JobError> {
     match source {
         crate::job::Source::WorkingTree(root) => std::fs::read_to_string(root.join(rel))
             .map_err(|e| JobError::io(format!("cannot read {rel}"), e)),
@@ -659,6 +713,20 @@ fn read_source_file(source: &crate::job::Source, rel: &str) -> Result<String, Jo
                 .map_err(|e| JobError::io("git show", e))?;
             if !out.status.success() {
                 return Err(JobError::invalid(rel, format!("not in commit {sha}")));
+            }
+            String::from_utf8(out.stdout).map_err(|_| JobError::invalid(rel, "not UTF-8"))
+        }
+        crate::job::Source::Archive(tar) => {
+            let out = std::process::Command::new("tar")
+                .arg("-x")
+                .arg("-O")
+                .arg("-f")
+                .arg(tar)
+                .arg(rel)
+                .output()
+                .map_err(|e| JobError::io("tar", e))?;
+            if !out.status.success() {
+                return Err(JobError::invalid(rel, "not in the source archive"));
             }
             String::from_utf8(out.stdout).map_err(|_| JobError::invalid(rel, "not UTF-8"))
         }
@@ -683,7 +751,7 @@ async fn call_workflow(
         ));
     };
     let rel = rel.split('@').next().unwrap_or(rel);
-    let src = read_source_file(&scope.env.source, rel)?;
+    let src = read_source(&scope.env.source, rel)?;
     let parsed = workflow::parse(&src);
     if let Some(d) = parsed.diagnostics.iter().find(|d| d.is_error()) {
         return Err(bad(format!(

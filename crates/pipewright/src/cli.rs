@@ -37,6 +37,11 @@ pub(crate) enum Command {
     /// API tokens of a server.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Take jobs from a server and run them on this machine.
+    Runner(crate::runner_cmd::RunnerArgs),
+    /// The runners of a server: registration tokens, the list.
+    #[command(subcommand)]
+    Runners(crate::runner_cmd::RunnersCommand),
     /// Secrets on a server (values are read from stdin and never shown).
     #[command(subcommand)]
     Secrets(SecretsCommand),

@@ -11,20 +11,20 @@ use crate::cli::{
     TokensCommand,
 };
 
-fn runtime() -> Result<tokio::runtime::Runtime> {
+pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     Ok(tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?)
 }
 
-struct Client {
+pub(crate) struct Client {
     http: reqwest::Client,
     base: String,
     token: Option<String>,
 }
 
 impl Client {
-    fn new(args: &ServerArgs) -> Result<Client> {
+    pub(crate) fn new(args: &ServerArgs) -> Result<Client> {
         Ok(Client {
             http: reqwest::Client::builder().build()?,
             base: args.server.trim_end_matches('/').to_owned(),
@@ -54,7 +54,7 @@ impl Client {
         Ok(resp)
     }
 
-    async fn json(
+    pub(crate) async fn json(
         &self,
         method: reqwest::Method,
         path: &str,

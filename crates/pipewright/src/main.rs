@@ -8,6 +8,7 @@ mod console;
 mod deploy_cmd;
 mod repo;
 mod run_cmd;
+mod runner_cmd;
 mod serve_cmd;
 mod validate_cmd;
 
@@ -35,6 +36,8 @@ fn main() -> ExitCode {
         cli::Command::Rerun(args) => client_cmd::rerun(&args),
         cli::Command::Secrets(cmd) => client_cmd::secrets(cmd),
         cli::Command::Tokens(cmd) => client_cmd::tokens(cmd),
+        cli::Command::Runner(args) => runner_cmd::run(&args),
+        cli::Command::Runners(cmd) => runner_cmd::runners(cmd),
         cli::Command::Hook(cmd) => client_cmd::hook(cmd),
         cli::Command::Deploy(args) => deploy_cmd::deploy(&args),
         cli::Command::Rollback(args) => deploy_cmd::rollback(&args),

@@ -50,6 +50,10 @@ pub(crate) struct RawAuth {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawRunner {
     pub embedded_capacity: Option<usize>,
+    /// Seconds a job's lease lasts without a heartbeat before its runner counts as lost.
+    pub lease_seconds: Option<u64>,
+    /// Attempts a job gets when its runner is lost (1 = no retry).
+    pub max_attempts: Option<i64>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -119,6 +123,10 @@ pub struct Config {
     pub public_url: String,
     pub admin_token: Option<String>,
     pub embedded_capacity: usize,
+    /// How long a job's lease lasts without a heartbeat.
+    pub lease_ms: i64,
+    /// Attempts of a job whose runner was lost, in all.
+    pub max_attempts: i64,
     pub repos: Vec<RepoConfig>,
     /// `PIPEWRIGHT_SECRET_KEY`: the key sealing secrets at rest, instead of the key file.
     pub secret_key: Option<String>,
@@ -135,6 +143,8 @@ impl std::fmt::Debug for Config {
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
             )
             .field("embedded_capacity", &self.embedded_capacity)
+            .field("lease_ms", &self.lease_ms)
+            .field("max_attempts", &self.max_attempts)
             .field("repos", &self.repos)
             .field(
                 "secret_key",
@@ -254,8 +264,24 @@ impl Config {
                 forge,
             });
         }
+        let lease_seconds = raw.runner.lease_seconds.unwrap_or(30);
+        if !(1..=3600).contains(&lease_seconds) {
+            return Err(ConfigError::Invalid {
+                key: "runner.lease_seconds".into(),
+                message: format!("must be between 1 and 3600, got {lease_seconds}"),
+            });
+        }
+        let max_attempts = raw.runner.max_attempts.unwrap_or(2);
+        if !(1..=10).contains(&max_attempts) {
+            return Err(ConfigError::Invalid {
+                key: "runner.max_attempts".into(),
+                message: format!("must be between 1 and 10, got {max_attempts}"),
+            });
+        }
         Ok(Config {
             public_url: raw.public_url.unwrap_or_else(|| format!("http://{listen}")),
+            lease_ms: i64::try_from(lease_seconds * 1000).unwrap_or(30_000),
+            max_attempts,
             listen,
             data_dir,
             admin_token: raw.auth.admin_token,

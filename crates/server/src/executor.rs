@@ -1,5 +1,6 @@
-//! The in-process runner: takes queued runs from the store (woken at once when one is
-//! queued, no polling delay), runs them with the engine, and records what happens.
+//! The orchestrator: takes queued runs from the store (woken at once when one is queued, no
+//! polling delay) and walks each run's job graph with the engine, whose job instances go to
+//! the runners through [`crate::dispatch`]; records how each run ends.
 
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -7,7 +8,7 @@ use std::time::Duration;
 
 use engine::{Planned, RunEnv, Source};
 use expr::{Map, Value};
-use tokio::sync::{Notify, Semaphore, mpsc};
+use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::Config;
@@ -25,12 +26,6 @@ pub(crate) enum ExecError {
     NoWorkflow { workflow: String, sha: String },
     #[error("the workflow is invalid")]
     Invalid,
-    #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        #[source]
-        source: std::io::Error,
-    },
     #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error(transparent)]
@@ -46,51 +41,55 @@ pub(crate) struct Executor {
     pub(crate) events: mpsc::UnboundedSender<Event>,
     pub(crate) shutdown: CancellationToken,
     pub(crate) sealer: Arc<crate::secrets::Sealer>,
+    /// Jobs queued / completed: shared with the runner API.
+    pub(crate) queued: Arc<Notify>,
+    pub(crate) done: Arc<Notify>,
 }
 
 impl Executor {
-    /// Runs until shutdown: stops taking runs, lets running ones finish.
+    /// Orchestrates runs until shutdown: every queued run is taken at once (its jobs then
+    /// wait for runners in the store), and the runs a stopped server was orchestrating are
+    /// taken up again. On shutdown the orchestrations simply stop: their state is stored.
     pub(crate) async fn run(self: Arc<Self>) {
-        let capacity = self.config.embedded_capacity;
-        if capacity == 0 {
-            return;
-        }
-        let slots = Arc::new(Semaphore::new(capacity));
         let mut running = tokio::task::JoinSet::new();
+        let store = self.store.clone();
+        match tokio::task::spawn_blocking(move || store.running_runs()).await {
+            Ok(Ok(runs)) => {
+                for run in runs {
+                    tracing::info!(run = run.id, "taking up a run interrupted by the last stop");
+                    let me = self.clone();
+                    running.spawn(async move { me.execute(run).await });
+                }
+            }
+            Ok(Err(e)) => tracing::error!("reading running runs: {e}"),
+            Err(_) => {}
+        }
         loop {
             // Register interest before looking, so a run queued meanwhile is not missed.
             let notified = self.wake.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
             if self.shutdown.is_cancelled() {
                 break;
             }
-            let mut took = false;
-            if let Ok(permit) = slots.clone().try_acquire_owned() {
-                let store = self.store.clone();
-                match tokio::task::spawn_blocking(move || store.take_queued()).await {
-                    Ok(Ok(Some(run))) => {
-                        took = true;
-                        let me = self.clone();
-                        running.spawn(async move {
-                            let id = run.id;
-                            me.execute(run).await;
-                            drop(permit);
-                            id
-                        });
-                    }
-                    Ok(Err(e)) => tracing::error!("taking a queued run: {e}"),
-                    _ => drop(permit),
+            while running.try_join_next().is_some() {}
+            let store = self.store.clone();
+            match tokio::task::spawn_blocking(move || store.take_queued()).await {
+                Ok(Ok(Some(run))) => {
+                    let me = self.clone();
+                    running.spawn(async move { me.execute(run).await });
+                    continue;
                 }
-            }
-            if took {
-                continue;
+                Ok(Err(e)) => tracing::error!("taking a queued run: {e}"),
+                _ => {}
             }
             tokio::select! {
-                () = notified => {}
+                () = &mut notified => {}
                 Some(_) = running.join_next(), if !running.is_empty() => {}
                 () = self.shutdown.cancelled() => break,
             }
         }
-        // Graceful: the runs already running finish.
+        running.abort_all();
         while running.join_next().await.is_some() {}
     }
 
@@ -119,7 +118,6 @@ impl Executor {
             run: id,
             conclusion,
         });
-        let _ = std::fs::remove_dir_all(self.run_dir(id));
     }
 
     fn run_dir(&self, id: i64) -> PathBuf {
@@ -151,20 +149,9 @@ impl Executor {
             file: run.workflow.clone(),
             workflow: Arc::new(wf),
         };
+        // The orchestration needs no files: jobs run (and write their files) on runners.
         let run_dir = self.run_dir(run.id);
-        std::fs::create_dir_all(&run_dir).map_err(|source| ExecError::Io {
-            path: run_dir.clone(),
-            source,
-        })?;
         let event_path = run_dir.join("event.json");
-        std::fs::write(
-            &event_path,
-            serde_json::to_vec(&event.payload).unwrap_or_default(),
-        )
-        .map_err(|source| ExecError::Io {
-            path: event_path.clone(),
-            source,
-        })?;
         let mut github = Map::new();
         let (ref_name, ref_type) = match run.git_ref.strip_prefix("refs/tags/") {
             Some(t) => (t.to_owned(), "tag"),
@@ -292,15 +279,27 @@ impl Executor {
                 }
             })
         };
+        // Every job instance goes to the runners through the store; how many run at once is
+        // up to them.
         let options = engine::Options {
-            parallel: std::thread::available_parallelism().map_or(2, std::num::NonZero::get),
+            parallel: 4096,
             only_job: None,
         };
-        let report = engine::run(
+        let dispatcher = crate::dispatch::Dispatcher {
+            store: self.store.clone(),
+            sealer: self.sealer.clone(),
+            queued: self.queued.clone(),
+            done: self.done.clone(),
+            run: run.id,
+            repo: run.repo.clone(),
+            sha: run.sha.clone(),
+        };
+        let report = engine::run_with(
             vec![(planned, Arc::new(env))],
             sink,
             cancel.clone(),
             options,
+            Arc::new(dispatcher),
         )
         .await;
         watcher.abort();

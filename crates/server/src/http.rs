@@ -18,6 +18,7 @@ use tokio_stream::wrappers::BroadcastStream;
 
 use crate::config::Config;
 use crate::logs::Live;
+use crate::runner_api;
 use crate::trigger::{self, Event};
 
 /// What every handler shares.
@@ -29,9 +30,15 @@ pub(crate) struct AppState {
     /// The token the repositories' post-receive hooks present.
     pub(crate) hook_token: String,
     pub(crate) sealer: Arc<crate::secrets::Sealer>,
+    /// Signalled when jobs are queued (long-polling runners look).
+    pub(crate) queued: Arc<Notify>,
+    /// Signalled when jobs complete (their runs' dispatchers look).
+    pub(crate) done: Arc<Notify>,
+    /// The server is stopping: long polls end, no job is handed out.
+    pub(crate) stopping: tokio_util::sync::CancellationToken,
 }
 
-type AppStateRef = Arc<AppState>;
+pub(crate) type AppStateRef = Arc<AppState>;
 
 /// Webhook bodies above this are refused (GitHub's own limit is 25 MiB).
 const MAX_BODY: usize = 25 * 1024 * 1024;
@@ -54,6 +61,36 @@ pub(crate) fn router(state: AppStateRef) -> Router {
             "/api/v1/secrets/{name}",
             axum::routing::put(put_secret).delete(delete_secret),
         )
+        .route("/api/v1/runners", get(runner_api::list_runners))
+        .route(
+            "/api/v1/runners/tokens",
+            post(runner_api::create_runner_token),
+        )
+        .route("/api/v1/runners/register", post(runner_api::register))
+        .route("/api/v1/runner/jobs/next", post(runner_api::next_job))
+        .route(
+            "/api/v1/runner/jobs/{id}/heartbeat",
+            post(runner_api::heartbeat),
+        )
+        .route("/api/v1/runner/jobs/{id}/logs", post(runner_api::logs))
+        .route("/api/v1/runner/jobs/{id}/finish", post(runner_api::finish))
+        .route("/api/v1/runner/jobs/{id}/source", get(runner_api::source))
+        .route(
+            "/api/v1/runner/jobs/{id}/artifacts",
+            get(runner_api::job_artifacts),
+        )
+        .route(
+            "/api/v1/runner/jobs/{id}/artifacts/{name}",
+            get(runner_api::job_artifact).put(runner_api::put_artifact),
+        )
+        .route(
+            "/api/v1/runs/{id}/artifacts",
+            get(runner_api::run_artifacts),
+        )
+        .route(
+            "/api/v1/runs/{id}/artifacts/{name}",
+            get(runner_api::run_artifact),
+        )
         .route("/hooks/github", post(github_webhook))
         .route("/hooks/gitea", post(gitea_webhook))
         .route("/hooks/gitlab", post(gitlab_webhook))
@@ -69,14 +106,14 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             message: message.into(),
         }
     }
 
-    fn internal(cause: impl std::fmt::Display) -> Self {
+    pub(crate) fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!("internal error: {cause}");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
     }
@@ -98,6 +135,10 @@ impl From<store::StoreError> for ApiError {
             store::StoreError::NoRun(id) => {
                 ApiError::new(StatusCode::NOT_FOUND, format!("run {id} does not exist"))
             }
+            store::StoreError::NoJob(id) => {
+                ApiError::new(StatusCode::NOT_FOUND, format!("job {id} does not exist"))
+            }
+            e @ store::StoreError::NotHeld(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             other => ApiError::internal(other),
         }
     }
@@ -120,7 +161,7 @@ impl From<trigger::TriggerError> for ApiError {
 }
 
 /// Runs blocking store work off the async threads.
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
 ) -> Result<T, ApiError> {
     tokio::task::spawn_blocking(f)
@@ -184,7 +225,7 @@ impl FromRequestParts<AppStateRef> for Admin {
 }
 
 /// The bearer token of a request, if it has one.
-fn bearer(parts: &Parts) -> Option<&str> {
+pub(crate) fn bearer(parts: &Parts) -> Option<&str> {
     parts
         .headers
         .get("authorization")
@@ -403,7 +444,14 @@ async fn rerun_run(
 /// runners online.
 async fn metrics(State(s): State<AppStateRef>) -> Result<Response, ApiError> {
     let store = s.store.clone();
-    let stats = blocking(move || Ok(store.stats()?)).await?;
+    let (stats, jobs_queued, runners) =
+        blocking(move || Ok((store.stats()?, store.queue_depth()?, store.runners()?))).await?;
+    // Online: asked for work or reported within two leases (a long poll lasts 25 s).
+    let recent = store::now_ms() - (2 * s.config.lease_ms).max(60_000);
+    let online = runners
+        .iter()
+        .filter(|r| r.last_seen >= recent && (r.capacity > 0))
+        .count();
     let mut out = String::new();
     out.push_str("# HELP pipewright_runs_total Completed runs by conclusion.\n# TYPE pipewright_runs_total counter\n");
     for (c, n) in &stats.runs_by_conclusion {
@@ -417,25 +465,20 @@ async fn metrics(State(s): State<AppStateRef>) -> Result<Response, ApiError> {
             "pipewright_jobs_total{{conclusion=\"{c}\"}} {n}\n"
         ));
     }
-    let queued = stats
-        .runs_by_status
-        .iter()
-        .find(|(st, _)| st == "queued")
-        .map_or(0, |(_, n)| *n);
+    let queued = jobs_queued;
     let running = stats
         .runs_by_status
         .iter()
         .find(|(st, _)| st == "running")
         .map_or(0, |(_, n)| *n);
     out.push_str(&format!(
-        "# HELP pipewright_queue_depth Runs waiting for a runner.\n# TYPE pipewright_queue_depth gauge\npipewright_queue_depth {queued}\n"
+        "# HELP pipewright_queue_depth Jobs waiting for a runner.\n# TYPE pipewright_queue_depth gauge\npipewright_queue_depth {queued}\n"
     ));
     out.push_str(&format!(
         "# HELP pipewright_runs_running Runs being run.\n# TYPE pipewright_runs_running gauge\npipewright_runs_running {running}\n"
     ));
     out.push_str(&format!(
-        "# HELP pipewright_runners_online Runners able to take jobs.\n# TYPE pipewright_runners_online gauge\npipewright_runners_online {}\n",
-        u8::from(s.config.embedded_capacity > 0)
+        "# HELP pipewright_runners_online Runners able to take jobs.\n# TYPE pipewright_runners_online gauge\npipewright_runners_online {online}\n"
     ));
     out.push_str("# HELP pipewright_job_duration_seconds Job durations.\n# TYPE pipewright_job_duration_seconds histogram\n");
     let buckets = [0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];

@@ -1,17 +1,22 @@
 //! `pipewright serve`: the CI server. Triggers (post-receive hooks of local bare
-//! repositories, signed webhooks, dispatch) queue runs in the store; the in-process runner
-//! takes them at once and runs them with the engine; logs are stored and streamed live; an
-//! HTTP API under `/api/v1` shows and controls it all.
+//! repositories, signed webhooks, dispatch, schedules) queue runs in the store; the
+//! orchestrator walks each run's job graph and queues its job instances; runners (remote
+//! `pipewright runner` processes, and the in-process one, which speaks the same protocol over
+//! loopback) lease them, run them and report back; logs are stored and streamed live; an HTTP
+//! API under `/api/v1` shows and controls it all.
 //!
 //! The server keeps no state only in memory: a killed server restarts from the store
-//! (queued runs stay queued; runs it was running are retried once, then failed with the
-//! reason).
+//! (queued runs and jobs stay queued; jobs on remote runners go on reporting to it; jobs the
+//! in-process runner held are retried, or failed with the reason; the runs it was
+//! orchestrating are taken up where they were).
 
 mod config;
+mod dispatch;
 mod executor;
 pub mod git;
 mod http;
 mod logs;
+mod runner_api;
 mod schedule;
 mod secrets;
 mod status;
@@ -46,9 +51,6 @@ pub enum ServeError {
     Http(#[source] std::io::Error),
 }
 
-/// How many times a run interrupted by a server stop is attempted in all.
-const MAX_ATTEMPTS: i64 = 2;
-
 /// Serves until `shutdown` is cancelled: stops taking runs, lets running ones finish.
 /// `exe` is the pipewright binary the repositories' hooks call.
 pub async fn serve(
@@ -63,12 +65,26 @@ pub async fn serve(
         source,
     })?;
     let store = Arc::new(store::Store::open(&dir.join("pipewright.db"))?);
-    let (requeued, failed) = store.recover(MAX_ATTEMPTS)?;
-    if requeued + failed > 0 {
+    // The in-process runner: a new credential for this process; the jobs the last one held
+    // died with it.
+    let embedded_credential = random_token();
+    // It takes any job: on a single machine there is nothing else to run them.
+    let embedded_labels = vec!["*".to_owned()];
+    let embedded_id = store.embedded_runner(
+        &embedded_labels,
+        i64::try_from(config.embedded_capacity).unwrap_or(i64::MAX),
+        &http::token_hash(&embedded_credential),
+    )?;
+    let released = store.release_runner(
+        embedded_id,
+        config.max_attempts,
+        "the server stopped while the job ran",
+    )?;
+    if released != store::Released::default() {
         tracing::warn!(
-            requeued,
-            failed,
-            "recovered runs interrupted by the last stop"
+            requeued = released.requeued.len(),
+            failed = released.failed.len(),
+            "jobs of the in-process runner interrupted by the last stop"
         );
     }
     // The hooks' token: made once, kept in the data directory.
@@ -86,11 +102,16 @@ pub async fn serve(
     };
     let local = listener.local_addr().map_err(ServeError::Http)?;
     let hook_url = format!("http://{local}");
-    // Where this server listens (useful with `listen = "127.0.0.1:0"`).
-    std::fs::write(dir.join("listen-url"), &hook_url).map_err(|source| ServeError::DataDir {
-        path: dir.join("listen-url"),
-        source,
-    })?;
+    // Where this server listens (useful with `listen = "127.0.0.1:0"`); written aside and
+    // renamed, so a reader never sees it half written.
+    let url_file = dir.join("listen-url");
+    let tmp = dir.join(".listen-url.tmp");
+    std::fs::write(&tmp, &hook_url)
+        .and_then(|()| std::fs::rename(&tmp, &url_file))
+        .map_err(|source| ServeError::DataDir {
+            path: url_file.clone(),
+            source,
+        })?;
     for repo in &config.repos {
         git::install_hook(&repo.path, exe, &hook_url, &repo.name, &token_file).map_err(
             |source| ServeError::Hook {
@@ -105,6 +126,8 @@ pub async fn serve(
     )?);
     let config = Arc::new(config);
     let wake = Arc::new(Notify::new());
+    let queued = Arc::new(Notify::new());
+    let done = Arc::new(Notify::new());
     let (live, _) = broadcast::channel(4096);
     let (events, rx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(logs::writer(store.clone(), rx, live.clone()));
@@ -115,8 +138,33 @@ pub async fn serve(
         events,
         shutdown: shutdown.clone(),
         sealer: sealer.clone(),
+        queued: queued.clone(),
+        done: done.clone(),
     });
     let exec_task = tokio::spawn(executor.run());
+    let reaper = tokio::spawn(runner_api::reaper(
+        store.clone(),
+        config.max_attempts,
+        std::time::Duration::from_millis(
+            u64::try_from(config.lease_ms / 4)
+                .unwrap_or(1000)
+                .clamp(100, 5000),
+        ),
+        queued.clone(),
+        done.clone(),
+        shutdown.clone(),
+    ));
+    let embedded = (config.embedded_capacity > 0).then(|| {
+        let rc = runner::RunnerConfig {
+            server: hook_url.clone(),
+            credential: embedded_credential,
+            labels: embedded_labels,
+            capacity: config.embedded_capacity,
+            work_dir: config.data_dir.join("work"),
+            base_env: std::env::vars().collect(),
+        };
+        tokio::spawn(runner::run(rc, shutdown.clone()))
+    });
     let sched_task = tokio::spawn(schedule::run(
         store.clone(),
         config.clone(),
@@ -130,16 +178,36 @@ pub async fn serve(
         live,
         hook_token,
         sealer,
+        queued,
+        done,
+        stopping: shutdown.clone(),
     });
     let app = http::router(state);
     tracing::info!(%local, "pipewright serve listening");
-    let s = shutdown.clone();
+    // On shutdown the in-process runner takes no more jobs and finishes its running ones,
+    // which report through the HTTP server: it stops after them.
+    let http_stop = CancellationToken::new();
+    let stop = http_stop.clone();
+    let (s, stop2) = (shutdown.clone(), http_stop.clone());
+    let sequence = tokio::spawn(async move {
+        s.cancelled().await;
+        if let Some(e) = embedded {
+            match e.await {
+                Ok(Err(err)) => tracing::error!("in-process runner: {err}"),
+                Err(err) => tracing::error!("in-process runner: {err}"),
+                Ok(Ok(())) => {}
+            }
+        }
+        stop2.cancel();
+    });
     axum::serve(listener, app)
-        .with_graceful_shutdown(async move { s.cancelled().await })
+        .with_graceful_shutdown(async move { stop.cancelled().await })
         .await
         .map_err(ServeError::Http)?;
+    let _ = sequence.await;
     let _ = exec_task.await;
     let _ = sched_task.await;
+    let _ = reaper.await;
     writer.abort();
     Ok(())
 }

@@ -19,6 +19,11 @@ pub enum StoreError {
     Db(#[from] rusqlite::Error),
     #[error("run {0} does not exist")]
     NoRun(i64),
+    #[error("job {0} does not exist")]
+    NoJob(i64),
+    /// A runner reported for a job it does not hold (lost its lease, or never had it).
+    #[error("job {0} is not held by this runner")]
+    NotHeld(i64),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -76,10 +81,57 @@ pub struct Job {
     /// The job's display name, unique within the run (`test (3.11)`).
     pub name: String,
     pub job_id: String,
+    /// `queued`, `running` (leased to a runner) or `completed`.
     pub status: String,
     pub conclusion: Option<String>,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
+    /// The `runs-on` labels a runner must have, as a JSON array.
+    #[serde(skip)]
+    pub labels: String,
+    /// The runner holding (or that last held) the job.
+    pub runner_id: Option<i64>,
+    pub attempt: i64,
+    /// Why the job ended the way it did when its runner cannot say (runner lost).
+    pub reason: Option<String>,
+    /// The runner's report (JSON), once completed by a runner.
+    #[serde(skip)]
+    pub report: Option<String>,
+    #[serde(skip)]
+    pub cancel_requested: bool,
+}
+
+/// A job handed to a runner: the row, what to run, and the lease that proves it holds it.
+#[derive(Debug, Clone)]
+pub struct Leased {
+    pub job: Job,
+    pub payload: String,
+    pub sealed: Vec<u8>,
+    pub lease: String,
+    /// The highest log sequence stored for the job (earlier attempts): the runner numbers
+    /// its lines after it.
+    pub log_seq: i64,
+}
+
+/// A registered runner.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Runner {
+    pub id: i64,
+    pub name: String,
+    pub labels: Vec<String>,
+    pub capacity: i64,
+    pub created_at: i64,
+    pub last_seen: i64,
+    pub embedded: bool,
+}
+
+/// What became of the jobs of a lost runner.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Released {
+    /// (job, run) queued again for another attempt.
+    pub requeued: Vec<(i64, i64)>,
+    /// (job, run) failed: no attempts left.
+    pub failed: Vec<(i64, i64)>,
 }
 
 /// A secret as stored: its scope (empty strings for the wider scopes) and sealed value.
@@ -170,7 +222,37 @@ CREATE TABLE IF NOT EXISTS deliveries (
     id TEXT PRIMARY KEY,
     received_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS runners (
+    id INTEGER PRIMARY KEY,
+    name TEXT NOT NULL,
+    labels TEXT NOT NULL,
+    capacity INTEGER NOT NULL,
+    credential_hash TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL,
+    last_seen INTEGER NOT NULL,
+    embedded INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS runner_tokens (
+    hash TEXT PRIMARY KEY,
+    created_at INTEGER NOT NULL,
+    used_at INTEGER
+);
 ";
+
+/// Columns added to `jobs` when jobs became units of scheduling; added to older databases.
+const JOB_COLUMNS: &[(&str, &str)] = &[
+    ("labels", "TEXT NOT NULL DEFAULT '[]'"),
+    ("payload", "TEXT"),
+    ("sealed", "BLOB"),
+    ("runner_id", "INTEGER"),
+    ("lease", "TEXT"),
+    ("lease_until", "INTEGER"),
+    ("attempt", "INTEGER NOT NULL DEFAULT 1"),
+    ("report", "TEXT"),
+    ("reason", "TEXT"),
+    ("cancel_requested", "INTEGER NOT NULL DEFAULT 0"),
+    ("queued_at", "INTEGER"),
+];
 
 /// The SQLite store. One connection behind a mutex: SQLite serialises writers anyway, and
 /// the statements are short.
@@ -208,8 +290,30 @@ fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
         conclusion: r.get("conclusion")?,
         started_at: r.get("started_at")?,
         finished_at: r.get("finished_at")?,
+        labels: r.get("labels")?,
+        runner_id: r.get("runner_id")?,
+        attempt: r.get("attempt")?,
+        reason: r.get("reason")?,
+        report: r.get("report")?,
+        cancel_requested: r.get::<_, i64>("cancel_requested")? != 0,
     })
 }
+
+fn runner_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Runner> {
+    let labels: String = r.get("labels")?;
+    Ok(Runner {
+        id: r.get("id")?,
+        name: r.get("name")?,
+        labels: serde_json::from_str(&labels).unwrap_or_default(),
+        capacity: r.get("capacity")?,
+        created_at: r.get("created_at")?,
+        last_seen: r.get("last_seen")?,
+        embedded: r.get::<_, i64>("embedded")? != 0,
+    })
+}
+
+/// The columns of `jobs` without the payload and sealed secrets.
+const JOB_FIELDS: &str = "id, run_id, name, job_id, status, conclusion, started_at, finished_at, labels, runner_id, attempt, reason, report, cancel_requested";
 
 impl Store {
     /// Opens (creating if needed) the database at `path`.
@@ -222,6 +326,19 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
+        let have: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('jobs')")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        for (name, decl) in JOB_COLUMNS {
+            if !have.iter().any(|h| h == name) {
+                conn.execute_batch(&format!("ALTER TABLE jobs ADD COLUMN {name} {decl}"))?;
+            }
+        }
+        conn.execute_batch(
+            "CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(status, id);
+             CREATE INDEX IF NOT EXISTS jobs_runner ON jobs(runner_id, status);",
+        )?;
         Ok(Store {
             conn: Mutex::new(conn),
         })
@@ -317,32 +434,13 @@ impl Store {
         self.run(id)
     }
 
-    /// After a restart: runs that were running in this process are queued again once, or
-    /// failed with the reason if they already had a second attempt. Returns (requeued, failed).
-    pub fn recover(&self, max_attempts: i64) -> Result<(usize, usize)> {
+    /// Runs that were being orchestrated when the server stopped: a restarted server takes
+    /// them up again (their finished jobs are kept, their queued and leased jobs go on).
+    pub fn running_runs(&self) -> Result<Vec<Run>> {
         let c = self.conn();
-        let failed = c.execute(
-            "UPDATE runs SET status = 'completed', conclusion = 'failure', finished_at = ?2,
-                 reason = 'the server stopped while the run was running (attempt ' || attempt || ' of ' || ?1 || ')'
-             WHERE status = 'running' AND attempt >= ?1",
-            params![max_attempts, now_ms()],
-        )?;
-        let requeued = c.execute(
-            "UPDATE runs SET status = 'queued', attempt = attempt + 1, started_at = NULL,
-                 reason = 'retried: the server stopped while the run was running'
-             WHERE status = 'running'",
-            [],
-        )?;
-        // The jobs of retried runs start over.
-        c.execute(
-            "DELETE FROM log_lines WHERE job IN (SELECT j.id FROM jobs j JOIN runs r ON r.id = j.run_id WHERE r.status = 'queued')",
-            [],
-        )?;
-        c.execute(
-            "DELETE FROM jobs WHERE run_id IN (SELECT id FROM runs WHERE status = 'queued')",
-            [],
-        )?;
-        Ok((requeued, failed))
+        let mut stmt = c.prepare("SELECT * FROM runs WHERE status = 'running' ORDER BY id")?;
+        let rows = stmt.query_map([], run_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 
     /// The job row of `name` in `run_id`, created if new.
@@ -386,7 +484,9 @@ impl Store {
 
     pub fn jobs(&self, run_id: i64) -> Result<Vec<Job>> {
         let c = self.conn();
-        let mut stmt = c.prepare("SELECT * FROM jobs WHERE run_id = ?1 ORDER BY id")?;
+        let mut stmt = c.prepare(&format!(
+            "SELECT {JOB_FIELDS} FROM jobs WHERE run_id = ?1 ORDER BY id"
+        ))?;
         let rows = stmt.query_map([run_id], job_from_row)?;
         Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
@@ -566,6 +666,410 @@ impl Store {
             .optional()?)
     }
 
+    /// One job.
+    pub fn job(&self, id: i64) -> Result<Job> {
+        self.conn()
+            .query_row(
+                &format!("SELECT {JOB_FIELDS} FROM jobs WHERE id = ?1"),
+                [id],
+                job_from_row,
+            )
+            .optional()?
+            .ok_or(StoreError::NoJob(id))
+    }
+
+    /// Queues a job instance for the runners, or returns the row that exists already under
+    /// the same name (a restarted server replaying a run finds its jobs where they are).
+    pub fn enqueue_job(
+        &self,
+        run_id: i64,
+        name: &str,
+        job_id: &str,
+        labels: &str,
+        payload: &str,
+        sealed: &[u8],
+    ) -> Result<Job> {
+        let c = self.conn();
+        c.execute(
+            "INSERT INTO jobs (run_id, name, job_id, status, labels, payload, sealed, queued_at)
+             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7)
+             ON CONFLICT(run_id, name) DO NOTHING",
+            params![run_id, name, job_id, labels, payload, sealed, now_ms()],
+        )?;
+        Ok(c.query_row(
+            &format!("SELECT {JOB_FIELDS} FROM jobs WHERE run_id = ?1 AND name = ?2"),
+            params![run_id, name],
+            job_from_row,
+        )?)
+    }
+
+    /// Leases the oldest queued job whose `runs-on` labels are all among `labels` (a runner
+    /// with the label `*` takes any job) to the runner, until `lease_ms` from now. `lease` is
+    /// the caller's random lease token.
+    pub fn take_job(
+        &self,
+        runner: i64,
+        labels: &[String],
+        lease: &str,
+        lease_ms: i64,
+    ) -> Result<Option<Leased>> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        let candidate = {
+            let mut stmt = tx.prepare_cached(
+                "SELECT id, labels FROM jobs WHERE status = 'queued' AND payload IS NOT NULL ORDER BY id LIMIT 256",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+            let any = labels.iter().any(|l| l == "*");
+            let mut found = None;
+            for row in rows {
+                let (id, wanted) = row?;
+                let wanted: Vec<String> = serde_json::from_str(&wanted).unwrap_or_default();
+                if any
+                    || wanted
+                        .iter()
+                        .all(|w| labels.iter().any(|l| l.eq_ignore_ascii_case(w)))
+                {
+                    found = Some(id);
+                    break;
+                }
+            }
+            found
+        };
+        let Some(id) = candidate else {
+            return Ok(None);
+        };
+        let now = now_ms();
+        tx.execute(
+            "UPDATE jobs SET status = 'running', runner_id = ?2, lease = ?3, lease_until = ?4,
+                 started_at = ?5
+             WHERE id = ?1 AND status = 'queued'",
+            params![id, runner, lease, now + lease_ms, now],
+        )?;
+        let leased = tx.query_row(
+            &format!(
+                "SELECT {JOB_FIELDS}, payload, sealed,
+                    (SELECT COALESCE(MAX(seq), 0) FROM log_lines WHERE job = jobs.id) AS log_seq
+                 FROM jobs WHERE id = ?1"
+            ),
+            [id],
+            |r| {
+                Ok(Leased {
+                    job: job_from_row(r)?,
+                    payload: r.get("payload")?,
+                    sealed: r.get("sealed")?,
+                    lease: lease.to_owned(),
+                    log_seq: r.get("log_seq")?,
+                })
+            },
+        )?;
+        tx.execute(
+            "UPDATE runners SET last_seen = ?2 WHERE id = ?1",
+            params![runner, now],
+        )?;
+        tx.commit()?;
+        Ok(Some(leased))
+    }
+
+    /// Checks that `runner` holds `job` under `lease`; the job as it is.
+    fn held(c: &Connection, job: i64, runner: i64, lease: &str) -> Result<Job> {
+        let j = c
+            .query_row(
+                &format!(
+                    "SELECT {JOB_FIELDS} FROM jobs WHERE id = ?1 AND runner_id = ?2 AND lease = ?3
+                     AND status = 'running'"
+                ),
+                params![job, runner, lease],
+                job_from_row,
+            )
+            .optional()?;
+        j.ok_or(StoreError::NotHeld(job))
+    }
+
+    /// The job, if `runner` holds it under `lease`.
+    pub fn held_job(&self, job: i64, runner: i64, lease: &str) -> Result<Job> {
+        Self::held(&self.conn(), job, runner, lease)
+    }
+
+    /// Extends the lease of a held job; true if the job (or its run) is to be cancelled.
+    pub fn heartbeat(&self, job: i64, runner: i64, lease: &str, lease_ms: i64) -> Result<bool> {
+        let c = self.conn();
+        let j = Self::held(&c, job, runner, lease)?;
+        let now = now_ms();
+        c.execute(
+            "UPDATE jobs SET lease_until = ?2 WHERE id = ?1",
+            params![job, now + lease_ms],
+        )?;
+        c.execute(
+            "UPDATE runners SET last_seen = ?2 WHERE id = ?1",
+            params![runner, now],
+        )?;
+        let run_cancel: i64 = c.query_row(
+            "SELECT cancel_requested FROM runs WHERE id = ?1",
+            [j.run_id],
+            |r| r.get(0),
+        )?;
+        Ok(j.cancel_requested || run_cancel != 0)
+    }
+
+    /// Appends a held job's log lines (a line already stored under its sequence is ignored,
+    /// so a batch sent twice is stored once). Returns the run of the job.
+    pub fn append_job_logs(
+        &self,
+        job: i64,
+        runner: i64,
+        lease: &str,
+        lines: &[(i64, String)],
+    ) -> Result<i64> {
+        let mut c = self.conn();
+        let run = Self::held(&c, job, runner, lease)?.run_id;
+        let tx = c.transaction()?;
+        {
+            let mut stmt = tx.prepare_cached(
+                "INSERT OR IGNORE INTO log_lines (job, seq, text) VALUES (?1, ?2, ?3)",
+            )?;
+            for (seq, text) in lines {
+                stmt.execute(params![job, seq, text])?;
+            }
+        }
+        tx.commit()?;
+        Ok(run)
+    }
+
+    /// A runner's result for a held job.
+    pub fn complete_job(
+        &self,
+        job: i64,
+        runner: i64,
+        lease: &str,
+        conclusion: &str,
+        report: &str,
+    ) -> Result<Job> {
+        let c = self.conn();
+        Self::held(&c, job, runner, lease)?;
+        c.execute(
+            "UPDATE jobs SET status = 'completed', conclusion = ?2, report = ?3, finished_at = ?4,
+                 lease = NULL, lease_until = NULL, payload = NULL, sealed = NULL
+             WHERE id = ?1",
+            params![job, conclusion, report, now_ms()],
+        )?;
+        drop(c);
+        self.job(job)
+    }
+
+    /// Asks a job to stop: a queued one is cancelled at once, a leased one is flagged for its
+    /// runner (it sees the flag in its next heartbeat).
+    pub fn cancel_job(&self, job: i64) -> Result<()> {
+        let c = self.conn();
+        let n = c.execute(
+            "UPDATE jobs SET status = 'completed', conclusion = 'cancelled', finished_at = ?2,
+                 payload = NULL, sealed = NULL
+             WHERE id = ?1 AND status = 'queued'",
+            params![job, now_ms()],
+        )?;
+        if n == 0 {
+            c.execute(
+                "UPDATE jobs SET cancel_requested = 1 WHERE id = ?1 AND status = 'running'",
+                [job],
+            )?;
+        }
+        Ok(())
+    }
+
+    /// Releases leased jobs that match `filter` (an SQL condition on `jobs`): each is queued
+    /// again for another attempt, or failed with `reason` once it had `max_attempts`.
+    fn release(
+        &self,
+        filter: &str,
+        args: &[&dyn rusqlite::ToSql],
+        max_attempts: i64,
+        reason: &str,
+    ) -> Result<Released> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        let lost: Vec<(i64, i64, i64)> = {
+            let mut stmt = tx.prepare(&format!(
+                "SELECT id, run_id, attempt FROM jobs WHERE status = 'running' AND {filter}"
+            ))?;
+            let rows = stmt.query_map(args, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
+            rows.collect::<rusqlite::Result<_>>()?
+        };
+        let mut out = Released::default();
+        let now = now_ms();
+        for (job, run, attempt) in lost {
+            let next_seq: i64 = tx.query_row(
+                "SELECT COALESCE(MAX(seq), 0) + 1 FROM log_lines WHERE job = ?1",
+                [job],
+                |r| r.get(0),
+            )?;
+            if attempt < max_attempts {
+                tx.execute(
+                    "UPDATE jobs SET status = 'queued', attempt = attempt + 1, runner_id = NULL,
+                         lease = NULL, lease_until = NULL, started_at = NULL, reason = ?2
+                     WHERE id = ?1",
+                    params![job, format!("retried: {reason}")],
+                )?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO log_lines (job, seq, text) VALUES (?1, ?2, ?3)",
+                    params![
+                        job,
+                        next_seq,
+                        format!(
+                            "##[warning] {reason}: attempt {} of {max_attempts} follows",
+                            attempt + 1
+                        )
+                    ],
+                )?;
+                out.requeued.push((job, run));
+            } else {
+                tx.execute(
+                    "UPDATE jobs SET status = 'completed', conclusion = 'failure', finished_at = ?2,
+                         lease = NULL, lease_until = NULL, payload = NULL, sealed = NULL, reason = ?3
+                     WHERE id = ?1",
+                    params![job, now, reason],
+                )?;
+                tx.execute(
+                    "INSERT OR IGNORE INTO log_lines (job, seq, text) VALUES (?1, ?2, ?3)",
+                    params![
+                        job,
+                        next_seq,
+                        format!("##[error] {reason} (attempt {attempt} of {max_attempts})")
+                    ],
+                )?;
+                out.failed.push((job, run));
+            }
+        }
+        tx.commit()?;
+        Ok(out)
+    }
+
+    /// Jobs whose lease ran out (their runner stopped sending heartbeats): "runner lost".
+    pub fn expire_leases(&self, max_attempts: i64) -> Result<Released> {
+        self.release(
+            "lease_until < ?1",
+            &[&now_ms()],
+            max_attempts,
+            "runner lost",
+        )
+    }
+
+    /// The jobs a runner holds, given up (its process was restarted, or it hands them back).
+    pub fn release_runner(&self, runner: i64, max_attempts: i64, reason: &str) -> Result<Released> {
+        self.release("runner_id = ?1", &[&runner], max_attempts, reason)
+    }
+
+    /// Stores a one-time registration token (its hash).
+    pub fn add_runner_token(&self, hash: &str) -> Result<()> {
+        self.conn().execute(
+            "INSERT INTO runner_tokens (hash, created_at) VALUES (?1, ?2)",
+            params![hash, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    /// Registers a runner with a one-time token, which is used up; None if the token is
+    /// unknown or was used before.
+    pub fn register_runner(
+        &self,
+        token_hash: &str,
+        name: &str,
+        labels: &[String],
+        capacity: i64,
+        credential_hash: &str,
+    ) -> Result<Option<i64>> {
+        let mut c = self.conn();
+        let tx = c.transaction()?;
+        let now = now_ms();
+        let n = tx.execute(
+            "UPDATE runner_tokens SET used_at = ?2 WHERE hash = ?1 AND used_at IS NULL",
+            params![token_hash, now],
+        )?;
+        if n == 0 {
+            return Ok(None);
+        }
+        tx.execute(
+            "INSERT INTO runners (name, labels, capacity, credential_hash, created_at, last_seen)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
+            params![
+                name,
+                serde_json::to_string(labels).unwrap_or_default(),
+                capacity,
+                credential_hash,
+                now
+            ],
+        )?;
+        let id = tx.last_insert_rowid();
+        tx.commit()?;
+        Ok(Some(id))
+    }
+
+    /// The in-process runner's row, with a new credential for this server process; made the
+    /// first time.
+    pub fn embedded_runner(
+        &self,
+        labels: &[String],
+        capacity: i64,
+        credential_hash: &str,
+    ) -> Result<i64> {
+        let c = self.conn();
+        let labels = serde_json::to_string(labels).unwrap_or_default();
+        let now = now_ms();
+        let n = c.execute(
+            "UPDATE runners SET labels = ?1, capacity = ?2, credential_hash = ?3, last_seen = ?4
+             WHERE embedded = 1",
+            params![labels, capacity, credential_hash, now],
+        )?;
+        if n == 0 {
+            c.execute(
+                "INSERT INTO runners (name, labels, capacity, credential_hash, created_at, last_seen, embedded)
+                 VALUES ('embedded', ?1, ?2, ?3, ?4, ?4, 1)",
+                params![labels, capacity, credential_hash, now],
+            )?;
+        }
+        Ok(
+            c.query_row("SELECT id FROM runners WHERE embedded = 1", [], |r| {
+                r.get(0)
+            })?,
+        )
+    }
+
+    /// The runner with this credential (its hash), if any.
+    pub fn runner_by_credential(&self, hash: &str) -> Result<Option<Runner>> {
+        Ok(self
+            .conn()
+            .query_row(
+                "SELECT * FROM runners WHERE credential_hash = ?1",
+                [hash],
+                runner_from_row,
+            )
+            .optional()?)
+    }
+
+    /// Notes that a runner asked for work now.
+    pub fn touch_runner(&self, id: i64) -> Result<()> {
+        self.conn().execute(
+            "UPDATE runners SET last_seen = ?2 WHERE id = ?1",
+            params![id, now_ms()],
+        )?;
+        Ok(())
+    }
+
+    pub fn runners(&self) -> Result<Vec<Runner>> {
+        let c = self.conn();
+        let mut stmt = c.prepare("SELECT * FROM runners ORDER BY id")?;
+        let rows = stmt.query_map([], runner_from_row)?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
+    /// Jobs waiting for a runner (for `/metrics`).
+    pub fn queue_depth(&self) -> Result<i64> {
+        Ok(self.conn().query_row(
+            "SELECT count(*) FROM jobs WHERE status = 'queued'",
+            [],
+            |r| r.get(0),
+        )?)
+    }
+
     /// Records a webhook delivery id; false if it was seen before.
     pub fn record_delivery(&self, id: &str) -> Result<bool> {
         let n = self.conn().execute(
@@ -621,18 +1125,17 @@ mod tests {
         ])
         .unwrap();
         assert_eq!(s.logs(a, None, &[]).unwrap().len(), 1);
-        // A restart: the running run is queued again (attempt 2), then failed after that.
+        // A restarted server finds the run it was orchestrating.
         drop(s);
         let s = Store::open(&d.path().join("db.sqlite")).unwrap();
-        assert_eq!(s.recover(2).unwrap(), (1, 0));
-        let r = s.run(a).unwrap();
-        assert_eq!((r.status.as_str(), r.attempt), ("queued", 2));
-        assert!(s.jobs(a).unwrap().is_empty());
-        assert_eq!(s.take_queued().unwrap().unwrap().id, a);
-        assert_eq!(s.recover(2).unwrap(), (0, 1));
-        let r = s.run(a).unwrap();
-        assert_eq!(r.conclusion.as_deref(), Some("failure"));
-        assert!(r.reason.unwrap().contains("server stopped"));
+        assert_eq!(
+            s.running_runs()
+                .unwrap()
+                .iter()
+                .map(|r| r.id)
+                .collect::<Vec<_>>(),
+            [a]
+        );
         assert!(s.claim_schedule("r", "ci.yml", "* * * * *", 100).unwrap());
         assert!(!s.claim_schedule("r", "ci.yml", "* * * * *", 100).unwrap());
         assert!(s.claim_schedule("r", "ci.yml", "* * * * *", 101).unwrap());
@@ -640,6 +1143,76 @@ mod tests {
         assert!(!s.record_delivery("d1").unwrap());
         assert_eq!(
             s.request_cancel(b).unwrap().conclusion.as_deref(),
+            Some("cancelled")
+        );
+    }
+
+    #[test]
+    fn jobs_are_leased_by_labels_and_released_when_their_runner_is_lost() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(&d.path().join("db.sqlite")).unwrap();
+        let run = s.create_run(&new_run("r")).unwrap();
+        let gpu = s
+            .enqueue_job(run, "train", "train", r#"["gpu"]"#, "{}", b"")
+            .unwrap();
+        let any = s.enqueue_job(run, "lint", "lint", "[]", "{}", b"").unwrap();
+        // The same name again is the same row (a replayed run).
+        assert_eq!(
+            s.enqueue_job(run, "lint", "lint", "[]", "{}", b"")
+                .unwrap()
+                .id,
+            any.id
+        );
+        assert!(s.add_runner_token("t1").is_ok());
+        let cpu = s
+            .register_runner("t1", "cpu", &["linux".into()], 1, "c1")
+            .unwrap()
+            .unwrap();
+        assert_eq!(
+            s.register_runner("t1", "again", &[], 1, "c2").unwrap(),
+            None,
+            "a registration token works once"
+        );
+        let leased = s
+            .take_job(cpu, &["linux".into()], "L1", 60_000)
+            .unwrap()
+            .unwrap();
+        assert_eq!(leased.job.id, any.id, "the gpu job is not for this runner");
+        assert!(
+            s.take_job(cpu, &["linux".into()], "L2", 60_000)
+                .unwrap()
+                .is_none()
+        );
+        assert!(!s.heartbeat(any.id, cpu, "L1", 60_000).unwrap());
+        assert!(matches!(
+            s.heartbeat(any.id, cpu, "wrong", 60_000),
+            Err(StoreError::NotHeld(_))
+        ));
+        assert!(matches!(
+            s.append_job_logs(gpu.id, cpu, "L1", &[(1, "x".into())]),
+            Err(StoreError::NotHeld(_))
+        ));
+        s.append_job_logs(any.id, cpu, "L1", &[(1, "a".into()), (2, "b".into())])
+            .unwrap();
+        s.append_job_logs(any.id, cpu, "L1", &[(2, "b".into())])
+            .unwrap();
+        assert_eq!(s.logs(run, Some(any.id), &[]).unwrap().len(), 2);
+        // The runner vanishes: attempt 2 is queued, then the job fails as "runner lost".
+        let released = s.release_runner(cpu, 2, "runner lost").unwrap();
+        assert_eq!(released.requeued, [(any.id, run)]);
+        let again = s
+            .take_job(cpu, &["linux".into()], "L3", -1)
+            .unwrap()
+            .unwrap();
+        assert_eq!((again.job.attempt, again.log_seq), (2, 3));
+        let released = s.expire_leases(2).unwrap();
+        assert_eq!(released.failed, [(any.id, run)]);
+        let j = s.job(any.id).unwrap();
+        assert_eq!(j.conclusion.as_deref(), Some("failure"));
+        assert_eq!(j.reason.as_deref(), Some("runner lost"));
+        s.cancel_job(gpu.id).unwrap();
+        assert_eq!(
+            s.job(gpu.id).unwrap().conclusion.as_deref(),
             Some("cancelled")
         );
     }

@@ -20,6 +20,7 @@ pub(super) fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(), Actio
     match &state.run.source {
         Source::WorkingTree(repo) => copy_work_tree(repo, &dest)?,
         Source::Commit { repo, sha } => export_commit(repo, sha, &dest)?,
+        Source::Archive(tar) => unpack(tar, &dest)?,
     }
     Ok(())
 }
@@ -70,6 +71,25 @@ fn copy_work_tree(repo: &Path, dest: &Path) -> Result<(), ActionError> {
             std::fs::copy(&src, &target)
                 .map_err(|e| ActionError::io(src.display().to_string(), e))?;
         }
+    }
+    Ok(())
+}
+
+fn unpack(tar: &Path, dest: &Path) -> Result<(), ActionError> {
+    let out = Command::new("tar")
+        .arg("-x")
+        .arg("-f")
+        .arg(tar)
+        .arg("-C")
+        .arg(dest)
+        .output()
+        .map_err(|e| ActionError::io("tar", e))?;
+    if !out.status.success() {
+        return Err(ActionError::Failed(format!(
+            "cannot unpack {}: {}",
+            tar.display(),
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
     }
     Ok(())
 }

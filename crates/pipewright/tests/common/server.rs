@@ -1,0 +1,191 @@
+//! A real `pipewright serve` process for end-to-end tests: one bare repository `acme/app`,
+//! an admin token, the CLI as the client.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::git;
+
+pub struct Server {
+    pub dir: tempfile::TempDir,
+    pub child: Option<Child>,
+    pub url: String,
+}
+
+pub const SECRET: &str = "webhook-secret";
+pub const TOKEN: &str = "admin-token-1234";
+
+impl Server {
+    /// A server for one bare repository `acme/app` (at `dir/app.git`).
+    pub fn start() -> Server {
+        Server::start_with("")
+    }
+
+    /// `start`, with `extra` lines added to the repository's configuration.
+    pub fn start_with(extra: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        git(
+            dir.path(),
+            &["init", "-q", "--bare", "-b", "main", "app.git"],
+        );
+        let config = format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{d}/data\"\n[auth]\nadmin_token = \"{TOKEN}\"\n[[repos]]\nname = \"acme/app\"\npath = \"{d}/app.git\"\nwebhook_secret = \"{SECRET}\"\n{extra}",
+            d = dir.path().display()
+        );
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        let mut s = Server {
+            dir,
+            child: None,
+            url: String::new(),
+        };
+        s.spawn();
+        s
+    }
+
+    pub fn spawn(&mut self) {
+        let url_file = self.dir.path().join("data/listen-url");
+        let _ = std::fs::remove_file(&url_file);
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pipewright"));
+        // A restarted server listens where the first one did: runners know that address.
+        if let Some(addr) = self.url.strip_prefix("http://") {
+            cmd.env("PIPEWRIGHT_LISTEN", addr);
+        }
+        let child = cmd
+            .args(["serve", "-c"])
+            .arg(self.dir.path().join("config.toml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.path().join("serve.log")).unwrap())
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !url_file.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.url = std::fs::read_to_string(&url_file).expect("server started");
+    }
+
+    pub fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+    }
+
+    pub fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_pipewright"))
+            .args(args)
+            .env("PIPEWRIGHT_SERVER", &self.url)
+            .env("PIPEWRIGHT_TOKEN", TOKEN)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    pub fn runs(&self) -> Vec<Value> {
+        let (code, out, err) = self.cli(&["runs", "list", "--json", "--repo", "acme/app"]);
+        assert_eq!(code, 0, "{err}");
+        serde_json::from_str::<Value>(&out)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone()
+    }
+
+    pub fn wait_completed(&self, id: i64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, out, _) = self.cli(&["runs", "show", "--json", &id.to_string()]);
+            if let Ok(v) = serde_json::from_str::<Value>(&out)
+                && v["status"] == "completed"
+            {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {id} did not complete\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// A work tree of the bare repository with `workflow` committed on `branch`.
+    pub fn commit(&self, branch: &str, workflow: &str) -> PathBuf {
+        let work = self.dir.path().join(format!("work-{branch}"));
+        if !work.exists() {
+            git(
+                self.dir.path(),
+                &[
+                    "clone",
+                    "-q",
+                    "app.git",
+                    work.file_name().unwrap().to_str().unwrap(),
+                ],
+            );
+            git(&work, &["checkout", "-q", "-B", branch]);
+        }
+        std::fs::create_dir_all(work.join(".github/workflows")).unwrap();
+        std::fs::write(work.join(".github/workflows/ci.yml"), workflow).unwrap();
+        std::fs::write(work.join("file.txt"), format!("{:?}", Instant::now())).unwrap();
+        git(&work, &["add", "-A"]);
+        git(&work, &["commit", "-q", "-m", "change"]);
+        work
+    }
+
+    pub fn push(&self, work: &Path, branch: &str) {
+        git(
+            work,
+            &["push", "-q", "origin", &format!("HEAD:refs/heads/{branch}")],
+        );
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A minimal HTTP/1.1 POST; returns (status, body).
+pub fn post(url: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
+    let addr = url.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).unwrap();
+    let mut req = format!(
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    for (k, v) in headers {
+        req.push_str(&format!("{k}: {v}\r\n"));
+    }
+    req.push_str("\r\n");
+    s.write_all(req.as_bytes()).unwrap();
+    let _ = s.write_all(body);
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let status = text
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let body = text
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
+    (status, body)
+}

@@ -1,0 +1,270 @@
+//! Remote runners end to end: a real `pipewright serve` without its in-process runner, and
+//! `pipewright runner` processes registered with one-time tokens, taking jobs by their
+//! `runs-on` labels, passing artifacts and outputs between jobs, and being killed.
+
+mod common;
+
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::server::{Server, TOKEN, post};
+use serde_json::Value;
+
+/// A `pipewright runner` process; killed when dropped.
+struct Runner {
+    child: Child,
+    work_dir: PathBuf,
+    log: PathBuf,
+}
+
+impl Runner {
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A server whose jobs only remote runners take; leases of 2 s.
+fn server() -> Server {
+    Server::start_with("[runner]\nembedded_capacity = 0\nlease_seconds = 2\n")
+}
+
+fn registration_token(s: &Server) -> String {
+    let (code, out, err) = s.cli(&["runners", "token"]);
+    assert_eq!(code, 0, "{err}");
+    out.trim().to_owned()
+}
+
+/// Starts a runner named `name` (its jobs see `RUNNER_TAG=name`) with extra `labels`.
+fn runner(s: &Server, name: &str, labels: &str, token: Option<&str>) -> Runner {
+    let work_dir = s.dir.path().join(format!("runner-{name}"));
+    let log = s.dir.path().join(format!("runner-{name}.log"));
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pipewright"));
+    c.args(["runner", "--server", &s.url, "--name", name, "--work-dir"])
+        .arg(&work_dir)
+        .env("RUNNER_TAG", name)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap());
+    if !labels.is_empty() {
+        c.args(["--labels", labels]);
+    }
+    if let Some(t) = token {
+        c.args(["--token", t]);
+    }
+    Runner {
+        child: c.spawn().unwrap(),
+        work_dir,
+        log,
+    }
+}
+
+fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(25));
+    }
+}
+
+fn show(s: &Server, id: i64) -> Value {
+    let (_, out, _) = s.cli(&["runs", "show", "--json", &id.to_string()]);
+    serde_json::from_str(&out).unwrap_or(Value::Null)
+}
+
+fn job_status(s: &Server, id: i64, job: &str) -> String {
+    show(s, id)["jobs"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|j| j["name"] == job)
+        .and_then(|j| j["status"].as_str())
+        .unwrap_or("")
+        .to_owned()
+}
+
+const PIPELINE: &str = r#"on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    outputs:
+      version: ${{ steps.v.outputs.version }}
+    steps:
+      - id: v
+        run: |
+          echo "build on $RUNNER_TAG"
+          echo "version=1.2.3" >> "$GITHUB_OUTPUT"
+          mkdir dist && echo "wheel of $RUNNER_TAG" > dist/app.whl
+      - uses: actions/upload-artifact@v4
+        with:
+          name: dist
+          path: dist/
+  train:
+    needs: build
+    runs-on: [self-hosted, gpu]
+    steps:
+      - uses: actions/download-artifact@v4
+        with:
+          name: dist
+          path: got
+      - run: |
+          echo "train on $RUNNER_TAG with ${{ needs.build.outputs.version }}"
+          cat got/app.whl
+"#;
+
+#[test]
+fn remote_runners_take_jobs_by_label_and_pass_artifacts_and_outputs() {
+    let s = server();
+    let token = registration_token(&s);
+    let mut gpu = runner(&s, "gpu", "gpu", Some(&token));
+    wait_for("the gpu runner to register", || {
+        gpu.work_dir.join("runner.json").exists()
+    });
+    // A registration token works once.
+    let mut again = runner(&s, "again", "", Some(&token));
+    let status = again.child.wait().unwrap();
+    assert!(!status.success());
+    assert!(again.log().contains("used already"), "{}", again.log());
+    let cpu = runner(&s, "cpu", "", Some(&registration_token(&s)));
+    wait_for("the cpu runner to register", || {
+        cpu.work_dir.join("runner.json").exists()
+    });
+    let (code, list, err) = s.cli(&["runners", "list", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    let list: Value = serde_json::from_str(&list).unwrap();
+    let names: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|r| r["name"].as_str())
+        .collect();
+    assert!(
+        names.contains(&"gpu") && names.contains(&"cpu"),
+        "{names:?}"
+    );
+
+    let work = s.commit("main", PIPELINE);
+    s.push(&work, "main");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    let run = s.wait_completed(id);
+    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    assert_eq!(
+        run["conclusion"],
+        "success",
+        "{run}\n{log}\n{}\n{}",
+        gpu.log(),
+        cpu.log()
+    );
+    // Only the gpu runner has the `gpu` label; `build` went to whichever asked first.
+    assert!(log.contains("[train] train on gpu with 1.2.3"), "{log}");
+    assert!(log.contains("[train] wheel of "), "{log}");
+    assert!(log.contains("[build] build on "), "{log}");
+    // The artifact is kept by the server and downloadable.
+    let (code, out, _) = s.cli(&["runs", "show", "--json", &id.to_string()]);
+    assert_eq!(code, 0);
+    assert!(out.contains("\"runner_id\""), "{out}");
+    gpu.kill9();
+}
+
+#[test]
+fn a_lost_runner_s_job_goes_to_another_and_a_killed_server_loses_nothing() {
+    let mut s = server();
+    let mut first = runner(&s, "first", "", Some(&registration_token(&s)));
+    let work = s.commit(
+        "main",
+        "on: push\njobs:\n  slow:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo \"start on $RUNNER_TAG\"; sleep 3; echo \"done on $RUNNER_TAG\"\n",
+    );
+    s.push(&work, "main");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    wait_for("the job to start on the first runner", || {
+        job_status(&s, id, "slow") == "running"
+    });
+    // The runner dies: after its lease runs out (2 s) the job goes to the second runner.
+    first.kill9();
+    let second = runner(&s, "second", "", Some(&registration_token(&s)));
+    let run = s.wait_completed(id);
+    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    assert_eq!(
+        run["conclusion"],
+        "success",
+        "{run}\n{log}\n{}",
+        second.log()
+    );
+    assert!(log.contains("runner lost: attempt 2 of 2 follows"), "{log}");
+    assert!(log.contains("done on second"), "{log}");
+    assert!(!log.contains("done on first"), "{log}");
+    assert_eq!(run["jobs"][0]["attempt"], 2, "{run}");
+
+    // The server dies while the second runner runs a job: the runner keeps the job and
+    // reports to the restarted server; nothing is run twice.
+    let work = s.commit(
+        "main",
+        "on: push\njobs:\n  slow:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo \"begin\"; sleep 2; echo \"end on $RUNNER_TAG\"\n",
+    );
+    s.push(&work, "main");
+    let id2 = s.runs()[0]["id"].as_i64().unwrap();
+    assert_ne!(id, id2);
+    wait_for("the job to start on the second runner", || {
+        job_status(&s, id2, "slow") == "running"
+    });
+    s.kill9();
+    std::thread::sleep(Duration::from_millis(500));
+    s.spawn();
+    let run = s.wait_completed(id2);
+    let (_, log, _) = s.cli(&["logs", &id2.to_string()]);
+    assert_eq!(
+        run["conclusion"],
+        "success",
+        "{run}\n{log}\n{}\n{}",
+        second.log(),
+        s.log()
+    );
+    assert_eq!(run["jobs"][0]["attempt"], 1, "{run}");
+    assert_eq!(
+        log.lines().filter(|l| *l == "[slow] begin").count(),
+        1,
+        "{log}"
+    );
+    assert!(log.contains("end on second"), "{log}");
+}
+
+#[test]
+fn a_runner_reporting_for_a_job_it_does_not_hold_is_refused() {
+    let s = server();
+    let r = runner(&s, "r", "", Some(&registration_token(&s)));
+    wait_for("the runner to register", || {
+        r.work_dir.join("runner.json").exists()
+    });
+    let reg: Value =
+        serde_json::from_str(&std::fs::read_to_string(r.work_dir.join("runner.json")).unwrap())
+            .unwrap();
+    let credential = reg["credential"].as_str().unwrap();
+    let post = |path: &str, auth: &str| {
+        post(
+            &s.url,
+            path,
+            &[
+                ("authorization", format!("Bearer {auth}")),
+                ("pipewright-lease", "not-a-lease".to_owned()),
+                ("content-type", "application/json".to_owned()),
+            ],
+            b"{\"lines\":[]}",
+        )
+        .0
+    };
+    assert_eq!(post("/api/v1/runner/jobs/1/heartbeat", credential), 409);
+    assert_eq!(post("/api/v1/runner/jobs/1/logs", credential), 409);
+    assert_eq!(post("/api/v1/runner/jobs/1/heartbeat", "wrong"), 401);
+    assert_eq!(post("/api/v1/runner/jobs/1/heartbeat", TOKEN), 401);
+}

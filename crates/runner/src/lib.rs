@@ -1,0 +1,722 @@
+//! `pipewright runner`: takes jobs from a server and runs them with the engine.
+//!
+//! The runner registers once ([`register`]), then long-polls for jobs, so a job queued on the
+//! server is picked up at once rather than after a poll interval. Each job comes with a lease
+//! the runner keeps alive with heartbeats; its log lines go back in numbered batches (sent
+//! again after a network error; the server keeps each line once), its artifacts are uploaded,
+//! and its report ends the lease. A cancelled job is stopped; a job whose lease was lost is
+//! stopped without a report (the server has given it to another runner or failed it).
+//!
+//! The server's in-process runner is this same code, talking to its own server over loopback.
+
+pub mod protocol;
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use engine::{Conclusion, JobLabel, JobReport, JobSpec, Line, RunEnv, Sink, Source};
+use expr::{Map, Value};
+use protocol::{Lease, LogLine};
+use reqwest::StatusCode;
+use tokio::sync::{Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RunnerError {
+    #[error("cannot reach the server: {0}")]
+    Http(#[from] reqwest::Error),
+    #[error("the server answered {status}: {message}")]
+    Status { status: StatusCode, message: String },
+    /// The server says this runner does not hold the job (its lease was lost).
+    #[error("the server gave job {0} to another runner or ended it (lease lost)")]
+    NotHeld(i64),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}")]
+    Job(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> RunnerError + '_ {
+    move |source| RunnerError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// What a runner needs to know.
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    /// The server's base URL (`http://127.0.0.1:8080`).
+    pub server: String,
+    pub credential: String,
+    pub labels: Vec<String>,
+    pub capacity: usize,
+    /// Jobs' workspaces, downloaded sources, caches.
+    pub work_dir: PathBuf,
+    /// The environment every step starts from.
+    pub base_env: Vec<(String, String)>,
+}
+
+/// An HTTP client of the runner protocol.
+#[derive(Clone)]
+struct Client {
+    http: reqwest::Client,
+    base: String,
+    credential: String,
+}
+
+async fn check(
+    resp: reqwest::Response,
+    job: Option<i64>,
+) -> Result<reqwest::Response, RunnerError> {
+    let status = resp.status();
+    if status.is_success() {
+        return Ok(resp);
+    }
+    if status == StatusCode::CONFLICT
+        && let Some(job) = job
+    {
+        return Err(RunnerError::NotHeld(job));
+    }
+    let text = resp.text().await.unwrap_or_default();
+    let message = serde_json::from_str::<protocol::ErrorBody>(&text)
+        .map(|e| e.error)
+        .unwrap_or(text);
+    Err(RunnerError::Status { status, message })
+}
+
+impl Client {
+    fn new(base: &str, credential: &str) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_owned(),
+            credential: credential.to_owned(),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.base)
+    }
+
+    fn job_request(
+        &self,
+        method: reqwest::Method,
+        lease: &Lease,
+        what: &str,
+    ) -> reqwest::RequestBuilder {
+        self.http
+            .request(
+                method,
+                self.url(&format!("/api/v1/runner/jobs/{}{what}", lease.job)),
+            )
+            .bearer_auth(&self.credential)
+            .header(protocol::LEASE_HEADER, &lease.lease)
+            .timeout(Duration::from_secs(300))
+    }
+
+    async fn next(&self, wait_ms: u64) -> Result<Option<Lease>, RunnerError> {
+        let resp = self
+            .http
+            .post(self.url("/api/v1/runner/jobs/next"))
+            .bearer_auth(&self.credential)
+            .timeout(Duration::from_millis(wait_ms + 10_000))
+            .json(&protocol::Next {
+                version: protocol::VERSION,
+                wait_ms,
+            })
+            .send()
+            .await?;
+        let resp = check(resp, None).await?;
+        if resp.status() == StatusCode::NO_CONTENT {
+            return Ok(None);
+        }
+        Ok(Some(resp.json().await?))
+    }
+}
+
+/// Registers a runner with a one-time token; the credential is in the answer.
+pub async fn register(
+    server: &str,
+    token: &str,
+    name: &str,
+    labels: &[String],
+    capacity: usize,
+) -> Result<protocol::Registered, RunnerError> {
+    let client = Client::new(server, token);
+    let resp = client
+        .http
+        .post(client.url("/api/v1/runners/register"))
+        .bearer_auth(token)
+        .json(&protocol::Register {
+            version: protocol::VERSION,
+            name: name.to_owned(),
+            labels: labels.to_vec(),
+            capacity,
+        })
+        .send()
+        .await?;
+    Ok(check(resp, None).await?.json().await?)
+}
+
+/// Takes and runs jobs until `shutdown`: then takes no more and lets the running ones finish.
+pub async fn run(config: RunnerConfig, shutdown: CancellationToken) -> Result<(), RunnerError> {
+    let config = Arc::new(config);
+    std::fs::create_dir_all(&config.work_dir).map_err(io(&config.work_dir))?;
+    let client = Client::new(&config.server, &config.credential);
+    let slots = Arc::new(Semaphore::new(config.capacity.max(1)));
+    let mut running = tokio::task::JoinSet::new();
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        while running.try_join_next().is_some() {}
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+            () = shutdown.cancelled() => break,
+        };
+        let next = tokio::select! {
+            n = client.next(25_000) => n,
+            () = shutdown.cancelled() => break,
+        };
+        match next {
+            Ok(Some(lease)) => {
+                backoff = Duration::from_millis(100);
+                let (client, config) = (client.clone(), config.clone());
+                running.spawn(async move {
+                    let job = lease.job;
+                    if let Err(e) = execute(&client, &config, lease).await {
+                        tracing::warn!(job, "{e}");
+                    }
+                    drop(permit);
+                });
+            }
+            Ok(None) => backoff = Duration::from_millis(100),
+            Err(RunnerError::Status { status, message })
+                if status == StatusCode::UNAUTHORIZED || status == StatusCode::FORBIDDEN =>
+            {
+                return Err(RunnerError::Status { status, message });
+            }
+            Err(e) => {
+                tracing::warn!("polling for jobs: {e}; again in {backoff:?}");
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = shutdown.cancelled() => break,
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+    while running.join_next().await.is_some() {}
+    Ok(())
+}
+
+fn sanitize(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect()
+}
+
+fn map_of(v: &serde_json::Value) -> Map {
+    match Value::from_json(v.clone()) {
+        Value::Object(m) => m,
+        _ => Map::new(),
+    }
+}
+
+/// Retries `f` on network errors (the server restarting) until it answers, the lease is
+/// lost, or `give_up` is cancelled.
+async fn retry<T, F, Fut>(give_up: &CancellationToken, mut f: F) -> Result<T, RunnerError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<T, RunnerError>>,
+{
+    let mut delay = Duration::from_millis(100);
+    loop {
+        match f().await {
+            Err(RunnerError::Http(e)) if !give_up.is_cancelled() => {
+                tracing::debug!("server unreachable, again in {delay:?}: {e}");
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(3));
+            }
+            Err(RunnerError::Status { status, .. })
+                if status.is_server_error() && !give_up.is_cancelled() =>
+            {
+                tokio::time::sleep(delay).await;
+                delay = (delay * 2).min(Duration::from_secs(3));
+            }
+            other => return other,
+        }
+    }
+}
+
+/// The job's source: the commit as a tar, downloaded once per commit.
+async fn source(
+    client: &Client,
+    config: &RunnerConfig,
+    lease: &Lease,
+) -> Result<PathBuf, RunnerError> {
+    let dir = config.work_dir.join("sources");
+    std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    let tar = dir.join(format!(
+        "{}-{}.tar",
+        sanitize(&lease.spec.repo),
+        sanitize(&lease.spec.sha)
+    ));
+    if tar.exists() {
+        return Ok(tar);
+    }
+    let never = CancellationToken::new();
+    let bytes = retry(&never, || async {
+        let resp = client
+            .job_request(reqwest::Method::GET, lease, "/source")
+            .send()
+            .await?;
+        Ok(check(resp, Some(lease.job)).await?.bytes().await?)
+    })
+    .await?;
+    let tmp = dir.join(format!(".{}.{}", lease.job, std::process::id()));
+    std::fs::write(&tmp, &bytes).map_err(io(&tmp))?;
+    std::fs::rename(&tmp, &tar).map_err(io(&tar))?;
+    Ok(tar)
+}
+
+fn tar_cmd(args: &[&std::ffi::OsStr]) -> Result<std::process::Output, RunnerError> {
+    std::process::Command::new("tar")
+        .args(args)
+        .output()
+        .map_err(io(Path::new("tar")))
+}
+
+/// The run's artifacts so far, unpacked into the job's artifact store; their names.
+async fn download_artifacts(
+    client: &Client,
+    lease: &Lease,
+    store: &Path,
+) -> Result<Vec<String>, RunnerError> {
+    let never = CancellationToken::new();
+    let list: protocol::Artifacts = retry(&never, || async {
+        let resp = client
+            .job_request(reqwest::Method::GET, lease, "/artifacts")
+            .send()
+            .await?;
+        Ok(check(resp, Some(lease.job)).await?.json().await?)
+    })
+    .await?;
+    for name in &list.names {
+        let bytes = retry(&never, || async {
+            let resp = client
+                .job_request(reqwest::Method::GET, lease, &format!("/artifacts/{name}"))
+                .send()
+                .await?;
+            Ok(check(resp, Some(lease.job)).await?.bytes().await?)
+        })
+        .await?;
+        let dest = store.join(name);
+        std::fs::create_dir_all(&dest).map_err(io(&dest))?;
+        let tar = store.join(format!(".{name}.tar"));
+        std::fs::write(&tar, &bytes).map_err(io(&tar))?;
+        let out = tar_cmd(&[
+            "-x".as_ref(),
+            "-f".as_ref(),
+            tar.as_os_str(),
+            "-C".as_ref(),
+            dest.as_os_str(),
+        ])?;
+        let _ = std::fs::remove_file(&tar);
+        if !out.status.success() {
+            return Err(RunnerError::Job(format!(
+                "cannot unpack artifact `{name}`: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+    }
+    Ok(list.names)
+}
+
+/// Uploads the artifacts this job made (those not downloaded before it).
+async fn upload_artifacts(
+    client: &Client,
+    lease: &Lease,
+    store: &Path,
+    had: &[String],
+) -> Result<(), RunnerError> {
+    let Ok(entries) = std::fs::read_dir(store) else {
+        return Ok(());
+    };
+    let never = CancellationToken::new();
+    for e in entries.flatten() {
+        let name = e.file_name().to_string_lossy().into_owned();
+        if name.starts_with('.') || had.contains(&name) || !e.path().is_dir() {
+            continue;
+        }
+        let tar = store.join(format!(".{name}.tar"));
+        let dir = e.path();
+        let out = tar_cmd(&[
+            "-c".as_ref(),
+            "-f".as_ref(),
+            tar.as_os_str(),
+            "-C".as_ref(),
+            dir.as_os_str(),
+            ".".as_ref(),
+        ])?;
+        if !out.status.success() {
+            return Err(RunnerError::Job(format!(
+                "cannot pack artifact `{name}`: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let bytes = std::fs::read(&tar).map_err(io(&tar))?;
+        let _ = std::fs::remove_file(&tar);
+        retry(&never, || async {
+            let resp = client
+                .job_request(reqwest::Method::PUT, lease, &format!("/artifacts/{name}"))
+                .body(bytes.clone())
+                .send()
+                .await?;
+            check(resp, Some(lease.job)).await.map(drop)
+        })
+        .await?;
+    }
+    Ok(())
+}
+
+/// A job's lines, formatted as the server stores them, to the log sender.
+struct RemoteSink {
+    tx: mpsc::UnboundedSender<String>,
+}
+
+/// The stored form of a line: output as is, markers for groups, steps and annotations.
+pub fn format_line(line: Line) -> String {
+    match line {
+        Line::Output(t) => t,
+        Line::GroupStart(t) => format!("##[group]{t}"),
+        Line::GroupEnd => "##[endgroup]".to_owned(),
+        Line::Annotation {
+            level,
+            message,
+            file,
+            line,
+        } => {
+            let place = match (file, line) {
+                (Some(f), Some(l)) => format!(" {f}:{l}:"),
+                (Some(f), None) => format!(" {f}:"),
+                _ => String::new(),
+            };
+            format!("##[{}]{place} {message}", level.as_str())
+        }
+    }
+}
+
+impl Sink for RemoteSink {
+    fn job_started(&self, _job: &JobLabel) {}
+
+    fn step_started(&self, _job: &JobLabel, step: &str) {
+        let _ = self.tx.send(format!("##[step] {step}"));
+    }
+
+    fn line(&self, _job: &JobLabel, line: Line) {
+        let _ = self.tx.send(format_line(line));
+    }
+
+    fn step_finished(
+        &self,
+        _job: &JobLabel,
+        step: &str,
+        conclusion: Conclusion,
+        duration: Duration,
+    ) {
+        let _ = self.tx.send(format!(
+            "##[step-end] {step}: {} ({:.2}s)",
+            conclusion.as_str(),
+            duration.as_secs_f64()
+        ));
+    }
+
+    fn job_finished(&self, _job: &JobLabel, _conclusion: Conclusion, _duration: Duration) {}
+}
+
+/// Sends the job's lines in numbered batches until the sink is dropped; stops (and marks
+/// the lease lost) if the server says the job is no longer this runner's.
+async fn send_logs(
+    client: Client,
+    lease: Arc<Lease>,
+    mut rx: mpsc::UnboundedReceiver<String>,
+    lost: Arc<AtomicBool>,
+    cancel: CancellationToken,
+) {
+    let mut seq = lease.log_seq;
+    let never = CancellationToken::new();
+    while let Some(first) = rx.recv().await {
+        let mut lines = vec![first];
+        // Gather what else is there, a few milliseconds' worth, up to a batch.
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(10);
+        while lines.len() < 2000 {
+            match tokio::time::timeout_at(deadline, rx.recv()).await {
+                Ok(Some(l)) => lines.push(l),
+                _ => break,
+            }
+        }
+        if lost.load(Ordering::Relaxed) {
+            continue;
+        }
+        let batch = protocol::LogBatch {
+            lines: lines
+                .into_iter()
+                .map(|text| {
+                    seq += 1;
+                    LogLine { seq, text }
+                })
+                .collect(),
+        };
+        let sent = retry(&never, || async {
+            let resp = client
+                .job_request(reqwest::Method::POST, &lease, "/logs")
+                .json(&batch)
+                .send()
+                .await?;
+            check(resp, Some(lease.job)).await.map(drop)
+        })
+        .await;
+        if let Err(RunnerError::NotHeld(_)) = sent {
+            lost.store(true, Ordering::Relaxed);
+            cancel.cancel();
+        } else if let Err(e) = sent {
+            tracing::warn!(job = lease.job, "sending log lines: {e}");
+        }
+    }
+}
+
+/// Keeps the lease alive; cancels the job when the server asks, or when the lease is lost.
+async fn heartbeats(
+    client: Client,
+    lease: Arc<Lease>,
+    lost: Arc<AtomicBool>,
+    cancel: CancellationToken,
+) {
+    let every = Duration::from_millis((lease.lease_ms / 3).clamp(100, 1000));
+    loop {
+        tokio::time::sleep(every).await;
+        let resp = client
+            .job_request(reqwest::Method::POST, &lease, "/heartbeat")
+            .timeout(Duration::from_millis(lease.lease_ms.max(1000)))
+            .send()
+            .await;
+        let reply = match resp {
+            Ok(r) => match check(r, Some(lease.job)).await {
+                Ok(r) => r.json::<protocol::HeartbeatReply>().await.ok(),
+                Err(RunnerError::NotHeld(_)) => {
+                    lost.store(true, Ordering::Relaxed);
+                    cancel.cancel();
+                    return;
+                }
+                Err(_) => None,
+            },
+            // The server may be restarting: the lease outlives a short outage.
+            Err(_) => None,
+        };
+        if reply.is_some_and(|r| r.cancel) {
+            cancel.cancel();
+        }
+    }
+}
+
+/// A report for a job that could not start (its source or definition was unusable).
+fn failed_report(lease: &Lease) -> JobReport {
+    JobReport {
+        id: lease.spec.job_id.clone(),
+        name: lease.spec.display.clone(),
+        matrix: lease.spec.matrix.clone(),
+        outcome: Conclusion::Failure,
+        conclusion: Conclusion::Failure,
+        steps: Vec::new(),
+        outputs: serde_json::Map::new(),
+        coverage: None,
+        environment: None,
+        summary: String::new(),
+        duration: Duration::ZERO,
+    }
+}
+
+/// Everything to run the job: its spec and run environment, from the lease and the source.
+fn prepare(
+    config: &RunnerConfig,
+    lease: &Lease,
+    job_dir: &Path,
+    tar: PathBuf,
+) -> Result<(JobSpec, RunEnv), RunnerError> {
+    let spec = &lease.spec;
+    let source = Source::Archive(tar);
+    let text = engine::read_source_file(&source, &spec.file)
+        .map_err(|e| RunnerError::Job(format!("{}: {e}", spec.file)))?;
+    let parsed = workflow::parse(&text);
+    if let Some(d) = parsed.diagnostics.iter().find(|d| d.is_error()) {
+        return Err(RunnerError::Job(format!(
+            "{}:{}:{}: {}",
+            spec.file, d.span.start.line, d.span.start.col, d.message
+        )));
+    }
+    let wf = parsed
+        .workflow
+        .ok_or_else(|| RunnerError::Job(format!("{} is not a workflow", spec.file)))?;
+    let masker = engine::Masker::new();
+    let mut secrets = Map::new();
+    for (k, v) in &lease.secrets.secrets {
+        let v = Value::from_json(v.clone());
+        masker.add(&v.to_expr_string());
+        secrets.insert(k.clone(), v);
+    }
+    let mut environment_secrets = std::collections::HashMap::new();
+    for (env, m) in &lease.secrets.environment_secrets {
+        let mut out = Map::new();
+        for (k, v) in m {
+            let v = Value::from_json(v.clone());
+            masker.add(&v.to_expr_string());
+            out.insert(k.clone(), v);
+        }
+        environment_secrets.insert(env.clone(), out);
+    }
+    let github = map_of(&spec.github);
+    let event_path = job_dir.join("event.json");
+    let event = spec
+        .github
+        .get("event")
+        .cloned()
+        .unwrap_or(serde_json::Value::Null);
+    std::fs::write(&event_path, serde_json::to_vec(&event).unwrap_or_default())
+        .map_err(io(&event_path))?;
+    let env = RunEnv {
+        github,
+        secrets,
+        environment_secrets,
+        vars: map_of(&spec.vars),
+        inputs: map_of(&spec.inputs),
+        run_dir: job_dir.to_owned(),
+        source,
+        masker,
+        base_env: config.base_env.clone(),
+        action_dirs: vec![config.work_dir.join("actions")],
+        cache_dir: config.work_dir.join("cache").join(sanitize(&spec.repo)),
+        event_path,
+    };
+    let job = JobSpec {
+        workflow: Arc::new(wf),
+        file: spec.file.clone(),
+        workflow_name: spec.workflow_name.clone(),
+        job_id: spec.job_id.clone(),
+        key: spec.key.clone(),
+        display: spec.display.clone(),
+        matrix: spec.matrix.as_ref().map(map_of),
+        strategy: map_of(&spec.strategy),
+        needs: map_of(&spec.needs),
+    };
+    Ok((job, env))
+}
+
+/// Runs one leased job to its report.
+async fn execute(client: &Client, config: &RunnerConfig, lease: Lease) -> Result<(), RunnerError> {
+    let lease = Arc::new(lease);
+    let job_dir = config
+        .work_dir
+        .join("jobs")
+        .join(format!("job-{}-{}", lease.job, lease.attempt));
+    let _ = std::fs::remove_dir_all(&job_dir);
+    std::fs::create_dir_all(&job_dir).map_err(io(&job_dir))?;
+    let lost = Arc::new(AtomicBool::new(false));
+    let cancel = CancellationToken::new();
+    let hb = tokio::spawn(heartbeats(
+        client.clone(),
+        lease.clone(),
+        lost.clone(),
+        cancel.clone(),
+    ));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let logs = tokio::spawn(send_logs(
+        client.clone(),
+        lease.clone(),
+        rx,
+        lost.clone(),
+        cancel.clone(),
+    ));
+    let sink = RemoteSink { tx };
+    let label = JobLabel {
+        workflow: lease.spec.workflow_name.clone(),
+        job_id: lease.spec.job_id.clone(),
+        display: lease.spec.display.clone(),
+    };
+    let artifacts = job_dir.join("artifacts");
+    let prepared = async {
+        let tar = source(client, config, &lease).await?;
+        let had = download_artifacts(client, &lease, &artifacts).await?;
+        let (spec, env) = prepare(config, &lease, &job_dir, tar)?;
+        Ok::<_, RunnerError>((spec, env, had))
+    }
+    .await;
+    let (report, had) = match prepared {
+        Ok((spec, env, had)) => (engine::run_job(&spec, &env, &sink, &cancel).await, had),
+        Err(e) => {
+            sink.line(
+                &label,
+                Line::Annotation {
+                    level: engine::Level::Error,
+                    message: format!("the runner could not start the job: {e}"),
+                    file: None,
+                    line: None,
+                },
+            );
+            (failed_report(&lease), Vec::new())
+        }
+    };
+    drop(sink);
+    let _ = logs.await;
+    hb.abort();
+    let result = if lost.load(Ordering::Relaxed) {
+        Err(RunnerError::NotHeld(lease.job))
+    } else {
+        let uploaded = upload_artifacts(client, &lease, &artifacts, &had).await;
+        let never = CancellationToken::new();
+        let finish = protocol::Finish { report };
+        let done = retry(&never, || async {
+            let resp = client
+                .job_request(reqwest::Method::POST, &lease, "/finish")
+                .json(&finish)
+                .send()
+                .await?;
+            check(resp, Some(lease.job)).await.map(drop)
+        })
+        .await;
+        uploaded.and(done)
+    };
+    let _ = std::fs::remove_dir_all(&job_dir);
+    result
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lines_are_stored_with_markers() {
+        assert_eq!(format_line(Line::Output("x".into())), "x");
+        assert_eq!(format_line(Line::GroupStart("g".into())), "##[group]g");
+        assert_eq!(
+            format_line(Line::Annotation {
+                level: engine::Level::Error,
+                message: "m".into(),
+                file: Some("f".into()),
+                line: Some("3".into()),
+            }),
+            "##[error] f:3: m"
+        );
+        assert_eq!(sanitize("o/r@x"), "o_r_x");
+    }
+}

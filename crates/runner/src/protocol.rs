@@ -1,0 +1,149 @@
+//! The runner protocol, version 1: HTTP + JSON between a server and its runners. Described
+//! for people in `docs/runner-protocol.md`; these types are the contract.
+//!
+//! A runner registers once with a one-time token and keeps the credential it gets. It then
+//! long-polls `POST /api/v1/runner/jobs/next` for a job; the job comes with a lease that the
+//! runner keeps alive with heartbeats and presents (header [`LEASE_HEADER`]) with every
+//! report for the job. A report for a job the runner does not hold gets `409 Conflict`.
+
+use std::collections::HashMap;
+
+use serde::{Deserialize, Serialize};
+
+/// The protocol version this build speaks; sent at registration and with every poll.
+pub const VERSION: u32 = 1;
+
+/// The header carrying a job's lease token.
+pub const LEASE_HEADER: &str = "pipewright-lease";
+
+/// `POST /api/v1/runners/register` (bearer: a one-time registration token).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Register {
+    pub version: u32,
+    pub name: String,
+    pub labels: Vec<String>,
+    pub capacity: usize,
+}
+
+/// The answer to [`Register`]: the runner's id and its credential, shown once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Registered {
+    pub runner_id: i64,
+    pub credential: String,
+}
+
+/// `POST /api/v1/runner/jobs/next` (bearer: the runner's credential): waits up to `wait_ms`
+/// for a job. `200` with a [`Lease`], or `204` when none came.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Next {
+    pub version: u32,
+    pub wait_ms: u64,
+}
+
+/// A job handed to a runner.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Lease {
+    pub job: i64,
+    pub lease: String,
+    /// The lease lasts this long after each heartbeat.
+    pub lease_ms: u64,
+    pub attempt: i64,
+    /// Log lines of this job are numbered after this (earlier attempts' lines).
+    pub log_seq: i64,
+    pub spec: JobPayload,
+    pub secrets: Secrets,
+}
+
+/// What to run: one job instance, with everything the server decided (matrix values, the
+/// needs' outputs, the contexts). The job's steps come from `file` in the run's source,
+/// fetched from `GET /api/v1/runner/jobs/{job}/source`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct JobPayload {
+    pub run_id: i64,
+    pub repo: String,
+    pub sha: String,
+    /// The workflow file in the source (`.github/workflows/ci.yml`).
+    pub file: String,
+    pub workflow_name: String,
+    /// The job's id in that file.
+    pub job_id: String,
+    /// Unique among the run's job instances.
+    pub key: String,
+    /// The display name (`test (3.11)`).
+    pub display: String,
+    pub matrix: Option<serde_json::Value>,
+    pub strategy: serde_json::Value,
+    pub needs: serde_json::Value,
+    pub github: serde_json::Value,
+    pub vars: serde_json::Value,
+    pub inputs: serde_json::Value,
+    /// The `runs-on` labels the job asked for.
+    pub labels: Vec<String>,
+}
+
+/// The secrets a job may read: stored sealed on the server, given to the runner in the
+/// lease only.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Secrets {
+    pub secrets: serde_json::Map<String, serde_json::Value>,
+    pub environment_secrets: HashMap<String, serde_json::Map<String, serde_json::Value>>,
+}
+
+/// `POST /api/v1/runner/jobs/{job}/heartbeat`: extends the lease.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct HeartbeatReply {
+    /// The job (or its run) was cancelled: stop it and report.
+    pub cancel: bool,
+}
+
+/// `POST /api/v1/runner/jobs/{job}/logs`: lines numbered by the runner, consecutive from
+/// the lease's `log_seq + 1`. A batch sent again (after a network error) is stored once.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogBatch {
+    pub lines: Vec<LogLine>,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct LogLine {
+    pub seq: i64,
+    pub text: String,
+}
+
+/// `POST /api/v1/runner/jobs/{job}/finish`: the job's report; the lease ends.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Finish {
+    pub report: engine::JobReport,
+}
+
+/// `GET /api/v1/runner/jobs/{job}/artifacts`: the run's artifacts so far.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Artifacts {
+    pub names: Vec<String>,
+}
+
+/// An error answer: `{"error": "..."}`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: String,
+}
+
+/// The labels every runner offers besides its own: GitHub's for a self-hosted Linux
+/// machine, and the hosted images' names that workflows name in `runs-on`.
+pub fn default_labels() -> Vec<String> {
+    let arch = match std::env::consts::ARCH {
+        "x86_64" => "x64",
+        "aarch64" => "arm64",
+        other => other,
+    };
+    [
+        "self-hosted",
+        "linux",
+        arch,
+        "ubuntu-latest",
+        "ubuntu-24.04",
+        "ubuntu-22.04",
+    ]
+    .into_iter()
+    .map(str::to_owned)
+    .collect()
+}

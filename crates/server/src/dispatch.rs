@@ -1,0 +1,215 @@
+//! Job-level scheduling: the engine decides the graph of a run (needs, `if`s, matrices,
+//! outputs) on the server, and every job instance it wants run goes through [`Dispatcher`]:
+//! stored as a queued job with its `runs-on` labels, taken by a runner with those labels,
+//! and awaited until its report is in the store.
+//!
+//! Nothing lives only here: a restarted server replays the run's graph, and each job it
+//! reaches is found in the store (done, leased or queued) under its name.
+
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::{Conclusion, JobReport, JobSpec, Level, Line, RunEnv, Sink};
+use expr::Value;
+use runner::protocol::{JobPayload, Secrets};
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::secrets::Sealer;
+
+/// What the dispatcher of one run needs.
+#[derive(Clone)]
+pub(crate) struct Dispatcher {
+    pub(crate) store: Arc<store::Store>,
+    pub(crate) sealer: Arc<Sealer>,
+    /// Signalled when jobs are queued: waiting runners look.
+    pub(crate) queued: Arc<Notify>,
+    /// Signalled when jobs complete: waiting dispatchers look.
+    pub(crate) done: Arc<Notify>,
+    pub(crate) run: i64,
+    pub(crate) repo: String,
+    pub(crate) sha: String,
+}
+
+/// The sealing scope of a job's secrets: they open only as this job's.
+pub(crate) fn seal_scope(run: i64) -> String {
+    format!("job-secrets:{run}")
+}
+
+impl engine::JobRunner for Dispatcher {
+    fn run_job(
+        &self,
+        spec: JobSpec,
+        env: Arc<RunEnv>,
+        sink: Arc<dyn Sink>,
+        cancel: CancellationToken,
+    ) -> Pin<Box<dyn std::future::Future<Output = JobReport> + Send>> {
+        let me = self.clone();
+        Box::pin(async move { me.dispatch(spec, env, sink, cancel).await })
+    }
+}
+
+fn json_of(m: &expr::Map) -> serde_json::Value {
+    Value::Object(m.clone()).to_json()
+}
+
+fn object_of(m: &expr::Map) -> serde_json::Map<String, serde_json::Value> {
+    match json_of(m) {
+        serde_json::Value::Object(o) => o,
+        _ => serde_json::Map::new(),
+    }
+}
+
+/// The report of a job the server ended itself (cancelled while queued, runner lost).
+fn report_without_runner(spec: &JobSpec, conclusion: Conclusion) -> JobReport {
+    JobReport {
+        id: spec.job_id.clone(),
+        name: spec.display.clone(),
+        matrix: spec.matrix.as_ref().map(json_of),
+        outcome: conclusion,
+        conclusion,
+        steps: Vec::new(),
+        outputs: serde_json::Map::new(),
+        coverage: None,
+        environment: None,
+        summary: String::new(),
+        duration: Duration::ZERO,
+    }
+}
+
+fn conclusion_of(s: Option<&str>) -> Conclusion {
+    match s {
+        Some("success") => Conclusion::Success,
+        Some("cancelled") => Conclusion::Cancelled,
+        Some("skipped") => Conclusion::Skipped,
+        _ => Conclusion::Failure,
+    }
+}
+
+async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> store::Result<T> + Send + 'static,
+) -> Option<store::Result<T>> {
+    tokio::task::spawn_blocking(f).await.ok()
+}
+
+impl Dispatcher {
+    async fn dispatch(
+        self,
+        spec: JobSpec,
+        env: Arc<RunEnv>,
+        sink: Arc<dyn Sink>,
+        cancel: CancellationToken,
+    ) -> JobReport {
+        let label = engine::JobLabel {
+            workflow: spec.workflow_name.clone(),
+            job_id: spec.job_id.clone(),
+            display: spec.display.clone(),
+        };
+        let fail = |message: String| {
+            sink.line(
+                &label,
+                Line::Annotation {
+                    level: Level::Error,
+                    message,
+                    file: None,
+                    line: None,
+                },
+            );
+            report_without_runner(&spec, Conclusion::Failure)
+        };
+        let labels = match engine::runs_on(&spec, &env) {
+            Ok(l) => l,
+            Err(e) => return fail(format!("job `{}`: {e}", spec.job_id)),
+        };
+        let payload = JobPayload {
+            run_id: self.run,
+            repo: self.repo.clone(),
+            sha: self.sha.clone(),
+            file: spec.file.clone(),
+            workflow_name: spec.workflow_name.clone(),
+            job_id: spec.job_id.clone(),
+            key: spec.key.clone(),
+            display: spec.display.clone(),
+            matrix: spec.matrix.as_ref().map(json_of),
+            strategy: json_of(&spec.strategy),
+            needs: json_of(&spec.needs),
+            github: json_of(&env.github),
+            vars: json_of(&env.vars),
+            inputs: json_of(&env.inputs),
+            labels: labels.clone(),
+        };
+        let secrets = Secrets {
+            secrets: object_of(&env.secrets),
+            environment_secrets: env
+                .environment_secrets
+                .iter()
+                .map(|(k, v)| (k.clone(), object_of(v)))
+                .collect(),
+        };
+        let sealed = self.sealer.seal(
+            &seal_scope(self.run),
+            "",
+            &spec.display,
+            &serde_json::to_string(&secrets).unwrap_or_default(),
+        );
+        let payload = serde_json::to_string(&payload).unwrap_or_default();
+        let labels = serde_json::to_string(&labels).unwrap_or_default();
+        let (store, run, name, job_id) = (
+            self.store.clone(),
+            self.run,
+            spec.display.clone(),
+            spec.job_id.clone(),
+        );
+        let job = match blocking(move || {
+            store.enqueue_job(run, &name, &job_id, &labels, &payload, &sealed)
+        })
+        .await
+        {
+            Some(Ok(j)) => j,
+            Some(Err(e)) => return fail(format!("cannot queue job `{}`: {e}", spec.display)),
+            None => return fail(format!("cannot queue job `{}`", spec.display)),
+        };
+        self.queued.notify_waiters();
+        let id = job.id;
+        let mut asked_to_cancel = false;
+        loop {
+            let notified = self.done.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            let store = self.store.clone();
+            match blocking(move || store.job(id)).await {
+                Some(Ok(j)) if j.status == "completed" => return self.report(&spec, &j),
+                Some(Ok(_)) => {}
+                Some(Err(e)) => tracing::warn!(job = id, "reading a job: {e}"),
+                None => {}
+            }
+            tokio::select! {
+                () = &mut notified => {}
+                // Another server process may have completed it: look now and then.
+                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = cancel.cancelled(), if !asked_to_cancel => {
+                    asked_to_cancel = true;
+                    let store = self.store.clone();
+                    if let Some(Err(e)) = blocking(move || store.cancel_job(id)).await {
+                        tracing::warn!(job = id, "cancelling a job: {e}");
+                    }
+                }
+            }
+        }
+    }
+
+    fn report(&self, spec: &JobSpec, job: &store::Job) -> JobReport {
+        let mut report = job
+            .report
+            .as_deref()
+            .and_then(|r| serde_json::from_str::<JobReport>(r).ok())
+            .unwrap_or_else(|| {
+                report_without_runner(spec, conclusion_of(job.conclusion.as_deref()))
+            });
+        if let (Some(s), Some(f)) = (job.started_at, job.finished_at) {
+            report.duration = Duration::from_millis(u64::try_from(f - s).unwrap_or(0));
+        }
+        report
+    }
+}

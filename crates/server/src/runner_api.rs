@@ -1,0 +1,485 @@
+//! The runner protocol's server side (see `runner::protocol` and docs/runner-protocol.md):
+//! registration with one-time tokens, long-polled job pickup, leases kept by heartbeats,
+//! log batches, reports, sources and artifacts. Also the lease reaper that declares runners
+//! lost, and the run artifacts' download routes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::{FromRequestParts, Path, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use runner::protocol::{self, Lease};
+use tokio::sync::Notify;
+
+use crate::http::{Admin, ApiError, AppStateRef, Authorized, bearer, blocking, token_hash};
+use crate::logs::Live;
+
+/// The caller is a registered runner (its credential as bearer token).
+pub(crate) struct RunnerAuth(store::Runner);
+
+impl FromRequestParts<AppStateRef> for RunnerAuth {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppStateRef,
+    ) -> Result<Self, Self::Rejection> {
+        let Some(given) = bearer(parts) else {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "missing runner credential",
+            ));
+        };
+        let hash = token_hash(given);
+        let store = state.store.clone();
+        match blocking(move || Ok(store.runner_by_credential(&hash)?)).await? {
+            Some(r) => Ok(RunnerAuth(r)),
+            None => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "unknown runner credential (register the runner again)",
+            )),
+        }
+    }
+}
+
+fn lease_of(headers: &HeaderMap) -> Result<String, ApiError> {
+    headers
+        .get(protocol::LEASE_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                format!("missing `{}` header", protocol::LEASE_HEADER),
+            )
+        })
+}
+
+/// `POST /api/v1/runners/tokens`: a one-time registration token, shown once.
+pub(crate) async fn create_runner_token(
+    _: Admin,
+    State(s): State<AppStateRef>,
+) -> Result<Response, ApiError> {
+    let token = crate::random_token();
+    let (store, hash) = (s.store.clone(), token_hash(&token));
+    blocking(move || Ok(store.add_runner_token(&hash)?)).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "token": token })),
+    )
+        .into_response())
+}
+
+/// `GET /api/v1/runners`.
+pub(crate) async fn list_runners(
+    _: Authorized,
+    State(s): State<AppStateRef>,
+) -> Result<Response, ApiError> {
+    let store = s.store.clone();
+    let runners = blocking(move || Ok(store.runners()?)).await?;
+    Ok(Json(serde_json::json!({ "runners": runners })).into_response())
+}
+
+/// `POST /api/v1/runners/register` with a one-time token as bearer.
+pub(crate) async fn register(
+    State(s): State<AppStateRef>,
+    headers: HeaderMap,
+    Json(body): Json<protocol::Register>,
+) -> Result<Response, ApiError> {
+    if body.version != protocol::VERSION {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "this server speaks runner protocol {}, the runner {}",
+                protocol::VERSION,
+                body.version
+            ),
+        ));
+    }
+    let token = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| ApiError::new(StatusCode::UNAUTHORIZED, "missing registration token"))?;
+    if body.name.trim().is_empty() || body.capacity == 0 {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "a runner needs a name and a capacity of at least 1",
+        ));
+    }
+    let credential = crate::random_token();
+    let (store, token_hash, cred_hash) =
+        (s.store.clone(), token_hash(token), token_hash(&credential));
+    let capacity = i64::try_from(body.capacity).unwrap_or(i64::MAX);
+    let id = blocking(move || {
+        Ok(store.register_runner(&token_hash, &body.name, &body.labels, capacity, &cred_hash)?)
+    })
+    .await?
+    .ok_or_else(|| {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "the registration token is unknown or was used already",
+        )
+    })?;
+    Ok((
+        StatusCode::CREATED,
+        Json(protocol::Registered {
+            runner_id: id,
+            credential,
+        }),
+    )
+        .into_response())
+}
+
+/// The lease handed out for a job taken from the store.
+fn lease_from(s: &crate::http::AppState, leased: store::Leased) -> Result<Lease, ApiError> {
+    let spec: protocol::JobPayload =
+        serde_json::from_str(&leased.payload).map_err(ApiError::internal)?;
+    let secrets = if leased.sealed.is_empty() {
+        protocol::Secrets::default()
+    } else {
+        let text = s
+            .sealer
+            .open(
+                &crate::dispatch::seal_scope(leased.job.run_id),
+                "",
+                &leased.job.name,
+                &leased.sealed,
+            )
+            .map_err(ApiError::internal)?;
+        serde_json::from_str(&text).map_err(ApiError::internal)?
+    };
+    Ok(Lease {
+        job: leased.job.id,
+        lease: leased.lease,
+        lease_ms: u64::try_from(s.config.lease_ms).unwrap_or(30_000),
+        attempt: leased.job.attempt,
+        log_seq: leased.log_seq,
+        spec,
+        secrets,
+    })
+}
+
+/// `POST /api/v1/runner/jobs/next`: a job for this runner, waiting up to `wait_ms` for one.
+pub(crate) async fn next_job(
+    RunnerAuth(runner): RunnerAuth,
+    State(s): State<AppStateRef>,
+    Json(body): Json<protocol::Next>,
+) -> Result<Response, ApiError> {
+    if body.version != protocol::VERSION {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "this server speaks runner protocol {}, the runner {}",
+                protocol::VERSION,
+                body.version
+            ),
+        ));
+    }
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(body.wait_ms.min(60_000));
+    let (store, id) = (s.store.clone(), runner.id);
+    blocking(move || Ok(store.touch_runner(id)?)).await?;
+    let runner = Arc::new(runner);
+    loop {
+        if s.stopping.is_cancelled() {
+            return Ok(StatusCode::NO_CONTENT.into_response());
+        }
+        let notified = s.queued.notified();
+        tokio::pin!(notified);
+        notified.as_mut().enable();
+        let (store, r, lease, lease_ms) = (
+            s.store.clone(),
+            runner.clone(),
+            crate::random_token(),
+            s.config.lease_ms,
+        );
+        if let Some(leased) =
+            blocking(move || Ok(store.take_job(r.id, &r.labels, &lease, lease_ms)?)).await?
+        {
+            tracing::info!(job = leased.job.id, runner = %runner.name, "job leased");
+            return Ok(Json(lease_from(&s, leased)?).into_response());
+        }
+        tokio::select! {
+            () = &mut notified => {}
+            // Jobs queued by another server process, or released by the reaper elsewhere.
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = tokio::time::sleep_until(deadline) => {
+                return Ok(StatusCode::NO_CONTENT.into_response());
+            }
+            () = s.stopping.cancelled() => {
+                return Ok(StatusCode::NO_CONTENT.into_response());
+            }
+        }
+    }
+}
+
+/// `POST /api/v1/runner/jobs/{job}/heartbeat`.
+pub(crate) async fn heartbeat(
+    RunnerAuth(runner): RunnerAuth,
+    State(s): State<AppStateRef>,
+    Path(job): Path<i64>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let lease = lease_of(&headers)?;
+    let (store, lease_ms) = (s.store.clone(), s.config.lease_ms);
+    let cancel = blocking(move || Ok(store.heartbeat(job, runner.id, &lease, lease_ms)?)).await?;
+    Ok(Json(protocol::HeartbeatReply { cancel }).into_response())
+}
+
+/// `POST /api/v1/runner/jobs/{job}/logs`.
+pub(crate) async fn logs(
+    RunnerAuth(runner): RunnerAuth,
+    State(s): State<AppStateRef>,
+    Path(job): Path<i64>,
+    headers: HeaderMap,
+    Json(batch): Json<protocol::LogBatch>,
+) -> Result<Response, ApiError> {
+    let lease = lease_of(&headers)?;
+    let store = s.store.clone();
+    let lines: Vec<(i64, String)> = batch
+        .lines
+        .iter()
+        .map(|l| (l.seq, l.text.clone()))
+        .collect();
+    let (run, name) = blocking(move || {
+        let run = store.append_job_logs(job, runner.id, &lease, &lines)?;
+        Ok((run, store.job(job)?.name))
+    })
+    .await?;
+    for l in batch.lines {
+        let _ = s.live.send(Live::Line {
+            run,
+            job,
+            job_name: name.clone(),
+            seq: l.seq,
+            text: l.text,
+        });
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `POST /api/v1/runner/jobs/{job}/finish`.
+pub(crate) async fn finish(
+    RunnerAuth(runner): RunnerAuth,
+    State(s): State<AppStateRef>,
+    Path(job): Path<i64>,
+    headers: HeaderMap,
+    Json(body): Json<protocol::Finish>,
+) -> Result<Response, ApiError> {
+    let lease = lease_of(&headers)?;
+    let store = s.store.clone();
+    let conclusion = body.report.conclusion.as_str();
+    let report = serde_json::to_string(&body.report).map_err(ApiError::internal)?;
+    blocking(move || Ok(store.complete_job(job, runner.id, &lease, conclusion, &report)?)).await?;
+    s.done.notify_waiters();
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// The job a runner holds, checked.
+async fn held(
+    s: &AppStateRef,
+    runner: &store::Runner,
+    job: i64,
+    headers: &HeaderMap,
+) -> Result<store::Job, ApiError> {
+    let lease = lease_of(headers)?;
+    let (store, id) = (s.store.clone(), runner.id);
+    blocking(move || Ok(store.held_job(job, id, &lease)?)).await
+}
+
+/// `GET /api/v1/runner/jobs/{job}/source`: the run's commit as a tar archive.
+pub(crate) async fn source(
+    RunnerAuth(runner): RunnerAuth,
+    State(s): State<AppStateRef>,
+    Path(job): Path<i64>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let j = held(&s, &runner, job, &headers).await?;
+    let store = s.store.clone();
+    let run = blocking(move || Ok(store.run(j.run_id)?)).await?;
+    let repo = s.config.repo(&run.repo).ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("repository `{}` is not configured", run.repo),
+        )
+    })?;
+    let path = repo.path.clone();
+    let sha = run.sha.clone();
+    let out = tokio::process::Command::new("git")
+        .arg("-C")
+        .arg(&path)
+        .args(["archive", "--format=tar", &sha])
+        .output()
+        .await
+        .map_err(ApiError::internal)?;
+    if !out.status.success() {
+        return Err(ApiError::internal(format!(
+            "git archive {sha}: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        )));
+    }
+    Ok(([("content-type", "application/x-tar")], out.stdout).into_response())
+}
+
+/// Where a run's artifacts are kept: one tar per artifact.
+fn artifact_dir(s: &crate::http::AppState, run: i64) -> std::path::PathBuf {
+    s.config
+        .data_dir
+        .join("artifacts")
+        .join(format!("run-{run}"))
+}
+
+fn valid_artifact(name: &str) -> Result<(), ApiError> {
+    if name.is_empty()
+        || name.starts_with('.')
+        || name.contains(['"', ':', '<', '>', '|', '*', '?', '\r', '\n', '\\', '/'])
+    {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!("`{name}` is not a valid artifact name"),
+        ));
+    }
+    Ok(())
+}
+
+fn artifact_names(dir: &std::path::Path) -> Vec<String> {
+    let mut names: Vec<String> = std::fs::read_dir(dir)
+        .map(|rd| {
+            rd.flatten()
+                .filter_map(|e| {
+                    e.file_name()
+                        .to_str()
+                        .and_then(|n| n.strip_suffix(".tar"))
+                        .filter(|n| !n.starts_with('.'))
+                        .map(str::to_owned)
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// `GET /api/v1/runner/jobs/{job}/artifacts`: the artifacts of the job's run.
+pub(crate) async fn job_artifacts(
+    RunnerAuth(runner): RunnerAuth,
+    State(s): State<AppStateRef>,
+    Path(job): Path<i64>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let j = held(&s, &runner, job, &headers).await?;
+    let names = artifact_names(&artifact_dir(&s, j.run_id));
+    Ok(Json(protocol::Artifacts { names }).into_response())
+}
+
+/// `GET /api/v1/runner/jobs/{job}/artifacts/{name}`.
+pub(crate) async fn job_artifact(
+    RunnerAuth(runner): RunnerAuth,
+    State(s): State<AppStateRef>,
+    Path((job, name)): Path<(i64, String)>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    valid_artifact(&name)?;
+    let j = held(&s, &runner, job, &headers).await?;
+    artifact_file(&s, j.run_id, &name).await
+}
+
+async fn artifact_file(
+    s: &crate::http::AppState,
+    run: i64,
+    name: &str,
+) -> Result<Response, ApiError> {
+    let path = artifact_dir(s, run).join(format!("{name}.tar"));
+    match tokio::fs::read(&path).await {
+        Ok(bytes) => Ok(([("content-type", "application/x-tar")], bytes).into_response()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("run {run} has no artifact `{name}`"),
+        )),
+        Err(e) => Err(ApiError::internal(e)),
+    }
+}
+
+/// `PUT /api/v1/runner/jobs/{job}/artifacts/{name}`: a tar of the artifact's files.
+pub(crate) async fn put_artifact(
+    RunnerAuth(runner): RunnerAuth,
+    State(s): State<AppStateRef>,
+    Path((job, name)): Path<(i64, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    valid_artifact(&name)?;
+    let j = held(&s, &runner, job, &headers).await?;
+    let dir = artifact_dir(&s, j.run_id);
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(ApiError::internal)?;
+    // Written aside, then renamed: a reader never sees half an artifact.
+    let tmp = dir.join(format!(".{name}.{job}.tmp"));
+    tokio::fs::write(&tmp, &body)
+        .await
+        .map_err(ApiError::internal)?;
+    tokio::fs::rename(&tmp, dir.join(format!("{name}.tar")))
+        .await
+        .map_err(ApiError::internal)?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// `GET /api/v1/runs/{id}/artifacts`.
+pub(crate) async fn run_artifacts(
+    _: Authorized,
+    State(s): State<AppStateRef>,
+    Path(run): Path<i64>,
+) -> Result<Response, ApiError> {
+    let store = s.store.clone();
+    blocking(move || Ok(store.run(run)?)).await?;
+    let names = artifact_names(&artifact_dir(&s, run));
+    Ok(Json(serde_json::json!({ "artifacts": names })).into_response())
+}
+
+/// `GET /api/v1/runs/{id}/artifacts/{name}`: the artifact as a tar archive.
+pub(crate) async fn run_artifact(
+    _: Authorized,
+    State(s): State<AppStateRef>,
+    Path((run, name)): Path<(i64, String)>,
+) -> Result<Response, ApiError> {
+    valid_artifact(&name)?;
+    artifact_file(&s, run, &name).await
+}
+
+/// Declares runners lost when their jobs' leases run out: each job is queued again for
+/// another attempt or failed with "runner lost". Runs until `stop`.
+pub(crate) async fn reaper(
+    store: Arc<store::Store>,
+    max_attempts: i64,
+    every: Duration,
+    queued: Arc<Notify>,
+    done: Arc<Notify>,
+    stop: tokio_util::sync::CancellationToken,
+) {
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(every) => {}
+            () = stop.cancelled() => return,
+        }
+        let s = store.clone();
+        match tokio::task::spawn_blocking(move || s.expire_leases(max_attempts)).await {
+            Ok(Ok(released)) => {
+                if !released.requeued.is_empty() {
+                    tracing::warn!(jobs = ?released.requeued, "runner lost: jobs queued again");
+                    queued.notify_waiters();
+                }
+                if !released.failed.is_empty() {
+                    tracing::warn!(jobs = ?released.failed, "runner lost: jobs failed");
+                    done.notify_waiters();
+                }
+            }
+            Ok(Err(e)) => tracing::error!("expiring leases: {e}"),
+            Err(_) => {}
+        }
+    }
+}
