@@ -3,13 +3,15 @@
 //! `runs-on` labels, passing artifacts and outputs between jobs, and being killed.
 
 mod common;
+mod deploy_support;
+mod serve_support;
 
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::server::{Server, TOKEN, post};
 use serde_json::Value;
+use serve_support::{Server, TOKEN, post};
 
 /// A `pipewright runner` process; killed when dropped.
 struct Runner {

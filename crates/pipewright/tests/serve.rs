@@ -2,6 +2,8 @@
 //! with git, signed webhooks over HTTP, the CLI as the client.
 
 mod common;
+mod deploy_support;
+mod serve_support;
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -9,8 +11,8 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::git;
-use common::server::{SECRET, Server, TOKEN, post};
 use serde_json::Value;
+use serve_support::{SECRET, Server, TOKEN, post};
 
 fn sign(body: &[u8]) -> String {
     use hmac::{Hmac, Mac};
@@ -192,12 +194,7 @@ fn dispatch_waits_and_api_needs_the_token() {
         Some(0)
     );
     assert_ne!(with("pw_wrong", &["runs", "list"]).status.code(), Some(0));
-    let db = std::fs::read(s.dir.path().join("data/pipewright.db")).unwrap();
-    let wal = std::fs::read(s.dir.path().join("data/pipewright.db-wal")).unwrap_or_default();
-    assert!(
-        !String::from_utf8_lossy(&db).contains(&token)
-            && !String::from_utf8_lossy(&wal).contains(&token)
-    );
+    assert!(!String::from_utf8_lossy(&s.database_bytes()).contains(&token));
     // Defaults apply to a dispatch; a bad input is refused.
     let (code, out, _) = s.cli(&["dispatch", "acme/app", "ci.yml", "--wait"]);
     assert_eq!(code, 0);
@@ -350,14 +347,10 @@ jobs:
         list.contains("API_KEY") && list.contains("production") && !list.contains("value"),
         "{list}"
     );
-    let db = std::fs::read(s.dir.path().join("data/pipewright.db")).unwrap();
-    let wal = std::fs::read(s.dir.path().join("data/pipewright.db-wal")).unwrap_or_default();
-    for bytes in [db, wal] {
-        assert!(
-            !String::from_utf8_lossy(&bytes).contains("key-value-"),
-            "plaintext secret in the database"
-        );
-    }
+    assert!(
+        !String::from_utf8_lossy(&s.database_bytes()).contains("key-value-"),
+        "plaintext secret in the database"
+    );
 }
 
 #[test]

@@ -123,6 +123,8 @@ pub struct Config {
     pub public_url: String,
     pub admin_token: Option<String>,
     pub embedded_capacity: usize,
+    /// `postgres://...` or `sqlite:PATH`; the SQLite file in the data directory if absent.
+    pub database_url: Option<String>,
     /// How long a job's lease lasts without a heartbeat.
     pub lease_ms: i64,
     /// Attempts of a job whose runner was lost, in all.
@@ -201,12 +203,14 @@ impl Config {
             message: format!("`{listen_text}` is not an address like 127.0.0.1:8080"),
         })?;
         if let Some(url) = &raw.database_url
-            && !url.starts_with("sqlite:")
+            && !["sqlite:", "postgres://", "postgresql://"]
+                .iter()
+                .any(|p| url.starts_with(p))
         {
             return Err(ConfigError::Invalid {
                 key: "database_url".into(),
                 message: format!(
-                    "`{url}`: only the embedded SQLite database is supported in this version"
+                    "`{url}` is neither `postgres://user@host:port/db` nor `sqlite:PATH`"
                 ),
             });
         }
@@ -280,6 +284,7 @@ impl Config {
         }
         Ok(Config {
             public_url: raw.public_url.unwrap_or_else(|| format!("http://{listen}")),
+            database_url: raw.database_url,
             lease_ms: i64::try_from(lease_seconds * 1000).unwrap_or(30_000),
             max_attempts,
             listen,

@@ -49,6 +49,8 @@ pub enum ServeError {
     Secrets(#[from] secrets::SecretError),
     #[error("HTTP server: {0}")]
     Http(#[source] std::io::Error),
+    #[error("a start-up task stopped: {0}")]
+    Task(#[from] tokio::task::JoinError),
 }
 
 /// Serves until `shutdown` is cancelled: stops taking runs, lets running ones finish.
@@ -64,22 +66,26 @@ pub async fn serve(
         path: dir.clone(),
         source,
     })?;
-    let store = Arc::new(store::Store::open(&dir.join("pipewright.db"))?);
     // The in-process runner: a new credential for this process; the jobs the last one held
-    // died with it.
+    // died with it. (Blocking work: the PostgreSQL client must not run on an async thread.)
     let embedded_credential = random_token();
     // It takes any job: on a single machine there is nothing else to run them.
     let embedded_labels = vec!["*".to_owned()];
-    let embedded_id = store.embedded_runner(
-        &embedded_labels,
+    let (url, default_db) = (config.database_url.clone(), dir.join("pipewright.db"));
+    let (labels, capacity, max_attempts, credential_hash) = (
+        embedded_labels.clone(),
         i64::try_from(config.embedded_capacity).unwrap_or(i64::MAX),
-        &http::token_hash(&embedded_credential),
-    )?;
-    let released = store.release_runner(
-        embedded_id,
         config.max_attempts,
-        "the server stopped while the job ran",
-    )?;
+        http::token_hash(&embedded_credential),
+    );
+    let (store, released) = tokio::task::spawn_blocking(move || {
+        let store = store::Store::open_url(url.as_deref(), &default_db)?;
+        let id = store.embedded_runner(&labels, capacity, &credential_hash)?;
+        let released =
+            store.release_runner(id, max_attempts, "the server stopped while the job ran")?;
+        Ok::<_, store::StoreError>((Arc::new(store), released))
+    })
+    .await??;
     if released != store::Released::default() {
         tracing::warn!(
             requeued = released.requeued.len(),
@@ -145,11 +151,7 @@ pub async fn serve(
     let reaper = tokio::spawn(runner_api::reaper(
         store.clone(),
         config.max_attempts,
-        std::time::Duration::from_millis(
-            u64::try_from(config.lease_ms / 4)
-                .unwrap_or(1000)
-                .clamp(100, 5000),
-        ),
+        std::time::Duration::from_millis(u64::try_from(config.lease_ms).unwrap_or(30_000)),
         queued.clone(),
         done.clone(),
         shutdown.clone(),

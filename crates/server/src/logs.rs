@@ -1,8 +1,8 @@
-//! From running jobs to the store and to live followers: a [`StoreSink`] per run sends
-//! events down one channel; one writer task numbers the lines, stores them in batches and
-//! broadcasts them.
+//! Live log lines: runners' batches are stored by the runner API and broadcast to followers
+//! from there; this module has the broadcast's type and the orchestrator's sink, which
+//! stores what the server itself says about a job (an `if` or `runs-on` it could not
+//! evaluate) and tells followers when a run is done.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -12,20 +12,11 @@ use tokio::sync::{broadcast, mpsc};
 /// What the writer receives.
 #[derive(Debug)]
 pub(crate) enum Event {
-    JobStarted {
-        run: i64,
-        name: String,
-        job_id: String,
-    },
     Line {
         run: i64,
         name: String,
+        job_id: String,
         text: String,
-    },
-    JobFinished {
-        run: i64,
-        name: String,
-        conclusion: Conclusion,
     },
     /// The run is over: followers may stop. Sent after every line of the run.
     RunDone { run: i64, conclusion: String },
@@ -47,164 +38,67 @@ pub(crate) enum Live {
     },
 }
 
-/// The sink of one run.
+/// The orchestrator's sink for one run: job instances run on runners, which send their own
+/// lines; what reaches this sink is the server's own word about a job.
 pub(crate) struct StoreSink {
     pub(crate) run: i64,
     pub(crate) tx: mpsc::UnboundedSender<Event>,
 }
 
-impl StoreSink {
-    fn line_event(&self, job: &JobLabel, text: String) {
+impl Sink for StoreSink {
+    fn job_started(&self, _job: &JobLabel) {}
+
+    fn step_started(&self, _job: &JobLabel, _step: &str) {}
+
+    fn line(&self, job: &JobLabel, line: Line) {
         let _ = self.tx.send(Event::Line {
             run: self.run,
             name: job.display.clone(),
-            text,
-        });
-    }
-}
-
-impl Sink for StoreSink {
-    fn job_started(&self, job: &JobLabel) {
-        let _ = self.tx.send(Event::JobStarted {
-            run: self.run,
-            name: job.display.clone(),
             job_id: job.job_id.clone(),
+            text: runner::format_line(line),
         });
     }
 
-    fn step_started(&self, job: &JobLabel, step: &str) {
-        self.line_event(job, format!("##[step] {step}"));
-    }
+    fn step_finished(&self, _: &JobLabel, _: &str, _: Conclusion, _: Duration) {}
 
-    fn line(&self, job: &JobLabel, line: Line) {
-        let text = match line {
-            Line::Output(t) => t,
-            Line::GroupStart(t) => format!("##[group]{t}"),
-            Line::GroupEnd => "##[endgroup]".to_owned(),
-            Line::Annotation {
-                level,
-                message,
-                file,
-                line,
-            } => {
-                let place = match (file, line) {
-                    (Some(f), Some(l)) => format!(" {f}:{l}:"),
-                    (Some(f), None) => format!(" {f}:"),
-                    _ => String::new(),
-                };
-                format!("##[{}]{place} {message}", level.as_str())
-            }
-        };
-        self.line_event(job, text);
-    }
-
-    fn step_finished(
-        &self,
-        job: &JobLabel,
-        step: &str,
-        conclusion: Conclusion,
-        duration: Duration,
-    ) {
-        self.line_event(
-            job,
-            format!(
-                "##[step-end] {step}: {} ({:.2}s)",
-                conclusion.as_str(),
-                duration.as_secs_f64()
-            ),
-        );
-    }
-
-    fn job_finished(&self, job: &JobLabel, conclusion: Conclusion, _duration: Duration) {
-        let _ = self.tx.send(Event::JobFinished {
-            run: self.run,
-            name: job.display.clone(),
-            conclusion,
-        });
-    }
+    fn job_finished(&self, _: &JobLabel, _: Conclusion, _: Duration) {}
 }
 
-/// The writer task: runs until every sender is gone.
+/// The writer task: stores the orchestrators' lines in order and broadcasts them; runs
+/// until every sender is gone.
 pub(crate) async fn writer(
     store: Arc<store::Store>,
     mut rx: mpsc::UnboundedReceiver<Event>,
     live: broadcast::Sender<Live>,
 ) {
-    // (run, job name) -> (job row, last seq)
-    let mut jobs: HashMap<(i64, String), (i64, i64)> = HashMap::new();
-    let mut out: Vec<Live> = Vec::new();
-    while let Some(first) = rx.recv().await {
-        let mut events = vec![first];
-        while let Ok(e) = rx.try_recv() {
-            events.push(e);
-            if events.len() >= 4096 {
-                break;
-            }
-        }
-        let store2 = store.clone();
-        let mut jobs_local = std::mem::take(&mut jobs);
-        // Database work off the async threads.
-        let result = tokio::task::spawn_blocking(move || {
-            let mut lines = Vec::new();
-            let mut live_out = Vec::new();
-            for e in events {
-                match e {
-                    Event::JobStarted { run, name, job_id } => {
-                        if let Ok(id) = store2.job_started(run, &name, &job_id) {
-                            jobs_local.insert((run, name), (id, 0));
-                        }
+    while let Some(e) = rx.recv().await {
+        match e {
+            Event::Line {
+                run,
+                name,
+                job_id,
+                text,
+            } => {
+                let (s, n, t) = (store.clone(), name.clone(), text.clone());
+                match tokio::task::spawn_blocking(move || s.annotate_job(run, &n, &job_id, &t))
+                    .await
+                {
+                    Ok(Ok((job, seq))) => {
+                        let _ = live.send(Live::Line {
+                            run,
+                            job,
+                            job_name: name,
+                            seq,
+                            text,
+                        });
                     }
-                    Event::Line { run, name, text } => {
-                        if let Some((job, seq)) = jobs_local.get_mut(&(run, name.clone())) {
-                            *seq += 1;
-                            lines.push(store::LogLine {
-                                job: *job,
-                                seq: *seq,
-                                text: text.clone(),
-                            });
-                            live_out.push(Live::Line {
-                                run,
-                                job: *job,
-                                job_name: name,
-                                seq: *seq,
-                                text,
-                            });
-                        }
-                    }
-                    Event::JobFinished {
-                        run,
-                        name,
-                        conclusion,
-                    } => {
-                        if !lines.is_empty() {
-                            let _ = store2.append_logs(&lines);
-                            lines.clear();
-                        }
-                        if let Some((job, _)) = jobs_local.get(&(run, name)) {
-                            let _ = store2.job_finished(*job, conclusion.as_str());
-                        }
-                    }
-                    Event::RunDone { run, conclusion } => {
-                        if !lines.is_empty() {
-                            let _ = store2.append_logs(&lines);
-                            lines.clear();
-                        }
-                        jobs_local.retain(|(r, _), _| *r != run);
-                        live_out.push(Live::RunDone { run, conclusion });
-                    }
+                    Ok(Err(e)) => tracing::warn!(run, "storing a line of job `{name}`: {e}"),
+                    Err(_) => {}
                 }
             }
-            if !lines.is_empty() {
-                let _ = store2.append_logs(&lines);
+            Event::RunDone { run, conclusion } => {
+                let _ = live.send(Live::RunDone { run, conclusion });
             }
-            (jobs_local, live_out)
-        })
-        .await;
-        let Ok((j, l)) = result else { continue };
-        jobs = j;
-        out.extend(l);
-        for l in out.drain(..) {
-            let _ = live.send(l);
         }
     }
 }

@@ -453,14 +453,22 @@ pub(crate) async fn run_artifact(
 
 /// Declares runners lost when their jobs' leases run out: each job is queued again for
 /// another attempt or failed with "runner lost". Runs until `stop`.
+///
+/// The first look comes one lease after the start: a server that was down longer than a
+/// lease gives its runners that long to reach it again before calling them lost.
 pub(crate) async fn reaper(
     store: Arc<store::Store>,
     max_attempts: i64,
-    every: Duration,
+    lease: Duration,
     queued: Arc<Notify>,
     done: Arc<Notify>,
     stop: tokio_util::sync::CancellationToken,
 ) {
+    let every = (lease / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
+    tokio::select! {
+        () = tokio::time::sleep(lease) => {}
+        () = stop.cancelled() => return,
+    }
     loop {
         tokio::select! {
             () = tokio::time::sleep(every) => {}

@@ -1,22 +1,32 @@
-//! pipewright's persistent state: runs, their jobs and steps, log lines, webhook deliveries.
+//! pipewright's persistent state: runs, their jobs (the unit runners take), log lines,
+//! runners, secrets (sealed by the caller), webhook deliveries.
 //!
-//! Every state change of a run goes through here, so a restarted server finds what the killed
-//! one knew: no run lives only in memory. The embedded backend is SQLite (WAL mode); the
-//! PostgreSQL backend is to come behind the same API.
+//! Every state change goes through here, so a restarted server finds what the killed one
+//! knew: nothing lives only in memory. Two backends behind the same API: SQLite (WAL mode, the
+//! embedded default) and PostgreSQL (for a server with many runners, or several servers);
+//! statements are written once for both (`db`).
 //!
 //! This crate knows nothing of HTTP, workflows or processes: it stores rows.
+
+mod db;
 
 use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, OptionalExtension, params};
+use db::{Backend, Db, Dialect, Row, params};
 use serde::Serialize;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("database: {0}")]
-    Db(#[from] rusqlite::Error),
+    #[error("SQLite: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    #[error("PostgreSQL: {0}")]
+    Postgres(#[from] postgres::Error),
+    #[error("the database has no column `{0}` of the expected type")]
+    Column(String),
+    #[error("the statement returned no row")]
+    NoRow,
     #[error("run {0} does not exist")]
     NoRun(i64),
     #[error("job {0} does not exist")]
@@ -254,71 +264,107 @@ const JOB_COLUMNS: &[(&str, &str)] = &[
     ("queued_at", "INTEGER"),
 ];
 
-/// The SQLite store. One connection behind a mutex: SQLite serialises writers anyway, and
-/// the statements are short.
+/// The PostgreSQL form of the schema: the same tables, its own types.
+fn postgres_schema() -> String {
+    let mut s = SCHEMA
+        .replace("INTEGER PRIMARY KEY", "BIGSERIAL PRIMARY KEY")
+        .replace("INTEGER", "BIGINT")
+        .replace("BLOB", "BYTEA");
+    for (name, decl) in JOB_COLUMNS {
+        let decl = decl.replace("INTEGER", "BIGINT").replace("BLOB", "BYTEA");
+        s.push_str(&format!(
+            "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS {name} {decl};\n"
+        ));
+    }
+    s
+}
+
+const INDEXES: &str = "CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(status, id);
+CREATE INDEX IF NOT EXISTS jobs_runner ON jobs(runner_id, status);";
+
+/// The store: SQLite or PostgreSQL behind one API. Every method is blocking; async callers
+/// use `spawn_blocking`.
 pub struct Store {
-    conn: Mutex<Connection>,
+    db: Backend,
 }
 
-fn run_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Run> {
+fn run_from_row(r: &Row) -> Result<Run> {
     Ok(Run {
-        id: r.get("id")?,
-        repo: r.get("repo")?,
-        workflow: r.get("workflow")?,
-        event: r.get("event")?,
-        git_ref: r.get("git_ref")?,
-        sha: r.get("sha")?,
-        status: r.get("status")?,
-        conclusion: r.get("conclusion")?,
-        reason: r.get("reason")?,
-        attempt: r.get("attempt")?,
-        created_at: r.get("created_at")?,
-        started_at: r.get("started_at")?,
-        finished_at: r.get("finished_at")?,
-        event_json: r.get("event_json")?,
-        cancel_requested: r.get::<_, i64>("cancel_requested")? != 0,
+        id: r.i64("id")?,
+        repo: r.string("repo")?,
+        workflow: r.string("workflow")?,
+        event: r.string("event")?,
+        git_ref: r.string("git_ref")?,
+        sha: r.string("sha")?,
+        status: r.string("status")?,
+        conclusion: r.opt_string("conclusion")?,
+        reason: r.opt_string("reason")?,
+        attempt: r.i64("attempt")?,
+        created_at: r.i64("created_at")?,
+        started_at: r.opt_i64("started_at")?,
+        finished_at: r.opt_i64("finished_at")?,
+        event_json: r.string("event_json")?,
+        cancel_requested: r.i64("cancel_requested")? != 0,
     })
 }
 
-fn job_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Job> {
+fn job_from_row(r: &Row) -> Result<Job> {
     Ok(Job {
-        id: r.get("id")?,
-        run_id: r.get("run_id")?,
-        name: r.get("name")?,
-        job_id: r.get("job_id")?,
-        status: r.get("status")?,
-        conclusion: r.get("conclusion")?,
-        started_at: r.get("started_at")?,
-        finished_at: r.get("finished_at")?,
-        labels: r.get("labels")?,
-        runner_id: r.get("runner_id")?,
-        attempt: r.get("attempt")?,
-        reason: r.get("reason")?,
-        report: r.get("report")?,
-        cancel_requested: r.get::<_, i64>("cancel_requested")? != 0,
+        id: r.i64("id")?,
+        run_id: r.i64("run_id")?,
+        name: r.string("name")?,
+        job_id: r.string("job_id")?,
+        status: r.string("status")?,
+        conclusion: r.opt_string("conclusion")?,
+        started_at: r.opt_i64("started_at")?,
+        finished_at: r.opt_i64("finished_at")?,
+        labels: r.string("labels")?,
+        runner_id: r.opt_i64("runner_id")?,
+        attempt: r.i64("attempt")?,
+        reason: r.opt_string("reason")?,
+        report: r.opt_string("report")?,
+        cancel_requested: r.i64("cancel_requested")? != 0,
     })
 }
 
-fn runner_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Runner> {
-    let labels: String = r.get("labels")?;
+fn runner_from_row(r: &Row) -> Result<Runner> {
     Ok(Runner {
-        id: r.get("id")?,
-        name: r.get("name")?,
-        labels: serde_json::from_str(&labels).unwrap_or_default(),
-        capacity: r.get("capacity")?,
-        created_at: r.get("created_at")?,
-        last_seen: r.get("last_seen")?,
-        embedded: r.get::<_, i64>("embedded")? != 0,
+        id: r.i64("id")?,
+        name: r.string("name")?,
+        labels: serde_json::from_str(&r.string("labels")?).unwrap_or_default(),
+        capacity: r.i64("capacity")?,
+        created_at: r.i64("created_at")?,
+        last_seen: r.i64("last_seen")?,
+        embedded: r.i64("embedded")? != 0,
     })
+}
+
+fn rows<T>(rows: Vec<Row>, f: fn(&Row) -> Result<T>) -> Result<Vec<T>> {
+    rows.iter().map(f).collect()
 }
 
 /// The columns of `jobs` without the payload and sealed secrets.
 const JOB_FIELDS: &str = "id, run_id, name, job_id, status, conclusion, started_at, finished_at, labels, runner_id, attempt, reason, report, cancel_requested";
 
+/// Checks that `runner` holds `job` under `lease`; the job as it is.
+fn held(c: &mut dyn Db, job: i64, runner: i64, lease: &str) -> Result<Job> {
+    let row = c.query_opt(
+        &format!(
+            "SELECT {JOB_FIELDS} FROM jobs WHERE id = ?1 AND runner_id = ?2 AND lease = ?3
+             AND status = 'running'"
+        ),
+        params![job, runner, lease],
+    )?;
+    row.as_ref()
+        .map(job_from_row)
+        .transpose()?
+        .ok_or(StoreError::NotHeld(job))
+}
+
 impl Store {
-    /// Opens (creating if needed) the database at `path`.
+    /// Opens (creating if needed) the SQLite database at `path`.
     pub fn open(path: &Path) -> Result<Store> {
-        let conn = Connection::open(path)?;
+        let conn = rusqlite::Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         // NORMAL with WAL loses at most the last transactions on power loss, never
         // consistency; a killed process loses nothing.
@@ -335,37 +381,63 @@ impl Store {
                 conn.execute_batch(&format!("ALTER TABLE jobs ADD COLUMN {name} {decl}"))?;
             }
         }
-        conn.execute_batch(
-            "CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(status, id);
-             CREATE INDEX IF NOT EXISTS jobs_runner ON jobs(runner_id, status);",
-        )?;
+        conn.execute_batch(INDEXES)?;
         Ok(Store {
-            conn: Mutex::new(conn),
+            db: Backend::Sqlite(Mutex::new(conn)),
         })
     }
 
-    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
-        self.conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// Connects to PostgreSQL at `url` (`postgres://user@host:port/db`), creating the
+    /// schema if needed.
+    pub fn connect(url: &str) -> Result<Store> {
+        let mut first = db::PgConn::connect(url)?;
+        // One server at a time creates the schema.
+        first.batch("SELECT pg_advisory_lock(7274617769)")?;
+        let created = first
+            .batch(&postgres_schema())
+            .and_then(|()| first.batch(INDEXES));
+        first.batch("SELECT pg_advisory_unlock(7274617769)")?;
+        created?;
+        Ok(Store {
+            db: Backend::Postgres {
+                url: url.to_owned(),
+                idle: Mutex::new(vec![first]),
+            },
+        })
+    }
+
+    /// Opens the database `url` names: `postgres://...`/`postgresql://...`, or
+    /// `sqlite:PATH`; `default` (an SQLite file) when there is none.
+    pub fn open_url(url: Option<&str>, default: &Path) -> Result<Store> {
+        match url {
+            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                Store::connect(u)
+            }
+            Some(u) => match u.strip_prefix("sqlite:") {
+                Some(p) if !p.is_empty() => Store::open(Path::new(p)),
+                _ => Store::open(default),
+            },
+            None => Store::open(default),
+        }
     }
 
     pub fn create_run(&self, new: &NewRun) -> Result<i64> {
-        let c = self.conn();
-        c.execute(
-            "INSERT INTO runs (repo, workflow, event, git_ref, sha, status, created_at, event_json)
-             VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7)",
-            params![
-                new.repo,
-                new.workflow,
-                new.event,
-                new.git_ref,
-                new.sha,
-                now_ms(),
-                new.event_json
-            ],
-        )?;
-        Ok(c.last_insert_rowid())
+        self.db.with(|c| {
+            c.query_one(
+                "INSERT INTO runs (repo, workflow, event, git_ref, sha, status, created_at, event_json)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7) RETURNING id",
+                params![
+                    &new.repo,
+                    &new.workflow,
+                    &new.event,
+                    &new.git_ref,
+                    &new.sha,
+                    now_ms(),
+                    &new.event_json
+                ],
+            )?
+            .first_i64()
+        })
     }
 
     /// Records a run that could not start (an invalid workflow): completed, failed, with why.
@@ -376,49 +448,64 @@ impl Store {
     }
 
     pub fn run(&self, id: i64) -> Result<Run> {
-        self.conn()
-            .query_row("SELECT * FROM runs WHERE id = ?1", [id], run_from_row)
-            .optional()?
-            .ok_or(StoreError::NoRun(id))
+        self.db.with(|c| {
+            c.query_opt("SELECT * FROM runs WHERE id = ?1", params![id])?
+                .as_ref()
+                .map(run_from_row)
+                .transpose()?
+                .ok_or(StoreError::NoRun(id))
+        })
     }
 
     /// Runs newest first, of one repository or all.
     pub fn runs(&self, repo: Option<&str>, limit: i64) -> Result<Vec<Run>> {
-        let c = self.conn();
-        let mut stmt = c.prepare(
-            "SELECT * FROM runs WHERE (?1 IS NULL OR repo = ?1) ORDER BY id DESC LIMIT ?2",
-        )?;
-        let rows = stmt.query_map(params![repo, limit], run_from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.db.with(|c| {
+            rows(
+                c.query(
+                    "SELECT * FROM runs WHERE (CAST(?1 AS TEXT) IS NULL OR repo = ?1) ORDER BY id DESC LIMIT ?2",
+                    params![repo, limit],
+                )?,
+                run_from_row,
+            )
+        })
     }
 
     /// Takes the oldest queued run and marks it running, atomically.
     pub fn take_queued(&self) -> Result<Option<Run>> {
-        let c = self.conn();
-        Ok(c.query_row(
-            "UPDATE runs SET status = 'running', started_at = ?1
-             WHERE id = (SELECT id FROM runs WHERE status = 'queued' ORDER BY id LIMIT 1)
-             RETURNING *",
-            [now_ms()],
-            run_from_row,
-        )
-        .optional()?)
+        self.db.with(|c| {
+            let lock = match c.dialect() {
+                Dialect::Sqlite => "",
+                Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            };
+            c.query_opt(
+                &format!(
+                    "UPDATE runs SET status = 'running', started_at = ?1
+                     WHERE id = (SELECT id FROM runs WHERE status = 'queued' ORDER BY id LIMIT 1{lock})
+                     RETURNING *"
+                ),
+                params![now_ms()],
+            )?
+            .as_ref()
+            .map(run_from_row)
+            .transpose()
+        })
     }
 
     pub fn finish_run(&self, id: i64, conclusion: &str, reason: Option<&str>) -> Result<()> {
-        self.conn().execute(
-            "UPDATE runs SET status = 'completed', conclusion = ?2, reason = COALESCE(?3, reason), finished_at = ?4
-             WHERE id = ?1",
-            params![id, conclusion, reason, now_ms()],
-        )?;
-        Ok(())
+        self.db.with(|c| {
+            c.execute(
+                "UPDATE runs SET status = 'completed', conclusion = ?2, reason = COALESCE(?3, reason), finished_at = ?4
+                 WHERE id = ?1",
+                params![id, conclusion, reason, now_ms()],
+            )
+            .map(drop)
+        })
     }
 
     /// Asks a run to stop: a queued run is cancelled at once; a running one is flagged for
-    /// its executor. Returns the run as it is now.
+    /// its orchestrator and its runners. Returns the run as it is now.
     pub fn request_cancel(&self, id: i64) -> Result<Run> {
-        {
-            let c = self.conn();
+        self.db.with(|c| {
             let n = c.execute(
                 "UPDATE runs SET status = 'completed', conclusion = 'cancelled', finished_at = ?2
                  WHERE id = ?1 AND status = 'queued'",
@@ -427,43 +514,26 @@ impl Store {
             if n == 0 {
                 c.execute(
                     "UPDATE runs SET cancel_requested = 1 WHERE id = ?1 AND status = 'running'",
-                    [id],
+                    params![id],
                 )?;
             }
-        }
+            Ok(())
+        })?;
         self.run(id)
     }
 
     /// Runs that were being orchestrated when the server stopped: a restarted server takes
     /// them up again (their finished jobs are kept, their queued and leased jobs go on).
     pub fn running_runs(&self) -> Result<Vec<Run>> {
-        let c = self.conn();
-        let mut stmt = c.prepare("SELECT * FROM runs WHERE status = 'running' ORDER BY id")?;
-        let rows = stmt.query_map([], run_from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// The job row of `name` in `run_id`, created if new.
-    pub fn job_started(&self, run_id: i64, name: &str, job_id: &str) -> Result<i64> {
-        let c = self.conn();
-        c.execute(
-            "INSERT INTO jobs (run_id, name, job_id, status, started_at) VALUES (?1, ?2, ?3, 'running', ?4)
-             ON CONFLICT(run_id, name) DO UPDATE SET status = 'running', started_at = excluded.started_at",
-            params![run_id, name, job_id, now_ms()],
-        )?;
-        Ok(c.query_row(
-            "SELECT id FROM jobs WHERE run_id = ?1 AND name = ?2",
-            params![run_id, name],
-            |r| r.get(0),
-        )?)
-    }
-
-    pub fn job_finished(&self, job: i64, conclusion: &str) -> Result<()> {
-        self.conn().execute(
-            "UPDATE jobs SET status = 'completed', conclusion = ?2, finished_at = ?3 WHERE id = ?1",
-            params![job, conclusion, now_ms()],
-        )?;
-        Ok(())
+        self.db.with(|c| {
+            rows(
+                c.query(
+                    "SELECT * FROM runs WHERE status = 'running' ORDER BY id",
+                    &[],
+                )?,
+                run_from_row,
+            )
+        })
     }
 
     /// Records a job that never ran (skipped, or cancelled before it started).
@@ -474,38 +544,59 @@ impl Store {
         job_id: &str,
         conclusion: &str,
     ) -> Result<()> {
-        self.conn().execute(
-            "INSERT INTO jobs (run_id, name, job_id, status, conclusion) VALUES (?1, ?2, ?3, 'completed', ?4)
-             ON CONFLICT(run_id, name) DO NOTHING",
-            params![run_id, name, job_id, conclusion],
-        )?;
-        Ok(())
+        self.db.with(|c| {
+            c.execute(
+                "INSERT INTO jobs (run_id, name, job_id, status, conclusion) VALUES (?1, ?2, ?3, 'completed', ?4)
+                 ON CONFLICT(run_id, name) DO NOTHING",
+                params![run_id, name, job_id, conclusion],
+            )
+            .map(drop)
+        })
+    }
+
+    /// A message about a job that the server itself has to say (its `if` or `runs-on` could
+    /// not be evaluated, so it failed before any runner saw it): the job's row, failed, with
+    /// the line in its log. Returns (job row, seq).
+    pub fn annotate_job(
+        &self,
+        run_id: i64,
+        name: &str,
+        job_id: &str,
+        text: &str,
+    ) -> Result<(i64, i64)> {
+        self.db.tx(|c| {
+            c.execute(
+                "INSERT INTO jobs (run_id, name, job_id, status, conclusion) VALUES (?1, ?2, ?3, 'completed', 'failure')
+                 ON CONFLICT(run_id, name) DO NOTHING",
+                params![run_id, name, job_id],
+            )?;
+            let job = c
+                .query_one(
+                    "SELECT id FROM jobs WHERE run_id = ?1 AND name = ?2",
+                    params![run_id, name],
+                )?
+                .first_i64()?;
+            let seq = c
+                .query_one(
+                    "SELECT COALESCE(MAX(seq), 0) + 1 AS s FROM log_lines WHERE job = ?1",
+                    params![job],
+                )?
+                .i64("s")?;
+            insert_lines(c, job, &[(seq, text.to_owned())])?;
+            Ok((job, seq))
+        })
     }
 
     pub fn jobs(&self, run_id: i64) -> Result<Vec<Job>> {
-        let c = self.conn();
-        let mut stmt = c.prepare(&format!(
-            "SELECT {JOB_FIELDS} FROM jobs WHERE run_id = ?1 ORDER BY id"
-        ))?;
-        let rows = stmt.query_map([run_id], job_from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
-    }
-
-    /// Appends log lines; a line whose (job, seq) is already stored is ignored, so a batch
-    /// sent twice is stored once.
-    pub fn append_logs(&self, lines: &[LogLine]) -> Result<()> {
-        let mut c = self.conn();
-        let tx = c.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO log_lines (job, seq, text) VALUES (?1, ?2, ?3)",
-            )?;
-            for l in lines {
-                stmt.execute(params![l.job, l.seq, l.text])?;
-            }
-        }
-        tx.commit()?;
-        Ok(())
+        self.db.with(|c| {
+            rows(
+                c.query(
+                    &format!("SELECT {JOB_FIELDS} FROM jobs WHERE run_id = ?1 ORDER BY id"),
+                    params![run_id],
+                )?,
+                job_from_row,
+            )
+        })
     }
 
     /// Log lines of a run (or of one of its jobs) after `after` (a per-job sequence).
@@ -515,19 +606,23 @@ impl Store {
         job: Option<i64>,
         after: &[(i64, i64)],
     ) -> Result<Vec<LogLine>> {
-        let c = self.conn();
-        let mut stmt = c.prepare(
-            "SELECT l.job, l.seq, l.text FROM log_lines l JOIN jobs j ON j.id = l.job
-             WHERE j.run_id = ?1 AND (?2 IS NULL OR l.job = ?2) ORDER BY l.job, l.seq",
-        )?;
-        let rows = stmt.query_map(params![run_id, job], |r| {
-            Ok(LogLine {
-                job: r.get(0)?,
-                seq: r.get(1)?,
-                text: r.get(2)?,
+        let job = job.map_or(db::Param::Null, db::Param::Int);
+        let mut out = self.db.with(|c| {
+            c.query(
+                "SELECT l.job, l.seq, l.text FROM log_lines l JOIN jobs j ON j.id = l.job
+                 WHERE j.run_id = ?1 AND (CAST(?2 AS BIGINT) IS NULL OR l.job = ?2) ORDER BY l.job, l.seq",
+                &[db::Param::Int(run_id), job],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(LogLine {
+                    job: r.i64("job")?,
+                    seq: r.i64("seq")?,
+                    text: r.string("text")?,
+                })
             })
+            .collect::<Result<Vec<_>>>()
         })?;
-        let mut out: Vec<LogLine> = rows.collect::<rusqlite::Result<_>>()?;
         out.retain(|l| !after.iter().any(|(j, s)| *j == l.job && l.seq <= *s));
         Ok(out)
     }
@@ -541,45 +636,63 @@ impl Store {
         name: &str,
         sealed: &[u8],
     ) -> Result<()> {
-        self.conn().execute(
-            "INSERT INTO secrets (repo, environment, name, sealed, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
-             ON CONFLICT(repo, environment, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
-            params![repo, environment, name, sealed, now_ms()],
-        )?;
-        Ok(())
+        self.db.with(|c| {
+            c.execute(
+                "INSERT INTO secrets (repo, environment, name, sealed, updated_at) VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT(repo, environment, name) DO UPDATE SET sealed = excluded.sealed, updated_at = excluded.updated_at",
+                params![repo, environment, name, sealed, now_ms()],
+            )
+            .map(drop)
+        })
     }
 
     pub fn delete_secret(&self, repo: &str, environment: &str, name: &str) -> Result<bool> {
-        let n = self.conn().execute(
-            "DELETE FROM secrets WHERE repo = ?1 AND environment = ?2 AND name = ?3",
-            params![repo, environment, name],
-        )?;
-        Ok(n == 1)
+        self.db.with(|c| {
+            Ok(c.execute(
+                "DELETE FROM secrets WHERE repo = ?1 AND environment = ?2 AND name = ?3",
+                params![repo, environment, name],
+            )? == 1)
+        })
     }
 
     /// Secrets that apply to `repo`: the global ones first, then its own.
     pub fn secrets_for(&self, repo: &str) -> Result<Vec<SealedSecret>> {
-        let c = self.conn();
-        let mut stmt = c.prepare(
-            "SELECT repo, environment, name, sealed FROM secrets WHERE repo = ?1 OR repo = '' ORDER BY repo, environment, name",
-        )?;
-        let rows = stmt.query_map([repo], |r| {
-            Ok(SealedSecret {
-                repo: r.get(0)?,
-                environment: r.get(1)?,
-                name: r.get(2)?,
-                sealed: r.get(3)?,
+        self.db.with(|c| {
+            c.query(
+                "SELECT repo, environment, name, sealed FROM secrets WHERE repo = ?1 OR repo = '' ORDER BY repo, environment, name",
+                params![repo],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(SealedSecret {
+                    repo: r.string("repo")?,
+                    environment: r.string("environment")?,
+                    name: r.string("name")?,
+                    sealed: r.bytes("sealed")?,
+                })
             })
-        })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+            .collect()
+        })
     }
 
     /// Names only: (repo, environment, name, updated_at).
     pub fn secret_names(&self) -> Result<Vec<(String, String, String, i64)>> {
-        let c = self.conn();
-        let mut stmt = c.prepare("SELECT repo, environment, name, updated_at FROM secrets ORDER BY repo, environment, name")?;
-        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.db.with(|c| {
+            c.query(
+                "SELECT repo, environment, name, updated_at FROM secrets ORDER BY repo, environment, name",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.string("repo")?,
+                    r.string("environment")?,
+                    r.string("name")?,
+                    r.i64("updated_at")?,
+                ))
+            })
+            .collect()
+        })
     }
 
     /// A new queued run with the same repository, workflow, event and commit as `id`.
@@ -597,36 +710,35 @@ impl Store {
 
     /// Figures for `/metrics`.
     pub fn stats(&self) -> Result<Stats> {
-        let c = self.conn();
-        let count_by = |sql: &str| -> rusqlite::Result<Vec<(String, i64)>> {
-            let mut stmt = c.prepare(sql)?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, Option<String>>(0)?.unwrap_or_default(),
-                    r.get(1)?,
-                ))
-            })?;
-            rows.collect()
-        };
-        let runs_by_conclusion = count_by(
-            "SELECT conclusion, count(*) FROM runs WHERE status = 'completed' GROUP BY conclusion ORDER BY 1",
-        )?;
-        let jobs_by_conclusion = count_by(
-            "SELECT conclusion, count(*) FROM jobs WHERE status = 'completed' GROUP BY conclusion ORDER BY 1",
-        )?;
-        let runs_by_status =
-            count_by("SELECT status, count(*) FROM runs GROUP BY status ORDER BY 1")?;
-        let mut stmt = c.prepare(
-            "SELECT finished_at - started_at FROM jobs WHERE status = 'completed' AND started_at IS NOT NULL AND finished_at IS NOT NULL",
-        )?;
-        let durations_ms = stmt
-            .query_map([], |r| r.get::<_, i64>(0))?
-            .collect::<rusqlite::Result<Vec<_>>>()?;
-        Ok(Stats {
-            runs_by_conclusion,
-            jobs_by_conclusion,
-            runs_by_status,
-            job_durations_ms: durations_ms,
+        self.db.with(|c| {
+            let mut count_by = |sql: &str| -> Result<Vec<(String, i64)>> {
+                c.query(sql, &[])?
+                    .iter()
+                    .map(|r| Ok((r.opt_string("k")?.unwrap_or_default(), r.i64("n")?)))
+                    .collect()
+            };
+            let runs_by_conclusion = count_by(
+                "SELECT conclusion AS k, count(*) AS n FROM runs WHERE status = 'completed' GROUP BY conclusion ORDER BY 1",
+            )?;
+            let jobs_by_conclusion = count_by(
+                "SELECT conclusion AS k, count(*) AS n FROM jobs WHERE status = 'completed' GROUP BY conclusion ORDER BY 1",
+            )?;
+            let runs_by_status =
+                count_by("SELECT status AS k, count(*) AS n FROM runs GROUP BY status ORDER BY 1")?;
+            let job_durations_ms = c
+                .query(
+                    "SELECT finished_at - started_at AS d FROM jobs WHERE status = 'completed' AND started_at IS NOT NULL AND finished_at IS NOT NULL",
+                    &[],
+                )?
+                .iter()
+                .map(|r| r.i64("d"))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(Stats {
+                runs_by_conclusion,
+                jobs_by_conclusion,
+                runs_by_status,
+                job_durations_ms,
+            })
         })
     }
 
@@ -639,43 +751,47 @@ impl Store {
         cron: &str,
         minute: i64,
     ) -> Result<bool> {
-        let n = self.conn().execute(
-            "INSERT OR IGNORE INTO schedule_fires (repo, workflow, cron, minute) VALUES (?1, ?2, ?3, ?4)",
-            params![repo, workflow, cron, minute],
-        )?;
-        Ok(n == 1)
+        self.db.with(|c| {
+            Ok(c.execute(
+                "INSERT INTO schedule_fires (repo, workflow, cron, minute) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT DO NOTHING",
+                params![repo, workflow, cron, minute],
+            )? == 1)
+        })
     }
 
     /// Stores an API token by its hash (the token itself is never stored).
     pub fn add_token(&self, name: &str, hash: &str) -> Result<i64> {
-        let c = self.conn();
-        c.execute(
-            "INSERT INTO api_tokens (name, hash, created_at) VALUES (?1, ?2, ?3)",
-            params![name, hash, now_ms()],
-        )?;
-        Ok(c.last_insert_rowid())
+        self.db.with(|c| {
+            c.query_one(
+                "INSERT INTO api_tokens (name, hash, created_at) VALUES (?1, ?2, ?3) RETURNING id",
+                params![name, hash, now_ms()],
+            )?
+            .first_i64()
+        })
     }
 
     /// The name of the token with this hash, if any.
     pub fn token_name(&self, hash: &str) -> Result<Option<String>> {
-        Ok(self
-            .conn()
-            .query_row("SELECT name FROM api_tokens WHERE hash = ?1", [hash], |r| {
-                r.get(0)
-            })
-            .optional()?)
+        self.db.with(|c| {
+            c.query_opt("SELECT name FROM api_tokens WHERE hash = ?1", params![hash])?
+                .map(|r| r.string("name"))
+                .transpose()
+        })
     }
 
     /// One job.
     pub fn job(&self, id: i64) -> Result<Job> {
-        self.conn()
-            .query_row(
+        self.db.with(|c| {
+            c.query_opt(
                 &format!("SELECT {JOB_FIELDS} FROM jobs WHERE id = ?1"),
-                [id],
-                job_from_row,
-            )
-            .optional()?
+                params![id],
+            )?
+            .as_ref()
+            .map(job_from_row)
+            .transpose()?
             .ok_or(StoreError::NoJob(id))
+        })
     }
 
     /// Queues a job instance for the runners, or returns the row that exists already under
@@ -689,18 +805,18 @@ impl Store {
         payload: &str,
         sealed: &[u8],
     ) -> Result<Job> {
-        let c = self.conn();
-        c.execute(
-            "INSERT INTO jobs (run_id, name, job_id, status, labels, payload, sealed, queued_at)
-             VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7)
-             ON CONFLICT(run_id, name) DO NOTHING",
-            params![run_id, name, job_id, labels, payload, sealed, now_ms()],
-        )?;
-        Ok(c.query_row(
-            &format!("SELECT {JOB_FIELDS} FROM jobs WHERE run_id = ?1 AND name = ?2"),
-            params![run_id, name],
-            job_from_row,
-        )?)
+        self.db.with(|c| {
+            c.execute(
+                "INSERT INTO jobs (run_id, name, job_id, status, labels, payload, sealed, queued_at)
+                 VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7)
+                 ON CONFLICT(run_id, name) DO NOTHING",
+                params![run_id, name, job_id, labels, payload, sealed, now_ms()],
+            )?;
+            job_from_row(&c.query_one(
+                &format!("SELECT {JOB_FIELDS} FROM jobs WHERE run_id = ?1 AND name = ?2"),
+                params![run_id, name],
+            )?)
+        })
     }
 
     /// Leases the oldest queued job whose `runs-on` labels are all among `labels` (a runner
@@ -713,103 +829,85 @@ impl Store {
         lease: &str,
         lease_ms: i64,
     ) -> Result<Option<Leased>> {
-        let mut c = self.conn();
-        let tx = c.transaction()?;
-        let candidate = {
-            let mut stmt = tx.prepare_cached(
+        let any = labels.iter().any(|l| l == "*");
+        self.db.with(|c| {
+            let candidates = c.query(
                 "SELECT id, labels FROM jobs WHERE status = 'queued' AND payload IS NOT NULL ORDER BY id LIMIT 256",
+                &[],
             )?;
-            let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
-            let any = labels.iter().any(|l| l == "*");
-            let mut found = None;
-            for row in rows {
-                let (id, wanted) = row?;
-                let wanted: Vec<String> = serde_json::from_str(&wanted).unwrap_or_default();
-                if any
-                    || wanted
+            for row in candidates {
+                let wanted: Vec<String> =
+                    serde_json::from_str(&row.string("labels")?).unwrap_or_default();
+                if !any
+                    && !wanted
                         .iter()
                         .all(|w| labels.iter().any(|l| l.eq_ignore_ascii_case(w)))
                 {
-                    found = Some(id);
-                    break;
+                    continue;
                 }
-            }
-            found
-        };
-        let Some(id) = candidate else {
-            return Ok(None);
-        };
-        let now = now_ms();
-        tx.execute(
-            "UPDATE jobs SET status = 'running', runner_id = ?2, lease = ?3, lease_until = ?4,
-                 started_at = ?5
-             WHERE id = ?1 AND status = 'queued'",
-            params![id, runner, lease, now + lease_ms, now],
-        )?;
-        let leased = tx.query_row(
-            &format!(
-                "SELECT {JOB_FIELDS}, payload, sealed,
-                    (SELECT COALESCE(MAX(seq), 0) FROM log_lines WHERE job = jobs.id) AS log_seq
-                 FROM jobs WHERE id = ?1"
-            ),
-            [id],
-            |r| {
-                Ok(Leased {
-                    job: job_from_row(r)?,
-                    payload: r.get("payload")?,
-                    sealed: r.get("sealed")?,
+                let id = row.i64("id")?;
+                let now = now_ms();
+                // Another runner (or server) may have taken it meanwhile: then the next one.
+                let taken = c.execute(
+                    "UPDATE jobs SET status = 'running', runner_id = ?2, lease = ?3, lease_until = ?4,
+                         started_at = ?5
+                     WHERE id = ?1 AND status = 'queued'",
+                    params![id, runner, lease, now + lease_ms, now],
+                )?;
+                if taken == 0 {
+                    continue;
+                }
+                let r = c.query_one(
+                    &format!(
+                        "SELECT {JOB_FIELDS}, payload, sealed,
+                            (SELECT COALESCE(MAX(seq), 0) FROM log_lines WHERE job = jobs.id) AS log_seq
+                         FROM jobs WHERE id = ?1"
+                    ),
+                    params![id],
+                )?;
+                c.execute(
+                    "UPDATE runners SET last_seen = ?2 WHERE id = ?1",
+                    params![runner, now],
+                )?;
+                return Ok(Some(Leased {
+                    job: job_from_row(&r)?,
+                    payload: r.opt_string("payload")?.unwrap_or_default(),
+                    sealed: r.bytes("sealed")?,
                     lease: lease.to_owned(),
-                    log_seq: r.get("log_seq")?,
-                })
-            },
-        )?;
-        tx.execute(
-            "UPDATE runners SET last_seen = ?2 WHERE id = ?1",
-            params![runner, now],
-        )?;
-        tx.commit()?;
-        Ok(Some(leased))
-    }
-
-    /// Checks that `runner` holds `job` under `lease`; the job as it is.
-    fn held(c: &Connection, job: i64, runner: i64, lease: &str) -> Result<Job> {
-        let j = c
-            .query_row(
-                &format!(
-                    "SELECT {JOB_FIELDS} FROM jobs WHERE id = ?1 AND runner_id = ?2 AND lease = ?3
-                     AND status = 'running'"
-                ),
-                params![job, runner, lease],
-                job_from_row,
-            )
-            .optional()?;
-        j.ok_or(StoreError::NotHeld(job))
+                    log_seq: r.i64("log_seq")?,
+                }));
+            }
+            Ok(None)
+        })
     }
 
     /// The job, if `runner` holds it under `lease`.
     pub fn held_job(&self, job: i64, runner: i64, lease: &str) -> Result<Job> {
-        Self::held(&self.conn(), job, runner, lease)
+        self.db.with(|c| held(c, job, runner, lease))
     }
 
     /// Extends the lease of a held job; true if the job (or its run) is to be cancelled.
     pub fn heartbeat(&self, job: i64, runner: i64, lease: &str, lease_ms: i64) -> Result<bool> {
-        let c = self.conn();
-        let j = Self::held(&c, job, runner, lease)?;
-        let now = now_ms();
-        c.execute(
-            "UPDATE jobs SET lease_until = ?2 WHERE id = ?1",
-            params![job, now + lease_ms],
-        )?;
-        c.execute(
-            "UPDATE runners SET last_seen = ?2 WHERE id = ?1",
-            params![runner, now],
-        )?;
-        let run_cancel: i64 = c.query_row(
-            "SELECT cancel_requested FROM runs WHERE id = ?1",
-            [j.run_id],
-            |r| r.get(0),
-        )?;
-        Ok(j.cancel_requested || run_cancel != 0)
+        self.db.with(|c| {
+            let now = now_ms();
+            let n = c.execute(
+                "UPDATE jobs SET lease_until = ?4
+                 WHERE id = ?1 AND runner_id = ?2 AND lease = ?3 AND status = 'running'",
+                params![job, runner, lease, now + lease_ms],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotHeld(job));
+            }
+            c.execute(
+                "UPDATE runners SET last_seen = ?2 WHERE id = ?1",
+                params![runner, now],
+            )?;
+            let r = c.query_one(
+                "SELECT j.cancel_requested + r.cancel_requested AS c FROM jobs j JOIN runs r ON r.id = j.run_id WHERE j.id = ?1",
+                params![job],
+            )?;
+            Ok(r.i64("c")? != 0)
+        })
     }
 
     /// Appends a held job's log lines (a line already stored under its sequence is ignored,
@@ -821,19 +919,11 @@ impl Store {
         lease: &str,
         lines: &[(i64, String)],
     ) -> Result<i64> {
-        let mut c = self.conn();
-        let run = Self::held(&c, job, runner, lease)?.run_id;
-        let tx = c.transaction()?;
-        {
-            let mut stmt = tx.prepare_cached(
-                "INSERT OR IGNORE INTO log_lines (job, seq, text) VALUES (?1, ?2, ?3)",
-            )?;
-            for (seq, text) in lines {
-                stmt.execute(params![job, seq, text])?;
-            }
-        }
-        tx.commit()?;
-        Ok(run)
+        self.db.tx(|c| {
+            let run = held(c, job, runner, lease)?.run_id;
+            insert_lines(c, job, lines)?;
+            Ok(run)
+        })
     }
 
     /// A runner's result for a held job.
@@ -845,126 +935,110 @@ impl Store {
         conclusion: &str,
         report: &str,
     ) -> Result<Job> {
-        let c = self.conn();
-        Self::held(&c, job, runner, lease)?;
-        c.execute(
-            "UPDATE jobs SET status = 'completed', conclusion = ?2, report = ?3, finished_at = ?4,
-                 lease = NULL, lease_until = NULL, payload = NULL, sealed = NULL
-             WHERE id = ?1",
-            params![job, conclusion, report, now_ms()],
-        )?;
-        drop(c);
+        self.db.with(|c| {
+            let n = c.execute(
+                "UPDATE jobs SET status = 'completed', conclusion = ?4, report = ?5, finished_at = ?6,
+                     lease = NULL, lease_until = NULL, payload = NULL, sealed = NULL
+                 WHERE id = ?1 AND runner_id = ?2 AND lease = ?3 AND status = 'running'",
+                params![job, runner, lease, conclusion, report, now_ms()],
+            )?;
+            if n == 0 {
+                return Err(StoreError::NotHeld(job));
+            }
+            Ok(())
+        })?;
         self.job(job)
     }
 
     /// Asks a job to stop: a queued one is cancelled at once, a leased one is flagged for its
     /// runner (it sees the flag in its next heartbeat).
     pub fn cancel_job(&self, job: i64) -> Result<()> {
-        let c = self.conn();
-        let n = c.execute(
-            "UPDATE jobs SET status = 'completed', conclusion = 'cancelled', finished_at = ?2,
-                 payload = NULL, sealed = NULL
-             WHERE id = ?1 AND status = 'queued'",
-            params![job, now_ms()],
-        )?;
-        if n == 0 {
-            c.execute(
-                "UPDATE jobs SET cancel_requested = 1 WHERE id = ?1 AND status = 'running'",
-                [job],
+        self.db.with(|c| {
+            let n = c.execute(
+                "UPDATE jobs SET status = 'completed', conclusion = 'cancelled', finished_at = ?2,
+                     payload = NULL, sealed = NULL
+                 WHERE id = ?1 AND status = 'queued'",
+                params![job, now_ms()],
             )?;
-        }
-        Ok(())
+            if n == 0 {
+                c.execute(
+                    "UPDATE jobs SET cancel_requested = 1 WHERE id = ?1 AND status = 'running'",
+                    params![job],
+                )?;
+            }
+            Ok(())
+        })
     }
 
-    /// Releases leased jobs that match `filter` (an SQL condition on `jobs`): each is queued
-    /// again for another attempt, or failed with `reason` once it had `max_attempts`.
-    fn release(
-        &self,
-        filter: &str,
-        args: &[&dyn rusqlite::ToSql],
-        max_attempts: i64,
-        reason: &str,
-    ) -> Result<Released> {
-        let mut c = self.conn();
-        let tx = c.transaction()?;
-        let lost: Vec<(i64, i64, i64)> = {
-            let mut stmt = tx.prepare(&format!(
-                "SELECT id, run_id, attempt FROM jobs WHERE status = 'running' AND {filter}"
-            ))?;
-            let rows = stmt.query_map(args, |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?;
-            rows.collect::<rusqlite::Result<_>>()?
-        };
-        let mut out = Released::default();
-        let now = now_ms();
-        for (job, run, attempt) in lost {
-            let next_seq: i64 = tx.query_row(
-                "SELECT COALESCE(MAX(seq), 0) + 1 FROM log_lines WHERE job = ?1",
-                [job],
-                |r| r.get(0),
+    /// Releases leased jobs that `filter` (an SQL condition on `jobs` with `?1`) selects:
+    /// each is queued again for another attempt, or failed with `reason` once it had
+    /// `max_attempts`.
+    fn release(&self, filter: &str, arg: i64, max_attempts: i64, reason: &str) -> Result<Released> {
+        self.db.tx(|c| {
+            let lost = c.query(
+                &format!(
+                    "SELECT id, run_id, attempt FROM jobs WHERE status = 'running' AND {filter}"
+                ),
+                params![arg],
             )?;
-            if attempt < max_attempts {
-                tx.execute(
-                    "UPDATE jobs SET status = 'queued', attempt = attempt + 1, runner_id = NULL,
-                         lease = NULL, lease_until = NULL, started_at = NULL, reason = ?2
-                     WHERE id = ?1",
-                    params![job, format!("retried: {reason}")],
-                )?;
-                tx.execute(
-                    "INSERT OR IGNORE INTO log_lines (job, seq, text) VALUES (?1, ?2, ?3)",
-                    params![
-                        job,
-                        next_seq,
-                        format!(
-                            "##[warning] {reason}: attempt {} of {max_attempts} follows",
-                            attempt + 1
-                        )
-                    ],
-                )?;
-                out.requeued.push((job, run));
-            } else {
-                tx.execute(
-                    "UPDATE jobs SET status = 'completed', conclusion = 'failure', finished_at = ?2,
-                         lease = NULL, lease_until = NULL, payload = NULL, sealed = NULL, reason = ?3
-                     WHERE id = ?1",
-                    params![job, now, reason],
-                )?;
-                tx.execute(
-                    "INSERT OR IGNORE INTO log_lines (job, seq, text) VALUES (?1, ?2, ?3)",
-                    params![
-                        job,
-                        next_seq,
-                        format!("##[error] {reason} (attempt {attempt} of {max_attempts})")
-                    ],
-                )?;
-                out.failed.push((job, run));
+            let mut out = Released::default();
+            let now = now_ms();
+            for r in lost {
+                let (job, run, attempt) = (r.i64("id")?, r.i64("run_id")?, r.i64("attempt")?);
+                let next_seq = c
+                    .query_one(
+                        "SELECT COALESCE(MAX(seq), 0) + 1 AS s FROM log_lines WHERE job = ?1",
+                        params![job],
+                    )?
+                    .i64("s")?;
+                if attempt < max_attempts {
+                    c.execute(
+                        "UPDATE jobs SET status = 'queued', attempt = attempt + 1, runner_id = NULL,
+                             lease = NULL, lease_until = NULL, started_at = NULL, reason = ?2
+                         WHERE id = ?1",
+                        params![job, format!("retried: {reason}")],
+                    )?;
+                    let line = format!(
+                        "##[warning] {reason}: attempt {} of {max_attempts} follows",
+                        attempt + 1
+                    );
+                    insert_lines(c, job, &[(next_seq, line)])?;
+                    out.requeued.push((job, run));
+                } else {
+                    c.execute(
+                        "UPDATE jobs SET status = 'completed', conclusion = 'failure', finished_at = ?2,
+                             lease = NULL, lease_until = NULL, payload = NULL, sealed = NULL, reason = ?3
+                         WHERE id = ?1",
+                        params![job, now, reason],
+                    )?;
+                    let line = format!("##[error] {reason} (attempt {attempt} of {max_attempts})");
+                    insert_lines(c, job, &[(next_seq, line)])?;
+                    out.failed.push((job, run));
+                }
             }
-        }
-        tx.commit()?;
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// Jobs whose lease ran out (their runner stopped sending heartbeats): "runner lost".
     pub fn expire_leases(&self, max_attempts: i64) -> Result<Released> {
-        self.release(
-            "lease_until < ?1",
-            &[&now_ms()],
-            max_attempts,
-            "runner lost",
-        )
+        self.release("lease_until < ?1", now_ms(), max_attempts, "runner lost")
     }
 
     /// The jobs a runner holds, given up (its process was restarted, or it hands them back).
     pub fn release_runner(&self, runner: i64, max_attempts: i64, reason: &str) -> Result<Released> {
-        self.release("runner_id = ?1", &[&runner], max_attempts, reason)
+        self.release("runner_id = ?1", runner, max_attempts, reason)
     }
 
     /// Stores a one-time registration token (its hash).
     pub fn add_runner_token(&self, hash: &str) -> Result<()> {
-        self.conn().execute(
-            "INSERT INTO runner_tokens (hash, created_at) VALUES (?1, ?2)",
-            params![hash, now_ms()],
-        )?;
-        Ok(())
+        self.db.with(|c| {
+            c.execute(
+                "INSERT INTO runner_tokens (hash, created_at) VALUES (?1, ?2)",
+                params![hash, now_ms()],
+            )
+            .map(drop)
+        })
     }
 
     /// Registers a runner with a one-time token, which is used up; None if the token is
@@ -977,30 +1051,25 @@ impl Store {
         capacity: i64,
         credential_hash: &str,
     ) -> Result<Option<i64>> {
-        let mut c = self.conn();
-        let tx = c.transaction()?;
-        let now = now_ms();
-        let n = tx.execute(
-            "UPDATE runner_tokens SET used_at = ?2 WHERE hash = ?1 AND used_at IS NULL",
-            params![token_hash, now],
-        )?;
-        if n == 0 {
-            return Ok(None);
-        }
-        tx.execute(
-            "INSERT INTO runners (name, labels, capacity, credential_hash, created_at, last_seen)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?5)",
-            params![
-                name,
-                serde_json::to_string(labels).unwrap_or_default(),
-                capacity,
-                credential_hash,
-                now
-            ],
-        )?;
-        let id = tx.last_insert_rowid();
-        tx.commit()?;
-        Ok(Some(id))
+        let labels = serde_json::to_string(labels).unwrap_or_default();
+        self.db.tx(|c| {
+            let now = now_ms();
+            let n = c.execute(
+                "UPDATE runner_tokens SET used_at = ?2 WHERE hash = ?1 AND used_at IS NULL",
+                params![token_hash, now],
+            )?;
+            if n == 0 {
+                return Ok(None);
+            }
+            let id = c
+                .query_one(
+                    "INSERT INTO runners (name, labels, capacity, credential_hash, created_at, last_seen)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?5) RETURNING id",
+                    params![name, &labels, capacity, credential_hash, now],
+                )?
+                .first_i64()?;
+            Ok(Some(id))
+        })
     }
 
     /// The in-process runner's row, with a new credential for this server process; made the
@@ -1011,73 +1080,90 @@ impl Store {
         capacity: i64,
         credential_hash: &str,
     ) -> Result<i64> {
-        let c = self.conn();
         let labels = serde_json::to_string(labels).unwrap_or_default();
-        let now = now_ms();
-        let n = c.execute(
-            "UPDATE runners SET labels = ?1, capacity = ?2, credential_hash = ?3, last_seen = ?4
-             WHERE embedded = 1",
-            params![labels, capacity, credential_hash, now],
-        )?;
-        if n == 0 {
-            c.execute(
-                "INSERT INTO runners (name, labels, capacity, credential_hash, created_at, last_seen, embedded)
-                 VALUES ('embedded', ?1, ?2, ?3, ?4, ?4, 1)",
-                params![labels, capacity, credential_hash, now],
+        self.db.tx(|c| {
+            let now = now_ms();
+            let n = c.execute(
+                "UPDATE runners SET labels = ?1, capacity = ?2, credential_hash = ?3, last_seen = ?4
+                 WHERE embedded = 1",
+                params![&labels, capacity, credential_hash, now],
             )?;
-        }
-        Ok(
-            c.query_row("SELECT id FROM runners WHERE embedded = 1", [], |r| {
-                r.get(0)
-            })?,
-        )
+            if n == 0 {
+                c.execute(
+                    "INSERT INTO runners (name, labels, capacity, credential_hash, created_at, last_seen, embedded)
+                     VALUES ('embedded', ?1, ?2, ?3, ?4, ?4, 1)",
+                    params![&labels, capacity, credential_hash, now],
+                )?;
+            }
+            c.query_one("SELECT id FROM runners WHERE embedded = 1", &[])?
+                .first_i64()
+        })
     }
 
     /// The runner with this credential (its hash), if any.
     pub fn runner_by_credential(&self, hash: &str) -> Result<Option<Runner>> {
-        Ok(self
-            .conn()
-            .query_row(
+        self.db.with(|c| {
+            c.query_opt(
                 "SELECT * FROM runners WHERE credential_hash = ?1",
-                [hash],
-                runner_from_row,
-            )
-            .optional()?)
+                params![hash],
+            )?
+            .as_ref()
+            .map(runner_from_row)
+            .transpose()
+        })
     }
 
     /// Notes that a runner asked for work now.
     pub fn touch_runner(&self, id: i64) -> Result<()> {
-        self.conn().execute(
-            "UPDATE runners SET last_seen = ?2 WHERE id = ?1",
-            params![id, now_ms()],
-        )?;
-        Ok(())
+        self.db.with(|c| {
+            c.execute(
+                "UPDATE runners SET last_seen = ?2 WHERE id = ?1",
+                params![id, now_ms()],
+            )
+            .map(drop)
+        })
     }
 
     pub fn runners(&self) -> Result<Vec<Runner>> {
-        let c = self.conn();
-        let mut stmt = c.prepare("SELECT * FROM runners ORDER BY id")?;
-        let rows = stmt.query_map([], runner_from_row)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        self.db.with(|c| {
+            rows(
+                c.query("SELECT * FROM runners ORDER BY id", &[])?,
+                runner_from_row,
+            )
+        })
     }
 
     /// Jobs waiting for a runner (for `/metrics`).
     pub fn queue_depth(&self) -> Result<i64> {
-        Ok(self.conn().query_row(
-            "SELECT count(*) FROM jobs WHERE status = 'queued'",
-            [],
-            |r| r.get(0),
-        )?)
+        self.db.with(|c| {
+            c.query_one(
+                "SELECT count(*) AS n FROM jobs WHERE status = 'queued'",
+                &[],
+            )?
+            .i64("n")
+        })
     }
 
     /// Records a webhook delivery id; false if it was seen before.
     pub fn record_delivery(&self, id: &str) -> Result<bool> {
-        let n = self.conn().execute(
-            "INSERT OR IGNORE INTO deliveries (id, received_at) VALUES (?1, ?2)",
-            params![id, now_ms()],
-        )?;
-        Ok(n == 1)
+        self.db.with(|c| {
+            Ok(c.execute(
+                "INSERT INTO deliveries (id, received_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+                params![id, now_ms()],
+            )? == 1)
+        })
     }
+}
+
+/// Inserts log lines; a line whose (job, seq) is stored already is left as it is.
+fn insert_lines(c: &mut dyn Db, job: i64, lines: &[(i64, String)]) -> Result<()> {
+    for (seq, text) in lines {
+        c.execute(
+            "INSERT INTO log_lines (job, seq, text) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
+            params![job, *seq, text],
+        )?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -1110,21 +1196,11 @@ mod tests {
                 .collect::<Vec<_>>(),
             [b, a]
         );
-        let job = s.job_started(a, "test", "test").unwrap();
-        s.append_logs(&[
-            LogLine {
-                job,
-                seq: 1,
-                text: "x".into(),
-            },
-            LogLine {
-                job,
-                seq: 1,
-                text: "dup".into(),
-            },
-        ])
-        .unwrap();
-        assert_eq!(s.logs(a, None, &[]).unwrap().len(), 1);
+        let (job, seq) = s.annotate_job(a, "test", "test", "x").unwrap();
+        assert_eq!(seq, 1);
+        assert_eq!(s.annotate_job(a, "test", "test", "y").unwrap(), (job, 2));
+        assert_eq!(s.logs(a, None, &[]).unwrap().len(), 2);
+        assert_eq!(s.logs(a, Some(job), &[(job, 1)]).unwrap()[0].text, "y");
         // A restarted server finds the run it was orchestrating.
         drop(s);
         let s = Store::open(&d.path().join("db.sqlite")).unwrap();

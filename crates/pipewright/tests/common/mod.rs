@@ -8,8 +8,6 @@ use std::process::{Command, Output};
 
 use serde_json::Value;
 
-pub mod server;
-
 pub struct Repo {
     pub dir: tempfile::TempDir,
 }

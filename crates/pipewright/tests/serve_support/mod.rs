@@ -1,5 +1,9 @@
 //! A real `pipewright serve` process for end-to-end tests: one bare repository `acme/app`,
-//! an admin token, the CLI as the client.
+//! an admin token, the CLI as the client. With `PIPEWRIGHT_TEST_BACKEND=postgres` each
+//! server gets a real PostgreSQL server of its own instead of the embedded SQLite database
+//! (`scripts/test` runs the server suites both ways).
+
+#![allow(dead_code, unreachable_pub)]
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -9,12 +13,20 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use super::git;
+use crate::common::git;
+use crate::deploy_support::Postgres;
 
 pub struct Server {
     pub dir: tempfile::TempDir,
     pub child: Option<Child>,
     pub url: String,
+    /// The database server, when the suite runs on PostgreSQL (stopped after the server).
+    pub pg: Option<Postgres>,
+}
+
+/// Whether this run of the suite uses PostgreSQL.
+pub fn on_postgres() -> bool {
+    std::env::var("PIPEWRIGHT_TEST_BACKEND").is_ok_and(|b| b == "postgres")
 }
 
 pub const SECRET: &str = "webhook-secret";
@@ -33,8 +45,13 @@ impl Server {
             dir.path(),
             &["init", "-q", "--bare", "-b", "main", "app.git"],
         );
+        let pg = on_postgres().then(Postgres::start);
+        let database = pg
+            .as_ref()
+            .map(|p| format!("database_url = \"{}\"\n", p.url()))
+            .unwrap_or_default();
         let config = format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{d}/data\"\n[auth]\nadmin_token = \"{TOKEN}\"\n[[repos]]\nname = \"acme/app\"\npath = \"{d}/app.git\"\nwebhook_secret = \"{SECRET}\"\n{extra}",
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{d}/data\"\n{database}[auth]\nadmin_token = \"{TOKEN}\"\n[[repos]]\nname = \"acme/app\"\npath = \"{d}/app.git\"\nwebhook_secret = \"{SECRET}\"\n{extra}",
             d = dir.path().display()
         );
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
@@ -42,6 +59,7 @@ impl Server {
             dir,
             child: None,
             url: String::new(),
+            pg,
         };
         s.spawn();
         s
@@ -68,13 +86,40 @@ impl Server {
         while !url_file.exists() && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(20));
         }
-        self.url = std::fs::read_to_string(&url_file).expect("server started");
+        self.url = std::fs::read_to_string(&url_file)
+            .unwrap_or_else(|e| panic!("the server did not start ({e}):\n{}", self.log()));
     }
 
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
             let _ = c.wait();
+        }
+    }
+
+    /// Everything the database holds on disk, to look for what must not be there.
+    pub fn database_bytes(&self) -> Vec<u8> {
+        match &self.pg {
+            Some(pg) => {
+                let out = Command::new(format!("{}/pg_dump", crate::deploy_support::PG_BIN))
+                    .args(["-d", &pg.url()])
+                    .output()
+                    .unwrap();
+                assert!(
+                    out.status.success(),
+                    "{}",
+                    String::from_utf8_lossy(&out.stderr)
+                );
+                out.stdout
+            }
+            None => {
+                let mut db = std::fs::read(self.dir.path().join("data/pipewright.db")).unwrap();
+                db.extend(
+                    std::fs::read(self.dir.path().join("data/pipewright.db-wal"))
+                        .unwrap_or_default(),
+                );
+                db
+            }
         }
     }
 

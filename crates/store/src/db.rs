@@ -1,0 +1,501 @@
+//! The two backends behind one small interface: statements written once (SQL that SQLite and
+//! PostgreSQL both accept, with `?N` placeholders), parameters and rows as plain values.
+//!
+//! SQLite is one connection behind a mutex (it serialises writers anyway). PostgreSQL is a
+//! small pool of connections, each with its prepared statements cached.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+
+use crate::{Result, StoreError};
+
+/// A parameter of a statement.
+#[derive(Debug, Clone)]
+pub(crate) enum Param {
+    Null,
+    Int(i64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl From<i64> for Param {
+    fn from(v: i64) -> Self {
+        Param::Int(v)
+    }
+}
+impl From<&str> for Param {
+    fn from(v: &str) -> Self {
+        Param::Text(v.to_owned())
+    }
+}
+impl From<String> for Param {
+    fn from(v: String) -> Self {
+        Param::Text(v)
+    }
+}
+impl From<&String> for Param {
+    fn from(v: &String) -> Self {
+        Param::Text(v.clone())
+    }
+}
+impl From<&[u8]> for Param {
+    fn from(v: &[u8]) -> Self {
+        Param::Blob(v.to_vec())
+    }
+}
+impl From<Option<&str>> for Param {
+    fn from(v: Option<&str>) -> Self {
+        v.map_or(Param::Null, Param::from)
+    }
+}
+
+/// Builds a parameter list: `params![a, b]`.
+macro_rules! params {
+    ($($p:expr),* $(,)?) => { &[$($crate::db::Param::from($p)),*][..] };
+}
+pub(crate) use params;
+
+/// A value of a row.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Val {
+    Null,
+    Int(i64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+/// One row of a result, its values by column name.
+#[derive(Debug, Clone)]
+pub(crate) struct Row {
+    names: Arc<[String]>,
+    vals: Vec<Val>,
+}
+
+impl Row {
+    fn get(&self, name: &str) -> Result<&Val> {
+        self.names
+            .iter()
+            .position(|n| n == name)
+            .map(|i| &self.vals[i])
+            .ok_or_else(|| StoreError::Column(name.to_owned()))
+    }
+
+    pub(crate) fn i64(&self, name: &str) -> Result<i64> {
+        match self.get(name)? {
+            Val::Int(i) => Ok(*i),
+            _ => Err(StoreError::Column(name.to_owned())),
+        }
+    }
+
+    pub(crate) fn opt_i64(&self, name: &str) -> Result<Option<i64>> {
+        match self.get(name)? {
+            Val::Null => Ok(None),
+            Val::Int(i) => Ok(Some(*i)),
+            _ => Err(StoreError::Column(name.to_owned())),
+        }
+    }
+
+    pub(crate) fn string(&self, name: &str) -> Result<String> {
+        match self.get(name)? {
+            Val::Text(s) => Ok(s.clone()),
+            _ => Err(StoreError::Column(name.to_owned())),
+        }
+    }
+
+    pub(crate) fn opt_string(&self, name: &str) -> Result<Option<String>> {
+        match self.get(name)? {
+            Val::Null => Ok(None),
+            Val::Text(s) => Ok(Some(s.clone())),
+            _ => Err(StoreError::Column(name.to_owned())),
+        }
+    }
+
+    pub(crate) fn bytes(&self, name: &str) -> Result<Vec<u8>> {
+        match self.get(name)? {
+            Val::Null => Ok(Vec::new()),
+            Val::Blob(b) => Ok(b.clone()),
+            Val::Text(s) => Ok(s.clone().into_bytes()),
+            Val::Int(_) => Err(StoreError::Column(name.to_owned())),
+        }
+    }
+
+    /// The first column, as an integer (`count(*)`, `RETURNING id`).
+    pub(crate) fn first_i64(&self) -> Result<i64> {
+        match self.vals.first() {
+            Some(Val::Int(i)) => Ok(*i),
+            _ => Err(StoreError::Column("0".into())),
+        }
+    }
+}
+
+/// Which SQL a statement may need to differ in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Dialect {
+    Sqlite,
+    Postgres,
+}
+
+/// A connection (or a transaction on one).
+pub(crate) trait Db {
+    fn dialect(&self) -> Dialect;
+    /// Runs a statement; the number of rows it changed.
+    fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64>;
+    fn query(&mut self, sql: &str, params: &[Param]) -> Result<Vec<Row>>;
+    fn query_opt(&mut self, sql: &str, params: &[Param]) -> Result<Option<Row>> {
+        Ok(self.query(sql, params)?.into_iter().next())
+    }
+    fn query_one(&mut self, sql: &str, params: &[Param]) -> Result<Row> {
+        self.query_opt(sql, params)?.ok_or(StoreError::NoRow)
+    }
+    fn batch(&mut self, sql: &str) -> Result<()>;
+}
+
+// ---- SQLite ----
+
+impl rusqlite::ToSql for Param {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::{ToSqlOutput, ValueRef};
+        Ok(match self {
+            Param::Null => ToSqlOutput::Borrowed(ValueRef::Null),
+            Param::Int(i) => ToSqlOutput::Borrowed(ValueRef::Integer(*i)),
+            Param::Text(s) => ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes())),
+            Param::Blob(b) => ToSqlOutput::Borrowed(ValueRef::Blob(b)),
+        })
+    }
+}
+
+fn sqlite_rows(stmt: &mut rusqlite::Statement<'_>, params: &[Param]) -> Result<Vec<Row>> {
+    let names: Arc<[String]> = stmt.column_names().into_iter().map(str::to_owned).collect();
+    let n = names.len();
+    let mut rows = stmt.query(rusqlite::params_from_iter(params.iter()))?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let mut vals = Vec::with_capacity(n);
+        for i in 0..n {
+            use rusqlite::types::ValueRef;
+            vals.push(match r.get_ref(i)? {
+                ValueRef::Null => Val::Null,
+                ValueRef::Integer(i) => Val::Int(i),
+                ValueRef::Real(f) => Val::Int(f as i64),
+                ValueRef::Text(t) => Val::Text(String::from_utf8_lossy(t).into_owned()),
+                ValueRef::Blob(b) => Val::Blob(b.to_vec()),
+            });
+        }
+        out.push(Row {
+            names: names.clone(),
+            vals,
+        });
+    }
+    Ok(out)
+}
+
+impl Db for rusqlite::Connection {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64> {
+        let mut stmt = self.prepare_cached(sql)?;
+        Ok(stmt.execute(rusqlite::params_from_iter(params.iter()))? as u64)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Param]) -> Result<Vec<Row>> {
+        let mut stmt = self.prepare_cached(sql)?;
+        sqlite_rows(&mut stmt, params)
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<()> {
+        Ok(self.execute_batch(sql)?)
+    }
+}
+
+// ---- PostgreSQL ----
+
+impl postgres::types::ToSql for Param {
+    fn to_sql(
+        &self,
+        ty: &postgres::types::Type,
+        out: &mut bytes::BytesMut,
+    ) -> std::result::Result<postgres::types::IsNull, Box<dyn std::error::Error + Sync + Send>>
+    {
+        use postgres::types::{IsNull, Type};
+        match self {
+            Param::Null => Ok(IsNull::Yes),
+            Param::Int(i) if *ty == Type::INT4 => i32::try_from(*i)?.to_sql(ty, out),
+            Param::Int(i) => i.to_sql(ty, out),
+            Param::Text(s) => s.as_str().to_sql(ty, out),
+            Param::Blob(b) => b.as_slice().to_sql(ty, out),
+        }
+    }
+
+    fn accepts(_: &postgres::types::Type) -> bool {
+        true
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+/// `?1` → `$1`: statements are written once, for both.
+fn pg_sql(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len());
+    let mut chars = sql.chars().peekable();
+    let mut in_string = false;
+    while let Some(c) = chars.next() {
+        if c == '\'' {
+            in_string = !in_string;
+        }
+        if c == '?' && !in_string && chars.peek().is_some_and(char::is_ascii_digit) {
+            out.push('$');
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
+/// A PostgreSQL connection with its prepared statements.
+pub(crate) struct PgConn {
+    client: postgres::Client,
+    statements: HashMap<String, postgres::Statement>,
+}
+
+fn pg_rows(rows: Vec<postgres::Row>) -> Result<Vec<Row>> {
+    use postgres::types::Type;
+    let Some(first) = rows.first() else {
+        return Ok(Vec::new());
+    };
+    let names: Arc<[String]> = first
+        .columns()
+        .iter()
+        .map(|c| c.name().to_owned())
+        .collect();
+    let types: Vec<Type> = first.columns().iter().map(|c| c.type_().clone()).collect();
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let mut vals = Vec::with_capacity(types.len());
+        for (i, t) in types.iter().enumerate() {
+            let v = match *t {
+                Type::INT8 => r.try_get::<_, Option<i64>>(i)?.map_or(Val::Null, Val::Int),
+                Type::INT4 => r
+                    .try_get::<_, Option<i32>>(i)?
+                    .map_or(Val::Null, |x| Val::Int(i64::from(x))),
+                Type::INT2 => r
+                    .try_get::<_, Option<i16>>(i)?
+                    .map_or(Val::Null, |x| Val::Int(i64::from(x))),
+                Type::NUMERIC | Type::FLOAT8 | Type::FLOAT4 => {
+                    // Not used by the schema; read as text for completeness.
+                    Val::Null
+                }
+                Type::BYTEA => r
+                    .try_get::<_, Option<Vec<u8>>>(i)?
+                    .map_or(Val::Null, Val::Blob),
+                Type::BOOL => r
+                    .try_get::<_, Option<bool>>(i)?
+                    .map_or(Val::Null, |b| Val::Int(i64::from(b))),
+                _ => r
+                    .try_get::<_, Option<String>>(i)?
+                    .map_or(Val::Null, Val::Text),
+            };
+            vals.push(v);
+        }
+        out.push(Row {
+            names: names.clone(),
+            vals,
+        });
+    }
+    Ok(out)
+}
+
+impl PgConn {
+    pub(crate) fn connect(url: &str) -> Result<PgConn> {
+        Ok(PgConn {
+            client: postgres::Client::connect(url, postgres::NoTls)?,
+            statements: HashMap::new(),
+        })
+    }
+
+    fn statement(&mut self, sql: &str) -> Result<postgres::Statement> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.client.prepare(&pg_sql(sql))?;
+        self.statements.insert(sql.to_owned(), s.clone());
+        Ok(s)
+    }
+
+    /// Runs `f` in a transaction: committed if it returns Ok, rolled back otherwise.
+    pub(crate) fn transaction<T>(
+        &mut self,
+        f: impl FnOnce(&mut PgTx<'_>) -> Result<T>,
+    ) -> Result<T> {
+        let PgConn { client, statements } = self;
+        let tx = client.transaction()?;
+        let mut t = PgTx { tx, statements };
+        let out = f(&mut t)?;
+        t.tx.commit()?;
+        Ok(out)
+    }
+}
+
+fn refs(params: &[Param]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
+    params
+        .iter()
+        .map(|p| p as &(dyn postgres::types::ToSql + Sync))
+        .collect()
+}
+
+impl Db for PgConn {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64> {
+        let s = self.statement(sql)?;
+        Ok(self.client.execute(&s, &refs(params))?)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Param]) -> Result<Vec<Row>> {
+        let s = self.statement(sql)?;
+        pg_rows(self.client.query(&s, &refs(params))?)
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<()> {
+        Ok(self.client.batch_execute(sql)?)
+    }
+}
+
+/// A transaction on a PostgreSQL connection.
+pub(crate) struct PgTx<'a> {
+    tx: postgres::Transaction<'a>,
+    statements: &'a mut HashMap<String, postgres::Statement>,
+}
+
+impl PgTx<'_> {
+    fn statement(&mut self, sql: &str) -> Result<postgres::Statement> {
+        if let Some(s) = self.statements.get(sql) {
+            return Ok(s.clone());
+        }
+        let s = self.tx.prepare(&pg_sql(sql))?;
+        self.statements.insert(sql.to_owned(), s.clone());
+        Ok(s)
+    }
+}
+
+impl Db for PgTx<'_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Postgres
+    }
+
+    fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64> {
+        let s = self.statement(sql)?;
+        Ok(self.tx.execute(&s, &refs(params))?)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Param]) -> Result<Vec<Row>> {
+        let s = self.statement(sql)?;
+        pg_rows(self.tx.query(&s, &refs(params))?)
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<()> {
+        Ok(self.tx.batch_execute(sql)?)
+    }
+}
+
+/// A transaction on the SQLite connection.
+impl Db for rusqlite::Transaction<'_> {
+    fn dialect(&self) -> Dialect {
+        Dialect::Sqlite
+    }
+
+    fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64> {
+        let mut stmt = self.prepare_cached(sql)?;
+        Ok(stmt.execute(rusqlite::params_from_iter(params.iter()))? as u64)
+    }
+
+    fn query(&mut self, sql: &str, params: &[Param]) -> Result<Vec<Row>> {
+        let mut stmt = self.prepare_cached(sql)?;
+        sqlite_rows(&mut stmt, params)
+    }
+
+    fn batch(&mut self, sql: &str) -> Result<()> {
+        Ok(self.execute_batch(sql)?)
+    }
+}
+
+/// The backend: where connections come from.
+pub(crate) enum Backend {
+    Sqlite(Mutex<rusqlite::Connection>),
+    /// Idle connections; more are opened when all are busy, up to the limit.
+    Postgres {
+        url: String,
+        idle: Mutex<Vec<PgConn>>,
+    },
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl Backend {
+    /// Runs `f` with a connection.
+    pub(crate) fn with<T>(&self, f: impl FnOnce(&mut dyn Db) -> Result<T>) -> Result<T> {
+        match self {
+            Backend::Sqlite(c) => f(&mut *lock(c)),
+            Backend::Postgres { url, idle } => {
+                let conn = lock(idle).pop();
+                let mut conn = match conn {
+                    Some(c) if !c.client.is_closed() => c,
+                    _ => PgConn::connect(url)?,
+                };
+                let out = f(&mut conn);
+                // A connection that failed mid-statement may be broken: not kept.
+                if !conn.client.is_closed() {
+                    let mut pool = lock(idle);
+                    if pool.len() < 16 {
+                        pool.push(conn);
+                    }
+                }
+                out
+            }
+        }
+    }
+
+    /// Runs `f` in a transaction: all of it, or nothing.
+    pub(crate) fn tx<T>(&self, f: impl FnOnce(&mut dyn Db) -> Result<T>) -> Result<T> {
+        match self {
+            Backend::Sqlite(c) => {
+                let mut c = lock(c);
+                let mut tx = c.transaction()?;
+                let out = f(&mut tx)?;
+                tx.commit()?;
+                Ok(out)
+            }
+            Backend::Postgres { url, idle } => {
+                let conn = lock(idle).pop();
+                let mut conn = match conn {
+                    Some(c) if !c.client.is_closed() => c,
+                    _ => PgConn::connect(url)?,
+                };
+                let out = conn.transaction(|t| f(t));
+                if !conn.client.is_closed() {
+                    let mut pool = lock(idle);
+                    if pool.len() < 16 {
+                        pool.push(conn);
+                    }
+                }
+                out
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn placeholders_become_postgres_ones_outside_strings() {
+        assert_eq!(
+            super::pg_sql("SELECT '?1' || ?1 FROM t WHERE a = ?12"),
+            "SELECT '?1' || $1 FROM t WHERE a = $12"
+        );
+    }
+}
