@@ -4,6 +4,7 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::Deserialize;
 
@@ -78,13 +79,27 @@ pub(crate) struct RawRepo {
 #[derive(Clone)]
 pub struct RepoConfig {
     pub name: String,
-    /// A local bare repository.
+    /// A local bare repository: the configured `path`, or the mirror of a polled `url`
+    /// (`data_dir/mirrors/<name>.git`). Everything that reads commits reads them here.
     pub path: PathBuf,
+    /// Set for a `url` repository: the server fetches it into `path` at this interval.
+    pub poll: Option<Poll>,
     pub webhook_secret: Option<String>,
     pub default_branch: String,
     /// Where to post commit statuses, if anywhere.
     pub forge: Option<Forge>,
 }
+
+/// A remote repository the server polls.
+#[derive(Clone)]
+pub struct Poll {
+    /// Anything `git fetch` accepts (a path, `file://`, `https://`, `ssh://`, `host:path`).
+    pub url: String,
+    pub interval: Duration,
+}
+
+/// How often a `url` repository is fetched when `poll_interval` is not given.
+pub(crate) const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
 
 /// A forge's commit status API (GitHub's and Gitea's have the same shape).
 #[derive(Clone)]
@@ -99,6 +114,10 @@ impl std::fmt::Debug for RepoConfig {
         f.debug_struct("RepoConfig")
             .field("name", &self.name)
             .field("path", &self.path)
+            .field(
+                "poll",
+                &self.poll.as_ref().map(|p| (redact_url(&p.url), p.interval)),
+            )
             .field(
                 "webhook_secret",
                 &self.webhook_secret.as_ref().map(|_| "<redacted>"),
@@ -219,18 +238,55 @@ impl Config {
             .unwrap_or_else(|| PathBuf::from("pipewright-data"));
         let mut repos = Vec::new();
         for r in raw.repos {
-            if r.url.is_some() || r.poll_interval.is_some() {
+            if r.name.trim().is_empty() {
                 return Err(ConfigError::Invalid {
-                    key: format!("repos.{}", r.name),
-                    message: "`url` repositories (polling) are not supported yet; use `path`"
-                        .into(),
+                    key: "repos.name".into(),
+                    message: "a repository needs a non-empty `name`".into(),
                 });
             }
-            let Some(path) = r.path else {
-                return Err(ConfigError::Invalid {
-                    key: format!("repos.{}", r.name),
-                    message: "needs `path` (a local bare repository)".into(),
-                });
+            let (path, poll) = match (r.path, r.url) {
+                (Some(path), None) => {
+                    if r.poll_interval.is_some() {
+                        return Err(ConfigError::Invalid {
+                            key: format!("repos.{}.poll_interval", r.name),
+                            message: "only applies to a `url` repository (a `path` repository is told of pushes by its hook)".into(),
+                        });
+                    }
+                    (path, None)
+                }
+                (None, Some(url)) => {
+                    if url.trim().is_empty() {
+                        return Err(ConfigError::Invalid {
+                            key: format!("repos.{}.url", r.name),
+                            message: "is empty".into(),
+                        });
+                    }
+                    let interval = match &r.poll_interval {
+                        None => DEFAULT_POLL_INTERVAL,
+                        Some(text) => parse_interval(text).ok_or_else(|| ConfigError::Invalid {
+                            key: format!("repos.{}.poll_interval", r.name),
+                            message: format!(
+                                "`{text}` is not a duration of at least one second like 30s, 5m, 1h or 1m30s"
+                            ),
+                        })?,
+                    };
+                    (
+                        mirror_path(&data_dir, &r.name),
+                        Some(Poll { url, interval }),
+                    )
+                }
+                (Some(_), Some(_)) => {
+                    return Err(ConfigError::Invalid {
+                        key: format!("repos.{}", r.name),
+                        message: "has both `path` and `url`: use `path` for a local bare repository that is pushed to, `url` (with `poll_interval`) for one the server fetches".into(),
+                    });
+                }
+                (None, None) => {
+                    return Err(ConfigError::Invalid {
+                        key: format!("repos.{}", r.name),
+                        message: "needs `path` (a local bare repository) or `url` (a repository the server fetches every `poll_interval`)".into(),
+                    });
+                }
             };
             if repos.iter().any(|x: &RepoConfig| x.name == r.name) {
                 return Err(ConfigError::Invalid {
@@ -263,6 +319,7 @@ impl Config {
             repos.push(RepoConfig {
                 name: r.name,
                 path,
+                poll,
                 webhook_secret: r.webhook_secret,
                 default_branch: r.default_branch.unwrap_or_else(|| "main".into()),
                 forge,
@@ -298,5 +355,181 @@ impl Config {
 
     pub fn repo(&self, name: &str) -> Option<&RepoConfig> {
         self.repos.iter().find(|r| r.name == name)
+    }
+}
+
+/// Where the mirror of a polled repository lives: `data_dir/mirrors/<name>.git`, the name
+/// percent-escaped so that `acme/app` and `acme_app` get different directories and no name
+/// leaves `mirrors/`.
+fn mirror_path(data_dir: &Path, name: &str) -> PathBuf {
+    let mut escaped = String::new();
+    for b in name.bytes() {
+        if b.is_ascii_alphanumeric() || b == b'-' || b == b'_' {
+            escaped.push(char::from(b));
+        } else {
+            escaped.push_str(&format!("%{b:02X}"));
+        }
+    }
+    data_dir.join("mirrors").join(format!("{escaped}.git"))
+}
+
+/// `30s`, `5m`, `1h`, `1m30s`: whole numbers of hours, minutes and seconds, at least one
+/// second in all (a fetch more often than that is a mistake, not a setting).
+fn parse_interval(text: &str) -> Option<Duration> {
+    let mut total: u64 = 0;
+    let mut rest = text.trim();
+    if rest.is_empty() {
+        return None;
+    }
+    while !rest.is_empty() {
+        let digits = rest
+            .find(|c: char| !c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        if digits == 0 {
+            return None;
+        }
+        let n: u64 = rest[..digits].parse().ok()?;
+        rest = &rest[digits..];
+        let unit_len = rest
+            .find(|c: char| c.is_ascii_digit())
+            .unwrap_or(rest.len());
+        let seconds = match &rest[..unit_len] {
+            "s" => 1,
+            "m" => 60,
+            "h" => 3600,
+            _ => return None,
+        };
+        rest = &rest[unit_len..];
+        total = total.checked_add(n.checked_mul(seconds)?)?;
+    }
+    (total >= 1).then(|| Duration::from_secs(total))
+}
+
+/// A URL with its credentials replaced, for logs and `Debug`: the password of
+/// `user:password@`, or the whole user part of an HTTP URL (`https://TOKEN@host/...` is how
+/// forges take tokens). An ssh user (`ssh://git@host`) is not a secret and stays.
+pub(crate) fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find('/').unwrap_or(rest.len());
+    let (authority, path) = rest.split_at(authority_end);
+    let Some((userinfo, host)) = authority.rsplit_once('@') else {
+        return url.to_owned();
+    };
+    let user = match userinfo.split_once(':') {
+        Some((user, _)) => format!("{user}:<redacted>"),
+        None if scheme.starts_with("http") => "<redacted>".to_owned(),
+        None => userinfo.to_owned(),
+    };
+    format!("{scheme}://{user}@{host}{path}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load(toml_text: &str) -> Result<Config, ConfigError> {
+        let raw: RawConfig = toml::from_str(toml_text).expect("valid TOML");
+        Config::check(raw)
+    }
+
+    fn invalid(toml_text: &str) -> (String, String) {
+        match load(toml_text) {
+            Err(ConfigError::Invalid { key, message }) => (key, message),
+            other => panic!("expected a config error, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn intervals() {
+        for (text, secs) in [
+            ("1s", Some(1)),
+            ("30s", Some(30)),
+            ("5m", Some(300)),
+            ("1h", Some(3600)),
+            ("1m30s", Some(90)),
+            (" 2m ", Some(120)),
+            ("0s", None),
+            ("30", None),
+            ("s", None),
+            ("", None),
+            ("5 m", None),
+            ("1.5m", None),
+            ("-1s", None),
+            ("10d", None),
+            ("99999999999999999999s", None),
+            ("9999999999999999h", None),
+        ] {
+            assert_eq!(
+                parse_interval(text),
+                secs.map(Duration::from_secs),
+                "`{text}`"
+            );
+        }
+    }
+
+    #[test]
+    fn a_url_repository_is_polled_into_a_mirror() {
+        let c = load(
+            "data_dir = \"/d\"\n[[repos]]\nname = \"acme/app\"\nurl = \"https://u:pw@example.com/app.git\"\npoll_interval = \"5m\"\n[[repos]]\nname = \"acme_app\"\nurl = \"/srv/app\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.repos[0].path, Path::new("/d/mirrors/acme%2Fapp.git"));
+        let poll = c.repos[0].poll.as_ref().unwrap();
+        assert_eq!(poll.interval, Duration::from_secs(300));
+        assert_eq!(c.repos[1].path, Path::new("/d/mirrors/acme_app.git"));
+        assert_eq!(
+            c.repos[1].poll.as_ref().unwrap().interval,
+            DEFAULT_POLL_INTERVAL
+        );
+        let debug = format!("{c:?}");
+        assert!(
+            debug.contains("https://u:<redacted>@example.com/app.git") && !debug.contains("pw@"),
+            "{debug}"
+        );
+        let local = load("[[repos]]\nname = \"a\"\npath = \"/srv/a.git\"\n").unwrap();
+        assert!(local.repos[0].poll.is_none());
+    }
+
+    #[test]
+    fn repository_source_errors_name_the_repository_and_key() {
+        let (key, message) =
+            invalid("[[repos]]\nname = \"a\"\nurl = \"/srv/a\"\npoll_interval = \"soon\"\n");
+        assert_eq!(key, "repos.a.poll_interval");
+        assert!(message.contains("`soon` is not a duration"), "{message}");
+        let (key, message) =
+            invalid("[[repos]]\nname = \"a\"\npath = \"/a.git\"\nurl = \"/srv/a\"\n");
+        assert_eq!(key, "repos.a");
+        assert!(message.contains("both `path` and `url`"), "{message}");
+        let (key, message) = invalid("[[repos]]\nname = \"a\"\n");
+        assert_eq!(key, "repos.a");
+        assert!(message.contains("needs `path`"), "{message}");
+        let (key, message) =
+            invalid("[[repos]]\nname = \"a\"\npath = \"/a.git\"\npoll_interval = \"1m\"\n");
+        assert_eq!(key, "repos.a.poll_interval");
+        assert!(message.contains("only applies to a `url`"), "{message}");
+        let (key, _) = invalid("[[repos]]\nname = \"a\"\nurl = \"\"\n");
+        assert_eq!(key, "repos.a.url");
+        let (key, _) = invalid("[[repos]]\nname = \"\"\nurl = \"/srv/a\"\n");
+        assert_eq!(key, "repos.name");
+    }
+
+    #[test]
+    fn urls_lose_their_passwords() {
+        assert_eq!(
+            redact_url("https://bot:s3cret@git.example.com/a/b.git"),
+            "https://bot:<redacted>@git.example.com/a/b.git"
+        );
+        assert_eq!(redact_url("git@host:a/b.git"), "git@host:a/b.git");
+        assert_eq!(redact_url("/srv/git/a"), "/srv/git/a");
+        assert_eq!(
+            redact_url("ssh://git@host/a@b.git"),
+            "ssh://git@host/a@b.git"
+        );
+        assert_eq!(
+            redact_url("https://ghp_token@github.com/a/b"),
+            "https://<redacted>@github.com/a/b"
+        );
     }
 }

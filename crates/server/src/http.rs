@@ -599,15 +599,7 @@ async fn hook_push(
     }
     let store = s.store.clone();
     let ids = blocking(move || {
-        let event = Event {
-            name: "push".into(),
-            payload: serde_json::json!({"ref": body.git_ref, "before": body.before, "after": body.after,
-                "repository": {"full_name": cfg.name}}),
-            git_ref: body.git_ref,
-            sha: body.after,
-            before: Some(body.before),
-            ..Event::default()
-        };
+        let event = Event::push(&cfg.name, &body.git_ref, &body.before, &body.after);
         Ok(trigger::enqueue(&store, &cfg, &event)?)
     })
     .await?;

@@ -16,6 +16,7 @@ mod executor;
 pub mod git;
 mod http;
 mod logs;
+mod poll;
 mod runner_api;
 mod schedule;
 mod secrets;
@@ -118,7 +119,8 @@ pub async fn serve(
             path: url_file.clone(),
             source,
         })?;
-    for repo in &config.repos {
+    // A polled repository's mirror is only written by our fetches: no hook.
+    for repo in config.repos.iter().filter(|r| r.poll.is_none()) {
         git::install_hook(&repo.path, exe, &hook_url, &repo.name, &token_file).map_err(
             |source| ServeError::Hook {
                 repo: repo.name.clone(),
@@ -173,6 +175,12 @@ pub async fn serve(
         wake.clone(),
         shutdown.clone(),
     ));
+    let poll_task = tokio::spawn(poll::run(
+        store.clone(),
+        config.clone(),
+        wake.clone(),
+        shutdown.clone(),
+    ));
     let state = Arc::new(http::AppState {
         store,
         config,
@@ -210,6 +218,7 @@ pub async fn serve(
     let _ = exec_task.await;
     let _ = sched_task.await;
     let _ = reaper.await;
+    let _ = poll_task.await;
     writer.abort();
     Ok(())
 }

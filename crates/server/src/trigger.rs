@@ -34,6 +34,22 @@ pub struct Event {
     pub fork: bool,
 }
 
+impl Event {
+    /// A push of `git_ref` from `before` to `after`, as a post-receive hook or a poll sees it
+    /// (`before` all zeros for a new ref).
+    pub fn push(repo: &str, git_ref: &str, before: &str, after: &str) -> Event {
+        Event {
+            name: "push".into(),
+            payload: serde_json::json!({"ref": git_ref, "before": before, "after": after,
+                "repository": {"full_name": repo}}),
+            git_ref: git_ref.to_owned(),
+            sha: after.to_owned(),
+            before: Some(before.to_owned()),
+            ..Event::default()
+        }
+    }
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum TriggerError {
     #[error(transparent)]

@@ -1,0 +1,304 @@
+//! `pipewright serve` polling a `url` repository: a real server process fetching, every
+//! second, from an upstream work tree that the test commits to with git.
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Repo, git};
+use serde_json::Value;
+
+/// Fires on a push to any branch, so a baseline mistakenly taken for pushes would show.
+const WORKFLOW: &str = "on: push
+jobs:
+  build:
+    runs-on: x
+    steps:
+      - uses: actions/checkout@v4
+      - run: echo \"built $(cat version.txt) on ${{ github.ref_name }}\"
+";
+
+struct Server {
+    dir: tempfile::TempDir,
+    child: Option<Child>,
+    url: String,
+}
+
+impl Server {
+    /// A server polling `upstream` every second as `acme/app`, and `extra` TOML after that.
+    fn start(upstream: &Path, extra: &str) -> Server {
+        let dir = tempfile::tempdir().unwrap();
+        let config = format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{d}/data\"\n[[repos]]\nname = \"acme/app\"\nurl = \"{u}\"\npoll_interval = \"1s\"\n{extra}",
+            d = dir.path().display(),
+            u = upstream.display(),
+        );
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        let mut s = Server {
+            dir,
+            child: None,
+            url: String::new(),
+        };
+        s.spawn();
+        s
+    }
+
+    fn spawn(&mut self) {
+        let url_file = self.dir.path().join("data/listen-url");
+        let _ = std::fs::remove_file(&url_file);
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join("serve.log"))
+            .unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_pipewright"))
+            .args(["serve", "-c"])
+            .arg(self.dir.path().join("config.toml"))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap();
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !url_file.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.url = std::fs::read_to_string(&url_file).expect("server started");
+    }
+
+    fn kill9(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+    }
+
+    fn mirror(&self) -> PathBuf {
+        self.dir.path().join("data/mirrors/acme%2Fapp.git")
+    }
+
+    fn cli(&self, args: &[&str]) -> (i32, String, String) {
+        let out = Command::new(env!("CARGO_BIN_EXE_pipewright"))
+            .args(args)
+            .env("PIPEWRIGHT_SERVER", &self.url)
+            .env_remove("PIPEWRIGHT_TOKEN")
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    }
+
+    /// Runs of `acme/app`, oldest first.
+    fn runs(&self) -> Vec<Value> {
+        let (code, out, err) = self.cli(&["runs", "list", "--json", "--repo", "acme/app"]);
+        assert_eq!(code, 0, "{err}");
+        let mut runs = serde_json::from_str::<Value>(&out)
+            .unwrap()
+            .as_array()
+            .unwrap()
+            .clone();
+        runs.reverse();
+        runs
+    }
+
+    /// Waits until there are `n` runs; fails if there are more.
+    fn wait_runs(&self, n: usize) -> Vec<Value> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let runs = self.runs();
+            assert!(
+                runs.len() <= n,
+                "more than {n} runs: {runs:#?}\n{}",
+                self.log()
+            );
+            if runs.len() == n {
+                return runs;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{} runs, not {n}\n{}",
+                runs.len(),
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn wait_completed(&self, id: i64) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        loop {
+            let (_, out, _) = self.cli(&["runs", "show", "--json", &id.to_string()]);
+            if let Ok(v) = serde_json::from_str::<Value>(&out)
+                && v["status"] == "completed"
+            {
+                return v;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "run {id} did not complete\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits for the server to have fetched `sha` into its mirror, then for three more
+    /// poll intervals, in which nothing should be queued unless something was pushed.
+    fn wait_fetched(&self, sha: &str) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let out = Command::new("git")
+                .arg("--git-dir")
+                .arg(self.mirror())
+                .args(["for-each-ref", "--format=%(objectname)"])
+                .output()
+                .unwrap();
+            if String::from_utf8_lossy(&out.stdout).contains(sha) {
+                break;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "{sha} never fetched\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        std::thread::sleep(Duration::from_secs(3));
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+fn commit(upstream: &Repo, version: &str) -> String {
+    upstream.workflow("ci.yml", WORKFLOW);
+    upstream.file("version.txt", version);
+    upstream.commit(version)
+}
+
+fn assert_push(run: &Value, git_ref: &str, sha: &str) {
+    assert_eq!(run["event"], "push", "{run}");
+    assert_eq!(run["ref"], git_ref, "{run}");
+    assert_eq!(run["sha"], sha, "{run}");
+}
+
+#[test]
+fn pushes_to_a_polled_repository_run_once_and_its_existing_branches_do_not() {
+    // An upstream with history on two branches before the server first sees it.
+    let upstream = Repo::new();
+    commit(&upstream, "v0");
+    git(upstream.path(), &["branch", "old-feature"]);
+    let baseline = commit(&upstream, "v0.1");
+    let mut s = Server::start(
+        upstream.path(),
+        // A repository that cannot be fetched: logged, tried again, nothing else stops.
+        "[[repos]]\nname = \"acme/missing\"\nurl = \"/nonexistent/pipewright-poll-test\"\npoll_interval = \"1s\"\n",
+    );
+    s.wait_fetched(&baseline);
+    assert!(s.runs().is_empty(), "the baseline queued runs\n{}", s.log());
+
+    // A new commit on main: one run, which checks the mirrored commit out and succeeds.
+    let first = commit(&upstream, "v1");
+    let runs = s.wait_runs(1);
+    assert_push(&runs[0], "refs/heads/main", &first);
+    let id = runs[0]["id"].as_i64().unwrap();
+    let run = s.wait_completed(id);
+    assert_eq!(run["conclusion"], "success", "{run}\n{}", s.log());
+    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    assert!(log.contains("[build] built v1 on main"), "{log}");
+
+    // A second commit: exactly one more run.
+    let second = commit(&upstream, "v2");
+    s.wait_fetched(&second);
+    let runs = s.wait_runs(2);
+    assert_push(&runs[1], "refs/heads/main", &second);
+    let run = s.wait_completed(runs[1]["id"].as_i64().unwrap());
+    assert_eq!(run["conclusion"], "success", "{run}\n{}", s.log());
+
+    // A new branch is a push with all zeros before; deleting a branch queues nothing.
+    git(upstream.path(), &["checkout", "-q", "-b", "topic"]);
+    let topic = commit(&upstream, "v3");
+    git(upstream.path(), &["checkout", "-q", "main"]);
+    git(upstream.path(), &["branch", "-D", "old-feature"]);
+    let runs = s.wait_runs(3);
+    assert_push(&runs[2], "refs/heads/topic", &topic);
+    let head = git(upstream.path(), &["rev-parse", "HEAD"]);
+    s.wait_fetched(&head);
+    assert_eq!(s.runs().len(), 3, "{}", s.log());
+
+    // Pushed while the server is down: queued by its first poll after the restart, once.
+    s.kill9();
+    let offline = commit(&upstream, "v4");
+    s.spawn();
+    let runs = s.wait_runs(4);
+    assert_push(&runs[3], "refs/heads/main", &offline);
+    s.wait_fetched(&offline);
+    assert_eq!(s.runs().len(), 4, "{}", s.log());
+    let run = s.wait_completed(runs[3]["id"].as_i64().unwrap());
+    assert_eq!(run["conclusion"], "success", "{run}\n{}", s.log());
+
+    // The unreachable repository was tried at every interval and said why.
+    let log = s.log();
+    assert!(
+        log.matches("polling failed").count() >= 3
+            && log.contains("acme/missing")
+            && log.contains("/nonexistent/pipewright-poll-test"),
+        "{log}"
+    );
+}
+
+#[test]
+fn a_bad_poll_interval_is_a_configuration_error_naming_the_key() {
+    let dir = tempfile::tempdir().unwrap();
+    for (repo, expected) in [
+        (
+            "url = \"/srv/app\"\npoll_interval = \"soon\"\n",
+            "repos.acme/app.poll_interval: `soon` is not a duration",
+        ),
+        (
+            "url = \"/srv/app\"\npoll_interval = \"0s\"\n",
+            "repos.acme/app.poll_interval: `0s` is not a duration",
+        ),
+        (
+            "url = \"/srv/app\"\npath = \"/srv/app.git\"\n",
+            "repos.acme/app: has both `path` and `url`",
+        ),
+        ("webhook_secret = \"x\"\n", "repos.acme/app: needs `path`"),
+    ] {
+        let config = dir.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "listen = \"127.0.0.1:0\"\ndata_dir = \"{}/data\"\n[[repos]]\nname = \"acme/app\"\n{repo}",
+                dir.path().display()
+            ),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_pipewright"))
+            .args(["serve", "-c"])
+            .arg(&config)
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{repo}: {stderr}");
+        assert!(stderr.contains(expected), "{repo}: {stderr}");
+        assert!(
+            !dir.path().join("data").exists(),
+            "a rejected configuration created the data directory"
+        );
+    }
+}
