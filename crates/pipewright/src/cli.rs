@@ -33,7 +33,7 @@ pub(crate) enum Command {
     /// Cancel a run on a server.
     Cancel(CancelArgs),
     /// Run a run's workflow again (same commit and event) on a server.
-    Rerun(CancelArgs),
+    Rerun(RerunArgs),
     /// API tokens of a server.
     #[command(subcommand)]
     Tokens(TokensCommand),
@@ -138,6 +138,16 @@ pub(crate) struct CancelArgs {
     #[command(flatten)]
     pub(crate) server: ServerArgs,
     pub(crate) id: i64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct RerunArgs {
+    #[command(flatten)]
+    pub(crate) server: ServerArgs,
+    pub(crate) id: i64,
+    /// Only the jobs that did not succeed; the successful ones are kept with their outputs.
+    #[arg(long)]
+    pub(crate) failed: bool,
 }
 
 #[derive(Debug, Subcommand)]

@@ -7,8 +7,8 @@ use futures_util::StreamExt;
 use serde_json::Value;
 
 use crate::cli::{
-    CancelArgs, DispatchArgs, HookCommand, LogsArgs, RunsCommand, SecretsCommand, ServerArgs,
-    TokensCommand,
+    CancelArgs, DispatchArgs, HookCommand, LogsArgs, RerunArgs, RunsCommand, SecretsCommand,
+    ServerArgs, TokensCommand,
 };
 
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -254,13 +254,13 @@ pub(crate) fn cancel(args: &CancelArgs) -> Result<u8> {
     })
 }
 
-pub(crate) fn rerun(args: &CancelArgs) -> Result<u8> {
+pub(crate) fn rerun(args: &RerunArgs) -> Result<u8> {
     runtime()?.block_on(async move {
         let c = Client::new(&args.server)?;
         let v = c
             .json(
                 reqwest::Method::POST,
-                &format!("/api/v1/runs/{}/rerun", args.id),
+                &format!("/api/v1/runs/{}/rerun?failed={}", args.id, args.failed),
                 None,
             )
             .await?;

@@ -411,6 +411,62 @@ fn gitea_and_gitlab_webhooks() {
 }
 
 #[test]
+fn rerun_failed_keeps_the_jobs_that_succeeded() {
+    let s = Server::start();
+    let marks = s.dir.path().join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    let m = marks.display();
+    let work = s.commit(
+        "main",
+        &format!(
+            "on: push
+jobs:
+  build:
+    runs-on: x
+    outputs:
+      v: ${{{{ steps.v.outputs.v }}}}
+    steps:
+      - id: v
+        run: echo built >> {m}/build; echo v=7 >> \"$GITHUB_OUTPUT\"; echo build ran
+  test:
+    needs: build
+    runs-on: x
+    steps:
+      - run: echo test >> {m}/test; echo got ${{{{ needs.build.outputs.v }}}}; test -f {m}/fixed
+"
+        ),
+    );
+    s.push(&work, "main");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    assert_eq!(s.wait_completed(id)["conclusion"], "failure");
+    std::fs::write(marks.join("fixed"), "").unwrap();
+    let (code, out, err) = s.cli(&["rerun", &id.to_string(), "--failed"]);
+    assert_eq!(code, 0, "{err}");
+    let again: i64 = out.trim().parse().unwrap();
+    let run = s.wait_completed(again);
+    let (_, log, _) = s.cli(&["logs", &again.to_string()]);
+    assert_eq!(run["conclusion"], "success", "{run}\n{log}");
+    assert_eq!(run["attempt"], 2, "{run}");
+    // `build` was kept (its log and outputs too), not run again; `test` ran again.
+    assert_eq!(
+        std::fs::read_to_string(marks.join("build"))
+            .unwrap()
+            .lines()
+            .count(),
+        1
+    );
+    assert_eq!(
+        std::fs::read_to_string(marks.join("test"))
+            .unwrap()
+            .lines()
+            .count(),
+        2
+    );
+    assert!(log.contains("[build] build ran"), "{log}");
+    assert!(log.contains("[test] got 7"), "{log}");
+}
+
+#[test]
 fn rerun_and_metrics() {
     let s = Server::start();
     let work = s.commit("main", WORKFLOW);

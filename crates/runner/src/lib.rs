@@ -169,6 +169,7 @@ pub async fn run(config: RunnerConfig, shutdown: CancellationToken) -> Result<()
     let config = Arc::new(config);
     std::fs::create_dir_all(&config.work_dir).map_err(io(&config.work_dir))?;
     let client = Client::new(&config.server, &config.credential);
+    let workflows = Arc::new(Workflows::default());
     let slots = Arc::new(Semaphore::new(config.capacity.max(1)));
     let mut running = tokio::task::JoinSet::new();
     let mut backoff = Duration::from_millis(100);
@@ -184,11 +185,13 @@ pub async fn run(config: RunnerConfig, shutdown: CancellationToken) -> Result<()
         };
         match next {
             Ok(Some(lease)) => {
+                tracing::debug!(job = lease.job, "leased");
                 backoff = Duration::from_millis(100);
-                let (client, config) = (client.clone(), config.clone());
+                let (client, config, workflows) =
+                    (client.clone(), config.clone(), workflows.clone());
                 running.spawn(async move {
                     let job = lease.job;
-                    if let Err(e) = execute(&client, &config, lease).await {
+                    if let Err(e) = execute(&client, &config, &workflows, lease).await {
                         tracing::warn!(job, "{e}");
                     }
                     drop(permit);
@@ -550,24 +553,13 @@ fn failed_report(lease: &Lease) -> JobReport {
 /// Everything to run the job: its spec and run environment, from the lease and the source.
 fn prepare(
     config: &RunnerConfig,
+    workflows: &Workflows,
     lease: &Lease,
     job_dir: &Path,
     tar: PathBuf,
 ) -> Result<(JobSpec, RunEnv), RunnerError> {
     let spec = &lease.spec;
-    let source = Source::Archive(tar);
-    let text = engine::read_source_file(&source, &spec.file)
-        .map_err(|e| RunnerError::Job(format!("{}: {e}", spec.file)))?;
-    let parsed = workflow::parse(&text);
-    if let Some(d) = parsed.diagnostics.iter().find(|d| d.is_error()) {
-        return Err(RunnerError::Job(format!(
-            "{}:{}:{}: {}",
-            spec.file, d.span.start.line, d.span.start.col, d.message
-        )));
-    }
-    let wf = parsed
-        .workflow
-        .ok_or_else(|| RunnerError::Job(format!("{} is not a workflow", spec.file)))?;
+    let wf = workflows.get(&tar, &spec.file)?;
     let masker = engine::Masker::new();
     let mut secrets = Map::new();
     for (k, v) in &lease.secrets.secrets {
@@ -601,7 +593,7 @@ fn prepare(
         vars: map_of(&spec.vars),
         inputs: map_of(&spec.inputs),
         run_dir: job_dir.to_owned(),
-        source,
+        source: Source::Archive(tar),
         masker,
         base_env: config.base_env.clone(),
         action_dirs: vec![config.work_dir.join("actions")],
@@ -609,7 +601,7 @@ fn prepare(
         event_path,
     };
     let job = JobSpec {
-        workflow: Arc::new(wf),
+        workflow: wf,
         file: spec.file.clone(),
         workflow_name: spec.workflow_name.clone(),
         job_id: spec.job_id.clone(),
@@ -622,8 +614,61 @@ fn prepare(
     Ok((job, env))
 }
 
+/// Workflows read from sources, parsed, kept per (source, file): the jobs of one run (and
+/// of every run of one commit) read and parse their workflow once per runner.
+#[derive(Default)]
+struct Workflows(
+    std::sync::Mutex<std::collections::HashMap<(PathBuf, String), Arc<workflow::Workflow>>>,
+);
+
+impl Workflows {
+    fn get(&self, tar: &Path, file: &str) -> Result<Arc<workflow::Workflow>, RunnerError> {
+        let key = (tar.to_owned(), file.to_owned());
+        if let Some(w) = self.lock().get(&key) {
+            return Ok(w.clone());
+        }
+        let text = engine::read_source_file(&Source::Archive(tar.to_owned()), file)
+            .map_err(|e| RunnerError::Job(format!("{file}: {e}")))?;
+        let parsed = workflow::parse(&text);
+        if let Some(d) = parsed.diagnostics.iter().find(|d| d.is_error()) {
+            return Err(RunnerError::Job(format!(
+                "{file}:{}:{}: {}",
+                d.span.start.line, d.span.start.col, d.message
+            )));
+        }
+        let wf = Arc::new(
+            parsed
+                .workflow
+                .ok_or_else(|| RunnerError::Job(format!("{file} is not a workflow")))?,
+        );
+        let mut map = self.lock();
+        // A bounded memory: sources come and go with commits.
+        if map.len() >= 64 {
+            map.clear();
+        }
+        map.insert(key, wf.clone());
+        Ok(wf)
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<
+        '_,
+        std::collections::HashMap<(PathBuf, String), Arc<workflow::Workflow>>,
+    > {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+}
+
 /// Runs one leased job to its report.
-async fn execute(client: &Client, config: &RunnerConfig, lease: Lease) -> Result<(), RunnerError> {
+async fn execute(
+    client: &Client,
+    config: &RunnerConfig,
+    workflows: &Workflows,
+    lease: Lease,
+) -> Result<(), RunnerError> {
     let lease = Arc::new(lease);
     let job_dir = config
         .work_dir
@@ -657,10 +702,12 @@ async fn execute(client: &Client, config: &RunnerConfig, lease: Lease) -> Result
     let prepared = async {
         let tar = source(client, config, &lease).await?;
         let had = download_artifacts(client, &lease, &artifacts).await?;
-        let (spec, env) = prepare(config, &lease, &job_dir, tar)?;
+        let (spec, env) = prepare(config, workflows, &lease, &job_dir, tar)?;
         Ok::<_, RunnerError>((spec, env, had))
     }
     .await;
+    let t0 = std::time::Instant::now();
+    tracing::debug!(job = lease.job, "prepared");
     let (report, had) = match prepared {
         Ok((spec, env, had)) => (engine::run_job(&spec, &env, &sink, &cancel).await, had),
         Err(e) => {
@@ -676,9 +723,11 @@ async fn execute(client: &Client, config: &RunnerConfig, lease: Lease) -> Result
             (failed_report(&lease), Vec::new())
         }
     };
+    tracing::debug!(job = lease.job, ms = t0.elapsed().as_millis(), "ran");
     drop(sink);
     let _ = logs.await;
     hb.abort();
+    tracing::debug!(job = lease.job, ms = t0.elapsed().as_millis(), "logs sent");
     let result = if lost.load(Ordering::Relaxed) {
         Err(RunnerError::NotHeld(lease.job))
     } else {
@@ -697,6 +746,7 @@ async fn execute(client: &Client, config: &RunnerConfig, lease: Lease) -> Result
         uploaded.and(done)
     };
     let _ = std::fs::remove_dir_all(&job_dir);
+    tracing::debug!(job = lease.job, ms = t0.elapsed().as_millis(), "reported");
     result
 }
 

@@ -18,6 +18,34 @@ use tokio_util::sync::CancellationToken;
 
 use crate::secrets::Sealer;
 
+/// Per-job wake-ups: whoever completes a job (a runner's report, the reaper) tells the one
+/// dispatcher waiting for it, not every dispatcher of every run.
+#[derive(Default)]
+pub(crate) struct Waiters(std::sync::Mutex<std::collections::HashMap<i64, Arc<Notify>>>);
+
+impl Waiters {
+    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<i64, Arc<Notify>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    fn register(&self, job: i64) -> Arc<Notify> {
+        self.map().entry(job).or_default().clone()
+    }
+
+    fn forget(&self, job: i64) {
+        self.map().remove(&job);
+    }
+
+    /// Wakes the dispatcher of `job` (a permit is kept if it is not waiting right now).
+    pub(crate) fn wake(&self, job: i64) {
+        if let Some(n) = self.map().get(&job) {
+            n.notify_one();
+        }
+    }
+}
+
 /// What the dispatcher of one run needs.
 #[derive(Clone)]
 pub(crate) struct Dispatcher {
@@ -25,11 +53,13 @@ pub(crate) struct Dispatcher {
     pub(crate) sealer: Arc<Sealer>,
     /// Signalled when jobs are queued: waiting runners look.
     pub(crate) queued: Arc<Notify>,
-    /// Signalled when jobs complete: waiting dispatchers look.
-    pub(crate) done: Arc<Notify>,
+    /// Per-job wake-ups when jobs complete.
+    pub(crate) done: Arc<Waiters>,
     pub(crate) run: i64,
     pub(crate) repo: String,
     pub(crate) sha: String,
+    /// A re-run of the failed jobs of this run: its successful jobs are kept.
+    pub(crate) keep_from: Option<i64>,
 }
 
 /// The sealing scope of a job's secrets: they open only as this job's.
@@ -118,6 +148,14 @@ impl Dispatcher {
             );
             report_without_runner(&spec, Conclusion::Failure)
         };
+        if let Some(old) = self.keep_from {
+            let (store, run, name) = (self.store.clone(), self.run, spec.display.clone());
+            match blocking(move || store.reuse_job(run, old, &name)).await {
+                Some(Ok(Some(job))) => return self.report(&spec, &job),
+                Some(Ok(None)) | None => {}
+                Some(Err(e)) => tracing::warn!(run, "keeping a job of run {old}: {e}"),
+            }
+        }
         let labels = match engine::runs_on(&spec, &env) {
             Ok(l) => l,
             Err(e) => return fail(format!("job `{}`: {e}", spec.job_id)),
@@ -172,22 +210,33 @@ impl Dispatcher {
         };
         self.queued.notify_waiters();
         let id = job.id;
+        let wake = self.done.register(id);
+        let report = self.await_job(id, &spec, &wake, &cancel).await;
+        self.done.forget(id);
+        report
+    }
+
+    /// Waits until job `id` is completed (woken by its report; looks now and then anyway,
+    /// for reports taken by another server process); asks it to stop if `cancel` fires.
+    async fn await_job(
+        &self,
+        id: i64,
+        spec: &JobSpec,
+        wake: &Notify,
+        cancel: &CancellationToken,
+    ) -> JobReport {
         let mut asked_to_cancel = false;
         loop {
-            let notified = self.done.notified();
-            tokio::pin!(notified);
-            notified.as_mut().enable();
             let store = self.store.clone();
             match blocking(move || store.job(id)).await {
-                Some(Ok(j)) if j.status == "completed" => return self.report(&spec, &j),
+                Some(Ok(j)) if j.status == "completed" => return self.report(spec, &j),
                 Some(Ok(_)) => {}
                 Some(Err(e)) => tracing::warn!(job = id, "reading a job: {e}"),
                 None => {}
             }
             tokio::select! {
-                () = &mut notified => {}
-                // Another server process may have completed it: look now and then.
-                () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                () = wake.notified() => {}
+                () = tokio::time::sleep(Duration::from_secs(10)) => {}
                 () = cancel.cancelled(), if !asked_to_cancel => {
                     asked_to_cancel = true;
                     let store = self.store.clone();

@@ -43,7 +43,7 @@ pub(crate) struct Executor {
     pub(crate) sealer: Arc<crate::secrets::Sealer>,
     /// Jobs queued / completed: shared with the runner API.
     pub(crate) queued: Arc<Notify>,
-    pub(crate) done: Arc<Notify>,
+    pub(crate) done: Arc<crate::dispatch::Waiters>,
 }
 
 impl Executor {
@@ -131,14 +131,18 @@ impl Executor {
             .repo(&run.repo)
             .ok_or_else(|| ExecError::NoRepo(run.repo.clone()))?;
         let event: trigger::Event = serde_json::from_str(&run.event_json).unwrap_or_default();
-        let files = crate::git::workflows_at(&repo.path, &run.sha)?;
-        let (_, text) = files
-            .into_iter()
-            .find(|(p, _)| *p == run.workflow)
-            .ok_or_else(|| ExecError::NoWorkflow {
-                workflow: run.workflow.clone(),
+        // One file of the commit: `git show`, not a listing of every workflow.
+        let text = engine::read_source_file(
+            &Source::Commit {
+                repo: repo.path.clone(),
                 sha: run.sha.clone(),
-            })?;
+            },
+            &run.workflow,
+        )
+        .map_err(|_| ExecError::NoWorkflow {
+            workflow: run.workflow.clone(),
+            sha: run.sha.clone(),
+        })?;
         let parsed = workflow::parse(&text);
         let invalid = parsed.has_errors();
         let wf = parsed
@@ -282,7 +286,7 @@ impl Executor {
         // Every job instance goes to the runners through the store; how many run at once is
         // up to them.
         let options = engine::Options {
-            parallel: 4096,
+            parallel: 1 << 20,
             only_job: None,
         };
         let dispatcher = crate::dispatch::Dispatcher {
@@ -293,6 +297,7 @@ impl Executor {
             run: run.id,
             repo: run.repo.clone(),
             sha: run.sha.clone(),
+            keep_from: run.rerun_of.filter(|_| run.rerun_failed),
         };
         let report = engine::run_with(
             vec![(planned, Arc::new(env))],

@@ -33,7 +33,7 @@ pub(crate) struct AppState {
     /// Signalled when jobs are queued (long-polling runners look).
     pub(crate) queued: Arc<Notify>,
     /// Signalled when jobs complete (their runs' dispatchers look).
-    pub(crate) done: Arc<Notify>,
+    pub(crate) done: Arc<crate::dispatch::Waiters>,
     /// The server is stopping: long polls end, no job is handed out.
     pub(crate) stopping: tokio_util::sync::CancellationToken,
 }
@@ -425,13 +425,21 @@ async fn run_logs(
         .into_response())
 }
 
+#[derive(Deserialize)]
+struct RerunQuery {
+    /// Only the jobs that did not succeed (and what needs them); the others are kept.
+    failed: Option<bool>,
+}
+
 async fn rerun_run(
     _: Authorized,
     State(s): State<AppStateRef>,
     Path(id): Path<i64>,
+    Query(q): Query<RerunQuery>,
 ) -> Result<Response, ApiError> {
     let store = s.store.clone();
-    let new_id = blocking(move || Ok(store.rerun(id)?)).await?;
+    let failed = q.failed.unwrap_or(false);
+    let new_id = blocking(move || Ok(store.rerun(id, failed)?)).await?;
     s.wake.notify_waiters();
     Ok((
         StatusCode::CREATED,

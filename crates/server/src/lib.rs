@@ -135,7 +135,7 @@ pub async fn serve(
     let config = Arc::new(config);
     let wake = Arc::new(Notify::new());
     let queued = Arc::new(Notify::new());
-    let done = Arc::new(Notify::new());
+    let done = Arc::new(dispatch::Waiters::default());
     let (live, _) = broadcast::channel(4096);
     let (events, rx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(logs::writer(store.clone(), rx, live.clone()));

@@ -275,7 +275,7 @@ pub(crate) async fn finish(
     let conclusion = body.report.conclusion.as_str();
     let report = serde_json::to_string(&body.report).map_err(ApiError::internal)?;
     blocking(move || Ok(store.complete_job(job, runner.id, &lease, conclusion, &report)?)).await?;
-    s.done.notify_waiters();
+    s.done.wake(job);
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -461,7 +461,7 @@ pub(crate) async fn reaper(
     max_attempts: i64,
     lease: Duration,
     queued: Arc<Notify>,
-    done: Arc<Notify>,
+    done: Arc<crate::dispatch::Waiters>,
     stop: tokio_util::sync::CancellationToken,
 ) {
     let every = (lease / 4).clamp(Duration::from_millis(100), Duration::from_secs(5));
@@ -483,7 +483,9 @@ pub(crate) async fn reaper(
                 }
                 if !released.failed.is_empty() {
                     tracing::warn!(jobs = ?released.failed, "runner lost: jobs failed");
-                    done.notify_waiters();
+                    for (job, _) in &released.failed {
+                        done.wake(*job);
+                    }
                 }
             }
             Ok(Err(e)) => tracing::error!("expiring leases: {e}"),

@@ -5,7 +5,7 @@
 //! small pool of connections, each with its prepared statements cached.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 
 use crate::{Result, StoreError};
 
@@ -422,14 +422,58 @@ impl Db for rusqlite::Transaction<'_> {
     }
 }
 
+/// Connections to PostgreSQL a server keeps open at most: callers wait for one beyond.
+const MAX_PG_CONNECTIONS: usize = 16;
+
+/// The PostgreSQL pool: idle connections, and how many are open in all.
+pub(crate) struct PgPool {
+    url: String,
+    state: Mutex<(Vec<PgConn>, usize)>,
+    freed: Condvar,
+}
+
+impl PgPool {
+    fn take(&self) -> Result<PgConn> {
+        let mut state = lock(&self.state);
+        loop {
+            if let Some(c) = state.0.pop() {
+                if !c.client.is_closed() {
+                    return Ok(c);
+                }
+                state.1 -= 1;
+                continue;
+            }
+            if state.1 < MAX_PG_CONNECTIONS {
+                state.1 += 1;
+                drop(state);
+                return PgConn::connect(&self.url).inspect_err(|_| {
+                    lock(&self.state).1 -= 1;
+                    self.freed.notify_one();
+                });
+            }
+            state = self
+                .freed
+                .wait(state)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
+    }
+
+    fn give(&self, conn: PgConn) {
+        let mut state = lock(&self.state);
+        if conn.client.is_closed() {
+            state.1 -= 1;
+        } else {
+            state.0.push(conn);
+        }
+        drop(state);
+        self.freed.notify_one();
+    }
+}
+
 /// The backend: where connections come from.
 pub(crate) enum Backend {
     Sqlite(Mutex<rusqlite::Connection>),
-    /// Idle connections; more are opened when all are busy, up to the limit.
-    Postgres {
-        url: String,
-        idle: Mutex<Vec<PgConn>>,
-    },
+    Postgres(PgPool),
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -437,24 +481,23 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Backend {
+    /// A PostgreSQL backend whose first connection is `first`.
+    pub(crate) fn postgres(url: &str, first: PgConn) -> Backend {
+        Backend::Postgres(PgPool {
+            url: url.to_owned(),
+            state: Mutex::new((vec![first], 1)),
+            freed: Condvar::new(),
+        })
+    }
+
     /// Runs `f` with a connection.
     pub(crate) fn with<T>(&self, f: impl FnOnce(&mut dyn Db) -> Result<T>) -> Result<T> {
         match self {
             Backend::Sqlite(c) => f(&mut *lock(c)),
-            Backend::Postgres { url, idle } => {
-                let conn = lock(idle).pop();
-                let mut conn = match conn {
-                    Some(c) if !c.client.is_closed() => c,
-                    _ => PgConn::connect(url)?,
-                };
+            Backend::Postgres(pool) => {
+                let mut conn = pool.take()?;
                 let out = f(&mut conn);
-                // A connection that failed mid-statement may be broken: not kept.
-                if !conn.client.is_closed() {
-                    let mut pool = lock(idle);
-                    if pool.len() < 16 {
-                        pool.push(conn);
-                    }
-                }
+                pool.give(conn);
                 out
             }
         }
@@ -470,19 +513,10 @@ impl Backend {
                 tx.commit()?;
                 Ok(out)
             }
-            Backend::Postgres { url, idle } => {
-                let conn = lock(idle).pop();
-                let mut conn = match conn {
-                    Some(c) if !c.client.is_closed() => c,
-                    _ => PgConn::connect(url)?,
-                };
+            Backend::Postgres(pool) => {
+                let mut conn = pool.take()?;
                 let out = conn.transaction(|t| f(t));
-                if !conn.client.is_closed() {
-                    let mut pool = lock(idle);
-                    if pool.len() < 16 {
-                        pool.push(conn);
-                    }
-                }
+                pool.give(conn);
                 out
             }
         }

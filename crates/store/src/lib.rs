@@ -21,8 +21,9 @@ use serde::Serialize;
 pub enum StoreError {
     #[error("SQLite: {0}")]
     Sqlite(#[from] rusqlite::Error),
+    /// The error and, when the server said why, its message.
     #[error("PostgreSQL: {0}")]
-    Postgres(#[from] postgres::Error),
+    Postgres(String),
     #[error("the database has no column `{0}` of the expected type")]
     Column(String),
     #[error("the statement returned no row")]
@@ -37,6 +38,15 @@ pub enum StoreError {
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+impl From<postgres::Error> for StoreError {
+    fn from(e: postgres::Error) -> Self {
+        StoreError::Postgres(match e.as_db_error() {
+            Some(db) => format!("{}: {}", db.severity(), db.message()),
+            None => e.to_string(),
+        })
+    }
+}
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
@@ -70,6 +80,10 @@ pub struct Run {
     pub event_json: String,
     #[serde(skip)]
     pub cancel_requested: bool,
+    /// The run this one re-runs, if any.
+    pub rerun_of: Option<i64>,
+    /// A re-run of the failed jobs only: the jobs that succeeded in `rerun_of` are kept.
+    pub rerun_failed: bool,
 }
 
 /// What a trigger asks for.
@@ -249,6 +263,12 @@ CREATE TABLE IF NOT EXISTS runner_tokens (
 );
 ";
 
+/// Columns added to `runs` for re-runs; added to older databases.
+const RUN_COLUMNS: &[(&str, &str)] = &[
+    ("rerun_of", "INTEGER"),
+    ("rerun_failed", "INTEGER NOT NULL DEFAULT 0"),
+];
+
 /// Columns added to `jobs` when jobs became units of scheduling; added to older databases.
 const JOB_COLUMNS: &[(&str, &str)] = &[
     ("labels", "TEXT NOT NULL DEFAULT '[]'"),
@@ -270,11 +290,13 @@ fn postgres_schema() -> String {
         .replace("INTEGER PRIMARY KEY", "BIGSERIAL PRIMARY KEY")
         .replace("INTEGER", "BIGINT")
         .replace("BLOB", "BYTEA");
-    for (name, decl) in JOB_COLUMNS {
-        let decl = decl.replace("INTEGER", "BIGINT").replace("BLOB", "BYTEA");
-        s.push_str(&format!(
-            "ALTER TABLE jobs ADD COLUMN IF NOT EXISTS {name} {decl};\n"
-        ));
+    for (table, columns) in [("runs", RUN_COLUMNS), ("jobs", JOB_COLUMNS)] {
+        for (name, decl) in columns {
+            let decl = decl.replace("INTEGER", "BIGINT").replace("BLOB", "BYTEA");
+            s.push_str(&format!(
+                "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} {decl};\n"
+            ));
+        }
     }
     s
 }
@@ -305,6 +327,8 @@ fn run_from_row(r: &Row) -> Result<Run> {
         finished_at: r.opt_i64("finished_at")?,
         event_json: r.string("event_json")?,
         cancel_requested: r.i64("cancel_requested")? != 0,
+        rerun_of: r.opt_i64("rerun_of")?,
+        rerun_failed: r.i64("rerun_failed")? != 0,
     })
 }
 
@@ -372,13 +396,15 @@ impl Store {
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         conn.execute_batch(SCHEMA)?;
-        let have: Vec<String> = conn
-            .prepare("SELECT name FROM pragma_table_info('jobs')")?
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        for (name, decl) in JOB_COLUMNS {
-            if !have.iter().any(|h| h == name) {
-                conn.execute_batch(&format!("ALTER TABLE jobs ADD COLUMN {name} {decl}"))?;
+        for (table, columns) in [("runs", RUN_COLUMNS), ("jobs", JOB_COLUMNS)] {
+            let have: Vec<String> = conn
+                .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?
+                .query_map([], |r| r.get(0))?
+                .collect::<rusqlite::Result<_>>()?;
+            for (name, decl) in columns {
+                if !have.iter().any(|h| h == name) {
+                    conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {name} {decl}"))?;
+                }
             }
         }
         conn.execute_batch(INDEXES)?;
@@ -399,10 +425,7 @@ impl Store {
         first.batch("SELECT pg_advisory_unlock(7274617769)")?;
         created?;
         Ok(Store {
-            db: Backend::Postgres {
-                url: url.to_owned(),
-                idle: Mutex::new(vec![first]),
-            },
+            db: Backend::postgres(url, first),
         })
     }
 
@@ -695,16 +718,68 @@ impl Store {
         })
     }
 
-    /// A new queued run with the same repository, workflow, event and commit as `id`.
-    pub fn rerun(&self, id: i64) -> Result<i64> {
+    /// A new queued run with the same repository, workflow, event and commit as `id`, as its
+    /// next attempt. With `failed_only`, the jobs that succeeded in `id` are kept rather than
+    /// run again (see [`Store::reuse_job`]).
+    pub fn rerun(&self, id: i64, failed_only: bool) -> Result<i64> {
         let run = self.run(id)?;
-        self.create_run(&NewRun {
-            repo: run.repo,
-            workflow: run.workflow,
-            event: run.event,
-            git_ref: run.git_ref,
-            sha: run.sha,
-            event_json: run.event_json,
+        self.db.with(|c| {
+            c.query_one(
+                "INSERT INTO runs (repo, workflow, event, git_ref, sha, status, created_at, event_json,
+                     attempt, rerun_of, rerun_failed)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?8, ?9, ?10) RETURNING id",
+                params![
+                    &run.repo,
+                    &run.workflow,
+                    &run.event,
+                    &run.git_ref,
+                    &run.sha,
+                    now_ms(),
+                    &run.event_json,
+                    run.attempt + 1,
+                    id,
+                    i64::from(failed_only)
+                ],
+            )?
+            .first_i64()
+        })
+    }
+
+    /// For a re-run of failed jobs: the job `name` of `old_run`, if it succeeded, copied into
+    /// `run` (its report and its log) instead of running again.
+    pub fn reuse_job(&self, run: i64, old_run: i64, name: &str) -> Result<Option<Job>> {
+        self.db.tx(|c| {
+            let Some(old) = c.query_opt(
+                "SELECT id FROM jobs WHERE run_id = ?1 AND name = ?2 AND status = 'completed'
+                 AND conclusion = 'success' AND report IS NOT NULL",
+                params![old_run, name],
+            )?
+            else {
+                return Ok(None);
+            };
+            let old = old.first_i64()?;
+            let n = c.execute(
+                "INSERT INTO jobs (run_id, name, job_id, status, conclusion, started_at, finished_at,
+                     labels, runner_id, attempt, report, reason)
+                 SELECT ?1, name, job_id, status, conclusion, started_at, finished_at, labels,
+                     runner_id, attempt, report, 'kept from run ' || CAST(run_id AS TEXT)
+                 FROM jobs WHERE id = ?2
+                 ON CONFLICT(run_id, name) DO NOTHING",
+                params![run, old],
+            )?;
+            let new = c
+                .query_one(
+                    &format!("SELECT {JOB_FIELDS} FROM jobs WHERE run_id = ?1 AND name = ?2"),
+                    params![run, name],
+                )
+                .and_then(|r| job_from_row(&r))?;
+            if n == 1 {
+                c.execute(
+                    "INSERT INTO log_lines (job, seq, text) SELECT ?1, seq, text FROM log_lines WHERE job = ?2",
+                    params![new.id, old],
+                )?;
+            }
+            Ok(Some(new))
         })
     }
 

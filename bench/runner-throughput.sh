@@ -1,0 +1,110 @@
+#!/usr/bin/env bash
+# 10,000 queued jobs handed to 50 `pipewright runner` processes on this machine: jobs per
+# second from the first lease to the last report, on SQLite and on PostgreSQL.
+# Goal: at least 500 jobs/s dispatched on each.
+#
+#   bench/runner-throughput.sh [sqlite|postgres|both] [JOBS] [RUNNERS]
+#
+# One run of one workflow: 40 jobs with a 250-entry matrix each (10,000 job instances, one
+# `true` step each). The server has no in-process runner; the jobs are all queued before
+# the runners start, so what is measured is leasing, running and reporting.
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+which_db="${1:-both}"
+jobs="${2:-10000}"
+runners="${3:-50}"
+per=250
+groups=$(( (jobs + per - 1) / per ))
+cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+pw="$root/target/release/pipewright"
+PG_BIN=/usr/lib/postgresql/15/bin
+
+bench() {
+  local db="$1" work pids=() pgdir="" url=""
+  work="$(mktemp -d)"
+  chmod 755 "$work"
+  if [ "$db" = postgres ]; then
+    pgdir="$work/pg"
+    mkdir -p "$pgdir" && chown postgres "$pgdir"
+    local port=$(( 20000 + RANDOM % 20000 ))
+    runuser -u postgres -- "$PG_BIN/initdb" -A trust -U postgres -D "$pgdir/data" >/dev/null
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w \
+      -o "-c listen_addresses=127.0.0.1 -p $port -k $pgdir -c fsync=on" start >/dev/null
+    runuser -u postgres -- "$PG_BIN/createdb" -h 127.0.0.1 -p "$port" pw
+    url="postgres://postgres@127.0.0.1:$port/pw"
+  fi
+  git init -q --bare -b main "$work/app.git"
+  {
+    printf 'listen = "127.0.0.1:0"\ndata_dir = "%s/data"\n' "$work"
+    [ -n "$url" ] && printf 'database_url = "%s"\n' "$url"
+    printf '[runner]\nembedded_capacity = 0\n[[repos]]\nname = "bench/app"\npath = "%s/app.git"\n' "$work/app.git" | sed "s#$work/app.git/app.git#$work/app.git#"
+  } > "$work/cfg.toml"
+  sed -i "s#path = \".*\"#path = \"$work/app.git\"#" "$work/cfg.toml"
+  PIPEWRIGHT_LOG=warn "$pw" serve -c "$work/cfg.toml" 2>"$work/serve.log" &
+  local server=$!
+  for _ in $(seq 200); do [ -f "$work/data/listen-url" ] && break; sleep 0.05; done
+  export PIPEWRIGHT_SERVER="$(cat "$work/data/listen-url")"
+  git clone -q "$work/app.git" "$work/src" 2>/dev/null
+  mkdir -p "$work/src/.github/workflows"
+  {
+    printf 'on: workflow_dispatch\njobs:\n'
+    for g in $(seq "$groups"); do
+      printf '  j%s:\n    runs-on: ubuntu-latest\n    strategy:\n      matrix:\n        i: [%s]\n    steps:\n      - run: "true"\n' \
+        "$g" "$(seq -s, 1 "$per")"
+    done
+  } > "$work/src/.github/workflows/t.yml"
+  git -C "$work/src" add -A
+  git -C "$work/src" -c user.name=b -c user.email=b@example.invalid commit -qm t
+  git -C "$work/src" push -q origin HEAD:main 2>/dev/null
+  "$pw" dispatch bench/app t.yml >/dev/null
+  local total=$(( groups * per ))
+  # Wait until every job instance is queued.
+  for _ in $(seq 600); do
+    depth=$(curl -s "$PIPEWRIGHT_SERVER/metrics" | awk '/^pipewright_queue_depth/ {print $2}')
+    [ "${depth:-0}" -ge "$total" ] && break
+    sleep 0.1
+  done
+  for i in $(seq "$runners"); do
+    tok=$("$pw" runners token)
+    PIPEWRIGHT_LOG=${RUNNER_LOG:-warn} "$pw" runner --server "$PIPEWRIGHT_SERVER" --token "$tok" --name "r$i" --work-dir "$work/r$i" 2>"$work/r$i.log" &
+    pids+=($!)
+  done
+  "$pw" dispatch --help >/dev/null
+  # The run ends when its last job has reported.
+  python3 - "$pw" "$total" "$db" "$runners" <<'PY'
+import json, subprocess, sys, time
+pw, total, db, runners = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
+start = None
+while True:
+    out = subprocess.run([pw, "runs", "show", "--json", "1"], capture_output=True, text=True).stdout
+    try:
+        run = json.loads(out)
+    except json.JSONDecodeError:
+        time.sleep(0.2); continue
+    jobs = run.get("jobs", [])
+    started = [j["started_at"] for j in jobs if j.get("started_at")]
+    if run["status"] == "completed":
+        break
+    time.sleep(0.5)
+first = min(j["started_at"] for j in jobs if j.get("started_at"))
+last = max(j["finished_at"] for j in jobs if j.get("finished_at"))
+ok = sum(1 for j in jobs if j["conclusion"] == "success")
+secs = (last - first) / 1000
+print(f"| {db} | {total} jobs, {runners} runners | {secs:.1f} s | {total / secs:.0f} jobs/s | {ok} succeeded, run {run['conclusion']} |")
+PY
+  kill "${pids[@]}" 2>/dev/null || true
+  kill "$server" 2>/dev/null || true
+  wait 2>/dev/null || true
+  if [ -n "$pgdir" ]; then
+    runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$pgdir/data" -m fast stop >/dev/null || true
+  fi
+  [ -n "${KEEP:-}" ] && echo "kept $work" || rm -rf "$work"
+}
+
+echo "| database | load | first lease to last report | dispatched | result |"
+echo "|---|---|---|---|---|"
+case "$which_db" in
+  sqlite) bench sqlite ;;
+  postgres) bench postgres ;;
+  *) bench sqlite; bench postgres ;;
+esac
