@@ -84,22 +84,27 @@ pub(crate) async fn list_runners(
     Ok(Json(serde_json::json!({ "runners": runners })).into_response())
 }
 
+/// Refuses a runner that speaks another version of the protocol, naming both.
+fn same_protocol(version: u32) -> Result<(), ApiError> {
+    if version == protocol::VERSION {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::BAD_REQUEST,
+        format!(
+            "this server speaks runner protocol {}, the runner {version}",
+            protocol::VERSION
+        ),
+    ))
+}
+
 /// `POST /api/v1/runners/register` with a one-time token as bearer.
 pub(crate) async fn register(
     State(s): State<AppStateRef>,
     headers: HeaderMap,
     Json(body): Json<protocol::Register>,
 ) -> Result<Response, ApiError> {
-    if body.version != protocol::VERSION {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "this server speaks runner protocol {}, the runner {}",
-                protocol::VERSION,
-                body.version
-            ),
-        ));
-    }
+    same_protocol(body.version)?;
     let token = headers
         .get("authorization")
         .and_then(|v| v.to_str().ok())
@@ -170,16 +175,7 @@ pub(crate) async fn next_job(
     State(s): State<AppStateRef>,
     Json(body): Json<protocol::Next>,
 ) -> Result<Response, ApiError> {
-    if body.version != protocol::VERSION {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!(
-                "this server speaks runner protocol {}, the runner {}",
-                protocol::VERSION,
-                body.version
-            ),
-        ));
-    }
+    same_protocol(body.version)?;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(body.wait_ms.min(60_000));
     let (store, id) = (s.store.clone(), runner.id);
     blocking(move || Ok(store.touch_runner(id)?)).await?;

@@ -189,19 +189,27 @@ fn sqlite_rows(stmt: &mut rusqlite::Statement<'_>, params: &[Param]) -> Result<V
     Ok(out)
 }
 
+fn sqlite_execute(c: &rusqlite::Connection, sql: &str, params: &[Param]) -> Result<u64> {
+    let mut stmt = c.prepare_cached(sql)?;
+    Ok(stmt.execute(rusqlite::params_from_iter(params.iter()))? as u64)
+}
+
+fn sqlite_query(c: &rusqlite::Connection, sql: &str, params: &[Param]) -> Result<Vec<Row>> {
+    let mut stmt = c.prepare_cached(sql)?;
+    sqlite_rows(&mut stmt, params)
+}
+
 impl Db for rusqlite::Connection {
     fn dialect(&self) -> Dialect {
         Dialect::Sqlite
     }
 
     fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64> {
-        let mut stmt = self.prepare_cached(sql)?;
-        Ok(stmt.execute(rusqlite::params_from_iter(params.iter()))? as u64)
+        sqlite_execute(self, sql, params)
     }
 
     fn query(&mut self, sql: &str, params: &[Param]) -> Result<Vec<Row>> {
-        let mut stmt = self.prepare_cached(sql)?;
-        sqlite_rows(&mut stmt, params)
+        sqlite_query(self, sql, params)
     }
 
     fn batch(&mut self, sql: &str) -> Result<()> {
@@ -408,13 +416,11 @@ impl Db for rusqlite::Transaction<'_> {
     }
 
     fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64> {
-        let mut stmt = self.prepare_cached(sql)?;
-        Ok(stmt.execute(rusqlite::params_from_iter(params.iter()))? as u64)
+        sqlite_execute(self, sql, params)
     }
 
     fn query(&mut self, sql: &str, params: &[Param]) -> Result<Vec<Row>> {
-        let mut stmt = self.prepare_cached(sql)?;
-        sqlite_rows(&mut stmt, params)
+        sqlite_query(self, sql, params)
     }
 
     fn batch(&mut self, sql: &str) -> Result<()> {
