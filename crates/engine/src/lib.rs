@@ -22,5 +22,5 @@ pub use error::DefinitionError;
 pub use job::{JobSpec, RunEnv, Source, run_job, runs_on};
 pub use mask::Masker;
 pub use report::{Conclusion, JobReport, RunReport, StepReport, WorkflowReport};
-pub use run::{JobRunner, Local, Options, Planned, read_source_file, run, run_with};
+pub use run::{JobFuture, JobRunner, Local, Options, Planned, read_source_file, run, run_with};
 pub use sink::{JobLabel, Level, Line, Sink};

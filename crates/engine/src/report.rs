@@ -58,6 +58,31 @@ pub struct JobReport {
     pub duration: Duration,
 }
 
+impl JobReport {
+    /// The report of a job instance that ended without running steps: failed before it
+    /// could start, cancelled while queued, its runner lost.
+    pub fn without_steps(
+        id: &str,
+        name: &str,
+        matrix: Option<serde_json::Value>,
+        conclusion: Conclusion,
+    ) -> JobReport {
+        JobReport {
+            id: id.to_owned(),
+            name: name.to_owned(),
+            matrix,
+            outcome: conclusion,
+            conclusion,
+            steps: Vec::new(),
+            outputs: serde_json::Map::new(),
+            coverage: None,
+            environment: None,
+            summary: String::new(),
+            duration: Duration::ZERO,
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct WorkflowReport {
     pub file: String,

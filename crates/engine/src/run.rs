@@ -43,6 +43,9 @@ pub struct Options {
     pub only_job: Option<String>,
 }
 
+/// A job instance's run, to its report.
+pub type JobFuture = std::pin::Pin<Box<dyn std::future::Future<Output = JobReport> + Send>>;
+
 /// Where job instances run. [`Local`] runs them in this process; a server hands them to its
 /// runners and waits for their reports. The graph, `if`s, matrices and outputs are decided
 /// here either way, so a job runs the same wherever it runs.
@@ -53,7 +56,7 @@ pub trait JobRunner: Send + Sync {
         env: Arc<RunEnv>,
         sink: Arc<dyn Sink>,
         cancel: CancellationToken,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = JobReport> + Send>>;
+    ) -> JobFuture;
 }
 
 /// Runs job instances in this process.
@@ -66,7 +69,7 @@ impl JobRunner for Local {
         env: Arc<RunEnv>,
         sink: Arc<dyn Sink>,
         cancel: CancellationToken,
-    ) -> std::pin::Pin<Box<dyn std::future::Future<Output = JobReport> + Send>> {
+    ) -> JobFuture {
         Box::pin(async move { run_job(&spec, &env, sink.as_ref(), &cancel).await })
     }
 }

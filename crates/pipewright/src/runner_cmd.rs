@@ -102,13 +102,7 @@ fn host_name() -> String {
 }
 
 pub(crate) fn run(args: &RunnerArgs) -> Result<u8> {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_env("PIPEWRIGHT_LOG")
-                .unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    crate::serve_cmd::init_logging();
     let work_dir = std::path::absolute(&args.work_dir)
         .with_context(|| format!("work directory {}", args.work_dir.display()))?;
     std::fs::create_dir_all(&work_dir)

@@ -5,7 +5,9 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::ServeArgs;
 
-pub(crate) fn run(args: &ServeArgs) -> Result<u8> {
+/// Structured logs on stderr for the long-running commands (`serve`, `runner`), filtered
+/// by `PIPEWRIGHT_LOG` (default `info`).
+pub(crate) fn init_logging() {
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_env("PIPEWRIGHT_LOG")
@@ -13,6 +15,10 @@ pub(crate) fn run(args: &ServeArgs) -> Result<u8> {
         )
         .with_writer(std::io::stderr)
         .init();
+}
+
+pub(crate) fn run(args: &ServeArgs) -> Result<u8> {
+    init_logging();
     let env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| k.starts_with("PIPEWRIGHT_"))
         .collect();

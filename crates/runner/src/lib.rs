@@ -533,23 +533,6 @@ async fn heartbeats(
     }
 }
 
-/// A report for a job that could not start (its source or definition was unusable).
-fn failed_report(lease: &Lease) -> JobReport {
-    JobReport {
-        id: lease.spec.job_id.clone(),
-        name: lease.spec.display.clone(),
-        matrix: lease.spec.matrix.clone(),
-        outcome: Conclusion::Failure,
-        conclusion: Conclusion::Failure,
-        steps: Vec::new(),
-        outputs: serde_json::Map::new(),
-        coverage: None,
-        environment: None,
-        summary: String::new(),
-        duration: Duration::ZERO,
-    }
-}
-
 /// Everything to run the job: its spec and run environment, from the lease and the source.
 fn prepare(
     config: &RunnerConfig,
@@ -720,7 +703,15 @@ async fn execute(
                     line: None,
                 },
             );
-            (failed_report(&lease), Vec::new())
+            (
+                JobReport::without_steps(
+                    &lease.spec.job_id,
+                    &lease.spec.display,
+                    lease.spec.matrix.clone(),
+                    Conclusion::Failure,
+                ),
+                Vec::new(),
+            )
         }
     };
     tracing::debug!(job = lease.job, ms = t0.elapsed().as_millis(), "ran");

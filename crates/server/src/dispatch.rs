@@ -6,7 +6,6 @@
 //! Nothing lives only here: a restarted server replays the run's graph, and each job it
 //! reaches is found in the store (done, leased or queued) under its name.
 
-use std::pin::Pin;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -74,7 +73,7 @@ impl engine::JobRunner for Dispatcher {
         env: Arc<RunEnv>,
         sink: Arc<dyn Sink>,
         cancel: CancellationToken,
-    ) -> Pin<Box<dyn std::future::Future<Output = JobReport> + Send>> {
+    ) -> engine::JobFuture {
         let me = self.clone();
         Box::pin(async move { me.dispatch(spec, env, sink, cancel).await })
     }
@@ -93,19 +92,12 @@ fn object_of(m: &expr::Map) -> serde_json::Map<String, serde_json::Value> {
 
 /// The report of a job the server ended itself (cancelled while queued, runner lost).
 fn report_without_runner(spec: &JobSpec, conclusion: Conclusion) -> JobReport {
-    JobReport {
-        id: spec.job_id.clone(),
-        name: spec.display.clone(),
-        matrix: spec.matrix.as_ref().map(json_of),
-        outcome: conclusion,
+    JobReport::without_steps(
+        &spec.job_id,
+        &spec.display,
+        spec.matrix.as_ref().map(json_of),
         conclusion,
-        steps: Vec::new(),
-        outputs: serde_json::Map::new(),
-        coverage: None,
-        environment: None,
-        summary: String::new(),
-        duration: Duration::ZERO,
-    }
+    )
 }
 
 fn conclusion_of(s: Option<&str>) -> Conclusion {

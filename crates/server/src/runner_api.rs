@@ -241,11 +241,8 @@ pub(crate) async fn logs(
         .iter()
         .map(|l| (l.seq, l.text.clone()))
         .collect();
-    let (run, name) = blocking(move || {
-        let run = store.append_job_logs(job, runner.id, &lease, &lines)?;
-        Ok((run, store.job(job)?.name))
-    })
-    .await?;
+    let held = blocking(move || Ok(store.append_job_logs(job, runner.id, &lease, &lines)?)).await?;
+    let (run, name) = (held.run_id, held.name);
     for l in batch.lines {
         let _ = s.live.send(Live::Line {
             run,

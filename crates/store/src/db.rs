@@ -264,7 +264,7 @@ fn pg_sql(sql: &str) -> String {
 /// A PostgreSQL connection with its prepared statements.
 pub(crate) struct PgConn {
     client: postgres::Client,
-    statements: HashMap<String, postgres::Statement>,
+    statements: Statements,
 }
 
 fn pg_rows(rows: Vec<postgres::Row>) -> Result<Vec<Row>> {
@@ -322,15 +322,6 @@ impl PgConn {
         })
     }
 
-    fn statement(&mut self, sql: &str) -> Result<postgres::Statement> {
-        if let Some(s) = self.statements.get(sql) {
-            return Ok(s.clone());
-        }
-        let s = self.client.prepare(&pg_sql(sql))?;
-        self.statements.insert(sql.to_owned(), s.clone());
-        Ok(s)
-    }
-
     /// Runs `f` in a transaction: committed if it returns Ok, rolled back otherwise.
     pub(crate) fn transaction<T>(
         &mut self,
@@ -343,6 +334,42 @@ impl PgConn {
         t.tx.commit()?;
         Ok(out)
     }
+}
+
+type Statements = HashMap<String, postgres::Statement>;
+
+/// A statement prepared once per connection (a transaction uses its connection's cache).
+fn pg_statement(
+    client: &mut impl postgres::GenericClient,
+    cache: &mut Statements,
+    sql: &str,
+) -> Result<postgres::Statement> {
+    if let Some(s) = cache.get(sql) {
+        return Ok(s.clone());
+    }
+    let s = client.prepare(&pg_sql(sql))?;
+    cache.insert(sql.to_owned(), s.clone());
+    Ok(s)
+}
+
+fn pg_execute(
+    client: &mut impl postgres::GenericClient,
+    cache: &mut Statements,
+    sql: &str,
+    params: &[Param],
+) -> Result<u64> {
+    let s = pg_statement(client, cache, sql)?;
+    Ok(client.execute(&s, &refs(params))?)
+}
+
+fn pg_query(
+    client: &mut impl postgres::GenericClient,
+    cache: &mut Statements,
+    sql: &str,
+    params: &[Param],
+) -> Result<Vec<Row>> {
+    let s = pg_statement(client, cache, sql)?;
+    pg_rows(client.query(&s, &refs(params))?)
 }
 
 fn refs(params: &[Param]) -> Vec<&(dyn postgres::types::ToSql + Sync)> {
@@ -358,13 +385,11 @@ impl Db for PgConn {
     }
 
     fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64> {
-        let s = self.statement(sql)?;
-        Ok(self.client.execute(&s, &refs(params))?)
+        pg_execute(&mut self.client, &mut self.statements, sql, params)
     }
 
     fn query(&mut self, sql: &str, params: &[Param]) -> Result<Vec<Row>> {
-        let s = self.statement(sql)?;
-        pg_rows(self.client.query(&s, &refs(params))?)
+        pg_query(&mut self.client, &mut self.statements, sql, params)
     }
 
     fn batch(&mut self, sql: &str) -> Result<()> {
@@ -375,18 +400,7 @@ impl Db for PgConn {
 /// A transaction on a PostgreSQL connection.
 pub(crate) struct PgTx<'a> {
     tx: postgres::Transaction<'a>,
-    statements: &'a mut HashMap<String, postgres::Statement>,
-}
-
-impl PgTx<'_> {
-    fn statement(&mut self, sql: &str) -> Result<postgres::Statement> {
-        if let Some(s) = self.statements.get(sql) {
-            return Ok(s.clone());
-        }
-        let s = self.tx.prepare(&pg_sql(sql))?;
-        self.statements.insert(sql.to_owned(), s.clone());
-        Ok(s)
-    }
+    statements: &'a mut Statements,
 }
 
 impl Db for PgTx<'_> {
@@ -395,13 +409,11 @@ impl Db for PgTx<'_> {
     }
 
     fn execute(&mut self, sql: &str, params: &[Param]) -> Result<u64> {
-        let s = self.statement(sql)?;
-        Ok(self.tx.execute(&s, &refs(params))?)
+        pg_execute(&mut self.tx, self.statements, sql, params)
     }
 
     fn query(&mut self, sql: &str, params: &[Param]) -> Result<Vec<Row>> {
-        let s = self.statement(sql)?;
-        pg_rows(self.tx.query(&s, &refs(params))?)
+        pg_query(&mut self.tx, self.statements, sql, params)
     }
 
     fn batch(&mut self, sql: &str) -> Result<()> {

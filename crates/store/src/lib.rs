@@ -986,18 +986,18 @@ impl Store {
     }
 
     /// Appends a held job's log lines (a line already stored under its sequence is ignored,
-    /// so a batch sent twice is stored once). Returns the run of the job.
+    /// so a batch sent twice is stored once). Returns the job.
     pub fn append_job_logs(
         &self,
         job: i64,
         runner: i64,
         lease: &str,
         lines: &[(i64, String)],
-    ) -> Result<i64> {
+    ) -> Result<Job> {
         self.db.tx(|c| {
-            let run = held(c, job, runner, lease)?.run_id;
+            let held = held(c, job, runner, lease)?;
             insert_lines(c, job, lines)?;
-            Ok(run)
+            Ok(held)
         })
     }
 
