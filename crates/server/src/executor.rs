@@ -131,18 +131,21 @@ impl Executor {
             .repo(&run.repo)
             .ok_or_else(|| ExecError::NoRepo(run.repo.clone()))?;
         let event: trigger::Event = serde_json::from_str(&run.event_json).unwrap_or_default();
-        // One file of the commit: `git show`, not a listing of every workflow.
-        let text = engine::read_source_file(
-            &Source::Commit {
-                repo: repo.path.clone(),
+        // Kept with the run by its trigger; else one file of the commit (`git show`).
+        let text = match &run.workflow_text {
+            Some(t) => t.clone(),
+            None => engine::read_source_file(
+                &Source::Commit {
+                    repo: repo.path.clone(),
+                    sha: run.sha.clone(),
+                },
+                &run.workflow,
+            )
+            .map_err(|_| ExecError::NoWorkflow {
+                workflow: run.workflow.clone(),
                 sha: run.sha.clone(),
-            },
-            &run.workflow,
-        )
-        .map_err(|_| ExecError::NoWorkflow {
-            workflow: run.workflow.clone(),
-            sha: run.sha.clone(),
-        })?;
+            })?,
+        };
         let parsed = workflow::parse(&text);
         let invalid = parsed.has_errors();
         let wf = parsed

@@ -1,7 +1,9 @@
 //! Reading the repositories the server builds (local bare repositories) with git.
 
+use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::process::Command;
+use std::sync::{LazyLock, Mutex};
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -41,27 +43,104 @@ pub fn resolve(repo: &Path, rev: &str) -> Result<String, GitError> {
     .to_owned())
 }
 
-/// The workflow files of a commit: (path, text).
-pub fn workflows_at(repo: &Path, sha: &str) -> Result<Vec<(String, String)>, GitError> {
-    let list = git(repo, &["ls-tree", "--name-only", sha, ".github/workflows/"])?;
+/// What was read of commits, by repository and commit ids. A commit never changes, so what
+/// was read of it stays true; the most recent reads are kept (a burst of deliveries or
+/// dispatches for one commit reads git once).
+struct Memo<V> {
+    map: HashMap<String, V>,
+    order: VecDeque<String>,
+}
+
+impl<V: Clone> Memo<V> {
+    const CAPACITY: usize = 256;
+
+    fn new() -> Self {
+        Memo {
+            map: HashMap::new(),
+            order: VecDeque::new(),
+        }
+    }
+
+    fn get(&self, key: &str) -> Option<V> {
+        self.map.get(key).cloned()
+    }
+
+    fn put(&mut self, key: String, value: V) {
+        if self.map.insert(key.clone(), value).is_none() {
+            self.order.push_back(key);
+            while self.order.len() > Self::CAPACITY {
+                if let Some(old) = self.order.pop_front() {
+                    self.map.remove(&old);
+                }
+            }
+        }
+    }
+}
+
+type Workflows = std::sync::Arc<Vec<(String, String)>>;
+static WORKFLOWS: LazyLock<Mutex<Memo<Workflows>>> = LazyLock::new(|| Mutex::new(Memo::new()));
+static CHANGED: LazyLock<Mutex<Memo<std::sync::Arc<Vec<String>>>>> =
+    LazyLock::new(|| Mutex::new(Memo::new()));
+
+/// A full commit id: only these name the same content forever (a branch name moves).
+fn is_commit_id(s: &str) -> bool {
+    (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+fn memo_key(repo: &Path, ids: &[&str]) -> String {
+    format!("{}\0{}", repo.display(), ids.join("\0"))
+}
+
+/// The workflow files of a commit: (path, text). Only regular files count (a directory named
+/// `x.yml` is not a workflow).
+pub fn workflows_at(repo: &Path, sha: &str) -> Result<Workflows, GitError> {
+    let key = memo_key(repo, &[sha]);
+    let cacheable = is_commit_id(sha);
+    if cacheable && let Some(hit) = WORKFLOWS.lock().ok().and_then(|m| m.get(&key)) {
+        return Ok(hit);
+    }
+    // `<mode> <type> <object>\t<path>`: blobs only.
+    let list = git(repo, &["ls-tree", sha, ".github/workflows/"])?;
     let mut out = Vec::new();
-    for path in list
-        .lines()
-        .filter(|p| p.ends_with(".yml") || p.ends_with(".yaml"))
-    {
+    for entry in list.lines() {
+        let Some((meta, path)) = entry.split_once('\t') else {
+            continue;
+        };
+        let is_blob = meta.split(' ').nth(1) == Some("blob");
+        if !is_blob || !(path.ends_with(".yml") || path.ends_with(".yaml")) {
+            continue;
+        }
         let text = git(repo, &["show", &format!("{sha}:{path}")])?;
         out.push((path.to_owned(), text));
+    }
+    let out = std::sync::Arc::new(out);
+    if cacheable && let Ok(mut m) = WORKFLOWS.lock() {
+        m.put(key, out.clone());
     }
     Ok(out)
 }
 
 /// Files changed between two commits; every file when `before` is absent (a new branch).
-pub fn changed_paths(repo: &Path, before: Option<&str>, after: &str) -> Option<Vec<String>> {
-    let text = match before.filter(|b| !b.chars().all(|c| c == '0')) {
+pub fn changed_paths(
+    repo: &Path,
+    before: Option<&str>,
+    after: &str,
+) -> Option<std::sync::Arc<Vec<String>>> {
+    let before = before.filter(|b| !b.chars().all(|c| c == '0'));
+    let key = memo_key(repo, &[before.unwrap_or(""), after]);
+    let cacheable = is_commit_id(after) && before.is_none_or(is_commit_id);
+    if cacheable && let Some(hit) = CHANGED.lock().ok().and_then(|m| m.get(&key)) {
+        return Some(hit);
+    }
+    let text = match before {
         Some(b) => git(repo, &["diff", "--name-only", b, after]).ok()?,
         None => git(repo, &["ls-tree", "-r", "--name-only", after]).ok()?,
     };
-    Some(text.lines().map(str::to_owned).collect())
+    let paths = std::sync::Arc::new(text.lines().map(str::to_owned).collect::<Vec<_>>());
+    if cacheable && let Ok(mut m) = CHANGED.lock() {
+        m.put(key, paths.clone());
+    }
+    Some(paths)
 }
 
 /// Installs a `post-receive` hook that tells the server about every push at once.

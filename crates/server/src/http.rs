@@ -29,6 +29,8 @@ pub(crate) struct AppState {
     pub(crate) live: broadcast::Sender<Live>,
     /// The token the repositories' post-receive hooks present.
     pub(crate) hook_token: String,
+    /// Where webhook deliveries go (stored, then turned into runs).
+    pub(crate) intake: crate::intake::Intake,
     pub(crate) sealer: Arc<crate::secrets::Sealer>,
     /// Signalled when jobs are queued (long-polling runners look).
     pub(crate) queued: Arc<Notify>,
@@ -452,8 +454,15 @@ async fn rerun_run(
 /// runners online.
 async fn metrics(State(s): State<AppStateRef>) -> Result<Response, ApiError> {
     let store = s.store.clone();
-    let (stats, jobs_queued, runners) =
-        blocking(move || Ok((store.stats()?, store.queue_depth()?, store.runners()?))).await?;
+    let (stats, jobs_queued, runners, deliveries) = blocking(move || {
+        Ok((
+            store.stats()?,
+            store.queue_depth()?,
+            store.runners()?,
+            store.pending_count()?,
+        ))
+    })
+    .await?;
     // Online: asked for work or reported within two leases (a long poll lasts 25 s).
     let recent = store::now_ms() - (2 * s.config.lease_ms).max(60_000);
     let online = runners
@@ -487,6 +496,9 @@ async fn metrics(State(s): State<AppStateRef>) -> Result<Response, ApiError> {
     ));
     out.push_str(&format!(
         "# HELP pipewright_runners_online Runners able to take jobs.\n# TYPE pipewright_runners_online gauge\npipewright_runners_online {online}\n"
+    ));
+    out.push_str(&format!(
+        "# HELP pipewright_webhook_deliveries_pending Webhook deliveries accepted, not yet turned into runs.\n# TYPE pipewright_webhook_deliveries_pending gauge\npipewright_webhook_deliveries_pending {deliveries}\n"
     ));
     out.push_str("# HELP pipewright_job_duration_seconds Job durations.\n# TYPE pipewright_job_duration_seconds histogram\n");
     let buckets = [0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
@@ -834,22 +846,27 @@ async fn webhook(
         }
         Delivery::Run(e) => *e,
     };
-    let store = s.store.clone();
-    let ids = blocking(move || {
-        // Idempotent by delivery id: a redelivery queues nothing.
-        if let Some(d) = &delivery
-            && !store.record_delivery(&format!("{forge:?}:{d}"))?
-        {
-            return Ok(None);
-        }
-        Ok(Some(trigger::enqueue(&store, &cfg, &event)?))
-    })
-    .await?;
-    s.wake.notify_waiters();
-    Ok(match ids {
-        Some(ids) => (
-            StatusCode::CREATED,
-            Json(serde_json::json!({ "runs": ids })),
+    // Stored, answered, then turned into runs by the intake. Idempotent by delivery id: a
+    // redelivery queues nothing.
+    let event_json = serde_json::to_string(&event).map_err(ApiError::internal)?;
+    let accepted = s
+        .intake
+        .accept(store::NewDelivery {
+            key: delivery.map(|d| format!("{forge:?}:{d}")),
+            repo: cfg.name.clone(),
+            event_json,
+        })
+        .await
+        .map_err(|e| match e {
+            crate::intake::IntakeError::Stopped => {
+                ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping")
+            }
+            e @ crate::intake::IntakeError::Store(_) => ApiError::internal(e),
+        })?;
+    Ok(match accepted {
+        Some(id) => (
+            StatusCode::ACCEPTED,
+            Json(serde_json::json!({ "delivery": id, "queued": true })),
         )
             .into_response(),
         None => (

@@ -15,6 +15,7 @@ mod dispatch;
 mod executor;
 pub mod git;
 mod http;
+mod intake;
 mod logs;
 mod poll;
 mod runner_api;
@@ -181,12 +182,19 @@ pub async fn serve(
         wake.clone(),
         shutdown.clone(),
     ));
+    let (intake, intake_task) = intake::Intake::start(
+        store.clone(),
+        config.clone(),
+        wake.clone(),
+        shutdown.clone(),
+    );
     let state = Arc::new(http::AppState {
         store,
         config,
         wake,
         live,
         hook_token,
+        intake,
         sealer,
         queued,
         done,
@@ -219,6 +227,7 @@ pub async fn serve(
     let _ = sched_task.await;
     let _ = reaper.await;
     let _ = poll_task.await;
+    let _ = intake_task.await;
     writer.abort();
     Ok(())
 }

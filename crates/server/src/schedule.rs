@@ -51,8 +51,8 @@ fn tick(store: &store::Store, config: &Config, minute: i64) -> usize {
         let Ok(files) = crate::git::workflows_at(&repo.path, &sha) else {
             continue;
         };
-        for (path, text) in files {
-            let Some(wf) = workflow::parse(&text).valid() else {
+        for (path, text) in files.iter() {
+            let Some(wf) = workflow::parse(text).valid() else {
                 continue;
             };
             let Some(t) = wf.on.events.get("schedule") else {
@@ -66,7 +66,7 @@ fn tick(store: &store::Store, config: &Config, minute: i64) -> usize {
                 if !matches {
                     continue;
                 }
-                match store.claim_schedule(&repo.name, &path, &cron.value, minute) {
+                match store.claim_schedule(&repo.name, path, &cron.value, minute) {
                     Ok(true) => {}
                     Ok(false) => continue,
                     Err(e) => {

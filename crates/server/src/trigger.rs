@@ -68,17 +68,24 @@ pub enum TriggerError {
     },
 }
 
-/// Queues the runs `event` fires in `repo`; returns their ids.
+/// Queues the runs `event` fires in `repo` (all in one transaction); returns their ids.
 pub fn enqueue(
     store: &store::Store,
     repo: &RepoConfig,
     event: &Event,
 ) -> Result<Vec<i64>, TriggerError> {
+    let runs = plan(repo, event)?;
+    Ok(store.create_runs(&runs)?)
+}
+
+/// The runs `event` fires in `repo`: one for each workflow of the commit whose triggers
+/// match, with the workflow's text; a failed one for each invalid workflow that would have
+/// run. Reads git only.
+pub fn plan(repo: &RepoConfig, event: &Event) -> Result<Vec<store::NewRun>, TriggerError> {
     let files = git::workflows_at(&repo.path, &event.sha)?;
+    let named = |path: &str, w: &str| path == w || path.rsplit('/').next() == Some(w);
     if let Some(w) = &event.workflow
-        && !files
-            .iter()
-            .any(|(p, _)| p == w || p.rsplit('/').next() == Some(w.as_str()))
+        && !files.iter().any(|(p, _)| named(p, w))
     {
         return Err(TriggerError::NoWorkflow(w.clone()));
     }
@@ -93,25 +100,27 @@ pub fn enqueue(
         git_ref: Some(event.git_ref.clone()),
         base_branch: event.base_ref.clone(),
         action: event.action.clone(),
-        changed_paths: changed,
+        changed_paths: changed.map(|c| c.to_vec()),
     };
     let event_json = serde_json::to_string(event).unwrap_or_default();
-    let mut ids = Vec::new();
-    for (path, text) in files {
+    let mut runs = Vec::new();
+    for (path, text) in files.iter() {
         if let Some(w) = &event.workflow
-            && !(path == *w || path.rsplit('/').next() == Some(w.as_str()))
+            && !named(path, w)
         {
             continue;
         }
-        let new = store::NewRun {
+        let mut new = store::NewRun {
             repo: repo.name.clone(),
             workflow: path.clone(),
             event: event.name.clone(),
             git_ref: event.git_ref.clone(),
             sha: event.sha.clone(),
             event_json: event_json.clone(),
+            workflow_text: Some(text.clone()),
+            failure: None,
         };
-        let parsed = workflow::parse(&text);
+        let parsed = workflow::parse(text);
         if parsed.has_errors() {
             // Only a workflow that would have run is worth a failed run: check its `on` loosely.
             let mentions = text.contains(&event.name);
@@ -127,18 +136,15 @@ pub fn enqueue(
                         )
                     })
                     .collect();
-                ids.push(store.create_failed_run(
-                    &new,
-                    &format!("invalid workflow:\n{}", reason.join("\n")),
-                )?);
+                new.failure = Some(format!("invalid workflow:\n{}", reason.join("\n")));
+                runs.push(new);
             }
             continue;
         }
         let Some(wf) = parsed.workflow else { continue };
-        let mut new = new;
         if event.name == "workflow_dispatch" {
             if !wf.on.events.contains_key("workflow_dispatch") {
-                return Err(TriggerError::NotDispatchable(path));
+                return Err(TriggerError::NotDispatchable(path.clone()));
             }
             // The inputs as the run will see them: typed, defaults filled in.
             let given: expr::Map = event
@@ -161,7 +167,7 @@ pub fn enqueue(
         } else if !wf.fires(&trigger).unwrap_or(false) {
             continue;
         }
-        ids.push(store.create_run(&new)?);
+        runs.push(new);
     }
-    Ok(ids)
+    Ok(runs)
 }

@@ -48,6 +48,11 @@ impl From<Option<&str>> for Param {
         v.map_or(Param::Null, Param::from)
     }
 }
+impl From<Option<i64>> for Param {
+    fn from(v: Option<i64>) -> Self {
+        v.map_or(Param::Null, Param::Int)
+    }
+}
 
 /// Builds a parameter list: `params![a, b]`.
 macro_rules! params {

@@ -26,6 +26,8 @@ pub enum StoreError {
     Postgres(String),
     #[error("the database has no column `{0}` of the expected type")]
     Column(String),
+    #[error("cannot start the SQLite checkpoint thread: {0}")]
+    Thread(#[source] std::io::Error),
     #[error("the statement returned no row")]
     NoRow,
     #[error("run {0} does not exist")]
@@ -84,6 +86,9 @@ pub struct Run {
     pub rerun_of: Option<i64>,
     /// A re-run of the failed jobs only: the jobs that succeeded in `rerun_of` are kept.
     pub rerun_failed: bool,
+    /// The workflow file's text at `sha`, when the trigger kept it.
+    #[serde(skip)]
+    pub workflow_text: Option<String>,
 }
 
 /// What a trigger asks for.
@@ -95,6 +100,28 @@ pub struct NewRun {
     pub git_ref: String,
     pub sha: String,
     pub event_json: String,
+    /// The workflow file's text at `sha`, kept so the run needs no second read of git.
+    pub workflow_text: Option<String>,
+    /// Recorded as completed and failed for this reason (an invalid workflow), not queued.
+    pub failure: Option<String>,
+}
+
+/// A webhook delivery accepted for the intake: its id (forge and delivery id, when the forge
+/// sent one), repository and event.
+#[derive(Debug, Clone)]
+pub struct NewDelivery {
+    pub key: Option<String>,
+    pub repo: String,
+    pub event_json: String,
+}
+
+/// A delivery accepted but not yet turned into runs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PendingDelivery {
+    pub id: i64,
+    pub repo: String,
+    pub event_json: String,
+    pub attempts: i64,
 }
 
 /// A job instance of a run.
@@ -246,6 +273,14 @@ CREATE TABLE IF NOT EXISTS deliveries (
     id TEXT PRIMARY KEY,
     received_at INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS pending_deliveries (
+    id INTEGER PRIMARY KEY,
+    repo TEXT NOT NULL,
+    event_json TEXT NOT NULL,
+    received_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    not_before INTEGER NOT NULL DEFAULT 0
+);
 CREATE TABLE IF NOT EXISTS runners (
     id INTEGER PRIMARY KEY,
     name TEXT NOT NULL,
@@ -267,6 +302,7 @@ CREATE TABLE IF NOT EXISTS runner_tokens (
 const RUN_COLUMNS: &[(&str, &str)] = &[
     ("rerun_of", "INTEGER"),
     ("rerun_failed", "INTEGER NOT NULL DEFAULT 0"),
+    ("workflow_text", "TEXT"),
 ];
 
 /// Columns added to `jobs` when jobs became units of scheduling; added to older databases.
@@ -308,6 +344,8 @@ CREATE INDEX IF NOT EXISTS jobs_runner ON jobs(runner_id, status);";
 /// use `spawn_blocking`.
 pub struct Store {
     db: Backend,
+    /// SQLite: dropping it stops the checkpointer thread.
+    _checkpointer: Option<std::sync::mpsc::Sender<()>>,
 }
 
 fn run_from_row(r: &Row) -> Result<Run> {
@@ -329,6 +367,7 @@ fn run_from_row(r: &Row) -> Result<Run> {
         cancel_requested: r.i64("cancel_requested")? != 0,
         rerun_of: r.opt_i64("rerun_of")?,
         rerun_failed: r.i64("rerun_failed")? != 0,
+        workflow_text: r.opt_string("workflow_text")?,
     })
 }
 
@@ -408,8 +447,30 @@ impl Store {
             }
         }
         conn.execute_batch(INDEXES)?;
+        // Checkpoints (copying the WAL back into the database) run on a connection of their
+        // own, so no commit waits for one while holding the store.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpoints = rusqlite::Connection::open(path)?;
+        checkpoints.busy_timeout(std::time::Duration::from_secs(5))?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(std::time::Duration::from_millis(250))
+                {
+                    if let Err(e) =
+                        checkpoints.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::warn!("SQLite checkpoint: {e}");
+                    }
+                }
+                let _ = checkpoints.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            })
+            .map_err(StoreError::Thread)?;
         Ok(Store {
             db: Backend::Sqlite(Mutex::new(conn)),
+            _checkpointer: Some(stop),
         })
     }
 
@@ -426,6 +487,7 @@ impl Store {
         created?;
         Ok(Store {
             db: Backend::postgres(url, first),
+            _checkpointer: None,
         })
     }
 
@@ -445,29 +507,13 @@ impl Store {
     }
 
     pub fn create_run(&self, new: &NewRun) -> Result<i64> {
-        self.db.with(|c| {
-            c.query_one(
-                "INSERT INTO runs (repo, workflow, event, git_ref, sha, status, created_at, event_json)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7) RETURNING id",
-                params![
-                    &new.repo,
-                    &new.workflow,
-                    &new.event,
-                    &new.git_ref,
-                    &new.sha,
-                    now_ms(),
-                    &new.event_json
-                ],
-            )?
-            .first_i64()
-        })
+        self.db.with(|c| insert_run(c, new))
     }
 
-    /// Records a run that could not start (an invalid workflow): completed, failed, with why.
-    pub fn create_failed_run(&self, new: &NewRun, reason: &str) -> Result<i64> {
-        let id = self.create_run(new)?;
-        self.finish_run(id, "failure", Some(reason))?;
-        Ok(id)
+    /// Records several runs at once (the runs one event fires): all or none.
+    pub fn create_runs(&self, runs: &[NewRun]) -> Result<Vec<i64>> {
+        self.db
+            .tx(|c| runs.iter().map(|r| insert_run(c, r)).collect())
     }
 
     pub fn run(&self, id: i64) -> Result<Run> {
@@ -726,8 +772,8 @@ impl Store {
         self.db.with(|c| {
             c.query_one(
                 "INSERT INTO runs (repo, workflow, event, git_ref, sha, status, created_at, event_json,
-                     attempt, rerun_of, rerun_failed)
-                 VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?8, ?9, ?10) RETURNING id",
+                     attempt, rerun_of, rerun_failed, workflow_text)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
                 params![
                     &run.repo,
                     &run.workflow,
@@ -738,7 +784,8 @@ impl Store {
                     &run.event_json,
                     run.attempt + 1,
                     id,
-                    i64::from(failed_only)
+                    i64::from(failed_only),
+                    run.workflow_text.as_deref()
                 ],
             )?
             .first_i64()
@@ -1218,16 +1265,132 @@ impl Store {
             .i64("n")
         })
     }
+}
 
-    /// Records a webhook delivery id; false if it was seen before.
-    pub fn record_delivery(&self, id: &str) -> Result<bool> {
-        self.db.with(|c| {
-            Ok(c.execute(
-                "INSERT INTO deliveries (id, received_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
-                params![id, now_ms()],
-            )? == 1)
+/// The webhook intake: deliveries are stored as they arrive (answered at once), then turned
+/// into runs by a task; a delivery and the runs it fired are one transaction, so each is
+/// queued exactly once, across restarts and servers.
+impl Store {
+    /// Stores a batch of deliveries in one transaction; for each, its pending id, or `None`
+    /// when its key was seen before (a redelivery).
+    pub fn accept_deliveries(&self, batch: &[NewDelivery]) -> Result<Vec<Option<i64>>> {
+        let now = now_ms();
+        self.db.tx(|c| {
+            batch
+                .iter()
+                .map(|d| {
+                    if let Some(key) = &d.key
+                        && c.execute(
+                            "INSERT INTO deliveries (id, received_at) VALUES (?1, ?2)
+                             ON CONFLICT DO NOTHING",
+                            params![key, now],
+                        )? == 0
+                    {
+                        return Ok(None);
+                    }
+                    c.query_one(
+                        "INSERT INTO pending_deliveries (repo, event_json, received_at)
+                         VALUES (?1, ?2, ?3) RETURNING id",
+                        params![&d.repo, &d.event_json, now],
+                    )?
+                    .first_i64()
+                    .map(Some)
+                })
+                .collect()
         })
     }
+
+    /// Up to `limit` deliveries waiting to be turned into runs, oldest first (those waiting
+    /// for a retry after `now` excepted).
+    pub fn pending_deliveries(&self, limit: i64) -> Result<Vec<PendingDelivery>> {
+        self.db.with(|c| {
+            c.query(
+                "SELECT id, repo, event_json, attempts FROM pending_deliveries
+                 WHERE not_before <= ?1 ORDER BY id LIMIT ?2",
+                params![now_ms(), limit],
+            )?
+            .iter()
+            .map(|r| {
+                Ok(PendingDelivery {
+                    id: r.i64("id")?,
+                    repo: r.string("repo")?,
+                    event_json: r.string("event_json")?,
+                    attempts: r.i64("attempts")?,
+                })
+            })
+            .collect()
+        })
+    }
+
+    /// Deliveries not yet turned into runs.
+    pub fn pending_count(&self) -> Result<i64> {
+        self.db.with(|c| {
+            c.query_one("SELECT count(*) AS n FROM pending_deliveries", &[])?
+                .i64("n")
+        })
+    }
+
+    /// Turns deliveries into their runs in one transaction: each delivery is removed and its
+    /// runs created together. A delivery another server resolved first creates nothing.
+    /// Returns the runs created.
+    pub fn resolve_deliveries(&self, resolved: &[(i64, Vec<NewRun>)]) -> Result<Vec<i64>> {
+        self.db.tx(|c| {
+            let mut ids = Vec::new();
+            for (delivery, runs) in resolved {
+                if c.execute(
+                    "DELETE FROM pending_deliveries WHERE id = ?1",
+                    params![*delivery],
+                )? == 0
+                {
+                    continue;
+                }
+                for run in runs {
+                    ids.push(insert_run(c, run)?);
+                }
+            }
+            Ok(ids)
+        })
+    }
+
+    /// A delivery that could not be read now (git failed): tried again after `delay_ms`.
+    pub fn retry_delivery(&self, id: i64, delay_ms: i64) -> Result<()> {
+        self.db.with(|c| {
+            c.execute(
+                "UPDATE pending_deliveries SET attempts = attempts + 1, not_before = ?2 WHERE id = ?1",
+                params![id, now_ms() + delay_ms],
+            )?;
+            Ok(())
+        })
+    }
+}
+
+/// Inserts a run: queued, or completed and failed when it has a `failure`.
+fn insert_run(c: &mut dyn Db, new: &NewRun) -> Result<i64> {
+    let now = now_ms();
+    let (status, conclusion, finished) = match new.failure {
+        Some(_) => ("completed", Some("failure"), Some(now)),
+        None => ("queued", None, None),
+    };
+    c.query_one(
+        "INSERT INTO runs (repo, workflow, event, git_ref, sha, status, created_at, event_json,
+             workflow_text, conclusion, reason, finished_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
+        params![
+            &new.repo,
+            &new.workflow,
+            &new.event,
+            &new.git_ref,
+            &new.sha,
+            status,
+            now,
+            &new.event_json,
+            new.workflow_text.as_deref(),
+            conclusion,
+            new.failure.as_deref(),
+            finished
+        ],
+    )?
+    .first_i64()
 }
 
 /// Inserts log lines; a line whose (job, seq) is stored already is left as it is.
@@ -1253,7 +1416,49 @@ mod tests {
             git_ref: "refs/heads/main".into(),
             sha: "abc".into(),
             event_json: "{}".into(),
+            workflow_text: None,
+            failure: None,
         }
+    }
+
+    #[test]
+    fn deliveries_become_runs_exactly_once() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(&d.path().join("db.sqlite")).unwrap();
+        let delivery = |key: Option<&str>| NewDelivery {
+            key: key.map(str::to_owned),
+            repo: "r".into(),
+            event_json: "{}".into(),
+        };
+        let ids = s
+            .accept_deliveries(&[delivery(Some("a")), delivery(Some("a")), delivery(None)])
+            .unwrap();
+        assert!(ids[0].is_some() && ids[1].is_none() && ids[2].is_some());
+        assert_eq!(s.accept_deliveries(&[delivery(Some("a"))]).unwrap(), [None]);
+        let pending = s.pending_deliveries(10).unwrap();
+        assert_eq!(pending.len(), 2);
+        // One delivery waits for a retry: not handed out before its time.
+        s.retry_delivery(pending[1].id, 60_000).unwrap();
+        assert_eq!(s.pending_deliveries(10).unwrap().len(), 1);
+        let resolved = [(pending[0].id, vec![new_run("r"), new_run("r")])];
+        assert_eq!(s.resolve_deliveries(&resolved).unwrap().len(), 2);
+        // Resolved again (another server, a retried batch): nothing more.
+        assert!(s.resolve_deliveries(&resolved).unwrap().is_empty());
+        assert_eq!(s.runs(Some("r"), 10).unwrap().len(), 2);
+        assert_eq!(s.pending_count().unwrap(), 1);
+        // A failed run is recorded completed, with its reason.
+        let mut bad = new_run("r");
+        bad.failure = Some("invalid workflow".into());
+        let id = s.create_run(&bad).unwrap();
+        let run = s.run(id).unwrap();
+        assert_eq!(
+            (
+                run.status.as_str(),
+                run.conclusion.as_deref(),
+                run.reason.as_deref()
+            ),
+            ("completed", Some("failure"), Some("invalid workflow"))
+        );
     }
 
     #[test]
@@ -1290,8 +1495,6 @@ mod tests {
         assert!(s.claim_schedule("r", "ci.yml", "* * * * *", 100).unwrap());
         assert!(!s.claim_schedule("r", "ci.yml", "* * * * *", 100).unwrap());
         assert!(s.claim_schedule("r", "ci.yml", "* * * * *", 101).unwrap());
-        assert!(s.record_delivery("d1").unwrap());
-        assert!(!s.record_delivery("d1").unwrap());
         assert_eq!(
             s.request_cancel(b).unwrap().conclusion.as_deref(),
             Some("cancelled")

@@ -169,6 +169,23 @@ impl Server {
         }
     }
 
+    /// Waits until every accepted webhook delivery has been turned into runs.
+    pub fn wait_intake(&self) {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let (status, metrics) = get(&self.url, "/metrics");
+            if status == 200 && metrics.contains("\npipewright_webhook_deliveries_pending 0\n") {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "deliveries still pending\n{metrics}\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     /// A work tree of the bare repository with `workflow` committed on `branch`.
     pub fn commit(&self, branch: &str, workflow: &str) -> PathBuf {
         let work = self.dir.path().join(format!("work-{branch}"));
@@ -206,12 +223,27 @@ impl Drop for Server {
     }
 }
 
+/// A minimal HTTP/1.1 GET; returns (status, body).
+pub fn get(url: &str, path: &str) -> (u16, String) {
+    request(url, "GET", path, &[], b"")
+}
+
 /// A minimal HTTP/1.1 POST; returns (status, body).
 pub fn post(url: &str, path: &str, headers: &[(&str, String)], body: &[u8]) -> (u16, String) {
+    request(url, "POST", path, headers, body)
+}
+
+fn request(
+    url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> (u16, String) {
     let addr = url.trim_start_matches("http://");
     let mut s = TcpStream::connect(addr).unwrap();
     let mut req = format!(
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (k, v) in headers {
