@@ -288,3 +288,99 @@ impl Store {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn file(path: &str, hash: char) -> FileEntry {
+        FileEntry {
+            path: path.into(),
+            mode: 0o100_644,
+            size: 1,
+            hash: hash.to_string().repeat(64),
+        }
+    }
+
+    fn store() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().unwrap();
+        let s = Store::open(&dir.path().join("db")).unwrap();
+        (dir, s)
+    }
+
+    #[test]
+    fn artifacts_are_replaced_by_name_and_expire_with_their_run() {
+        let (_d, s) = store();
+        let run = s
+            .create_run(&crate::NewRun {
+                repo: "r".into(),
+                workflow: "ci.yml".into(),
+                event: "push".into(),
+                git_ref: "refs/heads/main".into(),
+                sha: "abc".into(),
+                event_json: "{}".into(),
+            })
+            .unwrap();
+        s.put_artifact(run, "dist", &[file("a", 'a'), file("b/c", 'b')])
+            .unwrap();
+        s.put_artifact(run, "dist", &[file("a", 'c')]).unwrap();
+        assert_eq!(
+            s.artifact_files(run, "dist").unwrap(),
+            Some(vec![file("a", 'c')])
+        );
+        assert_eq!(s.artifact_files(run, "other").unwrap(), None);
+        let list = s.artifacts(run).unwrap();
+        assert_eq!(
+            (list[0].name.as_str(), list[0].files, list[0].size),
+            ("dist", 1, 1)
+        );
+        assert!(s.blob_visible(&"c".repeat(64), run, "x").unwrap());
+        assert!(!s.blob_visible(&"a".repeat(64), run, "x").unwrap());
+        assert_eq!(
+            s.referenced_blobs().unwrap(),
+            HashSet::from(["c".repeat(64)])
+        );
+        assert_eq!(s.expire_artifacts(0).unwrap(), Expired::default());
+        let expired = s.expire_artifacts(now_ms() + 1).unwrap();
+        assert_eq!(
+            expired,
+            Expired {
+                artifacts: 1,
+                caches: 0
+            }
+        );
+        assert!(s.artifacts(run).unwrap().is_empty());
+        assert!(s.referenced_blobs().unwrap().is_empty());
+    }
+
+    #[test]
+    fn caches_match_the_key_then_each_restore_key_newest_first_and_are_never_overwritten() {
+        let (_d, s) = store();
+        assert!(s.put_cache("r", "deps-linux-1", &[file("x", 'a')]).unwrap());
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(s.put_cache("r", "deps-linux-2", &[file("x", 'b')]).unwrap());
+        assert!(s.put_cache("r", "deps-mac-1", &[file("x", 'c')]).unwrap());
+        assert!(!s.put_cache("r", "deps-linux-1", &[file("x", 'd')]).unwrap());
+        assert!(
+            s.put_cache("other", "deps-linux-9", &[file("x", 'e')])
+                .unwrap()
+        );
+        let hit = s.lookup_cache("r", "deps-linux-1", &[]).unwrap().unwrap();
+        assert_eq!((hit.key.as_str(), hit.exact), ("deps-linux-1", true));
+        assert_eq!(hit.files, vec![file("x", 'a')]);
+        let keys = ["deps-linux-".to_owned(), "deps-".to_owned()];
+        let hit = s.lookup_cache("r", "deps-linux-3", &keys).unwrap().unwrap();
+        assert_eq!((hit.key.as_str(), hit.exact), ("deps-linux-2", false));
+        let keys = ["nope-".to_owned(), "deps-m".to_owned()];
+        let hit = s.lookup_cache("r", "x", &keys).unwrap().unwrap();
+        assert_eq!(hit.key, "deps-mac-1");
+        assert!(
+            s.lookup_cache("r", "x", &["z".to_owned()])
+                .unwrap()
+                .is_none()
+        );
+        assert!(s.lookup_cache("r", "deps-linux-9", &[]).unwrap().is_none());
+        let expired = s.expire_artifacts(now_ms() + 1).unwrap();
+        assert_eq!(expired.caches, 4);
+    }
+}
