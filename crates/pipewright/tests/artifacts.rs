@@ -205,18 +205,34 @@ fn identical_files_are_stored_once_downloaded_as_tar_and_collected_after_retenti
     assert_eq!(list["artifacts"], serde_json::json!([]), "{list}");
     let (status, _) = get(&s, &format!("/api/v1/runs/{first}/artifacts/dist"));
     assert_eq!(status, 404);
-    let (status, tar) = get(&s, &format!("/api/v1/runs/{second}/artifacts/dist"));
-    assert_eq!(status, 200);
+    // The CLI downloads the same.
+    let tar_file = s.dir.path().join("dist.tar");
+    let (code, _, err) = s.cli(&[
+        "artifacts",
+        "download",
+        &second.to_string(),
+        "dist",
+        "-o",
+        tar_file.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "{err}");
     let again = s.dir.path().join("download-again");
-    untar(&tar, &again);
+    untar(&std::fs::read(&tar_file).unwrap(), &again);
+    let (code, out, err) = s.cli(&["artifacts", "list", &second.to_string()]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("dist "), "{out}");
     assert_eq!(
         std::fs::read_to_string(again.join("same.txt")).unwrap(),
         "identical in every run\n"
     );
 
     // The retention itself (90 days) keeps everything recent; GC needs the admin token.
-    let (status, answer) = post(&s.url, "/api/v1/admin/gc", &auth, b"{}");
-    assert_eq!(status, 200, "{answer}");
+    let (code, out, err) = s.cli(&["artifacts", "gc"]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(
+        out.trim(),
+        "deleted 0 artifacts, 0 caches, 0 blobs (0 bytes)"
+    );
     assert_eq!(blobs(&s).len(), 3);
     let (status, _) = post(
         &s.url,
