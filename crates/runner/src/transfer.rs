@@ -3,7 +3,7 @@
 //! blobs the server lacks, so a file it has already (from any run) is not sent again; it
 //! comes down as the manifest and its blobs, each checked against its hash.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -93,12 +93,13 @@ async fn upload_blobs(
     files: &[(ManifestFile, Content)],
 ) -> Result<(), RunnerError> {
     let never = CancellationToken::new();
-    let mut seen = HashSet::new();
-    let hashes: Vec<String> = files
-        .iter()
-        .map(|(f, _)| f.hash.clone())
-        .filter(|h| seen.insert(h.clone()))
-        .collect();
+    let mut by_hash: HashMap<&str, &Content> = HashMap::new();
+    let mut hashes = Vec::new();
+    for (f, content) in files {
+        if by_hash.insert(&f.hash, content).is_none() {
+            hashes.push(f.hash.clone());
+        }
+    }
     let query = protocol::BlobQuery { hashes };
     let missing: protocol::MissingBlobs = retry(&never, || async {
         let resp = client
@@ -110,7 +111,7 @@ async fn upload_blobs(
     })
     .await?;
     for hash in &missing.missing {
-        let Some((_, content)) = files.iter().find(|(f, _)| &f.hash == hash) else {
+        let Some(content) = by_hash.get(hash.as_str()) else {
             continue;
         };
         retry(&never, || async {
