@@ -63,6 +63,24 @@ fn blobs(s: &Server) -> Vec<String> {
     found
 }
 
+/// The text without its ANSI colour sequences (the server's log is coloured).
+fn without_colors(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 fn now_ms() -> i64 {
     i64::try_from(
         SystemTime::now()
@@ -154,9 +172,18 @@ fn identical_files_are_stored_once_downloaded_as_tar_and_collected_after_retenti
     std::thread::sleep(Duration::from_millis(20));
     let second = run(&s, BUILD, &[]);
 
-    // same.txt and run.sh are the same in both runs: stored once; unique.txt twice.
+    // same.txt and run.sh are the same in both runs: stored once; unique.txt twice. The
+    // second upload sent only the file the server lacked.
     let stored = blobs(&s);
     assert_eq!(stored.len(), 4, "{stored:?}");
+    let server_log = without_colors(&s.log());
+    let uploads: Vec<&str> = server_log
+        .lines()
+        .filter(|l| l.contains("artifact uploaded"))
+        .collect();
+    assert_eq!(uploads.len(), 2, "{server_log}");
+    assert!(uploads[0].contains("files=3 sent=3"), "{}", uploads[0]);
+    assert!(uploads[1].contains("files=3 sent=1"), "{}", uploads[1]);
 
     let list = get_json(&s, &format!("/api/v1/runs/{second}/artifacts"));
     assert_eq!(list["artifacts"], serde_json::json!(["dist"]), "{list}");

@@ -86,12 +86,12 @@ fn manifest(dir: &Path) -> Result<Vec<(ManifestFile, Content)>, RunnerError> {
     Ok(out)
 }
 
-/// Uploads the blobs of `files` the server lacks.
+/// Uploads the blobs of `files` the server lacks; how many that was.
 async fn upload_blobs(
     client: &Client,
     lease: &Lease,
     files: &[(ManifestFile, Content)],
-) -> Result<(), RunnerError> {
+) -> Result<usize, RunnerError> {
     let never = CancellationToken::new();
     let mut by_hash: HashMap<&str, &Content> = HashMap::new();
     let mut hashes = Vec::new();
@@ -131,7 +131,14 @@ async fn upload_blobs(
         })
         .await?;
     }
-    Ok(())
+    Ok(missing.missing.len())
+}
+
+/// What [`upload_dir`] did: the answer to the manifest, the files, the blobs sent.
+struct Uploaded<T> {
+    answer: Option<T>,
+    files: usize,
+    sent: usize,
 }
 
 /// Uploads the files under `dir` and puts their manifest with `put` (a path under the
@@ -143,7 +150,7 @@ async fn upload_dir<T: serde::de::DeserializeOwned>(
     dir: &Path,
     put: &str,
     body: impl Fn(Vec<ManifestFile>) -> serde_json::Value,
-) -> Result<Option<T>, RunnerError> {
+) -> Result<Uploaded<T>, RunnerError> {
     let owned = dir.to_owned();
     let files = tokio::task::spawn_blocking(move || manifest(&owned))
         .await
@@ -151,9 +158,10 @@ async fn upload_dir<T: serde::de::DeserializeOwned>(
     let json = body(files.iter().map(|(f, _)| f.clone()).collect());
     let never = CancellationToken::new();
     let mut again = true;
+    let mut sent = 0;
     loop {
-        upload_blobs(client, lease, &files).await?;
-        let sent = retry(&never, || async {
+        sent += upload_blobs(client, lease, &files).await?;
+        let put = retry(&never, || async {
             let resp = client
                 .job_request(Method::PUT, lease, put)
                 .json(&json)
@@ -166,13 +174,19 @@ async fn upload_dir<T: serde::de::DeserializeOwned>(
             Ok(Some(resp.json::<T>().await?))
         })
         .await;
-        match sent {
+        match put {
             Err(RunnerError::Status { status, .. })
                 if status == StatusCode::UNPROCESSABLE_ENTITY && again =>
             {
                 again = false;
             }
-            other => return other,
+            other => {
+                return other.map(|answer| Uploaded {
+                    answer,
+                    files: files.len(),
+                    sent,
+                });
+            }
         }
     }
 }
@@ -307,7 +321,7 @@ pub(crate) async fn upload_artifacts(
         if name.starts_with('.') || had.contains(&name) || !e.path().is_dir() {
             continue;
         }
-        upload_dir::<serde_json::Value>(
+        let up = upload_dir::<serde_json::Value>(
             client,
             lease,
             &e.path(),
@@ -315,6 +329,14 @@ pub(crate) async fn upload_artifacts(
             |files| serde_json::json!(protocol::Manifest { files }),
         )
         .await?;
+        // The files the server had already (from any run) were not sent.
+        tracing::info!(
+            job = lease.job,
+            artifact = name,
+            files = up.files,
+            sent = up.sent,
+            "artifact uploaded"
+        );
     }
     Ok(())
 }
@@ -382,7 +404,7 @@ impl CacheStore for RemoteCache {
 
     fn save<'a>(&'a self, key: &'a str, dir: &'a Path) -> CacheFuture<'a, CacheSaved> {
         Box::pin(async move {
-            let saved: Option<protocol::CacheSaved> =
+            let saved: Uploaded<protocol::CacheSaved> =
                 upload_dir(&self.client, &self.lease, dir, "/caches", |files| {
                     serde_json::json!(protocol::CacheSave {
                         key: key.to_owned(),
@@ -391,7 +413,7 @@ impl CacheStore for RemoteCache {
                 })
                 .await
                 .map_err(backend)?;
-            Ok(if saved.is_some_and(|s| s.created) {
+            Ok(if saved.answer.is_some_and(|s| s.created) {
                 CacheSaved::Created
             } else {
                 CacheSaved::Exists
