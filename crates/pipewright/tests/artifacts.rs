@@ -423,3 +423,49 @@ fn a_cache_saved_on_one_runner_is_restored_on_another() {
         assert!(!local.exists(), "{}", local.display());
     }
 }
+
+#[test]
+fn a_rerun_of_the_failed_jobs_has_the_artifacts_of_the_jobs_it_keeps() {
+    let s = Server::start();
+    let fixed = s.dir.path().join("fixed");
+    let workflow = format!(
+        r#"on: push
+jobs:
+  build:
+    runs-on: ubuntu-latest
+    steps:
+      - run: mkdir dist && echo "built once" > dist/app.txt
+      - uses: actions/upload-artifact@v4
+        with:
+          name: dist
+          path: dist/
+  deploy:
+    needs: build
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/download-artifact@v4
+        with:
+          name: dist
+      - run: |
+          echo "deploying $(cat app.txt)"
+          test -f {}
+"#,
+        fixed.display()
+    );
+    let work = s.commit("main", &workflow);
+    s.push(&work, "main");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    assert_eq!(s.wait_completed(id)["conclusion"], "failure");
+    std::fs::write(&fixed, "").unwrap();
+    let (code, out, err) = s.cli(&["rerun", &id.to_string(), "--failed"]);
+    assert_eq!(code, 0, "{err}");
+    let again: i64 = out.trim().parse().unwrap();
+    let run = s.wait_completed(again);
+    let log = logs(&s, again);
+    assert_eq!(run["conclusion"], "success", "{run}\n{log}");
+    assert!(log.contains("[deploy] deploying built once"), "{log}");
+    // The kept job's artifact belongs to the re-run too; its blobs are shared, not copied.
+    let list = get_json(&s, &format!("/api/v1/runs/{again}/artifacts"));
+    assert_eq!(list["artifacts"], serde_json::json!(["dist"]), "{list}");
+    assert_eq!(blobs(&s).len(), 1);
+}

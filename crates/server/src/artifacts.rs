@@ -213,7 +213,7 @@ pub(crate) async fn put_artifact(
     let files = checked_files(&manifest.files)?;
     present(&blobs(&s), &files).await?;
     let store = s.store.clone();
-    blocking(move || Ok(store.put_artifact(j.run_id, &name, &files)?)).await?;
+    blocking(move || Ok(store.put_artifact(j.run_id, &j.name, &name, &files)?)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 

@@ -91,9 +91,35 @@ fn insert_files(
 
 const FILE_COLUMNS: &str = "path, mode, size, hash";
 
+/// Copies the artifacts job `job` of run `from` uploaded into run `to` (a re-run that keeps
+/// the job): the manifests only, the blobs are shared.
+pub(crate) fn copy_job_artifacts(c: &mut dyn Db, from: i64, to: i64, job: &str) -> Result<()> {
+    let old = c.query(
+        "SELECT id, name, created_at FROM artifacts WHERE run_id = ?1 AND job = ?2",
+        params![from, job],
+    )?;
+    for a in old {
+        let Some(new) = c.query_opt(
+            "INSERT INTO artifacts (run_id, name, job, created_at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (run_id, name) DO NOTHING RETURNING id",
+            params![to, a.string("name")?, job, a.i64("created_at")?],
+        )?
+        else {
+            continue;
+        };
+        c.execute(
+            "INSERT INTO artifact_files (artifact, path, mode, size, hash)
+             SELECT ?1, path, mode, size, hash FROM artifact_files WHERE artifact = ?2",
+            params![new.first_i64()?, a.i64("id")?],
+        )?;
+    }
+    Ok(())
+}
+
 impl Store {
-    /// Records (or replaces) artifact `name` of run `run` with its files.
-    pub fn put_artifact(&self, run: i64, name: &str, files: &[FileEntry]) -> Result<()> {
+    /// Records (or replaces) artifact `name` of run `run`, uploaded by its job `job` (the
+    /// job's name in the run), with its files.
+    pub fn put_artifact(&self, run: i64, job: &str, name: &str, files: &[FileEntry]) -> Result<()> {
         self.db.tx(|c| {
             c.execute(
                 "DELETE FROM artifact_files WHERE artifact IN
@@ -106,9 +132,9 @@ impl Store {
             )?;
             let id = c
                 .query_one(
-                    "INSERT INTO artifacts (run_id, name, created_at) VALUES (?1, ?2, ?3)
+                    "INSERT INTO artifacts (run_id, name, job, created_at) VALUES (?1, ?2, ?3, ?4)
                      RETURNING id",
-                    params![run, name, now_ms()],
+                    params![run, name, job, now_ms()],
                 )?
                 .first_i64()?;
             insert_files(c, "artifact_files", "artifact", id, files)
@@ -321,9 +347,10 @@ mod tests {
                 event_json: "{}".into(),
             })
             .unwrap();
-        s.put_artifact(run, "dist", &[file("a", 'a'), file("b/c", 'b')])
+        s.put_artifact(run, "build", "dist", &[file("a", 'a'), file("b/c", 'b')])
             .unwrap();
-        s.put_artifact(run, "dist", &[file("a", 'c')]).unwrap();
+        s.put_artifact(run, "build", "dist", &[file("a", 'c')])
+            .unwrap();
         assert_eq!(
             s.artifact_files(run, "dist").unwrap(),
             Some(vec![file("a", 'c')])

@@ -270,6 +270,7 @@ CREATE TABLE IF NOT EXISTS artifacts (
     id INTEGER PRIMARY KEY,
     run_id INTEGER NOT NULL REFERENCES runs(id),
     name TEXT NOT NULL,
+    job TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     UNIQUE(run_id, name)
 );
@@ -816,6 +817,7 @@ impl Store {
                     "INSERT INTO log_lines (job, seq, text) SELECT ?1, seq, text FROM log_lines WHERE job = ?2",
                     params![new.id, old],
                 )?;
+                artifacts::copy_job_artifacts(c, old_run, run, name)?;
             }
             Ok(Some(new))
         })
