@@ -52,6 +52,9 @@ pub struct RunEnv {
     pub action_dirs: Vec<PathBuf>,
     /// Shared caches (`actions/cache`, pip) that outlive the run.
     pub cache_dir: PathBuf,
+    /// Where `actions/cache` keeps entries (a remote runner's is the server's store);
+    /// `None`: under `cache_dir`.
+    pub cache_store: Option<Arc<dyn crate::CacheStore>>,
     pub event_path: PathBuf,
 }
 

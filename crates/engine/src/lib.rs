@@ -18,6 +18,9 @@ pub mod report;
 mod run;
 pub mod sink;
 
+pub use actions::cache::{
+    CacheError, CacheFuture, CacheHit, CacheStore, LocalCache, Saved as CacheSaved,
+};
 pub use error::DefinitionError;
 pub use job::{JobSpec, RunEnv, Source, run_job, runs_on};
 pub use mask::Masker;

@@ -34,6 +34,9 @@ pub(crate) enum Command {
     Cancel(CancelArgs),
     /// Run a run's workflow again (same commit and event) on a server.
     Rerun(RerunArgs),
+    /// Artifacts of runs on a server: list, download, collect expired ones.
+    #[command(subcommand)]
+    Artifacts(crate::artifacts_cmd::ArtifactsCommand),
     /// API tokens of a server.
     #[command(subcommand)]
     Tokens(TokensCommand),

@@ -32,7 +32,7 @@ impl Client {
         })
     }
 
-    fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
+    pub(crate) fn request(&self, method: reqwest::Method, path: &str) -> reqwest::RequestBuilder {
         let r = self.http.request(method, format!("{}{path}", self.base));
         match &self.token {
             Some(t) => r.bearer_auth(t),
@@ -40,7 +40,7 @@ impl Client {
         }
     }
 
-    async fn send(&self, r: reqwest::RequestBuilder) -> Result<reqwest::Response> {
+    pub(crate) async fn send(&self, r: reqwest::RequestBuilder) -> Result<reqwest::Response> {
         let resp = r
             .send()
             .await

@@ -2,6 +2,7 @@
 //! their chain; exit codes follow the documented contract (0 ok, 1 a job failed, 2 invalid
 //! workflow or invocation, 130 cancelled).
 
+mod artifacts_cmd;
 mod cli;
 mod client_cmd;
 mod console;
@@ -34,6 +35,7 @@ fn main() -> ExitCode {
         cli::Command::Dispatch(args) => client_cmd::dispatch(&args),
         cli::Command::Cancel(args) => client_cmd::cancel(&args),
         cli::Command::Rerun(args) => client_cmd::rerun(&args),
+        cli::Command::Artifacts(cmd) => artifacts_cmd::artifacts(cmd),
         cli::Command::Secrets(cmd) => client_cmd::secrets(cmd),
         cli::Command::Tokens(cmd) => client_cmd::tokens(cmd),
         cli::Command::Runner(args) => runner_cmd::run(&args),

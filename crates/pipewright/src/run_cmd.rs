@@ -386,6 +386,7 @@ pub(crate) fn run(args: RunArgs) -> Result<u8> {
         base_env: std::env::vars().collect(),
         action_dirs,
         cache_dir: cache_root().join(repo_key),
+        cache_store: None,
         event_path,
     };
     let color = std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();

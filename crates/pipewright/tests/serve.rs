@@ -263,8 +263,19 @@ fn a_server_killed_mid_run_retries_its_job_after_restart() {
     );
     s.push(&work, "main");
     let id = s.runs()[0]["id"].as_i64().unwrap();
+    // Killed once the job is on the in-process runner (not merely the run started).
     let deadline = Instant::now() + Duration::from_secs(20);
-    while s.runs()[0]["status"] != "running" && Instant::now() < deadline {
+    let job_running = || {
+        let (_, out, _) = s.cli(&["runs", "show", "--json", &id.to_string()]);
+        serde_json::from_str::<serde_json::Value>(&out)
+            .is_ok_and(|v| v["jobs"][0]["status"] == "running")
+    };
+    while !job_running() {
+        assert!(
+            Instant::now() < deadline,
+            "the job never started\n{}",
+            s.log()
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     s.kill9();

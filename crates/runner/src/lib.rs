@@ -3,13 +3,15 @@
 //! The runner registers once ([`register`]), then long-polls for jobs, so a job queued on the
 //! server is picked up at once rather than after a poll interval. Each job comes with a lease
 //! the runner keeps alive with heartbeats; its log lines go back in numbered batches (sent
-//! again after a network error; the server keeps each line once), its artifacts are uploaded,
+//! again after a network error; the server keeps each line once), its artifacts are uploaded
+//! (only the files the server lacks), `actions/cache` goes through the server's store,
 //! and its report ends the lease. A cancelled job is stopped; a job whose lease was lost is
 //! stopped without a report (the server has given it to another runner or failed it).
 //!
 //! The server's in-process runner is this same code, talking to its own server over loopback.
 
 pub mod protocol;
+mod transfer;
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -293,106 +295,6 @@ async fn source(
     Ok(tar)
 }
 
-fn tar_cmd(args: &[&std::ffi::OsStr]) -> Result<std::process::Output, RunnerError> {
-    std::process::Command::new("tar")
-        .args(args)
-        .output()
-        .map_err(io(Path::new("tar")))
-}
-
-/// The run's artifacts so far, unpacked into the job's artifact store; their names.
-async fn download_artifacts(
-    client: &Client,
-    lease: &Lease,
-    store: &Path,
-) -> Result<Vec<String>, RunnerError> {
-    let never = CancellationToken::new();
-    let list: protocol::Artifacts = retry(&never, || async {
-        let resp = client
-            .job_request(reqwest::Method::GET, lease, "/artifacts")
-            .send()
-            .await?;
-        Ok(check(resp, Some(lease.job)).await?.json().await?)
-    })
-    .await?;
-    for name in &list.names {
-        let bytes = retry(&never, || async {
-            let resp = client
-                .job_request(reqwest::Method::GET, lease, &format!("/artifacts/{name}"))
-                .send()
-                .await?;
-            Ok(check(resp, Some(lease.job)).await?.bytes().await?)
-        })
-        .await?;
-        let dest = store.join(name);
-        std::fs::create_dir_all(&dest).map_err(io(&dest))?;
-        let tar = store.join(format!(".{name}.tar"));
-        std::fs::write(&tar, &bytes).map_err(io(&tar))?;
-        let out = tar_cmd(&[
-            "-x".as_ref(),
-            "-f".as_ref(),
-            tar.as_os_str(),
-            "-C".as_ref(),
-            dest.as_os_str(),
-        ])?;
-        let _ = std::fs::remove_file(&tar);
-        if !out.status.success() {
-            return Err(RunnerError::Job(format!(
-                "cannot unpack artifact `{name}`: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-    }
-    Ok(list.names)
-}
-
-/// Uploads the artifacts this job made (those not downloaded before it).
-async fn upload_artifacts(
-    client: &Client,
-    lease: &Lease,
-    store: &Path,
-    had: &[String],
-) -> Result<(), RunnerError> {
-    let Ok(entries) = std::fs::read_dir(store) else {
-        return Ok(());
-    };
-    let never = CancellationToken::new();
-    for e in entries.flatten() {
-        let name = e.file_name().to_string_lossy().into_owned();
-        if name.starts_with('.') || had.contains(&name) || !e.path().is_dir() {
-            continue;
-        }
-        let tar = store.join(format!(".{name}.tar"));
-        let dir = e.path();
-        let out = tar_cmd(&[
-            "-c".as_ref(),
-            "-f".as_ref(),
-            tar.as_os_str(),
-            "-C".as_ref(),
-            dir.as_os_str(),
-            ".".as_ref(),
-        ])?;
-        if !out.status.success() {
-            return Err(RunnerError::Job(format!(
-                "cannot pack artifact `{name}`: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            )));
-        }
-        let bytes = std::fs::read(&tar).map_err(io(&tar))?;
-        let _ = std::fs::remove_file(&tar);
-        retry(&never, || async {
-            let resp = client
-                .job_request(reqwest::Method::PUT, lease, &format!("/artifacts/{name}"))
-                .body(bytes.clone())
-                .send()
-                .await?;
-            check(resp, Some(lease.job)).await.map(drop)
-        })
-        .await?;
-    }
-    Ok(())
-}
-
 /// A job's lines, formatted as the server stores them, to the log sender.
 struct RemoteSink {
     tx: mpsc::UnboundedSender<String>,
@@ -536,8 +438,9 @@ async fn heartbeats(
 /// Everything to run the job: its spec and run environment, from the lease and the source.
 fn prepare(
     config: &RunnerConfig,
+    client: &Client,
     workflows: &Workflows,
-    lease: &Lease,
+    lease: &Arc<Lease>,
     job_dir: &Path,
     tar: PathBuf,
 ) -> Result<(JobSpec, RunEnv), RunnerError> {
@@ -581,6 +484,11 @@ fn prepare(
         base_env: config.base_env.clone(),
         action_dirs: vec![config.work_dir.join("actions")],
         cache_dir: config.work_dir.join("cache").join(sanitize(&spec.repo)),
+        // `actions/cache` entries are the server's, shared by every runner.
+        cache_store: Some(Arc::new(transfer::RemoteCache {
+            client: client.clone(),
+            lease: lease.clone(),
+        })),
         event_path,
     };
     let job = JobSpec {
@@ -684,8 +592,8 @@ async fn execute(
     let artifacts = job_dir.join("artifacts");
     let prepared = async {
         let tar = source(client, config, &lease).await?;
-        let had = download_artifacts(client, &lease, &artifacts).await?;
-        let (spec, env) = prepare(config, workflows, &lease, &job_dir, tar)?;
+        let had = transfer::download_artifacts(client, &lease, &artifacts).await?;
+        let (spec, env) = prepare(config, client, workflows, &lease, &job_dir, tar)?;
         Ok::<_, RunnerError>((spec, env, had))
     }
     .await;
@@ -722,7 +630,7 @@ async fn execute(
     let result = if lost.load(Ordering::Relaxed) {
         Err(RunnerError::NotHeld(lease.job))
     } else {
-        let uploaded = upload_artifacts(client, &lease, &artifacts, &had).await;
+        let uploaded = transfer::upload_artifacts(client, &lease, &artifacts, &had).await;
         let never = CancellationToken::new();
         let finish = protocol::Finish { report };
         let done = retry(&never, || async {

@@ -1,4 +1,4 @@
-//! The runner protocol, version 1: HTTP + JSON between a server and its runners. Described
+//! The runner protocol, version 2: HTTP + JSON between a server and its runners. Described
 //! for people in `docs/runner-protocol.md`; these types are the contract.
 //!
 //! A runner registers once with a one-time token and keeps the credential it gets. It then
@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks; sent at registration and with every poll.
-pub const VERSION: u32 = 1;
+pub const VERSION: u32 = 2;
 
 /// The header carrying a job's lease token.
 pub const LEASE_HEADER: &str = "pipewright-lease";
@@ -119,6 +119,68 @@ pub struct Finish {
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Artifacts {
     pub names: Vec<String>,
+}
+
+/// One file of an artifact or a cache entry; its content is the blob named `hash`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestFile {
+    /// Relative to the artifact's (or cache path's) root, `/`-separated, no `..`.
+    pub path: String,
+    /// Unix permission bits (`0o755`).
+    pub mode: u32,
+    pub size: u64,
+    /// BLAKE3 of the content, 64 lowercase hex digits.
+    pub hash: String,
+}
+
+/// An artifact's files: `GET` and `PUT /api/v1/runner/jobs/{job}/artifacts/{name}`. Every
+/// blob it names must be on the server before it is put (`422` names one that is not).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Manifest {
+    pub files: Vec<ManifestFile>,
+}
+
+/// `POST /api/v1/runner/jobs/{job}/blobs/missing`: which of these blobs the server lacks.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct BlobQuery {
+    pub hashes: Vec<String>,
+}
+
+/// The answer to [`BlobQuery`]: upload these (`PUT .../blobs/{hash}`), the rest are there.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MissingBlobs {
+    pub missing: Vec<String>,
+}
+
+/// `POST /api/v1/runner/jobs/{job}/caches/lookup`: `actions/cache` entries of the job's
+/// repository. `200` with a [`CacheHit`], or `204` when nothing matched.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CacheLookup {
+    pub key: String,
+    pub restore_keys: Vec<String>,
+}
+
+/// The entry found: `key` itself (`exact`), else the newest entry whose key starts with the
+/// first restore key that matches any.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CacheHit {
+    pub key: String,
+    pub exact: bool,
+    pub files: Vec<ManifestFile>,
+}
+
+/// `PUT /api/v1/runner/jobs/{job}/caches`: a new entry; its blobs must be on the server.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CacheSave {
+    pub key: String,
+    pub files: Vec<ManifestFile>,
+}
+
+/// The answer to [`CacheSave`]: `created: false` when an entry had the key (entries are
+/// never overwritten).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct CacheSaved {
+    pub created: bool,
 }
 
 /// An error answer: `{"error": "..."}`.

@@ -39,6 +39,17 @@ pub(crate) struct RawConfig {
     pub runner: RawRunner,
     #[serde(default)]
     pub repos: Vec<RawRepo>,
+    #[serde(default)]
+    pub artifacts: RawArtifacts,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawArtifacts {
+    /// Days a run's artifacts (and a cache entry since its last use) are kept.
+    pub retention_days: Option<u32>,
+    /// How often expired artifacts and unused blobs are collected (`1h`, `30m`).
+    pub gc_interval: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -101,6 +112,10 @@ pub struct Poll {
 /// How often a `url` repository is fetched when `poll_interval` is not given.
 pub(crate) const DEFAULT_POLL_INTERVAL: Duration = Duration::from_secs(60);
 
+/// How often expired artifacts and unused blobs are collected when `gc_interval` is not
+/// given.
+pub(crate) const DEFAULT_GC_INTERVAL: Duration = Duration::from_secs(3600);
+
 /// A forge's commit status API (GitHub's and Gitea's have the same shape).
 #[derive(Clone)]
 pub struct Forge {
@@ -151,6 +166,10 @@ pub struct Config {
     pub repos: Vec<RepoConfig>,
     /// `PIPEWRIGHT_SECRET_KEY`: the key sealing secrets at rest, instead of the key file.
     pub secret_key: Option<String>,
+    /// Days a run's artifacts, and a cache entry after its last use, are kept.
+    pub artifact_retention_days: u32,
+    /// How often the collection of expired artifacts and unused blobs runs.
+    pub gc_interval: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -167,6 +186,8 @@ impl std::fmt::Debug for Config {
             .field("lease_ms", &self.lease_ms)
             .field("max_attempts", &self.max_attempts)
             .field("repos", &self.repos)
+            .field("artifact_retention_days", &self.artifact_retention_days)
+            .field("gc_interval", &self.gc_interval)
             .field(
                 "secret_key",
                 &self.secret_key.as_ref().map(|_| "<redacted>"),
@@ -207,6 +228,14 @@ impl Config {
                             message: format!("`{v}` is not a number"),
                         })?);
                 }
+                "PIPEWRIGHT_ARTIFACTS_RETENTION_DAYS" => {
+                    raw.artifacts.retention_days =
+                        Some(v.parse().map_err(|_| ConfigError::Invalid {
+                            key: k.clone(),
+                            message: format!("`{v}` is not a number of days"),
+                        })?);
+                }
+                "PIPEWRIGHT_ARTIFACTS_GC_INTERVAL" => raw.artifacts.gc_interval = Some(v.clone()),
                 _ => {}
             }
         }
@@ -339,7 +368,25 @@ impl Config {
                 message: format!("must be between 1 and 10, got {max_attempts}"),
             });
         }
+        let artifact_retention_days = raw.artifacts.retention_days.unwrap_or(90);
+        if !(1..=36_500).contains(&artifact_retention_days) {
+            return Err(ConfigError::Invalid {
+                key: "artifacts.retention_days".into(),
+                message: format!("must be between 1 and 36500, got {artifact_retention_days}"),
+            });
+        }
+        let gc_interval = match &raw.artifacts.gc_interval {
+            None => DEFAULT_GC_INTERVAL,
+            Some(text) => parse_interval(text).ok_or_else(|| ConfigError::Invalid {
+                key: "artifacts.gc_interval".into(),
+                message: format!(
+                    "`{text}` is not a duration of at least one second like 30s, 5m, 1h or 1m30s"
+                ),
+            })?,
+        };
         Ok(Config {
+            artifact_retention_days,
+            gc_interval,
             public_url: raw.public_url.unwrap_or_else(|| format!("http://{listen}")),
             database_url: raw.database_url,
             lease_ms: i64::try_from(lease_seconds * 1000).unwrap_or(30_000),
@@ -513,6 +560,33 @@ mod tests {
         assert_eq!(key, "repos.a.url");
         let (key, _) = invalid("[[repos]]\nname = \"\"\nurl = \"/srv/a\"\n");
         assert_eq!(key, "repos.name");
+    }
+
+    #[test]
+    fn artifact_retention_defaults_to_90_days_and_env_wins() {
+        let c = load("").unwrap();
+        assert_eq!(c.artifact_retention_days, 90);
+        assert_eq!(c.gc_interval, DEFAULT_GC_INTERVAL);
+        let c = load("[artifacts]\nretention_days = 7\ngc_interval = \"10m\"\n").unwrap();
+        assert_eq!(c.artifact_retention_days, 7);
+        assert_eq!(c.gc_interval, Duration::from_secs(600));
+        let (key, _) = invalid("[artifacts]\nretention_days = 0\n");
+        assert_eq!(key, "artifacts.retention_days");
+        let (key, _) = invalid("[artifacts]\ngc_interval = \"often\"\n");
+        assert_eq!(key, "artifacts.gc_interval");
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[artifacts]\nretention_days = 7\n").unwrap();
+        let env = [(
+            "PIPEWRIGHT_ARTIFACTS_RETENTION_DAYS".to_owned(),
+            "30".to_owned(),
+        )];
+        assert_eq!(
+            Config::load(Some(&file), &env)
+                .unwrap()
+                .artifact_retention_days,
+            30
+        );
     }
 
     #[test]

@@ -263,6 +263,8 @@ impl Executor {
             base_env: std::env::vars().collect(),
             action_dirs: vec![self.config.data_dir.join("actions")],
             cache_dir: self.config.data_dir.join("cache").join(sanitize(&run.repo)),
+            // Jobs run on runners, which keep their caches in the server's store.
+            cache_store: None,
             event_path,
         };
         let sink = Arc::new(StoreSink {

@@ -16,6 +16,7 @@ use serde::Deserialize;
 use tokio::sync::{Notify, broadcast};
 use tokio_stream::wrappers::BroadcastStream;
 
+use crate::artifacts;
 use crate::config::Config;
 use crate::logs::Live;
 use crate::runner_api;
@@ -79,20 +80,34 @@ pub(crate) fn router(state: AppStateRef) -> Router {
         .route("/api/v1/runner/jobs/{id}/source", get(runner_api::source))
         .route(
             "/api/v1/runner/jobs/{id}/artifacts",
-            get(runner_api::job_artifacts),
+            get(artifacts::job_artifacts),
         )
         .route(
             "/api/v1/runner/jobs/{id}/artifacts/{name}",
-            get(runner_api::job_artifact).put(runner_api::put_artifact),
+            get(artifacts::job_artifact).put(artifacts::put_artifact),
         )
         .route(
-            "/api/v1/runs/{id}/artifacts",
-            get(runner_api::run_artifacts),
+            "/api/v1/runner/jobs/{id}/blobs/missing",
+            post(artifacts::missing_blobs),
         )
+        .route(
+            "/api/v1/runner/jobs/{id}/blobs/{hash}",
+            get(artifacts::get_blob).put(artifacts::put_blob),
+        )
+        .route(
+            "/api/v1/runner/jobs/{id}/caches/lookup",
+            post(artifacts::lookup_cache),
+        )
+        .route(
+            "/api/v1/runner/jobs/{id}/caches",
+            axum::routing::put(artifacts::save_cache),
+        )
+        .route("/api/v1/runs/{id}/artifacts", get(artifacts::run_artifacts))
         .route(
             "/api/v1/runs/{id}/artifacts/{name}",
-            get(runner_api::run_artifact),
+            get(artifacts::run_artifact),
         )
+        .route("/api/v1/admin/gc", post(artifacts::admin_gc))
         .route("/hooks/github", post(github_webhook))
         .route("/hooks/gitea", post(gitea_webhook))
         .route("/hooks/gitlab", post(gitlab_webhook))

@@ -10,6 +10,8 @@
 //! in-process runner held are retried, or failed with the reason; the runs it was
 //! orchestrating are taken up where they were).
 
+mod artifacts;
+mod blobs;
 mod config;
 mod dispatch;
 mod executor;
@@ -159,6 +161,11 @@ pub async fn serve(
         done.clone(),
         shutdown.clone(),
     ));
+    let gc = tokio::spawn(artifacts::gc_task(
+        store.clone(),
+        config.clone(),
+        shutdown.clone(),
+    ));
     let embedded = (config.embedded_capacity > 0).then(|| {
         let rc = runner::RunnerConfig {
             server: hook_url.clone(),
@@ -228,6 +235,7 @@ pub async fn serve(
     let _ = reaper.await;
     let _ = poll_task.await;
     let _ = intake_task.await;
+    let _ = gc.await;
     writer.abort();
     Ok(())
 }

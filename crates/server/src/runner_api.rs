@@ -1,13 +1,12 @@
 //! The runner protocol's server side (see `runner::protocol` and docs/runner-protocol.md):
 //! registration with one-time tokens, long-polled job pickup, leases kept by heartbeats,
-//! log batches, reports, sources and artifacts. Also the lease reaper that declares runners
-//! lost, and the run artifacts' download routes.
+//! log batches, reports and sources (artifacts and caches: `artifacts`). Also the lease
+//! reaper that declares runners lost.
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Json;
-use axum::body::Bytes;
 use axum::extract::{FromRequestParts, Path, State};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
@@ -19,7 +18,7 @@ use crate::http::{Admin, ApiError, AppStateRef, Authorized, bearer, blocking, to
 use crate::logs::Live;
 
 /// The caller is a registered runner (its credential as bearer token).
-pub(crate) struct RunnerAuth(store::Runner);
+pub(crate) struct RunnerAuth(pub(crate) store::Runner);
 
 impl FromRequestParts<AppStateRef> for RunnerAuth {
     type Rejection = ApiError;
@@ -273,7 +272,7 @@ pub(crate) async fn finish(
 }
 
 /// The job a runner holds, checked.
-async fn held(
+pub(crate) async fn held(
     s: &AppStateRef,
     runner: &store::Runner,
     job: i64,
@@ -316,132 +315,6 @@ pub(crate) async fn source(
         )));
     }
     Ok(([("content-type", "application/x-tar")], out.stdout).into_response())
-}
-
-/// Where a run's artifacts are kept: one tar per artifact.
-fn artifact_dir(s: &crate::http::AppState, run: i64) -> std::path::PathBuf {
-    s.config
-        .data_dir
-        .join("artifacts")
-        .join(format!("run-{run}"))
-}
-
-fn valid_artifact(name: &str) -> Result<(), ApiError> {
-    if name.is_empty()
-        || name.starts_with('.')
-        || name.contains(['"', ':', '<', '>', '|', '*', '?', '\r', '\n', '\\', '/'])
-    {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("`{name}` is not a valid artifact name"),
-        ));
-    }
-    Ok(())
-}
-
-fn artifact_names(dir: &std::path::Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|rd| {
-            rd.flatten()
-                .filter_map(|e| {
-                    e.file_name()
-                        .to_str()
-                        .and_then(|n| n.strip_suffix(".tar"))
-                        .filter(|n| !n.starts_with('.'))
-                        .map(str::to_owned)
-                })
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
-}
-
-/// `GET /api/v1/runner/jobs/{job}/artifacts`: the artifacts of the job's run.
-pub(crate) async fn job_artifacts(
-    RunnerAuth(runner): RunnerAuth,
-    State(s): State<AppStateRef>,
-    Path(job): Path<i64>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    let j = held(&s, &runner, job, &headers).await?;
-    let names = artifact_names(&artifact_dir(&s, j.run_id));
-    Ok(Json(protocol::Artifacts { names }).into_response())
-}
-
-/// `GET /api/v1/runner/jobs/{job}/artifacts/{name}`.
-pub(crate) async fn job_artifact(
-    RunnerAuth(runner): RunnerAuth,
-    State(s): State<AppStateRef>,
-    Path((job, name)): Path<(i64, String)>,
-    headers: HeaderMap,
-) -> Result<Response, ApiError> {
-    valid_artifact(&name)?;
-    let j = held(&s, &runner, job, &headers).await?;
-    artifact_file(&s, j.run_id, &name).await
-}
-
-async fn artifact_file(
-    s: &crate::http::AppState,
-    run: i64,
-    name: &str,
-) -> Result<Response, ApiError> {
-    let path = artifact_dir(s, run).join(format!("{name}.tar"));
-    match tokio::fs::read(&path).await {
-        Ok(bytes) => Ok(([("content-type", "application/x-tar")], bytes).into_response()),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!("run {run} has no artifact `{name}`"),
-        )),
-        Err(e) => Err(ApiError::internal(e)),
-    }
-}
-
-/// `PUT /api/v1/runner/jobs/{job}/artifacts/{name}`: a tar of the artifact's files.
-pub(crate) async fn put_artifact(
-    RunnerAuth(runner): RunnerAuth,
-    State(s): State<AppStateRef>,
-    Path((job, name)): Path<(i64, String)>,
-    headers: HeaderMap,
-    body: Bytes,
-) -> Result<Response, ApiError> {
-    valid_artifact(&name)?;
-    let j = held(&s, &runner, job, &headers).await?;
-    let dir = artifact_dir(&s, j.run_id);
-    tokio::fs::create_dir_all(&dir)
-        .await
-        .map_err(ApiError::internal)?;
-    // Written aside, then renamed: a reader never sees half an artifact.
-    let tmp = dir.join(format!(".{name}.{job}.tmp"));
-    tokio::fs::write(&tmp, &body)
-        .await
-        .map_err(ApiError::internal)?;
-    tokio::fs::rename(&tmp, dir.join(format!("{name}.tar")))
-        .await
-        .map_err(ApiError::internal)?;
-    Ok(StatusCode::NO_CONTENT.into_response())
-}
-
-/// `GET /api/v1/runs/{id}/artifacts`.
-pub(crate) async fn run_artifacts(
-    _: Authorized,
-    State(s): State<AppStateRef>,
-    Path(run): Path<i64>,
-) -> Result<Response, ApiError> {
-    let store = s.store.clone();
-    blocking(move || Ok(store.run(run)?)).await?;
-    let names = artifact_names(&artifact_dir(&s, run));
-    Ok(Json(serde_json::json!({ "artifacts": names })).into_response())
-}
-
-/// `GET /api/v1/runs/{id}/artifacts/{name}`: the artifact as a tar archive.
-pub(crate) async fn run_artifact(
-    _: Authorized,
-    State(s): State<AppStateRef>,
-    Path((run, name)): Path<(i64, String)>,
-) -> Result<Response, ApiError> {
-    valid_artifact(&name)?;
-    artifact_file(&s, run, &name).await
 }
 
 /// Declares runners lost when their jobs' leases run out: each job is queued again for

@@ -8,6 +8,7 @@
 //!
 //! This crate knows nothing of HTTP, workflows or processes: it stores rows.
 
+mod artifacts;
 mod db;
 
 use std::path::Path;
@@ -16,6 +17,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use db::{Backend, Db, Dialect, Row, params};
 use serde::Serialize;
+
+pub use artifacts::{ArtifactInfo, CacheEntry, Expired, FileEntry};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -296,6 +299,42 @@ CREATE TABLE IF NOT EXISTS runner_tokens (
     created_at INTEGER NOT NULL,
     used_at INTEGER
 );
+-- Artifacts and caches (artifacts.rs): manifests of files whose contents are blobs in the
+-- data directory, named by their BLAKE3 hash.
+CREATE TABLE IF NOT EXISTS artifacts (
+    id INTEGER PRIMARY KEY,
+    run_id INTEGER NOT NULL REFERENCES runs(id),
+    name TEXT NOT NULL,
+    job TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    UNIQUE(run_id, name)
+);
+CREATE TABLE IF NOT EXISTS artifact_files (
+    artifact INTEGER NOT NULL REFERENCES artifacts(id),
+    path TEXT NOT NULL,
+    mode INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY (artifact, path)
+);
+CREATE INDEX IF NOT EXISTS artifact_files_hash ON artifact_files(hash);
+CREATE TABLE IF NOT EXISTS caches (
+    id INTEGER PRIMARY KEY,
+    repo TEXT NOT NULL,
+    cache_key TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    used_at INTEGER NOT NULL,
+    UNIQUE(repo, cache_key)
+);
+CREATE TABLE IF NOT EXISTS cache_files (
+    cache INTEGER NOT NULL REFERENCES caches(id),
+    path TEXT NOT NULL,
+    mode INTEGER NOT NULL,
+    size INTEGER NOT NULL,
+    hash TEXT NOT NULL,
+    PRIMARY KEY (cache, path)
+);
+CREATE INDEX IF NOT EXISTS cache_files_hash ON cache_files(hash);
 ";
 
 /// Columns added to `runs` for re-runs; added to older databases.
@@ -825,6 +864,7 @@ impl Store {
                     "INSERT INTO log_lines (job, seq, text) SELECT ?1, seq, text FROM log_lines WHERE job = ?2",
                     params![new.id, old],
                 )?;
+                artifacts::copy_job_artifacts(c, old_run, run, name)?;
             }
             Ok(Some(new))
         })

@@ -2,7 +2,7 @@
 //! of remote actions placed in an action directory for offline use.
 
 mod artifact;
-mod cache;
+pub(crate) mod cache;
 mod checkout;
 mod codecov;
 mod local;
@@ -134,7 +134,7 @@ pub(crate) enum Post {
 
 pub(crate) async fn run_post(state: &mut JobState<'_>, post: Post) -> Result<(), ActionError> {
     match post {
-        Post::CacheSave(save) => cache::save(state, save),
+        Post::CacheSave(save) => cache::save(state, save).await,
         Post::KillAgent(pid) => {
             crate::process::kill_group(pid, nix::sys::signal::Signal::SIGTERM);
             let _ = nix::sys::signal::kill(
@@ -189,9 +189,11 @@ pub(crate) async fn run(
         "actions/upload-artifact" => artifact::upload(state, &call, &version).map(ok),
         "actions/download-artifact" => artifact::download(state, &call, &version).map(ok),
         "actions/cache" | "actions/cache/restore" => {
-            cache::restore(state, &call, name == "actions/cache").map(ok)
+            cache::restore(state, &call, name == "actions/cache")
+                .await
+                .map(ok)
         }
-        "actions/cache/save" => cache::save_now(state, &call).map(ok),
+        "actions/cache/save" => cache::save_now(state, &call).await.map(ok),
         "codecov/codecov-action" => codecov::run(state, &call).map(ok),
         "webfactory/ssh-agent" => ssh_agent::run(state, &call).await.map(ok),
         "slackapi/slack-github-action" => slack::run(state, &call).await.map(ok),
