@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
-use tokio::io::{AsyncBufReadExt, AsyncRead, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use tokio::process::Command;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
@@ -134,12 +134,18 @@ pub fn kill_group(pgid: i32, signal: Signal) {
     }
 }
 
+/// Longer lines are cut into pieces of this many bytes (a step printing without newlines
+/// must not fill the memory).
+const MAX_LINE: usize = 64 * 1024;
+
 async fn read_lines(r: impl AsyncRead + Unpin, tx: mpsc::Sender<String>) {
     let mut reader = BufReader::new(r);
     let mut buf = Vec::new();
     loop {
         buf.clear();
-        match reader.read_until(b'\n', &mut buf).await {
+        // `take` bounds one read: a line longer than MAX_LINE arrives in pieces.
+        let limit = u64::try_from(MAX_LINE).unwrap_or(u64::MAX);
+        match (&mut reader).take(limit).read_until(b'\n', &mut buf).await {
             Ok(0) | Err(_) => return,
             Ok(_) => {
                 if buf.last() == Some(&b'\n') {

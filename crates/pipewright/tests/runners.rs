@@ -270,3 +270,130 @@ fn a_runner_reporting_for_a_job_it_does_not_hold_is_refused() {
     assert_eq!(post("/api/v1/runner/jobs/1/heartbeat", "wrong"), 401);
     assert_eq!(post("/api/v1/runner/jobs/1/heartbeat", TOKEN), 401);
 }
+
+/// The resident set of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1))
+                .and_then(|n| n.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Samples the peak RSS of several processes until stopped.
+struct Peaks {
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<Vec<u64>>>,
+}
+
+impl Peaks {
+    fn watch(pids: Vec<u32>) -> Peaks {
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let mut peaks = vec![0; pids.len()];
+            while !flag.load(std::sync::atomic::Ordering::Relaxed) {
+                for (peak, pid) in peaks.iter_mut().zip(&pids) {
+                    *peak = (*peak).max(rss_kib(*pid));
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            peaks
+        });
+        Peaks {
+            stop,
+            thread: Some(thread),
+        }
+    }
+
+    fn stop(mut self) -> Vec<u64> {
+        self.stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.thread.take().unwrap().join().unwrap()
+    }
+}
+
+#[test]
+fn a_step_printing_hundreds_of_mebibytes_keeps_server_and_runner_small_and_its_log_compressed() {
+    // 256 MiB here (the test binaries are unoptimised); bench/log-volume.sh prints 1 GiB.
+    let mib: u64 = std::env::var("PIPEWRIGHT_TEST_LOG_MIB")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(256);
+    let lines = mib * 1024 * 1024 / 1001;
+    let s = server();
+    let token = registration_token(&s);
+    let r = runner(&s, "big", "", Some(&token));
+    let work = s.commit(
+        "main",
+        &format!(
+            "on: push\njobs:\n  big:\n    runs-on: self-hosted\n    steps:\n      - run: yes \"$(printf 'x%.0s' $(seq 1000))\" | head -n {lines}; echo the last line\n      - run: echo second step\n"
+        ),
+    );
+    let server_pid = s.child.as_ref().unwrap().id();
+    let peaks = Peaks::watch(vec![server_pid, r.child.id()]);
+    s.push(&work, "main");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(600);
+    let run = loop {
+        let run = show(&s, id);
+        if run["status"] == "completed" {
+            break run;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the run did not end\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(run["conclusion"], "success", "{run}\n{}", r.log());
+    // The log moves into compressed files per step once the run is completed.
+    let job = run["jobs"][0]["id"].as_i64().unwrap();
+    let files = s.dir.path().join(format!("data/logs/job-{job}"));
+    wait_for("the log archived", || files.exists());
+    // One file per step.
+    assert!(
+        files.join("0001.zst").exists(),
+        "{:?}",
+        std::fs::read_dir(&files).unwrap().collect::<Vec<_>>()
+    );
+    let on_disk: u64 = std::fs::read_dir(&files)
+        .unwrap()
+        .map(|e| e.unwrap().metadata().unwrap().len())
+        .sum();
+    assert!(
+        on_disk < mib * 1024 * 1024 / 50,
+        "{on_disk} bytes on disk for {mib} MiB of output"
+    );
+    // Read back whole through the API (streamed), while the peaks are still watched.
+    let out = Command::new(env!("CARGO_BIN_EXE_pipewright"))
+        .args(["logs", &id.to_string(), "--server", &s.url])
+        .env("PIPEWRIGHT_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let peaks = peaks.stop();
+    let text = String::from_utf8_lossy(&out.stdout);
+    let output_lines = text
+        .lines()
+        .filter(|l| l.starts_with("[big] xxxxxxxxxx"))
+        .count();
+    assert_eq!(u64::try_from(output_lines).unwrap(), lines);
+    assert!(
+        text.contains("[big] the last line\n"),
+        "{}",
+        &text[text.len().saturating_sub(2000)..]
+    );
+    assert!(text.contains("[big] second step\n"));
+    let (server_kib, runner_kib) = (peaks[0], peaks[1]);
+    assert!(
+        server_kib < 64 * 1024 && runner_kib < 64 * 1024,
+        "peak RSS: server {server_kib} KiB, runner {runner_kib} KiB"
+    );
+    eprintln!(
+        "peak RSS: server {server_kib} KiB, runner {runner_kib} KiB; {on_disk} bytes on disk"
+    );
+}

@@ -295,9 +295,53 @@ async fn source(
     Ok(tar)
 }
 
+/// Lines waiting to be sent may hold at most this many bytes: a step printing faster than
+/// the server takes its lines waits (its pipe fills, it blocks), the runner's memory does not
+/// grow.
+const LOG_BUDGET: usize = 4 << 20;
+/// A batch of lines holds at most this many bytes (and 2,000 lines).
+const BATCH_BYTES: usize = 1 << 20;
+
+/// A line waiting to be sent, holding its share of [`LOG_BUDGET`] until it is.
+type Queued = (String, Option<tokio::sync::OwnedSemaphorePermit>);
+
 /// A job's lines, formatted as the server stores them, to the log sender.
 struct RemoteSink {
-    tx: mpsc::UnboundedSender<String>,
+    tx: mpsc::UnboundedSender<Queued>,
+    /// [`LOG_BUDGET`], in KiB.
+    budget: Arc<Semaphore>,
+}
+
+impl RemoteSink {
+    fn new(tx: mpsc::UnboundedSender<Queued>) -> Self {
+        RemoteSink {
+            tx,
+            budget: Arc::new(Semaphore::new(LOG_BUDGET >> 10)),
+        }
+    }
+
+    fn send(&self, text: String) {
+        let kib = u32::try_from(text.len() >> 10)
+            .unwrap_or(u32::MAX)
+            .saturating_add(1);
+        let permit = match self.budget.clone().try_acquire_many_owned(kib) {
+            Ok(p) => Some(p),
+            // Over budget: wait for the sender, off the async workers (the engine calls sinks
+            // from its tasks). A current-thread runtime cannot wait here: it goes unbounded.
+            Err(tokio::sync::TryAcquireError::NoPermits) => {
+                match tokio::runtime::Handle::try_current() {
+                    Ok(h) if h.runtime_flavor() == tokio::runtime::RuntimeFlavor::MultiThread => {
+                        let budget = self.budget.clone();
+                        tokio::task::block_in_place(|| h.block_on(budget.acquire_many_owned(kib)))
+                            .ok()
+                    }
+                    _ => None,
+                }
+            }
+            Err(tokio::sync::TryAcquireError::Closed) => None,
+        };
+        let _ = self.tx.send((text, permit));
+    }
 }
 
 /// The stored form of a line: output as is, markers for groups, steps and annotations.
@@ -326,11 +370,11 @@ impl Sink for RemoteSink {
     fn job_started(&self, _job: &JobLabel) {}
 
     fn step_started(&self, _job: &JobLabel, step: &str) {
-        let _ = self.tx.send(format!("##[step] {step}"));
+        self.send(format!("##[step] {step}"));
     }
 
     fn line(&self, _job: &JobLabel, line: Line) {
-        let _ = self.tx.send(format_line(line));
+        self.send(format_line(line));
     }
 
     fn step_finished(
@@ -340,7 +384,7 @@ impl Sink for RemoteSink {
         conclusion: Conclusion,
         duration: Duration,
     ) {
-        let _ = self.tx.send(format!(
+        self.send(format!(
             "##[step-end] {step}: {} ({:.2}s)",
             conclusion.as_str(),
             duration.as_secs_f64()
@@ -355,19 +399,26 @@ impl Sink for RemoteSink {
 async fn send_logs(
     client: Client,
     lease: Arc<Lease>,
-    mut rx: mpsc::UnboundedReceiver<String>,
+    mut rx: mpsc::UnboundedReceiver<Queued>,
     lost: Arc<AtomicBool>,
     cancel: CancellationToken,
 ) {
     let mut seq = lease.log_seq;
     let never = CancellationToken::new();
-    while let Some(first) = rx.recv().await {
+    while let Some((first, permit)) = rx.recv().await {
+        let mut bytes = first.len();
         let mut lines = vec![first];
+        // Their budget is given back once the batch is sent.
+        let mut permits = vec![permit];
         // Gather what else is there, a few milliseconds' worth, up to a batch.
         let deadline = tokio::time::Instant::now() + Duration::from_millis(10);
-        while lines.len() < 2000 {
+        while lines.len() < 2000 && bytes < BATCH_BYTES {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
-                Ok(Some(l)) => lines.push(l),
+                Ok(Some((l, p))) => {
+                    bytes += l.len();
+                    lines.push(l);
+                    permits.push(p);
+                }
                 _ => break,
             }
         }
@@ -392,6 +443,7 @@ async fn send_logs(
             check(resp, Some(lease.job)).await.map(drop)
         })
         .await;
+        drop(permits);
         if let Err(RunnerError::NotHeld(_)) = sent {
             lost.store(true, Ordering::Relaxed);
             cancel.cancel();
@@ -583,7 +635,7 @@ async fn execute(
         lost.clone(),
         cancel.clone(),
     ));
-    let sink = RemoteSink { tx };
+    let sink = RemoteSink::new(tx);
     let label = JobLabel {
         workflow: lease.spec.workflow_name.clone(),
         job_id: lease.spec.job_id.clone(),

@@ -18,6 +18,7 @@ mod executor;
 pub mod git;
 mod http;
 mod intake;
+mod logfiles;
 mod logs;
 mod poll;
 mod runner_api;
@@ -139,7 +140,8 @@ pub async fn serve(
     let wake = Arc::new(Notify::new());
     let queued = Arc::new(Notify::new());
     let done = Arc::new(dispatch::Waiters::default());
-    let (live, _) = broadcast::channel(4096);
+    // Bounded: a follower that falls behind reads what it missed from the store.
+    let (live, _) = broadcast::channel(512);
     let (events, rx) = mpsc::unbounded_channel();
     let writer = tokio::spawn(logs::writer(store.clone(), rx, live.clone()));
     let executor = Arc::new(executor::Executor {
@@ -189,6 +191,11 @@ pub async fn serve(
         wake.clone(),
         shutdown.clone(),
     ));
+    let archiver = tokio::spawn(logfiles::archiver(
+        store.clone(),
+        config.data_dir.clone(),
+        shutdown.clone(),
+    ));
     let (intake, intake_task) = intake::Intake::start(
         store.clone(),
         config.clone(),
@@ -235,6 +242,7 @@ pub async fn serve(
     let _ = reaper.await;
     let _ = poll_task.await;
     let _ = intake_task.await;
+    let _ = archiver.await;
     let _ = gc.await;
     writer.abort();
     Ok(())

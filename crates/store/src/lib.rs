@@ -153,6 +153,12 @@ pub struct Job {
     pub report: Option<String>,
     #[serde(skip)]
     pub cancel_requested: bool,
+    /// The log is in compressed files (see the server's `logfiles`), no longer in rows.
+    #[serde(skip)]
+    pub log_archived: bool,
+    /// The job whose log files hold this job's log: itself, or the job a re-run kept.
+    #[serde(skip)]
+    pub log_job: i64,
 }
 
 /// A job handed to a runner: the row, what to run, and the lease that proves it holds it.
@@ -357,6 +363,8 @@ const JOB_COLUMNS: &[(&str, &str)] = &[
     ("reason", "TEXT"),
     ("cancel_requested", "INTEGER NOT NULL DEFAULT 0"),
     ("queued_at", "INTEGER"),
+    ("log_archived", "INTEGER NOT NULL DEFAULT 0"),
+    ("log_job", "INTEGER"),
 ];
 
 /// The PostgreSQL form of the schema: the same tables, its own types.
@@ -426,6 +434,8 @@ fn job_from_row(r: &Row) -> Result<Job> {
         reason: r.opt_string("reason")?,
         report: r.opt_string("report")?,
         cancel_requested: r.i64("cancel_requested")? != 0,
+        log_archived: r.i64("log_archived")? != 0,
+        log_job: r.opt_i64("log_job")?.unwrap_or(r.i64("id")?),
     })
 }
 
@@ -446,7 +456,7 @@ fn rows<T>(rows: Vec<Row>, f: fn(&Row) -> Result<T>) -> Result<Vec<T>> {
 }
 
 /// The columns of `jobs` without the payload and sealed secrets.
-const JOB_FIELDS: &str = "id, run_id, name, job_id, status, conclusion, started_at, finished_at, labels, runner_id, attempt, reason, report, cancel_requested";
+const JOB_FIELDS: &str = "id, run_id, name, job_id, status, conclusion, started_at, finished_at, labels, runner_id, attempt, reason, report, cancel_requested, log_archived, log_job";
 
 /// Checks that `runner` holds `job` under `lease`; the job as it is.
 fn held(c: &mut dyn Db, job: i64, runner: i64, lease: &str) -> Result<Job> {
@@ -735,6 +745,48 @@ impl Store {
         Ok(out)
     }
 
+    /// Up to `limit` lines of `job` after sequence `after`, from the rows (a job whose log is
+    /// archived has none).
+    pub fn job_log_page(&self, job: i64, after: i64, limit: i64) -> Result<Vec<(i64, String)>> {
+        self.db.with(|c| {
+            c.query(
+                "SELECT seq, text FROM log_lines WHERE job = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
+                params![job, after, limit],
+            )?
+            .iter()
+            .map(|r| Ok((r.i64("seq")?, r.string("text")?)))
+            .collect()
+        })
+    }
+
+    /// Jobs of completed runs whose logs are still rows: to be written to files.
+    pub fn logs_to_archive(&self, limit: i64) -> Result<Vec<Job>> {
+        self.db.with(|c| {
+            rows(
+                c.query(
+                    &format!(
+                        "SELECT {JOB_FIELDS} FROM jobs WHERE log_archived = 0 AND run_id IN
+                         (SELECT id FROM runs WHERE status = 'completed') ORDER BY id LIMIT ?1"
+                    ),
+                    params![limit],
+                )?,
+                job_from_row,
+            )
+        })
+    }
+
+    /// The job's log is now in its files: its rows go.
+    pub fn log_archived(&self, job: i64) -> Result<()> {
+        self.db.tx(|c| {
+            c.execute(
+                "UPDATE jobs SET log_archived = 1, log_job = COALESCE(log_job, id) WHERE id = ?1",
+                params![job],
+            )?;
+            c.execute("DELETE FROM log_lines WHERE job = ?1", params![job])?;
+            Ok(())
+        })
+    }
+
     /// Stores a secret, sealed by the caller (this crate never sees plaintext). `repo` and
     /// `environment` are empty for the wider scopes.
     pub fn put_secret(
@@ -846,9 +898,10 @@ impl Store {
             let old = old.first_i64()?;
             let n = c.execute(
                 "INSERT INTO jobs (run_id, name, job_id, status, conclusion, started_at, finished_at,
-                     labels, runner_id, attempt, report, reason)
+                     labels, runner_id, attempt, report, reason, log_archived, log_job)
                  SELECT ?1, name, job_id, status, conclusion, started_at, finished_at, labels,
-                     runner_id, attempt, report, 'kept from run ' || CAST(run_id AS TEXT)
+                     runner_id, attempt, report, 'kept from run ' || CAST(run_id AS TEXT),
+                     log_archived, CASE WHEN log_archived = 1 THEN COALESCE(log_job, id) END
                  FROM jobs WHERE id = ?2
                  ON CONFLICT(run_id, name) DO NOTHING",
                 params![run, old],

@@ -1,0 +1,222 @@
+//! Job logs on disk. While a run goes on, its jobs' lines are rows in the store (numbered,
+//! stored once, read by followers as they arrive); once the run is completed, a task moves
+//! each job's lines into one zstd-compressed file per step (`data_dir/logs/job-ID/0000.zst`
+//! for what came before the first step, then one per step) and deletes the rows. Files are
+//! written aside and renamed into place before the store says the log is archived, so a crash
+//! at any point leaves either the rows or the files, never neither.
+//!
+//! A record is the line's sequence number (8 bytes, little endian), its length (4 bytes) and
+//! its text.
+
+use std::fs::File;
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio_util::sync::CancellationToken;
+
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum LogFileError {
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("{0}: a damaged log record")]
+    Damaged(PathBuf),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LogFileError + '_ {
+    move |source| LogFileError::Io {
+        path: path.to_owned(),
+        source,
+    }
+}
+
+/// Lines read from the store at a time.
+const PAGE: i64 = 2000;
+
+fn dir(data: &Path, job: i64) -> PathBuf {
+    data.join("logs").join(format!("job-{job}"))
+}
+
+type Encoder = zstd::Encoder<'static, BufWriter<File>>;
+
+fn finish(enc: Option<Encoder>, path: &Path) -> Result<(), LogFileError> {
+    if let Some(e) = enc {
+        let mut w = e.finish().map_err(io(path))?;
+        w.flush().map_err(io(path))?;
+        w.get_ref().sync_all().map_err(io(path))?;
+    }
+    Ok(())
+}
+
+/// Moves a job's lines from the store into its step files.
+pub(crate) fn archive(
+    store: &store::Store,
+    data: &Path,
+    job: &store::Job,
+) -> Result<(), LogFileError> {
+    let root = data.join("logs");
+    let tmp = root.join(format!(".job-{}.tmp", job.id));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
+    let mut after = 0;
+    let mut step = 0usize;
+    let mut enc: Option<Encoder> = None;
+    let mut path = tmp.join("0000.zst");
+    loop {
+        let page = store.job_log_page(job.id, after, PAGE)?;
+        if page.is_empty() {
+            break;
+        }
+        for (seq, text) in page {
+            if text.starts_with("##[step] ") && enc.is_some() {
+                finish(enc.take(), &path)?;
+                step += 1;
+            }
+            if enc.is_none() {
+                path = tmp.join(format!("{step:04}.zst"));
+                let f = File::create(&path).map_err(io(&path))?;
+                enc = Some(zstd::Encoder::new(BufWriter::new(f), 3).map_err(io(&path))?);
+            }
+            if let Some(e) = enc.as_mut() {
+                let len = u32::try_from(text.len()).unwrap_or(u32::MAX);
+                e.write_all(&seq.to_le_bytes()).map_err(io(&path))?;
+                e.write_all(&len.to_le_bytes()).map_err(io(&path))?;
+                e.write_all(&text.as_bytes()[..len as usize])
+                    .map_err(io(&path))?;
+            }
+            after = seq;
+        }
+    }
+    finish(enc, &path)?;
+    let target = dir(data, job.id);
+    if target.exists() {
+        // An earlier archive of this job stopped after its rename: this one replaces it.
+        std::fs::remove_dir_all(&target).map_err(io(&target))?;
+    }
+    std::fs::rename(&tmp, &target).map_err(io(&target))?;
+    store.log_archived(job.id)?;
+    Ok(())
+}
+
+/// Calls `f` with each line of the archived log of `log_job` after `after`, in order, until
+/// it returns false.
+fn read_files(
+    data: &Path,
+    log_job: i64,
+    after: i64,
+    f: &mut dyn FnMut(i64, String) -> bool,
+) -> Result<(), LogFileError> {
+    let d = dir(data, log_job);
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(&d) {
+        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(io(&d)(e)),
+    };
+    files.sort();
+    for path in files {
+        let file = File::open(&path).map_err(io(&path))?;
+        let mut r = zstd::Decoder::new(file).map_err(io(&path))?;
+        let mut head = [0u8; 12];
+        loop {
+            match r.read_exact(&mut head) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
+                Err(e) => return Err(io(&path)(e)),
+            }
+            let (seq_bytes, len_bytes) = head.split_at(8);
+            let seq = i64::from_le_bytes(
+                seq_bytes
+                    .try_into()
+                    .map_err(|_| LogFileError::Damaged(path.clone()))?,
+            );
+            let len = u32::from_le_bytes(
+                len_bytes
+                    .try_into()
+                    .map_err(|_| LogFileError::Damaged(path.clone()))?,
+            );
+            let mut text = vec![0u8; len as usize];
+            r.read_exact(&mut text)
+                .map_err(|_| LogFileError::Damaged(path.clone()))?;
+            if seq > after && !f(seq, String::from_utf8_lossy(&text).into_owned()) {
+                return Ok(());
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Calls `f` with each line of `job`'s log after `after`, in order, wherever it is (rows or
+/// files), until it returns false. Reads in pages: memory stays small for any log.
+pub(crate) fn each_line(
+    store: &store::Store,
+    data: &Path,
+    job: i64,
+    mut after: i64,
+    f: &mut dyn FnMut(i64, String) -> bool,
+) -> Result<(), LogFileError> {
+    let current = store.job(job)?;
+    if !current.log_archived {
+        loop {
+            let page = store.job_log_page(job, after, PAGE)?;
+            if page.is_empty() {
+                break;
+            }
+            for (seq, text) in page {
+                after = seq;
+                if !f(seq, text) {
+                    return Ok(());
+                }
+            }
+        }
+        // Archived meanwhile? Then the rest is in the files.
+        let now = store.job(job)?;
+        if !now.log_archived {
+            return Ok(());
+        }
+        return read_files(data, now.log_job, after, f);
+    }
+    read_files(data, current.log_job, after, f)
+}
+
+/// Archives the logs of completed runs until shutdown: at start (what a stopped server left)
+/// and every two seconds.
+pub(crate) async fn archiver(store: Arc<store::Store>, data: PathBuf, shutdown: CancellationToken) {
+    loop {
+        let (s, d) = (store.clone(), data.clone());
+        let done = tokio::task::spawn_blocking(move || -> Result<usize, LogFileError> {
+            let jobs = s.logs_to_archive(64)?;
+            for job in &jobs {
+                archive(&s, &d, job)?;
+            }
+            Ok(jobs.len())
+        })
+        .await;
+        let more = match done {
+            Ok(Ok(n)) => n == 64,
+            Ok(Err(e)) => {
+                tracing::error!("archiving job logs: {e}");
+                false
+            }
+            Err(e) => {
+                tracing::error!("archiving job logs: {e}");
+                false
+            }
+        };
+        if more {
+            continue;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(2)) => {}
+            () = shutdown.cancelled() => return,
+        }
+    }
+}
