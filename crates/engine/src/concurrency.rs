@@ -1,6 +1,8 @@
-//! `concurrency` groups within a run, with GitHub's rules: in a group at most one job (or
-//! workflow) runs and at most one waits. A newcomer replaces the waiting one, which is
-//! cancelled; with `cancel-in-progress` it also cancels the running one.
+//! `concurrency` groups, with GitHub's rules: in a group at most one job (or workflow) runs
+//! and at most one waits. A newcomer replaces the waiting one, which is cancelled; with
+//! `cancel-in-progress` it also cancels the running one. A run has groups of its own unless
+//! it is given shared ones (a server shares one set between all the runs of a repository:
+//! [`Groups::scoped`]).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -15,12 +17,22 @@ struct Group {
     pending: Option<(u64, CancellationToken)>,
 }
 
-/// The groups of one run. Cheap to clone; clones share the groups.
+/// A set of concurrency groups. Cheap to clone; clones share the groups.
 #[derive(Clone, Default)]
-pub(crate) struct Groups {
+pub struct Groups {
     inner: Arc<Mutex<HashMap<String, Group>>>,
     changed: Arc<Notify>,
     tickets: Arc<std::sync::atomic::AtomicU64>,
+    /// Prefixed to every group name: groups of different scopes never meet.
+    scope: Arc<str>,
+}
+
+impl std::fmt::Debug for Groups {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Groups")
+            .field("scope", &self.scope)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Holding a group; dropping it lets the waiting one in.
@@ -45,6 +57,15 @@ impl Drop for Held {
 }
 
 impl Groups {
+    /// The same set, its group names in `scope` (a repository): `scoped("a")` and
+    /// `scoped("b")` share nothing, two `scoped("a")` share everything.
+    pub fn scoped(&self, scope: &str) -> Groups {
+        Groups {
+            scope: scope.into(),
+            ..self.clone()
+        }
+    }
+
     /// Waits for `group`; `None` if `token` was cancelled first (replaced while waiting, or
     /// the run was cancelled).
     pub(crate) async fn acquire(
@@ -53,6 +74,8 @@ impl Groups {
         cancel_in_progress: bool,
         token: &CancellationToken,
     ) -> Option<Held> {
+        let scoped = format!("{}\0{group}", self.scope);
+        let group = scoped.as_str();
         let ticket = self
             .tickets
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);

@@ -41,6 +41,8 @@ pub struct Options {
     pub parallel: usize,
     /// Run only this job (and the jobs it needs).
     pub only_job: Option<String>,
+    /// `concurrency` groups shared with other runs; the run's own when `None`.
+    pub groups: Option<crate::concurrency::Groups>,
 }
 
 /// A job instance's run, to its report.
@@ -116,7 +118,7 @@ pub async fn run_with(
     runner: Arc<dyn JobRunner>,
 ) -> RunReport {
     let slots = Arc::new(Semaphore::new(options.parallel.max(1)));
-    let groups = crate::concurrency::Groups::default();
+    let groups = options.groups.clone().unwrap_or_default();
     let mut set = JoinSet::new();
     for (i, (p, env)) in planned.into_iter().enumerate() {
         let (sink, cancel, slots, options) =
@@ -177,6 +179,7 @@ fn run_workflow_boxed(
         let options = Options {
             parallel: 1,
             only_job: None,
+            groups: None,
         };
         run_workflow(planned, scope, &options).await
     })

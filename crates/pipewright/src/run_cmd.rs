@@ -436,6 +436,7 @@ pub(crate) fn run(args: RunArgs) -> Result<u8> {
         let options = engine::Options {
             parallel,
             only_job: args.job.clone(),
+            groups: None,
         };
         engine::run(planned, console.clone(), cancel, options).await
     });

@@ -613,3 +613,68 @@ fn commit_statuses_are_posted_to_the_forge() {
     let last: Value = serde_json::from_str(&seen[1].1).unwrap();
     assert_eq!(last["state"], "success");
 }
+
+#[test]
+fn concurrency_groups_hold_across_runs() {
+    let s = Server::start();
+    // A workflow-level group: one run at a time; a newcomer replaces the one waiting, which
+    // is cancelled.
+    let wf = "on: push\nconcurrency: deploy-${{ github.ref }}\njobs:\n  d:\n    runs-on: x\n    steps:\n      - run: sleep 2; echo deployed\n";
+    for _ in 0..3 {
+        let work = s.commit("main", wf);
+        s.push(&work, "main");
+    }
+    let ids: Vec<i64> = s
+        .runs()
+        .iter()
+        .rev()
+        .map(|r| r["id"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ids.len(), 3);
+    let runs: Vec<Value> = ids.iter().map(|id| s.wait_completed(*id)).collect();
+    let conclusions: Vec<&str> = runs
+        .iter()
+        .map(|r| r["conclusion"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        conclusions,
+        ["success", "cancelled", "success"],
+        "{}",
+        s.log()
+    );
+    // The third ran after the first, not beside it.
+    let first_end = runs[0]["jobs"][0]["finished_at"].as_i64().unwrap();
+    let third_start = runs[2]["jobs"][0]["started_at"].as_i64().unwrap();
+    assert!(third_start >= first_end, "{first_end} > {third_start}");
+    // A job-level group with cancel-in-progress: the newer run's job cancels the running one.
+    let wf = "on: push\njobs:\n  d:\n    runs-on: x\n    concurrency:\n      group: production\n      cancel-in-progress: true\n    steps:\n      - run: sleep 8; echo deployed\n";
+    let work = s.commit("main", wf);
+    s.push(&work, "main");
+    let older = s.runs()[0]["id"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, out, _) = s.cli(&["runs", "show", "--json", &older.to_string()]);
+        let v: Value = serde_json::from_str(&out).unwrap_or_default();
+        if v["jobs"][0]["status"] == "running" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the job never started\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let work = s.commit("main", wf);
+    s.push(&work, "main");
+    let newer = s.runs()[0]["id"].as_i64().unwrap();
+    let older = s.wait_completed(older);
+    assert_eq!(older["jobs"][0]["conclusion"], "cancelled", "{older}");
+    assert_eq!(older["conclusion"], "cancelled", "{older}");
+    assert_eq!(s.wait_completed(newer)["conclusion"], "success");
+    // Stopped in its step, not waited for.
+    let (_, log, _) = s.cli(&["logs", &older["id"].to_string()]);
+    assert!(!log.contains("[d] deployed"), "{log}");
+    let (_, log, _) = s.cli(&["logs", &newer.to_string()]);
+    assert!(log.contains("[d] deployed"), "{log}");
+}

@@ -44,6 +44,8 @@ pub(crate) struct Executor {
     /// Jobs queued / completed: shared with the runner API.
     pub(crate) queued: Arc<Notify>,
     pub(crate) done: Arc<crate::dispatch::Waiters>,
+    /// The `concurrency` groups of every run this server orchestrates.
+    pub(crate) groups: engine::Groups,
 }
 
 impl Executor {
@@ -290,9 +292,11 @@ impl Executor {
         };
         // Every job instance goes to the runners through the store; how many run at once is
         // up to them.
+        // `concurrency` groups hold across all the runs of a repository.
         let options = engine::Options {
             parallel: 1 << 20,
             only_job: None,
+            groups: Some(self.groups.scoped(&run.repo)),
         };
         let dispatcher = crate::dispatch::Dispatcher {
             store: self.store.clone(),

@@ -153,6 +153,7 @@ pub async fn serve(
         sealer: sealer.clone(),
         queued: queued.clone(),
         done: done.clone(),
+        groups: engine::Groups::default(),
     });
     let exec_task = tokio::spawn(executor.run());
     let reaper = tokio::spawn(runner_api::reaper(
