@@ -678,3 +678,46 @@ fn concurrency_groups_hold_across_runs() {
     let (_, log, _) = s.cli(&["logs", &newer.to_string()]);
     assert!(log.contains("[d] deployed"), "{log}");
 }
+
+#[test]
+fn a_server_sharing_the_database_takes_up_the_runs_of_one_that_died() {
+    let mut s = Server::start_with("[runner]\nlease_seconds = 2\n");
+    let (peer, peer_url) = s.spawn_peer("b");
+    let work = s.commit(
+        "main",
+        "on: workflow_dispatch\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: sleep 2; echo step done\n  b:\n    needs: a\n    runs-on: x\n    steps:\n      - run: echo after\n",
+    );
+    s.push(&work, "main");
+    // Dispatched through the first server: it orchestrates the run.
+    let (code, out, err) = s.cli(&["dispatch", "acme/app", "ci.yml"]);
+    assert_eq!(code, 0, "{out}{err}");
+    let id: i64 = out.split_whitespace().next().unwrap().parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (_, out, _) = s.cli(&["runs", "show", "--json", &id.to_string()]);
+        let v: Value = serde_json::from_str(&out).unwrap_or_default();
+        if v["jobs"][0]["status"] == "running" {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the job never started\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    s.kill9();
+    // The other server takes the run up once the dead one's lease lapses, and finishes it.
+    s.url = peer_url;
+    let run = s.wait_completed(id);
+    let peer_log = std::fs::read_to_string(s.dir.path().join("serve-b.log")).unwrap_or_default();
+    assert_eq!(run["conclusion"], "success", "{run}\n{peer_log}");
+    assert!(
+        peer_log.contains("taking up a run whose server stopped"),
+        "peer log: {peer_log}\nfirst log: {}",
+        s.log()
+    );
+    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    drop(peer);
+    assert!(log.contains("[b] after"), "{log}");
+}

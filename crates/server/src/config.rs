@@ -33,6 +33,7 @@ pub(crate) struct RawConfig {
     pub data_dir: Option<PathBuf>,
     pub database_url: Option<String>,
     pub public_url: Option<String>,
+    pub server_id: Option<String>,
     #[serde(default)]
     pub auth: RawAuth,
     #[serde(default)]
@@ -155,6 +156,10 @@ pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub public_url: String,
+    /// This server among those sharing a database: it orchestrates the runs it took, and a
+    /// restarted server with the same id takes its own runs up at once. `None`: the id kept
+    /// in the data directory.
+    pub server_id: Option<String>,
     pub admin_token: Option<String>,
     pub embedded_capacity: usize,
     /// `postgres://...` or `sqlite:PATH`; the SQLite file in the data directory if absent.
@@ -220,6 +225,7 @@ impl Config {
                 "PIPEWRIGHT_DATA_DIR" => raw.data_dir = Some(PathBuf::from(v)),
                 "PIPEWRIGHT_DATABASE_URL" => raw.database_url = Some(v.clone()),
                 "PIPEWRIGHT_PUBLIC_URL" => raw.public_url = Some(v.clone()),
+                "PIPEWRIGHT_SERVER_ID" => raw.server_id = Some(v.clone()),
                 "PIPEWRIGHT_ADMIN_TOKEN" => raw.auth.admin_token = Some(v.clone()),
                 "PIPEWRIGHT_EMBEDDED_CAPACITY" => {
                     raw.runner.embedded_capacity =
@@ -388,6 +394,7 @@ impl Config {
             artifact_retention_days,
             gc_interval,
             public_url: raw.public_url.unwrap_or_else(|| format!("http://{listen}")),
+            server_id: raw.server_id.filter(|s| !s.trim().is_empty()),
             database_url: raw.database_url,
             lease_ms: i64::try_from(lease_seconds * 1000).unwrap_or(30_000),
             max_attempts,

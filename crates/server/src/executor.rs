@@ -46,6 +46,10 @@ pub(crate) struct Executor {
     pub(crate) done: Arc<crate::dispatch::Waiters>,
     /// The `concurrency` groups of every run this server orchestrates.
     pub(crate) groups: engine::Groups,
+    /// This server's id: the runs it orchestrates are marked with it.
+    pub(crate) me: String,
+    /// How long a run stays this server's without a renewal.
+    pub(crate) lease_ms: i64,
 }
 
 impl Executor {
@@ -54,18 +58,17 @@ impl Executor {
     /// taken up again. On shutdown the orchestrations simply stop: their state is stored.
     pub(crate) async fn run(self: Arc<Self>) {
         let mut running = tokio::task::JoinSet::new();
-        let store = self.store.clone();
-        match tokio::task::spawn_blocking(move || store.running_runs()).await {
-            Ok(Ok(runs)) => {
-                for run in runs {
-                    tracing::info!(run = run.id, "taking up a run interrupted by the last stop");
-                    let me = self.clone();
-                    running.spawn(async move { me.execute(run).await });
-                }
-            }
-            Ok(Err(e)) => tracing::error!("reading running runs: {e}"),
-            Err(_) => {}
+        // The runs this server had before a restart, and those of stopped servers.
+        for run in self.take_over(true).await {
+            tracing::info!(run = run.id, "taking up a run interrupted by a stop");
+            let me = self.clone();
+            running.spawn(async move { me.execute(run).await });
         }
+        let period = std::time::Duration::from_millis(
+            u64::try_from(self.lease_ms / 3).unwrap_or(10_000).max(100),
+        );
+        let mut renew = tokio::time::interval(period);
+        renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             // Register interest before looking, so a run queued meanwhile is not missed.
             let notified = self.wake.notified();
@@ -75,8 +78,8 @@ impl Executor {
                 break;
             }
             while running.try_join_next().is_some() {}
-            let store = self.store.clone();
-            match tokio::task::spawn_blocking(move || store.take_queued()).await {
+            let (store, me, lease) = (self.store.clone(), self.me.clone(), self.lease_ms);
+            match tokio::task::spawn_blocking(move || store.take_queued(&me, lease)).await {
                 Ok(Ok(Some(run))) => {
                     let me = self.clone();
                     running.spawn(async move { me.execute(run).await });
@@ -88,11 +91,36 @@ impl Executor {
             tokio::select! {
                 () = &mut notified => {}
                 Some(_) = running.join_next(), if !running.is_empty() => {}
+                _ = renew.tick() => {
+                    // Keep this server's runs, and take up those of servers that stopped.
+                    let (store, me, lease) = (self.store.clone(), self.me.clone(), self.lease_ms);
+                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.renew_orchestration(&me, lease)).await {
+                        tracing::error!("renewing the runs' orchestration: {e}");
+                    }
+                    for run in self.take_over(false).await {
+                        tracing::warn!(run = run.id, "taking up a run whose server stopped");
+                        let me = self.clone();
+                        running.spawn(async move { me.execute(run).await });
+                    }
+                }
                 () = self.shutdown.cancelled() => break,
             }
         }
         running.abort_all();
         while running.join_next().await.is_some() {}
+    }
+
+    /// Running runs this server takes up (see [`store::Store::take_over_runs`]).
+    async fn take_over(&self, mine: bool) -> Vec<store::Run> {
+        let (store, me, lease) = (self.store.clone(), self.me.clone(), self.lease_ms);
+        match tokio::task::spawn_blocking(move || store.take_over_runs(&me, lease, mine)).await {
+            Ok(Ok(runs)) => runs,
+            Ok(Err(e)) => {
+                tracing::error!("taking up running runs: {e}");
+                Vec::new()
+            }
+            Err(_) => Vec::new(),
+        }
     }
 
     async fn execute(&self, run: store::Run) {

@@ -132,6 +132,25 @@ pub async fn serve(
             },
         )?;
     }
+    // Which server this is, among those sharing the database: from the configuration, or
+    // made once and kept in the data directory.
+    let server_id = match &config.server_id {
+        Some(id) => id.clone(),
+        None => {
+            let file = dir.join("server-id");
+            match std::fs::read_to_string(&file) {
+                Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
+                _ => {
+                    let id = format!("server-{}", &random_token()[..16]);
+                    std::fs::write(&file, &id).map_err(|source| ServeError::DataDir {
+                        path: file.clone(),
+                        source,
+                    })?;
+                    id
+                }
+            }
+        }
+    };
     let sealer = Arc::new(secrets::Sealer::load(
         config.secret_key.as_deref(),
         &dir.join("secret.key"),
@@ -154,6 +173,8 @@ pub async fn serve(
         queued: queued.clone(),
         done: done.clone(),
         groups: engine::Groups::default(),
+        me: server_id,
+        lease_ms: config.lease_ms,
     });
     let exec_task = tokio::spawn(executor.run());
     let reaper = tokio::spawn(runner_api::reaper(

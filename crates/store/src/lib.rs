@@ -348,6 +348,8 @@ const RUN_COLUMNS: &[(&str, &str)] = &[
     ("rerun_of", "INTEGER"),
     ("rerun_failed", "INTEGER NOT NULL DEFAULT 0"),
     ("workflow_text", "TEXT"),
+    ("orchestrator", "TEXT"),
+    ("orchestrator_until", "INTEGER"),
 ];
 
 /// Columns added to `jobs` when jobs became units of scheduling; added to older databases.
@@ -589,24 +591,62 @@ impl Store {
     }
 
     /// Takes the oldest queued run and marks it running, atomically.
-    pub fn take_queued(&self) -> Result<Option<Run>> {
+    /// Takes the oldest queued run for orchestrator `me` (a server), which keeps it by
+    /// renewing its lease ([`Store::renew_orchestration`]) every so often.
+    pub fn take_queued(&self, me: &str, lease_ms: i64) -> Result<Option<Run>> {
         self.db.with(|c| {
             let lock = match c.dialect() {
                 Dialect::Sqlite => "",
                 Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
             };
+            let now = now_ms();
             c.query_opt(
                 &format!(
-                    "UPDATE runs SET status = 'running', started_at = ?1
+                    "UPDATE runs SET status = 'running', started_at = ?1, orchestrator = ?2,
+                         orchestrator_until = ?3
                      WHERE id = (SELECT id FROM runs WHERE status = 'queued' ORDER BY id LIMIT 1{lock})
                      RETURNING *"
                 ),
-                params![now_ms()],
+                params![now, me, now + lease_ms],
             )?
             .as_ref()
             .map(run_from_row)
             .transpose()
         })
+    }
+
+    /// Keeps orchestrator `me`'s runs its own for another `lease_ms`.
+    pub fn renew_orchestration(&self, me: &str, lease_ms: i64) -> Result<()> {
+        self.db.with(|c| {
+            c.execute(
+                "UPDATE runs SET orchestrator_until = ?2 WHERE orchestrator = ?1 AND status = 'running'",
+                params![me, now_ms() + lease_ms],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Running runs that orchestrator `me` takes up: those whose orchestrator stopped renewing
+    /// its lease (a stopped server) and, with `mine`, those `me` itself had before a restart.
+    pub fn take_over_runs(&self, me: &str, lease_ms: i64, mine: bool) -> Result<Vec<Run>> {
+        let now = now_ms();
+        self.db
+            .with(|c| {
+                rows(
+                    c.query(
+                        "UPDATE runs SET orchestrator = ?1, orchestrator_until = ?2
+                     WHERE status = 'running' AND (orchestrator IS NULL OR orchestrator_until < ?3
+                         OR (?4 = 1 AND orchestrator = ?1))
+                     RETURNING *",
+                        params![me, now + lease_ms, now, i64::from(mine)],
+                    )?,
+                    run_from_row,
+                )
+            })
+            .map(|mut runs| {
+                runs.sort_by_key(|r| r.id);
+                runs
+            })
     }
 
     pub fn finish_run(&self, id: i64, conclusion: &str, reason: Option<&str>) -> Result<()> {
@@ -642,18 +682,6 @@ impl Store {
 
     /// Runs that were being orchestrated when the server stopped: a restarted server takes
     /// them up again (their finished jobs are kept, their queued and leased jobs go on).
-    pub fn running_runs(&self) -> Result<Vec<Run>> {
-        self.db.with(|c| {
-            rows(
-                c.query(
-                    "SELECT * FROM runs WHERE status = 'running' ORDER BY id",
-                    &[],
-                )?,
-                run_from_row,
-            )
-        })
-    }
-
     /// Records a job that never ran (skipped, or cancelled before it started).
     pub fn job_not_run(
         &self,
@@ -1560,7 +1588,7 @@ mod tests {
         let s = Store::open(&d.path().join("db.sqlite")).unwrap();
         let a = s.create_run(&new_run("r")).unwrap();
         let b = s.create_run(&new_run("r")).unwrap();
-        assert_eq!(s.take_queued().unwrap().unwrap().id, a);
+        assert_eq!(s.take_queued("me", 60_000).unwrap().unwrap().id, a);
         assert_eq!(
             s.runs(Some("r"), 10)
                 .unwrap()
@@ -1574,17 +1602,17 @@ mod tests {
         assert_eq!(s.annotate_job(a, "test", "test", "y").unwrap(), (job, 2));
         assert_eq!(s.logs(a, None, &[]).unwrap().len(), 2);
         assert_eq!(s.logs(a, Some(job), &[(job, 1)]).unwrap()[0].text, "y");
-        // A restarted server finds the run it was orchestrating.
+        // A restarted server finds the run it was orchestrating; another server leaves it
+        // alone while its orchestrator's lease holds, and takes it once it lapsed.
         drop(s);
         let s = Store::open(&d.path().join("db.sqlite")).unwrap();
-        assert_eq!(
-            s.running_runs()
-                .unwrap()
-                .iter()
-                .map(|r| r.id)
-                .collect::<Vec<_>>(),
-            [a]
-        );
+        let ids = |runs: Vec<Run>| runs.iter().map(|r| r.id).collect::<Vec<_>>();
+        assert!(s.take_over_runs("other", 60_000, true).unwrap().is_empty());
+        assert_eq!(ids(s.take_over_runs("me", 60_000, true).unwrap()), [a]);
+        assert!(s.take_over_runs("me", 60_000, false).unwrap().is_empty());
+        s.renew_orchestration("me", -1).unwrap();
+        assert_eq!(ids(s.take_over_runs("other", 60_000, false).unwrap()), [a]);
+        assert!(s.take_over_runs("me", 60_000, false).unwrap().is_empty());
         assert!(s.claim_schedule("r", "ci.yml", "* * * * *", 100).unwrap());
         assert!(!s.claim_schedule("r", "ci.yml", "* * * * *", 100).unwrap());
         assert!(s.claim_schedule("r", "ci.yml", "* * * * *", 101).unwrap());

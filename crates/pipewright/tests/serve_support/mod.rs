@@ -90,6 +90,28 @@ impl Server {
             .unwrap_or_else(|e| panic!("the server did not start ({e}):\n{}", self.log()));
     }
 
+    /// Another server process on the same configuration, database and data directory, as
+    /// `PIPEWRIGHT_SERVER_ID=id` (its log in `serve-ID.log`); its URL. Killed when dropped.
+    pub fn spawn_peer(&self, id: &str) -> (Peer, String) {
+        let url_file = self.dir.path().join("data/listen-url");
+        let _ = std::fs::remove_file(&url_file);
+        let child = Command::new(env!("CARGO_BIN_EXE_pipewright"))
+            .args(["serve", "-c"])
+            .arg(self.dir.path().join("config.toml"))
+            .env("PIPEWRIGHT_SERVER_ID", id)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(self.dir.path().join(format!("serve-{id}.log"))).unwrap())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !url_file.exists() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let url = std::fs::read_to_string(&url_file).expect("the peer server did not start");
+        (Peer(child), url)
+    }
+
     pub fn kill9(&mut self) {
         if let Some(mut c) = self.child.take() {
             let _ = c.kill();
@@ -214,6 +236,16 @@ impl Server {
             work,
             &["push", "-q", "origin", &format!("HEAD:refs/heads/{branch}")],
         );
+    }
+}
+
+/// A peer server process ([`Server::spawn_peer`]); killed when dropped.
+pub struct Peer(pub Child);
+
+impl Drop for Peer {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
     }
 }
 
