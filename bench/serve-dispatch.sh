@@ -9,7 +9,7 @@ cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 pw="$root/target/release/pipewright"
 work="$(mktemp -d)"
 pid=""
-trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
+trap '[ -n "$pid" ] && { kill $pid 2>/dev/null; wait $pid 2>/dev/null; }; rm -rf "$work"' EXIT
 git init -q --bare -b main "$work/app.git"
 printf 'listen = "127.0.0.1:0"\ndata_dir = "%s/data"\n[[repos]]\nname = "bench/app"\npath = "%s/app.git"\n' "$work" "$work" > "$work/cfg.toml"
 PIPEWRIGHT_LOG=warn "$pw" serve -c "$work/cfg.toml" 2>"$work/serve.log" &

@@ -17,7 +17,7 @@ cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 pw="$root/target/release/pipewright"
 work="$(mktemp -d)"
 pid=""
-trap '[ -n "$pid" ] && kill $pid 2>/dev/null; rm -rf "$work"' EXIT
+trap '[ -n "$pid" ] && { kill $pid 2>/dev/null; wait $pid 2>/dev/null; }; rm -rf "$work"' EXIT
 secret=bench-secret
 git init -q --bare -b main "$work/app.git"
 printf 'listen = "127.0.0.1:0"\ndata_dir = "%s/data"\n[runner]\nembedded_capacity = 0\n[[repos]]\nname = "bench/app"\npath = "%s/app.git"\nwebhook_secret = "%s"\n' \

@@ -254,6 +254,14 @@ pub async fn serve(
         }
         stop2.cancel();
     });
+    // No Nagle: a small write after another (an SSE event, a long poll's answer) would wait
+    // for the peer's delayed acknowledgement, up to 40 ms.
+    use axum::serve::ListenerExt;
+    let listener = listener.tap_io(|tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::warn!("TCP_NODELAY: {e}");
+        }
+    });
     axum::serve(listener, app)
         .with_graceful_shutdown(async move { stop.cancelled().await })
         .await
