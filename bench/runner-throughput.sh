@@ -21,7 +21,7 @@ PG_BIN=/usr/lib/postgresql/15/bin
 
 bench() {
   local db="$1" work pids=() pgdir="" url=""
-  work="$(mktemp -d)"
+  work="$(mktemp -d -p "${WORK_ROOT:-/tmp}")"
   chmod 755 "$work"
   if [ "$db" = postgres ]; then
     pgdir="$work/pg"
@@ -71,26 +71,36 @@ bench() {
   done
   "$pw" dispatch --help >/dev/null
   # The run ends when its last job has reported.
-  python3 - "$pw" "$total" "$db" "$runners" <<'PY'
-import json, subprocess, sys, time
+  python3 - "$pw" "$total" "$db" "$runners" "$server" "${pids[@]}" <<'PY'
+import json, os, subprocess, sys, time
 pw, total, db, runners = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-start = None
+server, runner_pids = int(sys.argv[5]), [int(p) for p in sys.argv[6:]]
+# Polled through the run list (no jobs), so that watching costs the server little.
 while True:
-    out = subprocess.run([pw, "runs", "show", "--json", "1"], capture_output=True, text=True).stdout
+    out = subprocess.run([pw, "runs", "list", "--json"], capture_output=True, text=True).stdout
     try:
-        run = json.loads(out)
-    except json.JSONDecodeError:
+        run = next(r for r in json.loads(out) if r["id"] == 1)
+    except (json.JSONDecodeError, StopIteration):
         time.sleep(0.2); continue
-    jobs = run.get("jobs", [])
-    started = [j["started_at"] for j in jobs if j.get("started_at")]
     if run["status"] == "completed":
         break
     time.sleep(0.5)
+def cpu(pid):
+    # utime, stime, and the reaped children's (the jobs' bash processes).
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(f[11]) + int(f[12])) / tick, (int(f[13]) + int(f[14])) / tick
+server_cpu = sum(cpu(server))
+own = sum(cpu(p)[0] for p in runner_pids)
+children = sum(cpu(p)[1] for p in runner_pids)
+run = json.loads(subprocess.run([pw, "runs", "show", "--json", "1"], capture_output=True, text=True).stdout)
+jobs = run.get("jobs", [])
 first = min(j["started_at"] for j in jobs if j.get("started_at"))
 last = max(j["finished_at"] for j in jobs if j.get("finished_at"))
 ok = sum(1 for j in jobs if j["conclusion"] == "success")
 secs = (last - first) / 1000
 print(f"| {db} | {total} jobs, {runners} runners | {secs:.1f} s | {total / secs:.0f} jobs/s | {ok} succeeded, run {run['conclusion']} |")
+print(f"CPU per job: server {1000 * server_cpu / total:.2f} ms, runners {1000 * own / total:.2f} ms, the jobs' processes {1000 * children / total:.2f} ms", file=sys.stderr)
 PY
   kill "${pids[@]}" 2>/dev/null || true
   kill "$server" 2>/dev/null || true
