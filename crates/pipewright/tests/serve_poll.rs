@@ -29,9 +29,14 @@ struct Server {
 impl Server {
     /// A server polling `upstream` every second as `acme/app`, and `extra` TOML after that.
     fn start(upstream: &Path, extra: &str) -> Server {
+        Server::start_every(upstream, "1s", extra)
+    }
+
+    /// [`Server::start`], polling every `interval`.
+    fn start_every(upstream: &Path, interval: &str, extra: &str) -> Server {
         let dir = tempfile::tempdir().unwrap();
         let config = format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{d}/data\"\n[[repos]]\nname = \"acme/app\"\nurl = \"{u}\"\npoll_interval = \"1s\"\n{extra}",
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{d}/data\"\n[[repos]]\nname = \"acme/app\"\nurl = \"{u}\"\npoll_interval = \"{interval}\"\n{extra}",
             d = dir.path().display(),
             u = upstream.display(),
         );
@@ -301,4 +306,53 @@ fn a_bad_poll_interval_is_a_configuration_error_naming_the_key() {
             "a rejected configuration created the data directory"
         );
     }
+}
+
+#[test]
+fn a_push_webhook_of_a_polled_repository_fetches_it_at_once_and_queues_the_push_once() {
+    use hmac::{Hmac, Mac};
+    let upstream = Repo::new();
+    let baseline = commit(&upstream, "v0");
+    // Polled hourly: only the webhook can make the server fetch within the test.
+    let s = Server::start_every(upstream.path(), "1h", "webhook_secret = \"s3cret\"\n");
+    s.wait_fetched(&baseline);
+    let pushed = commit(&upstream, "v1");
+    let body = serde_json::to_vec(&serde_json::json!({
+        "ref": "refs/heads/main", "before": baseline, "after": pushed,
+        "repository": {"full_name": "acme/app"}
+    }))
+    .unwrap();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"s3cret").unwrap();
+    mac.update(&body);
+    let signature = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+    // Announced twice (two deliveries, as when a forge retries after a timeout).
+    for delivery in ["d-1", "d-2"] {
+        let out = Command::new("curl")
+            .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "-X", "POST"])
+            .args([
+                "-H",
+                "X-GitHub-Event: push",
+                "-H",
+                "Content-Type: application/json",
+            ])
+            .args(["-H", &format!("X-GitHub-Delivery: {delivery}")])
+            .args(["-H", &format!("X-Hub-Signature-256: {signature}")])
+            .args(["--data-binary", "@-", &format!("{}/hooks/github", s.url)])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .and_then(|mut c| {
+                use std::io::Write;
+                c.stdin.take().unwrap().write_all(&body)?;
+                c.wait_with_output()
+            })
+            .unwrap();
+        assert_eq!(String::from_utf8_lossy(&out.stdout), "202");
+    }
+    let runs = s.wait_runs(1);
+    assert_push(&runs[0], "refs/heads/main", &pushed);
+    s.wait_fetched(&pushed);
+    let run = s.wait_completed(runs[0]["id"].as_i64().unwrap());
+    assert_eq!(run["conclusion"], "success", "{run}\n{}", s.log());
+    assert_eq!(s.runs().len(), 1, "{}", s.log());
 }

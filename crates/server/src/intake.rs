@@ -45,12 +45,20 @@ impl Intake {
         store: Arc<store::Store>,
         config: Arc<Config>,
         runs_queued: Arc<Notify>,
+        poll_now: Arc<crate::poll::PollNow>,
         shutdown: CancellationToken,
     ) -> (Intake, tokio::task::JoinHandle<()>) {
         let (tx, rx) = mpsc::channel(4 * BATCH);
         let pending = Arc::new(Notify::new());
         let writer = tokio::spawn(writer(store.clone(), rx, pending.clone()));
-        let processor = tokio::spawn(processor(store, config, pending, runs_queued, shutdown));
+        let processor = tokio::spawn(processor(
+            store,
+            config,
+            pending,
+            runs_queued,
+            poll_now,
+            shutdown,
+        ));
         let both = tokio::spawn(async move {
             let _ = processor.await;
             writer.abort();
@@ -113,14 +121,15 @@ async fn processor(
     config: Arc<Config>,
     pending: Arc<Notify>,
     runs_queued: Arc<Notify>,
+    poll_now: Arc<crate::poll::PollNow>,
     shutdown: CancellationToken,
 ) {
     loop {
         let notified = pending.notified();
         tokio::pin!(notified);
         notified.as_mut().enable();
-        let (s, c) = (store.clone(), config.clone());
-        let outcome = tokio::task::spawn_blocking(move || process_batch(&s, &c)).await;
+        let (s, c, p) = (store.clone(), config.clone(), poll_now.clone());
+        let outcome = tokio::task::spawn_blocking(move || process_batch(&s, &c, &p)).await;
         let mut waiting = false;
         match outcome {
             Ok(Ok(done)) => {
@@ -160,7 +169,11 @@ struct Processed {
     left: i64,
 }
 
-fn process_batch(store: &store::Store, config: &Config) -> Result<Processed, store::StoreError> {
+fn process_batch(
+    store: &store::Store,
+    config: &Config,
+    poll_now: &crate::poll::PollNow,
+) -> Result<Processed, store::StoreError> {
     let limit = i64::try_from(BATCH).unwrap_or(i64::MAX);
     let pending = store.pending_deliveries(limit)?;
     let mut resolved = Vec::with_capacity(pending.len());
@@ -178,6 +191,11 @@ fn process_batch(store: &store::Store, config: &Config) -> Result<Processed, sto
                 continue;
             }
         };
+        // A polled repository's push is the poll's to queue: fetched now, queued once.
+        if event.name == "push" && poll_now.poll(&repo.name) {
+            resolved.push((d.id, Vec::new()));
+            continue;
+        }
         match trigger::plan(repo, &event) {
             Ok(runs) => resolved.push((d.id, runs)),
             Err(e) if d.attempts + 1 < MAX_ATTEMPTS => {

@@ -207,10 +207,12 @@ pub async fn serve(
         wake.clone(),
         shutdown.clone(),
     ));
+    let poll_now = poll::poll_now(&config);
     let poll_task = tokio::spawn(poll::run(
         store.clone(),
         config.clone(),
         wake.clone(),
+        poll_now.clone(),
         shutdown.clone(),
     ));
     let archiver = tokio::spawn(logfiles::archiver(
@@ -222,6 +224,7 @@ pub async fn serve(
         store.clone(),
         config.clone(),
         wake.clone(),
+        poll_now,
         shutdown.clone(),
     );
     let state = Arc::new(http::AppState {

@@ -4,10 +4,10 @@
 //! exactly as a local repository's post-receive hook does: the same `before`, `after` and
 //! ref, all zeros as `before` for a new ref, nothing for a deleted one.
 //!
-//! What has been turned into pushes is kept in the mirror (`pipewright-seen.json`),
-//! separately from the mirror's refs, and a ref is marked seen only once its runs are
-//! queued: a server killed between a fetch and the queueing catches up when it restarts,
-//! and pushes made while it was down are queued by its first poll. The first successful
+//! What has been turned into pushes is kept in the store, separately from the mirror's refs:
+//! a ref's new commit is recorded in the same transaction as the runs its push fires, so a
+//! server killed between a fetch and the queueing catches up when it restarts (and never
+//! queues a push twice), and pushes made while it was down are queued by its first poll. The first successful
 //! fetch into a new mirror only records what is there, so adding an existing repository
 //! does not start a run for each of its branches.
 //!
@@ -20,21 +20,17 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use serde::{Deserialize, Serialize};
 use tokio::process::Command;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
 use crate::config::{Config, RepoConfig, redact_url};
-use crate::trigger::{self, Event, TriggerError};
+use crate::trigger::{self, Event};
 
 /// A fetch still running after this is stopped (and tried again at the next interval): a
 /// hung connection must not stop polling for good. Generous, because the first fetch of a
 /// large repository is a whole clone.
 const FETCH_TIMEOUT: Duration = Duration::from_secs(15 * 60);
-
-/// The file in a mirror recording which commit of each ref has been turned into pushes.
-const SEEN_FILE: &str = "pipewright-seen.json";
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum PollError {
@@ -50,8 +46,36 @@ pub(crate) enum PollError {
         #[source]
         source: std::io::Error,
     },
+    #[error(transparent)]
+    Store(#[from] store::StoreError),
     #[error("the polling task stopped: {0}")]
     Task(#[from] tokio::task::JoinError),
+}
+
+/// Asks for a poll before the interval is up: a push webhook of a polled repository fetches
+/// it at once (the poll then queues the push, once, however many times it is announced).
+#[derive(Default)]
+pub(crate) struct PollNow {
+    repos: std::collections::HashMap<String, Arc<Notify>>,
+}
+
+impl PollNow {
+    /// Polls `repo` now, if it is a polled repository; whether it is.
+    pub(crate) fn poll(&self, repo: &str) -> bool {
+        self.repos.get(repo).map(|n| n.notify_one()).is_some()
+    }
+}
+
+/// The [`PollNow`] of `config`'s polled repositories.
+pub(crate) fn poll_now(config: &Config) -> Arc<PollNow> {
+    Arc::new(PollNow {
+        repos: config
+            .repos
+            .iter()
+            .filter(|r| r.poll.is_some())
+            .map(|r| (r.name.clone(), Arc::new(Notify::new())))
+            .collect(),
+    })
 }
 
 /// Polls every `url` repository of `config` until `shutdown`.
@@ -59,14 +83,17 @@ pub(crate) async fn run(
     store: Arc<store::Store>,
     config: Arc<Config>,
     wake: Arc<Notify>,
+    now: Arc<PollNow>,
     shutdown: CancellationToken,
 ) {
     let mut tasks = tokio::task::JoinSet::new();
     for repo in config.repos.iter().filter(|r| r.poll.is_some()) {
+        let asked = now.repos.get(&repo.name).cloned().unwrap_or_default();
         tasks.spawn(poll_repo(
             store.clone(),
             repo.clone(),
             wake.clone(),
+            asked,
             shutdown.clone(),
         ));
     }
@@ -77,6 +104,7 @@ async fn poll_repo(
     store: Arc<store::Store>,
     repo: RepoConfig,
     wake: Arc<Notify>,
+    asked: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
     let Some(poll) = repo.poll.clone() else {
@@ -90,6 +118,7 @@ async fn poll_repo(
     loop {
         tokio::select! {
             _ = ticks.tick() => {}
+            () = asked.notified() => {}
             () = shutdown.cancelled() => return,
         }
         let result = tokio::select! {
@@ -159,53 +188,45 @@ async fn poll_once(
     tokio::task::spawn_blocking(move || queue_pushes(&store, &repo, &url, now)).await?
 }
 
-/// Queues a push for each ref of `now` that moved since it was last seen, marking each seen
-/// once its runs are queued.
+/// Queues a push for each ref of `now` that moved since it was last seen, each recorded as
+/// seen in the transaction that queues its runs.
 fn queue_pushes(
     store: &store::Store,
     repo: &RepoConfig,
     url: &str,
     now: BTreeMap<String, String>,
 ) -> Result<usize, PollError> {
-    let seen_path = repo.path.join(SEEN_FILE);
-    let Some(mut seen) = read_seen(&seen_path, url) else {
+    let Some(seen) = store.polled_refs(&repo.name, url)? else {
         // A new mirror (or one now fetched from another URL): what is there is the baseline.
         tracing::info!(
             repo = %repo.name,
             refs = now.len(),
             "first fetch of this repository: its branches and tags are the baseline, no runs"
         );
-        let seen = Seen {
-            url: url.to_owned(),
-            refs: now,
-        };
-        write_seen(&seen_path, &seen)?;
+        store.set_polled_baseline(&repo.name, url, &now)?;
         return Ok(0);
     };
     let mut queued = 0;
-    let moved = pushes(&seen.refs, &now);
-    let known = seen.refs.len();
-    seen.refs.retain(|r, _| now.contains_key(r));
-    if seen.refs.len() != known {
-        write_seen(&seen_path, &seen)?;
+    for gone in seen.keys().filter(|r| !now.contains_key(*r)) {
+        store.forget_polled_ref(&repo.name, gone)?;
     }
-    for (git_ref, before, after) in moved {
+    for (git_ref, before, after) in pushes(&seen, &now) {
         let event = Event::push(&repo.name, &git_ref, &before, &after);
-        match trigger::enqueue(store, repo, &event) {
-            Ok(ids) => queued += ids.len(),
-            // The database may answer next time: leave the ref unseen so it is tried again.
-            Err(TriggerError::Store(e)) => {
-                tracing::warn!(repo = %repo.name, %git_ref, "cannot queue the push, trying again at the next poll: {e}");
-                continue;
-            }
+        let runs = match trigger::plan(repo, &event) {
+            Ok(runs) => runs,
             // The commit cannot be read (say, a tag of a blob): trying again cannot help.
             Err(e) => {
                 tracing::warn!(repo = %repo.name, %git_ref, %after, "push not queued: {e}");
+                Vec::new()
+            }
+        };
+        match store.queue_polled_push(&repo.name, url, &git_ref, &after, &runs) {
+            Ok(ids) => queued += ids.len(),
+            // The database may answer next time: the ref stays unseen, tried again then.
+            Err(e) => {
+                tracing::warn!(repo = %repo.name, %git_ref, "cannot queue the push, trying again at the next poll: {e}");
             }
         }
-        // One ref at a time: a server killed here queues only the rest again.
-        seen.refs.insert(git_ref, after);
-        write_seen(&seen_path, &seen)?;
     }
     Ok(queued)
 }
@@ -232,40 +253,6 @@ fn parse_refs(text: &str) -> BTreeMap<String, String> {
         .filter_map(|l| l.split_once(' '))
         .map(|(sha, r)| (r.to_owned(), sha.to_owned()))
         .collect()
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-struct Seen {
-    /// The URL these refs were fetched from: another URL starts a new baseline.
-    url: String,
-    refs: BTreeMap<String, String>,
-}
-
-/// What was seen from `url`; `None` when nothing was (no file, another URL, an unreadable
-/// file: each starts a new baseline).
-fn read_seen(path: &Path, url: &str) -> Option<Seen> {
-    let text = std::fs::read_to_string(path).ok()?;
-    match serde_json::from_str::<Seen>(&text) {
-        Ok(seen) if seen.url == url => Some(seen),
-        Ok(_) => None,
-        Err(e) => {
-            tracing::warn!(path = %path.display(), "unreadable, starting a new baseline: {e}");
-            None
-        }
-    }
-}
-
-/// Written to a temporary file and renamed, so a killed server leaves the old file or the
-/// new one, never half of one.
-fn write_seen(path: &Path, seen: &Seen) -> Result<(), PollError> {
-    let tmp = path.with_extension("json.tmp");
-    let text = serde_json::to_vec_pretty(seen).unwrap_or_default();
-    std::fs::write(&tmp, text)
-        .and_then(|()| std::fs::rename(&tmp, path))
-        .map_err(|source| PollError::Io {
-            path: path.to_owned(),
-            source,
-        })
 }
 
 /// Runs git on the mirror from the server's working directory, so a relative `url` means
@@ -338,18 +325,28 @@ mod tests {
     }
 
     #[test]
-    fn seen_refs_belong_to_their_url() {
+    fn seen_refs_belong_to_their_url_and_a_push_is_queued_with_its_ref() {
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join(SEEN_FILE);
-        assert!(read_seen(&path, "u").is_none());
-        let seen = Seen {
-            url: "u".into(),
-            refs: refs(&[("refs/heads/main", "a1")]),
-        };
-        write_seen(&path, &seen).unwrap();
-        assert_eq!(read_seen(&path, "u").unwrap().refs, seen.refs);
-        assert!(read_seen(&path, "another").is_none());
-        std::fs::write(&path, "{not json").unwrap();
-        assert!(read_seen(&path, "u").is_none());
+        let store = store::Store::open(&dir.path().join("db")).unwrap();
+        assert!(store.polled_refs("r", "u").unwrap().is_none());
+        // An empty baseline is a baseline.
+        store.set_polled_baseline("r", "u", &refs(&[])).unwrap();
+        assert_eq!(store.polled_refs("r", "u").unwrap(), Some(refs(&[])));
+        store
+            .set_polled_baseline("r", "u", &refs(&[("refs/heads/main", "a1")]))
+            .unwrap();
+        assert_eq!(
+            store.polled_refs("r", "u").unwrap(),
+            Some(refs(&[("refs/heads/main", "a1")]))
+        );
+        assert!(store.polled_refs("r", "another").unwrap().is_none());
+        store
+            .queue_polled_push("r", "u", "refs/heads/dev", "b1", &[])
+            .unwrap();
+        store.forget_polled_ref("r", "refs/heads/main").unwrap();
+        assert_eq!(
+            store.polled_refs("r", "u").unwrap(),
+            Some(refs(&[("refs/heads/dev", "b1")]))
+        );
     }
 }
