@@ -264,20 +264,7 @@ fn a_server_killed_mid_run_retries_its_job_after_restart() {
     s.push(&work, "main");
     let id = s.runs()[0]["id"].as_i64().unwrap();
     // Killed once the job is on the in-process runner (not merely the run started).
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let job_running = || {
-        let (_, out, _) = s.cli(&["runs", "show", "--json", &id.to_string()]);
-        serde_json::from_str::<serde_json::Value>(&out)
-            .is_ok_and(|v| v["jobs"][0]["status"] == "running")
-    };
-    while !job_running() {
-        assert!(
-            Instant::now() < deadline,
-            "the job never started\n{}",
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    s.wait_job_running(id);
     s.kill9();
     s.spawn();
     let run = s.wait_completed(id);
@@ -651,20 +638,7 @@ fn concurrency_groups_hold_across_runs() {
     let work = s.commit("main", wf);
     s.push(&work, "main");
     let older = s.runs()[0]["id"].as_i64().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, out, _) = s.cli(&["runs", "show", "--json", &older.to_string()]);
-        let v: Value = serde_json::from_str(&out).unwrap_or_default();
-        if v["jobs"][0]["status"] == "running" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the job never started\n{}",
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    s.wait_job_running(older);
     let work = s.commit("main", wf);
     s.push(&work, "main");
     let newer = s.runs()[0]["id"].as_i64().unwrap();
@@ -692,20 +666,7 @@ fn a_server_sharing_the_database_takes_up_the_runs_of_one_that_died() {
     let (code, out, err) = s.cli(&["dispatch", "acme/app", "ci.yml"]);
     assert_eq!(code, 0, "{out}{err}");
     let id: i64 = out.split_whitespace().next().unwrap().parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    loop {
-        let (_, out, _) = s.cli(&["runs", "show", "--json", &id.to_string()]);
-        let v: Value = serde_json::from_str(&out).unwrap_or_default();
-        if v["jobs"][0]["status"] == "running" {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the job never started\n{}",
-            s.log()
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    s.wait_job_running(id);
     s.kill9();
     // The other server takes the run up once the dead one's lease lapses, and finishes it.
     s.url = peer_url;

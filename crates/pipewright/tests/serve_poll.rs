@@ -2,9 +2,11 @@
 //! second, from an upstream work tree that the test commits to with git.
 
 mod common;
+mod deploy_support;
+mod serve_support;
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Repo, git};
@@ -20,10 +22,20 @@ jobs:
       - run: echo \"built $(cat version.txt) on ${{ github.ref_name }}\"
 ";
 
-struct Server {
-    dir: tempfile::TempDir,
-    child: Option<Child>,
-    url: String,
+/// The shared server harness, for a polled repository.
+struct Server(serve_support::Server);
+
+impl std::ops::Deref for Server {
+    type Target = serve_support::Server;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl std::ops::DerefMut for Server {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
 }
 
 impl Server {
@@ -34,84 +46,21 @@ impl Server {
 
     /// [`Server::start`], polling every `interval`.
     fn start_every(upstream: &Path, interval: &str, extra: &str) -> Server {
-        let dir = tempfile::tempdir().unwrap();
-        let config = format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{d}/data\"\n[[repos]]\nname = \"acme/app\"\nurl = \"{u}\"\npoll_interval = \"{interval}\"\n{extra}",
-            d = dir.path().display(),
-            u = upstream.display(),
-        );
-        std::fs::write(dir.path().join("config.toml"), config).unwrap();
-        let mut s = Server {
-            dir,
-            child: None,
-            url: String::new(),
-        };
-        s.spawn();
-        s
-    }
-
-    fn spawn(&mut self) {
-        let url_file = self.dir.path().join("data/listen-url");
-        let _ = std::fs::remove_file(&url_file);
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("serve.log"))
-            .unwrap();
-        let child = Command::new(env!("CARGO_BIN_EXE_pipewright"))
-            .args(["serve", "-c"])
-            .arg(self.dir.path().join("config.toml"))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .unwrap();
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while !url_file.exists() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        self.url = std::fs::read_to_string(&url_file).expect("server started");
-    }
-
-    fn kill9(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("serve.log")).unwrap_or_default()
+        Server(serve_support::Server::start_repos(|_| {
+            format!(
+                "[[repos]]\nname = \"acme/app\"\nurl = \"{u}\"\npoll_interval = \"{interval}\"\n{extra}",
+                u = upstream.display(),
+            )
+        }))
     }
 
     fn mirror(&self) -> PathBuf {
         self.dir.path().join("data/mirrors/acme%2Fapp.git")
     }
 
-    fn cli(&self, args: &[&str]) -> (i32, String, String) {
-        let out = Command::new(env!("CARGO_BIN_EXE_pipewright"))
-            .args(args)
-            .env("PIPEWRIGHT_SERVER", &self.url)
-            .env_remove("PIPEWRIGHT_TOKEN")
-            .output()
-            .unwrap();
-        (
-            out.status.code().unwrap_or(-1),
-            String::from_utf8_lossy(&out.stdout).into_owned(),
-            String::from_utf8_lossy(&out.stderr).into_owned(),
-        )
-    }
-
     /// Runs of `acme/app`, oldest first.
     fn runs(&self) -> Vec<Value> {
-        let (code, out, err) = self.cli(&["runs", "list", "--json", "--repo", "acme/app"]);
-        assert_eq!(code, 0, "{err}");
-        let mut runs = serde_json::from_str::<Value>(&out)
-            .unwrap()
-            .as_array()
-            .unwrap()
-            .clone();
+        let mut runs = self.0.runs();
         runs.reverse();
         runs
     }
@@ -139,24 +88,6 @@ impl Server {
         }
     }
 
-    fn wait_completed(&self, id: i64) -> Value {
-        let deadline = Instant::now() + Duration::from_secs(60);
-        loop {
-            let (_, out, _) = self.cli(&["runs", "show", "--json", &id.to_string()]);
-            if let Ok(v) = serde_json::from_str::<Value>(&out)
-                && v["status"] == "completed"
-            {
-                return v;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "run {id} did not complete\n{}",
-                self.log()
-            );
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
     /// Waits for the server to have fetched `sha` into its mirror, then for three more
     /// poll intervals, in which nothing should be queued unless something was pushed.
     fn wait_fetched(&self, sha: &str) {
@@ -179,12 +110,6 @@ impl Server {
             std::thread::sleep(Duration::from_millis(100));
         }
         std::thread::sleep(Duration::from_secs(3));
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        self.kill9();
     }
 }
 

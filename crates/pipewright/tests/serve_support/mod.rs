@@ -40,6 +40,17 @@ impl Server {
 
     /// `start`, with `extra` lines added to the repository's configuration.
     pub fn start_with(extra: &str) -> Server {
+        Server::start_repos(|d| {
+            format!(
+                "[[repos]]\nname = \"acme/app\"\npath = \"{d}/app.git\"\nwebhook_secret = \"{SECRET}\"\n{extra}",
+                d = d.display()
+            )
+        })
+    }
+
+    /// A server whose `[[repos]]` (and what follows them) `repos` writes, given the test's
+    /// directory (which has an empty bare repository `app.git`).
+    pub fn start_repos(repos: impl FnOnce(&Path) -> String) -> Server {
         let dir = tempfile::tempdir().unwrap();
         git(
             dir.path(),
@@ -51,8 +62,9 @@ impl Server {
             .map(|p| format!("database_url = \"{}\"\n", p.url()))
             .unwrap_or_default();
         let config = format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{d}/data\"\n{database}[auth]\nadmin_token = \"{TOKEN}\"\n[[repos]]\nname = \"acme/app\"\npath = \"{d}/app.git\"\nwebhook_secret = \"{SECRET}\"\n{extra}",
-            d = dir.path().display()
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{d}/data\"\n{database}[auth]\nadmin_token = \"{TOKEN}\"\n{repos}",
+            d = dir.path().display(),
+            repos = repos(dir.path()),
         );
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
         let mut s = Server {
@@ -78,7 +90,14 @@ impl Server {
             .arg(self.dir.path().join("config.toml"))
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(std::fs::File::create(self.dir.path().join("serve.log")).unwrap())
+            // Appended to: a restarted server's log follows the killed one's.
+            .stderr(
+                std::fs::OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(self.dir.path().join("serve.log"))
+                    .unwrap(),
+            )
             .spawn()
             .unwrap();
         self.child = Some(child);
@@ -185,6 +204,24 @@ impl Server {
             assert!(
                 Instant::now() < deadline,
                 "run {id} did not complete\n{}",
+                self.log()
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// Waits until the first job of run `id` is on a runner.
+    pub fn wait_job_running(&self, id: i64) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let (_, out, _) = self.cli(&["runs", "show", "--json", &id.to_string()]);
+            let v: Value = serde_json::from_str(&out).unwrap_or_default();
+            if v["jobs"][0]["status"] == "running" {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the job never started\n{}",
                 self.log()
             );
             std::thread::sleep(Duration::from_millis(50));
