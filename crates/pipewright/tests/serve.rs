@@ -682,3 +682,43 @@ fn a_server_sharing_the_database_takes_up_the_runs_of_one_that_died() {
     drop(peer);
     assert!(log.contains("[b] after"), "{log}");
 }
+
+#[test]
+fn sigterm_lets_the_running_job_finish_and_the_restarted_server_goes_on() {
+    let mut s = Server::start();
+    let work = s.commit(
+        "main",
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: sleep 2; echo a done\n  b:\n    needs: a\n    runs-on: x\n    steps:\n      - run: echo b done\n",
+    );
+    s.push(&work, "main");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    s.wait_job_running(id);
+    let mut child = s.child.take().unwrap();
+    let status = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    // The server stops once its runner's job has finished and reported, not before.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let exit = loop {
+        if let Some(exit) = child.try_wait().unwrap() {
+            break exit;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the server did not stop\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(exit.success(), "{exit:?}\n{}", s.log());
+    s.spawn();
+    let run = s.wait_completed(id);
+    assert_eq!(run["conclusion"], "success", "{run}\n{}", s.log());
+    // The job that was running finished once, in its first attempt; the next ran after.
+    assert_eq!(run["jobs"][0]["attempt"], 1, "{run}");
+    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    assert_eq!(log.matches("[a] a done").count(), 1, "{log}");
+    assert!(log.contains("[b] b done"), "{log}");
+}
