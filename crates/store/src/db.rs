@@ -455,6 +455,20 @@ pub(crate) struct PgPool {
     freed: Condvar,
 }
 
+/// A `postgres::Client` closes its connection by blocking on a runtime of its own, which
+/// panics on an async thread; the last holder of a store may well be one (a server task at
+/// shutdown). The connections are closed on a thread of their own instead.
+impl Drop for PgPool {
+    fn drop(&mut self) {
+        let conns = std::mem::take(&mut lock(&self.state).0);
+        if !conns.is_empty() {
+            let _ = std::thread::Builder::new()
+                .name("pg-close".into())
+                .spawn(move || drop(conns));
+        }
+    }
+}
+
 impl PgPool {
     fn take(&self) -> Result<PgConn> {
         let mut state = lock(&self.state);
