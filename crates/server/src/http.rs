@@ -984,7 +984,9 @@ async fn webhook(
             crate::intake::IntakeError::Stopped => {
                 ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "the server is stopping")
             }
-            e @ crate::intake::IntakeError::Store(_) => ApiError::internal(e),
+            e @ (crate::intake::IntakeError::Store(_) | crate::intake::IntakeError::Task) => {
+                ApiError::internal(e)
+            }
         })?;
     Ok(match accepted {
         Some(id) => (

@@ -26,6 +26,8 @@ pub(crate) enum IntakeError {
     Store(Arc<store::StoreError>),
     #[error("the server is stopping")]
     Stopped,
+    #[error("the task storing deliveries failed")]
+    Task,
 }
 
 struct Item {
@@ -93,21 +95,27 @@ async fn writer(store: Arc<store::Store>, mut rx: mpsc::Receiver<Item>, pending:
         let (deliveries, replies): (Vec<_>, Vec<_>) =
             items.into_iter().map(|i| (i.delivery, i.reply)).unzip();
         let store = store.clone();
-        let stored = tokio::task::spawn_blocking(move || store.accept_deliveries(&deliveries))
-            .await
-            .unwrap_or_else(|_| Err(store::StoreError::NoRow));
+        let stored =
+            tokio::task::spawn_blocking(move || store.accept_deliveries(&deliveries)).await;
         match stored {
-            Ok(ids) => {
+            Ok(Ok(ids)) => {
                 for (reply, id) in replies.into_iter().zip(ids) {
                     let _ = reply.send(Ok(id));
                 }
                 pending.notify_one();
             }
-            Err(e) => {
+            Ok(Err(e)) => {
                 tracing::error!("storing webhook deliveries: {e}");
                 let e = Arc::new(e);
                 for reply in replies {
                     let _ = reply.send(Err(IntakeError::Store(e.clone())));
+                }
+            }
+            // The store call panicked: nothing is known to be stored.
+            Err(e) => {
+                tracing::error!("storing webhook deliveries: {e}");
+                for reply in replies {
+                    let _ = reply.send(Err(IntakeError::Task));
                 }
             }
         }
