@@ -7,38 +7,17 @@ mod common;
 mod deploy_support;
 mod serve_support;
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::path::Path;
+use std::process::Command;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
-use serve_support::{Server, TOKEN, post};
+use serve_support::{Runner, Server, TOKEN, post, registration_token};
 
-/// A GET with the admin token; (status, body). HTTP/1.0, so the body ends with the
-/// connection whatever its length.
+/// A GET with the admin token; (status, body).
 fn get(s: &Server, path: &str) -> (u16, Vec<u8>) {
-    let addr = s.url.trim_start_matches("http://");
-    let mut c = TcpStream::connect(addr).unwrap();
-    write!(
-        c,
-        "GET {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {TOKEN}\r\n\r\n"
-    )
-    .unwrap();
-    let mut resp = Vec::new();
-    c.read_to_end(&mut resp).unwrap();
-    let split = resp
-        .windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .expect("an HTTP answer");
-    let head = String::from_utf8_lossy(&resp[..split]).into_owned();
-    let status = head
-        .split_whitespace()
-        .nth(1)
-        .and_then(|c| c.parse().ok())
-        .unwrap_or(0);
-    (status, resp[split + 4..].to_vec())
+    let auth = [("Authorization", format!("Bearer {TOKEN}"))];
+    serve_support::request_bytes(&s.url, "GET", path, &auth, b"")
 }
 
 fn get_json(s: &Server, path: &str) -> Value {
@@ -270,54 +249,16 @@ fn identical_files_are_stored_once_downloaded_as_tar_and_collected_after_retenti
     assert_eq!(status, 401);
 }
 
-/// A `pipewright runner` process; killed when dropped.
-struct Runner {
-    child: Child,
-    work_dir: PathBuf,
-    log: PathBuf,
-}
-
-impl Runner {
-    fn start(s: &Server, name: &str) -> Runner {
-        let (code, token, err) = s.cli(&["runners", "token"]);
-        assert_eq!(code, 0, "{err}");
-        let work_dir = s.dir.path().join(format!("runner-{name}"));
-        let log = s.dir.path().join(format!("runner-{name}.log"));
-        let child = Command::new(env!("CARGO_BIN_EXE_pipewright"))
-            .args([
-                "runner", "--server", &s.url, "--name", name, "--labels", name,
-            ])
-            .args(["--token", token.trim(), "--work-dir"])
-            .arg(&work_dir)
-            .env("RUNNER_TAG", name)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let r = Runner {
-            child,
-            work_dir,
-            log,
-        };
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !r.work_dir.join("runner.json").exists() {
-            assert!(Instant::now() < deadline, "{} did not register", name);
-            std::thread::sleep(Duration::from_millis(25));
-        }
-        r
+/// A registered `pipewright runner` labelled with its name.
+fn start_runner(s: &Server, name: &str) -> Runner {
+    let token = registration_token(s);
+    let r = Runner::spawn(s, name, name, Some(&token));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !r.work_dir.join("runner.json").exists() {
+        assert!(Instant::now() < deadline, "{name} did not register");
+        std::thread::sleep(Duration::from_millis(25));
     }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-}
-
-impl Drop for Runner {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
+    r
 }
 
 fn cache_job(runner: &str, steps: &str) -> String {
@@ -327,8 +268,8 @@ fn cache_job(runner: &str, steps: &str) -> String {
 #[test]
 fn a_cache_saved_on_one_runner_is_restored_on_another() {
     let s = Server::start_with("[runner]\nembedded_capacity = 0\n");
-    let a = Runner::start(&s, "a");
-    let b = Runner::start(&s, "b");
+    let a = start_runner(&s, "a");
+    let b = start_runner(&s, "b");
 
     // Runner a: a miss, then the post step saves `deps-1`.
     let first = run(

@@ -6,70 +6,20 @@ mod common;
 mod deploy_support;
 mod serve_support;
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use serve_support::{Server, TOKEN, post};
-
-/// A `pipewright runner` process; killed when dropped.
-struct Runner {
-    child: Child,
-    work_dir: PathBuf,
-    log: PathBuf,
-}
-
-impl Runner {
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn kill9(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Runner {
-    fn drop(&mut self) {
-        self.kill9();
-    }
-}
+use serve_support::{Runner, Server, TOKEN, post, registration_token};
 
 /// A server whose jobs only remote runners take; leases of 2 s.
 fn server() -> Server {
     Server::start_with("[runner]\nembedded_capacity = 0\nlease_seconds = 2\n")
 }
 
-fn registration_token(s: &Server) -> String {
-    let (code, out, err) = s.cli(&["runners", "token"]);
-    assert_eq!(code, 0, "{err}");
-    out.trim().to_owned()
-}
-
 /// Starts a runner named `name` (its jobs see `RUNNER_TAG=name`) with extra `labels`.
 fn runner(s: &Server, name: &str, labels: &str, token: Option<&str>) -> Runner {
-    let work_dir = s.dir.path().join(format!("runner-{name}"));
-    let log = s.dir.path().join(format!("runner-{name}.log"));
-    let mut c = Command::new(env!("CARGO_BIN_EXE_pipewright"));
-    c.args(["runner", "--server", &s.url, "--name", name, "--work-dir"])
-        .arg(&work_dir)
-        .env("RUNNER_TAG", name)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log).unwrap());
-    if !labels.is_empty() {
-        c.args(["--labels", labels]);
-    }
-    if let Some(t) = token {
-        c.args(["--token", t]);
-    }
-    Runner {
-        child: c.spawn().unwrap(),
-        work_dir,
-        log,
-    }
+    Runner::spawn(s, name, labels, token)
 }
 
 fn wait_for(what: &str, mut f: impl FnMut() -> bool) {

@@ -212,14 +212,6 @@ pub struct Stats {
     pub job_durations_ms: Vec<i64>,
 }
 
-/// One line of a job's log.
-#[derive(Debug, Clone, PartialEq, Serialize)]
-pub struct LogLine {
-    pub job: i64,
-    pub seq: i64,
-    pub text: String,
-}
-
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS runs (
     id INTEGER PRIMARY KEY,
@@ -750,34 +742,6 @@ impl Store {
                 job_from_row,
             )
         })
-    }
-
-    /// Log lines of a run (or of one of its jobs) after `after` (a per-job sequence).
-    pub fn logs(
-        &self,
-        run_id: i64,
-        job: Option<i64>,
-        after: &[(i64, i64)],
-    ) -> Result<Vec<LogLine>> {
-        let job = job.map_or(db::Param::Null, db::Param::Int);
-        let mut out = self.db.with(|c| {
-            c.query(
-                "SELECT l.job, l.seq, l.text FROM log_lines l JOIN jobs j ON j.id = l.job
-                 WHERE j.run_id = ?1 AND (CAST(?2 AS BIGINT) IS NULL OR l.job = ?2) ORDER BY l.job, l.seq",
-                &[db::Param::Int(run_id), job],
-            )?
-            .iter()
-            .map(|r| {
-                Ok(LogLine {
-                    job: r.i64("job")?,
-                    seq: r.i64("seq")?,
-                    text: r.string("text")?,
-                })
-            })
-            .collect::<Result<Vec<_>>>()
-        })?;
-        out.retain(|l| !after.iter().any(|(j, s)| *j == l.job && l.seq <= *s));
-        Ok(out)
     }
 
     /// Up to `limit` lines of `job` after sequence `after`, from the rows (a job whose log is
@@ -1693,8 +1657,8 @@ mod tests {
         let (job, seq) = s.annotate_job(a, "test", "test", "x").unwrap();
         assert_eq!(seq, 1);
         assert_eq!(s.annotate_job(a, "test", "test", "y").unwrap(), (job, 2));
-        assert_eq!(s.logs(a, None, &[]).unwrap().len(), 2);
-        assert_eq!(s.logs(a, Some(job), &[(job, 1)]).unwrap()[0].text, "y");
+        assert_eq!(s.job_log_page(job, 0, 100).unwrap().len(), 2);
+        assert_eq!(s.job_log_page(job, 1, 100).unwrap()[0].1, "y");
         // A restarted server finds the run it was orchestrating; another server leaves it
         // alone while its orchestrator's lease holds, and takes it once it lapsed.
         drop(s);
@@ -1764,7 +1728,7 @@ mod tests {
             .unwrap();
         s.append_job_logs(any.id, cpu, "L1", &[(2, "b".into())])
             .unwrap();
-        assert_eq!(s.logs(run, Some(any.id), &[]).unwrap().len(), 2);
+        assert_eq!(s.job_log_page(any.id, 0, 100).unwrap().len(), 2);
         // The runner vanishes: attempt 2 is queued, then the job fails as "runner lost".
         let released = s.release_runner(cpu, 2, "runner lost").unwrap();
         assert_eq!(released.requeued, [(any.id, run)]);

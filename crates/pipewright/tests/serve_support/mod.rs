@@ -276,6 +276,62 @@ impl Server {
     }
 }
 
+/// A `pipewright runner` process of a test server; killed when dropped.
+pub struct Runner {
+    pub child: Child,
+    pub work_dir: PathBuf,
+    pub log: PathBuf,
+}
+
+impl Runner {
+    /// Starts a runner named `name` (its jobs see `RUNNER_TAG=name`) with extra `labels`,
+    /// registered with `token` (without one it must already be registered in its work dir).
+    pub fn spawn(s: &Server, name: &str, labels: &str, token: Option<&str>) -> Runner {
+        let work_dir = s.dir.path().join(format!("runner-{name}"));
+        let log = s.dir.path().join(format!("runner-{name}.log"));
+        let mut c = Command::new(env!("CARGO_BIN_EXE_pipewright"));
+        c.args(["runner", "--server", &s.url, "--name", name, "--work-dir"])
+            .arg(&work_dir)
+            .env("RUNNER_TAG", name)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(std::fs::File::create(&log).unwrap());
+        if !labels.is_empty() {
+            c.args(["--labels", labels]);
+        }
+        if let Some(t) = token {
+            c.args(["--token", t]);
+        }
+        Runner {
+            child: c.spawn().unwrap(),
+            work_dir,
+            log,
+        }
+    }
+
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Runner {
+    fn drop(&mut self) {
+        self.kill9();
+    }
+}
+
+/// A one-time runner registration token of `s`.
+pub fn registration_token(s: &Server) -> String {
+    let (code, out, err) = s.cli(&["runners", "token"]);
+    assert_eq!(code, 0, "{err}");
+    out.trim().to_owned()
+}
+
 /// A peer server process ([`Server::spawn_peer`]); killed when dropped.
 pub struct Peer(pub Child);
 
@@ -309,10 +365,23 @@ fn request(
     headers: &[(&str, String)],
     body: &[u8],
 ) -> (u16, String) {
+    let (status, body) = request_bytes(url, method, path, headers, body);
+    (status, String::from_utf8_lossy(&body).into_owned())
+}
+
+/// A minimal HTTP request; returns (status, body). HTTP/1.0, so the body ends with the
+/// connection whatever its length (no chunked encoding).
+pub fn request_bytes(
+    url: &str,
+    method: &str,
+    path: &str,
+    headers: &[(&str, String)],
+    body: &[u8],
+) -> (u16, Vec<u8>) {
     let addr = url.trim_start_matches("http://");
     let mut s = TcpStream::connect(addr).unwrap();
     let mut req = format!(
-        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nConnection: close\r\nContent-Length: {}\r\n",
         body.len()
     );
     for (k, v) in headers {
@@ -323,15 +392,13 @@ fn request(
     let _ = s.write_all(body);
     let mut resp = Vec::new();
     let _ = s.read_to_end(&mut resp);
-    let text = String::from_utf8_lossy(&resp).into_owned();
-    let status = text
+    let Some(split) = resp.windows(4).position(|w| w == b"\r\n\r\n") else {
+        return (0, Vec::new());
+    };
+    let status = String::from_utf8_lossy(&resp[..split])
         .split_whitespace()
         .nth(1)
         .and_then(|c| c.parse().ok())
         .unwrap_or(0);
-    let body = text
-        .split_once("\r\n\r\n")
-        .map(|(_, b)| b.to_owned())
-        .unwrap_or_default();
-    (status, body)
+    (status, resp[split + 4..].to_vec())
 }
