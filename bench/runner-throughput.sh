@@ -15,9 +15,27 @@ jobs="${2:-10000}"
 runners="${3:-50}"
 per=250
 groups=$(( (jobs + per - 1) / per ))
-cargo build --release --quiet --manifest-path "$root/Cargo.toml"
-pw="$root/target/release/pipewright"
+# PW=path/to/pipewright measures that binary instead of building the release one.
+if [ -z "${PW:-}" ]; then
+  cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+fi
+pw="${PW:-$root/target/release/pipewright}"
 PG_BIN=/usr/lib/postgresql/15/bin
+
+# Clock ticks of CPU used by every `postgres` process so far.
+pg_ticks() {
+  local t=0 f
+  for f in /proc/[0-9]*/stat; do
+    read -r line < "$f" 2>/dev/null || continue
+    case "$line" in
+      *"(postgres)"*)
+        set -- ${line##*) }
+        t=$(( t + ${12} + ${13} + ${14} + ${15} ))
+        ;;
+    esac
+  done
+  echo "$t"
+}
 
 bench() {
   local db="$1" work pids=() pgdir="" url=""
@@ -29,8 +47,9 @@ bench() {
     local port=$(( 20000 + RANDOM % 20000 ))
     runuser -u postgres -- "$PG_BIN/initdb" -A trust -U postgres -D "$pgdir/data" >/dev/null
     runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k $pgdir -c fsync=on" start >/dev/null
+      -o "-c listen_addresses=127.0.0.1 -p $port -k $pgdir -c fsync=on ${PG_OPTS:-}" start >/dev/null
     runuser -u postgres -- "$PG_BIN/createdb" -h 127.0.0.1 -p "$port" pw
+    [ -n "${PG_REPORT:-}" ] && psql -q -h 127.0.0.1 -p "$port" -U postgres pw -c "CREATE EXTENSION pg_stat_statements"
     url="postgres://postgres@127.0.0.1:$port/pw"
   fi
   git init -q --bare -b main "$work/app.git"
@@ -64,6 +83,9 @@ bench() {
     [ "${depth:-0}" -ge "$total" ] && break
     sleep 0.1
   done
+  # PostgreSQL's own CPU (its backends' and the postmaster's, in clock ticks) from here on.
+  local pg_before=0
+  [ -n "$pgdir" ] && pg_before=$(pg_ticks)
   for i in $(seq "$runners"); do
     tok=$("$pw" runners token)
     PIPEWRIGHT_LOG=${RUNNER_LOG:-warn} "$pw" runner --server "$PIPEWRIGHT_SERVER" --token "$tok" --name "r$i" --work-dir "$work/r$i" 2>"$work/r$i.log" &
@@ -71,10 +93,11 @@ bench() {
   done
   "$pw" dispatch --help >/dev/null
   # The run ends when its last job has reported.
-  python3 - "$pw" "$total" "$db" "$runners" "$server" "${pids[@]}" <<'PY'
+  python3 - "$pw" "$total" "$db" "$runners" "$pg_before" "$server" "${pids[@]}" <<'PY'
 import json, os, subprocess, sys, time
 pw, total, db, runners = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4]
-server, runner_pids = int(sys.argv[5]), [int(p) for p in sys.argv[6:]]
+pg_before = int(sys.argv[5])
+server, runner_pids = int(sys.argv[6]), [int(p) for p in sys.argv[7:]]
 # Polled through the run list (no jobs), so that watching costs the server little.
 while True:
     out = subprocess.run([pw, "runs", "list", "--json"], capture_output=True, text=True).stdout
@@ -100,10 +123,28 @@ last = max(j["finished_at"] for j in jobs if j.get("finished_at"))
 ok = sum(1 for j in jobs if j["conclusion"] == "success")
 secs = (last - first) / 1000
 print(f"| {db} | {total} jobs, {runners} runners | {secs:.1f} s | {total / secs:.0f} jobs/s | {ok} succeeded, run {run['conclusion']} |")
-print(f"CPU per job: server {1000 * server_cpu / total:.2f} ms, runners {1000 * own / total:.2f} ms, the jobs' processes {1000 * children / total:.2f} ms", file=sys.stderr)
+def pg_ticks():
+    t = 0
+    for p in os.listdir("/proc"):
+        try:
+            f = open(f"/proc/{p}/stat").read()
+        except (OSError, ValueError):
+            continue
+        name, rest = f.split("(", 1)[1].rsplit(")", 1)
+        if name == "postgres":
+            v = rest.split()
+            t += int(v[11]) + int(v[12]) + int(v[13]) + int(v[14])
+    return t
+pg = ""
+if db == "postgres":
+    pg = f", PostgreSQL {1000 * (pg_ticks() - pg_before) / os.sysconf('SC_CLK_TCK') / total:.2f} ms"
+print(f"CPU per job: server {1000 * server_cpu / total:.2f} ms, runners {1000 * own / total:.2f} ms, the jobs' processes {1000 * children / total:.2f} ms{pg}", file=sys.stderr)
 PY
   kill "${pids[@]}" 2>/dev/null || true
   kill "$server" 2>/dev/null || true
+  if [ -n "${PG_REPORT:-}" ] && [ -n "$url" ]; then
+    psql -q "$url" -c "SELECT calls, round(total_exec_time::numeric, 1) AS ms, rows, left(regexp_replace(query, '\s+', ' ', 'g'), 110) AS query FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15" || true
+  fi
   wait 2>/dev/null || true
   if [ -n "$pgdir" ]; then
     runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$pgdir/data" -m fast stop >/dev/null || true

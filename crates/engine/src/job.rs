@@ -44,6 +44,10 @@ pub struct RunEnv {
     pub inputs: Map,
     /// Scratch space of the run: each job's workspace and temp dir, the artifact store.
     pub run_dir: PathBuf,
+    /// The job's own directory (its `workspace` and `temp`), when the caller gives one: a
+    /// remote runner reuses one per slot, emptied between jobs, instead of making and
+    /// deleting a tree per job. `None`: `run_dir/jobs/<key>`.
+    pub job_dir: Option<PathBuf>,
     pub source: Source,
     pub masker: Masker,
     /// The environment every step starts from (the host's), before GitHub's variables.
@@ -324,6 +328,19 @@ impl JobState<'_> {
     }
 }
 
+/// Whether `name`, an entry of a job's temp dir, is one the engine makes itself (the
+/// file-command files, the steps' scripts): it overwrites them before each use, so a job
+/// directory kept for the next job may keep them.
+pub fn is_engine_temp_file(name: &str) -> bool {
+    name == FILE_COMMANDS_DIR
+        || name
+            .strip_prefix("step-")
+            .and_then(|rest| rest.split('.').next())
+            .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
+const FILE_COMMANDS_DIR: &str = "_runner_file_commands";
+
 /// The file-command files of one step.
 pub(crate) struct FileCommands {
     pub(crate) env: PathBuf,
@@ -335,7 +352,7 @@ pub(crate) struct FileCommands {
 
 impl FileCommands {
     fn create(temp: &Path, n: usize) -> std::io::Result<FileCommands> {
-        let dir = temp.join("_runner_file_commands");
+        let dir = temp.join(FILE_COMMANDS_DIR);
         std::fs::create_dir_all(&dir)?;
         let f = |name: &str| -> std::io::Result<PathBuf> {
             let p = dir.join(format!("{name}_{n}"));
@@ -449,7 +466,10 @@ pub async fn run_job(
         display: spec.display.clone(),
     };
     sink.job_started(&label);
-    let job_dir = run.run_dir.join("jobs").join(&spec.key);
+    let job_dir = run
+        .job_dir
+        .clone()
+        .unwrap_or_else(|| run.run_dir.join("jobs").join(&spec.key));
     let mut state = JobState {
         spec,
         run,

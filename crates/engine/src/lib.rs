@@ -23,7 +23,7 @@ pub use actions::cache::{
 };
 pub use concurrency::Groups;
 pub use error::DefinitionError;
-pub use job::{JobSpec, RunEnv, Source, run_job, runs_on};
+pub use job::{JobSpec, RunEnv, Source, is_engine_temp_file, run_job, runs_on};
 pub use mask::Masker;
 pub use report::{Conclusion, JobReport, RunReport, StepReport, WorkflowReport};
 pub use run::{JobFuture, JobRunner, Local, Options, Planned, read_source_file, run, run_with};

@@ -54,7 +54,7 @@ pub async fn run(
     deadline: Option<Instant>,
     cancel: &CancellationToken,
 ) -> std::io::Result<(Exit, i32)> {
-    let mut cmd = Command::new(&spawn.program);
+    let mut cmd = Command::new(resolve(&spawn.program, &spawn.env, &spawn.cwd));
     cmd.args(&spawn.args)
         .current_dir(&spawn.cwd)
         .env_clear()
@@ -127,6 +127,32 @@ pub async fn run(
     Ok((exit, pgid))
 }
 
+/// The program to start: a bare name (`bash`) looked up in the `PATH` of the process's
+/// environment, as the shell would. Spawning by full path lets the standard library start
+/// the process with `posix_spawn` (no copy of this process's page tables, which `fork`
+/// makes); given a bare name and a `PATH` of its own it must fork. Not found: the name as
+/// given (spawning it then reports the error).
+fn resolve(program: &str, env: &[(String, String)], cwd: &std::path::Path) -> PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    if program.contains('/') {
+        return PathBuf::from(program);
+    }
+    let path = env
+        .iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .map(|(_, v)| v.as_str())
+        .unwrap_or("/usr/local/bin:/usr/bin:/bin");
+    path.split(':')
+        .filter(|d| !d.is_empty())
+        // A relative entry is the child's, from its working directory.
+        .map(|d| cwd.join(d).join(program))
+        .find(|p| {
+            std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+        })
+        .unwrap_or_else(|| PathBuf::from(program))
+}
+
 /// Sends `signal` to a process group; a group that is already gone is not an error.
 pub fn kill_group(pgid: i32, signal: Signal) {
     if pgid > 1 {
@@ -163,5 +189,55 @@ async fn read_lines(r: impl AsyncRead + Unpin, tx: mpsc::Sender<String>) {
                 }
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bare_names_are_looked_up_in_the_process_path() {
+        let d = tempfile::tempdir().unwrap();
+        let bin = d.path().join("bin");
+        std::fs::create_dir(&bin).unwrap();
+        let tool = bin.join("tool");
+        std::fs::write(&tool, "#!/bin/sh\n").unwrap();
+        let env = |path: &str| vec![("PATH".to_owned(), path.to_owned())];
+        // Not executable: not a match.
+        assert_eq!(
+            resolve("tool", &env("/nowhere:bin"), d.path()),
+            PathBuf::from("tool")
+        );
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(&tool, std::fs::Permissions::from_mode(0o755)).unwrap();
+        // Relative entries are from the working directory; the first match wins.
+        assert_eq!(resolve("tool", &env("/nowhere:bin"), d.path()), tool);
+        assert_eq!(
+            resolve("./tool", &env("bin"), d.path()),
+            PathBuf::from("./tool")
+        );
+        assert_eq!(resolve("sh", &env(""), d.path()), PathBuf::from("sh"));
+    }
+
+    #[tokio::test]
+    async fn a_program_found_in_the_path_runs() {
+        let spawn = Spawn {
+            program: "sh".into(),
+            args: vec!["-c".into(), "echo hi".into()],
+            cwd: std::env::temp_dir(),
+            env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+        };
+        let mut lines = Vec::new();
+        let (exit, _) = run(
+            &spawn,
+            &mut |l| lines.push(l),
+            None,
+            &CancellationToken::new(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(exit, Exit::Code(0));
+        assert_eq!(lines, ["hi"]);
     }
 }

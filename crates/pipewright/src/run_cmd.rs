@@ -381,6 +381,7 @@ pub(crate) fn run(args: RunArgs) -> Result<u8> {
         vars,
         inputs: Map::new(),
         run_dir: run_dir.clone(),
+        job_dir: None,
         source,
         masker,
         base_env: std::env::vars().collect(),

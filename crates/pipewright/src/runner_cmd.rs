@@ -114,7 +114,11 @@ pub(crate) fn run(args: &RunnerArgs) -> Result<u8> {
             labels.push(l.to_owned());
         }
     }
+    // No more worker threads than jobs at once: a runner of one slot has one (a thread
+    // idling beside it only costs wake-ups).
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
     let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(args.capacity.clamp(1, cores))
         .enable_all()
         .build()?;
     rt.block_on(async move {

@@ -172,7 +172,9 @@ pub async fn run(config: RunnerConfig, shutdown: CancellationToken) -> Result<()
     std::fs::create_dir_all(&config.work_dir).map_err(io(&config.work_dir))?;
     let client = Client::new(&config.server, &config.credential);
     let workflows = Arc::new(Workflows::default());
-    let slots = Arc::new(Semaphore::new(config.capacity.max(1)));
+    let capacity = config.capacity.max(1);
+    let slots = Arc::new(Semaphore::new(capacity));
+    let dirs = Arc::new(SlotDirs::new(&config.work_dir, capacity));
     let mut running = tokio::task::JoinSet::new();
     let mut backoff = Duration::from_millis(100);
     loop {
@@ -189,13 +191,26 @@ pub async fn run(config: RunnerConfig, shutdown: CancellationToken) -> Result<()
             Ok(Some(lease)) => {
                 tracing::debug!(job = lease.job, "leased");
                 backoff = Duration::from_millis(100);
-                let (client, config, workflows) =
-                    (client.clone(), config.clone(), workflows.clone());
+                let (client, config, workflows, dirs, shutdown) = (
+                    client.clone(),
+                    config.clone(),
+                    workflows.clone(),
+                    dirs.clone(),
+                    shutdown.clone(),
+                );
                 running.spawn(async move {
-                    let job = lease.job;
-                    if let Err(e) = execute(&client, &config, &workflows, lease).await {
-                        tracing::warn!(job, "{e}");
+                    let slot = dirs.take();
+                    // Job after job while the server has one ready when the last is reported.
+                    let mut lease = Some(lease);
+                    while let Some(l) = lease.take() {
+                        let job = l.job;
+                        let more = !shutdown.is_cancelled();
+                        match execute(&client, &config, &workflows, &slot, l, more).await {
+                            Ok(next) => lease = next,
+                            Err(e) => tracing::warn!(job, "{e}"),
+                        }
                     }
+                    drop(slot);
                     drop(permit);
                 });
             }
@@ -216,6 +231,92 @@ pub async fn run(config: RunnerConfig, shutdown: CancellationToken) -> Result<()
         }
     }
     while running.join_next().await.is_some() {}
+    Ok(())
+}
+
+/// One directory per slot (`work_dir/slots/N`), kept from job to job and emptied between
+/// them: making and deleting a tree of directories and files for every job costs more than
+/// the job itself when jobs are short (the file system's inode allocation).
+struct SlotDirs {
+    root: PathBuf,
+    free: std::sync::Mutex<Vec<usize>>,
+}
+
+/// A slot's directory while a job holds it; given back on drop.
+struct Slot {
+    dirs: Arc<SlotDirs>,
+    n: usize,
+    dir: PathBuf,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        self.dirs.lock().push(self.n);
+    }
+}
+
+impl SlotDirs {
+    fn new(work_dir: &Path, capacity: usize) -> SlotDirs {
+        SlotDirs {
+            root: work_dir.join("slots"),
+            free: std::sync::Mutex::new((0..capacity).rev().collect()),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<usize>> {
+        self.free
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// A free slot (there is one for every permit of the runner's semaphore).
+    fn take(self: &Arc<Self>) -> Slot {
+        let n = self.lock().pop().unwrap_or_else(|| {
+            // Not reached: as many slots as permits. A slot of its own all the same.
+            usize::MAX - std::process::id() as usize
+        });
+        Slot {
+            dirs: self.clone(),
+            n,
+            dir: self.root.join(n.to_string()),
+        }
+    }
+}
+
+/// Empties `dir` (keeping it), except the entries `keep` accepts; creates it if missing.
+fn empty_dir(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<(), RunnerError> {
+    let entries = match std::fs::read_dir(dir) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return std::fs::create_dir_all(dir).map_err(io(dir));
+        }
+        Err(e) => return Err(io(dir)(e)),
+    };
+    for e in entries {
+        let e = e.map_err(io(dir))?;
+        if keep(&e.file_name().to_string_lossy()) {
+            continue;
+        }
+        let path = e.path();
+        let removed = match e.file_type() {
+            Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
+            _ => std::fs::remove_file(&path),
+        };
+        removed.map_err(io(&path))?;
+    }
+    Ok(())
+}
+
+/// Readies a slot's directory for a job: the workspace and the temp dir empty (the temp
+/// dir keeps the engine's own files, which it truncates before each use), no artifacts.
+fn ready_slot(dir: &Path) -> Result<(), RunnerError> {
+    let job = dir.join("job");
+    empty_dir(&job.join("workspace"), |_| false)?;
+    empty_dir(&job.join("temp"), engine::is_engine_temp_file)?;
+    let artifacts = dir.join("artifacts");
+    if artifacts.exists() {
+        std::fs::remove_dir_all(&artifacts).map_err(io(&artifacts))?;
+    }
     Ok(())
 }
 
@@ -395,23 +496,28 @@ impl Sink for RemoteSink {
 }
 
 /// Sends the job's lines in numbered batches until the sink is dropped; stops (and marks
-/// the lease lost) if the server says the job is no longer this runner's.
+/// the lease lost) if the server says the job is no longer this runner's. The lines still
+/// being gathered when the sink is dropped are returned, not sent: they go with the report.
 async fn send_logs(
     client: Client,
     lease: Arc<Lease>,
     mut rx: mpsc::UnboundedReceiver<Queued>,
     lost: Arc<AtomicBool>,
     cancel: CancellationToken,
-) {
+) -> Vec<LogLine> {
     let mut seq = lease.log_seq;
     let never = CancellationToken::new();
+    // The first batch waits longest: a short job's lines then all go with its report.
+    let mut window = Duration::from_millis(50);
     while let Some((first, permit)) = rx.recv().await {
         let mut bytes = first.len();
         let mut lines = vec![first];
         // Their budget is given back once the batch is sent.
         let mut permits = vec![permit];
+        let mut ended = false;
         // Gather what else is there, a few milliseconds' worth, up to a batch.
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(10);
+        let deadline = tokio::time::Instant::now() + window;
+        window = Duration::from_millis(10);
         while lines.len() < 2000 && bytes < BATCH_BYTES {
             match tokio::time::timeout_at(deadline, rx.recv()).await {
                 Ok(Some((l, p))) => {
@@ -419,21 +525,27 @@ async fn send_logs(
                     lines.push(l);
                     permits.push(p);
                 }
-                _ => break,
+                Ok(None) => {
+                    ended = true;
+                    break;
+                }
+                Err(_) => break,
             }
         }
         if lost.load(Ordering::Relaxed) {
             continue;
         }
-        let batch = protocol::LogBatch {
-            lines: lines
-                .into_iter()
-                .map(|text| {
-                    seq += 1;
-                    LogLine { seq, text }
-                })
-                .collect(),
-        };
+        let lines: Vec<LogLine> = lines
+            .into_iter()
+            .map(|text| {
+                seq += 1;
+                LogLine { seq, text }
+            })
+            .collect();
+        if ended {
+            return lines;
+        }
+        let batch = protocol::LogBatch { lines };
         let sent = retry(&never, || async {
             let resp = client
                 .job_request(reqwest::Method::POST, &lease, "/logs")
@@ -451,6 +563,7 @@ async fn send_logs(
             tracing::warn!(job = lease.job, "sending log lines: {e}");
         }
     }
+    Vec::new()
 }
 
 /// Keeps the lease alive; cancels the job when the server asks, or when the lease is lost.
@@ -531,6 +644,7 @@ fn prepare(
         vars: map_of(&spec.vars),
         inputs: map_of(&spec.inputs),
         run_dir: job_dir.to_owned(),
+        job_dir: Some(job_dir.join("job")),
         source: Source::Archive(tar),
         masker,
         base_env: config.base_env.clone(),
@@ -605,20 +719,18 @@ impl Workflows {
     }
 }
 
-/// Runs one leased job to its report.
+/// Runs one leased job to its report, in `slot`'s directory. With `more`, asks for the next
+/// job with the report and returns it if the server had one.
 async fn execute(
     client: &Client,
     config: &RunnerConfig,
     workflows: &Workflows,
+    slot: &Slot,
     lease: Lease,
-) -> Result<(), RunnerError> {
+    more: bool,
+) -> Result<Option<Lease>, RunnerError> {
     let lease = Arc::new(lease);
-    let job_dir = config
-        .work_dir
-        .join("jobs")
-        .join(format!("job-{}-{}", lease.job, lease.attempt));
-    let _ = std::fs::remove_dir_all(&job_dir);
-    std::fs::create_dir_all(&job_dir).map_err(io(&job_dir))?;
+    let job_dir = slot.dir.clone();
     let lost = Arc::new(AtomicBool::new(false));
     let cancel = CancellationToken::new();
     let hb = tokio::spawn(heartbeats(
@@ -643,6 +755,7 @@ async fn execute(
     };
     let artifacts = job_dir.join("artifacts");
     let prepared = async {
+        ready_slot(&job_dir)?;
         let tar = source(client, config, &lease).await?;
         let had = transfer::download_artifacts(client, &lease, &artifacts).await?;
         let (spec, env) = prepare(config, client, workflows, &lease, &job_dir, tar)?;
@@ -676,29 +789,35 @@ async fn execute(
     };
     tracing::debug!(job = lease.job, ms = t0.elapsed().as_millis(), "ran");
     drop(sink);
-    let _ = logs.await;
+    let tail = logs.await.unwrap_or_default();
     hb.abort();
     tracing::debug!(job = lease.job, ms = t0.elapsed().as_millis(), "logs sent");
-    let result = if lost.load(Ordering::Relaxed) {
-        Err(RunnerError::NotHeld(lease.job))
-    } else {
-        let uploaded = transfer::upload_artifacts(client, &lease, &artifacts, &had).await;
-        let never = CancellationToken::new();
-        let finish = protocol::Finish { report };
-        let done = retry(&never, || async {
-            let resp = client
-                .job_request(reqwest::Method::POST, &lease, "/finish")
-                .json(&finish)
-                .send()
-                .await?;
-            check(resp, Some(lease.job)).await.map(drop)
-        })
-        .await;
-        uploaded.and(done)
+    if lost.load(Ordering::Relaxed) {
+        return Err(RunnerError::NotHeld(lease.job));
+    }
+    let uploaded = transfer::upload_artifacts(client, &lease, &artifacts, &had).await;
+    let never = CancellationToken::new();
+    // The next job only if this one's artifacts are in: a failed upload ends the chain.
+    let finish = protocol::Finish {
+        report,
+        lines: tail,
+        next: more && uploaded.is_ok(),
     };
-    let _ = std::fs::remove_dir_all(&job_dir);
+    let done = retry(&never, || async {
+        let resp = client
+            .job_request(reqwest::Method::POST, &lease, "/finish")
+            .json(&finish)
+            .send()
+            .await?;
+        Ok(check(resp, Some(lease.job))
+            .await?
+            .json::<protocol::Finished>()
+            .await?)
+    })
+    .await;
     tracing::debug!(job = lease.job, ms = t0.elapsed().as_millis(), "reported");
-    result
+    uploaded?;
+    Ok(done?.next)
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! The runner protocol, version 2: HTTP + JSON between a server and its runners. Described
+//! The runner protocol, version 3: HTTP + JSON between a server and its runners. Described
 //! for people in `docs/runner-protocol.md`; these types are the contract.
 //!
 //! A runner registers once with a one-time token and keeps the credential it gets. It then
@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks; sent at registration and with every poll.
-pub const VERSION: u32 = 2;
+pub const VERSION: u32 = 3;
 
 /// The header carrying a job's lease token.
 pub const LEASE_HEADER: &str = "pipewright-lease";
@@ -52,6 +52,10 @@ pub struct Lease {
     pub log_seq: i64,
     pub spec: JobPayload,
     pub secrets: Secrets,
+    /// The names of the run's artifacts when the job was leased (what its
+    /// `download-artifact` steps may fetch): `GET .../artifacts/{name}` gives each one's files.
+    #[serde(default)]
+    pub artifacts: Vec<String>,
 }
 
 /// What to run: one job instance, with everything the server decided (matrix values, the
@@ -109,10 +113,24 @@ pub struct LogLine {
     pub text: String,
 }
 
-/// `POST /api/v1/runner/jobs/{job}/finish`: the job's report; the lease ends.
+/// `POST /api/v1/runner/jobs/{job}/finish`: the job's report, with the log lines not sent
+/// yet (numbered as in a [`LogBatch`], stored once however often the report is sent); the
+/// lease ends. With `next`, the answer may carry the runner's next job, so that a runner
+/// going from job to job needs one request between them, not two.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Finish {
     pub report: engine::JobReport,
+    #[serde(default)]
+    pub lines: Vec<LogLine>,
+    /// Lease another job at once if one is queued for this runner (no waiting).
+    #[serde(default)]
+    pub next: bool,
+}
+
+/// The answer to [`Finish`]: the next job, when one was asked for and was queued.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Finished {
+    pub next: Option<Lease>,
 }
 
 /// `GET /api/v1/runner/jobs/{job}/artifacts`: the run's artifacts so far.

@@ -284,15 +284,8 @@ pub(crate) async fn download_artifacts(
     store: &Path,
 ) -> Result<Vec<String>, RunnerError> {
     let never = CancellationToken::new();
-    let list: protocol::Artifacts = retry(&never, || async {
-        let resp = client
-            .job_request(Method::GET, lease, "/artifacts")
-            .send()
-            .await?;
-        Ok(check(resp, Some(lease.job)).await?.json().await?)
-    })
-    .await?;
-    for name in &list.names {
+    // The lease names the run's artifacts.
+    for name in &lease.artifacts {
         let manifest: protocol::Manifest = retry(&never, || async {
             let resp = client
                 .job_request(Method::GET, lease, &format!("/artifacts/{name}"))
@@ -303,7 +296,7 @@ pub(crate) async fn download_artifacts(
         .await?;
         download_files(client, lease, &manifest.files, &safe_join(store, name)?).await?;
     }
-    Ok(list.names)
+    Ok(lease.artifacts.clone())
 }
 
 /// Uploads the artifacts this job made (those not downloaded before it).

@@ -18,18 +18,34 @@ use tokio_util::sync::CancellationToken;
 use crate::secrets::Sealer;
 
 /// Per-job wake-ups: whoever completes a job (a runner's report, the reaper) tells the one
-/// dispatcher waiting for it, not every dispatcher of every run.
+/// dispatcher waiting for it, not every dispatcher of every run, handing over the completed
+/// row when it has it (the dispatcher then need not read it again).
 #[derive(Default)]
-pub(crate) struct Waiters(std::sync::Mutex<std::collections::HashMap<i64, Arc<Notify>>>);
+pub(crate) struct Waiters(std::sync::Mutex<std::collections::HashMap<i64, Arc<Waiter>>>);
+
+#[derive(Default)]
+struct Waiter {
+    notify: Notify,
+    done: std::sync::Mutex<Option<store::Job>>,
+}
+
+impl Waiter {
+    fn take(&self) -> Option<store::Job> {
+        self.done
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+}
 
 impl Waiters {
-    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<i64, Arc<Notify>>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<i64, Arc<Waiter>>> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    fn register(&self, job: i64) -> Arc<Notify> {
+    fn register(&self, job: i64) -> Arc<Waiter> {
         self.map().entry(job).or_default().clone()
     }
 
@@ -37,10 +53,17 @@ impl Waiters {
         self.map().remove(&job);
     }
 
-    /// Wakes the dispatcher of `job` (a permit is kept if it is not waiting right now).
-    pub(crate) fn wake(&self, job: i64) {
-        if let Some(n) = self.map().get(&job) {
-            n.notify_one();
+    /// Wakes the dispatcher of `job` (a permit is kept if it is not waiting right now),
+    /// giving it the completed row if there is one.
+    pub(crate) fn wake(&self, job: i64, done: Option<store::Job>) {
+        let waiter = self.map().get(&job).cloned();
+        if let Some(w) = waiter {
+            if let Some(d) = done {
+                *w.done
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(d);
+            }
+            w.notify.notify_one();
         }
     }
 }
@@ -200,6 +223,10 @@ impl Dispatcher {
             Some(Err(e)) => return fail(format!("cannot queue job `{}`: {e}", spec.display)),
             None => return fail(format!("cannot queue job `{}`", spec.display)),
         };
+        if job.status == "completed" {
+            // Found done (a restarted server replaying the run).
+            return self.report(&spec, &job);
+        }
         self.queued.notify_waiters();
         let id = job.id;
         let wake = self.done.register(id);
@@ -208,27 +235,37 @@ impl Dispatcher {
         report
     }
 
-    /// Waits until job `id` is completed (woken by its report; looks now and then anyway,
-    /// for reports taken by another server process); asks it to stop if `cancel` fires.
+    /// Waits until job `id` is completed (woken by its report, which hands the row over;
+    /// looks now and then anyway, for reports taken by another server process); asks it to
+    /// stop if `cancel` fires.
     async fn await_job(
         &self,
         id: i64,
         spec: &JobSpec,
-        wake: &Notify,
+        wake: &Waiter,
         cancel: &CancellationToken,
     ) -> JobReport {
         let mut asked_to_cancel = false;
+        // Queued or leased when this began: the first look is after a wake-up.
+        let mut look = false;
         loop {
-            let store = self.store.clone();
-            match blocking(move || store.job(id)).await {
-                Some(Ok(j)) if j.status == "completed" => return self.report(spec, &j),
-                Some(Ok(_)) => {}
-                Some(Err(e)) => tracing::warn!(job = id, "reading a job: {e}"),
-                None => {}
+            if let Some(j) = wake.take().filter(|j| j.status == "completed") {
+                return self.report(spec, &j);
             }
+            if look {
+                let store = self.store.clone();
+                match blocking(move || store.job(id)).await {
+                    Some(Ok(j)) if j.status == "completed" => return self.report(spec, &j),
+                    Some(Ok(_)) => {}
+                    Some(Err(e)) => tracing::warn!(job = id, "reading a job: {e}"),
+                    None => {}
+                }
+            }
+            look = true;
             tokio::select! {
-                () = wake.notified() => {}
-                () = tokio::time::sleep(Duration::from_secs(10)) => {}
+                () = wake.notify.notified() => {}
+                // Reports taken by another server process wake nobody here.
+                () = tokio::time::sleep(Duration::from_secs(30)) => {}
                 () = cancel.cancelled(), if !asked_to_cancel => {
                     asked_to_cancel = true;
                     let store = self.store.clone();

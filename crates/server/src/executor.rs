@@ -285,6 +285,7 @@ impl Executor {
             vars: Map::new(),
             inputs,
             run_dir,
+            job_dir: None,
             source: Source::Commit {
                 repo: repo.path.clone(),
                 sha: run.sha.clone(),
@@ -360,12 +361,10 @@ impl Executor {
                 )
             })
             .collect();
-        let _ = tokio::task::spawn_blocking(move || {
-            for (name, job_id, conclusion) in jobs {
-                let _ = store.job_not_run(id, &name, &job_id, &conclusion);
-            }
-        })
-        .await;
+        match tokio::task::spawn_blocking(move || store.jobs_not_run(id, &jobs)).await {
+            Ok(Err(e)) => tracing::warn!(run = id, "recording the jobs that did not run: {e}"),
+            Ok(Ok(())) | Err(_) => {}
+        }
         if cancel.is_cancelled() {
             return Ok("cancelled".into());
         }

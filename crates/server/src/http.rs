@@ -39,6 +39,8 @@ pub(crate) struct AppState {
     pub(crate) done: Arc<crate::dispatch::Waiters>,
     /// The server is stopping: long polls end, no job is handed out.
     pub(crate) stopping: tokio_util::sync::CancellationToken,
+    /// Runners known by credential (a cache of the store's rows).
+    pub(crate) runners: crate::runner_api::Runners,
 }
 
 pub(crate) type AppStateRef = Arc<AppState>;

@@ -238,6 +238,7 @@ pub async fn serve(
         queued,
         done,
         stopping: shutdown.clone(),
+        runners: runner_api::Runners::default(),
     });
     let app = http::router(state);
     tracing::info!(%local, "pipewright serve listening");

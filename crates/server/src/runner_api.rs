@@ -18,7 +18,54 @@ use crate::http::{Admin, ApiError, AppStateRef, Authorized, bearer, blocking, to
 use crate::logs::Live;
 
 /// The caller is a registered runner (its credential as bearer token).
-pub(crate) struct RunnerAuth(pub(crate) store::Runner);
+pub(crate) struct RunnerAuth(pub(crate) Arc<store::Runner>);
+
+/// Runners by credential hash, as read from the store, and when each was last noted as
+/// seen. A cache: a runner's row never changes after registration (registering again makes
+/// another runner), so a credential once found stays valid; the store remains the truth.
+#[derive(Default)]
+pub(crate) struct Runners {
+    by_hash: std::sync::Mutex<std::collections::HashMap<String, Arc<store::Runner>>>,
+    seen: std::sync::Mutex<std::collections::HashMap<i64, tokio::time::Instant>>,
+}
+
+/// A runner's `last_seen` is written at most this often.
+const SEEN_EVERY: Duration = Duration::from_secs(5);
+
+impl Runners {
+    fn get(&self, hash: &str) -> Option<Arc<store::Runner>> {
+        lock(&self.by_hash).get(hash).cloned()
+    }
+
+    fn put(&self, hash: String, runner: Arc<store::Runner>) {
+        let mut map = lock(&self.by_hash);
+        // Bounded: the runners of a server are few, a flood of made-up ones is not kept.
+        if map.len() >= 4096 {
+            map.clear();
+        }
+        map.insert(hash, runner);
+    }
+
+    /// Whether `runner`'s `last_seen` is due to be written (and notes that it will be).
+    fn seen_due(&self, runner: i64) -> bool {
+        let now = tokio::time::Instant::now();
+        let mut map = lock(&self.seen);
+        match map.get(&runner) {
+            Some(t) if now.duration_since(*t) < SEEN_EVERY => false,
+            _ => {
+                if map.len() >= 4096 {
+                    map.clear();
+                }
+                map.insert(runner, now);
+                true
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
 
 impl FromRequestParts<AppStateRef> for RunnerAuth {
     type Rejection = ApiError;
@@ -34,9 +81,17 @@ impl FromRequestParts<AppStateRef> for RunnerAuth {
             ));
         };
         let hash = token_hash(given);
+        if let Some(r) = state.runners.get(&hash) {
+            return Ok(RunnerAuth(r));
+        }
         let store = state.store.clone();
-        match blocking(move || Ok(store.runner_by_credential(&hash)?)).await? {
-            Some(r) => Ok(RunnerAuth(r)),
+        let key = hash.clone();
+        match blocking(move || Ok(store.runner_by_credential(&key)?)).await? {
+            Some(r) => {
+                let r = Arc::new(r);
+                state.runners.put(hash, r.clone());
+                Ok(RunnerAuth(r))
+            }
             None => Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "unknown runner credential (register the runner again)",
@@ -165,6 +220,7 @@ fn lease_from(s: &crate::http::AppState, leased: store::Leased) -> Result<Lease,
         log_seq: leased.log_seq,
         spec,
         secrets,
+        artifacts: leased.artifacts,
     })
 }
 
@@ -176,9 +232,10 @@ pub(crate) async fn next_job(
 ) -> Result<Response, ApiError> {
     same_protocol(body.version)?;
     let deadline = tokio::time::Instant::now() + Duration::from_millis(body.wait_ms.min(60_000));
-    let (store, id) = (s.store.clone(), runner.id);
-    blocking(move || Ok(store.touch_runner(id)?)).await?;
-    let runner = Arc::new(runner);
+    if s.runners.seen_due(runner.id) {
+        let (store, id) = (s.store.clone(), runner.id);
+        blocking(move || Ok(store.touch_runner(id)?)).await?;
+    }
     loop {
         if s.stopping.is_cancelled() {
             return Ok(StatusCode::NO_CONTENT.into_response());
@@ -254,7 +311,8 @@ pub(crate) async fn logs(
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
-/// `POST /api/v1/runner/jobs/{job}/finish`.
+/// `POST /api/v1/runner/jobs/{job}/finish`: the report and the last lines in one
+/// transaction; then, if asked, the runner's next job.
 pub(crate) async fn finish(
     RunnerAuth(runner): RunnerAuth,
     State(s): State<AppStateRef>,
@@ -266,9 +324,37 @@ pub(crate) async fn finish(
     let store = s.store.clone();
     let conclusion = body.report.conclusion.as_str();
     let report = serde_json::to_string(&body.report).map_err(ApiError::internal)?;
-    blocking(move || Ok(store.complete_job(job, runner.id, &lease, conclusion, &report)?)).await?;
-    s.done.wake(job);
-    Ok(StatusCode::NO_CONTENT.into_response())
+    let lines: Vec<(i64, String)> = body.lines.iter().map(|l| (l.seq, l.text.clone())).collect();
+    let id = runner.id;
+    let done =
+        blocking(move || Ok(store.complete_job(job, id, &lease, conclusion, &report, &lines)?))
+            .await?;
+    for l in body.lines {
+        let _ = s.live.send(Live::Line {
+            run: done.run_id,
+            job,
+            job_name: done.name.clone(),
+            seq: l.seq,
+            text: l.text,
+        });
+    }
+    s.done.wake(job, Some(done));
+    let mut answer = protocol::Finished::default();
+    if body.next && !s.stopping.is_cancelled() {
+        let (store, r, lease, lease_ms) = (
+            s.store.clone(),
+            runner.clone(),
+            crate::random_token(),
+            s.config.lease_ms,
+        );
+        if let Some(leased) =
+            blocking(move || Ok(store.take_job(r.id, &r.labels, &lease, lease_ms)?)).await?
+        {
+            tracing::info!(job = leased.job.id, runner = %runner.name, "job leased");
+            answer.next = Some(lease_from(&s, leased)?);
+        }
+    }
+    Ok(Json(answer).into_response())
 }
 
 /// The job a runner holds, checked.
@@ -350,7 +436,7 @@ pub(crate) async fn reaper(
                 if !released.failed.is_empty() {
                     tracing::warn!(jobs = ?released.failed, "runner lost: jobs failed");
                     for (job, _) in &released.failed {
-                        done.wake(*job);
+                        done.wake(*job, None);
                     }
                 }
             }

@@ -15,7 +15,7 @@ use std::path::Path;
 use std::sync::Mutex;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use db::{Backend, Db, Dialect, Row, params};
+use db::{Backend, Db, Dialect, Param, Row, params};
 use serde::Serialize;
 
 pub use artifacts::{ArtifactInfo, CacheEntry, Expired, FileEntry};
@@ -171,6 +171,8 @@ pub struct Leased {
     /// The highest log sequence stored for the job (earlier attempts): the runner numbers
     /// its lines after it.
     pub log_seq: i64,
+    /// The names of the run's artifacts when the job was leased.
+    pub artifacts: Vec<String>,
 }
 
 /// A registered runner.
@@ -681,21 +683,19 @@ impl Store {
 
     /// Runs that were being orchestrated when the server stopped: a restarted server takes
     /// them up again (their finished jobs are kept, their queued and leased jobs go on).
-    /// Records a job that never ran (skipped, or cancelled before it started).
-    pub fn job_not_run(
-        &self,
-        run_id: i64,
-        name: &str,
-        job_id: &str,
-        conclusion: &str,
-    ) -> Result<()> {
-        self.db.with(|c| {
-            c.execute(
-                "INSERT INTO jobs (run_id, name, job_id, status, conclusion) VALUES (?1, ?2, ?3, 'completed', ?4)
-                 ON CONFLICT(run_id, name) DO NOTHING",
-                params![run_id, name, job_id, conclusion],
-            )
-            .map(drop)
+    /// Records the jobs that never ran (skipped, or cancelled before they started): (name,
+    /// job id, conclusion) each; those already recorded are left as they are.
+    pub fn jobs_not_run(&self, run_id: i64, jobs: &[(String, String, String)]) -> Result<()> {
+        // One transaction: a run of thousands of jobs writes them in one commit.
+        self.db.tx(|c| {
+            for (name, job_id, conclusion) in jobs {
+                c.execute(
+                    "INSERT INTO jobs (run_id, name, job_id, status, conclusion) VALUES (?1, ?2, ?3, 'completed', ?4)
+                     ON CONFLICT(run_id, name) DO NOTHING",
+                    params![run_id, name, job_id, conclusion],
+                )?;
+            }
+            Ok(())
         })
     }
 
@@ -727,7 +727,7 @@ impl Store {
                     params![job],
                 )?
                 .i64("s")?;
-            insert_lines(c, job, &[(seq, text.to_owned())])?;
+            insert_lines(c, job, &[(seq, text.to_owned())], None)?;
             Ok((job, seq))
         })
     }
@@ -1045,51 +1045,71 @@ impl Store {
     ) -> Result<Option<Leased>> {
         let any = labels.iter().any(|l| l == "*");
         self.db.with(|c| {
-            let candidates = c.query(
-                "SELECT id, labels FROM jobs WHERE status = 'queued' AND payload IS NOT NULL ORDER BY id LIMIT 256",
-                &[],
-            )?;
-            for row in candidates {
-                let wanted: Vec<String> =
-                    serde_json::from_str(&row.string("labels")?).unwrap_or_default();
-                if !any
-                    && !wanted
+            // The oldest queued jobs, a page at a time: the first usually fits.
+            const PAGE: i64 = 16;
+            let mut offset = 0;
+            while offset < 256 {
+                let candidates = c.query(
+                    "SELECT id, labels FROM jobs WHERE status = 'queued' AND payload IS NOT NULL
+                     ORDER BY id LIMIT ?1 OFFSET ?2",
+                    params![PAGE, offset],
+                )?;
+                let last_page = i64::try_from(candidates.len()).unwrap_or(0) < PAGE;
+                offset += PAGE;
+                // Each runner starts at its own place in the page: runners asking at once
+                // (with PostgreSQL, truly at once) do not all race for the oldest job.
+                let start = usize::try_from(runner).unwrap_or(0) % candidates.len().max(1);
+                let (first, second) = candidates.split_at(start);
+                for row in second.iter().chain(first) {
+                    let wanted: Vec<String> =
+                        serde_json::from_str(&row.string("labels")?).unwrap_or_default();
+                    if !any
+                        && !wanted
+                            .iter()
+                            .all(|w| labels.iter().any(|l| l.eq_ignore_ascii_case(w)))
+                    {
+                        continue;
+                    }
+                    let now = now_ms();
+                    // Another runner (or server) may have taken it meanwhile: then the next one.
+                    let Some(r) = c.query_opt(
+                        &format!(
+                            "UPDATE jobs SET status = 'running', runner_id = ?2, lease = ?3,
+                                 lease_until = ?4, started_at = ?5
+                             WHERE id = ?1 AND status = 'queued'
+                             RETURNING {JOB_FIELDS}, payload, sealed,
+                                 (SELECT COALESCE(MAX(seq), 0) FROM log_lines WHERE job = jobs.id) AS log_seq,
+                                 (SELECT count(*) FROM artifacts a WHERE a.run_id = jobs.run_id) AS artifact_count"
+                        ),
+                        params![row.i64("id")?, runner, lease, now + lease_ms, now],
+                    )?
+                    else {
+                        continue;
+                    };
+                    let job = job_from_row(&r)?;
+                    let artifacts = if r.i64("artifact_count")? > 0 {
+                        c.query(
+                            "SELECT name FROM artifacts WHERE run_id = ?1 ORDER BY name",
+                            params![job.run_id],
+                        )?
                         .iter()
-                        .all(|w| labels.iter().any(|l| l.eq_ignore_ascii_case(w)))
-                {
-                    continue;
+                        .map(|r| r.string("name"))
+                        .collect::<Result<_>>()?
+                    } else {
+                        Vec::new()
+                    };
+                    return Ok(Some(Leased {
+                        job,
+                        payload: r.opt_string("payload")?.unwrap_or_default(),
+                        sealed: r.bytes("sealed")?,
+                        lease: lease.to_owned(),
+                        log_seq: r.i64("log_seq")?,
+                        artifacts,
+                    }));
                 }
-                let id = row.i64("id")?;
-                let now = now_ms();
-                // Another runner (or server) may have taken it meanwhile: then the next one.
-                let taken = c.execute(
-                    "UPDATE jobs SET status = 'running', runner_id = ?2, lease = ?3, lease_until = ?4,
-                         started_at = ?5
-                     WHERE id = ?1 AND status = 'queued'",
-                    params![id, runner, lease, now + lease_ms, now],
-                )?;
-                if taken == 0 {
-                    continue;
+                if last_page {
+                    break;
                 }
-                let r = c.query_one(
-                    &format!(
-                        "SELECT {JOB_FIELDS}, payload, sealed,
-                            (SELECT COALESCE(MAX(seq), 0) FROM log_lines WHERE job = jobs.id) AS log_seq
-                         FROM jobs WHERE id = ?1"
-                    ),
-                    params![id],
-                )?;
-                c.execute(
-                    "UPDATE runners SET last_seen = ?2 WHERE id = ?1",
-                    params![runner, now],
-                )?;
-                return Ok(Some(Leased {
-                    job: job_from_row(&r)?,
-                    payload: r.opt_string("payload")?.unwrap_or_default(),
-                    sealed: r.bytes("sealed")?,
-                    lease: lease.to_owned(),
-                    log_seq: r.i64("log_seq")?,
-                }));
             }
             Ok(None)
         })
@@ -1133,14 +1153,17 @@ impl Store {
         lease: &str,
         lines: &[(i64, String)],
     ) -> Result<Job> {
-        self.db.tx(|c| {
+        // No transaction (a round trip each for BEGIN and COMMIT with PostgreSQL): the
+        // insert checks the lease itself.
+        self.db.with(|c| {
             let held = held(c, job, runner, lease)?;
-            insert_lines(c, job, lines)?;
+            insert_lines(c, job, lines, Some((runner, lease)))?;
             Ok(held)
         })
     }
 
-    /// A runner's result for a held job.
+    /// A runner's result for a held job, with its last log lines (stored once, as
+    /// [`Store::append_job_logs`] does), in one transaction: the completed job.
     pub fn complete_job(
         &self,
         job: i64,
@@ -1148,20 +1171,29 @@ impl Store {
         lease: &str,
         conclusion: &str,
         report: &str,
+        lines: &[(i64, String)],
     ) -> Result<Job> {
+        // Two statements, no transaction (a round trip each for BEGIN and COMMIT with
+        // PostgreSQL): the lines go in only while the lease holds, and are kept once; the
+        // report ends the lease.
         self.db.with(|c| {
-            let n = c.execute(
-                "UPDATE jobs SET status = 'completed', conclusion = ?4, report = ?5, finished_at = ?6,
-                     lease = NULL, lease_until = NULL, payload = NULL, sealed = NULL
-                 WHERE id = ?1 AND runner_id = ?2 AND lease = ?3 AND status = 'running'",
+            insert_lines(c, job, lines, Some((runner, lease)))?;
+            let row = c.query_opt(
+                &format!(
+                    "UPDATE jobs SET status = 'completed', conclusion = ?4, report = ?5, finished_at = ?6,
+                         lease = NULL, lease_until = NULL, payload = NULL, sealed = NULL
+                     WHERE id = ?1 AND runner_id = ?2 AND lease = ?3 AND status = 'running'
+                     RETURNING {JOB_FIELDS}"
+                ),
                 params![job, runner, lease, conclusion, report, now_ms()],
             )?;
-            if n == 0 {
-                return Err(StoreError::NotHeld(job));
-            }
-            Ok(())
-        })?;
-        self.job(job)
+            let done = row
+                .as_ref()
+                .map(job_from_row)
+                .transpose()?
+                .ok_or(StoreError::NotHeld(job))?;
+            Ok(done)
+        })
     }
 
     /// Asks a job to stop: a queued one is cancelled at once, a leased one is flagged for its
@@ -1216,7 +1248,7 @@ impl Store {
                         "##[warning] {reason}: attempt {} of {max_attempts} follows",
                         attempt + 1
                     );
-                    insert_lines(c, job, &[(next_seq, line)])?;
+                    insert_lines(c, job, &[(next_seq, line)], None)?;
                     out.requeued.push((job, run));
                 } else {
                     c.execute(
@@ -1226,7 +1258,7 @@ impl Store {
                         params![job, now, reason],
                     )?;
                     let line = format!("##[error] {reason} (attempt {attempt} of {max_attempts})");
-                    insert_lines(c, job, &[(next_seq, line)])?;
+                    insert_lines(c, job, &[(next_seq, line)], None)?;
                     out.failed.push((job, run));
                 }
             }
@@ -1572,12 +1604,52 @@ fn insert_run(c: &mut dyn Db, new: &NewRun) -> Result<i64> {
 }
 
 /// Inserts log lines; a line whose (job, seq) is stored already is left as it is.
-fn insert_lines(c: &mut dyn Db, job: i64, lines: &[(i64, String)]) -> Result<()> {
-    for (seq, text) in lines {
-        c.execute(
-            "INSERT INTO log_lines (job, seq, text) VALUES (?1, ?2, ?3) ON CONFLICT DO NOTHING",
-            params![job, *seq, text],
-        )?;
+/// Stores a job's log lines, each sequence number once; with `held` (runner, lease), only
+/// while that runner holds the job under that lease.
+fn insert_lines(
+    c: &mut dyn Db,
+    job: i64,
+    lines: &[(i64, String)],
+    held: Option<(i64, &str)>,
+) -> Result<()> {
+    // Up to 64 rows per statement (one round trip each on PostgreSQL; at most 64 shapes of
+    // statement to prepare).
+    let mut rest = lines;
+    while !rest.is_empty() {
+        let n = rest.len().min(64);
+        let (chunk, tail) = rest.split_at(n);
+        rest = tail;
+        let mut values = Vec::with_capacity(3 + 2 * n);
+        values.push(Param::from(job));
+        let guard = match held {
+            Some((runner, lease)) => {
+                values.push(Param::from(runner));
+                values.push(Param::from(lease));
+                " AND EXISTS (SELECT 1 FROM jobs WHERE id = ?1 AND runner_id = ?2 AND lease = ?3
+                     AND status = 'running')"
+            }
+            None => "",
+        };
+        let first = values.len() + 1;
+        let mut rows = String::new();
+        for (i, (seq, text)) in chunk.iter().enumerate() {
+            if i > 0 {
+                rows.push_str(", ");
+            }
+            let p = first + 2 * i;
+            rows.push_str(&format!("(CAST(?{p} AS BIGINT), ?{})", p + 1));
+            values.push(Param::from(*seq));
+            values.push(Param::from(text));
+        }
+        // `WHERE` before `ON CONFLICT` also keeps SQLite's parser from reading the upsert
+        // as a join.
+        let sql = format!(
+            "INSERT INTO log_lines (job, seq, text)
+             SELECT CAST(?1 AS BIGINT), v.column1, v.column2 FROM (VALUES {rows}) AS v
+             WHERE 1 = 1{guard}
+             ON CONFLICT DO NOTHING"
+        );
+        c.execute(&sql, &values)?;
     }
     Ok(())
 }
