@@ -665,7 +665,9 @@ fn dispatch_through(s: &mut Server, url: &str) -> i64 {
 
 #[test]
 fn concurrency_groups_hold_across_servers_sharing_the_database() {
-    let mut s = Server::start();
+    // Short leases: the peer takes over the in-process runner's identity (one per database),
+    // so a job the first server's runner had taken is queued again after a lease.
+    let mut s = Server::start_with("[runner]\nlease_seconds = 5\n");
     let (peer, peer_url) = s.spawn_peer("b");
     let peer_log =
         |s: &Server| std::fs::read_to_string(s.dir.path().join("serve-b.log")).unwrap_or_default();
@@ -735,6 +737,41 @@ fn concurrency_groups_hold_across_servers_sharing_the_database() {
             "run {id}\nserver a: {a_log}\nserver b: {b_log}"
         );
     }
+    drop(peer);
+}
+
+#[test]
+fn a_group_held_by_a_run_whose_server_died_stays_held_by_the_server_taking_it_up() {
+    let mut s = Server::start_with("[runner]\nlease_seconds = 2\n");
+    let (peer, peer_url) = s.spawn_peer("b");
+    let work = s.commit(
+        "main",
+        "on: workflow_dispatch\njobs:\n  d:\n    runs-on: x\n    concurrency: production\n    steps:\n      - run: sleep 4; echo deployed\n",
+    );
+    s.push(&work, "main");
+    let a_url = s.url.clone();
+    let held = dispatch_through(&mut s, &a_url);
+    s.wait_job_running(held);
+    s.kill9();
+    // The group is still the dead server's run's: a newcomer waits for it, and the server
+    // taking that run up finds the group its own instead of waiting behind the newcomer.
+    s.url = peer_url;
+    let url = s.url.clone();
+    let waiting = dispatch_through(&mut s, &url);
+    let peer_log = || std::fs::read_to_string(s.dir.path().join("serve-b.log")).unwrap_or_default();
+    let held = s.wait_completed(held);
+    let waiting = s.wait_completed(waiting);
+    assert_eq!(held["conclusion"], "success", "{held}\n{}", peer_log());
+    assert_eq!(
+        waiting["conclusion"],
+        "success",
+        "{waiting}\n{}",
+        peer_log()
+    );
+    let held_end = held["jobs"][0]["finished_at"].as_i64().unwrap();
+    let waiting_start = waiting["jobs"][0]["started_at"].as_i64().unwrap();
+    assert!(waiting_start >= held_end, "{held}\n{waiting}");
+    assert!(peer_log().contains("taking up a run whose server stopped"));
     drop(peer);
 }
 
