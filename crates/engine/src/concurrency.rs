@@ -1,14 +1,43 @@
 //! `concurrency` groups, with GitHub's rules: in a group at most one job (or workflow) runs
 //! and at most one waits. A newcomer replaces the waiting one, which is cancelled; with
-//! `cancel-in-progress` it also cancels the running one. A run has groups of its own unless
-//! it is given shared ones (a server shares one set between all the runs of a repository:
-//! [`Groups::scoped`]).
+//! `cancel-in-progress` it also cancels the running one. Where the groups live is the
+//! [`ConcurrencyGroups`] a run is given: [`Groups`], in this process's memory, by default
+//! (`pipewright run`); a server keeps them in its store, so that they hold across all the
+//! runs of a repository whichever server process orchestrates them.
 
 use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
+
+/// Holding a group: the group is let go when it is dropped.
+pub type GroupGuard = Box<dyn Send>;
+
+pub type GroupFuture<'a> = Pin<Box<dyn Future<Output = Option<GroupGuard>> + Send + 'a>>;
+
+/// Where a run's `concurrency` groups live.
+///
+/// Contract: `acquire` waits until `holder` may run in `group` and returns a guard that holds
+/// the group until it is dropped; on its first look it takes the place of the one waiting
+/// (which then gets `None`) and, with `cancel_in_progress`, has the one running cancelled.
+/// While the guard is held the implementation may cancel `token` (a newcomer with
+/// `cancel-in-progress`). `None`: replaced while waiting, or `token` was cancelled; nothing is
+/// held then. `holder` names the job instance (its display name, unique within the run) or
+/// the workflow (`workflow:FILE`) within its run, the same each time the run is walked, so
+/// that a run taken up again after a restart finds the groups it held. Safe to call from
+/// concurrent jobs.
+pub trait ConcurrencyGroups: Send + Sync {
+    fn acquire<'a>(
+        &'a self,
+        group: &'a str,
+        holder: &'a str,
+        cancel_in_progress: bool,
+        token: &'a CancellationToken,
+    ) -> GroupFuture<'a>;
+}
 
 #[derive(Default)]
 struct Group {
@@ -23,20 +52,16 @@ pub struct Groups {
     inner: Arc<Mutex<HashMap<String, Group>>>,
     changed: Arc<Notify>,
     tickets: Arc<std::sync::atomic::AtomicU64>,
-    /// Prefixed to every group name: groups of different scopes never meet.
-    scope: Arc<str>,
 }
 
 impl std::fmt::Debug for Groups {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Groups")
-            .field("scope", &self.scope)
-            .finish_non_exhaustive()
+        f.debug_struct("Groups").finish_non_exhaustive()
     }
 }
 
 /// Holding a group; dropping it lets the waiting one in.
-pub(crate) struct Held {
+struct Held {
     groups: Groups,
     name: String,
 }
@@ -57,25 +82,14 @@ impl Drop for Held {
 }
 
 impl Groups {
-    /// The same set, its group names in `scope` (a repository): `scoped("a")` and
-    /// `scoped("b")` share nothing, two `scoped("a")` share everything.
-    pub fn scoped(&self, scope: &str) -> Groups {
-        Groups {
-            scope: scope.into(),
-            ..self.clone()
-        }
-    }
-
     /// Waits for `group`; `None` if `token` was cancelled first (replaced while waiting, or
     /// the run was cancelled).
-    pub(crate) async fn acquire(
+    async fn wait_for(
         &self,
         group: &str,
         cancel_in_progress: bool,
         token: &CancellationToken,
     ) -> Option<Held> {
-        let scoped = format!("{}\0{group}", self.scope);
-        let group = scoped.as_str();
         let ticket = self
             .tickets
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -122,5 +136,20 @@ impl Groups {
                 }
             }
         }
+    }
+}
+
+impl ConcurrencyGroups for Groups {
+    fn acquire<'a>(
+        &'a self,
+        group: &'a str,
+        _holder: &'a str,
+        cancel_in_progress: bool,
+        token: &'a CancellationToken,
+    ) -> GroupFuture<'a> {
+        Box::pin(async move {
+            let held = self.wait_for(group, cancel_in_progress, token).await?;
+            Some(Box::new(held) as GroupGuard)
+        })
     }
 }

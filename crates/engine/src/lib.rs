@@ -21,7 +21,7 @@ pub mod sink;
 pub use actions::cache::{
     CacheError, CacheFuture, CacheHit, CacheStore, LocalCache, Saved as CacheSaved,
 };
-pub use concurrency::Groups;
+pub use concurrency::{ConcurrencyGroups, GroupFuture, GroupGuard, Groups};
 pub use error::DefinitionError;
 pub use job::{JobSpec, RunEnv, Source, is_engine_temp_file, run_job, runs_on};
 pub use mask::Masker;

@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use workflow::{Job, Workflow};
 
+use crate::concurrency::ConcurrencyGroups;
 use crate::error::JobError;
 use crate::job::{JobSpec, RunEnv, obj, run_job};
 use crate::report::{Conclusion, JobReport, RunReport, WorkflowReport, combine};
@@ -35,14 +36,25 @@ impl Planned {
 }
 
 /// Options of a run.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Options {
     /// Job instances running at once.
     pub parallel: usize,
     /// Run only this job (and the jobs it needs).
     pub only_job: Option<String>,
-    /// `concurrency` groups shared with other runs; the run's own when `None`.
-    pub groups: Option<crate::concurrency::Groups>,
+    /// `concurrency` groups shared with other runs (a server's, in its store); the run's own,
+    /// in memory, when `None`.
+    pub groups: Option<Arc<dyn ConcurrencyGroups>>,
+}
+
+impl std::fmt::Debug for Options {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Options")
+            .field("parallel", &self.parallel)
+            .field("only_job", &self.only_job)
+            .field("shared_groups", &self.groups.is_some())
+            .finish()
+    }
 }
 
 /// A job instance's run, to its report.
@@ -85,7 +97,7 @@ struct Scope {
     cancel: CancellationToken,
     slots: Arc<Semaphore>,
     /// The run's `concurrency` groups.
-    groups: crate::concurrency::Groups,
+    groups: Arc<dyn ConcurrencyGroups>,
     /// For the jobs of a called (reusable) workflow: the calling job's id, prefixed to their
     /// ids (`deploy/build`) and display names (`deploy / build`).
     caller: Option<String>,
@@ -118,7 +130,10 @@ pub async fn run_with(
     runner: Arc<dyn JobRunner>,
 ) -> RunReport {
     let slots = Arc::new(Semaphore::new(options.parallel.max(1)));
-    let groups = options.groups.clone().unwrap_or_default();
+    let groups = options
+        .groups
+        .clone()
+        .unwrap_or_else(|| Arc::new(crate::concurrency::Groups::default()));
     let mut set = JoinSet::new();
     for (i, (p, env)) in planned.into_iter().enumerate() {
         let (sink, cancel, slots, options) =
@@ -202,9 +217,15 @@ async fn run_workflow(planned: Planned, scope: Scope, options: &Options) -> Work
             };
             let (group, cancel_in_progress) = concurrency_group(c, &ectx);
             let token = scope.cancel.child_token();
+            // The workflow's own name in its run (its jobs go by their display names): a
+            // called workflow's is its caller's.
+            let holder = match &scope.caller {
+                Some(c) => format!("workflow:{c}"),
+                None => format!("workflow:{}", planned.file),
+            };
             match scope
                 .groups
-                .acquire(&group, cancel_in_progress, &token)
+                .acquire(&group, &holder, cancel_in_progress, &token)
                 .await
             {
                 Some(h) => {
@@ -637,7 +658,7 @@ async fn run_job_node(node: JobNode<'_>, needs: Map, scope: Scope) -> (Done, Vec
             let token = group_cancel.child_token();
             let held = match &concurrency {
                 Some((group, cancel_in_progress)) => groups
-                    .acquire(group, *cancel_in_progress, &token)
+                    .acquire(group, &spec.display, *cancel_in_progress, &token)
                     .await
                     .map(Some),
                 None => Some(None),

@@ -653,6 +653,128 @@ fn concurrency_groups_hold_across_runs() {
     assert!(log.contains("[d] deployed"), "{log}");
 }
 
+/// Dispatches `ci.yml` through the server at `url`, which then orchestrates the run (it is
+/// woken at once; another server would only look at its next lease renewal); the run's id.
+fn dispatch_through(s: &mut Server, url: &str) -> i64 {
+    let own = std::mem::replace(&mut s.url, url.to_owned());
+    let (code, out, err) = s.cli(&["dispatch", "acme/app", "ci.yml"]);
+    s.url = own;
+    assert_eq!(code, 0, "{out}{err}");
+    out.split_whitespace().next().unwrap().parse().unwrap()
+}
+
+#[test]
+fn concurrency_groups_hold_across_servers_sharing_the_database() {
+    // Short leases: the peer takes over the in-process runner's identity (one per database),
+    // so a job the first server's runner had taken is queued again after a lease.
+    let mut s = Server::start_with("[runner]\nlease_seconds = 5\n");
+    let (peer, peer_url) = s.spawn_peer("b");
+    let peer_log =
+        |s: &Server| std::fs::read_to_string(s.dir.path().join("serve-b.log")).unwrap_or_default();
+    let (a_url, b_url) = (s.url.clone(), peer_url);
+    // A workflow-level group: one run at a time whichever server orchestrates it; the one
+    // waiting on server b is replaced by a newcomer on server a.
+    let work = s.commit(
+        "main",
+        "on: workflow_dispatch\nconcurrency: deploy\njobs:\n  d:\n    runs-on: x\n    steps:\n      - run: sleep 3; echo deployed\n",
+    );
+    s.push(&work, "main");
+    let first = dispatch_through(&mut s, &a_url);
+    s.wait_job_running(first);
+    let replaced = dispatch_through(&mut s, &b_url);
+    // Waiting (in the store) before the newcomer arrives.
+    std::thread::sleep(Duration::from_millis(500));
+    let third = dispatch_through(&mut s, &a_url);
+    let runs: Vec<Value> = [first, replaced, third]
+        .iter()
+        .map(|id| s.wait_completed(*id))
+        .collect();
+    let conclusions: Vec<&str> = runs
+        .iter()
+        .map(|r| r["conclusion"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        conclusions,
+        ["success", "cancelled", "success"],
+        "{runs:?}\n{}\nserver b: {}",
+        s.log(),
+        peer_log(&s)
+    );
+    let first_end = runs[0]["jobs"][0]["finished_at"].as_i64().unwrap();
+    let third_start = runs[2]["jobs"][0]["started_at"].as_i64().unwrap();
+    assert!(third_start >= first_end, "{first_end} > {third_start}");
+    // A job-level group with cancel-in-progress: the newer run on server b cancels the job
+    // running under server a.
+    let work = s.commit(
+        "main",
+        "on: workflow_dispatch\njobs:\n  d:\n    runs-on: x\n    concurrency:\n      group: production\n      cancel-in-progress: true\n    steps:\n      - run: sleep 8; echo deployed\n",
+    );
+    s.push(&work, "main");
+    let older = dispatch_through(&mut s, &a_url);
+    s.wait_job_running(older);
+    let newer = dispatch_through(&mut s, &b_url);
+    let older = s.wait_completed(older);
+    assert_eq!(older["jobs"][0]["conclusion"], "cancelled", "{older}");
+    assert_eq!(older["conclusion"], "cancelled", "{older}");
+    assert_eq!(s.wait_completed(newer)["conclusion"], "success");
+    let (_, log, _) = s.cli(&["logs", &older["id"].to_string()]);
+    assert!(!log.contains("[d] deployed"), "{log}");
+    let (_, log, _) = s.cli(&["logs", &newer.to_string()]);
+    assert!(log.contains("[d] deployed"), "{log}");
+    // Each run was orchestrated where it was dispatched.
+    let older = older["id"].as_i64().unwrap();
+    let (a_log, b_log) = (s.log(), peer_log(&s));
+    for (id, log, other) in [
+        (first, &a_log, &b_log),
+        (replaced, &b_log, &a_log),
+        (third, &a_log, &b_log),
+        (older, &a_log, &b_log),
+        (newer, &b_log, &a_log),
+    ] {
+        let line = format!("orchestrating run {id} (");
+        assert!(
+            log.contains(&line) && !other.contains(&line),
+            "run {id}\nserver a: {a_log}\nserver b: {b_log}"
+        );
+    }
+    drop(peer);
+}
+
+#[test]
+fn a_group_held_by_a_run_whose_server_died_stays_held_by_the_server_taking_it_up() {
+    let mut s = Server::start_with("[runner]\nlease_seconds = 2\n");
+    let (peer, peer_url) = s.spawn_peer("b");
+    let work = s.commit(
+        "main",
+        "on: workflow_dispatch\njobs:\n  d:\n    runs-on: x\n    concurrency: production\n    steps:\n      - run: sleep 4; echo deployed\n",
+    );
+    s.push(&work, "main");
+    let a_url = s.url.clone();
+    let held = dispatch_through(&mut s, &a_url);
+    s.wait_job_running(held);
+    s.kill9();
+    // The group is still the dead server's run's: a newcomer waits for it, and the server
+    // taking that run up finds the group its own instead of waiting behind the newcomer.
+    s.url = peer_url;
+    let url = s.url.clone();
+    let waiting = dispatch_through(&mut s, &url);
+    let peer_log = || std::fs::read_to_string(s.dir.path().join("serve-b.log")).unwrap_or_default();
+    let held = s.wait_completed(held);
+    let waiting = s.wait_completed(waiting);
+    assert_eq!(held["conclusion"], "success", "{held}\n{}", peer_log());
+    assert_eq!(
+        waiting["conclusion"],
+        "success",
+        "{waiting}\n{}",
+        peer_log()
+    );
+    let held_end = held["jobs"][0]["finished_at"].as_i64().unwrap();
+    let waiting_start = waiting["jobs"][0]["started_at"].as_i64().unwrap();
+    assert!(waiting_start >= held_end, "{held}\n{waiting}");
+    assert!(peer_log().contains("taking up a run whose server stopped"));
+    drop(peer);
+}
+
 #[test]
 fn a_server_sharing_the_database_takes_up_the_runs_of_one_that_died() {
     let mut s = Server::start_with("[runner]\nlease_seconds = 2\n");

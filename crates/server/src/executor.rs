@@ -44,8 +44,6 @@ pub(crate) struct Executor {
     /// Jobs queued / completed: shared with the runner API.
     pub(crate) queued: Arc<Notify>,
     pub(crate) done: Arc<crate::dispatch::Waiters>,
-    /// The `concurrency` groups of every run this server orchestrates.
-    pub(crate) groups: engine::Groups,
     /// This server's id: the runs it orchestrates are marked with it.
     pub(crate) me: String,
     /// How long a run stays this server's without a renewal.
@@ -125,6 +123,7 @@ impl Executor {
 
     async fn execute(&self, run: store::Run) {
         let id = run.id;
+        tracing::info!("orchestrating run {id} ({})", run.repo);
         let forge = self.config.repo(&run.repo).and_then(|r| r.forge.clone());
         if let Some(f) = &forge {
             crate::status::post(f, &self.config.public_url, &run, "pending", "running").await;
@@ -321,11 +320,19 @@ impl Executor {
         };
         // Every job instance goes to the runners through the store; how many run at once is
         // up to them.
-        // `concurrency` groups hold across all the runs of a repository.
+        // `concurrency` groups hold across all the runs of a repository, whichever server
+        // orchestrates them: they live in the store.
+        let groups = crate::groups::StoreGroups {
+            store: self.store.clone(),
+            scope: run.repo.clone(),
+            run: run.id,
+            server: self.me.clone(),
+            shutdown: self.shutdown.clone(),
+        };
         let options = engine::Options {
             parallel: 1 << 20,
             only_job: None,
-            groups: Some(self.groups.scoped(&run.repo)),
+            groups: Some(Arc::new(groups)),
         };
         let dispatcher = crate::dispatch::Dispatcher {
             store: self.store.clone(),

@@ -16,6 +16,7 @@ mod config;
 mod dispatch;
 mod executor;
 pub mod git;
+mod groups;
 mod http;
 mod intake;
 mod logfiles;
@@ -172,7 +173,6 @@ pub async fn serve(
         sealer: sealer.clone(),
         queued: queued.clone(),
         done: done.clone(),
-        groups: engine::Groups::default(),
         me: server_id,
         lease_ms: config.lease_ms,
     });

@@ -1,5 +1,6 @@
 //! pipewright's persistent state: runs, their jobs (the unit runners take), log lines,
-//! runners, secrets (sealed by the caller), webhook deliveries.
+//! runners, secrets (sealed by the caller), webhook deliveries, artifact and cache manifests,
+//! `concurrency` groups.
 //!
 //! Every state change goes through here, so a restarted server finds what the killed one
 //! knew: nothing lives only in memory. Two backends behind the same API: SQLite (WAL mode, the
@@ -9,6 +10,7 @@
 //! This crate knows nothing of HTTP, workflows or processes: it stores rows.
 
 mod artifacts;
+mod concurrency;
 mod db;
 
 use std::path::Path;
@@ -19,6 +21,7 @@ use db::{Backend, Db, Dialect, Param, Row, params};
 use serde::Serialize;
 
 pub use artifacts::{ArtifactInfo, CacheEntry, Expired, FileEntry};
+pub use concurrency::{Claim, Claimant};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -499,6 +502,7 @@ impl Store {
             }
         }
         conn.execute_batch(INDEXES)?;
+        conn.execute_batch(concurrency::SCHEMA)?;
         // Checkpoints (copying the WAL back into the database) run on a connection of their
         // own, so no commit waits for one while holding the store.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
@@ -534,7 +538,8 @@ impl Store {
         first.batch("SELECT pg_advisory_lock(7274617769)")?;
         let created = first
             .batch(&postgres_schema())
-            .and_then(|()| first.batch(INDEXES));
+            .and_then(|()| first.batch(INDEXES))
+            .and_then(|()| first.batch(concurrency::SCHEMA));
         first.batch("SELECT pg_advisory_unlock(7274617769)")?;
         created?;
         Ok(Store {
