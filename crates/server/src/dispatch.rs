@@ -68,6 +68,47 @@ impl Waiters {
     }
 }
 
+/// Wakes the dispatchers of jobs whose report reached another server sharing the database
+/// (or that another server ended): it looks twice a second while any dispatcher waits. The
+/// look goes back a little before the last one: reports committed late, clocks apart.
+pub(crate) async fn watch_completions(
+    store: Arc<store::Store>,
+    done: Arc<Waiters>,
+    me: String,
+    stop: CancellationToken,
+) {
+    const EVERY: Duration = Duration::from_millis(500);
+    const OVERLAP_MS: i64 = 2_000;
+    let now_ms = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
+    };
+    let mut since = now_ms() - OVERLAP_MS;
+    loop {
+        tokio::select! {
+            () = tokio::time::sleep(EVERY) => {}
+            () = stop.cancelled() => return,
+        }
+        let now = now_ms();
+        if done.map().is_empty() {
+            since = now - OVERLAP_MS;
+            continue;
+        }
+        let (s, me2) = (store.clone(), me.clone());
+        match tokio::task::spawn_blocking(move || s.completed_elsewhere(&me2, since)).await {
+            Ok(Ok(ids)) => {
+                for id in ids {
+                    done.wake(id, None);
+                }
+                since = now - OVERLAP_MS;
+            }
+            Ok(Err(e)) => tracing::warn!("looking for jobs other servers completed: {e}"),
+            Err(_) => {}
+        }
+    }
+}
+
 /// What the dispatcher of one run needs.
 #[derive(Clone)]
 pub(crate) struct Dispatcher {

@@ -368,9 +368,9 @@ impl Executor {
                 )
             })
             .collect();
-        match tokio::task::spawn_blocking(move || store.jobs_not_run(id, &jobs)).await {
-            Ok(Err(e)) => tracing::warn!(run = id, "recording the jobs that did not run: {e}"),
-            Ok(Ok(())) | Err(_) => {}
+        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.jobs_not_run(id, &jobs)).await
+        {
+            tracing::warn!(run = id, "recording the jobs that did not run: {e}");
         }
         if cancel.is_cancelled() {
             return Ok("cancelled".into());

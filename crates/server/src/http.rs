@@ -41,6 +41,8 @@ pub(crate) struct AppState {
     pub(crate) stopping: tokio_util::sync::CancellationToken,
     /// Runners known by credential (a cache of the store's rows).
     pub(crate) runners: crate::runner_api::Runners,
+    /// This server's id among those sharing the database.
+    pub(crate) me: String,
 }
 
 pub(crate) type AppStateRef = Arc<AppState>;

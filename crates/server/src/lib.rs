@@ -72,21 +72,41 @@ pub async fn serve(
         path: dir.clone(),
         source,
     })?;
+    // Which server this is, among those sharing the database: from the configuration, or
+    // made once and kept in the data directory.
+    let server_id = match &config.server_id {
+        Some(id) => id.clone(),
+        None => {
+            let file = dir.join("server-id");
+            match std::fs::read_to_string(&file) {
+                Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
+                _ => {
+                    let id = format!("server-{}", &random_token()[..16]);
+                    std::fs::write(&file, &id).map_err(|source| ServeError::DataDir {
+                        path: file.clone(),
+                        source,
+                    })?;
+                    id
+                }
+            }
+        }
+    };
     // The in-process runner: a new credential for this process; the jobs the last one held
     // died with it. (Blocking work: the PostgreSQL client must not run on an async thread.)
     let embedded_credential = random_token();
     // It takes any job: on a single machine there is nothing else to run them.
     let embedded_labels = vec!["*".to_owned()];
     let (url, default_db) = (config.database_url.clone(), dir.join("pipewright.db"));
-    let (labels, capacity, max_attempts, credential_hash) = (
+    let (labels, capacity, max_attempts, credential_hash, me) = (
         embedded_labels.clone(),
         i64::try_from(config.embedded_capacity).unwrap_or(i64::MAX),
         config.max_attempts,
         http::token_hash(&embedded_credential),
+        server_id.clone(),
     );
     let (store, released) = tokio::task::spawn_blocking(move || {
         let store = store::Store::open_url(url.as_deref(), &default_db)?;
-        let id = store.embedded_runner(&labels, capacity, &credential_hash)?;
+        let id = store.embedded_runner(&me, &labels, capacity, &credential_hash)?;
         let released =
             store.release_runner(id, max_attempts, "the server stopped while the job ran")?;
         Ok::<_, store::StoreError>((Arc::new(store), released))
@@ -133,25 +153,6 @@ pub async fn serve(
             },
         )?;
     }
-    // Which server this is, among those sharing the database: from the configuration, or
-    // made once and kept in the data directory.
-    let server_id = match &config.server_id {
-        Some(id) => id.clone(),
-        None => {
-            let file = dir.join("server-id");
-            match std::fs::read_to_string(&file) {
-                Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
-                _ => {
-                    let id = format!("server-{}", &random_token()[..16]);
-                    std::fs::write(&file, &id).map_err(|source| ServeError::DataDir {
-                        path: file.clone(),
-                        source,
-                    })?;
-                    id
-                }
-            }
-        }
-    };
     let sealer = Arc::new(secrets::Sealer::load(
         config.secret_key.as_deref(),
         &dir.join("secret.key"),
@@ -173,7 +174,7 @@ pub async fn serve(
         sealer: sealer.clone(),
         queued: queued.clone(),
         done: done.clone(),
-        me: server_id,
+        me: server_id.clone(),
         lease_ms: config.lease_ms,
     });
     let exec_task = tokio::spawn(executor.run());
@@ -183,6 +184,12 @@ pub async fn serve(
         std::time::Duration::from_millis(u64::try_from(config.lease_ms).unwrap_or(30_000)),
         queued.clone(),
         done.clone(),
+        shutdown.clone(),
+    ));
+    let completions = tokio::spawn(dispatch::watch_completions(
+        store.clone(),
+        done.clone(),
+        server_id.clone(),
         shutdown.clone(),
     ));
     let gc = tokio::spawn(artifacts::gc_task(
@@ -239,6 +246,7 @@ pub async fn serve(
         done,
         stopping: shutdown.clone(),
         runners: runner_api::Runners::default(),
+        me: server_id.clone(),
     });
     let app = http::router(state);
     tracing::info!(%local, "pipewright serve listening");
@@ -278,6 +286,7 @@ pub async fn serve(
     let _ = intake_task.await;
     let _ = archiver.await;
     let _ = gc.await;
+    let _ = completions.await;
     writer.abort();
     Ok(())
 }

@@ -326,9 +326,11 @@ pub(crate) async fn finish(
     let report = serde_json::to_string(&body.report).map_err(ApiError::internal)?;
     let lines: Vec<(i64, String)> = body.lines.iter().map(|l| (l.seq, l.text.clone())).collect();
     let id = runner.id;
-    let done =
-        blocking(move || Ok(store.complete_job(job, id, &lease, conclusion, &report, &lines)?))
-            .await?;
+    let me = s.me.clone();
+    let done = blocking(move || {
+        Ok(store.complete_job(job, id, &lease, (conclusion, &report), &lines, &me)?)
+    })
+    .await?;
     for l in body.lines {
         let _ = s.live.send(Live::Line {
             run: done.run_id,

@@ -370,6 +370,8 @@ const JOB_COLUMNS: &[(&str, &str)] = &[
     ("cancel_requested", "INTEGER NOT NULL DEFAULT 0"),
     ("queued_at", "INTEGER"),
     ("log_archived", "INTEGER NOT NULL DEFAULT 0"),
+    // The server that took the job's report (none: ended by a server itself).
+    ("reported_by", "TEXT"),
     ("log_job", "INTEGER"),
 ];
 
@@ -391,7 +393,8 @@ fn postgres_schema() -> String {
 }
 
 const INDEXES: &str = "CREATE INDEX IF NOT EXISTS jobs_queue ON jobs(status, id);
-CREATE INDEX IF NOT EXISTS jobs_runner ON jobs(runner_id, status);";
+CREATE INDEX IF NOT EXISTS jobs_runner ON jobs(runner_id, status);
+CREATE INDEX IF NOT EXISTS jobs_finished ON jobs(finished_at);";
 
 /// The store: SQLite or PostgreSQL behind one API. Every method is blocking; async callers
 /// use `spawn_blocking`.
@@ -1174,9 +1177,9 @@ impl Store {
         job: i64,
         runner: i64,
         lease: &str,
-        conclusion: &str,
-        report: &str,
+        (conclusion, report): (&str, &str),
         lines: &[(i64, String)],
+        server: &str,
     ) -> Result<Job> {
         // Two statements, no transaction (a round trip each for BEGIN and COMMIT with
         // PostgreSQL): the lines go in only while the lease holds, and are kept once; the
@@ -1186,11 +1189,12 @@ impl Store {
             let row = c.query_opt(
                 &format!(
                     "UPDATE jobs SET status = 'completed', conclusion = ?4, report = ?5, finished_at = ?6,
-                         lease = NULL, lease_until = NULL, payload = NULL, sealed = NULL
+                         lease = NULL, lease_until = NULL, payload = NULL, sealed = NULL,
+                         reported_by = ?7
                      WHERE id = ?1 AND runner_id = ?2 AND lease = ?3 AND status = 'running'
                      RETURNING {JOB_FIELDS}"
                 ),
-                params![job, runner, lease, conclusion, report, now_ms()],
+                params![job, runner, lease, conclusion, report, now_ms(), server],
             )?;
             let done = row
                 .as_ref()
@@ -1198,6 +1202,21 @@ impl Store {
                 .transpose()?
                 .ok_or(StoreError::NotHeld(job))?;
             Ok(done)
+        })
+    }
+
+    /// The jobs completed since `since` (ms) whose report did not reach server `server`:
+    /// those its dispatchers are not told of otherwise.
+    pub fn completed_elsewhere(&self, server: &str, since: i64) -> Result<Vec<i64>> {
+        self.db.with(|c| {
+            c.query(
+                "SELECT id FROM jobs WHERE finished_at > ?1 AND status = 'completed'
+                     AND (reported_by IS NULL OR reported_by <> ?2)",
+                params![since, server],
+            )?
+            .iter()
+            .map(Row::first_i64)
+            .collect()
         })
     }
 
@@ -1323,31 +1342,36 @@ impl Store {
         })
     }
 
-    /// The in-process runner's row, with a new credential for this server process; made the
-    /// first time.
+    /// The in-process runner's row of server `server` (servers sharing the database have one
+    /// each), with a new credential for this server process; made the first time.
     pub fn embedded_runner(
         &self,
+        server: &str,
         labels: &[String],
         capacity: i64,
         credential_hash: &str,
     ) -> Result<i64> {
         let labels = serde_json::to_string(labels).unwrap_or_default();
+        let name = format!("embedded ({server})");
         self.db.tx(|c| {
             let now = now_ms();
             let n = c.execute(
                 "UPDATE runners SET labels = ?1, capacity = ?2, credential_hash = ?3, last_seen = ?4
-                 WHERE embedded = 1",
-                params![&labels, capacity, credential_hash, now],
+                 WHERE embedded = 1 AND name = ?5",
+                params![&labels, capacity, credential_hash, now, &name],
             )?;
             if n == 0 {
                 c.execute(
                     "INSERT INTO runners (name, labels, capacity, credential_hash, created_at, last_seen, embedded)
-                     VALUES ('embedded', ?1, ?2, ?3, ?4, ?4, 1)",
-                    params![&labels, capacity, credential_hash, now],
+                     VALUES (?5, ?1, ?2, ?3, ?4, ?4, 1)",
+                    params![&labels, capacity, credential_hash, now, &name],
                 )?;
             }
-            c.query_one("SELECT id FROM runners WHERE embedded = 1", &[])?
-                .first_i64()
+            c.query_one(
+                "SELECT id FROM runners WHERE embedded = 1 AND name = ?1",
+                params![&name],
+            )?
+            .first_i64()
         })
     }
 
