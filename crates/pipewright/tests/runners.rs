@@ -130,6 +130,64 @@ fn remote_runners_take_jobs_by_label_and_pass_artifacts_and_outputs() {
 }
 
 #[test]
+fn a_runner_s_next_job_finds_a_clean_directory_and_every_log_line_arrives() {
+    let s = server();
+    let r = runner(&s, "solo", "", Some(&registration_token(&s)));
+    // Three instances, one after another on the one runner (capacity 1), each in the
+    // directory the last one used: none sees what another left.
+    let wf = r#"on: push
+jobs:
+  j:
+    runs-on: ubuntu-latest
+    strategy:
+      matrix:
+        n: [1, 2, 3]
+    steps:
+      - run: |
+          test -z "$(ls -A "$GITHUB_WORKSPACE")" || { ls -la "$GITHUB_WORKSPACE"; exit 1; }
+          test ! -e "$RUNNER_TEMP/left-by-a-step"
+          test ! -s "$GITHUB_ENV" && test ! -s "$GITHUB_OUTPUT"
+          echo "clean for ${{ matrix.n }}"
+          mkdir -p "$GITHUB_WORKSPACE/sub" && touch "$GITHUB_WORKSPACE/sub/file" "$GITHUB_WORKSPACE/.hidden"
+          touch "$RUNNER_TEMP/left-by-a-step"
+          echo "LEFT=${{ matrix.n }}" >> "$GITHUB_ENV"
+      - run: |
+          test "$LEFT" = "${{ matrix.n }}"
+          for i in $(seq 1 5); do echo "line $i of ${{ matrix.n }}"; done
+"#;
+    let work = s.commit("main", wf);
+    s.push(&work, "main");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    let run = s.wait_completed(id);
+    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    assert_eq!(run["conclusion"], "success", "{run}\n{log}\n{}", r.log());
+    let runners: std::collections::HashSet<String> = run["jobs"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|j| j["runner_id"].to_string())
+        .collect();
+    assert_eq!(runners.len(), 1, "{run}");
+    for n in 1..=3 {
+        assert!(log.contains(&format!("clean for {n}")), "{log}");
+        // The last lines of a short job come with its report: all there, in order.
+        let lines: Vec<&str> = log
+            .lines()
+            .filter(|l| l.contains(&format!(" of {n}")) && l.contains("line "))
+            .collect();
+        assert_eq!(lines.len(), 5, "{log}");
+        assert!(lines[4].ends_with(&format!("line 5 of {n}")), "{log}");
+    }
+    // One slot directory, kept.
+    let slots: Vec<_> = std::fs::read_dir(r.work_dir.join("slots"))
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name())
+        .collect();
+    assert_eq!(slots, ["0"], "{slots:?}");
+}
+
+#[test]
 fn a_lost_runner_s_job_goes_to_another_and_a_killed_server_loses_nothing() {
     let mut s = server();
     let mut first = runner(&s, "first", "", Some(&registration_token(&s)));
