@@ -190,6 +190,18 @@ pub(crate) fn each_line(
 /// Archives the logs of completed runs until shutdown: at start (what a stopped server left)
 /// and every two seconds.
 pub(crate) async fn archiver(store: Arc<store::Store>, data: PathBuf, shutdown: CancellationToken) {
+    // Rows a stopped server left behind after archiving their job.
+    let s = store.clone();
+    let purged = tokio::task::spawn_blocking(move || -> Result<(), store::StoreError> {
+        for job in s.archived_with_rows()? {
+            s.purge_log_rows(job)?;
+        }
+        Ok(())
+    })
+    .await;
+    if let Ok(Err(e)) = purged {
+        tracing::error!("deleting the rows of archived job logs: {e}");
+    }
     loop {
         let (s, d) = (store.clone(), data.clone());
         let done = tokio::task::spawn_blocking(move || -> Result<usize, LogFileError> {

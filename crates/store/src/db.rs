@@ -540,6 +540,16 @@ impl Backend {
         }
     }
 
+    /// Runs `f`, whose statements are each safe alone (checked writes, idempotent inserts),
+    /// in a transaction where that is free and saves commits (SQLite), without one where
+    /// BEGIN and COMMIT cost a round trip each (PostgreSQL).
+    pub(crate) fn batch<T>(&self, f: impl FnOnce(&mut dyn Db) -> Result<T>) -> Result<T> {
+        match self {
+            Backend::Sqlite(_) => self.tx(f),
+            Backend::Postgres(_) => self.with(f),
+        }
+    }
+
     /// Runs `f` in a transaction: all of it, or nothing.
     pub(crate) fn tx<T>(&self, f: impl FnOnce(&mut dyn Db) -> Result<T>) -> Result<T> {
         match self {

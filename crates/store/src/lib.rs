@@ -492,6 +492,8 @@ impl Store {
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Room for every statement shape (log inserts come in 64 sizes).
+        conn.set_prepared_statement_cache_capacity(256);
         conn.execute_batch(SCHEMA)?;
         for (table, columns) in [("runs", RUN_COLUMNS), ("jobs", JOB_COLUMNS)] {
             let have: Vec<String> = conn
@@ -782,15 +784,47 @@ impl Store {
         })
     }
 
-    /// The job's log is now in its files: its rows go.
+    /// The job's log is now in its files (readers go there from now on): its rows go.
     pub fn log_archived(&self, job: i64) -> Result<()> {
-        self.db.tx(|c| {
+        self.db.with(|c| {
             c.execute(
                 "UPDATE jobs SET log_archived = 1, log_job = COALESCE(log_job, id) WHERE id = ?1",
                 params![job],
-            )?;
-            c.execute("DELETE FROM log_lines WHERE job = ?1", params![job])?;
-            Ok(())
+            )
+            .map(drop)
+        })?;
+        self.purge_log_rows(job)
+    }
+
+    /// Deletes the rows of an archived job's log, some thousands per transaction: one delete
+    /// of a million rows kept every page it touched in memory (SQLite) and the write lock
+    /// for seconds.
+    pub fn purge_log_rows(&self, job: i64) -> Result<()> {
+        loop {
+            let n = self.db.with(|c| {
+                c.execute(
+                    "DELETE FROM log_lines WHERE job = ?1 AND seq IN
+                         (SELECT seq FROM log_lines WHERE job = ?1 ORDER BY seq LIMIT 10000)",
+                    params![job],
+                )
+            })?;
+            if n == 0 {
+                return Ok(());
+            }
+        }
+    }
+
+    /// Archived jobs that still have log rows (a server stopped while deleting them).
+    pub fn archived_with_rows(&self) -> Result<Vec<i64>> {
+        self.db.with(|c| {
+            c.query(
+                "SELECT id FROM jobs j WHERE log_archived = 1
+                     AND EXISTS (SELECT 1 FROM log_lines l WHERE l.job = j.id)",
+                &[],
+            )?
+            .iter()
+            .map(Row::first_i64)
+            .collect()
         })
     }
 
@@ -1161,9 +1195,8 @@ impl Store {
         lease: &str,
         lines: &[(i64, String)],
     ) -> Result<Job> {
-        // No transaction (a round trip each for BEGIN and COMMIT with PostgreSQL): the
-        // insert checks the lease itself.
-        self.db.with(|c| {
+        // The insert checks the lease itself: no transaction needed.
+        self.db.batch(|c| {
             let held = held(c, job, runner, lease)?;
             insert_lines(c, job, lines, Some((runner, lease)))?;
             Ok(held)
@@ -1181,10 +1214,9 @@ impl Store {
         lines: &[(i64, String)],
         server: &str,
     ) -> Result<Job> {
-        // Two statements, no transaction (a round trip each for BEGIN and COMMIT with
-        // PostgreSQL): the lines go in only while the lease holds, and are kept once; the
-        // report ends the lease.
-        self.db.with(|c| {
+        // Two statements, each safe alone (no transaction needed): the lines go in only
+        // while the lease holds, and are kept once; the report ends the lease.
+        self.db.batch(|c| {
             insert_lines(c, job, lines, Some((runner, lease)))?;
             let row = c.query_opt(
                 &format!(
@@ -1778,6 +1810,54 @@ mod tests {
             s.request_cancel(b).unwrap().conclusion.as_deref(),
             Some("cancelled")
         );
+    }
+
+    #[test]
+    fn a_report_brings_its_last_lines_once_and_only_under_its_lease() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(&d.path().join("db.sqlite")).unwrap();
+        let run = s.create_run(&new_run("r")).unwrap();
+        let job = s.enqueue_job(run, "j", "j", "[]", "{}", b"").unwrap();
+        s.add_runner_token("t").unwrap();
+        let r = s.register_runner("t", "r", &[], 1, "c").unwrap().unwrap();
+        s.take_job(r, &[], "L", 60_000).unwrap().unwrap();
+        // More lines than one statement takes, some of them sent before.
+        let lines: Vec<(i64, String)> = (1..=150).map(|i| (i, format!("line {i}"))).collect();
+        s.append_job_logs(job.id, r, "L", &lines[..70]).unwrap();
+        assert!(matches!(
+            s.complete_job(job.id, r, "wrong", ("success", "{}"), &lines[70..], "me"),
+            Err(StoreError::NotHeld(_))
+        ));
+        assert_eq!(s.job_log_page(job.id, 0, 1000).unwrap().len(), 70);
+        let done = s
+            .complete_job(job.id, r, "L", ("success", "{}"), &lines[60..], "me")
+            .unwrap();
+        assert_eq!(done.status, "completed");
+        let page = s.job_log_page(job.id, 0, 1000).unwrap();
+        assert_eq!(page, lines);
+        // Sent again (the answer was lost): refused, nothing changes.
+        assert!(matches!(
+            s.complete_job(
+                job.id,
+                r,
+                "L",
+                ("failure", "{}"),
+                &[(151, "x".into())],
+                "me"
+            ),
+            Err(StoreError::NotHeld(_))
+        ));
+        assert_eq!(s.job_log_page(job.id, 0, 1000).unwrap().len(), 150);
+        assert_eq!(s.completed_elsewhere("me", 0).unwrap(), Vec::<i64>::new());
+        assert_eq!(s.completed_elsewhere("other", 0).unwrap(), [job.id]);
+        // Archived: the rows go; rows left behind by a stop are found and purged.
+        s.log_archived(job.id).unwrap();
+        assert!(s.job_log_page(job.id, 0, 10).unwrap().is_empty());
+        s.db.with(|c| insert_lines(c, job.id, &lines[..3], None))
+            .unwrap();
+        assert_eq!(s.archived_with_rows().unwrap(), [job.id]);
+        s.purge_log_rows(job.id).unwrap();
+        assert!(s.archived_with_rows().unwrap().is_empty());
     }
 
     #[test]
