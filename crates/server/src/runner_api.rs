@@ -327,8 +327,26 @@ pub(crate) async fn finish(
     let lines: Vec<(i64, String)> = body.lines.iter().map(|l| (l.seq, l.text.clone())).collect();
     let id = runner.id;
     let me = s.me.clone();
-    let done = blocking(move || {
-        Ok(store.complete_job(job, id, &lease, (conclusion, &report), &lines, &me)?)
+    let want_next = body.next && !s.stopping.is_cancelled();
+    let (labels, next_lease, lease_ms) = (
+        runner.labels.clone(),
+        crate::random_token(),
+        s.config.lease_ms,
+    );
+    let (done, next) = blocking(move || {
+        let done = store.complete_job(job, id, &lease, (conclusion, &report), &lines, &me)?;
+        // The report is in: failing to lease the next job only sends the runner to poll.
+        let next = if want_next {
+            store
+                .take_job(id, &labels, &next_lease, lease_ms)
+                .unwrap_or_else(|e| {
+                    tracing::warn!(runner = id, "leasing a job with a report: {e}");
+                    None
+                })
+        } else {
+            None
+        };
+        Ok((done, next))
     })
     .await?;
     for l in body.lines {
@@ -342,19 +360,9 @@ pub(crate) async fn finish(
     }
     s.done.wake(job, Some(done));
     let mut answer = protocol::Finished::default();
-    if body.next && !s.stopping.is_cancelled() {
-        let (store, r, lease, lease_ms) = (
-            s.store.clone(),
-            runner.clone(),
-            crate::random_token(),
-            s.config.lease_ms,
-        );
-        if let Some(leased) =
-            blocking(move || Ok(store.take_job(r.id, &r.labels, &lease, lease_ms)?)).await?
-        {
-            tracing::info!(job = leased.job.id, runner = %runner.name, "job leased");
-            answer.next = Some(lease_from(&s, leased)?);
-        }
+    if let Some(leased) = next {
+        tracing::info!(job = leased.job.id, runner = %runner.name, "job leased");
+        answer.next = Some(lease_from(&s, leased)?);
     }
     Ok(Json(answer).into_response())
 }

@@ -1214,26 +1214,41 @@ impl Store {
         lines: &[(i64, String)],
         server: &str,
     ) -> Result<Job> {
-        // Two statements, each safe alone (no transaction needed): the lines go in only
-        // while the lease holds, and are kept once; the report ends the lease.
+        const END: &str = "UPDATE jobs SET status = 'completed', conclusion = ?4, report = ?5,
+                 finished_at = ?6, lease = NULL, lease_until = NULL, payload = NULL, sealed = NULL,
+                 reported_by = ?7
+             WHERE id = ?1 AND runner_id = ?2 AND lease = ?3 AND status = 'running'";
+        let end = params![job, runner, lease, conclusion, report, now_ms(), server];
+        // Statements each safe alone (no transaction needed): the lines go in only while the
+        // lease holds, and are kept once; the report ends the lease.
         self.db.batch(|c| {
-            insert_lines(c, job, lines, Some((runner, lease)))?;
-            let row = c.query_opt(
-                &format!(
-                    "UPDATE jobs SET status = 'completed', conclusion = ?4, report = ?5, finished_at = ?6,
-                         lease = NULL, lease_until = NULL, payload = NULL, sealed = NULL,
-                         reported_by = ?7
-                     WHERE id = ?1 AND runner_id = ?2 AND lease = ?3 AND status = 'running'
-                     RETURNING {JOB_FIELDS}"
-                ),
-                params![job, runner, lease, conclusion, report, now_ms(), server],
-            )?;
-            let done = row
-                .as_ref()
+            let row = if c.dialect() == Dialect::Postgres && !lines.is_empty() {
+                // One round trip: the last lines go in with the report (PostgreSQL's
+                // statements may modify data in `WITH`), any before them ahead of it.
+                let (head, last) = lines.split_at(lines.len().saturating_sub(64));
+                insert_lines(c, job, head, Some((runner, lease)))?;
+                let mut values = end.to_vec();
+                let rows = value_rows(&mut values, last);
+                c.query_opt(
+                    &format!(
+                        "WITH done AS ({END} RETURNING {JOB_FIELDS}),
+                         lines AS (
+                             INSERT INTO log_lines (job, seq, text)
+                             SELECT CAST(?1 AS BIGINT), v.column1, v.column2 FROM (VALUES {rows}) AS v
+                             WHERE EXISTS (SELECT 1 FROM done)
+                             ON CONFLICT DO NOTHING)
+                         SELECT * FROM done"
+                    ),
+                    &values,
+                )?
+            } else {
+                insert_lines(c, job, lines, Some((runner, lease)))?;
+                c.query_opt(&format!("{END} RETURNING {JOB_FIELDS}"), end)?
+            };
+            row.as_ref()
                 .map(job_from_row)
                 .transpose()?
-                .ok_or(StoreError::NotHeld(job))?;
-            Ok(done)
+                .ok_or(StoreError::NotHeld(job))
         })
     }
 
@@ -1665,6 +1680,23 @@ fn insert_run(c: &mut dyn Db, new: &NewRun) -> Result<i64> {
 }
 
 /// Inserts log lines; a line whose (job, seq) is stored already is left as it is.
+/// `(seq, text)` rows of a `VALUES` list for `lines`, their parameters appended to `values`
+/// (numbered after those already there).
+fn value_rows(values: &mut Vec<Param>, lines: &[(i64, String)]) -> String {
+    let first = values.len() + 1;
+    let mut rows = String::new();
+    for (i, (seq, text)) in lines.iter().enumerate() {
+        if i > 0 {
+            rows.push_str(", ");
+        }
+        let p = first + 2 * i;
+        rows.push_str(&format!("(CAST(?{p} AS BIGINT), ?{})", p + 1));
+        values.push(Param::from(*seq));
+        values.push(Param::from(text));
+    }
+    rows
+}
+
 /// Stores a job's log lines, each sequence number once; with `held` (runner, lease), only
 /// while that runner holds the job under that lease.
 fn insert_lines(
@@ -1691,17 +1723,7 @@ fn insert_lines(
             }
             None => "",
         };
-        let first = values.len() + 1;
-        let mut rows = String::new();
-        for (i, (seq, text)) in chunk.iter().enumerate() {
-            if i > 0 {
-                rows.push_str(", ");
-            }
-            let p = first + 2 * i;
-            rows.push_str(&format!("(CAST(?{p} AS BIGINT), ?{})", p + 1));
-            values.push(Param::from(*seq));
-            values.push(Param::from(text));
-        }
+        let rows = value_rows(&mut values, chunk);
         // `WHERE` before `ON CONFLICT` also keeps SQLite's parser from reading the upsert
         // as a join.
         let sql = format!(
