@@ -337,18 +337,7 @@ mod tests {
     #[test]
     fn artifacts_are_replaced_by_name_and_expire_with_their_run() {
         let (_d, s) = store();
-        let run = s
-            .create_run(&crate::NewRun {
-                repo: "r".into(),
-                workflow: "ci.yml".into(),
-                event: "push".into(),
-                git_ref: "refs/heads/main".into(),
-                sha: "abc".into(),
-                event_json: "{}".into(),
-                workflow_text: None,
-                failure: None,
-            })
-            .unwrap();
+        let run = s.create_run(&crate::tests::new_run("r")).unwrap();
         s.put_artifact(run, "build", "dist", &[file("a", 'a'), file("b/c", 'b')])
             .unwrap();
         s.put_artifact(run, "build", "dist", &[file("a", 'c')])

@@ -258,20 +258,9 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::NewRun;
 
     fn run(s: &Store) -> i64 {
-        s.create_run(&NewRun {
-            repo: "r".into(),
-            workflow: "ci.yml".into(),
-            event: "push".into(),
-            git_ref: "refs/heads/main".into(),
-            sha: "abc".into(),
-            event_json: "{}".into(),
-            workflow_text: None,
-            failure: None,
-        })
-        .unwrap()
+        s.create_run(&crate::tests::new_run("r")).unwrap()
     }
 
     fn who(run: i64, server: &str) -> Claimant {

@@ -1741,7 +1741,8 @@ fn insert_lines(
 mod tests {
     use super::*;
 
-    fn new_run(repo: &str) -> NewRun {
+    /// A push run of `ci.yml` in `repo`, for the crate's tests.
+    pub(crate) fn new_run(repo: &str) -> NewRun {
         NewRun {
             repo: repo.into(),
             workflow: "ci.yml".into(),
