@@ -172,15 +172,21 @@ pub async fn run(config: RunnerConfig, shutdown: CancellationToken) -> Result<()
     std::fs::create_dir_all(&config.work_dir).map_err(io(&config.work_dir))?;
     let client = Client::new(&config.server, &config.credential);
     let workflows = Arc::new(Workflows::default());
-    let capacity = config.capacity.max(1);
-    let slots = Arc::new(Semaphore::new(capacity));
-    let dirs = Arc::new(SlotDirs::new(&config.work_dir, capacity));
+    // The free slots, by number: as many as jobs may run at once; a job holds one.
+    let (free, mut slots) = mpsc::unbounded_channel();
+    for n in 0..config.capacity.max(1) {
+        let _ = free.send(n);
+    }
+    let root = config.work_dir.join("slots");
     let mut running = tokio::task::JoinSet::new();
     let mut backoff = Duration::from_millis(100);
     loop {
         while running.try_join_next().is_some() {}
-        let permit = tokio::select! {
-            p = slots.clone().acquire_owned() => match p { Ok(p) => p, Err(_) => break },
+        let slot = tokio::select! {
+            n = slots.recv() => match n {
+                Some(n) => Slot { n, dir: root.join(n.to_string()), free: free.clone() },
+                None => break,
+            },
             () = shutdown.cancelled() => break,
         };
         let next = tokio::select! {
@@ -191,15 +197,13 @@ pub async fn run(config: RunnerConfig, shutdown: CancellationToken) -> Result<()
             Ok(Some(lease)) => {
                 tracing::debug!(job = lease.job, "leased");
                 backoff = Duration::from_millis(100);
-                let (client, config, workflows, dirs, shutdown) = (
+                let (client, config, workflows, shutdown) = (
                     client.clone(),
                     config.clone(),
                     workflows.clone(),
-                    dirs.clone(),
                     shutdown.clone(),
                 );
                 running.spawn(async move {
-                    let slot = dirs.take();
                     // Job after job while the server has one ready when the last is reported.
                     let mut lease = Some(lease);
                     while let Some(l) = lease.take() {
@@ -211,7 +215,6 @@ pub async fn run(config: RunnerConfig, shutdown: CancellationToken) -> Result<()
                         }
                     }
                     drop(slot);
-                    drop(permit);
                 });
             }
             Ok(None) => backoff = Duration::from_millis(100),
@@ -234,52 +237,19 @@ pub async fn run(config: RunnerConfig, shutdown: CancellationToken) -> Result<()
     Ok(())
 }
 
-/// One directory per slot (`work_dir/slots/N`), kept from job to job and emptied between
-/// them: making and deleting a tree of directories and files for every job costs more than
-/// the job itself when jobs are short (the file system's inode allocation).
-struct SlotDirs {
-    root: PathBuf,
-    free: std::sync::Mutex<Vec<usize>>,
-}
-
-/// A slot's directory while a job holds it; given back on drop.
+/// A slot a job holds, and its directory (`work_dir/slots/N`), kept from job to job and
+/// emptied between them: making and deleting a tree of directories and files for every job
+/// costs more than the job itself when jobs are short (the file system's inode allocation).
+/// Dropped, the slot is free again.
 struct Slot {
-    dirs: Arc<SlotDirs>,
     n: usize,
     dir: PathBuf,
+    free: mpsc::UnboundedSender<usize>,
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        self.dirs.lock().push(self.n);
-    }
-}
-
-impl SlotDirs {
-    fn new(work_dir: &Path, capacity: usize) -> SlotDirs {
-        SlotDirs {
-            root: work_dir.join("slots"),
-            free: std::sync::Mutex::new((0..capacity).rev().collect()),
-        }
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Vec<usize>> {
-        self.free
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-    }
-
-    /// A free slot (there is one for every permit of the runner's semaphore).
-    fn take(self: &Arc<Self>) -> Slot {
-        let n = self.lock().pop().unwrap_or_else(|| {
-            // Not reached: as many slots as permits. A slot of its own all the same.
-            usize::MAX - std::process::id() as usize
-        });
-        Slot {
-            dirs: self.clone(),
-            n,
-            dir: self.root.join(n.to_string()),
-        }
+        let _ = self.free.send(self.n);
     }
 }
 

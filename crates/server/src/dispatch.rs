@@ -15,6 +15,7 @@ use runner::protocol::{JobPayload, Secrets};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::lock;
 use crate::secrets::Sealer;
 
 /// Per-job wake-ups: whoever completes a job (a runner's report, the reaper) tells the one
@@ -31,18 +32,13 @@ struct Waiter {
 
 impl Waiter {
     fn take(&self) -> Option<store::Job> {
-        self.done
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .take()
+        lock(&self.done).take()
     }
 }
 
 impl Waiters {
     fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<i64, Arc<Waiter>>> {
-        self.0
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        lock(&self.0)
     }
 
     fn register(&self, job: i64) -> Arc<Waiter> {
@@ -59,9 +55,7 @@ impl Waiters {
         let waiter = self.map().get(&job).cloned();
         if let Some(w) = waiter {
             if let Some(d) = done {
-                *w.done
-                    .lock()
-                    .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(d);
+                *lock(&w.done) = Some(d);
             }
             w.notify.notify_one();
         }
@@ -79,18 +73,13 @@ pub(crate) async fn watch_completions(
 ) {
     const EVERY: Duration = Duration::from_millis(500);
     const OVERLAP_MS: i64 = 2_000;
-    let now_ms = || {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| i64::try_from(d.as_millis()).unwrap_or(i64::MAX))
-    };
-    let mut since = now_ms() - OVERLAP_MS;
+    let mut since = store::now_ms() - OVERLAP_MS;
     loop {
         tokio::select! {
             () = tokio::time::sleep(EVERY) => {}
             () = stop.cancelled() => return,
         }
-        let now = now_ms();
+        let now = store::now_ms();
         if done.map().is_empty() {
             since = now - OVERLAP_MS;
             continue;

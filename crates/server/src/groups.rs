@@ -50,11 +50,7 @@ impl ConcurrencyGroups for StoreGroups {
             // report is kept): it neither waits for its group nor cancels the one holding it
             // now.
             let (store, run, name) = (self.store.clone(), self.run, holder.to_owned());
-            if let Some(Ok(jobs)) = blocking(move || store.jobs(run)).await
-                && jobs
-                    .iter()
-                    .any(|j| j.name == name && j.status == "completed")
-            {
+            if let Some(Ok(true)) = blocking(move || store.job_completed(run, &name)).await {
                 return Some(Box::new(()) as GroupGuard);
             }
             let who = Claimant {

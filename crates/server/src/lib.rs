@@ -291,6 +291,12 @@ pub async fn serve(
     Ok(())
 }
 
+/// Locks `m`; a panic elsewhere while it was held does not make the data unusable here
+/// (every guarded value stays consistent between statements).
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 pub(crate) fn random_token() -> String {
     use std::io::Read;
     let mut bytes = [0u8; 24];

@@ -15,6 +15,7 @@ use runner::protocol::{self, Lease};
 use tokio::sync::Notify;
 
 use crate::http::{Admin, ApiError, AppStateRef, Authorized, bearer, blocking, token_hash};
+use crate::lock;
 use crate::logs::Live;
 
 /// The caller is a registered runner (its credential as bearer token).
@@ -61,10 +62,6 @@ impl Runners {
             }
         }
     }
-}
-
-fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 impl FromRequestParts<AppStateRef> for RunnerAuth {

@@ -742,6 +742,17 @@ impl Store {
         })
     }
 
+    /// Whether the job named `name` of run `run_id` is completed.
+    pub fn job_completed(&self, run_id: i64, name: &str) -> Result<bool> {
+        self.db.with(|c| {
+            Ok(c.query_opt(
+                "SELECT 1 AS one FROM jobs WHERE run_id = ?1 AND name = ?2 AND status = 'completed'",
+                params![run_id, name],
+            )?
+            .is_some())
+        })
+    }
+
     pub fn jobs(&self, run_id: i64) -> Result<Vec<Job>> {
         self.db.with(|c| {
             rows(
@@ -1086,6 +1097,13 @@ impl Store {
         lease_ms: i64,
     ) -> Result<Option<Leased>> {
         let any = labels.iter().any(|l| l == "*");
+        const TAKE: &str = "UPDATE jobs SET status = 'running', runner_id = ?2, lease = ?3,
+                 lease_until = ?4, started_at = ?5";
+        let returning = format!(
+            "RETURNING {JOB_FIELDS}, payload, sealed,
+                 (SELECT COALESCE(MAX(seq), 0) FROM log_lines WHERE job = jobs.id) AS log_seq,
+                 (SELECT count(*) FROM artifacts a WHERE a.run_id = jobs.run_id) AS artifact_count"
+        );
         self.db.with(|c| {
             // The oldest queued jobs, a page at a time: the first usually fits.
             const PAGE: i64 = 16;
@@ -1111,13 +1129,6 @@ impl Store {
                     }
                 }
                 let now = now_ms();
-                const TAKE: &str = "UPDATE jobs SET status = 'running', runner_id = ?2, lease = ?3,
-                         lease_until = ?4, started_at = ?5";
-                let returning = format!(
-                    "RETURNING {JOB_FIELDS}, payload, sealed,
-                         (SELECT COALESCE(MAX(seq), 0) FROM log_lines WHERE job = jobs.id) AS log_seq,
-                         (SELECT count(*) FROM artifacts a WHERE a.run_id = jobs.run_id) AS artifact_count"
-                );
                 let taken = if c.dialect() == Dialect::Postgres {
                     // The oldest of them that nobody else is taking right now: runners asking
                     // at once skip each other's rows instead of queueing on one row's lock
@@ -1257,14 +1268,10 @@ impl Store {
                 insert_lines(c, job, head, Some((runner, lease)))?;
                 let mut values = end.to_vec();
                 let rows = value_rows(&mut values, last);
+                let insert = insert_rows_sql(&rows, " AND EXISTS (SELECT 1 FROM done)");
                 c.query_opt(
                     &format!(
-                        "WITH done AS ({END} RETURNING {JOB_FIELDS}),
-                         lines AS (
-                             INSERT INTO log_lines (job, seq, text)
-                             SELECT CAST(?1 AS BIGINT), v.column1, v.column2 FROM (VALUES {rows}) AS v
-                             WHERE EXISTS (SELECT 1 FROM done)
-                             ON CONFLICT DO NOTHING)
+                        "WITH done AS ({END} RETURNING {JOB_FIELDS}), lines AS ({insert})
                          SELECT * FROM done"
                     ),
                     &values,
@@ -1708,6 +1715,19 @@ fn insert_run(c: &mut dyn Db, new: &NewRun) -> Result<i64> {
 }
 
 /// Inserts log lines; a line whose (job, seq) is stored already is left as it is.
+/// The insert of `rows` (from [`value_rows`]) as lines of job `?1`, each `seq` once, where
+/// `condition` (`" AND ..."`, or empty) holds.
+fn insert_rows_sql(rows: &str, condition: &str) -> String {
+    // `WHERE` before `ON CONFLICT` also keeps SQLite's parser from reading the upsert as a
+    // join.
+    format!(
+        "INSERT INTO log_lines (job, seq, text)
+         SELECT CAST(?1 AS BIGINT), v.column1, v.column2 FROM (VALUES {rows}) AS v
+         WHERE 1 = 1{condition}
+         ON CONFLICT DO NOTHING"
+    )
+}
+
 /// `(seq, text)` rows of a `VALUES` list for `lines`, their parameters appended to `values`
 /// (numbered after those already there).
 fn value_rows(values: &mut Vec<Param>, lines: &[(i64, String)]) -> String {
@@ -1752,15 +1772,7 @@ fn insert_lines(
             None => "",
         };
         let rows = value_rows(&mut values, chunk);
-        // `WHERE` before `ON CONFLICT` also keeps SQLite's parser from reading the upsert
-        // as a join.
-        let sql = format!(
-            "INSERT INTO log_lines (job, seq, text)
-             SELECT CAST(?1 AS BIGINT), v.column1, v.column2 FROM (VALUES {rows}) AS v
-             WHERE 1 = 1{guard}
-             ON CONFLICT DO NOTHING"
-        );
-        c.execute(&sql, &values)?;
+        c.execute(&insert_rows_sql(&rows, guard), &values)?;
     }
     Ok(())
 }
