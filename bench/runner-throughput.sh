@@ -45,9 +45,12 @@ bench() {
     pgdir="$work/pg"
     mkdir -p "$pgdir" && chown postgres "$pgdir"
     local port=$(( 20000 + RANDOM % 20000 ))
+    local opts="${PG_OPTS:-}"
+    # PG_REPORT=1: the statements that took longest, with their planning, at the end.
+    [ -n "${PG_REPORT:-}" ] && opts="$opts -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track_planning=on"
     runuser -u postgres -- "$PG_BIN/initdb" -A trust -U postgres -D "$pgdir/data" >/dev/null
     runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$pgdir/data" -l "$pgdir/log" -w \
-      -o "-c listen_addresses=127.0.0.1 -p $port -k $pgdir -c fsync=on ${PG_OPTS:-}" start >/dev/null
+      -o "-c listen_addresses=127.0.0.1 -p $port -k $pgdir -c fsync=on $opts" start >/dev/null
     runuser -u postgres -- "$PG_BIN/createdb" -h 127.0.0.1 -p "$port" pw
     [ -n "${PG_REPORT:-}" ] && psql -q -h 127.0.0.1 -p "$port" -U postgres pw -c "CREATE EXTENSION pg_stat_statements"
     url="postgres://postgres@127.0.0.1:$port/pw"
@@ -143,7 +146,7 @@ PY
   kill "${pids[@]}" 2>/dev/null || true
   kill "$server" 2>/dev/null || true
   if [ -n "${PG_REPORT:-}" ] && [ -n "$url" ]; then
-    psql -q "$url" -c "SELECT calls, round(total_exec_time::numeric, 1) AS ms, rows, left(regexp_replace(query, '\s+', ' ', 'g'), 110) AS query FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15" || true
+    psql -q "$url" -c "SELECT calls, plans, round(total_exec_time::numeric, 1) AS ms, round(total_plan_time::numeric, 1) AS plan_ms, rows, left(regexp_replace(query, '\s+', ' ', 'g'), 110) AS query FROM pg_stat_statements ORDER BY total_exec_time DESC LIMIT 15" || true
   fi
   wait 2>/dev/null || true
   if [ -n "$pgdir" ]; then

@@ -212,9 +212,66 @@ pub fn copy_tree(src: &Path, dest: &Path) -> std::io::Result<u64> {
     Ok(bytes)
 }
 
+/// Writes `contents` to `path` like [`std::fs::write`], but reuses a regular file a previous
+/// job left there (a runner keeps its slots' scripts and file-command files): one with the
+/// same contents is left alone, another is overwritten in place and only cut when it was
+/// longer. Truncating a file is what costs: on ext4 it frees the blocks, which with the
+/// `discard` mount option waits for the device, and makes `close` allocate the new ones at
+/// once. Anything at `path` that is not a regular file (a symlink a step left) is replaced.
+pub fn write_reusing(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    use std::io::Write;
+    let old = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_file() => m.len(),
+        Ok(m) if m.file_type().is_dir() => return std::fs::write(path, contents),
+        Ok(_) => {
+            std::fs::remove_file(path)?;
+            return std::fs::write(path, contents);
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return std::fs::write(path, contents);
+        }
+        Err(e) => return Err(e),
+    };
+    let new = contents.len() as u64;
+    if old == new && (new == 0 || std::fs::read(path)? == contents) {
+        return Ok(());
+    }
+    let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+    f.write_all(contents)?;
+    if old > new {
+        f.set_len(new)?;
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_reusing_leaves_the_file_holding_exactly_the_new_contents() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f");
+        for contents in [
+            "a longer first text",
+            "short",
+            "short",
+            "",
+            "grows again, longer",
+        ] {
+            write_reusing(&p, contents.as_bytes()).unwrap();
+            assert_eq!(std::fs::read_to_string(&p).unwrap(), contents);
+        }
+        // A symlink left at the path is replaced, its target untouched.
+        let target = dir.path().join("target");
+        std::fs::write(&target, "keep").unwrap();
+        std::fs::remove_file(&p).unwrap();
+        std::os::unix::fs::symlink(&target, &p).unwrap();
+        write_reusing(&p, b"new").unwrap();
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "new");
+        assert!(std::fs::symlink_metadata(&p).unwrap().file_type().is_file());
+    }
 
     #[test]
     fn normalize_removes_dots() {

@@ -356,7 +356,7 @@ impl FileCommands {
         std::fs::create_dir_all(&dir)?;
         let f = |name: &str| -> std::io::Result<PathBuf> {
             let p = dir.join(format!("{name}_{n}"));
-            std::fs::write(&p, "")?;
+            crate::files::write_reusing(&p, b"")?;
             Ok(p)
         };
         Ok(FileCommands {
@@ -937,7 +937,7 @@ async fn execute_step(
         }
         let (program, args, ext) = shell_command(shell.as_deref())?;
         let script_path = state.temp.join(format!("step-{}{ext}", state.step_counter));
-        std::fs::write(&script_path, script)
+        crate::files::write_reusing(&script_path, script.as_bytes())
             .map_err(|e| JobError::io("cannot write the script", e))?;
         let script_str = script_path.display().to_string();
         let spawn = Spawn {

@@ -129,6 +129,68 @@ fn remote_runners_take_jobs_by_label_and_pass_artifacts_and_outputs() {
     gpu.kill9();
 }
 
+/// Twenty jobs only a `gpu` runner takes, queued ahead of one any runner takes (`lint` is
+/// queued once `setup` is done).
+const BEHIND: &str = r#"on: push
+jobs:
+  setup:
+    runs-on: ubuntu-latest
+    steps:
+      - run: "true"
+  train:
+    runs-on: [self-hosted, gpu]
+    strategy:
+      matrix:
+        i: [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16, 17, 18, 19, 20]
+    steps:
+      - run: echo "train ${{ matrix.i }} on $RUNNER_TAG"
+  lint:
+    needs: setup
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo "lint on $RUNNER_TAG"
+"#;
+
+#[test]
+fn a_runner_takes_the_job_it_can_run_from_behind_a_page_of_jobs_it_cannot() {
+    let s = server();
+    let cpu = runner(&s, "cpu", "", Some(&registration_token(&s)));
+    wait_for("the cpu runner to register", || {
+        cpu.work_dir.join("runner.json").exists()
+    });
+    let work = s.commit("main", BEHIND);
+    s.push(&work, "main");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    wait_for("lint to complete", || {
+        job_status(&s, id, "lint") == "completed"
+    });
+    let run = show(&s, id);
+    let jobs = run["jobs"].as_array().unwrap();
+    let lint = jobs.iter().find(|j| j["name"] == "lint").unwrap();
+    let train: Vec<&Value> = jobs.iter().filter(|j| j["job_id"] == "train").collect();
+    assert_eq!(train.len(), 20, "{run}");
+    // The case to test: more than a page (16) of jobs the runner cannot take queued first.
+    let ahead = train
+        .iter()
+        .filter(|j| j["id"].as_i64() < lint["id"].as_i64())
+        .count();
+    assert!(
+        ahead > 16,
+        "only {ahead} train jobs were queued before lint: {run}"
+    );
+    assert_eq!(lint["conclusion"], "success", "{run}");
+    assert!(
+        train.iter().all(|j| j["status"] == "queued"),
+        "a runner without `gpu` took a train job: {run}"
+    );
+    let gpu = runner(&s, "gpu", "gpu", Some(&registration_token(&s)));
+    let run = s.wait_completed(id);
+    assert_eq!(run["conclusion"], "success", "{run}\n{}", gpu.log());
+    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    assert!(log.contains("train 20 on gpu"), "{log}");
+    assert!(log.contains("lint on cpu"), "{log}");
+}
+
 #[test]
 fn a_runner_s_next_job_finds_a_clean_directory_and_every_log_line_arrives() {
     let s = server();

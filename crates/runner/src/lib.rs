@@ -656,7 +656,7 @@ fn prepare(
         .get("event")
         .cloned()
         .unwrap_or(serde_json::Value::Null);
-    std::fs::write(&event_path, serde_json::to_vec(&event).unwrap_or_default())
+    engine::files::write_reusing(&event_path, &serde_json::to_vec(&event).unwrap_or_default())
         .map_err(io(&event_path))?;
     let env = RunEnv {
         github,
