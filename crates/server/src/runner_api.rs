@@ -246,8 +246,15 @@ pub(crate) async fn next_job(
             crate::random_token(),
             s.config.lease_ms,
         );
-        if let Some(leased) =
-            blocking(move || Ok(store.take_job(r.id, &r.labels, &lease, lease_ms)?)).await?
+        if let Some(leased) = blocking(move || {
+            let want = store::Want {
+                labels: &r.labels,
+                lease: &lease,
+                lease_ms,
+            };
+            Ok(store.take_job(r.id, &want)?)
+        })
+        .await?
         {
             tracing::info!(job = leased.job.id, runner = %runner.name, "job leased");
             return Ok(Json(lease_from(&s, leased)?).into_response());
@@ -331,18 +338,28 @@ pub(crate) async fn finish(
         s.config.lease_ms,
     );
     let (done, next) = blocking(move || {
-        let done = store.complete_job(job, id, &lease, (conclusion, &report), &lines, &me)?;
-        // The report is in: failing to lease the next job only sends the runner to poll.
-        let next = if want_next {
-            store
-                .take_job(id, &labels, &next_lease, lease_ms)
-                .unwrap_or_else(|e| {
-                    tracing::warn!(runner = id, "leasing a job with a report: {e}");
-                    None
-                })
-        } else {
-            None
+        let want = store::Want {
+            labels: &labels,
+            lease: &next_lease,
+            lease_ms,
         };
+        let (done, next) = store.complete_job(
+            job,
+            id,
+            &lease,
+            &store::Outcome {
+                conclusion,
+                report: &report,
+                lines: &lines,
+                server: &me,
+            },
+            want_next.then_some(&want),
+        )?;
+        // The report is in: failing to lease the next job only sends the runner to poll.
+        let next = next.unwrap_or_else(|e| {
+            tracing::warn!(runner = id, "leasing a job with a report: {e}");
+            None
+        });
         Ok((done, next))
     })
     .await?;

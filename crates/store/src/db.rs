@@ -77,6 +77,21 @@ pub(crate) struct Row {
 }
 
 impl Row {
+    /// The columns whose names start with `prefix`, named without it (one statement's row
+    /// may carry two jobs).
+    pub(crate) fn sub(&self, prefix: &str) -> Row {
+        let (names, vals): (Vec<String>, Vec<Val>) = self
+            .names
+            .iter()
+            .zip(&self.vals)
+            .filter_map(|(n, v)| Some((n.strip_prefix(prefix)?.to_owned(), v.clone())))
+            .unzip();
+        Row {
+            names: names.into(),
+            vals,
+        }
+    }
+
     fn get(&self, name: &str) -> Result<&Val> {
         self.names
             .iter()

@@ -474,6 +474,245 @@ fn rows<T>(rows: Vec<Row>, f: fn(&Row) -> Result<T>) -> Result<Vec<T>> {
 /// The columns of `jobs` without the payload and sealed secrets.
 const JOB_FIELDS: &str = "id, run_id, name, job_id, status, conclusion, started_at, finished_at, labels, runner_id, attempt, reason, report, cancel_requested, log_archived, log_job";
 
+/// A runner's report of a job, as server `server` received it: the conclusion, the report
+/// (JSON) and the job's last log lines.
+#[derive(Debug, Clone, Copy)]
+pub struct Outcome<'a> {
+    pub conclusion: &'a str,
+    pub report: &'a str,
+    pub lines: &'a [(i64, String)],
+    pub server: &'a str,
+}
+
+/// What a runner asks a lease for: a job its labels match, leased under `lease` (the
+/// caller's random token) until `lease_ms` from now.
+#[derive(Debug, Clone, Copy)]
+pub struct Want<'a> {
+    pub labels: &'a [String],
+    pub lease: &'a str,
+    pub lease_ms: i64,
+}
+
+impl Want<'_> {
+    /// A runner with the label `*` takes any job.
+    fn any(&self) -> bool {
+        self.labels.iter().any(|l| l == "*")
+    }
+
+    /// Whether a job with `runs-on` labels `wanted` (JSON) is the runner's: all of them are
+    /// among its labels, compared without case.
+    fn matches(&self, wanted: &str) -> bool {
+        let wanted: Vec<String> = serde_json::from_str(wanted).unwrap_or_default();
+        self.any()
+            || wanted
+                .iter()
+                .all(|w| self.labels.iter().any(|l| l.eq_ignore_ascii_case(w)))
+    }
+}
+
+/// A held job's report (parameters: job, runner, lease, conclusion, report, now, server).
+const COMPLETE: &str = "UPDATE jobs SET status = 'completed', conclusion = ?4, report = ?5,
+         finished_at = ?6, lease = NULL, lease_until = NULL, payload = NULL, sealed = NULL,
+         reported_by = ?7
+     WHERE id = ?1 AND runner_id = ?2 AND lease = ?3 AND status = 'running'";
+
+/// PostgreSQL's report of held job `job` in one statement, with its last `lines` (at most 64)
+/// and, for `next` (runner, what it wants), a lease of the first page as [`pg_take_ctes`]
+/// takes it: the completed job and the statement's row.
+fn pg_complete(
+    c: &mut dyn Db,
+    job: i64,
+    end: &[Param],
+    lines: &[(i64, String)],
+    next: Option<(i64, &Want<'_>)>,
+) -> Result<(Job, Row)> {
+    let mut values = end.to_vec();
+    let mut ctes = format!("done AS ({COMPLETE} RETURNING {JOB_FIELDS})");
+    if !lines.is_empty() {
+        let rows = value_rows(&mut values, lines);
+        let insert = insert_rows_sql(&rows, " AND EXISTS (SELECT 1 FROM done)");
+        ctes.push_str(&format!(", lines AS ({insert})"));
+    }
+    let sql = match next {
+        Some((runner, want)) => {
+            let take = pg_take_ctes(
+                &mut values,
+                runner,
+                want,
+                " AND EXISTS (SELECT 1 FROM done)",
+            );
+            format!(
+                "WITH {ctes}, {take}
+                 SELECT done.*, taken.*, (SELECT count(*) FROM page) AS next_seen
+                 FROM done LEFT JOIN taken ON true"
+            )
+        }
+        None => format!("WITH {ctes} SELECT * FROM done"),
+    };
+    let row = c
+        .query_opt(&sql, &values)?
+        .ok_or(StoreError::NotHeld(job))?;
+    Ok((job_from_row(&row)?, row))
+}
+
+/// The oldest queued jobs are looked at this many at a time.
+const PAGE: i64 = 16;
+
+/// The `SET` of a lease, its parameters (runner, lease, until when, now) appended to
+/// `values` (numbered after those already there).
+fn take_set(values: &mut Vec<Param>, runner: i64, want: &Want<'_>) -> String {
+    let n = values.len();
+    let now = now_ms();
+    values.extend([
+        Param::from(runner),
+        Param::from(want.lease),
+        Param::from(now + want.lease_ms),
+        Param::from(now),
+    ]);
+    format!(
+        "status = 'running', runner_id = ?{}, lease = ?{}, lease_until = ?{}, started_at = ?{}",
+        n + 1,
+        n + 2,
+        n + 3,
+        n + 4
+    )
+}
+
+/// The `RETURNING` of a lease: what [`leased`] reads, each column's name prefixed `prefix`.
+fn take_returning(prefix: &str) -> String {
+    let mut cols: Vec<String> = JOB_FIELDS
+        .split(", ")
+        .chain(["payload", "sealed"])
+        .map(|f| format!("{f} AS {prefix}{f}"))
+        .collect();
+    cols.push(format!(
+        "(SELECT COALESCE(MAX(seq), 0) FROM log_lines WHERE job = jobs.id) AS {prefix}log_seq"
+    ));
+    cols.push(format!(
+        "(SELECT count(*) FROM artifacts a WHERE a.run_id = jobs.run_id) AS {prefix}artifact_count"
+    ));
+    format!("RETURNING {}", cols.join(", "))
+}
+
+/// PostgreSQL's lease of the first page, as two `WITH` queries: `page`, the oldest queued
+/// jobs, and `taken`, the oldest of them the runner matches that nobody else is taking right
+/// now (runners asking at once skip each other's rows instead of queueing on one row's lock,
+/// which took six attempts per lease with fifty runners), its columns prefixed `next_`.
+/// `only_if` is a further condition of the lease. Its limits are constants, so PostgreSQL
+/// plans it once per connection, not at every lease (as it did with a `LIMIT` parameter).
+fn pg_take_ctes(values: &mut Vec<Param>, runner: i64, want: &Want<'_>, only_if: &str) -> String {
+    let n = values.len();
+    values.push(Param::from(i64::from(want.any())));
+    values.push(Param::from(
+        serde_json::to_string(want.labels).unwrap_or_default(),
+    ));
+    let set = take_set(values, runner, want);
+    let returning = take_returning("next_");
+    format!(
+        "page AS (SELECT id, labels FROM jobs WHERE status = 'queued' AND payload IS NOT NULL
+             ORDER BY id LIMIT {PAGE}),
+         taken AS (UPDATE jobs SET {set} WHERE id = (SELECT j.id FROM jobs j
+             WHERE j.id IN (SELECT page.id FROM page
+                 WHERE CAST(?{any} AS BIGINT) = 1 OR NOT EXISTS (
+                     SELECT 1 FROM json_array_elements_text(page.labels::json) w(l)
+                     WHERE lower(w.l) NOT IN (SELECT lower(h.l)
+                         FROM json_array_elements_text(CAST(?{has} AS TEXT)::json) h(l))))
+             AND j.status = 'queued'{only_if}
+             ORDER BY j.id LIMIT 1 FOR UPDATE SKIP LOCKED)
+         {returning})",
+        any = n + 1,
+        has = n + 2,
+    )
+}
+
+/// The lease a row of [`pg_take_ctes`] (with `next_seen`, how many jobs its page held)
+/// took; if it took none from a full page, the lease goes on on the next pages.
+fn first_page_taken(
+    c: &mut dyn Db,
+    r: &Row,
+    runner: i64,
+    want: &Want<'_>,
+) -> Result<Option<Leased>> {
+    if r.opt_i64("next_id")?.is_some() {
+        return leased(c, &r.sub("next_"), want.lease).map(Some);
+    }
+    if r.i64("next_seen")? < PAGE {
+        return Ok(None);
+    }
+    take_from(c, PAGE, runner, want)
+}
+
+/// Leases the oldest matching job from the queued jobs after the first `offset`, a page at
+/// a time (up to 256 jobs deep).
+fn take_from(
+    c: &mut dyn Db,
+    mut offset: i64,
+    runner: i64,
+    want: &Want<'_>,
+) -> Result<Option<Leased>> {
+    let returning = take_returning("");
+    while offset < 256 {
+        let candidates = c.query(
+            "SELECT id, labels FROM jobs WHERE status = 'queued' AND payload IS NOT NULL
+             ORDER BY id LIMIT ?1 OFFSET ?2",
+            params![PAGE, offset],
+        )?;
+        let last_page = i64::try_from(candidates.len()).unwrap_or(0) < PAGE;
+        offset += PAGE;
+        let mut matching = Vec::new();
+        for row in &candidates {
+            if want.matches(&row.string("labels")?) {
+                matching.push(row.i64("id")?);
+            }
+        }
+        let mut taken = None;
+        if c.dialect() == Dialect::Postgres {
+            // The oldest of them that nobody else is taking right now.
+            if !matching.is_empty() {
+                let ids = matching
+                    .iter()
+                    .map(i64::to_string)
+                    .collect::<Vec<_>>()
+                    .join(",");
+                let mut values = vec![Param::from(ids)];
+                let set = take_set(&mut values, runner, want);
+                taken = c.query_opt(
+                    &format!(
+                        "UPDATE jobs SET {set} WHERE id = (SELECT id FROM jobs
+                             WHERE id = ANY(string_to_array(?1, ',')::bigint[])
+                             AND status = 'queued'
+                             ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
+                         {returning}"
+                    ),
+                    &values,
+                )?;
+            }
+        } else {
+            // One writer at a time: the oldest that is still queued.
+            for id in matching {
+                let mut values = vec![Param::from(id)];
+                let set = take_set(&mut values, runner, want);
+                taken = c.query_opt(
+                    &format!(
+                        "UPDATE jobs SET {set} WHERE id = ?1 AND status = 'queued' {returning}"
+                    ),
+                    &values,
+                )?;
+                if taken.is_some() {
+                    break;
+                }
+            }
+        }
+        if let Some(r) = taken {
+            return leased(c, &r, want.lease).map(Some);
+        }
+        if last_page {
+            break;
+        }
+    }
+    Ok(None)
+}
+
 /// A job just leased under `lease`, from the row its lease returned (with `payload`,
 /// `sealed`, `log_seq` and `artifact_count`).
 fn leased(c: &mut dyn Db, r: &Row, lease: &str) -> Result<Leased> {
@@ -1121,124 +1360,21 @@ impl Store {
     /// Leases the oldest queued job whose `runs-on` labels are all among `labels` (a runner
     /// with the label `*` takes any job) to the runner, until `lease_ms` from now. `lease` is
     /// the caller's random lease token.
-    pub fn take_job(
-        &self,
-        runner: i64,
-        labels: &[String],
-        lease: &str,
-        lease_ms: i64,
-    ) -> Result<Option<Leased>> {
-        let any = labels.iter().any(|l| l == "*");
-        const TAKE: &str = "UPDATE jobs SET status = 'running', runner_id = ?2, lease = ?3,
-                 lease_until = ?4, started_at = ?5";
-        let returning = format!(
-            "RETURNING {JOB_FIELDS}, payload, sealed,
-                 (SELECT COALESCE(MAX(seq), 0) FROM log_lines WHERE job = jobs.id) AS log_seq,
-                 (SELECT count(*) FROM artifacts a WHERE a.run_id = jobs.run_id) AS artifact_count"
-        );
+    pub fn take_job(&self, runner: i64, want: &Want<'_>) -> Result<Option<Leased>> {
         self.db.with(|c| {
-            // The oldest queued jobs, a page at a time: the first usually fits.
-            const PAGE: i64 = 16;
-            let mut offset = 0;
             if c.dialect() == Dialect::Postgres {
-                // The first page in one statement: the oldest matching job of the 16 oldest
-                // queued that nobody else is taking right now. Runners asking at once skip
-                // each other's rows instead of queueing on one row's lock (which took six
-                // attempts per lease with fifty runners). Its limits are constants, so
-                // PostgreSQL plans it once per connection, not per lease.
-                let runner_labels = serde_json::to_string(labels).unwrap_or_default();
-                let now = now_ms();
+                let mut values = Vec::new();
+                let ctes = pg_take_ctes(&mut values, runner, want, "");
                 let r = c.query_one(
                     &format!(
-                        "WITH page AS (SELECT id, labels FROM jobs
-                             WHERE status = 'queued' AND payload IS NOT NULL
-                             ORDER BY id LIMIT {PAGE}),
-                         taken AS ({TAKE} WHERE id = (SELECT j.id FROM jobs j
-                             WHERE j.id IN (SELECT page.id FROM page
-                                 WHERE CAST(?1 AS BIGINT) = 1 OR NOT EXISTS (
-                                     SELECT 1 FROM json_array_elements_text(page.labels::json) w(l)
-                                     WHERE lower(w.l) NOT IN (SELECT lower(h.l)
-                                         FROM json_array_elements_text(CAST(?6 AS TEXT)::json) h(l))))
-                             AND j.status = 'queued'
-                             ORDER BY j.id LIMIT 1 FOR UPDATE SKIP LOCKED)
-                         {returning})
-                         SELECT taken.*, (SELECT count(*) FROM page) AS seen
+                        "WITH {ctes} SELECT taken.*, (SELECT count(*) FROM page) AS next_seen
                          FROM (SELECT 1) AS one LEFT JOIN taken ON true"
                     ),
-                    params![i64::from(any), runner, lease, now + lease_ms, now, runner_labels],
+                    &values,
                 )?;
-                if r.opt_i64("id")?.is_some() {
-                    return leased(c, &r, lease).map(Some);
-                }
-                if r.i64("seen")? < PAGE {
-                    return Ok(None);
-                }
-                offset = PAGE;
+                return first_page_taken(c, &r, runner, want);
             }
-            while offset < 256 {
-                let candidates = c.query(
-                    "SELECT id, labels FROM jobs WHERE status = 'queued' AND payload IS NOT NULL
-                     ORDER BY id LIMIT ?1 OFFSET ?2",
-                    params![PAGE, offset],
-                )?;
-                let last_page = i64::try_from(candidates.len()).unwrap_or(0) < PAGE;
-                offset += PAGE;
-                let mut matching = Vec::new();
-                for row in &candidates {
-                    let wanted: Vec<String> =
-                        serde_json::from_str(&row.string("labels")?).unwrap_or_default();
-                    if any
-                        || wanted
-                            .iter()
-                            .all(|w| labels.iter().any(|l| l.eq_ignore_ascii_case(w)))
-                    {
-                        matching.push(row.i64("id")?);
-                    }
-                }
-                let now = now_ms();
-                let taken = if c.dialect() == Dialect::Postgres {
-                    // A later page (the first was all taken by others, or did not match).
-                    if matching.is_empty() {
-                        None
-                    } else {
-                        let ids = matching
-                            .iter()
-                            .map(i64::to_string)
-                            .collect::<Vec<_>>()
-                            .join(",");
-                        c.query_opt(
-                            &format!(
-                                "{TAKE} WHERE id = (SELECT id FROM jobs
-                                     WHERE id = ANY(string_to_array(?1, ',')::bigint[])
-                                     AND status = 'queued'
-                                     ORDER BY id LIMIT 1 FOR UPDATE SKIP LOCKED)
-                                 {returning}"
-                            ),
-                            params![ids, runner, lease, now + lease_ms, now],
-                        )?
-                    }
-                } else {
-                    // One writer at a time: the oldest that is still queued.
-                    let mut taken = None;
-                    for id in matching {
-                        taken = c.query_opt(
-                            &format!("{TAKE} WHERE id = ?1 AND status = 'queued' {returning}"),
-                            params![id, runner, lease, now + lease_ms, now],
-                        )?;
-                        if taken.is_some() {
-                            break;
-                        }
-                    }
-                    taken
-                };
-                if let Some(r) = taken {
-                    return leased(c, &r, lease).map(Some);
-                }
-                if last_page {
-                    break;
-                }
-            }
-            Ok(None)
+            take_from(c, 0, runner, want)
         })
     }
 
@@ -1289,47 +1425,60 @@ impl Store {
     }
 
     /// A runner's result for a held job, with its last log lines (stored once, as
-    /// [`Store::append_job_logs`] does), in one transaction: the completed job.
+    /// [`Store::append_job_logs`] does): the completed job. With `next`, the runner's next
+    /// job is leased as well, if there is one; on PostgreSQL in the same statement (one
+    /// commit instead of two). The report is kept even when that lease fails: its error
+    /// comes second.
     pub fn complete_job(
         &self,
         job: i64,
         runner: i64,
         lease: &str,
-        (conclusion, report): (&str, &str),
-        lines: &[(i64, String)],
-        server: &str,
-    ) -> Result<Job> {
-        const END: &str = "UPDATE jobs SET status = 'completed', conclusion = ?4, report = ?5,
-                 finished_at = ?6, lease = NULL, lease_until = NULL, payload = NULL, sealed = NULL,
-                 reported_by = ?7
-             WHERE id = ?1 AND runner_id = ?2 AND lease = ?3 AND status = 'running'";
+        outcome: &Outcome<'_>,
+        next: Option<&Want<'_>>,
+    ) -> Result<(Job, Result<Option<Leased>>)> {
+        let Outcome {
+            conclusion,
+            report,
+            lines,
+            server,
+        } = *outcome;
         let end = params![job, runner, lease, conclusion, report, now_ms(), server];
         // Statements each safe alone (no transaction needed): the lines go in only while the
-        // lease holds, and are kept once; the report ends the lease.
+        // lease holds, and are kept once; the report ends the lease; the next lease is taken
+        // only with the report.
         self.db.batch(|c| {
-            let row = if c.dialect() == Dialect::Postgres && !lines.is_empty() {
+            if c.dialect() == Dialect::Postgres {
                 // One round trip: the last lines go in with the report (PostgreSQL's
                 // statements may modify data in `WITH`), any before them ahead of it.
                 let (head, last) = lines.split_at(lines.len().saturating_sub(64));
                 insert_lines(c, job, head, Some((runner, lease)))?;
-                let mut values = end.to_vec();
-                let rows = value_rows(&mut values, last);
-                let insert = insert_rows_sql(&rows, " AND EXISTS (SELECT 1 FROM done)");
-                c.query_opt(
-                    &format!(
-                        "WITH done AS ({END} RETURNING {JOB_FIELDS}), lines AS ({insert})
-                         SELECT * FROM done"
-                    ),
-                    &values,
-                )?
-            } else {
-                insert_lines(c, job, lines, Some((runner, lease)))?;
-                c.query_opt(&format!("{END} RETURNING {JOB_FIELDS}"), end)?
-            };
-            row.as_ref()
+                let Some(want) = next else {
+                    let (done, _) = pg_complete(c, job, end, last, None)?;
+                    return Ok((done, Ok(None)));
+                };
+                return match pg_complete(c, job, end, last, Some((runner, want))) {
+                    Ok((done, row)) => {
+                        let next = first_page_taken(c, &row, runner, want);
+                        Ok((done, next))
+                    }
+                    Err(StoreError::NotHeld(j)) => Err(StoreError::NotHeld(j)),
+                    // The report alone, then.
+                    Err(e) => Ok((pg_complete(c, job, end, last, None)?.0, Err(e))),
+                };
+            }
+            insert_lines(c, job, lines, Some((runner, lease)))?;
+            let done = c
+                .query_opt(&format!("{COMPLETE} RETURNING {JOB_FIELDS}"), end)?
+                .as_ref()
                 .map(job_from_row)
                 .transpose()?
-                .ok_or(StoreError::NotHeld(job))
+                .ok_or(StoreError::NotHeld(job))?;
+            let next = match next {
+                Some(want) => take_from(c, 0, runner, want),
+                None => Ok(None),
+            };
+            Ok((done, next))
         })
     }
 
@@ -1929,18 +2078,19 @@ mod tests {
         let job = s.enqueue_job(run, "j", "j", "[]", "{}", b"").unwrap();
         s.add_runner_token("t").unwrap();
         let r = s.register_runner("t", "r", &[], 1, "c").unwrap().unwrap();
-        s.take_job(r, &[], "L", 60_000).unwrap().unwrap();
+        s.take_job(r, &want(&[], "L", 60_000)).unwrap().unwrap();
         // More lines than one statement takes, some of them sent before.
         let lines: Vec<(i64, String)> = (1..=150).map(|i| (i, format!("line {i}"))).collect();
         s.append_job_logs(job.id, r, "L", &lines[..70]).unwrap();
         assert!(matches!(
-            s.complete_job(job.id, r, "wrong", ("success", "{}"), &lines[70..], "me"),
+            s.complete_job(job.id, r, "wrong", &outcome("success", &lines[70..]), None),
             Err(StoreError::NotHeld(_))
         ));
         assert_eq!(s.job_log_page(job.id, 0, 1000).unwrap().len(), 70);
         let done = s
-            .complete_job(job.id, r, "L", ("success", "{}"), &lines[60..], "me")
-            .unwrap();
+            .complete_job(job.id, r, "L", &outcome("success", &lines[60..]), None)
+            .unwrap()
+            .0;
         assert_eq!(done.status, "completed");
         let page = s.job_log_page(job.id, 0, 1000).unwrap();
         assert_eq!(page, lines);
@@ -1950,9 +2100,8 @@ mod tests {
                 job.id,
                 r,
                 "L",
-                ("failure", "{}"),
-                &[(151, "x".into())],
-                "me"
+                &outcome("failure", &[(151, "x".into())]),
+                None
             ),
             Err(StoreError::NotHeld(_))
         ));
@@ -1969,8 +2118,86 @@ mod tests {
         assert!(s.archived_with_rows().unwrap().is_empty());
     }
 
+    fn outcome<'a>(conclusion: &'a str, lines: &'a [(i64, String)]) -> Outcome<'a> {
+        Outcome {
+            conclusion,
+            report: "{}",
+            lines,
+            server: "me",
+        }
+    }
+
+    fn want<'a>(labels: &'a [String], lease: &'a str, lease_ms: i64) -> Want<'a> {
+        Want {
+            labels,
+            lease,
+            lease_ms,
+        }
+    }
+
+    #[test]
+    fn a_report_takes_the_runner_s_next_job_only_when_it_is_accepted() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(&d.path().join("db.sqlite")).unwrap();
+        let run = s.create_run(&new_run("r")).unwrap();
+        let first = s.enqueue_job(run, "a", "a", "[]", "{}", b"").unwrap();
+        s.enqueue_job(run, "b", "b", r#"["gpu"]"#, "{}", b"")
+            .unwrap();
+        let third = s
+            .enqueue_job(run, "c", "c", r#"["Linux"]"#, "{}", b"")
+            .unwrap();
+        s.add_runner_token("t").unwrap();
+        let linux = vec!["linux".to_owned()];
+        let r = s
+            .register_runner("t", "r", &linux, 1, "c")
+            .unwrap()
+            .unwrap();
+        let leased = s.take_job(r, &want(&linux, "L1", 60_000)).unwrap().unwrap();
+        assert_eq!(leased.job.id, first.id);
+        // A report under the wrong lease takes nothing.
+        assert!(matches!(
+            s.complete_job(
+                first.id,
+                r,
+                "wrong",
+                &outcome("success", &[]),
+                Some(&want(&linux, "L2", 60_000))
+            ),
+            Err(StoreError::NotHeld(_))
+        ));
+        assert_eq!(s.job(third.id).unwrap().status, "queued");
+        let (done, next) = s
+            .complete_job(
+                first.id,
+                r,
+                "L1",
+                &outcome("success", &[(1, "x".into())]),
+                Some(&want(&linux, "L2", 60_000)),
+            )
+            .unwrap();
+        assert_eq!(done.status, "completed");
+        let next = next.unwrap().unwrap();
+        assert_eq!(
+            (next.job.id, next.lease.as_str()),
+            (third.id, "L2"),
+            "b wants gpu"
+        );
+        assert_eq!(s.held_job(third.id, r, "L2").unwrap().status, "running");
+        let (_, next) = s
+            .complete_job(
+                third.id,
+                r,
+                "L2",
+                &outcome("success", &[]),
+                Some(&want(&linux, "L3", 60_000)),
+            )
+            .unwrap();
+        assert!(next.unwrap().is_none());
+    }
+
     #[test]
     fn jobs_are_leased_by_labels_and_released_when_their_runner_is_lost() {
+        let linux = vec!["linux".to_owned()];
         let d = tempfile::tempdir().unwrap();
         let s = Store::open(&d.path().join("db.sqlite")).unwrap();
         let run = s.create_run(&new_run("r")).unwrap();
@@ -1996,12 +2223,12 @@ mod tests {
             "a registration token works once"
         );
         let leased = s
-            .take_job(cpu, &["linux".into()], "L1", 60_000)
+            .take_job(cpu, &want(&linux, "L1", 60_000))
             .unwrap()
             .unwrap();
         assert_eq!(leased.job.id, any.id, "the gpu job is not for this runner");
         assert!(
-            s.take_job(cpu, &["linux".into()], "L2", 60_000)
+            s.take_job(cpu, &want(&linux, "L2", 60_000))
                 .unwrap()
                 .is_none()
         );
@@ -2022,10 +2249,7 @@ mod tests {
         // The runner vanishes: attempt 2 is queued, then the job fails as "runner lost".
         let released = s.release_runner(cpu, 2, "runner lost").unwrap();
         assert_eq!(released.requeued, [(any.id, run)]);
-        let again = s
-            .take_job(cpu, &["linux".into()], "L3", -1)
-            .unwrap()
-            .unwrap();
+        let again = s.take_job(cpu, &want(&linux, "L3", -1)).unwrap().unwrap();
         assert_eq!((again.job.attempt, again.log_seq), (2, 3));
         let released = s.expire_leases(2).unwrap();
         assert_eq!(released.failed, [(any.id, run)]);
