@@ -5,8 +5,11 @@
 # Goals: the 20 dispatches under 0.26 s in all; idle RSS under 15 MiB.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-cargo build --release --quiet --manifest-path "$root/Cargo.toml"
-pw="$root/target/release/pipewright"
+# PW=path/to/pipewright measures that binary instead of building the release one.
+if [ -z "${PW:-}" ]; then
+  cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+fi
+pw="${PW:-$root/target/release/pipewright}"
 work="$(mktemp -d)"
 pid=""
 trap '[ -n "$pid" ] && { kill $pid 2>/dev/null; wait $pid 2>/dev/null; }; rm -rf "$work"' EXIT
