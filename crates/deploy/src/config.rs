@@ -65,6 +65,20 @@ pub struct Hooks {
     pub migrate: Option<String>,
     pub assets: Option<String>,
     pub restart: Option<String>,
+    /// How long one hook (these, and the backup's database commands) may run before it is
+    /// stopped and counted as failed; [`Hooks::DEFAULT_TIMEOUT_MS`] if not set.
+    #[serde(default)]
+    pub timeout_ms: Option<u64>,
+}
+
+impl Hooks {
+    /// 30 minutes: a migration may well take long; a hook must not hang a deploy (and its
+    /// lock) forever.
+    pub const DEFAULT_TIMEOUT_MS: u64 = 30 * 60 * 1000;
+
+    pub fn timeout(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.timeout_ms.unwrap_or(Self::DEFAULT_TIMEOUT_MS))
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -190,7 +204,7 @@ const ENV_KEYS: &[&str] = &[
     "health",
     "rollback",
 ];
-const HOOK_KEYS: &[&str] = &["install", "migrate", "assets", "restart"];
+const HOOK_KEYS: &[&str] = &["install", "migrate", "assets", "restart", "timeout"];
 const BACKUP_KEYS: &[&str] = &["paths", "database_dump", "database_restore"];
 const HEALTH_KEYS: &[&str] = &[
     "url",
@@ -467,6 +481,17 @@ impl Checker {
                 "hooks" => {
                     if let Some(hooks) = self.map(v, "`hooks`", HOOK_KEYS) {
                         for (hk, hv) in hooks {
+                            if hk.as_str() == Some("timeout") {
+                                s.hooks.timeout_ms = self.duration(hv, "`hooks.timeout`");
+                                if s.hooks.timeout_ms == Some(0) {
+                                    self.error(
+                                        "`hooks.timeout` must be more than zero",
+                                        hv.span,
+                                        "a duration such as 90s or 20m",
+                                    );
+                                }
+                                continue;
+                            }
                             let cmd = self
                                 .string(hv, &format!("hook `{}`", hk.as_str().unwrap_or_default()));
                             match hk.as_str().unwrap_or_default() {
@@ -700,6 +725,33 @@ mod tests {
         assert!(p.config.is_none());
         let lines: Vec<u32> = p.diagnostics.iter().map(|d| d.span.start.line).collect();
         assert_eq!(lines, [4, 5, 6], "{:?}", p.diagnostics);
+    }
+
+    #[test]
+    fn hooks_have_a_timeout_of_their_own_or_thirty_minutes() {
+        let env = |hooks: &str| {
+            parse(&format!(
+                "app: a\nenvironments:\n  s:\n    hosts: [h]\n    path: /srv/a\n    hooks: {hooks}\n"
+            ))
+        };
+        let p = env("{migrate: m, timeout: 90s}");
+        assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+        let hooks = &p.config.unwrap().environments["s"].settings.hooks;
+        assert_eq!(hooks.timeout(), Duration::from_secs(90));
+        let p = env("{migrate: m}");
+        let hooks = &p.config.unwrap().environments["s"].settings.hooks;
+        assert_eq!(hooks.timeout(), Duration::from_secs(30 * 60));
+        for bad in ["{timeout: 0s}", "{timeout: soon}"] {
+            let p = env(bad);
+            assert!(p.config.is_none(), "{bad}");
+            assert_eq!(p.diagnostics.len(), 1, "{bad}: {:?}", p.diagnostics);
+            assert!(
+                p.diagnostics[0].message.contains("`hooks.timeout`"),
+                "{:?}",
+                p.diagnostics
+            );
+            assert_eq!(p.diagnostics[0].span.start.line, 6, "{:?}", p.diagnostics);
+        }
     }
 
     #[test]

@@ -12,6 +12,8 @@ pub enum Error {
     },
     #[error("the `{hook}` hook failed ({status})")]
     Hook { hook: String, status: String },
+    #[error("the `{hook}` hook did not finish within {after}: stopped")]
+    HookTimedOut { hook: String, after: String },
     #[error("{0}")]
     Unhealthy(String),
     #[error("`{path}` does not match its checksum")]

@@ -525,6 +525,52 @@ fn hooks_see_the_documented_variables_and_shared_files_are_linked() {
 }
 
 #[test]
+fn a_hook_that_hangs_is_stopped_at_its_timeout_with_what_it_started() {
+    // The new release's install hook starts a child and waits for it forever.
+    let app = App::with_sections(
+        "    hooks:\n      timeout: 1s\n      install: if [ -f hang ]; then sleep 300 & echo $! > \"$PIPEWRIGHT_SHARED_DIR/child.pid\"; wait; fi\n      restart: sh bin/restart.sh\n",
+        "",
+    );
+    app.deploy(&app.artifact("1.0.0", |_| {})).code(0);
+    let good = app.current().unwrap();
+    let started = std::time::Instant::now();
+    let d = app.deploy(&app.artifact("2.0.0", |dir| {
+        std::fs::write(dir.join("hang"), "").unwrap();
+    }));
+    d.code(1);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(
+        d.stderr
+            .contains("the `install` hook did not finish within 1s: stopped"),
+        "{}",
+        d.stderr
+    );
+    assert_eq!(app.current().unwrap(), good);
+    assert_eq!(app.live_version().as_deref(), Some("1.0.0"));
+    // The hook's child went with it (gone, or a zombie nobody reaped yet).
+    let pid = std::fs::read_to_string(app.path().join("shared/child.pid")).unwrap();
+    let stat = std::fs::read_to_string(format!("/proc/{}/stat", pid.trim())).unwrap_or_default();
+    let state = stat
+        .rsplit(')')
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .next();
+    assert!(
+        matches!(state, None | Some("Z")),
+        "the hook's child still runs: {stat}"
+    );
+    // The lock is free again (a next deploy's restart would be stopped at 1 s too: this
+    // app's restart waits for the old server to exit).
+    assert!(!app.path().join(".pipewright/lock.json").exists());
+    assert!(!app.path().join(".pipewright/journal.json").exists());
+}
+
+#[test]
 fn deploy_lock_release_force_stops_a_live_deploy() {
     let app = App::new("");
     app.deploy(&app.artifact("1.0.0", |_| {})).code(0);

@@ -134,8 +134,7 @@ impl<'a, R: BufRead, W: Write> Steps<'a, R, W> {
                 "PIPEWRIGHT_BACKUP_DIR",
                 backup.map(|b| self.layout.backup(b)).unwrap_or_default(),
             );
-        let status = c
-            .status()
+        let status = run_with_timeout(&mut c, self.s.hooks.timeout())
             .map_err(Error::io("cannot run the hook in", &dir))?;
         if let Ok(mut f) = fs::File::open(&log_path) {
             let mut text = String::new();
@@ -147,13 +146,16 @@ impl<'a, R: BufRead, W: Write> Steps<'a, R, W> {
                 });
             }
         }
-        if status.success() {
-            Ok(())
-        } else {
-            Err(Error::Hook {
+        match status {
+            Some(status) if status.success() => Ok(()),
+            Some(status) => Err(Error::Hook {
                 hook: name.to_owned(),
                 status: status.to_string(),
-            })
+            }),
+            None => Err(Error::HookTimedOut {
+                hook: name.to_owned(),
+                after: human_duration(self.s.hooks.timeout()),
+            }),
         }
     }
 
@@ -872,6 +874,53 @@ impl<'a, R: BufRead, W: Write> Steps<'a, R, W> {
 }
 
 /// `cp -a`: the copy keeps modes, links and times, which a hand-written copy would not all.
+/// Runs `c` in a process group of its own; if it has not exited after `timeout`, the whole
+/// group (what the command started too) is sent SIGTERM, then SIGKILL 5 s later, and the
+/// answer is `None`.
+fn run_with_timeout(
+    c: &mut Command,
+    timeout: std::time::Duration,
+) -> std::io::Result<Option<std::process::ExitStatus>> {
+    use std::os::unix::process::CommandExt;
+    use std::sync::mpsc::RecvTimeoutError;
+    let mut child = c.process_group(0).spawn()?;
+    let group = rustix::process::Pid::from_raw(child.id().cast_signed());
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(child.wait());
+    });
+    match rx.recv_timeout(timeout) {
+        Ok(status) => return status.map(Some),
+        Err(RecvTimeoutError::Disconnected) => {
+            return Err(std::io::Error::other("the hook's waiter went away"));
+        }
+        Err(RecvTimeoutError::Timeout) => {}
+    }
+    let signal = |s| {
+        if let Some(g) = group {
+            let _ = rustix::process::kill_process_group(g, s);
+        }
+    };
+    signal(rustix::process::Signal::TERM);
+    if rx.recv_timeout(std::time::Duration::from_secs(5)).is_err() {
+        signal(rustix::process::Signal::KILL);
+        let _ = rx.recv();
+    }
+    Ok(None)
+}
+
+/// `90s`, `20m`, `1500ms`: as a user writes a duration.
+fn human_duration(d: std::time::Duration) -> String {
+    let ms = d.as_millis();
+    if ms.is_multiple_of(60_000) {
+        format!("{}m", ms / 60_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
 fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
     if let Some(p) = dst.parent() {
         fs::create_dir_all(p).map_err(Error::io("cannot create", p))?;
