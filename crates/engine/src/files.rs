@@ -217,26 +217,35 @@ pub fn copy_tree(src: &Path, dest: &Path) -> std::io::Result<u64> {
 /// same contents is left alone, another is overwritten in place and only cut when it was
 /// longer. Truncating a file is what costs: on ext4 it frees the blocks, which with the
 /// `discard` mount option waits for the device, and makes `close` allocate the new ones at
-/// once. Anything at `path` that is not a regular file (a symlink a step left) is replaced.
+/// once. Anything at `path` that is not a writable regular file (a symlink, a directory or a
+/// read-only file a step left) is replaced.
 pub fn write_reusing(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
+    let replace = |remove: fn(&Path) -> std::io::Result<()>| {
+        remove(path)?;
+        std::fs::write(path, contents)
+    };
     let old = match std::fs::symlink_metadata(path) {
         Ok(m) if m.file_type().is_file() => m.len(),
-        Ok(m) if m.file_type().is_dir() => return std::fs::write(path, contents),
-        Ok(_) => {
-            std::fs::remove_file(path)?;
-            return std::fs::write(path, contents);
-        }
+        Ok(m) if m.file_type().is_dir() => return replace(|p| std::fs::remove_dir_all(p)),
+        Ok(_) => return replace(|p| std::fs::remove_file(p)),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return std::fs::write(path, contents);
         }
         Err(e) => return Err(e),
     };
     let new = contents.len() as u64;
-    if old == new && (new == 0 || std::fs::read(path)? == contents) {
+    if old == new && (new == 0 || std::fs::read(path).is_ok_and(|c| c == contents)) {
         return Ok(());
     }
-    let mut f = std::fs::OpenOptions::new().write(true).open(path)?;
+    let mut f = match std::fs::OpenOptions::new().write(true).open(path) {
+        Ok(f) => f,
+        // Made read-only by a step: a new file then.
+        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+            return replace(|p| std::fs::remove_file(p));
+        }
+        Err(e) => return Err(e),
+    };
     f.write_all(contents)?;
     if old > new {
         f.set_len(new)?;
@@ -271,6 +280,19 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
         assert_eq!(std::fs::read_to_string(&p).unwrap(), "new");
         assert!(std::fs::symlink_metadata(&p).unwrap().file_type().is_file());
+        // So are a directory and a read-only file.
+        std::fs::remove_file(&p).unwrap();
+        std::fs::create_dir_all(p.join("sub")).unwrap();
+        write_reusing(&p, b"over a directory").unwrap();
+        assert_eq!(std::fs::read_to_string(&p).unwrap(), "over a directory");
+        let mut ro = std::fs::metadata(&p).unwrap().permissions();
+        ro.set_readonly(true);
+        std::fs::set_permissions(&p, ro).unwrap();
+        write_reusing(&p, b"over a read-only file").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(&p).unwrap(),
+            "over a read-only file"
+        );
     }
 
     #[test]

@@ -526,9 +526,10 @@ fn hooks_see_the_documented_variables_and_shared_files_are_linked() {
 
 #[test]
 fn a_hook_that_hangs_is_stopped_at_its_timeout_with_what_it_started() {
-    // The new release's install hook starts a child and waits for it forever.
+    // The new release's install hook starts a child that ignores SIGTERM and waits for it
+    // forever.
     let app = App::with_sections(
-        "    hooks:\n      timeout: 1s\n      install: if [ -f hang ]; then sleep 300 & echo $! > \"$PIPEWRIGHT_SHARED_DIR/child.pid\"; wait; fi\n      restart: sh bin/restart.sh\n",
+        "    hooks:\n      timeout: 1s\n      install: if [ -f hang ]; then (trap '' TERM; exec sleep 300) & echo $! > \"$PIPEWRIGHT_SHARED_DIR/child.pid\"; wait; fi\n      restart: sh bin/restart.sh\n",
         "",
     );
     app.deploy(&app.artifact("1.0.0", |_| {})).code(0);

@@ -183,7 +183,8 @@ fn a_runner_takes_the_job_it_can_run_from_behind_a_page_of_jobs_it_cannot() {
         train.iter().all(|j| j["status"] == "queued"),
         "a runner without `gpu` took a train job: {run}"
     );
-    let gpu = runner(&s, "gpu", "gpu", Some(&registration_token(&s)));
+    // Labels match without regard to case (on PostgreSQL in SQL, here for its first page).
+    let gpu = runner(&s, "gpu", "GPU", Some(&registration_token(&s)));
     let run = s.wait_completed(id);
     assert_eq!(run["conclusion"], "success", "{run}\n{}", gpu.log());
     let (_, log, _) = s.cli(&["logs", &id.to_string()]);

@@ -598,7 +598,9 @@ fn take_returning(prefix: &str) -> String {
 /// jobs, and `taken`, the oldest of them the runner matches that nobody else is taking right
 /// now (runners asking at once skip each other's rows instead of queueing on one row's lock,
 /// which took six attempts per lease with fifty runners), its columns prefixed `next_`.
-/// `only_if` is a further condition of the lease. Its limits are constants, so PostgreSQL
+/// `only_if` is a further condition of the lease. Labels are compared as [`Want::matches`]
+/// does, folding ASCII letters only (`lower` under the "C" collation, whatever the
+/// database's locale). Its limits are constants, so PostgreSQL
 /// plans it once per connection, not at every lease (as it did with a `LIMIT` parameter).
 fn pg_take_ctes(values: &mut Vec<Param>, runner: i64, want: &Want<'_>, only_if: &str) -> String {
     let n = values.len();
@@ -615,7 +617,7 @@ fn pg_take_ctes(values: &mut Vec<Param>, runner: i64, want: &Want<'_>, only_if: 
              WHERE j.id IN (SELECT page.id FROM page
                  WHERE CAST(?{any} AS BIGINT) = 1 OR NOT EXISTS (
                      SELECT 1 FROM json_array_elements_text(page.labels::json) w(l)
-                     WHERE lower(w.l) NOT IN (SELECT lower(h.l)
+                     WHERE lower(w.l COLLATE \"C\") NOT IN (SELECT lower(h.l COLLATE \"C\")
                          FROM json_array_elements_text(CAST(?{has} AS TEXT)::json) h(l))))
              AND j.status = 'queued'{only_if}
              ORDER BY j.id LIMIT 1 FOR UPDATE SKIP LOCKED)

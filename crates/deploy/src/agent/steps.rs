@@ -873,10 +873,9 @@ impl<'a, R: BufRead, W: Write> Steps<'a, R, W> {
     }
 }
 
-/// `cp -a`: the copy keeps modes, links and times, which a hand-written copy would not all.
 /// Runs `c` in a process group of its own; if it has not exited after `timeout`, the whole
-/// group (what the command started too) is sent SIGTERM, then SIGKILL 5 s later, and the
-/// answer is `None`.
+/// group (what the command started too) is sent SIGTERM, then SIGKILL if any of it is still
+/// there 5 s later, and the answer is `None`.
 fn run_with_timeout(
     c: &mut Command,
     timeout: std::time::Duration,
@@ -886,9 +885,19 @@ fn run_with_timeout(
     let mut child = c.process_group(0).spawn()?;
     let group = rustix::process::Pid::from_raw(child.id().cast_signed());
     let (tx, rx) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        let _ = tx.send(child.wait());
-    });
+    let waiter = std::thread::Builder::new()
+        .name("hook-wait".into())
+        .spawn(move || {
+            let _ = tx.send(child.wait());
+        });
+    if let Err(e) = waiter {
+        // No thread for the waiter: the child was moved into the closure that failed to
+        // start, and is dropped (not killed) with it. Its group is stopped here.
+        if let Some(g) = group {
+            let _ = rustix::process::kill_process_group(g, rustix::process::Signal::KILL);
+        }
+        return Err(e);
+    }
     match rx.recv_timeout(timeout) {
         Ok(status) => return status.map(Some),
         Err(RecvTimeoutError::Disconnected) => {
@@ -896,16 +905,19 @@ fn run_with_timeout(
         }
         Err(RecvTimeoutError::Timeout) => {}
     }
-    let signal = |s| {
-        if let Some(g) = group {
-            let _ = rustix::process::kill_process_group(g, s);
-        }
+    let Some(group) = group else {
+        return Ok(None);
     };
-    signal(rustix::process::Signal::TERM);
-    if rx.recv_timeout(std::time::Duration::from_secs(5)).is_err() {
-        signal(rustix::process::Signal::KILL);
-        let _ = rx.recv();
+    let _ = rustix::process::kill_process_group(group, rustix::process::Signal::TERM);
+    // The shell usually ends at once; what it started may take its time, or ignore SIGTERM.
+    let grace = Instant::now() + std::time::Duration::from_secs(5);
+    while rustix::process::test_kill_process_group(group).is_ok() && Instant::now() < grace {
+        std::thread::sleep(std::time::Duration::from_millis(50));
     }
+    if rustix::process::test_kill_process_group(group).is_ok() {
+        let _ = rustix::process::kill_process_group(group, rustix::process::Signal::KILL);
+    }
+    let _ = rx.recv();
     Ok(None)
 }
 
@@ -921,6 +933,7 @@ fn human_duration(d: std::time::Duration) -> String {
     }
 }
 
+/// `cp -a`: the copy keeps modes, links and times, which a hand-written copy would not all.
 fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
     if let Some(p) = dst.parent() {
         fs::create_dir_all(p).map_err(Error::io("cannot create", p))?;
