@@ -185,6 +185,18 @@ pub fn parse_duration(s: &str) -> Option<Duration> {
     (ms.is_finite() && ms >= 0.0).then(|| Duration::from_micros((ms * 1e3) as u64))
 }
 
+/// A duration as [`parse_duration`] reads it: `90s`, `20m`, `1500ms`.
+pub fn format_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    if ms.is_multiple_of(60_000) {
+        format!("{}m", ms / 60_000)
+    } else if ms.is_multiple_of(1000) {
+        format!("{}s", ms / 1000)
+    } else {
+        format!("{ms}ms")
+    }
+}
+
 struct Checker {
     diags: Vec<Diagnostic>,
 }

@@ -162,7 +162,7 @@ fn conclusion_of(s: Option<&str>) -> Conclusion {
     }
 }
 
-async fn blocking<T: Send + 'static>(
+pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> store::Result<T> + Send + 'static,
 ) -> Option<store::Result<T>> {
     tokio::task::spawn_blocking(f).await.ok()

@@ -10,6 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::dispatch::blocking;
 use engine::{ConcurrencyGroups, GroupFuture, GroupGuard};
 use store::{Claim, Claimant, Store};
 use tokio_util::sync::CancellationToken;
@@ -29,12 +30,6 @@ pub(crate) struct StoreGroups {
     pub(crate) server: String,
     /// The server's shutdown: a group held when it comes is kept (see [`Held`]).
     pub(crate) shutdown: CancellationToken,
-}
-
-async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> store::Result<T> + Send + 'static,
-) -> Option<store::Result<T>> {
-    tokio::task::spawn_blocking(f).await.ok()
 }
 
 impl ConcurrencyGroups for StoreGroups {

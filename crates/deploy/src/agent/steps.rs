@@ -154,7 +154,7 @@ impl<'a, R: BufRead, W: Write> Steps<'a, R, W> {
             }),
             None => Err(Error::HookTimedOut {
                 hook: name.to_owned(),
-                after: human_duration(self.s.hooks.timeout()),
+                after: crate::config::format_duration(self.s.hooks.timeout()),
             }),
         }
     }
@@ -919,18 +919,6 @@ fn run_with_timeout(
     }
     let _ = rx.recv();
     Ok(None)
-}
-
-/// `90s`, `20m`, `1500ms`: as a user writes a duration.
-fn human_duration(d: std::time::Duration) -> String {
-    let ms = d.as_millis();
-    if ms.is_multiple_of(60_000) {
-        format!("{}m", ms / 60_000)
-    } else if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
-    }
 }
 
 /// `cp -a`: the copy keeps modes, links and times, which a hand-written copy would not all.
