@@ -165,23 +165,7 @@ impl JobState<'_> {
     }
 
     pub(crate) fn log(&self, line: Line) {
-        let line = match line {
-            Line::Output(s) => Line::Output(self.run.masker.mask(&s)),
-            Line::GroupStart(s) => Line::GroupStart(self.run.masker.mask(&s)),
-            Line::Annotation {
-                level,
-                message,
-                file,
-                line,
-            } => Line::Annotation {
-                level,
-                message: self.run.masker.mask(&message),
-                file,
-                line,
-            },
-            other => other,
-        };
-        self.sink.line(&self.label, line);
+        shown(&self.run.masker, self.sink, &self.label, line);
     }
 
     pub(crate) fn error(&self, message: impl Into<String>) {
@@ -281,17 +265,29 @@ impl JobState<'_> {
         let sink = self.sink;
         let label = self.label.clone();
         let mut stop_token: Option<String> = None;
-        let mut on_line = move |raw: String| {
+        // A line longer than the reader's pieces is masked as a whole: it is cut where no
+        // secret can straddle the cut.
+        let mut cutter = crate::mask::LineCutter::default();
+        let mut long_line = false;
+        let mut on_line = move |raw: String, complete: bool| {
+            if long_line || !complete {
+                // Part of a long line: output, never a command.
+                long_line = !complete;
+                if let Some(text) = cutter.piece(&masker, &raw, complete) {
+                    shown(&masker, sink, &label, Line::Output(text));
+                }
+                return;
+            }
             if let Some(tok) = &stop_token {
                 if raw.trim() == format!("::{tok}::") {
                     stop_token = None;
                 } else {
-                    sink.line(&label, Line::Output(masker.mask(&raw)));
+                    shown(&masker, sink, &label, Line::Output(raw));
                 }
                 return;
             }
             let Some(cmd) = parse_command(&raw) else {
-                sink.line(&label, Line::Output(masker.mask(&raw)));
+                shown(&masker, sink, &label, Line::Output(raw));
                 return;
             };
             let line = match cmd.name.as_str() {
@@ -303,7 +299,7 @@ impl JobState<'_> {
                     stop_token = Some(cmd.message.clone());
                     return;
                 }
-                "group" => Line::GroupStart(masker.mask(&cmd.message)),
+                "group" => Line::GroupStart(cmd.message),
                 "endgroup" => Line::GroupEnd,
                 "error" | "warning" | "notice" | "debug" => Line::Annotation {
                     level: match cmd.name.as_str() {
@@ -312,19 +308,51 @@ impl JobState<'_> {
                         "notice" => Level::Notice,
                         _ => Level::Debug,
                     },
-                    message: masker.mask(&cmd.message),
+                    message: cmd.message,
                     file: cmd.properties.get("file").cloned(),
                     line: cmd.properties.get("line").cloned(),
                 },
                 // Other commands (set-output, save-state, echo) are deprecated or disabled on
                 // GitHub; their lines are shown as output.
-                _ => Line::Output(masker.mask(&raw)),
+                _ => Line::Output(raw),
             };
-            sink.line(&label, line);
+            shown(&masker, sink, &label, line);
         };
         let (exit, pgid) = process::run(spawn, &mut on_line, deadline, cancel).await?;
         self.process_groups.push(pgid);
         Ok(exit)
+    }
+}
+
+/// The one way a line reaches the sink: every field masked, then neutralised (control
+/// characters shown, not obeyed: see [`crate::mask::neutralise`]). A message of several
+/// lines (`%0A` in a workflow command) becomes one annotation per line, so no text of a job
+/// ever starts a log line of its own that is not its.
+fn shown(masker: &Masker, sink: &dyn Sink, label: &JobLabel, line: Line) {
+    let clean = |s: &str| crate::mask::neutralise(&masker.mask(s)).into_owned();
+    match line {
+        Line::Output(s) => sink.line(label, Line::Output(clean(&s))),
+        Line::GroupStart(s) => sink.line(label, Line::GroupStart(clean(&s))),
+        Line::GroupEnd => sink.line(label, Line::GroupEnd),
+        Line::Annotation {
+            level,
+            message,
+            file,
+            line,
+        } => {
+            let (mut file, mut line) = (file.map(|f| clean(&f)), line.map(|l| clean(&l)));
+            for part in message.split('\n') {
+                sink.line(
+                    label,
+                    Line::Annotation {
+                        level,
+                        message: clean(part.strip_suffix('\r').unwrap_or(part)),
+                        file: file.take(),
+                        line: line.take(),
+                    },
+                );
+            }
+        }
     }
 }
 
@@ -416,16 +444,7 @@ pub fn runs_on(spec: &JobSpec, run: &RunEnv) -> Result<Vec<String>, DefinitionEr
     let Some(node) = spec.job().and_then(|j| j.runs_on.as_ref()) else {
         return Ok(Vec::new());
     };
-    let mut c = Map::new();
-    c.insert("github".into(), Value::Object(run.github.clone()));
-    c.insert("vars".into(), Value::Object(run.vars.clone()));
-    c.insert("inputs".into(), Value::Object(run.inputs.clone()));
-    c.insert("needs".into(), Value::Object(spec.needs.clone()));
-    c.insert(
-        "matrix".into(),
-        Value::Object(spec.matrix.clone().unwrap_or_default()),
-    );
-    c.insert("strategy".into(), Value::Object(spec.strategy.clone()));
+    let c = job_level_contexts(spec, run);
     let ectx = expr::Context {
         contexts: &c,
         status: Status::Success,
@@ -450,6 +469,40 @@ pub fn runs_on(spec: &JobSpec, run: &RunEnv) -> Result<Vec<String>, DefinitionEr
     }
     out.retain(|l| !l.trim().is_empty());
     Ok(out)
+}
+
+/// The name of the deployment environment the job's `environment:` names, evaluated as
+/// GitHub does (with the job-level contexts: github, needs, strategy, matrix, vars,
+/// inputs); `None` when the job has none. A server gives a job the secrets of this
+/// environment only.
+pub fn environment_of(spec: &JobSpec, run: &RunEnv) -> Result<Option<String>, DefinitionError> {
+    let Some(env) = spec.job().and_then(|j| j.environment.as_ref()) else {
+        return Ok(None);
+    };
+    let c = job_level_contexts(spec, run);
+    let ectx = expr::Context {
+        contexts: &c,
+        status: Status::Success,
+        host: None,
+    };
+    let name = workflow::eval::evaluate_string(&env.name, &ectx)
+        .map_err(|e| JobError::expr("`environment`", e))?;
+    Ok(Some(name))
+}
+
+/// The contexts available at the level of a job's keys (`runs-on`, `environment`).
+fn job_level_contexts(spec: &JobSpec, run: &RunEnv) -> Map {
+    let mut c = Map::new();
+    c.insert("github".into(), Value::Object(run.github.clone()));
+    c.insert("vars".into(), Value::Object(run.vars.clone()));
+    c.insert("inputs".into(), Value::Object(run.inputs.clone()));
+    c.insert("needs".into(), Value::Object(spec.needs.clone()));
+    c.insert(
+        "matrix".into(),
+        Value::Object(spec.matrix.clone().unwrap_or_default()),
+    );
+    c.insert("strategy".into(), Value::Object(spec.strategy.clone()));
+    c
 }
 
 /// Runs the job. Never fails: every problem becomes a failed step or job with a message.
@@ -770,7 +823,7 @@ pub(crate) async fn run_step(
             .unwrap_or_else(|_| n.as_str().unwrap_or_default().to_owned()),
         None => default_step_name(step),
     };
-    let name = state.run.masker.mask(&name);
+    let name = crate::mask::neutralise(&state.run.masker.mask(&name)).into_owned();
     let id = step.id.as_ref().map(|i| i.value.clone());
     let ctx_id = id.clone().unwrap_or_else(|| format!("__step{index}"));
     let mut report = StepReport {

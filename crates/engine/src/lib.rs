@@ -9,6 +9,7 @@
 mod actions;
 pub mod commands;
 mod concurrency;
+pub mod confine;
 mod error;
 pub mod files;
 mod job;
@@ -23,7 +24,7 @@ pub use actions::cache::{
 };
 pub use concurrency::{ConcurrencyGroups, GroupFuture, GroupGuard, Groups};
 pub use error::DefinitionError;
-pub use job::{JobSpec, RunEnv, Source, is_engine_temp_file, run_job, runs_on};
+pub use job::{JobSpec, RunEnv, Source, environment_of, is_engine_temp_file, run_job, runs_on};
 pub use mask::Masker;
 pub use report::{Conclusion, JobReport, RunReport, StepReport, WorkflowReport};
 pub use run::{JobFuture, JobRunner, Local, Options, Planned, read_source_file, run, run_with};

@@ -46,11 +46,13 @@ pub const KILL_GRACE: Duration = Duration::from_secs(5);
 /// keep the pipes open; their output after that is not waited for.
 const DRAIN: Duration = Duration::from_millis(100);
 
-/// Runs `spawn`, calling `on_line` for every line of output (without its newline). Returns the
+/// Runs `spawn`, calling `on_line` for every line of output (without its newline) and
+/// whether the line ended there (a line longer than [`MAX_LINE`] comes in pieces, all but
+/// the last `false`). Returns the
 /// exit and the process group id (the group may outlive the process: see [`kill_group`]).
 pub async fn run(
     spawn: &Spawn,
-    on_line: &mut (dyn FnMut(String) + Send),
+    on_line: &mut (dyn FnMut(String, bool) + Send),
     deadline: Option<Instant>,
     cancel: &CancellationToken,
 ) -> std::io::Result<(Exit, i32)> {
@@ -66,7 +68,7 @@ pub async fn run(
         .kill_on_drop(true);
     let mut child = cmd.spawn()?;
     let pgid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
-    let (tx, mut rx) = mpsc::channel::<String>(256);
+    let (tx, mut rx) = mpsc::channel::<(String, bool)>(256);
     if let Some(out) = child.stdout.take() {
         tokio::spawn(read_lines(out, tx.clone()));
     }
@@ -87,7 +89,7 @@ pub async fn run(
         let kill_at = stopping.as_ref().filter(|s| !s.2).map_or(far, |s| s.1);
         tokio::select! {
             line = rx.recv(), if pipes_open => match line {
-                Some(l) => on_line(l),
+                Some((l, complete)) => on_line(l, complete),
                 None => pipes_open = false,
             },
             s = child.wait(), if status.is_none() => {
@@ -164,24 +166,41 @@ pub fn kill_group(pgid: i32, signal: Signal) {
 /// must not fill the memory).
 const MAX_LINE: usize = 64 * 1024;
 
-async fn read_lines(r: impl AsyncRead + Unpin, tx: mpsc::Sender<String>) {
+async fn read_lines(r: impl AsyncRead + Unpin, tx: mpsc::Sender<(String, bool)>) {
     let mut reader = BufReader::new(r);
     let mut buf = Vec::new();
+    // The bytes of a character cut by the end of the last piece, carried to the next.
+    let mut partial: Vec<u8> = Vec::new();
     loop {
         buf.clear();
+        buf.append(&mut partial);
         // `take` bounds one read: a line longer than MAX_LINE arrives in pieces.
         let limit = u64::try_from(MAX_LINE).unwrap_or(u64::MAX);
         match (&mut reader).take(limit).read_until(b'\n', &mut buf).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
+            Ok(0) | Err(_) if buf.is_empty() => return,
+            Ok(0) | Err(_) => {
+                // The output ended inside a line: what is left is its end.
+                let _ = tx
+                    .send((String::from_utf8_lossy(&buf).into_owned(), true))
+                    .await;
+                return;
+            }
+            Ok(n) => {
+                // Without a newline and short of the limit: the output ended there.
+                let complete = buf.last() == Some(&b'\n') || (n as u64) < limit;
                 if buf.last() == Some(&b'\n') {
                     buf.pop();
                     if buf.last() == Some(&b'\r') {
                         buf.pop();
                     }
+                } else if !complete
+                    && let Err(e) = std::str::from_utf8(&buf)
+                    && e.error_len().is_none()
+                {
+                    partial = buf.split_off(e.valid_up_to());
                 }
                 if tx
-                    .send(String::from_utf8_lossy(&buf).into_owned())
+                    .send((String::from_utf8_lossy(&buf).into_owned(), complete))
                     .await
                     .is_err()
                 {
@@ -231,7 +250,7 @@ mod tests {
         let mut lines = Vec::new();
         let (exit, _) = run(
             &spawn,
-            &mut |l| lines.push(l),
+            &mut |l, _| lines.push(l),
             None,
             &CancellationToken::new(),
         )

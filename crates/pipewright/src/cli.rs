@@ -62,6 +62,9 @@ pub(crate) enum Command {
     /// The host side of a deploy (started over ssh by the commands above).
     #[command(hide = true)]
     DeployAgent,
+    /// Runs one job of a runner, confined (started by the runner, the job on stdin).
+    #[command(hide = true)]
+    JobExec,
 }
 
 /// Where the server is and how to authenticate.

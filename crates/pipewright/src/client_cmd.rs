@@ -68,6 +68,11 @@ impl Client {
     }
 }
 
+/// A field of the API's answer as text for the terminal (control characters shown).
+fn field<'a>(v: &'a Value, default: &'a str) -> std::borrow::Cow<'a, str> {
+    engine::mask::neutralise(v.as_str().unwrap_or(default))
+}
+
 fn print_runs(runs: &[Value]) {
     println!(
         "{:>6}  {:<10}  {:<10}  {:<20}  {:<12}  {:<24}  WORKFLOW",
@@ -77,12 +82,12 @@ fn print_runs(runs: &[Value]) {
         println!(
             "{:>6}  {:<10}  {:<10}  {:<20}  {:<12}  {:<24}  {}",
             r["id"].as_i64().unwrap_or_default(),
-            r["status"].as_str().unwrap_or_default(),
-            r["conclusion"].as_str().unwrap_or("-"),
-            r["repo"].as_str().unwrap_or_default(),
-            r["event"].as_str().unwrap_or_default(),
-            r["ref"].as_str().unwrap_or_default(),
-            r["workflow"].as_str().unwrap_or_default(),
+            field(&r["status"], ""),
+            field(&r["conclusion"], "-"),
+            field(&r["repo"], ""),
+            field(&r["event"], ""),
+            field(&r["ref"], ""),
+            field(&r["workflow"], ""),
         );
     }
 }
@@ -113,15 +118,18 @@ pub(crate) fn runs(cmd: RunsCommand) -> Result<u8> {
                 } else {
                     print_runs(std::slice::from_ref(&v));
                     if let Some(reason) = v["reason"].as_str() {
-                        println!("\n{reason}");
+                        println!();
+                        for line in reason.lines() {
+                            println!("{}", engine::mask::neutralise(line));
+                        }
                     }
                     println!();
                     for j in v["jobs"].as_array().into_iter().flatten() {
                         println!(
                             "  {:<10} {:<10} {}",
-                            j["status"].as_str().unwrap_or_default(),
-                            j["conclusion"].as_str().unwrap_or("-"),
-                            j["name"].as_str().unwrap_or_default()
+                            field(&j["status"], ""),
+                            field(&j["conclusion"], "-"),
+                            field(&j["name"], "")
                         );
                     }
                 }
@@ -164,7 +172,8 @@ async fn follow(c: &Client, id: i64, job: Option<&str>, out: &mut impl Write) ->
                 if event == "done" {
                     return Ok(d.to_owned());
                 }
-                writeln!(out, "{d}")?;
+                // A log is the job's text: shown, never obeyed by the terminal.
+                writeln!(out, "{}", engine::mask::neutralise(d))?;
                 out.flush()?;
             }
         }
@@ -189,7 +198,10 @@ pub(crate) fn logs(args: &LogsArgs) -> Result<u8> {
             .await?
             .text()
             .await?;
-        print!("{text}");
+        let mut out = std::io::stdout().lock();
+        for line in text.lines() {
+            writeln!(out, "{}", engine::mask::neutralise(line))?;
+        }
         Ok(0)
     })
 }

@@ -46,6 +46,11 @@ fn main() -> ExitCode {
         cli::Command::Releases(args) => deploy_cmd::releases(&args),
         cli::Command::DeployLock(args) => deploy_cmd::deploy_lock(&args),
         cli::Command::DeployAgent => Ok(deploy_cmd::agent()),
+        cli::Command::JobExec => {
+            // Its log lines join the runner's (its standard error is the runner's).
+            serve_cmd::init_logging();
+            Ok(runner::job_exec())
+        }
     };
     match result {
         Ok(code) => ExitCode::from(code),

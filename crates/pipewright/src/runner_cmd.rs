@@ -17,9 +17,25 @@ pub(crate) struct RunnerArgs {
     #[arg(long, env = "PIPEWRIGHT_SERVER")]
     server: String,
     /// A one-time registration token (`pipewright runners token`); needed the first time
-    /// only: the credential the runner receives is kept in its work directory.
+    /// only: the credential the runner receives is kept in its work directory. Prefer
+    /// `--token-file` or the environment: a flag shows in the process list.
     #[arg(long, env = "PIPEWRIGHT_RUNNER_TOKEN", hide_env_values = true)]
     token: Option<String>,
+    /// A file holding the registration token.
+    #[arg(long, conflicts_with = "token")]
+    token_file: Option<PathBuf>,
+    /// Run jobs as this unprivileged user (the runner must run as root): the runner's
+    /// credential and work directory are then out of the jobs' reach.
+    #[arg(long, env = "PIPEWRIGHT_JOB_USER")]
+    job_user: Option<String>,
+    /// How jobs are confined: `landlock` (each job in a process of its own, confined by
+    /// Landlock where the kernel has it, as `--job-user`), or `none` (in the runner's own
+    /// process, as its user; jobs of untrusted origin are then refused).
+    #[arg(long, default_value = "landlock", value_parser = ["landlock", "none"])]
+    isolation: String,
+    /// A path every job may write besides its own directory (repeatable).
+    #[arg(long = "writable")]
+    writable: Vec<PathBuf>,
     /// Labels besides the defaults (self-hosted, linux, the architecture, ubuntu-latest),
     /// comma-separated: jobs whose `runs-on` names them come here.
     #[arg(long, value_delimiter = ',')]
@@ -131,11 +147,17 @@ pub(crate) fn run(args: &RunnerArgs) -> Result<u8> {
                 r.server
             ),
             None => {
-                let Some(token) = &args.token else {
-                    bail!(
-                        "this runner is not registered yet: give a registration token with --token (from `pipewright runners token`)"
-                    );
+                let token = match (&args.token, &args.token_file) {
+                    (Some(t), _) => t.clone(),
+                    (None, Some(f)) => std::fs::read_to_string(f)
+                        .with_context(|| format!("cannot read {}", f.display()))?
+                        .trim()
+                        .to_owned(),
+                    (None, None) => bail!(
+                        "this runner is not registered yet: give a registration token with --token-file, PIPEWRIGHT_RUNNER_TOKEN or --token (from `pipewright runners token`)"
+                    ),
                 };
+                let token = &token;
                 let name = args.name.clone().unwrap_or_else(host_name);
                 let r = runner::register(&server, token, &name, &labels, args.capacity)
                     .await
@@ -166,6 +188,33 @@ pub(crate) fn run(args: &RunnerArgs) -> Result<u8> {
             tracing::info!("stopping: no new jobs are taken, running ones finish");
             s.cancel();
         });
+        let isolation = match args.isolation.as_str() {
+            "none" => {
+                if args.job_user.is_some() {
+                    bail!("--job-user needs --isolation landlock (a job runs as another user in a process of its own)");
+                }
+                tracing::warn!("jobs run in this process as its user, unconfined (--isolation none); jobs of untrusted origin are refused");
+                None
+            }
+            _ => {
+                let exe = std::env::current_exe().context("cannot find the pipewright binary")?;
+                let iso = runner::Isolation::new(
+                    exe,
+                    args.job_user.as_deref(),
+                    true,
+                    Vec::new(),
+                    args.writable.clone(),
+                )
+                .context("confining jobs")?;
+                let (said, warn) = iso.describe();
+                if warn {
+                    tracing::warn!("{said}");
+                } else {
+                    tracing::info!("{said}");
+                }
+                Some(iso)
+            }
+        };
         tracing::info!(runner = registration.runner_id, labels = ?registration.labels, "waiting for jobs");
         runner::run(
             runner::RunnerConfig {
@@ -174,7 +223,8 @@ pub(crate) fn run(args: &RunnerArgs) -> Result<u8> {
                 labels: registration.labels,
                 capacity: args.capacity,
                 work_dir,
-                base_env: std::env::vars().collect(),
+                base_env: runner::job_env(),
+                isolation,
             },
             shutdown,
         )

@@ -10,8 +10,11 @@
 //!
 //! The server's in-process runner is this same code, talking to its own server over loopback.
 
+mod confined;
 pub mod protocol;
 mod transfer;
+
+pub use confined::{Isolation, job_exec, reap_slots};
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -63,6 +66,9 @@ pub struct RunnerConfig {
     pub work_dir: PathBuf,
     /// The environment every step starts from.
     pub base_env: Vec<(String, String)>,
+    /// How jobs are confined (`None`: they run in this process, as this user, and no job
+    /// of untrusted origin is taken).
+    pub isolation: Option<Isolation>,
 }
 
 /// An HTTP client of the runner protocol.
@@ -70,7 +76,16 @@ pub struct RunnerConfig {
 struct Client {
     http: reqwest::Client,
     base: String,
-    credential: String,
+    auth: Auth,
+}
+
+/// Who a [`Client`] speaks as.
+#[derive(Clone)]
+enum Auth {
+    /// The runner: its credential, and each job's lease.
+    Runner(String),
+    /// A job's own process: the job's token, good for its artifacts, blobs and caches only.
+    Job(String),
 }
 
 async fn check(
@@ -98,7 +113,24 @@ impl Client {
         Client {
             http: reqwest::Client::new(),
             base: base.trim_end_matches('/').to_owned(),
-            credential: credential.to_owned(),
+            auth: Auth::Runner(credential.to_owned()),
+        }
+    }
+
+    /// A client for a job's own process, speaking with the job's token.
+    fn for_job(base: &str, token: &str) -> Client {
+        Client {
+            http: reqwest::Client::new(),
+            base: base.trim_end_matches('/').to_owned(),
+            auth: Auth::Job(token.to_owned()),
+        }
+    }
+
+    /// The runner's credential (a job's client has none).
+    fn credential(&self) -> &str {
+        match &self.auth {
+            Auth::Runner(c) => c,
+            Auth::Job(_) => "",
         }
     }
 
@@ -112,21 +144,24 @@ impl Client {
         lease: &Lease,
         what: &str,
     ) -> reqwest::RequestBuilder {
-        self.http
-            .request(
-                method,
-                self.url(&format!("/api/v1/runner/jobs/{}{what}", lease.job)),
-            )
-            .bearer_auth(&self.credential)
-            .header(protocol::LEASE_HEADER, &lease.lease)
-            .timeout(Duration::from_secs(300))
+        let request = self.http.request(
+            method,
+            self.url(&format!("/api/v1/runner/jobs/{}{what}", lease.job)),
+        );
+        match &self.auth {
+            Auth::Runner(credential) => request
+                .bearer_auth(credential)
+                .header(protocol::LEASE_HEADER, &lease.lease),
+            Auth::Job(token) => request.bearer_auth(token),
+        }
+        .timeout(Duration::from_secs(300))
     }
 
     async fn next(&self, wait_ms: u64) -> Result<Option<Lease>, RunnerError> {
         let resp = self
             .http
             .post(self.url("/api/v1/runner/jobs/next"))
-            .bearer_auth(&self.credential)
+            .bearer_auth(self.credential())
             .timeout(Duration::from_millis(wait_ms + 10_000))
             .json(&protocol::Next {
                 version: protocol::VERSION,
@@ -166,10 +201,41 @@ pub async fn register(
     Ok(check(resp, None).await?.json().await?)
 }
 
+/// The environment jobs start from: this process's, without pipewright's own variables
+/// (`PIPEWRIGHT_*` carry tokens, keys and database addresses).
+pub fn job_env() -> Vec<(String, String)> {
+    std::env::vars()
+        .filter(|(k, _)| !k.starts_with("PIPEWRIGHT_"))
+        .collect()
+}
+
+fn set_mode(path: &Path, mode: u32) -> Result<(), RunnerError> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io(path))
+}
+
 /// Takes and runs jobs until `shutdown`: then takes no more and lets the running ones finish.
 pub async fn run(config: RunnerConfig, shutdown: CancellationToken) -> Result<(), RunnerError> {
-    let config = Arc::new(config);
+    let mut config = config;
     std::fs::create_dir_all(&config.work_dir).map_err(io(&config.work_dir))?;
+    if let Some(iso) = &mut config.isolation {
+        // The work directory holds the runner's credential, its sources and caches.
+        iso.hidden.push(config.work_dir.clone());
+        if iso.user.is_some() {
+            // The job user passes through to its slot and caches, lists nothing.
+            for dir in [
+                config.work_dir.clone(),
+                config.work_dir.join("slots"),
+                config.work_dir.join("cache"),
+            ] {
+                std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+                set_mode(&dir, 0o711)?;
+            }
+        }
+    }
+    // A job process a crashed runner left behind ends before anything else.
+    reap_slots(&config.work_dir);
+    let config = Arc::new(config);
     let client = Client::new(&config.server, &config.credential);
     let workflows = Arc::new(Workflows::default());
     // The free slots, by number: as many as jobs may run at once; a job holds one.
@@ -621,13 +687,24 @@ async fn heartbeats(
     }
 }
 
+/// Where a job runs on this machine and what it starts from.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Site {
+    /// The slot's directory: `job/` (workspace, temp, home, the event), `artifacts/`.
+    pub slot: PathBuf,
+    /// The environment every step starts from.
+    pub base_env: Vec<(String, String)>,
+    pub action_dirs: Vec<PathBuf>,
+    /// Caches that outlive the job (`setup-python`'s pip cache, the tool cache).
+    pub cache_dir: PathBuf,
+}
+
 /// Everything to run the job: its spec and run environment, from the lease and the source.
 fn prepare(
-    config: &RunnerConfig,
+    site: &Site,
     client: &Client,
     workflows: &Workflows,
     lease: &Arc<Lease>,
-    job_dir: &Path,
     tar: PathBuf,
 ) -> Result<(JobSpec, RunEnv), RunnerError> {
     let spec = &lease.spec;
@@ -639,6 +716,11 @@ fn prepare(
         masker.add(&v.to_expr_string());
         secrets.insert(k.clone(), v);
     }
+    // The job's own token stands for `GITHUB_TOKEN` (a secret, masked as one).
+    if !lease.token.is_empty() {
+        masker.add(&lease.token);
+        secrets.insert("GITHUB_TOKEN".into(), Value::from(lease.token.as_str()));
+    }
     let mut environment_secrets = std::collections::HashMap::new();
     for (env, m) in &lease.secrets.environment_secrets {
         let mut out = Map::new();
@@ -649,13 +731,18 @@ fn prepare(
         }
         environment_secrets.insert(env.clone(), out);
     }
-    let github = map_of(&spec.github);
+    let mut github = map_of(&spec.github);
+    if !lease.token.is_empty() {
+        github.insert("token".into(), Value::from(lease.token.as_str()));
+    }
+    let job_dir = site.slot.join("job");
     let event_path = job_dir.join("event.json");
     let event = spec
         .github
         .get("event")
         .cloned()
         .unwrap_or(serde_json::Value::Null);
+    std::fs::create_dir_all(&job_dir).map_err(io(&job_dir))?;
     engine::files::write_reusing(&event_path, &serde_json::to_vec(&event).unwrap_or_default())
         .map_err(io(&event_path))?;
     let env = RunEnv {
@@ -664,13 +751,13 @@ fn prepare(
         environment_secrets,
         vars: map_of(&spec.vars),
         inputs: map_of(&spec.inputs),
-        run_dir: job_dir.to_owned(),
-        job_dir: Some(job_dir.join("job")),
+        run_dir: site.slot.clone(),
+        job_dir: Some(job_dir),
         source: Source::Archive(tar),
         masker,
-        base_env: config.base_env.clone(),
-        action_dirs: vec![config.work_dir.join("actions")],
-        cache_dir: config.work_dir.join("cache").join(sanitize(&spec.repo)),
+        base_env: site.base_env.clone(),
+        action_dirs: site.action_dirs.clone(),
+        cache_dir: site.cache_dir.clone(),
         // `actions/cache` entries are the server's, shared by every runner.
         cache_store: Some(Arc::new(transfer::RemoteCache {
             client: client.clone(),
@@ -740,6 +827,64 @@ impl Workflows {
     }
 }
 
+/// Runs a job here, in this process: its artifacts downloaded, its steps run, its new
+/// artifacts uploaded. The report, and whether the upload went well. (The job's own
+/// process runs this too, confined: [`confined`].)
+async fn run_here(
+    client: &Client,
+    workflows: &Workflows,
+    site: &Site,
+    lease: &Arc<Lease>,
+    tar: PathBuf,
+    sink: &dyn Sink,
+    cancel: &CancellationToken,
+) -> (JobReport, Result<(), RunnerError>) {
+    let artifacts = site.slot.join("artifacts");
+    let prepared = async {
+        let had = transfer::download_artifacts(client, lease, &artifacts).await?;
+        let (spec, env) = prepare(site, client, workflows, lease, tar)?;
+        Ok::<_, RunnerError>((spec, env, had))
+    }
+    .await;
+    let (report, had) = match prepared {
+        Ok((spec, env, had)) => (engine::run_job(&spec, &env, sink, cancel).await, had),
+        Err(e) => {
+            sink.line(
+                &label_of(lease),
+                Line::Annotation {
+                    level: engine::Level::Error,
+                    message: format!("the runner could not start the job: {e}"),
+                    file: None,
+                    line: None,
+                },
+            );
+            (failed_report(lease), Vec::new())
+        }
+    };
+    let uploaded = transfer::upload_artifacts(client, lease, &artifacts, &had).await;
+    (report, uploaded)
+}
+
+fn label_of(lease: &Lease) -> JobLabel {
+    JobLabel {
+        workflow: lease.spec.workflow_name.clone(),
+        job_id: lease.spec.job_id.clone(),
+        display: lease.spec.display.clone(),
+    }
+}
+
+fn failed_report(lease: &Lease) -> JobReport {
+    JobReport::without_steps(
+        &lease.spec.job_id,
+        &lease.spec.display,
+        lease.spec.matrix.clone(),
+        Conclusion::Failure,
+    )
+}
+
+/// Why a runner refuses a job of untrusted origin it cannot confine.
+const UNTRUSTED_REFUSED: &str = "this job comes from a pull request of a fork (untrusted code), and this runner cannot confine it: it runs jobs as root without a user of their own, or with nothing confining them at all. Give the runner an unprivileged user for jobs (`job_user` in the `[runner]` section of the server's configuration, `--job-user` for `pipewright runner`)";
+
 /// Runs one leased job to its report, in `slot`'s directory. With `more`, asks for the next
 /// job with the report and returns it if the server had one.
 async fn execute(
@@ -751,7 +896,6 @@ async fn execute(
     more: bool,
 ) -> Result<Option<Lease>, RunnerError> {
     let lease = Arc::new(lease);
-    let job_dir = slot.dir.clone();
     let lost = Arc::new(AtomicBool::new(false));
     let cancel = CancellationToken::new();
     let hb = tokio::spawn(heartbeats(
@@ -769,45 +913,23 @@ async fn execute(
         cancel.clone(),
     ));
     let sink = RemoteSink::new(tx);
-    let label = JobLabel {
-        workflow: lease.spec.workflow_name.clone(),
-        job_id: lease.spec.job_id.clone(),
-        display: lease.spec.display.clone(),
-    };
-    let artifacts = job_dir.join("artifacts");
-    let prepared = async {
-        ready_slot(&job_dir)?;
-        let tar = source(client, config, &lease).await?;
-        let had = transfer::download_artifacts(client, &lease, &artifacts).await?;
-        let (spec, env) = prepare(config, client, workflows, &lease, &job_dir, tar)?;
-        Ok::<_, RunnerError>((spec, env, had))
-    }
-    .await;
     let t0 = std::time::Instant::now();
-    tracing::debug!(job = lease.job, "prepared");
-    let (report, had) = match prepared {
-        Ok((spec, env, had)) => (engine::run_job(&spec, &env, &sink, &cancel).await, had),
-        Err(e) => {
-            sink.line(
-                &label,
-                Line::Annotation {
-                    level: engine::Level::Error,
-                    message: format!("the runner could not start the job: {e}"),
-                    file: None,
-                    line: None,
-                },
-            );
-            (
-                JobReport::without_steps(
-                    &lease.spec.job_id,
-                    &lease.spec.display,
-                    lease.spec.matrix.clone(),
-                    Conclusion::Failure,
-                ),
-                Vec::new(),
-            )
-        }
-    };
+    let (report, uploaded) =
+        match run_in_slot(client, config, workflows, slot, &lease, &sink, &cancel).await {
+            Ok(done) => done,
+            Err(e) => {
+                sink.line(
+                    &label_of(&lease),
+                    Line::Annotation {
+                        level: engine::Level::Error,
+                        message: format!("the runner could not start the job: {e}"),
+                        file: None,
+                        line: None,
+                    },
+                );
+                (failed_report(&lease), Ok(()))
+            }
+        };
     tracing::debug!(job = lease.job, ms = t0.elapsed().as_millis(), "ran");
     drop(sink);
     let tail = logs.await.unwrap_or_default();
@@ -816,7 +938,6 @@ async fn execute(
     if lost.load(Ordering::Relaxed) {
         return Err(RunnerError::NotHeld(lease.job));
     }
-    let uploaded = transfer::upload_artifacts(client, &lease, &artifacts, &had).await;
     let never = CancellationToken::new();
     // The next job only if this one's artifacts are in: a failed upload ends the chain.
     let finish = protocol::Finish {
@@ -839,6 +960,92 @@ async fn execute(
     tracing::debug!(job = lease.job, ms = t0.elapsed().as_millis(), "reported");
     uploaded?;
     Ok(done?.next)
+}
+
+/// Readies the slot and runs the job there: confined in a process of its own when the
+/// runner confines jobs, else in this process.
+async fn run_in_slot(
+    client: &Client,
+    config: &RunnerConfig,
+    workflows: &Workflows,
+    slot: &Slot,
+    lease: &Arc<Lease>,
+    sink: &RemoteSink,
+    cancel: &CancellationToken,
+) -> Result<(JobReport, Result<(), RunnerError>), RunnerError> {
+    let trusted = lease.spec.trusted;
+    let may_run = config
+        .isolation
+        .as_ref()
+        .map_or(trusted, |i| trusted || i.takes_untrusted());
+    if !may_run {
+        sink.line(
+            &label_of(lease),
+            Line::Annotation {
+                level: engine::Level::Error,
+                message: UNTRUSTED_REFUSED.into(),
+                file: None,
+                line: None,
+            },
+        );
+        return Ok((failed_report(lease), Ok(())));
+    }
+    let tar = source(client, config, lease).await?;
+    let Some(isolation) = &config.isolation else {
+        ready_slot(&slot.dir)?;
+        let site = Site {
+            slot: slot.dir.clone(),
+            base_env: config.base_env.clone(),
+            action_dirs: vec![config.work_dir.join("actions")],
+            cache_dir: config
+                .work_dir
+                .join("cache")
+                .join(sanitize(&lease.spec.repo)),
+        };
+        return Ok(run_here(client, workflows, &site, lease, tar, sink, cancel).await);
+    };
+    let user = isolation.user.as_ref();
+    confined::ready_slot(&slot.dir, user)?;
+    // The source, read-only, where the job may read it.
+    let linked = slot.dir.join("source.tar");
+    if std::fs::hard_link(&tar, &linked).is_err() {
+        std::fs::copy(&tar, &linked).map_err(io(&linked))?;
+    }
+    let job_dir = slot.dir.join("job");
+    // Caches that outlive the job are the repository's, for its trusted runs only: a
+    // fork's job gets a cache of its own, gone with the job.
+    let cache_dir = if trusted {
+        let dir = config.work_dir.join("cache").join(format!(
+            "{}.{}",
+            sanitize(&lease.spec.repo),
+            user.map_or(0, |u| u.uid)
+        ));
+        confined::owned_dir(&dir, user)?;
+        dir
+    } else {
+        let dir = job_dir.join("cache");
+        confined::owned_dir(&dir, user)?;
+        dir
+    };
+    let mut base_env: Vec<(String, String)> = config
+        .base_env
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "HOME" | "TMPDIR" | "USER" | "LOGNAME"))
+        .cloned()
+        .collect();
+    base_env.push(("HOME".into(), job_dir.join("home").display().to_string()));
+    base_env.push(("TMPDIR".into(), job_dir.join("temp").display().to_string()));
+    if let Some(u) = user {
+        base_env.push(("USER".into(), u.name.clone()));
+        base_env.push(("LOGNAME".into(), u.name.clone()));
+    }
+    let site = Site {
+        slot: slot.dir.clone(),
+        base_env,
+        action_dirs: vec![config.work_dir.join("actions")],
+        cache_dir,
+    };
+    Ok(confined::run(isolation, client, &site, lease, &linked, sink, cancel).await)
 }
 
 #[cfg(test)]

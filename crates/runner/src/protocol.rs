@@ -1,4 +1,4 @@
-//! The runner protocol, version 3: HTTP + JSON between a server and its runners. Described
+//! The runner protocol, version 4: HTTP + JSON between a server and its runners. Described
 //! for people in `docs/runner-protocol.md`; these types are the contract.
 //!
 //! A runner registers once with a one-time token and keeps the credential it gets. It then
@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks; sent at registration and with every poll.
-pub const VERSION: u32 = 3;
+pub const VERSION: u32 = 4;
 
 /// The header carrying a job's lease token.
 pub const LEASE_HEADER: &str = "pipewright-lease";
@@ -56,6 +56,10 @@ pub struct Lease {
     /// `download-artifact` steps may fetch): `GET .../artifacts/{name}` gives each one's files.
     #[serde(default)]
     pub artifacts: Vec<String>,
+    /// The job's own token (`secrets.GITHUB_TOKEN`): a bearer token for this job's
+    /// artifacts, blobs and caches (and nothing else), valid while the lease is held. The
+    /// process running the job's code has this, never the runner's credential or the lease.
+    pub token: String,
 }
 
 /// What to run: one job instance, with everything the server decided (matrix values, the
@@ -83,6 +87,10 @@ pub struct JobPayload {
     pub inputs: serde_json::Value,
     /// The `runs-on` labels the job asked for.
     pub labels: Vec<String>,
+    /// Whether the run's code is trusted with the repository's secrets (`false`: a pull
+    /// request from a fork, or anything not proven to come from the repository itself). A
+    /// runner that cannot confine a job refuses an untrusted one.
+    pub trusted: bool,
 }
 
 /// The secrets a job may read: stored sealed on the server, given to the runner in the

@@ -19,7 +19,7 @@ use serde::Deserialize;
 
 use crate::blobs::{BlobError, Blobs, Swept};
 use crate::http::{Admin, ApiError, AppStateRef, Authorized, blocking};
-use crate::runner_api::{RunnerAuth, held};
+use crate::runner_api::{JobCaller, held_by};
 
 /// How long a blob no manifest names is kept after it was written or last found present:
 /// longer than any upload takes between its blobs and its manifest.
@@ -37,7 +37,7 @@ impl From<BlobError> for ApiError {
                 ApiError::new(StatusCode::BAD_REQUEST, e.to_string())
             }
             BlobError::Body(_) => ApiError::new(StatusCode::BAD_REQUEST, e.to_string()),
-            BlobError::Io { .. } => ApiError::internal(e),
+            BlobError::Io { .. } | BlobError::Random(_) => ApiError::internal(e),
         }
     }
 }
@@ -154,12 +154,12 @@ fn blobs(s: &AppStateRef) -> Blobs {
 
 /// `GET /api/v1/runner/jobs/{job}/artifacts`: the names of the run's artifacts so far.
 pub(crate) async fn job_artifacts(
-    RunnerAuth(runner): RunnerAuth,
+    caller: JobCaller,
     State(s): State<AppStateRef>,
     Path(job): Path<i64>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let j = held(&s, &runner, job, &headers).await?;
+    let j = held_by(&s, &caller, job, &headers).await?;
     let store = s.store.clone();
     let list = blocking(move || Ok(store.artifacts(j.run_id)?)).await?;
     let names = list.into_iter().map(|a| a.name).collect();
@@ -168,13 +168,13 @@ pub(crate) async fn job_artifacts(
 
 /// `GET /api/v1/runner/jobs/{job}/artifacts/{name}`: the artifact's manifest.
 pub(crate) async fn job_artifact(
-    RunnerAuth(runner): RunnerAuth,
+    caller: JobCaller,
     State(s): State<AppStateRef>,
     Path((job, name)): Path<(i64, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     valid_artifact(&name)?;
-    let j = held(&s, &runner, job, &headers).await?;
+    let j = held_by(&s, &caller, job, &headers).await?;
     let files = artifact_files(&s, j.run_id, name).await?;
     Ok(Json(protocol::Manifest {
         files: files.into_iter().map(manifest_file).collect(),
@@ -202,14 +202,14 @@ async fn artifact_files(
 /// `PUT /api/v1/runner/jobs/{job}/artifacts/{name}`: the artifact's manifest, once its
 /// blobs are uploaded. Replaces an artifact of that name in the run.
 pub(crate) async fn put_artifact(
-    RunnerAuth(runner): RunnerAuth,
+    caller: JobCaller,
     State(s): State<AppStateRef>,
     Path((job, name)): Path<(i64, String)>,
     headers: HeaderMap,
     Json(manifest): Json<protocol::Manifest>,
 ) -> Result<Response, ApiError> {
     valid_artifact(&name)?;
-    let j = held(&s, &runner, job, &headers).await?;
+    let j = held_by(&s, &caller, job, &headers).await?;
     let files = checked_files(&manifest.files)?;
     present(&blobs(&s), &files).await?;
     let store = s.store.clone();
@@ -219,13 +219,13 @@ pub(crate) async fn put_artifact(
 
 /// `POST /api/v1/runner/jobs/{job}/blobs/missing`: which of the blobs the server lacks.
 pub(crate) async fn missing_blobs(
-    RunnerAuth(runner): RunnerAuth,
+    caller: JobCaller,
     State(s): State<AppStateRef>,
     Path(job): Path<i64>,
     headers: HeaderMap,
     Json(query): Json<protocol::BlobQuery>,
 ) -> Result<Response, ApiError> {
-    held(&s, &runner, job, &headers).await?;
+    held_by(&s, &caller, job, &headers).await?;
     let blobs = blobs(&s);
     let missing = blocking(move || {
         let mut missing = Vec::new();
@@ -242,13 +242,13 @@ pub(crate) async fn missing_blobs(
 
 /// `PUT /api/v1/runner/jobs/{job}/blobs/{hash}`: a blob's content, checked against its name.
 pub(crate) async fn put_blob(
-    RunnerAuth(runner): RunnerAuth,
+    caller: JobCaller,
     State(s): State<AppStateRef>,
     Path((job, hash)): Path<(i64, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
-    held(&s, &runner, job, &headers).await?;
+    held_by(&s, &caller, job, &headers).await?;
     blobs(&s).put(&hash, body).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
@@ -256,7 +256,7 @@ pub(crate) async fn put_blob(
 /// `GET /api/v1/runner/jobs/{job}/blobs/{hash}`: a blob of the run's artifacts or of the
 /// repository's caches (a job reads nothing else).
 pub(crate) async fn get_blob(
-    RunnerAuth(runner): RunnerAuth,
+    caller: JobCaller,
     State(s): State<AppStateRef>,
     Path((job, hash)): Path<(i64, String)>,
     headers: HeaderMap,
@@ -264,7 +264,7 @@ pub(crate) async fn get_blob(
     if !crate::blobs::valid_hash(&hash) {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "not a blob name"));
     }
-    let j = held(&s, &runner, job, &headers).await?;
+    let j = held_by(&s, &caller, job, &headers).await?;
     let (store, h) = (s.store.clone(), hash.clone());
     let visible = blocking(move || {
         let run = store.run(j.run_id)?;
@@ -310,14 +310,14 @@ async fn job_repo(s: &AppStateRef, run: i64) -> Result<String, ApiError> {
 
 /// `POST /api/v1/runner/jobs/{job}/caches/lookup`.
 pub(crate) async fn lookup_cache(
-    RunnerAuth(runner): RunnerAuth,
+    caller: JobCaller,
     State(s): State<AppStateRef>,
     Path(job): Path<i64>,
     headers: HeaderMap,
     Json(q): Json<protocol::CacheLookup>,
 ) -> Result<Response, ApiError> {
     check_cache_key(&q.key)?;
-    let j = held(&s, &runner, job, &headers).await?;
+    let j = held_by(&s, &caller, job, &headers).await?;
     let repo = job_repo(&s, j.run_id).await?;
     let store = s.store.clone();
     let hit = blocking(move || Ok(store.lookup_cache(&repo, &q.key, &q.restore_keys)?)).await?;
@@ -334,14 +334,14 @@ pub(crate) async fn lookup_cache(
 
 /// `PUT /api/v1/runner/jobs/{job}/caches`: a new entry for the job's repository.
 pub(crate) async fn save_cache(
-    RunnerAuth(runner): RunnerAuth,
+    caller: JobCaller,
     State(s): State<AppStateRef>,
     Path(job): Path<i64>,
     headers: HeaderMap,
     Json(save): Json<protocol::CacheSave>,
 ) -> Result<Response, ApiError> {
     check_cache_key(&save.key)?;
-    let j = held(&s, &runner, job, &headers).await?;
+    let j = held_by(&s, &caller, job, &headers).await?;
     let files = checked_files(&save.files)?;
     present(&blobs(&s), &files).await?;
     let repo = job_repo(&s, j.run_id).await?;

@@ -29,6 +29,8 @@ pub(crate) enum BlobError {
         #[source]
         source: std::io::Error,
     },
+    #[error("the operating system gave no random bytes: {0}")]
+    Random(#[from] getrandom::Error),
 }
 
 fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BlobError + '_ {
@@ -105,7 +107,7 @@ impl Blobs {
         tokio::fs::create_dir_all(&tmp_dir)
             .await
             .map_err(io(&tmp_dir))?;
-        let tmp = tmp_dir.join(format!("{expected}.{}", crate::random_token()));
+        let tmp = tmp_dir.join(format!("{expected}.{}", crate::random_token()?));
         let written = self.write_checked(expected, body, &tmp).await;
         if written.is_err() {
             let _ = tokio::fs::remove_file(&tmp).await;

@@ -67,6 +67,15 @@ pub(crate) struct RawRunner {
     pub lease_seconds: Option<u64>,
     /// Attempts a job gets when its runner is lost (1 = no retry).
     pub max_attempts: Option<i64>,
+    /// The unprivileged user the in-process runner's jobs run as.
+    pub job_user: Option<String>,
+    /// `landlock` (default): each job runs in a process of its own, confined (Landlock
+    /// where the kernel has it, and `job_user`); `none`: in the server's process, as the
+    /// server's user (jobs of untrusted origin are then refused).
+    pub isolation: Option<String>,
+    /// Paths every job may write besides its own directory.
+    #[serde(default)]
+    pub writable_paths: Vec<PathBuf>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -175,6 +184,14 @@ pub struct Config {
     pub artifact_retention_days: u32,
     /// How often the collection of expired artifacts and unused blobs runs.
     pub gc_interval: Duration,
+    /// The file the configuration was read from (jobs may not read it).
+    pub config_file: Option<PathBuf>,
+    /// The user the in-process runner's jobs run as.
+    pub job_user: Option<String>,
+    /// Whether jobs run confined in processes of their own (`isolation = "landlock"`).
+    pub confine_jobs: bool,
+    /// Paths every job may write besides its own directory.
+    pub writable_paths: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for Config {
@@ -193,6 +210,8 @@ impl std::fmt::Debug for Config {
             .field("repos", &self.repos)
             .field("artifact_retention_days", &self.artifact_retention_days)
             .field("gc_interval", &self.gc_interval)
+            .field("job_user", &self.job_user)
+            .field("confine_jobs", &self.confine_jobs)
             .field(
                 "secret_key",
                 &self.secret_key.as_ref().map(|_| "<redacted>"),
@@ -227,6 +246,7 @@ impl Config {
                 "PIPEWRIGHT_PUBLIC_URL" => raw.public_url = Some(v.clone()),
                 "PIPEWRIGHT_SERVER_ID" => raw.server_id = Some(v.clone()),
                 "PIPEWRIGHT_ADMIN_TOKEN" => raw.auth.admin_token = Some(v.clone()),
+                "PIPEWRIGHT_JOB_USER" => raw.runner.job_user = Some(v.clone()),
                 "PIPEWRIGHT_EMBEDDED_CAPACITY" => {
                     raw.runner.embedded_capacity =
                         Some(v.parse().map_err(|_| ConfigError::Invalid {
@@ -247,6 +267,7 @@ impl Config {
         }
         let mut config = Config::check(raw)?;
         config.secret_key = secret_key;
+        config.config_file = file.map(|f| std::path::absolute(f).unwrap_or_else(|_| f.to_owned()));
         Ok(config)
     }
 
@@ -351,6 +372,15 @@ impl Config {
                     });
                 }
             };
+            if r.webhook_secret
+                .as_deref()
+                .is_some_and(|w| w.trim().is_empty())
+            {
+                return Err(ConfigError::Invalid {
+                    key: format!("repos.{}.webhook_secret", r.name),
+                    message: "is empty: anyone could sign a webhook with it (remove the key to take no webhooks)".into(),
+                });
+            }
             repos.push(RepoConfig {
                 name: r.name,
                 path,
@@ -390,7 +420,36 @@ impl Config {
                 ),
             })?,
         };
+        let confine_jobs = match raw.runner.isolation.as_deref() {
+            None | Some("landlock") => true,
+            Some("none") => false,
+            Some(other) => {
+                return Err(ConfigError::Invalid {
+                    key: "runner.isolation".into(),
+                    message: format!("`{other}`: expected landlock or none"),
+                });
+            }
+        };
+        let job_user = raw.runner.job_user.filter(|u| !u.trim().is_empty());
+        if job_user.is_some() && !confine_jobs {
+            return Err(ConfigError::Invalid {
+                key: "runner.job_user".into(),
+                message: "needs isolation = \"landlock\" (a job runs as another user in a process of its own)".into(),
+            });
+        }
+        for p in &raw.runner.writable_paths {
+            if !p.is_absolute() {
+                return Err(ConfigError::Invalid {
+                    key: "runner.writable_paths".into(),
+                    message: format!("`{}` is not an absolute path", p.display()),
+                });
+            }
+        }
         Ok(Config {
+            config_file: None,
+            job_user,
+            confine_jobs,
+            writable_paths: raw.runner.writable_paths,
             artifact_retention_days,
             gc_interval,
             public_url: raw.public_url.unwrap_or_else(|| format!("http://{listen}")),

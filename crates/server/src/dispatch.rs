@@ -112,6 +112,8 @@ pub(crate) struct Dispatcher {
     pub(crate) sha: String,
     /// A re-run of the failed jobs of this run: its successful jobs are kept.
     pub(crate) keep_from: Option<i64>,
+    /// The run's code is trusted with the repository's secrets (not a fork's).
+    pub(crate) trusted: bool,
 }
 
 /// The sealing scope of a job's secrets: they open only as this job's.
@@ -221,21 +223,30 @@ impl Dispatcher {
             vars: json_of(&env.vars),
             inputs: json_of(&env.inputs),
             labels: labels.clone(),
+            trusted: self.trusted,
         };
+        // The job gets the run's secrets and those of its own environment, nothing else (an
+        // `environment:` that does not evaluate gets none: the job fails on it anyway).
+        let environment = engine::environment_of(&spec, &env).ok().flatten();
         let secrets = Secrets {
             secrets: object_of(&env.secrets),
-            environment_secrets: env
-                .environment_secrets
-                .iter()
-                .map(|(k, v)| (k.clone(), object_of(v)))
+            environment_secrets: environment
+                .and_then(|name| {
+                    let s = env.environment_secrets.get(&name)?;
+                    Some((name, object_of(s)))
+                })
+                .into_iter()
                 .collect(),
         };
-        let sealed = self.sealer.seal(
+        let sealed = match self.sealer.seal(
             &seal_scope(self.run),
             "",
             &spec.display,
             &serde_json::to_string(&secrets).unwrap_or_default(),
-        );
+        ) {
+            Ok(s) => s,
+            Err(e) => return fail(format!("cannot queue job `{}`: {e}", spec.display)),
+        };
         let payload = serde_json::to_string(&payload).unwrap_or_default();
         let labels = serde_json::to_string(&labels).unwrap_or_default();
         let (store, run, name, job_id) = (

@@ -290,7 +290,7 @@ impl Executor {
                 sha: run.sha.clone(),
             },
             masker,
-            base_env: std::env::vars().collect(),
+            base_env: runner::job_env(),
             action_dirs: vec![self.config.data_dir.join("actions")],
             cache_dir: self.config.data_dir.join("cache").join(sanitize(&run.repo)),
             // Jobs run on runners, which keep their caches in the server's store.
@@ -343,6 +343,7 @@ impl Executor {
             repo: run.repo.clone(),
             sha: run.sha.clone(),
             keep_from: run.rerun_of.filter(|_| run.rerun_failed),
+            trusted: !event.fork,
         };
         let report = engine::run_with(
             vec![(planned, Arc::new(env))],

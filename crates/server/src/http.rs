@@ -165,6 +165,18 @@ impl From<store::StoreError> for ApiError {
     }
 }
 
+impl From<getrandom::Error> for ApiError {
+    fn from(e: getrandom::Error) -> Self {
+        ApiError::internal(format!("no random bytes from the operating system: {e}"))
+    }
+}
+
+impl From<crate::secrets::SecretError> for ApiError {
+    fn from(e: crate::secrets::SecretError) -> Self {
+        ApiError::internal(e)
+    }
+}
+
 impl From<trigger::TriggerError> for ApiError {
     fn from(e: trigger::TriggerError) -> Self {
         match e {
@@ -277,7 +289,7 @@ async fn create_token(
             "a token needs a name",
         ));
     }
-    let token = format!("pw_{}", crate::random_token());
+    let token = format!("pw_{}", crate::random_token()?);
     let hash = token_hash(&token);
     let store = s.store.clone();
     let name = body.name.clone();
@@ -289,7 +301,7 @@ async fn create_token(
         .into_response())
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -1063,7 +1075,7 @@ async fn put_secret(
     let environment = scope.environment.unwrap_or_default();
     let sealed = s
         .sealer
-        .seal(&repo, &environment, &name, body.trim_end_matches('\n'));
+        .seal(&repo, &environment, &name, body.trim_end_matches('\n'))?;
     let store = s.store.clone();
     blocking(move || Ok(store.put_secret(&repo, &environment, &name, &sealed)?)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())

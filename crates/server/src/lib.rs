@@ -57,6 +57,10 @@ pub enum ServeError {
     Http(#[source] std::io::Error),
     #[error("a start-up task stopped: {0}")]
     Task(#[from] tokio::task::JoinError),
+    #[error("the operating system gave no random bytes: {0}")]
+    Random(#[from] getrandom::Error),
+    #[error("confining jobs: {0}")]
+    Confine(#[from] engine::confine::ConfineError),
 }
 
 /// Serves until `shutdown` is cancelled: stops taking runs, lets running ones finish.
@@ -72,6 +76,27 @@ pub async fn serve(
         path: dir.clone(),
         source,
     })?;
+    // Others may pass through the data directory (to a job's directory in `work/`), never
+    // list it; what it holds is the server's alone (files 0600, directories 0700).
+    restrict(dir, 0o711)?;
+    for sub in ["blobs", "logs", "mirrors", "actions", "cache"] {
+        let path = dir.join(sub);
+        std::fs::create_dir_all(&path).map_err(|source| ServeError::DataDir {
+            path: path.clone(),
+            source,
+        })?;
+        restrict(&path, 0o700)?;
+    }
+    if config.job_user.is_some() {
+        // The job user passes through it to its slot in `work/`.
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o711)).map_err(
+            |source| ServeError::DataDir {
+                path: dir.clone(),
+                source,
+            },
+        )?;
+    }
     // Which server this is, among those sharing the database: from the configuration, or
     // made once and kept in the data directory.
     let server_id = match &config.server_id {
@@ -81,11 +106,8 @@ pub async fn serve(
             match std::fs::read_to_string(&file) {
                 Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
                 _ => {
-                    let id = format!("server-{}", &random_token()[..16]);
-                    std::fs::write(&file, &id).map_err(|source| ServeError::DataDir {
-                        path: file.clone(),
-                        source,
-                    })?;
+                    let id = format!("server-{}", &random_token()?[..16]);
+                    write_private(&file, &id)?;
                     id
                 }
             }
@@ -93,7 +115,7 @@ pub async fn serve(
     };
     // The in-process runner: a new credential for this process; the jobs the last one held
     // died with it. (Blocking work: the PostgreSQL client must not run on an async thread.)
-    let embedded_credential = random_token();
+    let embedded_credential = random_token()?;
     // It takes any job: on a single machine there is nothing else to run them.
     let embedded_labels = vec!["*".to_owned()];
     let (url, default_db) = (config.database_url.clone(), dir.join("pipewright.db"));
@@ -104,7 +126,24 @@ pub async fn serve(
         http::token_hash(&embedded_credential),
         server_id.clone(),
     );
+    // The embedded database is the server's alone, its journal files too (SQLite makes
+    // them with the database's mode).
+    if url.is_none() {
+        for name in ["pipewright.db", "pipewright.db-wal", "pipewright.db-shm"] {
+            let path = dir.join(name);
+            if name == "pipewright.db" && !path.exists() {
+                write_private(&path, "")?;
+            }
+            if path.exists() {
+                restrict(&path, 0o600)?;
+            }
+        }
+    }
+    let work = dir.join("work");
     let (store, released) = tokio::task::spawn_blocking(move || {
+        // The jobs of the in-process runner that outlived a crash end before their jobs
+        // are queued again: a job never runs twice at once.
+        runner::reap_slots(&work);
         let store = store::Store::open_url(url.as_deref(), &default_db)?;
         let id = store.embedded_runner(&me, &labels, capacity, &credential_hash)?;
         let released =
@@ -124,14 +163,12 @@ pub async fn serve(
     let hook_token = match std::fs::read_to_string(&token_file) {
         Ok(t) if !t.trim().is_empty() => t.trim().to_owned(),
         _ => {
-            let t = random_token();
-            std::fs::write(&token_file, &t).map_err(|source| ServeError::DataDir {
-                path: token_file.clone(),
-                source,
-            })?;
+            let t = random_token()?;
+            write_private(&token_file, &t)?;
             t
         }
     };
+    restrict(&token_file, 0o600)?;
     let local = listener.local_addr().map_err(ServeError::Http)?;
     let hook_url = format!("http://{local}");
     // Where this server listens (useful with `listen = "127.0.0.1:0"`); written aside and
@@ -197,6 +234,32 @@ pub async fn serve(
         config.clone(),
         shutdown.clone(),
     ));
+    let isolation = if config.confine_jobs {
+        // Jobs may read none of the server's files, nor the repositories (theirs comes as
+        // a source archive; the others are not theirs).
+        let mut hidden = vec![config.data_dir.clone()];
+        hidden.extend(config.config_file.clone());
+        hidden.extend(config.repos.iter().map(|r| r.path.clone()));
+        let iso = runner::Isolation::new(
+            exe.to_owned(),
+            config.job_user.as_deref(),
+            true,
+            hidden,
+            config.writable_paths.clone(),
+        )?;
+        let (said, warn) = iso.describe();
+        if warn {
+            tracing::warn!("in-process runner: {said}");
+        } else {
+            tracing::info!("in-process runner: {said}");
+        }
+        Some(iso)
+    } else {
+        tracing::warn!(
+            "in-process runner: jobs run in the server's process as its user, unconfined (isolation = \"none\"); jobs of untrusted origin are refused"
+        );
+        None
+    };
     let embedded = (config.embedded_capacity > 0).then(|| {
         let rc = runner::RunnerConfig {
             server: hook_url.clone(),
@@ -204,7 +267,8 @@ pub async fn serve(
             labels: embedded_labels,
             capacity: config.embedded_capacity,
             work_dir: config.data_dir.join("work"),
-            base_env: std::env::vars().collect(),
+            base_env: runner::job_env(),
+            isolation,
         };
         tokio::spawn(runner::run(rc, shutdown.clone()))
     });
@@ -297,11 +361,44 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
-pub(crate) fn random_token() -> String {
-    use std::io::Read;
+/// A random token: 24 bytes from the operating system (`getrandom`, which needs no file
+/// descriptor), hex. There is no fallback: without randomness, nothing is made.
+pub(crate) fn random_token() -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 24];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = f.read_exact(&mut bytes);
+    getrandom::fill(&mut bytes)?;
+    Ok(hex::encode(bytes))
+}
+
+/// Writes `contents` to a new or existing file readable by its owner only.
+fn write_private(path: &std::path::Path, contents: &str) -> Result<(), ServeError> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .and_then(|mut f| f.write_all(contents.as_bytes()))
+        .map_err(|source| ServeError::DataDir {
+            path: path.to_owned(),
+            source,
+        })?;
+    restrict(path, 0o600)
+}
+
+/// Takes from `path`'s mode whatever `mode` does not allow (a file made before, or by hand,
+/// with wider permissions).
+fn restrict(path: &std::path::Path, mode: u32) -> Result<(), ServeError> {
+    use std::os::unix::fs::PermissionsExt;
+    let err = |source| ServeError::DataDir {
+        path: path.to_owned(),
+        source,
+    };
+    let current = std::fs::metadata(path).map_err(err)?.permissions().mode() & 0o7777;
+    if current & !mode != 0 {
+        std::fs::set_permissions(path, std::fs::Permissions::from_mode(current & mode))
+            .map_err(err)?;
     }
-    hex::encode(bytes)
+    Ok(())
 }

@@ -115,7 +115,7 @@ pub(crate) async fn create_runner_token(
     _: Admin,
     State(s): State<AppStateRef>,
 ) -> Result<Response, ApiError> {
-    let token = crate::random_token();
+    let token = crate::random_token()?;
     let (store, hash) = (s.store.clone(), token_hash(&token));
     blocking(move || Ok(store.add_runner_token(&hash)?)).await?;
     Ok((
@@ -167,7 +167,7 @@ pub(crate) async fn register(
             "a runner needs a name and a capacity of at least 1",
         ));
     }
-    let credential = crate::random_token();
+    let credential = crate::random_token()?;
     let (store, token_hash, cred_hash) =
         (s.store.clone(), token_hash(token), token_hash(&credential));
     let capacity = i64::try_from(body.capacity).unwrap_or(i64::MAX);
@@ -209,7 +209,9 @@ fn lease_from(s: &crate::http::AppState, leased: store::Leased) -> Result<Lease,
             .map_err(ApiError::internal)?;
         serde_json::from_str(&text).map_err(ApiError::internal)?
     };
+    let token = s.sealer.job_token(leased.job.id, &leased.lease)?;
     Ok(Lease {
+        token,
         job: leased.job.id,
         lease: leased.lease,
         lease_ms: u64::try_from(s.config.lease_ms).unwrap_or(30_000),
@@ -243,7 +245,7 @@ pub(crate) async fn next_job(
         let (store, r, lease, lease_ms) = (
             s.store.clone(),
             runner.clone(),
-            crate::random_token(),
+            crate::random_token()?,
             s.config.lease_ms,
         );
         if let Some(leased) = blocking(move || {
@@ -286,6 +288,21 @@ pub(crate) async fn heartbeat(
     Ok(Json(protocol::HeartbeatReply { cancel }).into_response())
 }
 
+/// Lines from a runner as they are stored: whatever a runner sends, a stored line holds no
+/// control character a terminal would obey (see [`engine::mask::neutralise`]).
+fn stored_lines(lines: Vec<protocol::LogLine>) -> Vec<(i64, String)> {
+    lines
+        .into_iter()
+        .map(|l| {
+            let text = match engine::mask::neutralise(&l.text) {
+                std::borrow::Cow::Borrowed(_) => l.text,
+                std::borrow::Cow::Owned(clean) => clean,
+            };
+            (l.seq, text)
+        })
+        .collect()
+}
+
 /// `POST /api/v1/runner/jobs/{job}/logs`.
 pub(crate) async fn logs(
     RunnerAuth(runner): RunnerAuth,
@@ -296,20 +313,20 @@ pub(crate) async fn logs(
 ) -> Result<Response, ApiError> {
     let lease = lease_of(&headers)?;
     let store = s.store.clone();
-    let lines: Vec<(i64, String)> = batch
-        .lines
-        .iter()
-        .map(|l| (l.seq, l.text.clone()))
-        .collect();
-    let held = blocking(move || Ok(store.append_job_logs(job, runner.id, &lease, &lines)?)).await?;
+    let lines = stored_lines(batch.lines);
+    let (held, lines) = blocking(move || {
+        let held = store.append_job_logs(job, runner.id, &lease, &lines)?;
+        Ok((held, lines))
+    })
+    .await?;
     let (run, name) = (held.run_id, held.name);
-    for l in batch.lines {
+    for (seq, text) in lines {
         let _ = s.live.send(Live::Line {
             run,
             job,
             job_name: name.clone(),
-            seq: l.seq,
-            text: l.text,
+            seq,
+            text,
         });
     }
     Ok(StatusCode::NO_CONTENT.into_response())
@@ -328,13 +345,14 @@ pub(crate) async fn finish(
     let store = s.store.clone();
     let conclusion = body.report.conclusion.as_str();
     let report = serde_json::to_string(&body.report).map_err(ApiError::internal)?;
-    let lines: Vec<(i64, String)> = body.lines.iter().map(|l| (l.seq, l.text.clone())).collect();
+    let lines = stored_lines(body.lines);
+    let sent = lines.clone();
     let id = runner.id;
     let me = s.me.clone();
     let want_next = body.next && !s.stopping.is_cancelled();
     let (labels, next_lease, lease_ms) = (
         runner.labels.clone(),
-        crate::random_token(),
+        crate::random_token()?,
         s.config.lease_ms,
     );
     let (done, next) = blocking(move || {
@@ -363,13 +381,13 @@ pub(crate) async fn finish(
         Ok((done, next))
     })
     .await?;
-    for l in body.lines {
+    for (seq, text) in sent {
         let _ = s.live.send(Live::Line {
             run: done.run_id,
             job,
             job_name: done.name.clone(),
-            seq: l.seq,
-            text: l.text,
+            seq,
+            text,
         });
     }
     s.done.wake(job, Some(done));
@@ -379,6 +397,64 @@ pub(crate) async fn finish(
         answer.next = Some(lease_from(&s, leased)?);
     }
     Ok(Json(answer).into_response())
+}
+
+/// Who calls one of a job's routes: the runner holding it (its credential, the lease in a
+/// header) or the job's own process (the job's token, good for its artifacts, blobs and
+/// caches only, while the job runs).
+pub(crate) enum JobCaller {
+    Runner(Arc<store::Runner>),
+    Job(String),
+}
+
+impl FromRequestParts<AppStateRef> for JobCaller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppStateRef,
+    ) -> Result<Self, Self::Rejection> {
+        match bearer(parts) {
+            Some(t) if t.starts_with(crate::secrets::JOB_TOKEN_PREFIX) => {
+                Ok(JobCaller::Job(t.to_owned()))
+            }
+            _ => Ok(JobCaller::Runner(
+                RunnerAuth::from_request_parts(parts, state).await?.0,
+            )),
+        }
+    }
+}
+
+/// The job `job`, checked to be held by its caller: the runner with the lease, or the
+/// job's process with a token made from that lease (so it ends with the lease).
+pub(crate) async fn held_by(
+    s: &AppStateRef,
+    caller: &JobCaller,
+    job: i64,
+    headers: &HeaderMap,
+) -> Result<store::Job, ApiError> {
+    let token = match caller {
+        JobCaller::Runner(runner) => return held(s, runner, job, headers).await,
+        JobCaller::Job(token) => token.clone(),
+    };
+    let refused = || {
+        ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "this job token is not valid for this job, or the job has ended",
+        )
+    };
+    if crate::secrets::Sealer::job_of_token(&token) != Some(job) {
+        return Err(refused());
+    }
+    let store = s.store.clone();
+    let Some((j, lease)) = blocking(move || Ok(store.running_job(job)?)).await? else {
+        return Err(refused());
+    };
+    let expected = s.sealer.job_token(job, &lease)?;
+    if !crate::http::constant_time_eq(expected.as_bytes(), token.as_bytes()) {
+        return Err(refused());
+    }
+    Ok(j)
 }
 
 /// The job a runner holds, checked.

@@ -18,19 +18,36 @@ pub enum SecretError {
     },
     #[error("secret `{0}` does not open with this server's key")]
     Open(String),
+    #[error("the operating system gave no random bytes: {0}")]
+    Random(#[source] getrandom::Error),
+    #[error("sealing failed")]
+    Seal,
 }
 
 pub(crate) struct Sealer {
     cipher: ChaCha20Poly1305,
+    /// The key of jobs' tokens, derived from the secret key (every server sharing the
+    /// database has it, so a job's token holds on all of them).
+    job_key: [u8; 32],
 }
 
-fn random_bytes<const N: usize>() -> [u8; N] {
-    use std::io::Read;
+/// What starts a job's token (the rest: the job's id and a MAC).
+pub(crate) const JOB_TOKEN_PREFIX: &str = "pwj_";
+
+fn hmac(key: &[u8], data: &[u8]) -> Result<[u8; 32], SecretError> {
+    use hmac::{Hmac, Mac};
+    let mut mac = <Hmac<sha2::Sha256> as Mac>::new_from_slice(key)
+        .map_err(|_| SecretError::Key("HMAC refused the key".into()))?;
+    mac.update(data);
+    Ok(mac.finalize().into_bytes().into())
+}
+
+/// Random bytes from the operating system; never a fallback (a nonce of zeros, used twice,
+/// would give the key away).
+fn random_bytes<const N: usize>() -> Result<[u8; N], SecretError> {
     let mut b = [0u8; N];
-    if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = f.read_exact(&mut b);
-    }
-    b
+    getrandom::fill(&mut b).map_err(SecretError::Random)?;
+    Ok(b)
 }
 
 fn aad(repo: &str, environment: &str, name: &str) -> Vec<u8> {
@@ -52,7 +69,7 @@ impl Sealer {
                     SecretError::Key(format!("{} must hold 64 hex digits", key_file.display()))
                 })?,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                    let k: [u8; 32] = random_bytes();
+                    let k: [u8; 32] = random_bytes()?;
                     use std::io::Write;
                     use std::os::unix::fs::OpenOptionsExt;
                     let mut f = std::fs::OpenOptions::new()
@@ -87,12 +104,37 @@ impl Sealer {
         }
         Ok(Sealer {
             cipher: ChaCha20Poly1305::new(Key::from_slice(&key)),
+            job_key: hmac(&key, b"pipewright job tokens")?,
         })
     }
 
+    /// The token of `job` while it holds `lease`: `pwj_<job>_<MAC of job and lease>`. A new
+    /// lease (another attempt) makes another token; a job that is not running has none.
+    pub(crate) fn job_token(&self, job: i64, lease: &str) -> Result<String, SecretError> {
+        let mac = hmac(&self.job_key, format!("{job}\0{lease}").as_bytes())?;
+        Ok(format!("{JOB_TOKEN_PREFIX}{job}_{}", hex::encode(mac)))
+    }
+
+    /// The job a token claims to be of (checked with [`Sealer::job_token`] against the job's
+    /// lease).
+    pub(crate) fn job_of_token(token: &str) -> Option<i64> {
+        token
+            .strip_prefix(JOB_TOKEN_PREFIX)?
+            .split('_')
+            .next()?
+            .parse()
+            .ok()
+    }
+
     /// nonce (12 bytes) || ciphertext.
-    pub(crate) fn seal(&self, repo: &str, environment: &str, name: &str, value: &str) -> Vec<u8> {
-        let nonce: [u8; 12] = random_bytes();
+    pub(crate) fn seal(
+        &self,
+        repo: &str,
+        environment: &str,
+        name: &str,
+        value: &str,
+    ) -> Result<Vec<u8>, SecretError> {
+        let nonce: [u8; 12] = random_bytes()?;
         let aad = aad(repo, environment, name);
         let ct = self
             .cipher
@@ -103,10 +145,10 @@ impl Sealer {
                     aad: &aad,
                 },
             )
-            .unwrap_or_default();
+            .map_err(|_| SecretError::Seal)?;
         let mut out = nonce.to_vec();
         out.extend(ct);
-        out
+        Ok(out)
     }
 
     pub(crate) fn open(
@@ -138,7 +180,7 @@ mod tests {
         let d = std::env::temp_dir().join(format!("pw-key-{}", std::process::id()));
         let _ = std::fs::remove_file(&d);
         let s = Sealer::load(None, &d).unwrap();
-        let sealed = s.seal("acme/app", "production", "KEY", "v4lue");
+        let sealed = s.seal("acme/app", "production", "KEY", "v4lue").unwrap();
         assert!(!String::from_utf8_lossy(&sealed).contains("v4lue"));
         assert_eq!(
             s.open("acme/app", "production", "KEY", &sealed).unwrap(),

@@ -1385,6 +1385,23 @@ impl Store {
         self.db.with(|c| held(c, job, runner, lease))
     }
 
+    /// A running job and its lease (the job's token is made from it): `None` once the job
+    /// is not running any more.
+    pub fn running_job(&self, job: i64) -> Result<Option<(Job, String)>> {
+        self.db.with(|c| {
+            let row = c.query_opt(
+                &format!(
+                    "SELECT {JOB_FIELDS}, lease FROM jobs WHERE id = ?1 AND status = 'running'
+                     AND lease IS NOT NULL"
+                ),
+                params![job],
+            )?;
+            row.as_ref()
+                .map(|r| Ok((job_from_row(r)?, r.string("lease")?)))
+                .transpose()
+        })
+    }
+
     /// Extends the lease of a held job; true if the job (or its run) is to be cancelled.
     pub fn heartbeat(&self, job: i64, runner: i64, lease: &str, lease_ms: i64) -> Result<bool> {
         self.db.with(|c| {

@@ -1,0 +1,543 @@
+//! Jobs in a confined process of their own: the runner (which holds its credential and the
+//! job's lease) starts `pipewright job-exec` for each job; that process confines itself
+//! (another user, Landlock, no new privileges: [`engine::confine`]) before it reads a byte of
+//! the job, then runs the job with the engine, speaking to the server with the job's own
+//! token only (its artifacts and caches). It hands the runner its log lines and its report as
+//! JSON lines on its standard output; the runner sends them on, with the heartbeats and the
+//! report that need its credential.
+//!
+//! ```text
+//! runner ──stdin: JobExec (lease without its lease token, secrets, where)──▶ job-exec
+//! runner ◀─stdout: {"line": ...} ... {"done": {report, upload error}}─────── job-exec
+//! runner ──SIGTERM: cancel the job──▶ job-exec      (SIGHUP when the runner dies: the
+//!                                                    kernel's parent-death signal)
+//! ```
+//!
+//! The process is a child subreaper: whatever its steps leave running, detached or not, is
+//! killed when the job ends or when the runner dies. Its pid is recorded in the slot
+//! (`.child`), so a runner restarted after a crash ends a job process that outlived it
+//! before the job is given to anyone again ([`reap_slots`]).
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use engine::confine::{Confinement, JobUser};
+use engine::{Conclusion, JobLabel, JobReport, Line, Sink};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+
+use crate::protocol::Lease;
+use crate::{Client, RemoteSink, RunnerError, Site, Workflows, format_line, io};
+
+/// How this runner confines the jobs it runs.
+#[derive(Debug, Clone)]
+pub struct Isolation {
+    /// The pipewright binary, whose `job-exec` command runs a job confined.
+    pub exe: PathBuf,
+    /// Jobs run as this user (the runner must run as root).
+    pub user: Option<JobUser>,
+    /// Confine jobs with Landlock (where the kernel has it).
+    pub landlock: bool,
+    /// Paths no job may read besides the runner's work directory: the server's data
+    /// directory and configuration, the repositories.
+    pub hidden: Vec<PathBuf>,
+    /// Paths every job may write besides its own directory (configured by the admin).
+    pub writable: Vec<PathBuf>,
+}
+
+impl Isolation {
+    /// An isolation with `job_user` looked up, and Landlock if asked for and the kernel
+    /// enforces it. `hidden` should name what jobs must not read besides the runner's work
+    /// directory (which the runner adds).
+    pub fn new(
+        exe: PathBuf,
+        job_user: Option<&str>,
+        landlock: bool,
+        hidden: Vec<PathBuf>,
+        writable: Vec<PathBuf>,
+    ) -> Result<Isolation, engine::confine::ConfineError> {
+        let user = job_user.map(JobUser::lookup).transpose()?;
+        let me = nix::unistd::Uid::current();
+        if let Some(u) = &user
+            && !me.is_root()
+            && me.as_raw() != u.uid
+        {
+            return Err(engine::confine::ConfineError::NotRoot {
+                user: u.name.clone(),
+                uid: me.as_raw(),
+            });
+        }
+        Ok(Isolation {
+            exe,
+            user,
+            landlock: landlock && engine::confine::landlock_supported(),
+            hidden,
+            writable,
+        })
+    }
+
+    /// What a runner says of its jobs' confinement when it starts, and whether that is a
+    /// warning.
+    pub fn describe(&self) -> (String, bool) {
+        let root = nix::unistd::Uid::current().is_root();
+        let who = match &self.user {
+            Some(u) => format!("as user `{}`", u.name),
+            None if root => "as root".to_owned(),
+            None => "as this runner's user".to_owned(),
+        };
+        let landlock = if self.landlock {
+            "confined by Landlock"
+        } else {
+            "without Landlock"
+        };
+        let untrusted = if self.takes_untrusted() {
+            ""
+        } else {
+            "; jobs of untrusted origin (pull requests from forks) are refused: set a job user"
+        };
+        (
+            format!("jobs run {who}, {landlock}{untrusted}"),
+            !self.takes_untrusted(),
+        )
+    }
+
+    /// Whether a job of untrusted origin (a fork's pull request) may run here: only when
+    /// something stands between its code and this machine's secrets, that is a user of its
+    /// own, or Landlock for a runner that is not root (root confined by Landlock alone
+    /// still has a root's powers over the kernel).
+    pub fn takes_untrusted(&self) -> bool {
+        self.user.is_some() || (self.landlock && !nix::unistd::Uid::current().is_root())
+    }
+}
+
+/// What the runner hands a job's process on its standard input.
+#[derive(Debug, Serialize, Deserialize)]
+pub(crate) struct JobExec {
+    server: String,
+    /// The lease, its lease token blanked: the job's process never holds it.
+    lease: Lease,
+    site: Site,
+    source: PathBuf,
+    confinement: Confinement,
+    /// The runner's pid: the process checks it is still its parent once confined.
+    parent: i32,
+}
+
+/// What a job's process tells the runner, one JSON object per line.
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+enum Message {
+    Line(String),
+    Done {
+        report: Box<JobReport>,
+        /// Why uploading the job's artifacts failed, if it did.
+        upload_error: Option<String>,
+    },
+}
+
+/// The file in a slot recording the job process running there: `pid start-time`.
+const CHILD_RECORD: &str = ".child";
+
+/// A process's start time (clock ticks after boot), from `/proc/PID/stat`: with the pid it
+/// names one process, never another that later got the same pid.
+fn start_time(pid: i32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+/// Ends the job processes a runner that died left in its slots (under `work_dir/slots`),
+/// before their jobs are given to anyone again: each is told its runner is gone (SIGHUP: it
+/// kills every process of its job and exits), then killed if it has not ended in 5 s.
+pub fn reap_slots(work_dir: &Path) {
+    // Blocking, but short: at start, before any job is taken.
+    let Ok(slots) = std::fs::read_dir(work_dir.join("slots")) else {
+        return;
+    };
+    for slot in slots.flatten() {
+        let record = slot.path().join(CHILD_RECORD);
+        let Ok(text) = std::fs::read_to_string(&record) else {
+            continue;
+        };
+        let mut parts = text.split_whitespace();
+        let (Some(pid), Some(started)) = (
+            parts.next().and_then(|p| p.parse::<i32>().ok()),
+            parts.next().and_then(|t| t.parse::<u64>().ok()),
+        ) else {
+            let _ = std::fs::remove_file(&record);
+            continue;
+        };
+        if pid > 1 && start_time(pid) == Some(started) {
+            tracing::warn!(
+                pid,
+                slot = %slot.path().display(),
+                "a job process outlived its runner: ending it and its steps"
+            );
+            let _ = kill(Pid::from_raw(pid), Signal::SIGHUP);
+            let deadline = std::time::Instant::now() + Duration::from_secs(5);
+            while start_time(pid) == Some(started) && std::time::Instant::now() < deadline {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            if start_time(pid) == Some(started) {
+                let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+            }
+        }
+        let _ = std::fs::remove_file(&record);
+    }
+}
+
+/// Runs `lease`'s job in a confined process; its lines go to `sink`. The report, and
+/// whether its artifacts were uploaded.
+pub(crate) async fn run(
+    isolation: &Isolation,
+    client: &Client,
+    site: &Site,
+    lease: &Lease,
+    source: &Path,
+    sink: &RemoteSink,
+    cancel: &CancellationToken,
+) -> (JobReport, Result<(), RunnerError>) {
+    let label = JobLabel {
+        workflow: lease.spec.workflow_name.clone(),
+        job_id: lease.spec.job_id.clone(),
+        display: lease.spec.display.clone(),
+    };
+    match run_child(isolation, client, site, lease, source, sink, cancel).await {
+        Ok(done) => done,
+        Err(e) => {
+            sink.line(
+                &label,
+                Line::Annotation {
+                    level: engine::Level::Error,
+                    message: format!("the runner could not run the job: {e}"),
+                    file: None,
+                    line: None,
+                },
+            );
+            (failed(lease), Ok(()))
+        }
+    }
+}
+
+fn failed(lease: &Lease) -> JobReport {
+    JobReport::without_steps(
+        &lease.spec.job_id,
+        &lease.spec.display,
+        lease.spec.matrix.clone(),
+        Conclusion::Failure,
+    )
+}
+
+async fn run_child(
+    isolation: &Isolation,
+    client: &Client,
+    site: &Site,
+    lease: &Lease,
+    source: &Path,
+    sink: &RemoteSink,
+    cancel: &CancellationToken,
+) -> Result<(JobReport, Result<(), RunnerError>), RunnerError> {
+    let mut confinement = Confinement {
+        user: isolation.user.clone(),
+        landlock: isolation.landlock,
+        hidden: isolation.hidden.clone(),
+        readable: vec![site.slot.clone()],
+        writable: vec![site.slot.join("job"), site.slot.join("artifacts")],
+    };
+    confinement
+        .writable
+        .extend(isolation.writable.iter().cloned());
+    if !site.cache_dir.starts_with(site.slot.join("job")) {
+        confinement.writable.push(site.cache_dir.clone());
+    }
+    let mut job_lease = lease.clone();
+    job_lease.lease = String::new();
+    let exec = JobExec {
+        server: client.base.clone(),
+        lease: job_lease,
+        site: site.clone(),
+        source: source.to_owned(),
+        confinement,
+        parent: i32::try_from(std::process::id()).unwrap_or(0),
+    };
+    let input = serde_json::to_vec(&exec).map_err(|e| RunnerError::Job(e.to_string()))?;
+    let mut child = tokio::process::Command::new(&isolation.exe)
+        .arg("job-exec")
+        .env_clear()
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .process_group(0)
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(io(&isolation.exe))?;
+    let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
+    let record = site.slot.join(CHILD_RECORD);
+    if let Some(t) = start_time(pid) {
+        std::fs::write(&record, format!("{pid} {t}")).map_err(io(&record))?;
+    }
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(&input).await.map_err(io(&isolation.exe))?;
+    }
+    let stdout = child
+        .stdout
+        .take()
+        .ok_or_else(|| RunnerError::Job("the job process has no output".into()))?;
+    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    let mut done = None;
+    let mut asked_to_stop = false;
+    loop {
+        tokio::select! {
+            line = lines.next_line() => match line {
+                Ok(Some(l)) => match serde_json::from_str::<Message>(&l) {
+                    Ok(Message::Line(text)) => sink.send(text),
+                    Ok(Message::Done { report, upload_error }) => done = Some((*report, upload_error)),
+                    Err(e) => tracing::warn!(job = lease.job, "the job process said something else: {e}"),
+                },
+                Ok(None) | Err(_) => break,
+            },
+            () = cancel.cancelled(), if !asked_to_stop => {
+                asked_to_stop = true;
+                let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
+            }
+        }
+    }
+    let status = child.wait().await.map_err(io(&isolation.exe))?;
+    let _ = std::fs::remove_file(&record);
+    match done {
+        Some((report, None)) => Ok((report, Ok(()))),
+        Some((report, Some(e))) => Ok((report, Err(RunnerError::Job(e)))),
+        None => Err(RunnerError::Job(format!(
+            "the job's process ended without a report ({status})"
+        ))),
+    }
+}
+
+/// The sink of a job's process: lines to the runner, on standard output.
+struct StdoutSink;
+
+impl StdoutSink {
+    fn send(&self, message: &Message) {
+        let Ok(mut text) = serde_json::to_string(message) else {
+            return;
+        };
+        text.push('\n');
+        let mut out = std::io::stdout().lock();
+        // The runner gone: the job's process is told so (SIGHUP) and ends.
+        let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
+    }
+}
+
+impl Sink for StdoutSink {
+    fn job_started(&self, _job: &JobLabel) {}
+
+    fn step_started(&self, _job: &JobLabel, step: &str) {
+        self.send(&Message::Line(format!("##[step] {step}")));
+    }
+
+    fn line(&self, _job: &JobLabel, line: Line) {
+        self.send(&Message::Line(format_line(line)));
+    }
+
+    fn step_finished(
+        &self,
+        _job: &JobLabel,
+        step: &str,
+        conclusion: Conclusion,
+        duration: Duration,
+    ) {
+        self.send(&Message::Line(format!(
+            "##[step-end] {step}: {} ({:.2}s)",
+            conclusion.as_str(),
+            duration.as_secs_f64()
+        )));
+    }
+
+    fn job_finished(&self, _job: &JobLabel, _conclusion: Conclusion, _duration: Duration) {}
+}
+
+/// `pipewright job-exec`: runs the job the runner gives on standard input, confined. Call
+/// it first thing in `main`, before any thread is started. Its exit code.
+pub fn job_exec() -> u8 {
+    let exec: JobExec = match serde_json::from_reader(std::io::stdin().lock()) {
+        Ok(e) => e,
+        Err(e) => {
+            eprintln!("pipewright job-exec: cannot read the job: {e}");
+            return 2;
+        }
+    };
+    let applied = match exec.confinement.apply(Pid::from_raw(exec.parent)) {
+        Ok(a) => a,
+        Err(e) => {
+            let sink = StdoutSink;
+            sink.send(&Message::Line(format!(
+                "##[error] the job cannot be confined: {e}"
+            )));
+            sink.send(&Message::Done {
+                report: Box::new(failed(&exec.lease)),
+                upload_error: None,
+            });
+            return 1;
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pipewright job-exec: {e}");
+            return 2;
+        }
+    };
+    runtime.block_on(async move {
+        let cancel = CancellationToken::new();
+        // SIGTERM from the runner: cancel (the job's `always()` steps still run). SIGHUP:
+        // the runner died; nothing of the job may go on.
+        let (Ok(mut term), Ok(mut hup)) = (
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()),
+            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()),
+        ) else {
+            return 2;
+        };
+        let stop = cancel.clone();
+        tokio::spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = term.recv() => stop.cancel(),
+                    _ = hup.recv() => {
+                        engine::confine::kill_descendants();
+                        std::process::exit(1);
+                    }
+                }
+            }
+        });
+        let sink = StdoutSink;
+        sink.send(&Message::Line(format!(
+            "pipewright: this job runs confined: {applied}"
+        )));
+        let client = Client::for_job(&exec.server, &exec.lease.token);
+        let workflows = Workflows::default();
+        let (report, uploaded) = crate::run_here(
+            &client,
+            &workflows,
+            &exec.site,
+            &Arc::new(exec.lease.clone()),
+            exec.source.clone(),
+            &sink,
+            &cancel,
+        )
+        .await;
+        // Whatever the steps left running ends with the job.
+        engine::confine::kill_descendants();
+        sink.send(&Message::Done {
+            report: Box::new(report),
+            upload_error: uploaded.err().map(|e| e.to_string()),
+        });
+        0
+    })
+}
+
+/// Readies a slot for a confined job: everything of the last job removed (a fresh
+/// directory, so a process that outlived its job in the old one cannot reach the new), then
+/// `job/` (workspace, temp, home) and `artifacts/` made, the job user's.
+pub(crate) fn ready_slot(dir: &Path, user: Option<&JobUser>) -> Result<(), RunnerError> {
+    for sub in ["job", "artifacts", "source.tar"] {
+        let path = dir.join(sub);
+        match std::fs::symlink_metadata(&path) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path).map_err(io(&path))?,
+            Ok(_) => std::fs::remove_file(&path).map_err(io(&path))?,
+            Err(_) => {}
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    for sub in ["job", "job/workspace", "job/temp", "job/home", "artifacts"] {
+        let path = dir.join(sub);
+        std::fs::create_dir(&path).map_err(io(&path))?;
+        if let Some(u) = user {
+            u.own(&path).map_err(io(&path))?;
+        }
+    }
+    Ok(())
+}
+
+/// Makes `dir` a directory of `user`'s (created if missing). One that belongs to someone
+/// else is replaced by a new, empty one: its contents are never taken over in place (a
+/// job could have planted links there).
+pub(crate) fn owned_dir(dir: &Path, user: Option<&JobUser>) -> Result<(), RunnerError> {
+    use std::os::unix::fs::MetadataExt;
+    if let Some(u) = user
+        && let Ok(m) = std::fs::symlink_metadata(dir)
+        && (m.uid() != u.uid || !m.is_dir())
+    {
+        let aside = dir.with_extension(format!("old-{}", std::process::id()));
+        std::fs::rename(dir, &aside).map_err(io(dir))?;
+        if let Err(e) = std::fs::remove_dir_all(&aside) {
+            tracing::warn!("{}: {e}", aside.display());
+        }
+    }
+    if !dir.exists() {
+        std::fs::create_dir_all(dir).map_err(io(dir))?;
+        if let Some(u) = user {
+            u.own(dir).map_err(io(dir))?;
+        }
+    }
+    Ok(())
+}
+
+/// Reads JSON lines a job process wrote (for tests of this module).
+#[cfg(test)]
+fn messages(out: &[u8]) -> Vec<Message> {
+    std::io::BufRead::lines(out)
+        .map_while(Result::ok)
+        .filter_map(|l| serde_json::from_str(&l).ok())
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_json_lines() {
+        let out = b"{\"line\":\"hello\"}\nnot json\n{\"line\":\"two\"}\n";
+        let m = messages(out);
+        assert_eq!(m.len(), 2);
+        assert!(matches!(&m[0], Message::Line(t) if t == "hello"));
+    }
+
+    #[test]
+    fn a_slot_is_made_anew() {
+        let d = tempfile::tempdir().unwrap();
+        let slot = d.path().join("0");
+        ready_slot(&slot, None).unwrap();
+        std::fs::write(slot.join("job/workspace/f"), "x").unwrap();
+        std::fs::write(slot.join("job/home/.profile"), "x").unwrap();
+        std::fs::create_dir_all(slot.join("artifacts/dist")).unwrap();
+        // A file the last job left open still names the old directory, not the new one.
+        let kept = std::fs::File::open(slot.join("job/home/.profile")).unwrap();
+        ready_slot(&slot, None).unwrap();
+        assert!(!slot.join("job/home/.profile").exists());
+        drop(kept);
+        assert_eq!(
+            std::fs::read_dir(slot.join("job/workspace"))
+                .unwrap()
+                .count(),
+            0
+        );
+        assert_eq!(std::fs::read_dir(slot.join("job/home")).unwrap().count(), 0);
+        assert_eq!(
+            std::fs::read_dir(slot.join("artifacts")).unwrap().count(),
+            0
+        );
+    }
+}
