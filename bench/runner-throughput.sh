@@ -66,6 +66,8 @@ bench() {
   local server=$!
   for _ in $(seq 200); do [ -f "$work/data/listen-url" ] && break; sleep 0.05; done
   export PIPEWRIGHT_SERVER="$(cat "$work/data/listen-url")"
+  # The API is closed: the admin token the server made on its first start.
+  export PIPEWRIGHT_TOKEN="$("$pw" token show -c "$work/cfg.toml")"
   git clone -q "$work/app.git" "$work/src" 2>/dev/null
   mkdir -p "$work/src/.github/workflows"
   {

@@ -26,6 +26,8 @@ PIPEWRIGHT_LOG=warn "$pw" serve -c "$work/cfg.toml" 2>"$work/serve.log" &
 pid=$!
 for _ in $(seq 100); do [ -f "$work/data/listen-url" ] && break; sleep 0.05; done
 url="$(cat "$work/data/listen-url")"
+# The API is closed: the admin token the server made on its first start.
+export PIPEWRIGHT_TOKEN="$("$pw" token show -c "$work/cfg.toml")"
 git clone -q "$work/app.git" "$work/src" 2>/dev/null
 mkdir -p "$work/src/.github/workflows"
 # Fires on every push to main; its one job is skipped, so what is measured is the intake

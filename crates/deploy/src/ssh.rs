@@ -57,6 +57,8 @@ impl Ssh {
             .args(["-o", "ServerAliveInterval=15"])
             .arg("-o")
             .arg(format!("ControlPath={}", socket.display()))
+            // Whatever the destination says, it is not an option.
+            .arg("--")
             .arg(destination)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -109,6 +111,7 @@ impl Ssh {
         cmd.args(["-T", "-o", "ControlMaster=no", "-o", "BatchMode=yes"])
             .arg("-o")
             .arg(format!("ControlPath={}", self.socket.display()))
+            .arg("--")
             .arg(&self.destination)
             .arg(remote);
         cmd

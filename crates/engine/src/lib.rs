@@ -19,6 +19,7 @@ pub mod report;
 mod run;
 pub mod sink;
 
+pub use actions::artifact::artifact_name_error;
 pub use actions::cache::{
     CacheError, CacheFuture, CacheHit, CacheStore, LocalCache, Saved as CacheSaved,
 };

@@ -734,7 +734,7 @@ fn read_source(source: &crate::job::Source, rel: &str) -> Result<String, JobErro
             let out = std::process::Command::new("git")
                 .arg("-C")
                 .arg(repo)
-                .arg("show")
+                .args(["show", "--end-of-options"])
                 .arg(format!("{sha}:{rel}"))
                 .output()
                 .map_err(|e| JobError::io("git show", e))?;
@@ -749,6 +749,7 @@ fn read_source(source: &crate::job::Source, rel: &str) -> Result<String, JobErro
                 .arg("-O")
                 .arg("-f")
                 .arg(tar)
+                .arg("--")
                 .arg(rel)
                 .output()
                 .map_err(|e| JobError::io("tar", e))?;

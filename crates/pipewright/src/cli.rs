@@ -32,6 +32,10 @@ pub(crate) enum Command {
     Dispatch(DispatchArgs),
     /// Cancel a run on a server.
     Cancel(CancelArgs),
+    /// Let a run that waits for approval (a fork's pull request) go.
+    Approve(CancelArgs),
+    /// End a run that waits for approval without running it.
+    Reject(CancelArgs),
     /// Run a run's workflow again (same commit and event) on a server.
     Rerun(RerunArgs),
     /// Artifacts of runs on a server: list, download, collect expired ones.
@@ -40,6 +44,9 @@ pub(crate) enum Command {
     /// API tokens of a server.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// The admin token of a server on this machine.
+    #[command(subcommand)]
+    Token(TokenCommand),
     /// Take jobs from a server and run them on this machine.
     Runner(crate::runner_cmd::RunnerArgs),
     /// The runners of a server: registration tokens, the list.
@@ -163,6 +170,28 @@ pub(crate) enum TokensCommand {
         #[command(flatten)]
         server: ServerArgs,
         name: String,
+    },
+    /// Lists the API tokens: ids, names, when made (needs the admin token).
+    List {
+        #[command(flatten)]
+        server: ServerArgs,
+    },
+    /// Revokes an API token at once (needs the admin token).
+    Revoke {
+        #[command(flatten)]
+        server: ServerArgs,
+        id: i64,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum TokenCommand {
+    /// Prints the server's admin token, read on the server's machine from its
+    /// configuration or, when none is configured, from its data directory.
+    Show {
+        /// The server's configuration file (TOML).
+        #[arg(long, short = 'c')]
+        config: Option<PathBuf>,
     },
 }
 

@@ -266,6 +266,22 @@ pub(crate) fn cancel(args: &CancelArgs) -> Result<u8> {
     })
 }
 
+/// `pipewright approve RUN` / `pipewright reject RUN`.
+pub(crate) fn decide(args: &CancelArgs, what: &str) -> Result<u8> {
+    runtime()?.block_on(async move {
+        let c = Client::new(&args.server)?;
+        let v = c
+            .json(
+                reqwest::Method::POST,
+                &format!("/api/v1/runs/{}/{what}", args.id),
+                None,
+            )
+            .await?;
+        println!("run {}: {}", args.id, field(&v["status"], ""));
+        Ok(0)
+    })
+}
+
 pub(crate) fn rerun(args: &RerunArgs) -> Result<u8> {
     runtime()?.block_on(async move {
         let c = Client::new(&args.server)?;
@@ -401,17 +417,39 @@ pub(crate) fn secrets(cmd: SecretsCommand) -> Result<u8> {
 }
 
 pub(crate) fn tokens(cmd: TokensCommand) -> Result<u8> {
-    let TokensCommand::Create { server, name } = cmd;
     runtime()?.block_on(async move {
-        let c = Client::new(&server)?;
-        let v = c
-            .json(
-                reqwest::Method::POST,
-                "/api/v1/tokens",
-                Some(serde_json::json!({ "name": name })),
-            )
-            .await?;
-        println!("{}", v["token"].as_str().unwrap_or_default());
+        match cmd {
+            TokensCommand::Create { server, name } => {
+                let c = Client::new(&server)?;
+                let v = c
+                    .json(
+                        reqwest::Method::POST,
+                        "/api/v1/tokens",
+                        Some(serde_json::json!({ "name": name })),
+                    )
+                    .await?;
+                println!("{}", v["token"].as_str().unwrap_or_default());
+            }
+            TokensCommand::List { server } => {
+                let c = Client::new(&server)?;
+                let v = c.json(reqwest::Method::GET, "/api/v1/tokens", None).await?;
+                println!("{:>6}  {:<32}  CREATED", "ID", "NAME");
+                for t in v.as_array().into_iter().flatten() {
+                    println!(
+                        "{:>6}  {:<32}  {}",
+                        t["id"].as_i64().unwrap_or_default(),
+                        field(&t["name"], ""),
+                        t["created_at"].as_i64().unwrap_or_default()
+                    );
+                }
+            }
+            TokensCommand::Revoke { server, id } => {
+                let c = Client::new(&server)?;
+                c.send(c.request(reqwest::Method::DELETE, &format!("/api/v1/tokens/{id}")))
+                    .await?;
+                println!("token {id} revoked");
+            }
+        }
         Ok(0)
     })
 }

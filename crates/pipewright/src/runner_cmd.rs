@@ -65,6 +65,13 @@ pub(crate) enum RunnersCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Removes a runner (needs the admin token): its credential stops working, its jobs are
+    /// queued again.
+    Remove {
+        #[command(flatten)]
+        server: ServerArgs,
+        id: i64,
+    },
 }
 
 /// What a registered runner keeps in its work directory.
@@ -243,6 +250,12 @@ pub(crate) fn runners(cmd: RunnersCommand) -> Result<u8> {
                     .json(reqwest::Method::POST, "/api/v1/runners/tokens", None)
                     .await?;
                 println!("{}", v["token"].as_str().unwrap_or_default());
+            }
+            RunnersCommand::Remove { server, id } => {
+                let c = Client::new(&server)?;
+                c.send(c.request(reqwest::Method::DELETE, &format!("/api/v1/runners/{id}")))
+                    .await?;
+                println!("runner {id} removed");
             }
             RunnersCommand::List { server, json } => {
                 let c = Client::new(&server)?;

@@ -51,3 +51,26 @@ pub(crate) fn run(args: &ServeArgs) -> Result<u8> {
     })?;
     Ok(0)
 }
+
+/// `pipewright token show`: the admin token, from the configuration or the file the server
+/// made in its data directory (readable by the server's user only).
+pub(crate) fn token(cmd: crate::cli::TokenCommand) -> Result<u8> {
+    let crate::cli::TokenCommand::Show { config } = cmd;
+    let env: Vec<(String, String)> = std::env::vars()
+        .filter(|(k, _)| k.starts_with("PIPEWRIGHT_"))
+        .collect();
+    let config = server::Config::load(config.as_deref(), &env).context("configuration")?;
+    if let Some(t) = &config.admin_token {
+        println!("{t}");
+        return Ok(0);
+    }
+    let file = config.data_dir.join(server::ADMIN_TOKEN_FILE);
+    let token = std::fs::read_to_string(&file).with_context(|| {
+        format!(
+            "cannot read {} (the server makes it on its first start; it is readable by the server's user only)",
+            file.display()
+        )
+    })?;
+    println!("{}", token.trim());
+    Ok(0)
+}

@@ -71,6 +71,15 @@ pub struct RunnerConfig {
     pub isolation: Option<Isolation>,
 }
 
+/// The HTTP client: an idle connection is given up before the server's idle timeout (30 s
+/// by default) would close it under a request.
+fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .pool_idle_timeout(Duration::from_secs(20))
+        .build()
+        .unwrap_or_default()
+}
+
 /// An HTTP client of the runner protocol.
 #[derive(Clone)]
 struct Client {
@@ -111,7 +120,7 @@ async fn check(
 impl Client {
     fn new(base: &str, credential: &str) -> Client {
         Client {
-            http: reqwest::Client::new(),
+            http: http_client(),
             base: base.trim_end_matches('/').to_owned(),
             auth: Auth::Runner(credential.to_owned()),
         }
@@ -120,7 +129,7 @@ impl Client {
     /// A client for a job's own process, speaking with the job's token.
     fn for_job(base: &str, token: &str) -> Client {
         Client {
-            http: reqwest::Client::new(),
+            http: http_client(),
             base: base.trim_end_matches('/').to_owned(),
             auth: Auth::Job(token.to_owned()),
         }

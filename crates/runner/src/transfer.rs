@@ -75,7 +75,7 @@ fn manifest(dir: &Path) -> Result<Vec<(ManifestFile, Content)>, RunnerError> {
             out.push((
                 ManifestFile {
                     path: rel,
-                    mode: S_IFREG | (meta.permissions().mode() & 0o7777),
+                    mode: S_IFREG | (meta.permissions().mode() & 0o777),
                     size: meta.len(),
                     hash: hasher.finalize().to_hex().to_string(),
                 },
@@ -258,7 +258,8 @@ async fn download_files(
             std::fs::create_dir_all(parent).map_err(io(parent))?;
         }
         download_blob(client, lease, &f.hash, &dest).await?;
-        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(f.mode & 0o7777))
+        // Permissions only, whatever the manifest says (no set-user-ID bit).
+        std::fs::set_permissions(&dest, std::fs::Permissions::from_mode(f.mode & 0o777))
             .map_err(io(&dest))?;
     }
     for f in links {

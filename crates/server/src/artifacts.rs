@@ -43,17 +43,14 @@ impl From<BlobError> for ApiError {
 }
 
 fn valid_artifact(name: &str) -> Result<(), ApiError> {
-    if name.is_empty()
-        || name.starts_with('.')
-        || name.contains(['"', ':', '<', '>', '|', '*', '?', '\r', '\n', '\\', '/'])
-    {
-        return Err(ApiError::new(
-            StatusCode::BAD_REQUEST,
-            format!("`{name}` is not a valid artifact name"),
-        ));
+    match engine::artifact_name_error(name) {
+        Some(e) => Err(ApiError::new(StatusCode::BAD_REQUEST, e)),
+        None => Ok(()),
     }
-    Ok(())
 }
+
+/// Files a manifest may list.
+const MAX_FILES: usize = 200_000;
 
 fn unprocessable(message: String) -> ApiError {
     ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, message)
@@ -62,6 +59,11 @@ fn unprocessable(message: String) -> ApiError {
 /// Checks a manifest from a runner (relative paths without `..`, each once and none inside
 /// another, regular files and symlinks, valid hashes) and converts it for the store.
 fn checked_files(files: &[ManifestFile]) -> Result<Vec<store::FileEntry>, ApiError> {
+    if files.len() > MAX_FILES {
+        return Err(unprocessable(format!(
+            "a manifest lists at most {MAX_FILES} files"
+        )));
+    }
     let paths: HashSet<&str> = files.iter().map(|f| f.path.as_str()).collect();
     if paths.len() != files.len() {
         return Err(unprocessable("a path appears twice in the manifest".into()));
@@ -71,12 +73,16 @@ fn checked_files(files: &[ManifestFile]) -> Result<Vec<store::FileEntry>, ApiErr
         .map(|f| {
             let p = f.path.as_str();
             if p.is_empty()
+                || p.len() > 4096
                 || p.starts_with('/')
-                || p.contains('\0')
-                || p.split('/').any(|c| c.is_empty() || c == "." || c == "..")
+                || p.chars().any(char::is_control)
+                || p
+                    .split('/')
+                    .any(|c| c.is_empty() || c == "." || c == ".." || c.len() > 255)
             {
                 return Err(unprocessable(format!(
-                    "`{p}` is not a relative path inside the artifact"
+                    "`{}` is not a relative path inside the artifact (no `.` or `..`, no control characters, components of at most 255 bytes, 4096 in all)",
+                    engine::mask::neutralise(&p.chars().take(200).collect::<String>())
                 )));
             }
             let mut parent = p;
@@ -102,7 +108,9 @@ fn checked_files(files: &[ManifestFile]) -> Result<Vec<store::FileEntry>, ApiErr
             }
             Ok(store::FileEntry {
                 path: f.path.clone(),
-                mode: i64::from(f.mode),
+                // Permissions only: no set-user-ID, set-group-ID or sticky bit reaches
+                // another job's download.
+                mode: i64::from(f.mode & (S_IFMT | 0o777)),
                 size: i64::try_from(f.size)
                     .map_err(|_| unprocessable(format!("`{p}` is too large")))?,
                 hash: f.hash.clone(),
@@ -302,10 +310,31 @@ fn check_cache_key(key: &str) -> Result<(), ApiError> {
     Ok(())
 }
 
-/// The repository of a job's run: caches are shared by its runs.
-async fn job_repo(s: &AppStateRef, run: i64) -> Result<String, ApiError> {
+/// Where a job's run reads and writes cache entries: its repository, the scopes it reads
+/// in order (its own ref, its pull request's base branch, the default branch: GitHub's
+/// rule) and the one it writes (its own ref only). A fork's pull request thus never writes
+/// where a branch reads.
+async fn cache_scopes(s: &AppStateRef, run: i64) -> Result<(String, Vec<String>), ApiError> {
     let store = s.store.clone();
-    blocking(move || Ok(store.run(run)?.repo)).await
+    let run = blocking(move || Ok(store.run(run)?)).await?;
+    let event: crate::trigger::Event = serde_json::from_str(&run.event_json).unwrap_or_default();
+    let branch = |b: &str| {
+        if b.starts_with("refs/") {
+            b.to_owned()
+        } else {
+            format!("refs/heads/{b}")
+        }
+    };
+    let mut scopes = vec![run.git_ref.clone()];
+    if let Some(base) = event.base_ref.as_deref().filter(|b| !b.is_empty()) {
+        scopes.push(branch(base));
+    }
+    if let Some(repo) = s.config.repo(&run.repo) {
+        scopes.push(branch(&repo.default_branch));
+    }
+    let mut seen = std::collections::HashSet::new();
+    scopes.retain(|x| seen.insert(x.clone()));
+    Ok((run.repo, scopes))
 }
 
 /// `POST /api/v1/runner/jobs/{job}/caches/lookup`.
@@ -318,9 +347,10 @@ pub(crate) async fn lookup_cache(
 ) -> Result<Response, ApiError> {
     check_cache_key(&q.key)?;
     let j = held_by(&s, &caller, job, &headers).await?;
-    let repo = job_repo(&s, j.run_id).await?;
+    let (repo, scopes) = cache_scopes(&s, j.run_id).await?;
     let store = s.store.clone();
-    let hit = blocking(move || Ok(store.lookup_cache(&repo, &q.key, &q.restore_keys)?)).await?;
+    let hit =
+        blocking(move || Ok(store.lookup_cache(&repo, &scopes, &q.key, &q.restore_keys)?)).await?;
     Ok(match hit {
         Some(e) => Json(protocol::CacheHit {
             key: e.key,
@@ -332,7 +362,8 @@ pub(crate) async fn lookup_cache(
     })
 }
 
-/// `PUT /api/v1/runner/jobs/{job}/caches`: a new entry for the job's repository.
+/// `PUT /api/v1/runner/jobs/{job}/caches`: a new entry for the job's repository, in the
+/// scope of its run's ref.
 pub(crate) async fn save_cache(
     caller: JobCaller,
     State(s): State<AppStateRef>,
@@ -344,9 +375,13 @@ pub(crate) async fn save_cache(
     let j = held_by(&s, &caller, job, &headers).await?;
     let files = checked_files(&save.files)?;
     present(&blobs(&s), &files).await?;
-    let repo = job_repo(&s, j.run_id).await?;
+    let (repo, scopes) = cache_scopes(&s, j.run_id).await?;
     let store = s.store.clone();
-    let created = blocking(move || Ok(store.put_cache(&repo, &save.key, &files)?)).await?;
+    let created = blocking(move || {
+        let own = scopes.first().cloned().unwrap_or_default();
+        Ok(store.put_cache(&repo, &own, &save.key, &files)?)
+    })
+    .await?;
     Ok(Json(protocol::CacheSaved { created }).into_response())
 }
 

@@ -42,6 +42,17 @@ pub(crate) struct RawConfig {
     pub repos: Vec<RawRepo>,
     #[serde(default)]
     pub artifacts: RawArtifacts,
+    #[serde(default)]
+    pub http: RawHttp,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct RawHttp {
+    /// Connections served at once; more wait.
+    pub max_connections: Option<usize>,
+    /// A connection that sends no request (or no request head) for this long is closed.
+    pub idle_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -57,6 +68,8 @@ pub(crate) struct RawArtifacts {
 #[serde(deny_unknown_fields)]
 pub(crate) struct RawAuth {
     pub admin_token: Option<String>,
+    /// A token `/metrics` asks for (none: `/metrics` is open).
+    pub metrics_token: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -76,6 +89,8 @@ pub(crate) struct RawRunner {
     /// Paths every job may write besides its own directory.
     #[serde(default)]
     pub writable_paths: Vec<PathBuf>,
+    /// How long a registration token stays good (`1h`).
+    pub registration_token_ttl: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -94,6 +109,9 @@ pub(crate) struct RawRepo {
     pub forge_token: Option<String>,
     /// `owner/name` on the forge (default: `name`).
     pub forge_repo: Option<String>,
+    /// `run` (default): pull requests from forks run (without secrets); `approve`: they
+    /// wait until someone approves them (`pipewright approve RUN`).
+    pub fork_pull_requests: Option<String>,
 }
 
 /// A repository the server builds.
@@ -109,6 +127,8 @@ pub struct RepoConfig {
     pub default_branch: String,
     /// Where to post commit statuses, if anywhere.
     pub forge: Option<Forge>,
+    /// Runs of pull requests from forks wait for approval.
+    pub fork_approval: bool,
 }
 
 /// A remote repository the server polls.
@@ -148,6 +168,7 @@ impl std::fmt::Debug for RepoConfig {
                 &self.webhook_secret.as_ref().map(|_| "<redacted>"),
             )
             .field("default_branch", &self.default_branch)
+            .field("fork_approval", &self.fork_approval)
             .field(
                 "forge",
                 &self
@@ -169,7 +190,11 @@ pub struct Config {
     /// restarted server with the same id takes its own runs up at once. `None`: the id kept
     /// in the data directory.
     pub server_id: Option<String>,
+    /// The admin token; none: the server makes one on first start (`admin-token` in the
+    /// data directory).
     pub admin_token: Option<String>,
+    /// What `/metrics` asks for, if anything.
+    pub metrics_token: Option<String>,
     pub embedded_capacity: usize,
     /// `postgres://...` or `sqlite:PATH`; the SQLite file in the data directory if absent.
     pub database_url: Option<String>,
@@ -192,6 +217,12 @@ pub struct Config {
     pub confine_jobs: bool,
     /// Paths every job may write besides its own directory.
     pub writable_paths: Vec<PathBuf>,
+    /// How long a registration token stays good.
+    pub registration_token_ttl: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+    /// How long a connection may send no request, or take to send a request's head.
+    pub idle_timeout: Duration,
 }
 
 impl std::fmt::Debug for Config {
@@ -203,6 +234,10 @@ impl std::fmt::Debug for Config {
             .field(
                 "admin_token",
                 &self.admin_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "metrics_token",
+                &self.metrics_token.as_ref().map(|_| "<redacted>"),
             )
             .field("embedded_capacity", &self.embedded_capacity)
             .field("lease_ms", &self.lease_ms)
@@ -246,6 +281,7 @@ impl Config {
                 "PIPEWRIGHT_PUBLIC_URL" => raw.public_url = Some(v.clone()),
                 "PIPEWRIGHT_SERVER_ID" => raw.server_id = Some(v.clone()),
                 "PIPEWRIGHT_ADMIN_TOKEN" => raw.auth.admin_token = Some(v.clone()),
+                "PIPEWRIGHT_METRICS_TOKEN" => raw.auth.metrics_token = Some(v.clone()),
                 "PIPEWRIGHT_JOB_USER" => raw.runner.job_user = Some(v.clone()),
                 "PIPEWRIGHT_EMBEDDED_CAPACITY" => {
                     raw.runner.embedded_capacity =
@@ -381,7 +417,18 @@ impl Config {
                     message: "is empty: anyone could sign a webhook with it (remove the key to take no webhooks)".into(),
                 });
             }
+            let fork_approval = match r.fork_pull_requests.as_deref() {
+                None | Some("run") => false,
+                Some("approve") => true,
+                Some(other) => {
+                    return Err(ConfigError::Invalid {
+                        key: format!("repos.{}.fork_pull_requests", r.name),
+                        message: format!("`{other}`: expected run or approve"),
+                    });
+                }
+            };
             repos.push(RepoConfig {
+                fork_approval,
                 name: r.name,
                 path,
                 poll,
@@ -430,6 +477,17 @@ impl Config {
                 });
             }
         };
+        for (key, token) in [
+            ("auth.admin_token", &raw.auth.admin_token),
+            ("auth.metrics_token", &raw.auth.metrics_token),
+        ] {
+            if token.as_deref().is_some_and(|t| t.trim().len() < 16) {
+                return Err(ConfigError::Invalid {
+                    key: key.into(),
+                    message: "is shorter than 16 characters: too easy to guess".into(),
+                });
+            }
+        }
         let job_user = raw.runner.job_user.filter(|u| !u.trim().is_empty());
         if job_user.is_some() && !confine_jobs {
             return Err(ConfigError::Invalid {
@@ -445,7 +503,35 @@ impl Config {
                 });
             }
         }
+        let registration_token_ttl = match &raw.runner.registration_token_ttl {
+            None => Duration::from_secs(3600),
+            Some(text) => parse_interval(text).ok_or_else(|| ConfigError::Invalid {
+                key: "runner.registration_token_ttl".into(),
+                message: format!(
+                    "`{text}` is not a duration of at least one second like 30s, 5m, 1h or 1m30s"
+                ),
+            })?,
+        };
+        let max_connections = raw.http.max_connections.unwrap_or(1024);
+        if !(1..=1_000_000).contains(&max_connections) {
+            return Err(ConfigError::Invalid {
+                key: "http.max_connections".into(),
+                message: format!("must be between 1 and 1000000, got {max_connections}"),
+            });
+        }
+        let idle_timeout = match &raw.http.idle_timeout {
+            None => Duration::from_secs(30),
+            Some(text) => parse_interval(text).ok_or_else(|| ConfigError::Invalid {
+                key: "http.idle_timeout".into(),
+                message: format!(
+                    "`{text}` is not a duration of at least one second like 30s, 5m, 1h or 1m30s"
+                ),
+            })?,
+        };
         Ok(Config {
+            max_connections,
+            idle_timeout,
+            registration_token_ttl,
             config_file: None,
             job_user,
             confine_jobs,
@@ -460,6 +546,7 @@ impl Config {
             listen,
             data_dir,
             admin_token: raw.auth.admin_token,
+            metrics_token: raw.auth.metrics_token,
             embedded_capacity: raw.runner.embedded_capacity.unwrap_or(2),
             repos,
             secret_key: None,

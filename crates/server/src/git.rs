@@ -9,6 +9,8 @@ use std::sync::{LazyLock, Mutex};
 pub enum GitError {
     #[error("cannot run git: {0}")]
     Spawn(#[from] std::io::Error),
+    #[error("`{0}` is not a commit id (40 or 64 hex digits)")]
+    NotAnId(String),
     #[error("git {args} failed in {repo}: {stderr}")]
     Failed {
         args: String,
@@ -37,7 +39,12 @@ fn git(repo: &Path, args: &[&str]) -> Result<String, GitError> {
 pub fn resolve(repo: &Path, rev: &str) -> Result<String, GitError> {
     Ok(git(
         repo,
-        &["rev-parse", "--verify", &format!("{rev}^{{commit}}")],
+        &[
+            "rev-parse",
+            "--verify",
+            "--end-of-options",
+            &format!("{rev}^{{commit}}"),
+        ],
     )?
     .trim()
     .to_owned())
@@ -82,8 +89,10 @@ static WORKFLOWS: LazyLock<Mutex<Memo<Workflows>>> = LazyLock::new(|| Mutex::new
 static CHANGED: LazyLock<Mutex<Memo<std::sync::Arc<Vec<String>>>>> =
     LazyLock::new(|| Mutex::new(Memo::new()));
 
-/// A full commit id: only these name the same content forever (a branch name moves).
-fn is_commit_id(s: &str) -> bool {
+/// A full object id (SHA-1 or SHA-256, hex): only these name the same content forever (a
+/// branch name moves), and only these are given to git where an id is expected, so that
+/// nothing from outside is ever read by git as an option.
+pub fn is_commit_id(s: &str) -> bool {
     (s.len() == 40 || s.len() == 64) && s.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
@@ -94,13 +103,18 @@ fn memo_key(repo: &Path, ids: &[&str]) -> String {
 /// The workflow files of a commit: (path, text). Only regular files count (a directory named
 /// `x.yml` is not a workflow).
 pub fn workflows_at(repo: &Path, sha: &str) -> Result<Workflows, GitError> {
+    if !is_commit_id(sha) {
+        return Err(GitError::NotAnId(sha.to_owned()));
+    }
     let key = memo_key(repo, &[sha]);
-    let cacheable = is_commit_id(sha);
-    if cacheable && let Some(hit) = WORKFLOWS.lock().ok().and_then(|m| m.get(&key)) {
+    if let Some(hit) = WORKFLOWS.lock().ok().and_then(|m| m.get(&key)) {
         return Ok(hit);
     }
     // `<mode> <type> <object>\t<path>`: blobs only.
-    let list = git(repo, &["ls-tree", sha, ".github/workflows/"])?;
+    let list = git(
+        repo,
+        &["ls-tree", "--end-of-options", sha, ".github/workflows/"],
+    )?;
     let mut out = Vec::new();
     for entry in list.lines() {
         let Some((meta, path)) = entry.split_once('\t') else {
@@ -110,11 +124,14 @@ pub fn workflows_at(repo: &Path, sha: &str) -> Result<Workflows, GitError> {
         if !is_blob || !(path.ends_with(".yml") || path.ends_with(".yaml")) {
             continue;
         }
-        let text = git(repo, &["show", &format!("{sha}:{path}")])?;
+        let text = git(
+            repo,
+            &["show", "--end-of-options", &format!("{sha}:{path}")],
+        )?;
         out.push((path.to_owned(), text));
     }
     let out = std::sync::Arc::new(out);
-    if cacheable && let Ok(mut m) = WORKFLOWS.lock() {
+    if let Ok(mut m) = WORKFLOWS.lock() {
         m.put(key, out.clone());
     }
     Ok(out)
@@ -127,17 +144,24 @@ pub fn changed_paths(
     after: &str,
 ) -> Option<std::sync::Arc<Vec<String>>> {
     let before = before.filter(|b| !b.chars().all(|c| c == '0'));
+    // Anything but object ids is refused (a `before` of `--output=FILE` would be an option).
+    if !is_commit_id(after) || !before.is_none_or(is_commit_id) {
+        return None;
+    }
     let key = memo_key(repo, &[before.unwrap_or(""), after]);
-    let cacheable = is_commit_id(after) && before.is_none_or(is_commit_id);
-    if cacheable && let Some(hit) = CHANGED.lock().ok().and_then(|m| m.get(&key)) {
+    if let Some(hit) = CHANGED.lock().ok().and_then(|m| m.get(&key)) {
         return Some(hit);
     }
     let text = match before {
-        Some(b) => git(repo, &["diff", "--name-only", b, after]).ok()?,
-        None => git(repo, &["ls-tree", "-r", "--name-only", after]).ok()?,
+        Some(b) => git(repo, &["diff", "--name-only", "--end-of-options", b, after]).ok()?,
+        None => git(
+            repo,
+            &["ls-tree", "-r", "--name-only", "--end-of-options", after],
+        )
+        .ok()?,
     };
     let paths = std::sync::Arc::new(text.lines().map(str::to_owned).collect::<Vec<_>>());
-    if cacheable && let Ok(mut m) = CHANGED.lock() {
+    if let Ok(mut m) = CHANGED.lock() {
         m.put(key, paths.clone());
     }
     Some(paths)

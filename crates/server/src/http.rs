@@ -43,12 +43,20 @@ pub(crate) struct AppState {
     pub(crate) runners: crate::runner_api::Runners,
     /// This server's id among those sharing the database.
     pub(crate) me: String,
+    /// What webhook bodies being read may hold ([`WEBHOOK_BUDGET`] KiB).
+    pub(crate) webhook_budget: Arc<tokio::sync::Semaphore>,
+    /// The admin token: configured, or made on first start (the API is never open).
+    pub(crate) admin_token: String,
 }
 
 pub(crate) type AppStateRef = Arc<AppState>;
 
 /// Webhook bodies above this are refused (GitHub's own limit is 25 MiB).
 const MAX_BODY: usize = 25 * 1024 * 1024;
+
+/// The memory all webhook bodies being read may hold at once, in KiB: two bodies of the
+/// largest size; more wait (then get 503), so unsigned bodies cannot fill the memory.
+pub(crate) const WEBHOOK_BUDGET: usize = 2 * MAX_BODY / 1024 + 2;
 
 pub(crate) fn router(state: AppStateRef) -> Router {
     Router::new()
@@ -60,15 +68,22 @@ pub(crate) fn router(state: AppStateRef) -> Router {
         .route("/api/v1/runs/{id}", get(show_run))
         .route("/api/v1/runs/{id}/logs", get(run_logs))
         .route("/api/v1/runs/{id}/cancel", post(cancel_run))
+        .route("/api/v1/runs/{id}/approve", post(approve_run))
+        .route("/api/v1/runs/{id}/reject", post(reject_run))
         .route("/api/v1/repos/{repo}/dispatch", post(dispatch))
         .route("/api/v1/internal/push", post(hook_push))
         .route("/api/v1/secrets", get(list_secrets))
-        .route("/api/v1/tokens", post(create_token))
+        .route("/api/v1/tokens", post(create_token).get(list_tokens))
+        .route("/api/v1/tokens/{id}", axum::routing::delete(revoke_token))
         .route(
             "/api/v1/secrets/{name}",
             axum::routing::put(put_secret).delete(delete_secret),
         )
         .route("/api/v1/runners", get(runner_api::list_runners))
+        .route(
+            "/api/v1/runners/{id}",
+            axum::routing::delete(runner_api::remove_runner),
+        )
         .route(
             "/api/v1/runners/tokens",
             post(runner_api::create_runner_token),
@@ -185,12 +200,21 @@ impl From<trigger::TriggerError> for ApiError {
             | trigger::TriggerError::Inputs { .. } => {
                 ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string())
             }
-            trigger::TriggerError::Git(g) => {
-                ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, g.to_string())
-            }
+            trigger::TriggerError::Git(g) => git_error(&g),
             trigger::TriggerError::Store(s) => s.into(),
         }
     }
+}
+
+/// A git failure as an answer: what could not be read, without the server's paths (the
+/// whole error is logged).
+fn git_error(e: &crate::git::GitError) -> ApiError {
+    tracing::warn!("git: {e}");
+    let what = match e {
+        crate::git::GitError::NotAnId(id) => format!("`{id}` is not a commit id"),
+        _ => "git could not read that revision of the repository".to_owned(),
+    };
+    ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, what)
 }
 
 /// Runs blocking store work off the async threads.
@@ -202,7 +226,7 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(ApiError::internal)?
 }
 
-/// The caller presented the admin token (or none is configured).
+/// The caller presented the admin token or an API token.
 pub(crate) struct Authorized;
 
 impl FromRequestParts<AppStateRef> for Authorized {
@@ -212,9 +236,7 @@ impl FromRequestParts<AppStateRef> for Authorized {
         parts: &mut Parts,
         state: &AppStateRef,
     ) -> Result<Self, Self::Rejection> {
-        let Some(expected) = &state.config.admin_token else {
-            return Ok(Authorized);
-        };
+        let expected = &state.admin_token;
         let Some(given) = bearer(parts).map(str::to_owned) else {
             return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
@@ -244,9 +266,7 @@ impl FromRequestParts<AppStateRef> for Admin {
         parts: &mut Parts,
         state: &AppStateRef,
     ) -> Result<Self, Self::Rejection> {
-        let Some(expected) = &state.config.admin_token else {
-            return Ok(Admin);
-        };
+        let expected = &state.admin_token;
         match bearer(parts) {
             Some(t) if constant_time_eq(t.as_bytes(), expected.as_bytes()) => Ok(Admin),
             _ => Err(ApiError::new(
@@ -299,6 +319,36 @@ async fn create_token(
         Json(serde_json::json!({ "id": id, "name": body.name, "token": token })),
     )
         .into_response())
+}
+
+/// `GET /api/v1/tokens`: the API tokens (ids, names, when made; never the tokens).
+async fn list_tokens(_: Admin, State(s): State<AppStateRef>) -> Result<Response, ApiError> {
+    let store = s.store.clone();
+    let rows = blocking(move || Ok(store.tokens()?)).await?;
+    let list: Vec<serde_json::Value> = rows
+        .into_iter()
+        .map(|(id, name, created_at)| {
+            serde_json::json!({"id": id, "name": name, "created_at": created_at})
+        })
+        .collect();
+    Ok(Json(list).into_response())
+}
+
+/// `DELETE /api/v1/tokens/{id}`: the token stops working at once.
+async fn revoke_token(
+    _: Admin,
+    State(s): State<AppStateRef>,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let store = s.store.clone();
+    if blocking(move || Ok(store.revoke_token(id)?)).await? {
+        Ok(StatusCode::NO_CONTENT.into_response())
+    } else {
+        Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("there is no token {id}"),
+        ))
+    }
 }
 
 pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
@@ -590,8 +640,25 @@ async fn rerun_run(
 }
 
 /// Prometheus text format: runs and jobs by conclusion, queue depth, job durations,
-/// runners online.
-async fn metrics(State(s): State<AppStateRef>) -> Result<Response, ApiError> {
+/// runners online. Every figure is a counter kept by the database or a count of what is in
+/// flight: the cost of a scrape does not grow with the history. With `[auth] metrics_token`
+/// it needs that token (or the admin token).
+async fn metrics(State(s): State<AppStateRef>, headers: HeaderMap) -> Result<Response, ApiError> {
+    if let Some(expected) = &s.config.metrics_token {
+        let given = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !constant_time_eq(given.as_bytes(), expected.as_bytes())
+            && !constant_time_eq(given.as_bytes(), s.admin_token.as_bytes())
+        {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "this needs the metrics token",
+            ));
+        }
+    }
     let store = s.store.clone();
     let (stats, jobs_queued, runners, deliveries) = blocking(move || {
         Ok((
@@ -621,17 +688,12 @@ async fn metrics(State(s): State<AppStateRef>) -> Result<Response, ApiError> {
             "pipewright_jobs_total{{conclusion=\"{c}\"}} {n}\n"
         ));
     }
-    let queued = jobs_queued;
-    let running = stats
-        .runs_by_status
-        .iter()
-        .find(|(st, _)| st == "running")
-        .map_or(0, |(_, n)| *n);
     out.push_str(&format!(
-        "# HELP pipewright_queue_depth Jobs waiting for a runner.\n# TYPE pipewright_queue_depth gauge\npipewright_queue_depth {queued}\n"
+        "# HELP pipewright_queue_depth Jobs waiting for a runner.\n# TYPE pipewright_queue_depth gauge\npipewright_queue_depth {jobs_queued}\n"
     ));
     out.push_str(&format!(
-        "# HELP pipewright_runs_running Runs being run.\n# TYPE pipewright_runs_running gauge\npipewright_runs_running {running}\n"
+        "# HELP pipewright_runs_running Runs being run.\n# TYPE pipewright_runs_running gauge\npipewright_runs_running {}\n",
+        stats.runs_running
     ));
     out.push_str(&format!(
         "# HELP pipewright_runners_online Runners able to take jobs.\n# TYPE pipewright_runners_online gauge\npipewright_runners_online {online}\n"
@@ -640,25 +702,59 @@ async fn metrics(State(s): State<AppStateRef>) -> Result<Response, ApiError> {
         "# HELP pipewright_webhook_deliveries_pending Webhook deliveries accepted, not yet turned into runs.\n# TYPE pipewright_webhook_deliveries_pending gauge\npipewright_webhook_deliveries_pending {deliveries}\n"
     ));
     out.push_str("# HELP pipewright_job_duration_seconds Job durations.\n# TYPE pipewright_job_duration_seconds histogram\n");
-    let buckets = [0.1, 0.5, 1.0, 5.0, 10.0, 30.0, 60.0, 300.0, 900.0, 3600.0];
-    for b in buckets {
-        let n = stats
-            .job_durations_ms
-            .iter()
-            .filter(|d| (**d as f64) / 1000.0 <= b)
-            .count();
+    let mut count = 0;
+    for (le, n) in &stats.duration_buckets {
         out.push_str(&format!(
-            "pipewright_job_duration_seconds_bucket{{le=\"{b}\"}} {n}\n"
+            "pipewright_job_duration_seconds_bucket{{le=\"{le}\"}} {n}\n"
         ));
+        if le == "+Inf" {
+            count = *n;
+        }
     }
-    let total: i64 = stats.job_durations_ms.iter().sum();
     out.push_str(&format!(
-        "pipewright_job_duration_seconds_bucket{{le=\"+Inf\"}} {}\npipewright_job_duration_seconds_sum {}\npipewright_job_duration_seconds_count {}\n",
-        stats.job_durations_ms.len(),
-        total as f64 / 1000.0,
-        stats.job_durations_ms.len()
+        "pipewright_job_duration_seconds_sum {}\npipewright_job_duration_seconds_count {count}\n",
+        stats.duration_sum_ms as f64 / 1000.0,
     ));
     Ok(([("content-type", "text/plain; version=0.0.4")], out).into_response())
+}
+
+/// `POST /api/v1/runs/{id}/approve`: a run waiting for approval is queued.
+async fn approve_run(
+    _: Authorized,
+    State(s): State<AppStateRef>,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let store = s.store.clone();
+    let run = blocking(move || Ok(store.approve_run(id)?))
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                format!("run {id} is not waiting for approval"),
+            )
+        })?;
+    tracing::info!(run = id, "run approved");
+    s.wake.notify_waiters();
+    Ok(Json(run).into_response())
+}
+
+/// `POST /api/v1/runs/{id}/reject`: a run waiting for approval ends without running.
+async fn reject_run(
+    _: Authorized,
+    State(s): State<AppStateRef>,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let store = s.store.clone();
+    let run = blocking(move || Ok(store.reject_run(id)?))
+        .await?
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::CONFLICT,
+                format!("run {id} is not waiting for approval"),
+            )
+        })?;
+    tracing::info!(run = id, "run rejected");
+    Ok(Json(run).into_response())
 }
 
 async fn cancel_run(
@@ -702,7 +798,7 @@ async fn dispatch(
         };
         let sha = crate::git::resolve(&cfg.path, &full)
             .or_else(|_| crate::git::resolve(&cfg.path, &r))
-            .map_err(|e| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, e.to_string()))?;
+            .map_err(|e| git_error(&e))?;
         let event = Event {
             name: "workflow_dispatch".into(),
             git_ref: full,
@@ -756,6 +852,16 @@ async fn hook_push(
     if body.after.chars().all(|c| c == '0') {
         return Ok((StatusCode::OK, Json(serde_json::json!({ "runs": [] }))).into_response()); // a deleted ref
     }
+    // Ids go to git: anything else is refused, whoever sends it.
+    for (what, id) in [("after", &body.after), ("before", &body.before)] {
+        let new_ref = what == "before" && id.chars().all(|c| c == '0');
+        if !(crate::git::is_commit_id(id) || new_ref) {
+            return Err(ApiError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                format!("`{what}` is not a commit id"),
+            ));
+        }
+    }
     let store = s.store.clone();
     let ids = blocking(move || {
         let event = Event::push(&cfg.name, &body.git_ref, &body.before, &body.after);
@@ -782,7 +888,7 @@ pub(crate) enum Forge {
 async fn github_webhook(
     state: State<AppStateRef>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     webhook(Forge::GitHub, state, headers, body).await
 }
@@ -790,7 +896,7 @@ async fn github_webhook(
 async fn gitea_webhook(
     state: State<AppStateRef>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     webhook(Forge::Gitea, state, headers, body).await
 }
@@ -798,7 +904,7 @@ async fn gitea_webhook(
 async fn gitlab_webhook(
     state: State<AppStateRef>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     webhook(Forge::GitLab, state, headers, body).await
 }
@@ -807,7 +913,19 @@ async fn gitlab_webhook(
 enum Delivery {
     Ping,
     Ignored(String),
+    /// Authentic, but not something to run (a commit id that is not one).
+    Invalid(String),
     Run(Box<Event>),
+}
+
+/// `Invalid` unless every id in `ids` is a full commit id (an id is given to git).
+fn ids_checked(ids: &[(&str, &str)], run: Event) -> Delivery {
+    for (what, id) in ids {
+        if !crate::git::is_commit_id(id) {
+            return Delivery::Invalid(format!("`{what}` is not a commit id: `{id}`"));
+        }
+    }
+    Delivery::Run(Box::new(run))
 }
 
 fn str_at(json: &serde_json::Value, ptr: &str) -> Option<String> {
@@ -826,14 +944,25 @@ fn parse_delivery(forge: Forge, kind: &str, json: &serde_json::Value) -> Deliver
             if deleted(&after) {
                 return Delivery::Ignored("a deleted ref".into());
             }
-            Delivery::Run(Box::new(Event {
-                name: "push".into(),
-                git_ref: str_at(json, "/ref").unwrap_or_default(),
-                sha: after,
-                before: str_at(json, "/before"),
-                payload: json.clone(),
-                ..Event::default()
-            }))
+            let before = str_at(json, "/before");
+            let zeros = before
+                .as_deref()
+                .is_none_or(|b| b.chars().all(|c| c == '0'));
+            let mut ids = vec![("after", after.as_str())];
+            if let (false, Some(b)) = (zeros, before.as_deref()) {
+                ids.push(("before", b));
+            }
+            ids_checked(
+                &ids,
+                Event {
+                    name: "push".into(),
+                    git_ref: str_at(json, "/ref").unwrap_or_default(),
+                    sha: after.clone(),
+                    before: before.clone(),
+                    payload: json.clone(),
+                    ..Event::default()
+                },
+            )
         }
         (Forge::GitHub | Forge::Gitea, "pull_request") => {
             let action = str_at(json, "/action").unwrap_or_default();
@@ -849,17 +978,23 @@ fn parse_delivery(forge: Forge, kind: &str, json: &serde_json::Value) -> Deliver
             let number = json["number"].as_u64().unwrap_or(0);
             let head_repo = str_at(json, "/pull_request/head/repo/full_name");
             let base_repo = str_at(json, "/pull_request/base/repo/full_name");
-            Delivery::Run(Box::new(Event {
-                name: "pull_request".into(),
-                git_ref: format!("refs/pull/{number}/merge"),
-                sha: str_at(json, "/pull_request/head/sha").unwrap_or_default(),
-                base_ref: str_at(json, "/pull_request/base/ref"),
-                head_ref: str_at(json, "/pull_request/head/ref"),
-                fork: head_repo.is_some() && head_repo != base_repo,
-                action: Some(action),
-                payload: json.clone(),
-                ..Event::default()
-            }))
+            let sha = str_at(json, "/pull_request/head/sha").unwrap_or_default();
+            ids_checked(
+                &[("pull_request.head.sha", &sha)],
+                Event {
+                    name: "pull_request".into(),
+                    git_ref: format!("refs/pull/{number}/merge"),
+                    base_ref: str_at(json, "/pull_request/base/ref"),
+                    head_ref: str_at(json, "/pull_request/head/ref"),
+                    // A fork unless proven otherwise: a head repository that is missing or
+                    // null (GitHub sends null once the fork is deleted) is not the base.
+                    fork: !(head_repo.is_some() && head_repo == base_repo),
+                    action: Some(action),
+                    payload: json.clone(),
+                    sha: sha.clone(),
+                    ..Event::default()
+                },
+            )
         }
         (Forge::GitLab, "Merge Request Hook") => {
             let action = match str_at(json, "/object_attributes/action").as_deref() {
@@ -872,31 +1007,41 @@ fn parse_delivery(forge: Forge, kind: &str, json: &serde_json::Value) -> Deliver
                 .pointer("/object_attributes/iid")
                 .and_then(serde_json::Value::as_u64)
                 .unwrap_or(0);
-            let source = json.pointer("/object_attributes/source_project_id");
+            let source = json
+                .pointer("/object_attributes/source_project_id")
+                .filter(|v| !v.is_null());
             let target = json.pointer("/object_attributes/target_project_id");
-            Delivery::Run(Box::new(Event {
-                name: "pull_request".into(),
-                git_ref: format!("refs/merge-requests/{iid}/head"),
-                sha: str_at(json, "/object_attributes/last_commit/id").unwrap_or_default(),
-                base_ref: str_at(json, "/object_attributes/target_branch"),
-                head_ref: str_at(json, "/object_attributes/source_branch"),
-                fork: source.is_some() && source != target,
-                action: Some(action.to_owned()),
-                payload: json.clone(),
-                ..Event::default()
-            }))
+            let sha = str_at(json, "/object_attributes/last_commit/id").unwrap_or_default();
+            ids_checked(
+                &[("object_attributes.last_commit.id", &sha)],
+                Event {
+                    name: "pull_request".into(),
+                    git_ref: format!("refs/merge-requests/{iid}/head"),
+                    base_ref: str_at(json, "/object_attributes/target_branch"),
+                    head_ref: str_at(json, "/object_attributes/source_branch"),
+                    // A fork unless both projects are named and the same.
+                    fork: !(source.is_some() && source == target),
+                    action: Some(action.to_owned()),
+                    payload: json.clone(),
+                    sha: sha.clone(),
+                    ..Event::default()
+                },
+            )
         }
         (_, other) => Delivery::Ignored(other.to_owned()),
     }
 }
 
 /// `POST /hooks/{github,gitea,gitlab}`: push and pull/merge request events, authenticated by
-/// the repository's `webhook_secret` before anything in the body is believed.
+/// a repository's `webhook_secret` before anything in the body is believed or even parsed:
+/// the repository is the one whose secret signs the body. A body is read whole only within
+/// a budget shared by all deliveries ([`WEBHOOK_BUDGET`]), so a flood of large unsigned
+/// bodies holds a bounded amount of memory.
 async fn webhook(
     forge: Forge,
     State(s): State<AppStateRef>,
     headers: HeaderMap,
-    body: axum::body::Bytes,
+    body: axum::body::Body,
 ) -> Result<Response, ApiError> {
     let header = |n: &str| {
         headers
@@ -912,12 +1057,71 @@ async fn webhook(
     let kind = header(event_header)
         .ok_or_else(|| ApiError::new(StatusCode::BAD_REQUEST, format!("missing {event_header}")))?;
     let delivery = header(delivery_header);
+    let declared = headers
+        .get("content-length")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY) {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the body is over 25 MiB",
+        ));
+    }
+    // The body's share of the budget (KiB), waited for a little, then refused.
+    let kib = u32::try_from(declared.unwrap_or(MAX_BODY) / 1024 + 1).unwrap_or(u32::MAX);
+    let permit = tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        s.webhook_budget.clone().acquire_many_owned(kib),
+    )
+    .await
+    .ok()
+    .and_then(Result::ok)
+    .ok_or_else(|| {
+        tracing::warn!("webhook deliveries: the memory budget for bodies is spent");
+        ApiError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many deliveries at once",
+        )
+    })?;
+    let limit = declared.unwrap_or(MAX_BODY).min(MAX_BODY);
+    let body = axum::body::to_bytes(body, limit).await.map_err(|_| {
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "the body is over 25 MiB or shorter than announced",
+        )
+    })?;
+    let signed_by = |secret: &str| match forge {
+        Forge::GitHub => header("x-hub-signature-256")
+            .is_some_and(|sig| verify_signature(secret.as_bytes(), &body, &sig)),
+        Forge::Gitea => header("x-gitea-signature")
+            .or_else(|| header("x-forgejo-signature"))
+            .is_some_and(|sig| {
+                verify_signature(secret.as_bytes(), &body, &format!("sha256={sig}"))
+            }),
+        Forge::GitLab => header("x-gitlab-token")
+            .is_some_and(|t| constant_time_eq(t.as_bytes(), secret.as_bytes())),
+    };
+    let signers: Vec<&crate::config::RepoConfig> = s
+        .config
+        .repos
+        .iter()
+        .filter(|r| r.webhook_secret.as_deref().is_some_and(signed_by))
+        .collect();
+    // Nothing says which repositories exist to a caller that cannot sign.
+    if signers.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "bad or missing signature",
+        ));
+    }
     let json: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
         ApiError::new(
             StatusCode::BAD_REQUEST,
             format!("the body is not JSON: {e}"),
         )
     })?;
+    drop(body);
+    drop(permit);
     let names: Vec<String> = match forge {
         Forge::GitLab => [
             str_at(&json, "/project/path_with_namespace"),
@@ -934,44 +1138,20 @@ async fn webhook(
         .flatten()
         .collect(),
     };
-    let cfg = s
-        .config
-        .repos
-        .iter()
-        .find(|r| names.contains(&r.name))
-        .cloned()
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::NOT_FOUND,
-                format!(
-                    "repository `{}` is not configured",
-                    names.first().cloned().unwrap_or_default()
-                ),
-            )
-        })?;
-    let Some(secret) = &cfg.webhook_secret else {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "no webhook_secret is configured for this repository",
-        ));
+    // Repositories sharing a secret: the one the (authentic) body names.
+    let cfg = match signers.as_slice() {
+        [one] => (*one).clone(),
+        many => many
+            .iter()
+            .find(|r| names.contains(&r.name))
+            .map(|r| (*r).clone())
+            .ok_or_else(|| {
+                ApiError::new(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    "the delivery names none of the repositories its secret is for",
+                )
+            })?,
     };
-    let authentic = match forge {
-        Forge::GitHub => header("x-hub-signature-256")
-            .is_some_and(|sig| verify_signature(secret.as_bytes(), &body, &sig)),
-        Forge::Gitea => header("x-gitea-signature")
-            .or_else(|| header("x-forgejo-signature"))
-            .is_some_and(|sig| {
-                verify_signature(secret.as_bytes(), &body, &format!("sha256={sig}"))
-            }),
-        Forge::GitLab => header("x-gitlab-token")
-            .is_some_and(|t| constant_time_eq(t.as_bytes(), secret.as_bytes())),
-    };
-    if !authentic {
-        return Err(ApiError::new(
-            StatusCode::UNAUTHORIZED,
-            "bad or missing signature",
-        ));
-    }
     let event = match parse_delivery(forge, &kind, &json) {
         Delivery::Ping => {
             return Ok((StatusCode::OK, Json(serde_json::json!({ "pong": true }))).into_response());
@@ -982,6 +1162,9 @@ async fn webhook(
                 Json(serde_json::json!({ "runs": [], "ignored": what })),
             )
                 .into_response());
+        }
+        Delivery::Invalid(what) => {
+            return Err(ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, what));
         }
         Delivery::Run(e) => *e,
     };

@@ -19,6 +19,7 @@ pub mod git;
 mod groups;
 mod http;
 mod intake;
+mod listen;
 mod logfiles;
 mod logs;
 mod poll;
@@ -169,7 +170,17 @@ pub async fn serve(
         }
     };
     restrict(&token_file, 0o600)?;
+    let admin_token = match &config.admin_token {
+        Some(t) => t.clone(),
+        None => admin_token(dir)?,
+    };
     let local = listener.local_addr().map_err(ServeError::Http)?;
+    if !local.ip().is_loopback() && !config.public_url.starts_with("https://") {
+        tracing::warn!(
+            %local,
+            "listening beyond this machine without TLS: tokens, secrets and logs would cross the network in the clear; put a TLS-terminating proxy in front and set public_url to its https:// address"
+        );
+    }
     let hook_url = format!("http://{local}");
     // Where this server listens (useful with `listen = "127.0.0.1:0"`); written aside and
     // renamed, so a reader never sees it half written.
@@ -298,6 +309,10 @@ pub async fn serve(
         poll_now,
         shutdown.clone(),
     );
+    let limits = listen::Limits {
+        max_connections: config.max_connections,
+        idle_timeout: config.idle_timeout,
+    };
     let state = Arc::new(http::AppState {
         store,
         config,
@@ -311,13 +326,14 @@ pub async fn serve(
         stopping: shutdown.clone(),
         runners: runner_api::Runners::default(),
         me: server_id.clone(),
+        webhook_budget: Arc::new(tokio::sync::Semaphore::new(http::WEBHOOK_BUDGET)),
+        admin_token,
     });
     let app = http::router(state);
     tracing::info!(%local, "pipewright serve listening");
     // On shutdown the in-process runner takes no more jobs and finishes its running ones,
     // which report through the HTTP server: it stops after them.
     let http_stop = CancellationToken::new();
-    let stop = http_stop.clone();
     let (s, stop2) = (shutdown.clone(), http_stop.clone());
     let sequence = tokio::spawn(async move {
         s.cancelled().await;
@@ -330,18 +346,7 @@ pub async fn serve(
         }
         stop2.cancel();
     });
-    // No Nagle: a small write after another (an SSE event, a long poll's answer) would wait
-    // for the peer's delayed acknowledgement, up to 40 ms.
-    use axum::serve::ListenerExt;
-    let listener = listener.tap_io(|tcp| {
-        if let Err(e) = tcp.set_nodelay(true) {
-            tracing::warn!("TCP_NODELAY: {e}");
-        }
-    });
-    axum::serve(listener, app)
-        .with_graceful_shutdown(async move { stop.cancelled().await })
-        .await
-        .map_err(ServeError::Http)?;
+    listen::serve(listener, app, limits, http_stop).await;
     let _ = sequence.await;
     let _ = exec_task.await;
     let _ = sched_task.await;
@@ -367,6 +372,29 @@ pub(crate) fn random_token() -> Result<String, getrandom::Error> {
     let mut bytes = [0u8; 24];
     getrandom::fill(&mut bytes)?;
     Ok(hex::encode(bytes))
+}
+
+/// The file in the data directory holding the admin token the server made.
+pub const ADMIN_TOKEN_FILE: &str = "admin-token";
+
+/// The admin token made on the first start without one configured (kept in the data
+/// directory, readable by the server's user only); said once, when made.
+fn admin_token(dir: &std::path::Path) -> Result<String, ServeError> {
+    let file = dir.join(ADMIN_TOKEN_FILE);
+    if let Ok(t) = std::fs::read_to_string(&file)
+        && !t.trim().is_empty()
+    {
+        restrict(&file, 0o600)?;
+        return Ok(t.trim().to_owned());
+    }
+    let token = format!("pwa_{}", random_token()?);
+    write_private(&file, &token)?;
+    tracing::warn!(
+        file = %file.display(),
+        "no admin token was configured: one was made and kept in the data directory; `pipewright token show` prints it"
+    );
+    eprintln!("pipewright: the admin token is {token} (`pipewright token show` prints it again)");
+    Ok(token)
 }
 
 /// Writes `contents` to a new or existing file readable by its owner only.

@@ -191,9 +191,12 @@ pub(crate) fn each_line(
 /// and every two seconds.
 pub(crate) async fn archiver(store: Arc<store::Store>, data: PathBuf, shutdown: CancellationToken) {
     // Rows a stopped server left behind after archiving their job.
-    let s = store.clone();
+    let (s, stop) = (store.clone(), shutdown.clone());
     let purged = tokio::task::spawn_blocking(move || -> Result<(), store::StoreError> {
         for job in s.archived_with_rows()? {
+            if stop.is_cancelled() {
+                break;
+            }
             s.purge_log_rows(job)?;
         }
         Ok(())
@@ -202,11 +205,20 @@ pub(crate) async fn archiver(store: Arc<store::Store>, data: PathBuf, shutdown: 
     if let Ok(Err(e)) = purged {
         tracing::error!("deleting the rows of archived job logs: {e}");
     }
+    // A backlog is worked through batch by batch, job by job, and a stop is heard between
+    // any two jobs: what is left waits for the next start (a job's log is whole in rows or
+    // in files, never half of each).
     loop {
-        let (s, d) = (store.clone(), data.clone());
+        if shutdown.is_cancelled() {
+            return;
+        }
+        let (s, d, stop) = (store.clone(), data.clone(), shutdown.clone());
         let done = tokio::task::spawn_blocking(move || -> Result<usize, LogFileError> {
             let jobs = s.logs_to_archive(64)?;
             for job in &jobs {
+                if stop.is_cancelled() {
+                    return Ok(0);
+                }
                 archive(&s, &d, job)?;
             }
             Ok(jobs.len())

@@ -163,6 +163,7 @@ async fn poll_once(
         "--quiet",
         "--prune",
         "--no-write-fetch-head",
+        "--end-of-options",
         url,
         "+refs/heads/*:refs/heads/*",
         "+refs/tags/*:refs/tags/*",

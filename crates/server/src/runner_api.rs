@@ -23,19 +23,30 @@ pub(crate) struct RunnerAuth(pub(crate) Arc<store::Runner>);
 
 /// Runners by credential hash, as read from the store, and when each was last noted as
 /// seen. A cache: a runner's row never changes after registration (registering again makes
-/// another runner), so a credential once found stays valid; the store remains the truth.
+/// another runner), but it may be removed: an entry is believed for [`CREDENTIAL_TTL`] only
+/// (a runner removed through another server stops within that time; through this one, at
+/// once). The store remains the truth.
 #[derive(Default)]
 pub(crate) struct Runners {
-    by_hash: std::sync::Mutex<std::collections::HashMap<String, Arc<store::Runner>>>,
+    by_hash: std::sync::Mutex<
+        std::collections::HashMap<String, (Arc<store::Runner>, tokio::time::Instant)>,
+    >,
     seen: std::sync::Mutex<std::collections::HashMap<i64, tokio::time::Instant>>,
 }
+
+/// How long a runner credential found in the store is believed without asking again.
+const CREDENTIAL_TTL: Duration = Duration::from_secs(10);
 
 /// A runner's `last_seen` is written at most this often.
 const SEEN_EVERY: Duration = Duration::from_secs(5);
 
 impl Runners {
     fn get(&self, hash: &str) -> Option<Arc<store::Runner>> {
-        lock(&self.by_hash).get(hash).cloned()
+        let now = tokio::time::Instant::now();
+        lock(&self.by_hash)
+            .get(hash)
+            .filter(|(_, at)| now.duration_since(*at) < CREDENTIAL_TTL)
+            .map(|(r, _)| r.clone())
     }
 
     fn put(&self, hash: String, runner: Arc<store::Runner>) {
@@ -44,7 +55,12 @@ impl Runners {
         if map.len() >= 4096 {
             map.clear();
         }
-        map.insert(hash, runner);
+        map.insert(hash, (runner, tokio::time::Instant::now()));
+    }
+
+    /// Forgets runner `id` at once (it was removed).
+    fn forget(&self, id: i64) {
+        lock(&self.by_hash).retain(|_, (r, _)| r.id != id);
     }
 
     /// Whether `runner`'s `last_seen` is due to be written (and notes that it will be).
@@ -135,6 +151,31 @@ pub(crate) async fn list_runners(
     Ok(Json(serde_json::json!({ "runners": runners })).into_response())
 }
 
+/// `DELETE /api/v1/runners/{id}`: the runner's credential stops working, its jobs are
+/// queued again.
+pub(crate) async fn remove_runner(
+    _: Admin,
+    State(s): State<AppStateRef>,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let (store, attempts) = (s.store.clone(), s.config.max_attempts);
+    let released = blocking(move || Ok(store.remove_runner(id, attempts)?)).await?;
+    s.runners.forget(id);
+    let Some(released) = released else {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("there is no runner {id} to remove (a server's own runner is not removed)"),
+        ));
+    };
+    if !released.requeued.is_empty() {
+        s.queued.notify_waiters();
+    }
+    for (job, _) in &released.failed {
+        s.done.wake(*job, None);
+    }
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
 /// Refuses a runner that speaks another version of the protocol, naming both.
 fn same_protocol(version: u32) -> Result<(), ApiError> {
     if version == protocol::VERSION {
@@ -167,18 +208,39 @@ pub(crate) async fn register(
             "a runner needs a name and a capacity of at least 1",
         ));
     }
+    // `*` takes every job, whatever it asks for: only the server's own runner has it.
+    if let Some(bad) = body
+        .labels
+        .iter()
+        .find(|l| l.trim() == "*" || l.trim().is_empty() || l.len() > 100)
+    {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            format!(
+                "`{bad}` is not a label a runner may have (`*` is the server's own runner's; labels have 1 to 100 characters)"
+            ),
+        ));
+    }
     let credential = crate::random_token()?;
     let (store, token_hash, cred_hash) =
         (s.store.clone(), token_hash(token), token_hash(&credential));
     let capacity = i64::try_from(body.capacity).unwrap_or(i64::MAX);
+    let ttl = i64::try_from(s.config.registration_token_ttl.as_millis()).unwrap_or(i64::MAX);
     let id = blocking(move || {
-        Ok(store.register_runner(&token_hash, &body.name, &body.labels, capacity, &cred_hash)?)
+        Ok(store.register_runner(
+            &token_hash,
+            &body.name,
+            &body.labels,
+            capacity,
+            &cred_hash,
+            ttl,
+        )?)
     })
     .await?
     .ok_or_else(|| {
         ApiError::new(
             StatusCode::UNAUTHORIZED,
-            "the registration token is unknown or was used already",
+            "the registration token is unknown, was used already, or expired",
         )
     })?;
     Ok((
@@ -490,7 +552,7 @@ pub(crate) async fn source(
     let out = tokio::process::Command::new("git")
         .arg("-C")
         .arg(&path)
-        .args(["archive", "--format=tar", &sha])
+        .args(["archive", "--format=tar", "--end-of-options", &sha])
         .output()
         .await
         .map_err(ApiError::internal)?;

@@ -119,6 +119,8 @@ pub fn plan(repo: &RepoConfig, event: &Event) -> Result<Vec<store::NewRun>, Trig
             event_json: event_json.clone(),
             workflow_text: Some(text.clone()),
             failure: None,
+            // A fork's pull request waits for someone's approval where the repository asks.
+            held: event.fork && repo.fork_approval,
         };
         let parsed = workflow::parse(text);
         if parsed.has_errors() {

@@ -190,33 +190,44 @@ impl Store {
         })
     }
 
-    /// The cache entry of `repo` for `key`, else the newest whose key starts with the first
-    /// of `restore_keys` that any key starts with (GitHub's order). Marks it used.
+    /// The cache entry for `key`, looked for in each of `scopes` in turn (GitHub's order:
+    /// the run's own ref, then its pull request's base branch, then the default branch):
+    /// within a scope, the entry of `key` itself, else the newest whose key starts with the
+    /// first of `restore_keys` that any key starts with. Marks it used.
     pub fn lookup_cache(
         &self,
         repo: &str,
+        scopes: &[String],
         key: &str,
         restore_keys: &[String],
     ) -> Result<Option<CacheEntry>> {
         self.db.with(|c| {
-            let mut found = c
-                .query_opt(
-                    "SELECT id, cache_key FROM caches WHERE repo = ?1 AND cache_key = ?2",
-                    params![repo, key],
-                )?
-                .map(|r| (r, true));
-            for prefix in restore_keys {
-                if found.is_some() {
-                    break;
-                }
+            let mut found = None;
+            for scope in scopes {
                 found = c
                     .query_opt(
                         "SELECT id, cache_key FROM caches
-                         WHERE repo = ?1 AND substr(cache_key, 1, length(CAST(?2 AS TEXT))) = CAST(?2 AS TEXT)
-                         ORDER BY created_at DESC, id DESC LIMIT 1",
-                        params![repo, prefix.as_str()],
+                         WHERE repo = ?1 AND scope = ?2 AND cache_key = ?3",
+                        params![repo, scope, key],
                     )?
-                    .map(|r| (r, false));
+                    .map(|r| (r, true));
+                for prefix in restore_keys {
+                    if found.is_some() {
+                        break;
+                    }
+                    found = c
+                        .query_opt(
+                            "SELECT id, cache_key FROM caches
+                             WHERE repo = ?1 AND scope = ?2
+                               AND substr(cache_key, 1, length(CAST(?3 AS TEXT))) = CAST(?3 AS TEXT)
+                             ORDER BY created_at DESC, id DESC LIMIT 1",
+                            params![repo, scope, prefix.as_str()],
+                        )?
+                        .map(|r| (r, false));
+                }
+                if found.is_some() {
+                    break;
+                }
             }
             let Some((row, exact)) = found else {
                 return Ok(None);
@@ -244,15 +255,22 @@ impl Store {
         })
     }
 
-    /// Records cache entry `key` of `repo` unless it exists: entries are never overwritten.
-    /// Whether it was recorded.
-    pub fn put_cache(&self, repo: &str, key: &str, files: &[FileEntry]) -> Result<bool> {
+    /// Records cache entry `key` of `repo` in `scope` (the ref of the run that saves it)
+    /// unless it exists there: entries are never overwritten. Whether it was recorded.
+    pub fn put_cache(
+        &self,
+        repo: &str,
+        scope: &str,
+        key: &str,
+        files: &[FileEntry],
+    ) -> Result<bool> {
         self.db.tx(|c| {
             let now = now_ms();
             let Some(id) = c.query_opt(
-                "INSERT INTO caches (repo, cache_key, created_at, used_at) VALUES (?1, ?2, ?3, ?3)
-                 ON CONFLICT (repo, cache_key) DO NOTHING RETURNING id",
-                params![repo, key, now],
+                "INSERT INTO caches (repo, scope, cache_key, created_at, used_at)
+                 VALUES (?1, ?2, ?3, ?4, ?4)
+                 ON CONFLICT (repo, scope, cache_key) DO NOTHING RETURNING id",
+                params![repo, scope, key, now],
             )?
             else {
                 return Ok(false);
@@ -374,31 +392,67 @@ mod tests {
     #[test]
     fn caches_match_the_key_then_each_restore_key_newest_first_and_are_never_overwritten() {
         let (_d, s) = store();
-        assert!(s.put_cache("r", "deps-linux-1", &[file("x", 'a')]).unwrap());
-        std::thread::sleep(std::time::Duration::from_millis(2));
-        assert!(s.put_cache("r", "deps-linux-2", &[file("x", 'b')]).unwrap());
-        assert!(s.put_cache("r", "deps-mac-1", &[file("x", 'c')]).unwrap());
-        assert!(!s.put_cache("r", "deps-linux-1", &[file("x", 'd')]).unwrap());
-        assert!(
-            s.put_cache("other", "deps-linux-9", &[file("x", 'e')])
+        let main = ["refs/heads/main".to_owned()];
+        let put = |repo: &str, key: &str, hash: char| {
+            s.put_cache(repo, &main[0], key, &[file("x", hash)])
                 .unwrap()
-        );
-        let hit = s.lookup_cache("r", "deps-linux-1", &[]).unwrap().unwrap();
+        };
+        assert!(put("r", "deps-linux-1", 'a'));
+        std::thread::sleep(std::time::Duration::from_millis(2));
+        assert!(put("r", "deps-linux-2", 'b'));
+        assert!(put("r", "deps-mac-1", 'c'));
+        assert!(!put("r", "deps-linux-1", 'd'));
+        assert!(put("other", "deps-linux-9", 'e'));
+        let hit = s
+            .lookup_cache("r", &main, "deps-linux-1", &[])
+            .unwrap()
+            .unwrap();
         assert_eq!((hit.key.as_str(), hit.exact), ("deps-linux-1", true));
         assert_eq!(hit.files, vec![file("x", 'a')]);
         let keys = ["deps-linux-".to_owned(), "deps-".to_owned()];
-        let hit = s.lookup_cache("r", "deps-linux-3", &keys).unwrap().unwrap();
+        let hit = s
+            .lookup_cache("r", &main, "deps-linux-3", &keys)
+            .unwrap()
+            .unwrap();
         assert_eq!((hit.key.as_str(), hit.exact), ("deps-linux-2", false));
         let keys = ["nope-".to_owned(), "deps-m".to_owned()];
-        let hit = s.lookup_cache("r", "x", &keys).unwrap().unwrap();
+        let hit = s.lookup_cache("r", &main, "x", &keys).unwrap().unwrap();
         assert_eq!(hit.key, "deps-mac-1");
         assert!(
-            s.lookup_cache("r", "x", &["z".to_owned()])
+            s.lookup_cache("r", &main, "x", &["z".to_owned()])
                 .unwrap()
                 .is_none()
         );
-        assert!(s.lookup_cache("r", "deps-linux-9", &[]).unwrap().is_none());
+        assert!(
+            s.lookup_cache("r", &main, "deps-linux-9", &[])
+                .unwrap()
+                .is_none()
+        );
         let expired = s.expire_artifacts(now_ms() + 1).unwrap();
         assert_eq!(expired.caches, 4);
+    }
+
+    #[test]
+    fn a_cache_is_read_from_its_own_scope_then_the_next_and_written_to_its_own_only() {
+        let (_d, s) = store();
+        let pr = "refs/pull/7/merge".to_owned();
+        let main = "refs/heads/main".to_owned();
+        let feature = "refs/heads/feature".to_owned();
+        // A pull request's run saves in its own scope; a run of main does not see it.
+        assert!(s.put_cache("r", &pr, "deps", &[file("x", 'p')]).unwrap());
+        assert!(
+            s.lookup_cache("r", std::slice::from_ref(&main), "deps", &[])
+                .unwrap()
+                .is_none()
+        );
+        // The same key in another scope is another entry.
+        assert!(s.put_cache("r", &main, "deps", &[file("x", 'm')]).unwrap());
+        // A run of the pull request reads its own first, then main's.
+        let scopes = [pr.clone(), main.clone()];
+        let hit = s.lookup_cache("r", &scopes, "deps", &[]).unwrap().unwrap();
+        assert_eq!(hit.files, vec![file("x", 'p')]);
+        let scopes = [feature, main];
+        let hit = s.lookup_cache("r", &scopes, "deps", &[]).unwrap().unwrap();
+        assert_eq!(hit.files, vec![file("x", 'm')]);
     }
 }

@@ -12,6 +12,7 @@
 mod artifacts;
 mod concurrency;
 mod db;
+mod stats;
 
 use std::path::Path;
 use std::sync::Mutex;
@@ -73,7 +74,7 @@ pub struct Run {
     #[serde(rename = "ref")]
     pub git_ref: String,
     pub sha: String,
-    /// `queued`, `running` or `completed`.
+    /// `waiting` (held for approval), `queued`, `running` or `completed`.
     pub status: String,
     /// `success`, `failure`, `cancelled`, `skipped`, or null while not completed.
     pub conclusion: Option<String>,
@@ -110,6 +111,9 @@ pub struct NewRun {
     pub workflow_text: Option<String>,
     /// Recorded as completed and failed for this reason (an invalid workflow), not queued.
     pub failure: Option<String>,
+    /// Held (`waiting`) until someone approves it (a fork's pull request, when the
+    /// repository asks for approval), instead of queued.
+    pub held: bool,
 }
 
 /// A webhook delivery accepted for the intake: its id (forge and delivery id, when the forge
@@ -208,13 +212,17 @@ pub struct SealedSecret {
     pub sealed: Vec<u8>,
 }
 
-/// Counts for `/metrics`.
-#[derive(Debug, Clone, Default)]
+/// Counts for `/metrics` (see `stats`).
+#[derive(Debug, Clone, Default, PartialEq)]
 pub struct Stats {
     pub runs_by_conclusion: Vec<(String, i64)>,
     pub jobs_by_conclusion: Vec<(String, i64)>,
-    pub runs_by_status: Vec<(String, i64)>,
-    pub job_durations_ms: Vec<i64>,
+    /// Completed jobs by duration: (bucket's upper bound in seconds, `+Inf` last; jobs
+    /// that took at most that long).
+    pub duration_buckets: Vec<(String, i64)>,
+    /// The completed jobs' durations, added up.
+    pub duration_sum_ms: i64,
+    pub runs_running: i64,
 }
 
 const SCHEMA: &str = "
@@ -328,13 +336,16 @@ CREATE TABLE IF NOT EXISTS artifact_files (
     PRIMARY KEY (artifact, path)
 );
 CREATE INDEX IF NOT EXISTS artifact_files_hash ON artifact_files(hash);
+-- A cache entry belongs to a scope: the ref of the run that saved it (GitHub's rule: a run
+-- reads its own ref's entries, then its base branch's, then the default branch's).
 CREATE TABLE IF NOT EXISTS caches (
     id INTEGER PRIMARY KEY,
     repo TEXT NOT NULL,
+    scope TEXT NOT NULL,
     cache_key TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     used_at INTEGER NOT NULL,
-    UNIQUE(repo, cache_key)
+    UNIQUE(repo, scope, cache_key)
 );
 CREATE TABLE IF NOT EXISTS cache_files (
     cache INTEGER NOT NULL REFERENCES caches(id),
@@ -374,6 +385,19 @@ const JOB_COLUMNS: &[(&str, &str)] = &[
     ("reported_by", "TEXT"),
     ("log_job", "INTEGER"),
 ];
+
+/// Cache entries made before caches had scopes are dropped (they are caches: the next runs
+/// make them again, each in its own scope), so the table is made anew with its scope. In
+/// PostgreSQL; SQLite's is in [`Store::open`].
+const UNSCOPED_CACHES_PG: &str = "DO $$
+BEGIN
+  IF EXISTS (SELECT 1 FROM information_schema.tables WHERE table_name = 'caches')
+     AND NOT EXISTS (SELECT 1 FROM information_schema.columns
+                     WHERE table_name = 'caches' AND column_name = 'scope') THEN
+    DROP TABLE IF EXISTS cache_files;
+    DROP TABLE caches;
+  END IF;
+END $$;";
 
 /// The PostgreSQL form of the schema: the same tables, its own types.
 fn postgres_schema() -> String {
@@ -767,6 +791,14 @@ impl Store {
         conn.busy_timeout(std::time::Duration::from_secs(5))?;
         // Room for every statement shape (log inserts come in 64 sizes).
         conn.set_prepared_statement_cache_capacity(256);
+        let cache_columns: Vec<String> = conn
+            .prepare("SELECT name FROM pragma_table_info('caches')")?
+            .query_map([], |r| r.get(0))?
+            .collect::<rusqlite::Result<_>>()?;
+        if !cache_columns.is_empty() && !cache_columns.iter().any(|c| c == "scope") {
+            // Made before caches had scopes: see UNSCOPED_CACHES_PG.
+            conn.execute_batch("DROP TABLE IF EXISTS cache_files; DROP TABLE caches;")?;
+        }
         conn.execute_batch(SCHEMA)?;
         for (table, columns) in [("runs", RUN_COLUMNS), ("jobs", JOB_COLUMNS)] {
             let have: Vec<String> = conn
@@ -781,6 +813,7 @@ impl Store {
         }
         conn.execute_batch(INDEXES)?;
         conn.execute_batch(concurrency::SCHEMA)?;
+        conn.execute_batch(&stats::sqlite_schema())?;
         // Checkpoints (copying the WAL back into the database) run on a connection of their
         // own, so no commit waits for one while holding the store.
         conn.pragma_update(None, "wal_autocheckpoint", 0)?;
@@ -815,9 +848,11 @@ impl Store {
         // One server at a time creates the schema.
         first.batch("SELECT pg_advisory_lock(7274617769)")?;
         let created = first
-            .batch(&postgres_schema())
+            .batch(UNSCOPED_CACHES_PG)
+            .and_then(|()| first.batch(&postgres_schema()))
             .and_then(|()| first.batch(INDEXES))
-            .and_then(|()| first.batch(concurrency::SCHEMA));
+            .and_then(|()| first.batch(concurrency::SCHEMA))
+            .and_then(|()| first.batch(&stats::postgres_schema()));
         first.batch("SELECT pg_advisory_unlock(7274617769)")?;
         created?;
         Ok(Store {
@@ -950,7 +985,7 @@ impl Store {
         self.db.with(|c| {
             let n = c.execute(
                 "UPDATE runs SET status = 'completed', conclusion = 'cancelled', finished_at = ?2
-                 WHERE id = ?1 AND status = 'queued'",
+                 WHERE id = ?1 AND status IN ('queued', 'waiting')",
                 params![id, now_ms()],
             )?;
             if n == 0 {
@@ -962,6 +997,39 @@ impl Store {
             Ok(())
         })?;
         self.run(id)
+    }
+
+    /// Lets a held (`waiting`) run go: it is queued. `Ok(None)` if it is not waiting.
+    pub fn approve_run(&self, id: i64) -> Result<Option<Run>> {
+        let n = self.db.with(|c| {
+            c.execute(
+                "UPDATE runs SET status = 'queued' WHERE id = ?1 AND status = 'waiting'",
+                params![id],
+            )
+        })?;
+        if n == 0 {
+            self.run(id)?;
+            return Ok(None);
+        }
+        self.run(id).map(Some)
+    }
+
+    /// Ends a held run without running it (cancelled, with the reason). `Ok(None)` if it is
+    /// not waiting.
+    pub fn reject_run(&self, id: i64) -> Result<Option<Run>> {
+        let n = self.db.with(|c| {
+            c.execute(
+                "UPDATE runs SET status = 'completed', conclusion = 'cancelled', finished_at = ?2,
+                 reason = 'rejected: not approved to run'
+                 WHERE id = ?1 AND status = 'waiting'",
+                params![id, now_ms()],
+            )
+        })?;
+        if n == 0 {
+            self.run(id)?;
+            return Ok(None);
+        }
+        self.run(id).map(Some)
     }
 
     /// Runs that were being orchestrated when the server stopped: a restarted server takes
@@ -1249,39 +1317,6 @@ impl Store {
     }
 
     /// Figures for `/metrics`.
-    pub fn stats(&self) -> Result<Stats> {
-        self.db.with(|c| {
-            let mut count_by = |sql: &str| -> Result<Vec<(String, i64)>> {
-                c.query(sql, &[])?
-                    .iter()
-                    .map(|r| Ok((r.opt_string("k")?.unwrap_or_default(), r.i64("n")?)))
-                    .collect()
-            };
-            let runs_by_conclusion = count_by(
-                "SELECT conclusion AS k, count(*) AS n FROM runs WHERE status = 'completed' GROUP BY conclusion ORDER BY 1",
-            )?;
-            let jobs_by_conclusion = count_by(
-                "SELECT conclusion AS k, count(*) AS n FROM jobs WHERE status = 'completed' GROUP BY conclusion ORDER BY 1",
-            )?;
-            let runs_by_status =
-                count_by("SELECT status AS k, count(*) AS n FROM runs GROUP BY status ORDER BY 1")?;
-            let job_durations_ms = c
-                .query(
-                    "SELECT finished_at - started_at AS d FROM jobs WHERE status = 'completed' AND started_at IS NOT NULL AND finished_at IS NOT NULL",
-                    &[],
-                )?
-                .iter()
-                .map(|r| r.i64("d"))
-                .collect::<Result<Vec<_>>>()?;
-            Ok(Stats {
-                runs_by_conclusion,
-                jobs_by_conclusion,
-                runs_by_status,
-                job_durations_ms,
-            })
-        })
-    }
-
     /// Claims the firing of a cron entry for one minute (Unix minutes); false if it was
     /// already claimed, so a restarted server (or a second one) never fires it twice.
     pub fn claim_schedule(
@@ -1309,6 +1344,25 @@ impl Store {
             )?
             .first_i64()
         })
+    }
+
+    /// The API tokens: id, name, when made (never the token: only its hash is kept).
+    pub fn tokens(&self) -> Result<Vec<(i64, String, i64)>> {
+        self.db.with(|c| {
+            c.query(
+                "SELECT id, name, created_at FROM api_tokens ORDER BY id",
+                &[],
+            )?
+            .iter()
+            .map(|r| Ok((r.i64("id")?, r.string("name")?, r.i64("created_at")?)))
+            .collect()
+        })
+    }
+
+    /// Revokes API token `id`; false if there is none.
+    pub fn revoke_token(&self, id: i64) -> Result<bool> {
+        self.db
+            .with(|c| Ok(c.execute("DELETE FROM api_tokens WHERE id = ?1", params![id])? > 0))
     }
 
     /// The name of the token with this hash, if any.
@@ -1608,7 +1662,7 @@ impl Store {
     }
 
     /// Registers a runner with a one-time token, which is used up; None if the token is
-    /// unknown or was used before.
+    /// unknown, was used before, or was made more than `ttl_ms` ago.
     pub fn register_runner(
         &self,
         token_hash: &str,
@@ -1616,13 +1670,15 @@ impl Store {
         labels: &[String],
         capacity: i64,
         credential_hash: &str,
+        ttl_ms: i64,
     ) -> Result<Option<i64>> {
         let labels = serde_json::to_string(labels).unwrap_or_default();
         self.db.tx(|c| {
             let now = now_ms();
             let n = c.execute(
-                "UPDATE runner_tokens SET used_at = ?2 WHERE hash = ?1 AND used_at IS NULL",
-                params![token_hash, now],
+                "UPDATE runner_tokens SET used_at = ?2
+                 WHERE hash = ?1 AND used_at IS NULL AND created_at >= ?3",
+                params![token_hash, now, now - ttl_ms],
             )?;
             if n == 0 {
                 return Ok(None);
@@ -1636,6 +1692,27 @@ impl Store {
                 .first_i64()?;
             Ok(Some(id))
         })
+    }
+
+    /// Removes runner `id`: its credential stops working, its jobs are queued again (or
+    /// failed when out of attempts). `None` if there is no such runner; the in-process
+    /// runners are not removed (a server makes its own at each start).
+    pub fn remove_runner(&self, id: i64, max_attempts: i64) -> Result<Option<Released>> {
+        let embedded = self.db.with(|c| {
+            c.query_opt("SELECT embedded FROM runners WHERE id = ?1", params![id])?
+                .map(|r| r.i64("embedded"))
+                .transpose()
+        })?;
+        match embedded {
+            None | Some(1) => return Ok(None),
+            Some(_) => {}
+        }
+        let released = self.release_runner(id, max_attempts, "the runner was removed")?;
+        self.db.with(|c| {
+            c.execute("DELETE FROM runners WHERE id = ?1", params![id])
+                .map(drop)
+        })?;
+        Ok(Some(released))
     }
 
     /// The in-process runner's row of server `server` (servers sharing the database have one
@@ -1904,6 +1981,7 @@ fn insert_run(c: &mut dyn Db, new: &NewRun) -> Result<i64> {
     let now = now_ms();
     let (status, conclusion, finished) = match new.failure {
         Some(_) => ("completed", Some("failure"), Some(now)),
+        None if new.held => ("waiting", None, None),
         None => ("queued", None, None),
     };
     c.query_one(
@@ -2006,6 +2084,7 @@ mod tests {
             event_json: "{}".into(),
             workflow_text: None,
             failure: None,
+            held: false,
         }
     }
 
@@ -2096,7 +2175,10 @@ mod tests {
         let run = s.create_run(&new_run("r")).unwrap();
         let job = s.enqueue_job(run, "j", "j", "[]", "{}", b"").unwrap();
         s.add_runner_token("t").unwrap();
-        let r = s.register_runner("t", "r", &[], 1, "c").unwrap().unwrap();
+        let r = s
+            .register_runner("t", "r", &[], 1, "c", 3_600_000)
+            .unwrap()
+            .unwrap();
         s.take_job(r, &want(&[], "L", 60_000)).unwrap().unwrap();
         // More lines than one statement takes, some of them sent before.
         let lines: Vec<(i64, String)> = (1..=150).map(|i| (i, format!("line {i}"))).collect();
@@ -2168,7 +2250,7 @@ mod tests {
         s.add_runner_token("t").unwrap();
         let linux = vec!["linux".to_owned()];
         let r = s
-            .register_runner("t", "r", &linux, 1, "c")
+            .register_runner("t", "r", &linux, 1, "c", 3_600_000)
             .unwrap()
             .unwrap();
         let leased = s.take_job(r, &want(&linux, "L1", 60_000)).unwrap().unwrap();
@@ -2233,13 +2315,20 @@ mod tests {
         );
         assert!(s.add_runner_token("t1").is_ok());
         let cpu = s
-            .register_runner("t1", "cpu", &["linux".into()], 1, "c1")
+            .register_runner("t1", "cpu", &["linux".into()], 1, "c1", 3_600_000)
             .unwrap()
             .unwrap();
         assert_eq!(
-            s.register_runner("t1", "again", &[], 1, "c2").unwrap(),
+            s.register_runner("t1", "again", &[], 1, "c2", 3_600_000)
+                .unwrap(),
             None,
             "a registration token works once"
+        );
+        s.add_runner_token("t2").unwrap();
+        assert_eq!(
+            s.register_runner("t2", "late", &[], 1, "c3", -1).unwrap(),
+            None,
+            "an expired registration token works no more"
         );
         let leased = s
             .take_job(cpu, &want(&linux, "L1", 60_000))

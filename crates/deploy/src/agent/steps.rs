@@ -928,6 +928,7 @@ fn copy_tree(src: &Path, dst: &Path) -> Result<()> {
     }
     let out = Command::new("cp")
         .arg("-a")
+        .arg("--")
         .arg(src)
         .arg(dst)
         .stdin(Stdio::null())

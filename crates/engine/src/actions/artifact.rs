@@ -11,8 +11,25 @@ fn store(state: &JobState<'_>) -> PathBuf {
     state.run.run_dir.join("artifacts")
 }
 
-fn valid_name(name: &str) -> bool {
-    !name.is_empty() && !name.contains(['"', ':', '<', '>', '|', '*', '?', '\r', '\n', '\\', '/'])
+/// Why `name` is not an artifact name, if it is not: GitHub's rules (no `" : < > | * ? \ /`),
+/// and no name that is a path of its own (`.`, `..`, a leading dot), no control
+/// characters, at most 255 bytes. Servers check what runners send with this too.
+pub fn artifact_name_error(name: &str) -> Option<String> {
+    if name.is_empty() || name.len() > 255 {
+        return Some(format!(
+            "artifact name `{name}` is not valid: it must have 1 to 255 bytes"
+        ));
+    }
+    if name.starts_with('.')
+        || name.chars().any(char::is_control)
+        || name.contains(['"', ':', '<', '>', '|', '*', '?', '\\', '/'])
+    {
+        return Some(format!(
+            "artifact name `{}` is not valid: it must not start with a dot nor contain \" : < > | * ? \\ / or control characters",
+            crate::mask::neutralise(name)
+        ));
+    }
+    None
 }
 
 fn major(version: &str) -> u32 {
@@ -35,10 +52,8 @@ pub(super) fn upload(
     } else {
         name
     };
-    if !valid_name(&name) {
-        return Err(ActionError::Failed(format!(
-            "artifact name `{name}` is not valid: it must not contain \" : < > | * ? \\ / or newlines"
-        )));
+    if let Some(e) = artifact_name_error(&name) {
+        return Err(ActionError::Failed(e));
     }
     let path = call.required("path")?;
     let found = crate::files::search(&state.workspace, &path)?;
@@ -93,6 +108,9 @@ pub(super) fn download(
     let store = store(state);
     let name = call.input("name");
     if !name.is_empty() {
+        if let Some(e) = artifact_name_error(&name) {
+            return Err(ActionError::Failed(e));
+        }
         let src = store.join(&name);
         if !src.is_dir() {
             return Err(ActionError::Failed(format!(

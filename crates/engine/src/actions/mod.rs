@@ -1,7 +1,7 @@
 //! Actions: the built-in ones (no network needed), local actions (`uses: ./path`) and copies
 //! of remote actions placed in an action directory for offline use.
 
-mod artifact;
+pub(crate) mod artifact;
 pub(crate) mod cache;
 mod checkout;
 mod codecov;

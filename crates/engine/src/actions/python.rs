@@ -15,12 +15,23 @@ struct Found {
     version: String,
 }
 
-fn candidates() -> Vec<PathBuf> {
+/// The interpreters on the job's `PATH`, and those of pyenv (`PYENV_ROOT`, `~/.pyenv`, or
+/// the root of pyenv's shims on the `PATH`): the job's environment decides, not this
+/// process's (a confined job's process starts from an empty one).
+fn candidates(env: &[(String, String)]) -> Vec<PathBuf> {
+    let var = |k: &str| {
+        env.iter()
+            .rev()
+            .find(|(n, _)| n == k)
+            .map(|(_, v)| std::ffi::OsString::from(v))
+    };
     let mut out = Vec::new();
-    if let Some(paths) = std::env::var_os("PATH") {
+    let mut pyenv_roots: Vec<PathBuf> = Vec::new();
+    if let Some(paths) = var("PATH") {
         for dir in std::env::split_paths(&paths) {
             // pyenv shims resolve through pyenv's global choice; the versions are listed below.
             if dir.ends_with(".pyenv/shims") {
+                pyenv_roots.extend(dir.parent().map(Path::to_path_buf));
                 continue;
             }
             if let Ok(rd) = std::fs::read_dir(&dir) {
@@ -38,14 +49,14 @@ fn candidates() -> Vec<PathBuf> {
             }
         }
     }
-    let pyenv_root = std::env::var_os("PYENV_ROOT")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".pyenv")));
-    if let Some(root) = pyenv_root
-        && let Ok(rd) = std::fs::read_dir(root.join("versions"))
-    {
-        for e in rd.filter_map(Result::ok) {
-            out.push(e.path().join("bin").join("python3"));
+    pyenv_roots.extend(var("PYENV_ROOT").map(PathBuf::from));
+    pyenv_roots.extend(var("HOME").map(|h| PathBuf::from(h).join(".pyenv")));
+    pyenv_roots.dedup();
+    for root in pyenv_roots {
+        if let Ok(rd) = std::fs::read_dir(root.join("versions")) {
+            for e in rd.filter_map(Result::ok) {
+                out.push(e.path().join("bin").join("python3"));
+            }
         }
     }
     out
@@ -93,7 +104,7 @@ pub(super) async fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(),
             .unwrap_or_default();
     }
     let mut found: Vec<Found> = Vec::new();
-    for exe in candidates() {
+    for exe in candidates(&state.run.base_env) {
         if let Ok(real) = std::fs::canonicalize(&exe) {
             if found
                 .iter()
@@ -141,23 +152,39 @@ pub(super) async fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(),
     let Some(py) = chosen else {
         return Err(ActionError::Failed("no Python version asked for".into()));
     };
-    // A directory of shims so that `python`, `python3` and `pip` are the chosen interpreter.
+    // A virtual environment over the chosen interpreter (its packages visible), first on
+    // the PATH: `python`, `python3` and `pip` are the chosen interpreter, and `pip install`
+    // goes into the environment, whoever the job runs as and whatever the system says of
+    // its own Python (PEP 668), as on GitHub, where setup-python's Python takes packages.
     let shims = state.temp.join(format!("setup-python-{}", py.version));
-    std::fs::create_dir_all(&shims).map_err(|e| ActionError::io(shims.display().to_string(), e))?;
-    for name in ["python", "python3"] {
-        let link = shims.join(name);
-        let _ = std::fs::remove_file(&link);
-        std::os::unix::fs::symlink(&py.exe, &link)
-            .map_err(|e| ActionError::io(link.display().to_string(), e))?;
+    let venv_python = shims.join("bin").join("python");
+    if !venv_python.exists() {
+        let made = tokio::process::Command::new(&py.exe)
+            .args(["-m", "venv", "--system-site-packages", "--without-pip"])
+            .arg(&shims)
+            .output()
+            .await
+            .map_err(|e| ActionError::io(py.exe.display().to_string(), e))?;
+        if !made.status.success() {
+            return Err(ActionError::Failed(format!(
+                "{} cannot make a virtual environment: {}",
+                py.exe.display(),
+                String::from_utf8_lossy(&made.stderr).trim()
+            )));
+        }
     }
     for name in ["pip", "pip3"] {
-        let script = format!("#!/bin/sh\nexec '{}' -m pip \"$@\"\n", py.exe.display());
-        let p = shims.join(name);
+        let script = format!(
+            "#!/bin/sh\nexec '{}' -m pip \"$@\"\n",
+            venv_python.display()
+        );
+        let p = shims.join("bin").join(name);
         std::fs::write(&p, script).map_err(|e| ActionError::io(p.display().to_string(), e))?;
         use std::os::unix::fs::PermissionsExt;
         std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o755))
             .map_err(|e| ActionError::io(p.display().to_string(), e))?;
     }
+    let shims = shims.join("bin");
     call.add_path(&shims)?;
     let location = py
         .exe
@@ -167,7 +194,7 @@ pub(super) async fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(),
         .unwrap_or_default();
     call.set_env("pythonLocation", &location)?;
     call.set_output("python-version", &py.version)?;
-    call.set_output("python-path", &py.exe.display().to_string())?;
+    call.set_output("python-path", &venv_python.display().to_string())?;
     if call.input("cache") == "pip" {
         let dir = state.run.cache_dir.join("pip");
         std::fs::create_dir_all(&dir).map_err(|e| ActionError::io(dir.display().to_string(), e))?;
