@@ -186,6 +186,9 @@ pub struct Config {
     pub listen: SocketAddr,
     pub data_dir: PathBuf,
     pub public_url: String,
+    /// `public_url` was configured (else it is the listening address, the one bound when
+    /// the port is 0).
+    pub public_url_configured: bool,
     /// This server among those sharing a database: it orchestrates the runs it took, and a
     /// restarted server with the same id takes its own runs up at once. `None`: the id kept
     /// in the data directory.
@@ -538,6 +541,7 @@ impl Config {
             writable_paths: raw.runner.writable_paths,
             artifact_retention_days,
             gc_interval,
+            public_url_configured: raw.public_url.is_some(),
             public_url: raw.public_url.unwrap_or_else(|| format!("http://{listen}")),
             server_id: raw.server_id.filter(|s| !s.trim().is_empty()),
             database_url: raw.database_url,

@@ -205,6 +205,11 @@ pub async fn serve(
         config.secret_key.as_deref(),
         &dir.join("secret.key"),
     )?);
+    let mut config = config;
+    if !config.public_url_configured {
+        // `listen` may name port 0: the address jobs reach the server at is the bound one.
+        config.public_url = hook_url.clone();
+    }
     let config = Arc::new(config);
     let wake = Arc::new(Notify::new());
     let queued = Arc::new(Notify::new());

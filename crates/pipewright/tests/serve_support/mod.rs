@@ -52,6 +52,9 @@ impl Server {
     /// directory (which has an empty bare repository `app.git`).
     pub fn start_repos(repos: impl FnOnce(&Path) -> String) -> Server {
         let dir = tempfile::tempdir().unwrap();
+        // A job user passes through the test's directory to its slot (it lists nothing).
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o711)).unwrap();
         git(
             dir.path(),
             &["init", "-q", "--bare", "-b", "main", "app.git"],
@@ -287,11 +290,23 @@ impl Runner {
     /// Starts a runner named `name` (its jobs see `RUNNER_TAG=name`) with extra `labels`,
     /// registered with `token` (without one it must already be registered in its work dir).
     pub fn spawn(s: &Server, name: &str, labels: &str, token: Option<&str>) -> Runner {
+        Runner::spawn_with(s, name, labels, token, &[])
+    }
+
+    /// `spawn`, with `extra` arguments for `pipewright runner`.
+    pub fn spawn_with(
+        s: &Server,
+        name: &str,
+        labels: &str,
+        token: Option<&str>,
+        extra: &[&str],
+    ) -> Runner {
         let work_dir = s.dir.path().join(format!("runner-{name}"));
         let log = s.dir.path().join(format!("runner-{name}.log"));
         let mut c = Command::new(env!("CARGO_BIN_EXE_pipewright"));
         c.args(["runner", "--server", &s.url, "--name", name, "--work-dir"])
             .arg(&work_dir)
+            .args(extra)
             .env("RUNNER_TAG", name)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
@@ -323,6 +338,35 @@ impl Drop for Runner {
     fn drop(&mut self) {
         self.kill9();
     }
+}
+
+/// The unprivileged user confined jobs run as in the tests (`scripts/test` makes it; made
+/// here if missing, as root).
+pub const JOB_USER: &str = "pipewright-job";
+
+/// Makes sure [`JOB_USER`] exists. Tests run as separate processes at once: a `useradd`
+/// that loses the race to another finds the user there on its next look.
+pub fn job_user() -> &'static str {
+    for _ in 0..50 {
+        let known = Command::new("id")
+            .args(["-u", JOB_USER])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if known {
+            return JOB_USER;
+        }
+        let _ = Command::new("useradd")
+            .args([
+                "--system",
+                "--no-create-home",
+                "--shell",
+                "/usr/sbin/nologin",
+                JOB_USER,
+            ])
+            .output();
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("cannot make the user {JOB_USER} (the confined tests need root)");
 }
 
 /// A one-time runner registration token of `s`.

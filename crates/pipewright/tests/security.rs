@@ -1,0 +1,687 @@
+//! The trust boundary, attacked as an attacker would (issue 11): a fork's pull request
+//! and job code trying to reach the server's secrets, state and credentials, other jobs and
+//! other repositories' caches; unsigned, oversized and hostile requests; masking bypasses;
+//! a server killed under a job. Each test performs the attack against the real binary and
+//! shows it fails safely. The suite runs on SQLite and again on PostgreSQL (`scripts/test`).
+
+mod common;
+mod deploy_support;
+mod serve_support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::git;
+use serde_json::Value;
+use serve_support::{Runner, SECRET, Server, TOKEN, get, job_user, post, registration_token};
+
+fn sign(body: &[u8]) -> String {
+    use hmac::{Hmac, Mac};
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(SECRET.as_bytes()).unwrap();
+    mac.update(body);
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+fn github(event: &str, delivery: &str, body: &[u8]) -> Vec<(&'static str, String)> {
+    vec![
+        ("X-GitHub-Event", event.to_owned()),
+        ("X-GitHub-Delivery", delivery.to_owned()),
+        ("X-Hub-Signature-256", sign(body)),
+        ("Content-Type", "application/json".to_owned()),
+    ]
+}
+
+/// A server whose in-process runner runs jobs as the job user, for repository `acme/app`
+/// (with `extra` after its `[[repos]]` entry), jobs may write `dir/marks`.
+fn confined(extra: &str) -> Server {
+    let user = job_user();
+    let s = Server::start_repos(|d| {
+        format!(
+            "[[repos]]\nname = \"acme/app\"\npath = \"{d}/app.git\"\nwebhook_secret = \"{SECRET}\"\n{extra}\n[runner]\njob_user = \"{user}\"\nwritable_paths = [\"{d}/marks\"]\n",
+            d = d.display()
+        )
+    });
+    let marks = s.dir.path().join("marks");
+    std::fs::create_dir_all(&marks).unwrap();
+    // The job user writes there.
+    let _ = Command::new("chown").arg(user).arg(&marks).status();
+    s
+}
+
+/// Sets secret `name` (scope flags in `extra`).
+fn set_secret(s: &Server, name: &str, value: &str, extra: &[&str]) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pipewright"))
+        .args(["secrets", "set", name])
+        .args(extra)
+        .env("PIPEWRIGHT_SERVER", &s.url)
+        .env("PIPEWRIGHT_TOKEN", TOKEN)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(value.as_bytes())
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A pull request webhook for the head commit of `work`, from a fork whose repository
+/// GitHub reports as `head_repo` (`null` once the fork is deleted).
+fn pull_request(s: &Server, work: &Path, number: u64, head_repo: Value) -> i64 {
+    let before = s.runs().len();
+    let sha = git(work, &["rev-parse", "HEAD"]);
+    let body = serde_json::to_vec(&serde_json::json!({
+        "action": "opened",
+        "number": number,
+        "pull_request": {
+            "head": {"sha": sha.trim(), "ref": "feature", "repo": head_repo},
+            "base": {"ref": "main", "repo": {"full_name": "acme/app"}}
+        },
+        "repository": {"full_name": "acme/app", "name": "app"}
+    }))
+    .unwrap();
+    let delivery = format!("pr-{number}-{}", sha.trim());
+    let (status, resp) = post(
+        &s.url,
+        "/hooks/github",
+        &github("pull_request", &delivery, &body),
+        &body,
+    );
+    assert_eq!(status, 202, "{resp}");
+    s.wait_intake();
+    let runs = s.runs();
+    assert_eq!(runs.len(), before + 1, "{runs:?}");
+    runs[0]["id"].as_i64().unwrap()
+}
+
+fn logs(s: &Server, id: i64) -> String {
+    let (code, out, err) = s.cli(&["logs", &id.to_string()]);
+    assert_eq!(code, 0, "{err}");
+    out
+}
+
+/// Every kind of attempt a job makes at what is not its own prints `DENIED <what>` or
+/// `GOT <what>`.
+const PROBE: &str =
+    r#"probe() { if "$@" >/dev/null 2>&1; then echo "GOT $*"; else echo "DENIED $*"; fi; }"#;
+
+#[test]
+fn a_fork_s_job_reads_no_server_file_no_runner_credential_and_no_other_job() {
+    let s = confined("");
+    set_secret(&s, "API_KEY", "api-key-value-123", &["--repo", "acme/app"]);
+    let token = registration_token(&s);
+    // A remote runner on this machine, confining its jobs too.
+    let _r = Runner::spawn_with(&s, "r1", "gpu", Some(&token), &["--job-user", job_user()]);
+    let d = s.dir.path().display().to_string();
+    let workflow = format!(
+        r#"on: pull_request
+jobs:
+  victim:
+    runs-on: x
+    steps:
+      - run: echo private-of-the-victim > "$GITHUB_WORKSPACE/private.txt"; sleep 4
+  thief:
+    runs-on: x
+    steps:
+      - run: |
+          {PROBE}
+          sleep 1
+          for f in {d}/data/secret.key {d}/data/pipewright.db {d}/data/admin-token {d}/data/hook-token {d}/config.toml {d}/runner-r1/runner.json {d}/data/work/slots/0/job/workspace/private.txt {d}/data/work/slots/1/job/workspace/private.txt {d}/app.git/config; do probe cat "$f"; done
+          probe ls {d}/data {d}/data/work/slots {d}/data/blobs
+          probe touch {d}/data/planted
+          probe cat /proc/1/environ
+          for p in $(pgrep -x pipewright); do probe cat /proc/$p/environ; probe head -c1 /proc/$p/mem; done
+          echo "key=${{{{ secrets.API_KEY }}}}end"
+          echo "uid=$(id -u)"
+  remote:
+    runs-on: gpu
+    steps:
+      - run: |
+          {PROBE}
+          for f in {d}/runner-r1/runner.json {d}/data/secret.key; do probe cat "$f"; done
+          probe ls {d}/runner-r1
+"#
+    );
+    let work = s.commit("feature", &workflow);
+    s.push(&work, "feature");
+    let id = pull_request(&s, &work, 1, Value::Null);
+    let run = s.wait_completed(id);
+    let log = logs(&s, id);
+    assert_eq!(run["conclusion"], "success", "{log}\n{}", s.log());
+    assert!(!log.contains("] GOT "), "{log}");
+    assert!(log.matches("[thief] DENIED").count() >= 14, "{log}");
+    assert!(log.matches("[remote] DENIED").count() >= 3, "{log}");
+    assert!(
+        log.contains("[thief] key=end"),
+        "a fork's job got a secret:\n{log}"
+    );
+    assert!(
+        log.contains("this job runs confined: as user pipewright-job, Landlock"),
+        "{log}"
+    );
+    assert!(!log.contains("uid=0"), "{log}");
+    assert!(
+        !log.lines()
+            .any(|l| l.starts_with("[thief]") && l.contains("private-of-the-victim")),
+        "{log}"
+    );
+    assert!(!s.dir.path().join("data/planted").exists());
+}
+
+#[test]
+fn a_job_reaches_the_api_with_its_own_token_only_and_only_while_it_runs() {
+    let s = confined("");
+    let marks = s.dir.path().join("marks");
+    let m = marks.display();
+    // The job tries the API as anyone can, then with its own token: to register a runner
+    // (with label `*`), make tokens, read secrets, dispatch, and read another job's things.
+    let workflow = format!(
+        r#"on: push
+jobs:
+  probe:
+    runs-on: x
+    steps:
+      - uses: actions/upload-artifact@v4
+        with:
+          name: mine
+          path: ${{{{ github.workspace }}}}
+          if-no-files-found: ignore
+      - run: |
+          code() {{ curl -s -o /dev/null -w "%{{http_code}}" "$@"; }}
+          T="${{{{ secrets.GITHUB_TOKEN }}}}"
+          job=${{T#pwj_}}; job=${{job%%_*}}
+          echo "$T" > {m}/token; echo "$job" > {m}/job
+          echo "open runner token: $(code -X POST $GITHUB_API_URL/runners/tokens)"
+          echo "open register: $(code -X POST -H 'Content-Type: application/json' -d '{{"version":4,"name":"evil","labels":["*"],"capacity":1}}' $GITHUB_API_URL/runners/register)"
+          echo "token runner token: $(code -X POST -H "Authorization: Bearer $T" $GITHUB_API_URL/runners/tokens)"
+          echo "token secrets: $(code -H "Authorization: Bearer $T" $GITHUB_API_URL/secrets)"
+          echo "token runs: $(code -H "Authorization: Bearer $T" $GITHUB_API_URL/runs)"
+          echo "token dispatch: $(code -X POST -H "Authorization: Bearer $T" -H 'Content-Type: application/json' -d '{{"workflow":"ci.yml"}}' $GITHUB_API_URL/repos/acme%2Fapp/dispatch)"
+          echo "token next job: $(code -X POST -H "Authorization: Bearer $T" -H 'Content-Type: application/json' -d '{{"version":4,"wait_ms":0}}' $GITHUB_API_URL/runner/jobs/next)"
+          echo "token finish: $(code -X POST -H "Authorization: Bearer $T" -H 'Content-Type: application/json' -d '{{}}' $GITHUB_API_URL/runner/jobs/$job/finish)"
+          echo "token other job: $(code -H "Authorization: Bearer $T" $GITHUB_API_URL/runner/jobs/$((job + 1))/artifacts)"
+          echo "token own job: $(code -H "Authorization: Bearer $T" $GITHUB_API_URL/runner/jobs/$job/artifacts)"
+"#
+    );
+    let work = s.commit("main", &workflow);
+    s.push(&work, "main");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    let run = s.wait_completed(id);
+    let log = logs(&s, id);
+    assert_eq!(run["conclusion"], "success", "{log}");
+    for (what, code) in [
+        ("open runner token", "401"),
+        ("open register", "401"),
+        ("token runner token", "401"),
+        ("token secrets", "401"),
+        ("token runs", "401"),
+        ("token dispatch", "401"),
+        ("token next job", "401"),
+        ("token finish", "401"),
+        ("token other job", "401"),
+        ("token own job", "200"),
+    ] {
+        assert!(
+            log.contains(&format!("[probe] {what}: {code}")),
+            "{what} should get {code}:\n{log}"
+        );
+    }
+    // The token is masked in the log, and dead once the job ended.
+    let token = std::fs::read_to_string(marks.join("token")).unwrap();
+    let token = token.trim();
+    assert!(token.starts_with("pwj_"), "{token}");
+    assert!(!log.contains(token), "{log}");
+    let job = std::fs::read_to_string(marks.join("job")).unwrap();
+    let (status, _) = serve_support::request_bytes(
+        &s.url,
+        "GET",
+        &format!("/api/v1/runner/jobs/{}/artifacts", job.trim()),
+        &[("Authorization", format!("Bearer {token}"))],
+        b"",
+    );
+    assert_eq!(status, 401);
+    // A runner may not claim `*` either, even with a registration token.
+    let reg = registration_token(&s);
+    let body = br#"{"version":4,"name":"evil","labels":["*"],"capacity":1}"#;
+    let (status, resp) = post(
+        &s.url,
+        "/api/v1/runners/register",
+        &[
+            ("Authorization", format!("Bearer {reg}")),
+            ("Content-Type", "application/json".into()),
+        ],
+        body,
+    );
+    assert_eq!(status, 422, "{resp}");
+}
+
+#[test]
+fn a_fork_cannot_poison_the_cache_a_branch_restores() {
+    let s = confined("");
+    let workflow = r#"on: [push, pull_request]
+jobs:
+  deps:
+    runs-on: x
+    steps:
+      - uses: actions/cache@v4
+        with:
+          path: dep
+          key: deps-v1
+      - run: |
+          if [ -f dep/origin ]; then echo "restored $(cat dep/origin)"; else mkdir -p dep; echo "$ORIGIN" > dep/origin; echo "saved $ORIGIN"; fi
+        env:
+          ORIGIN: ${{ github.event_name }}-${{ github.ref }}
+"#;
+    let work = s.commit("feature", workflow);
+    s.push(&work, "feature");
+    // The push of `feature` saves in its own scope.
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    assert_eq!(s.wait_completed(id)["conclusion"], "success");
+    // A fork's pull request saves a poisoned entry in the pull request's scope.
+    let pr = pull_request(&s, &work, 1, Value::Null);
+    assert_eq!(s.wait_completed(pr)["conclusion"], "success");
+    let log = logs(&s, pr);
+    assert!(
+        log.contains("saved pull_request-refs/pull/1/merge"),
+        "{log}"
+    );
+    // A push to main does not restore it (nor feature's).
+    git(&work, &["push", "-q", "origin", "HEAD:refs/heads/main"]);
+    let main = s.runs()[0]["id"].as_i64().unwrap();
+    assert_eq!(s.wait_completed(main)["conclusion"], "success");
+    let log = logs(&s, main);
+    assert!(log.contains("saved push-refs/heads/main"), "{log}");
+    // The pull request's next run reads its own entry; another pull request reads main's.
+    std::fs::write(work.join("more.txt"), "x").unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-qm", "more"]);
+    s.push(&work, "feature");
+    let again = pull_request(&s, &work, 1, Value::Null);
+    assert_eq!(s.wait_completed(again)["conclusion"], "success");
+    assert!(
+        logs(&s, again).contains("restored pull_request-refs/pull/1/merge"),
+        "{}",
+        logs(&s, again)
+    );
+    let other = pull_request(
+        &s,
+        &work,
+        2,
+        serde_json::json!({"full_name": "mallory/app"}),
+    );
+    assert_eq!(s.wait_completed(other)["conclusion"], "success");
+    assert!(
+        logs(&s, other).contains("restored push-refs/heads/main"),
+        "{}",
+        logs(&s, other)
+    );
+}
+
+/// The server's peak resident set (VmHWM), in KiB.
+fn peak_kib(s: &Server) -> u64 {
+    let pid = s.child.as_ref().unwrap().id();
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+#[test]
+fn unsigned_webhooks_of_25_mib_are_refused_before_parsing_in_bounded_memory() {
+    let s = Server::start();
+    let before = peak_kib(&s);
+    // Four at once, each the largest body allowed: JSON that would take gigabytes parsed.
+    let body = {
+        let mut b = b"{\"repository\":{\"full_name\":\"acme/app\"},\"x\":[".to_vec();
+        while b.len() < 25 * 1024 * 1024 - 16 {
+            b.extend_from_slice(b"[[[[{}]]]],");
+        }
+        b.extend_from_slice(b"0]}");
+        b
+    };
+    let body = std::sync::Arc::new(body);
+    let threads: Vec<_> = (0..4)
+        .map(|i| {
+            let (url, body) = (s.url.clone(), body.clone());
+            std::thread::spawn(move || {
+                post(
+                    &url,
+                    "/hooks/github",
+                    &[
+                        ("X-GitHub-Event", "push".to_owned()),
+                        ("X-GitHub-Delivery", format!("big-{i}")),
+                        ("X-Hub-Signature-256", "sha256=00".to_owned()),
+                    ],
+                    &body,
+                )
+            })
+        })
+        .collect();
+    for t in threads {
+        let (status, resp) = t.join().unwrap();
+        assert!(status == 401 || status == 503, "{status} {resp}");
+        // Nothing tells an unsigned caller which repositories exist.
+        assert!(!resp.contains("acme/app"), "{resp}");
+    }
+    let peak = peak_kib(&s);
+    // Two bodies at most are held at once (the budget), never parsed: it was 1.8 GB.
+    assert!(
+        peak < before + 72 * 1024,
+        "peak RSS {peak} KiB (before {before} KiB)"
+    );
+    eprintln!("peak RSS: {} MiB (idle {} MiB)", peak / 1024, before / 1024);
+    assert!(s.runs().is_empty());
+}
+
+#[test]
+fn a_before_that_is_an_option_reaches_no_git_command() {
+    let s = Server::start();
+    let work = s.commit(
+        "main",
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: echo ran\n",
+    );
+    s.push(&work, "main");
+    let first = s.runs()[0]["id"].as_i64().unwrap();
+    s.wait_completed(first);
+    let sha = git(&work, &["rev-parse", "HEAD"]);
+    let victim = s.dir.path().join("victim");
+    std::fs::write(&victim, "precious").unwrap();
+    let evil = format!("--output={}", victim.display());
+    // The post-receive endpoint, with the hook token.
+    let hook_token = std::fs::read_to_string(s.dir.path().join("data/hook-token")).unwrap();
+    let body = serde_json::to_vec(&serde_json::json!({
+        "repo": "acme/app", "ref": "refs/heads/main", "before": evil, "after": sha.trim()
+    }))
+    .unwrap();
+    let (status, resp) = post(
+        &s.url,
+        "/api/v1/internal/push",
+        &[
+            ("Authorization", format!("Bearer {}", hook_token.trim())),
+            ("Content-Type", "application/json".into()),
+        ],
+        &body,
+    );
+    assert_eq!(status, 422, "{resp}");
+    // A signed webhook saying the same.
+    let body = serde_json::to_vec(&serde_json::json!({
+        "ref": "refs/heads/main", "before": evil, "after": sha.trim(),
+        "repository": {"full_name": "acme/app"}
+    }))
+    .unwrap();
+    let (status, resp) = post(
+        &s.url,
+        "/hooks/github",
+        &github("push", "evil-1", &body),
+        &body,
+    );
+    assert_eq!(status, 422, "{resp}");
+    s.wait_intake();
+    assert_eq!(std::fs::read_to_string(&victim).unwrap(), "precious");
+    assert_eq!(s.runs().len(), 1);
+    // The hook token is the server's user's alone.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(s.dir.path().join("data/hook-token"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}
+
+#[test]
+fn pull_requests_not_proven_to_come_from_the_repository_get_no_secrets_and_may_wait_for_approval() {
+    let s = confined("fork_pull_requests = \"approve\"");
+    set_secret(&s, "API_KEY", "api-key-value-123", &["--repo", "acme/app"]);
+    let workflow = "on: pull_request
+jobs:
+  show:
+    runs-on: x
+    steps:
+      - run: echo \"key=${{ secrets.API_KEY }}end\"
+";
+    let work = s.commit("feature", workflow);
+    s.push(&work, "feature");
+    // A head repository that is null (a deleted fork), missing, or another: a fork.
+    let heads = [
+        Value::Null,
+        serde_json::json!({}),
+        serde_json::json!({"full_name": "mallory/app"}),
+    ];
+    let mut waiting = Vec::new();
+    for (n, head) in heads.into_iter().enumerate() {
+        let id = pull_request(&s, &work, 10 + n as u64, head);
+        let (_, out, _) = s.cli(&["runs", "show", "--json", &id.to_string()]);
+        let run: Value = serde_json::from_str(&out).unwrap();
+        assert_eq!(run["status"], "waiting", "{run}");
+        waiting.push(id);
+    }
+    std::thread::sleep(Duration::from_millis(500));
+    for id in &waiting {
+        let (_, out, _) = s.cli(&["runs", "show", "--json", &id.to_string()]);
+        assert!(out.contains("\"status\": \"waiting\""), "{out}");
+    }
+    // Approved, they run, without the secret; rejected, it never runs.
+    for id in &waiting[..2] {
+        let (code, out, err) = s.cli(&["approve", &id.to_string()]);
+        assert_eq!(code, 0, "{err}");
+        assert!(out.contains("queued"), "{out}");
+        assert_eq!(s.wait_completed(*id)["conclusion"], "success");
+        let log = logs(&s, *id);
+        assert!(log.contains("[show] key=end"), "{log}");
+    }
+    let (code, _, err) = s.cli(&["reject", &waiting[2].to_string()]);
+    assert_eq!(code, 0, "{err}");
+    let run = s.wait_completed(waiting[2]);
+    assert_eq!(run["conclusion"], "cancelled");
+    assert!(run["jobs"].as_array().unwrap().is_empty(), "{run}");
+    // The same pull request from the repository itself runs at once, with the secret.
+    let same = pull_request(&s, &work, 20, serde_json::json!({"full_name": "acme/app"}));
+    assert_eq!(s.wait_completed(same)["conclusion"], "success");
+    assert!(logs(&s, same).contains("[show] key=***end"));
+}
+
+/// Registers a runner with `labels` through the API (as `pipewright runner` would);
+/// its credential.
+fn register(s: &Server, labels: &[&str]) -> String {
+    let reg = registration_token(s);
+    let body = serde_json::to_vec(&serde_json::json!({
+        "version": 4, "name": "inspector", "labels": labels, "capacity": 1
+    }))
+    .unwrap();
+    let (status, resp) = post(
+        &s.url,
+        "/api/v1/runners/register",
+        &[
+            ("Authorization", format!("Bearer {reg}")),
+            ("Content-Type", "application/json".into()),
+        ],
+        &body,
+    );
+    assert_eq!(status, 201, "{resp}");
+    let v: Value = serde_json::from_str(&resp).unwrap();
+    v["credential"].as_str().unwrap().to_owned()
+}
+
+/// The next job for the runner with `credential`, as its lease (JSON text), waiting for it.
+fn lease(s: &Server, credential: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (status, resp) = post(
+            &s.url,
+            "/api/v1/runner/jobs/next",
+            &[
+                ("Authorization", format!("Bearer {credential}")),
+                ("Content-Type", "application/json".into()),
+            ],
+            br#"{"version":4,"wait_ms":2000}"#,
+        );
+        if status == 200 {
+            return resp;
+        }
+        assert_eq!(status, 204, "{resp}");
+        assert!(Instant::now() < deadline, "no job came");
+    }
+}
+
+#[test]
+fn a_lease_carries_the_secrets_of_its_own_environment_only() {
+    let s = Server::start_with("[runner]\nembedded_capacity = 0\n");
+    set_secret(&s, "REPO_KEY", "repo-key-value-1", &["--repo", "acme/app"]);
+    for env in ["staging", "production"] {
+        set_secret(
+            &s,
+            "SERVER_KEY",
+            &format!("{env}-key-value-2"),
+            &["--repo", "acme/app", "--environment", env],
+        );
+    }
+    let credential = register(&s, &["inspect"]);
+    let work = s.commit(
+        "main",
+        "on: push
+jobs:
+  deploy:
+    runs-on: inspect
+    environment: ${{ github.ref_name == 'main' && 'staging' || 'production' }}
+    steps:
+      - run: echo deploying
+",
+    );
+    s.push(&work, "main");
+    let text = lease(&s, &credential);
+    let lease: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(
+        lease["secrets"]["environment_secrets"],
+        serde_json::json!({"staging": {"SERVER_KEY": "staging-key-value-2"}}),
+        "{text}"
+    );
+    assert_eq!(lease["secrets"]["secrets"]["REPO_KEY"], "repo-key-value-1");
+    assert!(!text.contains("production-key"), "{text}");
+    assert_eq!(lease["spec"]["trusted"], true);
+    assert!(
+        lease["token"].as_str().unwrap().starts_with("pwj_"),
+        "{text}"
+    );
+}
+
+#[test]
+fn a_server_killed_under_a_job_leaves_no_step_running_and_the_retry_runs_once() {
+    let mut s = confined("");
+    let marks = s.dir.path().join("marks");
+    let m = marks.display();
+    let work = s.commit(
+        "main",
+        &format!(
+            "on: push
+jobs:
+  side:
+    runs-on: x
+    steps:
+      - run: |
+          echo started-$$-$(date +%s.%N) >> {m}/started
+          setsid sh -c 'sleep 6; echo detached-$(date +%s.%N) >> {m}/detached' &
+          sh -c 'sleep 1; echo child-$PPID-$(date +%s.%N) >> {m}/child' &
+          sleep 2
+          echo effect-$$-$(date +%s.%N) >> {m}/side
+"
+        ),
+    );
+    s.push(&work, "main");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !marks.join("started").exists() {
+        assert!(
+            Instant::now() < deadline,
+            "the job never started\n{}",
+            s.log()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    std::thread::sleep(Duration::from_millis(300));
+    s.kill9();
+    s.spawn();
+    let run = s.wait_completed(id);
+    assert_eq!(run["conclusion"], "success", "{}", s.log());
+    assert_eq!(run["jobs"][0]["attempt"], 2, "{run}");
+    // Every process of the first attempt died with its server: the side effects happened
+    // once, by the retry; the detached one never (it outlives no job).
+    std::thread::sleep(Duration::from_secs(5));
+    let lines = |f: &str| {
+        std::fs::read_to_string(marks.join(f))
+            .unwrap_or_default()
+            .lines()
+            .count()
+    };
+    let marked: Vec<String> = ["started", "side", "child", "detached"]
+        .iter()
+        .map(|f| format!("{f}: {:?}", std::fs::read_to_string(marks.join(f))))
+        .collect();
+    assert_eq!(lines("started"), 2, "{marked:?}");
+    assert_eq!(lines("side"), 1, "{marked:?}");
+    assert_eq!(lines("child"), 1, "{marked:?}");
+    assert_eq!(lines("detached"), 0, "{marked:?}");
+}
+
+#[test]
+fn idle_connections_are_capped_and_closed_and_tokens_stay_random() {
+    let s = Server::start_with("[http]\nmax_connections = 16\nidle_timeout = \"2s\"\n");
+    let pid = s.child.as_ref().unwrap().id();
+    let fds = || {
+        std::fs::read_dir(format!("/proc/{pid}/fd"))
+            .unwrap()
+            .count()
+    };
+    let baseline = fds();
+    // 64 connections that never send a byte.
+    let addr = s.url.trim_start_matches("http://").to_owned();
+    let mut idle: Vec<TcpStream> = (0..64)
+        .map(|_| TcpStream::connect(&addr).unwrap())
+        .collect();
+    std::thread::sleep(Duration::from_millis(500));
+    // The server holds at most its limit of them.
+    assert!(
+        fds() <= baseline + 16 + 2,
+        "{} fds (baseline {baseline})",
+        fds()
+    );
+    // Each is closed after the idle timeout; the server answers again.
+    let started = Instant::now();
+    let (status, body) = get(&s.url, "/healthz");
+    assert_eq!((status, body.as_str()), (200, "ok"));
+    assert!(started.elapsed() < Duration::from_secs(30));
+    let mut closed = 0;
+    for c in &mut idle {
+        c.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        let mut buf = [0u8; 16];
+        if matches!(c.read(&mut buf), Ok(0) | Err(_)) {
+            closed += 1;
+        }
+    }
+    assert_eq!(closed, idle.len());
+    assert!(
+        s.log().contains("the connection limit is reached"),
+        "{}",
+        s.log()
+    );
+    // A token made now is random (the operating system's random bytes need no file).
+    let token = registration_token(&s);
+    assert_eq!(token.len(), 48, "{token}");
+    assert!(token.bytes().all(|b| b.is_ascii_hexdigit()));
+    assert_ne!(token, "0".repeat(48));
+    assert_ne!(token, registration_token(&s));
+}
