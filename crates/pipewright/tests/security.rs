@@ -685,3 +685,614 @@ fn idle_connections_are_capped_and_closed_and_tokens_stay_random() {
     assert_ne!(token, "0".repeat(48));
     assert_ne!(token, registration_token(&s));
 }
+
+/// A step that tries every way around the masking and the log's lines: a secret in a
+/// workflow command's properties, across the cut of a long line, two secrets overlapping, a
+/// `%0A` in a property, escape sequences for the terminal.
+const LEAKY: &str = r#"on: push
+jobs:
+  leak:
+    runs-on: x
+    steps:
+      - run: |
+          echo "::error file=${S},line=${S}::in ${S}"
+          head -c 65530 /dev/zero | tr '\0' x; printf '%s' "$S"; echo yyy
+          echo "overlap: ${A}${B#ef12}"
+          echo "::warning file=a.py%0A##[step-end] fake: success,line=1::msg%0A##[step-end] fake2: success"
+          printf 'osc: \033]0;title\007 clip: \033]52;c;aGk=\007 color: \033[31mred\033[0m bell\007\n'
+        env:
+          S: ${{ secrets.S }}
+          A: ${{ secrets.A }}
+          B: ${{ secrets.B }}
+"#;
+
+const S: &str = "s3cr3t-value-xyz";
+
+/// What a log must show of [`LEAKY`]'s step, however it is read.
+fn check_leaks(log: &str) {
+    // The log with its long line cut, for the messages.
+    let short: String = log
+        .lines()
+        .map(|l| {
+            let cut: String = l.chars().take(200).collect();
+            format!("{cut:?}\n")
+        })
+        .collect();
+    assert!(!log.contains("s3cr3t"), "a secret shows:\n{short}");
+    assert!(!log.contains("ghij") && !log.contains("abcd"), "{short}");
+    assert!(log.contains("overlap: ***"), "{short}");
+    assert!(log.contains("xxx***yyy"), "{short}");
+    // Neither property nor message starts a line of its own.
+    assert!(
+        !log.lines().any(|l| l
+            .trim_start_matches("[leak] ")
+            .starts_with("##[step-end] fake")),
+        "{short}"
+    );
+    assert!(log.contains("a.py^J##[step-end] fake: success"), "{short}");
+    // The terminal is told nothing but colours.
+    assert!(
+        !log.contains("\u{1b}]") && !log.contains('\u{7}'),
+        "{short}"
+    );
+    assert!(log.contains("^[]0;title^G"), "{short}");
+    assert!(log.contains("^[]52;c;aGk=^G"), "{short}");
+    assert!(log.contains("\u{1b}[31mred\u{1b}[0m"), "{short}");
+}
+
+#[test]
+fn masking_has_no_holes_and_logs_command_no_terminal_locally() {
+    let r = common::Repo::new();
+    r.workflow("ci.yml", LEAKY);
+    r.commit("leaky");
+    let run = r.run(&[
+        "--secret",
+        &format!("S={S}"),
+        "--secret",
+        "A=abcdef12",
+        "--secret",
+        "B=ef12ghij",
+    ]);
+    assert_eq!(run.code, 0, "{}", run.all());
+    check_leaks(&run.all());
+}
+
+#[test]
+fn masking_has_no_holes_and_stored_logs_command_no_terminal() {
+    let s = confined("");
+    set_secret(&s, "S", S, &["--repo", "acme/app"]);
+    set_secret(&s, "A", "abcdef12", &["--repo", "acme/app"]);
+    set_secret(&s, "B", "ef12ghij", &["--repo", "acme/app"]);
+    let work = s.commit("main", LEAKY);
+    s.push(&work, "main");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    assert_eq!(
+        s.wait_completed(id)["conclusion"],
+        "success",
+        "{}",
+        logs(&s, id)
+    );
+    // The CLI, the API's text, and the live log.
+    check_leaks(&logs(&s, id));
+    let (status, raw) = serve_support::request_bytes(
+        &s.url,
+        "GET",
+        &format!("/api/v1/runs/{id}/logs"),
+        &[("Authorization", format!("Bearer {TOKEN}"))],
+        b"",
+    );
+    assert_eq!(status, 200);
+    check_leaks(&String::from_utf8_lossy(&raw));
+    let (code, followed, err) = s.cli(&["logs", "--follow", &id.to_string()]);
+    assert_eq!(code, 0, "{err}");
+    check_leaks(&followed);
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o7777
+}
+
+#[test]
+fn without_an_admin_token_the_server_makes_one_and_keeps_its_files_to_itself() {
+    let dir = tempfile::tempdir().unwrap();
+    git(
+        dir.path(),
+        &["init", "-q", "--bare", "-b", "main", "app.git"],
+    );
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{d}/data\"\n[[repos]]\nname = \"acme/app\"\npath = \"{d}/app.git\"\n",
+            d = dir.path().display()
+        ),
+    )
+    .unwrap();
+    let log = dir.path().join("serve.log");
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pipewright"))
+        .args(["serve", "-c"])
+        .arg(&config)
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let data = dir.path().join("data");
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !data.join("listen-url").exists() {
+        assert!(Instant::now() < deadline, "the server did not start");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let url = std::fs::read_to_string(data.join("listen-url")).unwrap();
+    // The API is closed: nothing without the token the server made.
+    let (status, _) = get(&url, "/api/v1/runs");
+    assert_eq!(status, 401);
+    let (status, _) = post(&url, "/api/v1/runners/tokens", &[], b"");
+    assert_eq!(status, 401);
+    let shown = Command::new(env!("CARGO_BIN_EXE_pipewright"))
+        .args(["token", "show", "-c"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(shown.status.success());
+    let token = String::from_utf8_lossy(&shown.stdout).trim().to_owned();
+    assert!(token.starts_with("pwa_") && token.len() > 40, "{token}");
+    let listed = Command::new(env!("CARGO_BIN_EXE_pipewright"))
+        .args(["runs", "list"])
+        .env("PIPEWRIGHT_SERVER", &url)
+        .env("PIPEWRIGHT_TOKEN", &token)
+        .output()
+        .unwrap();
+    assert!(listed.status.success(), "{listed:?}");
+    // Said once, in the server's log.
+    let said = std::fs::read_to_string(&log).unwrap();
+    assert_eq!(said.matches(&token).count(), 1, "{said}");
+    // Its files are its own.
+    assert_eq!(
+        mode(&data) & 0o077,
+        0o011,
+        "the data directory lists nothing"
+    );
+    for f in [
+        "admin-token",
+        "hook-token",
+        "secret.key",
+        "pipewright.db",
+        "server-id",
+    ] {
+        assert_eq!(mode(&data.join(f)), 0o600, "{f}");
+    }
+    for d in ["blobs", "logs", "mirrors"] {
+        assert_eq!(mode(&data.join(d)) & 0o077, 0, "{d}");
+    }
+    let _ = child.kill();
+    let _ = child.wait();
+}
+
+#[test]
+fn configurations_that_would_open_a_door_are_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases = [
+        (
+            "[[repos]]\nname = \"a\"\npath = \"/x\"\nwebhook_secret = \"\"\n",
+            "repos.a.webhook_secret",
+        ),
+        ("[auth]\nadmin_token = \"short\"\n", "auth.admin_token"),
+        (
+            "[runner]\nisolation = \"none\"\njob_user = \"nobody\"\n",
+            "runner.job_user",
+        ),
+    ];
+    for (text, key) in cases {
+        let config = dir.path().join("c.toml");
+        std::fs::write(
+            &config,
+            format!("data_dir = \"{}/d\"\n{text}", dir.path().display()),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_pipewright"))
+            .args(["serve", "-c"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{text}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains(key), "{key}: {err}");
+    }
+}
+
+#[test]
+fn runners_and_tokens_expire_and_are_revoked() {
+    let s = Server::start_with(
+        "[runner]\nembedded_capacity = 0\nregistration_token_ttl = \"1s\"\nlease_seconds = 2\n",
+    );
+    // A registration token too old to use.
+    let old = registration_token(&s);
+    std::thread::sleep(Duration::from_millis(1500));
+    let body = br#"{"version":4,"name":"late","labels":["x"],"capacity":1}"#;
+    let (status, resp) = post(
+        &s.url,
+        "/api/v1/runners/register",
+        &[
+            ("Authorization", format!("Bearer {old}")),
+            ("Content-Type", "application/json".into()),
+        ],
+        body,
+    );
+    assert_eq!(status, 401, "{resp}");
+    assert!(resp.contains("expired"), "{resp}");
+    // A runner whose token is in a file: it never shows in the process list.
+    let token = registration_token(&s);
+    let token_file = s.dir.path().join("runner-token");
+    std::fs::write(&token_file, &token).unwrap();
+    let runner = Runner::spawn_with(
+        &s,
+        "filed",
+        "filed",
+        None,
+        &["--token-file", token_file.to_str().unwrap()],
+    );
+    let cmdline = std::fs::read(format!("/proc/{}/cmdline", runner.child.id())).unwrap();
+    assert!(!String::from_utf8_lossy(&cmdline).contains(&token));
+    let work = s.commit(
+        "main",
+        "on: push\njobs:\n  long:\n    runs-on: filed\n    steps:\n      - run: sleep 30\n",
+    );
+    s.push(&work, "main");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    s.wait_job_running(id);
+    // Removed, the runner's credential stops working and its job goes back to the queue.
+    let (_, list, _) = s.cli(&["runners", "list", "--json"]);
+    let runners: Value = serde_json::from_str(&list).unwrap();
+    let rid = runners
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "filed")
+        .unwrap()["id"]
+        .as_i64()
+        .unwrap();
+    let (code, _, err) = s.cli(&["runners", "remove", &rid.to_string()]);
+    assert_eq!(code, 0, "{err}");
+    let (_, out, _) = s.cli(&["runs", "show", "--json", &id.to_string()]);
+    let run: Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(run["jobs"][0]["status"], "queued", "{run}");
+    let reg: Value = serde_json::from_str(
+        &std::fs::read_to_string(runner.work_dir.join("runner.json")).unwrap(),
+    )
+    .unwrap();
+    let (status, _) = post(
+        &s.url,
+        "/api/v1/runner/jobs/next",
+        &[
+            (
+                "Authorization",
+                format!("Bearer {}", reg["credential"].as_str().unwrap()),
+            ),
+            ("Content-Type", "application/json".into()),
+        ],
+        br#"{"version":4,"wait_ms":0}"#,
+    );
+    assert_eq!(status, 401);
+    // API tokens: listed (never shown), revoked at once.
+    let (code, made, err) = s.cli(&["tokens", "create", "ci-bot"]);
+    assert_eq!(code, 0, "{err}");
+    let api_token = made.trim();
+    let (status, _) = serve_support::request_bytes(
+        &s.url,
+        "GET",
+        "/api/v1/runs",
+        &[("Authorization", format!("Bearer {api_token}"))],
+        b"",
+    );
+    assert_eq!(status, 200);
+    let (_, list, _) = s.cli(&["tokens", "list"]);
+    assert!(
+        list.contains("ci-bot") && !list.contains(api_token),
+        "{list}"
+    );
+    let tid = list
+        .lines()
+        .find(|l| l.contains("ci-bot"))
+        .and_then(|l| l.split_whitespace().next())
+        .unwrap();
+    let (code, _, err) = s.cli(&["tokens", "revoke", tid]);
+    assert_eq!(code, 0, "{err}");
+    let (status, _) = serve_support::request_bytes(
+        &s.url,
+        "GET",
+        "/api/v1/runs",
+        &[("Authorization", format!("Bearer {api_token}"))],
+        b"",
+    );
+    assert_eq!(status, 401);
+}
+
+#[test]
+fn artifact_names_paths_and_modes_from_a_runner_are_checked() {
+    let s = Server::start_with("[runner]\nembedded_capacity = 0\n");
+    let credential = register(&s, &["art"]);
+    let work = s.commit(
+        "main",
+        "on: push\njobs:\n  up:\n    runs-on: art\n    steps:\n      - run: true\n",
+    );
+    s.push(&work, "main");
+    let lease: Value = serde_json::from_str(&lease(&s, &credential)).unwrap();
+    let job = lease["job"].as_i64().unwrap();
+    let run = lease["spec"]["run_id"].as_i64().unwrap();
+    let auth = vec![
+        ("Authorization", format!("Bearer {credential}")),
+        (
+            "pipewright-lease",
+            lease["lease"].as_str().unwrap().to_owned(),
+        ),
+        ("Content-Type", "application/json".to_owned()),
+    ];
+    let content = b"#!/bin/sh\necho tool\n";
+    let hash = blake3::hash(content).to_hex().to_string();
+    let (status, resp) = serve_support::request_bytes(
+        &s.url,
+        "PUT",
+        &format!("/api/v1/runner/jobs/{job}/blobs/{hash}"),
+        &auth,
+        content,
+    );
+    assert_eq!(status, 204, "{}", String::from_utf8_lossy(&resp));
+    let manifest = |path: &str, mode: u32| {
+        serde_json::to_vec(&serde_json::json!({"files": [
+            {"path": path, "mode": mode, "size": content.len(), "hash": hash}
+        ]}))
+        .unwrap()
+    };
+    let put = |name: &str, body: &[u8]| {
+        let (status, resp) = serve_support::request_bytes(
+            &s.url,
+            "PUT",
+            &format!("/api/v1/runner/jobs/{job}/artifacts/{name}"),
+            &auth,
+            body,
+        );
+        (status, String::from_utf8_lossy(&resp).into_owned())
+    };
+    // Names that are paths, or hold what a terminal obeys.
+    for name in ["..", ".", ".hidden", "a%00b", "a%0Ab", &"n".repeat(300)] {
+        let (status, resp) = put(name, &manifest("f", 0o100_644));
+        assert_eq!(status, 400, "`{name}`: {resp}");
+    }
+    // Paths with NUL, control characters, of 100,000 characters, escaping.
+    for path in [
+        "a\u{0}b",
+        "a\nb",
+        &"p".repeat(100_000),
+        "../x",
+        "/etc/passwd",
+        "a//b",
+    ] {
+        let (status, resp) = put("dist", &manifest(path, 0o100_644));
+        assert_eq!(status, 422, "{resp}");
+    }
+    // A set-user-ID file is stored with its permissions only.
+    let (status, resp) = put("dist", &manifest("bin/tool", 0o104_755));
+    assert_eq!(status, 204, "{resp}");
+    let (status, tar) = serve_support::request_bytes(
+        &s.url,
+        "GET",
+        &format!("/api/v1/runs/{run}/artifacts/dist"),
+        &[("Authorization", format!("Bearer {TOKEN}"))],
+        b"",
+    );
+    assert_eq!(status, 200);
+    // The first header: the name, then the mode in octal at offset 100.
+    assert!(tar.starts_with(b"bin/tool"), "{:?}", &tar[..20]);
+    let mode_field = String::from_utf8_lossy(&tar[100..107]).to_string();
+    let mode = u32::from_str_radix(mode_field.trim_matches(['\0', ' ']), 8).unwrap();
+    assert_eq!(mode & 0o7777, 0o755, "{mode_field}");
+}
+
+#[test]
+fn a_local_artifact_named_dot_dot_deletes_nothing() {
+    let r = common::Repo::new();
+    r.workflow(
+        "ci.yml",
+        "on: push
+jobs:
+  up:
+    runs-on: x
+    steps:
+      - run: echo x > f.txt
+      - uses: actions/upload-artifact@v4
+        with:
+          name: ..
+          path: f.txt
+          overwrite: true
+",
+    );
+    r.commit("dots");
+    let work = r.path().join(".git/work");
+    let run = r.run(&["--work-dir", work.to_str().unwrap(), "--keep"]);
+    assert_eq!(run.code, 1, "{}", run.all());
+    assert!(
+        run.all().contains("artifact name `..` is not valid"),
+        "{}",
+        run.all()
+    );
+    assert!(work.exists() && std::fs::read_dir(&work).unwrap().count() > 0);
+}
+
+#[test]
+fn metrics_may_need_a_token_and_are_read_from_counters() {
+    let s = Server::start_repos(|d| {
+        format!(
+            "metrics_token = \"metrics-token-0123456789\"\n[[repos]]\nname = \"acme/app\"\npath = \"{d}/app.git\"\n",
+            d = d.display()
+        )
+    });
+    let (status, _) = get(&s.url, "/metrics");
+    assert_eq!(status, 401);
+    let scrape = |token: &str| {
+        serve_support::request_bytes(
+            &s.url,
+            "GET",
+            "/metrics",
+            &[("Authorization", format!("Bearer {token}"))],
+            b"",
+        )
+    };
+    let work = s.commit(
+        "main",
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: true\n  b:\n    runs-on: x\n    steps:\n      - run: exit 1\n",
+    );
+    s.push(&work, "main");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    s.wait_completed(id);
+    let (status, body) = scrape("metrics-token-0123456789");
+    assert_eq!(status, 200);
+    let text = String::from_utf8_lossy(&body);
+    assert!(
+        text.contains("pipewright_runs_total{conclusion=\"failure\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pipewright_jobs_total{conclusion=\"success\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pipewright_jobs_total{conclusion=\"failure\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pipewright_job_duration_seconds_count 2"),
+        "{text}"
+    );
+    assert!(
+        text.contains("pipewright_job_duration_seconds_bucket{le=\"+Inf\"} 2"),
+        "{text}"
+    );
+    let (status, _) = scrape(TOKEN);
+    assert_eq!(status, 200, "the admin token reads the metrics too");
+}
+
+#[test]
+fn sigterm_stops_a_server_with_a_backlog_of_logs_to_archive() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("config.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}/data\"\n[auth]\nadmin_token = \"{TOKEN}\"\n",
+            dir.path().display()
+        ),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let start = || {
+        let _ = std::fs::remove_file(data.join("listen-url"));
+        let child = Command::new(env!("CARGO_BIN_EXE_pipewright"))
+            .args(["serve", "-c"])
+            .arg(&config)
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while !data.join("listen-url").exists() {
+            assert!(Instant::now() < deadline, "the server did not start");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        child
+    };
+    let stop = |mut child: std::process::Child| {
+        let _ = Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status();
+        let t = Instant::now();
+        let deadline = t + Duration::from_secs(60);
+        loop {
+            if child.try_wait().unwrap().is_some() {
+                return t.elapsed();
+            }
+            assert!(Instant::now() < deadline, "the server did not stop");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    };
+    // The database with its schema, then a backlog: 3,000 completed jobs whose logs (200
+    // lines each) are still rows.
+    stop(start());
+    let db = data.join("pipewright.db");
+    let made = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+c.execute(\"INSERT INTO runs (id, repo, workflow, event, git_ref, sha, status, conclusion, created_at, event_json) VALUES (1, 'a', 'w', 'push', 'refs/heads/main', 'x', 'completed', 'success', 1, '{}')\")
+for j in range(1, 3001):
+    c.execute(\"INSERT INTO jobs (id, run_id, name, job_id, status, conclusion) VALUES (?, 1, ?, 'j', 'completed', 'success')\", (j, 'j%d' % j))
+    c.executemany('INSERT INTO log_lines (job, seq, text) VALUES (?, ?, ?)', [(j, s, 'line %d of a long log' % s) for s in range(1, 201)])
+c.commit()",
+        )
+        .arg(&db)
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{made:?}");
+    let server = start();
+    std::thread::sleep(Duration::from_millis(300));
+    let took = stop(server);
+    assert!(took < Duration::from_secs(10), "stopping took {took:?}");
+    // It stopped between two jobs, with work left: each job's log whole in rows or files.
+    let left = Command::new("python3")
+        .arg("-c")
+        .arg(
+            "import sqlite3, sys
+c = sqlite3.connect(sys.argv[1])
+left = c.execute('SELECT count(*) FROM jobs WHERE log_archived = 0').fetchone()[0]
+half = c.execute('SELECT count(*) FROM jobs j WHERE log_archived = 0 AND (SELECT count(*) FROM log_lines l WHERE l.job = j.id) <> 200').fetchone()[0]
+print(left, half)",
+        )
+        .arg(&db)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&left.stdout);
+    let mut nums = text.split_whitespace().map(|n| n.parse::<i64>().unwrap());
+    let (left, half) = (nums.next().unwrap(), nums.next().unwrap());
+    assert!(
+        left > 0,
+        "the whole backlog was archived before the stop: no test"
+    );
+    assert_eq!(half, 0, "a job's log was left half in rows");
+}
+
+#[test]
+fn error_answers_name_no_repository_and_no_server_path() {
+    let s = Server::start();
+    // A webhook for a repository that is not configured, and for one that is, unsigned.
+    for name in ["secret-project/hidden", "acme/app"] {
+        let body = serde_json::to_vec(&serde_json::json!({
+            "ref": "refs/heads/main", "after": "1".repeat(40),
+            "repository": {"full_name": name}
+        }))
+        .unwrap();
+        let (status, resp) = post(
+            &s.url,
+            "/hooks/github",
+            &[
+                ("X-GitHub-Event", "push".to_owned()),
+                ("X-Hub-Signature-256", "sha256=00".to_owned()),
+            ],
+            &body,
+        );
+        assert_eq!(status, 401, "{resp}");
+        assert!(
+            !resp.contains(name) && !resp.contains("configured"),
+            "{resp}"
+        );
+    }
+    // A dispatch of a ref that does not exist: the answer does not show where the
+    // repository lives.
+    let work = s.commit(
+        "main",
+        "on: workflow_dispatch\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: true\n",
+    );
+    s.push(&work, "main");
+    let (code, _, err) = s.cli(&["dispatch", "acme/app", "ci.yml", "--ref", "no-such-branch"]);
+    assert_ne!(code, 0);
+    let dir = s.dir.path().display().to_string();
+    assert!(!err.contains(&dir) && !err.contains("app.git"), "{err}");
+}

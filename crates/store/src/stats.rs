@@ -192,3 +192,68 @@ impl Store {
         })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use crate::Store;
+    use crate::tests::new_run;
+
+    /// Completed runs and jobs by conclusion.
+    type Counts = (Vec<(String, i64)>, Vec<(String, i64)>);
+
+    fn counts(s: &Store) -> Counts {
+        let st = s.stats().unwrap();
+        (st.runs_by_conclusion, st.jobs_by_conclusion)
+    }
+
+    #[test]
+    fn counters_follow_completions_and_an_older_database_is_counted_once() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("db.sqlite");
+        let s = Store::open(&path).unwrap();
+        let run = s.create_run(&new_run("r")).unwrap();
+        s.jobs_not_run(
+            run,
+            &[
+                ("a".into(), "a".into(), "success".into()),
+                ("b".into(), "b".into(), "skipped".into()),
+            ],
+        )
+        .unwrap();
+        s.finish_run(run, "success", None).unwrap();
+        let want = (
+            vec![("success".to_owned(), 1)],
+            vec![("skipped".to_owned(), 1), ("success".to_owned(), 1)],
+        );
+        assert_eq!(counts(&s), want);
+        drop(s);
+        // A database made before the counters: none, no triggers, one more job done.
+        let c = rusqlite::Connection::open(&path).unwrap();
+        c.execute_batch(
+            "DROP TABLE counters;
+             DROP TRIGGER count_jobs_inserted; DROP TRIGGER count_jobs_completed;
+             DROP TRIGGER count_runs_inserted; DROP TRIGGER count_runs_completed;
+             INSERT INTO jobs (run_id, name, job_id, status, conclusion, started_at, finished_at)
+               VALUES (1, 'c', 'c', 'completed', 'failure', 1000, 3500);",
+        )
+        .unwrap();
+        drop(c);
+        let want = (
+            vec![("success".to_owned(), 1)],
+            vec![
+                ("failure".to_owned(), 1),
+                ("skipped".to_owned(), 1),
+                ("success".to_owned(), 1),
+            ],
+        );
+        for _ in 0..2 {
+            let s = Store::open(&path).unwrap();
+            assert_eq!(counts(&s), want, "counted once, however often opened");
+            let st = s.stats().unwrap();
+            assert_eq!(st.duration_sum_ms, 2500);
+            assert!(st.duration_buckets.contains(&("5".to_owned(), 1)));
+            assert!(st.duration_buckets.contains(&("+Inf".to_owned(), 1)));
+            assert!(!st.duration_buckets.iter().any(|(le, _)| le == "1"));
+        }
+    }
+}
