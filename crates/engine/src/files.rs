@@ -16,12 +16,12 @@ fn has_glob(s: &str) -> bool {
     s.contains(['*', '?', '[', '+'])
 }
 
-/// Makes a path absolute against `base` and removes `.` and `..` textually.
-pub fn normalize(base: &Path, p: &str) -> PathBuf {
-    let expanded = if let Some(rest) = p.strip_prefix("~/") {
-        std::env::var_os("HOME").map_or_else(|| PathBuf::from(p), |h| PathBuf::from(h).join(rest))
-    } else {
-        PathBuf::from(p)
+/// Makes a path absolute against `base` (`~/` against `home`, the job's `HOME`) and removes
+/// `.` and `..` textually.
+pub fn normalize(base: &Path, home: Option<&Path>, p: &str) -> PathBuf {
+    let expanded = match (p.strip_prefix("~/"), home) {
+        (Some(rest), Some(h)) => h.join(rest),
+        _ => PathBuf::from(p),
     };
     let joined = if expanded.is_absolute() {
         expanded
@@ -62,8 +62,8 @@ pub struct SearchError {
     pub message: String,
 }
 
-/// Searches files for newline-separated `patterns` relative to `base`.
-pub fn search(base: &Path, patterns: &str) -> Result<Found, SearchError> {
+/// Searches files for newline-separated `patterns` relative to `base` (`~/` is `home`).
+pub fn search(base: &Path, home: Option<&Path>, patterns: &str) -> Result<Found, SearchError> {
     let mut includes: Vec<(PathBuf, Option<Pattern>)> = Vec::new();
     let mut excludes: Vec<Pattern> = Vec::new();
     for line in patterns.lines() {
@@ -75,7 +75,7 @@ pub fn search(base: &Path, patterns: &str) -> Result<Found, SearchError> {
             Some(b) => (true, b.trim()),
             None => (false, line),
         };
-        let abs = normalize(base, body);
+        let abs = normalize(base, home, body);
         let abs_str = abs.display().to_string();
         let pat = if has_glob(&abs_str) || neg {
             Some(
@@ -298,11 +298,11 @@ mod tests {
     #[test]
     fn normalize_removes_dots() {
         assert_eq!(
-            normalize(Path::new("/w"), "a/./b/../c"),
+            normalize(Path::new("/w"), None, "a/./b/../c"),
             PathBuf::from("/w/a/c")
         );
         assert_eq!(
-            normalize(Path::new("/w"), "/abs/x"),
+            normalize(Path::new("/w"), None, "/abs/x"),
             PathBuf::from("/abs/x")
         );
     }

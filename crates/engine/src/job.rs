@@ -164,6 +164,16 @@ impl JobState<'_> {
         c
     }
 
+    /// The job's `HOME` (of its environment, not this process's).
+    pub(crate) fn home(&self) -> Option<PathBuf> {
+        self.run
+            .base_env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == "HOME")
+            .map(|(_, v)| PathBuf::from(v))
+    }
+
     pub(crate) fn log(&self, line: Line) {
         shown(&self.run.masker, self.sink, &self.label, line);
     }
@@ -988,7 +998,7 @@ async fn execute_step(
                 format!("`{}` does not exist", cwd.display()),
             ));
         }
-        let (program, args, ext) = shell_command(shell.as_deref())?;
+        let (program, args, ext) = shell_command(shell.as_deref(), &state.run.base_env)?;
         let script_path = state.temp.join(format!("step-{}{ext}", state.step_counter));
         crate::files::write_reusing(&script_path, script.as_bytes())
             .map_err(|e| JobError::io("cannot write the script", e))?;
@@ -1099,11 +1109,14 @@ fn apply_file_commands(state: &mut JobState<'_>, files: &FileCommands) -> Result
 }
 
 /// The program and arguments for a `shell:` value, and the script file's extension.
-fn shell_command(shell: Option<&str>) -> Result<(String, Vec<String>, &'static str), JobError> {
+fn shell_command(
+    shell: Option<&str>,
+    env: &[(String, String)],
+) -> Result<(String, Vec<String>, &'static str), JobError> {
     let v = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
     Ok(match shell.map(str::trim) {
         None | Some("") => {
-            if which("bash") {
+            if which("bash", env) {
                 ("bash".into(), v(&["-e", "{0}"]), ".sh")
             } else {
                 ("sh".into(), v(&["-e", "{0}"]), ".sh")
@@ -1143,7 +1156,11 @@ fn shell_command(shell: Option<&str>) -> Result<(String, Vec<String>, &'static s
 }
 
 /// Whether `program` is on the PATH.
-pub(crate) fn which(program: &str) -> bool {
-    std::env::var_os("PATH")
-        .is_some_and(|paths| std::env::split_paths(&paths).any(|d| d.join(program).is_file()))
+/// Whether `program` is on the `PATH` of `env` (a job's environment: a confined job's
+/// process starts from an empty one of its own).
+pub(crate) fn which(program: &str, env: &[(String, String)]) -> bool {
+    env.iter()
+        .rev()
+        .find(|(k, _)| k == "PATH")
+        .is_some_and(|(_, paths)| std::env::split_paths(paths).any(|d| d.join(program).is_file()))
 }

@@ -804,7 +804,7 @@ fn without_an_admin_token_the_server_makes_one_and_keeps_its_files_to_itself() {
     std::fs::write(
         &config,
         format!(
-            "listen = \"127.0.0.1:0\"\ndata_dir = \"{d}/data\"\n[[repos]]\nname = \"acme/app\"\npath = \"{d}/app.git\"\n",
+            "listen = \"0.0.0.0:0\"\ndata_dir = \"{d}/data\"\n[[repos]]\nname = \"acme/app\"\npath = \"{d}/app.git\"\n",
             d = dir.path().display()
         ),
     )
@@ -843,9 +843,11 @@ fn without_an_admin_token_the_server_makes_one_and_keeps_its_files_to_itself() {
         .output()
         .unwrap();
     assert!(listed.status.success(), "{listed:?}");
-    // Said once, in the server's log.
+    // Said once, in the server's log, with a warning about listening beyond the machine
+    // without TLS.
     let said = std::fs::read_to_string(&log).unwrap();
     assert_eq!(said.matches(&token).count(), 1, "{said}");
+    assert!(said.contains("without TLS"), "{said}");
     // Its files are its own.
     assert_eq!(
         mode(&data) & 0o077,
@@ -1295,4 +1297,29 @@ fn error_answers_name_no_repository_and_no_server_path() {
     assert_ne!(code, 0);
     let dir = s.dir.path().display().to_string();
     assert!(!err.contains(&dir) && !err.contains("app.git"), "{err}");
+}
+
+#[test]
+fn a_root_server_without_a_job_user_refuses_a_fork_s_job_and_says_how_to_fix_it() {
+    let s = Server::start();
+    let work = s.commit(
+        "feature",
+        "on: pull_request\njobs:\n  t:\n    runs-on: x\n    steps:\n      - run: echo ran\n",
+    );
+    s.push(&work, "feature");
+    let id = pull_request(&s, &work, 3, Value::Null);
+    let run = s.wait_completed(id);
+    let log = logs(&s, id);
+    assert_eq!(run["conclusion"], "failure", "{log}");
+    assert!(!log.contains("[t] ran"), "{log}");
+    assert!(
+        log.contains("cannot confine it") && log.contains("job_user"),
+        "{log}"
+    );
+    assert!(
+        s.log()
+            .contains("jobs of untrusted origin (pull requests from forks) are refused"),
+        "{}",
+        s.log()
+    );
 }

@@ -242,8 +242,10 @@ pub async fn run(config: RunnerConfig, shutdown: CancellationToken) -> Result<()
             }
         }
     }
-    // A job process a crashed runner left behind ends before anything else.
-    reap_slots(&config.work_dir);
+    // A job process a crashed runner left behind ends before anything else (blocking: it
+    // waits for such a process to go, up to 5 s).
+    let dir = config.work_dir.clone();
+    let _ = tokio::task::spawn_blocking(move || reap_slots(&dir)).await;
     let config = Arc::new(config);
     let client = Client::new(&config.server, &config.credential);
     let workflows = Arc::new(Workflows::default());

@@ -32,6 +32,7 @@ pub mod trigger;
 use std::sync::Arc;
 
 pub use config::{Config, ConfigError, RepoConfig};
+pub use http::read_webhook;
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;

@@ -56,7 +56,7 @@ pub(super) fn upload(
         return Err(ActionError::Failed(e));
     }
     let path = call.required("path")?;
-    let found = crate::files::search(&state.workspace, &path)?;
+    let found = crate::files::search(&state.workspace, state.home().as_deref(), &path)?;
     if found.files.is_empty() {
         let msg = format!(
             "no files were found with the provided path: {}. No artifacts will be uploaded.",
@@ -104,7 +104,11 @@ pub(super) fn download(
     call: &Call<'_>,
     _version: &str,
 ) -> Result<(), ActionError> {
-    let base = crate::files::normalize(&state.workspace, &call.input_or("path", "."));
+    let base = crate::files::normalize(
+        &state.workspace,
+        state.home().as_deref(),
+        &call.input_or("path", "."),
+    );
     let store = store(state);
     let name = call.input("name");
     if !name.is_empty() {

@@ -247,7 +247,7 @@ pub(super) async fn restore(
         Some(hit) => paths.iter().enumerate().try_for_each(|(i, p)| {
             let src = hit.dir.join(i.to_string());
             if src.exists() {
-                let dest = crate::files::normalize(&state.workspace, p);
+                let dest = crate::files::normalize(&state.workspace, state.home().as_deref(), p);
                 crate::files::copy_tree(&src, &dest)
                     .map_err(|e| ActionError::io(format!("cache restore of `{p}`"), e))?;
             }
@@ -301,7 +301,7 @@ pub(crate) async fn save(state: &mut JobState<'_>, save: Save) -> Result<(), Act
         .map_err(|e| ActionError::io(staged.display().to_string(), e))?;
     let mut bytes = 0;
     for (i, p) in save.paths.iter().enumerate() {
-        let src = crate::files::normalize(&state.workspace, p);
+        let src = crate::files::normalize(&state.workspace, state.home().as_deref(), p);
         if src.exists() {
             match crate::files::copy_tree(&src, &staged.join(i.to_string())) {
                 Ok(n) => bytes += n,

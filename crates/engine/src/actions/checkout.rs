@@ -9,7 +9,11 @@ use super::{ActionError, Call};
 use crate::job::{JobState, Source};
 
 pub(super) fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(), ActionError> {
-    let dest = crate::files::normalize(&state.workspace, &call.input_or("path", "."));
+    let dest = crate::files::normalize(
+        &state.workspace,
+        state.home().as_deref(),
+        &call.input_or("path", "."),
+    );
     if !dest.starts_with(&state.workspace) {
         return Err(ActionError::Failed(format!(
             "`path` must stay inside the workspace, got `{}`",

@@ -30,7 +30,7 @@ pub(super) fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(), Actio
     let mut total = Coverage::default();
     let mut read = 0;
     for n in &names {
-        let path = crate::files::normalize(&state.workspace, n);
+        let path = crate::files::normalize(&state.workspace, state.home().as_deref(), n);
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) => {

@@ -85,7 +85,7 @@ pub(super) async fn run(
             call.uses
         ))),
         Runs::Node { main, using, .. } => {
-            if !crate::job::which("node") {
+            if !crate::job::which("node", &state.run.base_env) {
                 return Err(ActionError::Failed(format!(
                     "`{}` is a Node action ({using}) and `node` is not installed",
                     call.uses

@@ -241,7 +241,7 @@ pub(crate) struct HashFiles(pub(crate) PathBuf);
 impl expr::Host for HashFiles {
     fn hash_files(&self, patterns: &[String]) -> Result<String, expr::EvalError> {
         use sha2::{Digest, Sha256};
-        let found = crate::files::search(&self.0, &patterns.join("\n")).map_err(|e| {
+        let found = crate::files::search(&self.0, None, &patterns.join("\n")).map_err(|e| {
             expr::EvalError::HashFiles {
                 message: e.to_string(),
             }

@@ -92,7 +92,7 @@ pub(super) async fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(),
         } else {
             file
         };
-        let path = crate::files::normalize(&state.workspace, &file);
+        let path = crate::files::normalize(&state.workspace, state.home().as_deref(), &file);
         spec = std::fs::read_to_string(&path)
             .ok()
             .and_then(|t| {

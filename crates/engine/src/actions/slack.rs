@@ -20,7 +20,7 @@ pub(super) async fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(),
     if payload.is_empty() {
         let file = call.input("payload-file-path");
         if !file.is_empty() {
-            let p = crate::files::normalize(&state.workspace, &file);
+            let p = crate::files::normalize(&state.workspace, state.home().as_deref(), &file);
             payload = std::fs::read_to_string(&p)
                 .map_err(|e| ActionError::io(p.display().to_string(), e))?;
         }
