@@ -315,7 +315,7 @@ mod tests {
         std::fs::write(base.join("dist/a.whl"), "a").unwrap();
         std::fs::write(base.join("dist/b.tmp"), "b").unwrap();
         std::fs::write(base.join("dist/sub/c.whl"), "c").unwrap();
-        let f = search(base, "dist/\n!**/*.tmp\n").unwrap();
+        let f = search(base, None, "dist/\n!**/*.tmp\n").unwrap();
         let names: Vec<_> = f
             .files
             .iter()
@@ -323,9 +323,9 @@ mod tests {
             .collect();
         assert_eq!(names, vec!["dist/a.whl", "dist/sub/c.whl"]);
         assert_eq!(f.root, base.join("dist"));
-        let f = search(base, "dist/*.whl").unwrap();
+        let f = search(base, None, "dist/*.whl").unwrap();
         assert_eq!(f.files.len(), 1);
-        let f = search(base, "dist/**/*.whl").unwrap();
+        let f = search(base, None, "dist/**/*.whl").unwrap();
         assert_eq!(f.files.len(), 2);
     }
 }
