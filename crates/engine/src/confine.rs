@@ -151,13 +151,14 @@ pub fn landlock_supported() -> bool {
 }
 
 /// Device files a job may write (and read): the harmless ones a shell and its tools open.
+/// Not `/dev/tty`: a job has no terminal (its process starts a session of its own), and
+/// the terminal of whoever started the server is not its to type into.
 const DEVICES: &[&str] = &[
     "/dev/null",
     "/dev/zero",
     "/dev/full",
     "/dev/random",
     "/dev/urandom",
-    "/dev/tty",
     "/dev/ptmx",
     "/dev/pts",
     "/dev/shm",
@@ -223,29 +224,35 @@ impl Confinement {
         let hidden: Vec<PathBuf> = self.hidden.iter().map(|p| canonical(p)).collect();
         let mut read = Vec::new();
         readable_roots(Path::new("/"), &hidden, &mut read);
-        read.extend(self.readable.iter().cloned());
+        let is_dir = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_dir());
+        read.extend(self.readable.iter().map(|p| (p.clone(), is_dir(p))));
         let mut ruleset = Ruleset::default()
             .handle_access(AccessFs::from_all(abi))?
             .scope(Scope::Signal | Scope::AbstractUnixSocket)?
             .create()?;
-        let rule = |path: &Path, access: landlock::BitFlags<AccessFs>| {
-            let fd = PathFd::new(path).map_err(|source| ConfineError::LandlockPath {
-                path: path.to_owned(),
-                source,
-            })?;
-            let is_dir = std::fs::metadata(path).is_ok_and(|m| m.is_dir());
+        // A path that vanished meanwhile is simply not granted.
+        let rule = |path: &Path, dir: bool, access: landlock::BitFlags<AccessFs>| {
+            let fd = match PathFd::new(path) {
+                Ok(fd) => fd,
+                Err(_) if !path.exists() => return Ok(None),
+                Err(source) => {
+                    return Err(ConfineError::LandlockPath {
+                        path: path.to_owned(),
+                        source,
+                    });
+                }
+            };
             // A rule on a file may only grant what applies to files.
-            let access = if is_dir {
+            let access = if dir {
                 access
             } else {
                 access & AccessFs::from_file(abi)
             };
-            Ok::<_, ConfineError>(PathBeneath::new(fd, access))
+            Ok::<_, ConfineError>(Some(PathBeneath::new(fd, access)))
         };
-        for path in &read {
-            // A path that vanished meanwhile is simply not granted.
-            if path.exists() {
-                ruleset = ruleset.add_rule(rule(path, AccessFs::from_read(abi))?)?;
+        for (path, dir) in &read {
+            if let Some(r) = rule(path, *dir, AccessFs::from_read(abi))? {
+                ruleset = ruleset.add_rule(r)?;
             }
         }
         for path in self.writable.iter().map(PathBuf::from).chain(
@@ -254,8 +261,8 @@ impl Confinement {
                 .map(PathBuf::from)
                 .filter(|p| !hidden.iter().any(|h| p.starts_with(h))),
         ) {
-            if path.exists() {
-                ruleset = ruleset.add_rule(rule(&path, AccessFs::from_all(abi))?)?;
+            if let Some(r) = rule(&path, is_dir(&path), AccessFs::from_all(abi))? {
+                ruleset = ruleset.add_rule(r)?;
             }
         }
         Ok(ruleset)
@@ -270,13 +277,22 @@ fn canonical(path: &Path) -> PathBuf {
 /// The paths under `dir` to grant reading so that everything is readable except what
 /// `hidden` names: a directory with nothing hidden beneath is granted whole; one that holds
 /// a hidden path is granted entry by entry, the hidden entry left out. A symlink is granted
-/// (as its target) unless it leads into or around a hidden path.
-fn readable_roots(dir: &Path, hidden: &[PathBuf], out: &mut Vec<PathBuf>) {
+/// (as its target) unless it leads into or around a hidden path. A shared temporary
+/// directory (world-writable and sticky, like `/tmp`) that holds a hidden path is not
+/// granted at all: what others left there is theirs, and a job has a temporary directory
+/// of its own. Each path comes with whether it is a directory.
+fn readable_roots(dir: &Path, hidden: &[PathBuf], out: &mut Vec<(PathBuf, bool)>) {
+    use std::os::unix::fs::PermissionsExt;
     if hidden.iter().any(|h| h == dir) {
         return;
     }
     if !hidden.iter().any(|h| h.starts_with(dir)) {
-        out.push(dir.to_owned());
+        out.push((dir.to_owned(), true));
+        return;
+    }
+    let shared_temp =
+        std::fs::metadata(dir).is_ok_and(|m| m.permissions().mode() & 0o1002 == 0o1002);
+    if shared_temp {
         return;
     }
     let Ok(entries) = std::fs::read_dir(dir) else {
@@ -284,7 +300,10 @@ fn readable_roots(dir: &Path, hidden: &[PathBuf], out: &mut Vec<PathBuf>) {
     };
     for e in entries.flatten() {
         let path = e.path();
-        if e.file_type().is_ok_and(|t| t.is_symlink()) {
+        let Ok(kind) = e.file_type() else {
+            continue;
+        };
+        if kind.is_symlink() {
             let Ok(target) = std::fs::canonicalize(&path) else {
                 continue;
             };
@@ -294,9 +313,11 @@ fn readable_roots(dir: &Path, hidden: &[PathBuf], out: &mut Vec<PathBuf>) {
             {
                 continue;
             }
-            out.push(path);
-        } else {
+            out.push((path, target.is_dir()));
+        } else if kind.is_dir() {
             readable_roots(&path, hidden, out);
+        } else {
+            out.push((path, false));
         }
     }
 }
@@ -367,11 +388,31 @@ pub fn descendants(ancestor: Pid) -> Vec<Pid> {
     out
 }
 
+/// Whether this process has no child process, from `/proc/self/task/*/children` (when the
+/// kernel does not say, it may have some).
+fn has_no_children() -> bool {
+    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
+        return false;
+    };
+    for t in tasks.flatten() {
+        match std::fs::read_to_string(t.path().join("children")) {
+            Ok(c) if c.trim().is_empty() => {}
+            _ => return false,
+        }
+    }
+    true
+}
+
 /// Kills (SIGKILL) every process descending from this one, again until none is left (a
 /// process may fork while the others die), and reaps them. As a child subreaper this
 /// process is the ancestor of every process its steps left, detached or not.
 pub fn kill_descendants() {
     let me = nix::unistd::getpid();
+    // The common case, cheaply: no child left at all (a subreaper's orphans are its
+    // children, so no child means no descendant).
+    if has_no_children() {
+        return;
+    }
     for _ in 0..100 {
         let left = descendants(me);
         if left.is_empty() {
@@ -400,22 +441,29 @@ mod tests {
     fn everything_is_readable_but_the_hidden_paths() {
         let d = tempfile::tempdir().unwrap();
         let root = std::fs::canonicalize(d.path()).unwrap();
-        for p in ["a/data/x", "a/other", "b"] {
+        for p in ["a/data/x", "a/other", "b", "shared/t/data"] {
             std::fs::create_dir_all(root.join(p)).unwrap();
         }
         std::fs::write(root.join("a/file"), "").unwrap();
         std::os::unix::fs::symlink(root.join("a/data"), root.join("a/link-in")).unwrap();
         std::os::unix::fs::symlink(root.join("b"), root.join("a/link-out")).unwrap();
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(root.join("shared"), std::fs::Permissions::from_mode(0o1777))
+            .unwrap();
         let mut out = Vec::new();
-        readable_roots(&root, &[root.join("a/data")], &mut out);
+        readable_roots(
+            &root,
+            &[root.join("a/data"), root.join("shared/t/data")],
+            &mut out,
+        );
         out.sort();
         let mut want = vec![
-            root.join("a/file"),
-            root.join("a/link-out"),
-            root.join("a/other"),
-            root.join("b"),
+            (root.join("a/file"), false),
+            (root.join("a/link-out"), true),
+            (root.join("a/other"), true),
+            (root.join("b"), true),
         ];
         want.sort();
-        assert_eq!(out, want);
+        assert_eq!(out, want, "nothing of the shared temporary directory");
     }
 }

@@ -276,13 +276,18 @@ impl JobState<'_> {
         let label = self.label.clone();
         let mut stop_token: Option<String> = None;
         // A line longer than the reader's pieces is masked as a whole: it is cut where no
-        // secret can straddle the cut.
-        let mut cutter = crate::mask::LineCutter::default();
-        let mut long_line = false;
-        let mut on_line = move |raw: String, complete: bool| {
-            if long_line || !complete {
+        // secret can straddle the cut. The two streams' pieces interleave: each has its own.
+        let mut cutters = [
+            (crate::mask::LineCutter::default(), false),
+            (crate::mask::LineCutter::default(), false),
+        ];
+        let mut on_line = move |piece: process::Piece| {
+            let (cutter, long_line) =
+                &mut cutters[usize::from(piece.stream == process::Stream::Stderr)];
+            let (raw, complete) = (piece.text, piece.complete);
+            if *long_line || !complete {
                 // Part of a long line: output, never a command.
-                long_line = !complete;
+                *long_line = !complete;
                 if let Some(text) = cutter.piece(&masker, &raw, complete) {
                     shown(&masker, sink, &label, Line::Output(text));
                 }

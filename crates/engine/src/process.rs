@@ -46,13 +46,28 @@ pub const KILL_GRACE: Duration = Duration::from_secs(5);
 /// keep the pipes open; their output after that is not waited for.
 const DRAIN: Duration = Duration::from_millis(100);
 
-/// Runs `spawn`, calling `on_line` for every line of output (without its newline) and
-/// whether the line ended there (a line longer than [`MAX_LINE`] comes in pieces, all but
-/// the last `false`). Returns the
+/// Which of the process's outputs a line comes from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Stream {
+    Stdout,
+    Stderr,
+}
+
+/// A piece of output: its text (without the newline), its stream, and whether its line
+/// ended there (a line longer than [`MAX_LINE`] comes in pieces, all but the last `false`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Piece {
+    pub text: String,
+    pub stream: Stream,
+    pub complete: bool,
+}
+
+/// Runs `spawn`, calling `on_line` for every piece of output (the pieces of the two streams
+/// interleave: a consumer keeps a long line's state per stream). Returns the
 /// exit and the process group id (the group may outlive the process: see [`kill_group`]).
 pub async fn run(
     spawn: &Spawn,
-    on_line: &mut (dyn FnMut(String, bool) + Send),
+    on_line: &mut (dyn FnMut(Piece) + Send),
     deadline: Option<Instant>,
     cancel: &CancellationToken,
 ) -> std::io::Result<(Exit, i32)> {
@@ -68,12 +83,12 @@ pub async fn run(
         .kill_on_drop(true);
     let mut child = cmd.spawn()?;
     let pgid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
-    let (tx, mut rx) = mpsc::channel::<(String, bool)>(256);
+    let (tx, mut rx) = mpsc::channel::<Piece>(256);
     if let Some(out) = child.stdout.take() {
-        tokio::spawn(read_lines(out, tx.clone()));
+        tokio::spawn(read_lines(out, Stream::Stdout, tx.clone()));
     }
     if let Some(err) = child.stderr.take() {
-        tokio::spawn(read_lines(err, tx.clone()));
+        tokio::spawn(read_lines(err, Stream::Stderr, tx.clone()));
     }
     drop(tx);
 
@@ -89,7 +104,7 @@ pub async fn run(
         let kill_at = stopping.as_ref().filter(|s| !s.2).map_or(far, |s| s.1);
         tokio::select! {
             line = rx.recv(), if pipes_open => match line {
-                Some((l, complete)) => on_line(l, complete),
+                Some(piece) => on_line(piece),
                 None => pipes_open = false,
             },
             s = child.wait(), if status.is_none() => {
@@ -166,7 +181,7 @@ pub fn kill_group(pgid: i32, signal: Signal) {
 /// must not fill the memory).
 const MAX_LINE: usize = 64 * 1024;
 
-async fn read_lines(r: impl AsyncRead + Unpin, tx: mpsc::Sender<(String, bool)>) {
+async fn read_lines(r: impl AsyncRead + Unpin, stream: Stream, tx: mpsc::Sender<Piece>) {
     let mut reader = BufReader::new(r);
     let mut buf = Vec::new();
     // The bytes of a character cut by the end of the last piece, carried to the next.
@@ -180,8 +195,13 @@ async fn read_lines(r: impl AsyncRead + Unpin, tx: mpsc::Sender<(String, bool)>)
             Ok(0) | Err(_) if buf.is_empty() => return,
             Ok(0) | Err(_) => {
                 // The output ended inside a line: what is left is its end.
+                let text = String::from_utf8_lossy(&buf).into_owned();
                 let _ = tx
-                    .send((String::from_utf8_lossy(&buf).into_owned(), true))
+                    .send(Piece {
+                        text,
+                        stream,
+                        complete: true,
+                    })
                     .await;
                 return;
             }
@@ -199,8 +219,13 @@ async fn read_lines(r: impl AsyncRead + Unpin, tx: mpsc::Sender<(String, bool)>)
                 {
                     partial = buf.split_off(e.valid_up_to());
                 }
+                let text = String::from_utf8_lossy(&buf).into_owned();
                 if tx
-                    .send((String::from_utf8_lossy(&buf).into_owned(), complete))
+                    .send(Piece {
+                        text,
+                        stream,
+                        complete,
+                    })
                     .await
                     .is_err()
                 {
@@ -250,7 +275,7 @@ mod tests {
         let mut lines = Vec::new();
         let (exit, _) = run(
             &spawn,
-            &mut |l, _| lines.push(l),
+            &mut |p| lines.push(p.text),
             None,
             &CancellationToken::new(),
         )

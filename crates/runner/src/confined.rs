@@ -28,7 +28,7 @@ use engine::{Conclusion, JobLabel, JobReport, Line, Sink};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
 use crate::protocol::Lease;
@@ -46,8 +46,11 @@ pub struct Isolation {
     /// Paths no job may read besides the runner's work directory: the server's data
     /// directory and configuration, the repositories.
     pub hidden: Vec<PathBuf>,
-    /// Paths every job may write besides its own directory (configured by the admin).
+    /// Paths every job of trusted origin may write besides its own directory (configured
+    /// by the admin).
     pub writable: Vec<PathBuf>,
+    /// The slots' cgroups, where this runner can make them (set when the runner starts).
+    pub(crate) cgroups: Option<crate::cgroup::Slots>,
 }
 
 impl Isolation {
@@ -78,6 +81,7 @@ impl Isolation {
             landlock: landlock && engine::confine::landlock_supported(),
             hidden,
             writable,
+            cgroups: None,
         })
     }
 
@@ -95,23 +99,32 @@ impl Isolation {
         } else {
             "without Landlock"
         };
-        let untrusted = if self.takes_untrusted() {
-            ""
+        let untrusted = match (self.user.is_some(), self.landlock) {
+            (true, true) => "",
+            (false, _) => {
+                "; jobs of untrusted origin (pull requests from forks) are refused: set a job user"
+            }
+            (true, false) => {
+                "; jobs of untrusted origin (pull requests from forks) are refused: this kernel has no Landlock"
+            }
+        };
+        let cgroups = if self.cgroups.is_some() {
+            ", each slot in a cgroup of its own"
         } else {
-            "; jobs of untrusted origin (pull requests from forks) are refused: set a job user"
+            ""
         };
         (
-            format!("jobs run {who}, {landlock}{untrusted}"),
+            format!("jobs run {who}, {landlock}{cgroups}{untrusted}"),
             !self.takes_untrusted(),
         )
     }
 
-    /// Whether a job of untrusted origin (a fork's pull request) may run here: only when
-    /// something stands between its code and this machine's secrets, that is a user of its
-    /// own, or Landlock for a runner that is not root (root confined by Landlock alone
-    /// still has a root's powers over the kernel).
+    /// Whether a job of untrusted origin (a fork's pull request) may run here: only when it
+    /// runs as a user of its own (not the runner's, whose home, sockets and files Landlock
+    /// alone would leave it) and under Landlock (which keeps it from other jobs of that
+    /// user, their memory and their files).
     pub fn takes_untrusted(&self) -> bool {
-        self.user.is_some() || (self.landlock && !nix::unistd::Uid::current().is_root())
+        self.user.is_some() && self.landlock
     }
 }
 
@@ -123,6 +136,8 @@ pub(crate) struct JobExec {
     lease: Lease,
     site: Site,
     source: PathBuf,
+    /// The text of the job's workflow file in the source.
+    workflow: String,
     confinement: Confinement,
     /// The runner's pid: the process checks it is still its parent once confined.
     parent: i32,
@@ -139,6 +154,10 @@ enum Message {
         upload_error: Option<String>,
     },
 }
+
+/// The longest message a job's process may send (a log line is cut at 64 KiB; JSON may
+/// escape each byte of it into six).
+const MAX_MESSAGE: usize = 512 * 1024;
 
 /// The file in a slot recording the job process running there: `pid start-time`.
 const CHILD_RECORD: &str = ".child";
@@ -160,6 +179,9 @@ fn start_time(pid: i32) -> Option<u64> {
 /// kills every process of its job and exits), then killed if it has not ended in 5 s.
 pub fn reap_slots(work_dir: &Path) {
     // Blocking, but short: at start, before any job is taken.
+    if let Some(cgroups) = crate::cgroup::Slots::detect(work_dir) {
+        cgroups.empty_all();
+    }
     let Ok(slots) = std::fs::read_dir(work_dir.join("slots")) else {
         return;
     };
@@ -197,21 +219,30 @@ pub fn reap_slots(work_dir: &Path) {
 
 /// Runs `lease`'s job in a confined process; its lines go to `sink`. The report, and
 /// whether its artifacts were uploaded.
+/// What a job's process is started with: where, what, from which source and workflow text.
+pub(crate) struct Launch<'a> {
+    /// The slot's number (its cgroup).
+    pub(crate) slot: usize,
+    pub(crate) site: &'a Site,
+    pub(crate) lease: &'a Lease,
+    pub(crate) source: &'a Path,
+    pub(crate) workflow: &'a str,
+}
+
 pub(crate) async fn run(
     isolation: &Isolation,
     client: &Client,
-    site: &Site,
-    lease: &Lease,
-    source: &Path,
+    job: Launch<'_>,
     sink: &RemoteSink,
     cancel: &CancellationToken,
 ) -> (JobReport, Result<(), RunnerError>) {
+    let lease = job.lease;
     let label = JobLabel {
         workflow: lease.spec.workflow_name.clone(),
         job_id: lease.spec.job_id.clone(),
         display: lease.spec.display.clone(),
     };
-    match run_child(isolation, client, site, lease, source, sink, cancel).await {
+    match run_child(isolation, client, &job, sink, cancel).await {
         Ok(done) => done,
         Err(e) => {
             sink.line(
@@ -240,22 +271,28 @@ fn failed(lease: &Lease) -> JobReport {
 async fn run_child(
     isolation: &Isolation,
     client: &Client,
-    site: &Site,
-    lease: &Lease,
-    source: &Path,
+    job: &Launch<'_>,
     sink: &RemoteSink,
     cancel: &CancellationToken,
 ) -> Result<(JobReport, Result<(), RunnerError>), RunnerError> {
+    let (site, lease) = (job.site, job.lease);
     let mut confinement = Confinement {
         user: isolation.user.clone(),
         landlock: isolation.landlock,
         hidden: isolation.hidden.clone(),
-        readable: vec![site.slot.clone()],
+        // Its slot (the source, the event) and the runner's copies of actions.
+        readable: std::iter::once(site.slot.clone())
+            .chain(site.action_dirs.iter().cloned())
+            .collect(),
         writable: vec![site.slot.join("job"), site.slot.join("artifacts")],
     };
-    confinement
-        .writable
-        .extend(isolation.writable.iter().cloned());
+    // What the admin shares is for trusted runs only: a fork's job writes nothing a
+    // branch's job reads.
+    if lease.spec.trusted {
+        confinement
+            .writable
+            .extend(isolation.writable.iter().cloned());
+    }
     if !site.cache_dir.starts_with(site.slot.join("job")) {
         confinement.writable.push(site.cache_dir.clone());
     }
@@ -265,7 +302,8 @@ async fn run_child(
         server: client.base.clone(),
         lease: job_lease,
         site: site.clone(),
-        source: source.to_owned(),
+        source: job.source.to_owned(),
+        workflow: job.workflow.to_owned(),
         confinement,
         parent: i32::try_from(std::process::id()).unwrap_or(0),
     };
@@ -273,14 +311,28 @@ async fn run_child(
     let mut child = tokio::process::Command::new(&isolation.exe)
         .arg("job-exec")
         .env_clear()
+        // Its own log's filter, nothing else of this process's environment.
+        .envs(std::env::var("PIPEWRIGHT_LOG").map(|v| ("PIPEWRIGHT_LOG", v)))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
-        .process_group(0)
         .kill_on_drop(true)
         .spawn()
         .map_err(io(&isolation.exe))?;
-    let pid = child.id().and_then(|p| i32::try_from(p).ok()).unwrap_or(0);
+    let Some(pid) = child
+        .id()
+        .and_then(|p| i32::try_from(p).ok())
+        .filter(|p| *p > 1)
+    else {
+        return Err(RunnerError::Job("the job's process has no pid".into()));
+    };
+    // Into the slot's cgroup before it reads its job (it waits for its input): everything
+    // it starts stays there.
+    if let Some(cgroups) = &isolation.cgroups
+        && let Err(e) = cgroups.enter(job.slot, pid)
+    {
+        tracing::warn!(job = lease.job, "the slot's cgroup: {e}");
+    }
     let record = site.slot.join(CHILD_RECORD);
     if let Some(t) = start_time(pid) {
         std::fs::write(&record, format!("{pid} {t}")).map_err(io(&record))?;
@@ -292,18 +344,29 @@ async fn run_child(
         .stdout
         .take()
         .ok_or_else(|| RunnerError::Job("the job process has no output".into()))?;
-    let mut lines = tokio::io::BufReader::new(stdout).lines();
+    // A line of the job's process is a message of at most MAX_MESSAGE bytes (its steps could
+    // write to its output too: a longer line ends the job, it does not fill the memory).
+    let mut lines = tokio_util::codec::FramedRead::new(
+        stdout,
+        tokio_util::codec::LinesCodec::new_with_max_length(MAX_MESSAGE),
+    );
     let mut done = None;
     let mut asked_to_stop = false;
+    let mut broken = None;
     loop {
         tokio::select! {
-            line = lines.next_line() => match line {
-                Ok(Some(l)) => match serde_json::from_str::<Message>(&l) {
+            line = futures_util::StreamExt::next(&mut lines) => match line {
+                Some(Ok(l)) => match serde_json::from_str::<Message>(&l) {
                     Ok(Message::Line(text)) => sink.send(text),
                     Ok(Message::Done { report, upload_error }) => done = Some((*report, upload_error)),
                     Err(e) => tracing::warn!(job = lease.job, "the job process said something else: {e}"),
                 },
-                Ok(None) | Err(_) => break,
+                Some(Err(e)) => {
+                    broken = Some(e.to_string());
+                    let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+                    break;
+                }
+                None => break,
             },
             () = cancel.cancelled(), if !asked_to_stop => {
                 asked_to_stop = true;
@@ -312,7 +375,17 @@ async fn run_child(
         }
     }
     let status = child.wait().await.map_err(io(&isolation.exe))?;
+    // Whatever of the job is left (its process may have been killed by a step) goes.
+    if let Some(cgroups) = isolation.cgroups.clone() {
+        let n = job.slot;
+        let _ = tokio::task::spawn_blocking(move || cgroups.empty(n)).await;
+    }
     let _ = std::fs::remove_file(&record);
+    if let Some(e) = broken {
+        return Err(RunnerError::Job(format!(
+            "the job's process broke the protocol: {e}"
+        )));
+    }
     match done {
         Some((report, None)) => Ok((report, Ok(()))),
         Some((report, Some(e))) => Ok((report, Err(RunnerError::Job(e)))),
@@ -375,6 +448,13 @@ pub fn job_exec() -> u8 {
             return 2;
         }
     };
+    let t0 = std::time::Instant::now();
+    // A session of its own: no controlling terminal (the one the server may have been
+    // started from is not the job's to type into), and out of the runner's process group.
+    if let Err(e) = nix::unistd::setsid() {
+        eprintln!("pipewright job-exec: a session of its own: {e}");
+        return 2;
+    }
     let applied = match exec.confinement.apply(Pid::from_raw(exec.parent)) {
         Ok(a) => a,
         Err(e) => {
@@ -399,6 +479,11 @@ pub fn job_exec() -> u8 {
             return 2;
         }
     };
+    tracing::debug!(
+        job = exec.lease.job,
+        us = t0.elapsed().as_micros(),
+        "confined"
+    );
     runtime.block_on(async move {
         let cancel = CancellationToken::new();
         // SIGTERM from the runner: cancel (the job's `always()` steps still run). SIGHUP:
@@ -427,6 +512,9 @@ pub fn job_exec() -> u8 {
         )));
         let client = Client::for_job(&exec.server, &exec.lease.token);
         let workflows = Workflows::default();
+        if let Err(e) = workflows.known(&exec.source, &exec.lease.spec.file, Some(&exec.workflow)) {
+            tracing::warn!(job = exec.lease.job, "{e}");
+        }
         let (report, uploaded) = crate::run_here(
             &client,
             &workflows,
@@ -437,6 +525,7 @@ pub fn job_exec() -> u8 {
             &cancel,
         )
         .await;
+        tracing::debug!(job = exec.lease.job, us = t0.elapsed().as_micros(), "ran");
         // Whatever the steps left running ends with the job.
         engine::confine::kill_descendants();
         sink.send(&Message::Done {
@@ -451,20 +540,36 @@ pub fn job_exec() -> u8 {
 /// directory, so a process that outlived its job in the old one cannot reach the new), then
 /// `job/` (workspace, temp, home) and `artifacts/` made, the job user's.
 pub(crate) fn ready_slot(dir: &Path, user: Option<&JobUser>) -> Result<(), RunnerError> {
+    if let Err(first) = clear_slot(dir) {
+        // What a job may leave that cannot be deleted as it is (read-only directories, as
+        // Go's module cache makes them; a runner that is not root cannot ignore their
+        // mode): made writable, else the slot is set aside whole and starts anew.
+        crate::make_writable(dir);
+        if clear_slot(dir).is_err() {
+            crate::set_aside(dir, &first)?;
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(io(dir))?;
+    // Others (the job user) pass through the slot to its job's directory, list nothing.
+    crate::set_mode(dir, 0o711)?;
+    for sub in ["job", "job/workspace", "job/temp", "job/home", "artifacts"] {
+        let path = dir.join(sub);
+        std::fs::create_dir(&path).map_err(io(&path))?;
+        if let Some(u) = user {
+            u.own(&path).map_err(io(&path))?;
+        }
+    }
+    Ok(())
+}
+
+/// Removes what the last job left in a slot (keeping the slot and its record).
+fn clear_slot(dir: &Path) -> Result<(), RunnerError> {
     for sub in ["job", "artifacts", "source.tar"] {
         let path = dir.join(sub);
         match std::fs::symlink_metadata(&path) {
             Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path).map_err(io(&path))?,
             Ok(_) => std::fs::remove_file(&path).map_err(io(&path))?,
             Err(_) => {}
-        }
-    }
-    std::fs::create_dir_all(dir).map_err(io(dir))?;
-    for sub in ["job", "job/workspace", "job/temp", "job/home", "artifacts"] {
-        let path = dir.join(sub);
-        std::fs::create_dir(&path).map_err(io(&path))?;
-        if let Some(u) = user {
-            u.own(&path).map_err(io(&path))?;
         }
     }
     Ok(())

@@ -10,6 +10,7 @@
 //!
 //! The server's in-process runner is this same code, talking to its own server over loopback.
 
+mod cgroup;
 mod confined;
 pub mod protocol;
 mod transfer;
@@ -218,7 +219,7 @@ pub fn job_env() -> Vec<(String, String)> {
         .collect()
 }
 
-fn set_mode(path: &Path, mode: u32) -> Result<(), RunnerError> {
+pub(crate) fn set_mode(path: &Path, mode: u32) -> Result<(), RunnerError> {
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(io(path))
 }
@@ -230,6 +231,12 @@ pub async fn run(config: RunnerConfig, shutdown: CancellationToken) -> Result<()
     if let Some(iso) = &mut config.isolation {
         // The work directory holds the runner's credential, its sources and caches.
         iso.hidden.push(config.work_dir.clone());
+        iso.cgroups = cgroup::Slots::detect(&config.work_dir);
+        if iso.cgroups.is_none() {
+            tracing::info!(
+                "no cgroup for the slots (cgroup v2 and root are needed): a job's processes are ended by its own process"
+            );
+        }
         if iso.user.is_some() {
             // The job user passes through to its slot and caches, lists nothing.
             for dir in [
@@ -369,6 +376,13 @@ fn ready_slot(dir: &Path) -> Result<(), RunnerError> {
     if empty_slot(dir).is_ok() {
         return Ok(());
     }
+    set_aside(dir, &first)?;
+    empty_slot(dir)
+}
+
+/// Moves a slot's directory that cannot be emptied aside (`slots/.aside-*`, for the owner to
+/// look at), saying why.
+fn set_aside(dir: &Path, why: &RunnerError) -> Result<(), RunnerError> {
     let stamp = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_nanos());
@@ -378,15 +392,15 @@ fn ready_slot(dir: &Path) -> Result<(), RunnerError> {
     let aside = dir.with_file_name(format!(".aside-{name}-{stamp}"));
     std::fs::rename(dir, &aside).map_err(io(dir))?;
     tracing::warn!(
-        "{first}; the slot's directory was set aside as {}",
+        "{why}; the slot's directory was set aside as {}",
         aside.display()
     );
-    empty_slot(dir)
+    Ok(())
 }
 
 /// Adds the owner's write and search permission to every directory under `dir` (deleting
 /// an entry needs write permission on its directory).
-fn make_writable(dir: &Path) {
+pub(crate) fn make_writable(dir: &Path) {
     use std::os::unix::fs::PermissionsExt;
     let Ok(meta) = std::fs::symlink_metadata(dir) else {
         return;
@@ -471,6 +485,9 @@ async fn source(
 ) -> Result<PathBuf, RunnerError> {
     let dir = config.work_dir.join("sources");
     std::fs::create_dir_all(&dir).map_err(io(&dir))?;
+    // Every repository's source: the runner's alone (a job gets its own, linked into its
+    // slot).
+    set_mode(&dir, 0o700)?;
     let tar = dir.join(format!(
         "{}-{}.tar",
         sanitize(&lease.spec.repo),
@@ -793,18 +810,37 @@ fn prepare(
 /// Workflows read from sources, parsed, kept per (source, file): the jobs of one run (and
 /// of every run of one commit) read and parse their workflow once per runner.
 #[derive(Default)]
-struct Workflows(
-    std::sync::Mutex<std::collections::HashMap<(PathBuf, String), Arc<workflow::Workflow>>>,
-);
+struct Workflows(std::sync::Mutex<std::collections::HashMap<(PathBuf, String), Known>>);
+
+/// A workflow file as read from a source, and parsed.
+#[derive(Clone)]
+struct Known {
+    text: Arc<str>,
+    workflow: Arc<workflow::Workflow>,
+}
 
 impl Workflows {
     fn get(&self, tar: &Path, file: &str) -> Result<Arc<workflow::Workflow>, RunnerError> {
+        Ok(self.known(tar, file, None)?.workflow)
+    }
+
+    /// The text of `file` in `tar` (read once per runner; a job's own process is given it).
+    fn text(&self, tar: &Path, file: &str) -> Result<Arc<str>, RunnerError> {
+        Ok(self.known(tar, file, None)?.text)
+    }
+
+    /// The workflow, parsed from `text` when given, else read from the source.
+    fn known(&self, tar: &Path, file: &str, text: Option<&str>) -> Result<Known, RunnerError> {
         let key = (tar.to_owned(), file.to_owned());
         if let Some(w) = self.lock().get(&key) {
             return Ok(w.clone());
         }
-        let text = engine::read_source_file(&Source::Archive(tar.to_owned()), file)
-            .map_err(|e| RunnerError::Job(format!("{file}: {e}")))?;
+        let text: Arc<str> = match text {
+            Some(t) => t.into(),
+            None => engine::read_source_file(&Source::Archive(tar.to_owned()), file)
+                .map_err(|e| RunnerError::Job(format!("{file}: {e}")))?
+                .into(),
+        };
         let parsed = workflow::parse(&text);
         if let Some(d) = parsed.diagnostics.iter().find(|d| d.is_error()) {
             return Err(RunnerError::Job(format!(
@@ -817,21 +853,19 @@ impl Workflows {
                 .workflow
                 .ok_or_else(|| RunnerError::Job(format!("{file} is not a workflow")))?,
         );
+        let known = Known { text, workflow: wf };
         let mut map = self.lock();
         // A bounded memory: sources come and go with commits.
         if map.len() >= 64 {
             map.clear();
         }
-        map.insert(key, wf.clone());
-        Ok(wf)
+        map.insert(key, known.clone());
+        Ok(known)
     }
 
     fn lock(
         &self,
-    ) -> std::sync::MutexGuard<
-        '_,
-        std::collections::HashMap<(PathBuf, String), Arc<workflow::Workflow>>,
-    > {
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<(PathBuf, String), Known>> {
         self.0
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -893,8 +927,27 @@ fn failed_report(lease: &Lease) -> JobReport {
     )
 }
 
+/// The variables of the runner's environment a job of untrusted origin starts with.
+fn untrusted_may_see(name: &str) -> bool {
+    matches!(
+        name,
+        "PATH"
+            | "LANG"
+            | "LANGUAGE"
+            | "TZ"
+            | "TERM"
+            | "SHELL"
+            | "http_proxy"
+            | "https_proxy"
+            | "no_proxy"
+            | "HTTP_PROXY"
+            | "HTTPS_PROXY"
+            | "NO_PROXY"
+    ) || name.starts_with("LC_")
+}
+
 /// Why a runner refuses a job of untrusted origin it cannot confine.
-const UNTRUSTED_REFUSED: &str = "this job comes from a pull request of a fork (untrusted code), and this runner cannot confine it: it runs jobs as root without a user of their own, or with nothing confining them at all. Give the runner an unprivileged user for jobs (`job_user` in the `[runner]` section of the server's configuration, `--job-user` for `pipewright runner`)";
+const UNTRUSTED_REFUSED: &str = "this job comes from a pull request of a fork (untrusted code), and this runner cannot confine it: untrusted jobs need a user of their own and Landlock (Linux 5.13 or later), and this runner has not both. Give the runner an unprivileged user for jobs (`job_user` in the `[runner]` section of the server's configuration, `--job-user` for `pipewright runner`), on a kernel with Landlock";
 
 /// Runs one leased job to its report, in `slot`'s directory. With `more`, asks for the next
 /// job with the report and returns it if the server had one.
@@ -1038,10 +1091,13 @@ async fn run_in_slot(
         confined::owned_dir(&dir, user)?;
         dir
     };
+    // A trusted job starts from the runner's environment (what its admin set for jobs); a
+    // fork's from the few variables a shell and a network need, nothing else of it.
     let mut base_env: Vec<(String, String)> = config
         .base_env
         .iter()
         .filter(|(k, _)| !matches!(k.as_str(), "HOME" | "TMPDIR" | "USER" | "LOGNAME"))
+        .filter(|(k, _)| trusted || untrusted_may_see(k))
         .cloned()
         .collect();
     base_env.push(("HOME".into(), job_dir.join("home").display().to_string()));
@@ -1056,7 +1112,17 @@ async fn run_in_slot(
         action_dirs: vec![config.work_dir.join("actions")],
         cache_dir,
     };
-    Ok(confined::run(isolation, client, &site, lease, &linked, sink, cancel).await)
+    // The workflow's text as this runner read it (once per commit): the job's process
+    // need not read the archive again.
+    let text = workflows.text(&tar, &lease.spec.file)?;
+    let job = confined::Launch {
+        slot: slot.n,
+        site: &site,
+        lease,
+        source: &linked,
+        workflow: &text,
+    };
+    Ok(confined::run(isolation, client, job, sink, cancel).await)
 }
 
 #[cfg(test)]

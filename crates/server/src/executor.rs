@@ -26,6 +26,8 @@ pub(crate) enum ExecError {
     NoWorkflow { workflow: String, sha: String },
     #[error("the workflow is invalid")]
     Invalid,
+    #[error("the run's event cannot be read")]
+    Event,
     #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error(transparent)]
@@ -159,7 +161,10 @@ impl Executor {
             .config
             .repo(&run.repo)
             .ok_or_else(|| ExecError::NoRepo(run.repo.clone()))?;
-        let event: trigger::Event = serde_json::from_str(&run.event_json).unwrap_or_default();
+        // Unreadable, the event says nothing: whether the run is trusted in particular (a
+        // run is a fork's unless it says otherwise), so it is not run.
+        let event: trigger::Event =
+            serde_json::from_str(&run.event_json).map_err(|_| ExecError::Event)?;
         // Kept with the run by its trigger; else one file of the commit (`git show`).
         let text = match &run.workflow_text {
             Some(t) => t.clone(),

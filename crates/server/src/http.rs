@@ -1101,22 +1101,33 @@ async fn webhook(
         )
     })?;
     let limit = declared.unwrap_or(MAX_BODY).min(MAX_BODY);
-    // Read into a buffer of the announced size: no growth by doubling on the way.
-    let mut buf = Vec::with_capacity(declared.unwrap_or(64 * 1024).min(MAX_BODY));
-    let mut chunks = body.into_data_stream();
-    while let Some(chunk) = chunks.next().await {
-        let chunk = chunk.map_err(|e| {
-            ApiError::new(StatusCode::BAD_REQUEST, format!("reading the body: {e}"))
-        })?;
-        if buf.len() + chunk.len() > limit {
-            return Err(ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "the body is over 25 MiB or longer than announced",
-            ));
+    // Read into a buffer of the announced size (no growth by doubling on the way), within a
+    // deadline: a sender that stalls does not keep its share of the budget.
+    let read = async {
+        let mut buf = Vec::with_capacity(declared.unwrap_or(64 * 1024).min(MAX_BODY));
+        let mut chunks = body.into_data_stream();
+        while let Some(chunk) = chunks.next().await {
+            let chunk = chunk.map_err(|e| {
+                ApiError::new(StatusCode::BAD_REQUEST, format!("reading the body: {e}"))
+            })?;
+            if buf.len() + chunk.len() > limit {
+                return Err(ApiError::new(
+                    StatusCode::PAYLOAD_TOO_LARGE,
+                    "the body is over 25 MiB or longer than announced",
+                ));
+            }
+            buf.extend_from_slice(&chunk);
         }
-        buf.extend_from_slice(&chunk);
-    }
-    let body = buf;
+        Ok(buf)
+    };
+    let body = tokio::time::timeout(s.config.idle_timeout, read)
+        .await
+        .map_err(|_| {
+            ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "the body did not arrive in time",
+            )
+        })??;
     let signed_by = |secret: &str| match forge {
         Forge::GitHub => header("x-hub-signature-256")
             .is_some_and(|sig| verify_signature(secret.as_bytes(), &body, &sig)),

@@ -12,8 +12,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpListener;
@@ -40,8 +39,9 @@ pub(crate) async fn serve(
 ) {
     let slots = Arc::new(Semaphore::new(limits.max_connections));
     let mut last_warning: Option<tokio::time::Instant> = None;
-    // HTTP/1 only: telling HTTP/2 apart means waiting for the first bytes.
-    let builder = Arc::new(auto::Builder::new(TokioExecutor::new()).http1_only());
+    // HTTP/1 only (what the CLI, runners and forges speak): telling HTTP/2 apart would mean
+    // waiting for the first bytes.
+    let builder = Arc::new(hyper::server::conn::http1::Builder::new());
     let epoch = tokio::time::Instant::now();
     loop {
         let permit = match slots.clone().try_acquire_owned() {
@@ -99,7 +99,7 @@ pub(crate) async fn serve(
         let (builder, stop) = (builder.clone(), stop.clone());
         let idle = limits.idle_timeout;
         tokio::spawn(async move {
-            let conn = builder.serve_connection_with_upgrades(io, service);
+            let conn = builder.serve_connection(io, service).with_upgrades();
             tokio::pin!(conn);
             let mut tick = tokio::time::interval((idle / 4).max(Duration::from_millis(100)));
             loop {

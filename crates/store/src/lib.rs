@@ -765,6 +765,56 @@ fn leased(c: &mut dyn Db, r: &Row, lease: &str) -> Result<Leased> {
 }
 
 /// Checks that `runner` holds `job` under `lease`; the job as it is.
+/// [`Store::release`] within a transaction of the caller's.
+fn release_in(
+    c: &mut dyn Db,
+    filter: &str,
+    arg: i64,
+    max_attempts: i64,
+    reason: &str,
+) -> Result<Released> {
+    let lost = c.query(
+        &format!("SELECT id, run_id, attempt FROM jobs WHERE status = 'running' AND {filter}"),
+        params![arg],
+    )?;
+    let mut out = Released::default();
+    let now = now_ms();
+    for r in lost {
+        let (job, run, attempt) = (r.i64("id")?, r.i64("run_id")?, r.i64("attempt")?);
+        let next_seq = c
+            .query_one(
+                "SELECT COALESCE(MAX(seq), 0) + 1 AS s FROM log_lines WHERE job = ?1",
+                params![job],
+            )?
+            .i64("s")?;
+        if attempt < max_attempts {
+            c.execute(
+                "UPDATE jobs SET status = 'queued', attempt = attempt + 1, runner_id = NULL,
+                     lease = NULL, lease_until = NULL, started_at = NULL, reason = ?2
+                 WHERE id = ?1",
+                params![job, format!("retried: {reason}")],
+            )?;
+            let line = format!(
+                "##[warning] {reason}: attempt {} of {max_attempts} follows",
+                attempt + 1
+            );
+            insert_lines(c, job, &[(next_seq, line)], None)?;
+            out.requeued.push((job, run));
+        } else {
+            c.execute(
+                "UPDATE jobs SET status = 'completed', conclusion = 'failure', finished_at = ?2,
+                     lease = NULL, lease_until = NULL, payload = NULL, sealed = NULL, reason = ?3
+                 WHERE id = ?1",
+                params![job, now, reason],
+            )?;
+            let line = format!("##[error] {reason} (attempt {attempt} of {max_attempts})");
+            insert_lines(c, job, &[(next_seq, line)], None)?;
+            out.failed.push((job, run));
+        }
+    }
+    Ok(out)
+}
+
 fn held(c: &mut dyn Db, job: i64, runner: i64, lease: &str) -> Result<Job> {
     let row = c.query_opt(
         &format!(
@@ -1440,15 +1490,15 @@ impl Store {
     }
 
     /// A running job and its lease (the job's token is made from it): `None` once the job
-    /// is not running any more.
+    /// is not running any more, or its lease ran out.
     pub fn running_job(&self, job: i64) -> Result<Option<(Job, String)>> {
         self.db.with(|c| {
             let row = c.query_opt(
                 &format!(
                     "SELECT {JOB_FIELDS}, lease FROM jobs WHERE id = ?1 AND status = 'running'
-                     AND lease IS NOT NULL"
+                     AND lease IS NOT NULL AND lease_until >= ?2"
                 ),
-                params![job],
+                params![job, now_ms()],
             )?;
             row.as_ref()
                 .map(|r| Ok((job_from_row(r)?, r.string("lease")?)))
@@ -1594,50 +1644,8 @@ impl Store {
     /// each is queued again for another attempt, or failed with `reason` once it had
     /// `max_attempts`.
     fn release(&self, filter: &str, arg: i64, max_attempts: i64, reason: &str) -> Result<Released> {
-        self.db.tx(|c| {
-            let lost = c.query(
-                &format!(
-                    "SELECT id, run_id, attempt FROM jobs WHERE status = 'running' AND {filter}"
-                ),
-                params![arg],
-            )?;
-            let mut out = Released::default();
-            let now = now_ms();
-            for r in lost {
-                let (job, run, attempt) = (r.i64("id")?, r.i64("run_id")?, r.i64("attempt")?);
-                let next_seq = c
-                    .query_one(
-                        "SELECT COALESCE(MAX(seq), 0) + 1 AS s FROM log_lines WHERE job = ?1",
-                        params![job],
-                    )?
-                    .i64("s")?;
-                if attempt < max_attempts {
-                    c.execute(
-                        "UPDATE jobs SET status = 'queued', attempt = attempt + 1, runner_id = NULL,
-                             lease = NULL, lease_until = NULL, started_at = NULL, reason = ?2
-                         WHERE id = ?1",
-                        params![job, format!("retried: {reason}")],
-                    )?;
-                    let line = format!(
-                        "##[warning] {reason}: attempt {} of {max_attempts} follows",
-                        attempt + 1
-                    );
-                    insert_lines(c, job, &[(next_seq, line)], None)?;
-                    out.requeued.push((job, run));
-                } else {
-                    c.execute(
-                        "UPDATE jobs SET status = 'completed', conclusion = 'failure', finished_at = ?2,
-                             lease = NULL, lease_until = NULL, payload = NULL, sealed = NULL, reason = ?3
-                         WHERE id = ?1",
-                        params![job, now, reason],
-                    )?;
-                    let line = format!("##[error] {reason} (attempt {attempt} of {max_attempts})");
-                    insert_lines(c, job, &[(next_seq, line)], None)?;
-                    out.failed.push((job, run));
-                }
-            }
-            Ok(out)
-        })
+        self.db
+            .tx(|c| release_in(c, filter, arg, max_attempts, reason))
     }
 
     /// Jobs whose lease ran out (their runner stopped sending heartbeats): "runner lost".
@@ -1707,12 +1715,20 @@ impl Store {
             None | Some(1) => return Ok(None),
             Some(_) => {}
         }
-        let released = self.release_runner(id, max_attempts, "the runner was removed")?;
-        self.db.with(|c| {
-            c.execute("DELETE FROM runners WHERE id = ?1", params![id])
-                .map(drop)
-        })?;
-        Ok(Some(released))
+        // One transaction: no lease is taken between the release and the removal.
+        self.db
+            .tx(|c| {
+                let released = release_in(
+                    c,
+                    "runner_id = ?1",
+                    id,
+                    max_attempts,
+                    "the runner was removed",
+                )?;
+                c.execute("DELETE FROM runners WHERE id = ?1", params![id])?;
+                Ok(released)
+            })
+            .map(Some)
     }
 
     /// The in-process runner's row of server `server` (servers sharing the database have one

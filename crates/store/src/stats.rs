@@ -72,11 +72,11 @@ const BACKFILL: &str = "
 INSERT INTO counters (name, label, shard, value)
   SELECT 'jobs', COALESCE(conclusion, ''), 0, count(*) FROM jobs
   WHERE status = 'completed' AND NOT EXISTS (SELECT 1 FROM counters WHERE name = 'initialized')
-  GROUP BY conclusion;
+  GROUP BY COALESCE(conclusion, '');
 INSERT INTO counters (name, label, shard, value)
   SELECT 'runs', COALESCE(conclusion, ''), 0, count(*) FROM runs
   WHERE status = 'completed' AND NOT EXISTS (SELECT 1 FROM counters WHERE name = 'initialized')
-  GROUP BY conclusion;
+  GROUP BY COALESCE(conclusion, '');
 INSERT INTO counters (name, label, shard, value)
   SELECT 'job_seconds_le', b.le, 0, count(*) FROM duration_buckets b JOIN jobs j
     ON j.status = 'completed' AND j.started_at IS NOT NULL AND j.finished_at IS NOT NULL
@@ -84,10 +84,10 @@ INSERT INTO counters (name, label, shard, value)
   WHERE NOT EXISTS (SELECT 1 FROM counters WHERE name = 'initialized')
   GROUP BY b.le;
 INSERT INTO counters (name, label, shard, value)
-  SELECT 'job_ms_sum', '', 0, sum(finished_at - started_at) FROM jobs
-  WHERE status = 'completed' AND started_at IS NOT NULL AND finished_at IS NOT NULL
-    AND NOT EXISTS (SELECT 1 FROM counters WHERE name = 'initialized')
-  HAVING count(*) > 0;
+  SELECT 'job_ms_sum', '', 0,
+    (SELECT COALESCE(sum(finished_at - started_at), 0) FROM jobs
+     WHERE status = 'completed' AND started_at IS NOT NULL AND finished_at IS NOT NULL)
+  WHERE NOT EXISTS (SELECT 1 FROM counters WHERE name = 'initialized');
 INSERT INTO counters (name, label, shard, value)
   SELECT 'initialized', '', 0, 1 WHERE NOT EXISTS (SELECT 1 FROM counters WHERE name = 'initialized');
 ";
@@ -144,7 +144,8 @@ BEGIN
   END IF;
   RETURN NULL;
 END $$;
-CREATE OR REPLACE TRIGGER count_{table} AFTER INSERT OR UPDATE OF status ON {table}
+DROP TRIGGER IF EXISTS count_{table} ON {table};
+CREATE TRIGGER count_{table} AFTER INSERT OR UPDATE OF status ON {table}
   FOR EACH ROW EXECUTE FUNCTION pipewright_count_{table}();
 "
         ));
