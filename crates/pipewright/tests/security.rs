@@ -1340,3 +1340,39 @@ fn a_root_server_without_a_job_user_refuses_a_fork_s_job_and_says_how_to_fix_it(
         s.log()
     );
 }
+
+#[test]
+fn a_step_that_kills_its_job_s_process_leaves_nothing_running() {
+    let s = confined("");
+    let marks = s.dir.path().join("marks");
+    let m = marks.display();
+    let work = s.commit(
+        "main",
+        &format!(
+            "on: push
+jobs:
+  escape:
+    runs-on: x
+    steps:
+      - run: |
+          setsid sh -c 'sleep 3; echo escaped >> {m}/escaped' &
+          sleep 0.2
+          kill -9 $PPID
+          sleep 3
+          echo survived >> {m}/escaped
+"
+        ),
+    );
+    s.push(&work, "main");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    let run = s.wait_completed(id);
+    assert_eq!(run["conclusion"], "failure", "{}", logs(&s, id));
+    assert!(
+        logs(&s, id).contains("ended without a report"),
+        "{}",
+        logs(&s, id)
+    );
+    // The job's cgroup was emptied with it: nothing it started lives on.
+    std::thread::sleep(Duration::from_secs(5));
+    assert!(!marks.join("escaped").exists());
+}

@@ -59,6 +59,20 @@ impl Slots {
         empty(&self.slot(n));
     }
 
+    /// Removes the runner's cgroups (a runner stopping, its jobs done); what cannot be
+    /// removed (a process still there) stays for the next start to empty.
+    pub(crate) fn remove(&self) {
+        if let Ok(entries) = std::fs::read_dir(&self.base) {
+            for e in entries.flatten() {
+                if e.file_name().to_string_lossy().starts_with("slot-") {
+                    empty(&e.path());
+                    let _ = std::fs::remove_dir(e.path());
+                }
+            }
+        }
+        let _ = std::fs::remove_dir(&self.base);
+    }
+
     /// Empties every slot's cgroup (a runner starting after a crash).
     pub(crate) fn empty_all(&self) {
         let Ok(entries) = std::fs::read_dir(&self.base) else {

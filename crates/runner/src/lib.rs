@@ -318,6 +318,9 @@ pub async fn run(config: RunnerConfig, shutdown: CancellationToken) -> Result<()
         }
     }
     while running.join_next().await.is_some() {}
+    if let Some(cgroups) = config.isolation.as_ref().and_then(|i| i.cgroups.clone()) {
+        let _ = tokio::task::spawn_blocking(move || cgroups.remove()).await;
+    }
     Ok(())
 }
 
