@@ -4,6 +4,7 @@
 # Goal: at least 500 jobs/s dispatched on each.
 #
 #   bench/runner-throughput.sh [sqlite|postgres|both] [JOBS] [RUNNERS]
+#   RUNNER_ARGS="--isolation none" bench/runner-throughput.sh   # jobs unconfined
 #
 # One run of one workflow: 40 jobs with a 250-entry matrix each (10,000 job instances, one
 # `true` step each). The server has no in-process runner; the jobs are all queued before
@@ -93,7 +94,10 @@ bench() {
   [ -n "$pgdir" ] && pg_before=$(pg_ticks)
   for i in $(seq "$runners"); do
     tok=$("$pw" runners token)
-    PIPEWRIGHT_LOG=${RUNNER_LOG:-warn} "$pw" runner --server "$PIPEWRIGHT_SERVER" --token "$tok" --name "r$i" --work-dir "$work/r$i" 2>"$work/r$i.log" &
+    # RUNNER_ARGS: more arguments for each runner (`--isolation none`: jobs in the runner's
+    # own process, unconfined, as a runner of trusted jobs only may run them).
+    # shellcheck disable=SC2086
+    PIPEWRIGHT_LOG=${RUNNER_LOG:-warn} "$pw" runner --server "$PIPEWRIGHT_SERVER" --token "$tok" --name "r$i" --work-dir "$work/r$i" ${RUNNER_ARGS:-} 2>"$work/r$i.log" &
     pids+=($!)
   done
   "$pw" dispatch --help >/dev/null

@@ -441,13 +441,19 @@ impl Sink for StdoutSink {
 /// `pipewright job-exec`: runs the job the runner gives on standard input, confined. Call
 /// it first thing in `main`, before any thread is started. Its exit code.
 pub fn job_exec() -> u8 {
-    let exec: JobExec = match serde_json::from_reader(std::io::stdin().lock()) {
+    let mut input = Vec::new();
+    if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut input) {
+        eprintln!("pipewright job-exec: cannot read the job: {e}");
+        return 2;
+    }
+    let exec: JobExec = match serde_json::from_slice(&input) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("pipewright job-exec: cannot read the job: {e}");
             return 2;
         }
     };
+    drop(input);
     let t0 = std::time::Instant::now();
     // A session of its own: no controlling terminal (the one the server may have been
     // started from is not the job's to type into), and out of the runner's process group.
@@ -536,16 +542,20 @@ pub fn job_exec() -> u8 {
     })
 }
 
-/// Readies a slot for a confined job: everything of the last job removed (a fresh
-/// directory, so a process that outlived its job in the old one cannot reach the new), then
-/// `job/` (workspace, temp, home) and `artifacts/` made, the job user's.
+/// Readies a slot for a confined job: what the last job left removed (its workspace, home
+/// and artifacts emptied, its temp dir but for the engine's own files, which the engine
+/// rewrites before each use), and `job/` (workspace, temp, home) and `artifacts/` there, the
+/// job user's. The directories are kept from job to job (making and deleting them per job
+/// made ext4 allocate inodes: a good part of a short job's cost): no process of the last
+/// job is left to reach into them (its cgroup was emptied, or its process killed its
+/// descendants). Directories that are not the job user's, or not directories, are made anew.
 pub(crate) fn ready_slot(dir: &Path, user: Option<&JobUser>) -> Result<(), RunnerError> {
-    if let Err(first) = clear_slot(dir) {
+    if let Err(first) = clear_slot(dir, user) {
         // What a job may leave that cannot be deleted as it is (read-only directories, as
         // Go's module cache makes them; a runner that is not root cannot ignore their
         // mode): made writable, else the slot is set aside whole and starts anew.
         crate::make_writable(dir);
-        if clear_slot(dir).is_err() {
+        if clear_slot(dir, user).is_err() {
             crate::set_aside(dir, &first)?;
         }
     }
@@ -554,6 +564,9 @@ pub(crate) fn ready_slot(dir: &Path, user: Option<&JobUser>) -> Result<(), Runne
     crate::set_mode(dir, 0o711)?;
     for sub in ["job", "job/workspace", "job/temp", "job/home", "artifacts"] {
         let path = dir.join(sub);
+        if path.is_dir() {
+            continue;
+        }
         std::fs::create_dir(&path).map_err(io(&path))?;
         if let Some(u) = user {
             u.own(&path).map_err(io(&path))?;
@@ -562,17 +575,36 @@ pub(crate) fn ready_slot(dir: &Path, user: Option<&JobUser>) -> Result<(), Runne
     Ok(())
 }
 
-/// Removes what the last job left in a slot (keeping the slot and its record).
-fn clear_slot(dir: &Path) -> Result<(), RunnerError> {
-    for sub in ["job", "artifacts", "source.tar"] {
-        let path = dir.join(sub);
-        match std::fs::symlink_metadata(&path) {
-            Ok(m) if m.is_dir() => std::fs::remove_dir_all(&path).map_err(io(&path))?,
-            Ok(_) => std::fs::remove_file(&path).map_err(io(&path))?,
-            Err(_) => {}
+/// Empties what the last job left in a slot (keeping the slot, its record and the job's
+/// directories when they are the job user's).
+fn clear_slot(dir: &Path, user: Option<&JobUser>) -> Result<(), RunnerError> {
+    use std::os::unix::fs::MetadataExt;
+    let uid = user.map_or_else(|| nix::unistd::Uid::current().as_raw(), |u| u.uid);
+    let remove = |path: &Path| -> Result<(), RunnerError> {
+        match std::fs::symlink_metadata(path) {
+            Ok(m) if m.is_dir() => std::fs::remove_dir_all(path).map_err(io(path)),
+            Ok(_) => std::fs::remove_file(path).map_err(io(path)),
+            Err(_) => Ok(()),
         }
+    };
+    for sub in ["artifacts", "source.tar"] {
+        remove(&dir.join(sub))?;
     }
-    Ok(())
+    let job = dir.join("job");
+    let ours = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir() && m.uid() == uid);
+    if !["", "workspace", "temp", "home"]
+        .iter()
+        .all(|sub| ours(&job.join(sub)))
+    {
+        return remove(&job);
+    }
+    crate::empty_dir(&job.join("workspace"), |_| false)?;
+    crate::empty_dir(&job.join("temp"), engine::is_engine_temp_file)?;
+    crate::empty_dir(&job.join("home"), |_| false)?;
+    // The job's directory itself: its event file and the directories above, nothing else.
+    crate::empty_dir(&job, |name| {
+        matches!(name, "workspace" | "temp" | "home" | "event.json")
+    })
 }
 
 /// Makes `dir` a directory of `user`'s (created if missing). One that belongs to someone
@@ -621,28 +653,38 @@ mod tests {
     }
 
     #[test]
-    fn a_slot_is_made_anew() {
+    fn a_slot_is_emptied_for_the_next_job() {
         let d = tempfile::tempdir().unwrap();
         let slot = d.path().join("0");
         ready_slot(&slot, None).unwrap();
         std::fs::write(slot.join("job/workspace/f"), "x").unwrap();
         std::fs::write(slot.join("job/home/.profile"), "x").unwrap();
+        std::fs::write(slot.join("job/temp/step-1.sh"), "true").unwrap();
+        std::fs::write(slot.join("job/temp/mine"), "x").unwrap();
+        std::fs::write(slot.join("job/planted"), "x").unwrap();
         std::fs::create_dir_all(slot.join("artifacts/dist")).unwrap();
-        // A file the last job left open still names the old directory, not the new one.
-        let kept = std::fs::File::open(slot.join("job/home/.profile")).unwrap();
         ready_slot(&slot, None).unwrap();
-        assert!(!slot.join("job/home/.profile").exists());
-        drop(kept);
-        assert_eq!(
-            std::fs::read_dir(slot.join("job/workspace"))
+        let names = |p: &str| -> Vec<String> {
+            let mut v: Vec<String> = std::fs::read_dir(slot.join(p))
                 .unwrap()
-                .count(),
-            0
-        );
-        assert_eq!(std::fs::read_dir(slot.join("job/home")).unwrap().count(), 0);
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        assert!(names("job/workspace").is_empty());
+        assert!(names("job/home").is_empty());
+        assert!(names("artifacts").is_empty());
         assert_eq!(
-            std::fs::read_dir(slot.join("artifacts")).unwrap().count(),
-            0
+            names("job/temp"),
+            ["step-1.sh"],
+            "the engine's own files stay"
         );
+        assert_eq!(names("job"), ["home", "temp", "workspace"]);
+        // A directory that is not a directory any more is made anew.
+        std::fs::remove_dir(slot.join("job/home")).unwrap();
+        std::fs::write(slot.join("job/home"), "x").unwrap();
+        ready_slot(&slot, None).unwrap();
+        assert!(slot.join("job/home").is_dir());
     }
 }

@@ -84,7 +84,9 @@ fn http_client() -> reqwest::Client {
 /// An HTTP client of the runner protocol.
 #[derive(Clone)]
 struct Client {
-    http: reqwest::Client,
+    /// Made at its first use: a job's process that needs no request (no artifact, no
+    /// cache) makes none (building one costs a short job a good part of its time).
+    http: Arc<std::sync::OnceLock<reqwest::Client>>,
     base: String,
     auth: Auth,
 }
@@ -121,7 +123,7 @@ async fn check(
 impl Client {
     fn new(base: &str, credential: &str) -> Client {
         Client {
-            http: http_client(),
+            http: Arc::default(),
             base: base.trim_end_matches('/').to_owned(),
             auth: Auth::Runner(credential.to_owned()),
         }
@@ -130,10 +132,14 @@ impl Client {
     /// A client for a job's own process, speaking with the job's token.
     fn for_job(base: &str, token: &str) -> Client {
         Client {
-            http: http_client(),
+            http: Arc::default(),
             base: base.trim_end_matches('/').to_owned(),
             auth: Auth::Job(token.to_owned()),
         }
+    }
+
+    fn http(&self) -> &reqwest::Client {
+        self.http.get_or_init(http_client)
     }
 
     /// The runner's credential (a job's client has none).
@@ -154,7 +160,7 @@ impl Client {
         lease: &Lease,
         what: &str,
     ) -> reqwest::RequestBuilder {
-        let request = self.http.request(
+        let request = self.http().request(
             method,
             self.url(&format!("/api/v1/runner/jobs/{}{what}", lease.job)),
         );
@@ -169,7 +175,7 @@ impl Client {
 
     async fn next(&self, wait_ms: u64) -> Result<Option<Lease>, RunnerError> {
         let resp = self
-            .http
+            .http()
             .post(self.url("/api/v1/runner/jobs/next"))
             .bearer_auth(self.credential())
             .timeout(Duration::from_millis(wait_ms + 10_000))
@@ -197,7 +203,7 @@ pub async fn register(
 ) -> Result<protocol::Registered, RunnerError> {
     let client = Client::new(server, token);
     let resp = client
-        .http
+        .http()
         .post(client.url("/api/v1/runners/register"))
         .bearer_auth(token)
         .json(&protocol::Register {
@@ -341,7 +347,7 @@ impl Drop for Slot {
 }
 
 /// Empties `dir` (keeping it), except the entries `keep` accepts; creates it if missing.
-fn empty_dir(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<(), RunnerError> {
+pub(crate) fn empty_dir(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<(), RunnerError> {
     let entries = match std::fs::read_dir(dir) {
         Ok(e) => e,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -844,7 +850,8 @@ impl Workflows {
                 .map_err(|e| RunnerError::Job(format!("{file}: {e}")))?
                 .into(),
         };
-        let parsed = workflow::parse(&text);
+        // The server validated it when it queued the run.
+        let parsed = workflow::parse_model(&text);
         if let Some(d) = parsed.diagnostics.iter().find(|d| d.is_error()) {
             return Err(RunnerError::Job(format!(
                 "{file}:{}:{}: {}",

@@ -47,6 +47,18 @@ impl Parsed {
 
 /// Parses and validates a workflow file's text.
 pub fn parse(src: &str) -> Parsed {
+    parse_with(src, true)
+}
+
+/// Parses a workflow file's text into the model without validating it (its job graph,
+/// expressions, matrices): for a workflow validated before, as a runner's job's is by the
+/// server that queued its run (validating expands every matrix, which a runner need not
+/// pay for each job).
+pub fn parse_model(src: &str) -> Parsed {
+    parse_with(src, false)
+}
+
+fn parse_with(src: &str, validate: bool) -> Parsed {
     let root = match yaml::load(src) {
         Ok(root) => root,
         Err(d) => {
@@ -59,7 +71,7 @@ pub fn parse(src: &str) -> Parsed {
     let mut p = parse::Parser { diags: Vec::new() };
     let workflow = p.workflow(&root);
     let mut diagnostics = p.diags;
-    if let Some(wf) = &workflow {
+    if let Some(wf) = workflow.as_ref().filter(|_| validate) {
         let mut v = validate::Validator {
             src,
             diags: Vec::new(),
