@@ -13,8 +13,11 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 duration="${1:-10}"
 conns="${2:-16}"
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 2; }
-cargo build --release --quiet --manifest-path "$root/Cargo.toml"
-pw="$root/target/release/pipewright"
+# PW=path/to/pipewright measures that binary instead of building the release one.
+if [ -z "${PW:-}" ]; then
+  cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+fi
+pw="${PW:-$root/target/release/pipewright}"
 work="$(mktemp -d)"
 pid=""
 trap '[ -n "$pid" ] && { kill $pid 2>/dev/null; wait $pid 2>/dev/null; }; rm -rf "$work"' EXIT
@@ -27,7 +30,7 @@ pid=$!
 for _ in $(seq 100); do [ -f "$work/data/listen-url" ] && break; sleep 0.05; done
 url="$(cat "$work/data/listen-url")"
 # The API is closed: the admin token the server made on its first start.
-export PIPEWRIGHT_TOKEN="$("$pw" token show -c "$work/cfg.toml")"
+export PIPEWRIGHT_TOKEN="$("$pw" token show -c "$work/cfg.toml" 2>/dev/null || true)"  # (none: an older build, open)
 git clone -q "$work/app.git" "$work/src" 2>/dev/null
 mkdir -p "$work/src/.github/workflows"
 # Fires on every push to main; its one job is skipped, so what is measured is the intake
@@ -37,7 +40,7 @@ printf 'on:\n  push:\n    branches: [main]\njobs:\n  t:\n    if: false\n    runs
 git -C "$work/src" add -A
 git -C "$work/src" -c user.name=b -c user.email=b@example.invalid commit -qm t
 git -C "$work/src" push -q origin HEAD:main
-before=$(git -C "$work/src" rev-parse HEAD~0^ 2>/dev/null || echo 0000000000000000000000000000000000000000)
+before=$(git -C "$work/src" rev-parse --verify -q "HEAD^" || echo 0000000000000000000000000000000000000000)
 sha=$(git -C "$work/src" rev-parse HEAD)
 sleep 0.5 # the push's own run
 # A GitHub-shaped push payload, and its signature.

@@ -545,11 +545,28 @@ pub fn job_exec() -> u8 {
 /// Readies a slot for a confined job: what the last job left removed (its workspace, home
 /// and artifacts emptied, its temp dir but for the engine's own files, which the engine
 /// rewrites before each use), and `job/` (workspace, temp, home) and `artifacts/` there, the
-/// job user's. The directories are kept from job to job (making and deleting them per job
-/// made ext4 allocate inodes: a good part of a short job's cost): no process of the last
-/// job is left to reach into them (its cgroup was emptied, or its process killed its
-/// descendants). Directories that are not the job user's, or not directories, are made anew.
-pub(crate) fn ready_slot(dir: &Path, user: Option<&JobUser>) -> Result<(), RunnerError> {
+/// job user's. With `keep`, the directories are kept from job to job (making and deleting
+/// them per job made ext4 allocate inodes: a good part of a short job's cost), which is
+/// safe only when no process of the last job can be left to reach into them: when its
+/// cgroup was emptied. Otherwise they are made anew (a process that outlived its job keeps
+/// Landlock rules for the old ones only). Directories that are not the job user's, or not
+/// directories, are always made anew.
+pub(crate) fn ready_slot(
+    dir: &Path,
+    user: Option<&JobUser>,
+    keep: bool,
+) -> Result<(), RunnerError> {
+    if !keep {
+        let job = dir.join("job");
+        if job.exists()
+            && let Err(e) = std::fs::remove_dir_all(&job)
+        {
+            crate::make_writable(&job);
+            if std::fs::remove_dir_all(&job).is_err() {
+                crate::set_aside(dir, &io(&job)(e))?;
+            }
+        }
+    }
     if let Err(first) = clear_slot(dir, user) {
         // What a job may leave that cannot be deleted as it is (read-only directories, as
         // Go's module cache makes them; a runner that is not root cannot ignore their
@@ -656,14 +673,14 @@ mod tests {
     fn a_slot_is_emptied_for_the_next_job() {
         let d = tempfile::tempdir().unwrap();
         let slot = d.path().join("0");
-        ready_slot(&slot, None).unwrap();
+        ready_slot(&slot, None, true).unwrap();
         std::fs::write(slot.join("job/workspace/f"), "x").unwrap();
         std::fs::write(slot.join("job/home/.profile"), "x").unwrap();
         std::fs::write(slot.join("job/temp/step-1.sh"), "true").unwrap();
         std::fs::write(slot.join("job/temp/mine"), "x").unwrap();
         std::fs::write(slot.join("job/planted"), "x").unwrap();
         std::fs::create_dir_all(slot.join("artifacts/dist")).unwrap();
-        ready_slot(&slot, None).unwrap();
+        ready_slot(&slot, None, true).unwrap();
         let names = |p: &str| -> Vec<String> {
             let mut v: Vec<String> = std::fs::read_dir(slot.join(p))
                 .unwrap()
@@ -684,7 +701,7 @@ mod tests {
         // A directory that is not a directory any more is made anew.
         std::fs::remove_dir(slot.join("job/home")).unwrap();
         std::fs::write(slot.join("job/home"), "x").unwrap();
-        ready_slot(&slot, None).unwrap();
+        ready_slot(&slot, None, true).unwrap();
         assert!(slot.join("job/home").is_dir());
     }
 }

@@ -1079,7 +1079,7 @@ async fn run_in_slot(
         return Ok(run_here(client, workflows, &site, lease, tar, sink, cancel).await);
     };
     let user = isolation.user.as_ref();
-    confined::ready_slot(&slot.dir, user)?;
+    confined::ready_slot(&slot.dir, user, isolation.cgroups.is_some())?;
     // The source, read-only, where the job may read it.
     let linked = slot.dir.join("source.tar");
     if std::fs::hard_link(&tar, &linked).is_err() {
