@@ -237,11 +237,7 @@ pub(crate) async fn run(
     cancel: &CancellationToken,
 ) -> (JobReport, Result<(), RunnerError>) {
     let lease = job.lease;
-    let label = JobLabel {
-        workflow: lease.spec.workflow_name.clone(),
-        job_id: lease.spec.job_id.clone(),
-        display: lease.spec.display.clone(),
-    };
+    let label = crate::label_of(lease);
     match run_child(isolation, client, &job, sink, cancel).await {
         Ok(done) => done,
         Err(e) => {
@@ -254,18 +250,9 @@ pub(crate) async fn run(
                     line: None,
                 },
             );
-            (failed(lease), Ok(()))
+            (crate::failed_report(lease), Ok(()))
         }
     }
-}
-
-fn failed(lease: &Lease) -> JobReport {
-    JobReport::without_steps(
-        &lease.spec.job_id,
-        &lease.spec.display,
-        lease.spec.matrix.clone(),
-        Conclusion::Failure,
-    )
 }
 
 async fn run_child(
@@ -469,7 +456,7 @@ pub fn job_exec() -> u8 {
                 "##[error] the job cannot be confined: {e}"
             )));
             sink.send(&Message::Done {
-                report: Box::new(failed(&exec.lease)),
+                report: Box::new(crate::failed_report(&exec.lease)),
                 upload_error: None,
             });
             return 1;

@@ -724,18 +724,7 @@ async fn approve_run(
     State(s): State<AppStateRef>,
     Path(id): Path<i64>,
 ) -> Result<Response, ApiError> {
-    let store = s.store.clone();
-    let run = blocking(move || Ok(store.approve_run(id)?))
-        .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                format!("run {id} is not waiting for approval"),
-            )
-        })?;
-    tracing::info!(run = id, "run approved");
-    s.wake.notify_waiters();
-    Ok(Json(run).into_response())
+    decide(&s, id, true).await
 }
 
 /// `POST /api/v1/runs/{id}/reject`: a run waiting for approval ends without running.
@@ -744,16 +733,32 @@ async fn reject_run(
     State(s): State<AppStateRef>,
     Path(id): Path<i64>,
 ) -> Result<Response, ApiError> {
+    decide(&s, id, false).await
+}
+
+/// Approves or rejects run `id`, which must be waiting for approval.
+async fn decide(s: &AppStateRef, id: i64, approve: bool) -> Result<Response, ApiError> {
     let store = s.store.clone();
-    let run = blocking(move || Ok(store.reject_run(id)?))
-        .await?
-        .ok_or_else(|| {
-            ApiError::new(
-                StatusCode::CONFLICT,
-                format!("run {id} is not waiting for approval"),
-            )
-        })?;
-    tracing::info!(run = id, "run rejected");
+    let run = blocking(move || {
+        Ok(if approve {
+            store.approve_run(id)?
+        } else {
+            store.reject_run(id)?
+        })
+    })
+    .await?
+    .ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            format!("run {id} is not waiting for approval"),
+        )
+    })?;
+    if approve {
+        tracing::info!(run = id, "run approved");
+        s.wake.notify_waiters();
+    } else {
+        tracing::info!(run = id, "run rejected");
+    }
     Ok(Json(run).into_response())
 }
 
