@@ -7,7 +7,7 @@
 //! A database made before the counters existed is counted once when they are created.
 
 use crate::db::params;
-use crate::{Result, Stats, Store};
+use crate::{Result, Store};
 
 /// Shards per counter.
 const SHARDS: i64 = 8;
@@ -153,6 +153,19 @@ CREATE TRIGGER count_{table} AFTER INSERT OR UPDATE OF status ON {table}
     s.push_str(BACKFILL);
     s.push_str("COMMIT;\n");
     s
+}
+
+/// Counts for `/metrics` (see `stats`).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Stats {
+    pub runs_by_conclusion: Vec<(String, i64)>,
+    pub jobs_by_conclusion: Vec<(String, i64)>,
+    /// Completed jobs by duration: (bucket's upper bound in seconds, `+Inf` last; jobs
+    /// that took at most that long).
+    pub duration_buckets: Vec<(String, i64)>,
+    /// The completed jobs' durations, added up.
+    pub duration_sum_ms: i64,
+    pub runs_running: i64,
 }
 
 impl Store {

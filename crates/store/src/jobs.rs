@@ -1,0 +1,212 @@
+//! Jobs: a run's job instances, as rows (the queue and leases are in `queue`).
+
+use crate::db::{Row, params};
+use crate::logs::insert_lines;
+use crate::{Result, Store, StoreError, now_ms, rows};
+use serde::Serialize;
+
+/// A job instance of a run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Job {
+    pub id: i64,
+    pub run_id: i64,
+    /// The job's display name, unique within the run (`test (3.11)`).
+    pub name: String,
+    pub job_id: String,
+    /// `queued`, `running` (leased to a runner) or `completed`.
+    pub status: String,
+    pub conclusion: Option<String>,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    /// The `runs-on` labels a runner must have, as a JSON array.
+    #[serde(skip)]
+    pub labels: String,
+    /// The runner holding (or that last held) the job.
+    pub runner_id: Option<i64>,
+    pub attempt: i64,
+    /// Why the job ended the way it did when its runner cannot say (runner lost).
+    pub reason: Option<String>,
+    /// The runner's report (JSON), once completed by a runner.
+    #[serde(skip)]
+    pub report: Option<String>,
+    #[serde(skip)]
+    pub cancel_requested: bool,
+    /// The log is in compressed files (see the server's `logfiles`), no longer in rows.
+    #[serde(skip)]
+    pub log_archived: bool,
+    /// The job whose log files hold this job's log: itself, or the job a re-run kept.
+    #[serde(skip)]
+    pub log_job: i64,
+}
+
+/// The columns of `jobs` without the payload and sealed secrets.
+pub(crate) const JOB_FIELDS: &str = "id, run_id, name, job_id, status, conclusion, started_at, finished_at, labels, runner_id, attempt, reason, report, cancel_requested, log_archived, log_job";
+
+pub(crate) fn job_from_row(r: &Row) -> Result<Job> {
+    Ok(Job {
+        id: r.i64("id")?,
+        run_id: r.i64("run_id")?,
+        name: r.string("name")?,
+        job_id: r.string("job_id")?,
+        status: r.string("status")?,
+        conclusion: r.opt_string("conclusion")?,
+        started_at: r.opt_i64("started_at")?,
+        finished_at: r.opt_i64("finished_at")?,
+        labels: r.string("labels")?,
+        runner_id: r.opt_i64("runner_id")?,
+        attempt: r.i64("attempt")?,
+        reason: r.opt_string("reason")?,
+        report: r.opt_string("report")?,
+        cancel_requested: r.i64("cancel_requested")? != 0,
+        log_archived: r.i64("log_archived")? != 0,
+        log_job: r.opt_i64("log_job")?.unwrap_or(r.i64("id")?),
+    })
+}
+
+impl Store {
+    /// Records the jobs that never ran (skipped, or cancelled before they started): (name,
+    /// job id, conclusion) each; those already recorded are left as they are.
+    pub fn jobs_not_run(&self, run_id: i64, jobs: &[(String, String, String)]) -> Result<()> {
+        // One transaction: a run of thousands of jobs writes them in one commit.
+        self.db.tx(|c| {
+            for (name, job_id, conclusion) in jobs {
+                c.execute(
+                    "INSERT INTO jobs (run_id, name, job_id, status, conclusion) VALUES (?1, ?2, ?3, 'completed', ?4)
+                     ON CONFLICT(run_id, name) DO NOTHING",
+                    params![run_id, name, job_id, conclusion],
+                )?;
+            }
+            Ok(())
+        })
+    }
+
+    /// A message about a job that the server itself has to say (its `if` or `runs-on` could
+    /// not be evaluated, so it failed before any runner saw it): the job's row, failed, with
+    /// the line in its log. Returns (job row, seq).
+    pub fn annotate_job(
+        &self,
+        run_id: i64,
+        name: &str,
+        job_id: &str,
+        text: &str,
+    ) -> Result<(i64, i64)> {
+        self.db.tx(|c| {
+            c.execute(
+                "INSERT INTO jobs (run_id, name, job_id, status, conclusion) VALUES (?1, ?2, ?3, 'completed', 'failure')
+                 ON CONFLICT(run_id, name) DO NOTHING",
+                params![run_id, name, job_id],
+            )?;
+            let job = c
+                .query_one(
+                    "SELECT id FROM jobs WHERE run_id = ?1 AND name = ?2",
+                    params![run_id, name],
+                )?
+                .first_i64()?;
+            let seq = c
+                .query_one(
+                    "SELECT COALESCE(MAX(seq), 0) + 1 AS s FROM log_lines WHERE job = ?1",
+                    params![job],
+                )?
+                .i64("s")?;
+            insert_lines(c, job, &[(seq, text.to_owned())], None)?;
+            Ok((job, seq))
+        })
+    }
+
+    /// Whether the job named `name` of run `run_id` is completed.
+    pub fn job_completed(&self, run_id: i64, name: &str) -> Result<bool> {
+        self.db.with(|c| {
+            Ok(c.query_opt(
+                "SELECT 1 AS one FROM jobs WHERE run_id = ?1 AND name = ?2 AND status = 'completed'",
+                params![run_id, name],
+            )?
+            .is_some())
+        })
+    }
+
+    pub fn jobs(&self, run_id: i64) -> Result<Vec<Job>> {
+        self.db.with(|c| {
+            rows(
+                c.query(
+                    &format!("SELECT {JOB_FIELDS} FROM jobs WHERE run_id = ?1 ORDER BY id"),
+                    params![run_id],
+                )?,
+                job_from_row,
+            )
+        })
+    }
+
+    /// One job.
+    pub fn job(&self, id: i64) -> Result<Job> {
+        self.db.with(|c| {
+            c.query_opt(
+                &format!("SELECT {JOB_FIELDS} FROM jobs WHERE id = ?1"),
+                params![id],
+            )?
+            .as_ref()
+            .map(job_from_row)
+            .transpose()?
+            .ok_or(StoreError::NoJob(id))
+        })
+    }
+
+    /// Queues a job instance for the runners, or returns the row that exists already under
+    /// the same name (a restarted server replaying a run finds its jobs where they are).
+    pub fn enqueue_job(
+        &self,
+        run_id: i64,
+        name: &str,
+        job_id: &str,
+        labels: &str,
+        payload: &str,
+        sealed: &[u8],
+    ) -> Result<Job> {
+        self.db.with(|c| {
+            c.execute(
+                "INSERT INTO jobs (run_id, name, job_id, status, labels, payload, sealed, queued_at)
+                 VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7)
+                 ON CONFLICT(run_id, name) DO NOTHING",
+                params![run_id, name, job_id, labels, payload, sealed, now_ms()],
+            )?;
+            job_from_row(&c.query_one(
+                &format!("SELECT {JOB_FIELDS} FROM jobs WHERE run_id = ?1 AND name = ?2"),
+                params![run_id, name],
+            )?)
+        })
+    }
+
+    /// The jobs completed since `since` (ms) whose report did not reach server `server`:
+    /// those its dispatchers are not told of otherwise.
+    pub fn completed_elsewhere(&self, server: &str, since: i64) -> Result<Vec<i64>> {
+        self.db.with(|c| {
+            c.query(
+                "SELECT id FROM jobs WHERE finished_at > ?1 AND status = 'completed'
+                     AND (reported_by IS NULL OR reported_by <> ?2)",
+                params![since, server],
+            )?
+            .iter()
+            .map(Row::first_i64)
+            .collect()
+        })
+    }
+
+    /// Asks a job to stop: a queued one is cancelled at once, a leased one is flagged for its
+    /// runner (it sees the flag in its next heartbeat).
+    pub fn cancel_job(&self, job: i64) -> Result<()> {
+        self.db.with(|c| {
+            let n = c.execute(
+                "UPDATE jobs SET status = 'completed', conclusion = 'cancelled', finished_at = ?2,
+                     payload = NULL, sealed = NULL
+                 WHERE id = ?1 AND status = 'queued'",
+                params![job, now_ms()],
+            )?;
+            if n == 0 {
+                c.execute(
+                    "UPDATE jobs SET cancel_requested = 1 WHERE id = ?1 AND status = 'running'",
+                    params![job],
+                )?;
+            }
+            Ok(())
+        })
+    }
+}

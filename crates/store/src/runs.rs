@@ -1,0 +1,383 @@
+//! Runs: created by triggers, queued, orchestrated by one server at a time (a lease it
+//! renews), cancelled, approved or rejected, re-run.
+
+use crate::db::{Db, Dialect, Row, params};
+use crate::jobs::{JOB_FIELDS, Job, job_from_row};
+use crate::{Result, Store, StoreError, now_ms, rows};
+use serde::Serialize;
+
+/// A workflow run.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Run {
+    pub id: i64,
+    pub repo: String,
+    pub workflow: String,
+    pub event: String,
+    #[serde(rename = "ref")]
+    pub git_ref: String,
+    pub sha: String,
+    /// `waiting` (held for approval), `queued`, `running` or `completed`.
+    pub status: String,
+    /// `success`, `failure`, `cancelled`, `skipped`, or null while not completed.
+    pub conclusion: Option<String>,
+    /// Why a run ended the way it did when no job says it (invalid workflow, server restart).
+    pub reason: Option<String>,
+    pub attempt: i64,
+    pub created_at: i64,
+    pub started_at: Option<i64>,
+    pub finished_at: Option<i64>,
+    /// The event's details as JSON (base ref, inputs, payload), for the runner.
+    #[serde(skip)]
+    pub event_json: String,
+    #[serde(skip)]
+    pub cancel_requested: bool,
+    /// The run this one re-runs, if any.
+    pub rerun_of: Option<i64>,
+    /// A re-run of the failed jobs only: the jobs that succeeded in `rerun_of` are kept.
+    pub rerun_failed: bool,
+    /// The workflow file's text at `sha`, when the trigger kept it.
+    #[serde(skip)]
+    pub workflow_text: Option<String>,
+}
+
+/// What a trigger asks for.
+#[derive(Debug, Clone)]
+pub struct NewRun {
+    pub repo: String,
+    pub workflow: String,
+    pub event: String,
+    pub git_ref: String,
+    pub sha: String,
+    pub event_json: String,
+    /// The workflow file's text at `sha`, kept so the run needs no second read of git.
+    pub workflow_text: Option<String>,
+    /// Recorded as completed and failed for this reason (an invalid workflow), not queued.
+    pub failure: Option<String>,
+    /// Held (`waiting`) until someone approves it (a fork's pull request, when the
+    /// repository asks for approval), instead of queued.
+    pub held: bool,
+}
+
+pub(crate) fn run_from_row(r: &Row) -> Result<Run> {
+    Ok(Run {
+        id: r.i64("id")?,
+        repo: r.string("repo")?,
+        workflow: r.string("workflow")?,
+        event: r.string("event")?,
+        git_ref: r.string("git_ref")?,
+        sha: r.string("sha")?,
+        status: r.string("status")?,
+        conclusion: r.opt_string("conclusion")?,
+        reason: r.opt_string("reason")?,
+        attempt: r.i64("attempt")?,
+        created_at: r.i64("created_at")?,
+        started_at: r.opt_i64("started_at")?,
+        finished_at: r.opt_i64("finished_at")?,
+        event_json: r.string("event_json")?,
+        cancel_requested: r.i64("cancel_requested")? != 0,
+        rerun_of: r.opt_i64("rerun_of")?,
+        rerun_failed: r.i64("rerun_failed")? != 0,
+        workflow_text: r.opt_string("workflow_text")?,
+    })
+}
+
+/// Inserts a run: queued, or completed and failed when it has a `failure`.
+pub(crate) fn insert_run(c: &mut dyn Db, new: &NewRun) -> Result<i64> {
+    let now = now_ms();
+    let (status, conclusion, finished) = match new.failure {
+        Some(_) => ("completed", Some("failure"), Some(now)),
+        None if new.held => ("waiting", None, None),
+        None => ("queued", None, None),
+    };
+    c.query_one(
+        "INSERT INTO runs (repo, workflow, event, git_ref, sha, status, created_at, event_json,
+             workflow_text, conclusion, reason, finished_at)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12) RETURNING id",
+        params![
+            &new.repo,
+            &new.workflow,
+            &new.event,
+            &new.git_ref,
+            &new.sha,
+            status,
+            now,
+            &new.event_json,
+            new.workflow_text.as_deref(),
+            conclusion,
+            new.failure.as_deref(),
+            finished
+        ],
+    )?
+    .first_i64()
+}
+
+impl Store {
+    pub fn create_run(&self, new: &NewRun) -> Result<i64> {
+        self.db.with(|c| insert_run(c, new))
+    }
+
+    /// Records several runs at once (the runs one event fires): all or none.
+    pub fn create_runs(&self, runs: &[NewRun]) -> Result<Vec<i64>> {
+        self.db
+            .tx(|c| runs.iter().map(|r| insert_run(c, r)).collect())
+    }
+
+    pub fn run(&self, id: i64) -> Result<Run> {
+        self.db.with(|c| {
+            c.query_opt("SELECT * FROM runs WHERE id = ?1", params![id])?
+                .as_ref()
+                .map(run_from_row)
+                .transpose()?
+                .ok_or(StoreError::NoRun(id))
+        })
+    }
+
+    /// Runs newest first, of one repository or all.
+    pub fn runs(&self, repo: Option<&str>, limit: i64) -> Result<Vec<Run>> {
+        self.db.with(|c| {
+            rows(
+                c.query(
+                    "SELECT * FROM runs WHERE (CAST(?1 AS TEXT) IS NULL OR repo = ?1) ORDER BY id DESC LIMIT ?2",
+                    params![repo, limit],
+                )?,
+                run_from_row,
+            )
+        })
+    }
+
+    /// Takes the oldest queued run for orchestrator `me` (a server), which keeps it by
+    /// renewing its lease ([`Store::renew_orchestration`]) every so often.
+    pub fn take_queued(&self, me: &str, lease_ms: i64) -> Result<Option<Run>> {
+        self.db.with(|c| {
+            let lock = match c.dialect() {
+                Dialect::Sqlite => "",
+                Dialect::Postgres => " FOR UPDATE SKIP LOCKED",
+            };
+            let now = now_ms();
+            c.query_opt(
+                &format!(
+                    "UPDATE runs SET status = 'running', started_at = ?1, orchestrator = ?2,
+                         orchestrator_until = ?3
+                     WHERE id = (SELECT id FROM runs WHERE status = 'queued' ORDER BY id LIMIT 1{lock})
+                     RETURNING *"
+                ),
+                params![now, me, now + lease_ms],
+            )?
+            .as_ref()
+            .map(run_from_row)
+            .transpose()
+        })
+    }
+
+    /// Keeps orchestrator `me`'s runs its own for another `lease_ms`.
+    pub fn renew_orchestration(&self, me: &str, lease_ms: i64) -> Result<()> {
+        self.db.with(|c| {
+            c.execute(
+                "UPDATE runs SET orchestrator_until = ?2 WHERE orchestrator = ?1 AND status = 'running'",
+                params![me, now_ms() + lease_ms],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Running runs that orchestrator `me` takes up: those whose orchestrator stopped renewing
+    /// its lease (a stopped server) and, with `mine`, those `me` itself had before a restart.
+    pub fn take_over_runs(&self, me: &str, lease_ms: i64, mine: bool) -> Result<Vec<Run>> {
+        let now = now_ms();
+        self.db
+            .with(|c| {
+                rows(
+                    c.query(
+                        "UPDATE runs SET orchestrator = ?1, orchestrator_until = ?2
+                     WHERE status = 'running' AND (orchestrator IS NULL OR orchestrator_until < ?3
+                         OR (?4 = 1 AND orchestrator = ?1))
+                     RETURNING *",
+                        params![me, now + lease_ms, now, i64::from(mine)],
+                    )?,
+                    run_from_row,
+                )
+            })
+            .map(|mut runs| {
+                runs.sort_by_key(|r| r.id);
+                runs
+            })
+    }
+
+    pub fn finish_run(&self, id: i64, conclusion: &str, reason: Option<&str>) -> Result<()> {
+        self.db.with(|c| {
+            c.execute(
+                "UPDATE runs SET status = 'completed', conclusion = ?2, reason = COALESCE(?3, reason), finished_at = ?4
+                 WHERE id = ?1",
+                params![id, conclusion, reason, now_ms()],
+            )
+            .map(drop)
+        })
+    }
+
+    /// Asks a run to stop: a queued run is cancelled at once; a running one is flagged for
+    /// its orchestrator and its runners. Returns the run as it is now.
+    pub fn request_cancel(&self, id: i64) -> Result<Run> {
+        self.db.with(|c| {
+            let n = c.execute(
+                "UPDATE runs SET status = 'completed', conclusion = 'cancelled', finished_at = ?2
+                 WHERE id = ?1 AND status IN ('queued', 'waiting')",
+                params![id, now_ms()],
+            )?;
+            if n == 0 {
+                c.execute(
+                    "UPDATE runs SET cancel_requested = 1 WHERE id = ?1 AND status = 'running'",
+                    params![id],
+                )?;
+            }
+            Ok(())
+        })?;
+        self.run(id)
+    }
+
+    /// Lets a held (`waiting`) run go: it is queued. `Ok(None)` if it is not waiting.
+    pub fn approve_run(&self, id: i64) -> Result<Option<Run>> {
+        let n = self.db.with(|c| {
+            c.execute(
+                "UPDATE runs SET status = 'queued' WHERE id = ?1 AND status = 'waiting'",
+                params![id],
+            )
+        })?;
+        if n == 0 {
+            self.run(id)?;
+            return Ok(None);
+        }
+        self.run(id).map(Some)
+    }
+
+    /// Ends a held run without running it (cancelled, with the reason). `Ok(None)` if it is
+    /// not waiting.
+    pub fn reject_run(&self, id: i64) -> Result<Option<Run>> {
+        let n = self.db.with(|c| {
+            c.execute(
+                "UPDATE runs SET status = 'completed', conclusion = 'cancelled', finished_at = ?2,
+                 reason = 'rejected: not approved to run'
+                 WHERE id = ?1 AND status = 'waiting'",
+                params![id, now_ms()],
+            )
+        })?;
+        if n == 0 {
+            self.run(id)?;
+            return Ok(None);
+        }
+        self.run(id).map(Some)
+    }
+
+    /// A new queued run with the same repository, workflow, event and commit as `id`, as its
+    /// next attempt. With `failed_only`, the jobs that succeeded in `id` are kept rather than
+    /// run again (see [`Store::reuse_job`]).
+    pub fn rerun(&self, id: i64, failed_only: bool) -> Result<i64> {
+        let run = self.run(id)?;
+        self.db.with(|c| {
+            c.query_one(
+                "INSERT INTO runs (repo, workflow, event, git_ref, sha, status, created_at, event_json,
+                     attempt, rerun_of, rerun_failed, workflow_text)
+                 VALUES (?1, ?2, ?3, ?4, ?5, 'queued', ?6, ?7, ?8, ?9, ?10, ?11) RETURNING id",
+                params![
+                    &run.repo,
+                    &run.workflow,
+                    &run.event,
+                    &run.git_ref,
+                    &run.sha,
+                    now_ms(),
+                    &run.event_json,
+                    run.attempt + 1,
+                    id,
+                    i64::from(failed_only),
+                    run.workflow_text.as_deref()
+                ],
+            )?
+            .first_i64()
+        })
+    }
+
+    /// For a re-run of failed jobs: the job `name` of `old_run`, if it succeeded, copied into
+    /// `run` (its report and its log) instead of running again.
+    pub fn reuse_job(&self, run: i64, old_run: i64, name: &str) -> Result<Option<Job>> {
+        self.db.tx(|c| {
+            let Some(old) = c.query_opt(
+                "SELECT id FROM jobs WHERE run_id = ?1 AND name = ?2 AND status = 'completed'
+                 AND conclusion = 'success' AND report IS NOT NULL",
+                params![old_run, name],
+            )?
+            else {
+                return Ok(None);
+            };
+            let old = old.first_i64()?;
+            let n = c.execute(
+                "INSERT INTO jobs (run_id, name, job_id, status, conclusion, started_at, finished_at,
+                     labels, runner_id, attempt, report, reason, log_archived, log_job)
+                 SELECT ?1, name, job_id, status, conclusion, started_at, finished_at, labels,
+                     runner_id, attempt, report, 'kept from run ' || CAST(run_id AS TEXT),
+                     log_archived, CASE WHEN log_archived = 1 THEN COALESCE(log_job, id) END
+                 FROM jobs WHERE id = ?2
+                 ON CONFLICT(run_id, name) DO NOTHING",
+                params![run, old],
+            )?;
+            let new = c
+                .query_one(
+                    &format!("SELECT {JOB_FIELDS} FROM jobs WHERE run_id = ?1 AND name = ?2"),
+                    params![run, name],
+                )
+                .and_then(|r| job_from_row(&r))?;
+            if n == 1 {
+                c.execute(
+                    "INSERT INTO log_lines (job, seq, text) SELECT ?1, seq, text FROM log_lines WHERE job = ?2",
+                    params![new.id, old],
+                )?;
+                crate::artifacts::copy_job_artifacts(c, old_run, run, name)?;
+            }
+            Ok(Some(new))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::*;
+
+    #[test]
+    fn queue_take_finish_and_recover() {
+        let d = tempfile::tempdir().unwrap();
+        let s = Store::open(&d.path().join("db.sqlite")).unwrap();
+        let a = s.create_run(&new_run("r")).unwrap();
+        let b = s.create_run(&new_run("r")).unwrap();
+        assert_eq!(s.take_queued("me", 60_000).unwrap().unwrap().id, a);
+        assert_eq!(
+            s.runs(Some("r"), 10)
+                .unwrap()
+                .iter()
+                .map(|r| r.id)
+                .collect::<Vec<_>>(),
+            [b, a]
+        );
+        let (job, seq) = s.annotate_job(a, "test", "test", "x").unwrap();
+        assert_eq!(seq, 1);
+        assert_eq!(s.annotate_job(a, "test", "test", "y").unwrap(), (job, 2));
+        assert_eq!(s.job_log_page(job, 0, 100).unwrap().len(), 2);
+        assert_eq!(s.job_log_page(job, 1, 100).unwrap()[0].1, "y");
+        // A restarted server finds the run it was orchestrating; another server leaves it
+        // alone while its orchestrator's lease holds, and takes it once it lapsed.
+        drop(s);
+        let s = Store::open(&d.path().join("db.sqlite")).unwrap();
+        let ids = |runs: Vec<Run>| runs.iter().map(|r| r.id).collect::<Vec<_>>();
+        assert!(s.take_over_runs("other", 60_000, true).unwrap().is_empty());
+        assert_eq!(ids(s.take_over_runs("me", 60_000, true).unwrap()), [a]);
+        assert!(s.take_over_runs("me", 60_000, false).unwrap().is_empty());
+        s.renew_orchestration("me", -1).unwrap();
+        assert_eq!(ids(s.take_over_runs("other", 60_000, false).unwrap()), [a]);
+        assert!(s.take_over_runs("me", 60_000, false).unwrap().is_empty());
+        assert!(s.claim_schedule("r", "ci.yml", "* * * * *", 100).unwrap());
+        assert!(!s.claim_schedule("r", "ci.yml", "* * * * *", 100).unwrap());
+        assert!(s.claim_schedule("r", "ci.yml", "* * * * *", 101).unwrap());
+        assert_eq!(
+            s.request_cancel(b).unwrap().conclusion.as_deref(),
+            Some("cancelled")
+        );
+    }
+}
