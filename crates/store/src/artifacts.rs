@@ -336,6 +336,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::stores;
 
     fn file(path: &str, hash: char) -> FileEntry {
         FileEntry {
@@ -346,113 +347,110 @@ mod tests {
         }
     }
 
-    fn store() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().unwrap();
-        let s = Store::open(&dir.path().join("db")).unwrap();
-        (dir, s)
-    }
-
     #[test]
     fn artifacts_are_replaced_by_name_and_expire_with_their_run() {
-        let (_d, s) = store();
-        let run = s.create_run(&crate::tests::new_run("r")).unwrap();
-        s.put_artifact(run, "build", "dist", &[file("a", 'a'), file("b/c", 'b')])
-            .unwrap();
-        s.put_artifact(run, "build", "dist", &[file("a", 'c')])
-            .unwrap();
-        assert_eq!(
-            s.artifact_files(run, "dist").unwrap(),
-            Some(vec![file("a", 'c')])
-        );
-        assert_eq!(s.artifact_files(run, "other").unwrap(), None);
-        let list = s.artifacts(run).unwrap();
-        assert_eq!(
-            (list[0].name.as_str(), list[0].files, list[0].size),
-            ("dist", 1, 1)
-        );
-        assert!(s.blob_visible(&"c".repeat(64), run, "x").unwrap());
-        assert!(!s.blob_visible(&"a".repeat(64), run, "x").unwrap());
-        assert_eq!(
-            s.referenced_blobs().unwrap(),
-            HashSet::from(["c".repeat(64)])
-        );
-        assert_eq!(s.expire_artifacts(0).unwrap(), Expired::default());
-        let expired = s.expire_artifacts(now_ms() + 1).unwrap();
-        assert_eq!(
-            expired,
-            Expired {
-                artifacts: 1,
-                caches: 0
-            }
-        );
-        assert!(s.artifacts(run).unwrap().is_empty());
-        assert!(s.referenced_blobs().unwrap().is_empty());
+        for s in stores() {
+            let run = s.create_run(&crate::tests::new_run("r")).unwrap();
+            s.put_artifact(run, "build", "dist", &[file("a", 'a'), file("b/c", 'b')])
+                .unwrap();
+            s.put_artifact(run, "build", "dist", &[file("a", 'c')])
+                .unwrap();
+            assert_eq!(
+                s.artifact_files(run, "dist").unwrap(),
+                Some(vec![file("a", 'c')])
+            );
+            assert_eq!(s.artifact_files(run, "other").unwrap(), None);
+            let list = s.artifacts(run).unwrap();
+            assert_eq!(
+                (list[0].name.as_str(), list[0].files, list[0].size),
+                ("dist", 1, 1)
+            );
+            assert!(s.blob_visible(&"c".repeat(64), run, "x").unwrap());
+            assert!(!s.blob_visible(&"a".repeat(64), run, "x").unwrap());
+            assert_eq!(
+                s.referenced_blobs().unwrap(),
+                HashSet::from(["c".repeat(64)])
+            );
+            assert_eq!(s.expire_artifacts(0).unwrap(), Expired::default());
+            let expired = s.expire_artifacts(now_ms() + 1).unwrap();
+            assert_eq!(
+                expired,
+                Expired {
+                    artifacts: 1,
+                    caches: 0
+                }
+            );
+            assert!(s.artifacts(run).unwrap().is_empty());
+            assert!(s.referenced_blobs().unwrap().is_empty());
+        }
     }
 
     #[test]
     fn caches_match_the_key_then_each_restore_key_newest_first_and_are_never_overwritten() {
-        let (_d, s) = store();
-        let main = ["refs/heads/main".to_owned()];
-        let put = |repo: &str, key: &str, hash: char| {
-            s.put_cache(repo, &main[0], key, &[file("x", hash)])
+        for s in stores() {
+            let main = ["refs/heads/main".to_owned()];
+            let put = |repo: &str, key: &str, hash: char| {
+                s.put_cache(repo, &main[0], key, &[file("x", hash)])
+                    .unwrap()
+            };
+            assert!(put("r", "deps-linux-1", 'a'));
+            std::thread::sleep(std::time::Duration::from_millis(2));
+            assert!(put("r", "deps-linux-2", 'b'));
+            assert!(put("r", "deps-mac-1", 'c'));
+            assert!(!put("r", "deps-linux-1", 'd'));
+            assert!(put("other", "deps-linux-9", 'e'));
+            let hit = s
+                .lookup_cache("r", &main, "deps-linux-1", &[])
                 .unwrap()
-        };
-        assert!(put("r", "deps-linux-1", 'a'));
-        std::thread::sleep(std::time::Duration::from_millis(2));
-        assert!(put("r", "deps-linux-2", 'b'));
-        assert!(put("r", "deps-mac-1", 'c'));
-        assert!(!put("r", "deps-linux-1", 'd'));
-        assert!(put("other", "deps-linux-9", 'e'));
-        let hit = s
-            .lookup_cache("r", &main, "deps-linux-1", &[])
-            .unwrap()
-            .unwrap();
-        assert_eq!((hit.key.as_str(), hit.exact), ("deps-linux-1", true));
-        assert_eq!(hit.files, vec![file("x", 'a')]);
-        let keys = ["deps-linux-".to_owned(), "deps-".to_owned()];
-        let hit = s
-            .lookup_cache("r", &main, "deps-linux-3", &keys)
-            .unwrap()
-            .unwrap();
-        assert_eq!((hit.key.as_str(), hit.exact), ("deps-linux-2", false));
-        let keys = ["nope-".to_owned(), "deps-m".to_owned()];
-        let hit = s.lookup_cache("r", &main, "x", &keys).unwrap().unwrap();
-        assert_eq!(hit.key, "deps-mac-1");
-        assert!(
-            s.lookup_cache("r", &main, "x", &["z".to_owned()])
+                .unwrap();
+            assert_eq!((hit.key.as_str(), hit.exact), ("deps-linux-1", true));
+            assert_eq!(hit.files, vec![file("x", 'a')]);
+            let keys = ["deps-linux-".to_owned(), "deps-".to_owned()];
+            let hit = s
+                .lookup_cache("r", &main, "deps-linux-3", &keys)
                 .unwrap()
-                .is_none()
-        );
-        assert!(
-            s.lookup_cache("r", &main, "deps-linux-9", &[])
-                .unwrap()
-                .is_none()
-        );
-        let expired = s.expire_artifacts(now_ms() + 1).unwrap();
-        assert_eq!(expired.caches, 4);
+                .unwrap();
+            assert_eq!((hit.key.as_str(), hit.exact), ("deps-linux-2", false));
+            let keys = ["nope-".to_owned(), "deps-m".to_owned()];
+            let hit = s.lookup_cache("r", &main, "x", &keys).unwrap().unwrap();
+            assert_eq!(hit.key, "deps-mac-1");
+            assert!(
+                s.lookup_cache("r", &main, "x", &["z".to_owned()])
+                    .unwrap()
+                    .is_none()
+            );
+            assert!(
+                s.lookup_cache("r", &main, "deps-linux-9", &[])
+                    .unwrap()
+                    .is_none()
+            );
+            let expired = s.expire_artifacts(now_ms() + 1).unwrap();
+            assert_eq!(expired.caches, 4);
+        }
     }
 
     #[test]
     fn a_cache_is_read_from_its_own_scope_then_the_next_and_written_to_its_own_only() {
-        let (_d, s) = store();
-        let pr = "refs/pull/7/merge".to_owned();
-        let main = "refs/heads/main".to_owned();
-        let feature = "refs/heads/feature".to_owned();
-        // A pull request's run saves in its own scope; a run of main does not see it.
-        assert!(s.put_cache("r", &pr, "deps", &[file("x", 'p')]).unwrap());
-        assert!(
-            s.lookup_cache("r", std::slice::from_ref(&main), "deps", &[])
-                .unwrap()
-                .is_none()
-        );
-        // The same key in another scope is another entry.
-        assert!(s.put_cache("r", &main, "deps", &[file("x", 'm')]).unwrap());
-        // A run of the pull request reads its own first, then main's.
-        let scopes = [pr.clone(), main.clone()];
-        let hit = s.lookup_cache("r", &scopes, "deps", &[]).unwrap().unwrap();
-        assert_eq!(hit.files, vec![file("x", 'p')]);
-        let scopes = [feature, main];
-        let hit = s.lookup_cache("r", &scopes, "deps", &[]).unwrap().unwrap();
-        assert_eq!(hit.files, vec![file("x", 'm')]);
+        for s in stores() {
+            let pr = "refs/pull/7/merge".to_owned();
+            let main = "refs/heads/main".to_owned();
+            let feature = "refs/heads/feature".to_owned();
+            // A pull request's run saves in its own scope; a run of main does not see it.
+            assert!(s.put_cache("r", &pr, "deps", &[file("x", 'p')]).unwrap());
+            assert!(
+                s.lookup_cache("r", std::slice::from_ref(&main), "deps", &[])
+                    .unwrap()
+                    .is_none()
+            );
+            // The same key in another scope is another entry.
+            assert!(s.put_cache("r", &main, "deps", &[file("x", 'm')]).unwrap());
+            // A run of the pull request reads its own first, then main's.
+            let scopes = [pr.clone(), main.clone()];
+            let hit = s.lookup_cache("r", &scopes, "deps", &[]).unwrap().unwrap();
+            assert_eq!(hit.files, vec![file("x", 'p')]);
+            let scopes = [feature, main];
+            let hit = s.lookup_cache("r", &scopes, "deps", &[]).unwrap().unwrap();
+            assert_eq!(hit.files, vec![file("x", 'm')]);
+        }
     }
 }

@@ -17,31 +17,6 @@
 use crate::db::{Db, Dialect, Row, params};
 use crate::{Result, Store};
 
-/// The slots' table; the same text for both backends (`BIGINT` is an integer in SQLite).
-pub(crate) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS concurrency_slots (
-    scope TEXT NOT NULL,
-    name TEXT NOT NULL,
-    holder_run BIGINT,
-    holder_key TEXT,
-    holder_server TEXT,
-    cancel_holder BIGINT NOT NULL DEFAULT 0,
-    pending_run BIGINT,
-    pending_key TEXT,
-    pending_server TEXT,
-    PRIMARY KEY (scope, name)
-);
--- Claimants replaced while waiting, until their run completes: taken up again (by a server
--- that restarted, or another one) they learn it instead of claiming anew.
-CREATE TABLE IF NOT EXISTS concurrency_replaced (
-    scope TEXT NOT NULL,
-    name TEXT NOT NULL,
-    run BIGINT NOT NULL,
-    claim_key TEXT NOT NULL,
-    PRIMARY KEY (scope, name, run, claim_key)
-);
-";
-
 /// Who claims a group: a job instance (or a workflow) of a run, orchestrated by `server`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claimant {
@@ -258,6 +233,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::tests::stores;
 
     fn run(s: &Store) -> i64 {
         s.create_run(&crate::tests::new_run("r")).unwrap()
@@ -273,125 +249,125 @@ mod tests {
 
     #[test]
     fn one_holds_one_waits_and_a_newcomer_replaces_the_waiting_one() {
-        let d = tempfile::tempdir().unwrap();
-        let s = Store::open(&d.path().join("db.sqlite")).unwrap();
-        let (a, b, c) = (who(run(&s), "s1"), who(run(&s), "s2"), who(run(&s), "s1"));
-        assert_eq!(
-            s.claim_group("r", "g", &a, false, true).unwrap(),
-            Claim::Held
-        );
-        // Another scope is another group.
-        assert_eq!(
-            s.claim_group("q", "g", &b, false, true).unwrap(),
-            Claim::Held
-        );
-        assert_eq!(
-            s.claim_group("r", "g", &b, false, true).unwrap(),
-            Claim::Waiting
-        );
-        assert_eq!(
-            s.claim_group("r", "g", &b, false, false).unwrap(),
-            Claim::Waiting
-        );
-        assert_eq!(
-            s.claim_group("r", "g", &c, false, true).unwrap(),
-            Claim::Waiting
-        );
-        assert_eq!(
-            s.claim_group("r", "g", &b, false, false).unwrap(),
-            Claim::Replaced
-        );
-        // Only the holder lets go.
-        s.release_group("r", "g", &b).unwrap();
-        assert_eq!(
-            s.claim_group("r", "g", &c, false, false).unwrap(),
-            Claim::Waiting
-        );
-        s.release_group("r", "g", &a).unwrap();
-        assert_eq!(
-            s.claim_group("r", "g", &c, false, false).unwrap(),
-            Claim::Held
-        );
-        s.release_group("r", "g", &c).unwrap();
-        s.release_group("q", "g", &b).unwrap();
-        let slots =
-            s.db.with(|c| c.query_one("SELECT count(*) FROM concurrency_slots", params![]))
-                .unwrap()
-                .first_i64()
-                .unwrap();
-        assert_eq!(slots, 0, "empty slots are removed");
+        for s in stores() {
+            let (a, b, c) = (who(run(&s), "s1"), who(run(&s), "s2"), who(run(&s), "s1"));
+            assert_eq!(
+                s.claim_group("r", "g", &a, false, true).unwrap(),
+                Claim::Held
+            );
+            // Another scope is another group.
+            assert_eq!(
+                s.claim_group("q", "g", &b, false, true).unwrap(),
+                Claim::Held
+            );
+            assert_eq!(
+                s.claim_group("r", "g", &b, false, true).unwrap(),
+                Claim::Waiting
+            );
+            assert_eq!(
+                s.claim_group("r", "g", &b, false, false).unwrap(),
+                Claim::Waiting
+            );
+            assert_eq!(
+                s.claim_group("r", "g", &c, false, true).unwrap(),
+                Claim::Waiting
+            );
+            assert_eq!(
+                s.claim_group("r", "g", &b, false, false).unwrap(),
+                Claim::Replaced
+            );
+            // Only the holder lets go.
+            s.release_group("r", "g", &b).unwrap();
+            assert_eq!(
+                s.claim_group("r", "g", &c, false, false).unwrap(),
+                Claim::Waiting
+            );
+            s.release_group("r", "g", &a).unwrap();
+            assert_eq!(
+                s.claim_group("r", "g", &c, false, false).unwrap(),
+                Claim::Held
+            );
+            s.release_group("r", "g", &c).unwrap();
+            s.release_group("q", "g", &b).unwrap();
+            let slots =
+                s.db.with(|c| c.query_one("SELECT count(*) FROM concurrency_slots", params![]))
+                    .unwrap()
+                    .first_i64()
+                    .unwrap();
+            assert_eq!(slots, 0, "empty slots are removed");
+        }
     }
 
     #[test]
     fn cancel_in_progress_flags_the_holder_and_a_taken_up_run_finds_its_slot() {
-        let d = tempfile::tempdir().unwrap();
-        let s = Store::open(&d.path().join("db.sqlite")).unwrap();
-        let (a, b) = (who(run(&s), "s1"), who(run(&s), "s2"));
-        assert_eq!(
-            s.claim_group("r", "g", &a, true, true).unwrap(),
-            Claim::Held
-        );
-        assert!(!s.group_cancel_requested("r", "g", &a).unwrap());
-        assert_eq!(
-            s.claim_group("r", "g", &b, true, true).unwrap(),
-            Claim::Waiting
-        );
-        assert!(s.group_cancel_requested("r", "g", &a).unwrap());
-        assert!(!s.group_cancel_requested("r", "g", &b).unwrap());
-        // Server s1 died; s3 takes the run up: the slot is still the run's, still flagged.
-        let taken_up = Claimant {
-            server: "s3".into(),
-            ..a.clone()
-        };
-        assert_eq!(
-            s.claim_group("r", "g", &taken_up, true, true).unwrap(),
-            Claim::Held
-        );
-        assert!(s.group_cancel_requested("r", "g", &taken_up).unwrap());
-        // The holder's run completed without letting go: the group is free.
-        s.finish_run(a.run, "cancelled", None).unwrap();
-        assert_eq!(
-            s.claim_group("r", "g", &b, true, false).unwrap(),
-            Claim::Held
-        );
-        assert!(!s.group_cancel_requested("r", "g", &b).unwrap());
-        // A waiter replaced while its server was down learns it when its run is taken up,
-        // and the newcomer keeps its place.
-        let (c, d) = (who(run(&s), "s1"), who(run(&s), "s2"));
-        assert_eq!(
-            s.claim_group("r", "g", &c, false, true).unwrap(),
-            Claim::Waiting
-        );
-        assert_eq!(
-            s.claim_group("r", "g", &d, false, true).unwrap(),
-            Claim::Waiting
-        );
-        let c_taken_up = Claimant {
-            server: "s3".into(),
-            ..c.clone()
-        };
-        assert_eq!(
-            s.claim_group("r", "g", &c_taken_up, false, true).unwrap(),
-            Claim::Replaced
-        );
-        assert_eq!(
-            s.claim_group("r", "g", &d, false, false).unwrap(),
-            Claim::Waiting
-        );
-        s.withdraw_group("r", "g", &d).unwrap();
-        s.finish_run(c.run, "cancelled", None).unwrap();
-        // A waiter that gives up leaves the slot to the next newcomer at once.
-        let c = who(run(&s), "s1");
-        assert_eq!(
-            s.claim_group("r", "g", &c, false, true).unwrap(),
-            Claim::Waiting
-        );
-        s.withdraw_group("r", "g", &c).unwrap();
-        s.release_group("r", "g", &b).unwrap();
-        let e = who(run(&s), "s2");
-        assert_eq!(
-            s.claim_group("r", "g", &e, false, true).unwrap(),
-            Claim::Held
-        );
+        for s in stores() {
+            let (a, b) = (who(run(&s), "s1"), who(run(&s), "s2"));
+            assert_eq!(
+                s.claim_group("r", "g", &a, true, true).unwrap(),
+                Claim::Held
+            );
+            assert!(!s.group_cancel_requested("r", "g", &a).unwrap());
+            assert_eq!(
+                s.claim_group("r", "g", &b, true, true).unwrap(),
+                Claim::Waiting
+            );
+            assert!(s.group_cancel_requested("r", "g", &a).unwrap());
+            assert!(!s.group_cancel_requested("r", "g", &b).unwrap());
+            // Server s1 died; s3 takes the run up: the slot is still the run's, still flagged.
+            let taken_up = Claimant {
+                server: "s3".into(),
+                ..a.clone()
+            };
+            assert_eq!(
+                s.claim_group("r", "g", &taken_up, true, true).unwrap(),
+                Claim::Held
+            );
+            assert!(s.group_cancel_requested("r", "g", &taken_up).unwrap());
+            // The holder's run completed without letting go: the group is free.
+            s.finish_run(a.run, "cancelled", None).unwrap();
+            assert_eq!(
+                s.claim_group("r", "g", &b, true, false).unwrap(),
+                Claim::Held
+            );
+            assert!(!s.group_cancel_requested("r", "g", &b).unwrap());
+            // A waiter replaced while its server was down learns it when its run is taken up,
+            // and the newcomer keeps its place.
+            let (c, d) = (who(run(&s), "s1"), who(run(&s), "s2"));
+            assert_eq!(
+                s.claim_group("r", "g", &c, false, true).unwrap(),
+                Claim::Waiting
+            );
+            assert_eq!(
+                s.claim_group("r", "g", &d, false, true).unwrap(),
+                Claim::Waiting
+            );
+            let c_taken_up = Claimant {
+                server: "s3".into(),
+                ..c.clone()
+            };
+            assert_eq!(
+                s.claim_group("r", "g", &c_taken_up, false, true).unwrap(),
+                Claim::Replaced
+            );
+            assert_eq!(
+                s.claim_group("r", "g", &d, false, false).unwrap(),
+                Claim::Waiting
+            );
+            s.withdraw_group("r", "g", &d).unwrap();
+            s.finish_run(c.run, "cancelled", None).unwrap();
+            // A waiter that gives up leaves the slot to the next newcomer at once.
+            let c = who(run(&s), "s1");
+            assert_eq!(
+                s.claim_group("r", "g", &c, false, true).unwrap(),
+                Claim::Waiting
+            );
+            s.withdraw_group("r", "g", &c).unwrap();
+            s.release_group("r", "g", &b).unwrap();
+            let e = who(run(&s), "s2");
+            assert_eq!(
+                s.claim_group("r", "g", &e, false, true).unwrap(),
+                Claim::Held
+            );
+        }
     }
 }

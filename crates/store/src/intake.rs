@@ -126,41 +126,41 @@ mod tests {
 
     #[test]
     fn deliveries_become_runs_exactly_once() {
-        let d = tempfile::tempdir().unwrap();
-        let s = Store::open(&d.path().join("db.sqlite")).unwrap();
-        let delivery = |key: Option<&str>| NewDelivery {
-            key: key.map(str::to_owned),
-            repo: "r".into(),
-            event_json: "{}".into(),
-        };
-        let ids = s
-            .accept_deliveries(&[delivery(Some("a")), delivery(Some("a")), delivery(None)])
-            .unwrap();
-        assert!(ids[0].is_some() && ids[1].is_none() && ids[2].is_some());
-        assert_eq!(s.accept_deliveries(&[delivery(Some("a"))]).unwrap(), [None]);
-        let pending = s.pending_deliveries(10).unwrap();
-        assert_eq!(pending.len(), 2);
-        // One delivery waits for a retry: not handed out before its time.
-        s.retry_delivery(pending[1].id, 60_000).unwrap();
-        assert_eq!(s.pending_deliveries(10).unwrap().len(), 1);
-        let resolved = [(pending[0].id, vec![new_run("r"), new_run("r")])];
-        assert_eq!(s.resolve_deliveries(&resolved).unwrap().len(), 2);
-        // Resolved again (another server, a retried batch): nothing more.
-        assert!(s.resolve_deliveries(&resolved).unwrap().is_empty());
-        assert_eq!(s.runs(Some("r"), 10).unwrap().len(), 2);
-        assert_eq!(s.pending_count().unwrap(), 1);
-        // A failed run is recorded completed, with its reason.
-        let mut bad = new_run("r");
-        bad.failure = Some("invalid workflow".into());
-        let id = s.create_run(&bad).unwrap();
-        let run = s.run(id).unwrap();
-        assert_eq!(
-            (
-                run.status.as_str(),
-                run.conclusion.as_deref(),
-                run.reason.as_deref()
-            ),
-            ("completed", Some("failure"), Some("invalid workflow"))
-        );
+        for s in stores() {
+            let delivery = |key: Option<&str>| NewDelivery {
+                key: key.map(str::to_owned),
+                repo: "r".into(),
+                event_json: "{}".into(),
+            };
+            let ids = s
+                .accept_deliveries(&[delivery(Some("a")), delivery(Some("a")), delivery(None)])
+                .unwrap();
+            assert!(ids[0].is_some() && ids[1].is_none() && ids[2].is_some());
+            assert_eq!(s.accept_deliveries(&[delivery(Some("a"))]).unwrap(), [None]);
+            let pending = s.pending_deliveries(10).unwrap();
+            assert_eq!(pending.len(), 2);
+            // One delivery waits for a retry: not handed out before its time.
+            s.retry_delivery(pending[1].id, 60_000).unwrap();
+            assert_eq!(s.pending_deliveries(10).unwrap().len(), 1);
+            let resolved = [(pending[0].id, vec![new_run("r"), new_run("r")])];
+            assert_eq!(s.resolve_deliveries(&resolved).unwrap().len(), 2);
+            // Resolved again (another server, a retried batch): nothing more.
+            assert!(s.resolve_deliveries(&resolved).unwrap().is_empty());
+            assert_eq!(s.runs(Some("r"), 10).unwrap().len(), 2);
+            assert_eq!(s.pending_count().unwrap(), 1);
+            // A failed run is recorded completed, with its reason.
+            let mut bad = new_run("r");
+            bad.failure = Some("invalid workflow".into());
+            let id = s.create_run(&bad).unwrap();
+            let run = s.run(id).unwrap();
+            assert_eq!(
+                (
+                    run.status.as_str(),
+                    run.conclusion.as_deref(),
+                    run.reason.as_deref()
+                ),
+                ("completed", Some("failure"), Some("invalid workflow"))
+            );
+        }
     }
 }

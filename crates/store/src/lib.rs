@@ -33,12 +33,16 @@ mod tokens;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use db::{Backend, Row};
+use std::path::Path;
+use std::sync::Mutex;
+
+use db::{Backend, Db, Row};
 
 pub use artifacts::{ArtifactInfo, CacheEntry, Expired, FileEntry};
 pub use concurrency::{Claim, Claimant};
 pub use intake::{NewDelivery, PendingDelivery};
 pub use jobs::Job;
+pub use migrate::latest_version as schema_version;
 pub use queue::{Leased, Outcome, Released, Want};
 pub use runners::Runner;
 pub use runs::{NewRun, Run};
@@ -65,6 +69,20 @@ pub enum StoreError {
     /// A runner reported for a job it does not hold (lost its lease, or never had it).
     #[error("job {0} is not held by this runner")]
     NotHeld(i64),
+    /// The database was upgraded by a newer release: this one would misread it.
+    #[error(
+        "the database's schema is version {found}, newer than this pipewright knows (up to \
+         {known}): it was upgraded by a newer release; run that release, or restore the \
+         database's backup from before the upgrade"
+    )]
+    SchemaTooNew { found: i64, known: i64 },
+    /// A schema migration failed; nothing of it was applied.
+    #[error("schema migration {migration} failed (nothing of it was applied): {source}")]
+    Migration {
+        migration: String,
+        #[source]
+        source: Box<StoreError>,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -93,14 +111,228 @@ pub struct Store {
     _checkpointer: Option<std::sync::mpsc::Sender<()>>,
 }
 
+impl Store {
+    /// Opens (creating if needed) the SQLite database at `path`, making or upgrading its
+    /// schema.
+    pub fn open(path: &Path) -> Result<Store> {
+        let mut conn = rusqlite::Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        // NORMAL with WAL loses at most the last transactions on power loss, never
+        // consistency; a killed process loses nothing.
+        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.busy_timeout(std::time::Duration::from_secs(5))?;
+        // Room for every statement shape (log inserts come in 64 sizes).
+        conn.set_prepared_statement_cache_capacity(256);
+        crate::migrate::migrate(&mut conn)?;
+        // Checkpoints (copying the WAL back into the database) run on a connection of their
+        // own, so no commit waits for one while holding the store.
+        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
+        let checkpoints = rusqlite::Connection::open(path)?;
+        checkpoints.busy_timeout(std::time::Duration::from_secs(5))?;
+        let (stop, stopped) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("sqlite-checkpoint".into())
+            .spawn(move || {
+                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
+                    stopped.recv_timeout(std::time::Duration::from_millis(250))
+                {
+                    if let Err(e) =
+                        checkpoints.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                    {
+                        tracing::warn!("SQLite checkpoint: {e}");
+                    }
+                }
+                let _ = checkpoints.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+            })
+            .map_err(StoreError::Thread)?;
+        Ok(Store {
+            db: Backend::Sqlite(Mutex::new(conn)),
+            _checkpointer: Some(stop),
+        })
+    }
+
+    /// Connects to PostgreSQL at `url` (`postgres://user@host:port/db`), making or upgrading
+    /// the schema if needed.
+    pub fn connect(url: &str) -> Result<Store> {
+        let mut first = crate::db::PgConn::connect(url)?;
+        // One server at a time makes or upgrades the schema.
+        first.batch("SELECT pg_advisory_lock(7274617769)")?;
+        let created = crate::migrate::migrate(&mut first);
+        first.batch("SELECT pg_advisory_unlock(7274617769)")?;
+        created?;
+        Ok(Store {
+            db: Backend::postgres(url, first),
+            _checkpointer: None,
+        })
+    }
+
+    /// Opens the database `url` names: `postgres://...`/`postgresql://...`, or
+    /// `sqlite:PATH`; `default` (an SQLite file) when there is none.
+    pub fn open_url(url: Option<&str>, default: &Path) -> Result<Store> {
+        match url {
+            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
+                Store::connect(u)
+            }
+            Some(u) => match u.strip_prefix("sqlite:") {
+                Some(p) if !p.is_empty() => Store::open(Path::new(p)),
+                _ => Store::open(default),
+            },
+            None => Store::open(default),
+        }
+    }
+}
+
 pub(crate) fn rows<T>(rows: Vec<Row>, f: fn(&Row) -> Result<T>) -> Result<Vec<T>> {
     rows.iter().map(f).collect()
 }
 
 #[cfg(test)]
 pub(crate) mod tests {
+    use std::path::PathBuf;
+    use std::sync::atomic::{AtomicU32, Ordering};
+
+    use crate::Store;
     use crate::queue::{Outcome, Want};
     use crate::runs::NewRun;
+
+    /// The environment variable naming a PostgreSQL server (a URL whose user may create
+    /// databases) on which every store test runs as well as on SQLite; `scripts/test` starts
+    /// one and sets it.
+    pub(crate) const POSTGRES_ENV: &str = "PIPEWRIGHT_TEST_POSTGRES";
+
+    /// Where a test's store lives, so that it can be opened again.
+    pub(crate) enum Place {
+        Sqlite(tempfile::TempDir),
+        /// The server's URL and the test's own database on it.
+        Postgres {
+            server: String,
+            db: String,
+        },
+    }
+
+    /// A test's store: an SQLite file in a directory of its own, or a database of its own on
+    /// the PostgreSQL server of [`POSTGRES_ENV`] (dropped with it).
+    pub(crate) struct TestStore {
+        store: Option<Store>,
+        pub(crate) place: Place,
+    }
+
+    impl std::ops::Deref for TestStore {
+        type Target = Store;
+        fn deref(&self) -> &Store {
+            self.store.as_ref().expect("the store is open")
+        }
+    }
+
+    impl TestStore {
+        fn path(dir: &tempfile::TempDir) -> PathBuf {
+            dir.path().join("db.sqlite")
+        }
+
+        /// The backend's name, for assertion messages.
+        pub(crate) fn backend(&self) -> &'static str {
+            match self.place {
+                Place::Sqlite(_) => "SQLite",
+                Place::Postgres { .. } => "PostgreSQL",
+            }
+        }
+
+        fn url(server: &str, db: &str) -> String {
+            let base = server.rsplit_once('/').map_or(server, |(b, _)| b);
+            format!("{base}/{db}")
+        }
+
+        /// Closes the store and opens it again (a restarted server).
+        pub(crate) fn reopen(&mut self) {
+            self.store = None;
+            self.store = Some(self.open());
+        }
+
+        /// Closes the store, runs `sql` on the database with a connection of its own, and
+        /// opens it again: a database changed behind the store's back (an older release's).
+        pub(crate) fn alter(&mut self, sql: &str) {
+            self.store = None;
+            match &self.place {
+                Place::Sqlite(d) => rusqlite::Connection::open(Self::path(d))
+                    .unwrap()
+                    .execute_batch(sql)
+                    .unwrap(),
+                Place::Postgres { server, db } => {
+                    postgres::Client::connect(&Self::url(server, db), postgres::NoTls)
+                        .unwrap()
+                        .batch_execute(sql)
+                        .unwrap()
+                }
+            }
+        }
+
+        /// Opens the store (after [`TestStore::alter`]): the error, if it fails.
+        pub(crate) fn try_open(&mut self) -> crate::Result<()> {
+            let s = match &self.place {
+                Place::Sqlite(d) => Store::open(&Self::path(d))?,
+                Place::Postgres { server, db } => Store::connect(&Self::url(server, db))?,
+            };
+            self.store = Some(s);
+            Ok(())
+        }
+
+        fn open(&mut self) -> Store {
+            self.try_open().unwrap();
+            self.store.take().unwrap()
+        }
+    }
+
+    impl Drop for TestStore {
+        fn drop(&mut self) {
+            self.store = None;
+            if let Place::Postgres { server, db } = &self.place
+                && let Ok(mut c) = postgres::Client::connect(server, postgres::NoTls)
+            {
+                let _ = c.batch_execute(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"));
+            }
+        }
+    }
+
+    /// An empty database of each backend (PostgreSQL when [`POSTGRES_ENV`] is set), made but
+    /// not opened as a store.
+    pub(crate) fn places() -> Vec<Place> {
+        static N: AtomicU32 = AtomicU32::new(0);
+        let mut out = vec![Place::Sqlite(tempfile::tempdir().unwrap())];
+        if let Ok(server) = std::env::var(POSTGRES_ENV) {
+            let db = format!(
+                "store_test_{}_{}",
+                std::process::id(),
+                N.fetch_add(1, Ordering::Relaxed)
+            );
+            let mut c = postgres::Client::connect(&server, postgres::NoTls)
+                .unwrap_or_else(|e| panic!("{POSTGRES_ENV}={server}: {e}"));
+            c.batch_execute(&format!("CREATE DATABASE {db}")).unwrap();
+            out.push(Place::Postgres { server, db });
+        }
+        out
+    }
+
+    /// A new store of each backend.
+    pub(crate) fn stores() -> Vec<TestStore> {
+        places()
+            .into_iter()
+            .map(|place| {
+                let mut s = TestStore { store: None, place };
+                s.reopen();
+                s
+            })
+            .collect()
+    }
+
+    /// A database of each backend, to be filled by `sql` (an older release's) before the
+    /// store opens it.
+    pub(crate) fn unopened() -> Vec<TestStore> {
+        places()
+            .into_iter()
+            .map(|place| TestStore { store: None, place })
+            .collect()
+    }
 
     /// A push run of `ci.yml` in `repo`, for the crate's tests.
     pub(crate) fn new_run(repo: &str) -> NewRun {

@@ -1,308 +1,400 @@
-//! The schema.
+//! The schema, made and upgraded from numbered SQL files per backend
+//! (`migrations/sqlite/NNN_name.sql`, `migrations/postgres/NNN_name.sql`), compiled into the
+//! binary. The table `schema_migrations` records each one applied; at start the store applies
+//! those it lacks, each in a transaction of its own with its record (all of it or nothing),
+//! and refuses a database whose schema is newer than this binary knows.
+//!
+//! A database made before schema versions existed (releases up to 0.1) has no record: it
+//! gets the columns those releases added one by one and loses what they replaced
+//! ([`before_versions`]), then version 1, whose statements add only what is missing.
+//!
+//! A new migration is a new file with the next number in both directories, and a line in
+//! [`SQLITE`] and [`POSTGRES`]; a test checks they agree.
 
-use crate::db::Backend;
-use crate::db::Db;
-use crate::{Result, Store, StoreError};
-use crate::{concurrency, stats};
-use std::path::Path;
-use std::sync::Mutex;
+#[cfg(test)]
+use crate::Store;
+use crate::db::{Db, Dialect};
+use crate::{Result, StoreError, now_ms};
 
-pub(crate) const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY,
-    repo TEXT NOT NULL,
-    workflow TEXT NOT NULL,
-    event TEXT NOT NULL,
-    git_ref TEXT NOT NULL,
-    sha TEXT NOT NULL,
-    status TEXT NOT NULL,
-    conclusion TEXT,
-    reason TEXT,
-    attempt INTEGER NOT NULL DEFAULT 1,
-    created_at INTEGER NOT NULL,
-    started_at INTEGER,
-    finished_at INTEGER,
-    event_json TEXT NOT NULL,
-    cancel_requested INTEGER NOT NULL DEFAULT 0
-);
-CREATE INDEX IF NOT EXISTS runs_status ON runs(status, id);
-CREATE INDEX IF NOT EXISTS runs_repo ON runs(repo, id);
-CREATE TABLE IF NOT EXISTS jobs (
-    id INTEGER PRIMARY KEY,
-    run_id INTEGER NOT NULL REFERENCES runs(id),
-    name TEXT NOT NULL,
-    job_id TEXT NOT NULL,
-    status TEXT NOT NULL,
-    conclusion TEXT,
-    started_at INTEGER,
-    finished_at INTEGER,
-    UNIQUE(run_id, name)
-);
-CREATE TABLE IF NOT EXISTS log_lines (
-    job INTEGER NOT NULL REFERENCES jobs(id),
-    seq INTEGER NOT NULL,
-    text TEXT NOT NULL,
-    PRIMARY KEY (job, seq)
-);
-CREATE TABLE IF NOT EXISTS secrets (
-    repo TEXT NOT NULL,
-    environment TEXT NOT NULL,
-    name TEXT NOT NULL,
-    sealed BLOB NOT NULL,
-    updated_at INTEGER NOT NULL,
-    PRIMARY KEY (repo, environment, name)
-);
-CREATE TABLE IF NOT EXISTS schedule_fires (
-    repo TEXT NOT NULL,
-    workflow TEXT NOT NULL,
-    cron TEXT NOT NULL,
-    minute INTEGER NOT NULL,
-    PRIMARY KEY (repo, workflow, cron, minute)
-);
-CREATE TABLE IF NOT EXISTS api_tokens (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL,
-    hash TEXT NOT NULL UNIQUE,
-    created_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS deliveries (
-    id TEXT PRIMARY KEY,
-    received_at INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS polled_refs (
-    repo TEXT NOT NULL,
-    url TEXT NOT NULL,
-    git_ref TEXT NOT NULL,
-    sha TEXT NOT NULL,
-    PRIMARY KEY (repo, git_ref)
-);
-CREATE TABLE IF NOT EXISTS pending_deliveries (
-    id INTEGER PRIMARY KEY,
-    repo TEXT NOT NULL,
-    event_json TEXT NOT NULL,
-    received_at INTEGER NOT NULL,
-    attempts INTEGER NOT NULL DEFAULT 0,
-    not_before INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS runners (
-    id INTEGER PRIMARY KEY,
-    name TEXT NOT NULL,
-    labels TEXT NOT NULL,
-    capacity INTEGER NOT NULL,
-    credential_hash TEXT NOT NULL UNIQUE,
-    created_at INTEGER NOT NULL,
-    last_seen INTEGER NOT NULL,
-    embedded INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS runner_tokens (
-    hash TEXT PRIMARY KEY,
-    created_at INTEGER NOT NULL,
-    used_at INTEGER
-);
--- Artifacts and caches (artifacts.rs): manifests of files whose contents are blobs in the
--- data directory, named by their BLAKE3 hash.
-CREATE TABLE IF NOT EXISTS artifacts (
-    id INTEGER PRIMARY KEY,
-    run_id INTEGER NOT NULL REFERENCES runs(id),
-    name TEXT NOT NULL,
-    job TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    UNIQUE(run_id, name)
-);
-CREATE TABLE IF NOT EXISTS artifact_files (
-    artifact INTEGER NOT NULL REFERENCES artifacts(id),
-    path TEXT NOT NULL,
-    mode INTEGER NOT NULL,
-    size INTEGER NOT NULL,
-    hash TEXT NOT NULL,
-    PRIMARY KEY (artifact, path)
-);
-CREATE INDEX IF NOT EXISTS artifact_files_hash ON artifact_files(hash);
--- A cache entry belongs to a scope: the ref of the run that saved it (GitHub's rule: a run
--- reads its own ref's entries, then its base branch's, then the default branch's).
-CREATE TABLE IF NOT EXISTS caches (
-    id INTEGER PRIMARY KEY,
-    repo TEXT NOT NULL,
-    scope TEXT NOT NULL,
-    cache_key TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    used_at INTEGER NOT NULL,
-    UNIQUE(repo, scope, cache_key)
-);
-CREATE TABLE IF NOT EXISTS cache_files (
-    cache INTEGER NOT NULL REFERENCES caches(id),
-    path TEXT NOT NULL,
-    mode INTEGER NOT NULL,
-    size INTEGER NOT NULL,
-    hash TEXT NOT NULL,
-    PRIMARY KEY (cache, path)
-);
-CREATE INDEX IF NOT EXISTS cache_files_hash ON cache_files(hash);
-";
+/// One numbered step of the schema.
+pub(crate) struct Migration {
+    pub(crate) version: i64,
+    pub(crate) name: &'static str,
+    pub(crate) sql: &'static str,
+}
 
-/// Columns added to `runs` for re-runs; added to older databases.
-pub(crate) const RUN_COLUMNS: &[(&str, &str)] = &[
-    ("rerun_of", "INTEGER"),
-    ("rerun_failed", "INTEGER NOT NULL DEFAULT 0"),
+pub(crate) const SQLITE: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial",
+    sql: include_str!("../migrations/sqlite/001_initial.sql"),
+}];
+
+pub(crate) const POSTGRES: &[Migration] = &[Migration {
+    version: 1,
+    name: "initial",
+    sql: include_str!("../migrations/postgres/001_initial.sql"),
+}];
+
+/// The migrations of `dialect`.
+pub(crate) fn migrations(dialect: Dialect) -> &'static [Migration] {
+    match dialect {
+        Dialect::Sqlite => SQLITE,
+        Dialect::Postgres => POSTGRES,
+    }
+}
+
+/// The newest schema version this binary knows.
+pub fn latest_version() -> i64 {
+    SQLITE.last().map_or(0, |m| m.version)
+}
+
+/// Brings the database on `c` to the newest schema: the caller makes sure no one else does
+/// at the same time (PostgreSQL: an advisory lock; SQLite: the transaction's write lock).
+pub(crate) fn migrate(c: &mut dyn Db) -> Result<()> {
+    let list = migrations(c.dialect());
+    if let Some(from) = run(c, list, latest_version())? {
+        tracing::info!(
+            "database schema upgraded from version {from} to {}",
+            latest_version()
+        );
+    }
+    Ok(())
+}
+
+/// Applies the migrations of `list` the database lacks, each in a transaction of its own;
+/// the version it had before, if any was applied.
+fn run(c: &mut dyn Db, list: &[Migration], known: i64) -> Result<Option<i64>> {
+    let begin = match c.dialect() {
+        Dialect::Sqlite => "BEGIN IMMEDIATE",
+        Dialect::Postgres => "BEGIN",
+    };
+    let mut from = None;
+    for m in list {
+        c.batch(begin)?;
+        match apply(c, m, known) {
+            Ok(applied) => {
+                c.batch("COMMIT")?;
+                if let Some(current) = applied {
+                    from.get_or_insert(current);
+                }
+            }
+            Err(e) => {
+                let _ = c.batch("ROLLBACK");
+                return Err(e);
+            }
+        }
+    }
+    Ok(from)
+}
+
+/// Applies `m` unless the database has it: the version the database had before, if it was
+/// applied.
+fn apply(c: &mut dyn Db, m: &Migration, known: i64) -> Result<Option<i64>> {
+    c.batch(
+        "CREATE TABLE IF NOT EXISTS schema_migrations (
+             version BIGINT PRIMARY KEY,
+             name TEXT NOT NULL,
+             applied_at BIGINT NOT NULL
+         )",
+    )?;
+    let current = c
+        .query_one(
+            "SELECT COALESCE(MAX(version), 0) AS v FROM schema_migrations",
+            &[],
+        )?
+        .i64("v")?;
+    if current > known {
+        return Err(StoreError::SchemaTooNew {
+            found: current,
+            known,
+        });
+    }
+    if current >= m.version {
+        return Ok(None);
+    }
+    let failed = |e: StoreError| StoreError::Migration {
+        migration: format!("{:03}_{}", m.version, m.name),
+        source: Box::new(e),
+    };
+    if current == 0 && table_exists(c, "runs")? {
+        before_versions(c).map_err(failed)?;
+    }
+    c.batch(m.sql).map_err(failed)?;
+    c.execute(
+        "INSERT INTO schema_migrations (version, name, applied_at) VALUES (?1, ?2, ?3)",
+        crate::db::params![m.version, m.name, now_ms()],
+    )?;
+    Ok(Some(current))
+}
+
+fn table_exists(c: &mut dyn Db, table: &str) -> Result<bool> {
+    let sql = match c.dialect() {
+        Dialect::Sqlite => "SELECT 1 AS one FROM sqlite_master WHERE type = 'table' AND name = ?1",
+        Dialect::Postgres => {
+            "SELECT 1 AS one FROM information_schema.tables
+             WHERE table_schema = current_schema() AND table_name = ?1"
+        }
+    };
+    Ok(c.query_opt(sql, crate::db::params![table])?.is_some())
+}
+
+fn columns(c: &mut dyn Db, table: &str) -> Result<Vec<String>> {
+    let sql = match c.dialect() {
+        Dialect::Sqlite => "SELECT name FROM pragma_table_info(?1)",
+        Dialect::Postgres => {
+            "SELECT column_name AS name FROM information_schema.columns
+             WHERE table_schema = current_schema() AND table_name = ?1"
+        }
+    };
+    c.query(sql, crate::db::params![table])?
+        .iter()
+        .map(|r| r.string("name"))
+        .collect()
+}
+
+/// Columns releases before schema versions added to `runs` (re-runs, orchestration).
+const RUN_COLUMNS: &[(&str, &str)] = &[
+    ("rerun_of", "BIGINT"),
+    ("rerun_failed", "BIGINT NOT NULL DEFAULT 0"),
     ("workflow_text", "TEXT"),
     ("orchestrator", "TEXT"),
-    ("orchestrator_until", "INTEGER"),
+    ("orchestrator_until", "BIGINT"),
 ];
 
-/// Columns added to `jobs` when jobs became units of scheduling; added to older databases.
-pub(crate) const JOB_COLUMNS: &[(&str, &str)] = &[
+/// Columns releases before schema versions added to `jobs` (jobs as units of scheduling,
+/// log archives).
+const JOB_COLUMNS: &[(&str, &str)] = &[
     ("labels", "TEXT NOT NULL DEFAULT '[]'"),
     ("payload", "TEXT"),
     ("sealed", "BLOB"),
-    ("runner_id", "INTEGER"),
+    ("runner_id", "BIGINT"),
     ("lease", "TEXT"),
-    ("lease_until", "INTEGER"),
-    ("attempt", "INTEGER NOT NULL DEFAULT 1"),
+    ("lease_until", "BIGINT"),
+    ("attempt", "BIGINT NOT NULL DEFAULT 1"),
     ("report", "TEXT"),
     ("reason", "TEXT"),
-    ("cancel_requested", "INTEGER NOT NULL DEFAULT 0"),
-    ("queued_at", "INTEGER"),
-    ("log_archived", "INTEGER NOT NULL DEFAULT 0"),
-    // The server that took the job's report (none: ended by a server itself).
+    ("cancel_requested", "BIGINT NOT NULL DEFAULT 0"),
+    ("queued_at", "BIGINT"),
+    ("log_archived", "BIGINT NOT NULL DEFAULT 0"),
     ("reported_by", "TEXT"),
-    ("log_job", "INTEGER"),
+    ("log_job", "BIGINT"),
 ];
 
-/// Cache entries made before caches had scopes are dropped (they are caches: the next runs
-/// make them again, each in its own scope), so the table is made anew with its scope. In
-/// PostgreSQL; SQLite's is in [`Store::open`].
-pub(crate) const UNSCOPED_CACHES_PG: &str = "DO $$
-BEGIN
-  IF EXISTS (SELECT 1 FROM information_schema.tables WHERE table_name = 'caches')
-     AND NOT EXISTS (SELECT 1 FROM information_schema.columns
-                     WHERE table_name = 'caches' AND column_name = 'scope') THEN
-    DROP TABLE IF EXISTS cache_files;
-    DROP TABLE caches;
-  END IF;
-END $$;";
-
-/// The PostgreSQL form of the schema: the same tables, its own types.
-pub(crate) fn postgres_schema() -> String {
-    let mut s = SCHEMA
-        .replace("INTEGER PRIMARY KEY", "BIGSERIAL PRIMARY KEY")
-        .replace("INTEGER", "BIGINT")
-        .replace("BLOB", "BYTEA");
-    for (table, columns) in [("runs", RUN_COLUMNS), ("jobs", JOB_COLUMNS)] {
-        for (name, decl) in columns {
-            let decl = decl.replace("INTEGER", "BIGINT").replace("BLOB", "BYTEA");
-            s.push_str(&format!(
-                "ALTER TABLE {table} ADD COLUMN IF NOT EXISTS {name} {decl};\n"
-            ));
+/// What releases before schema versions did at each start to upgrade the databases of the
+/// releases before them, done once before version 1: the columns they added, cache entries
+/// made before caches had scopes dropped (they are caches: the next runs make them again,
+/// each in its own scope), the jobs' indexes of before dropped (version 1 makes those that
+/// hold only the rows they are for).
+fn before_versions(c: &mut dyn Db) -> Result<()> {
+    let sqlite = c.dialect() == Dialect::Sqlite;
+    for (table, added) in [("runs", RUN_COLUMNS), ("jobs", JOB_COLUMNS)] {
+        let have = columns(c, table)?;
+        for (name, decl) in added {
+            if !have.iter().any(|h| h == name) {
+                // SQLite's BIGINT is its INTEGER (same affinity).
+                let decl = if sqlite {
+                    decl.to_string()
+                } else {
+                    decl.replace("BLOB", "BYTEA")
+                };
+                c.batch(&format!("ALTER TABLE {table} ADD COLUMN {name} {decl}"))?;
+            }
         }
     }
-    s
+    let cache_columns = columns(c, "caches")?;
+    if !cache_columns.is_empty() && !cache_columns.iter().any(|c| c == "scope") {
+        c.batch("DROP TABLE IF EXISTS cache_files; DROP TABLE caches;")?;
+    }
+    c.batch(
+        "DROP INDEX IF EXISTS jobs_queue;
+         DROP INDEX IF EXISTS jobs_runner;
+         DROP INDEX IF EXISTS jobs_finished;",
+    )
 }
 
-/// The jobs' indexes hold only the rows they are for: a job moving from queued to running to
-/// completed is entered in one of them at each step, not in all three (PostgreSQL adds an
-/// entry to every index a row is in at each of its updates). The first three lines drop the
-/// indexes of stores made before.
-pub(crate) const INDEXES: &str = "DROP INDEX IF EXISTS jobs_queue;
-DROP INDEX IF EXISTS jobs_runner;
-DROP INDEX IF EXISTS jobs_finished;
-CREATE INDEX IF NOT EXISTS jobs_queued ON jobs(id) WHERE status = 'queued';
-CREATE INDEX IF NOT EXISTS jobs_running ON jobs(runner_id) WHERE status = 'running';
-CREATE INDEX IF NOT EXISTS jobs_finished_at ON jobs(finished_at) WHERE finished_at IS NOT NULL;";
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tests::{Place, TestStore, stores, unopened};
 
-impl Store {
-    /// Opens (creating if needed) the SQLite database at `path`.
-    pub fn open(path: &Path) -> Result<Store> {
-        let conn = rusqlite::Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        // NORMAL with WAL loses at most the last transactions on power loss, never
-        // consistency; a killed process loses nothing.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        // Room for every statement shape (log inserts come in 64 sizes).
-        conn.set_prepared_statement_cache_capacity(256);
-        let cache_columns: Vec<String> = conn
-            .prepare("SELECT name FROM pragma_table_info('caches')")?
-            .query_map([], |r| r.get(0))?
-            .collect::<rusqlite::Result<_>>()?;
-        if !cache_columns.is_empty() && !cache_columns.iter().any(|c| c == "scope") {
-            // Made before caches had scopes: see UNSCOPED_CACHES_PG.
-            conn.execute_batch("DROP TABLE IF EXISTS cache_files; DROP TABLE caches;")?;
-        }
-        conn.execute_batch(SCHEMA)?;
-        for (table, columns) in [("runs", RUN_COLUMNS), ("jobs", JOB_COLUMNS)] {
-            let have: Vec<String> = conn
-                .prepare(&format!("SELECT name FROM pragma_table_info('{table}')"))?
-                .query_map([], |r| r.get(0))?
-                .collect::<rusqlite::Result<_>>()?;
-            for (name, decl) in columns {
-                if !have.iter().any(|h| h == name) {
-                    conn.execute_batch(&format!("ALTER TABLE {table} ADD COLUMN {name} {decl}"))?;
+    /// The tables of the database and their columns, sorted.
+    fn shape(s: &Store) -> Vec<(String, Vec<String>)> {
+        s.db.with(|c| {
+            let sql = match c.dialect() {
+                Dialect::Sqlite => {
+                    "SELECT name FROM sqlite_master WHERE type = 'table'
+                     AND name NOT LIKE 'sqlite_%' ORDER BY name"
                 }
-            }
-        }
-        conn.execute_batch(INDEXES)?;
-        conn.execute_batch(concurrency::SCHEMA)?;
-        conn.execute_batch(&stats::sqlite_schema())?;
-        // Checkpoints (copying the WAL back into the database) run on a connection of their
-        // own, so no commit waits for one while holding the store.
-        conn.pragma_update(None, "wal_autocheckpoint", 0)?;
-        let checkpoints = rusqlite::Connection::open(path)?;
-        checkpoints.busy_timeout(std::time::Duration::from_secs(5))?;
-        let (stop, stopped) = std::sync::mpsc::channel::<()>();
-        std::thread::Builder::new()
-            .name("sqlite-checkpoint".into())
-            .spawn(move || {
-                while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) =
-                    stopped.recv_timeout(std::time::Duration::from_millis(250))
-                {
-                    if let Err(e) =
-                        checkpoints.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
-                    {
-                        tracing::warn!("SQLite checkpoint: {e}");
-                    }
+                Dialect::Postgres => {
+                    "SELECT table_name AS name FROM information_schema.tables
+                     WHERE table_schema = current_schema() ORDER BY table_name"
                 }
-                let _ = checkpoints.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
-            })
-            .map_err(StoreError::Thread)?;
-        Ok(Store {
-            db: Backend::Sqlite(Mutex::new(conn)),
-            _checkpointer: Some(stop),
+            };
+            let tables: Vec<String> = c
+                .query(sql, &[])?
+                .iter()
+                .map(|r| r.string("name"))
+                .collect::<Result<_>>()?;
+            tables
+                .into_iter()
+                .map(|t| {
+                    let mut cols = columns(c, &t)?;
+                    cols.sort();
+                    Ok((t, cols))
+                })
+                .collect()
         })
+        .unwrap()
     }
 
-    /// Connects to PostgreSQL at `url` (`postgres://user@host:port/db`), creating the
-    /// schema if needed.
-    pub fn connect(url: &str) -> Result<Store> {
-        let mut first = crate::db::PgConn::connect(url)?;
-        // One server at a time creates the schema.
-        first.batch("SELECT pg_advisory_lock(7274617769)")?;
-        let created = first
-            .batch(UNSCOPED_CACHES_PG)
-            .and_then(|()| first.batch(&postgres_schema()))
-            .and_then(|()| first.batch(INDEXES))
-            .and_then(|()| first.batch(concurrency::SCHEMA))
-            .and_then(|()| first.batch(&stats::postgres_schema()));
-        first.batch("SELECT pg_advisory_unlock(7274617769)")?;
-        created?;
-        Ok(Store {
-            db: Backend::postgres(url, first),
-            _checkpointer: None,
-        })
+    fn fixture(s: &TestStore) -> &'static str {
+        match s.place {
+            Place::Sqlite(_) => include_str!("../fixtures/release-0.1.sqlite.sql"),
+            Place::Postgres { .. } => include_str!("../fixtures/release-0.1.postgres.sql"),
+        }
     }
 
-    /// Opens the database `url` names: `postgres://...`/`postgresql://...`, or
-    /// `sqlite:PATH`; `default` (an SQLite file) when there is none.
-    pub fn open_url(url: Option<&str>, default: &Path) -> Result<Store> {
-        match url {
-            Some(u) if u.starts_with("postgres://") || u.starts_with("postgresql://") => {
-                Store::connect(u)
+    #[test]
+    fn a_database_made_by_the_last_release_is_upgraded_in_place() {
+        let fresh = stores();
+        for (mut s, fresh) in unopened().into_iter().zip(fresh) {
+            let backend = s.backend();
+            s.alter(fixture(&s));
+            s.try_open().unwrap();
+            let versions = |s: &Store| {
+                s.db.with(|c| {
+                    c.query(
+                        "SELECT version FROM schema_migrations ORDER BY version",
+                        &[],
+                    )?
+                    .iter()
+                    .map(crate::db::Row::first_i64)
+                    .collect::<Result<Vec<_>>>()
+                })
+                .unwrap()
+            };
+            assert_eq!(versions(&s), [latest_version()], "{backend}");
+            assert_eq!(
+                shape(&s),
+                shape(&fresh),
+                "{backend}: the same tables as a new one"
+            );
+            // What the release stored reads as it did.
+            let runs = s.runs(None, 10).unwrap();
+            assert_eq!(runs.len(), 4, "{backend}");
+            let done = runs.iter().find(|r| r.conclusion.is_some()).unwrap();
+            assert_eq!(done.conclusion.as_deref(), Some("success"), "{backend}");
+            let jobs = s.jobs(done.id).unwrap();
+            let lines = s.job_log_page(jobs[0].id, 0, 10).unwrap();
+            assert_eq!(lines.len(), 3, "{backend}");
+            assert_eq!(s.secrets_for("acme/app").unwrap().len(), 2, "{backend}");
+            assert_eq!(s.runners().unwrap().len(), 2, "{backend}");
+            assert_eq!(s.artifacts(done.id).unwrap().len(), 1, "{backend}");
+            assert_eq!(s.pending_count().unwrap(), 1, "{backend}");
+            let st = s.stats().unwrap();
+            assert_eq!(st.jobs_by_conclusion, [("success".into(), 1)], "{backend}");
+            // The queue goes on: the release's queued job is leased by its runner.
+            let runner = s.runner_by_credential("credhash").unwrap().unwrap();
+            let labels = ["linux".to_owned()];
+            let want = crate::tests::want(&labels, "L2", 60_000);
+            let leased = s.take_job(runner.id, &want).unwrap().unwrap();
+            assert_eq!(leased.job.name, "build", "{backend}");
+            // Opened again, nothing is applied twice.
+            s.reopen();
+            assert_eq!(versions(&s), [latest_version()], "{backend}");
+        }
+    }
+
+    #[test]
+    fn a_database_newer_than_the_binary_is_refused() {
+        for mut s in stores() {
+            let backend = s.backend();
+            let next = latest_version() + 1;
+            s.alter(&format!(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ({next}, 'x', 0)"
+            ));
+            let e = s.try_open().expect_err(backend);
+            assert!(
+                matches!(e, StoreError::SchemaTooNew { found, known } if found == next && known == next - 1),
+                "{backend}: {e}"
+            );
+            assert!(
+                e.to_string().contains("newer than this pipewright knows"),
+                "{e}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_failed_migration_applies_nothing() {
+        for s in stores() {
+            let backend = s.backend();
+            let bad = [Migration {
+                version: 2,
+                name: "broken",
+                sql: "CREATE TABLE half (a BIGINT); SELECT * FROM no_such_table;",
+            }];
+            let e = s.db.with(|c| run(c, &bad, 2)).expect_err(backend);
+            assert!(
+                e.to_string()
+                    .starts_with("schema migration 002_broken failed"),
+                "{backend}: {e}"
+            );
+            let (half, version) =
+                s.db.with(|c| {
+                    let half = table_exists(c, "half")?;
+                    let v = c
+                        .query_one("SELECT MAX(version) AS v FROM schema_migrations", &[])?
+                        .i64("v")?;
+                    Ok((half, v))
+                })
+                .unwrap();
+            assert_eq!((half, version), (false, 1), "{backend}");
+        }
+    }
+
+    /// Each backend's directory holds the files its list names, numbered from 1 without
+    /// gaps, and the two lists are the same steps.
+    #[test]
+    fn migrations_are_numbered_files_listed_for_both_backends() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations");
+        for (backend, list) in [("sqlite", SQLITE), ("postgres", POSTGRES)] {
+            let mut files: Vec<String> = std::fs::read_dir(dir.join(backend))
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            files.sort();
+            let listed: Vec<String> = list
+                .iter()
+                .map(|m| format!("{:03}_{}.sql", m.version, m.name))
+                .collect();
+            assert_eq!(files, listed, "{backend}");
+            for (i, m) in list.iter().enumerate() {
+                assert_eq!(m.version, i as i64 + 1, "{backend}");
+                let text = std::fs::read_to_string(dir.join(backend).join(&listed[i])).unwrap();
+                assert_eq!(m.sql, text, "{backend}: {}", listed[i]);
             }
-            Some(u) => match u.strip_prefix("sqlite:") {
-                Some(p) if !p.is_empty() => Store::open(Path::new(p)),
-                _ => Store::open(default),
-            },
-            None => Store::open(default),
+        }
+        let steps = |l: &[Migration]| l.iter().map(|m| (m.version, m.name)).collect::<Vec<_>>();
+        assert_eq!(steps(SQLITE), steps(POSTGRES));
+    }
+
+    /// The histogram's buckets in the schema are those `/metrics` sorts by.
+    #[test]
+    fn the_schema_s_buckets_are_the_metrics_buckets() {
+        for s in stores() {
+            let rows =
+                s.db.with(|c| c.query("SELECT le, ms FROM duration_buckets ORDER BY ms", &[]))
+                    .unwrap();
+            let got: Vec<(String, i64)> = rows
+                .iter()
+                .map(|r| (r.string("le").unwrap(), r.i64("ms").unwrap()))
+                .collect();
+            let want: Vec<(String, i64)> = crate::stats::BUCKETS
+                .iter()
+                .map(|(le, ms)| ((*le).to_owned(), *ms))
+                .collect();
+            assert_eq!(got, want, "{}", s.backend());
         }
     }
 }

@@ -343,41 +343,40 @@ mod tests {
 
     #[test]
     fn queue_take_finish_and_recover() {
-        let d = tempfile::tempdir().unwrap();
-        let s = Store::open(&d.path().join("db.sqlite")).unwrap();
-        let a = s.create_run(&new_run("r")).unwrap();
-        let b = s.create_run(&new_run("r")).unwrap();
-        assert_eq!(s.take_queued("me", 60_000).unwrap().unwrap().id, a);
-        assert_eq!(
-            s.runs(Some("r"), 10)
-                .unwrap()
-                .iter()
-                .map(|r| r.id)
-                .collect::<Vec<_>>(),
-            [b, a]
-        );
-        let (job, seq) = s.annotate_job(a, "test", "test", "x").unwrap();
-        assert_eq!(seq, 1);
-        assert_eq!(s.annotate_job(a, "test", "test", "y").unwrap(), (job, 2));
-        assert_eq!(s.job_log_page(job, 0, 100).unwrap().len(), 2);
-        assert_eq!(s.job_log_page(job, 1, 100).unwrap()[0].1, "y");
-        // A restarted server finds the run it was orchestrating; another server leaves it
-        // alone while its orchestrator's lease holds, and takes it once it lapsed.
-        drop(s);
-        let s = Store::open(&d.path().join("db.sqlite")).unwrap();
-        let ids = |runs: Vec<Run>| runs.iter().map(|r| r.id).collect::<Vec<_>>();
-        assert!(s.take_over_runs("other", 60_000, true).unwrap().is_empty());
-        assert_eq!(ids(s.take_over_runs("me", 60_000, true).unwrap()), [a]);
-        assert!(s.take_over_runs("me", 60_000, false).unwrap().is_empty());
-        s.renew_orchestration("me", -1).unwrap();
-        assert_eq!(ids(s.take_over_runs("other", 60_000, false).unwrap()), [a]);
-        assert!(s.take_over_runs("me", 60_000, false).unwrap().is_empty());
-        assert!(s.claim_schedule("r", "ci.yml", "* * * * *", 100).unwrap());
-        assert!(!s.claim_schedule("r", "ci.yml", "* * * * *", 100).unwrap());
-        assert!(s.claim_schedule("r", "ci.yml", "* * * * *", 101).unwrap());
-        assert_eq!(
-            s.request_cancel(b).unwrap().conclusion.as_deref(),
-            Some("cancelled")
-        );
+        for mut s in stores() {
+            let a = s.create_run(&new_run("r")).unwrap();
+            let b = s.create_run(&new_run("r")).unwrap();
+            assert_eq!(s.take_queued("me", 60_000).unwrap().unwrap().id, a);
+            assert_eq!(
+                s.runs(Some("r"), 10)
+                    .unwrap()
+                    .iter()
+                    .map(|r| r.id)
+                    .collect::<Vec<_>>(),
+                [b, a]
+            );
+            let (job, seq) = s.annotate_job(a, "test", "test", "x").unwrap();
+            assert_eq!(seq, 1);
+            assert_eq!(s.annotate_job(a, "test", "test", "y").unwrap(), (job, 2));
+            assert_eq!(s.job_log_page(job, 0, 100).unwrap().len(), 2);
+            assert_eq!(s.job_log_page(job, 1, 100).unwrap()[0].1, "y");
+            // A restarted server finds the run it was orchestrating; another server leaves it
+            // alone while its orchestrator's lease holds, and takes it once it lapsed.
+            s.reopen();
+            let ids = |runs: Vec<Run>| runs.iter().map(|r| r.id).collect::<Vec<_>>();
+            assert!(s.take_over_runs("other", 60_000, true).unwrap().is_empty());
+            assert_eq!(ids(s.take_over_runs("me", 60_000, true).unwrap()), [a]);
+            assert!(s.take_over_runs("me", 60_000, false).unwrap().is_empty());
+            s.renew_orchestration("me", -1).unwrap();
+            assert_eq!(ids(s.take_over_runs("other", 60_000, false).unwrap()), [a]);
+            assert!(s.take_over_runs("me", 60_000, false).unwrap().is_empty());
+            assert!(s.claim_schedule("r", "ci.yml", "* * * * *", 100).unwrap());
+            assert!(!s.claim_schedule("r", "ci.yml", "* * * * *", 100).unwrap());
+            assert!(s.claim_schedule("r", "ci.yml", "* * * * *", 101).unwrap());
+            assert_eq!(
+                s.request_cancel(b).unwrap().conclusion.as_deref(),
+                Some("cancelled")
+            );
+        }
     }
 }

@@ -456,187 +456,187 @@ mod tests {
 
     #[test]
     fn a_report_brings_its_last_lines_once_and_only_under_its_lease() {
-        let d = tempfile::tempdir().unwrap();
-        let s = Store::open(&d.path().join("db.sqlite")).unwrap();
-        let run = s.create_run(&new_run("r")).unwrap();
-        let job = s.enqueue_job(run, "j", "j", "[]", "{}", b"").unwrap();
-        s.add_runner_token("t").unwrap();
-        let r = s
-            .register_runner("t", "r", &[], 1, "c", 3_600_000)
-            .unwrap()
-            .unwrap();
-        s.take_job(r, &want(&[], "L", 60_000)).unwrap().unwrap();
-        // More lines than one statement takes, some of them sent before.
-        let lines: Vec<(i64, String)> = (1..=150).map(|i| (i, format!("line {i}"))).collect();
-        s.append_job_logs(job.id, r, "L", &lines[..70]).unwrap();
-        assert!(matches!(
-            s.complete_job(job.id, r, "wrong", &outcome("success", &lines[70..]), None),
-            Err(StoreError::NotHeld(_))
-        ));
-        assert_eq!(s.job_log_page(job.id, 0, 1000).unwrap().len(), 70);
-        let done = s
-            .complete_job(job.id, r, "L", &outcome("success", &lines[60..]), None)
-            .unwrap()
-            .0;
-        assert_eq!(done.status, "completed");
-        let page = s.job_log_page(job.id, 0, 1000).unwrap();
-        assert_eq!(page, lines);
-        // Sent again (the answer was lost): refused, nothing changes.
-        assert!(matches!(
-            s.complete_job(
-                job.id,
-                r,
-                "L",
-                &outcome("failure", &[(151, "x".into())]),
-                None
-            ),
-            Err(StoreError::NotHeld(_))
-        ));
-        assert_eq!(s.job_log_page(job.id, 0, 1000).unwrap().len(), 150);
-        assert_eq!(s.completed_elsewhere("me", 0).unwrap(), Vec::<i64>::new());
-        assert_eq!(s.completed_elsewhere("other", 0).unwrap(), [job.id]);
-        // Archived: the rows go; rows left behind by a stop are found and purged.
-        s.log_archived(job.id).unwrap();
-        assert!(s.job_log_page(job.id, 0, 10).unwrap().is_empty());
-        s.db.with(|c| insert_lines(c, job.id, &lines[..3], None))
-            .unwrap();
-        assert_eq!(s.archived_with_rows().unwrap(), [job.id]);
-        s.purge_log_rows(job.id).unwrap();
-        assert!(s.archived_with_rows().unwrap().is_empty());
+        for s in stores() {
+            let run = s.create_run(&new_run("r")).unwrap();
+            let job = s.enqueue_job(run, "j", "j", "[]", "{}", b"").unwrap();
+            s.add_runner_token("t").unwrap();
+            let r = s
+                .register_runner("t", "r", &[], 1, "c", 3_600_000)
+                .unwrap()
+                .unwrap();
+            s.take_job(r, &want(&[], "L", 60_000)).unwrap().unwrap();
+            // More lines than one statement takes, some of them sent before.
+            let lines: Vec<(i64, String)> = (1..=150).map(|i| (i, format!("line {i}"))).collect();
+            s.append_job_logs(job.id, r, "L", &lines[..70]).unwrap();
+            assert!(matches!(
+                s.complete_job(job.id, r, "wrong", &outcome("success", &lines[70..]), None),
+                Err(StoreError::NotHeld(_))
+            ));
+            assert_eq!(s.job_log_page(job.id, 0, 1000).unwrap().len(), 70);
+            let done = s
+                .complete_job(job.id, r, "L", &outcome("success", &lines[60..]), None)
+                .unwrap()
+                .0;
+            assert_eq!(done.status, "completed");
+            let page = s.job_log_page(job.id, 0, 1000).unwrap();
+            assert_eq!(page, lines);
+            // Sent again (the answer was lost): refused, nothing changes.
+            assert!(matches!(
+                s.complete_job(
+                    job.id,
+                    r,
+                    "L",
+                    &outcome("failure", &[(151, "x".into())]),
+                    None
+                ),
+                Err(StoreError::NotHeld(_))
+            ));
+            assert_eq!(s.job_log_page(job.id, 0, 1000).unwrap().len(), 150);
+            assert_eq!(s.completed_elsewhere("me", 0).unwrap(), Vec::<i64>::new());
+            assert_eq!(s.completed_elsewhere("other", 0).unwrap(), [job.id]);
+            // Archived: the rows go; rows left behind by a stop are found and purged.
+            s.log_archived(job.id).unwrap();
+            assert!(s.job_log_page(job.id, 0, 10).unwrap().is_empty());
+            s.db.with(|c| insert_lines(c, job.id, &lines[..3], None))
+                .unwrap();
+            assert_eq!(s.archived_with_rows().unwrap(), [job.id]);
+            s.purge_log_rows(job.id).unwrap();
+            assert!(s.archived_with_rows().unwrap().is_empty());
+        }
     }
 
     #[test]
     fn a_report_takes_the_runner_s_next_job_only_when_it_is_accepted() {
-        let d = tempfile::tempdir().unwrap();
-        let s = Store::open(&d.path().join("db.sqlite")).unwrap();
-        let run = s.create_run(&new_run("r")).unwrap();
-        let first = s.enqueue_job(run, "a", "a", "[]", "{}", b"").unwrap();
-        s.enqueue_job(run, "b", "b", r#"["gpu"]"#, "{}", b"")
-            .unwrap();
-        let third = s
-            .enqueue_job(run, "c", "c", r#"["Linux"]"#, "{}", b"")
-            .unwrap();
-        s.add_runner_token("t").unwrap();
-        let linux = vec!["linux".to_owned()];
-        let r = s
-            .register_runner("t", "r", &linux, 1, "c", 3_600_000)
-            .unwrap()
-            .unwrap();
-        let leased = s.take_job(r, &want(&linux, "L1", 60_000)).unwrap().unwrap();
-        assert_eq!(leased.job.id, first.id);
-        // A report under the wrong lease takes nothing.
-        assert!(matches!(
-            s.complete_job(
-                first.id,
-                r,
-                "wrong",
-                &outcome("success", &[]),
-                Some(&want(&linux, "L2", 60_000))
-            ),
-            Err(StoreError::NotHeld(_))
-        ));
-        assert_eq!(s.job(third.id).unwrap().status, "queued");
-        let (done, next) = s
-            .complete_job(
-                first.id,
-                r,
-                "L1",
-                &outcome("success", &[(1, "x".into())]),
-                Some(&want(&linux, "L2", 60_000)),
-            )
-            .unwrap();
-        assert_eq!(done.status, "completed");
-        let next = next.unwrap().unwrap();
-        assert_eq!(
-            (next.job.id, next.lease.as_str()),
-            (third.id, "L2"),
-            "b wants gpu"
-        );
-        assert_eq!(s.held_job(third.id, r, "L2").unwrap().status, "running");
-        let (_, next) = s
-            .complete_job(
-                third.id,
-                r,
-                "L2",
-                &outcome("success", &[]),
-                Some(&want(&linux, "L3", 60_000)),
-            )
-            .unwrap();
-        assert!(next.unwrap().is_none());
+        for s in stores() {
+            let run = s.create_run(&new_run("r")).unwrap();
+            let first = s.enqueue_job(run, "a", "a", "[]", "{}", b"").unwrap();
+            s.enqueue_job(run, "b", "b", r#"["gpu"]"#, "{}", b"")
+                .unwrap();
+            let third = s
+                .enqueue_job(run, "c", "c", r#"["Linux"]"#, "{}", b"")
+                .unwrap();
+            s.add_runner_token("t").unwrap();
+            let linux = vec!["linux".to_owned()];
+            let r = s
+                .register_runner("t", "r", &linux, 1, "c", 3_600_000)
+                .unwrap()
+                .unwrap();
+            let leased = s.take_job(r, &want(&linux, "L1", 60_000)).unwrap().unwrap();
+            assert_eq!(leased.job.id, first.id);
+            // A report under the wrong lease takes nothing.
+            assert!(matches!(
+                s.complete_job(
+                    first.id,
+                    r,
+                    "wrong",
+                    &outcome("success", &[]),
+                    Some(&want(&linux, "L2", 60_000))
+                ),
+                Err(StoreError::NotHeld(_))
+            ));
+            assert_eq!(s.job(third.id).unwrap().status, "queued");
+            let (done, next) = s
+                .complete_job(
+                    first.id,
+                    r,
+                    "L1",
+                    &outcome("success", &[(1, "x".into())]),
+                    Some(&want(&linux, "L2", 60_000)),
+                )
+                .unwrap();
+            assert_eq!(done.status, "completed");
+            let next = next.unwrap().unwrap();
+            assert_eq!(
+                (next.job.id, next.lease.as_str()),
+                (third.id, "L2"),
+                "b wants gpu"
+            );
+            assert_eq!(s.held_job(third.id, r, "L2").unwrap().status, "running");
+            let (_, next) = s
+                .complete_job(
+                    third.id,
+                    r,
+                    "L2",
+                    &outcome("success", &[]),
+                    Some(&want(&linux, "L3", 60_000)),
+                )
+                .unwrap();
+            assert!(next.unwrap().is_none());
+        }
     }
 
     #[test]
     fn jobs_are_leased_by_labels_and_released_when_their_runner_is_lost() {
         let linux = vec!["linux".to_owned()];
-        let d = tempfile::tempdir().unwrap();
-        let s = Store::open(&d.path().join("db.sqlite")).unwrap();
-        let run = s.create_run(&new_run("r")).unwrap();
-        let gpu = s
-            .enqueue_job(run, "train", "train", r#"["gpu"]"#, "{}", b"")
-            .unwrap();
-        let any = s.enqueue_job(run, "lint", "lint", "[]", "{}", b"").unwrap();
-        // The same name again is the same row (a replayed run).
-        assert_eq!(
-            s.enqueue_job(run, "lint", "lint", "[]", "{}", b"")
+        for s in stores() {
+            let run = s.create_run(&new_run("r")).unwrap();
+            let gpu = s
+                .enqueue_job(run, "train", "train", r#"["gpu"]"#, "{}", b"")
+                .unwrap();
+            let any = s.enqueue_job(run, "lint", "lint", "[]", "{}", b"").unwrap();
+            // The same name again is the same row (a replayed run).
+            assert_eq!(
+                s.enqueue_job(run, "lint", "lint", "[]", "{}", b"")
+                    .unwrap()
+                    .id,
+                any.id
+            );
+            assert!(s.add_runner_token("t1").is_ok());
+            let cpu = s
+                .register_runner("t1", "cpu", &["linux".into()], 1, "c1", 3_600_000)
                 .unwrap()
-                .id,
-            any.id
-        );
-        assert!(s.add_runner_token("t1").is_ok());
-        let cpu = s
-            .register_runner("t1", "cpu", &["linux".into()], 1, "c1", 3_600_000)
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            s.register_runner("t1", "again", &[], 1, "c2", 3_600_000)
-                .unwrap(),
-            None,
-            "a registration token works once"
-        );
-        s.add_runner_token("t2").unwrap();
-        assert_eq!(
-            s.register_runner("t2", "late", &[], 1, "c3", -1).unwrap(),
-            None,
-            "an expired registration token works no more"
-        );
-        let leased = s
-            .take_job(cpu, &want(&linux, "L1", 60_000))
-            .unwrap()
-            .unwrap();
-        assert_eq!(leased.job.id, any.id, "the gpu job is not for this runner");
-        assert!(
-            s.take_job(cpu, &want(&linux, "L2", 60_000))
+                .unwrap();
+            assert_eq!(
+                s.register_runner("t1", "again", &[], 1, "c2", 3_600_000)
+                    .unwrap(),
+                None,
+                "a registration token works once"
+            );
+            s.add_runner_token("t2").unwrap();
+            assert_eq!(
+                s.register_runner("t2", "late", &[], 1, "c3", -1).unwrap(),
+                None,
+                "an expired registration token works no more"
+            );
+            let leased = s
+                .take_job(cpu, &want(&linux, "L1", 60_000))
                 .unwrap()
-                .is_none()
-        );
-        assert!(!s.heartbeat(any.id, cpu, "L1", 60_000).unwrap());
-        assert!(matches!(
-            s.heartbeat(any.id, cpu, "wrong", 60_000),
-            Err(StoreError::NotHeld(_))
-        ));
-        assert!(matches!(
-            s.append_job_logs(gpu.id, cpu, "L1", &[(1, "x".into())]),
-            Err(StoreError::NotHeld(_))
-        ));
-        s.append_job_logs(any.id, cpu, "L1", &[(1, "a".into()), (2, "b".into())])
-            .unwrap();
-        s.append_job_logs(any.id, cpu, "L1", &[(2, "b".into())])
-            .unwrap();
-        assert_eq!(s.job_log_page(any.id, 0, 100).unwrap().len(), 2);
-        // The runner vanishes: attempt 2 is queued, then the job fails as "runner lost".
-        let released = s.release_runner(cpu, 2, "runner lost").unwrap();
-        assert_eq!(released.requeued, [(any.id, run)]);
-        let again = s.take_job(cpu, &want(&linux, "L3", -1)).unwrap().unwrap();
-        assert_eq!((again.job.attempt, again.log_seq), (2, 3));
-        let released = s.expire_leases(2).unwrap();
-        assert_eq!(released.failed, [(any.id, run)]);
-        let j = s.job(any.id).unwrap();
-        assert_eq!(j.conclusion.as_deref(), Some("failure"));
-        assert_eq!(j.reason.as_deref(), Some("runner lost"));
-        s.cancel_job(gpu.id).unwrap();
-        assert_eq!(
-            s.job(gpu.id).unwrap().conclusion.as_deref(),
-            Some("cancelled")
-        );
+                .unwrap();
+            assert_eq!(leased.job.id, any.id, "the gpu job is not for this runner");
+            assert!(
+                s.take_job(cpu, &want(&linux, "L2", 60_000))
+                    .unwrap()
+                    .is_none()
+            );
+            assert!(!s.heartbeat(any.id, cpu, "L1", 60_000).unwrap());
+            assert!(matches!(
+                s.heartbeat(any.id, cpu, "wrong", 60_000),
+                Err(StoreError::NotHeld(_))
+            ));
+            assert!(matches!(
+                s.append_job_logs(gpu.id, cpu, "L1", &[(1, "x".into())]),
+                Err(StoreError::NotHeld(_))
+            ));
+            s.append_job_logs(any.id, cpu, "L1", &[(1, "a".into()), (2, "b".into())])
+                .unwrap();
+            s.append_job_logs(any.id, cpu, "L1", &[(2, "b".into())])
+                .unwrap();
+            assert_eq!(s.job_log_page(any.id, 0, 100).unwrap().len(), 2);
+            // The runner vanishes: attempt 2 is queued, then the job fails as "runner lost".
+            let released = s.release_runner(cpu, 2, "runner lost").unwrap();
+            assert_eq!(released.requeued, [(any.id, run)]);
+            let again = s.take_job(cpu, &want(&linux, "L3", -1)).unwrap().unwrap();
+            assert_eq!((again.job.attempt, again.log_seq), (2, 3));
+            let released = s.expire_leases(2).unwrap();
+            assert_eq!(released.failed, [(any.id, run)]);
+            let j = s.job(any.id).unwrap();
+            assert_eq!(j.conclusion.as_deref(), Some("failure"));
+            assert_eq!(j.reason.as_deref(), Some("runner lost"));
+            s.cancel_job(gpu.id).unwrap();
+            assert_eq!(
+                s.job(gpu.id).unwrap().conclusion.as_deref(),
+                Some("cancelled")
+            );
+        }
     }
 }
