@@ -15,6 +15,7 @@ use runner::protocol::{JobPayload, Secrets};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::blocking::{Blocked, blocking};
 use crate::lock;
 use crate::secrets::Sealer;
 
@@ -85,15 +86,17 @@ pub(crate) async fn watch_completions(
             continue;
         }
         let (s, me2) = (store.clone(), me.clone());
-        match tokio::task::spawn_blocking(move || s.completed_elsewhere(&me2, since)).await {
-            Ok(Ok(ids)) => {
+        match blocking(move || s.completed_elsewhere(&me2, since)).await {
+            Ok(ids) => {
                 for id in ids {
                     done.wake(id, None);
                 }
                 since = now - OVERLAP_MS;
             }
-            Ok(Err(e)) => tracing::warn!("looking for jobs other servers completed: {e}"),
-            Err(_) => {}
+            Err(Blocked::Call(e)) => {
+                tracing::warn!("looking for jobs other servers completed: {e}");
+            }
+            Err(Blocked::Task(_)) => {}
         }
     }
 }
@@ -164,12 +167,6 @@ fn conclusion_of(s: Option<&str>) -> Conclusion {
     }
 }
 
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> store::Result<T> + Send + 'static,
-) -> Option<store::Result<T>> {
-    tokio::task::spawn_blocking(f).await.ok()
-}
-
 impl Dispatcher {
     async fn dispatch(
         self,
@@ -198,9 +195,9 @@ impl Dispatcher {
         if let Some(old) = self.keep_from {
             let (store, run, name) = (self.store.clone(), self.run, spec.display.clone());
             match blocking(move || store.reuse_job(run, old, &name)).await {
-                Some(Ok(Some(job))) => return self.report(&spec, &job),
-                Some(Ok(None)) | None => {}
-                Some(Err(e)) => tracing::warn!(run, "keeping a job of run {old}: {e}"),
+                Ok(Some(job)) => return self.report(&spec, &job),
+                Ok(None) | Err(Blocked::Task(_)) => {}
+                Err(Blocked::Call(e)) => tracing::warn!(run, "keeping a job of run {old}: {e}"),
             }
         }
         let labels = match engine::runs_on(&spec, &env) {
@@ -260,9 +257,11 @@ impl Dispatcher {
         })
         .await
         {
-            Some(Ok(j)) => j,
-            Some(Err(e)) => return fail(format!("cannot queue job `{}`: {e}", spec.display)),
-            None => return fail(format!("cannot queue job `{}`", spec.display)),
+            Ok(j) => j,
+            Err(Blocked::Call(e)) => {
+                return fail(format!("cannot queue job `{}`: {e}", spec.display));
+            }
+            Err(Blocked::Task(_)) => return fail(format!("cannot queue job `{}`", spec.display)),
         };
         if job.status == "completed" {
             // Found done (a restarted server replaying the run).
@@ -296,10 +295,9 @@ impl Dispatcher {
             if look {
                 let store = self.store.clone();
                 match blocking(move || store.job(id)).await {
-                    Some(Ok(j)) if j.status == "completed" => return self.report(spec, &j),
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => tracing::warn!(job = id, "reading a job: {e}"),
-                    None => {}
+                    Ok(j) if j.status == "completed" => return self.report(spec, &j),
+                    Ok(_) | Err(Blocked::Task(_)) => {}
+                    Err(Blocked::Call(e)) => tracing::warn!(job = id, "reading a job: {e}"),
                 }
             }
             look = true;
@@ -310,7 +308,7 @@ impl Dispatcher {
                 () = cancel.cancelled(), if !asked_to_cancel => {
                     asked_to_cancel = true;
                     let store = self.store.clone();
-                    if let Some(Err(e)) = blocking(move || store.cancel_job(id)).await {
+                    if let Err(Blocked::Call(e)) = blocking(move || store.cancel_job(id)).await {
                         tracing::warn!(job = id, "cancelling a job: {e}");
                     }
                 }

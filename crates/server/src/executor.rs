@@ -11,6 +11,7 @@ use expr::{Map, Value};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
+use crate::blocking::{Blocked, blocking};
 use crate::config::Config;
 use crate::logs::{Event, StoreSink};
 use crate::trigger;
@@ -79,13 +80,13 @@ impl Executor {
             }
             while running.try_join_next().is_some() {}
             let (store, me, lease) = (self.store.clone(), self.me.clone(), self.lease_ms);
-            match tokio::task::spawn_blocking(move || store.take_queued(&me, lease)).await {
-                Ok(Ok(Some(run))) => {
+            match blocking(move || store.take_queued(&me, lease)).await {
+                Ok(Some(run)) => {
                     let me = self.clone();
                     running.spawn(async move { me.execute(run).await });
                     continue;
                 }
-                Ok(Err(e)) => tracing::error!("taking a queued run: {e}"),
+                Err(Blocked::Call(e)) => tracing::error!("taking a queued run: {e}"),
                 _ => {}
             }
             tokio::select! {
@@ -94,7 +95,7 @@ impl Executor {
                 _ = renew.tick() => {
                     // Keep this server's runs, and take up those of servers that stopped.
                     let (store, me, lease) = (self.store.clone(), self.me.clone(), self.lease_ms);
-                    if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.renew_orchestration(&me, lease)).await {
+                    if let Err(Blocked::Call(e)) = blocking(move || store.renew_orchestration(&me, lease)).await {
                         tracing::error!("renewing the runs' orchestration: {e}");
                     }
                     for run in self.take_over(false).await {
@@ -113,13 +114,13 @@ impl Executor {
     /// Running runs this server takes up (see [`store::Store::take_over_runs`]).
     async fn take_over(&self, mine: bool) -> Vec<store::Run> {
         let (store, me, lease) = (self.store.clone(), self.me.clone(), self.lease_ms);
-        match tokio::task::spawn_blocking(move || store.take_over_runs(&me, lease, mine)).await {
-            Ok(Ok(runs)) => runs,
-            Ok(Err(e)) => {
+        match blocking(move || store.take_over_runs(&me, lease, mine)).await {
+            Ok(runs) => runs,
+            Err(Blocked::Call(e)) => {
                 tracing::error!("taking up running runs: {e}");
                 Vec::new()
             }
-            Err(_) => Vec::new(),
+            Err(Blocked::Task(_)) => Vec::new(),
         }
     }
 
@@ -138,8 +139,7 @@ impl Executor {
         // Stored first, then announced: a follower told `done` finds the run completed.
         let store = self.store.clone();
         let c = conclusion.clone();
-        let _ =
-            tokio::task::spawn_blocking(move || store.finish_run(id, &c, reason.as_deref())).await;
+        let _ = blocking(move || store.finish_run(id, &c, reason.as_deref())).await;
         if let Some(f) = &forge {
             let description = format!("pipewright: {conclusion}");
             let state = crate::status::state_of(&conclusion);
@@ -257,7 +257,9 @@ impl Executor {
         if !event.fork {
             let store = self.store.clone();
             let repo_name = run.repo.clone();
-            let rows = tokio::task::spawn_blocking(move || store.secrets_for(&repo_name)).await??;
+            let rows = blocking(move || Ok::<_, ExecError>(store.secrets_for(&repo_name)?))
+                .await
+                .map_err(Blocked::flatten)?;
             for secret in rows {
                 let value = self.sealer.open(
                     &secret.repo,
@@ -314,7 +316,7 @@ impl Executor {
                 loop {
                     tokio::time::sleep(Duration::from_millis(200)).await;
                     let s = store.clone();
-                    if let Ok(Ok(r)) = tokio::task::spawn_blocking(move || s.run(id)).await
+                    if let Ok(r) = blocking(move || s.run(id)).await
                         && r.cancel_requested
                     {
                         cancel.cancel();
@@ -374,8 +376,7 @@ impl Executor {
                 )
             })
             .collect();
-        if let Ok(Err(e)) = tokio::task::spawn_blocking(move || store.jobs_not_run(id, &jobs)).await
-        {
+        if let Err(Blocked::Call(e)) = blocking(move || store.jobs_not_run(id, &jobs)).await {
             tracing::warn!(run = id, "recording the jobs that did not run: {e}");
         }
         if cancel.is_cancelled() {

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::dispatch::blocking;
+use crate::blocking::{Blocked, blocking};
 use engine::{ConcurrencyGroups, GroupFuture, GroupGuard};
 use store::{Claim, Claimant, Store};
 use tokio_util::sync::CancellationToken;
@@ -45,7 +45,7 @@ impl ConcurrencyGroups for StoreGroups {
             // report is kept): it neither waits for its group nor cancels the one holding it
             // now.
             let (store, run, name) = (self.store.clone(), self.run, holder.to_owned());
-            if let Some(Ok(true)) = blocking(move || store.job_completed(run, &name)).await {
+            if let Ok(true) = blocking(move || store.job_completed(run, &name)).await {
                 return Some(Box::new(()) as GroupGuard);
             }
             let who = Claimant {
@@ -66,16 +66,16 @@ impl ConcurrencyGroups for StoreGroups {
                 })
                 .await
                 {
-                    Some(Ok(Claim::Held)) => {
+                    Ok(Claim::Held) => {
                         return Some(Box::new(self.held(group, who, token.clone())) as GroupGuard);
                     }
-                    Some(Ok(Claim::Replaced)) => return None,
-                    Some(Ok(Claim::Waiting)) => first = false,
+                    Ok(Claim::Replaced) => return None,
+                    Ok(Claim::Waiting) => first = false,
                     // Tried again: a failed claim changed nothing.
-                    Some(Err(e)) => {
+                    Err(Blocked::Call(e)) => {
                         tracing::warn!(run = self.run, group, "claiming a concurrency group: {e}");
                     }
-                    None => tracing::warn!(
+                    Err(Blocked::Task(_)) => tracing::warn!(
                         run = self.run,
                         group,
                         "claiming a concurrency group: the task failed"
@@ -85,7 +85,7 @@ impl ConcurrencyGroups for StoreGroups {
                     () = tokio::time::sleep(WAIT_POLL) => {}
                     () = token.cancelled() => {
                         let (store, scope, name) = (self.store.clone(), self.scope.clone(), group.to_owned());
-                        if let Some(Err(e)) = blocking(move || store.withdraw_group(&scope, &name, &who)).await {
+                        if let Err(Blocked::Call(e)) = blocking(move || store.withdraw_group(&scope, &name, &who)).await {
                             tracing::warn!(run = self.run, group, "leaving a concurrency group's queue: {e}");
                         }
                         return None;
@@ -111,7 +111,7 @@ impl StoreGroups {
                     tokio::time::sleep(HOLDER_POLL).await;
                     let (store, scope, name, who) =
                         (store.clone(), scope.clone(), name.clone(), who.clone());
-                    if let Some(Ok(true)) =
+                    if let Ok(true) =
                         blocking(move || store.group_cancel_requested(&scope, &name, &who)).await
                     {
                         token.cancel();

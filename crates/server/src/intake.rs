@@ -11,6 +11,7 @@ use std::time::Duration;
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
+use crate::blocking::{Blocked, blocking};
 use crate::config::Config;
 use crate::trigger::{self, Event};
 
@@ -95,16 +96,15 @@ async fn writer(store: Arc<store::Store>, mut rx: mpsc::Receiver<Item>, pending:
         let (deliveries, replies): (Vec<_>, Vec<_>) =
             items.into_iter().map(|i| (i.delivery, i.reply)).unzip();
         let store = store.clone();
-        let stored =
-            tokio::task::spawn_blocking(move || store.accept_deliveries(&deliveries)).await;
+        let stored = blocking(move || store.accept_deliveries(&deliveries)).await;
         match stored {
-            Ok(Ok(ids)) => {
+            Ok(ids) => {
                 for (reply, id) in replies.into_iter().zip(ids) {
                     let _ = reply.send(Ok(id));
                 }
                 pending.notify_one();
             }
-            Ok(Err(e)) => {
+            Err(Blocked::Call(e)) => {
                 tracing::error!("storing webhook deliveries: {e}");
                 let e = Arc::new(e);
                 for reply in replies {
@@ -112,7 +112,7 @@ async fn writer(store: Arc<store::Store>, mut rx: mpsc::Receiver<Item>, pending:
                 }
             }
             // The store call panicked: nothing is known to be stored.
-            Err(e) => {
+            Err(Blocked::Task(e)) => {
                 tracing::error!("storing webhook deliveries: {e}");
                 for reply in replies {
                     let _ = reply.send(Err(IntakeError::Task));
@@ -137,10 +137,10 @@ async fn processor(
         tokio::pin!(notified);
         notified.as_mut().enable();
         let (s, c, p) = (store.clone(), config.clone(), poll_now.clone());
-        let outcome = tokio::task::spawn_blocking(move || process_batch(&s, &c, &p)).await;
+        let outcome = blocking(move || process_batch(&s, &c, &p)).await;
         let mut waiting = false;
         match outcome {
-            Ok(Ok(done)) => {
+            Ok(done) => {
                 if done.runs > 0 {
                     runs_queued.notify_waiters();
                 }
@@ -149,11 +149,11 @@ async fn processor(
                 }
                 waiting = done.left > 0;
             }
-            Ok(Err(e)) => {
+            Err(Blocked::Call(e)) => {
                 tracing::error!("turning webhook deliveries into runs: {e}");
                 waiting = true;
             }
-            Err(e) => tracing::error!("webhook intake task: {e}"),
+            Err(Blocked::Task(e)) => tracing::error!("webhook intake task: {e}"),
         }
         let retry = if waiting {
             Duration::from_secs(1)

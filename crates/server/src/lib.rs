@@ -10,8 +10,8 @@
 //! in-process runner held are retried, or failed with the reason; the runs it was
 //! orchestrating are taken up where they were).
 
-mod artifacts;
 mod blobs;
+mod blocking;
 mod config;
 mod dispatch;
 mod executor;
@@ -23,7 +23,6 @@ mod listen;
 mod logfiles;
 mod logs;
 mod poll;
-mod runner_api;
 mod schedule;
 mod secrets;
 mod status;
@@ -31,6 +30,7 @@ pub mod trigger;
 
 use std::sync::Arc;
 
+use blocking::{Blocked, blocking};
 pub use config::{Config, ConfigError, RepoConfig};
 pub use http::read_webhook;
 use tokio::net::TcpListener;
@@ -142,7 +142,7 @@ pub async fn serve(
         }
     }
     let work = dir.join("work");
-    let (store, released) = tokio::task::spawn_blocking(move || {
+    let (store, released) = blocking(move || {
         // The jobs of the in-process runner that outlived a crash end before their jobs
         // are queued again: a job never runs twice at once.
         runner::reap_slots(&work);
@@ -150,9 +150,10 @@ pub async fn serve(
         let id = store.embedded_runner(&me, &labels, capacity, &credential_hash)?;
         let released =
             store.release_runner(id, max_attempts, "the server stopped while the job ran")?;
-        Ok::<_, store::StoreError>((Arc::new(store), released))
+        Ok::<_, ServeError>((Arc::new(store), released))
     })
-    .await??;
+    .await
+    .map_err(Blocked::flatten)?;
     if released != store::Released::default() {
         tracing::warn!(
             requeued = released.requeued.len(),
@@ -232,7 +233,7 @@ pub async fn serve(
         lease_ms: config.lease_ms,
     });
     let exec_task = tokio::spawn(executor.run());
-    let reaper = tokio::spawn(runner_api::reaper(
+    let reaper = tokio::spawn(http::reaper(
         store.clone(),
         config.max_attempts,
         std::time::Duration::from_millis(u64::try_from(config.lease_ms).unwrap_or(30_000)),
@@ -246,7 +247,7 @@ pub async fn serve(
         server_id.clone(),
         shutdown.clone(),
     ));
-    let gc = tokio::spawn(artifacts::gc_task(
+    let gc = tokio::spawn(http::gc_task(
         store.clone(),
         config.clone(),
         shutdown.clone(),
@@ -330,7 +331,7 @@ pub async fn serve(
         queued,
         done,
         stopping: shutdown.clone(),
-        runners: runner_api::Runners::default(),
+        runners: http::Runners::default(),
         me: server_id.clone(),
         webhook_budget: Arc::new(tokio::sync::Semaphore::new(http::WEBHOOK_BUDGET)),
         admin_token,

@@ -16,6 +16,8 @@ use std::time::Duration;
 
 use tokio_util::sync::CancellationToken;
 
+use crate::blocking::{Blocked, blocking};
+
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum LogFileError {
     #[error(transparent)]
@@ -192,7 +194,7 @@ pub(crate) fn each_line(
 pub(crate) async fn archiver(store: Arc<store::Store>, data: PathBuf, shutdown: CancellationToken) {
     // Rows a stopped server left behind after archiving their job.
     let (s, stop) = (store.clone(), shutdown.clone());
-    let purged = tokio::task::spawn_blocking(move || -> Result<(), store::StoreError> {
+    let purged = blocking(move || -> Result<(), store::StoreError> {
         for job in s.archived_with_rows()? {
             if stop.is_cancelled() {
                 break;
@@ -202,7 +204,7 @@ pub(crate) async fn archiver(store: Arc<store::Store>, data: PathBuf, shutdown: 
         Ok(())
     })
     .await;
-    if let Ok(Err(e)) = purged {
+    if let Err(Blocked::Call(e)) = purged {
         tracing::error!("deleting the rows of archived job logs: {e}");
     }
     // A backlog is worked through batch by batch, job by job, and a stop is heard between
@@ -213,7 +215,7 @@ pub(crate) async fn archiver(store: Arc<store::Store>, data: PathBuf, shutdown: 
             return;
         }
         let (s, d, stop) = (store.clone(), data.clone(), shutdown.clone());
-        let done = tokio::task::spawn_blocking(move || -> Result<usize, LogFileError> {
+        let done = blocking(move || -> Result<usize, LogFileError> {
             let jobs = s.logs_to_archive(64)?;
             for job in &jobs {
                 if stop.is_cancelled() {
@@ -225,11 +227,8 @@ pub(crate) async fn archiver(store: Arc<store::Store>, data: PathBuf, shutdown: 
         })
         .await;
         let more = match done {
-            Ok(Ok(n)) => n == 64,
-            Ok(Err(e)) => {
-                tracing::error!("archiving job logs: {e}");
-                false
-            }
+            Ok(n) => n == 64,
+            // The call's error, or its task's: said the same way.
             Err(e) => {
                 tracing::error!("archiving job logs: {e}");
                 false

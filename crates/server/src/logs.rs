@@ -9,6 +9,8 @@ use std::time::Duration;
 use engine::{Conclusion, JobLabel, Line, Sink};
 use tokio::sync::{broadcast, mpsc};
 
+use crate::blocking::{Blocked, blocking};
+
 /// What the writer receives.
 #[derive(Debug)]
 pub(crate) enum Event {
@@ -80,10 +82,8 @@ pub(crate) async fn writer(
                 text,
             } => {
                 let (s, n, t) = (store.clone(), name.clone(), text.clone());
-                match tokio::task::spawn_blocking(move || s.annotate_job(run, &n, &job_id, &t))
-                    .await
-                {
-                    Ok(Ok((job, seq))) => {
+                match blocking(move || s.annotate_job(run, &n, &job_id, &t)).await {
+                    Ok((job, seq)) => {
                         let _ = live.send(Live::Line {
                             run,
                             job,
@@ -92,8 +92,10 @@ pub(crate) async fn writer(
                             text,
                         });
                     }
-                    Ok(Err(e)) => tracing::warn!(run, "storing a line of job `{name}`: {e}"),
-                    Err(_) => {}
+                    Err(Blocked::Call(e)) => {
+                        tracing::warn!(run, "storing a line of job `{name}`: {e}");
+                    }
+                    Err(Blocked::Task(_)) => {}
                 }
             }
             Event::RunDone { run, conclusion } => {

@@ -24,6 +24,7 @@ use tokio::process::Command;
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::blocking::{Blocked, blocking};
 use crate::config::{Config, RepoConfig, redact_url};
 use crate::trigger::{self, Event};
 
@@ -186,7 +187,9 @@ async fn poll_once(
     // Seen refs are tied to the URL without its credentials: a rotated token is the same
     // repository, and no password is written to disk.
     let (store, repo, url) = (store.clone(), repo.clone(), redact_url(url));
-    tokio::task::spawn_blocking(move || queue_pushes(&store, &repo, &url, now)).await?
+    blocking(move || queue_pushes(&store, &repo, &url, now))
+        .await
+        .map_err(Blocked::flatten)
 }
 
 /// Queues a push for each ref of `now` that moved since it was last seen, each recorded as

@@ -2,12 +2,14 @@
 //! match it start runs (UTC, as GitHub). Each firing is claimed in the store first, so a
 //! restarted server never runs the same minute twice; missed minutes are not caught up.
 
+use std::convert::Infallible;
 use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
+use crate::blocking::blocking;
 use crate::config::Config;
 use crate::trigger::{self, Event};
 
@@ -28,7 +30,7 @@ pub(crate) async fn run(
         }
         let minute = store::now_ms() / 60_000;
         let (store, config) = (store.clone(), config.clone());
-        let fired = tokio::task::spawn_blocking(move || tick(&store, &config, minute))
+        let fired = blocking(move || Ok::<_, Infallible>(tick(&store, &config, minute)))
             .await
             .unwrap_or(0);
         if fired > 0 {

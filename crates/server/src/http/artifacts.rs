@@ -17,9 +17,12 @@ use axum::response::{IntoResponse, Response};
 use runner::protocol::{self, ManifestFile};
 use serde::Deserialize;
 
+use super::auth::{Admin, Authorized};
+use super::error::ApiError;
+use super::runners::{JobCaller, held_by};
+use super::state::AppStateRef;
 use crate::blobs::{BlobError, Blobs, Swept};
-use crate::http::{Admin, ApiError, AppStateRef, Authorized, blocking};
-use crate::runner_api::{JobCaller, held_by};
+use crate::blocking::blocking;
 
 /// How long a blob no manifest names is kept after it was written or last found present:
 /// longer than any upload takes between its blobs and its manifest.
@@ -133,7 +136,7 @@ fn manifest_file(f: store::FileEntry) -> ManifestFile {
 async fn present(blobs: &Blobs, files: &[store::FileEntry]) -> Result<(), ApiError> {
     let blobs = blobs.clone();
     let wanted: Vec<(String, i64)> = files.iter().map(|f| (f.hash.clone(), f.size)).collect();
-    blocking(move || {
+    blocking(move || -> Result<_, ApiError> {
         let mut seen = HashSet::new();
         for (hash, size) in wanted {
             if !seen.insert(hash.clone()) {
@@ -154,6 +157,7 @@ async fn present(blobs: &Blobs, files: &[store::FileEntry]) -> Result<(), ApiErr
         Ok(())
     })
     .await
+    .map_err(ApiError::from)
 }
 
 fn blobs(s: &AppStateRef) -> Blobs {
@@ -169,7 +173,7 @@ pub(crate) async fn job_artifacts(
 ) -> Result<Response, ApiError> {
     let j = held_by(&s, &caller, job, &headers).await?;
     let store = s.store.clone();
-    let list = blocking(move || Ok(store.artifacts(j.run_id)?)).await?;
+    let list = blocking(move || store.artifacts(j.run_id)).await?;
     let names = list.into_iter().map(|a| a.name).collect();
     Ok(Json(protocol::Artifacts { names }).into_response())
 }
@@ -196,7 +200,7 @@ async fn artifact_files(
     name: String,
 ) -> Result<Vec<store::FileEntry>, ApiError> {
     let store = s.store.clone();
-    blocking(move || {
+    blocking(move || -> Result<_, ApiError> {
         store.artifact_files(run, &name)?.ok_or_else(|| {
             ApiError::new(
                 StatusCode::NOT_FOUND,
@@ -205,6 +209,7 @@ async fn artifact_files(
         })
     })
     .await
+    .map_err(ApiError::from)
 }
 
 /// `PUT /api/v1/runner/jobs/{job}/artifacts/{name}`: the artifact's manifest, once its
@@ -221,7 +226,7 @@ pub(crate) async fn put_artifact(
     let files = checked_files(&manifest.files)?;
     present(&blobs(&s), &files).await?;
     let store = s.store.clone();
-    blocking(move || Ok(store.put_artifact(j.run_id, &j.name, &name, &files)?)).await?;
+    blocking(move || store.put_artifact(j.run_id, &j.name, &name, &files)).await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }
 
@@ -235,7 +240,7 @@ pub(crate) async fn missing_blobs(
 ) -> Result<Response, ApiError> {
     held_by(&s, &caller, job, &headers).await?;
     let blobs = blobs(&s);
-    let missing = blocking(move || {
+    let missing = blocking(move || -> Result<_, ApiError> {
         let mut missing = Vec::new();
         for hash in query.hashes {
             if !blobs.touch(&hash)? && !missing.contains(&hash) {
@@ -274,7 +279,7 @@ pub(crate) async fn get_blob(
     }
     let j = held_by(&s, &caller, job, &headers).await?;
     let (store, h) = (s.store.clone(), hash.clone());
-    let visible = blocking(move || {
+    let visible = blocking(move || -> Result<_, ApiError> {
         let run = store.run(j.run_id)?;
         Ok(store.blob_visible(&h, run.id, &run.repo)?)
     })
@@ -316,7 +321,7 @@ fn check_cache_key(key: &str) -> Result<(), ApiError> {
 /// where a branch reads.
 async fn cache_scopes(s: &AppStateRef, run: i64) -> Result<(String, Vec<String>), ApiError> {
     let store = s.store.clone();
-    let run = blocking(move || Ok(store.run(run)?)).await?;
+    let run = blocking(move || store.run(run)).await?;
     let event: crate::trigger::Event = serde_json::from_str(&run.event_json).unwrap_or_default();
     let branch = |b: &str| {
         if b.starts_with("refs/") {
@@ -349,8 +354,7 @@ pub(crate) async fn lookup_cache(
     let j = held_by(&s, &caller, job, &headers).await?;
     let (repo, scopes) = cache_scopes(&s, j.run_id).await?;
     let store = s.store.clone();
-    let hit =
-        blocking(move || Ok(store.lookup_cache(&repo, &scopes, &q.key, &q.restore_keys)?)).await?;
+    let hit = blocking(move || store.lookup_cache(&repo, &scopes, &q.key, &q.restore_keys)).await?;
     Ok(match hit {
         Some(e) => Json(protocol::CacheHit {
             key: e.key,
@@ -377,7 +381,7 @@ pub(crate) async fn save_cache(
     present(&blobs(&s), &files).await?;
     let (repo, scopes) = cache_scopes(&s, j.run_id).await?;
     let store = s.store.clone();
-    let created = blocking(move || {
+    let created = blocking(move || -> Result<_, ApiError> {
         let own = scopes.first().cloned().unwrap_or_default();
         Ok(store.put_cache(&repo, &own, &save.key, &files)?)
     })
@@ -393,7 +397,7 @@ pub(crate) async fn run_artifacts(
     Path(run): Path<i64>,
 ) -> Result<Response, ApiError> {
     let store = s.store.clone();
-    let list = blocking(move || {
+    let list = blocking(move || -> Result<_, ApiError> {
         store.run(run)?;
         Ok(store.artifacts(run)?)
     })
@@ -562,7 +566,7 @@ pub(crate) async fn admin_gc(
         .unwrap_or_else(|| retention_cutoff(s.config.artifact_retention_days));
     let grace = req.grace_seconds.map_or(BLOB_GRACE, Duration::from_secs);
     let (store, blobs) = (s.store.clone(), blobs(&s));
-    let collected = blocking(move || Ok(collect(&store, &blobs, before, grace)?)).await?;
+    let collected = blocking(move || collect(&store, &blobs, before, grace)).await?;
     Ok(Json(collected).into_response())
 }
 
@@ -584,17 +588,16 @@ pub(crate) async fn gc_task(
         wait = interval;
         let before = retention_cutoff(config.artifact_retention_days);
         let (store, blobs) = (store.clone(), blobs.clone());
-        match tokio::task::spawn_blocking(move || collect(&store, &blobs, before, BLOB_GRACE)).await
-        {
-            Ok(Ok(c)) if c != Collected::default() => tracing::info!(
+        match blocking(move || collect(&store, &blobs, before, BLOB_GRACE)).await {
+            Ok(c) if c != Collected::default() => tracing::info!(
                 artifacts = c.artifacts,
                 caches = c.caches,
                 blobs = c.blobs,
                 bytes = c.bytes,
                 "artifacts collected"
             ),
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::error!("collecting artifacts: {e}"),
+            Ok(_) => {}
+            // The call's error, or its task's: said the same way.
             Err(e) => tracing::error!("collecting artifacts: {e}"),
         }
     }

@@ -14,71 +14,14 @@ use axum::response::{IntoResponse, Response};
 use runner::protocol::{self, Lease};
 use tokio::sync::Notify;
 
-use crate::http::{Admin, ApiError, AppStateRef, Authorized, bearer, blocking, token_hash};
-use crate::lock;
+use super::auth::{Admin, Authorized, bearer, constant_time_eq, token_hash};
+use super::error::ApiError;
+use super::state::{AppState, AppStateRef};
+use crate::blocking::{Blocked, blocking};
 use crate::logs::Live;
 
 /// The caller is a registered runner (its credential as bearer token).
 pub(crate) struct RunnerAuth(pub(crate) Arc<store::Runner>);
-
-/// Runners by credential hash, as read from the store, and when each was last noted as
-/// seen. A cache: a runner's row never changes after registration (registering again makes
-/// another runner), but it may be removed: an entry is believed for [`CREDENTIAL_TTL`] only
-/// (a runner removed through another server stops within that time; through this one, at
-/// once). The store remains the truth.
-#[derive(Default)]
-pub(crate) struct Runners {
-    by_hash: std::sync::Mutex<
-        std::collections::HashMap<String, (Arc<store::Runner>, tokio::time::Instant)>,
-    >,
-    seen: std::sync::Mutex<std::collections::HashMap<i64, tokio::time::Instant>>,
-}
-
-/// How long a runner credential found in the store is believed without asking again.
-const CREDENTIAL_TTL: Duration = Duration::from_secs(10);
-
-/// A runner's `last_seen` is written at most this often.
-const SEEN_EVERY: Duration = Duration::from_secs(5);
-
-impl Runners {
-    fn get(&self, hash: &str) -> Option<Arc<store::Runner>> {
-        let now = tokio::time::Instant::now();
-        lock(&self.by_hash)
-            .get(hash)
-            .filter(|(_, at)| now.duration_since(*at) < CREDENTIAL_TTL)
-            .map(|(r, _)| r.clone())
-    }
-
-    fn put(&self, hash: String, runner: Arc<store::Runner>) {
-        let mut map = lock(&self.by_hash);
-        // Bounded: the runners of a server are few, a flood of made-up ones is not kept.
-        if map.len() >= 4096 {
-            map.clear();
-        }
-        map.insert(hash, (runner, tokio::time::Instant::now()));
-    }
-
-    /// Forgets runner `id` at once (it was removed).
-    fn forget(&self, id: i64) {
-        lock(&self.by_hash).retain(|_, (r, _)| r.id != id);
-    }
-
-    /// Whether `runner`'s `last_seen` is due to be written (and notes that it will be).
-    fn seen_due(&self, runner: i64) -> bool {
-        let now = tokio::time::Instant::now();
-        let mut map = lock(&self.seen);
-        match map.get(&runner) {
-            Some(t) if now.duration_since(*t) < SEEN_EVERY => false,
-            _ => {
-                if map.len() >= 4096 {
-                    map.clear();
-                }
-                map.insert(runner, now);
-                true
-            }
-        }
-    }
-}
 
 impl FromRequestParts<AppStateRef> for RunnerAuth {
     type Rejection = ApiError;
@@ -99,7 +42,7 @@ impl FromRequestParts<AppStateRef> for RunnerAuth {
         }
         let store = state.store.clone();
         let key = hash.clone();
-        match blocking(move || Ok(store.runner_by_credential(&key)?)).await? {
+        match blocking(move || store.runner_by_credential(&key)).await? {
             Some(r) => {
                 let r = Arc::new(r);
                 state.runners.put(hash, r.clone());
@@ -133,7 +76,7 @@ pub(crate) async fn create_runner_token(
 ) -> Result<Response, ApiError> {
     let token = crate::random_token()?;
     let (store, hash) = (s.store.clone(), token_hash(&token));
-    blocking(move || Ok(store.add_runner_token(&hash)?)).await?;
+    blocking(move || store.add_runner_token(&hash)).await?;
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "token": token })),
@@ -147,7 +90,7 @@ pub(crate) async fn list_runners(
     State(s): State<AppStateRef>,
 ) -> Result<Response, ApiError> {
     let store = s.store.clone();
-    let runners = blocking(move || Ok(store.runners()?)).await?;
+    let runners = blocking(move || store.runners()).await?;
     Ok(Json(serde_json::json!({ "runners": runners })).into_response())
 }
 
@@ -159,7 +102,7 @@ pub(crate) async fn remove_runner(
     Path(id): Path<i64>,
 ) -> Result<Response, ApiError> {
     let (store, attempts) = (s.store.clone(), s.config.max_attempts);
-    let released = blocking(move || Ok(store.remove_runner(id, attempts)?)).await?;
+    let released = blocking(move || store.remove_runner(id, attempts)).await?;
     s.runners.forget(id);
     let Some(released) = released else {
         return Err(ApiError::new(
@@ -226,7 +169,7 @@ pub(crate) async fn register(
         (s.store.clone(), token_hash(token), token_hash(&credential));
     let capacity = i64::try_from(body.capacity).unwrap_or(i64::MAX);
     let ttl = i64::try_from(s.config.registration_token_ttl.as_millis()).unwrap_or(i64::MAX);
-    let id = blocking(move || {
+    let id = blocking(move || -> Result<_, ApiError> {
         Ok(store.register_runner(
             &token_hash,
             &body.name,
@@ -254,7 +197,7 @@ pub(crate) async fn register(
 }
 
 /// The lease handed out for a job taken from the store.
-fn lease_from(s: &crate::http::AppState, leased: store::Leased) -> Result<Lease, ApiError> {
+fn lease_from(s: &AppState, leased: store::Leased) -> Result<Lease, ApiError> {
     let spec: protocol::JobPayload =
         serde_json::from_str(&leased.payload).map_err(ApiError::internal)?;
     let secrets = if leased.sealed.is_empty() {
@@ -295,7 +238,7 @@ pub(crate) async fn next_job(
     let deadline = tokio::time::Instant::now() + Duration::from_millis(body.wait_ms.min(60_000));
     if s.runners.seen_due(runner.id) {
         let (store, id) = (s.store.clone(), runner.id);
-        blocking(move || Ok(store.touch_runner(id)?)).await?;
+        blocking(move || store.touch_runner(id)).await?;
     }
     loop {
         if s.stopping.is_cancelled() {
@@ -310,7 +253,7 @@ pub(crate) async fn next_job(
             crate::random_token()?,
             s.config.lease_ms,
         );
-        if let Some(leased) = blocking(move || {
+        if let Some(leased) = blocking(move || -> Result<_, ApiError> {
             let want = store::Want {
                 labels: &r.labels,
                 lease: &lease,
@@ -346,7 +289,7 @@ pub(crate) async fn heartbeat(
 ) -> Result<Response, ApiError> {
     let lease = lease_of(&headers)?;
     let (store, lease_ms) = (s.store.clone(), s.config.lease_ms);
-    let cancel = blocking(move || Ok(store.heartbeat(job, runner.id, &lease, lease_ms)?)).await?;
+    let cancel = blocking(move || store.heartbeat(job, runner.id, &lease, lease_ms)).await?;
     Ok(Json(protocol::HeartbeatReply { cancel }).into_response())
 }
 
@@ -376,7 +319,7 @@ pub(crate) async fn logs(
     let lease = lease_of(&headers)?;
     let store = s.store.clone();
     let lines = stored_lines(batch.lines);
-    let (held, lines) = blocking(move || {
+    let (held, lines) = blocking(move || -> Result<_, ApiError> {
         let held = store.append_job_logs(job, runner.id, &lease, &lines)?;
         Ok((held, lines))
     })
@@ -417,7 +360,7 @@ pub(crate) async fn finish(
         crate::random_token()?,
         s.config.lease_ms,
     );
-    let (done, next) = blocking(move || {
+    let (done, next) = blocking(move || -> Result<_, ApiError> {
         let want = store::Want {
             labels: &labels,
             lease: &next_lease,
@@ -509,11 +452,11 @@ pub(crate) async fn held_by(
         return Err(refused());
     }
     let store = s.store.clone();
-    let Some((j, lease)) = blocking(move || Ok(store.running_job(job)?)).await? else {
+    let Some((j, lease)) = blocking(move || store.running_job(job)).await? else {
         return Err(refused());
     };
     let expected = s.sealer.job_token(job, &lease)?;
-    if !crate::http::constant_time_eq(expected.as_bytes(), token.as_bytes()) {
+    if !constant_time_eq(expected.as_bytes(), token.as_bytes()) {
         return Err(refused());
     }
     Ok(j)
@@ -528,7 +471,7 @@ pub(crate) async fn held(
 ) -> Result<store::Job, ApiError> {
     let lease = lease_of(headers)?;
     let (store, id) = (s.store.clone(), runner.id);
-    blocking(move || Ok(store.held_job(job, id, &lease)?)).await
+    Ok(blocking(move || store.held_job(job, id, &lease)).await?)
 }
 
 /// `GET /api/v1/runner/jobs/{job}/source`: the run's commit as a tar archive.
@@ -540,7 +483,7 @@ pub(crate) async fn source(
 ) -> Result<Response, ApiError> {
     let j = held(&s, &runner, job, &headers).await?;
     let store = s.store.clone();
-    let run = blocking(move || Ok(store.run(j.run_id)?)).await?;
+    let run = blocking(move || store.run(j.run_id)).await?;
     let repo = s.config.repo(&run.repo).ok_or_else(|| {
         ApiError::new(
             StatusCode::NOT_FOUND,
@@ -589,8 +532,8 @@ pub(crate) async fn reaper(
             () = stop.cancelled() => return,
         }
         let s = store.clone();
-        match tokio::task::spawn_blocking(move || s.expire_leases(max_attempts)).await {
-            Ok(Ok(released)) => {
+        match blocking(move || s.expire_leases(max_attempts)).await {
+            Ok(released) => {
                 if !released.requeued.is_empty() {
                     tracing::warn!(jobs = ?released.requeued, "runner lost: jobs queued again");
                     queued.notify_waiters();
@@ -602,8 +545,8 @@ pub(crate) async fn reaper(
                     }
                 }
             }
-            Ok(Err(e)) => tracing::error!("expiring leases: {e}"),
-            Err(_) => {}
+            Err(Blocked::Call(e)) => tracing::error!("expiring leases: {e}"),
+            Err(Blocked::Task(_)) => {}
         }
     }
 }

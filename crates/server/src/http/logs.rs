@@ -1,0 +1,235 @@
+//! A run's logs: what is stored, as text, or followed live as server-sent events (the stored
+//! lines, then new ones; a follower that fell behind catches up from the store).
+
+use std::convert::Infallible;
+use std::sync::Arc;
+
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use futures_util::stream::{self, StreamExt};
+use serde::Deserialize;
+use tokio_stream::wrappers::BroadcastStream;
+
+use super::auth::Authorized;
+use super::error::ApiError;
+use super::state::AppStateRef;
+use crate::blocking::blocking;
+use crate::logs::Live;
+
+#[derive(Deserialize)]
+pub(super) struct LogQuery {
+    job: Option<String>,
+    follow: Option<bool>,
+}
+
+/// Whether job `name` (display name) or `job_id` is what `filter` asks for.
+fn job_matches(filter: Option<&str>, name: &str, job_id: &str) -> bool {
+    filter.is_none_or(|n| name == n || job_id == n || name.starts_with(&format!("{n} (")))
+}
+
+/// A stored line on its way to a reader: (job, job's display name, sequence, text).
+type LogItem = (i64, Arc<str>, i64, String);
+
+/// Lines of `run` (the jobs `filter` selects) after the positions in `last`, at most
+/// [`CATCH_UP`] of them; and whether there may be more.
+fn catch_up(
+    store: &store::Store,
+    data: &std::path::Path,
+    run: i64,
+    filter: Option<&str>,
+    last: &std::collections::HashMap<i64, i64>,
+) -> Result<(Vec<LogItem>, bool), ApiError> {
+    let mut out = Vec::new();
+    for job in store.jobs(run)? {
+        if !job_matches(filter, &job.name, &job.job_id) {
+            continue;
+        }
+        let name: Arc<str> = job.name.as_str().into();
+        let after = last.get(&job.id).copied().unwrap_or(0);
+        crate::logfiles::each_line(store, data, job.id, after, &mut |seq, text| {
+            out.push((job.id, name.clone(), seq, text));
+            out.len() < CATCH_UP
+        })
+        .map_err(ApiError::internal)?;
+        if out.len() >= CATCH_UP {
+            return Ok((out, true));
+        }
+    }
+    Ok((out, false))
+}
+
+/// Lines a follower reads from the store at once when it fell behind.
+const CATCH_UP: usize = 2000;
+
+pub(super) async fn run_logs(
+    _: Authorized,
+    State(s): State<AppStateRef>,
+    Path(id): Path<i64>,
+    Query(q): Query<LogQuery>,
+) -> Result<Response, ApiError> {
+    // Subscribe before reading what is stored, so no line falls between the two.
+    let rx = s.live.subscribe();
+    let store = s.store.clone();
+    let job_name = q.job.clone();
+    let (run, jobs) = blocking(move || -> Result<_, ApiError> {
+        let run = store.run(id)?;
+        let jobs = store.jobs(id)?;
+        if let Some(n) = &job_name
+            && !jobs.iter().any(|j| j.name == *n || j.job_id == *n)
+        {
+            return Err(ApiError::new(
+                StatusCode::NOT_FOUND,
+                format!("run {id} has no job `{n}`"),
+            ));
+        }
+        Ok((run, jobs))
+    })
+    .await?;
+    // What is stored, read in pages by a blocking task, a bounded channel between: a log of
+    // any size is sent with little memory.
+    let (tx, stored) = tokio::sync::mpsc::channel::<LogItem>(1024);
+    let (store, data, filter) = (s.store.clone(), s.config.data_dir.clone(), q.job.clone());
+    let selected: Vec<(i64, Arc<str>)> = jobs
+        .iter()
+        .filter(|j| job_matches(filter.as_deref(), &j.name, &j.job_id))
+        .map(|j| (j.id, j.name.as_str().into()))
+        .collect();
+    tokio::task::spawn_blocking(move || {
+        for (job, name) in &selected {
+            let read = crate::logfiles::each_line(&store, &data, *job, 0, &mut |seq, text| {
+                tx.blocking_send((*job, name.clone(), seq, text)).is_ok()
+            });
+            if let Err(e) = read {
+                tracing::warn!(run = id, job, "reading a job log: {e}");
+            }
+        }
+    });
+    let stored = tokio_stream::wrappers::ReceiverStream::new(stored);
+    if !q.follow.unwrap_or(false) {
+        // Lines gathered into chunks of about 64 KiB.
+        let body = stored.ready_chunks(256).map(|items| {
+            let mut text = String::new();
+            for (_, name, _, line) in items {
+                text.push_str(&format!("[{name}] {line}\n"));
+            }
+            Ok::<_, Infallible>(text)
+        });
+        return Ok((
+            [("content-type", "text/plain; charset=utf-8")],
+            axum::body::Body::from_stream(body),
+        )
+            .into_response());
+    }
+    let line_event = |name: &str, text: &str| {
+        SseEvent::default()
+            .event("line")
+            .data(format!("[{name}] {text}"))
+    };
+    // Live: the stored lines, then new ones, until the run is done. A follower that fell
+    // behind the broadcast (or sees a gap) reads what it missed from the store.
+    struct Follow {
+        stored: Option<tokio_stream::wrappers::ReceiverStream<LogItem>>,
+        live: BroadcastStream<Live>,
+        last: std::collections::HashMap<i64, i64>,
+        queue: std::collections::VecDeque<SseEvent>,
+        /// Read the store before taking more from the broadcast.
+        behind: bool,
+        /// The run ended: after the catch-up, `done`.
+        done: Option<String>,
+        finished: bool,
+    }
+    let completed = (run.status == "completed").then(|| run.conclusion.unwrap_or_default());
+    let start = Follow {
+        stored: Some(stored),
+        live: BroadcastStream::new(rx),
+        last: std::collections::HashMap::new(),
+        queue: std::collections::VecDeque::new(),
+        behind: false,
+        done: None,
+        finished: false,
+    };
+    let (store, data, filter) = (s.store.clone(), s.config.data_dir.clone(), q.job.clone());
+    let events = stream::unfold(start, move |mut f| {
+        let (store, data, filter, completed) = (
+            store.clone(),
+            data.clone(),
+            filter.clone(),
+            completed.clone(),
+        );
+        async move {
+            loop {
+                if let Some(e) = f.queue.pop_front() {
+                    return Some((Ok::<_, Infallible>(e), f));
+                }
+                if f.finished {
+                    return None;
+                }
+                if let Some(stored) = f.stored.as_mut() {
+                    match stored.next().await {
+                        Some((job, name, seq, text)) => {
+                            f.last.insert(job, seq);
+                            f.queue.push_back(line_event(&name, &text));
+                        }
+                        None => {
+                            f.stored = None;
+                            if let Some(c) = &completed {
+                                f.queue.push_back(SseEvent::default().event("done").data(c));
+                                f.finished = true;
+                            }
+                        }
+                    }
+                    continue;
+                }
+                if f.behind || f.done.is_some() {
+                    let (s2, d2, fl, last) =
+                        (store.clone(), data.clone(), filter.clone(), f.last.clone());
+                    let (items, more) =
+                        blocking(move || catch_up(&s2, &d2, id, fl.as_deref(), &last))
+                            .await
+                            .unwrap_or_default();
+                    for (job, name, seq, text) in items {
+                        f.last.insert(job, seq);
+                        f.queue.push_back(line_event(&name, &text));
+                    }
+                    f.behind = more;
+                    if !more && let Some(c) = f.done.take() {
+                        f.queue.push_back(SseEvent::default().event("done").data(c));
+                        f.finished = true;
+                    }
+                    continue;
+                }
+                match f.live.next().await? {
+                    Ok(Live::Line {
+                        run,
+                        job,
+                        job_name,
+                        seq,
+                        text,
+                    }) if run == id => {
+                        if !job_matches(filter.as_deref(), &job_name, &job_name) {
+                            continue;
+                        }
+                        let last = f.last.get(&job).copied().unwrap_or(0);
+                        if seq == last + 1 {
+                            f.last.insert(job, seq);
+                            f.queue.push_back(line_event(&job_name, &text));
+                        } else if seq > last + 1 {
+                            f.behind = true; // a gap: read it from the store
+                        }
+                    }
+                    Ok(Live::RunDone { run, conclusion }) if run == id => {
+                        // Every line is stored before `done`: read what was not seen yet.
+                        f.done = Some(conclusion);
+                    }
+                    Err(_lagged) => f.behind = true,
+                    _ => {}
+                }
+            }
+        }
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}

@@ -1,0 +1,104 @@
+//! The routes that are not the API's resources: Prometheus metrics, the health check and the
+//! API's OpenAPI description.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+
+use super::auth::constant_time_eq;
+use super::error::ApiError;
+use super::state::AppStateRef;
+use crate::blocking::blocking;
+
+/// The API's description; a test checks it names every route of the router.
+pub(crate) const OPENAPI: &str = include_str!("../openapi.json");
+
+pub(super) async fn openapi() -> Response {
+    ([("content-type", "application/json")], OPENAPI).into_response()
+}
+
+pub(super) async fn healthz() -> &'static str {
+    "ok"
+}
+
+/// Prometheus text format: runs and jobs by conclusion, queue depth, job durations,
+/// runners online. Every figure is a counter kept by the database or a count of what is in
+/// flight: the cost of a scrape does not grow with the history. With `[auth] metrics_token`
+/// it needs that token (or the admin token).
+pub(super) async fn metrics(
+    State(s): State<AppStateRef>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    if let Some(expected) = &s.config.metrics_token {
+        let given = headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .unwrap_or_default();
+        if !constant_time_eq(given.as_bytes(), expected.as_bytes())
+            && !constant_time_eq(given.as_bytes(), s.admin_token.as_bytes())
+        {
+            return Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "this needs the metrics token",
+            ));
+        }
+    }
+    let store = s.store.clone();
+    let (stats, jobs_queued, runners, deliveries) = blocking(move || -> Result<_, ApiError> {
+        Ok((
+            store.stats()?,
+            store.queue_depth()?,
+            store.runners()?,
+            store.pending_count()?,
+        ))
+    })
+    .await?;
+    // Online: asked for work or reported within two leases (a long poll lasts 25 s).
+    let recent = store::now_ms() - (2 * s.config.lease_ms).max(60_000);
+    let online = runners
+        .iter()
+        .filter(|r| r.last_seen >= recent && (r.capacity > 0))
+        .count();
+    let mut out = String::new();
+    out.push_str("# HELP pipewright_runs_total Completed runs by conclusion.\n# TYPE pipewright_runs_total counter\n");
+    for (c, n) in &stats.runs_by_conclusion {
+        out.push_str(&format!(
+            "pipewright_runs_total{{conclusion=\"{c}\"}} {n}\n"
+        ));
+    }
+    out.push_str("# HELP pipewright_jobs_total Completed jobs by conclusion.\n# TYPE pipewright_jobs_total counter\n");
+    for (c, n) in &stats.jobs_by_conclusion {
+        out.push_str(&format!(
+            "pipewright_jobs_total{{conclusion=\"{c}\"}} {n}\n"
+        ));
+    }
+    out.push_str(&format!(
+        "# HELP pipewright_queue_depth Jobs waiting for a runner.\n# TYPE pipewright_queue_depth gauge\npipewright_queue_depth {jobs_queued}\n"
+    ));
+    out.push_str(&format!(
+        "# HELP pipewright_runs_running Runs being run.\n# TYPE pipewright_runs_running gauge\npipewright_runs_running {}\n",
+        stats.runs_running
+    ));
+    out.push_str(&format!(
+        "# HELP pipewright_runners_online Runners able to take jobs.\n# TYPE pipewright_runners_online gauge\npipewright_runners_online {online}\n"
+    ));
+    out.push_str(&format!(
+        "# HELP pipewright_webhook_deliveries_pending Webhook deliveries accepted, not yet turned into runs.\n# TYPE pipewright_webhook_deliveries_pending gauge\npipewright_webhook_deliveries_pending {deliveries}\n"
+    ));
+    out.push_str("# HELP pipewright_job_duration_seconds Job durations.\n# TYPE pipewright_job_duration_seconds histogram\n");
+    let mut count = 0;
+    for (le, n) in &stats.duration_buckets {
+        out.push_str(&format!(
+            "pipewright_job_duration_seconds_bucket{{le=\"{le}\"}} {n}\n"
+        ));
+        if le == "+Inf" {
+            count = *n;
+        }
+    }
+    out.push_str(&format!(
+        "pipewright_job_duration_seconds_sum {}\npipewright_job_duration_seconds_count {count}\n",
+        stats.duration_sum_ms as f64 / 1000.0,
+    ));
+    Ok(([("content-type", "text/plain; version=0.0.4")], out).into_response())
+}

@@ -1,0 +1,173 @@
+//! Runs: listed, shown, run again, cancelled, approved or rejected, and dispatched
+//! (`workflow_dispatch`).
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::auth::Authorized;
+use super::error::{ApiError, git_error};
+use super::state::AppStateRef;
+use crate::blocking::blocking;
+use crate::trigger::{self, Event};
+
+#[derive(Deserialize)]
+pub(super) struct ListQuery {
+    repo: Option<String>,
+    limit: Option<i64>,
+}
+
+pub(super) async fn list_runs(
+    _: Authorized,
+    State(s): State<AppStateRef>,
+    Query(q): Query<ListQuery>,
+) -> Result<Response, ApiError> {
+    let store = s.store.clone();
+    let runs =
+        blocking(move || store.runs(q.repo.as_deref(), q.limit.unwrap_or(50).clamp(1, 1000)))
+            .await?;
+    Ok(Json(runs).into_response())
+}
+
+pub(super) async fn show_run(
+    _: Authorized,
+    State(s): State<AppStateRef>,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let store = s.store.clone();
+    let (run, jobs) =
+        blocking(move || -> Result<_, ApiError> { Ok((store.run(id)?, store.jobs(id)?)) }).await?;
+    let mut v = serde_json::to_value(&run).map_err(ApiError::internal)?;
+    v["jobs"] = serde_json::to_value(jobs).map_err(ApiError::internal)?;
+    Ok(Json(v).into_response())
+}
+
+#[derive(Deserialize)]
+pub(super) struct RerunQuery {
+    /// Only the jobs that did not succeed (and what needs them); the others are kept.
+    failed: Option<bool>,
+}
+
+pub(super) async fn rerun_run(
+    _: Authorized,
+    State(s): State<AppStateRef>,
+    Path(id): Path<i64>,
+    Query(q): Query<RerunQuery>,
+) -> Result<Response, ApiError> {
+    let store = s.store.clone();
+    let failed = q.failed.unwrap_or(false);
+    let new_id = blocking(move || store.rerun(id, failed)).await?;
+    s.wake.notify_waiters();
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "runs": [new_id] })),
+    )
+        .into_response())
+}
+
+/// `POST /api/v1/runs/{id}/approve`: a run waiting for approval is queued.
+pub(super) async fn approve_run(
+    _: Authorized,
+    State(s): State<AppStateRef>,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    decide(&s, id, true).await
+}
+
+/// `POST /api/v1/runs/{id}/reject`: a run waiting for approval ends without running.
+pub(super) async fn reject_run(
+    _: Authorized,
+    State(s): State<AppStateRef>,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    decide(&s, id, false).await
+}
+
+/// Approves or rejects run `id`, which must be waiting for approval.
+async fn decide(s: &AppStateRef, id: i64, approve: bool) -> Result<Response, ApiError> {
+    let store = s.store.clone();
+    let run = blocking(move || -> Result<_, ApiError> {
+        Ok(if approve {
+            store.approve_run(id)?
+        } else {
+            store.reject_run(id)?
+        })
+    })
+    .await?
+    .ok_or_else(|| {
+        ApiError::new(
+            StatusCode::CONFLICT,
+            format!("run {id} is not waiting for approval"),
+        )
+    })?;
+    if approve {
+        tracing::info!(run = id, "run approved");
+        s.wake.notify_waiters();
+    } else {
+        tracing::info!(run = id, "run rejected");
+    }
+    Ok(Json(run).into_response())
+}
+
+pub(super) async fn cancel_run(
+    _: Authorized,
+    State(s): State<AppStateRef>,
+    Path(id): Path<i64>,
+) -> Result<Response, ApiError> {
+    let store = s.store.clone();
+    let run = blocking(move || store.request_cancel(id)).await?;
+    Ok(Json(run).into_response())
+}
+
+#[derive(Deserialize)]
+pub(super) struct DispatchBody {
+    workflow: String,
+    #[serde(rename = "ref")]
+    git_ref: Option<String>,
+    #[serde(default)]
+    inputs: serde_json::Map<String, serde_json::Value>,
+}
+
+pub(super) async fn dispatch(
+    _: Authorized,
+    State(s): State<AppStateRef>,
+    Path(repo): Path<String>,
+    Json(body): Json<DispatchBody>,
+) -> Result<Response, ApiError> {
+    let cfg = s.config.repo(&repo).cloned().ok_or_else(|| {
+        ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("repository `{repo}` is not configured"),
+        )
+    })?;
+    let store = s.store.clone();
+    let ids = blocking(move || -> Result<_, ApiError> {
+        let r = body.git_ref.unwrap_or_else(|| cfg.default_branch.clone());
+        let full = if r.starts_with("refs/") {
+            r.clone()
+        } else {
+            format!("refs/heads/{r}")
+        };
+        let sha = crate::git::resolve(&cfg.path, &full)
+            .or_else(|_| crate::git::resolve(&cfg.path, &r))
+            .map_err(|e| git_error(&e))?;
+        let event = Event {
+            name: "workflow_dispatch".into(),
+            git_ref: full,
+            sha,
+            inputs: body.inputs,
+            workflow: Some(body.workflow),
+            ..Event::default()
+        };
+        Ok(trigger::enqueue(&store, &cfg, &event)?)
+    })
+    .await?;
+    s.wake.notify_waiters();
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "runs": ids })),
+    )
+        .into_response())
+}
