@@ -60,6 +60,8 @@ pub struct RunEnv {
     /// `None`: under `cache_dir`.
     pub cache_store: Option<Arc<dyn crate::CacheStore>>,
     pub event_path: PathBuf,
+    /// Actions given to the engine by its driver (`pipewright/deploy`, Slack), by name.
+    pub actions: crate::Actions,
 }
 
 /// One job instance to run.

@@ -7,21 +7,27 @@
 //! contexts and its needs' results, which is what a remote runner does.
 
 mod actions;
+mod call;
 pub mod commands;
 mod concurrency;
 pub mod confine;
 mod error;
 pub mod files;
+mod graph;
 mod job;
 pub mod mask;
 pub mod process;
 pub mod report;
 mod run;
+mod scripted;
 pub mod sink;
 
 pub use actions::artifact::artifact_name_error;
 pub use actions::cache::{
     CacheError, CacheFuture, CacheHit, CacheStore, LocalCache, Saved as CacheSaved,
+};
+pub use actions::registry::{
+    Action, ActionFailed, ActionFuture, ActionOutputs, ActionStep, Actions,
 };
 pub use concurrency::{ConcurrencyGroups, GroupFuture, GroupGuard, Groups};
 pub use error::DefinitionError;
@@ -29,4 +35,5 @@ pub use job::{JobSpec, RunEnv, Source, environment_of, is_engine_temp_file, run_
 pub use mask::Masker;
 pub use report::{Conclusion, JobReport, RunReport, StepReport, WorkflowReport};
 pub use run::{JobFuture, JobRunner, Local, Options, Planned, read_source_file, run, run_with};
+pub use scripted::Scripted;
 pub use sink::{JobLabel, Level, Line, Sink};

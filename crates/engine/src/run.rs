@@ -9,11 +9,15 @@ use expr::{Map, Status, Value};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
-use workflow::{Job, Workflow};
+use workflow::Workflow;
 
 use crate::concurrency::ConcurrencyGroups;
 use crate::error::JobError;
-use crate::job::{JobSpec, RunEnv, obj, run_job};
+use crate::graph::{
+    Done, Gate, ancestors_status, any_need_skipped, cancels_siblings, concurrency_group, gate,
+    needs_context, node_result, ready, selected, skipped_report,
+};
+use crate::job::{JobSpec, RunEnv, run_job};
 use crate::report::{Conclusion, JobReport, RunReport, WorkflowReport, combine};
 use crate::sink::{JobLabel, Level, Line, Sink};
 
@@ -90,24 +94,17 @@ impl JobRunner for Local {
 
 /// What every job node of a workflow shares.
 #[derive(Clone)]
-struct Scope {
-    runner: Arc<dyn JobRunner>,
-    env: Arc<RunEnv>,
-    sink: Arc<dyn Sink>,
-    cancel: CancellationToken,
-    slots: Arc<Semaphore>,
+pub(crate) struct Scope {
+    pub(crate) runner: Arc<dyn JobRunner>,
+    pub(crate) env: Arc<RunEnv>,
+    pub(crate) sink: Arc<dyn Sink>,
+    pub(crate) cancel: CancellationToken,
+    pub(crate) slots: Arc<Semaphore>,
     /// The run's `concurrency` groups.
-    groups: Arc<dyn ConcurrencyGroups>,
+    pub(crate) groups: Arc<dyn ConcurrencyGroups>,
     /// For the jobs of a called (reusable) workflow: the calling job's id, prefixed to their
     /// ids (`deploy/build`) and display names (`deploy / build`).
-    caller: Option<String>,
-}
-
-/// The outcome of one job (all its matrix instances), as `needs` sees it.
-#[derive(Debug, Clone)]
-struct Done {
-    result: Conclusion,
-    outputs: Map,
+    pub(crate) caller: Option<String>,
 }
 
 /// Runs the workflows, each with its run environment (its `github.workflow`, its inputs);
@@ -163,30 +160,9 @@ pub async fn run_with(
     }
 }
 
-/// The jobs to run: all, or one job and everything it needs.
-fn selected(wf: &Workflow, only: Option<&str>) -> Vec<String> {
-    let Some(only) = only else {
-        return wf.jobs.keys().cloned().collect();
-    };
-    let mut keep = HashSet::new();
-    let mut stack = vec![only.to_owned()];
-    while let Some(id) = stack.pop() {
-        if let Some(job) = wf.jobs.get(&id)
-            && keep.insert(id)
-        {
-            stack.extend(job.needs.iter().map(|n| n.value.clone()));
-        }
-    }
-    wf.jobs
-        .keys()
-        .filter(|k| keep.contains(*k))
-        .cloned()
-        .collect()
-}
-
 /// [`run_workflow`] for a called workflow, boxed with an explicit `Send` so that the
 /// recursion (a job calling a workflow whose job calls another) has a nameable type.
-fn run_workflow_boxed(
+pub(crate) fn run_workflow_boxed(
     planned: Planned,
     scope: Scope,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = WorkflowReport> + Send>> {
@@ -215,7 +191,41 @@ async fn run_workflow(planned: Planned, scope: Scope, options: &Options) -> Work
                 status: Status::Success,
                 host: None,
             };
-            let (group, cancel_in_progress) = concurrency_group(c, &ectx);
+            let (group, cancel_in_progress) = match concurrency_group(c, &ectx) {
+                Ok(g) => g,
+                Err(e) => {
+                    // The whole workflow fails, each of its jobs with the message.
+                    let label = JobLabel {
+                        workflow: name.clone(),
+                        job_id: String::new(),
+                        display: name.clone(),
+                    };
+                    scope.sink.line(
+                        &label,
+                        Line::Annotation {
+                            level: Level::Error,
+                            message: format!("workflow `{name}`: {e}"),
+                            file: None,
+                            line: None,
+                        },
+                    );
+                    let jobs = ids
+                        .iter()
+                        .map(|id| {
+                            let mut r = skipped_report(&wf, id);
+                            r.outcome = Conclusion::Failure;
+                            r.conclusion = Conclusion::Failure;
+                            r
+                        })
+                        .collect();
+                    return WorkflowReport {
+                        file: planned.file.clone(),
+                        name,
+                        conclusion: Conclusion::Failure,
+                        jobs,
+                    };
+                }
+            };
             let token = scope.cancel.child_token();
             // The workflow's own name in its run (its jobs go by their display names): a
             // called workflow's is its caller's.
@@ -258,26 +268,15 @@ async fn run_workflow(planned: Planned, scope: Scope, options: &Options) -> Work
     let mut set: JoinSet<(String, Done, Vec<JobReport>)> = JoinSet::new();
     loop {
         // Start every job whose needs are all done.
-        for id in &ids {
-            if started.contains(id) {
+        for id in ready(&wf, &ids, &done, &started) {
+            let Some(job) = wf.jobs.get(&id) else {
                 continue;
-            }
-            let Some(job) = wf.jobs.get(id) else { continue };
-            if !job
-                .needs
-                .iter()
-                .all(|n| done.contains_key(&n.value) || !ids.contains(&n.value))
-            {
-                continue;
-            }
+            };
             started.insert(id.clone());
             let needs = needs_context(job, &done);
-            let status = ancestors_status(&wf, id, &done, &scope.cancel);
-            let any_need_skipped = job.needs.iter().any(|n| {
-                done.get(&n.value)
-                    .is_some_and(|d| d.result == Conclusion::Skipped)
-            });
-            let (wf, scope, id, name) = (wf.clone(), scope.clone(), id.clone(), name.clone());
+            let status = ancestors_status(&wf, &id, &done, scope.cancel.is_cancelled());
+            let any_need_skipped = any_need_skipped(job, &done);
+            let (wf, scope, name) = (wf.clone(), scope.clone(), name.clone());
             let file = planned.file.clone();
             set.spawn(async move {
                 let node = JobNode {
@@ -327,95 +326,7 @@ async fn run_workflow(planned: Planned, scope: Scope, options: &Options) -> Work
     }
 }
 
-/// A `concurrency:` evaluated: its group, and whether it cancels what is in progress.
-fn concurrency_group(c: &workflow::Concurrency, ectx: &expr::Context<'_>) -> (String, bool) {
-    let group = workflow::eval::evaluate_string(&c.group, ectx).unwrap_or_default();
-    let cancel_in_progress = c
-        .cancel_in_progress
-        .as_ref()
-        .and_then(|n| workflow::eval::evaluate(n, ectx).ok())
-        .is_some_and(|v| v.truthy());
-    (group, cancel_in_progress)
-}
-
-fn needs_context(job: &Job, done: &HashMap<String, Done>) -> Map {
-    let mut needs = Map::new();
-    for n in &job.needs {
-        let d = done.get(&n.value);
-        needs.insert(
-            n.value.clone(),
-            obj([
-                (
-                    "result",
-                    Value::from(d.map_or("skipped", |d| d.result.as_str())),
-                ),
-                (
-                    "outputs",
-                    Value::Object(d.map(|d| d.outputs.clone()).unwrap_or_default()),
-                ),
-            ]),
-        );
-    }
-    needs
-}
-
-/// The status a job's `if` sees: failure if any ancestor failed, cancelled if the run was.
-fn ancestors_status(
-    wf: &Workflow,
-    id: &str,
-    done: &HashMap<String, Done>,
-    cancel: &CancellationToken,
-) -> Status {
-    if cancel.is_cancelled() {
-        return Status::Cancelled;
-    }
-    let mut seen = HashSet::new();
-    let mut stack: Vec<&str> = wf
-        .jobs
-        .get(id)
-        .map(|j| j.needs.iter().map(|n| n.value.as_str()).collect())
-        .unwrap_or_default();
-    while let Some(n) = stack.pop() {
-        if !seen.insert(n) {
-            continue;
-        }
-        match done.get(n).map(|d| d.result) {
-            Some(Conclusion::Failure) => return Status::Failure,
-            Some(Conclusion::Cancelled) => return Status::Cancelled,
-            _ => {}
-        }
-        if let Some(j) = wf.jobs.get(n) {
-            stack.extend(j.needs.iter().map(|x| x.value.as_str()));
-        }
-    }
-    Status::Success
-}
-
-fn skipped_report(wf: &Workflow, id: &str) -> JobReport {
-    let name = wf
-        .jobs
-        .get(id)
-        .and_then(|j| j.name.as_ref())
-        .and_then(|n| n.as_str())
-        .filter(|n| !n.contains("${{"))
-        .unwrap_or(id)
-        .to_owned();
-    JobReport {
-        id: id.to_owned(),
-        name,
-        matrix: None,
-        outcome: Conclusion::Skipped,
-        conclusion: Conclusion::Skipped,
-        steps: Vec::new(),
-        outputs: serde_json::Map::new(),
-        coverage: None,
-        summary: String::new(),
-        environment: None,
-        duration: std::time::Duration::ZERO,
-    }
-}
-
-fn base_contexts(env: &RunEnv, needs: &Map) -> Map {
+pub(crate) fn base_contexts(env: &RunEnv, needs: &Map) -> Map {
     let mut c = Map::new();
     c.insert("github".into(), Value::Object(env.github.clone()));
     c.insert("vars".into(), Value::Object(env.vars.clone()));
@@ -454,13 +365,7 @@ async fn run_job_node(node: JobNode<'_>, needs: Map, scope: Scope) -> (Done, Vec
         ..
     } = scope.clone();
     let Some(job) = wf.jobs.get(id) else {
-        return (
-            Done {
-                result: Conclusion::Skipped,
-                outputs: Map::new(),
-            },
-            Vec::new(),
-        );
+        return (Done::of(Conclusion::Skipped), Vec::new());
     };
     let label = JobLabel {
         workflow: wf_name.to_owned(),
@@ -480,23 +385,9 @@ async fn run_job_node(node: JobNode<'_>, needs: Map, scope: Scope) -> (Done, Vec
         let mut r = skipped_report(wf, id);
         r.outcome = Conclusion::Failure;
         r.conclusion = Conclusion::Failure;
-        (
-            Done {
-                result: Conclusion::Failure,
-                outputs: Map::new(),
-            },
-            vec![r],
-        )
+        (Done::of(Conclusion::Failure), vec![r])
     };
-    let skip = || {
-        (
-            Done {
-                result: Conclusion::Skipped,
-                outputs: Map::new(),
-            },
-            vec![skipped_report(wf, id)],
-        )
-    };
+    let skip = || (Done::of(Conclusion::Skipped), vec![skipped_report(wf, id)]);
     let ctxs = base_contexts(&env, &needs);
     let ectx = expr::Context {
         contexts: &ctxs,
@@ -504,20 +395,13 @@ async fn run_job_node(node: JobNode<'_>, needs: Map, scope: Scope) -> (Done, Vec
         host: None,
     };
     let cond_src = job.if_.as_ref().map_or("", |c| c.value.as_str());
-    let cond = match expr::parse_condition(cond_src) {
-        Ok(c) => c,
-        Err(e) => return fail(format!("the `if` of job `{id}`: {e}")),
-    };
-    if any_need_skipped && !cond.uses_status_function() {
-        return skip();
-    }
-    match cond.evaluate(&ectx) {
-        Ok(true) => {}
-        Ok(false) => return skip(),
-        Err(e) => return fail(format!("the `if` of job `{id}`: {e}")),
+    match gate(id, cond_src, &ectx, any_need_skipped) {
+        Gate::Run => {}
+        Gate::Skip => return skip(),
+        Gate::Fail(message) => return fail(message),
     }
     if let Some(uses) = &job.uses {
-        return match call_workflow(&uses.value, id, job, &ectx, scope).await {
+        return match crate::call::call_workflow(&uses.value, id, job, &ectx, scope).await {
             Ok(r) => r,
             Err(e) => fail(format!("job `{id}`: {e}")),
         };
@@ -620,7 +504,7 @@ async fn run_job_node(node: JobNode<'_>, needs: Map, scope: Scope) -> (Done, Vec
                 status,
                 host: None,
             };
-            concurrency_group(c, &ectx)
+            concurrency_group(c, &ectx).map_err(|e| format!("job `{display}`: {e}"))
         });
         let spec = JobSpec {
             workflow: wf.clone(),
@@ -657,10 +541,41 @@ async fn run_job_node(node: JobNode<'_>, needs: Map, scope: Scope) -> (Done, Vec
             // This instance's own token: a concurrency group may cancel it alone.
             let token = group_cancel.child_token();
             let held = match &concurrency {
-                Some((group, cancel_in_progress)) => groups
+                Some(Ok((group, cancel_in_progress))) => groups
                     .acquire(group, &spec.display, *cancel_in_progress, &token)
                     .await
                     .map(Some),
+                Some(Err(message)) => {
+                    // Its group cannot be told: the instance fails with the reason.
+                    let label = JobLabel {
+                        workflow: spec.workflow_name.clone(),
+                        job_id: spec.job_id.clone(),
+                        display: spec.display.clone(),
+                    };
+                    sink.line(
+                        &label,
+                        Line::Annotation {
+                            level: Level::Error,
+                            message: message.clone(),
+                            file: None,
+                            line: None,
+                        },
+                    );
+                    let matrix = spec
+                        .matrix
+                        .as_ref()
+                        .map(|m| Value::Object(m.clone()).to_json());
+                    let r = JobReport::without_steps(
+                        &spec.job_id,
+                        &spec.display,
+                        matrix,
+                        Conclusion::Failure,
+                    );
+                    if cancels_siblings(r.conclusion, fail_fast) {
+                        group_cancel.cancel();
+                    }
+                    return (index, r);
+                }
                 None => Some(None),
             };
             if group_cancel.is_cancelled() || held.is_none() {
@@ -679,7 +594,7 @@ async fn run_job_node(node: JobNode<'_>, needs: Map, scope: Scope) -> (Done, Vec
             let mut r = runner.run_job(spec, env, sink, token.clone()).await;
             drop(held);
             r.duration = started.elapsed();
-            if r.conclusion == Conclusion::Failure && fail_fast {
+            if cancels_siblings(r.conclusion, fail_fast) {
                 group_cancel.cancel();
             }
             (index, r)
@@ -697,18 +612,8 @@ async fn run_job_node(node: JobNode<'_>, needs: Map, scope: Scope) -> (Done, Vec
     }
     reports.sort_by_key(|(i, _)| *i);
     let reports: Vec<JobReport> = reports.into_iter().map(|(_, r)| r).collect();
-    let result = if cancel.is_cancelled() {
-        Conclusion::Cancelled
-    } else if reports.iter().any(|r| r.conclusion == Conclusion::Failure) {
-        Conclusion::Failure
-    } else if reports
-        .iter()
-        .any(|r| r.conclusion == Conclusion::Cancelled)
-    {
-        Conclusion::Cancelled
-    } else {
-        Conclusion::Success
-    };
+    let conclusions: Vec<Conclusion> = reports.iter().map(|r| r.conclusion).collect();
+    let result = node_result(cancel.is_cancelled(), &conclusions);
     (Done { result, outputs }, reports)
 }
 
@@ -726,7 +631,7 @@ pub fn read_source_file(
     read_source(source, rel).map_err(Into::into)
 }
 
-fn read_source(source: &crate::job::Source, rel: &str) -> Result<String, JobError> {
+pub(crate) fn read_source(source: &crate::job::Source, rel: &str) -> Result<String, JobError> {
     match source {
         crate::job::Source::WorkingTree(root) => std::fs::read_to_string(root.join(rel))
             .map_err(|e| JobError::io(format!("cannot read {rel}"), e)),
@@ -759,192 +664,4 @@ fn read_source(source: &crate::job::Source, rel: &str) -> Result<String, JobErro
             String::from_utf8(out.stdout).map_err(|_| JobError::invalid(rel, "not UTF-8"))
         }
     }
-}
-
-/// A job that calls a reusable workflow (`uses: ./.github/workflows/x.yml`): its jobs run as
-/// a nested graph, with the inputs and secrets the caller passes, and its `workflow_call`
-/// outputs become the calling job's outputs.
-async fn call_workflow(
-    uses: &str,
-    id: &str,
-    job: &Job,
-    ectx: &expr::Context<'_>,
-    scope: Scope,
-) -> Result<(Done, Vec<JobReport>), JobError> {
-    let bad = |m: String| JobError::invalid(format!("calling `{uses}`"), m);
-    let Some(rel) = uses.strip_prefix("./") else {
-        return Err(bad(
-            "only local reusable workflows (`./.github/workflows/...`) can run without the network"
-                .into(),
-        ));
-    };
-    let rel = rel.split('@').next().unwrap_or(rel);
-    let src = read_source(&scope.env.source, rel)?;
-    let parsed = workflow::parse(&src);
-    if let Some(d) = parsed.diagnostics.iter().find(|d| d.is_error()) {
-        return Err(bad(format!(
-            "{rel}:{}:{}: {}",
-            d.span.start.line, d.span.start.col, d.message
-        )));
-    }
-    let called = Arc::new(
-        parsed
-            .workflow
-            .ok_or_else(|| bad(format!("{rel} is not a workflow")))?,
-    );
-    let Some(trigger) = called.on.events.get("workflow_call") else {
-        return Err(bad(format!(
-            "{rel} has no `on.workflow_call`, so it cannot be called"
-        )));
-    };
-    // Inputs: the caller's `with`, typed by the called workflow, defaults filled in.
-    let with = match &job.with {
-        Some(w) => {
-            match workflow::eval::evaluate(w, ectx).map_err(|e| JobError::expr("`with`", e))? {
-                Value::Object(m) => m,
-                _ => Map::new(),
-            }
-        }
-        None => Map::new(),
-    };
-    let mut inputs = Map::new();
-    for (name, def) in &trigger.inputs {
-        let v = match expr::map_get(&with, name) {
-            Some(v) => v.clone(),
-            None => match &def.default {
-                Some(d) => workflow::eval::evaluate(d, ectx)
-                    .map_err(|e| JobError::expr(format!("default of input `{name}`"), e))?,
-                None if def.required => return Err(bad(format!("input `{name}` is required"))),
-                None => match def.kind {
-                    workflow::InputType::Boolean => Value::Bool(false),
-                    workflow::InputType::Number => Value::Number(0.0),
-                    _ => Value::String(String::new()),
-                },
-            },
-        };
-        let v = match (def.kind, v) {
-            (workflow::InputType::Boolean, v @ Value::Bool(_)) => v,
-            (workflow::InputType::Number, v @ Value::Number(_)) => v,
-            (workflow::InputType::String, Value::String(s)) => Value::String(s),
-            (workflow::InputType::String, v) => Value::String(v.to_expr_string()),
-            (kind, v) => {
-                return Err(bad(format!(
-                    "input `{name}` must be a {}, got `{}`",
-                    kind.name(),
-                    v.to_expr_string()
-                )));
-            }
-        };
-        inputs.insert(name.clone(), v);
-    }
-    for k in with.keys() {
-        if !trigger.inputs.keys().any(|n| n.eq_ignore_ascii_case(k)) {
-            return Err(bad(format!("{rel} has no input `{k}`")));
-        }
-    }
-    // Secrets: `inherit`, or the ones passed by name.
-    let mut secrets = Map::new();
-    match &job.secrets {
-        Some(n) if n.as_str() == Some("inherit") => secrets = scope.env.secrets.clone(),
-        Some(n) => {
-            // `secrets:` of a calling job may read the `secrets` context.
-            let mut c = ectx.contexts.clone();
-            c.insert("secrets".into(), Value::Object(scope.env.secrets.clone()));
-            let sctx = expr::Context {
-                contexts: &c,
-                status: ectx.status,
-                host: None,
-            };
-            match workflow::eval::evaluate(n, &sctx).map_err(|e| JobError::expr("`secrets`", e))? {
-                Value::Object(m) => {
-                    for (k, v) in m {
-                        secrets.insert(k, Value::String(v.to_expr_string()));
-                    }
-                }
-                _ => return Err(bad("`secrets` must be `inherit` or a mapping".into())),
-            }
-        }
-        None => {}
-    }
-    for (name, required) in &trigger.secrets {
-        // An empty value (a caller's secret that does not exist) counts as not provided.
-        if *required && expr::map_get(&secrets, name).is_none_or(|v| v.to_expr_string().is_empty())
-        {
-            return Err(bad(format!("secret `{name}` is required by {rel}")));
-        }
-    }
-    if let Some(t) = expr::map_get(&scope.env.secrets, "GITHUB_TOKEN") {
-        secrets
-            .entry("GITHUB_TOKEN".to_owned())
-            .or_insert_with(|| t.clone());
-    }
-    let mut env = (*scope.env).clone();
-    env.inputs = inputs.clone();
-    env.secrets = secrets;
-    let caller = match &scope.caller {
-        Some(c) => format!("{c} / {id}"),
-        None => id.to_owned(),
-    };
-    let inner = Scope {
-        env: Arc::new(env),
-        caller: Some(caller),
-        ..scope.clone()
-    };
-    let planned = Planned {
-        file: rel.to_owned(),
-        workflow: called.clone(),
-    };
-    let called_wf = called.clone();
-    let report = run_workflow_boxed(planned, inner.clone()).await;
-    // `jobs.<id>.result` / `.outputs` of the called workflow, for its outputs.
-    let mut jobs = Map::new();
-    for (jid, _) in &called_wf.jobs {
-        let mine: Vec<&JobReport> = report
-            .jobs
-            .iter()
-            .filter(|j| j.id.rsplit('/').next() == Some(jid.as_str()))
-            .collect();
-        let result = if mine.iter().any(|j| j.conclusion == Conclusion::Failure) {
-            Conclusion::Failure
-        } else if mine.iter().any(|j| j.conclusion == Conclusion::Cancelled) {
-            Conclusion::Cancelled
-        } else if mine.iter().all(|j| j.conclusion == Conclusion::Skipped) {
-            Conclusion::Skipped
-        } else {
-            Conclusion::Success
-        };
-        let mut outputs = Map::new();
-        for j in &mine {
-            for (k, v) in &j.outputs {
-                outputs.insert(k.clone(), Value::from_json(v.clone()));
-            }
-        }
-        jobs.insert(
-            jid.clone(),
-            obj([
-                ("result", Value::from(result.as_str())),
-                ("outputs", Value::Object(outputs)),
-            ]),
-        );
-    }
-    let mut c = base_contexts(&inner.env, &Map::new());
-    c.insert("jobs".into(), Value::Object(jobs));
-    let octx = expr::Context {
-        contexts: &c,
-        status: Status::Success,
-        host: None,
-    };
-    let mut outputs = Map::new();
-    for (name, node) in &trigger.outputs {
-        let v = workflow::eval::evaluate_string(node, &octx)
-            .map_err(|e| JobError::expr(format!("output `{name}`"), e))?;
-        outputs.insert(name.clone(), Value::String(v));
-    }
-    Ok((
-        Done {
-            result: report.conclusion,
-            outputs,
-        },
-        report.jobs,
-    ))
 }

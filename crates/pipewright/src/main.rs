@@ -22,7 +22,7 @@ fn main() -> ExitCode {
     // command line's parser (a millisecond of a short job).
     if std::env::args_os().nth(1).is_some_and(|a| a == "job-exec") {
         serve_cmd::init_logging();
-        return ExitCode::from(runner::job_exec());
+        return ExitCode::from(runner::job_exec(actions::registry()));
     }
     let cli = match cli::Cli::try_parse() {
         Ok(c) => c,
@@ -56,7 +56,7 @@ fn main() -> ExitCode {
         cli::Command::DeployLock(args) => deploy_cmd::deploy_lock(&args),
         cli::Command::DeployAgent => Ok(deploy_cmd::agent()),
         // Taken above, before the parser.
-        cli::Command::JobExec => Ok(runner::job_exec()),
+        cli::Command::JobExec => Ok(runner::job_exec(actions::registry())),
     };
     match result {
         Ok(code) => ExitCode::from(code),

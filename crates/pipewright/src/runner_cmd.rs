@@ -232,6 +232,7 @@ pub(crate) fn run(args: &RunnerArgs) -> Result<u8> {
                 work_dir,
                 base_env: runner::job_env(),
                 isolation,
+                actions: actions::registry(),
             },
             shutdown,
         )

@@ -46,7 +46,7 @@ pub(crate) fn run(args: &ServeArgs) -> Result<u8> {
             tracing::info!("shutting down: no new runs are taken, running ones finish");
             s.cancel();
         });
-        server::serve(config, listener, &exe, shutdown).await?;
+        server::serve(config, listener, &exe, actions::registry(), shutdown).await?;
         Ok::<_, anyhow::Error>(())
     })?;
     Ok(0)

@@ -427,13 +427,13 @@ impl Sink for StdoutSink {
 
 /// `pipewright job-exec`: runs the job the runner gives on standard input, confined. Call
 /// it first thing in `main`, before any thread is started. Its exit code.
-pub fn job_exec() -> u8 {
+pub fn job_exec(actions: engine::Actions) -> u8 {
     let mut input = Vec::new();
     if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut input) {
         eprintln!("pipewright job-exec: cannot read the job: {e}");
         return 2;
     }
-    let exec: JobExec = match serde_json::from_slice(&input) {
+    let mut exec: JobExec = match serde_json::from_slice(&input) {
         Ok(e) => e,
         Err(e) => {
             eprintln!("pipewright job-exec: cannot read the job: {e}");
@@ -441,6 +441,7 @@ pub fn job_exec() -> u8 {
         }
     };
     drop(input);
+    exec.site.actions = actions;
     let t0 = std::time::Instant::now();
     // A session of its own: no controlling terminal (the one the server may have been
     // started from is not the job's to type into), and out of the runner's process group.

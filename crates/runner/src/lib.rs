@@ -70,6 +70,8 @@ pub struct RunnerConfig {
     /// How jobs are confined (`None`: they run in this process, as this user, and no job
     /// of untrusted origin is taken).
     pub isolation: Option<Isolation>,
+    /// The actions the engine is given, for jobs run in this process.
+    pub actions: engine::Actions,
 }
 
 /// The HTTP client: an idle connection is given up before the server's idle timeout (30 s
@@ -734,6 +736,9 @@ pub struct Site {
     pub action_dirs: Vec<PathBuf>,
     /// Caches that outlive the job (`setup-python`'s pip cache, the tool cache).
     pub cache_dir: PathBuf,
+    /// The actions the engine is given (not sent to a job's process: it has its own).
+    #[serde(skip)]
+    pub actions: engine::Actions,
 }
 
 /// Everything to run the job: its spec and run environment, from the lease and the source.
@@ -801,6 +806,7 @@ fn prepare(
             lease: lease.clone(),
         })),
         event_path,
+        actions: site.actions.clone(),
     };
     let job = JobSpec {
         workflow: wf,
@@ -1075,6 +1081,7 @@ async fn run_in_slot(
                 .work_dir
                 .join("cache")
                 .join(sanitize(&lease.spec.repo)),
+            actions: config.actions.clone(),
         };
         return Ok(run_here(client, workflows, &site, lease, tar, sink, cancel).await);
     };
@@ -1121,6 +1128,7 @@ async fn run_in_slot(
         base_env,
         action_dirs: vec![config.work_dir.join("actions")],
         cache_dir,
+        actions: config.actions.clone(),
     };
     // The workflow's text as this runner read it (once per commit): the job's process
     // need not read the archive again.

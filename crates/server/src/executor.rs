@@ -303,6 +303,8 @@ impl Executor {
             // Jobs run on runners, which keep their caches in the server's store.
             cache_store: None,
             event_path,
+            // The server walks the graph; its runners run the steps, with their actions.
+            actions: engine::Actions::default(),
         };
         let sink = Arc::new(StoreSink {
             run: run.id,

@@ -71,6 +71,7 @@ pub async fn serve(
     config: Config,
     listener: TcpListener,
     exe: &std::path::Path,
+    actions: engine::Actions,
     shutdown: CancellationToken,
 ) -> Result<(), ServeError> {
     let dir = &config.data_dir;
@@ -287,6 +288,7 @@ pub async fn serve(
             work_dir: config.data_dir.join("work"),
             base_env: runner::job_env(),
             isolation,
+            actions,
         };
         tokio::spawn(runner::run(rc, shutdown.clone()))
     });

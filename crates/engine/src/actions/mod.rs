@@ -6,9 +6,8 @@ pub(crate) mod cache;
 mod checkout;
 mod codecov;
 mod local;
-mod pipewright_deploy;
 mod python;
-mod slack;
+pub(crate) mod registry;
 mod ssh_agent;
 
 use std::path::PathBuf;
@@ -196,8 +195,10 @@ pub(crate) async fn run(
         "actions/cache/save" => cache::save_now(state, &call).await.map(ok),
         "codecov/codecov-action" => codecov::run(state, &call).map(ok),
         "webfactory/ssh-agent" => ssh_agent::run(state, &call).await.map(ok),
-        "slackapi/slack-github-action" => slack::run(state, &call).await.map(ok),
-        "pipewright/deploy" => pipewright_deploy::run(state, &call).await.map(ok),
+        _ if state.run.actions.get(&name).is_some() => {
+            let action = state.run.actions.get(&name);
+            registered(state, &call, action).await.map(ok)
+        }
         _ => {
             // A copy placed for offline use: <dir>/<owner>/<repo>@<ref>/[path].
             let (repo_path, r) = uses.split_once('@').unwrap_or((&uses, ""));
@@ -232,6 +233,42 @@ pub(crate) async fn run(
             })
         }
     }
+}
+
+/// Runs an action given to the engine ([`registry::Actions`]): its log lines go to the job's
+/// log as they come, its outputs become the step's.
+async fn registered(
+    state: &mut JobState<'_>,
+    call: &Call<'_>,
+    action: Option<std::sync::Arc<dyn registry::Action>>,
+) -> Result<(), ActionError> {
+    let Some(action) = action else {
+        return Ok(());
+    };
+    let (log, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let step = registry::ActionStep {
+        uses: call.uses.clone(),
+        inputs: call.with.clone(),
+        env: state.process_env(&call.env, None),
+        workspace: state.workspace.clone(),
+        github: state.run.github.clone(),
+        log,
+    };
+    let mut running = action.run(step);
+    let result = loop {
+        tokio::select! {
+            r = &mut running => break r,
+            Some(line) = lines.recv() => state.log(crate::sink::Line::Output(line)),
+        }
+    };
+    while let Ok(line) = lines.try_recv() {
+        state.log(crate::sink::Line::Output(line));
+    }
+    let outputs = result.map_err(|e| ActionError::Failed(state.run.masker.mask(&e.0)))?;
+    for (name, value) in outputs {
+        call.set_output(&name, &value)?;
+    }
+    Ok(())
 }
 
 /// `hashFiles()`: SHA-256 over the SHA-256 of each matched file in the workspace, in path

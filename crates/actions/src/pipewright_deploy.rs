@@ -2,34 +2,40 @@
 //! `.pipewright/deploy.yml`, as `pipewright deploy ENV --artifact DIR` does, with the step's
 //! environment for `ssh` (so `webfactory/ssh-agent`'s key is used).
 
-use super::{ActionError, Call};
-use crate::job::JobState;
-use crate::sink::Line;
+use engine::{Action, ActionFailed, ActionFuture, ActionStep};
 
-pub(super) async fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(), ActionError> {
-    let environment = call.required("environment")?;
-    let artifact = call.required("artifact")?;
-    let version = call.input("version");
-    let root = state.workspace.clone();
-    let who = state
-        .run
+pub(crate) struct Deploy;
+
+impl Action for Deploy {
+    fn run(&self, step: ActionStep) -> ActionFuture {
+        Box::pin(deploy(step))
+    }
+}
+
+async fn deploy(step: ActionStep) -> Result<Vec<(String, String)>, ActionFailed> {
+    let environment = step.required("environment")?;
+    let artifact = step.required("artifact")?;
+    let version = step.input("version");
+    let root = step.workspace.clone();
+    let who = step
         .github
         .get("actor")
         .map(expr::Value::to_expr_string)
         .unwrap_or_else(|| "pipewright".into());
     let agent_binary =
-        std::env::current_exe().map_err(|e| ActionError::io("the pipewright binary", e))?;
-    let ssh_env: Vec<(String, String)> = state
-        .process_env(&call.env, None)
-        .into_iter()
+        std::env::current_exe().map_err(|e| ActionFailed(format!("the pipewright binary: {e}")))?;
+    let ssh_env: Vec<(String, String)> = step
+        .env
+        .iter()
         .filter(|(k, _)| k.starts_with("SSH_") || k == "HOME" || k == "PATH" || k == "USER")
+        .cloned()
         .collect();
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<String>();
+    let log = step.log.clone();
     // The deploy blocks (ssh, files): it runs on a blocking thread and reports lines back.
-    let task = tokio::task::spawn_blocking(move || {
+    let summary = tokio::task::spawn_blocking(move || {
         let mut report = |host: &str, ev: &deploy::Event| {
             if let Some(line) = deploy::protocol::describe(host, ev) {
-                let _ = tx.send(line);
+                let _ = log.send(line);
             }
         };
         let inputs = deploy::workflow_action::DeployInputs {
@@ -42,26 +48,23 @@ pub(super) async fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(),
             ssh_env,
         };
         deploy::workflow_action::deploy(&inputs, &mut report)
-    });
-    while let Some(line) = rx.recv().await {
-        state.log(Line::Output(line));
-    }
-    let summary = task
-        .await
-        .map_err(|e| ActionError::Failed(format!("the deploy stopped: {e}")))?
-        .map_err(|e| ActionError::Failed(e.to_string()))?;
+    })
+    .await
+    .map_err(|e| ActionFailed(format!("the deploy stopped: {e}")))?
+    .map_err(|e| ActionFailed(e.to_string()))?;
     let code = summary.outcome.exit_code();
-    call.set_output("exit-code", &code.to_string())?;
-    call.set_output(
-        "outcome",
-        &format!("{:?}", summary.outcome).to_ascii_lowercase(),
-    )?;
     if code != 0 {
-        return Err(ActionError::Failed(format!(
+        return Err(ActionFailed(format!(
             "the deploy ended with exit code {code}: {}",
             summary.message
         )));
     }
-    state.log(Line::Output(summary.message));
-    Ok(())
+    step.say(summary.message);
+    Ok(vec![
+        ("exit-code".to_owned(), code.to_string()),
+        (
+            "outcome".to_owned(),
+            format!("{:?}", summary.outcome).to_ascii_lowercase(),
+        ),
+    ])
 }
