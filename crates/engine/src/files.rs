@@ -16,6 +16,26 @@ fn has_glob(s: &str) -> bool {
     s.contains(['*', '?', '[', '+'])
 }
 
+/// `s` as one safe path component, the same wherever pipewright names a directory after a
+/// repository, workflow or commit: ASCII letters, digits, `.`, `-` and `_` kept, anything
+/// else `_`; never empty, `.` or `..`.
+pub fn safe_name(s: &str) -> String {
+    let name: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_') {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    match name.as_str() {
+        "" | "." | ".." => name.replace('.', "_") + "_",
+        _ => name,
+    }
+}
+
 /// Makes a path absolute against `base` (`~/` against `home`, the job's `HOME`) and removes
 /// `.` and `..` textually.
 pub fn normalize(base: &Path, home: Option<&Path>, p: &str) -> PathBuf {
@@ -255,6 +275,23 @@ pub fn write_reusing(path: &Path, contents: &[u8]) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_safe_name_is_one_path_component() {
+        for (name, want) in [
+            ("acme/inner-architect", "acme_inner-architect"),
+            ("o/r@x", "o_r_x"),
+            ("CI / CD", "CI___CD"),
+            ("v1.2", "v1.2"),
+            ("", "_"),
+            (".", "__"),
+            ("..", "___"),
+            ("../..", ".._.."),
+            ("é", "_"),
+        ] {
+            assert_eq!(super::safe_name(name), want, "{name:?}");
+        }
+    }
+
     use super::*;
 
     #[test]

@@ -513,10 +513,10 @@ async fn run_job_node(node: JobNode<'_>, needs: Map, scope: Scope) -> (Done, Vec
             job_id: id.to_owned(),
             key: format!(
                 "{}-{}{id}-{index}",
-                sanitize(wf_name),
+                crate::files::safe_name(wf_name),
                 caller
                     .as_deref()
-                    .map(|c| format!("{}-", sanitize(c)))
+                    .map(|c| format!("{}-", crate::files::safe_name(c)))
                     .unwrap_or_default()
             ),
             display,
@@ -617,11 +617,6 @@ async fn run_job_node(node: JobNode<'_>, needs: Map, scope: Scope) -> (Done, Vec
     (Done { result, outputs }, reports)
 }
 
-fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect()
-}
 
 /// Reads a file of the run's source (a workflow, a called workflow): the work tree, or the commit being run.
 pub fn read_source_file(

@@ -443,17 +443,6 @@ fn empty_slot(dir: &Path) -> Result<(), RunnerError> {
     Ok(())
 }
 
-fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '.' || c == '-' {
-                c
-            } else {
-                '_'
-            }
-        })
-        .collect()
-}
 
 fn map_of(v: &serde_json::Value) -> Map {
     match Value::from_json(v.clone()) {
@@ -501,8 +490,8 @@ async fn source(
     set_mode(&dir, 0o700)?;
     let tar = dir.join(format!(
         "{}-{}.tar",
-        sanitize(&lease.spec.repo),
-        sanitize(&lease.spec.sha)
+        engine::files::safe_name(&lease.spec.repo),
+        engine::files::safe_name(&lease.spec.sha)
     ));
     if tar.exists() {
         return Ok(tar);
@@ -1080,7 +1069,7 @@ async fn run_in_slot(
             cache_dir: config
                 .work_dir
                 .join("cache")
-                .join(sanitize(&lease.spec.repo)),
+                .join(engine::files::safe_name(&lease.spec.repo)),
             actions: config.actions.clone(),
         };
         return Ok(run_here(client, workflows, &site, lease, tar, sink, cancel).await);
@@ -1098,7 +1087,7 @@ async fn run_in_slot(
     let cache_dir = if trusted {
         let dir = config.work_dir.join("cache").join(format!(
             "{}.{}",
-            sanitize(&lease.spec.repo),
+            engine::files::safe_name(&lease.spec.repo),
             user.map_or(0, |u| u.uid)
         ));
         confined::owned_dir(&dir, user)?;
@@ -1160,7 +1149,6 @@ mod tests {
             }),
             "##[error] f:3: m"
         );
-        assert_eq!(sanitize("o/r@x"), "o_r_x");
     }
 
     #[test]

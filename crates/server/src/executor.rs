@@ -299,7 +299,7 @@ impl Executor {
             masker,
             base_env: runner::job_env(),
             action_dirs: vec![self.config.data_dir.join("actions")],
-            cache_dir: self.config.data_dir.join("cache").join(sanitize(&run.repo)),
+            cache_dir: self.config.data_dir.join("cache").join(engine::files::safe_name(&run.repo)),
             // Jobs run on runners, which keep their caches in the server's store.
             cache_store: None,
             event_path,
@@ -388,8 +388,3 @@ impl Executor {
     }
 }
 
-fn sanitize(s: &str) -> String {
-    s.chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect()
-}
