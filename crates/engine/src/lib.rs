@@ -1,10 +1,13 @@
-//! The engine: runs workflow jobs on the host. It turns a job of the model into processes
-//! (shells, built-in actions), handles file and workflow commands, masks secrets, and reports
-//! what happens to a [`Sink`].
+//! The engine: walks a workflow's job graph (its rules, without IO, in `graph`) and runs job
+//! instances on the host. It turns a job of the model into processes (shells, the built-in
+//! actions, local and offline copies of actions, and the [`Actions`] its driver gives it),
+//! handles file and workflow commands, masks secrets, and reports what happens to a [`Sink`].
 //!
-//! The engine knows nothing of the command line, HTTP or databases: the binary, the server and
-//! the remote runner drive it. A single job can run alone ([`run_job`]) given the run's
-//! contexts and its needs' results, which is what a remote runner does.
+//! The engine knows nothing of the command line, HTTP or databases, nor of deployments: the
+//! binary, the server and the remote runner drive it. Where a job instance runs is the
+//! [`JobRunner`] the walk is given ([`Local`]; the server's queue; [`Scripted`] in tests). A
+//! single job can run alone ([`run_job`]) given the run's contexts and its needs' results,
+//! which is what a remote runner does.
 
 mod actions;
 mod call;

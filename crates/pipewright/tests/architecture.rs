@@ -1,0 +1,75 @@
+//! ARCHITECTURE.md tells the truth about the crates: its dependency table is what each
+//! crate's manifest says, and its diagram names every crate.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// Each workspace crate and the workspace crates its `[dependencies]` name.
+fn manifests() -> BTreeMap<String, BTreeSet<String>> {
+    let crates = root().join("crates");
+    let names: BTreeSet<String> = std::fs::read_dir(&crates)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| crates.join(n).join("Cargo.toml").is_file())
+        .collect();
+    names
+        .iter()
+        .map(|name| {
+            let text = std::fs::read_to_string(crates.join(name).join("Cargo.toml")).unwrap();
+            let mut deps = BTreeSet::new();
+            let mut in_deps = false;
+            for line in text.lines() {
+                let line = line.trim();
+                if line.starts_with('[') {
+                    in_deps = line == "[dependencies]";
+                    continue;
+                }
+                if !in_deps {
+                    continue;
+                }
+                let key = line
+                    .split(['=', '.', ' '])
+                    .next()
+                    .unwrap_or_default()
+                    .trim();
+                if names.contains(key) {
+                    deps.insert(key.to_owned());
+                }
+            }
+            (name.clone(), deps)
+        })
+        .collect()
+}
+
+#[test]
+fn the_dependency_table_and_the_diagram_match_the_manifests() {
+    let doc = std::fs::read_to_string(root().join("ARCHITECTURE.md")).unwrap();
+    let start = doc
+        .find("| crate | depends on |")
+        .expect("ARCHITECTURE.md has the dependency table");
+    let mut table = BTreeMap::new();
+    for line in doc[start..].lines().skip(2) {
+        if !line.starts_with('|') {
+            break;
+        }
+        let cells: Vec<&str> = line.trim_matches('|').split('|').collect();
+        let name = cells[0].trim().trim_matches('`').to_owned();
+        let deps: BTreeSet<String> = cells[1]
+            .split(',')
+            .map(|d| d.trim().trim_matches('`').to_owned())
+            .filter(|d| !d.is_empty())
+            .collect();
+        table.insert(name, deps);
+    }
+    assert_eq!(table, manifests(), "ARCHITECTURE.md's table against Cargo.toml");
+    let diagram_start = doc.find("```\n").expect("a diagram");
+    let diagram_end = doc[diagram_start + 4..].find("```").unwrap() + diagram_start + 4;
+    let diagram = &doc[diagram_start..diagram_end];
+    for name in manifests().keys() {
+        assert!(diagram.contains(name.as_str()), "the diagram shows `{name}`");
+    }
+}
