@@ -9,6 +9,7 @@ use std::time::Duration;
 
 use indexmap::IndexMap;
 use serde::{Deserialize, Serialize};
+use workflow::duration::parse_duration;
 use workflow::yaml::{self, Node, NodeKind};
 use workflow::{Diagnostic, Span};
 
@@ -76,8 +77,8 @@ impl Hooks {
     /// lock) forever.
     pub const DEFAULT_TIMEOUT_MS: u64 = 30 * 60 * 1000;
 
-    pub fn timeout(&self) -> std::time::Duration {
-        std::time::Duration::from_millis(self.timeout_ms.unwrap_or(Self::DEFAULT_TIMEOUT_MS))
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms.unwrap_or(Self::DEFAULT_TIMEOUT_MS))
     }
 }
 
@@ -142,58 +143,6 @@ pub fn parse(src: &str) -> Parsed {
     Parsed {
         config,
         diagnostics,
-    }
-}
-
-/// A dotenv file's variables: `NAME=VALUE` lines, `#` comments, optional `export` and
-/// quotes. Lines that are not assignments are skipped.
-pub fn dotenv(text: &str) -> Vec<(String, String)> {
-    let mut out = Vec::new();
-    for line in text.lines() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let Some((k, v)) = line.split_once('=') else {
-            continue;
-        };
-        let v = v.trim();
-        let v = v
-            .strip_prefix('"')
-            .and_then(|v| v.strip_suffix('"'))
-            .or_else(|| v.strip_prefix('\'').and_then(|v| v.strip_suffix('\'')))
-            .unwrap_or(v);
-        out.push((k.trim().to_owned(), v.to_owned()));
-    }
-    out
-}
-
-/// Parses `500ms`, `2s`, `1.5s`, `3m`, `1h`.
-pub fn parse_duration(s: &str) -> Option<Duration> {
-    let s = s.trim();
-    let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-    let (num, unit) = s.split_at(split);
-    let n: f64 = num.parse().ok()?;
-    let ms = match unit {
-        "ms" => n,
-        "s" => n * 1e3,
-        "m" => n * 60e3,
-        "h" => n * 3600e3,
-        _ => return None,
-    };
-    (ms.is_finite() && ms >= 0.0).then(|| Duration::from_micros((ms * 1e3) as u64))
-}
-
-/// A duration as [`parse_duration`] reads it: `90s`, `20m`, `1500ms`.
-pub fn format_duration(d: Duration) -> String {
-    let ms = d.as_millis();
-    if ms.is_multiple_of(60_000) {
-        format!("{}m", ms / 60_000)
-    } else if ms.is_multiple_of(1000) {
-        format!("{}s", ms / 1000)
-    } else {
-        format!("{ms}ms")
     }
 }
 
@@ -671,11 +620,8 @@ impl Checker {
             match k.as_str().unwrap_or_default() {
                 "url" => {
                     if let Some(u) = self.string(v, "`health.url`") {
-                        if crate::health::Url::parse(&crate::health::expand(&u, &|_| {
-                            Some("1".to_owned())
-                        }))
-                        .is_some()
-                        {
+                        let sample = crate::health::expand(&u, &|_| Some("1".to_owned()));
+                        if crate::health::check_url(&sample).is_ok() {
                             h.url = u;
                         } else {
                             self.error(
@@ -764,28 +710,5 @@ mod tests {
             );
             assert_eq!(p.diagnostics[0].span.start.line, 6, "{:?}", p.diagnostics);
         }
-    }
-
-    #[test]
-    fn dotenv_files() {
-        let v = dotenv("# c\nexport A=1\nB=\"two words\"\nC='x'\nnot an assignment\n");
-        assert_eq!(
-            v,
-            [
-                ("A".into(), "1".into()),
-                ("B".into(), "two words".into()),
-                ("C".into(), "x".into())
-            ]
-        );
-    }
-
-    #[test]
-    fn durations() {
-        assert_eq!(parse_duration("500ms"), Some(Duration::from_millis(500)));
-        assert_eq!(parse_duration("1.5s"), Some(Duration::from_millis(1500)));
-        assert_eq!(parse_duration("2m"), Some(Duration::from_secs(120)));
-        assert_eq!(parse_duration("2"), None);
-        assert_eq!(parse_duration("s"), None);
-        assert_eq!(parse_duration("1x"), None);
     }
 }

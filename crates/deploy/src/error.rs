@@ -14,8 +14,10 @@ pub enum Error {
     Hook { hook: String, status: String },
     #[error("the `{hook}` hook did not finish within {after}: stopped")]
     HookTimedOut { hook: String, after: String },
-    #[error("{0}")]
-    Unhealthy(String),
+    #[error(transparent)]
+    Unhealthy(#[from] crate::health::HealthError),
+    #[error(transparent)]
+    Dotenv(#[from] crate::dotenv::DotenvError),
     #[error("`{path}` does not match its checksum")]
     Checksum { path: String },
     #[error("protocol: {0}")]

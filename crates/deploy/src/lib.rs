@@ -10,6 +10,7 @@
 pub mod agent;
 pub mod config;
 pub mod deployer;
+pub mod dotenv;
 pub mod error;
 pub mod health;
 pub mod manifest;

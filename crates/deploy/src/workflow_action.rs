@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 
 use crate::config::{self, Environment, Settings};
 use crate::deployer::{DeployOptions, Report, Summary, Target, artifact_dir};
+use crate::dotenv;
 use crate::error::{Error, Result};
 
 /// The action's inputs.
@@ -48,9 +49,7 @@ pub fn load_environment(root: &Path, environment: &str) -> Result<(Environment, 
     };
     let mut settings = env.settings.clone();
     if let Some(f) = &env.env_file {
-        let p = root.join(f);
-        let text = std::fs::read_to_string(&p).map_err(Error::io("cannot read", &p))?;
-        for (k, v) in config::dotenv(&text) {
+        for (k, v) in dotenv::read(&root.join(f))? {
             settings.env.entry(k).or_insert(v);
         }
     }

@@ -105,7 +105,7 @@ fn load(directory: Option<&Path>, environment: &str) -> Result<Loaded> {
     };
     let mut settings = env.settings.clone();
     if let Some(f) = &env.env_file {
-        for (k, v) in dotenv(&root.join(f))? {
+        for (k, v) in deploy::dotenv::read(&root.join(f))? {
             settings.env.entry(k).or_insert(v);
         }
     }
@@ -114,12 +114,6 @@ fn load(directory: Option<&Path>, environment: &str) -> Result<Loaded> {
         env,
         settings,
     })
-}
-
-fn dotenv(path: &Path) -> Result<Vec<(String, String)>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    Ok(deploy::config::dotenv(&text))
 }
 
 fn who() -> String {
@@ -142,7 +136,7 @@ fn who() -> String {
 fn lock_wait(s: Option<&str>) -> Result<u64> {
     match s {
         None => Ok(0),
-        Some(s) => match deploy::config::parse_duration(s) {
+        Some(s) => match workflow::duration::parse_duration(s) {
             Some(d) => Ok(u64::try_from(d.as_millis()).unwrap_or(u64::MAX)),
             None => bail!("--lock-wait `{s}` is not a duration (such as 30s or 2m)"),
         },

@@ -22,43 +22,10 @@ fn pair(s: &str, what: &str) -> Result<(String, String)> {
     }
 }
 
-/// Reads a dotenv file: `NAME=VALUE` lines, `#` comments, optional quotes and `export`.
-fn dotenv(path: &Path) -> Result<Vec<(String, String)>> {
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
-    let mut out = Vec::new();
-    for (i, line) in text.lines().enumerate() {
-        let line = line.trim();
-        if line.is_empty() || line.starts_with('#') {
-            continue;
-        }
-        let line = line.strip_prefix("export ").unwrap_or(line);
-        let Some((k, v)) = line.split_once('=') else {
-            bail!("{}:{}: expected NAME=VALUE", path.display(), i + 1);
-        };
-        let v = v.trim();
-        let v = if v.len() >= 2
-            && ((v.starts_with('"') && v.ends_with('"'))
-                || (v.starts_with('\'') && v.ends_with('\'')))
-        {
-            let inner = &v[1..v.len() - 1];
-            if v.starts_with('"') {
-                inner.replace("\\n", "\n").replace("\\\"", "\"")
-            } else {
-                inner.to_owned()
-            }
-        } else {
-            v.to_owned()
-        };
-        out.push((k.trim().to_owned(), v));
-    }
-    Ok(out)
-}
-
 fn collect(pairs: &[String], file: Option<&Path>, what: &str) -> Result<Map> {
     let mut m = Map::new();
     if let Some(f) = file {
-        for (k, v) in dotenv(f)? {
+        for (k, v) in deploy::dotenv::read(f)? {
             m.insert(k, Value::String(v));
         }
     }

@@ -577,36 +577,11 @@ fn mirror_path(data_dir: &Path, name: &str) -> PathBuf {
     data_dir.join("mirrors").join(format!("{escaped}.git"))
 }
 
-/// `30s`, `5m`, `1h`, `1m30s`: whole numbers of hours, minutes and seconds, at least one
-/// second in all (a fetch more often than that is a mistake, not a setting).
+/// A duration in pipewright's one grammar ([`workflow::duration::parse_duration`]: `30s`,
+/// `5m`, `1h`, `1m30s`, `1.5m`) of at least one second (a fetch or a collection more often
+/// than that is a mistake, not a setting).
 fn parse_interval(text: &str) -> Option<Duration> {
-    let mut total: u64 = 0;
-    let mut rest = text.trim();
-    if rest.is_empty() {
-        return None;
-    }
-    while !rest.is_empty() {
-        let digits = rest
-            .find(|c: char| !c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        if digits == 0 {
-            return None;
-        }
-        let n: u64 = rest[..digits].parse().ok()?;
-        rest = &rest[digits..];
-        let unit_len = rest
-            .find(|c: char| c.is_ascii_digit())
-            .unwrap_or(rest.len());
-        let seconds = match &rest[..unit_len] {
-            "s" => 1,
-            "m" => 60,
-            "h" => 3600,
-            _ => return None,
-        };
-        rest = &rest[unit_len..];
-        total = total.checked_add(n.checked_mul(seconds)?)?;
-    }
-    (total >= 1).then(|| Duration::from_secs(total))
+    workflow::duration::parse_duration(text).filter(|d| *d >= Duration::from_secs(1))
 }
 
 /// A URL with its credentials replaced, for logs and `Debug`: the password of
@@ -659,7 +634,8 @@ mod tests {
             ("s", None),
             ("", None),
             ("5 m", None),
-            ("1.5m", None),
+            ("1.5m", Some(90)),
+            ("0.5s", None),
             ("-1s", None),
             ("10d", None),
             ("99999999999999999999s", None),

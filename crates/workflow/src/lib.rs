@@ -3,10 +3,14 @@
 //!
 //! Pure: this crate does no IO (the caller reads files) and knows nothing of processes or
 //! tokio. Values that may hold `${{ }}` expressions stay YAML nodes, evaluated by the engine.
+//!
+//! Its YAML loader, diagnostics and [`duration`] grammar also serve pipewright's other
+//! configuration files (`.pipewright/deploy.yml`, the server's durations).
 
 pub mod action;
 pub mod cron;
 mod diag;
+pub mod duration;
 pub mod eval;
 pub mod inputs;
 pub mod model;
