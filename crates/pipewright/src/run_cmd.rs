@@ -335,11 +335,7 @@ pub(crate) fn run(args: RunArgs) -> Result<u8> {
         action_dirs.push(PathBuf::from(d));
     }
     action_dirs.push(home().join(".local/share/pipewright/actions"));
-    let repo_key: String = repo
-        .name()
-        .chars()
-        .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
-        .collect();
+    let repo_key = engine::files::safe_name(&repo.name());
     let github = github_context(&repo, &ev, &sha, &run_id);
     let base = RunEnv {
         github,
@@ -356,6 +352,7 @@ pub(crate) fn run(args: RunArgs) -> Result<u8> {
         cache_dir: cache_root().join(repo_key),
         cache_store: None,
         event_path,
+        actions: actions::registry(),
     };
     let color = std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
     let console = Arc::new(Console::new(color));
