@@ -1,0 +1,130 @@
+//! What a job shows: the one way a line reaches the sink, and the workflow commands
+//! (`::add-mask::`, `::group::`, annotations, ...) in a process's output.
+
+use tokio_util::sync::CancellationToken;
+
+use super::JobState;
+use crate::commands::parse_command;
+use crate::mask::Masker;
+use crate::process::{self, Exit, Spawn};
+use crate::sink::{JobLabel, Level, Line, Sink};
+
+impl JobState<'_> {
+    pub(crate) fn log(&self, line: Line) {
+        shown(&self.run.masker, self.sink, &self.label, line);
+    }
+
+    pub(crate) fn error(&self, message: impl Into<String>) {
+        self.log(Line::Annotation {
+            level: Level::Error,
+            message: message.into(),
+            file: None,
+            line: None,
+        });
+    }
+    /// Runs a process as (part of) a step, handling workflow commands in its output.
+    pub(crate) async fn run_process(
+        &mut self,
+        spawn: &Spawn,
+        deadline: Option<tokio::time::Instant>,
+        cancel: &CancellationToken,
+    ) -> std::io::Result<Exit> {
+        let masker = self.run.masker.clone();
+        let sink = self.sink;
+        let label = self.label.clone();
+        let mut stop_token: Option<String> = None;
+        // A line longer than the reader's pieces is masked as a whole: it is cut where no
+        // secret can straddle the cut. The two streams' pieces interleave: each has its own.
+        let mut cutters = [
+            (crate::mask::LineCutter::default(), false),
+            (crate::mask::LineCutter::default(), false),
+        ];
+        let mut on_line = move |piece: process::Piece| {
+            let (cutter, long_line) =
+                &mut cutters[usize::from(piece.stream == process::Stream::Stderr)];
+            let (raw, complete) = (piece.text, piece.complete);
+            if *long_line || !complete {
+                // Part of a long line: output, never a command.
+                *long_line = !complete;
+                if let Some(text) = cutter.piece(&masker, &raw, complete) {
+                    shown(&masker, sink, &label, Line::Output(text));
+                }
+                return;
+            }
+            if let Some(tok) = &stop_token {
+                if raw.trim() == format!("::{tok}::") {
+                    stop_token = None;
+                } else {
+                    shown(&masker, sink, &label, Line::Output(raw));
+                }
+                return;
+            }
+            let Some(cmd) = parse_command(&raw) else {
+                shown(&masker, sink, &label, Line::Output(raw));
+                return;
+            };
+            let line = match cmd.name.as_str() {
+                "add-mask" => {
+                    masker.add(&cmd.message);
+                    return;
+                }
+                "stop-commands" => {
+                    stop_token = Some(cmd.message.clone());
+                    return;
+                }
+                "group" => Line::GroupStart(cmd.message),
+                "endgroup" => Line::GroupEnd,
+                "error" | "warning" | "notice" | "debug" => Line::Annotation {
+                    level: match cmd.name.as_str() {
+                        "error" => Level::Error,
+                        "warning" => Level::Warning,
+                        "notice" => Level::Notice,
+                        _ => Level::Debug,
+                    },
+                    message: cmd.message,
+                    file: cmd.properties.get("file").cloned(),
+                    line: cmd.properties.get("line").cloned(),
+                },
+                // Other commands (set-output, save-state, echo) are deprecated or disabled on
+                // GitHub; their lines are shown as output.
+                _ => Line::Output(raw),
+            };
+            shown(&masker, sink, &label, line);
+        };
+        let (exit, pgid) = process::run(spawn, &mut on_line, deadline, cancel).await?;
+        self.process_groups.push(pgid);
+        Ok(exit)
+    }
+}
+
+/// The one way a line reaches the sink: every field masked, then neutralised (control
+/// characters shown, not obeyed: see [`crate::mask::neutralise`]). A message of several
+/// lines (`%0A` in a workflow command) becomes one annotation per line, so no text of a job
+/// ever starts a log line of its own that is not its.
+fn shown(masker: &Masker, sink: &dyn Sink, label: &JobLabel, line: Line) {
+    let clean = |s: &str| crate::mask::neutralise(&masker.mask(s)).into_owned();
+    match line {
+        Line::Output(s) => sink.line(label, Line::Output(clean(&s))),
+        Line::GroupStart(s) => sink.line(label, Line::GroupStart(clean(&s))),
+        Line::GroupEnd => sink.line(label, Line::GroupEnd),
+        Line::Annotation {
+            level,
+            message,
+            file,
+            line,
+        } => {
+            let (mut file, mut line) = (file.map(|f| clean(&f)), line.map(|l| clean(&l)));
+            for part in message.split('\n') {
+                sink.line(
+                    label,
+                    Line::Annotation {
+                        level,
+                        message: clean(part.strip_suffix('\r').unwrap_or(part)),
+                        file: file.take(),
+                        line: line.take(),
+                    },
+                );
+            }
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! Running one job instance (one matrix combination) on the host, step by step.
+//!
+//! A job is self-contained: given the run's contexts ([`RunEnv`]), its own [`JobSpec`] (the
+//! matrix values, the results and outputs of its needs) it runs on its own, which is what a
+//! remote runner does with a job the server hands it.
+//!
+//! Its parts: the contexts and the process environment of a step (`context`), what the job
+//! shows and the workflow commands in its output (`log`), a step (`step`), the file-command
+//! files (`file_commands`), and what runs after the steps: post steps and outputs (`finish`).
+
+mod context;
+mod file_commands;
+mod finish;
+mod log;
+mod step;
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use expr::{Map, Status, Value};
+use tokio_util::sync::CancellationToken;
+use workflow::{Job, Node, Workflow};
+
+pub use context::{environment_of, runs_on};
+use context::{eval_ctx, merge_env};
+pub(crate) use file_commands::FileCommands;
+pub use file_commands::is_engine_temp_file;
+pub(crate) use finish::{PostCondition, PostStep};
+pub(crate) use step::{run_step, which};
+
+use crate::actions;
+use crate::error::JobError;
+use crate::mask::Masker;
+use crate::process;
+use crate::report::{Conclusion, JobReport};
+use crate::sink::{JobLabel, Level, Line, Sink};
+
+/// What a job checks out.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// The work tree as it is: tracked and untracked files, git-ignored ones left out.
+    WorkingTree(PathBuf),
+    /// One commit of the repository.
+    Commit { repo: PathBuf, sha: String },
+    /// One commit as a tar archive (`git archive`), as a remote runner receives it.
+    Archive(PathBuf),
+}
+
+/// What every job of a run shares.
+#[derive(Debug, Clone)]
+pub struct RunEnv {
+    /// The `github` context without its job-specific keys.
+    pub github: Map,
+    pub secrets: Map,
+    /// Secrets of deployment environments: they reach only jobs whose `environment:` names
+    /// that environment, over the run's secrets.
+    pub environment_secrets: std::collections::HashMap<String, Map>,
+    pub vars: Map,
+    pub inputs: Map,
+    /// Scratch space of the run: each job's workspace and temp dir, the artifact store.
+    pub run_dir: PathBuf,
+    /// The job's own directory (its `workspace` and `temp`), when the caller gives one: a
+    /// remote runner reuses one per slot, emptied between jobs, instead of making and
+    /// deleting a tree per job. `None`: `run_dir/jobs/<key>`.
+    pub job_dir: Option<PathBuf>,
+    pub source: Source,
+    pub masker: Masker,
+    /// The environment every step starts from (the host's), before GitHub's variables.
+    pub base_env: Vec<(String, String)>,
+    /// Where copies of remote actions are looked up, in order.
+    pub action_dirs: Vec<PathBuf>,
+    /// Shared caches (`actions/cache`, pip) that outlive the run.
+    pub cache_dir: PathBuf,
+    /// Where `actions/cache` keeps entries (a remote runner's is the server's store);
+    /// `None`: under `cache_dir`.
+    pub cache_store: Option<Arc<dyn crate::CacheStore>>,
+    pub event_path: PathBuf,
+    /// Actions given to the engine by its driver (`pipewright/deploy`, Slack), by name.
+    pub actions: crate::Actions,
+}
+
+/// One job instance to run.
+#[derive(Debug, Clone)]
+pub struct JobSpec {
+    pub workflow: Arc<Workflow>,
+    /// The workflow's file in the source (`.github/workflows/ci.yml`): a remote runner reads
+    /// the job's definition from there.
+    pub file: String,
+    pub workflow_name: String,
+    pub job_id: String,
+    /// Unique among the run's job instances; names the job's directory.
+    pub key: String,
+    pub display: String,
+    pub matrix: Option<Map>,
+    pub strategy: Map,
+    /// `needs.<id>.result` / `.outputs` of the direct needs.
+    pub needs: Map,
+}
+
+impl JobSpec {
+    fn job(&self) -> Option<&Job> {
+        self.workflow.jobs.get(&self.job_id)
+    }
+}
+
+/// The mutable state of a running job.
+pub(crate) struct JobState<'a> {
+    pub(crate) spec: &'a JobSpec,
+    pub(crate) run: &'a RunEnv,
+    pub(crate) sink: &'a dyn Sink,
+    pub(crate) label: JobLabel,
+    pub(crate) workspace: PathBuf,
+    pub(crate) temp: PathBuf,
+    /// The `env` context: workflow, then job, then `GITHUB_ENV` additions.
+    pub(crate) env: Map,
+    pub(crate) path_prefix: Vec<String>,
+    pub(crate) steps_ctx: Map,
+    pub(crate) status: Status,
+    pub(crate) step_counter: usize,
+    pub(crate) process_groups: Vec<i32>,
+    pub(crate) posts: Vec<PostStep>,
+    pub(crate) coverage: Option<f64>,
+    /// What the steps wrote to `GITHUB_STEP_SUMMARY`, masked.
+    pub(crate) summary: String,
+    pub(crate) job_ctx: Map,
+    /// The `inputs` context inside a composite action.
+    pub(crate) inputs_override: Option<Map>,
+    /// The `secrets` context: the run's, plus its environment's once `environment:` is known.
+    pub(crate) secrets: Map,
+}
+
+pub(crate) fn obj(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
+    Value::Object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+}
+
+/// Runs the job. Never fails: every problem becomes a failed step or job with a message.
+pub async fn run_job(
+    spec: &JobSpec,
+    run: &RunEnv,
+    sink: &dyn Sink,
+    cancel: &CancellationToken,
+) -> JobReport {
+    let started = Instant::now();
+    let label = JobLabel {
+        workflow: spec.workflow_name.clone(),
+        job_id: spec.job_id.clone(),
+        display: spec.display.clone(),
+    };
+    sink.job_started(&label);
+    let job_dir = run
+        .job_dir
+        .clone()
+        .unwrap_or_else(|| run.run_dir.join("jobs").join(&spec.key));
+    let mut state = JobState {
+        spec,
+        run,
+        sink,
+        label: label.clone(),
+        workspace: job_dir.join("workspace"),
+        temp: job_dir.join("temp"),
+        env: Map::new(),
+        path_prefix: Vec::new(),
+        steps_ctx: Map::new(),
+        status: Status::Success,
+        step_counter: 0,
+        process_groups: Vec::new(),
+        posts: Vec::new(),
+        coverage: None,
+        summary: String::new(),
+        job_ctx: Map::new(),
+        inputs_override: None,
+        secrets: run.secrets.clone(),
+    };
+    state
+        .job_ctx
+        .insert("status".into(), Value::from("success"));
+    state
+        .job_ctx
+        .insert("container".into(), obj([("network", Value::from(""))]));
+    state
+        .job_ctx
+        .insert("services".into(), Value::Object(Map::new()));
+    let mut report = JobReport {
+        id: spec.job_id.clone(),
+        name: spec.display.clone(),
+        matrix: spec
+            .matrix
+            .as_ref()
+            .map(|m| Value::Object(m.clone()).to_json()),
+        outcome: Conclusion::Success,
+        conclusion: Conclusion::Success,
+        steps: Vec::new(),
+        outputs: serde_json::Map::new(),
+        coverage: None,
+        summary: String::new(),
+        environment: None,
+        duration: Duration::ZERO,
+    };
+    let Some(job) = spec.job() else {
+        state.error(format!("job `{}` is not in the workflow", spec.job_id));
+        report.outcome = Conclusion::Failure;
+        report.conclusion = Conclusion::Failure;
+        sink.job_finished(&label, report.conclusion, started.elapsed());
+        return report;
+    };
+    let result = prepare_and_run(&mut state, job, cancel, &mut report).await;
+    // Orphans: processes a step left running (a server started with `&`) end with the job.
+    for pgid in std::mem::take(&mut state.process_groups) {
+        process::kill_group(pgid, nix::sys::signal::Signal::SIGKILL);
+    }
+    let outcome = match result {
+        Err(msg) => {
+            state.error(msg.to_string());
+            Conclusion::Failure
+        }
+        Ok(()) if cancel.is_cancelled() => Conclusion::Cancelled,
+        Ok(()) => match state.status {
+            Status::Success => Conclusion::Success,
+            Status::Failure => Conclusion::Failure,
+            Status::Cancelled => Conclusion::Cancelled,
+        },
+    };
+    report.outcome = outcome;
+    report.conclusion = outcome;
+    if outcome == Conclusion::Failure {
+        let host = actions::HashFiles(state.workspace.clone());
+        let ctxs = state.contexts(None);
+        let coe = job
+            .continue_on_error
+            .as_ref()
+            .map(|n| workflow::eval::evaluate(n, &eval_ctx(&ctxs, state.status, &host)));
+        if let Some(Ok(v)) = coe
+            && v.truthy()
+        {
+            report.conclusion = Conclusion::Success;
+        }
+    }
+    report.coverage = state.coverage;
+    report.summary = std::mem::take(&mut state.summary);
+    report.duration = started.elapsed();
+    sink.job_finished(&label, report.conclusion, report.duration);
+    report
+}
+
+/// Job set-up, steps, post steps and outputs. An `Err` is a job-level failure message.
+async fn prepare_and_run(
+    state: &mut JobState<'_>,
+    job: &Job,
+    cancel: &CancellationToken,
+    report: &mut JobReport,
+) -> Result<(), JobError> {
+    for dir in [&state.workspace, &state.temp] {
+        std::fs::create_dir_all(dir)
+            .map_err(|e| JobError::io(format!("cannot create {}", dir.display()), e))?;
+    }
+    let wf = &state.spec.workflow;
+    let host = actions::HashFiles(state.workspace.clone());
+    // The environment's secrets join the context before anything else is evaluated.
+    if let Some(env) = &job.environment {
+        let ctxs = state.contexts(None);
+        let name =
+            workflow::eval::evaluate_string(&env.name, &eval_ctx(&ctxs, Status::Success, &host))
+                .map_err(|e| JobError::expr("`environment`", e))?;
+        if let Some(extra) = state.run.environment_secrets.get(&name) {
+            for (k, v) in extra {
+                state.run.masker.add(&v.to_expr_string());
+                state.secrets.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    if job.container.is_some() || job.services.is_some() {
+        state.log(Line::Annotation {
+            level: Level::Warning,
+            message: "this job asks for a `container` or `services`; the host executor runs its steps on this machine, without them".into(),
+            file: None,
+            line: None,
+        });
+    }
+    // The env context: workflow env (with fewer contexts available), then job env.
+    let ctxs = state.contexts(None);
+    if let Some(env) = &wf.env {
+        let v = workflow::eval::evaluate(env, &eval_ctx(&ctxs, Status::Success, &host))
+            .map_err(|e| JobError::expr("workflow `env`", e))?;
+        merge_env(&mut state.env, v);
+    }
+    if let Some(env) = &job.env {
+        let ctxs = state.contexts(None);
+        let v = workflow::eval::evaluate(env, &eval_ctx(&ctxs, Status::Success, &host))
+            .map_err(|e| JobError::expr("job `env`", e))?;
+        merge_env(&mut state.env, v);
+    }
+    let ctxs = state.contexts(None);
+    let timeout = match &job.timeout_minutes {
+        Some(n) => minutes(n, &eval_ctx(&ctxs, Status::Success, &host))?,
+        None => Duration::from_secs(360 * 60),
+    };
+    let job_deadline = tokio::time::Instant::now() + timeout;
+    // A job past its deadline is stopped like a cancelled one, but it fails.
+    let job_cancel = cancel.child_token();
+    let timer = {
+        let t = job_cancel.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep_until(job_deadline).await;
+            t.cancel();
+        })
+    };
+    let mut timed_out = false;
+    for (index, step) in job.steps.iter().enumerate() {
+        if job_cancel.is_cancelled() && !cancel.is_cancelled() && !timed_out {
+            timed_out = true;
+            state.error(format!(
+                "the job has exceeded its maximum execution time of {}",
+                human_minutes(timeout)
+            ));
+            state.status = Status::Failure;
+        }
+        if cancel.is_cancelled() {
+            state.status = Status::Cancelled;
+        }
+        let r = run_step(state, step, index, &job_cancel).await;
+        report.steps.push(r);
+    }
+    timer.abort();
+    if job_cancel.is_cancelled() && !cancel.is_cancelled() && !timed_out {
+        state.error(format!(
+            "the job has exceeded its maximum execution time of {}",
+            human_minutes(timeout)
+        ));
+        state.status = Status::Failure;
+    }
+    finish::run_posts(state).await;
+    finish::outputs(state, job, &host, report);
+    Ok(())
+}
+
+fn human_minutes(d: Duration) -> String {
+    let m = d.as_secs_f64() / 60.0;
+    if m.fract() == 0.0 {
+        format!("{m} minutes")
+    } else {
+        format!("{m:.2} minutes")
+    }
+}
+
+/// `timeout-minutes`: a positive number, fractions allowed.
+fn minutes(node: &Node, ctx: &expr::Context<'_>) -> Result<Duration, JobError> {
+    const WHAT: &str = "`timeout-minutes`";
+    let v = workflow::eval::evaluate(node, ctx).map_err(|e| JobError::expr(WHAT, e))?;
+    let n = match v {
+        Value::Number(n) => n,
+        Value::String(s) => s
+            .trim()
+            .parse::<f64>()
+            .map_err(|_| JobError::invalid(WHAT, format!("`{s}` is not a number")))?,
+        other => {
+            return Err(JobError::invalid(
+                WHAT,
+                format!("expected a number, got `{}`", other.to_expr_string()),
+            ));
+        }
+    };
+    if !n.is_finite() || n <= 0.0 {
+        return Err(JobError::invalid(
+            WHAT,
+            format!("expected a positive number of minutes, got {n}"),
+        ));
+    }
+    Ok(Duration::from_secs_f64((n * 60.0).min(1e9)))
+}
