@@ -1376,3 +1376,94 @@ jobs:
     std::thread::sleep(Duration::from_secs(5));
     assert!(!marks.join("escaped").exists());
 }
+
+/// The `job-exec` processes whose parent is `pid`.
+fn job_processes(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
+        let ppid = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+            .and_then(|x| x.parse::<u32>().ok());
+        let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+        if ppid == Some(pid) && cmdline.split(|b| *b == 0).any(|a| a == b"job-exec") {
+            out.push(p);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_job_process_started_ahead_runs_the_slot_s_next_job_and_ends_with_the_server() {
+    let mut s = confined("");
+    let server = s.child.as_ref().unwrap().id();
+    let workflow = "on: push
+jobs:
+  one:
+    runs-on: x
+    steps:
+      - run: echo \"job process $PPID\"
+";
+    let work = s.commit("main", workflow);
+    s.push(&work, "main");
+    let first = s.runs()[0]["id"].as_i64().unwrap();
+    assert_eq!(s.wait_completed(first)["conclusion"], "success");
+    // Each slot's next job process waits for its job (started with the runner, and as the
+    // slot's last job ended).
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let waiting = loop {
+        let w = job_processes(server);
+        if !w.is_empty() || std::time::Instant::now() > deadline {
+            break w;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert!(!waiting.is_empty(), "processes wait for jobs");
+    // The next job runs in one of them (its step's parent is that process).
+    std::fs::write(work.join("again"), "x").unwrap();
+    git(&work, &["add", "-A"]);
+    git(&work, &["commit", "-qm", "again"]);
+    s.push(&work, "main");
+    let deadline = std::time::Instant::now() + Duration::from_secs(30);
+    let second = loop {
+        let runs = s.runs();
+        if runs.len() == 2 || std::time::Instant::now() > deadline {
+            break runs[0]["id"].as_i64().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    assert_ne!(second, first);
+    assert_eq!(s.wait_completed(second)["conclusion"], "success");
+    let log = logs(&s, second);
+    assert!(
+        waiting
+            .iter()
+            .any(|p| log.contains(&format!("job process {p}\n"))),
+        "ran in one of {waiting:?}: {log}"
+    );
+    // Stopped, the server leaves no process waiting for a job.
+    let next = job_processes(server);
+    assert!(!next.is_empty(), "{next:?}");
+    let _ = Command::new("kill")
+        .args(["-TERM", &server.to_string()])
+        .status();
+    let _ = s.child.as_mut().unwrap().wait();
+    // Gone, or a zombie nobody reaped yet (its parent, the server, is gone).
+    let ended = || {
+        next.iter().all(|p| {
+            std::fs::read_to_string(format!("/proc/{p}/stat")).map_or(true, |stat| {
+                stat.rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+            })
+        })
+    };
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !ended() && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(ended(), "the waiting job process ended with the server");
+}

@@ -18,6 +18,7 @@
 //! (`.child`), so a runner restarted after a crash ends a job process that outlived it
 //! before the job is given to anyone again ([`reap_slots`]).
 
+use std::collections::HashMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -51,6 +52,37 @@ pub struct Isolation {
     pub writable: Vec<PathBuf>,
     /// The slots' cgroups, where this runner can make them (set when the runner starts).
     pub(crate) cgroups: Option<crate::cgroup::Slots>,
+    /// Each slot's next job process, started ahead of its job.
+    warm: Warm,
+}
+
+/// Job processes started ahead of their jobs, one per slot that ran a job: the exec and
+/// start of the binary (a few milliseconds, most of what confinement costs a short job)
+/// happen while the slot is idle, not while a job waits. Such a process is in its slot's
+/// cgroup and does nothing but wait for its job on its standard input; it ends when the
+/// runner does (end of input), and is killed with the runner's handle on it.
+#[derive(Clone, Default)]
+struct Warm(Arc<std::sync::Mutex<HashMap<usize, tokio::process::Child>>>);
+
+impl std::fmt::Debug for Warm {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.lock().map(|m| m.len()).unwrap_or(0);
+        write!(f, "Warm({n} waiting)")
+    }
+}
+
+impl Warm {
+    /// Slot `slot`'s waiting process, if it is still alive.
+    fn take(&self, slot: usize) -> Option<tokio::process::Child> {
+        let mut child = self.0.lock().ok()?.remove(&slot)?;
+        matches!(child.try_wait(), Ok(None)).then_some(child)
+    }
+
+    fn put(&self, slot: usize, child: tokio::process::Child) {
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(slot, child);
+        }
+    }
 }
 
 impl Isolation {
@@ -82,6 +114,7 @@ impl Isolation {
             hidden,
             writable,
             cgroups: None,
+            warm: Warm::default(),
         })
     }
 
@@ -125,6 +158,14 @@ impl Isolation {
     /// user, their memory and their files).
     pub fn takes_untrusted(&self) -> bool {
         self.user.is_some() && self.landlock
+    }
+
+    /// Starts slot `slot`'s next job process, to wait for its job.
+    pub(crate) fn prewarm(&self, slot: usize) {
+        match start_child(self, slot) {
+            Ok(child) => self.warm.put(slot, child),
+            Err(e) => tracing::warn!("a job process for slot {slot}: {e}"),
+        }
     }
 }
 
@@ -238,7 +279,10 @@ pub(crate) async fn run(
 ) -> (JobReport, Result<(), RunnerError>) {
     let lease = job.lease;
     let label = crate::label_of(lease);
-    match run_child(isolation, client, &job, sink, cancel).await {
+    let ran = run_child(isolation, client, &job, sink, cancel).await;
+    // The slot's next job process starts now, while this job's report goes out.
+    isolation.prewarm(job.slot);
+    match ran {
         Ok(done) => done,
         Err(e) => {
             sink.line(
@@ -295,17 +339,10 @@ async fn run_child(
         parent: i32::try_from(std::process::id()).unwrap_or(0),
     };
     let input = serde_json::to_vec(&exec).map_err(|e| RunnerError::Job(e.to_string()))?;
-    let mut child = tokio::process::Command::new(&isolation.exe)
-        .arg("job-exec")
-        .env_clear()
-        // Its own log's filter, nothing else of this process's environment.
-        .envs(std::env::var("PIPEWRIGHT_LOG").map(|v| ("PIPEWRIGHT_LOG", v)))
-        .stdin(std::process::Stdio::piped())
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::inherit())
-        .kill_on_drop(true)
-        .spawn()
-        .map_err(io(&isolation.exe))?;
+    let mut child = match isolation.warm.take(job.slot) {
+        Some(child) => child,
+        None => start_child(isolation, job.slot)?,
+    };
     let Some(pid) = child
         .id()
         .and_then(|p| i32::try_from(p).ok())
@@ -313,13 +350,6 @@ async fn run_child(
     else {
         return Err(RunnerError::Job("the job's process has no pid".into()));
     };
-    // Into the slot's cgroup before it reads its job (it waits for its input): everything
-    // it starts stays there.
-    if let Some(cgroups) = &isolation.cgroups
-        && let Err(e) = cgroups.enter(job.slot, pid)
-    {
-        tracing::warn!(job = lease.job, "the slot's cgroup: {e}");
-    }
     let record = site.slot.join(CHILD_RECORD);
     if let Some(t) = start_time(pid) {
         std::fs::write(&record, format!("{pid} {t}")).map_err(io(&record))?;
@@ -382,6 +412,29 @@ async fn run_child(
     }
 }
 
+/// Starts a job's process for slot `slot`, in the slot's cgroup before it reads its job (it
+/// waits for its input): everything it starts stays there.
+fn start_child(isolation: &Isolation, slot: usize) -> Result<tokio::process::Child, RunnerError> {
+    let child = tokio::process::Command::new(&isolation.exe)
+        .arg("job-exec")
+        .env_clear()
+        // Its own log's filter, nothing else of this process's environment.
+        .envs(std::env::var("PIPEWRIGHT_LOG").map(|v| ("PIPEWRIGHT_LOG", v)))
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::inherit())
+        .kill_on_drop(true)
+        .spawn()
+        .map_err(io(&isolation.exe))?;
+    if let Some(cgroups) = &isolation.cgroups
+        && let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok())
+        && let Err(e) = cgroups.enter(slot, pid)
+    {
+        tracing::warn!("slot {slot}'s cgroup: {e}");
+    }
+    Ok(child)
+}
+
 /// The sink of a job's process: lines to the runner, on standard output.
 struct StdoutSink;
 
@@ -432,6 +485,10 @@ pub fn job_exec(actions: engine::Actions) -> u8 {
     if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut input) {
         eprintln!("pipewright job-exec: cannot read the job: {e}");
         return 2;
+    }
+    if input.is_empty() {
+        // Started ahead of a job that never came: the runner stopped.
+        return 0;
     }
     let mut exec: JobExec = match serde_json::from_slice(&input) {
         Ok(e) => e,
