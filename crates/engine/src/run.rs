@@ -617,7 +617,6 @@ async fn run_job_node(node: JobNode<'_>, needs: Map, scope: Scope) -> (Done, Vec
     (Done { result, outputs }, reports)
 }
 
-
 /// Reads a file of the run's source (a workflow, a called workflow): the work tree, or the commit being run.
 pub fn read_source_file(
     source: &crate::job::Source,

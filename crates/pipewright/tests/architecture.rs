@@ -65,11 +65,18 @@ fn the_dependency_table_and_the_diagram_match_the_manifests() {
             .collect();
         table.insert(name, deps);
     }
-    assert_eq!(table, manifests(), "ARCHITECTURE.md's table against Cargo.toml");
+    assert_eq!(
+        table,
+        manifests(),
+        "ARCHITECTURE.md's table against Cargo.toml"
+    );
     let diagram_start = doc.find("```\n").expect("a diagram");
     let diagram_end = doc[diagram_start + 4..].find("```").unwrap() + diagram_start + 4;
     let diagram = &doc[diagram_start..diagram_end];
     for name in manifests().keys() {
-        assert!(diagram.contains(name.as_str()), "the diagram shows `{name}`");
+        assert!(
+            diagram.contains(name.as_str()),
+            "the diagram shows `{name}`"
+        );
     }
 }

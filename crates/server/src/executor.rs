@@ -299,7 +299,11 @@ impl Executor {
             masker,
             base_env: runner::job_env(),
             action_dirs: vec![self.config.data_dir.join("actions")],
-            cache_dir: self.config.data_dir.join("cache").join(engine::files::safe_name(&run.repo)),
+            cache_dir: self
+                .config
+                .data_dir
+                .join("cache")
+                .join(engine::files::safe_name(&run.repo)),
             // Jobs run on runners, which keep their caches in the server's store.
             cache_store: None,
             event_path,
@@ -387,4 +391,3 @@ impl Executor {
         Ok(report.conclusion.as_str().to_owned())
     }
 }
-

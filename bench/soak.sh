@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# One `pipewright serve` on the embedded defaults (SQLite, in-process runner) running
+# thousands of one-step jobs: ROUNDS runs of a 256-job matrix (default 12: 3,072 jobs),
+# dispatched one after another and waited for. Prints the server's resident set (RSS)
+# before, after each run, and once idle again. Goal: under 20 MiB, and flat after the first
+# thousand jobs (what grows with the number of jobs run is a leak).
+set -euo pipefail
+root="$(cd "$(dirname "$0")/.." && pwd)"
+# PW=path/to/pipewright measures that binary instead of building the release one.
+if [ -z "${PW:-}" ]; then
+  cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+fi
+pw="${PW:-$root/target/release/pipewright}"
+rounds="${ROUNDS:-12}"
+work="$(mktemp -d)"
+pid=""
+trap '[ -n "$pid" ] && { kill $pid 2>/dev/null; wait $pid 2>/dev/null; }; rm -rf "$work"' EXIT
+git init -q --bare -b main "$work/app.git"
+printf 'listen = "127.0.0.1:0"\ndata_dir = "%s/data"\n[[repos]]\nname = "bench/app"\npath = "%s/app.git"\n' "$work" "$work" > "$work/cfg.toml"
+PIPEWRIGHT_LOG=warn "$pw" serve -c "$work/cfg.toml" 2>"$work/serve.log" &
+pid=$!
+for _ in $(seq 100); do [ -f "$work/data/listen-url" ] && break; sleep 0.05; done
+export PIPEWRIGHT_SERVER="$(cat "$work/data/listen-url")"
+export PIPEWRIGHT_TOKEN="$("$pw" token show -c "$work/cfg.toml" 2>/dev/null || true)"
+git clone -q "$work/app.git" "$work/src" 2>/dev/null
+mkdir -p "$work/src/.github/workflows"
+cat > "$work/src/.github/workflows/m.yml" <<'YML'
+on: workflow_dispatch
+jobs:
+  t:
+    runs-on: x
+    strategy:
+      matrix:
+        a: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+        b: [0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15]
+    steps:
+      - run: "true"
+YML
+git -C "$work/src" add -A
+git -C "$work/src" -c user.name=b -c user.email=b@example.invalid commit -qm m
+git -C "$work/src" push -q origin HEAD:main
+sleep 0.5
+mib() { ps -o rss= -p $pid | awk '{printf "%.1f MiB", $1 / 1024}'; }
+echo "| jobs run | server RSS |"
+echo "|---|---|"
+echo "| 0 (idle) | $(mib) |"
+for r in $(seq "$rounds"); do
+  "$pw" dispatch bench/app m.yml --wait >/dev/null || { echo "run $r failed" >&2; exit 1; }
+  echo "| $((r * 256)) | $(mib) |"
+done
+sleep 5
+echo "| $((rounds * 256)), 5 s idle | $(mib) |"
