@@ -13,7 +13,8 @@
 //! Its parts: the runner protocol's HTTP client (`client`), the slots jobs run in and their
 //! directories (`slots`), a leased job from lease to report (`lease`), preparing and running
 //! a job in this process (`job`, with the workflows it read in `workflows`), a job's lines on
-//! their way to the server (`sink`), and a job in a confined process of its own (`confined`).
+//! their way to the server (`sink`), artifacts and caches through the server (`transfer`),
+//! and a job in a confined process of its own (`confined`).
 
 mod cgroup;
 mod client;

@@ -1,0 +1,254 @@
+//! One leased job from lease to report: heartbeats, its lines sent as it runs, the slot it
+//! runs in (in this process, confined in one of its own, or refused), then the report, which
+//! may bring the next job.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use engine::{JobReport, Line, Sink};
+use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
+
+use crate::job::{Site, source};
+use crate::protocol::{self, Lease};
+use crate::sink::send_logs;
+use crate::slots::ready_slot;
+use crate::{
+    Client, RemoteSink, RunnerConfig, RunnerError, Slot, Workflows, check, confined, failed_report,
+    io, label_of, retry, run_here,
+};
+
+/// Keeps the lease alive; cancels the job when the server asks, or when the lease is lost.
+async fn heartbeats(
+    client: Client,
+    lease: Arc<Lease>,
+    lost: Arc<AtomicBool>,
+    cancel: CancellationToken,
+) {
+    let every = Duration::from_millis((lease.lease_ms / 3).clamp(100, 1000));
+    loop {
+        tokio::time::sleep(every).await;
+        let resp = client
+            .job_request(reqwest::Method::POST, &lease, "/heartbeat")
+            .timeout(Duration::from_millis(lease.lease_ms.max(1000)))
+            .send()
+            .await;
+        let reply = match resp {
+            Ok(r) => match check(r, Some(lease.job)).await {
+                Ok(r) => r.json::<protocol::HeartbeatReply>().await.ok(),
+                Err(RunnerError::NotHeld(_)) => {
+                    lost.store(true, Ordering::Relaxed);
+                    cancel.cancel();
+                    return;
+                }
+                Err(_) => None,
+            },
+            // The server may be restarting: the lease outlives a short outage.
+            Err(_) => None,
+        };
+        if reply.is_some_and(|r| r.cancel) {
+            cancel.cancel();
+        }
+    }
+}
+
+/// The variables of the runner's environment a job of untrusted origin starts with.
+fn untrusted_may_see(name: &str) -> bool {
+    matches!(
+        name,
+        "PATH"
+            | "LANG"
+            | "LANGUAGE"
+            | "TZ"
+            | "TERM"
+            | "SHELL"
+            | "http_proxy"
+            | "https_proxy"
+            | "no_proxy"
+            | "HTTP_PROXY"
+            | "HTTPS_PROXY"
+            | "NO_PROXY"
+    ) || name.starts_with("LC_")
+}
+
+/// Why a runner refuses a job of untrusted origin it cannot confine.
+const UNTRUSTED_REFUSED: &str = "this job comes from a pull request of a fork (untrusted code), and this runner cannot confine it: untrusted jobs need a user of their own and Landlock (Linux 5.13 or later), and this runner has not both. Give the runner an unprivileged user for jobs (`job_user` in the `[runner]` section of the server's configuration, `--job-user` for `pipewright runner`), on a kernel with Landlock";
+
+/// Runs one leased job to its report, in `slot`'s directory. With `more`, asks for the next
+/// job with the report and returns it if the server had one.
+pub(crate) async fn execute(
+    client: &Client,
+    config: &RunnerConfig,
+    workflows: &Workflows,
+    slot: &Slot,
+    lease: Lease,
+    more: bool,
+) -> Result<Option<Lease>, RunnerError> {
+    let lease = Arc::new(lease);
+    let lost = Arc::new(AtomicBool::new(false));
+    let cancel = CancellationToken::new();
+    let hb = tokio::spawn(heartbeats(
+        client.clone(),
+        lease.clone(),
+        lost.clone(),
+        cancel.clone(),
+    ));
+    let (tx, rx) = mpsc::unbounded_channel();
+    let logs = tokio::spawn(send_logs(
+        client.clone(),
+        lease.clone(),
+        rx,
+        lost.clone(),
+        cancel.clone(),
+    ));
+    let sink = RemoteSink::new(tx);
+    let t0 = std::time::Instant::now();
+    let (report, uploaded) =
+        match run_in_slot(client, config, workflows, slot, &lease, &sink, &cancel).await {
+            Ok(done) => done,
+            Err(e) => {
+                sink.line(
+                    &label_of(&lease),
+                    Line::Annotation {
+                        level: engine::Level::Error,
+                        message: format!("the runner could not start the job: {e}"),
+                        file: None,
+                        line: None,
+                    },
+                );
+                (failed_report(&lease), Ok(()))
+            }
+        };
+    tracing::debug!(job = lease.job, ms = t0.elapsed().as_millis(), "ran");
+    drop(sink);
+    let tail = logs.await.unwrap_or_default();
+    hb.abort();
+    tracing::debug!(job = lease.job, ms = t0.elapsed().as_millis(), "logs sent");
+    if lost.load(Ordering::Relaxed) {
+        return Err(RunnerError::NotHeld(lease.job));
+    }
+    let never = CancellationToken::new();
+    // The next job only if this one's artifacts are in: a failed upload ends the chain.
+    let finish = protocol::Finish {
+        report,
+        lines: tail,
+        next: more && uploaded.is_ok(),
+    };
+    let done = retry(&never, || async {
+        let resp = client
+            .job_request(reqwest::Method::POST, &lease, "/finish")
+            .json(&finish)
+            .send()
+            .await?;
+        Ok(check(resp, Some(lease.job))
+            .await?
+            .json::<protocol::Finished>()
+            .await?)
+    })
+    .await;
+    tracing::debug!(job = lease.job, ms = t0.elapsed().as_millis(), "reported");
+    uploaded?;
+    Ok(done?.next)
+}
+
+/// Readies the slot and runs the job there: confined in a process of its own when the
+/// runner confines jobs, else in this process.
+async fn run_in_slot(
+    client: &Client,
+    config: &RunnerConfig,
+    workflows: &Workflows,
+    slot: &Slot,
+    lease: &Arc<Lease>,
+    sink: &RemoteSink,
+    cancel: &CancellationToken,
+) -> Result<(JobReport, Result<(), RunnerError>), RunnerError> {
+    let trusted = lease.spec.trusted;
+    let may_run = config
+        .isolation
+        .as_ref()
+        .map_or(trusted, |i| trusted || i.takes_untrusted());
+    if !may_run {
+        sink.line(
+            &label_of(lease),
+            Line::Annotation {
+                level: engine::Level::Error,
+                message: UNTRUSTED_REFUSED.into(),
+                file: None,
+                line: None,
+            },
+        );
+        return Ok((failed_report(lease), Ok(())));
+    }
+    let tar = source(client, config, lease).await?;
+    let Some(isolation) = &config.isolation else {
+        ready_slot(&slot.dir)?;
+        let site = Site {
+            slot: slot.dir.clone(),
+            base_env: config.base_env.clone(),
+            action_dirs: vec![config.work_dir.join("actions")],
+            cache_dir: config
+                .work_dir
+                .join("cache")
+                .join(engine::files::safe_name(&lease.spec.repo)),
+            actions: config.actions.clone(),
+        };
+        return Ok(run_here(client, workflows, &site, lease, tar, sink, cancel).await);
+    };
+    let user = isolation.user.as_ref();
+    confined::ready_slot(&slot.dir, user, isolation.cgroups.is_some())?;
+    // The source, read-only, where the job may read it.
+    let linked = slot.dir.join("source.tar");
+    if std::fs::hard_link(&tar, &linked).is_err() {
+        std::fs::copy(&tar, &linked).map_err(io(&linked))?;
+    }
+    let job_dir = slot.dir.join("job");
+    // Caches that outlive the job are the repository's, for its trusted runs only: a
+    // fork's job gets a cache of its own, gone with the job.
+    let cache_dir = if trusted {
+        let dir = config.work_dir.join("cache").join(format!(
+            "{}.{}",
+            engine::files::safe_name(&lease.spec.repo),
+            user.map_or(0, |u| u.uid)
+        ));
+        confined::owned_dir(&dir, user)?;
+        dir
+    } else {
+        let dir = job_dir.join("cache");
+        confined::owned_dir(&dir, user)?;
+        dir
+    };
+    // A trusted job starts from the runner's environment (what its admin set for jobs); a
+    // fork's from the few variables a shell and a network need, nothing else of it.
+    let mut base_env: Vec<(String, String)> = config
+        .base_env
+        .iter()
+        .filter(|(k, _)| !matches!(k.as_str(), "HOME" | "TMPDIR" | "USER" | "LOGNAME"))
+        .filter(|(k, _)| trusted || untrusted_may_see(k))
+        .cloned()
+        .collect();
+    base_env.push(("HOME".into(), job_dir.join("home").display().to_string()));
+    base_env.push(("TMPDIR".into(), job_dir.join("temp").display().to_string()));
+    if let Some(u) = user {
+        base_env.push(("USER".into(), u.name.clone()));
+        base_env.push(("LOGNAME".into(), u.name.clone()));
+    }
+    let site = Site {
+        slot: slot.dir.clone(),
+        base_env,
+        action_dirs: vec![config.work_dir.join("actions")],
+        cache_dir,
+        actions: config.actions.clone(),
+    };
+    // The workflow's text as this runner read it (once per commit): the job's process
+    // need not read the archive again.
+    let text = workflows.text(&tar, &lease.spec.file)?;
+    let job = confined::Launch {
+        slot: slot.n,
+        site: &site,
+        lease,
+        source: &linked,
+        workflow: &text,
+    };
+    Ok(confined::run(isolation, client, job, sink, cancel).await)
+}
