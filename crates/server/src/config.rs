@@ -129,6 +129,9 @@ pub struct RepoConfig {
     pub forge: Option<Forge>,
     /// Runs of pull requests from forks wait for approval.
     pub fork_approval: bool,
+    /// What the server read of the repository's commits (shared by the configuration's
+    /// clones).
+    pub commits: std::sync::Arc<crate::git::CommitCache>,
 }
 
 /// A remote repository the server polls.
@@ -438,6 +441,7 @@ impl Config {
                 webhook_secret: r.webhook_secret,
                 default_branch: r.default_branch.unwrap_or_else(|| "main".into()),
                 forge,
+                commits: Default::default(),
             });
         }
         let lease_seconds = raw.runner.lease_seconds.unwrap_or(30);

@@ -3,7 +3,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::path::Path;
 use std::process::Command;
-use std::sync::{LazyLock, Mutex};
+use std::sync::Mutex;
 
 #[derive(Debug, thiserror::Error)]
 pub enum GitError {
@@ -58,15 +58,17 @@ struct Memo<V> {
     order: VecDeque<String>,
 }
 
-impl<V: Clone> Memo<V> {
-    const CAPACITY: usize = 256;
-
-    fn new() -> Self {
+impl<V> Default for Memo<V> {
+    fn default() -> Self {
         Memo {
             map: HashMap::new(),
             order: VecDeque::new(),
         }
     }
+}
+
+impl<V: Clone> Memo<V> {
+    const CAPACITY: usize = 256;
 
     fn get(&self, key: &str) -> Option<V> {
         self.map.get(key).cloned()
@@ -85,9 +87,26 @@ impl<V: Clone> Memo<V> {
 }
 
 type Workflows = std::sync::Arc<Vec<(String, String)>>;
-static WORKFLOWS: LazyLock<Mutex<Memo<Workflows>>> = LazyLock::new(|| Mutex::new(Memo::new()));
-static CHANGED: LazyLock<Mutex<Memo<std::sync::Arc<Vec<String>>>>> =
-    LazyLock::new(|| Mutex::new(Memo::new()));
+
+/// What was read of a repository's commits (its workflow files, the paths a push changed),
+/// the most recent reads: held by the repository's configuration, so it lives and goes with
+/// the server that reads them (no process-wide cache).
+#[derive(Default)]
+pub struct CommitCache {
+    workflows: Mutex<Memo<Workflows>>,
+    changed: Mutex<Memo<std::sync::Arc<Vec<String>>>>,
+}
+
+impl std::fmt::Debug for CommitCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let workflows = self.workflows.lock().map(|m| m.map.len()).unwrap_or(0);
+        let changed = self.changed.lock().map(|m| m.map.len()).unwrap_or(0);
+        f.debug_struct("CommitCache")
+            .field("workflows", &workflows)
+            .field("changed", &changed)
+            .finish()
+    }
+}
 
 /// A full object id (SHA-1 or SHA-256, hex): only these name the same content forever (a
 /// branch name moves), and only these are given to git where an id is expected, so that
@@ -102,12 +121,12 @@ fn memo_key(repo: &Path, ids: &[&str]) -> String {
 
 /// The workflow files of a commit: (path, text). Only regular files count (a directory named
 /// `x.yml` is not a workflow).
-pub fn workflows_at(repo: &Path, sha: &str) -> Result<Workflows, GitError> {
+pub fn workflows_at(cache: &CommitCache, repo: &Path, sha: &str) -> Result<Workflows, GitError> {
     if !is_commit_id(sha) {
         return Err(GitError::NotAnId(sha.to_owned()));
     }
     let key = memo_key(repo, &[sha]);
-    if let Some(hit) = WORKFLOWS.lock().ok().and_then(|m| m.get(&key)) {
+    if let Some(hit) = cache.workflows.lock().ok().and_then(|m| m.get(&key)) {
         return Ok(hit);
     }
     // `<mode> <type> <object>\t<path>`: blobs only.
@@ -131,7 +150,7 @@ pub fn workflows_at(repo: &Path, sha: &str) -> Result<Workflows, GitError> {
         out.push((path.to_owned(), text));
     }
     let out = std::sync::Arc::new(out);
-    if let Ok(mut m) = WORKFLOWS.lock() {
+    if let Ok(mut m) = cache.workflows.lock() {
         m.put(key, out.clone());
     }
     Ok(out)
@@ -139,6 +158,7 @@ pub fn workflows_at(repo: &Path, sha: &str) -> Result<Workflows, GitError> {
 
 /// Files changed between two commits; every file when `before` is absent (a new branch).
 pub fn changed_paths(
+    cache: &CommitCache,
     repo: &Path,
     before: Option<&str>,
     after: &str,
@@ -149,7 +169,7 @@ pub fn changed_paths(
         return None;
     }
     let key = memo_key(repo, &[before.unwrap_or(""), after]);
-    if let Some(hit) = CHANGED.lock().ok().and_then(|m| m.get(&key)) {
+    if let Some(hit) = cache.changed.lock().ok().and_then(|m| m.get(&key)) {
         return Some(hit);
     }
     let text = match before {
@@ -161,7 +181,7 @@ pub fn changed_paths(
         .ok()?,
     };
     let paths = std::sync::Arc::new(text.lines().map(str::to_owned).collect::<Vec<_>>());
-    if let Ok(mut m) = CHANGED.lock() {
+    if let Ok(mut m) = cache.changed.lock() {
         m.put(key, paths.clone());
     }
     Some(paths)

@@ -50,7 +50,7 @@ fn tick(store: &store::Store, config: &Config, minute: i64) -> usize {
         let Ok(sha) = crate::git::resolve(&repo.path, &branch) else {
             continue; // an empty repository
         };
-        let Ok(files) = crate::git::workflows_at(&repo.path, &sha) else {
+        let Ok(files) = crate::git::workflows_at(&repo.commits, &repo.path, &sha) else {
             continue;
         };
         for (path, text) in files.iter() {

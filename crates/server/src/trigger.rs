@@ -82,7 +82,7 @@ pub fn enqueue(
 /// match, with the workflow's text; a failed one for each invalid workflow that would have
 /// run. Reads git only.
 pub fn plan(repo: &RepoConfig, event: &Event) -> Result<Vec<store::NewRun>, TriggerError> {
-    let files = git::workflows_at(&repo.path, &event.sha)?;
+    let files = git::workflows_at(&repo.commits, &repo.path, &event.sha)?;
     let named = |path: &str, w: &str| path == w || path.rsplit('/').next() == Some(w);
     if let Some(w) = &event.workflow
         && !files.iter().any(|(p, _)| named(p, w))
@@ -91,7 +91,12 @@ pub fn plan(repo: &RepoConfig, event: &Event) -> Result<Vec<store::NewRun>, Trig
     }
     let needs_paths = event.name == "push" || event.name == "pull_request";
     let changed = if needs_paths {
-        git::changed_paths(&repo.path, event.before.as_deref(), &event.sha)
+        git::changed_paths(
+            &repo.commits,
+            &repo.path,
+            event.before.as_deref(),
+            &event.sha,
+        )
     } else {
         None
     };
