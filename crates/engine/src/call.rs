@@ -96,11 +96,14 @@ pub(crate) async fn call_workflow(
     // Secrets: `inherit`, or the ones passed by name.
     let mut secrets = Map::new();
     match &job.secrets {
-        Some(n) if n.as_str() == Some("inherit") => secrets = scope.env.secrets.clone(),
+        Some(n) if n.as_str() == Some("inherit") => secrets = scope.env.secrets.run().clone(),
         Some(n) => {
             // `secrets:` of a calling job may read the `secrets` context.
             let mut c = ectx.contexts.clone();
-            c.insert("secrets".into(), Value::Object(scope.env.secrets.clone()));
+            c.insert(
+                "secrets".into(),
+                Value::Object(scope.env.secrets.run().clone()),
+            );
             let sctx = expr::Context {
                 contexts: &c,
                 status: ectx.status,
@@ -124,14 +127,14 @@ pub(crate) async fn call_workflow(
             return Err(bad(format!("secret `{name}` is required by {rel}")));
         }
     }
-    if let Some(t) = expr::map_get(&scope.env.secrets, "GITHUB_TOKEN") {
+    if let Some(t) = expr::map_get(scope.env.secrets.run(), "GITHUB_TOKEN") {
         secrets
             .entry("GITHUB_TOKEN".to_owned())
             .or_insert_with(|| t.clone());
     }
     let mut env = (*scope.env).clone();
     env.inputs = inputs.clone();
-    env.secrets = secrets;
+    env.secrets = scope.env.secrets.with_run(secrets);
     let caller = match &scope.caller {
         Some(c) => format!("{c} / {id}"),
         None => id.to_owned(),

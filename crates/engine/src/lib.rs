@@ -23,6 +23,7 @@ pub mod process;
 pub mod report;
 mod run;
 mod scripted;
+mod secrets;
 pub mod sink;
 
 pub use actions::artifact::artifact_name_error;
@@ -39,4 +40,5 @@ pub use mask::Masker;
 pub use report::{Conclusion, JobReport, RunReport, StepReport, WorkflowReport};
 pub use run::{JobFuture, JobRunner, Local, Options, Planned, read_source_file, run, run_with};
 pub use scripted::Scripted;
+pub use secrets::Secrets;
 pub use sink::{JobLabel, Level, Line, Sink};

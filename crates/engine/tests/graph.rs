@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use engine::{
-    Conclusion, JobLabel, Line, Masker, Options, Planned, RunEnv, RunReport, Scripted, Sink, Source,
+    Conclusion, JobLabel, Line, Options, Planned, RunEnv, RunReport, Scripted, Sink, Source,
 };
 use tokio_util::sync::CancellationToken;
 
@@ -31,14 +31,12 @@ fn env(dir: &std::path::Path) -> Arc<RunEnv> {
     github.insert("ref".into(), expr::Value::from("refs/heads/main"));
     Arc::new(RunEnv {
         github,
-        secrets: expr::Map::new(),
-        environment_secrets: Default::default(),
+        secrets: engine::Secrets::new(),
         vars: expr::Map::new(),
         inputs: expr::Map::new(),
         run_dir: dir.to_owned(),
         job_dir: None,
         source: Source::WorkingTree(dir.to_owned()),
-        masker: Masker::new(),
         base_env: Vec::new(),
         action_dirs: Vec::new(),
         cache_dir: dir.join("cache"),

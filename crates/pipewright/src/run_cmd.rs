@@ -308,10 +308,13 @@ pub(crate) fn run(args: RunArgs) -> Result<u8> {
         s
     };
     let vars = collect(&args.vars, args.vars_file.as_deref(), "--var")?;
-    let masker = engine::Masker::new();
-    for v in secrets.values() {
-        masker.add(&v.to_expr_string());
-    }
+    let secrets = {
+        let mut masked = engine::Secrets::new();
+        for (k, v) in secrets {
+            masked.insert(k, &v.to_expr_string());
+        }
+        masked
+    };
     let run_id = format!(
         "{}",
         std::time::SystemTime::now()
@@ -340,13 +343,11 @@ pub(crate) fn run(args: RunArgs) -> Result<u8> {
     let base = RunEnv {
         github,
         secrets,
-        environment_secrets: std::collections::HashMap::new(),
         vars,
         inputs: Map::new(),
         run_dir: run_dir.clone(),
         job_dir: None,
         source,
-        masker,
         base_env: std::env::vars().collect(),
         action_dirs,
         cache_dir: cache_root().join(repo_key),

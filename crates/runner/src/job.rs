@@ -70,27 +70,22 @@ fn prepare(
 ) -> Result<(JobSpec, RunEnv), RunnerError> {
     let spec = &lease.spec;
     let wf = workflows.get(&tar, &spec.file)?;
-    let masker = engine::Masker::new();
-    let mut secrets = Map::new();
+    let mut secrets = engine::Secrets::new();
     for (k, v) in &lease.secrets.secrets {
-        let v = Value::from_json(v.clone());
-        masker.add(&v.to_expr_string());
-        secrets.insert(k.clone(), v);
+        secrets.insert(k.clone(), &Value::from_json(v.clone()).to_expr_string());
     }
     // The job's own token stands for `GITHUB_TOKEN` (a secret, masked as one).
     if !lease.token.is_empty() {
-        masker.add(&lease.token);
-        secrets.insert("GITHUB_TOKEN".into(), Value::from(lease.token.as_str()));
+        secrets.insert("GITHUB_TOKEN", &lease.token);
     }
-    let mut environment_secrets = std::collections::HashMap::new();
     for (env, m) in &lease.secrets.environment_secrets {
-        let mut out = Map::new();
         for (k, v) in m {
-            let v = Value::from_json(v.clone());
-            masker.add(&v.to_expr_string());
-            out.insert(k.clone(), v);
+            secrets.insert_for(
+                env,
+                k.clone(),
+                &Value::from_json(v.clone()).to_expr_string(),
+            );
         }
-        environment_secrets.insert(env.clone(), out);
     }
     let mut github = map_of(&spec.github);
     if !lease.token.is_empty() {
@@ -109,13 +104,11 @@ fn prepare(
     let env = RunEnv {
         github,
         secrets,
-        environment_secrets,
         vars: map_of(&spec.vars),
         inputs: map_of(&spec.inputs),
         run_dir: site.slot.clone(),
         job_dir: Some(job_dir),
         source: Source::Archive(tar),
-        masker,
         base_env: site.base_env.clone(),
         action_dirs: site.action_dirs.clone(),
         cache_dir: site.cache_dir.clone(),

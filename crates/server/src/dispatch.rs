@@ -226,10 +226,10 @@ impl Dispatcher {
         // `environment:` that does not evaluate gets none: the job fails on it anyway).
         let environment = engine::environment_of(&spec, &env).ok().flatten();
         let secrets = Secrets {
-            secrets: object_of(&env.secrets),
+            secrets: object_of(env.secrets.run()),
             environment_secrets: environment
                 .and_then(|name| {
-                    let s = env.environment_secrets.get(&name)?;
+                    let s = env.secrets.environment(&name)?;
                     Some((name, object_of(s)))
                 })
                 .into_iter()

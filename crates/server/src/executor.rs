@@ -250,10 +250,7 @@ impl Executor {
         }
         github.insert("event".into(), payload);
         // Secrets: global, then the repository's; environment ones apart. None for forks.
-        let masker = engine::Masker::new();
-        let mut secrets = Map::new();
-        let mut environment_secrets: std::collections::HashMap<String, Map> =
-            std::collections::HashMap::new();
+        let mut secrets = engine::Secrets::new();
         if !event.fork {
             let store = self.store.clone();
             let repo_name = run.repo.clone();
@@ -267,27 +264,22 @@ impl Executor {
                     &secret.name,
                     &secret.sealed,
                 )?;
-                masker.add(&value);
                 let store::SealedSecret {
                     environment, name, ..
                 } = secret;
                 if environment.is_empty() {
-                    secrets.insert(name, Value::String(value));
+                    secrets.insert(name, &value);
                 } else {
-                    environment_secrets
-                        .entry(environment)
-                        .or_default()
-                        .insert(name, Value::String(value));
+                    secrets.insert_for(&environment, name, &value);
                 }
             }
         }
-        secrets
-            .entry("GITHUB_TOKEN".to_owned())
-            .or_insert_with(|| Value::String(String::new()));
+        if !secrets.run().contains_key("GITHUB_TOKEN") {
+            secrets.insert("GITHUB_TOKEN", "");
+        }
         let env = RunEnv {
             github,
             secrets,
-            environment_secrets,
             vars: Map::new(),
             inputs,
             run_dir,
@@ -296,7 +288,6 @@ impl Executor {
                 repo: repo.path.clone(),
                 sha: run.sha.clone(),
             },
-            masker,
             base_env: runner::job_env(),
             action_dirs: vec![self.config.data_dir.join("actions")],
             cache_dir: self

@@ -264,7 +264,7 @@ async fn registered(
     while let Ok(line) = lines.try_recv() {
         state.log(crate::sink::Line::Output(line));
     }
-    let outputs = result.map_err(|e| ActionError::Failed(state.run.masker.mask(&e.0)))?;
+    let outputs = result.map_err(|e| ActionError::Failed(state.run.masker().mask(&e.0)))?;
     for (name, value) in outputs {
         call.set_output(&name, &value)?;
     }

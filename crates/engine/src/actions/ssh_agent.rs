@@ -67,7 +67,7 @@ pub(super) async fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(),
                 "ssh-add refused a key: {}",
                 state
                     .run
-                    .masker
+                    .masker()
                     .mask(String::from_utf8_lossy(&out.stderr).trim())
             )));
         }

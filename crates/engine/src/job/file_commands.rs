@@ -71,7 +71,7 @@ pub(super) fn apply_file_commands(
     }
     let summary = read(&files.summary);
     if !summary.is_empty() {
-        let text = state.run.masker.mask(&summary);
+        let text = state.run.masker().mask(&summary);
         state.summary.push_str(&text);
     }
     let mut outputs = Map::new();

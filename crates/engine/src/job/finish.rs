@@ -68,7 +68,7 @@ pub(super) fn outputs(
         match workflow::eval::evaluate_string(node, &eval_ctx(&ctxs, state.status, host)) {
             Ok(v) => {
                 // Outputs that contain a secret are not passed on, as on GitHub.
-                if state.run.masker.mask(&v) != v {
+                if state.run.masker().mask(&v) != v {
                     state.log(Line::Annotation {
                         level: Level::Warning,
                         message: format!("skip output `{name}` since it may contain secret"),

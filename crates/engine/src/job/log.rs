@@ -11,7 +11,7 @@ use crate::sink::{JobLabel, Level, Line, Sink};
 
 impl JobState<'_> {
     pub(crate) fn log(&self, line: Line) {
-        shown(&self.run.masker, self.sink, &self.label, line);
+        shown(self.run.masker(), self.sink, &self.label, line);
     }
 
     pub(crate) fn error(&self, message: impl Into<String>) {
@@ -29,7 +29,7 @@ impl JobState<'_> {
         deadline: Option<tokio::time::Instant>,
         cancel: &CancellationToken,
     ) -> std::io::Result<Exit> {
-        let masker = self.run.masker.clone();
+        let masker = self.run.masker().clone();
         let sink = self.sink;
         let label = self.label.clone();
         let mut stop_token: Option<String> = None;

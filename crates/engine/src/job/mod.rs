@@ -52,10 +52,8 @@ pub enum Source {
 pub struct RunEnv {
     /// The `github` context without its job-specific keys.
     pub github: Map,
-    pub secrets: Map,
-    /// Secrets of deployment environments: they reach only jobs whose `environment:` names
-    /// that environment, over the run's secrets.
-    pub environment_secrets: std::collections::HashMap<String, Map>,
+    /// The run's secrets and its environments', each masked as it went in.
+    pub secrets: crate::Secrets,
     pub vars: Map,
     pub inputs: Map,
     /// Scratch space of the run: each job's workspace and temp dir, the artifact store.
@@ -65,7 +63,6 @@ pub struct RunEnv {
     /// deleting a tree per job. `None`: `run_dir/jobs/<key>`.
     pub job_dir: Option<PathBuf>,
     pub source: Source,
-    pub masker: Masker,
     /// The environment every step starts from (the host's), before GitHub's variables.
     pub base_env: Vec<(String, String)>,
     /// Where copies of remote actions are looked up, in order.
@@ -78,6 +75,13 @@ pub struct RunEnv {
     pub event_path: PathBuf,
     /// Actions given to the engine by its driver (`pipewright/deploy`, Slack), by name.
     pub actions: crate::Actions,
+}
+
+impl RunEnv {
+    /// The masker that hides the run's secrets (and what its steps mask).
+    pub fn masker(&self) -> &Masker {
+        self.secrets.masker()
+    }
 }
 
 /// One job instance to run.
@@ -170,7 +174,7 @@ pub async fn run_job(
         summary: String::new(),
         job_ctx: Map::new(),
         inputs_override: None,
-        secrets: run.secrets.clone(),
+        secrets: run.secrets.run().clone(),
     };
     state
         .job_ctx
@@ -262,9 +266,9 @@ async fn prepare_and_run(
         let name =
             workflow::eval::evaluate_string(&env.name, &eval_ctx(&ctxs, Status::Success, &host))
                 .map_err(|e| JobError::expr("`environment`", e))?;
-        if let Some(extra) = state.run.environment_secrets.get(&name) {
+        // Masked since they were put in the run's secrets.
+        if let Some(extra) = state.run.secrets.environment(&name) {
             for (k, v) in extra {
-                state.run.masker.add(&v.to_expr_string());
                 state.secrets.insert(k.clone(), v.clone());
             }
         }

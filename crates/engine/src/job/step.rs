@@ -43,7 +43,7 @@ pub(crate) async fn run_step(
             .unwrap_or_else(|_| n.as_str().unwrap_or_default().to_owned()),
         None => default_step_name(step),
     };
-    let name = crate::mask::neutralise(&state.run.masker.mask(&name)).into_owned();
+    let name = crate::mask::neutralise(&state.run.masker().mask(&name)).into_owned();
     let id = step.id.as_ref().map(|i| i.value.clone());
     let ctx_id = id.clone().unwrap_or_else(|| format!("__step{index}"));
     let mut report = StepReport {
