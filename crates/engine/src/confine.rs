@@ -413,7 +413,7 @@ pub fn kill_descendants() {
     if has_no_children() {
         return;
     }
-    for _ in 0..100 {
+    for round in 0..200 {
         let left = descendants(me);
         if left.is_empty() {
             return;
@@ -429,7 +429,13 @@ pub fn kill_descendants() {
                 break;
             }
         }
-        std::thread::sleep(std::time::Duration::from_millis(10));
+        // Most often what was left is a child not reaped yet (a step's exited process):
+        // reaped now, nothing is left, and there is nothing to wait for.
+        if has_no_children() {
+            return;
+        }
+        let pause = if round < 10 { 1 } else { 10 };
+        std::thread::sleep(std::time::Duration::from_millis(pause));
     }
 }
 

@@ -37,6 +37,9 @@ fn git(repo: &Path, args: &[&str]) -> Result<String, GitError> {
 
 /// The commit a revision names.
 pub fn resolve(repo: &Path, rev: &str) -> Result<String, GitError> {
+    if let Some(sha) = read_branch(repo, rev) {
+        return Ok(sha);
+    }
     Ok(git(
         repo,
         &[
@@ -48,6 +51,41 @@ pub fn resolve(repo: &Path, rev: &str) -> Result<String, GitError> {
     )?
     .trim()
     .to_owned())
+}
+
+/// Branch `rev` (`refs/heads/...`) of bare repository `repo`, read from its files as git
+/// stores them (the loose ref, else `packed-refs`) instead of starting git (about 10 ms
+/// here, for each dispatch). `None` for anything less plain (tags, symbolic refs, other
+/// ref storage, a name git would refuse): git resolves those.
+pub(crate) fn read_branch(repo: &Path, rev: &str) -> Option<String> {
+    let name = rev.strip_prefix("refs/heads/")?;
+    let plain = |c: &str| {
+        !c.is_empty()
+            && !c.starts_with('.')
+            && !c.ends_with(".lock")
+            && !c.contains("..")
+            && c.bytes().all(|b| {
+                b.is_ascii_graphic()
+                    && !matches!(b, b'~' | b'^' | b':' | b'?' | b'*' | b'[' | b'\\')
+            })
+    };
+    if !name.split('/').all(plain) || name.ends_with('.') || name.contains("@{") {
+        return None;
+    }
+    // Only the files-backend layout of a bare repository.
+    if !repo.join("refs").is_dir() || repo.join("reftable").exists() {
+        return None;
+    }
+    match std::fs::read_to_string(repo.join(rev)) {
+        Ok(text) => return is_commit_id(text.trim()).then(|| text.trim().to_owned()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(_) => return None,
+    }
+    let packed = std::fs::read_to_string(repo.join("packed-refs")).ok()?;
+    packed.lines().find_map(|line| {
+        let (sha, name) = line.split_once(' ')?;
+        (name == rev && is_commit_id(sha)).then(|| sha.to_owned())
+    })
 }
 
 /// What was read of commits, by repository and commit ids. A commit never changes, so what
@@ -209,4 +247,83 @@ pub fn install_hook(
     std::fs::write(&path, script)?;
     use std::os::unix::fs::PermissionsExt;
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o755))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(dir: &Path, args: &[&str]) -> String {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "git {args:?}: {out:?}");
+        String::from_utf8_lossy(&out.stdout).trim().to_owned()
+    }
+
+    #[test]
+    fn a_branch_is_read_as_git_reads_it_loose_or_packed_and_anything_else_is_left_to_git() {
+        let d = tempfile::tempdir().unwrap();
+        let (work, bare) = (d.path().join("w"), d.path().join("b.git"));
+        run(d.path(), &["init", "-q", "-b", "main", "w"]);
+        std::fs::write(work.join("f"), "x").unwrap();
+        run(&work, &["add", "-A"]);
+        run(
+            &work,
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@e",
+                "commit",
+                "-qm",
+                "one",
+            ],
+        );
+        run(&work, &["branch", "feature/x"]);
+        run(&work, &["tag", "-a", "-m", "t", "v1"]);
+        run(d.path(), &["clone", "-q", "--bare", "w", "b.git"]);
+        let head = run(&work, &["rev-parse", "HEAD"]);
+        // A fresh clone's refs are packed; then one loose, as a push makes it.
+        assert_eq!(read_branch(&bare, "refs/heads/main"), Some(head.clone()));
+        assert_eq!(
+            read_branch(&bare, "refs/heads/feature/x"),
+            Some(head.clone())
+        );
+        std::fs::write(work.join("f"), "y").unwrap();
+        run(
+            &work,
+            &[
+                "-c",
+                "user.name=t",
+                "-c",
+                "user.email=t@e",
+                "commit",
+                "-qam",
+                "two",
+            ],
+        );
+        run(&work, &["push", "-q", bare.to_str().unwrap(), "main"]);
+        let two = run(&work, &["rev-parse", "HEAD"]);
+        assert_eq!(read_branch(&bare, "refs/heads/main"), Some(two.clone()));
+        assert_eq!(resolve(&bare, "refs/heads/main").unwrap(), two);
+        for other in [
+            "refs/tags/v1",
+            "HEAD",
+            "main",
+            "refs/heads/nope",
+            "refs/heads/../config",
+            "refs/heads/main~1",
+            "refs/heads/main^{commit}",
+            "refs/heads/.hidden",
+        ] {
+            assert_eq!(read_branch(&bare, other), None, "{other}");
+        }
+        // git still resolves what is not plain.
+        assert_eq!(resolve(&bare, "refs/heads/main~1").unwrap(), head);
+        assert!(resolve(&bare, "refs/heads/nope").is_err());
+    }
 }
