@@ -48,13 +48,57 @@ fn dir(data: &Path, job: i64) -> PathBuf {
 
 type Encoder = zstd::Encoder<'static, BufWriter<File>>;
 
-fn finish(enc: Option<Encoder>, path: &Path) -> Result<(), LogFileError> {
-    if let Some(e) = enc {
-        let mut w = e.finish().map_err(io(path))?;
-        w.flush().map_err(io(path))?;
-        w.get_ref().sync_all().map_err(io(path))?;
+/// A step's log up to this size is compressed whole, with a context sized for it; a longer
+/// one is streamed. A streaming context is made for the largest input (about 1.3 MB at
+/// level 3): one per step of every job kept the allocator's heap growing with the jobs run.
+const WHOLE: usize = 256 * 1024;
+
+/// One step's file being written: its bytes so far, or the stream they overflowed into.
+enum StepFile {
+    Buffered(Vec<u8>),
+    Streamed(Encoder),
+}
+
+impl StepFile {
+    fn write(&mut self, path: &Path, bytes: &[u8]) -> Result<(), LogFileError> {
+        if let StepFile::Buffered(buf) = self {
+            if buf.len() + bytes.len() <= WHOLE {
+                buf.extend_from_slice(bytes);
+                return Ok(());
+            }
+            let f = File::create(path).map_err(io(path))?;
+            let mut enc = zstd::Encoder::new(BufWriter::new(f), 3).map_err(io(path))?;
+            enc.write_all(buf).map_err(io(path))?;
+            *self = StepFile::Streamed(enc);
+        }
+        match self {
+            StepFile::Streamed(enc) => enc.write_all(bytes).map_err(io(path)),
+            StepFile::Buffered(_) => Ok(()),
+        }
     }
-    Ok(())
+}
+
+fn finish(
+    file: Option<StepFile>,
+    path: &Path,
+    whole: &mut zstd::bulk::Compressor<'static>,
+) -> Result<(), LogFileError> {
+    let w = match file {
+        None => return Ok(()),
+        Some(StepFile::Streamed(e)) => {
+            let mut w = e.finish().map_err(io(path))?;
+            w.flush().map_err(io(path))?;
+            w
+        }
+        Some(StepFile::Buffered(buf)) => {
+            let packed = whole.compress(&buf).map_err(io(path))?;
+            let mut w = BufWriter::new(File::create(path).map_err(io(path))?);
+            w.write_all(&packed).map_err(io(path))?;
+            w.flush().map_err(io(path))?;
+            w
+        }
+    };
+    w.get_ref().sync_all().map_err(io(path))
 }
 
 /// Moves a job's lines from the store into its step files.
@@ -71,7 +115,8 @@ pub(crate) fn archive(
     std::fs::create_dir_all(&tmp).map_err(io(&tmp))?;
     let mut after = 0;
     let mut step = 0usize;
-    let mut enc: Option<Encoder> = None;
+    let mut file: Option<StepFile> = None;
+    let mut whole = zstd::bulk::Compressor::new(3).map_err(io(&tmp))?;
     let mut path = tmp.join("0000.zst");
     loop {
         let page = store.job_log_page(job.id, after, PAGE)?;
@@ -79,26 +124,22 @@ pub(crate) fn archive(
             break;
         }
         for (seq, text) in page {
-            if text.starts_with("##[step] ") && enc.is_some() {
-                finish(enc.take(), &path)?;
+            if text.starts_with("##[step] ") && file.is_some() {
+                finish(file.take(), &path, &mut whole)?;
                 step += 1;
             }
-            if enc.is_none() {
+            let f = file.get_or_insert_with(|| {
                 path = tmp.join(format!("{step:04}.zst"));
-                let f = File::create(&path).map_err(io(&path))?;
-                enc = Some(zstd::Encoder::new(BufWriter::new(f), 3).map_err(io(&path))?);
-            }
-            if let Some(e) = enc.as_mut() {
-                let len = u32::try_from(text.len()).unwrap_or(u32::MAX);
-                e.write_all(&seq.to_le_bytes()).map_err(io(&path))?;
-                e.write_all(&len.to_le_bytes()).map_err(io(&path))?;
-                e.write_all(&text.as_bytes()[..len as usize])
-                    .map_err(io(&path))?;
-            }
+                StepFile::Buffered(Vec::new())
+            });
+            let len = u32::try_from(text.len()).unwrap_or(u32::MAX);
+            f.write(&path, &seq.to_le_bytes())?;
+            f.write(&path, &len.to_le_bytes())?;
+            f.write(&path, &text.as_bytes()[..len as usize])?;
             after = seq;
         }
     }
-    finish(enc, &path)?;
+    finish(file, &path, &mut whole)?;
     let target = dir(data, job.id);
     if target.exists() {
         // An earlier archive of this job stopped after its rename: this one replaces it.
