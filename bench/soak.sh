@@ -50,3 +50,7 @@ for r in $(seq "$rounds"); do
 done
 sleep 5
 echo "| $((rounds * 256)), 5 s idle | $(mib) |"
+# SMAPS=1: what the resident set is made of (code pages are file-backed; the heap is anonymous).
+if [ -n "${SMAPS:-}" ]; then
+  grep -E "^(Rss|Anonymous|Private_Clean|Private_Dirty|Shared_Clean)" "/proc/$pid/smaps_rollup"
+fi
