@@ -24,8 +24,14 @@ pub(crate) fn run(args: &ServeArgs) -> Result<u8> {
         .collect();
     let config = server::Config::load(args.config.as_deref(), &env).context("configuration")?;
     let exe = std::env::current_exe().context("cannot find the pipewright binary")?;
+    // Blocking work (the store, git, files) on a small pool of threads kept alive: the
+    // default pool (up to 512 threads, gone after 10 s idle) started and ended dozens of
+    // threads as jobs came and went, and each left its stack and allocator arena in the
+    // resident set (bench/soak.sh).
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
+        .max_blocking_threads(16)
+        .thread_keep_alive(std::time::Duration::from_secs(300))
         .build()?;
     runtime.block_on(async move {
         let listener = tokio::net::TcpListener::bind(config.listen)
