@@ -12,6 +12,7 @@ use std::time::Duration;
 use engine::{Conclusion, JobReport, JobSpec, Level, Line, RunEnv, Sink};
 use expr::Value;
 use runner::protocol::{JobPayload, Secrets};
+use store::{JobId, JobStatus, RunId};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -23,7 +24,7 @@ use crate::secrets::Sealer;
 /// dispatcher waiting for it, not every dispatcher of every run, handing over the completed
 /// row when it has it (the dispatcher then need not read it again).
 #[derive(Default)]
-pub(crate) struct Waiters(std::sync::Mutex<std::collections::HashMap<i64, Arc<Waiter>>>);
+pub(crate) struct Waiters(std::sync::Mutex<std::collections::HashMap<JobId, Arc<Waiter>>>);
 
 #[derive(Default)]
 struct Waiter {
@@ -38,21 +39,21 @@ impl Waiter {
 }
 
 impl Waiters {
-    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<i64, Arc<Waiter>>> {
+    fn map(&self) -> std::sync::MutexGuard<'_, std::collections::HashMap<JobId, Arc<Waiter>>> {
         lock(&self.0)
     }
 
-    fn register(&self, job: i64) -> Arc<Waiter> {
+    fn register(&self, job: JobId) -> Arc<Waiter> {
         self.map().entry(job).or_default().clone()
     }
 
-    fn forget(&self, job: i64) {
+    fn forget(&self, job: JobId) {
         self.map().remove(&job);
     }
 
     /// Wakes the dispatcher of `job` (a permit is kept if it is not waiting right now),
     /// giving it the completed row if there is one.
-    pub(crate) fn wake(&self, job: i64, done: Option<store::Job>) {
+    pub(crate) fn wake(&self, job: JobId, done: Option<store::Job>) {
         let waiter = self.map().get(&job).cloned();
         if let Some(w) = waiter {
             if let Some(d) = done {
@@ -110,17 +111,17 @@ pub(crate) struct Dispatcher {
     pub(crate) queued: Arc<Notify>,
     /// Per-job wake-ups when jobs complete.
     pub(crate) done: Arc<Waiters>,
-    pub(crate) run: i64,
+    pub(crate) run: RunId,
     pub(crate) repo: String,
     pub(crate) sha: String,
     /// A re-run of the failed jobs of this run: its successful jobs are kept.
-    pub(crate) keep_from: Option<i64>,
+    pub(crate) keep_from: Option<RunId>,
     /// The run's code is trusted with the repository's secrets (not a fork's).
     pub(crate) trusted: bool,
 }
 
 /// The sealing scope of a job's secrets: they open only as this job's.
-pub(crate) fn seal_scope(run: i64) -> String {
+pub(crate) fn seal_scope(run: RunId) -> String {
     format!("job-secrets:{run}")
 }
 
@@ -158,13 +159,9 @@ fn report_without_runner(spec: &JobSpec, conclusion: Conclusion) -> JobReport {
     )
 }
 
-fn conclusion_of(s: Option<&str>) -> Conclusion {
-    match s {
-        Some("success") => Conclusion::Success,
-        Some("cancelled") => Conclusion::Cancelled,
-        Some("skipped") => Conclusion::Skipped,
-        _ => Conclusion::Failure,
-    }
+/// A job's stored conclusion as the engine's; a job without one failed.
+fn conclusion_of(c: Option<store::Conclusion>) -> Conclusion {
+    c.map_or(Conclusion::Failure, crate::conclusion::to_engine)
 }
 
 impl Dispatcher {
@@ -197,7 +194,9 @@ impl Dispatcher {
             match blocking(move || store.reuse_job(run, old, &name)).await {
                 Ok(Some(job)) => return self.report(&spec, &job),
                 Ok(None) | Err(Blocked::Task(_)) => {}
-                Err(Blocked::Call(e)) => tracing::warn!(run, "keeping a job of run {old}: {e}"),
+                Err(Blocked::Call(e)) => {
+                    tracing::warn!(run = run.get(), "keeping a job of run {old}: {e}");
+                }
             }
         }
         let labels = match engine::runs_on(&spec, &env) {
@@ -205,7 +204,7 @@ impl Dispatcher {
             Err(e) => return fail(format!("job `{}`: {e}", spec.job_id)),
         };
         let payload = JobPayload {
-            run_id: self.run,
+            run_id: self.run.get(),
             repo: self.repo.clone(),
             sha: self.sha.clone(),
             file: spec.file.clone(),
@@ -263,7 +262,7 @@ impl Dispatcher {
             }
             Err(Blocked::Task(_)) => return fail(format!("cannot queue job `{}`", spec.display)),
         };
-        if job.status == "completed" {
+        if job.status == JobStatus::Completed {
             // Found done (a restarted server replaying the run).
             return self.report(&spec, &job);
         }
@@ -280,7 +279,7 @@ impl Dispatcher {
     /// stop if `cancel` fires.
     async fn await_job(
         &self,
-        id: i64,
+        id: JobId,
         spec: &JobSpec,
         wake: &Waiter,
         cancel: &CancellationToken,
@@ -289,15 +288,15 @@ impl Dispatcher {
         // Queued or leased when this began: the first look is after a wake-up.
         let mut look = false;
         loop {
-            if let Some(j) = wake.take().filter(|j| j.status == "completed") {
+            if let Some(j) = wake.take().filter(|j| j.status == JobStatus::Completed) {
                 return self.report(spec, &j);
             }
             if look {
                 let store = self.store.clone();
                 match blocking(move || store.job(id)).await {
-                    Ok(j) if j.status == "completed" => return self.report(spec, &j),
+                    Ok(j) if j.status == JobStatus::Completed => return self.report(spec, &j),
                     Ok(_) | Err(Blocked::Task(_)) => {}
-                    Err(Blocked::Call(e)) => tracing::warn!(job = id, "reading a job: {e}"),
+                    Err(Blocked::Call(e)) => tracing::warn!(job = id.get(), "reading a job: {e}"),
                 }
             }
             look = true;
@@ -309,7 +308,7 @@ impl Dispatcher {
                     asked_to_cancel = true;
                     let store = self.store.clone();
                     if let Err(Blocked::Call(e)) = blocking(move || store.cancel_job(id)).await {
-                        tracing::warn!(job = id, "cancelling a job: {e}");
+                        tracing::warn!(job = id.get(), "cancelling a job: {e}");
                     }
                 }
             }
@@ -321,9 +320,7 @@ impl Dispatcher {
             .report
             .as_deref()
             .and_then(|r| serde_json::from_str::<JobReport>(r).ok())
-            .unwrap_or_else(|| {
-                report_without_runner(spec, conclusion_of(job.conclusion.as_deref()))
-            });
+            .unwrap_or_else(|| report_without_runner(spec, conclusion_of(job.conclusion)));
         if let (Some(s), Some(f)) = (job.started_at, job.finished_at) {
             report.duration = Duration::from_millis(u64::try_from(f - s).unwrap_or(0));
         }

@@ -61,7 +61,7 @@ impl Executor {
         let mut running = tokio::task::JoinSet::new();
         // The runs this server had before a restart, and those of stopped servers.
         for run in self.take_over(true).await {
-            tracing::info!(run = run.id, "taking up a run interrupted by a stop");
+            tracing::info!(run = run.id.get(), "taking up a run interrupted by a stop");
             let me = self.clone();
             running.spawn(async move { me.execute(run).await });
         }
@@ -99,7 +99,7 @@ impl Executor {
                         tracing::error!("renewing the runs' orchestration: {e}");
                     }
                     for run in self.take_over(false).await {
-                        tracing::warn!(run = run.id, "taking up a run whose server stopped");
+                        tracing::warn!(run = run.id.get(), "taking up a run whose server stopped");
                         let me = self.clone();
                         running.spawn(async move { me.execute(run).await });
                     }
@@ -134,15 +134,14 @@ impl Executor {
         let result = self.execute_inner(&run).await;
         let (conclusion, reason) = match result {
             Ok(c) => (c, None),
-            Err(reason) => ("failure".to_owned(), Some(reason.to_string())),
+            Err(reason) => (store::Conclusion::Failure, Some(reason.to_string())),
         };
         // Stored first, then announced: a follower told `done` finds the run completed.
         let store = self.store.clone();
-        let c = conclusion.clone();
-        let _ = blocking(move || store.finish_run(id, &c, reason.as_deref())).await;
+        let _ = blocking(move || store.finish_run(id, conclusion, reason.as_deref())).await;
         if let Some(f) = &forge {
             let description = format!("pipewright: {conclusion}");
-            let state = crate::status::state_of(&conclusion);
+            let state = crate::status::state_of(conclusion);
             crate::status::post(f, &self.config.public_url, &run, state, &description).await;
         }
         let _ = self.events.send(Event::RunDone {
@@ -151,12 +150,12 @@ impl Executor {
         });
     }
 
-    fn run_dir(&self, id: i64) -> PathBuf {
+    fn run_dir(&self, id: store::RunId) -> PathBuf {
         self.config.data_dir.join("work").join(format!("run-{id}"))
     }
 
     /// Runs the workflow of `run`; the conclusion, or why it could not run.
-    async fn execute_inner(&self, run: &store::Run) -> Result<String, ExecError> {
+    async fn execute_inner(&self, run: &store::Run) -> Result<store::Conclusion, ExecError> {
         let repo = self
             .config
             .repo(&run.repo)
@@ -361,7 +360,7 @@ impl Executor {
         // Jobs that never started (skipped, cancelled before starting) get rows too.
         let store = self.store.clone();
         let id = run.id;
-        let jobs: Vec<(String, String, String)> = report
+        let jobs: Vec<(String, String, store::Conclusion)> = report
             .workflows
             .iter()
             .flat_map(|w| &w.jobs)
@@ -369,16 +368,16 @@ impl Executor {
                 (
                     j.name.clone(),
                     j.id.clone(),
-                    j.conclusion.as_str().to_owned(),
+                    crate::conclusion::to_store(j.conclusion),
                 )
             })
             .collect();
         if let Err(Blocked::Call(e)) = blocking(move || store.jobs_not_run(id, &jobs)).await {
-            tracing::warn!(run = id, "recording the jobs that did not run: {e}");
+            tracing::warn!(run = id.get(), "recording the jobs that did not run: {e}");
         }
         if cancel.is_cancelled() {
-            return Ok("cancelled".into());
+            return Ok(store::Conclusion::Cancelled);
         }
-        Ok(report.conclusion.as_str().to_owned())
+        Ok(crate::conclusion::to_store(report.conclusion))
     }
 }

@@ -25,7 +25,7 @@ pub(crate) struct StoreGroups {
     pub(crate) store: Arc<Store>,
     /// The repository: groups of different repositories never meet.
     pub(crate) scope: String,
-    pub(crate) run: i64,
+    pub(crate) run: store::RunId,
     /// This server's id, recorded with the claims.
     pub(crate) server: String,
     /// The server's shutdown: a group held when it comes is kept (see [`Held`]).
@@ -73,10 +73,14 @@ impl ConcurrencyGroups for StoreGroups {
                     Ok(Claim::Waiting) => first = false,
                     // Tried again: a failed claim changed nothing.
                     Err(Blocked::Call(e)) => {
-                        tracing::warn!(run = self.run, group, "claiming a concurrency group: {e}");
+                        tracing::warn!(
+                            run = self.run.get(),
+                            group,
+                            "claiming a concurrency group: {e}"
+                        );
                     }
                     Err(Blocked::Task(_)) => tracing::warn!(
-                        run = self.run,
+                        run = self.run.get(),
                         group,
                         "claiming a concurrency group: the task failed"
                     ),
@@ -86,7 +90,7 @@ impl ConcurrencyGroups for StoreGroups {
                     () = token.cancelled() => {
                         let (store, scope, name) = (self.store.clone(), self.scope.clone(), group.to_owned());
                         if let Err(Blocked::Call(e)) = blocking(move || store.withdraw_group(&scope, &name, &who)).await {
-                            tracing::warn!(run = self.run, group, "leaving a concurrency group's queue: {e}");
+                            tracing::warn!(run = self.run.get(), group, "leaving a concurrency group's queue: {e}");
                         }
                         return None;
                     }
@@ -159,7 +163,7 @@ impl Drop for Held {
             if let Err(e) = store.release_group(&scope, &name, &who) {
                 // The slot stays held until the run completes (a completed run's slot is
                 // free).
-                tracing::warn!(run = who.run, group = %name, "letting a concurrency group go: {e}");
+                tracing::warn!(run = who.run.get(), group = %name, "letting a concurrency group go: {e}");
             }
         };
         match tokio::runtime::Handle::try_current() {

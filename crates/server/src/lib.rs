@@ -12,6 +12,7 @@
 
 mod blobs;
 mod blocking;
+mod conclusion;
 mod config;
 mod dispatch;
 mod executor;

@@ -42,7 +42,7 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> LogFileError + '_ {
 /// Lines read from the store at a time.
 const PAGE: i64 = 2000;
 
-fn dir(data: &Path, job: i64) -> PathBuf {
+fn dir(data: &Path, job: store::JobId) -> PathBuf {
     data.join("logs").join(format!("job-{job}"))
 }
 
@@ -154,7 +154,7 @@ pub(crate) fn archive(
 /// it returns false.
 fn read_files(
     data: &Path,
-    log_job: i64,
+    log_job: store::JobId,
     after: i64,
     f: &mut dyn FnMut(i64, String) -> bool,
 ) -> Result<(), LogFileError> {
@@ -202,7 +202,7 @@ fn read_files(
 pub(crate) fn each_line(
     store: &store::Store,
     data: &Path,
-    job: i64,
+    job: store::JobId,
     mut after: i64,
     f: &mut dyn FnMut(i64, String) -> bool,
 ) -> Result<(), LogFileError> {

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use engine::{Conclusion, JobLabel, Line, Sink};
+use store::{JobId, RunId};
 use tokio::sync::{broadcast, mpsc};
 
 use crate::blocking::{Blocked, blocking};
@@ -15,35 +16,38 @@ use crate::blocking::{Blocked, blocking};
 #[derive(Debug)]
 pub(crate) enum Event {
     Line {
-        run: i64,
+        run: RunId,
         name: String,
         job_id: String,
         text: String,
     },
     /// The run is over: followers may stop. Sent after every line of the run.
-    RunDone { run: i64, conclusion: String },
+    RunDone {
+        run: RunId,
+        conclusion: store::Conclusion,
+    },
 }
 
 /// What followers receive.
 #[derive(Debug, Clone)]
 pub(crate) enum Live {
     Line {
-        run: i64,
-        job: i64,
+        run: RunId,
+        job: JobId,
         job_name: String,
         seq: i64,
         text: String,
     },
     RunDone {
-        run: i64,
-        conclusion: String,
+        run: RunId,
+        conclusion: store::Conclusion,
     },
 }
 
 /// The orchestrator's sink for one run: job instances run on runners, which send their own
 /// lines; what reaches this sink is the server's own word about a job.
 pub(crate) struct StoreSink {
-    pub(crate) run: i64,
+    pub(crate) run: RunId,
     pub(crate) tx: mpsc::UnboundedSender<Event>,
 }
 
@@ -93,7 +97,7 @@ pub(crate) async fn writer(
                         });
                     }
                     Err(Blocked::Call(e)) => {
-                        tracing::warn!(run, "storing a line of job `{name}`: {e}");
+                        tracing::warn!(run = run.get(), "storing a line of job `{name}`: {e}");
                     }
                     Err(Blocked::Task(_)) => {}
                 }

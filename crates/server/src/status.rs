@@ -50,10 +50,10 @@ pub(crate) async fn post(
 }
 
 /// The status state for a run's conclusion.
-pub(crate) fn state_of(conclusion: &str) -> &'static str {
+pub(crate) fn state_of(conclusion: store::Conclusion) -> &'static str {
     match conclusion {
-        "success" | "skipped" => "success",
-        "failure" => "failure",
-        _ => "error",
+        store::Conclusion::Success | store::Conclusion::Skipped => "success",
+        store::Conclusion::Failure => "failure",
+        store::Conclusion::Cancelled => "error",
     }
 }

@@ -73,7 +73,7 @@ pub fn enqueue(
     store: &store::Store,
     repo: &RepoConfig,
     event: &Event,
-) -> Result<Vec<i64>, TriggerError> {
+) -> Result<Vec<store::RunId>, TriggerError> {
     let runs = plan(repo, event)?;
     Ok(store.create_runs(&runs)?)
 }

@@ -66,7 +66,7 @@ fn main() {
             r,
             "L",
             &Outcome {
-                conclusion: "success",
+                conclusion: Conclusion::Success,
                 report: "{\"steps\":[]}",
                 lines: &[(3, "bye".into())],
                 server: "server-a",
@@ -74,7 +74,7 @@ fn main() {
             None,
         )
         .unwrap();
-    s.finish_run(done, "success", None).unwrap();
+    s.finish_run(done, Conclusion::Success, None).unwrap();
     s.enqueue_job(running, "build", "build", r#"["linux"]"#, "{}", b"sealed")
         .unwrap();
     s.put_secret("acme/app", "", "API_KEY", b"sealed-1")

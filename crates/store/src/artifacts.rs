@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use serde::Serialize;
 
 use crate::db::{Db, Param, Row, params};
-use crate::{Result, Store, now_ms};
+use crate::{Result, RunId, Store, now_ms};
 
 /// One file of an artifact or a cache entry.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -93,7 +93,7 @@ const FILE_COLUMNS: &str = "path, mode, size, hash";
 
 /// Copies the artifacts job `job` of run `from` uploaded into run `to` (a re-run that keeps
 /// the job): the manifests only, the blobs are shared.
-pub(crate) fn copy_job_artifacts(c: &mut dyn Db, from: i64, to: i64, job: &str) -> Result<()> {
+pub(crate) fn copy_job_artifacts(c: &mut dyn Db, from: RunId, to: RunId, job: &str) -> Result<()> {
     let old = c.query(
         "SELECT id, name, created_at FROM artifacts WHERE run_id = ?1 AND job = ?2",
         params![from, job],
@@ -119,7 +119,13 @@ pub(crate) fn copy_job_artifacts(c: &mut dyn Db, from: i64, to: i64, job: &str) 
 impl Store {
     /// Records (or replaces) artifact `name` of run `run`, uploaded by its job `job` (the
     /// job's name in the run), with its files.
-    pub fn put_artifact(&self, run: i64, job: &str, name: &str, files: &[FileEntry]) -> Result<()> {
+    pub fn put_artifact(
+        &self,
+        run: RunId,
+        job: &str,
+        name: &str,
+        files: &[FileEntry],
+    ) -> Result<()> {
         self.db.tx(|c| {
             c.execute(
                 "DELETE FROM artifact_files WHERE artifact IN
@@ -142,7 +148,7 @@ impl Store {
     }
 
     /// The artifacts of a run, by name.
-    pub fn artifacts(&self, run: i64) -> Result<Vec<ArtifactInfo>> {
+    pub fn artifacts(&self, run: RunId) -> Result<Vec<ArtifactInfo>> {
         self.db.with(|c| {
             c.query(
                 "SELECT a.name AS name, a.created_at AS created_at,
@@ -166,7 +172,7 @@ impl Store {
 
     /// The files of artifact `name` of run `run`, by path; `None` if there is no such
     /// artifact.
-    pub fn artifact_files(&self, run: i64, name: &str) -> Result<Option<Vec<FileEntry>>> {
+    pub fn artifact_files(&self, run: RunId, name: &str) -> Result<Option<Vec<FileEntry>>> {
         self.db.with(|c| {
             let Some(id) = c.query_opt(
                 "SELECT id FROM artifacts WHERE run_id = ?1 AND name = ?2",
@@ -317,7 +323,7 @@ impl Store {
 
     /// Whether blob `hash` belongs to an artifact of run `run` or a cache entry of `repo`:
     /// what a job of that run may read.
-    pub fn blob_visible(&self, hash: &str, run: i64, repo: &str) -> Result<bool> {
+    pub fn blob_visible(&self, hash: &str, run: RunId, repo: &str) -> Result<bool> {
         self.db.with(|c| {
             Ok(c.query_opt(
                 "SELECT 1 AS hit FROM artifact_files f JOIN artifacts a ON a.id = f.artifact

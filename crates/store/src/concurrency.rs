@@ -15,12 +15,12 @@
 //! lock before reading (no lock upgrade between server processes), PostgreSQL locks the row.
 
 use crate::db::{Db, Dialect, Row, params};
-use crate::{Result, Store};
+use crate::{Result, RunId, Store};
 
 /// Who claims a group: a job instance (or a workflow) of a run, orchestrated by `server`.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claimant {
-    pub run: i64,
+    pub run: RunId,
     /// The job instance's (or the workflow's) name within its run.
     pub key: String,
     /// The server process orchestrating the run (for the record: identity is run and key).
@@ -40,23 +40,23 @@ pub enum Claim {
 
 /// A slot as stored, its holder and waiter as (run, key).
 struct Slot {
-    holder: Option<(i64, String)>,
-    pending: Option<(i64, String)>,
+    holder: Option<(RunId, String)>,
+    pending: Option<(RunId, String)>,
 }
 
-fn who_of(r: &Row, run: &str, key: &str) -> Result<Option<(i64, String)>> {
+fn who_of(r: &Row, run: &str, key: &str) -> Result<Option<(RunId, String)>> {
     Ok(match (r.opt_i64(run)?, r.opt_string(key)?) {
-        (Some(run), Some(key)) => Some((run, key)),
+        (Some(run), Some(key)) => Some((RunId::from(run), key)),
         _ => None,
     })
 }
 
-fn is(who: &Claimant, slot: Option<&(i64, String)>) -> bool {
+fn is(who: &Claimant, slot: Option<&(RunId, String)>) -> bool {
     slot.is_some_and(|(run, key)| *run == who.run && *key == who.key)
 }
 
 /// Whether `run` is still going: a slot of a completed (or deleted) run is free.
-fn live(c: &mut dyn Db, run: Option<&(i64, String)>) -> Result<bool> {
+fn live(c: &mut dyn Db, run: Option<&(RunId, String)>) -> Result<bool> {
     let Some((run, _)) = run else {
         return Ok(false);
     };
@@ -233,13 +233,14 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Conclusion;
     use crate::tests::stores;
 
-    fn run(s: &Store) -> i64 {
+    fn run(s: &Store) -> RunId {
         s.create_run(&crate::tests::new_run("r")).unwrap()
     }
 
-    fn who(run: i64, server: &str) -> Claimant {
+    fn who(run: RunId, server: &str) -> Claimant {
         Claimant {
             run,
             key: "ci-deploy-0".into(),
@@ -324,7 +325,7 @@ mod tests {
             );
             assert!(s.group_cancel_requested("r", "g", &taken_up).unwrap());
             // The holder's run completed without letting go: the group is free.
-            s.finish_run(a.run, "cancelled", None).unwrap();
+            s.finish_run(a.run, Conclusion::Cancelled, None).unwrap();
             assert_eq!(
                 s.claim_group("r", "g", &b, true, false).unwrap(),
                 Claim::Held
@@ -354,7 +355,7 @@ mod tests {
                 Claim::Waiting
             );
             s.withdraw_group("r", "g", &d).unwrap();
-            s.finish_run(c.run, "cancelled", None).unwrap();
+            s.finish_run(c.run, Conclusion::Cancelled, None).unwrap();
             // A waiter that gives up leaves the slot to the next newcomer at once.
             let c = who(run(&s), "s1");
             assert_eq!(

@@ -130,6 +130,19 @@ impl Row {
         }
     }
 
+    /// A text column read as a typed value (a status, a conclusion): an unknown one is an
+    /// error, not a panic.
+    pub(crate) fn value<T: std::str::FromStr<Err = StoreError>>(&self, name: &str) -> Result<T> {
+        self.string(name)?.parse()
+    }
+
+    pub(crate) fn opt_value<T: std::str::FromStr<Err = StoreError>>(
+        &self,
+        name: &str,
+    ) -> Result<Option<T>> {
+        self.opt_string(name)?.map(|s| s.parse()).transpose()
+    }
+
     pub(crate) fn bytes(&self, name: &str) -> Result<Vec<u8>> {
         match self.get(name)? {
             Val::Null => Ok(Vec::new()),

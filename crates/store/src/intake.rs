@@ -2,7 +2,7 @@
 
 use crate::db::params;
 use crate::runs::{NewRun, insert_run};
-use crate::{Result, Store, now_ms};
+use crate::{Result, RunId, Store, now_ms};
 
 /// A webhook delivery accepted for the intake: its id (forge and delivery id, when the forge
 /// sent one), repository and event.
@@ -88,7 +88,7 @@ impl Store {
     /// Turns deliveries into their runs in one transaction: each delivery is removed and its
     /// runs created together. A delivery another server resolved first creates nothing.
     /// Returns the runs created.
-    pub fn resolve_deliveries(&self, resolved: &[(i64, Vec<NewRun>)]) -> Result<Vec<i64>> {
+    pub fn resolve_deliveries(&self, resolved: &[(i64, Vec<NewRun>)]) -> Result<Vec<RunId>> {
         self.db.tx(|c| {
             let mut ids = Vec::new();
             for (delivery, runs) in resolved {
@@ -156,7 +156,7 @@ mod tests {
             assert_eq!(
                 (
                     run.status.as_str(),
-                    run.conclusion.as_deref(),
+                    run.conclusion.map(crate::Conclusion::as_str),
                     run.reason.as_deref()
                 ),
                 ("completed", Some("failure"), Some("invalid workflow"))

@@ -2,27 +2,30 @@
 
 use crate::db::{Row, params};
 use crate::logs::insert_lines;
-use crate::{Result, Store, StoreError, now_ms, rows};
+use crate::{
+    Conclusion, JobId, JobStatus, Result, RunId, RunnerId, Store, StoreError, now_ms, rows,
+};
 use serde::Serialize;
 
 /// A job instance of a run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Job {
-    pub id: i64,
-    pub run_id: i64,
+    pub id: JobId,
+    pub run_id: RunId,
     /// The job's display name, unique within the run (`test (3.11)`).
     pub name: String,
     pub job_id: String,
     /// `queued`, `running` (leased to a runner) or `completed`.
-    pub status: String,
-    pub conclusion: Option<String>,
+    pub status: JobStatus,
+    /// `success`, `failure`, `cancelled`, `skipped`, or null while not completed.
+    pub conclusion: Option<Conclusion>,
     pub started_at: Option<i64>,
     pub finished_at: Option<i64>,
     /// The `runs-on` labels a runner must have, as a JSON array.
     #[serde(skip)]
     pub labels: String,
     /// The runner holding (or that last held) the job.
-    pub runner_id: Option<i64>,
+    pub runner_id: Option<RunnerId>,
     pub attempt: i64,
     /// Why the job ended the way it did when its runner cannot say (runner lost).
     pub reason: Option<String>,
@@ -36,7 +39,7 @@ pub struct Job {
     pub log_archived: bool,
     /// The job whose log files hold this job's log: itself, or the job a re-run kept.
     #[serde(skip)]
-    pub log_job: i64,
+    pub log_job: JobId,
 }
 
 /// The columns of `jobs` without the payload and sealed secrets.
@@ -44,36 +47,36 @@ pub(crate) const JOB_FIELDS: &str = "id, run_id, name, job_id, status, conclusio
 
 pub(crate) fn job_from_row(r: &Row) -> Result<Job> {
     Ok(Job {
-        id: r.i64("id")?,
-        run_id: r.i64("run_id")?,
+        id: JobId::from(r.i64("id")?),
+        run_id: RunId::from(r.i64("run_id")?),
         name: r.string("name")?,
         job_id: r.string("job_id")?,
-        status: r.string("status")?,
-        conclusion: r.opt_string("conclusion")?,
+        status: r.value("status")?,
+        conclusion: r.opt_value("conclusion")?,
         started_at: r.opt_i64("started_at")?,
         finished_at: r.opt_i64("finished_at")?,
         labels: r.string("labels")?,
-        runner_id: r.opt_i64("runner_id")?,
+        runner_id: r.opt_i64("runner_id")?.map(RunnerId::from),
         attempt: r.i64("attempt")?,
         reason: r.opt_string("reason")?,
         report: r.opt_string("report")?,
         cancel_requested: r.i64("cancel_requested")? != 0,
         log_archived: r.i64("log_archived")? != 0,
-        log_job: r.opt_i64("log_job")?.unwrap_or(r.i64("id")?),
+        log_job: JobId::from(r.opt_i64("log_job")?.unwrap_or(r.i64("id")?)),
     })
 }
 
 impl Store {
     /// Records the jobs that never ran (skipped, or cancelled before they started): (name,
     /// job id, conclusion) each; those already recorded are left as they are.
-    pub fn jobs_not_run(&self, run_id: i64, jobs: &[(String, String, String)]) -> Result<()> {
+    pub fn jobs_not_run(&self, run_id: RunId, jobs: &[(String, String, Conclusion)]) -> Result<()> {
         // One transaction: a run of thousands of jobs writes them in one commit.
         self.db.tx(|c| {
             for (name, job_id, conclusion) in jobs {
                 c.execute(
                     "INSERT INTO jobs (run_id, name, job_id, status, conclusion) VALUES (?1, ?2, ?3, 'completed', ?4)
                      ON CONFLICT(run_id, name) DO NOTHING",
-                    params![run_id, name, job_id, conclusion],
+                    params![run_id, name, job_id, *conclusion],
                 )?;
             }
             Ok(())
@@ -85,11 +88,11 @@ impl Store {
     /// the line in its log. Returns (job row, seq).
     pub fn annotate_job(
         &self,
-        run_id: i64,
+        run_id: RunId,
         name: &str,
         job_id: &str,
         text: &str,
-    ) -> Result<(i64, i64)> {
+    ) -> Result<(JobId, i64)> {
         self.db.tx(|c| {
             c.execute(
                 "INSERT INTO jobs (run_id, name, job_id, status, conclusion) VALUES (?1, ?2, ?3, 'completed', 'failure')
@@ -101,7 +104,8 @@ impl Store {
                     "SELECT id FROM jobs WHERE run_id = ?1 AND name = ?2",
                     params![run_id, name],
                 )?
-                .first_i64()?;
+                .first_i64()
+                .map(JobId::from)?;
             let seq = c
                 .query_one(
                     "SELECT COALESCE(MAX(seq), 0) + 1 AS s FROM log_lines WHERE job = ?1",
@@ -114,7 +118,7 @@ impl Store {
     }
 
     /// Whether the job named `name` of run `run_id` is completed.
-    pub fn job_completed(&self, run_id: i64, name: &str) -> Result<bool> {
+    pub fn job_completed(&self, run_id: RunId, name: &str) -> Result<bool> {
         self.db.with(|c| {
             Ok(c.query_opt(
                 "SELECT 1 AS one FROM jobs WHERE run_id = ?1 AND name = ?2 AND status = 'completed'",
@@ -124,7 +128,7 @@ impl Store {
         })
     }
 
-    pub fn jobs(&self, run_id: i64) -> Result<Vec<Job>> {
+    pub fn jobs(&self, run_id: RunId) -> Result<Vec<Job>> {
         self.db.with(|c| {
             rows(
                 c.query(
@@ -137,7 +141,7 @@ impl Store {
     }
 
     /// One job.
-    pub fn job(&self, id: i64) -> Result<Job> {
+    pub fn job(&self, id: JobId) -> Result<Job> {
         self.db.with(|c| {
             c.query_opt(
                 &format!("SELECT {JOB_FIELDS} FROM jobs WHERE id = ?1"),
@@ -154,7 +158,7 @@ impl Store {
     /// the same name (a restarted server replaying a run finds its jobs where they are).
     pub fn enqueue_job(
         &self,
-        run_id: i64,
+        run_id: RunId,
         name: &str,
         job_id: &str,
         labels: &str,
@@ -177,7 +181,7 @@ impl Store {
 
     /// The jobs completed since `since` (ms) whose report did not reach server `server`:
     /// those its dispatchers are not told of otherwise.
-    pub fn completed_elsewhere(&self, server: &str, since: i64) -> Result<Vec<i64>> {
+    pub fn completed_elsewhere(&self, server: &str, since: i64) -> Result<Vec<JobId>> {
         self.db.with(|c| {
             c.query(
                 "SELECT id FROM jobs WHERE finished_at > ?1 AND status = 'completed'
@@ -185,14 +189,14 @@ impl Store {
                 params![since, server],
             )?
             .iter()
-            .map(Row::first_i64)
+            .map(|r| r.first_i64().map(JobId::from))
             .collect()
         })
     }
 
     /// Asks a job to stop: a queued one is cancelled at once, a leased one is flagged for its
     /// runner (it sees the flag in its next heartbeat).
-    pub fn cancel_job(&self, job: i64) -> Result<()> {
+    pub fn cancel_job(&self, job: JobId) -> Result<()> {
         self.db.with(|c| {
             let n = c.execute(
                 "UPDATE jobs SET status = 'completed', conclusion = 'cancelled', finished_at = ?2,

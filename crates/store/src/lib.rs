@@ -18,6 +18,7 @@
 mod artifacts;
 mod concurrency;
 mod db;
+mod ids;
 mod intake;
 mod jobs;
 mod logs;
@@ -40,6 +41,7 @@ use db::{Backend, Db, Row};
 
 pub use artifacts::{ArtifactInfo, CacheEntry, Expired, FileEntry};
 pub use concurrency::{Claim, Claimant};
+pub use ids::{Conclusion, JobId, JobStatus, RunId, RunStatus, RunnerId, TokenId};
 pub use intake::{NewDelivery, PendingDelivery};
 pub use jobs::Job;
 pub use migrate::latest_version as schema_version;
@@ -63,12 +65,15 @@ pub enum StoreError {
     #[error("the statement returned no row")]
     NoRow,
     #[error("run {0} does not exist")]
-    NoRun(i64),
+    NoRun(RunId),
     #[error("job {0} does not exist")]
-    NoJob(i64),
+    NoJob(JobId),
     /// A runner reported for a job it does not hold (lost its lease, or never had it).
     #[error("job {0} is not held by this runner")]
-    NotHeld(i64),
+    NotHeld(JobId),
+    /// A value the database holds that this release does not know (a status, a conclusion).
+    #[error("the database holds an unknown {what} `{value}`")]
+    Unknown { what: &'static str, value: String },
     /// The database was upgraded by a newer release: this one would misread it.
     #[error(
         "the database's schema is version {found}, newer than this pipewright knows (up to \
@@ -349,7 +354,10 @@ pub(crate) mod tests {
         }
     }
 
-    pub(crate) fn outcome<'a>(conclusion: &'a str, lines: &'a [(i64, String)]) -> Outcome<'a> {
+    pub(crate) fn outcome<'a>(
+        conclusion: crate::Conclusion,
+        lines: &'a [(i64, String)],
+    ) -> Outcome<'a> {
         Outcome {
             conclusion,
             report: "{}",

@@ -1,14 +1,14 @@
 //! Log lines of jobs: stored as rows while a run goes on, archived to files by the server
 //! once it completed (the rows then go).
 
-use crate::db::{Db, Param, Row, params};
+use crate::db::{Db, Param, params};
 use crate::jobs::{JOB_FIELDS, Job, job_from_row};
-use crate::{Result, Store, rows};
+use crate::{JobId, Result, RunnerId, Store, rows};
 
 impl Store {
     /// Up to `limit` lines of `job` after sequence `after`, from the rows (a job whose log is
     /// archived has none).
-    pub fn job_log_page(&self, job: i64, after: i64, limit: i64) -> Result<Vec<(i64, String)>> {
+    pub fn job_log_page(&self, job: JobId, after: i64, limit: i64) -> Result<Vec<(i64, String)>> {
         self.db.with(|c| {
             c.query(
                 "SELECT seq, text FROM log_lines WHERE job = ?1 AND seq > ?2 ORDER BY seq LIMIT ?3",
@@ -37,7 +37,7 @@ impl Store {
     }
 
     /// The job's log is now in its files (readers go there from now on): its rows go.
-    pub fn log_archived(&self, job: i64) -> Result<()> {
+    pub fn log_archived(&self, job: JobId) -> Result<()> {
         self.db.with(|c| {
             c.execute(
                 "UPDATE jobs SET log_archived = 1, log_job = COALESCE(log_job, id) WHERE id = ?1",
@@ -51,7 +51,7 @@ impl Store {
     /// Deletes the rows of an archived job's log, some thousands per transaction: one delete
     /// of a million rows kept every page it touched in memory (SQLite) and the write lock
     /// for seconds.
-    pub fn purge_log_rows(&self, job: i64) -> Result<()> {
+    pub fn purge_log_rows(&self, job: JobId) -> Result<()> {
         loop {
             let n = self.db.with(|c| {
                 c.execute(
@@ -67,7 +67,7 @@ impl Store {
     }
 
     /// Archived jobs that still have log rows (a server stopped while deleting them).
-    pub fn archived_with_rows(&self) -> Result<Vec<i64>> {
+    pub fn archived_with_rows(&self) -> Result<Vec<JobId>> {
         self.db.with(|c| {
             c.query(
                 "SELECT id FROM jobs j WHERE log_archived = 1
@@ -75,7 +75,7 @@ impl Store {
                 &[],
             )?
             .iter()
-            .map(Row::first_i64)
+            .map(|r| r.first_i64().map(JobId::from))
             .collect()
         })
     }
@@ -115,9 +115,9 @@ pub(crate) fn value_rows(values: &mut Vec<Param>, lines: &[(i64, String)]) -> St
 /// while that runner holds the job under that lease.
 pub(crate) fn insert_lines(
     c: &mut dyn Db,
-    job: i64,
+    job: JobId,
     lines: &[(i64, String)],
-    held: Option<(i64, &str)>,
+    held: Option<(RunnerId, &str)>,
 ) -> Result<()> {
     // Up to 64 rows per statement (one round trip each on PostgreSQL; at most 64 shapes of
     // statement to prepare).

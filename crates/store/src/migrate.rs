@@ -215,6 +215,7 @@ fn before_versions(c: &mut dyn Db) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::Conclusion;
     use crate::tests::{Place, TestStore, stores, unopened};
 
     /// The tables of the database and their columns, sorted.
@@ -283,7 +284,7 @@ mod tests {
             let runs = s.runs(None, 10).unwrap();
             assert_eq!(runs.len(), 4, "{backend}");
             let done = runs.iter().find(|r| r.conclusion.is_some()).unwrap();
-            assert_eq!(done.conclusion.as_deref(), Some("success"), "{backend}");
+            assert_eq!(done.conclusion, Some(Conclusion::Success), "{backend}");
             let jobs = s.jobs(done.id).unwrap();
             let lines = s.job_log_page(jobs[0].id, 0, 10).unwrap();
             assert_eq!(lines.len(), 3, "{backend}");

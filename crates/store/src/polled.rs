@@ -2,7 +2,7 @@
 
 use crate::db::params;
 use crate::runs::{NewRun, insert_run};
-use crate::{Result, Store};
+use crate::{Result, RunId, Store};
 
 /// Polled repositories: which commit of each ref has been turned into pushes. A ref's new
 /// commit and the runs its push fires are stored in one transaction, so a push is queued
@@ -67,7 +67,7 @@ impl Store {
         git_ref: &str,
         sha: &str,
         runs: &[NewRun],
-    ) -> Result<Vec<i64>> {
+    ) -> Result<Vec<RunId>> {
         self.db.tx(|c| {
             c.execute(
                 "INSERT INTO polled_refs (repo, url, git_ref, sha) VALUES (?1, ?2, ?3, ?4)

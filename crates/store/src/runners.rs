@@ -3,13 +3,13 @@
 
 use crate::db::{Row, params};
 use crate::queue::{Released, release_in};
-use crate::{Result, Store, now_ms, rows};
+use crate::{Result, RunnerId, Store, now_ms, rows};
 use serde::Serialize;
 
 /// A registered runner.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Runner {
-    pub id: i64,
+    pub id: RunnerId,
     pub name: String,
     pub labels: Vec<String>,
     pub capacity: i64,
@@ -20,7 +20,7 @@ pub struct Runner {
 
 pub(crate) fn runner_from_row(r: &Row) -> Result<Runner> {
     Ok(Runner {
-        id: r.i64("id")?,
+        id: RunnerId::from(r.i64("id")?),
         name: r.string("name")?,
         labels: serde_json::from_str(&r.string("labels")?).unwrap_or_default(),
         capacity: r.i64("capacity")?,
@@ -52,7 +52,7 @@ impl Store {
         capacity: i64,
         credential_hash: &str,
         ttl_ms: i64,
-    ) -> Result<Option<i64>> {
+    ) -> Result<Option<RunnerId>> {
         let labels = serde_json::to_string(labels).unwrap_or_default();
         self.db.tx(|c| {
             let now = now_ms();
@@ -71,14 +71,14 @@ impl Store {
                     params![name, &labels, capacity, credential_hash, now],
                 )?
                 .first_i64()?;
-            Ok(Some(id))
+            Ok(Some(RunnerId::from(id)))
         })
     }
 
     /// Removes runner `id`: its credential stops working, its jobs are queued again (or
     /// failed when out of attempts). `None` if there is no such runner; the in-process
     /// runners are not removed (a server makes its own at each start).
-    pub fn remove_runner(&self, id: i64, max_attempts: i64) -> Result<Option<Released>> {
+    pub fn remove_runner(&self, id: RunnerId, max_attempts: i64) -> Result<Option<Released>> {
         let embedded = self.db.with(|c| {
             c.query_opt("SELECT embedded FROM runners WHERE id = ?1", params![id])?
                 .map(|r| r.i64("embedded"))
@@ -94,7 +94,7 @@ impl Store {
                 let released = release_in(
                     c,
                     "runner_id = ?1",
-                    id,
+                    id.get(),
                     max_attempts,
                     "the runner was removed",
                 )?;
@@ -112,7 +112,7 @@ impl Store {
         labels: &[String],
         capacity: i64,
         credential_hash: &str,
-    ) -> Result<i64> {
+    ) -> Result<RunnerId> {
         let labels = serde_json::to_string(labels).unwrap_or_default();
         let name = format!("embedded ({server})");
         self.db.tx(|c| {
@@ -134,6 +134,7 @@ impl Store {
                 params![&name],
             )?
             .first_i64()
+            .map(RunnerId::from)
         })
     }
 
@@ -151,7 +152,7 @@ impl Store {
     }
 
     /// Notes that a runner asked for work now.
-    pub fn touch_runner(&self, id: i64) -> Result<()> {
+    pub fn touch_runner(&self, id: RunnerId) -> Result<()> {
         self.db.with(|c| {
             c.execute(
                 "UPDATE runners SET last_seen = ?2 WHERE id = ?1",

@@ -3,13 +3,13 @@
 
 use crate::db::{Db, Dialect, Row, params};
 use crate::jobs::{JOB_FIELDS, Job, job_from_row};
-use crate::{Result, Store, StoreError, now_ms, rows};
+use crate::{Conclusion, JobId, Result, RunId, RunStatus, Store, StoreError, now_ms, rows};
 use serde::Serialize;
 
 /// A workflow run.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Run {
-    pub id: i64,
+    pub id: RunId,
     pub repo: String,
     pub workflow: String,
     pub event: String,
@@ -17,9 +17,9 @@ pub struct Run {
     pub git_ref: String,
     pub sha: String,
     /// `waiting` (held for approval), `queued`, `running` or `completed`.
-    pub status: String,
+    pub status: RunStatus,
     /// `success`, `failure`, `cancelled`, `skipped`, or null while not completed.
-    pub conclusion: Option<String>,
+    pub conclusion: Option<Conclusion>,
     /// Why a run ended the way it did when no job says it (invalid workflow, server restart).
     pub reason: Option<String>,
     pub attempt: i64,
@@ -32,7 +32,7 @@ pub struct Run {
     #[serde(skip)]
     pub cancel_requested: bool,
     /// The run this one re-runs, if any.
-    pub rerun_of: Option<i64>,
+    pub rerun_of: Option<RunId>,
     /// A re-run of the failed jobs only: the jobs that succeeded in `rerun_of` are kept.
     pub rerun_failed: bool,
     /// The workflow file's text at `sha`, when the trigger kept it.
@@ -60,14 +60,14 @@ pub struct NewRun {
 
 pub(crate) fn run_from_row(r: &Row) -> Result<Run> {
     Ok(Run {
-        id: r.i64("id")?,
+        id: RunId::from(r.i64("id")?),
         repo: r.string("repo")?,
         workflow: r.string("workflow")?,
         event: r.string("event")?,
         git_ref: r.string("git_ref")?,
         sha: r.string("sha")?,
-        status: r.string("status")?,
-        conclusion: r.opt_string("conclusion")?,
+        status: r.value("status")?,
+        conclusion: r.opt_value("conclusion")?,
         reason: r.opt_string("reason")?,
         attempt: r.i64("attempt")?,
         created_at: r.i64("created_at")?,
@@ -75,19 +75,19 @@ pub(crate) fn run_from_row(r: &Row) -> Result<Run> {
         finished_at: r.opt_i64("finished_at")?,
         event_json: r.string("event_json")?,
         cancel_requested: r.i64("cancel_requested")? != 0,
-        rerun_of: r.opt_i64("rerun_of")?,
+        rerun_of: r.opt_i64("rerun_of")?.map(RunId::from),
         rerun_failed: r.i64("rerun_failed")? != 0,
         workflow_text: r.opt_string("workflow_text")?,
     })
 }
 
 /// Inserts a run: queued, or completed and failed when it has a `failure`.
-pub(crate) fn insert_run(c: &mut dyn Db, new: &NewRun) -> Result<i64> {
+pub(crate) fn insert_run(c: &mut dyn Db, new: &NewRun) -> Result<RunId> {
     let now = now_ms();
     let (status, conclusion, finished) = match new.failure {
-        Some(_) => ("completed", Some("failure"), Some(now)),
-        None if new.held => ("waiting", None, None),
-        None => ("queued", None, None),
+        Some(_) => (RunStatus::Completed, Some(Conclusion::Failure), Some(now)),
+        None if new.held => (RunStatus::Waiting, None, None),
+        None => (RunStatus::Queued, None, None),
     };
     c.query_one(
         "INSERT INTO runs (repo, workflow, event, git_ref, sha, status, created_at, event_json,
@@ -109,20 +109,21 @@ pub(crate) fn insert_run(c: &mut dyn Db, new: &NewRun) -> Result<i64> {
         ],
     )?
     .first_i64()
+    .map(RunId::from)
 }
 
 impl Store {
-    pub fn create_run(&self, new: &NewRun) -> Result<i64> {
+    pub fn create_run(&self, new: &NewRun) -> Result<RunId> {
         self.db.with(|c| insert_run(c, new))
     }
 
     /// Records several runs at once (the runs one event fires): all or none.
-    pub fn create_runs(&self, runs: &[NewRun]) -> Result<Vec<i64>> {
+    pub fn create_runs(&self, runs: &[NewRun]) -> Result<Vec<RunId>> {
         self.db
             .tx(|c| runs.iter().map(|r| insert_run(c, r)).collect())
     }
 
-    pub fn run(&self, id: i64) -> Result<Run> {
+    pub fn run(&self, id: RunId) -> Result<Run> {
         self.db.with(|c| {
             c.query_opt("SELECT * FROM runs WHERE id = ?1", params![id])?
                 .as_ref()
@@ -203,7 +204,12 @@ impl Store {
             })
     }
 
-    pub fn finish_run(&self, id: i64, conclusion: &str, reason: Option<&str>) -> Result<()> {
+    pub fn finish_run(
+        &self,
+        id: RunId,
+        conclusion: Conclusion,
+        reason: Option<&str>,
+    ) -> Result<()> {
         self.db.with(|c| {
             c.execute(
                 "UPDATE runs SET status = 'completed', conclusion = ?2, reason = COALESCE(?3, reason), finished_at = ?4
@@ -216,7 +222,7 @@ impl Store {
 
     /// Asks a run to stop: a queued run is cancelled at once; a running one is flagged for
     /// its orchestrator and its runners. Returns the run as it is now.
-    pub fn request_cancel(&self, id: i64) -> Result<Run> {
+    pub fn request_cancel(&self, id: RunId) -> Result<Run> {
         self.db.with(|c| {
             let n = c.execute(
                 "UPDATE runs SET status = 'completed', conclusion = 'cancelled', finished_at = ?2
@@ -235,7 +241,7 @@ impl Store {
     }
 
     /// Lets a held (`waiting`) run go: it is queued. `Ok(None)` if it is not waiting.
-    pub fn approve_run(&self, id: i64) -> Result<Option<Run>> {
+    pub fn approve_run(&self, id: RunId) -> Result<Option<Run>> {
         let n = self.db.with(|c| {
             c.execute(
                 "UPDATE runs SET status = 'queued' WHERE id = ?1 AND status = 'waiting'",
@@ -251,7 +257,7 @@ impl Store {
 
     /// Ends a held run without running it (cancelled, with the reason). `Ok(None)` if it is
     /// not waiting.
-    pub fn reject_run(&self, id: i64) -> Result<Option<Run>> {
+    pub fn reject_run(&self, id: RunId) -> Result<Option<Run>> {
         let n = self.db.with(|c| {
             c.execute(
                 "UPDATE runs SET status = 'completed', conclusion = 'cancelled', finished_at = ?2,
@@ -270,7 +276,7 @@ impl Store {
     /// A new queued run with the same repository, workflow, event and commit as `id`, as its
     /// next attempt. With `failed_only`, the jobs that succeeded in `id` are kept rather than
     /// run again (see [`Store::reuse_job`]).
-    pub fn rerun(&self, id: i64, failed_only: bool) -> Result<i64> {
+    pub fn rerun(&self, id: RunId, failed_only: bool) -> Result<RunId> {
         let run = self.run(id)?;
         self.db.with(|c| {
             c.query_one(
@@ -292,12 +298,13 @@ impl Store {
                 ],
             )?
             .first_i64()
+            .map(RunId::from)
         })
     }
 
     /// For a re-run of failed jobs: the job `name` of `old_run`, if it succeeded, copied into
     /// `run` (its report and its log) instead of running again.
-    pub fn reuse_job(&self, run: i64, old_run: i64, name: &str) -> Result<Option<Job>> {
+    pub fn reuse_job(&self, run: RunId, old_run: RunId, name: &str) -> Result<Option<Job>> {
         self.db.tx(|c| {
             let Some(old) = c.query_opt(
                 "SELECT id FROM jobs WHERE run_id = ?1 AND name = ?2 AND status = 'completed'
@@ -307,7 +314,7 @@ impl Store {
             else {
                 return Ok(None);
             };
-            let old = old.first_i64()?;
+            let old = JobId::from(old.first_i64()?);
             let n = c.execute(
                 "INSERT INTO jobs (run_id, name, job_id, status, conclusion, started_at, finished_at,
                      labels, runner_id, attempt, report, reason, log_archived, log_job)
@@ -374,9 +381,48 @@ mod tests {
             assert!(!s.claim_schedule("r", "ci.yml", "* * * * *", 100).unwrap());
             assert!(s.claim_schedule("r", "ci.yml", "* * * * *", 101).unwrap());
             assert_eq!(
-                s.request_cancel(b).unwrap().conclusion.as_deref(),
-                Some("cancelled")
+                s.request_cancel(b).unwrap().conclusion,
+                Some(Conclusion::Cancelled)
             );
+        }
+    }
+
+    #[test]
+    fn an_unknown_status_or_conclusion_is_an_error_not_a_panic() {
+        for s in stores() {
+            let a = s.create_run(&new_run("r")).unwrap();
+            s.db.with(|c| {
+                c.execute(
+                    "UPDATE runs SET status = 'paused', conclusion = 'maybe' WHERE id = ?1",
+                    params![a],
+                )
+            })
+            .unwrap();
+            let err = s.run(a).unwrap_err();
+            assert!(
+                matches!(&err, StoreError::Unknown { what: "run status", value } if value == "paused"),
+                "{}: {err}",
+                s.backend()
+            );
+            assert_eq!(
+                err.to_string(),
+                "the database holds an unknown run status `paused`"
+            );
+            let job = s.enqueue_job(a, "j", "j", "[]", "{}", b"").unwrap();
+            s.db.with(|c| {
+                c.execute(
+                    "UPDATE jobs SET conclusion = 'maybe' WHERE id = ?1",
+                    params![job.id],
+                )
+            })
+            .unwrap();
+            assert!(matches!(
+                s.job(job.id),
+                Err(StoreError::Unknown {
+                    what: "conclusion",
+                    ..
+                })
+            ));
         }
     }
 }

@@ -79,8 +79,8 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::Store;
     use crate::tests::{Place, new_run, stores};
+    use crate::{Conclusion, Store};
 
     /// Completed runs and jobs by conclusion.
     type Counts = (Vec<(String, i64)>, Vec<(String, i64)>);
@@ -98,12 +98,12 @@ mod tests {
             s.jobs_not_run(
                 run,
                 &[
-                    ("a".into(), "a".into(), "success".into()),
-                    ("b".into(), "b".into(), "skipped".into()),
+                    ("a".into(), "a".into(), Conclusion::Success),
+                    ("b".into(), "b".into(), Conclusion::Skipped),
                 ],
             )
             .unwrap();
-            s.finish_run(run, "success", None).unwrap();
+            s.finish_run(run, Conclusion::Success, None).unwrap();
             let want = (
                 vec![("success".to_owned(), 1)],
                 vec![("skipped".to_owned(), 1), ("success".to_owned(), 1)],

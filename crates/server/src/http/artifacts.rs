@@ -168,7 +168,7 @@ fn blobs(s: &AppStateRef) -> Blobs {
 pub(crate) async fn job_artifacts(
     caller: JobCaller,
     State(s): State<AppStateRef>,
-    Path(job): Path<i64>,
+    Path(job): Path<store::JobId>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let j = held_by(&s, &caller, job, &headers).await?;
@@ -182,7 +182,7 @@ pub(crate) async fn job_artifacts(
 pub(crate) async fn job_artifact(
     caller: JobCaller,
     State(s): State<AppStateRef>,
-    Path((job, name)): Path<(i64, String)>,
+    Path((job, name)): Path<(store::JobId, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     valid_artifact(&name)?;
@@ -196,7 +196,7 @@ pub(crate) async fn job_artifact(
 
 async fn artifact_files(
     s: &AppStateRef,
-    run: i64,
+    run: store::RunId,
     name: String,
 ) -> Result<Vec<store::FileEntry>, ApiError> {
     let store = s.store.clone();
@@ -217,7 +217,7 @@ async fn artifact_files(
 pub(crate) async fn put_artifact(
     caller: JobCaller,
     State(s): State<AppStateRef>,
-    Path((job, name)): Path<(i64, String)>,
+    Path((job, name)): Path<(store::JobId, String)>,
     headers: HeaderMap,
     Json(manifest): Json<protocol::Manifest>,
 ) -> Result<Response, ApiError> {
@@ -234,7 +234,7 @@ pub(crate) async fn put_artifact(
 pub(crate) async fn missing_blobs(
     caller: JobCaller,
     State(s): State<AppStateRef>,
-    Path(job): Path<i64>,
+    Path(job): Path<store::JobId>,
     headers: HeaderMap,
     Json(query): Json<protocol::BlobQuery>,
 ) -> Result<Response, ApiError> {
@@ -257,7 +257,7 @@ pub(crate) async fn missing_blobs(
 pub(crate) async fn put_blob(
     caller: JobCaller,
     State(s): State<AppStateRef>,
-    Path((job, hash)): Path<(i64, String)>,
+    Path((job, hash)): Path<(store::JobId, String)>,
     headers: HeaderMap,
     body: Body,
 ) -> Result<Response, ApiError> {
@@ -271,7 +271,7 @@ pub(crate) async fn put_blob(
 pub(crate) async fn get_blob(
     caller: JobCaller,
     State(s): State<AppStateRef>,
-    Path((job, hash)): Path<(i64, String)>,
+    Path((job, hash)): Path<(store::JobId, String)>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     if !crate::blobs::valid_hash(&hash) {
@@ -319,7 +319,10 @@ fn check_cache_key(key: &str) -> Result<(), ApiError> {
 /// in order (its own ref, its pull request's base branch, the default branch: GitHub's
 /// rule) and the one it writes (its own ref only). A fork's pull request thus never writes
 /// where a branch reads.
-async fn cache_scopes(s: &AppStateRef, run: i64) -> Result<(String, Vec<String>), ApiError> {
+async fn cache_scopes(
+    s: &AppStateRef,
+    run: store::RunId,
+) -> Result<(String, Vec<String>), ApiError> {
     let store = s.store.clone();
     let run = blocking(move || store.run(run)).await?;
     let event: crate::trigger::Event = serde_json::from_str(&run.event_json).unwrap_or_default();
@@ -346,7 +349,7 @@ async fn cache_scopes(s: &AppStateRef, run: i64) -> Result<(String, Vec<String>)
 pub(crate) async fn lookup_cache(
     caller: JobCaller,
     State(s): State<AppStateRef>,
-    Path(job): Path<i64>,
+    Path(job): Path<store::JobId>,
     headers: HeaderMap,
     Json(q): Json<protocol::CacheLookup>,
 ) -> Result<Response, ApiError> {
@@ -371,7 +374,7 @@ pub(crate) async fn lookup_cache(
 pub(crate) async fn save_cache(
     caller: JobCaller,
     State(s): State<AppStateRef>,
-    Path(job): Path<i64>,
+    Path(job): Path<store::JobId>,
     headers: HeaderMap,
     Json(save): Json<protocol::CacheSave>,
 ) -> Result<Response, ApiError> {
@@ -394,7 +397,7 @@ pub(crate) async fn save_cache(
 pub(crate) async fn run_artifacts(
     _: Authorized,
     State(s): State<AppStateRef>,
-    Path(run): Path<i64>,
+    Path(run): Path<store::RunId>,
 ) -> Result<Response, ApiError> {
     let store = s.store.clone();
     let list = blocking(move || -> Result<_, ApiError> {
@@ -411,7 +414,7 @@ pub(crate) async fn run_artifacts(
 pub(crate) async fn run_artifact(
     _: Authorized,
     State(s): State<AppStateRef>,
-    Path((run, name)): Path<(i64, String)>,
+    Path((run, name)): Path<(store::RunId, String)>,
 ) -> Result<Response, ApiError> {
     valid_artifact(&name)?;
     let files = artifact_files(&s, run, name).await?;

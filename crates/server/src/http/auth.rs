@@ -127,7 +127,7 @@ pub(super) async fn list_tokens(
 pub(super) async fn revoke_token(
     _: Admin,
     State(s): State<AppStateRef>,
-    Path(id): Path<i64>,
+    Path(id): Path<store::TokenId>,
 ) -> Result<Response, ApiError> {
     let store = s.store.clone();
     if blocking(move || store.revoke_token(id)).await? {

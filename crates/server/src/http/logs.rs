@@ -3,6 +3,7 @@
 
 use std::convert::Infallible;
 use std::sync::Arc;
+use store::{Conclusion, JobId, RunId, RunStatus};
 
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
@@ -30,16 +31,16 @@ fn job_matches(filter: Option<&str>, name: &str, job_id: &str) -> bool {
 }
 
 /// A stored line on its way to a reader: (job, job's display name, sequence, text).
-type LogItem = (i64, Arc<str>, i64, String);
+type LogItem = (JobId, Arc<str>, i64, String);
 
 /// Lines of `run` (the jobs `filter` selects) after the positions in `last`, at most
 /// [`CATCH_UP`] of them; and whether there may be more.
 fn catch_up(
     store: &store::Store,
     data: &std::path::Path,
-    run: i64,
+    run: RunId,
     filter: Option<&str>,
-    last: &std::collections::HashMap<i64, i64>,
+    last: &std::collections::HashMap<JobId, i64>,
 ) -> Result<(Vec<LogItem>, bool), ApiError> {
     let mut out = Vec::new();
     for job in store.jobs(run)? {
@@ -66,7 +67,7 @@ const CATCH_UP: usize = 2000;
 pub(super) async fn run_logs(
     _: Authorized,
     State(s): State<AppStateRef>,
-    Path(id): Path<i64>,
+    Path(id): Path<RunId>,
     Query(q): Query<LogQuery>,
 ) -> Result<Response, ApiError> {
     // Subscribe before reading what is stored, so no line falls between the two.
@@ -91,7 +92,7 @@ pub(super) async fn run_logs(
     // any size is sent with little memory.
     let (tx, stored) = tokio::sync::mpsc::channel::<LogItem>(1024);
     let (store, data, filter) = (s.store.clone(), s.config.data_dir.clone(), q.job.clone());
-    let selected: Vec<(i64, Arc<str>)> = jobs
+    let selected: Vec<(JobId, Arc<str>)> = jobs
         .iter()
         .filter(|j| job_matches(filter.as_deref(), &j.name, &j.job_id))
         .map(|j| (j.id, j.name.as_str().into()))
@@ -102,7 +103,7 @@ pub(super) async fn run_logs(
                 tx.blocking_send((*job, name.clone(), seq, text)).is_ok()
             });
             if let Err(e) = read {
-                tracing::warn!(run = id, job, "reading a job log: {e}");
+                tracing::warn!(run = id.get(), job = job.get(), "reading a job log: {e}");
             }
         }
     });
@@ -132,7 +133,7 @@ pub(super) async fn run_logs(
     struct Follow {
         stored: Option<tokio_stream::wrappers::ReceiverStream<LogItem>>,
         live: BroadcastStream<Live>,
-        last: std::collections::HashMap<i64, i64>,
+        last: std::collections::HashMap<JobId, i64>,
         queue: std::collections::VecDeque<SseEvent>,
         /// Read the store before taking more from the broadcast.
         behind: bool,
@@ -140,7 +141,8 @@ pub(super) async fn run_logs(
         done: Option<String>,
         finished: bool,
     }
-    let completed = (run.status == "completed").then(|| run.conclusion.unwrap_or_default());
+    let completed = (run.status == RunStatus::Completed)
+        .then(|| run.conclusion.map_or("", Conclusion::as_str).to_owned());
     let start = Follow {
         stored: Some(stored),
         live: BroadcastStream::new(rx),
@@ -221,7 +223,7 @@ pub(super) async fn run_logs(
                     }
                     Ok(Live::RunDone { run, conclusion }) if run == id => {
                         // Every line is stored before `done`: read what was not seen yet.
-                        f.done = Some(conclusion);
+                        f.done = Some(conclusion.as_str().to_owned());
                     }
                     Err(_lagged) => f.behind = true,
                     _ => {}

@@ -99,7 +99,7 @@ pub(crate) async fn list_runners(
 pub(crate) async fn remove_runner(
     _: Admin,
     State(s): State<AppStateRef>,
-    Path(id): Path<i64>,
+    Path(id): Path<store::RunnerId>,
 ) -> Result<Response, ApiError> {
     let (store, attempts) = (s.store.clone(), s.config.max_attempts);
     let released = blocking(move || store.remove_runner(id, attempts)).await?;
@@ -189,7 +189,7 @@ pub(crate) async fn register(
     Ok((
         StatusCode::CREATED,
         Json(protocol::Registered {
-            runner_id: id,
+            runner_id: id.get(),
             credential,
         }),
     )
@@ -214,10 +214,10 @@ fn lease_from(s: &AppState, leased: store::Leased) -> Result<Lease, ApiError> {
             .map_err(ApiError::internal)?;
         serde_json::from_str(&text).map_err(ApiError::internal)?
     };
-    let token = s.sealer.job_token(leased.job.id, &leased.lease)?;
+    let token = s.sealer.job_token(leased.job.id.get(), &leased.lease)?;
     Ok(Lease {
         token,
-        job: leased.job.id,
+        job: leased.job.id.get(),
         lease: leased.lease,
         lease_ms: u64::try_from(s.config.lease_ms).unwrap_or(30_000),
         attempt: leased.job.attempt,
@@ -263,7 +263,7 @@ pub(crate) async fn next_job(
         })
         .await?
         {
-            tracing::info!(job = leased.job.id, runner = %runner.name, "job leased");
+            tracing::info!(job = leased.job.id.get(), runner = %runner.name, "job leased");
             return Ok(Json(lease_from(&s, leased)?).into_response());
         }
         tokio::select! {
@@ -284,7 +284,7 @@ pub(crate) async fn next_job(
 pub(crate) async fn heartbeat(
     RunnerAuth(runner): RunnerAuth,
     State(s): State<AppStateRef>,
-    Path(job): Path<i64>,
+    Path(job): Path<store::JobId>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let lease = lease_of(&headers)?;
@@ -312,7 +312,7 @@ fn stored_lines(lines: Vec<protocol::LogLine>) -> Vec<(i64, String)> {
 pub(crate) async fn logs(
     RunnerAuth(runner): RunnerAuth,
     State(s): State<AppStateRef>,
-    Path(job): Path<i64>,
+    Path(job): Path<store::JobId>,
     headers: HeaderMap,
     Json(batch): Json<protocol::LogBatch>,
 ) -> Result<Response, ApiError> {
@@ -342,13 +342,13 @@ pub(crate) async fn logs(
 pub(crate) async fn finish(
     RunnerAuth(runner): RunnerAuth,
     State(s): State<AppStateRef>,
-    Path(job): Path<i64>,
+    Path(job): Path<store::JobId>,
     headers: HeaderMap,
     Json(body): Json<protocol::Finish>,
 ) -> Result<Response, ApiError> {
     let lease = lease_of(&headers)?;
     let store = s.store.clone();
-    let conclusion = body.report.conclusion.as_str();
+    let conclusion = crate::conclusion::to_store(body.report.conclusion);
     let report = serde_json::to_string(&body.report).map_err(ApiError::internal)?;
     let lines = stored_lines(body.lines);
     let sent = lines.clone();
@@ -380,7 +380,7 @@ pub(crate) async fn finish(
         )?;
         // The report is in: failing to lease the next job only sends the runner to poll.
         let next = next.unwrap_or_else(|e| {
-            tracing::warn!(runner = id, "leasing a job with a report: {e}");
+            tracing::warn!(runner = id.get(), "leasing a job with a report: {e}");
             None
         });
         Ok((done, next))
@@ -398,7 +398,7 @@ pub(crate) async fn finish(
     s.done.wake(job, Some(done));
     let mut answer = protocol::Finished::default();
     if let Some(leased) = next {
-        tracing::info!(job = leased.job.id, runner = %runner.name, "job leased");
+        tracing::info!(job = leased.job.id.get(), runner = %runner.name, "job leased");
         answer.next = Some(lease_from(&s, leased)?);
     }
     Ok(Json(answer).into_response())
@@ -435,7 +435,7 @@ impl FromRequestParts<AppStateRef> for JobCaller {
 pub(crate) async fn held_by(
     s: &AppStateRef,
     caller: &JobCaller,
-    job: i64,
+    job: store::JobId,
     headers: &HeaderMap,
 ) -> Result<store::Job, ApiError> {
     let token = match caller {
@@ -448,14 +448,14 @@ pub(crate) async fn held_by(
             "this job token is not valid for this job, or the job has ended",
         )
     };
-    if crate::secrets::Sealer::job_of_token(&token) != Some(job) {
+    if crate::secrets::Sealer::job_of_token(&token) != Some(job.get()) {
         return Err(refused());
     }
     let store = s.store.clone();
     let Some((j, lease)) = blocking(move || store.running_job(job)).await? else {
         return Err(refused());
     };
-    let expected = s.sealer.job_token(job, &lease)?;
+    let expected = s.sealer.job_token(job.get(), &lease)?;
     if !constant_time_eq(expected.as_bytes(), token.as_bytes()) {
         return Err(refused());
     }
@@ -466,7 +466,7 @@ pub(crate) async fn held_by(
 pub(crate) async fn held(
     s: &AppStateRef,
     runner: &store::Runner,
-    job: i64,
+    job: store::JobId,
     headers: &HeaderMap,
 ) -> Result<store::Job, ApiError> {
     let lease = lease_of(headers)?;
@@ -478,7 +478,7 @@ pub(crate) async fn held(
 pub(crate) async fn source(
     RunnerAuth(runner): RunnerAuth,
     State(s): State<AppStateRef>,
-    Path(job): Path<i64>,
+    Path(job): Path<store::JobId>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let j = held(&s, &runner, job, &headers).await?;
@@ -508,6 +508,11 @@ pub(crate) async fn source(
     Ok(([("content-type", "application/x-tar")], out.stdout).into_response())
 }
 
+/// (job, run) pairs as bare numbers, as the log has always shown them.
+fn bare(jobs: &[(store::JobId, store::RunId)]) -> Vec<(i64, i64)> {
+    jobs.iter().map(|(j, r)| (j.get(), r.get())).collect()
+}
+
 /// Declares runners lost when their jobs' leases run out: each job is queued again for
 /// another attempt or failed with "runner lost". Runs until `stop`.
 ///
@@ -535,11 +540,11 @@ pub(crate) async fn reaper(
         match blocking(move || s.expire_leases(max_attempts)).await {
             Ok(released) => {
                 if !released.requeued.is_empty() {
-                    tracing::warn!(jobs = ?released.requeued, "runner lost: jobs queued again");
+                    tracing::warn!(jobs = ?bare(&released.requeued), "runner lost: jobs queued again");
                     queued.notify_waiters();
                 }
                 if !released.failed.is_empty() {
-                    tracing::warn!(jobs = ?released.failed, "runner lost: jobs failed");
+                    tracing::warn!(jobs = ?bare(&released.failed), "runner lost: jobs failed");
                     for (job, _) in &released.failed {
                         done.wake(*job, None);
                     }

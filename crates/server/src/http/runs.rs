@@ -34,7 +34,7 @@ pub(super) async fn list_runs(
 pub(super) async fn show_run(
     _: Authorized,
     State(s): State<AppStateRef>,
-    Path(id): Path<i64>,
+    Path(id): Path<store::RunId>,
 ) -> Result<Response, ApiError> {
     let store = s.store.clone();
     let (run, jobs) =
@@ -53,7 +53,7 @@ pub(super) struct RerunQuery {
 pub(super) async fn rerun_run(
     _: Authorized,
     State(s): State<AppStateRef>,
-    Path(id): Path<i64>,
+    Path(id): Path<store::RunId>,
     Query(q): Query<RerunQuery>,
 ) -> Result<Response, ApiError> {
     let store = s.store.clone();
@@ -71,7 +71,7 @@ pub(super) async fn rerun_run(
 pub(super) async fn approve_run(
     _: Authorized,
     State(s): State<AppStateRef>,
-    Path(id): Path<i64>,
+    Path(id): Path<store::RunId>,
 ) -> Result<Response, ApiError> {
     decide(&s, id, true).await
 }
@@ -80,13 +80,13 @@ pub(super) async fn approve_run(
 pub(super) async fn reject_run(
     _: Authorized,
     State(s): State<AppStateRef>,
-    Path(id): Path<i64>,
+    Path(id): Path<store::RunId>,
 ) -> Result<Response, ApiError> {
     decide(&s, id, false).await
 }
 
 /// Approves or rejects run `id`, which must be waiting for approval.
-async fn decide(s: &AppStateRef, id: i64, approve: bool) -> Result<Response, ApiError> {
+async fn decide(s: &AppStateRef, id: store::RunId, approve: bool) -> Result<Response, ApiError> {
     let store = s.store.clone();
     let run = blocking(move || -> Result<_, ApiError> {
         Ok(if approve {
@@ -103,10 +103,10 @@ async fn decide(s: &AppStateRef, id: i64, approve: bool) -> Result<Response, Api
         )
     })?;
     if approve {
-        tracing::info!(run = id, "run approved");
+        tracing::info!(run = id.get(), "run approved");
         s.wake.notify_waiters();
     } else {
-        tracing::info!(run = id, "run rejected");
+        tracing::info!(run = id.get(), "run rejected");
     }
     Ok(Json(run).into_response())
 }
@@ -114,7 +114,7 @@ async fn decide(s: &AppStateRef, id: i64, approve: bool) -> Result<Response, Api
 pub(super) async fn cancel_run(
     _: Authorized,
     State(s): State<AppStateRef>,
-    Path(id): Path<i64>,
+    Path(id): Path<store::RunId>,
 ) -> Result<Response, ApiError> {
     let store = s.store.clone();
     let run = blocking(move || store.request_cancel(id)).await?;

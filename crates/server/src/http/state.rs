@@ -56,7 +56,7 @@ pub(crate) struct Runners {
     by_hash: std::sync::Mutex<
         std::collections::HashMap<String, (Arc<store::Runner>, tokio::time::Instant)>,
     >,
-    seen: std::sync::Mutex<std::collections::HashMap<i64, tokio::time::Instant>>,
+    seen: std::sync::Mutex<std::collections::HashMap<store::RunnerId, tokio::time::Instant>>,
 }
 
 /// How long a runner credential found in the store is believed without asking again.
@@ -84,12 +84,12 @@ impl Runners {
     }
 
     /// Forgets runner `id` at once (it was removed).
-    pub(super) fn forget(&self, id: i64) {
+    pub(super) fn forget(&self, id: store::RunnerId) {
         lock(&self.by_hash).retain(|_, (r, _)| r.id != id);
     }
 
     /// Whether `runner`'s `last_seen` is due to be written (and notes that it will be).
-    pub(super) fn seen_due(&self, runner: i64) -> bool {
+    pub(super) fn seen_due(&self, runner: store::RunnerId) -> bool {
         let now = tokio::time::Instant::now();
         let mut map = lock(&self.seen);
         match map.get(&runner) {

@@ -7,7 +7,7 @@ mod postgres;
 use crate::db::{Db, Dialect, Param, Row, params};
 use crate::jobs::{JOB_FIELDS, Job, job_from_row};
 use crate::logs::insert_lines;
-use crate::{Result, Store, StoreError, now_ms};
+use crate::{Conclusion, JobId, Result, RunId, RunnerId, Store, StoreError, now_ms};
 use postgres::{first_page_taken, pg_complete, pg_take_ctes};
 
 /// A job handed to a runner: the row, what to run, and the lease that proves it holds it.
@@ -28,16 +28,16 @@ pub struct Leased {
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct Released {
     /// (job, run) queued again for another attempt.
-    pub requeued: Vec<(i64, i64)>,
+    pub requeued: Vec<(JobId, RunId)>,
     /// (job, run) failed: no attempts left.
-    pub failed: Vec<(i64, i64)>,
+    pub failed: Vec<(JobId, RunId)>,
 }
 
 /// A runner's report of a job, as server `server` received it: the conclusion, the report
 /// (JSON) and the job's last log lines.
 #[derive(Debug, Clone, Copy)]
 pub struct Outcome<'a> {
-    pub conclusion: &'a str,
+    pub conclusion: Conclusion,
     pub report: &'a str,
     pub lines: &'a [(i64, String)],
     pub server: &'a str,
@@ -81,7 +81,7 @@ pub(crate) const PAGE: i64 = 16;
 
 /// The `SET` of a lease, its parameters (runner, lease, until when, now) appended to
 /// `values` (numbered after those already there).
-pub(crate) fn take_set(values: &mut Vec<Param>, runner: i64, want: &Want<'_>) -> String {
+pub(crate) fn take_set(values: &mut Vec<Param>, runner: RunnerId, want: &Want<'_>) -> String {
     let n = values.len();
     let now = now_ms();
     values.extend([
@@ -120,7 +120,7 @@ pub(crate) fn take_returning(prefix: &str) -> String {
 pub(crate) fn take_from(
     c: &mut dyn Db,
     mut offset: i64,
-    runner: i64,
+    runner: RunnerId,
     want: &Want<'_>,
 ) -> Result<Option<Leased>> {
     let returning = take_returning("");
@@ -135,7 +135,7 @@ pub(crate) fn take_from(
         let mut matching = Vec::new();
         for row in &candidates {
             if want.matches(&row.string("labels")?) {
-                matching.push(row.i64("id")?);
+                matching.push(JobId::from(row.i64("id")?));
             }
         }
         let mut taken = None;
@@ -144,7 +144,7 @@ pub(crate) fn take_from(
             if !matching.is_empty() {
                 let ids = matching
                     .iter()
-                    .map(i64::to_string)
+                    .map(JobId::to_string)
                     .collect::<Vec<_>>()
                     .join(",");
                 let mut values = vec![Param::from(ids)];
@@ -226,7 +226,11 @@ pub(crate) fn release_in(
     let mut out = Released::default();
     let now = now_ms();
     for r in lost {
-        let (job, run, attempt) = (r.i64("id")?, r.i64("run_id")?, r.i64("attempt")?);
+        let (job, run, attempt) = (
+            JobId::from(r.i64("id")?),
+            RunId::from(r.i64("run_id")?),
+            r.i64("attempt")?,
+        );
         let next_seq = c
             .query_one(
                 "SELECT COALESCE(MAX(seq), 0) + 1 AS s FROM log_lines WHERE job = ?1",
@@ -262,7 +266,7 @@ pub(crate) fn release_in(
 }
 
 /// Checks that `runner` holds `job` under `lease`; the job as it is.
-pub(crate) fn held(c: &mut dyn Db, job: i64, runner: i64, lease: &str) -> Result<Job> {
+pub(crate) fn held(c: &mut dyn Db, job: JobId, runner: RunnerId, lease: &str) -> Result<Job> {
     let row = c.query_opt(
         &format!(
             "SELECT {JOB_FIELDS} FROM jobs WHERE id = ?1 AND runner_id = ?2 AND lease = ?3
@@ -280,7 +284,7 @@ impl Store {
     /// Leases the oldest queued job whose `runs-on` labels are all among `labels` (a runner
     /// with the label `*` takes any job) to the runner, until `lease_ms` from now. `lease` is
     /// the caller's random lease token.
-    pub fn take_job(&self, runner: i64, want: &Want<'_>) -> Result<Option<Leased>> {
+    pub fn take_job(&self, runner: RunnerId, want: &Want<'_>) -> Result<Option<Leased>> {
         self.db.with(|c| {
             if c.dialect() == Dialect::Postgres {
                 let mut values = Vec::new();
@@ -299,13 +303,13 @@ impl Store {
     }
 
     /// The job, if `runner` holds it under `lease`.
-    pub fn held_job(&self, job: i64, runner: i64, lease: &str) -> Result<Job> {
+    pub fn held_job(&self, job: JobId, runner: RunnerId, lease: &str) -> Result<Job> {
         self.db.with(|c| held(c, job, runner, lease))
     }
 
     /// A running job and its lease (the job's token is made from it): `None` once the job
     /// is not running any more, or its lease ran out.
-    pub fn running_job(&self, job: i64) -> Result<Option<(Job, String)>> {
+    pub fn running_job(&self, job: JobId) -> Result<Option<(Job, String)>> {
         self.db.with(|c| {
             let row = c.query_opt(
                 &format!(
@@ -321,7 +325,13 @@ impl Store {
     }
 
     /// Extends the lease of a held job; true if the job (or its run) is to be cancelled.
-    pub fn heartbeat(&self, job: i64, runner: i64, lease: &str, lease_ms: i64) -> Result<bool> {
+    pub fn heartbeat(
+        &self,
+        job: JobId,
+        runner: RunnerId,
+        lease: &str,
+        lease_ms: i64,
+    ) -> Result<bool> {
         self.db.with(|c| {
             let now = now_ms();
             let n = c.execute(
@@ -348,8 +358,8 @@ impl Store {
     /// so a batch sent twice is stored once). Returns the job.
     pub fn append_job_logs(
         &self,
-        job: i64,
-        runner: i64,
+        job: JobId,
+        runner: RunnerId,
         lease: &str,
         lines: &[(i64, String)],
     ) -> Result<Job> {
@@ -368,8 +378,8 @@ impl Store {
     /// comes second.
     pub fn complete_job(
         &self,
-        job: i64,
-        runner: i64,
+        job: JobId,
+        runner: RunnerId,
         lease: &str,
         outcome: &Outcome<'_>,
         next: Option<&Want<'_>>,
@@ -433,8 +443,13 @@ impl Store {
     }
 
     /// The jobs a runner holds, given up (its process was restarted, or it hands them back).
-    pub fn release_runner(&self, runner: i64, max_attempts: i64, reason: &str) -> Result<Released> {
-        self.release("runner_id = ?1", runner, max_attempts, reason)
+    pub fn release_runner(
+        &self,
+        runner: RunnerId,
+        max_attempts: i64,
+        reason: &str,
+    ) -> Result<Released> {
+        self.release("runner_id = ?1", runner.get(), max_attempts, reason)
     }
 
     /// Jobs waiting for a runner (for `/metrics`).
@@ -452,6 +467,7 @@ impl Store {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::JobStatus;
     use crate::tests::*;
 
     #[test]
@@ -469,15 +485,27 @@ mod tests {
             let lines: Vec<(i64, String)> = (1..=150).map(|i| (i, format!("line {i}"))).collect();
             s.append_job_logs(job.id, r, "L", &lines[..70]).unwrap();
             assert!(matches!(
-                s.complete_job(job.id, r, "wrong", &outcome("success", &lines[70..]), None),
+                s.complete_job(
+                    job.id,
+                    r,
+                    "wrong",
+                    &outcome(Conclusion::Success, &lines[70..]),
+                    None
+                ),
                 Err(StoreError::NotHeld(_))
             ));
             assert_eq!(s.job_log_page(job.id, 0, 1000).unwrap().len(), 70);
             let done = s
-                .complete_job(job.id, r, "L", &outcome("success", &lines[60..]), None)
+                .complete_job(
+                    job.id,
+                    r,
+                    "L",
+                    &outcome(Conclusion::Success, &lines[60..]),
+                    None,
+                )
                 .unwrap()
                 .0;
-            assert_eq!(done.status, "completed");
+            assert_eq!(done.status, JobStatus::Completed);
             let page = s.job_log_page(job.id, 0, 1000).unwrap();
             assert_eq!(page, lines);
             // Sent again (the answer was lost): refused, nothing changes.
@@ -486,13 +514,13 @@ mod tests {
                     job.id,
                     r,
                     "L",
-                    &outcome("failure", &[(151, "x".into())]),
+                    &outcome(Conclusion::Failure, &[(151, "x".into())]),
                     None
                 ),
                 Err(StoreError::NotHeld(_))
             ));
             assert_eq!(s.job_log_page(job.id, 0, 1000).unwrap().len(), 150);
-            assert_eq!(s.completed_elsewhere("me", 0).unwrap(), Vec::<i64>::new());
+            assert_eq!(s.completed_elsewhere("me", 0).unwrap(), Vec::<JobId>::new());
             assert_eq!(s.completed_elsewhere("other", 0).unwrap(), [job.id]);
             // Archived: the rows go; rows left behind by a stop are found and purged.
             s.log_archived(job.id).unwrap();
@@ -529,35 +557,38 @@ mod tests {
                     first.id,
                     r,
                     "wrong",
-                    &outcome("success", &[]),
+                    &outcome(Conclusion::Success, &[]),
                     Some(&want(&linux, "L2", 60_000))
                 ),
                 Err(StoreError::NotHeld(_))
             ));
-            assert_eq!(s.job(third.id).unwrap().status, "queued");
+            assert_eq!(s.job(third.id).unwrap().status, JobStatus::Queued);
             let (done, next) = s
                 .complete_job(
                     first.id,
                     r,
                     "L1",
-                    &outcome("success", &[(1, "x".into())]),
+                    &outcome(Conclusion::Success, &[(1, "x".into())]),
                     Some(&want(&linux, "L2", 60_000)),
                 )
                 .unwrap();
-            assert_eq!(done.status, "completed");
+            assert_eq!(done.status, JobStatus::Completed);
             let next = next.unwrap().unwrap();
             assert_eq!(
                 (next.job.id, next.lease.as_str()),
                 (third.id, "L2"),
                 "b wants gpu"
             );
-            assert_eq!(s.held_job(third.id, r, "L2").unwrap().status, "running");
+            assert_eq!(
+                s.held_job(third.id, r, "L2").unwrap().status,
+                JobStatus::Running
+            );
             let (_, next) = s
                 .complete_job(
                     third.id,
                     r,
                     "L2",
-                    &outcome("success", &[]),
+                    &outcome(Conclusion::Success, &[]),
                     Some(&want(&linux, "L3", 60_000)),
                 )
                 .unwrap();
@@ -630,12 +661,12 @@ mod tests {
             let released = s.expire_leases(2).unwrap();
             assert_eq!(released.failed, [(any.id, run)]);
             let j = s.job(any.id).unwrap();
-            assert_eq!(j.conclusion.as_deref(), Some("failure"));
+            assert_eq!(j.conclusion, Some(Conclusion::Failure));
             assert_eq!(j.reason.as_deref(), Some("runner lost"));
             s.cancel_job(gpu.id).unwrap();
             assert_eq!(
-                s.job(gpu.id).unwrap().conclusion.as_deref(),
-                Some("cancelled")
+                s.job(gpu.id).unwrap().conclusion,
+                Some(Conclusion::Cancelled)
             );
         }
     }

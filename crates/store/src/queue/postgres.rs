@@ -4,17 +4,17 @@ use super::{COMPLETE, Leased, PAGE, Want, leased, take_from, take_returning, tak
 use crate::db::{Db, Param, Row};
 use crate::jobs::{JOB_FIELDS, Job, job_from_row};
 use crate::logs::{insert_rows_sql, value_rows};
-use crate::{Result, StoreError};
+use crate::{JobId, Result, RunnerId, StoreError};
 
 /// PostgreSQL's report of held job `job` in one statement, with its last `lines` (at most 64)
 /// and, for `next` (runner, what it wants), a lease of the first page as [`pg_take_ctes`]
 /// takes it: the completed job and the statement's row.
 pub(crate) fn pg_complete(
     c: &mut dyn Db,
-    job: i64,
+    job: JobId,
     end: &[Param],
     lines: &[(i64, String)],
-    next: Option<(i64, &Want<'_>)>,
+    next: Option<(RunnerId, &Want<'_>)>,
 ) -> Result<(Job, Row)> {
     let mut values = end.to_vec();
     let mut ctes = format!("done AS ({COMPLETE} RETURNING {JOB_FIELDS})");
@@ -55,7 +55,7 @@ pub(crate) fn pg_complete(
 /// plans it once per connection, not at every lease (as it did with a `LIMIT` parameter).
 pub(crate) fn pg_take_ctes(
     values: &mut Vec<Param>,
-    runner: i64,
+    runner: RunnerId,
     want: &Want<'_>,
     only_if: &str,
 ) -> String {
@@ -88,7 +88,7 @@ pub(crate) fn pg_take_ctes(
 pub(crate) fn first_page_taken(
     c: &mut dyn Db,
     r: &Row,
-    runner: i64,
+    runner: RunnerId,
     want: &Want<'_>,
 ) -> Result<Option<Leased>> {
     if r.opt_i64("next_id")?.is_some() {
