@@ -1,5 +1,5 @@
 //! Dotenv files, read one way everywhere: a deploy environment's `env_file`, and `pipewright
-//! run --env-file/--secret-file`. The syntax is `dotenvy`'s: `NAME=VALUE` lines, `#`
+//! run --secrets-file/--vars-file`. The syntax is `dotenvy`'s: `NAME=VALUE` lines, `#`
 //! comments (also after a value), an optional `export`, single quotes for a literal value,
 //! double quotes with `\` escapes, `$NAME`/`${NAME}` substituted in unquoted and
 //! double-quoted values (by this process's environment variable, else an earlier line's,

@@ -195,11 +195,10 @@ pub(crate) async fn run(
         "actions/cache/save" => cache::save_now(state, &call).await.map(ok),
         "codecov/codecov-action" => codecov::run(state, &call).map(ok),
         "webfactory/ssh-agent" => ssh_agent::run(state, &call).await.map(ok),
-        _ if state.run.actions.get(&name).is_some() => {
-            let action = state.run.actions.get(&name);
-            registered(state, &call, action).await.map(ok)
-        }
         _ => {
+            if let Some(action) = state.run.actions.get(&name) {
+                return registered(state, &call, action).await.map(ok);
+            }
             // A copy placed for offline use: <dir>/<owner>/<repo>@<ref>/[path].
             let (repo_path, r) = uses.split_once('@').unwrap_or((&uses, ""));
             let mut parts = repo_path.splitn(3, '/');
@@ -240,11 +239,8 @@ pub(crate) async fn run(
 async fn registered(
     state: &mut JobState<'_>,
     call: &Call<'_>,
-    action: Option<std::sync::Arc<dyn registry::Action>>,
+    action: std::sync::Arc<dyn registry::Action>,
 ) -> Result<(), ActionError> {
-    let Some(action) = action else {
-        return Ok(());
-    };
     let (log, mut lines) = tokio::sync::mpsc::unbounded_channel::<String>();
     let step = registry::ActionStep {
         uses: call.uses.clone(),
