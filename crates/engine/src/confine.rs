@@ -388,6 +388,27 @@ pub fn descendants(ancestor: Pid) -> Vec<Pid> {
     out
 }
 
+/// Stops (SIGSTOP) every descendant of `ancestor`, looking again until a look finds none
+/// it has not stopped (one may have forked before it was stopped), and returns them all.
+fn stop_descendants(ancestor: Pid) -> Vec<Pid> {
+    let mut stopped: Vec<Pid> = Vec::new();
+    // Bounded: a fork bomb outruns any number of looks; what is left is the next round's.
+    for _ in 0..64 {
+        let fresh: Vec<Pid> = descendants(ancestor)
+            .into_iter()
+            .filter(|p| !stopped.contains(p))
+            .collect();
+        if fresh.is_empty() {
+            break;
+        }
+        for &pid in &fresh {
+            let _ = kill(pid, Signal::SIGSTOP);
+        }
+        stopped.extend(fresh);
+    }
+    stopped
+}
+
 /// Whether this process has no child process, from `/proc/self/task/*/children` (when the
 /// kernel does not say, it may have some).
 fn has_no_children() -> bool {
@@ -406,6 +427,11 @@ fn has_no_children() -> bool {
 /// Kills (SIGKILL) every process descending from this one, again until none is left (a
 /// process may fork while the others die), and reaps them. As a child subreaper this
 /// process is the ancestor of every process its steps left, detached or not.
+///
+/// Each round stops (SIGSTOP) every descendant before it kills any: killed one by one, a
+/// shell running `sleep 6; echo done >> file` could see its `sleep` die and run its
+/// `echo` before its own SIGKILL came. A stopped process runs nothing more, forks nothing
+/// more, and dies of SIGKILL all the same.
 pub fn kill_descendants() {
     let me = nix::unistd::getpid();
     // The common case, cheaply: no child left at all (a subreaper's orphans are its
@@ -414,7 +440,7 @@ pub fn kill_descendants() {
         return;
     }
     for round in 0..200 {
-        let left = descendants(me);
+        let left = stop_descendants(me);
         if left.is_empty() {
             return;
         }
