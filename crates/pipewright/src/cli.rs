@@ -44,6 +44,11 @@ pub(crate) enum Command {
     /// API tokens of a server.
     #[command(subcommand)]
     Tokens(TokensCommand),
+    /// Alert channels of a server (`[[notify]]`): send a test message.
+    #[command(subcommand)]
+    Notify(crate::notify_cmd::NotifyCommand),
+    /// The monitors of a server: up or down, last response time, uptime over 24 hours.
+    Monitors(MonitorsArgs),
     /// The admin token of a server on this machine.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -72,6 +77,15 @@ pub(crate) enum Command {
     /// Runs one job of a runner, confined (started by the runner, the job on stdin).
     #[command(hide = true)]
     JobExec,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct MonitorsArgs {
+    #[command(flatten)]
+    pub(crate) server: ServerArgs,
+    /// Print the API's JSON.
+    #[arg(long)]
+    pub(crate) json: bool,
 }
 
 /// Where the server is and how to authenticate.

@@ -69,7 +69,7 @@ impl Client {
 }
 
 /// A field of the API's answer as text for the terminal (control characters shown).
-fn field<'a>(v: &'a Value, default: &'a str) -> std::borrow::Cow<'a, str> {
+pub(crate) fn field<'a>(v: &'a Value, default: &'a str) -> std::borrow::Cow<'a, str> {
     engine::mask::neutralise(v.as_str().unwrap_or(default))
 }
 
@@ -139,7 +139,7 @@ pub(crate) fn runs(cmd: RunsCommand) -> Result<u8> {
     })
 }
 
-fn urlencode(s: &str) -> String {
+pub(crate) fn urlencode(s: &str) -> String {
     s.bytes()
         .map(|b| match b {
             b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' => {

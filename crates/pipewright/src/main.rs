@@ -7,6 +7,7 @@ mod cli;
 mod client_cmd;
 mod console;
 mod deploy_cmd;
+mod notify_cmd;
 mod repo;
 mod run_cmd;
 mod runner_cmd;
@@ -46,6 +47,8 @@ fn main() -> ExitCode {
         cli::Command::Artifacts(cmd) => artifacts_cmd::artifacts(cmd),
         cli::Command::Secrets(cmd) => client_cmd::secrets(cmd),
         cli::Command::Tokens(cmd) => client_cmd::tokens(cmd),
+        cli::Command::Notify(cmd) => notify_cmd::notify(cmd),
+        cli::Command::Monitors(args) => notify_cmd::monitors(&args.server, args.json),
         cli::Command::Token(cmd) => serve_cmd::token(cmd),
         cli::Command::Runner(args) => runner_cmd::run(&args),
         cli::Command::Runners(cmd) => runner_cmd::runners(cmd),

@@ -44,6 +44,10 @@ pub(crate) struct RawConfig {
     pub artifacts: RawArtifacts,
     #[serde(default)]
     pub http: RawHttp,
+    #[serde(default)]
+    pub monitors: Vec<crate::notify::RawMonitor>,
+    #[serde(default)]
+    pub notify: Vec<crate::notify::RawNotify>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -229,6 +233,10 @@ pub struct Config {
     pub max_connections: usize,
     /// How long a connection may send no request, or take to send a request's head.
     pub idle_timeout: Duration,
+    /// HTTP endpoints the server checks (`[[monitors]]`).
+    pub monitors: Vec<crate::notify::Monitor>,
+    /// Where alerts go (`[[notify]]`).
+    pub channels: Vec<crate::notify::Channel>,
 }
 
 impl std::fmt::Debug for Config {
@@ -253,6 +261,8 @@ impl std::fmt::Debug for Config {
             .field("gc_interval", &self.gc_interval)
             .field("job_user", &self.job_user)
             .field("confine_jobs", &self.confine_jobs)
+            .field("monitors", &self.monitors)
+            .field("channels", &self.channels)
             .field(
                 "secret_key",
                 &self.secret_key.as_ref().map(|_| "<redacted>"),
@@ -535,7 +545,11 @@ impl Config {
                 ),
             })?,
         };
+        let monitors = crate::notify::check_monitors(raw.monitors)?;
+        let channels = crate::notify::check_channels(raw.notify)?;
         Ok(Config {
+            monitors,
+            channels,
             max_connections,
             idle_timeout,
             registration_token_ttl,
@@ -584,7 +598,7 @@ fn mirror_path(data_dir: &Path, name: &str) -> PathBuf {
 /// A duration in pipewright's one grammar ([`workflow::duration::parse_duration`]: `30s`,
 /// `5m`, `1h`, `1m30s`, `1.5m`) of at least one second (a fetch or a collection more often
 /// than that is a mistake, not a setting).
-fn parse_interval(text: &str) -> Option<Duration> {
+pub(crate) fn parse_interval(text: &str) -> Option<Duration> {
     workflow::duration::parse_duration(text).filter(|d| *d >= Duration::from_secs(1))
 }
 

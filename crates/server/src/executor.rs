@@ -51,6 +51,8 @@ pub(crate) struct Executor {
     pub(crate) me: String,
     /// How long a run stays this server's without a renewal.
     pub(crate) lease_ms: i64,
+    /// Told when an alert was queued (the sender sends it at once).
+    pub(crate) alerts: Arc<Notify>,
 }
 
 impl Executor {
@@ -136,9 +138,21 @@ impl Executor {
             Ok(c) => (c, None),
             Err(reason) => (store::Conclusion::Failure, Some(reason.to_string())),
         };
-        // Stored first, then announced: a follower told `done` finds the run completed.
-        let store = self.store.clone();
-        let _ = blocking(move || store.finish_run(id, conclusion, reason.as_deref())).await;
+        // Stored first, then announced: a follower told `done` finds the run completed. The
+        // alerts of its end are queued with it.
+        let (store, config, ended) = (self.store.clone(), self.config.clone(), run.clone());
+        let finished = blocking(move || {
+            let alerts = crate::notify::RunAlerts::prepare(&config, &store, &ended);
+            store.finish_run_alerting(id, conclusion, reason.as_deref(), |run, before| {
+                alerts.map(|a| a.make(run, before)).unwrap_or_default()
+            })
+        })
+        .await;
+        match finished {
+            Ok(()) => self.alerts.notify_one(),
+            Err(Blocked::Call(e)) => tracing::error!("recording the end of run {id}: {e}"),
+            Err(Blocked::Task(_)) => {}
+        }
         if let Some(f) = &forge {
             let description = format!("pipewright: {conclusion}");
             let state = crate::status::state_of(conclusion);

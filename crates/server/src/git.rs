@@ -35,6 +35,26 @@ fn git(repo: &Path, args: &[&str]) -> Result<String, GitError> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
+/// The author (`Name <email>`) and subject of commit `sha` (checked to be a commit id).
+pub(crate) fn author(repo: &Path, sha: &str) -> Option<(String, String)> {
+    if !is_commit_id(sha) {
+        return None;
+    }
+    let out = git(
+        repo,
+        &[
+            "show",
+            "-s",
+            "--format=%an <%ae>%x00%s",
+            "--end-of-options",
+            sha,
+        ],
+    )
+    .ok()?;
+    let (author, subject) = out.trim_end().split_once('\0')?;
+    Some((author.to_owned(), subject.to_owned()))
+}
+
 /// The commit a revision names.
 pub fn resolve(repo: &Path, rev: &str) -> Result<String, GitError> {
     if let Some(sha) = read_branch(repo, rev) {

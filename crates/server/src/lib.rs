@@ -23,6 +23,7 @@ mod intake;
 mod listen;
 mod logfiles;
 mod logs;
+mod notify;
 mod poll;
 mod schedule;
 mod secrets;
@@ -34,6 +35,7 @@ use std::sync::Arc;
 use blocking::{Blocked, blocking};
 pub use config::{Config, ConfigError, RepoConfig};
 pub use http::read_webhook;
+pub use notify::{AlertEvent, Channel, ChannelKind, Monitor};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, broadcast, mpsc};
 use tokio_util::sync::CancellationToken;
@@ -217,6 +219,7 @@ pub async fn serve(
     let config = Arc::new(config);
     let wake = Arc::new(Notify::new());
     let queued = Arc::new(Notify::new());
+    let alerts = Arc::new(Notify::new());
     let done = Arc::new(dispatch::Waiters::default());
     // Bounded: a follower that falls behind reads what it missed from the store.
     let (live, _) = broadcast::channel(512);
@@ -233,6 +236,7 @@ pub async fn serve(
         done: done.clone(),
         me: server_id.clone(),
         lease_ms: config.lease_ms,
+        alerts: alerts.clone(),
     });
     let exec_task = tokio::spawn(executor.run());
     let reaper = tokio::spawn(http::reaper(
@@ -293,6 +297,19 @@ pub async fn serve(
         };
         tokio::spawn(runner::run(rc, shutdown.clone()))
     });
+    let sender = tokio::spawn(notify::sender(
+        store.clone(),
+        Arc::new(config.channels.clone()),
+        server_id.clone(),
+        alerts.clone(),
+        shutdown.clone(),
+    ));
+    let monitors = tokio::spawn(notify::monitor::run(
+        store.clone(),
+        config.clone(),
+        alerts.clone(),
+        shutdown.clone(),
+    ));
     let sched_task = tokio::spawn(schedule::run(
         store.clone(),
         config.clone(),
@@ -338,6 +355,7 @@ pub async fn serve(
         me: server_id.clone(),
         webhook_budget: Arc::new(tokio::sync::Semaphore::new(http::WEBHOOK_BUDGET)),
         admin_token,
+        alerts,
     });
     let app = http::router(state);
     tracing::info!(%local, "pipewright serve listening");
@@ -366,6 +384,8 @@ pub async fn serve(
     let _ = archiver.await;
     let _ = gc.await;
     let _ = completions.await;
+    let _ = sender.await;
+    let _ = monitors.await;
     writer.abort();
     Ok(())
 }

@@ -15,6 +15,7 @@
 //!
 //! This crate knows nothing of HTTP, workflows or processes: it stores rows.
 
+mod alerts;
 mod artifacts;
 mod concurrency;
 mod db;
@@ -23,6 +24,7 @@ mod intake;
 mod jobs;
 mod logs;
 mod migrate;
+mod monitors;
 mod polled;
 mod queue;
 mod runners;
@@ -39,12 +41,14 @@ use std::sync::Mutex;
 
 use db::{Backend, Db, Row};
 
+pub use alerts::{Alert, AlertCounts, NewAlert};
 pub use artifacts::{ArtifactInfo, CacheEntry, Expired, FileEntry};
 pub use concurrency::{Claim, Claimant};
 pub use ids::{Conclusion, JobId, JobStatus, RunId, RunStatus, RunnerId, TokenId};
 pub use intake::{NewDelivery, PendingDelivery};
 pub use jobs::Job;
 pub use migrate::latest_version as schema_version;
+pub use monitors::{Change, Check, CheckRecord, Incident, MonitorState};
 pub use queue::{Leased, Outcome, Released, Want};
 pub use runners::Runner;
 pub use runs::{NewRun, Run};

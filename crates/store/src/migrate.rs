@@ -23,17 +23,31 @@ pub(crate) struct Migration {
     pub(crate) sql: &'static str,
 }
 
-pub(crate) const SQLITE: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../migrations/sqlite/001_initial.sql"),
-}];
+pub(crate) const SQLITE: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../migrations/sqlite/001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "monitors_and_alerts",
+        sql: include_str!("../migrations/sqlite/002_monitors_and_alerts.sql"),
+    },
+];
 
-pub(crate) const POSTGRES: &[Migration] = &[Migration {
-    version: 1,
-    name: "initial",
-    sql: include_str!("../migrations/postgres/001_initial.sql"),
-}];
+pub(crate) const POSTGRES: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "initial",
+        sql: include_str!("../migrations/postgres/001_initial.sql"),
+    },
+    Migration {
+        version: 2,
+        name: "monitors_and_alerts",
+        sql: include_str!("../migrations/postgres/002_monitors_and_alerts.sql"),
+    },
+];
 
 /// The migrations of `dialect`.
 pub(crate) fn migrations(dialect: Dialect) -> &'static [Migration] {
@@ -274,7 +288,8 @@ mod tests {
                 })
                 .unwrap()
             };
-            assert_eq!(versions(&s), [latest_version()], "{backend}");
+            let all: Vec<i64> = (1..=latest_version()).collect();
+            assert_eq!(versions(&s), all, "{backend}");
             assert_eq!(
                 shape(&s),
                 shape(&fresh),
@@ -302,7 +317,8 @@ mod tests {
             assert_eq!(leased.job.name, "build", "{backend}");
             // Opened again, nothing is applied twice.
             s.reopen();
-            assert_eq!(versions(&s), [latest_version()], "{backend}");
+            let all: Vec<i64> = (1..=latest_version()).collect();
+            assert_eq!(versions(&s), all, "{backend}");
         }
     }
 
@@ -330,15 +346,16 @@ mod tests {
     fn a_failed_migration_applies_nothing() {
         for s in stores() {
             let backend = s.backend();
+            let next = latest_version() + 1;
             let bad = [Migration {
-                version: 2,
+                version: next,
                 name: "broken",
                 sql: "CREATE TABLE half (a BIGINT); SELECT * FROM no_such_table;",
             }];
-            let e = s.db.with(|c| run(c, &bad, 2)).expect_err(backend);
+            let e = s.db.with(|c| run(c, &bad, next)).expect_err(backend);
             assert!(
                 e.to_string()
-                    .starts_with("schema migration 002_broken failed"),
+                    .starts_with(&format!("schema migration {next:03}_broken failed")),
                 "{backend}: {e}"
             );
             let (half, version) =
@@ -350,7 +367,7 @@ mod tests {
                     Ok((half, v))
                 })
                 .unwrap();
-            assert_eq!((half, version), (false, 1), "{backend}");
+            assert_eq!((half, version), (false, next - 1), "{backend}");
         }
     }
 

@@ -210,13 +210,43 @@ impl Store {
         conclusion: Conclusion,
         reason: Option<&str>,
     ) -> Result<()> {
-        self.db.with(|c| {
-            c.execute(
-                "UPDATE runs SET status = 'completed', conclusion = ?2, reason = COALESCE(?3, reason), finished_at = ?4
-                 WHERE id = ?1",
-                params![id, conclusion, reason, now_ms()],
-            )
-            .map(drop)
+        self.finish_run_alerting(id, conclusion, reason, |_, _| Vec::new())
+    }
+
+    /// Ends run `id` and queues, in the same transaction, the alerts `alerts` makes of it
+    /// given the conclusion (success or failure) of the run before it of the same
+    /// repository, workflow and ref, if any: an alert is queued once with the end it tells
+    /// of, or not at all.
+    pub fn finish_run_alerting(
+        &self,
+        id: RunId,
+        conclusion: Conclusion,
+        reason: Option<&str>,
+        alerts: impl FnOnce(&Run, Option<Conclusion>) -> Vec<crate::NewAlert>,
+    ) -> Result<()> {
+        let now = now_ms();
+        self.db.tx(|c| {
+            let run = c.query_opt(
+                "UPDATE runs SET status = 'completed', conclusion = ?2,
+                     reason = COALESCE(?3, reason), finished_at = ?4
+                 WHERE id = ?1 RETURNING *",
+                params![id, conclusion, reason, now],
+            )?;
+            let Some(run) = run else {
+                return Ok(());
+            };
+            let run = run_from_row(&run)?;
+            let before = c
+                .query_opt(
+                    "SELECT conclusion FROM runs
+                     WHERE repo = ?1 AND workflow = ?2 AND git_ref = ?3 AND id < ?4
+                       AND status = 'completed' AND conclusion IN ('success', 'failure')
+                     ORDER BY id DESC LIMIT 1",
+                    params![&run.repo, &run.workflow, &run.git_ref, id],
+                )?
+                .map(|r| r.value::<Conclusion>("conclusion"))
+                .transpose()?;
+            crate::alerts::insert_alerts(c, &alerts(&run, before), now).map(drop)
         })
     }
 
@@ -347,6 +377,46 @@ impl Store {
 mod tests {
     use super::*;
     use crate::tests::*;
+
+    #[test]
+    fn a_run_s_end_queues_its_alerts_knowing_the_run_before() {
+        for s in stores() {
+            let backend = s.backend();
+            let mut seen = Vec::new();
+            for conclusion in [
+                Conclusion::Failure,
+                Conclusion::Cancelled,
+                Conclusion::Success,
+                Conclusion::Success,
+            ] {
+                let id = s.create_run(&new_run("r")).unwrap();
+                s.finish_run_alerting(id, conclusion, None, |run, before| {
+                    assert_eq!((run.id, run.conclusion), (id, Some(conclusion)));
+                    seen.push(before);
+                    vec![crate::NewAlert {
+                        channel: "ops".into(),
+                        event: format!("{conclusion}"),
+                        subject: String::new(),
+                        body: "{}".into(),
+                    }]
+                })
+                .unwrap();
+            }
+            // A cancelled run says nothing of the branch's state: the one after it compares
+            // with the failure before.
+            assert_eq!(
+                seen,
+                [
+                    None,
+                    Some(Conclusion::Failure),
+                    Some(Conclusion::Failure),
+                    Some(Conclusion::Success)
+                ],
+                "{backend}"
+            );
+            assert_eq!(s.alerts(10).unwrap().len(), 4, "{backend}");
+        }
+    }
 
     #[test]
     fn queue_take_finish_and_recover() {

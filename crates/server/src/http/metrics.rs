@@ -45,15 +45,18 @@ pub(super) async fn metrics(
         }
     }
     let store = s.store.clone();
-    let (stats, jobs_queued, runners, deliveries) = blocking(move || -> Result<_, ApiError> {
-        Ok((
-            store.stats()?,
-            store.queue_depth()?,
-            store.runners()?,
-            store.pending_count()?,
-        ))
-    })
-    .await?;
+    let (stats, jobs_queued, runners, deliveries, monitors, alerts) =
+        blocking(move || -> Result<_, ApiError> {
+            Ok((
+                store.stats()?,
+                store.queue_depth()?,
+                store.runners()?,
+                store.pending_count()?,
+                store.monitors()?,
+                store.alert_counts()?,
+            ))
+        })
+        .await?;
     // Online: asked for work or reported within two leases (a long poll lasts 25 s).
     let recent = store::now_ms() - (2 * s.config.lease_ms).max(60_000);
     let online = runners
@@ -100,5 +103,47 @@ pub(super) async fn metrics(
         "pipewright_job_duration_seconds_sum {}\npipewright_job_duration_seconds_count {count}\n",
         stats.duration_sum_ms as f64 / 1000.0,
     ));
+    monitor_metrics(&mut out, &s.config.monitors, &monitors, alerts);
     Ok(([("content-type", "text/plain; version=0.0.4")], out).into_response())
+}
+
+/// Monitors (up, last response time) and alerts (by state).
+fn monitor_metrics(
+    out: &mut String,
+    configured: &[crate::notify::Monitor],
+    states: &[store::MonitorState],
+    alerts: store::AlertCounts,
+) {
+    let checked: Vec<&store::MonitorState> = configured
+        .iter()
+        .filter_map(|m| states.iter().find(|s| s.name == m.name))
+        .collect();
+    // A monitor's name is the operator's, not a job's; quoted as the text format asks.
+    let label = |n: &str| {
+        n.replace('\\', "\\\\")
+            .replace('"', "\\\"")
+            .replace('\n', "\\n")
+    };
+    out.push_str("# HELP pipewright_monitor_up Whether a monitor is up (0 while an incident is open).\n# TYPE pipewright_monitor_up gauge\n");
+    for m in checked.iter().filter(|m| m.up.is_some()) {
+        out.push_str(&format!(
+            "pipewright_monitor_up{{monitor=\"{}\"}} {}\n",
+            label(&m.name),
+            i64::from(m.up == Some(true))
+        ));
+    }
+    out.push_str("# HELP pipewright_monitor_response_seconds A monitor's last response time.\n# TYPE pipewright_monitor_response_seconds gauge\n");
+    for m in &checked {
+        if let Some(ms) = m.last_ms {
+            out.push_str(&format!(
+                "pipewright_monitor_response_seconds{{monitor=\"{}\"}} {}\n",
+                label(&m.name),
+                ms as f64 / 1000.0
+            ));
+        }
+    }
+    out.push_str(&format!(
+        "# HELP pipewright_alerts Alerts by state (pending, sent, failed: given up).\n# TYPE pipewright_alerts gauge\npipewright_alerts{{state=\"pending\"}} {}\npipewright_alerts{{state=\"sent\"}} {}\npipewright_alerts{{state=\"failed\"}} {}\n",
+        alerts.pending, alerts.sent, alerts.failed
+    ));
 }

@@ -7,6 +7,7 @@ mod auth;
 mod error;
 mod logs;
 mod metrics;
+mod monitors;
 mod runners;
 mod runs;
 mod secrets;
@@ -97,6 +98,12 @@ pub(crate) fn router(state: AppStateRef) -> Router {
             get(artifacts::run_artifact),
         )
         .route("/api/v1/admin/gc", post(artifacts::admin_gc))
+        .route("/api/v1/monitors", get(monitors::list_monitors))
+        .route("/api/v1/alerts", get(monitors::list_alerts))
+        .route(
+            "/api/v1/notify/{channel}/test",
+            post(monitors::test_channel),
+        )
         .route("/hooks/github", post(webhooks::github_webhook))
         .route("/hooks/gitea", post(webhooks::gitea_webhook))
         .route("/hooks/gitlab", post(webhooks::gitlab_webhook))

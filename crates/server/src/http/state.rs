@@ -35,6 +35,8 @@ pub(crate) struct AppState {
     pub(crate) webhook_budget: Arc<tokio::sync::Semaphore>,
     /// The admin token: configured, or made on first start (the API is never open).
     pub(crate) admin_token: String,
+    /// Told when an alert was queued (the sender sends it at once).
+    pub(crate) alerts: std::sync::Arc<tokio::sync::Notify>,
 }
 
 pub(crate) type AppStateRef = Arc<AppState>;

@@ -1,0 +1,477 @@
+//! Monitors and alerts against real parts: a real HTTP application the test starts and
+//! stops, a real SMTP server (aiosmtpd, delivering to a Maildir), and a local HTTP server
+//! recording what Slack-compatible, SendGrid and webhook channels receive.
+
+mod common;
+mod deploy_support;
+mod serve_support;
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use hmac::{Hmac, Mac};
+use serde_json::Value;
+use serve_support::*;
+
+/// A child process killed when dropped.
+struct Proc(Child);
+
+impl Drop for Proc {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn wait_listening(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start on port {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn python(args: &[&str]) -> Proc {
+    Proc(
+        Command::new("python3")
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("python3"),
+    )
+}
+
+/// A real SMTP server on loopback delivering into the Maildir `dir`.
+fn smtp_server(dir: &Path) -> (Proc, u16) {
+    let port = free_port();
+    let p = python(&[
+        "-m",
+        "aiosmtpd",
+        "-n",
+        "-l",
+        &format!("127.0.0.1:{port}"),
+        "-c",
+        "aiosmtpd.handlers.Mailbox",
+        dir.to_str().unwrap(),
+    ]);
+    wait_listening(port, "the SMTP server");
+    (p, port)
+}
+
+/// The recording HTTP server (alerts_support/receiver.py) writing into `dir`.
+fn receiver(dir: &Path) -> (Proc, u16) {
+    std::fs::create_dir_all(dir).unwrap();
+    let port = free_port();
+    let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/alerts_support/receiver.py");
+    let p = python(&[
+        script.to_str().unwrap(),
+        &port.to_string(),
+        dir.to_str().unwrap(),
+    ]);
+    wait_listening(port, "the receiver");
+    (p, port)
+}
+
+/// The application a monitor watches: a static HTTP server answering `/health`.
+fn app(dir: &Path, port: u16) -> Proc {
+    std::fs::create_dir_all(dir).unwrap();
+    std::fs::write(dir.join("health"), "ok").unwrap();
+    let p = python(&[
+        "-m",
+        "http.server",
+        "--bind",
+        "127.0.0.1",
+        "--directory",
+        dir.to_str().unwrap(),
+        &port.to_string(),
+    ]);
+    wait_listening(port, "the application");
+    p
+}
+
+/// The mails delivered to the Maildir `dir`, oldest first.
+fn mails(dir: &Path) -> Vec<String> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir.join("new"))
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    files.sort_by_key(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok());
+    files
+        .iter()
+        .map(|f| std::fs::read_to_string(f).unwrap())
+        .collect()
+}
+
+/// What the receiver recorded, in order.
+fn received(dir: &Path) -> Vec<Value> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.extension().is_some_and(|e| e == "json"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| serde_json::from_str(&std::fs::read_to_string(f).unwrap()).unwrap())
+        .collect()
+}
+
+fn wait_for<T>(what: &str, s: &Server, mut f: impl FnMut() -> Option<T>) -> T {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(Instant::now() < deadline, "{what}\n{}", s.log());
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn monitors(s: &Server) -> Vec<Value> {
+    let (code, out, err) = s.cli(&["monitors", "--json"]);
+    assert_eq!(code, 0, "{err}");
+    serde_json::from_str::<Value>(&out)
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+/// A mail's `Subject:` header.
+fn subject(mail: &str) -> String {
+    mail.lines()
+        .find_map(|l| l.strip_prefix("Subject: "))
+        .unwrap_or_default()
+        .to_owned()
+}
+
+#[test]
+fn a_monitor_going_down_and_up_alerts_exactly_once_each_by_mail_and_signed_webhook() {
+    let d = tempfile::tempdir().unwrap();
+    let maildir = d.path().join("mail");
+    let (_smtp, smtp_port) = smtp_server(&maildir);
+    let (_recv, recv_port) = receiver(&d.path().join("received"));
+    let app_port = free_port();
+    let mut application = Some(app(&d.path().join("app"), app_port));
+    let s = Server::start_with(&format!(
+        r#"
+[[monitors]]
+name = "web"
+url = "http://127.0.0.1:{app_port}/health"
+interval = "1s"
+timeout = "1s"
+environment = "production"
+failures_before_alert = 2
+
+[[notify]]
+name = "mail"
+kind = "smtp"
+url = "smtp://127.0.0.1:{smtp_port}"
+from = "pipewright@example.com"
+to = ["ops@example.com", "oncall@example.com"]
+events = ["monitor_down", "monitor_up"]
+
+[[notify]]
+name = "hook"
+kind = "webhook"
+url = "http://127.0.0.1:{recv_port}/hook"
+secret = "hook-secret-1"
+events = ["monitor_down", "monitor_up"]
+"#
+    ));
+    wait_for("the monitor never saw the application up", &s, || {
+        (monitors(&s)[0]["up"] == true).then_some(())
+    });
+    // Down: the application stops; after two failed checks, one incident, one alert each.
+    drop(application.take());
+    let down = wait_for("no mail said the monitor is down", &s, || {
+        mails(&maildir).first().cloned()
+    });
+    assert_eq!(subject(&down), "web is down: cannot connect", "{down}");
+    assert!(
+        down.contains("To: ops@example.com, oncall@example.com"),
+        "{down}"
+    );
+    assert!(down.contains("URL: http://127.0.0.1:"), "{down}");
+    assert!(down.contains("Environment: production"), "{down}");
+    let m = &monitors(&s)[0];
+    assert_eq!(m["up"], false, "{m}");
+    assert!(m["failures"].as_i64().unwrap() >= 2, "{m}");
+    // Still down for a few more checks: nothing more is sent.
+    std::thread::sleep(Duration::from_secs(3));
+    assert_eq!(mails(&maildir).len(), 1);
+    // Up again: one alert each.
+    application = Some(app(&d.path().join("app"), app_port));
+    wait_for("no mail said the monitor is up", &s, || {
+        (mails(&maildir).len() == 2).then_some(())
+    });
+    std::thread::sleep(Duration::from_secs(3));
+    let all = mails(&maildir);
+    let subjects: Vec<String> = all.iter().map(|m| subject(m)).collect();
+    assert_eq!(subjects, ["web is down: cannot connect", "web is up again"]);
+    assert!(all[1].contains("Down for: "), "{}", all[1]);
+    let hooks = wait_for("the webhook got fewer than two calls", &s, || {
+        let r = received(&d.path().join("received"));
+        (r.len() >= 2).then_some(r)
+    });
+    assert_eq!(hooks.len(), 2, "{hooks:?}");
+    for (hook, event) in hooks.iter().zip(["monitor_down", "monitor_up"]) {
+        let body = hook["body"].as_str().unwrap();
+        let mut mac = Hmac::<sha2::Sha256>::new_from_slice(b"hook-secret-1").unwrap();
+        mac.update(body.as_bytes());
+        let expected = format!("sha256={}", hex::encode(mac.finalize().into_bytes()));
+        assert_eq!(
+            hook["headers"]["x-pipewright-signature-256"],
+            expected.as_str()
+        );
+        assert_eq!(hook["headers"]["x-pipewright-event"], event);
+        let v: Value = serde_json::from_str(body).unwrap();
+        assert_eq!(v["event"], event);
+        assert_eq!(v["facts"]["Monitor"], "web");
+    }
+    let m = &monitors(&s)[0];
+    assert_eq!(m["up"], true, "{m}");
+    let incidents = m["incidents"].as_array().unwrap();
+    assert_eq!(incidents.len(), 1, "{m}");
+    assert!(incidents[0]["closed_at"].is_i64(), "{m}");
+    let uptime = m["uptime_24h_percent"].as_f64().unwrap();
+    assert!(uptime > 0.0 && uptime < 100.0, "{m}");
+    let (_, metrics) = get(&s.url, "/metrics");
+    assert!(
+        metrics.contains("\npipewright_monitor_up{monitor=\"web\"} 1\n"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\npipewright_alerts{state=\"sent\"} 4\n"),
+        "{metrics}"
+    );
+    drop(application);
+}
+
+#[test]
+fn a_failing_branch_alerts_its_channels_once_and_its_fix_once() {
+    let d = tempfile::tempdir().unwrap();
+    let rec = d.path().join("received");
+    let (_recv, port) = receiver(&rec);
+    let s = Server::start_with(&format!(
+        r#"
+[[notify]]
+name = "chat"
+kind = "slack"
+webhook_url = "http://127.0.0.1:{port}/slack"
+
+[[notify]]
+name = "mailer"
+kind = "sendgrid"
+api_key = "SG.key-1"
+api_url = "http://127.0.0.1:{port}/sendgrid"
+from = "ci@example.com"
+to = ["dev@example.com"]
+events = ["run_failed"]
+
+[[notify]]
+name = "broken"
+kind = "webhook"
+url = "http://127.0.0.1:{port}/fail"
+events = ["run_failed"]
+"#
+    ));
+    let failing = "on: push
+jobs:
+  test:
+    runs-on: x
+    steps:
+      - name: Lint
+        run: echo linted
+      - name: Unit tests <script>
+        run: |
+          for i in $(seq 1 30); do echo \"test line $i\"; done
+          echo '<!channel> 3 tests failed'
+          exit 3
+";
+    let passing = "on: push
+jobs:
+  test:
+    runs-on: x
+    steps:
+      - run: echo fine
+";
+    let run = |workflow: &str, branch: &str| {
+        let last = |s: &Server| s.runs().iter().filter_map(|r| r["id"].as_i64()).max();
+        let before = last(&s).unwrap_or(0);
+        let work = s.commit(branch, workflow);
+        s.push(&work, branch);
+        let id = wait_for("no run", &s, || last(&s).filter(|id| *id > before));
+        s.wait_completed(id);
+    };
+    run(failing, "main");
+    let by_path = |path: &str| -> Vec<Value> {
+        received(&rec)
+            .into_iter()
+            .filter(|r| r["path"] == path)
+            .collect()
+    };
+    let slack = wait_for("Slack got nothing", &s, || by_path("/slack").pop());
+    let text: String =
+        serde_json::from_str::<Value>(slack["body"].as_str().unwrap()).unwrap()["text"]
+            .as_str()
+            .unwrap()
+            .to_owned();
+    for want in [
+        "*acme/app failed on main: .github/workflows/ci.yml (test / Unit tests &lt;script&gt;)*",
+        "Repository: acme/app",
+        "Branch: main",
+        "Author: t &lt;t@example.invalid&gt;",
+        "Failed job: test",
+        "Failed step: Unit tests &lt;script&gt;",
+        "test line 30",
+        "&lt;!channel&gt; 3 tests failed",
+        "/api/v1/runs/",
+    ] {
+        assert!(text.contains(want), "{want:?} is not in\n{text}");
+    }
+    assert!(
+        !text.contains("test line 5\n"),
+        "only the last lines:\n{text}"
+    );
+    assert!(!text.contains("<!channel>"), "{text}");
+    let mail = wait_for("SendGrid got nothing", &s, || {
+        by_path("/sendgrid/v3/mail/send").pop()
+    });
+    assert_eq!(mail["headers"]["authorization"], "Bearer SG.key-1");
+    let body: Value = serde_json::from_str(mail["body"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        body["personalizations"][0]["to"][0]["email"],
+        "dev@example.com"
+    );
+    assert_eq!(body["from"]["email"], "ci@example.com");
+    assert!(
+        body["content"][0]["value"]
+            .as_str()
+            .unwrap()
+            .contains("Failed step: Unit tests <script>"),
+        "{body}"
+    );
+    // The failing channel is retried, and its failure recorded; the others went.
+    let (code, out, err) = s.cli(&["notify", "test", "chat"]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, "sent a test message to `chat`"),
+        "{err}"
+    );
+    let (code, _, err) = s.cli(&["notify", "test", "broken"]);
+    assert_eq!(code, 1);
+    assert!(err.contains("answered 500"), "{err}");
+    let (code, _, err) = s.cli(&["notify", "test", "nope"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("there is no channel `nope` (the configured ones: chat, mailer, broken)"),
+        "{err}"
+    );
+    // Failing again: told again. A failure on another branch: not told (the default
+    // branches are the repository's default one and `development`).
+    run(failing, "main");
+    run(failing, "feature");
+    wait_for("the second failure was not told", &s, || {
+        (by_path("/slack").len() == 3).then_some(())
+    });
+    // Fixed: told once; passing again: nothing.
+    run(passing, "main");
+    let fixed = wait_for("the fix was not told", &s, || {
+        by_path("/slack").get(3).cloned()
+    });
+    assert!(
+        fixed["body"]
+            .as_str()
+            .unwrap()
+            .contains("acme/app is fixed on main: .github/workflows/ci.yml succeeded"),
+        "{fixed}"
+    );
+    run(passing, "main");
+    std::thread::sleep(Duration::from_secs(2));
+    let slack: Vec<String> = by_path("/slack")
+        .iter()
+        .map(|r| r["body"].as_str().unwrap().chars().take(60).collect())
+        .collect();
+    assert_eq!(slack.len(), 4, "{slack:#?}");
+    assert_eq!(by_path("/sendgrid/v3/mail/send").len(), 2);
+    let (status, alerts) = request_bytes(
+        &s.url,
+        "GET",
+        "/api/v1/alerts",
+        &[("Authorization", format!("Bearer {TOKEN}"))],
+        b"",
+    );
+    assert_eq!(status, 200);
+    let alerts: Value = serde_json::from_slice(&alerts).unwrap();
+    let broken: Vec<&Value> = alerts["alerts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|a| a["channel"] == "broken" && a["event"] == "run_failed")
+        .collect();
+    assert_eq!(broken.len(), 2, "{alerts}");
+    assert!(
+        broken
+            .iter()
+            .all(|a| a["last_error"].as_str().unwrap().contains("answered 500")),
+        "{alerts}"
+    );
+}
+
+#[test]
+fn bad_channels_and_monitors_are_configuration_errors_naming_the_key() {
+    for (extra, want) in [
+        (
+            "[[notify]]\nname = \"x\"\nkind = \"pigeon\"\n",
+            "notify.x.kind: `pigeon`: expected smtp, sendgrid, slack or webhook",
+        ),
+        (
+            "[[notify]]\nname = \"x\"\nkind = \"smtp\"\nurl = \"smtp://h:25\"\nfrom = \"a@b\"\n",
+            "notify.x.to: a `smtp` channel needs `to`",
+        ),
+        (
+            "[[notify]]\nname = \"x\"\nkind = \"slack\"\nwebhook_url = \"h\"\nevents = [\"run_faild\"]\n",
+            "notify.x.webhook_url: `h` is not an http:// or https:// URL",
+        ),
+        (
+            "[[notify]]\nname = \"x\"\nkind = \"webhook\"\nurl = \"http://h\"\nevents = [\"run_faild\"]\n",
+            "notify.x.events: `run_faild`: expected any of run_failed, run_fixed, monitor_down, monitor_up",
+        ),
+        (
+            "[[monitors]]\nname = \"m\"\nurl = \"http://h\"\ninterval = \"5s\"\ntimeout = \"10s\"\n",
+            "monitors.m.timeout: is longer than the interval",
+        ),
+    ] {
+        let d = tempfile::tempdir().unwrap();
+        let config = d.path().join("config.toml");
+        std::fs::write(
+            &config,
+            format!("data_dir = \"{}/data\"\n{extra}", d.path().display()),
+        )
+        .unwrap();
+        let out = Command::new(env!("CARGO_BIN_EXE_pipewright"))
+            .args(["serve", "-c"])
+            .arg(&config)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{err}");
+        assert!(err.contains(want), "{want:?} is not in {err}");
+    }
+}

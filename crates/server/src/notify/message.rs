@@ -1,0 +1,271 @@
+//! What an alert says: a title, named facts (repository, branch, commit, author, failing
+//! job and step), the last lines of the failing job's log (masked when stored), and a link;
+//! rendered as plain text for mail, escaped for Slack, as JSON for webhooks.
+
+use serde::{Deserialize, Serialize};
+
+use super::{AlertEvent, Channel, alerts_for};
+
+/// Lines of the failing job's log an alert carries.
+const LOG_TAIL: usize = 20;
+
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Message {
+    pub event: String,
+    pub title: String,
+    /// Named facts, in order.
+    #[serde(default)]
+    pub facts: Vec<(String, String)>,
+    /// The last lines of the failing job's log.
+    #[serde(default)]
+    pub log: Vec<String>,
+    pub link: Option<String>,
+}
+
+impl Message {
+    /// Plain text: the title, the facts, the log's last lines, the link.
+    pub(crate) fn text(&self) -> String {
+        let mut out = format!("{}\n", self.title);
+        if !self.facts.is_empty() {
+            out.push('\n');
+            for (k, v) in &self.facts {
+                out.push_str(&format!("{k}: {v}\n"));
+            }
+        }
+        if !self.log.is_empty() {
+            out.push_str("\nThe last lines of its log:\n");
+            for l in &self.log {
+                out.push_str(&format!("    {l}\n"));
+            }
+        }
+        if let Some(link) = &self.link {
+            out.push_str(&format!("\n{link}\n"));
+        }
+        out
+    }
+
+    /// Slack's `mrkdwn`: the text with `&`, `<` and `>` escaped (a commit message saying
+    /// `<!channel>` pings no one), the log in a code block.
+    pub(crate) fn slack(&self) -> String {
+        let esc = |s: &str| {
+            s.replace('&', "&amp;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;")
+        };
+        let mut out = format!("*{}*\n", esc(&self.title));
+        for (k, v) in &self.facts {
+            out.push_str(&format!("{}: {}\n", esc(k), esc(v)));
+        }
+        if !self.log.is_empty() {
+            out.push_str("```\n");
+            for l in &self.log {
+                // A log line cannot end the code block early.
+                out.push_str(&esc(&l.replace("```", "` ` `")));
+                out.push('\n');
+            }
+            out.push_str("```\n");
+        }
+        if let Some(link) = &self.link {
+            out.push_str(&format!("<{}|Open>\n", esc(link)));
+        }
+        out
+    }
+}
+
+/// What a run's alerts say, read before the run is recorded as finished (the closure that
+/// makes them runs inside that transaction and must do no IO).
+pub(crate) struct RunAlerts {
+    repo: String,
+    branch: String,
+    default_branch: String,
+    facts: Vec<(String, String)>,
+    log: Vec<String>,
+    failing: Option<String>,
+    link: String,
+    channels: Vec<Channel>,
+}
+
+impl RunAlerts {
+    /// Reads what an alert of `run` needs (its jobs, the failing job's last log lines, the
+    /// commit's author and subject), if any channel could want one; blocking.
+    pub(crate) fn prepare(
+        config: &crate::Config,
+        store: &store::Store,
+        run: &store::Run,
+    ) -> Option<RunAlerts> {
+        let branch = run.git_ref.strip_prefix("refs/heads/")?.to_owned();
+        let repo = config.repo(&run.repo)?;
+        let channels: Vec<Channel> = config
+            .channels
+            .iter()
+            .filter(|c| {
+                c.events.contains(&AlertEvent::RunFailed)
+                    || c.events.contains(&AlertEvent::RunFixed)
+            })
+            .cloned()
+            .collect();
+        let message = Message::default();
+        let wanted = [AlertEvent::RunFailed, AlertEvent::RunFixed]
+            .iter()
+            .any(|e| {
+                !alerts_for(
+                    &channels,
+                    *e,
+                    Some((&run.repo, &branch, &repo.default_branch)),
+                    &message,
+                )
+                .is_empty()
+            });
+        if !wanted {
+            return None;
+        }
+        let mut facts = vec![
+            ("Repository".to_owned(), run.repo.clone()),
+            ("Branch".to_owned(), branch.clone()),
+            ("Workflow".to_owned(), run.workflow.clone()),
+            ("Event".to_owned(), run.event.clone()),
+        ];
+        let (author, subject) = crate::git::author(&repo.path, &run.sha).unwrap_or_default();
+        let short = run.sha.get(..12).unwrap_or(&run.sha);
+        facts.push((
+            "Commit".to_owned(),
+            if subject.is_empty() {
+                short.to_owned()
+            } else {
+                format!("{short} {subject}")
+            },
+        ));
+        if !author.is_empty() {
+            facts.push(("Author".to_owned(), author));
+        }
+        // The first job that failed, its first failed step, and its log's last lines.
+        let jobs = store.jobs(run.id).unwrap_or_default();
+        let failed = jobs
+            .iter()
+            .find(|j| j.conclusion == Some(store::Conclusion::Failure));
+        let mut log = Vec::new();
+        let mut failing = None;
+        if let Some(job) = failed {
+            let step = job
+                .report
+                .as_deref()
+                .and_then(|r| serde_json::from_str::<engine::JobReport>(r).ok())
+                .and_then(|r| {
+                    r.steps
+                        .into_iter()
+                        .find(|s| s.conclusion == engine::Conclusion::Failure)
+                        .map(|s| s.name)
+                });
+            facts.push(("Failed job".to_owned(), job.name.clone()));
+            if let Some(step) = &step {
+                facts.push(("Failed step".to_owned(), step.clone()));
+            }
+            if let Some(reason) = &job.reason {
+                facts.push(("Reason".to_owned(), reason.clone()));
+            }
+            failing = Some(match step {
+                Some(s) => format!("{} / {s}", job.name),
+                None => job.name.clone(),
+            });
+            let mut tail = std::collections::VecDeque::with_capacity(LOG_TAIL);
+            let _ = crate::logfiles::each_line(store, &config.data_dir, job.id, 0, &mut |_, l| {
+                if tail.len() == LOG_TAIL {
+                    tail.pop_front();
+                }
+                tail.push_back(l);
+                true
+            });
+            log = tail.into();
+        }
+        if let Some(reason) = &run.reason {
+            facts.push(("Reason".to_owned(), reason.clone()));
+        }
+        Some(RunAlerts {
+            repo: run.repo.clone(),
+            branch,
+            default_branch: repo.default_branch.clone(),
+            facts,
+            log,
+            failing,
+            link: format!(
+                "{}/api/v1/runs/{}",
+                config.public_url.trim_end_matches('/'),
+                run.id
+            ),
+            channels,
+        })
+    }
+
+    /// The alerts of a run that ended with `conclusion`, the one before it having ended
+    /// with `before`: failed (any failure), or fixed (success after a failure).
+    pub(crate) fn make(
+        &self,
+        run: &store::Run,
+        before: Option<store::Conclusion>,
+    ) -> Vec<store::NewAlert> {
+        use store::Conclusion::{Failure, Success};
+        let (event, title, log) = match (run.conclusion, before) {
+            (Some(Failure), _) => (
+                AlertEvent::RunFailed,
+                format!(
+                    "{} failed on {}: {}{}",
+                    self.repo,
+                    self.branch,
+                    run.workflow,
+                    self.failing
+                        .as_deref()
+                        .map(|f| format!(" ({f})"))
+                        .unwrap_or_default()
+                ),
+                self.log.clone(),
+            ),
+            (Some(Success), Some(Failure)) => (
+                AlertEvent::RunFixed,
+                format!(
+                    "{} is fixed on {}: {} succeeded",
+                    self.repo, self.branch, run.workflow
+                ),
+                Vec::new(),
+            ),
+            _ => return Vec::new(),
+        };
+        let message = Message {
+            event: event.as_str().to_owned(),
+            title,
+            facts: self.facts.clone(),
+            log,
+            link: Some(self.link.clone()),
+        };
+        alerts_for(
+            &self.channels,
+            event,
+            Some((&self.repo, &self.branch, &self.default_branch)),
+            &message,
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn slack_text_cannot_ping_or_close_the_log_block() {
+        let m = Message {
+            event: "run_failed".into(),
+            title: "acme <!channel> failed".into(),
+            facts: vec![("Commit".into(), "a & b <@U123>".into())],
+            log: vec!["``` <!here>".into()],
+            link: Some("http://ci/runs/1".into()),
+        };
+        let s = m.slack();
+        assert!(!s.contains("<!"), "{s}");
+        assert!(!s.contains("<@"), "{s}");
+        assert!(s.contains("a &amp; b &lt;@U123&gt;"), "{s}");
+        assert_eq!(s.matches("```").count(), 2, "{s}");
+        assert!(s.contains("<http://ci/runs/1|Open>"), "{s}");
+        let t = m.text();
+        assert!(t.contains("Commit: a & b <@U123>\n"), "{t}");
+        assert!(t.contains("\n    ``` <!here>\n"), "{t}");
+    }
+}

@@ -1,0 +1,178 @@
+//! Checking the configured monitors: every second each monitor whose check is due is
+//! claimed in the database (so servers sharing it check it once per interval), fetched with
+//! a timeout, and recorded; an incident opening or closing queues its alerts with it.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use super::{AlertEvent, Message, Monitor, alerts_for};
+use crate::blocking::{Blocked, blocking};
+
+/// How long checks are kept (what the 30-day chart shows).
+const KEEP_MS: i64 = 31 * 24 * 3600 * 1000;
+
+pub(crate) async fn run(
+    store: Arc<store::Store>,
+    config: Arc<crate::Config>,
+    alerts: Arc<Notify>,
+    shutdown: CancellationToken,
+) {
+    if config.monitors.is_empty() {
+        return;
+    }
+    let http = reqwest::Client::builder()
+        .user_agent(concat!("pipewright-monitor/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .unwrap_or_default();
+    let mut checks = tokio::task::JoinSet::new();
+    let mut pruned = Instant::now();
+    loop {
+        for m in &config.monitors {
+            let (s, name) = (store.clone(), m.name.clone());
+            let interval = i64::try_from(m.interval.as_millis()).unwrap_or(i64::MAX);
+            match blocking(move || s.claim_check(&name, interval)).await {
+                Ok(true) => {
+                    let (store, config, http, m, alerts) = (
+                        store.clone(),
+                        config.clone(),
+                        http.clone(),
+                        m.clone(),
+                        alerts.clone(),
+                    );
+                    checks.spawn(async move {
+                        let check = check(&http, &m).await;
+                        record(&store, &config, &m, check, &alerts).await;
+                    });
+                }
+                Ok(false) => {}
+                Err(Blocked::Call(e)) => tracing::error!(monitor = m.name, "claiming a check: {e}"),
+                Err(Blocked::Task(_)) => {}
+            }
+        }
+        while checks.try_join_next().is_some() {}
+        if pruned.elapsed() > Duration::from_secs(3600) {
+            pruned = Instant::now();
+            let s = store.clone();
+            let _ = blocking(move || s.prune_checks(store::now_ms() - KEEP_MS)).await;
+        }
+        tokio::select! {
+            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+            () = shutdown.cancelled() => break,
+        }
+    }
+    checks.abort_all();
+}
+
+/// Fetches the monitor's URL: up when the answer has the expected status within the
+/// timeout.
+pub(crate) async fn check(http: &reqwest::Client, m: &Monitor) -> store::Check {
+    let started = Instant::now();
+    let answer = http.get(&m.url).timeout(m.timeout).send().await;
+    let ms = i64::try_from(started.elapsed().as_millis()).unwrap_or(i64::MAX);
+    match answer {
+        Ok(r) if r.status().as_u16() == m.expect_status => store::Check {
+            ok: true,
+            ms: Some(ms),
+            status: Some(i64::from(r.status().as_u16())),
+            error: None,
+        },
+        Ok(r) => store::Check {
+            ok: false,
+            ms: Some(ms),
+            status: Some(i64::from(r.status().as_u16())),
+            error: Some(format!(
+                "answered {} (expected {})",
+                r.status().as_u16(),
+                m.expect_status
+            )),
+        },
+        Err(e) => store::Check {
+            ok: false,
+            ms: None,
+            status: None,
+            error: Some(if e.is_timeout() {
+                format!("no answer within {}", humantime(m.timeout))
+            } else if e.is_connect() {
+                "cannot connect".to_owned()
+            } else {
+                e.without_url().to_string()
+            }),
+        },
+    }
+}
+
+fn humantime(d: Duration) -> String {
+    workflow::duration::format_duration(d)
+}
+
+async fn record(
+    store: &Arc<store::Store>,
+    config: &Arc<crate::Config>,
+    m: &Monitor,
+    check: store::Check,
+    alerts: &Notify,
+) {
+    let (s, config2, m2) = (store.clone(), config.clone(), m.clone());
+    let recorded = blocking(move || {
+        s.record_check(&m2.name, &check, m2.failures_before_alert, |change| {
+            let (event, title, facts) = match change {
+                store::Change::None => return Vec::new(),
+                store::Change::Down { cause, .. } => (
+                    AlertEvent::MonitorDown,
+                    format!("{} is down: {cause}", m2.name),
+                    vec![
+                        ("Monitor".to_owned(), m2.name.clone()),
+                        ("URL".to_owned(), m2.url.clone()),
+                        ("Cause".to_owned(), cause.clone()),
+                        (
+                            "Failed checks".to_owned(),
+                            m2.failures_before_alert.to_string(),
+                        ),
+                    ],
+                ),
+                store::Change::Up { down_ms, .. } => (
+                    AlertEvent::MonitorUp,
+                    format!("{} is up again", m2.name),
+                    vec![
+                        ("Monitor".to_owned(), m2.name.clone()),
+                        ("URL".to_owned(), m2.url.clone()),
+                        (
+                            "Down for".to_owned(),
+                            humantime(Duration::from_millis(
+                                u64::try_from(*down_ms).unwrap_or(0) / 1000 * 1000,
+                            )),
+                        ),
+                    ],
+                ),
+            };
+            let mut facts = facts;
+            if let Some(env) = &m2.environment {
+                facts.push(("Environment".to_owned(), env.clone()));
+            }
+            let message = Message {
+                event: event.as_str().to_owned(),
+                title,
+                facts,
+                log: Vec::new(),
+                link: Some(format!(
+                    "{}/api/v1/monitors",
+                    config2.public_url.trim_end_matches('/')
+                )),
+            };
+            alerts_for(&config2.channels, event, None, &message)
+        })
+    })
+    .await;
+    match recorded {
+        Ok(store::Change::None) => {}
+        Ok(change) => {
+            tracing::warn!(monitor = m.name, ?change, "monitor changed");
+            alerts.notify_one();
+        }
+        Err(Blocked::Call(e)) => tracing::error!(monitor = m.name, "recording a check: {e}"),
+        Err(Blocked::Task(_)) => {}
+    }
+}
