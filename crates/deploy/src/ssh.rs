@@ -28,6 +28,31 @@ pub fn quote(s: &str) -> String {
     format!("'{}'", s.replace('\'', r"'\''"))
 }
 
+/// A directory for the master connection's socket. Unix socket paths are short (108
+/// bytes): right under /tmp; where /tmp may not be written (a confined job may write only
+/// its own directories), under the `TMPDIR` or `HOME` that `env` gives ssh, if the path
+/// fits.
+fn control_dir(env: &[(String, String)]) -> std::io::Result<tempfile::TempDir> {
+    let make = |base: &Path| tempfile::Builder::new().prefix("pw-ssh-").tempdir_in(base);
+    let first = match make(Path::new("/tmp")) {
+        Ok(d) => return Ok(d),
+        Err(e) => e,
+    };
+    for name in ["TMPDIR", "HOME"] {
+        let Some((_, base)) = env.iter().find(|(k, _)| k == name) else {
+            continue;
+        };
+        // `<base>/pw-ssh-XXXXXX/c`.
+        if base.is_empty() || base.len() + 17 > 100 {
+            continue;
+        }
+        if let Ok(d) = make(Path::new(base)) {
+            return Ok(d);
+        }
+    }
+    Err(first)
+}
+
 impl Ssh {
     /// Opens the master connection and waits until its socket accepts clients.
     /// `env`: extra variables for the master `ssh` (for example `SSH_AUTH_SOCK` of an agent
@@ -41,10 +66,7 @@ impl Ssh {
             destination: destination.to_owned(),
             message,
         };
-        // Unix socket paths are short (108 bytes): a directory right under /tmp.
-        let dir = tempfile::Builder::new()
-            .prefix("pw-ssh-")
-            .tempdir_in("/tmp")
+        let dir = control_dir(env)
             .map_err(|e| ssh_err(format!("cannot create a control directory: {e}")))?;
         let socket = dir.path().join("c");
         let mut cmd = Command::new("ssh");

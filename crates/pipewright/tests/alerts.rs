@@ -451,7 +451,7 @@ fn bad_channels_and_monitors_are_configuration_errors_naming_the_key() {
         ),
         (
             "[[notify]]\nname = \"x\"\nkind = \"webhook\"\nurl = \"http://h\"\nevents = [\"run_faild\"]\n",
-            "notify.x.events: `run_faild`: expected any of run_failed, run_fixed, monitor_down, monitor_up",
+            "notify.x.events: `run_faild`: expected any of run_failed, run_fixed, deploy_failed, rolled_back, monitor_down, monitor_up",
         ),
         (
             "[[monitors]]\nname = \"m\"\nurl = \"http://h\"\ninterval = \"5s\"\ntimeout = \"10s\"\n",
@@ -474,4 +474,295 @@ fn bad_channels_and_monitors_are_configuration_errors_naming_the_key() {
         assert_eq!(out.status.code(), Some(2), "{err}");
         assert!(err.contains(want), "{want:?} is not in {err}");
     }
+}
+
+/// Copies `from` (a directory) to `to` with `cp -a`.
+fn copy(from: &Path, to: &Path) {
+    let st = Command::new("cp")
+        .arg("-a")
+        .arg(from)
+        .arg(to)
+        .status()
+        .unwrap();
+    assert!(st.success());
+}
+
+#[test]
+fn a_deploy_in_a_job_is_recorded_and_its_rollback_alerts_by_mail_and_chat() {
+    let app = deploy_support::App::new("");
+    let d = tempfile::tempdir().unwrap();
+    let maildir = d.path().join("mail");
+    let (_smtp, smtp_port) = smtp_server(&maildir);
+    let rec = d.path().join("received");
+    let (_recv, recv_port) = receiver(&rec);
+    let s = Server::start_with(&format!(
+        r#"
+[[notify]]
+name = "mail"
+kind = "smtp"
+url = "smtp://127.0.0.1:{smtp_port}"
+from = "pipewright@example.com"
+to = ["ops@example.com"]
+events = ["deploy_failed", "rolled_back"]
+
+[[notify]]
+name = "chat"
+kind = "slack"
+webhook_url = "http://127.0.0.1:{recv_port}/slack"
+events = ["rolled_back"]
+"#
+    ));
+    // As the seed's pipeline does it: the deploy key is the environment's secret, loaded
+    // into an agent by `webfactory/ssh-agent`; the ssh configuration names no key file.
+    let key = std::fs::read_to_string(app.host.dir.path().join("id")).unwrap();
+    let mut set = Command::new(env!("CARGO_BIN_EXE_pipewright"))
+        .args(["secrets", "set", "SSH_PRIVATE_KEY", "--repo", "acme/app"])
+        .args(["--environment", "staging"])
+        .env("PIPEWRIGHT_SERVER", &s.url)
+        .env("PIPEWRIGHT_TOKEN", TOKEN)
+        .stdin(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(&mut set.stdin.take().unwrap(), key.as_bytes()).unwrap();
+    assert!(set.wait().unwrap().success());
+    let ssh_config = format!(
+        "Host staging-1\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n",
+        app.host.port,
+        deploy_support::USER
+    );
+    let workflow = |version: &str| {
+        format!(
+            "on: push
+jobs:
+  deploy:
+    runs-on: x
+    environment: staging
+    steps:
+      - uses: actions/checkout@v4
+      - uses: webfactory/ssh-agent@v0.9.0
+        with:
+          ssh-private-key: ${{{{ secrets.SSH_PRIVATE_KEY }}}}
+      - uses: pipewright/deploy@v1
+        with:
+          environment: staging
+          artifact: dist
+          version: {version}
+"
+        )
+    };
+    let push = |version: &str, artifact: &Path| -> (Value, String) {
+        let work = s.commit("main", &workflow(version));
+        for sub in [".pipewright", "deploy"] {
+            let _ = std::fs::remove_dir_all(work.join(sub));
+            copy(&app.repo.path().join(sub), &work.join(sub));
+        }
+        std::fs::write(work.join("deploy/ssh_config"), &ssh_config).unwrap();
+        let _ = std::fs::remove_dir_all(work.join("dist"));
+        copy(artifact, &work.join("dist"));
+        common::git(&work, &["add", "-A"]);
+        common::git(
+            &work,
+            &["commit", "-q", "-m", &format!("release {version}")],
+        );
+        let before = s.runs().iter().filter_map(|r| r["id"].as_i64()).max();
+        s.push(&work, "main");
+        let id = wait_for("no run", &s, || {
+            s.runs()
+                .iter()
+                .filter_map(|r| r["id"].as_i64())
+                .max()
+                .filter(|id| Some(*id) > before)
+        });
+        let run = s.wait_completed(id);
+        let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+        (run, log)
+    };
+    let environments = || -> Vec<Value> {
+        let (status, body) = request_bytes(
+            &s.url,
+            "GET",
+            "/api/v1/environments",
+            &[("Authorization", format!("Bearer {TOKEN}"))],
+            b"",
+        );
+        assert_eq!(status, 200);
+        serde_json::from_slice::<Value>(&body).unwrap()["environments"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let (run, log) = push("v1", &app.artifact("1.0.0", |_| {}));
+    assert_eq!(run["conclusion"], "success", "{run}\n{log}\n{}", s.log());
+    assert_eq!(app.live_version().as_deref(), Some("1.0.0"));
+    let envs = environments();
+    assert_eq!(envs.len(), 1, "{envs:?}");
+    let e = &envs[0];
+    assert_eq!(
+        (&e["repo"], &e["environment"]),
+        (&"acme/app".into(), &"staging".into())
+    );
+    assert_eq!(e["last"]["status"], "deployed", "{e}");
+    assert_eq!(e["current"]["version"], "v1", "{e}");
+    assert_eq!(e["last"]["hosts"], serde_json::json!(["staging-1"]), "{e}");
+    assert_eq!(e["last"]["run_id"], run["id"], "{e}");
+    assert!(e["last"]["release"].is_string(), "{e}");
+    let phases: Vec<&str> = e["last"]["phases"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|p| p["phase"].as_str())
+        .collect();
+    assert_eq!(
+        phases,
+        [
+            "UPLOAD",
+            "PREPARE",
+            "BACKUP",
+            "MIGRATE",
+            "SWITCH",
+            "RESTART",
+            "HEALTHCHECK",
+            "FINALIZE"
+        ]
+    );
+    // A release that cannot start: the health check fails, the deploy rolls back, the run
+    // fails; the server records it and tells both channels.
+    let (run, log) = push(
+        "v2",
+        &app.artifact("2.0.0", |dir| {
+            std::fs::write(
+                dir.join("inner_architect/__main__.py"),
+                "raise SystemExit('this release cannot start')\n",
+            )
+            .unwrap();
+        }),
+    );
+    assert_eq!(run["conclusion"], "failure", "{run}\n{log}");
+    assert_eq!(app.live_version().as_deref(), Some("1.0.0"));
+    let e = &environments()[0];
+    assert_eq!(e["last"]["status"], "rolled_back", "{e}");
+    assert_eq!(e["last"]["version"], "v2", "{e}");
+    assert_eq!(e["current"]["version"], "v1", "{e}");
+    let mail = wait_for("no mail of the rollback", &s, || {
+        mails(&maildir).first().cloned()
+    });
+    assert_eq!(
+        subject(&mail),
+        "acme/app: the deploy of v2 to staging failed and was rolled back",
+        "{mail}"
+    );
+    assert!(mail.contains("Hosts: staging-1"), "{mail}");
+    assert!(mail.contains("staging-1: HEALTHCHECK failed ("), "{mail}");
+    let chat = wait_for("chat heard nothing", &s, || received(&rec).first().cloned());
+    assert!(
+        chat["body"]
+            .as_str()
+            .unwrap()
+            .contains("the deploy of v2 to staging failed and was rolled back"),
+        "{chat}"
+    );
+    let (status, body) = request_bytes(
+        &s.url,
+        "GET",
+        "/api/v1/environments/acme%2Fapp/staging/deployments",
+        &[("Authorization", format!("Bearer {TOKEN}"))],
+        b"",
+    );
+    assert_eq!(status, 200);
+    let list: Value = serde_json::from_slice(&body).unwrap();
+    let statuses: Vec<&str> = list["deployments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|d| d["status"].as_str())
+        .collect();
+    assert_eq!(statuses, ["rolled_back", "deployed"]);
+    assert_eq!(mails(&maildir).len(), 1);
+}
+
+#[test]
+fn a_job_records_deployments_of_its_own_environment_only_and_only_while_it_runs() {
+    let s = Server::start();
+    let work = s.commit(
+        "main",
+        r#"on: push
+jobs:
+  deploy:
+    runs-on: x
+    environment: staging
+    steps:
+      - run: |
+          post() {
+            curl -s -o /dev/null -w "$1 %{http_code}\n" -X POST -H "Authorization: Bearer $2" \
+              -H 'content-type: application/json' -d "$3" "$GITHUB_API_URL/job/deployments"
+          }
+          post other-environment "$GITHUB_TOKEN" '{"environment":"production","version":"1"}'
+          post no-token "" '{"environment":"staging","version":"1"}'
+          post own "$GITHUB_TOKEN" '{"environment":"staging","version":"1","hosts":["web-1"]}'
+          echo "$GITHUB_TOKEN" > "$RUNNER_TEMP/../token-copy"
+        env:
+          GITHUB_TOKEN: ${{ secrets.GITHUB_TOKEN }}
+"#,
+    );
+    s.push(&work, "main");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    let run = s.wait_completed(id);
+    assert_eq!(run["conclusion"], "success", "{run}");
+    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    for want in ["other-environment 403", "no-token 401", "own 201"] {
+        assert!(log.contains(want), "{want}:\n{log}");
+    }
+    // The deploy the job began and never ended, ended with its run.
+    let (status, body) = request_bytes(
+        &s.url,
+        "GET",
+        "/api/v1/environments",
+        &[("Authorization", format!("Bearer {TOKEN}"))],
+        b"",
+    );
+    assert_eq!(status, 200);
+    let v: Value = serde_json::from_slice(&body).unwrap();
+    let envs = v["environments"].as_array().unwrap();
+    assert_eq!(envs.len(), 1, "{v}");
+    assert_eq!(envs[0]["environment"], "staging");
+    assert_eq!(envs[0]["last"]["status"], "failed", "{v}");
+    assert_eq!(envs[0]["last"]["who"], "t <t@example.invalid>", "{v}");
+    // The job's token is good for nothing once the job ended.
+    let (status, _) = post(
+        &s.url,
+        "/api/v1/job/deployments",
+        &[
+            ("Authorization", format!("Bearer {}", token_of_job(&s))),
+            ("content-type", "application/json".into()),
+        ],
+        br#"{"environment":"staging","version":"2"}"#,
+    );
+    assert_eq!(status, 401);
+}
+
+/// The token the job of the first run left in its slot (written there by the test's step).
+fn token_of_job(s: &Server) -> String {
+    let work = s.dir.path().join("data/work");
+    let mut found = None;
+    for e in walk(&work) {
+        if e.file_name().is_some_and(|n| n == "token-copy") {
+            found = std::fs::read_to_string(&e).ok();
+        }
+    }
+    found
+        .map(|t| t.trim().to_owned())
+        .unwrap_or_else(|| "pwj_missing".into())
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let p = e.path();
+        if p.is_dir() {
+            out.extend(walk(&p));
+        } else {
+            out.push(p);
+        }
+    }
+    out
 }

@@ -91,6 +91,10 @@ pub struct JobPayload {
     /// request from a fork, or anything not proven to come from the repository itself). A
     /// runner that cannot confine a job refuses an untrusted one.
     pub trusted: bool,
+    /// The job's `environment:` name, evaluated (the one whose secrets it gets, and the one
+    /// its deployments may be recorded for).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub environment: Option<String>,
 }
 
 /// The secrets a job may read: stored sealed on the server, given to the runner in the

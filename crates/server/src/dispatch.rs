@@ -203,7 +203,11 @@ impl Dispatcher {
             Ok(l) => l,
             Err(e) => return fail(format!("job `{}`: {e}", spec.job_id)),
         };
+        // The job gets the run's secrets and those of its own environment, nothing else (an
+        // `environment:` that does not evaluate gets none: the job fails on it anyway).
+        let environment = engine::environment_of(&spec, &env).ok().flatten();
         let payload = JobPayload {
+            environment: environment.clone(),
             run_id: self.run.get(),
             repo: self.repo.clone(),
             sha: self.sha.clone(),
@@ -221,9 +225,6 @@ impl Dispatcher {
             labels: labels.clone(),
             trusted: self.trusted,
         };
-        // The job gets the run's secrets and those of its own environment, nothing else (an
-        // `environment:` that does not evaluate gets none: the job fails on it anyway).
-        let environment = engine::environment_of(&spec, &env).ok().flatten();
         let secrets = Secrets {
             secrets: object_of(env.secrets.run()),
             environment_secrets: environment

@@ -37,6 +37,9 @@ pub(crate) enum ExecError {
     Task(#[from] tokio::task::JoinError),
 }
 
+/// `github.actor` of a run whose event names no one (a push to a local repository).
+pub(crate) const NO_ACTOR: &str = "pipewright";
+
 pub(crate) struct Executor {
     pub(crate) store: Arc<store::Store>,
     pub(crate) config: Arc<Config>,
@@ -226,8 +229,8 @@ impl Executor {
             ("sha", run.sha.clone()),
             ("repository", run.repo.clone()),
             ("repository_owner", owner),
-            ("actor", "pipewright".into()),
-            ("triggering_actor", "pipewright".into()),
+            ("actor", NO_ACTOR.into()),
+            ("triggering_actor", NO_ACTOR.into()),
             ("head_ref", event.head_ref.clone().unwrap_or_default()),
             ("base_ref", event.base_ref.clone().unwrap_or_default()),
             ("run_id", run.id.to_string()),

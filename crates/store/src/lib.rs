@@ -19,6 +19,7 @@ mod alerts;
 mod artifacts;
 mod concurrency;
 mod db;
+mod deployments;
 mod ids;
 mod intake;
 mod jobs;
@@ -44,6 +45,9 @@ use db::{Backend, Db, Row};
 pub use alerts::{Alert, AlertCounts, NewAlert};
 pub use artifacts::{ArtifactInfo, CacheEntry, Expired, FileEntry};
 pub use concurrency::{Claim, Claimant};
+pub use deployments::{
+    DEPLOYMENT_ENDS, Deployment, DeploymentEnd, EnvironmentState, NewDeployment,
+};
 pub use ids::{Conclusion, JobId, JobStatus, RunId, RunStatus, RunnerId, TokenId};
 pub use intake::{NewDelivery, PendingDelivery};
 pub use jobs::Job;
@@ -72,6 +76,8 @@ pub enum StoreError {
     NoRun(RunId),
     #[error("job {0} does not exist")]
     NoJob(JobId),
+    #[error("deployment {0} does not exist")]
+    NoDeployment(i64),
     /// A runner reported for a job it does not hold (lost its lease, or never had it).
     #[error("job {0} is not held by this runner")]
     NotHeld(JobId),

@@ -34,6 +34,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "monitors_and_alerts",
         sql: include_str!("../migrations/sqlite/002_monitors_and_alerts.sql"),
     },
+    Migration {
+        version: 3,
+        name: "deployments",
+        sql: include_str!("../migrations/sqlite/003_deployments.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -46,6 +51,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 2,
         name: "monitors_and_alerts",
         sql: include_str!("../migrations/postgres/002_monitors_and_alerts.sql"),
+    },
+    Migration {
+        version: 3,
+        name: "deployments",
+        sql: include_str!("../migrations/postgres/003_deployments.sql"),
     },
 ];
 

@@ -236,6 +236,14 @@ impl Store {
                 return Ok(());
             };
             let run = run_from_row(&run)?;
+            // A deploy its job never said the end of (the job was killed, or lost its
+            // server) ends with the run.
+            c.execute(
+                "UPDATE deployments SET status = 'failed', finished_at = ?2,
+                     message = 'the job ended before its deploy said how it ended'
+                 WHERE run_id = ?1 AND status = 'running'",
+                params![id, now],
+            )?;
             let before = c
                 .query_opt(
                     "SELECT conclusion FROM runs

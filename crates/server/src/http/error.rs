@@ -48,6 +48,9 @@ impl From<store::StoreError> for ApiError {
             store::StoreError::NoJob(id) => {
                 ApiError::new(StatusCode::NOT_FOUND, format!("job {id} does not exist"))
             }
+            e @ store::StoreError::NoDeployment(_) => {
+                ApiError::new(StatusCode::NOT_FOUND, e.to_string())
+            }
             e @ store::StoreError::NotHeld(_) => ApiError::new(StatusCode::CONFLICT, e.to_string()),
             other => ApiError::internal(other),
         }

@@ -4,6 +4,7 @@
 
 mod artifacts;
 mod auth;
+mod deployments;
 mod error;
 mod logs;
 mod metrics;
@@ -99,6 +100,13 @@ pub(crate) fn router(state: AppStateRef) -> Router {
         )
         .route("/api/v1/admin/gc", post(artifacts::admin_gc))
         .route("/api/v1/monitors", get(monitors::list_monitors))
+        .route("/api/v1/environments", get(deployments::environments))
+        .route(
+            "/api/v1/environments/{repo}/{name}/deployments",
+            get(deployments::deployments),
+        )
+        .route("/api/v1/job/deployments", post(deployments::start))
+        .route("/api/v1/job/deployments/{id}", post(deployments::finish))
         .route("/api/v1/alerts", get(monitors::list_alerts))
         .route(
             "/api/v1/notify/{channel}/test",

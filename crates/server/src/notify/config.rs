@@ -65,14 +65,18 @@ pub struct Monitor {
 pub enum AlertEvent {
     RunFailed,
     RunFixed,
+    DeployFailed,
+    RolledBack,
     MonitorDown,
     MonitorUp,
 }
 
 impl AlertEvent {
-    pub(crate) const ALL: [AlertEvent; 4] = [
+    pub(crate) const ALL: [AlertEvent; 6] = [
         AlertEvent::RunFailed,
         AlertEvent::RunFixed,
+        AlertEvent::DeployFailed,
+        AlertEvent::RolledBack,
         AlertEvent::MonitorDown,
         AlertEvent::MonitorUp,
     ];
@@ -81,6 +85,8 @@ impl AlertEvent {
         match self {
             AlertEvent::RunFailed => "run_failed",
             AlertEvent::RunFixed => "run_fixed",
+            AlertEvent::DeployFailed => "deploy_failed",
+            AlertEvent::RolledBack => "rolled_back",
             AlertEvent::MonitorDown => "monitor_down",
             AlertEvent::MonitorUp => "monitor_up",
         }
@@ -317,9 +323,7 @@ pub(crate) fn check_channels(raw: Vec<RawNotify>) -> Result<Vec<Channel>, Config
         for e in &n.events {
             match AlertEvent::ALL.iter().find(|a| a.as_str() == e) {
                 Some(a) => events.push(*a),
-                None if ["deploy_failed", "rolled_back", "approval_waiting"]
-                    .contains(&e.as_str()) =>
-                {
+                None if e == "approval_waiting" => {
                     return Err(invalid(
                         key("events"),
                         format!("`{e}` is not sent by this version of pipewright yet"),

@@ -4,7 +4,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::{AlertEvent, Channel, alerts_for};
+use super::{AlertEvent, Channel, Scope, alerts_for};
 
 /// Lines of the failing job's log an alert carries.
 const LOG_TAIL: usize = 20;
@@ -111,7 +111,11 @@ impl RunAlerts {
                 !alerts_for(
                     &channels,
                     *e,
-                    Some((&run.repo, &branch, &repo.default_branch)),
+                    Scope::Run {
+                        repo: &run.repo,
+                        branch: &branch,
+                        default_branch: &repo.default_branch,
+                    },
                     &message,
                 )
                 .is_empty()
@@ -239,10 +243,106 @@ impl RunAlerts {
         alerts_for(
             &self.channels,
             event,
-            Some((&self.repo, &self.branch, &self.default_branch)),
+            Scope::Run {
+                repo: &self.repo,
+                branch: &self.branch,
+                default_branch: &self.default_branch,
+            },
             &message,
         )
     }
+}
+
+/// The alerts of a deployment that ended: `deploy_failed` (failed, its rollback failed, or
+/// the environment was locked), `rolled_back`; none for one that deployed.
+pub(crate) fn deployment_alerts(
+    channels: &[Channel],
+    public_url: &str,
+    d: &store::Deployment,
+) -> Vec<store::NewAlert> {
+    let (event, what) = match d.status.as_str() {
+        "rolled_back" => (AlertEvent::RolledBack, "failed and was rolled back"),
+        "rollback_failed" => (
+            AlertEvent::DeployFailed,
+            "failed and its rollback failed too",
+        ),
+        "failed" => (AlertEvent::DeployFailed, "failed (nothing live changed)"),
+        "locked" => (
+            AlertEvent::DeployFailed,
+            "did not start: another deploy holds the lock",
+        ),
+        _ => return Vec::new(),
+    };
+    let hosts: Vec<String> = d
+        .hosts
+        .as_array()
+        .map(|h| {
+            h.iter()
+                .filter_map(|x| x.as_str().map(str::to_owned))
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut facts = vec![
+        ("Repository".to_owned(), d.repo.clone()),
+        ("Environment".to_owned(), d.environment.clone()),
+        ("Version".to_owned(), d.version.clone()),
+        (
+            "Commit".to_owned(),
+            d.sha.get(..12).unwrap_or(&d.sha).to_owned(),
+        ),
+        ("By".to_owned(), d.who.clone()),
+        ("Hosts".to_owned(), hosts.join(", ")),
+    ];
+    if let Some(release) = &d.release {
+        facts.push(("Release".to_owned(), release.clone()));
+    }
+    if let Some(message) = &d.message {
+        facts.push(("Result".to_owned(), message.clone()));
+    }
+    // The phases, as the log: which host did what, how long, and what failed.
+    let log = d
+        .phases
+        .as_array()
+        .map(|phases| {
+            phases
+                .iter()
+                .map(|p| {
+                    let text = |k: &str| p[k].as_str().unwrap_or_default().to_owned();
+                    let mut line = format!(
+                        "{}: {} {} ({} ms)",
+                        text("host"),
+                        text("phase"),
+                        text("status"),
+                        p["ms"].as_u64().unwrap_or(0)
+                    );
+                    if let Some(m) = p["message"].as_str() {
+                        line.push_str(&format!(": {m}"));
+                    }
+                    line
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let base = public_url.trim_end_matches('/');
+    let message = Message {
+        event: event.as_str().to_owned(),
+        title: format!(
+            "{}: the deploy of {} to {} {what}",
+            d.repo, d.version, d.environment
+        ),
+        facts,
+        log,
+        link: Some(match d.run_id {
+            Some(run) => format!("{base}/api/v1/runs/{run}"),
+            None => format!("{base}/api/v1/environments"),
+        }),
+    };
+    alerts_for(
+        channels,
+        event,
+        Scope::Deployment { repo: &d.repo },
+        &message,
+    )
 }
 
 #[cfg(test)]

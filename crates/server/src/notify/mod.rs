@@ -18,7 +18,7 @@ use std::time::Duration;
 
 pub use config::{AlertEvent, Channel, ChannelKind, Monitor};
 pub(crate) use config::{RawMonitor, RawNotify, check_channels, check_monitors};
-pub(crate) use message::{Message, RunAlerts};
+pub(crate) use message::{Message, RunAlerts, deployment_alerts};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
@@ -36,22 +36,42 @@ const BACKOFF: [Duration; 5] = [
     Duration::from_secs(1800),
 ];
 
-/// The alerts of `channels` subscribed to `event` (and, for a run's alert, to its repository
-/// and branch), each with `message`.
+/// What an alert is about, for the channels' `repos` and `branches`.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Scope<'a> {
+    /// A monitor: every channel subscribed to the event.
+    Monitor,
+    /// A run of `repo` on `branch` (whose default branch is `default_branch`).
+    Run {
+        repo: &'a str,
+        branch: &'a str,
+        default_branch: &'a str,
+    },
+    /// A deployment of `repo`.
+    Deployment { repo: &'a str },
+}
+
+/// The alerts of `channels` subscribed to `event` and to its scope, each with `message`.
 pub(crate) fn alerts_for(
     channels: &[Channel],
     event: AlertEvent,
-    run: Option<(&str, &str, &str)>,
+    scope: Scope<'_>,
     message: &Message,
 ) -> Vec<store::NewAlert> {
     let body = serde_json::to_string(message).unwrap_or_else(|_| "{}".into());
+    let repo_ok = |c: &Channel, repo: &str| c.repos.is_empty() || c.repos.iter().any(|r| r == repo);
     channels
         .iter()
         .filter(|c| c.events.contains(&event))
-        .filter(|c| match run {
-            None => true,
-            Some((repo, branch, default_branch)) => {
-                (c.repos.is_empty() || c.repos.iter().any(|r| r == repo))
+        .filter(|c| match scope {
+            Scope::Monitor => true,
+            Scope::Deployment { repo } => repo_ok(c, repo),
+            Scope::Run {
+                repo,
+                branch,
+                default_branch,
+            } => {
+                repo_ok(c, repo)
                     && match &c.branches {
                         Some(list) => list.iter().any(|b| b == branch || b == "*"),
                         None => branch == default_branch || branch == "development",

@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use super::{AlertEvent, Message, Monitor, alerts_for};
+use super::{AlertEvent, Message, Monitor, Scope, alerts_for};
 use crate::blocking::{Blocked, blocking};
 
 /// How long checks are kept (what the 30-day chart shows).
@@ -162,7 +162,7 @@ async fn record(
                     config2.public_url.trim_end_matches('/')
                 )),
             };
-            alerts_for(&config2.channels, event, None, &message)
+            alerts_for(&config2.channels, event, Scope::Monitor, &message)
         })
     })
     .await;

@@ -324,6 +324,19 @@ impl Store {
         })
     }
 
+    /// What running job `job` was queued with (its payload), while it runs.
+    pub fn running_payload(&self, job: JobId) -> Result<Option<String>> {
+        self.db.with(|c| {
+            c.query_opt(
+                "SELECT payload FROM jobs WHERE id = ?1 AND status = 'running'",
+                params![job],
+            )?
+            .map(|r| r.opt_string("payload"))
+            .transpose()
+            .map(Option::flatten)
+        })
+    }
+
     /// Extends the lease of a held job; true if the job (or its run) is to be cancelled.
     pub fn heartbeat(
         &self,

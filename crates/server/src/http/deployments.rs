@@ -1,0 +1,226 @@
+//! Deployments known to the server. A job's `pipewright/deploy` step records its deploy
+//! with the job's own token (`POST /api/v1/job/deployments`, then
+//! `POST /api/v1/job/deployments/{id}` with how it ended), for the job's own environment
+//! only and only while the job runs; users read them (`GET /api/v1/environments`,
+//! `GET /api/v1/environments/{repo}/{name}/deployments`).
+
+use axum::Json;
+use axum::extract::{Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+
+use super::auth::{Authorized, bearer};
+use super::error::ApiError;
+use super::runners::{JobCaller, held_by};
+use super::state::AppStateRef;
+use crate::blocking::blocking;
+
+/// A job's own token, and the job it names.
+pub(crate) struct JobToken {
+    token: String,
+    job: store::JobId,
+}
+
+impl axum::extract::FromRequestParts<AppStateRef> for JobToken {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        _: &AppStateRef,
+    ) -> Result<Self, Self::Rejection> {
+        let token = bearer(parts).unwrap_or_default().to_owned();
+        match crate::secrets::Sealer::job_of_token(&token) {
+            Some(job) => Ok(JobToken {
+                token,
+                job: store::JobId::from(job),
+            }),
+            None => Err(ApiError::new(
+                StatusCode::UNAUTHORIZED,
+                "this needs a job's token (secrets.GITHUB_TOKEN of a running job)",
+            )),
+        }
+    }
+}
+
+/// The running job the token belongs to, and what it was queued with.
+async fn job_of(
+    s: &AppStateRef,
+    t: JobToken,
+    headers: &HeaderMap,
+) -> Result<(store::Job, runner::protocol::JobPayload), ApiError> {
+    let job = held_by(s, &JobCaller::Job(t.token), t.job, headers).await?;
+    let (store, id) = (s.store.clone(), job.id);
+    let payload: runner::protocol::JobPayload = blocking(move || store.running_payload(id))
+        .await?
+        .and_then(|p| serde_json::from_str(&p).ok())
+        .ok_or_else(|| ApiError::new(StatusCode::CONFLICT, "the job is not running"))?;
+    Ok((job, payload))
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Start {
+    environment: String,
+    version: String,
+    #[serde(default)]
+    hosts: Vec<String>,
+}
+
+/// `POST /api/v1/job/deployments`: a job's deploy starts; its id.
+pub(crate) async fn start(
+    t: JobToken,
+    State(s): State<AppStateRef>,
+    headers: HeaderMap,
+    Json(body): Json<Start>,
+) -> Result<Response, ApiError> {
+    let (job, payload) = job_of(&s, t, &headers).await?;
+    if !payload.trusted {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "a job of untrusted origin (a fork's pull request) records no deployments",
+        ));
+    }
+    if payload.environment.as_deref() != Some(body.environment.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            match &payload.environment {
+                Some(e) => {
+                    format!("this job's environment is `{e}`: it records deployments to `{e}` only")
+                }
+                None => format!(
+                    "this job has no `environment:`; a job records deployments to its own environment only (add `environment: {}`)",
+                    body.environment
+                ),
+            },
+        ));
+    }
+    // Who: the event's actor; a push to a local repository names none, then the commit's
+    // author.
+    let actor = ["triggering_actor", "actor"]
+        .iter()
+        .find_map(|k| {
+            payload.github[k]
+                .as_str()
+                .filter(|a| !a.is_empty() && *a != crate::executor::NO_ACTOR)
+        })
+        .map(str::to_owned);
+    let who = match actor {
+        Some(a) => a,
+        None => {
+            let path = s.config.repo(&payload.repo).map(|r| r.path.clone());
+            let sha = payload.sha.clone();
+            blocking(move || {
+                Ok::<_, std::convert::Infallible>(
+                    path.and_then(|p| crate::git::author(&p, &sha))
+                        .map_or_else(|| "pipewright".to_owned(), |(author, _)| author),
+                )
+            })
+            .await
+            .unwrap_or_else(|_| "pipewright".to_owned())
+        }
+    };
+    let new = store::NewDeployment {
+        repo: payload.repo,
+        environment: body.environment,
+        version: body.version,
+        sha: payload.sha,
+        run_id: Some(job.run_id),
+        job_id: Some(job.id),
+        who,
+        hosts: serde_json::to_string(&body.hosts).unwrap_or_else(|_| "[]".into()),
+    };
+    let store = s.store.clone();
+    let id = blocking(move || store.start_deployment(&new)).await?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id }))).into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct End {
+    status: String,
+    release: Option<String>,
+    #[serde(default)]
+    message: String,
+    #[serde(default)]
+    phases: Vec<serde_json::Value>,
+}
+
+/// `POST /api/v1/job/deployments/{id}`: how the job's deploy ended (once).
+pub(crate) async fn finish(
+    t: JobToken,
+    State(s): State<AppStateRef>,
+    Path(id): Path<i64>,
+    headers: HeaderMap,
+    Json(body): Json<End>,
+) -> Result<Response, ApiError> {
+    let (job, _) = job_of(&s, t, &headers).await?;
+    if !store::DEPLOYMENT_ENDS.contains(&body.status.as_str()) {
+        return Err(ApiError::new(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "`{}` is not how a deployment ends (one of {})",
+                body.status,
+                store::DEPLOYMENT_ENDS.join(", ")
+            ),
+        ));
+    }
+    let store = s.store.clone();
+    let d = blocking(move || store.deployment(id)).await?;
+    if d.job_id != Some(job.id) {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            format!("deployment {id} is not this job's"),
+        ));
+    }
+    let end = store::DeploymentEnd {
+        status: body.status,
+        release: body.release,
+        message: body.message,
+        phases: serde_json::to_string(&body.phases).unwrap_or_else(|_| "[]".into()),
+    };
+    let (store, config) = (s.store.clone(), s.config.clone());
+    let ended = blocking(move || {
+        store.finish_deployment(id, &end, |d| {
+            crate::notify::deployment_alerts(&config.channels, &config.public_url, d)
+        })
+    })
+    .await?;
+    let Some(d) = ended else {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            format!("deployment {id} has ended already"),
+        ));
+    };
+    s.alerts.notify_one();
+    Ok(Json(d).into_response())
+}
+
+/// `GET /api/v1/environments`: every environment deployed to, with what serves it and its
+/// last deployment.
+pub(crate) async fn environments(
+    _: Authorized,
+    State(s): State<AppStateRef>,
+) -> Result<Response, ApiError> {
+    let store = s.store.clone();
+    let envs = blocking(move || store.environments()).await?;
+    Ok(Json(serde_json::json!({ "environments": envs })).into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct Limit {
+    limit: Option<i64>,
+}
+
+/// `GET /api/v1/environments/{repo}/{name}/deployments`: the environment's deployments,
+/// newest first (`repo` percent-encoded: `acme%2Fapp`).
+pub(crate) async fn deployments(
+    _: Authorized,
+    State(s): State<AppStateRef>,
+    Path((repo, name)): Path<(String, String)>,
+    Query(q): Query<Limit>,
+) -> Result<Response, ApiError> {
+    let store = s.store.clone();
+    let limit = q.limit.unwrap_or(50).clamp(1, 1000);
+    let list = blocking(move || store.deployments(&repo, &name, limit)).await?;
+    Ok(Json(serde_json::json!({ "deployments": list })).into_response())
+}
