@@ -32,10 +32,12 @@ pub(crate) enum Command {
     Dispatch(DispatchArgs),
     /// Cancel a run on a server.
     Cancel(CancelArgs),
-    /// Let a run that waits for approval (a fork's pull request) go.
-    Approve(CancelArgs),
-    /// End a run that waits for approval without running it.
-    Reject(CancelArgs),
+    /// Let a run that waits for approval (a fork's pull request) go, or its jobs waiting for
+    /// a protected environment's approval.
+    Approve(DecideArgs),
+    /// End a run that waits for approval without running it, or fail its jobs waiting for a
+    /// protected environment's approval.
+    Reject(DecideArgs),
     /// Run a run's workflow again (same commit and event) on a server.
     Rerun(RerunArgs),
     /// Artifacts of runs on a server: list, download, collect expired ones.
@@ -165,6 +167,16 @@ pub(crate) struct CancelArgs {
     #[command(flatten)]
     pub(crate) server: ServerArgs,
     pub(crate) id: i64,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct DecideArgs {
+    #[command(flatten)]
+    pub(crate) server: ServerArgs,
+    pub(crate) id: i64,
+    /// Only this job (its name as `runs show` gives it) of those waiting for approval.
+    #[arg(long)]
+    pub(crate) job: Option<String>,
 }
 
 #[derive(Debug, Args)]

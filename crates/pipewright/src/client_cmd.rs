@@ -7,8 +7,8 @@ use futures_util::StreamExt;
 use serde_json::Value;
 
 use crate::cli::{
-    CancelArgs, DispatchArgs, HookCommand, LogsArgs, RerunArgs, RunsCommand, SecretsCommand,
-    ServerArgs, TokensCommand,
+    CancelArgs, DecideArgs, DispatchArgs, HookCommand, LogsArgs, RerunArgs, RunsCommand,
+    SecretsCommand, ServerArgs, TokensCommand,
 };
 
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -267,17 +267,34 @@ pub(crate) fn cancel(args: &CancelArgs) -> Result<u8> {
 }
 
 /// `pipewright approve RUN` / `pipewright reject RUN`.
-pub(crate) fn decide(args: &CancelArgs, what: &str) -> Result<u8> {
+pub(crate) fn decide(args: &DecideArgs, what: &str) -> Result<u8> {
     runtime()?.block_on(async move {
         let c = Client::new(&args.server)?;
+        let query = args
+            .job
+            .as_deref()
+            .map(|j| format!("?job={}", urlencode(j)))
+            .unwrap_or_default();
         let v = c
             .json(
                 reqwest::Method::POST,
-                &format!("/api/v1/runs/{}/{what}", args.id),
+                &format!("/api/v1/runs/{}/{what}{query}", args.id),
                 None,
             )
             .await?;
-        println!("run {}: {}", args.id, field(&v["status"], ""));
+        match v["jobs"].as_array() {
+            Some(jobs) => {
+                for j in jobs {
+                    println!(
+                        "run {}, job {}: {}",
+                        args.id,
+                        field(j, ""),
+                        field(&v["decision"], "")
+                    );
+                }
+            }
+            None => println!("run {}: {}", args.id, field(&v["status"], "")),
+        }
         Ok(0)
     })
 }

@@ -451,7 +451,7 @@ fn bad_channels_and_monitors_are_configuration_errors_naming_the_key() {
         ),
         (
             "[[notify]]\nname = \"x\"\nkind = \"webhook\"\nurl = \"http://h\"\nevents = [\"run_faild\"]\n",
-            "notify.x.events: `run_faild`: expected any of run_failed, run_fixed, deploy_failed, rolled_back, monitor_down, monitor_up",
+            "notify.x.events: `run_faild`: expected any of run_failed, run_fixed, deploy_failed, rolled_back, approval_waiting, monitor_down, monitor_up",
         ),
         (
             "[[monitors]]\nname = \"m\"\nurl = \"http://h\"\ninterval = \"5s\"\ntimeout = \"10s\"\n",
@@ -765,4 +765,142 @@ fn walk(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+#[test]
+fn a_protected_environment_holds_its_job_for_approval_and_takes_its_branches_only() {
+    let d = tempfile::tempdir().unwrap();
+    let rec = d.path().join("received");
+    let (_recv, port) = receiver(&rec);
+    let s = Server::start_with(&format!(
+        r#"
+[[environments]]
+name = "production"
+require_approval = true
+branches = ["main"]
+
+[[notify]]
+name = "hook"
+kind = "webhook"
+url = "http://127.0.0.1:{port}/hook"
+events = ["approval_waiting"]
+"#
+    ));
+    let workflow = "on: push
+jobs:
+  build:
+    runs-on: x
+    steps:
+      - run: echo built
+  deploy:
+    needs: build
+    runs-on: x
+    environment: production
+    steps:
+      - run: echo deploying to production
+";
+    let push = |branch: &str| -> i64 {
+        let before = s.runs().iter().filter_map(|r| r["id"].as_i64()).max();
+        let work = s.commit(branch, workflow);
+        s.push(&work, branch);
+        wait_for("no run", &s, || {
+            s.runs()
+                .iter()
+                .filter_map(|r| r["id"].as_i64())
+                .max()
+                .filter(|id| Some(*id) > before)
+        })
+    };
+    let show = |id: i64| -> Value {
+        let (_, out, _) = s.cli(&["runs", "show", "--json", &id.to_string()]);
+        serde_json::from_str(&out).unwrap_or_default()
+    };
+    let job = |run: &Value, name: &str| -> Value {
+        run["jobs"]
+            .as_array()
+            .and_then(|j| j.iter().find(|j| j["name"] == name).cloned())
+            .unwrap_or_default()
+    };
+    let waiting = |id: i64| {
+        wait_for("the deploy job never waited", &s, || {
+            let run = show(id);
+            (job(&run, "deploy")["status"] == "waiting").then_some(run)
+        })
+    };
+    // Approved: it runs.
+    let id = push("main");
+    let run = waiting(id);
+    assert_eq!(run["status"], "running", "{run}");
+    assert_eq!(job(&run, "build")["conclusion"], "success", "{run}");
+    let hook = wait_for("no approval_waiting alert", &s, || received(&rec).pop());
+    let body: Value = serde_json::from_str(hook["body"].as_str().unwrap()).unwrap();
+    assert_eq!(body["event"], "approval_waiting");
+    assert_eq!(
+        body["title"],
+        "acme/app: `deploy` waits for approval to deploy to production"
+    );
+    assert_eq!(
+        body["facts"]["Approve"],
+        format!("pipewright approve {id} --job 'deploy'")
+    );
+    let (code, _, err) = s.cli(&["approve", &id.to_string(), "--job", "nope"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains(&format!("run {id} has no job `nope` waiting for approval")),
+        "{err}"
+    );
+    let (code, out, err) = s.cli(&["approve", &id.to_string(), "--job", "deploy"]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, format!("run {id}, job deploy: approved").as_str()),
+        "{err}"
+    );
+    let run = s.wait_completed(id);
+    assert_eq!(run["conclusion"], "success", "{run}");
+    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    assert!(log.contains("deploying to production"), "{log}");
+    assert!(
+        log.contains("this job waits for approval to use environment `production`"),
+        "{log}"
+    );
+    let (code, _, err) = s.cli(&["approve", &id.to_string()]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("is not waiting for approval, nor any of its jobs"),
+        "{err}"
+    );
+    // Rejected: it fails without running.
+    let id = push("main");
+    waiting(id);
+    let (code, out, err) = s.cli(&["reject", &id.to_string()]);
+    assert_eq!(
+        (code, out.trim()),
+        (0, format!("run {id}, job deploy: rejected").as_str()),
+        "{err}"
+    );
+    let run = s.wait_completed(id);
+    assert_eq!(run["conclusion"], "failure", "{run}");
+    let deploy = job(&run, "deploy");
+    assert_eq!(deploy["conclusion"], "failure", "{run}");
+    assert!(
+        deploy["reason"]
+            .as_str()
+            .unwrap_or_default()
+            .starts_with("rejected"),
+        "{run}"
+    );
+    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    assert!(!log.contains("deploying to production"), "{log}");
+    // Another branch: refused at once, nothing waits.
+    let id = push("feature");
+    let run = s.wait_completed(id);
+    assert_eq!(run["conclusion"], "failure", "{run}");
+    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    assert!(
+        log.contains(
+            "environment `production` takes deploys from the branches `main` only, not from `refs/heads/feature`"
+        ),
+        "{log}"
+    );
+    assert_eq!(received(&rec).len(), 2, "one alert per job that waited");
 }

@@ -48,6 +48,8 @@ pub(crate) struct RawConfig {
     pub monitors: Vec<crate::notify::RawMonitor>,
     #[serde(default)]
     pub notify: Vec<crate::notify::RawNotify>,
+    #[serde(default)]
+    pub environments: Vec<crate::environments::RawEnvironment>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -237,6 +239,8 @@ pub struct Config {
     pub monitors: Vec<crate::notify::Monitor>,
     /// Where alerts go (`[[notify]]`).
     pub channels: Vec<crate::notify::Channel>,
+    /// Protected environments (`[[environments]]`).
+    pub protections: Vec<crate::environments::Protection>,
 }
 
 impl std::fmt::Debug for Config {
@@ -263,6 +267,7 @@ impl std::fmt::Debug for Config {
             .field("confine_jobs", &self.confine_jobs)
             .field("monitors", &self.monitors)
             .field("channels", &self.channels)
+            .field("protections", &self.protections)
             .field(
                 "secret_key",
                 &self.secret_key.as_ref().map(|_| "<redacted>"),
@@ -547,7 +552,9 @@ impl Config {
         };
         let monitors = crate::notify::check_monitors(raw.monitors)?;
         let channels = crate::notify::check_channels(raw.notify)?;
+        let protections = crate::environments::check(raw.environments)?;
         Ok(Config {
+            protections,
             monitors,
             channels,
             max_connections,

@@ -118,6 +118,11 @@ pub(crate) struct Dispatcher {
     pub(crate) keep_from: Option<RunId>,
     /// The run's code is trusted with the repository's secrets (not a fork's).
     pub(crate) trusted: bool,
+    pub(crate) config: Arc<crate::Config>,
+    /// The run's ref (protected environments take some branches only).
+    pub(crate) git_ref: String,
+    /// Told when an alert was queued.
+    pub(crate) alerts: Arc<Notify>,
 }
 
 /// The sealing scope of a job's secrets: they open only as this job's.
@@ -206,6 +211,24 @@ impl Dispatcher {
         // The job gets the run's secrets and those of its own environment, nothing else (an
         // `environment:` that does not evaluate gets none: the job fails on it anyway).
         let environment = engine::environment_of(&spec, &env).ok().flatten();
+        // A protected environment: some branches only; and the job may wait for approval.
+        let protection = environment.as_deref().and_then(|e| {
+            crate::environments::protection_of(&self.config.protections, &self.repo, e)
+        });
+        if let Some(why) = protection.and_then(|p| p.refuses(&self.git_ref)) {
+            return fail(format!("job `{}`: {why}", spec.display));
+        }
+        let held = protection.filter(|p| p.require_approval).map(|p| {
+            crate::notify::approval_alerts(
+                &self.config,
+                &self.repo,
+                &self.git_ref,
+                &self.sha,
+                self.run,
+                &spec.display,
+                &p.name,
+            )
+        });
         let payload = JobPayload {
             environment: environment.clone(),
             run_id: self.run.get(),
@@ -228,6 +251,7 @@ impl Dispatcher {
         let secrets = Secrets {
             secrets: object_of(env.secrets.run()),
             environment_secrets: environment
+                .clone()
                 .and_then(|name| {
                     let s = env.secrets.environment(&name)?;
                     Some((name, object_of(s)))
@@ -252,8 +276,17 @@ impl Dispatcher {
             spec.display.clone(),
             spec.job_id.clone(),
         );
+        let waits = held.is_some();
         let job = match blocking(move || {
-            store.enqueue_job(run, &name, &job_id, &labels, &payload, &sealed)
+            store.enqueue_job_held(
+                run,
+                &name,
+                &job_id,
+                &labels,
+                &payload,
+                &sealed,
+                held.as_deref(),
+            )
         })
         .await
         {
@@ -266,6 +299,23 @@ impl Dispatcher {
         if job.status == JobStatus::Completed {
             // Found done (a restarted server replaying the run).
             return self.report(&spec, &job);
+        }
+        if waits && job.status == JobStatus::Waiting {
+            sink.line(
+                &label,
+                Line::Annotation {
+                    level: Level::Notice,
+                    message: format!(
+                        "this job waits for approval to use environment `{}` (pipewright approve {} --job '{}')",
+                        environment.as_deref().unwrap_or_default(),
+                        self.run,
+                        spec.display
+                    ),
+                    file: None,
+                    line: None,
+                },
+            );
+            self.alerts.notify_one();
         }
         self.queued.notify_waiters();
         let id = job.id;

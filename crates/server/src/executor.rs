@@ -364,6 +364,9 @@ impl Executor {
             sha: run.sha.clone(),
             keep_from: run.rerun_of.filter(|_| run.rerun_failed),
             trusted: !event.fork,
+            config: self.config.clone(),
+            git_ref: run.git_ref.clone(),
+            alerts: self.alerts.clone(),
         };
         let report = engine::run_with(
             vec![(planned, Arc::new(env))],

@@ -15,6 +15,7 @@ mod blocking;
 mod conclusion;
 mod config;
 mod dispatch;
+mod environments;
 mod executor;
 pub mod git;
 mod groups;
@@ -34,6 +35,7 @@ use std::sync::Arc;
 
 use blocking::{Blocked, blocking};
 pub use config::{Config, ConfigError, RepoConfig};
+pub use environments::Protection;
 pub use http::read_webhook;
 pub use notify::{AlertEvent, Channel, ChannelKind, Monitor};
 use tokio::net::TcpListener;

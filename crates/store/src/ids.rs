@@ -152,6 +152,8 @@ values!(
 values!(
     /// Where a job is.
     JobStatus, "job status" {
+        /// Held until someone approves it (its environment asks for approval).
+        Waiting => "waiting",
         Queued => "queued",
         /// Leased to a runner.
         Running => "running",
@@ -196,7 +198,7 @@ mod tests {
         );
         assert_eq!("running".parse::<JobStatus>().unwrap(), JobStatus::Running);
         assert!(matches!(
-            "waiting".parse::<JobStatus>(),
+            "paused".parse::<JobStatus>(),
             Err(StoreError::Unknown {
                 what: "job status",
                 ..

@@ -165,13 +165,39 @@ impl Store {
         payload: &str,
         sealed: &[u8],
     ) -> Result<Job> {
-        self.db.with(|c| {
-            c.execute(
+        self.enqueue_job_held(run_id, name, job_id, labels, payload, sealed, None)
+    }
+
+    /// [`Store::enqueue_job`], held (`waiting`, not leased) until approved when `held` is
+    /// given: the alerts it holds, telling that the job waits, are queued with it (once: a
+    /// job queued before is found, not queued again, and tells nothing).
+    #[allow(clippy::too_many_arguments)]
+    pub fn enqueue_job_held(
+        &self,
+        run_id: RunId,
+        name: &str,
+        job_id: &str,
+        labels: &str,
+        payload: &str,
+        sealed: &[u8],
+        held: Option<&[crate::NewAlert]>,
+    ) -> Result<Job> {
+        let now = now_ms();
+        self.db.tx(|c| {
+            let status = if held.is_some() {
+                JobStatus::Waiting
+            } else {
+                JobStatus::Queued
+            };
+            let inserted = c.execute(
                 "INSERT INTO jobs (run_id, name, job_id, status, labels, payload, sealed, queued_at)
-                 VALUES (?1, ?2, ?3, 'queued', ?4, ?5, ?6, ?7)
+                 VALUES (?1, ?2, ?3, ?8, ?4, ?5, ?6, ?7)
                  ON CONFLICT(run_id, name) DO NOTHING",
-                params![run_id, name, job_id, labels, payload, sealed, now_ms()],
+                params![run_id, name, job_id, labels, payload, sealed, now, status],
             )?;
+            if let (1, Some(alerts)) = (inserted, held) {
+                crate::alerts::insert_alerts(c, alerts, now)?;
+            }
             job_from_row(&c.query_one(
                 &format!("SELECT {JOB_FIELDS} FROM jobs WHERE run_id = ?1 AND name = ?2"),
                 params![run_id, name],
@@ -196,12 +222,51 @@ impl Store {
 
     /// Asks a job to stop: a queued one is cancelled at once, a leased one is flagged for its
     /// runner (it sees the flag in its next heartbeat).
+    /// Lets run `run`'s jobs that wait for approval (all, or the one named `name`) go:
+    /// queued. The jobs let go.
+    pub fn approve_jobs(&self, run: RunId, name: Option<&str>) -> Result<Vec<Job>> {
+        self.db.with(|c| {
+            rows(
+                c.query(
+                    &format!(
+                        "UPDATE jobs SET status = 'queued', queued_at = ?3
+                         WHERE run_id = ?1 AND status = 'waiting'
+                           AND (CAST(?2 AS TEXT) IS NULL OR name = ?2)
+                         RETURNING {JOB_FIELDS}"
+                    ),
+                    params![run, name, now_ms()],
+                )?,
+                job_from_row,
+            )
+        })
+    }
+
+    /// Ends run `run`'s jobs that wait for approval (all, or the one named `name`) without
+    /// running them: failed, with `reason`. The jobs ended.
+    pub fn reject_jobs(&self, run: RunId, name: Option<&str>, reason: &str) -> Result<Vec<Job>> {
+        self.db.with(|c| {
+            rows(
+                c.query(
+                    &format!(
+                        "UPDATE jobs SET status = 'completed', conclusion = 'failure',
+                             finished_at = ?3, reason = ?4, payload = NULL, sealed = NULL
+                         WHERE run_id = ?1 AND status = 'waiting'
+                           AND (CAST(?2 AS TEXT) IS NULL OR name = ?2)
+                         RETURNING {JOB_FIELDS}"
+                    ),
+                    params![run, name, now_ms(), reason],
+                )?,
+                job_from_row,
+            )
+        })
+    }
+
     pub fn cancel_job(&self, job: JobId) -> Result<()> {
         self.db.with(|c| {
             let n = c.execute(
                 "UPDATE jobs SET status = 'completed', conclusion = 'cancelled', finished_at = ?2,
                      payload = NULL, sealed = NULL
-                 WHERE id = ?1 AND status = 'queued'",
+                 WHERE id = ?1 AND status IN ('queued', 'waiting')",
                 params![job, now_ms()],
             )?;
             if n == 0 {

@@ -67,26 +67,46 @@ pub(super) async fn rerun_run(
         .into_response())
 }
 
-/// `POST /api/v1/runs/{id}/approve`: a run waiting for approval is queued.
+#[derive(Deserialize)]
+pub(super) struct Decision {
+    /// One job (its display name) of those waiting for their environment's approval.
+    job: Option<String>,
+}
+
+/// `POST /api/v1/runs/{id}/approve[?job=NAME]`: a run waiting for approval is queued; or,
+/// the run's jobs waiting for their environment's approval (all, or the one named) are.
 pub(super) async fn approve_run(
     _: Authorized,
     State(s): State<AppStateRef>,
     Path(id): Path<store::RunId>,
+    Query(q): Query<Decision>,
 ) -> Result<Response, ApiError> {
-    decide(&s, id, true).await
+    decide(&s, id, true, q.job).await
 }
 
-/// `POST /api/v1/runs/{id}/reject`: a run waiting for approval ends without running.
+/// `POST /api/v1/runs/{id}/reject[?job=NAME]`: a run waiting for approval ends without
+/// running; or, its jobs waiting for their environment's approval fail without running.
 pub(super) async fn reject_run(
     _: Authorized,
     State(s): State<AppStateRef>,
     Path(id): Path<store::RunId>,
+    Query(q): Query<Decision>,
 ) -> Result<Response, ApiError> {
-    decide(&s, id, false).await
+    decide(&s, id, false, q.job).await
 }
 
-/// Approves or rejects run `id`, which must be waiting for approval.
-async fn decide(s: &AppStateRef, id: store::RunId, approve: bool) -> Result<Response, ApiError> {
+/// Approves or rejects run `id`, or its jobs that wait for approval.
+async fn decide(
+    s: &AppStateRef,
+    id: store::RunId,
+    approve: bool,
+    job: Option<String>,
+) -> Result<Response, ApiError> {
+    let store = s.store.clone();
+    let held = blocking(move || store.run(id)).await?.status == store::RunStatus::Waiting;
+    if !held || job.is_some() {
+        return decide_jobs(s, id, approve, job).await;
+    }
     let store = s.store.clone();
     let run = blocking(move || -> Result<_, ApiError> {
         Ok(if approve {
@@ -109,6 +129,56 @@ async fn decide(s: &AppStateRef, id: store::RunId, approve: bool) -> Result<Resp
         tracing::info!(run = id.get(), "run rejected");
     }
     Ok(Json(run).into_response())
+}
+
+/// Approves or rejects the jobs of run `id` that wait for their environment's approval.
+async fn decide_jobs(
+    s: &AppStateRef,
+    id: store::RunId,
+    approve: bool,
+    job: Option<String>,
+) -> Result<Response, ApiError> {
+    let (store, name) = (s.store.clone(), job.clone());
+    let jobs = blocking(move || {
+        if approve {
+            store.approve_jobs(id, name.as_deref())
+        } else {
+            store.reject_jobs(
+                id,
+                name.as_deref(),
+                "rejected: not approved to use its environment",
+            )
+        }
+    })
+    .await?;
+    if jobs.is_empty() {
+        return Err(ApiError::new(
+            StatusCode::CONFLICT,
+            match job {
+                Some(j) => format!("run {id} has no job `{j}` waiting for approval"),
+                None => format!("run {id} is not waiting for approval, nor any of its jobs"),
+            },
+        ));
+    }
+    let names: Vec<&str> = jobs.iter().map(|j| j.name.as_str()).collect();
+    if approve {
+        tracing::info!(run = id.get(), jobs = ?names, "jobs approved");
+        s.queued.notify_waiters();
+    } else {
+        tracing::info!(run = id.get(), jobs = ?names, "jobs rejected");
+        for j in &jobs {
+            s.done.wake(j.id, Some(j.clone()));
+        }
+    }
+    let store = s.store.clone();
+    let run = blocking(move || store.run(id)).await?;
+    Ok(Json(serde_json::json!({
+        "id": run.id,
+        "status": run.status,
+        "jobs": names,
+        "decision": if approve { "approved" } else { "rejected" },
+    }))
+    .into_response())
 }
 
 pub(super) async fn cancel_run(

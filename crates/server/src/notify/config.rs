@@ -67,16 +67,18 @@ pub enum AlertEvent {
     RunFixed,
     DeployFailed,
     RolledBack,
+    ApprovalWaiting,
     MonitorDown,
     MonitorUp,
 }
 
 impl AlertEvent {
-    pub(crate) const ALL: [AlertEvent; 6] = [
+    pub(crate) const ALL: [AlertEvent; 7] = [
         AlertEvent::RunFailed,
         AlertEvent::RunFixed,
         AlertEvent::DeployFailed,
         AlertEvent::RolledBack,
+        AlertEvent::ApprovalWaiting,
         AlertEvent::MonitorDown,
         AlertEvent::MonitorUp,
     ];
@@ -87,6 +89,7 @@ impl AlertEvent {
             AlertEvent::RunFixed => "run_fixed",
             AlertEvent::DeployFailed => "deploy_failed",
             AlertEvent::RolledBack => "rolled_back",
+            AlertEvent::ApprovalWaiting => "approval_waiting",
             AlertEvent::MonitorDown => "monitor_down",
             AlertEvent::MonitorUp => "monitor_up",
         }
@@ -323,12 +326,6 @@ pub(crate) fn check_channels(raw: Vec<RawNotify>) -> Result<Vec<Channel>, Config
         for e in &n.events {
             match AlertEvent::ALL.iter().find(|a| a.as_str() == e) {
                 Some(a) => events.push(*a),
-                None if e == "approval_waiting" => {
-                    return Err(invalid(
-                        key("events"),
-                        format!("`{e}` is not sent by this version of pipewright yet"),
-                    ));
-                }
                 None => {
                     return Err(invalid(
                         key("events"),

@@ -345,6 +345,42 @@ pub(crate) fn deployment_alerts(
     )
 }
 
+/// The alerts telling that job `job` of run `run` waits for approval to use `environment`.
+pub(crate) fn approval_alerts(
+    config: &crate::Config,
+    repo: &str,
+    git_ref: &str,
+    sha: &str,
+    run: store::RunId,
+    job: &str,
+    environment: &str,
+) -> Vec<store::NewAlert> {
+    let base = config.public_url.trim_end_matches('/');
+    let message = Message {
+        event: AlertEvent::ApprovalWaiting.as_str().to_owned(),
+        title: format!("{repo}: `{job}` waits for approval to deploy to {environment}"),
+        facts: vec![
+            ("Repository".to_owned(), repo.to_owned()),
+            ("Ref".to_owned(), git_ref.to_owned()),
+            ("Commit".to_owned(), sha.get(..12).unwrap_or(sha).to_owned()),
+            ("Job".to_owned(), job.to_owned()),
+            ("Environment".to_owned(), environment.to_owned()),
+            (
+                "Approve".to_owned(),
+                format!("pipewright approve {run} --job '{job}'"),
+            ),
+        ],
+        log: Vec::new(),
+        link: Some(format!("{base}/api/v1/runs/{run}")),
+    };
+    alerts_for(
+        &config.channels,
+        AlertEvent::ApprovalWaiting,
+        Scope::Deployment { repo },
+        &message,
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 pub use config::{AlertEvent, Channel, ChannelKind, Monitor};
 pub(crate) use config::{RawMonitor, RawNotify, check_channels, check_monitors};
-pub(crate) use message::{Message, RunAlerts, deployment_alerts};
+pub(crate) use message::{Message, RunAlerts, approval_alerts, deployment_alerts};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
