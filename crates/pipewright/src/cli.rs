@@ -49,6 +49,9 @@ pub(crate) enum Command {
     /// Alert channels of a server (`[[notify]]`): send a test message.
     #[command(subcommand)]
     Notify(crate::notify_cmd::NotifyCommand),
+    /// The dashboard's accounts on a server: add, set, list.
+    #[command(subcommand)]
+    Users(crate::users_cmd::UsersCommand),
     /// The monitors of a server: up or down, last response time, uptime over 24 hours.
     Monitors(MonitorsArgs),
     /// The admin token of a server on this machine.

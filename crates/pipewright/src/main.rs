@@ -12,6 +12,7 @@ mod repo;
 mod run_cmd;
 mod runner_cmd;
 mod serve_cmd;
+mod users_cmd;
 mod validate_cmd;
 
 use std::process::ExitCode;
@@ -48,6 +49,7 @@ fn main() -> ExitCode {
         cli::Command::Secrets(cmd) => client_cmd::secrets(cmd),
         cli::Command::Tokens(cmd) => client_cmd::tokens(cmd),
         cli::Command::Notify(cmd) => notify_cmd::notify(cmd),
+        cli::Command::Users(cmd) => users_cmd::users(cmd),
         cli::Command::Monitors(args) => notify_cmd::monitors(&args.server, args.json),
         cli::Command::Token(cmd) => serve_cmd::token(cmd),
         cli::Command::Runner(args) => runner_cmd::run(&args),

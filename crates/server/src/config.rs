@@ -217,6 +217,9 @@ pub struct Config {
     pub repos: Vec<RepoConfig>,
     /// `PIPEWRIGHT_SECRET_KEY`: the key sealing secrets at rest, instead of the key file.
     pub secret_key: Option<String>,
+    /// `PIPEWRIGHT_ADMIN_PASSWORD`: the password of the first account, `admin` (made on the
+    /// first start; a generated one is said once without it).
+    pub admin_password: Option<String>,
     /// Days a run's artifacts, and a cache entry after its last use, are kept.
     pub artifact_retention_days: u32,
     /// How often the collection of expired artifacts and unused blobs runs.
@@ -272,6 +275,10 @@ impl std::fmt::Debug for Config {
                 "secret_key",
                 &self.secret_key.as_ref().map(|_| "<redacted>"),
             )
+            .field(
+                "admin_password",
+                &self.admin_password.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -293,9 +300,11 @@ impl Config {
             None => RawConfig::default(),
         };
         let mut secret_key = None;
+        let mut admin_password = None;
         for (k, v) in env {
             match k.as_str() {
                 "PIPEWRIGHT_SECRET_KEY" => secret_key = Some(v.clone()),
+                "PIPEWRIGHT_ADMIN_PASSWORD" => admin_password = Some(v.clone()),
                 "PIPEWRIGHT_LISTEN" => raw.listen = Some(v.clone()),
                 "PIPEWRIGHT_DATA_DIR" => raw.data_dir = Some(PathBuf::from(v)),
                 "PIPEWRIGHT_DATABASE_URL" => raw.database_url = Some(v.clone()),
@@ -324,6 +333,7 @@ impl Config {
         }
         let mut config = Config::check(raw)?;
         config.secret_key = secret_key;
+        config.admin_password = admin_password;
         config.config_file = file.map(|f| std::path::absolute(f).unwrap_or_else(|_| f.to_owned()));
         Ok(config)
     }
@@ -579,6 +589,7 @@ impl Config {
             embedded_capacity: raw.runner.embedded_capacity.unwrap_or(2),
             repos,
             secret_key: None,
+            admin_password: None,
         })
     }
 

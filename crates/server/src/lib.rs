@@ -30,6 +30,7 @@ mod schedule;
 mod secrets;
 mod status;
 pub mod trigger;
+mod web;
 
 use std::sync::Arc;
 
@@ -68,6 +69,8 @@ pub enum ServeError {
     Random(#[from] getrandom::Error),
     #[error("confining jobs: {0}")]
     Confine(#[from] engine::confine::ConfineError),
+    #[error("hashing a password: {0}")]
+    Password(String),
 }
 
 /// Serves until `shutdown` is cancelled: stops taking runs, lets running ones finish.
@@ -127,6 +130,7 @@ pub async fn serve(
     // It takes any job: on a single machine there is nothing else to run them.
     let embedded_labels = vec!["*".to_owned()];
     let (url, default_db) = (config.database_url.clone(), dir.join("pipewright.db"));
+    let admin_password = config.admin_password.clone();
     let (labels, capacity, max_attempts, credential_hash, me) = (
         embedded_labels.clone(),
         i64::try_from(config.embedded_capacity).unwrap_or(i64::MAX),
@@ -156,6 +160,7 @@ pub async fn serve(
         let id = store.embedded_runner(&me, &labels, capacity, &credential_hash)?;
         let released =
             store.release_runner(id, max_attempts, "the server stopped while the job ran")?;
+        web::first_admin(&store, admin_password.as_deref())?;
         Ok::<_, ServeError>((Arc::new(store), released))
     })
     .await

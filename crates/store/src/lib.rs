@@ -15,6 +15,7 @@
 //!
 //! This crate knows nothing of HTTP, workflows or processes: it stores rows.
 
+mod accounts;
 mod alerts;
 mod artifacts;
 mod concurrency;
@@ -42,6 +43,7 @@ use std::sync::Mutex;
 
 use db::{Backend, Db, Row};
 
+pub use accounts::User;
 pub use alerts::{Alert, AlertCounts, NewAlert};
 pub use artifacts::{ArtifactInfo, CacheEntry, Expired, FileEntry};
 pub use concurrency::{Claim, Claimant};
@@ -55,7 +57,7 @@ pub use migrate::latest_version as schema_version;
 pub use monitors::{Change, Check, CheckRecord, Incident, MonitorState};
 pub use queue::{Leased, Outcome, Released, Want};
 pub use runners::Runner;
-pub use runs::{NewRun, Run};
+pub use runs::{NewRun, Run, RunFilter};
 pub use secrets::SealedSecret;
 pub use stats::Stats;
 

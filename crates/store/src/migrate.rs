@@ -39,6 +39,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "deployments",
         sql: include_str!("../migrations/sqlite/003_deployments.sql"),
     },
+    Migration {
+        version: 4,
+        name: "accounts",
+        sql: include_str!("../migrations/sqlite/004_accounts.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -56,6 +61,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 3,
         name: "deployments",
         sql: include_str!("../migrations/postgres/003_deployments.sql"),
+    },
+    Migration {
+        version: 4,
+        name: "accounts",
+        sql: include_str!("../migrations/postgres/004_accounts.sql"),
     },
 ];
 

@@ -40,6 +40,19 @@ pub struct Run {
     pub workflow_text: Option<String>,
 }
 
+/// Which runs a page lists (each `None`: any).
+#[derive(Debug, Clone, Default)]
+pub struct RunFilter<'a> {
+    pub repo: Option<&'a str>,
+    /// `refs/heads/main`.
+    pub git_ref: Option<&'a str>,
+    pub event: Option<&'a str>,
+    /// A status (`running`) or a conclusion (`failure`).
+    pub status: Option<&'a str>,
+    /// Runs older than this one.
+    pub before: Option<RunId>,
+}
+
 /// What a trigger asks for.
 #[derive(Debug, Clone)]
 pub struct NewRun {
@@ -148,6 +161,33 @@ impl Store {
 
     /// Takes the oldest queued run for orchestrator `me` (a server), which keeps it by
     /// renewing its lease ([`Store::renew_orchestration`]) every so often.
+    /// A page of runs, newest first, matching `filter`: those before run `before` (for the
+    /// next page), at most `limit`.
+    pub fn runs_page(&self, filter: &RunFilter<'_>, limit: i64) -> Result<Vec<Run>> {
+        self.db.with(|c| {
+            rows(
+                c.query(
+                    "SELECT * FROM runs
+                     WHERE (CAST(?1 AS TEXT) IS NULL OR repo = ?1)
+                       AND (CAST(?2 AS TEXT) IS NULL OR git_ref = ?2)
+                       AND (CAST(?3 AS TEXT) IS NULL OR event = ?3)
+                       AND (CAST(?4 AS TEXT) IS NULL OR status = ?4 OR conclusion = ?4)
+                       AND (CAST(?5 AS BIGINT) IS NULL OR id < ?5)
+                     ORDER BY id DESC LIMIT ?6",
+                    params![
+                        filter.repo,
+                        filter.git_ref,
+                        filter.event,
+                        filter.status,
+                        filter.before.map(RunId::get),
+                        limit
+                    ],
+                )?,
+                run_from_row,
+            )
+        })
+    }
+
     pub fn take_queued(&self, me: &str, lease_ms: i64) -> Result<Option<Run>> {
         self.db.with(|c| {
             let lock = match c.dialect() {

@@ -13,6 +13,7 @@ mod runners;
 mod runs;
 mod secrets;
 mod state;
+mod users;
 mod webhooks;
 
 use axum::Router;
@@ -20,8 +21,10 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
 pub(crate) use artifacts::gc_task;
-pub(crate) use auth::token_hash;
+pub(crate) use auth::{constant_time_eq, token_hash};
+pub(crate) use error::ApiError;
 pub(crate) use runners::reaper;
+pub(crate) use runs::decide;
 pub(crate) use state::{AppState, AppStateRef, Runners, WEBHOOK_BUDGET};
 pub use webhooks::read_webhook;
 
@@ -100,6 +103,11 @@ pub(crate) fn router(state: AppStateRef) -> Router {
         )
         .route("/api/v1/admin/gc", post(artifacts::admin_gc))
         .route("/api/v1/monitors", get(monitors::list_monitors))
+        .route(
+            "/api/v1/users",
+            get(users::list_users).post(users::add_user),
+        )
+        .route("/api/v1/users/{name}", axum::routing::put(users::set_user))
         .route("/api/v1/environments", get(deployments::environments))
         .route(
             "/api/v1/environments/{repo}/{name}/deployments",
@@ -115,6 +123,7 @@ pub(crate) fn router(state: AppStateRef) -> Router {
         .route("/hooks/github", post(webhooks::github_webhook))
         .route("/hooks/gitea", post(webhooks::gitea_webhook))
         .route("/hooks/gitlab", post(webhooks::gitlab_webhook))
+        .merge(crate::web::router())
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }

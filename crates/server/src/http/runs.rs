@@ -96,7 +96,7 @@ pub(super) async fn reject_run(
 }
 
 /// Approves or rejects run `id`, or its jobs that wait for approval.
-async fn decide(
+pub(crate) async fn decide(
     s: &AppStateRef,
     id: store::RunId,
     approve: bool,

@@ -1,0 +1,385 @@
+//! The dashboard over HTTP against the real binary: sign-in (argon2, lockout), sessions and
+//! CSRF, roles, pages that show hostile names as text, and the forms' actions.
+
+mod common;
+mod deploy_support;
+mod serve_support;
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+use serve_support::*;
+
+/// An answer: status, headers (lowercase names), body.
+struct Answer {
+    status: u16,
+    headers: Vec<(String, String)>,
+    body: String,
+}
+
+impl Answer {
+    fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn cookies(&self) -> Vec<&str> {
+        self.headers
+            .iter()
+            .filter(|(k, _)| k == "set-cookie")
+            .map(|(_, v)| v.as_str())
+            .collect()
+    }
+
+    /// The value of cookie `name` this answer sets.
+    fn cookie(&self, name: &str) -> Option<String> {
+        self.cookies().iter().find_map(|c| {
+            c.split(';')
+                .next()
+                .and_then(|kv| kv.split_once('='))
+                .filter(|(k, _)| *k == name)
+                .map(|(_, v)| v.to_owned())
+        })
+    }
+}
+
+fn http(url: &str, method: &str, path: &str, cookie: &str, form: &[(&str, &str)]) -> Answer {
+    let addr = url.trim_start_matches("http://");
+    let mut s = TcpStream::connect(addr).unwrap();
+    let body: String = form
+        .iter()
+        .map(|(k, v)| format!("{k}={}", enc(v)))
+        .collect::<Vec<_>>()
+        .join("&");
+    let mut req = format!(
+        "{method} {path} HTTP/1.0\r\nHost: {addr}\r\nContent-Length: {}\r\n",
+        body.len()
+    );
+    if !cookie.is_empty() {
+        req.push_str(&format!("Cookie: {cookie}\r\n"));
+    }
+    if method == "POST" {
+        req.push_str("Content-Type: application/x-www-form-urlencoded\r\n");
+    }
+    req.push_str("\r\n");
+    req.push_str(&body);
+    s.write_all(req.as_bytes()).unwrap();
+    let mut resp = Vec::new();
+    let _ = s.read_to_end(&mut resp);
+    let text = String::from_utf8_lossy(&resp).into_owned();
+    let (head, body) = text.split_once("\r\n\r\n").unwrap_or((&text, ""));
+    let mut lines = head.lines();
+    let status = lines
+        .next()
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0);
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    Answer {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+fn enc(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() {
+                char::from(b).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The value of the hidden input `name` in a page.
+fn hidden(page: &str, name: &str) -> String {
+    let at = page
+        .find(&format!("name=\"{name}\" value=\""))
+        .unwrap_or_else(|| panic!("no hidden {name} in {page}"));
+    let rest = &page[at + name.len() + 15..];
+    rest[..rest.find('"').unwrap()].to_owned()
+}
+
+/// Makes account `name` with `role` and `password` through the CLI.
+fn add_user(s: &Server, name: &str, role: &str, password: &str) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pipewright"))
+        .args(["users", "add", name, "--role", role, "--password-stdin"])
+        .env("PIPEWRIGHT_SERVER", &s.url)
+        .env("PIPEWRIGHT_TOKEN", TOKEN)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(password.as_bytes())
+        .unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Signs in: the session cookie (`pw_session=...`).
+fn sign_in(s: &Server, name: &str, password: &str) -> Result<String, String> {
+    let form = http(&s.url, "GET", "/login?next=/runs", "", &[]);
+    assert_eq!(form.status, 200);
+    let csrf = hidden(&form.body, "csrf");
+    let pre = format!("pw_login={}", form.cookie("pw_login").unwrap());
+    let a = http(
+        &s.url,
+        "POST",
+        "/login",
+        &pre,
+        &[
+            ("username", name),
+            ("password", password),
+            ("csrf", &csrf),
+            ("next", "/runs"),
+        ],
+    );
+    assert_eq!(a.status, 303, "{}", a.body);
+    match a.cookie("pw_session").filter(|c| !c.is_empty()) {
+        Some(c) => {
+            assert_eq!(a.header("location"), Some("/runs"));
+            let set = a
+                .cookies()
+                .into_iter()
+                .find(|c| c.starts_with("pw_session="))
+                .unwrap()
+                .to_owned();
+            assert!(
+                set.contains("HttpOnly") && set.contains("SameSite=Lax"),
+                "{set}"
+            );
+            Ok(format!("pw_session={c}"))
+        }
+        None => Err(a.header("location").unwrap_or_default().to_owned()),
+    }
+}
+
+#[test]
+fn sign_in_roles_csrf_and_hostile_names_on_the_pages() {
+    let s = Server::start();
+    add_user(&s, "olga", "operator", "operator-password-1");
+    add_user(&s, "vic", "viewer", "viewer-password-1");
+    // Pages need a session.
+    let a = http(&s.url, "GET", "/runs/1", "", &[]);
+    assert_eq!(a.status, 303);
+    assert_eq!(a.header("location"), Some("/login?next=/runs/1"));
+    // Wrong passwords are refused with one message for both mistakes; five lock the account
+    // for a while, the right password too.
+    let wrong = sign_in(&s, "vic", "nope").unwrap_err();
+    assert!(
+        wrong.contains("error=wrong%20name%20or%20password"),
+        "{wrong}"
+    );
+    let unknown = sign_in(&s, "nobody", "nope").unwrap_err();
+    assert!(
+        unknown.contains("error=wrong%20name%20or%20password"),
+        "{unknown}"
+    );
+    for _ in 0..4 {
+        let _ = sign_in(&s, "vic", "nope");
+    }
+    let locked = sign_in(&s, "vic", "viewer-password-1").unwrap_err();
+    assert!(locked.contains("locked"), "{locked}");
+    let form = http(&s.url, "GET", &locked, "", &[]);
+    assert!(
+        form.body.contains("too many wrong passwords"),
+        "{}",
+        form.body
+    );
+    // A forged sign-in form (no CSRF cookie) does nothing.
+    let a = http(
+        &s.url,
+        "POST",
+        "/login",
+        "",
+        &[
+            ("username", "olga"),
+            ("password", "operator-password-1"),
+            ("csrf", "x"),
+        ],
+    );
+    assert!(a.cookie("pw_session").is_none());
+    let operator = sign_in(&s, "olga", "operator-password-1").unwrap();
+    // A run whose job name and log are hostile: shown as text.
+    let work = s.commit(
+        "main",
+        "on: push
+jobs:
+  evil:
+    name: '<img src=x onerror=alert(1)>'
+    runs-on: x
+    steps:
+      - name: '<script>alert(2)</script>'
+        run: echo '<b>bold</b>' && sleep 30
+",
+    );
+    s.push(&work, "main");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    s.wait_job_running(id);
+    for page in ["/", "/runs", &format!("/runs/{id}")] {
+        let a = http(&s.url, "GET", page, &operator, &[]);
+        assert_eq!(a.status, 200, "{page}");
+        assert!(!a.body.contains("<img src=x"), "{page}: {}", a.body);
+    }
+    let page = http(&s.url, "GET", &format!("/runs/{id}"), &operator, &[]).body;
+    assert!(
+        page.contains("&lt;img src=x onerror=alert(1)&gt;"),
+        "{page}"
+    );
+    let csrf = hidden(&page, "csrf");
+    // The page's script reads the log through the API with the session, but the session
+    // changes nothing through the API.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    loop {
+        let log = http(
+            &s.url,
+            "GET",
+            &format!("/api/v1/runs/{id}/logs"),
+            &operator,
+            &[],
+        );
+        assert_eq!(log.status, 200);
+        if log.body.contains("<b>bold</b>") {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", log.body);
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let a = http(
+        &s.url,
+        "POST",
+        &format!("/api/v1/runs/{id}/cancel"),
+        &operator,
+        &[],
+    );
+    assert_eq!(a.status, 401);
+    // A viewer may not cancel; an operator without the CSRF token may not either.
+    let viewer = {
+        let a = http(&s.url, "GET", "/login", "", &[]);
+        assert_eq!(a.status, 200);
+        // vic is locked: make another viewer.
+        add_user(&s, "vera", "viewer", "viewer-password-2");
+        sign_in(&s, "vera", "viewer-password-2").unwrap()
+    };
+    let vpage = http(&s.url, "GET", &format!("/runs/{id}"), &viewer, &[]).body;
+    assert!(!vpage.contains(">Cancel<"), "a viewer sees no buttons");
+    let vcsrf = hidden(&vpage, "csrf");
+    let a = http(
+        &s.url,
+        "POST",
+        &format!("/runs/{id}/cancel"),
+        &viewer,
+        &[("csrf", &vcsrf)],
+    );
+    assert_eq!(a.status, 403);
+    assert!(
+        a.body
+            .contains("this needs the operator role; `vera` is viewer"),
+        "{}",
+        a.body
+    );
+    let a = http(
+        &s.url,
+        "POST",
+        &format!("/runs/{id}/cancel"),
+        &operator,
+        &[("csrf", "forged")],
+    );
+    assert_eq!(a.status, 403);
+    assert!(a.body.contains("CSRF"), "{}", a.body);
+    let a = http(
+        &s.url,
+        "POST",
+        &format!("/runs/{id}/cancel"),
+        &operator,
+        &[("csrf", &csrf)],
+    );
+    assert_eq!(a.status, 303, "{}", a.body);
+    let run = s.wait_completed(id);
+    assert_eq!(run["conclusion"], "cancelled", "{run}");
+    // Signed out: the cookie is good for nothing more.
+    let a = http(&s.url, "POST", "/logout", &operator, &[("csrf", &csrf)]);
+    assert_eq!(a.status, 303);
+    let a = http(&s.url, "GET", "/runs", &operator, &[]);
+    assert_eq!(a.status, 303);
+    // Accounts: the admin token lists them; roles are checked.
+    let (status, body) = request_bytes(
+        &s.url,
+        "GET",
+        "/api/v1/users",
+        &[("Authorization", format!("Bearer {TOKEN}"))],
+        b"",
+    );
+    assert_eq!(status, 200);
+    let users: Value = serde_json::from_slice(&body).unwrap();
+    let names: Vec<&str> = users["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["admin", "olga", "vera", "vic"]);
+    assert!(!String::from_utf8_lossy(&body).contains("argon2"));
+    let (code, _, err) = s.cli(&["users", "add", "x", "--role", "root"]);
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("`root` is not a role: admin, operator or viewer"),
+        "{err}"
+    );
+}
+
+#[test]
+fn the_first_start_makes_an_admin_with_the_given_password() {
+    let d = tempfile::tempdir().unwrap();
+    std::fs::write(
+        d.path().join("c.toml"),
+        format!(
+            "listen = \"127.0.0.1:0\"\ndata_dir = \"{}/data\"\n",
+            d.path().display()
+        ),
+    )
+    .unwrap();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pipewright"))
+        .args(["serve", "-c"])
+        .arg(d.path().join("c.toml"))
+        .env("PIPEWRIGHT_ADMIN_PASSWORD", "first-admin-password")
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let url_file = d.path().join("data/listen-url");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while !url_file.exists() && std::time::Instant::now() < deadline {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let url = std::fs::read_to_string(&url_file).unwrap();
+    let fake = Server {
+        dir: tempfile::tempdir().unwrap(),
+        child: None,
+        url,
+        pg: None,
+    };
+    let cookie = sign_in(&fake, "admin", "first-admin-password").unwrap();
+    let a = http(&fake.url, "GET", "/", &cookie, &[]);
+    assert_eq!(a.status, 200);
+    assert!(a.body.contains("admin · admin"), "{}", a.body);
+    let _ = child.kill();
+    let _ = child.wait();
+}
