@@ -117,7 +117,10 @@ async fn log_shows(c: &Client, text: &str) -> String {
         if log.contains(text) {
             return log;
         }
-        assert!(Instant::now() < deadline, "the log never showed {text:?}:\n{log}");
+        assert!(
+            Instant::now() < deadline,
+            "the log never showed {text:?}:\n{log}"
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
@@ -161,7 +164,13 @@ jobs:
     let id = s.runs()[0]["id"].as_i64().unwrap();
     let c = browser(port).await;
     sign_in(&c, &s.url, "olga", "wrong-password").await;
-    let error = c.find(Locator::Css("p.error")).await.unwrap().text().await.unwrap();
+    let error = c
+        .find(Locator::Css("p.error"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
     assert_eq!(error, "wrong name or password");
     screenshot(&c, "login").await;
     sign_in(&c, &s.url, "olga", "operator-password-1").await;
@@ -179,7 +188,9 @@ jobs:
     let deadline = Instant::now() + Duration::from_secs(60);
     let approve = loop {
         if let Ok(b) = c
-            .find(Locator::XPath("//form[contains(@action,'/approve')]/button"))
+            .find(Locator::XPath(
+                "//form[contains(@action,'/approve')]/button",
+            ))
             .await
         {
             break b;
@@ -193,7 +204,11 @@ jobs:
     let v = browser(port).await;
     sign_in(&v, &s.url, "vera", "viewer-password-2").await;
     v.goto(&format!("{}/runs/{id}", s.url)).await.unwrap();
-    assert!(v.find(Locator::Css("form[action$='/approve']")).await.is_err());
+    assert!(
+        v.find(Locator::Css("form[action$='/approve']"))
+            .await
+            .is_err()
+    );
     assert!(v.find(Locator::Css("table.jobs")).await.is_ok());
     v.close().await.unwrap();
     approve.click().await.unwrap();
@@ -210,7 +225,13 @@ jobs:
         ("/monitors", "monitors"),
     ] {
         c.goto(&format!("{}{page}", s.url)).await.unwrap();
-        let h1 = c.find(Locator::Css("h1")).await.unwrap().text().await.unwrap();
+        let h1 = c
+            .find(Locator::Css("h1"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
         assert!(!h1.is_empty(), "{page}");
         screenshot(&c, name).await;
     }
