@@ -311,9 +311,12 @@ async fn run_child(
         user: isolation.user.clone(),
         landlock: isolation.landlock,
         hidden: isolation.hidden.clone(),
-        // Its slot (the source, the event) and the runner's copies of actions.
+        // Its slot (the source, the event), the runner's copies of actions, and the
+        // pipewright binary itself (`pipewright/deploy` sends it to the hosts as their
+        // agent; it may lie beneath a hidden directory's parent, such as a shared /tmp).
         readable: std::iter::once(site.slot.clone())
             .chain(site.action_dirs.iter().cloned())
+            .chain(std::fs::canonicalize(&isolation.exe).ok())
             .collect(),
         writable: vec![site.slot.join("job"), site.slot.join("artifacts")],
     };
