@@ -8,7 +8,6 @@ mod common;
 mod deploy_support;
 mod serve_support;
 
-use std::io::Write;
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -51,23 +50,6 @@ async fn browser(port: u16) -> Client {
         .connect(&format!("http://127.0.0.1:{port}"))
         .await
         .expect("a Chromium session")
-}
-
-fn add_user(s: &Server, name: &str, role: &str, password: &str) {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_pipewright"))
-        .args(["users", "add", name, "--role", role, "--password-stdin"])
-        .env("PIPEWRIGHT_SERVER", &s.url)
-        .env("PIPEWRIGHT_TOKEN", TOKEN)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    c.stdin
-        .take()
-        .unwrap()
-        .write_all(password.as_bytes())
-        .unwrap();
-    assert!(c.wait().unwrap().success());
 }
 
 fn shots() -> PathBuf {

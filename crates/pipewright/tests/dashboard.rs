@@ -110,30 +110,6 @@ fn hidden(page: &str, name: &str) -> String {
     rest[..rest.find('"').unwrap()].to_owned()
 }
 
-/// Makes account `name` with `role` and `password` through the CLI.
-fn add_user(s: &Server, name: &str, role: &str, password: &str) {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_pipewright"))
-        .args(["users", "add", name, "--role", role, "--password-stdin"])
-        .env("PIPEWRIGHT_SERVER", &s.url)
-        .env("PIPEWRIGHT_TOKEN", TOKEN)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    c.stdin
-        .take()
-        .unwrap()
-        .write_all(password.as_bytes())
-        .unwrap();
-    let out = c.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-}
-
 /// Signs in: the session cookie (`pw_session=...`).
 fn sign_in(s: &Server, name: &str, password: &str) -> Result<String, String> {
     let form = http(&s.url, "GET", "/login?next=/runs", "", &[]);

@@ -446,3 +446,27 @@ pub fn request_bytes(
         .unwrap_or(0);
     (status, resp[split + 4..].to_vec())
 }
+
+/// Makes dashboard account `name` with `role` and `password` through the CLI.
+pub fn add_user(s: &Server, name: &str, role: &str, password: &str) {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_pipewright"))
+        .args(["users", "add", name, "--role", role, "--password-stdin"])
+        .env("PIPEWRIGHT_SERVER", &s.url)
+        .env("PIPEWRIGHT_TOKEN", TOKEN)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    c.stdin
+        .take()
+        .unwrap()
+        .write_all(password.as_bytes())
+        .unwrap();
+    let out = c.wait_with_output().unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
