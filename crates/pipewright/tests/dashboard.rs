@@ -322,6 +322,308 @@ jobs:
     );
 }
 
+/// The workflow of the run page's test: coverage `lh` of 8 lines, a hostile summary, an
+/// artifact, a job that needs another.
+fn reported(lh: u32) -> String {
+    format!(
+        "on: push
+jobs:
+  test:
+    runs-on: x
+    steps:
+      - run: printf 'SF:a.py\\nLF:8\\nLH:{lh}\\nend_of_record\\n' > lcov.info
+      - uses: codecov/codecov-action@v4
+        with:
+          files: lcov.info
+      - run: |
+          echo '## Results <script>alert(3)</script>' >> \"$GITHUB_STEP_SUMMARY\"
+          echo '| suite | passed |' >> \"$GITHUB_STEP_SUMMARY\"
+          echo '|---|---|' >> \"$GITHUB_STEP_SUMMARY\"
+          echo '| unit | 42 |' >> \"$GITHUB_STEP_SUMMARY\"
+          echo '[bad](javascript:alert(4)) [good](https://example.com/report)' >> \"$GITHUB_STEP_SUMMARY\"
+          mkdir dist && echo hi > dist/a.txt
+      - uses: actions/upload-artifact@v4
+        with:
+          name: dist
+          path: dist/
+  deploy:
+    needs: test
+    runs-on: x
+    steps:
+      - run: 'true'
+"
+    )
+}
+
+#[test]
+fn the_run_page_draws_the_graph_and_shows_summaries_artifacts_and_coverage() {
+    let s = Server::start();
+    add_user(&s, "vic", "viewer", "viewer-password-1");
+    s.push(&s.commit("main", &reported(6)), "main");
+    let first = s.runs()[0]["id"].as_i64().unwrap();
+    assert_eq!(s.wait_completed(first)["conclusion"], "success");
+    s.push(&s.commit("main", &reported(7)), "main");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    assert_ne!(id, first);
+    assert_eq!(s.wait_completed(id)["conclusion"], "success");
+    let viewer = sign_in(&s, "vic", "viewer-password-1").unwrap();
+    let page = http(&s.url, "GET", &format!("/runs/{id}"), &viewer, &[]);
+    assert_eq!(page.status, 200);
+    let page = page.body;
+    // The job graph: a box per job, linked to its row, an edge from test to deploy.
+    assert!(page.contains("<svg class=\"graph\""), "{page}");
+    assert!(
+        page.contains("class=\"node success\" data-job=\"test\""),
+        "{page}"
+    );
+    assert!(
+        page.contains("class=\"node success\" data-job=\"deploy\""),
+        "{page}"
+    );
+    assert_eq!(page.matches("<path class=\"edge\"").count(), 1, "{page}");
+    // The summary: Markdown rendered, its HTML shown as text, its script link defused.
+    assert!(
+        page.contains("<h2>Results &lt;script&gt;alert(3)&lt;/script&gt;</h2>"),
+        "{page}"
+    );
+    assert!(page.contains("<td>unit</td>"), "{page}");
+    assert!(
+        page.contains("href=\"https://example.com/report\""),
+        "{page}"
+    );
+    assert!(!page.contains("javascript:"), "{page}");
+    assert!(!page.contains("<script>alert"), "{page}");
+    // The artifact, downloadable with the session.
+    let link = format!("/api/v1/runs/{id}/artifacts/dist");
+    assert!(page.contains(&format!("href=\"{link}\"")), "{page}");
+    let tar = http(&s.url, "GET", &link, &viewer, &[]);
+    assert_eq!(tar.status, 200);
+    assert!(tar.body.contains("a.txt"), "{}", tar.body);
+    // Coverage: this run's, and the change since the branch's run before.
+    assert!(
+        page.contains(&format!(
+            "<strong>87.5%</strong> (+12.5 since run #{first})"
+        )),
+        "{page}"
+    );
+    assert!(page.contains(&format!("run #{first}: 75.0%")), "{page}");
+    // The runners page lists the server's own runner.
+    let runners = http(&s.url, "GET", "/runners", &viewer, &[]);
+    assert_eq!(runners.status, 200);
+    assert!(runners.body.contains("(in the server)"), "{}", runners.body);
+}
+
+/// The id in the first `/settings/tokens/{id}/revoke` form of a page.
+fn token_id(page: &str) -> String {
+    let at = page.find("/settings/tokens/").expect("a revoke form") + 17;
+    page[at..].split('/').next().unwrap().to_owned()
+}
+
+#[test]
+fn admins_keep_secrets_tokens_channels_and_accounts_on_the_settings_page() {
+    let s = Server::start_with(
+        "
+[[notify]]
+name = \"ops-chat\"
+kind = \"slack\"
+webhook_url = \"http://127.0.0.1:1/services/T000/B000/very-secret-path\"
+events = [\"run_failed\"]
+",
+    );
+    add_user(&s, "ada", "admin", "admin-password-1");
+    add_user(&s, "olga", "operator", "operator-password-1");
+    let operator = sign_in(&s, "olga", "operator-password-1").unwrap();
+    let a = http(&s.url, "GET", "/settings", &operator, &[]);
+    assert_eq!(a.status, 403);
+    assert!(a.body.contains("The settings are for admins"), "{}", a.body);
+    assert!(
+        !a.body.contains("href=\"/settings\""),
+        "no link for operators"
+    );
+    let ocsrf = hidden(&http(&s.url, "GET", "/runs", &operator, &[]).body, "csrf");
+    let a = http(
+        &s.url,
+        "POST",
+        "/settings/secrets",
+        &operator,
+        &[("csrf", &ocsrf), ("name", "X"), ("value", "y")],
+    );
+    assert_eq!(a.status, 403);
+    assert!(a.body.contains("this needs the admin role"), "{}", a.body);
+    let admin = sign_in(&s, "ada", "admin-password-1").unwrap();
+    let page = http(&s.url, "GET", "/settings", &admin, &[]);
+    assert_eq!(page.status, 200);
+    // A channel shows where it sends, never a webhook's secret path.
+    assert!(
+        page.body
+            .contains("slack-compatible webhook at 127.0.0.1:1"),
+        "{}",
+        page.body
+    );
+    assert!(!page.body.contains("very-secret-path"), "{}", page.body);
+    let csrf = hidden(&page.body, "csrf");
+    // Secrets: a forged form sets nothing; the admin's sets one, whose value is never shown.
+    let secret_form = |c: &'static str| {
+        [
+            ("csrf", c),
+            ("name", "DEPLOY_KEY"),
+            ("repo", ""),
+            ("environment", "production"),
+            ("value", "s3cret-value"),
+        ]
+    };
+    let forged = secret_form("forged");
+    assert_eq!(
+        http(&s.url, "POST", "/settings/secrets", &admin, &forged).status,
+        403
+    );
+    let secrets = || {
+        let (status, body) = request_bytes(
+            &s.url,
+            "GET",
+            "/api/v1/secrets",
+            &[("Authorization", format!("Bearer {TOKEN}"))],
+            b"",
+        );
+        assert_eq!(status, 200);
+        String::from_utf8_lossy(&body).into_owned()
+    };
+    assert!(!secrets().contains("DEPLOY_KEY"));
+    let mut good = secret_form("");
+    good[0].1 = &csrf;
+    let a = http(&s.url, "POST", "/settings/secrets", &admin, &good);
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert!(a.body.contains("Secret DEPLOY_KEY set."), "{}", a.body);
+    assert!(!a.body.contains("s3cret-value"), "{}", a.body);
+    assert!(
+        secrets().contains("\"environment\":\"production\""),
+        "{}",
+        secrets()
+    );
+    let a = http(
+        &s.url,
+        "POST",
+        "/settings/secrets",
+        &admin,
+        &[("csrf", &csrf), ("name", "1BAD"), ("value", "v")],
+    );
+    assert_eq!(a.status, 422);
+    assert!(
+        a.body.contains("`1BAD` is not a valid secret name"),
+        "{}",
+        a.body
+    );
+    let a = http(
+        &s.url,
+        "POST",
+        "/settings/secrets/delete",
+        &admin,
+        &[
+            ("csrf", &csrf),
+            ("name", "DEPLOY_KEY"),
+            ("repo", ""),
+            ("environment", "production"),
+        ],
+    );
+    assert!(a.body.contains("Secret DEPLOY_KEY deleted."), "{}", a.body);
+    assert!(!secrets().contains("DEPLOY_KEY"));
+    // A token: shown once, works, then revoked.
+    let a = http(
+        &s.url,
+        "POST",
+        "/settings/tokens",
+        &admin,
+        &[("csrf", &csrf), ("name", "ci")],
+    );
+    assert_eq!(a.status, 200, "{}", a.body);
+    let at = a.body.find(">pw_").expect("the token shown once") + 1;
+    let token = a.body[at..].split('<').next().unwrap().to_owned();
+    let api = |t: &str| {
+        request_bytes(
+            &s.url,
+            "GET",
+            "/api/v1/runs",
+            &[("Authorization", format!("Bearer {t}"))],
+            b"",
+        )
+        .0
+    };
+    assert_eq!(api(&token), 200);
+    let again = http(&s.url, "GET", "/settings", &admin, &[]).body;
+    assert!(!again.contains(&token), "shown once only");
+    let id = token_id(&again);
+    let a = http(
+        &s.url,
+        "POST",
+        &format!("/settings/tokens/{id}/revoke"),
+        &admin,
+        &[("csrf", &csrf)],
+    );
+    assert!(
+        a.body.contains(&format!("Token #{id} revoked.")),
+        "{}",
+        a.body
+    );
+    assert_eq!(api(&token), 401);
+    // A test message is queued and its delivery listed (failing: nothing listens there).
+    let a = http(
+        &s.url,
+        "POST",
+        "/settings/notify/ops-chat/test",
+        &admin,
+        &[("csrf", &csrf)],
+    );
+    assert!(
+        a.body.contains("A test message to ops-chat is queued"),
+        "{}",
+        a.body
+    );
+    assert!(
+        a.body.contains("pipewright: a test message to `ops-chat`"),
+        "{}",
+        a.body
+    );
+    // Accounts: one made with a password made for it, which signs in; its role changed;
+    // the admin cannot demote itself.
+    let a = http(
+        &s.url,
+        "POST",
+        "/settings/users",
+        &admin,
+        &[
+            ("csrf", &csrf),
+            ("name", "nina"),
+            ("role", "viewer"),
+            ("password", ""),
+        ],
+    );
+    assert!(a.body.contains("Account nina (viewer) made."), "{}", a.body);
+    let pre = "<pre class=\"mono once\">";
+    let at = a.body.find(pre).expect("the password") + pre.len();
+    let password = a.body[at..].split('<').next().unwrap().to_owned();
+    sign_in(&s, "nina", &password).unwrap();
+    let a = http(
+        &s.url,
+        "POST",
+        "/settings/users/nina",
+        &admin,
+        &[("csrf", &csrf), ("role", "operator")],
+    );
+    assert!(a.body.contains("nina is now operator."), "{}", a.body);
+    let a = http(
+        &s.url,
+        "POST",
+        "/settings/users/ada",
+        &admin,
+        &[("csrf", &csrf), ("role", "viewer")],
+    );
+    assert_eq!(a.status, 409);
+    assert!(
+        a.body
+            .contains("you cannot take the admin role from your own account")
+    );
+}
+
 #[test]
 fn the_first_start_makes_an_admin_with_the_given_password() {
     let d = tempfile::tempdir().unwrap();

@@ -180,6 +180,29 @@ impl Store {
         })
     }
 
+    /// How many deployments ended each way, by repository and environment (for `/metrics`):
+    /// (repo, environment, status, count), running ones left out.
+    pub fn deployment_counts(&self) -> Result<Vec<(String, String, String, i64)>> {
+        self.db.with(|c| {
+            c.query(
+                "SELECT repo, environment, status, COUNT(*) AS n FROM deployments
+                 WHERE status <> 'running'
+                 GROUP BY repo, environment, status ORDER BY repo, environment, status",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                Ok((
+                    r.string("repo")?,
+                    r.string("environment")?,
+                    r.string("status")?,
+                    r.i64("n")?,
+                ))
+            })
+            .collect()
+        })
+    }
+
     /// Every environment deployed to, by repository and name: its last deployment and the
     /// last one that deployed (what serves).
     pub fn environments(&self) -> Result<Vec<EnvironmentState>> {
@@ -295,6 +318,23 @@ mod tests {
             let list = s.deployments("acme/app", "production", 10).unwrap();
             assert_eq!(list.iter().map(|d| d.id).collect::<Vec<_>>(), [b, a]);
             assert_eq!(s.alerts(10).unwrap()[0].subject, "production 2.0");
+            // Counted by result, the running one left out.
+            let pair = |st: &str| {
+                (
+                    "acme/app".to_owned(),
+                    "production".to_owned(),
+                    st.to_owned(),
+                )
+            };
+            let counts: Vec<_> = s.deployment_counts().unwrap();
+            assert_eq!(
+                counts,
+                [(pair("deployed"), 1), (pair("rolled_back"), 1)]
+                    .into_iter()
+                    .map(|((r, e, st), n)| (r, e, st, n))
+                    .collect::<Vec<_>>(),
+                "{backend}"
+            );
         }
     }
 }

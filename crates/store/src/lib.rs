@@ -54,7 +54,7 @@ pub use ids::{Conclusion, JobId, JobStatus, RunId, RunStatus, RunnerId, TokenId}
 pub use intake::{NewDelivery, PendingDelivery};
 pub use jobs::Job;
 pub use migrate::latest_version as schema_version;
-pub use monitors::{Change, Check, CheckRecord, Incident, MonitorState};
+pub use monitors::{Bucket, Change, Check, CheckRecord, Incident, MonitorState};
 pub use queue::{Leased, Outcome, Released, Want};
 pub use runners::Runner;
 pub use runs::{NewRun, Run, RunFilter};

@@ -44,6 +44,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "accounts",
         sql: include_str!("../migrations/sqlite/004_accounts.sql"),
     },
+    Migration {
+        version: 5,
+        name: "monitor_hours",
+        sql: include_str!("../migrations/sqlite/005_monitor_hours.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -66,6 +71,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 4,
         name: "accounts",
         sql: include_str!("../migrations/postgres/004_accounts.sql"),
+    },
+    Migration {
+        version: 5,
+        name: "monitor_hours",
+        sql: include_str!("../migrations/postgres/005_monitor_hours.sql"),
     },
 ];
 

@@ -33,6 +33,19 @@ pub enum Change {
     Up { incident: i64, down_ms: i64 },
 }
 
+/// A monitor's checks over a span of time (a chart's point).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Bucket {
+    /// The bucket's start (ms).
+    pub at: i64,
+    pub checks: i64,
+    /// Checks that passed.
+    pub ok: i64,
+    /// Mean and longest response time of the checks that had an answer.
+    pub avg_ms: Option<i64>,
+    pub max_ms: Option<i64>,
+}
+
 /// A monitor as the checks left it, with its uptime over the last day.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct MonitorState {
@@ -71,7 +84,8 @@ pub struct Incident {
     pub cause: String,
 }
 
-const DAY_MS: i64 = 24 * 3600 * 1000;
+const DAY_MS: i64 = 24 * HOUR_MS;
+const HOUR_MS: i64 = 3600 * 1000;
 
 impl Store {
     /// Claims the check of monitor `name` that is due now, the next one `interval_ms` later;
@@ -256,10 +270,98 @@ impl Store {
         })
     }
 
-    /// Deletes the checks older than `before` (ms): what a chart no longer shows.
+    /// Monitor `name`'s checks since `since` (ms) in buckets of `bucket_ms`, oldest first:
+    /// the checks of the last day and the hours older ones were downsampled to, together.
+    pub fn monitor_buckets(&self, name: &str, since: i64, bucket_ms: i64) -> Result<Vec<Bucket>> {
+        let bucket_ms = bucket_ms.max(1);
+        self.db.with(|c| {
+            rows(
+                c.query(
+                    "SELECT b, CAST(SUM(checks) AS BIGINT) AS checks, CAST(SUM(ok) AS BIGINT) AS ok,
+                         CAST(SUM(ms_sum) AS BIGINT) AS ms_sum,
+                         CAST(SUM(ms_count) AS BIGINT) AS ms_count, MAX(ms_max) AS ms_max
+                     FROM (
+                         SELECT (at / ?3) * ?3 AS b, COUNT(*) AS checks,
+                             CAST(SUM(ok) AS BIGINT) AS ok,
+                             CAST(COALESCE(SUM(ms), 0) AS BIGINT) AS ms_sum,
+                             COUNT(ms) AS ms_count, MAX(ms) AS ms_max
+                         FROM monitor_checks WHERE monitor = ?1 AND at >= ?2
+                         GROUP BY (at / ?3) * ?3
+                         UNION ALL
+                         SELECT (hour / ?3) * ?3 AS b, CAST(SUM(checks) AS BIGINT) AS checks,
+                             CAST(SUM(ok) AS BIGINT) AS ok, CAST(SUM(ms_sum) AS BIGINT) AS ms_sum,
+                             CAST(SUM(ms_count) AS BIGINT) AS ms_count, MAX(ms_max) AS ms_max
+                         FROM monitor_hours WHERE monitor = ?1 AND hour >= ?2
+                         GROUP BY (hour / ?3) * ?3
+                     ) x GROUP BY b ORDER BY b",
+                    params![name, since, bucket_ms],
+                )?,
+                |r| {
+                    let (sum, count) = (r.i64("ms_sum")?, r.i64("ms_count")?);
+                    Ok(Bucket {
+                        at: r.i64("b")?,
+                        checks: r.i64("checks")?,
+                        ok: r.i64("ok")?,
+                        avg_ms: (count > 0).then(|| sum / count),
+                        max_ms: r.opt_i64("ms_max")?,
+                    })
+                },
+            )
+        })
+    }
+
+    /// Folds the checks older than `before` (ms) into one row per monitor and hour, and
+    /// deletes them; how many were folded. The checks are deleted first (locking them), so
+    /// two servers doing this at once count each check once.
+    pub fn downsample_checks(&self, before: i64) -> Result<u64> {
+        self.db.tx(|c| {
+            let gone = c.query(
+                "DELETE FROM monitor_checks WHERE at < ?1 RETURNING monitor, at, ok, ms",
+                params![before],
+            )?;
+            let mut hours: std::collections::BTreeMap<(String, i64), [i64; 4]> =
+                std::collections::BTreeMap::new();
+            let mut max: std::collections::BTreeMap<(String, i64), i64> =
+                std::collections::BTreeMap::new();
+            for r in &gone {
+                let key = (r.string("monitor")?, r.i64("at")? / HOUR_MS * HOUR_MS);
+                let ms = r.opt_i64("ms")?;
+                let h = hours.entry(key.clone()).or_insert([0; 4]);
+                h[0] += 1;
+                h[1] += r.i64("ok")?;
+                if let Some(ms) = ms {
+                    h[2] += ms;
+                    h[3] += 1;
+                    let m = max.entry(key).or_insert(ms);
+                    *m = (*m).max(ms);
+                }
+            }
+            for ((monitor, hour), [checks, ok, ms_sum, ms_count]) in &hours {
+                let ms_max = max.get(&(monitor.clone(), *hour)).copied();
+                c.execute(
+                    "INSERT INTO monitor_hours (monitor, hour, checks, ok, ms_sum, ms_count, ms_max)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+                     ON CONFLICT (monitor, hour) DO UPDATE SET
+                         checks = monitor_hours.checks + excluded.checks,
+                         ok = monitor_hours.ok + excluded.ok,
+                         ms_sum = monitor_hours.ms_sum + excluded.ms_sum,
+                         ms_count = monitor_hours.ms_count + excluded.ms_count,
+                         ms_max = CASE WHEN monitor_hours.ms_max IS NULL
+                                         OR excluded.ms_max > monitor_hours.ms_max
+                                       THEN excluded.ms_max ELSE monitor_hours.ms_max END",
+                    params![monitor, *hour, *checks, *ok, *ms_sum, *ms_count, ms_max],
+                )?;
+            }
+            Ok(gone.len() as u64)
+        })
+    }
+
+    /// Deletes what is older than `before` (ms), checks and hours: what no chart shows.
     pub fn prune_checks(&self, before: i64) -> Result<u64> {
-        self.db
-            .with(|c| c.execute("DELETE FROM monitor_checks WHERE at < ?1", params![before]))
+        self.db.tx(|c| {
+            let hours = c.execute("DELETE FROM monitor_hours WHERE hour < ?1", params![before])?;
+            Ok(hours + c.execute("DELETE FROM monitor_checks WHERE at < ?1", params![before])?)
+        })
     }
 }
 
@@ -356,6 +458,79 @@ mod tests {
             assert!(inc[0].closed_at.is_some(), "{backend}");
             assert_eq!(s.monitor_checks("web", 0).unwrap().len(), 6, "{backend}");
             assert_eq!(s.prune_checks(now_ms() + 1).unwrap(), 6, "{backend}");
+        }
+    }
+
+    fn insert_check(s: &Store, monitor: &str, at: i64, ok: bool, ms: Option<i64>) {
+        s.db.with(|c| {
+            c.execute(
+                "INSERT INTO monitor_checks (monitor, at, ok, ms) VALUES (?1, ?2, ?3, ?4)",
+                params![monitor, at, i64::from(ok), ms],
+            )
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn old_checks_fold_into_hours_that_charts_read_with_the_recent_checks() {
+        for s in stores() {
+            let backend = s.backend();
+            let h = HOUR_MS;
+            // Hour 10: three checks (one failed, one without an answer); hour 11: one;
+            // another monitor's check in hour 10; a recent check in hour 30.
+            insert_check(&s, "api", 10 * h + 1, true, Some(100));
+            insert_check(&s, "api", 10 * h + 2, false, Some(300));
+            insert_check(&s, "api", 10 * h + 3, false, None);
+            insert_check(&s, "api", 11 * h, true, Some(50));
+            insert_check(&s, "web", 10 * h + 5, true, Some(7));
+            insert_check(&s, "api", 30 * h, true, Some(20));
+            let before = s.monitor_buckets("api", 0, h).unwrap();
+            assert_eq!(s.downsample_checks(12 * h).unwrap(), 5, "{backend}");
+            // Nothing left to fold; folding again changes nothing.
+            assert_eq!(s.downsample_checks(12 * h).unwrap(), 0, "{backend}");
+            let after = s.monitor_buckets("api", 0, h).unwrap();
+            assert_eq!(before, after, "{backend}");
+            assert_eq!(
+                after[0],
+                Bucket {
+                    at: 10 * h,
+                    checks: 3,
+                    ok: 1,
+                    avg_ms: Some(200),
+                    max_ms: Some(300)
+                },
+                "{backend}"
+            );
+            assert_eq!((after[1].at, after[1].checks), (11 * h, 1), "{backend}");
+            assert_eq!((after[2].at, after[2].ok), (30 * h, 1), "{backend}");
+            // A late check of a folded hour adds to it.
+            insert_check(&s, "api", 10 * h + 9, true, Some(900));
+            s.downsample_checks(12 * h).unwrap();
+            let day = s.monitor_buckets("api", 0, 24 * h).unwrap();
+            assert_eq!(
+                day[0],
+                Bucket {
+                    at: 0,
+                    checks: 5,
+                    ok: 3,
+                    avg_ms: Some((100 + 300 + 50 + 900) / 4),
+                    max_ms: Some(900)
+                },
+                "{backend}"
+            );
+            assert_eq!(
+                s.monitor_buckets("web", 0, h).unwrap()[0].checks,
+                1,
+                "{backend}"
+            );
+            // Pruning drops hours and checks older than the bound.
+            assert_eq!(s.prune_checks(11 * h + 1).unwrap(), 3, "{backend}");
+            let left = s.monitor_buckets("api", 0, h).unwrap();
+            assert_eq!(
+                left.iter().map(|b| b.at).collect::<Vec<_>>(),
+                [30 * h],
+                "{backend}"
+            );
         }
     }
 }

@@ -98,7 +98,20 @@ pub(super) async fn create_token(
     State(s): State<AppStateRef>,
     Json(body): Json<NewToken>,
 ) -> Result<Response, ApiError> {
-    if body.name.trim().is_empty() {
+    let (id, token) = new_token(&s, body.name.clone()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({ "id": id, "name": body.name, "token": token })),
+    )
+        .into_response())
+}
+
+/// Makes an API token named `name`: its id and the token (only its hash is kept).
+pub(crate) async fn new_token(
+    s: &AppStateRef,
+    name: String,
+) -> Result<(store::TokenId, String), ApiError> {
+    if name.trim().is_empty() {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "a token needs a name",
@@ -107,13 +120,8 @@ pub(super) async fn create_token(
     let token = format!("pw_{}", crate::random_token()?);
     let hash = token_hash(&token);
     let store = s.store.clone();
-    let name = body.name.clone();
     let id = blocking(move || store.add_token(&name, &hash)).await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({ "id": id, "name": body.name, "token": token })),
-    )
-        .into_response())
+    Ok((id, token))
 }
 
 /// `GET /api/v1/tokens`: the API tokens (ids, names, when made; never the tokens).

@@ -23,6 +23,15 @@ impl ApiError {
         }
     }
 
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The message safe to show.
+    pub(crate) fn message(&self) -> &str {
+        &self.message
+    }
+
     pub(crate) fn internal(cause: impl std::fmt::Display) -> Self {
         tracing::error!("internal error: {cause}");
         ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal error")

@@ -45,7 +45,7 @@ pub(super) async fn metrics(
         }
     }
     let store = s.store.clone();
-    let (stats, jobs_queued, runners, deliveries, monitors, alerts) =
+    let (stats, jobs_queued, runners, deliveries, monitors, alerts, deployments) =
         blocking(move || -> Result<_, ApiError> {
             Ok((
                 store.stats()?,
@@ -54,6 +54,7 @@ pub(super) async fn metrics(
                 store.pending_count()?,
                 store.monitors()?,
                 store.alert_counts()?,
+                store.deployment_counts()?,
             ))
         })
         .await?;
@@ -104,7 +105,41 @@ pub(super) async fn metrics(
         stats.duration_sum_ms as f64 / 1000.0,
     ));
     monitor_metrics(&mut out, &s.config.monitors, &monitors, alerts);
+    deployment_metrics(&mut out, &deployments);
     Ok(([("content-type", "text/plain; version=0.0.4")], out).into_response())
+}
+
+/// A label value quoted as the text format asks.
+fn label(n: &str) -> String {
+    n.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
+}
+
+/// Deployments by repository, environment and result; rollbacks among them.
+fn deployment_metrics(out: &mut String, counts: &[(String, String, String, i64)]) {
+    out.push_str("# HELP pipewright_deployments_total Finished deployments by repository, environment and result (deployed, failed, rolled_back, rollback_failed).\n# TYPE pipewright_deployments_total counter\n");
+    for (repo, env, status, n) in counts {
+        out.push_str(&format!(
+            "pipewright_deployments_total{{repo=\"{}\",environment=\"{}\",result=\"{}\"}} {n}\n",
+            label(repo),
+            label(env),
+            label(status)
+        ));
+    }
+    out.push_str("# HELP pipewright_rollbacks_total Automatic rollbacks after a failed deploy, by whether the rollback worked.\n# TYPE pipewright_rollbacks_total counter\n");
+    for (repo, env, status, n) in counts {
+        let result = match status.as_str() {
+            "rolled_back" => "ok",
+            "rollback_failed" => "failed",
+            _ => continue,
+        };
+        out.push_str(&format!(
+            "pipewright_rollbacks_total{{repo=\"{}\",environment=\"{}\",result=\"{result}\"}} {n}\n",
+            label(repo),
+            label(env)
+        ));
+    }
 }
 
 /// Monitors (up, last response time) and alerts (by state).
@@ -118,12 +153,6 @@ fn monitor_metrics(
         .iter()
         .filter_map(|m| states.iter().find(|s| s.name == m.name))
         .collect();
-    // A monitor's name is the operator's, not a job's; quoted as the text format asks.
-    let label = |n: &str| {
-        n.replace('\\', "\\\\")
-            .replace('"', "\\\"")
-            .replace('\n', "\\n")
-    };
     out.push_str("# HELP pipewright_monitor_up Whether a monitor is up (0 while an incident is open).\n# TYPE pipewright_monitor_up gauge\n");
     for m in checked.iter().filter(|m| m.up.is_some()) {
         out.push_str(&format!(

@@ -21,11 +21,14 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 
 pub(crate) use artifacts::gc_task;
-pub(crate) use auth::{constant_time_eq, token_hash};
+pub(crate) use auth::{constant_time_eq, new_token, token_hash};
 pub(crate) use error::ApiError;
+pub(crate) use monitors::queue_test;
 pub(crate) use runners::reaper;
 pub(crate) use runs::decide;
+pub(crate) use secrets::{remove_secret, set_secret};
 pub(crate) use state::{AppState, AppStateRef, Runners, WEBHOOK_BUDGET};
+pub(crate) use users::{change_user, create_user};
 pub use webhooks::read_webhook;
 
 use state::MAX_BODY;

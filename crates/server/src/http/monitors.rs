@@ -78,6 +78,12 @@ pub(crate) async fn test_channel(
     State(s): State<AppStateRef>,
     Path(channel): Path<String>,
 ) -> Result<Response, ApiError> {
+    let id = queue_test(&s, channel).await?;
+    Ok((StatusCode::ACCEPTED, Json(serde_json::json!({ "id": id }))).into_response())
+}
+
+/// Queues a test message to `channel`; the alert's id.
+pub(crate) async fn queue_test(s: &AppStateRef, channel: String) -> Result<Option<i64>, ApiError> {
     if !s.config.channels.iter().any(|c| c.name == channel) {
         let known: Vec<&str> = s.config.channels.iter().map(|c| c.name.as_str()).collect();
         return Err(ApiError::new(
@@ -108,9 +114,5 @@ pub(crate) async fn test_channel(
     let store = s.store.clone();
     let ids = blocking(move || store.queue_alerts(std::slice::from_ref(&alert))).await?;
     s.alerts.notify_one();
-    Ok((
-        StatusCode::ACCEPTED,
-        Json(serde_json::json!({ "id": ids.first() })),
-    )
-        .into_response())
+    Ok(ids.first().copied())
 }

@@ -35,6 +35,26 @@ pub(super) async fn put_secret(
     Query(scope): Query<SecretScope>,
     body: String,
 ) -> Result<Response, ApiError> {
+    set_secret(
+        &s,
+        scope.repo.unwrap_or_default(),
+        scope.environment.unwrap_or_default(),
+        name,
+        body.trim_end_matches('\n'),
+    )
+    .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Seals and stores secret `name` of `repo` (all repositories when empty) and
+/// `environment` (any job when empty).
+pub(crate) async fn set_secret(
+    s: &AppStateRef,
+    repo: String,
+    environment: String,
+    name: String,
+    value: &str,
+) -> Result<(), ApiError> {
     if !valid_secret_name(&name) {
         return Err(ApiError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -43,20 +63,16 @@ pub(super) async fn put_secret(
             ),
         ));
     }
-    let repo = scope.repo.unwrap_or_default();
     if !repo.is_empty() && s.config.repo(&repo).is_none() {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("repository `{repo}` is not configured"),
         ));
     }
-    let environment = scope.environment.unwrap_or_default();
-    let sealed = s
-        .sealer
-        .seal(&repo, &environment, &name, body.trim_end_matches('\n'))?;
+    let sealed = s.sealer.seal(&repo, &environment, &name, value)?;
     let store = s.store.clone();
     blocking(move || store.put_secret(&repo, &environment, &name, &sealed)).await?;
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(())
 }
 
 pub(super) async fn delete_secret(
@@ -65,14 +81,12 @@ pub(super) async fn delete_secret(
     Path(name): Path<String>,
     Query(scope): Query<SecretScope>,
 ) -> Result<Response, ApiError> {
-    let store = s.store.clone();
-    let found = blocking(move || -> Result<_, ApiError> {
-        Ok(store.delete_secret(
-            &scope.repo.unwrap_or_default(),
-            &scope.environment.unwrap_or_default(),
-            &name,
-        )?)
-    })
+    let found = remove_secret(
+        &s,
+        scope.repo.unwrap_or_default(),
+        scope.environment.unwrap_or_default(),
+        name,
+    )
     .await?;
     Ok(if found {
         StatusCode::NO_CONTENT
@@ -80,6 +94,17 @@ pub(super) async fn delete_secret(
         StatusCode::NOT_FOUND
     }
     .into_response())
+}
+
+/// Deletes a secret; false if there was none.
+pub(crate) async fn remove_secret(
+    s: &AppStateRef,
+    repo: String,
+    environment: String,
+    name: String,
+) -> Result<bool, ApiError> {
+    let store = s.store.clone();
+    Ok(blocking(move || store.delete_secret(&repo, &environment, &name)).await?)
 }
 
 /// Names and scopes only, never values.

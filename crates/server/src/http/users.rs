@@ -55,15 +55,35 @@ pub(crate) async fn add_user(
     State(s): State<AppStateRef>,
     Json(u): Json<NewUser>,
 ) -> Result<Response, ApiError> {
-    let role = role_of(&u.role)?;
-    let name = u.name.trim().to_owned();
+    let (name, role, made) = create_user(&s, &u.name, &u.role, u.password).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({
+            "name": name,
+            "role": role.as_str(),
+            "password": made,
+        })),
+    )
+        .into_response())
+}
+
+/// Makes an account: its name (trimmed), its role, and the password made for it when none
+/// was given (shown once).
+pub(crate) async fn create_user(
+    s: &AppStateRef,
+    name: &str,
+    role: &str,
+    password: Option<String>,
+) -> Result<(String, Role, Option<String>), ApiError> {
+    let role = role_of(role)?;
+    let name = name.trim().to_owned();
     if name.is_empty() || name.len() > 64 || name.chars().any(|c| c.is_control() || c == '/') {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
             "a name is 1 to 64 characters, no `/` nor control characters",
         ));
     }
-    let (password, made) = password_of(u.password)?;
+    let (password, made) = password_of(password)?;
     let (store, n, pw) = (s.store.clone(), name.clone(), password.clone());
     let created = blocking(move || -> Result<bool, ApiError> {
         let hash = crate::web::session::hash_password(&pw).map_err(ApiError::internal)?;
@@ -77,15 +97,7 @@ pub(crate) async fn add_user(
         ));
     }
     tracing::info!(user = name, role = role.as_str(), "account made");
-    Ok((
-        StatusCode::CREATED,
-        Json(serde_json::json!({
-            "name": name,
-            "role": role.as_str(),
-            "password": made.then_some(password),
-        })),
-    )
-        .into_response())
+    Ok((name, role, made.then_some(password)))
 }
 
 #[derive(Deserialize)]
@@ -100,8 +112,20 @@ pub(crate) async fn set_user(
     Path(name): Path<String>,
     Json(u): Json<UserChange>,
 ) -> Result<Response, ApiError> {
-    let role = role_of(&u.role)?;
-    let password = u.password.map(|p| password_of(Some(p))).transpose()?;
+    let role = change_user(&s, &name, &u.role, u.password).await?;
+    Ok(Json(serde_json::json!({ "name": name, "role": role.as_str() })).into_response())
+}
+
+/// Gives account `name` a role (and a new password); its sessions end.
+pub(crate) async fn change_user(
+    s: &AppStateRef,
+    name: &str,
+    role: &str,
+    password: Option<String>,
+) -> Result<Role, ApiError> {
+    let name = name.to_owned();
+    let role = role_of(role)?;
+    let password = password.map(|p| password_of(Some(p))).transpose()?;
     let (store, n) = (s.store.clone(), name.clone());
     let changed = blocking(move || -> Result<bool, ApiError> {
         let hash = password
@@ -117,5 +141,6 @@ pub(crate) async fn set_user(
             format!("there is no account `{name}`"),
         ));
     }
-    Ok(Json(serde_json::json!({ "name": name, "role": role.as_str() })).into_response())
+    tracing::info!(user = name, role = role.as_str(), "account changed");
+    Ok(role)
 }

@@ -12,7 +12,10 @@ use super::{AlertEvent, Message, Monitor, Scope, alerts_for};
 use crate::blocking::{Blocked, blocking};
 
 /// How long checks are kept (what the 30-day chart shows).
-const KEEP_MS: i64 = 31 * 24 * 3600 * 1000;
+const KEEP_MS: i64 = 31 * 24 * HOUR_MS;
+/// How long each check is kept as it was; older ones are folded into hours.
+const RAW_MS: i64 = 24 * HOUR_MS;
+const HOUR_MS: i64 = 3600 * 1000;
 
 pub(crate) async fn run(
     store: Arc<store::Store>,
@@ -28,7 +31,8 @@ pub(crate) async fn run(
         .build()
         .unwrap_or_default();
     let mut checks = tokio::task::JoinSet::new();
-    let mut pruned = Instant::now();
+    // Downsampled and pruned at start, then hourly.
+    let mut pruned: Option<Instant> = None;
     loop {
         for m in &config.monitors {
             let (s, name) = (store.clone(), m.name.clone());
@@ -53,10 +57,24 @@ pub(crate) async fn run(
             }
         }
         while checks.try_join_next().is_some() {}
-        if pruned.elapsed() > Duration::from_secs(3600) {
-            pruned = Instant::now();
+        if pruned.is_none_or(|p| p.elapsed() > Duration::from_secs(3600)) {
+            pruned = Some(Instant::now());
             let s = store.clone();
-            let _ = blocking(move || s.prune_checks(store::now_ms() - KEEP_MS)).await;
+            let kept = blocking(move || -> Result<_, store::StoreError> {
+                let now = store::now_ms();
+                // Checks older than a day become hours (whole hours only), then what is
+                // older than the 30-day chart goes.
+                let folded = s.downsample_checks((now - RAW_MS) / HOUR_MS * HOUR_MS)?;
+                Ok((folded, s.prune_checks(now - KEEP_MS)?))
+            })
+            .await;
+            match kept {
+                Ok((folded, dropped)) => {
+                    tracing::debug!(folded, dropped, "monitor checks downsampled and pruned");
+                }
+                Err(Blocked::Call(e)) => tracing::error!("downsampling monitor checks: {e}"),
+                Err(Blocked::Task(_)) => {}
+            }
         }
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(1)) => {}

@@ -3,8 +3,11 @@
 //! operators also cancel, re-run, approve and reject; every form carries the session's CSRF
 //! token. Who may do what is checked here, on every request, not in the page.
 
+mod graph;
+mod markdown;
 mod pages;
 pub(crate) mod session;
+mod settings;
 
 use axum::extract::{Path, Query, State};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -31,6 +34,18 @@ pub(crate) fn router() -> Router<AppStateRef> {
         .route("/runs/{id}/reject", post(reject))
         .route("/environments", get(environments))
         .route("/monitors", get(monitors))
+        .route("/runners", get(settings::runners))
+        .route("/settings", get(settings::settings))
+        .route("/settings/secrets", post(settings::set_secret))
+        .route("/settings/secrets/delete", post(settings::delete_secret))
+        .route("/settings/tokens", post(settings::make_token))
+        .route("/settings/tokens/{id}/revoke", post(settings::revoke_token))
+        .route(
+            "/settings/notify/{channel}/test",
+            post(settings::test_channel),
+        )
+        .route("/settings/users", post(settings::add_user))
+        .route("/settings/users/{name}", post(settings::set_role))
         .route("/static/app.css", get(css))
         .route("/static/app.js", get(js))
 }
@@ -175,15 +190,46 @@ async fn runs(
     Ok(layout("Runs", Some(&who), body).into_response())
 }
 
-/// `/runs/{id}`: the jobs, their steps, the live log; cancel, re-run, approve.
+/// How many of a branch's runs the coverage trend shows.
+const TREND: i64 = 12;
+
+/// `/runs/{id}`: the job graph, the jobs and their steps, summaries, artifacts, the
+/// coverage trend of the branch, the live log; cancel, re-run, approve.
 async fn run(
     who: Signed,
     State(s): State<AppStateRef>,
     Path(id): Path<store::RunId>,
 ) -> Result<Response, ApiError> {
     let store = s.store.clone();
-    let (run, jobs) =
-        blocking(move || -> Result<_, ApiError> { Ok((store.run(id)?, store.jobs(id)?)) }).await?;
+    let (run, jobs, artifacts, trend) = blocking(move || -> Result<_, ApiError> {
+        let run = store.run(id)?;
+        let jobs = store.jobs(id)?;
+        let artifacts = store.artifacts(id)?;
+        // Line coverage of the branch's recent runs up to this one, oldest first.
+        let mut trend = Vec::new();
+        let recent = store.runs_page(
+            &store::RunFilter {
+                repo: Some(&run.repo),
+                git_ref: Some(&run.git_ref),
+                event: None,
+                status: None,
+                before: Some(store::RunId::from(id.get() + 1)),
+            },
+            TREND,
+        )?;
+        for r in recent.iter().rev() {
+            let list = if r.id == id {
+                jobs.clone()
+            } else {
+                store.jobs(r.id)?
+            };
+            if let Some(c) = list.iter().find_map(|j| coverage(j.report.as_deref())) {
+                trend.push((r.id, c));
+            }
+        }
+        Ok((run, jobs, artifacts, trend))
+    })
+    .await?;
     let reports: Vec<Option<engine::JobReport>> = jobs
         .iter()
         .map(|j| {
@@ -192,6 +238,11 @@ async fn run(
                 .and_then(|r| serde_json::from_str(r).ok())
         })
         .collect();
+    let graph = run
+        .workflow_text
+        .as_deref()
+        .and_then(|t| workflow::parse_model(t).workflow)
+        .map(|wf| graph::svg(&graph::layout(&wf, &jobs)));
     let done = run.status == store::RunStatus::Completed;
     let body = html! {
         p.meta {
@@ -207,6 +258,7 @@ async fn run(
                 (button(&who, &format!("/runs/{id}/rerun?failed=true"), "Re-run failed jobs", None))
             }
         }
+        @if let Some(g) = graph { div.graph { (g) } }
         table.jobs {
             thead { tr { th { "Job" } th { "Status" } th { "Took" } th { "Steps" } } }
             tbody {
@@ -236,10 +288,40 @@ async fn run(
                 }
             }
         }
+        @for (j, report) in jobs.iter().zip(&reports) {
+            @if let Some(r) = report.as_ref().filter(|r| !r.summary.trim().is_empty()) {
+                section.summary {
+                    h2 { "Summary · " (j.name) }
+                    div.markdown { (maud::PreEscaped(markdown::render(&r.summary))) }
+                }
+            }
+        }
+        @if !artifacts.is_empty() {
+            h2 { "Artifacts" }
+            ul.artifacts {
+                @for a in &artifacts {
+                    li {
+                        a href={ "/api/v1/runs/" (id) "/artifacts/" (pages::urlencode(&a.name)) } download={ (a.name) ".tar" } { (a.name) }
+                        " " span.reason { (a.files) " files, " (pages::bytes(a.size)) }
+                    }
+                }
+            }
+        }
+        @if !trend.is_empty() {
+            h2 { "Line coverage" }
+            (pages::coverage_chart(&trend, id))
+        }
         h2 { "Log" }
-        pre id="log" data-run=(id) data-done=(done) {}
+        ul id="annotations" hidden {}
+        div id="log" data-run=(id) data-done=(done) {}
     };
     Ok(layout(&format!("Run #{id}"), Some(&who), body).into_response())
+}
+
+/// The line coverage a job's report records (`codecov/codecov-action`), in percent.
+fn coverage(report: Option<&str>) -> Option<f64> {
+    let report: engine::JobReport = serde_json::from_str(report?).ok()?;
+    report.coverage
 }
 
 #[derive(Deserialize)]
@@ -424,15 +506,42 @@ fn monitor_table(s: &AppStateRef, states: &[store::MonitorState]) -> maud::Marku
     }
 }
 
-/// `/monitors`: each monitor and its incidents.
+const MINUTE_MS: i64 = 60_000;
+const DAY_MS: i64 = 24 * 60 * MINUTE_MS;
+
+/// `/monitors`: each monitor's state, its response times over 24 hours (15-minute means)
+/// and 30 days (6-hour means), its uptime over both, and the incidents.
 async fn monitors(who: Signed, State(s): State<AppStateRef>) -> Result<Response, ApiError> {
     let store = s.store.clone();
-    let (states, incidents) = blocking(move || -> Result<_, ApiError> {
-        Ok((store.monitors()?, store.incidents(None, 50)?))
+    let names: Vec<String> = s.config.monitors.iter().map(|m| m.name.clone()).collect();
+    let now = store::now_ms();
+    let (states, incidents, series) = blocking(move || -> Result<_, ApiError> {
+        let mut series = Vec::new();
+        for name in &names {
+            series.push((
+                store.monitor_buckets(name, now - DAY_MS, 15 * MINUTE_MS)?,
+                store.monitor_buckets(name, now - 30 * DAY_MS, 360 * MINUTE_MS)?,
+            ));
+        }
+        Ok((store.monitors()?, store.incidents(None, 50)?, series))
     })
     .await?;
     let body = html! {
         (monitor_table(&s, &states))
+        @for (m, (day, month)) in s.config.monitors.iter().zip(&series) {
+            section.monitor {
+                h2 { (m.name) }
+                p.reason {
+                    "Uptime: "
+                    (pages::uptime(day).map_or("-".to_owned(), |u| format!("{u:.2}%"))) " over 24 hours, "
+                    (pages::uptime(month).map_or("-".to_owned(), |u| format!("{u:.2}%"))) " over 30 days"
+                }
+                div.charts {
+                    (pages::response_chart("Response time, 24 hours", day, now, DAY_MS, 15 * MINUTE_MS))
+                    (pages::response_chart("Response time, 30 days", month, now, 30 * DAY_MS, 360 * MINUTE_MS))
+                }
+            }
+        }
         h2 { "Incidents" }
         @if incidents.is_empty() { p { "None." } } @else {
             table.incidents {

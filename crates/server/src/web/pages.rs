@@ -57,6 +57,8 @@ pub(crate) fn layout(title: &str, who: Option<&Signed>, body: Markup) -> Markup 
                             a href="/runs" { "Runs" }
                             a href="/environments" { "Environments" }
                             a href="/monitors" { "Monitors" }
+                            a href="/runners" { "Runners" }
+                            (super::settings::nav_link(w))
                         }
                         form.who method="post" action="/logout" {
                             span { (w.name) " · " (w.role.as_str()) }
@@ -143,6 +145,184 @@ pub(crate) fn environments_table(envs: &[store::EnvironmentState]) -> Markup {
             }
         }
     }
+}
+
+/// A size, for a person: `512 B`, `3.4 KiB`, `12.0 MiB`.
+pub(crate) fn bytes(n: i64) -> String {
+    let n = n.max(0) as f64;
+    if n < 1024.0 {
+        format!("{n} B")
+    } else if n < 1024.0 * 1024.0 {
+        format!("{:.1} KiB", n / 1024.0)
+    } else if n < 1024.0 * 1024.0 * 1024.0 {
+        format!("{:.1} MiB", n / 1024.0 / 1024.0)
+    } else {
+        format!("{:.1} GiB", n / 1024.0 / 1024.0 / 1024.0)
+    }
+}
+
+/// A point of a chart: x and y in 0..=1 (top is 1), a title, a class (`marked`, `down`).
+pub(crate) struct Point {
+    pub x: f64,
+    pub y: f64,
+    pub title: String,
+    pub class: &'static str,
+    pub link: Option<String>,
+}
+
+const CW: f64 = 480.0;
+const CH: f64 = 110.0;
+const CPAD: f64 = 6.0;
+
+/// A line chart as inline SVG; `None` breaks the line (no data there).
+pub(crate) fn chart(label: &str, points: &[Option<Point>]) -> Markup {
+    let at = |x: f64, y: f64| {
+        (
+            CPAD + x * (CW - 2.0 * CPAD),
+            CPAD + (1.0 - y) * (CH - 2.0 * CPAD),
+        )
+    };
+    let mut path = String::new();
+    let mut pen_down = false;
+    for p in points {
+        match p {
+            Some(p) => {
+                let (px, py) = at(p.x, p.y);
+                path.push_str(&format!(
+                    "{}{px:.1} {py:.1} ",
+                    if pen_down { "L" } else { "M" }
+                ));
+                pen_down = true;
+            }
+            None => pen_down = false,
+        }
+    }
+    html! {
+        svg.chart xmlns="http://www.w3.org/2000/svg" role="img" aria-label=(label)
+            viewBox={ "0 0 " (CW) " " (CH) } preserveAspectRatio="none" {
+            line.axis x1=(CPAD) y1=(CH - CPAD) x2=(CW - CPAD) y2=(CH - CPAD) {}
+            path.line d=(path) {}
+            @for p in points.iter().flatten() {
+                @let (px, py) = at(p.x, p.y);
+                @let dot = html! {
+                    circle class=(p.class) cx=(format!("{px:.1}")) cy=(format!("{py:.1}")) r="3" {
+                        title { (p.title) }
+                    }
+                };
+                @if let Some(href) = &p.link { a href=(href) { (dot) } } @else { (dot) }
+            }
+        }
+    }
+}
+
+/// Line coverage of a branch's recent runs (oldest first), the run shown marked.
+pub(crate) fn coverage_chart(trend: &[(store::RunId, f64)], this: store::RunId) -> Markup {
+    let lo = trend.iter().map(|t| t.1).fold(f64::INFINITY, f64::min);
+    let hi = trend.iter().map(|t| t.1).fold(f64::NEG_INFINITY, f64::max);
+    // A band of at least 2 points around the values, within 0..100.
+    let (lo, hi) = if hi - lo < 2.0 {
+        (
+            ((lo + hi) / 2.0 - 1.0).max(0.0),
+            ((lo + hi) / 2.0 + 1.0).min(100.0),
+        )
+    } else {
+        (lo, hi)
+    };
+    let n = trend.len();
+    let points: Vec<Option<Point>> = trend
+        .iter()
+        .enumerate()
+        .map(|(i, (run, c))| {
+            Some(Point {
+                x: if n > 1 {
+                    i as f64 / (n - 1) as f64
+                } else {
+                    0.5
+                },
+                y: if hi > lo { (c - lo) / (hi - lo) } else { 0.5 },
+                title: format!("run #{run}: {c:.1}%"),
+                class: if *run == this { "marked" } else { "" },
+                link: Some(format!("/runs/{run}")),
+            })
+        })
+        .collect();
+    let last = trend.last().map(|t| t.1).unwrap_or(0.0);
+    let before = trend.len().checked_sub(2).and_then(|i| trend.get(i));
+    html! {
+        p.coverage {
+            strong { (format!("{last:.1}%")) }
+            @if let Some((run, b)) = before {
+                " (" (format!("{:+.1}", last - b)) " since run #" (run) ")"
+            }
+            " · the branch's last " (n) " runs with coverage, "
+            (format!("{lo:.1}%")) " to " (format!("{hi:.1}%"))
+        }
+        (chart("Line coverage of the branch's recent runs", &points))
+    }
+}
+
+/// A monitor's response times over `span_ms` up to `now`, from its buckets: the mean of
+/// each bucket, a bucket with a failed check drawn as down, no line where nothing was
+/// checked.
+pub(crate) fn response_chart(
+    label: &str,
+    buckets: &[store::Bucket],
+    now: i64,
+    span_ms: i64,
+    bucket_ms: i64,
+) -> Markup {
+    let since = now - span_ms;
+    let top = buckets
+        .iter()
+        .filter_map(|b| b.avg_ms)
+        .max()
+        .unwrap_or(0)
+        .max(1) as f64;
+    let slots = (span_ms / bucket_ms).max(1);
+    let mut points: Vec<Option<Point>> = Vec::with_capacity(slots as usize + 1);
+    let mut it = buckets.iter().peekable();
+    for slot in 0..=slots {
+        let start = (since / bucket_ms + slot) * bucket_ms;
+        let b = loop {
+            match it.peek() {
+                Some(b) if b.at < start => {
+                    it.next();
+                }
+                Some(b) if b.at == start => break it.next(),
+                _ => break None,
+            }
+        };
+        points.push(b.map(|b| {
+            let failed = b.checks - b.ok;
+            Point {
+                x: ((start - since).max(0) as f64 / span_ms as f64).min(1.0),
+                y: b.avg_ms.map_or(0.0, |ms| ms as f64 / top),
+                title: format!(
+                    "{}: {} checks, {} failed, mean {}",
+                    when(Some(start)),
+                    b.checks,
+                    failed,
+                    b.avg_ms.map_or("-".to_owned(), |ms| format!("{ms} ms"))
+                ),
+                class: if failed > 0 { "down" } else { "" },
+                link: None,
+            }
+        }));
+    }
+    html! {
+        figure.chart {
+            (chart(label, &points))
+            figcaption { (label) " · top " (top as i64) " ms" }
+        }
+    }
+}
+
+/// Uptime of `buckets` in percent, if anything was checked.
+pub(crate) fn uptime(buckets: &[store::Bucket]) -> Option<f64> {
+    let (checks, ok) = buckets
+        .iter()
+        .fold((0, 0), |(c, o), b| (c + b.checks, o + b.ok));
+    (checks > 0).then(|| ok as f64 * 100.0 / checks as f64)
 }
 
 pub(crate) fn urlencode(s: &str) -> String {

@@ -465,6 +465,26 @@ impl Store {
         self.release("runner_id = ?1", runner.get(), max_attempts, reason)
     }
 
+    /// The jobs runners hold now: runner, run, job's display name (for `/runners`).
+    pub fn running_jobs_by_runner(&self) -> Result<Vec<(RunnerId, RunId, String)>> {
+        self.db.with(|c| {
+            c.query(
+                "SELECT runner_id, run_id, name FROM jobs
+                 WHERE status = 'running' AND runner_id IS NOT NULL ORDER BY id",
+                &[],
+            )?
+            .iter()
+            .map(|r| {
+                Ok((
+                    RunnerId::from(r.i64("runner_id")?),
+                    RunId::from(r.i64("run_id")?),
+                    r.string("name")?,
+                ))
+            })
+            .collect()
+        })
+    }
+
     /// Jobs waiting for a runner (for `/metrics`).
     pub fn queue_depth(&self) -> Result<i64> {
         self.db.with(|c| {
@@ -494,6 +514,10 @@ mod tests {
                 .unwrap()
                 .unwrap();
             s.take_job(r, &want(&[], "L", 60_000)).unwrap().unwrap();
+            assert_eq!(
+                s.running_jobs_by_runner().unwrap(),
+                [(r, run, "j".to_owned())]
+            );
             // More lines than one statement takes, some of them sent before.
             let lines: Vec<(i64, String)> = (1..=150).map(|i| (i, format!("line {i}"))).collect();
             s.append_job_logs(job.id, r, "L", &lines[..70]).unwrap();
@@ -519,6 +543,7 @@ mod tests {
                 .unwrap()
                 .0;
             assert_eq!(done.status, JobStatus::Completed);
+            assert!(s.running_jobs_by_runner().unwrap().is_empty());
             let page = s.job_log_page(job.id, 0, 1000).unwrap();
             assert_eq!(page, lines);
             // Sent again (the answer was lost): refused, nothing changes.
