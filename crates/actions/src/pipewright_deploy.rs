@@ -6,6 +6,10 @@
 //! recorded on the server as it starts and as it ends (release, each host's phases, the
 //! outcome), for the job's own environment; the server shows it and sends its alerts. A
 //! server that cannot record it never stops the deploy: the step's log says so.
+//!
+//! In a rollback asked for on the server (`github.pipewright_rollback` names this step's
+//! environment), the step rolls the hosts back to that release instead of deploying, and
+//! records that as the environment's deployment of the release's version.
 
 use std::sync::{Arc, Mutex};
 
@@ -27,10 +31,37 @@ struct Seen {
     phases: Vec<serde_json::Value>,
 }
 
+/// A rollback the server asked this job for: the release and its version.
+struct RollbackOrder {
+    release: String,
+    version: String,
+    by: String,
+}
+
+fn rollback_order(step: &ActionStep, environment: &str) -> Option<RollbackOrder> {
+    let order = step.github.get("pipewright_rollback")?.to_json();
+    let field = |k: &str| order[k].as_str().map(str::to_owned);
+    if field("environment")?.as_str() != environment {
+        return None;
+    }
+    Some(RollbackOrder {
+        release: field("release")?,
+        version: field("version").unwrap_or_default(),
+        by: field("by").unwrap_or_default(),
+    })
+}
+
 async fn deploy(step: ActionStep) -> Result<Vec<(String, String)>, ActionFailed> {
     let environment = step.required("environment")?;
-    let artifact = step.required("artifact")?;
-    let version = step.input("version");
+    let order = rollback_order(&step, &environment);
+    let artifact = match &order {
+        Some(_) => step.input("artifact"),
+        None => step.required("artifact")?,
+    };
+    let version = match &order {
+        Some(o) => o.version.clone(),
+        None => step.input("version"),
+    };
     let root = step.workspace.clone();
     let who = step
         .github
@@ -65,9 +96,16 @@ async fn deploy(step: ActionStep) -> Result<Vec<(String, String)>, ActionFailed>
         }
         None => None,
     };
+    if let Some(o) = &order {
+        step.say(format!(
+            "pipewright: rolling {environment} back to release {} ({}), as {} asked",
+            o.release, o.version, o.by
+        ));
+    }
     let seen = Arc::new(Mutex::new(Seen::default()));
     let log = step.log.clone();
     let seen_by_deploy = seen.clone();
+    let rollback_to = order.as_ref().map(|o| o.release.clone());
     // The deploy blocks (ssh, files): it runs on a blocking thread and reports lines back.
     let summary = tokio::task::spawn_blocking(move || {
         let mut report = |host: &str, ev: &deploy::Event| {
@@ -85,13 +123,24 @@ async fn deploy(step: ActionStep) -> Result<Vec<(String, String)>, ActionFailed>
             who,
             ssh_env,
         };
-        deploy::workflow_action::deploy(&inputs, &mut report)
+        match &rollback_to {
+            Some(release) => deploy::workflow_action::rollback(&inputs, release, &mut report),
+            None => deploy::workflow_action::deploy(&inputs, &mut report),
+        }
     })
     .await
     .map_err(|e| ActionFailed(format!("the deploy stopped: {e}")));
-    let seen = std::mem::take(&mut *seen.lock().unwrap_or_else(|p| p.into_inner()));
+    let mut seen = std::mem::take(&mut *seen.lock().unwrap_or_else(|p| p.into_inner()));
     if let (Some(r), Some(id)) = (&recorder, recorded) {
         let (status, message) = match &summary {
+            // A rollback that worked: the release serves again, as deployed.
+            Ok(Ok(s)) if order.is_some() && s.outcome == deploy::Outcome::Ok => {
+                seen.release = order.as_ref().map(|o| o.release.clone());
+                ("deployed", format!("rolled back by hand: {}", s.message))
+            }
+            Ok(Ok(s)) if order.is_some() => {
+                ("failed", format!("the rollback failed: {}", s.message))
+            }
             Ok(Ok(s)) => (status_of(s.outcome), s.message.clone()),
             Ok(Err(e)) => ("failed", e.to_string()),
             Err(e) => ("failed", e.to_string()),

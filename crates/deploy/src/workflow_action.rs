@@ -89,3 +89,18 @@ pub fn deploy(inputs: &DeployInputs<'_>, report: Report<'_>) -> Result<Summary> 
         report,
     )
 }
+
+/// Rolls the environment back to release `to` on every host, as `pipewright rollback ENV
+/// --to RELEASE` would (the inputs' artifact and version are not used).
+pub fn rollback(inputs: &DeployInputs<'_>, to: &str, report: Report<'_>) -> Result<Summary> {
+    let (env, settings) = load_environment(inputs.root, inputs.environment)?;
+    let target = Target {
+        env: &env,
+        root: inputs.root,
+        who: inputs.who.clone(),
+        agent_binary: inputs.agent_binary.clone(),
+        settings,
+        ssh_env: inputs.ssh_env.clone(),
+    };
+    target.rollback(Some(to), false, 0, report)
+}

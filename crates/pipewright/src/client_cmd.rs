@@ -299,6 +299,72 @@ pub(crate) fn decide(args: &DecideArgs, what: &str) -> Result<u8> {
     })
 }
 
+/// `pipewright rollback ENV --server URL`: asks the server to roll the environment back
+/// (to release `to`, else the one before the current), then follows the run it queued: 0
+/// when it rolled back, 1 when not.
+pub(crate) fn rollback_on_server(
+    server: &ServerArgs,
+    environment: &str,
+    repo: Option<&str>,
+    to: Option<&str>,
+) -> Result<u8> {
+    runtime()?.block_on(async move {
+        let c = Client::new(server)?;
+        let repo = match repo {
+            Some(r) => r.to_owned(),
+            None => {
+                let v = c
+                    .json(reqwest::Method::GET, "/api/v1/environments", None)
+                    .await?;
+                let repos: Vec<String> = v["environments"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter(|e| e["environment"] == environment)
+                    .filter_map(|e| e["repo"].as_str().map(str::to_owned))
+                    .collect();
+                match repos.as_slice() {
+                    [one] => one.clone(),
+                    [] => bail!("the server knows no deployment to `{environment}`"),
+                    many => bail!(
+                        "repositories {} all deploy to `{environment}`: say which with --repo",
+                        many.join(", ")
+                    ),
+                }
+            }
+        };
+        let v = c
+            .json(
+                reqwest::Method::POST,
+                &format!(
+                    "/api/v1/environments/{}/{}/rollback",
+                    urlencode(&repo),
+                    urlencode(environment)
+                ),
+                Some(serde_json::json!({ "to": to })),
+            )
+            .await?;
+        let run = v["run"].as_i64().unwrap_or_default();
+        eprintln!(
+            "rolling {environment} of {repo} back to release {} ({}): run {run}, {}",
+            field(&v["release"], "?"),
+            field(&v["version"], "?"),
+            field(&v["url"], "")
+        );
+        loop {
+            let r = c
+                .json(reqwest::Method::GET, &format!("/api/v1/runs/{run}"), None)
+                .await?;
+            if r["status"] == "completed" {
+                let conclusion = field(&r["conclusion"], "unknown").into_owned();
+                println!("run {run}: {conclusion}");
+                return Ok(if conclusion == "success" { 0 } else { 1 });
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+    })
+}
+
 pub(crate) fn rerun(args: &RerunArgs) -> Result<u8> {
     runtime()?.block_on(async move {
         let c = Client::new(&args.server)?;

@@ -45,6 +45,17 @@ pub(crate) struct RollbackArgs {
     pub(crate) lock_wait: Option<String>,
     #[arg(long, short = 'C')]
     pub(crate) directory: Option<PathBuf>,
+    /// Ask this pipewright server to roll back: the job that made the environment's current
+    /// deployment runs again on a runner that reaches the hosts, rolling back, and the
+    /// server records it. Waits for it; the exit code is 0 when it rolled back.
+    #[arg(long, value_name = "URL", conflicts_with_all = ["with_db", "lock_wait", "directory"])]
+    pub(crate) server: Option<String>,
+    /// With --server: the repository (default: the one repository that has this environment).
+    #[arg(long, requires = "server", value_name = "OWNER/NAME")]
+    pub(crate) repo: Option<String>,
+    /// With --server: a bearer token.
+    #[arg(long, env = "PIPEWRIGHT_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -222,6 +233,17 @@ pub(crate) fn deploy(args: &DeployArgs) -> Result<u8> {
 }
 
 pub(crate) fn rollback(args: &RollbackArgs) -> Result<u8> {
+    if let Some(server) = &args.server {
+        return crate::client_cmd::rollback_on_server(
+            &crate::cli::ServerArgs {
+                server: server.clone(),
+                token: args.token.clone(),
+            },
+            &args.environment,
+            args.repo.as_deref(),
+            args.to.as_deref(),
+        );
+    }
     let l = load(args.directory.as_deref(), &args.environment)?;
     let wait = lock_wait(args.lock_wait.as_deref())?;
     let t = target(&l)?;

@@ -5,6 +5,7 @@
 mod common;
 mod deploy_support;
 mod serve_support;
+mod web_support;
 
 use std::net::TcpStream;
 use std::path::{Path, PathBuf};
@@ -671,6 +672,128 @@ jobs:
         .collect();
     assert_eq!(statuses, ["rolled_back", "deployed"]);
     assert_eq!(mails(&maildir).len(), 1);
+    // The metrics count the deploys by result, and the rollback.
+    let (_, metrics) = get(&s.url, "/metrics");
+    for line in [
+        "pipewright_deployments_total{repo=\"acme/app\",environment=\"staging\",result=\"deployed\"} 1",
+        "pipewright_deployments_total{repo=\"acme/app\",environment=\"staging\",result=\"rolled_back\"} 1",
+        "pipewright_rollbacks_total{repo=\"acme/app\",environment=\"staging\",result=\"ok\"} 1",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line}\n{metrics}");
+    }
+    // v3 deploys; then an operator rolls back to v1's release from the dashboard: the job
+    // that deployed v3 runs again, on a runner, with the environment's key, rolling back.
+    let (run, log) = push("v3", &app.artifact("3.0.0", |_| {}));
+    assert_eq!(run["conclusion"], "success", "{run}\n{log}");
+    assert_eq!(app.live_version().as_deref(), Some("3.0.0"));
+    let v3_run = run["id"].as_i64().unwrap();
+    let history = |s: &Server| -> Vec<Value> {
+        let (_, body) = request_bytes(
+            &s.url,
+            "GET",
+            "/api/v1/environments/acme%2Fapp/staging/deployments",
+            &[("Authorization", format!("Bearer {TOKEN}"))],
+            b"",
+        );
+        serde_json::from_slice::<Value>(&body).unwrap()["deployments"]
+            .as_array()
+            .unwrap()
+            .clone()
+    };
+    let v1 = history(&s)
+        .into_iter()
+        .find(|d| d["version"] == "v1")
+        .unwrap();
+    let v1_release = v1["release"].as_str().unwrap().to_owned();
+    add_user(&s, "olga", "operator", "operator-password-1");
+    add_user(&s, "vera", "viewer", "viewer-password-2");
+    let page_of = |cookie: &str| {
+        web_support::http(
+            &s.url,
+            "GET",
+            "/environments?repo=acme%2Fapp&name=staging",
+            cookie,
+            &[],
+        )
+        .body
+    };
+    let form = |csrf: &str| {
+        [
+            ("csrf", csrf.to_owned()),
+            ("repo", "acme/app".to_owned()),
+            ("name", "staging".to_owned()),
+            ("to", v1_release.clone()),
+        ]
+    };
+    let post = |cookie: &str, f: &[(&str, String)]| {
+        let f: Vec<(&str, &str)> = f.iter().map(|(k, v)| (*k, v.as_str())).collect();
+        web_support::http(&s.url, "POST", "/environments/rollback", cookie, &f)
+    };
+    // A viewer sees no button, and its post is refused.
+    let viewer = web_support::sign_in(&s, "vera", "viewer-password-2").unwrap();
+    let page = page_of(&viewer);
+    assert!(!page.contains("Roll back to this"), "{page}");
+    let refused = post(&viewer, &form(&web_support::hidden(&page, "csrf")));
+    assert_eq!(refused.status, 403, "{}", refused.body);
+    let operator = web_support::sign_in(&s, "olga", "operator-password-1").unwrap();
+    let page = page_of(&operator);
+    assert!(page.contains("Roll back to this"), "{page}");
+    assert!(page.contains(&format!("value=\"{v1_release}\"")), "{page}");
+    let a = post(&operator, &form(&web_support::hidden(&page, "csrf")));
+    assert_eq!(a.status, 303, "{}", a.body);
+    let rollback_run: i64 = a
+        .header("location")
+        .and_then(|l| l.strip_prefix("/runs/"))
+        .and_then(|id| id.parse().ok())
+        .unwrap();
+    let run = s.wait_completed(rollback_run);
+    let (_, log, _) = s.cli(&["logs", &rollback_run.to_string()]);
+    assert_eq!(run["conclusion"], "success", "{run}\n{log}\n{}", s.log());
+    assert_eq!(run["rerun_of"], v3_run, "{run}");
+    assert!(
+        log.contains(&format!(
+            "rolling staging back to release {v1_release} (v1), as olga asked"
+        )),
+        "{log}"
+    );
+    assert_eq!(app.live_version().as_deref(), Some("1.0.0"));
+    let e = &environments()[0];
+    assert_eq!(e["current"]["version"], "v1", "{e}");
+    assert_eq!(e["current"]["release"], v1_release.as_str(), "{e}");
+    assert_eq!(e["current"]["who"], "olga", "{e}");
+    assert_eq!(e["current"]["run_id"], rollback_run, "{e}");
+    assert!(
+        e["current"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("rolled back by hand"),
+        "{e}"
+    );
+    // Then from the command line, through the server, to the release before: v3 again.
+    let (code, out, err) = s.cli(&["rollback", "staging", "--server", &s.url]);
+    assert_eq!(code, 0, "{out}\n{err}\n{}", s.log());
+    assert!(
+        err.contains("rolling staging of acme/app back to release"),
+        "{err}"
+    );
+    assert!(out.contains(": success"), "{out}");
+    assert_eq!(app.live_version().as_deref(), Some("3.0.0"));
+    assert_eq!(environments()[0]["current"]["version"], "v3");
+    // What cannot be rolled back says why.
+    let (code, _, err) = s.cli(&[
+        "rollback",
+        "staging",
+        "--server",
+        &s.url,
+        "--to",
+        "no-such-release",
+    ]);
+    // Refused before anything changed: a bad argument (as the deploy commands' code 2).
+    assert_eq!(code, 2);
+    assert!(
+        err.contains("no deployment of release `no-such-release` to `staging` is known"),
+        "{err}"
+    );
 }
 
 #[test]

@@ -125,6 +125,7 @@ timeout = \"1s\"
     );
     add_user(&s, "olga", "operator", "operator-password-1");
     add_user(&s, "vera", "viewer", "viewer-password-2");
+    add_user(&s, "ada", "admin", "admin-password-3");
     let work = s.commit(
         "main",
         "on: push
@@ -133,7 +134,13 @@ jobs:
     runs-on: x
     steps:
       - name: Tests
-        run: for i in $(seq 1 40); do echo \"line-$i <b>not bold</b>\"; sleep 0.2; done
+        run: |
+          printf '\\033[31mred text\\033[0m plain\\n'
+          echo '::group::Details'
+          echo 'inside the group'
+          echo '::endgroup::'
+          echo '::error file=app.py,line=3::it broke'
+          for i in $(seq 1 40); do echo \"line-$i <b>not bold</b>\"; sleep 0.2; done
   deploy:
     needs: test
     runs-on: x
@@ -165,6 +172,31 @@ jobs:
     assert!(later.contains("line-12 <b>not bold</b>"), "{later}");
     let bold = c.find_all(Locator::Css("#log b")).await.unwrap();
     assert!(bold.is_empty(), "log text became markup");
+    // Colours become classes; a group is folded until opened; the annotation is listed.
+    let red = c.find(Locator::Css("#log span.f1")).await.unwrap();
+    assert_eq!(red.text().await.unwrap(), "red text");
+    assert!(!first.contains("inside the group"), "{first}");
+    c.find(Locator::Css("#log details.group > summary"))
+        .await
+        .unwrap()
+        .click()
+        .await
+        .unwrap();
+    log_shows(&c, "inside the group").await;
+    let note = c
+        .find(Locator::Css("#annotations li.error"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        note.contains("app.py:3") && note.contains("it broke"),
+        "{note}"
+    );
+    // The job graph: a box per job.
+    let boxes = c.find_all(Locator::Css("svg.graph g.node")).await.unwrap();
+    assert_eq!(boxes.len(), 2);
     screenshot(&c, "run-live").await;
     // The deploy waits for approval: the operator approves it (with confirmation).
     let deadline = Instant::now() + Duration::from_secs(60);
@@ -205,6 +237,7 @@ jobs:
         ("/runs", "runs"),
         ("/environments", "environments"),
         ("/monitors", "monitors"),
+        ("/runners", "runners"),
     ] {
         c.goto(&format!("{}{page}", s.url)).await.unwrap();
         let h1 = c
@@ -217,6 +250,20 @@ jobs:
         assert!(!h1.is_empty(), "{page}");
         screenshot(&c, name).await;
     }
+    // The settings are an admin's: the operator has no link to them.
+    assert!(
+        c.find(Locator::Css("nav a[href='/settings']"))
+            .await
+            .is_err()
+    );
+    let a = browser(port).await;
+    sign_in(&a, &s.url, "ada", "admin-password-3").await;
+    a.goto(&format!("{}/settings", s.url)).await.unwrap();
+    a.find(Locator::Css("section#secrets form.stack"))
+        .await
+        .unwrap();
+    screenshot(&a, "settings").await;
+    a.close().await.unwrap();
     // Signing out ends the session: the pages ask for a sign-in again.
     c.find(Locator::Css("form.who button"))
         .await

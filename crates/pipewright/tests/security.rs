@@ -204,12 +204,12 @@ jobs:
           job=${{T#pwj_}}; job=${{job%%_*}}
           echo "$T" > {m}/token; echo "$job" > {m}/job
           echo "open runner token: $(code -X POST $GITHUB_API_URL/runners/tokens)"
-          echo "open register: $(code -X POST -H 'Content-Type: application/json' -d '{{"version":4,"name":"evil","labels":["*"],"capacity":1}}' $GITHUB_API_URL/runners/register)"
+          echo "open register: $(code -X POST -H 'Content-Type: application/json' -d '{{"version":5,"name":"evil","labels":["*"],"capacity":1}}' $GITHUB_API_URL/runners/register)"
           echo "token runner token: $(code -X POST -H "Authorization: Bearer $T" $GITHUB_API_URL/runners/tokens)"
           echo "token secrets: $(code -H "Authorization: Bearer $T" $GITHUB_API_URL/secrets)"
           echo "token runs: $(code -H "Authorization: Bearer $T" $GITHUB_API_URL/runs)"
           echo "token dispatch: $(code -X POST -H "Authorization: Bearer $T" -H 'Content-Type: application/json' -d '{{"workflow":"ci.yml"}}' $GITHUB_API_URL/repos/acme%2Fapp/dispatch)"
-          echo "token next job: $(code -X POST -H "Authorization: Bearer $T" -H 'Content-Type: application/json' -d '{{"version":4,"wait_ms":0}}' $GITHUB_API_URL/runner/jobs/next)"
+          echo "token next job: $(code -X POST -H "Authorization: Bearer $T" -H 'Content-Type: application/json' -d '{{"version":5,"wait_ms":0}}' $GITHUB_API_URL/runner/jobs/next)"
           echo "token finish: $(code -X POST -H "Authorization: Bearer $T" -H 'Content-Type: application/json' -d '{{}}' $GITHUB_API_URL/runner/jobs/$job/finish)"
           echo "token other job: $(code -H "Authorization: Bearer $T" $GITHUB_API_URL/runner/jobs/$((job + 1))/artifacts)"
           echo "token own job: $(code -H "Authorization: Bearer $T" $GITHUB_API_URL/runner/jobs/$job/artifacts)"
@@ -254,7 +254,7 @@ jobs:
     assert_eq!(status, 401);
     // A runner may not claim `*` either, even with a registration token.
     let reg = registration_token(&s);
-    let body = br#"{"version":4,"name":"evil","labels":["*"],"capacity":1}"#;
+    let body = br#"{"version":5,"name":"evil","labels":["*"],"capacity":1}"#;
     let (status, resp) = post(
         &s.url,
         "/api/v1/runners/register",
@@ -500,7 +500,7 @@ jobs:
 fn register(s: &Server, labels: &[&str]) -> String {
     let reg = registration_token(s);
     let body = serde_json::to_vec(&serde_json::json!({
-        "version": 4, "name": "inspector", "labels": labels, "capacity": 1
+        "version": 5, "name": "inspector", "labels": labels, "capacity": 1
     }))
     .unwrap();
     let (status, resp) = post(
@@ -528,7 +528,7 @@ fn lease(s: &Server, credential: &str) -> String {
                 ("Authorization", format!("Bearer {credential}")),
                 ("Content-Type", "application/json".into()),
             ],
-            br#"{"version":4,"wait_ms":2000}"#,
+            br#"{"version":5,"wait_ms":2000}"#,
         );
         if status == 200 {
             return resp;
@@ -927,7 +927,7 @@ fn runners_and_tokens_expire_and_are_revoked() {
     // A registration token too old to use.
     let old = registration_token(&s);
     std::thread::sleep(Duration::from_millis(1500));
-    let body = br#"{"version":4,"name":"late","labels":["x"],"capacity":1}"#;
+    let body = br#"{"version":5,"name":"late","labels":["x"],"capacity":1}"#;
     let (status, resp) = post(
         &s.url,
         "/api/v1/runners/register",
@@ -989,7 +989,7 @@ fn runners_and_tokens_expire_and_are_revoked() {
             ),
             ("Content-Type", "application/json".into()),
         ],
-        br#"{"version":4,"wait_ms":0}"#,
+        br#"{"version":5,"wait_ms":0}"#,
     );
     assert_eq!(status, 401);
     // API tokens: listed (never shown), revoked at once.

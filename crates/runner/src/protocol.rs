@@ -1,4 +1,4 @@
-//! The runner protocol, version 4: HTTP + JSON between a server and its runners. Described
+//! The runner protocol, version 5: HTTP + JSON between a server and its runners. Described
 //! for people in `docs/runner-protocol.md`; these types are the contract.
 //!
 //! A runner registers once with a one-time token and keeps the credential it gets. It then
@@ -11,7 +11,7 @@ use std::collections::HashMap;
 use serde::{Deserialize, Serialize};
 
 /// The protocol version this build speaks; sent at registration and with every poll.
-pub const VERSION: u32 = 4;
+pub const VERSION: u32 = 5;
 
 /// The header carrying a job's lease token.
 pub const LEASE_HEADER: &str = "pipewright-lease";

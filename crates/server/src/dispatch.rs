@@ -116,6 +116,8 @@ pub(crate) struct Dispatcher {
     pub(crate) sha: String,
     /// A re-run of the failed jobs of this run: its successful jobs are kept.
     pub(crate) keep_from: Option<RunId>,
+    /// A rollback by hand: its job alone runs, rolling back; the others are kept or skipped.
+    pub(crate) rollback: Option<crate::trigger::Rollback>,
     /// The run's code is trusted with the repository's secrets (not a fork's).
     pub(crate) trusted: bool,
     pub(crate) config: Arc<crate::Config>,
@@ -152,6 +154,25 @@ fn object_of(m: &expr::Map) -> serde_json::Map<String, serde_json::Value> {
         serde_json::Value::Object(o) => o,
         _ => serde_json::Map::new(),
     }
+}
+
+/// The `github` context of a rollback's job: who asked is its actor, and
+/// `github.pipewright_rollback` tells its `pipewright/deploy` step what to roll back to.
+fn rollback_github(github: &expr::Map, r: &crate::trigger::Rollback) -> serde_json::Value {
+    let mut g = object_of(github);
+    for k in ["actor", "triggering_actor"] {
+        g.insert(k.to_owned(), serde_json::Value::from(r.by.clone()));
+    }
+    g.insert(
+        "pipewright_rollback".to_owned(),
+        serde_json::json!({
+            "environment": r.environment,
+            "release": r.release,
+            "version": r.version,
+            "by": r.by,
+        }),
+    );
+    serde_json::Value::Object(g)
 }
 
 /// The report of a job the server ended itself (cancelled while queued, runner lost).
@@ -194,7 +215,8 @@ impl Dispatcher {
             );
             report_without_runner(&spec, Conclusion::Failure)
         };
-        if let Some(old) = self.keep_from {
+        let rolls_back = self.rollback.as_ref().filter(|r| r.job == spec.display);
+        if let Some(old) = self.keep_from.filter(|_| rolls_back.is_none()) {
             let (store, run, name) = (self.store.clone(), self.run, spec.display.clone());
             match blocking(move || store.reuse_job(run, old, &name)).await {
                 Ok(Some(job)) => return self.report(&spec, &job),
@@ -202,6 +224,10 @@ impl Dispatcher {
                 Err(Blocked::Call(e)) => {
                     tracing::warn!(run = run.get(), "keeping a job of run {old}: {e}");
                 }
+            }
+            // A rollback runs its one job: what cannot be kept is not run again.
+            if self.rollback.is_some() {
+                return report_without_runner(&spec, Conclusion::Skipped);
             }
         }
         let labels = match engine::runs_on(&spec, &env) {
@@ -218,17 +244,20 @@ impl Dispatcher {
         if let Some(why) = protection.and_then(|p| p.refuses(&self.git_ref)) {
             return fail(format!("job `{}`: {why}", spec.display));
         }
-        let held = protection.filter(|p| p.require_approval).map(|p| {
-            crate::notify::approval_alerts(
-                &self.config,
-                &self.repo,
-                &self.git_ref,
-                &self.sha,
-                self.run,
-                &spec.display,
-                &p.name,
-            )
-        });
+        // A rollback was asked for by an operator: that is its approval.
+        let held = protection
+            .filter(|p| p.require_approval && rolls_back.is_none())
+            .map(|p| {
+                crate::notify::approval_alerts(
+                    &self.config,
+                    &self.repo,
+                    &self.git_ref,
+                    &self.sha,
+                    self.run,
+                    &spec.display,
+                    &p.name,
+                )
+            });
         let payload = JobPayload {
             environment: environment.clone(),
             run_id: self.run.get(),
@@ -242,7 +271,10 @@ impl Dispatcher {
             matrix: spec.matrix.as_ref().map(json_of),
             strategy: json_of(&spec.strategy),
             needs: json_of(&spec.needs),
-            github: json_of(&env.github),
+            github: match rolls_back {
+                Some(r) => rollback_github(&env.github, r),
+                None => json_of(&env.github),
+            },
             vars: json_of(&env.vars),
             inputs: json_of(&env.inputs),
             labels: labels.clone(),

@@ -363,6 +363,7 @@ impl Executor {
             repo: run.repo.clone(),
             sha: run.sha.clone(),
             keep_from: run.rerun_of.filter(|_| run.rerun_failed),
+            rollback: event.rollback.clone(),
             trusted: !event.fork,
             config: self.config.clone(),
             git_ref: run.git_ref.clone(),

@@ -32,6 +32,25 @@ pub struct Event {
     /// A pull request from a fork: it gets no secrets.
     #[serde(default)]
     pub fork: bool,
+    /// A rollback asked for by hand: the run re-runs the job that deployed, rolling back.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback: Option<Rollback>,
+}
+
+/// A rollback asked for from the dashboard, the API or `pipewright rollback --server`: a
+/// re-run of the run whose job made the environment's current deployment, in which that job
+/// alone runs again, its `pipewright/deploy` step rolling back to `release` (told through
+/// the job's `github.pipewright_rollback`), the run's other jobs kept.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Rollback {
+    /// The display name of the job that deployed.
+    pub job: String,
+    pub environment: String,
+    /// The release to serve again, and its version.
+    pub release: String,
+    pub version: String,
+    /// Who asked.
+    pub by: String,
 }
 
 impl Event {

@@ -355,7 +355,18 @@ impl Store {
     /// next attempt. With `failed_only`, the jobs that succeeded in `id` are kept rather than
     /// run again (see [`Store::reuse_job`]).
     pub fn rerun(&self, id: RunId, failed_only: bool) -> Result<RunId> {
+        self.rerun_with(id, failed_only, None)
+    }
+
+    /// A re-run of run `id` whose successful jobs are kept, with the event `event_json`
+    /// instead of the run's (a rollback's: the event says which job runs again and how).
+    pub fn rerun_as(&self, id: RunId, event_json: &str) -> Result<RunId> {
+        self.rerun_with(id, true, Some(event_json))
+    }
+
+    fn rerun_with(&self, id: RunId, failed_only: bool, event_json: Option<&str>) -> Result<RunId> {
         let run = self.run(id)?;
+        let event_json = event_json.unwrap_or(&run.event_json);
         self.db.with(|c| {
             c.query_one(
                 "INSERT INTO runs (repo, workflow, event, git_ref, sha, status, created_at, event_json,
@@ -368,7 +379,7 @@ impl Store {
                     &run.git_ref,
                     &run.sha,
                     now_ms(),
-                    &run.event_json,
+                    event_json,
                     run.attempt + 1,
                     id,
                     i64::from(failed_only),
@@ -425,6 +436,27 @@ impl Store {
 mod tests {
     use super::*;
     use crate::tests::*;
+
+    #[test]
+    fn a_rerun_as_keeps_the_successful_jobs_and_carries_its_own_event() {
+        for s in stores() {
+            let backend = s.backend();
+            let first = s.create_run(&new_run("acme/app")).unwrap();
+            let again = s
+                .rerun_as(first, r#"{"rollback":{"job":"deploy"}}"#)
+                .unwrap();
+            let run = s.run(again).unwrap();
+            assert_eq!(run.rerun_of, Some(first), "{backend}");
+            assert!(run.rerun_failed, "{backend}");
+            assert_eq!(run.attempt, 2, "{backend}");
+            assert_eq!(
+                run.event_json, r#"{"rollback":{"job":"deploy"}}"#,
+                "{backend}"
+            );
+            let plain = s.rerun(first, false).unwrap();
+            assert_eq!(s.run(plain).unwrap().event_json, "{}", "{backend}");
+        }
+    }
 
     #[test]
     fn a_run_s_end_queues_its_alerts_knowing_the_run_before() {

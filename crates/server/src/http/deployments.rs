@@ -224,3 +224,125 @@ pub(crate) async fn deployments(
     let list = blocking(move || store.deployments(&repo, &name, limit)).await?;
     Ok(Json(serde_json::json!({ "deployments": list })).into_response())
 }
+
+#[derive(Deserialize)]
+pub(crate) struct RollbackAsk {
+    /// The release to serve again; the one before the current when none.
+    to: Option<String>,
+}
+
+/// `POST /api/v1/environments/{repo}/{name}/rollback` (`{"to": RELEASE}`): queues a
+/// rollback as a run (see [`roll_back`]); the run and what it rolls back to.
+pub(crate) async fn rollback(
+    _: Authorized,
+    State(s): State<AppStateRef>,
+    Path((repo, name)): Path<(String, String)>,
+    Json(ask): Json<RollbackAsk>,
+) -> Result<Response, ApiError> {
+    let (run, order) = roll_back(&s, repo, name, ask.to, "api".to_owned()).await?;
+    Ok((
+        StatusCode::CREATED,
+        Json(serde_json::json!({
+            "run": run,
+            "release": order.release,
+            "version": order.version,
+            "url": format!("{}/runs/{run}", s.config.public_url),
+        })),
+    )
+        .into_response())
+}
+
+/// Rolls environment `name` of `repo` back to release `to` (else the release that served
+/// before the current one), as asked by `by`: a re-run of the run whose job made the current
+/// deployment, in which that job alone runs again, on a runner, with the environment's
+/// secrets, its `pipewright/deploy` step rolling back and recording it.
+pub(crate) async fn roll_back(
+    s: &AppStateRef,
+    repo: String,
+    name: String,
+    to: Option<String>,
+    by: String,
+) -> Result<(store::RunId, crate::trigger::Rollback), ApiError> {
+    let store = s.store.clone();
+    let (repo2, name2) = (repo.clone(), name.clone());
+    let found = blocking(move || -> Result<_, ApiError> {
+        let history = store.deployments(&repo2, &name2, 500)?;
+        let served: Vec<&store::Deployment> = history
+            .iter()
+            .filter(|d| d.status == "deployed" && d.release.is_some())
+            .collect();
+        let Some(current) = served.first().copied() else {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!("nothing has been deployed to `{name2}` of {repo2}: there is nothing to roll back"),
+            ));
+        };
+        let target = match &to {
+            Some(release) => served
+                .iter()
+                .find(|d| d.release.as_deref() == Some(release.as_str()))
+                .copied()
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::NOT_FOUND,
+                        format!("no deployment of release `{release}` to `{name2}` is known"),
+                    )
+                })?,
+            None => served
+                .iter()
+                .find(|d| d.release != current.release)
+                .copied()
+                .ok_or_else(|| {
+                    ApiError::new(
+                        StatusCode::CONFLICT,
+                        format!("`{name2}` has served no other release: there is none to roll back to"),
+                    )
+                })?,
+        };
+        if target.release == current.release {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "release `{}` serves `{name2}` already",
+                    target.release.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+        let (Some(run), Some(job)) = (current.run_id, current.job_id) else {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "the current deployment of `{name2}` was not made by a job, so no job knows how to reach its hosts: roll back with `pipewright rollback {name2}` where they are reachable"
+                ),
+            ));
+        };
+        let job = store.job(job)?;
+        let event = store.run(run)?.event_json;
+        Ok((run, job.name, event, target.release.clone().unwrap_or_default(), target.version.clone()))
+    })
+    .await?;
+    let (run, job, event_json, release, version) = found;
+    let mut event: crate::trigger::Event = serde_json::from_str(&event_json)
+        .map_err(|_| ApiError::internal(format!("run {run}'s event is unreadable")))?;
+    let order = crate::trigger::Rollback {
+        job,
+        environment: name,
+        release,
+        version,
+        by,
+    };
+    event.rollback = Some(order.clone());
+    let event_json = serde_json::to_string(&event).map_err(ApiError::internal)?;
+    let store = s.store.clone();
+    let new = blocking(move || store.rerun_as(run, &event_json)).await?;
+    s.wake.notify_waiters();
+    tracing::info!(
+        run = new.get(),
+        repo,
+        environment = order.environment,
+        release = order.release,
+        by = order.by,
+        "rollback queued"
+    );
+    Ok((new, order))
+}

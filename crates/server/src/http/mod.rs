@@ -22,6 +22,7 @@ use axum::routing::{get, post};
 
 pub(crate) use artifacts::gc_task;
 pub(crate) use auth::{constant_time_eq, new_token, token_hash};
+pub(crate) use deployments::roll_back;
 pub(crate) use error::ApiError;
 pub(crate) use monitors::queue_test;
 pub(crate) use runners::reaper;
@@ -115,6 +116,10 @@ pub(crate) fn router(state: AppStateRef) -> Router {
         .route(
             "/api/v1/environments/{repo}/{name}/deployments",
             get(deployments::deployments),
+        )
+        .route(
+            "/api/v1/environments/{repo}/{name}/rollback",
+            post(deployments::rollback),
         )
         .route("/api/v1/job/deployments", post(deployments::start))
         .route("/api/v1/job/deployments/{id}", post(deployments::finish))

@@ -33,6 +33,7 @@ pub(crate) fn router() -> Router<AppStateRef> {
         .route("/runs/{id}/approve", post(approve))
         .route("/runs/{id}/reject", post(reject))
         .route("/environments", get(environments))
+        .route("/environments/rollback", post(rollback))
         .route("/monitors", get(monitors))
         .route("/runners", get(settings::runners))
         .route("/settings", get(settings::settings))
@@ -437,12 +438,17 @@ async fn environments(
         Ok((store.environments()?, history))
     })
     .await?;
+    // What serves the environment now: its last deployment that deployed.
+    let serving = history
+        .iter()
+        .find(|d| d.status == "deployed" && d.release.is_some())
+        .and_then(|d| d.release.clone());
     let body = html! {
         @if envs.is_empty() { p { "Nothing deployed yet." } } @else { (pages::environments_table(&envs)) }
         @if let (Some(repo), Some(name)) = (&q.repo, &q.name) {
             h2 { (repo) " · " (name) }
             table.deploys {
-                thead { tr { th { "Deploy" } th { "Version" } th { "Result" } th { "By" } th { "Started" } th { "Took" } th { "Phases" } } }
+                thead { tr { th { "Deploy" } th { "Version" } th { "Result" } th { "By" } th { "Started" } th { "Took" } th { "Phases" } th {} } }
                 tbody {
                     @for d in &history {
                         tr {
@@ -464,6 +470,22 @@ async fn environments(
                                     }
                                 }
                             }
+                            td {
+                                @if let Some(release) = d.release.as_ref().filter(|r| d.status == "deployed" && serving.as_ref() != Some(*r)) {
+                                    @if who.role >= Role::Operator {
+                                        form.inline method="post" action="/environments/rollback"
+                                            data-confirm={ "Roll " (name) " back to " (d.version) " (release " (release) ")?" } {
+                                            input type="hidden" name="csrf" value=(who.csrf);
+                                            input type="hidden" name="repo" value=(repo);
+                                            input type="hidden" name="name" value=(name);
+                                            input type="hidden" name="to" value=(release);
+                                            button type="submit" { "Roll back to this" }
+                                        }
+                                    }
+                                } @else if serving.as_ref().is_some_and(|s| d.release.as_ref() == Some(s) && d.status == "deployed") {
+                                    (badge("serving", None))
+                                }
+                            }
                         }
                     }
                 }
@@ -471,6 +493,45 @@ async fn environments(
         }
     };
     Ok(layout("Environments", Some(&who), body).into_response())
+}
+
+#[derive(Deserialize)]
+struct RollbackForm {
+    #[serde(default)]
+    csrf: String,
+    repo: String,
+    name: String,
+    to: String,
+}
+
+/// Rolls an environment back to a release it served (operators): a run on a runner; the
+/// browser goes to it.
+async fn rollback(
+    who: Signed,
+    State(s): State<AppStateRef>,
+    Form(f): Form<RollbackForm>,
+) -> Result<Response, ApiError> {
+    if let Err(refused) = who.may(Role::Operator, &f.csrf) {
+        return Ok(refused.into_response());
+    }
+    match crate::http::roll_back(
+        &s,
+        f.repo.clone(),
+        f.name.clone(),
+        Some(f.to),
+        who.name.clone(),
+    )
+    .await
+    {
+        Ok((run, _)) => Ok(Redirect::to(&format!("/runs/{run}")).into_response()),
+        Err(e) => {
+            let body = html! {
+                p.error role="alert" { (e.message()) }
+                p { a href={ "/environments?repo=" (pages::urlencode(&f.repo)) "&name=" (pages::urlencode(&f.name)) } { "Back to " (f.name) } }
+            };
+            Ok((e.status(), layout("Rollback refused", Some(&who), body)).into_response())
+        }
+    }
 }
 
 fn monitor_table(s: &AppStateRef, states: &[store::MonitorState]) -> maud::Markup {
