@@ -4,6 +4,7 @@
 
 mod common;
 mod deploy_support;
+mod job_deploy_support;
 mod serve_support;
 mod web_support;
 
@@ -471,16 +472,6 @@ fn bad_channels_and_monitors_are_configuration_errors_naming_the_key() {
 }
 
 /// Copies `from` (a directory) to `to` with `cp -a`.
-fn copy(from: &Path, to: &Path) {
-    let st = Command::new("cp")
-        .arg("-a")
-        .arg(from)
-        .arg(to)
-        .status()
-        .unwrap();
-    assert!(st.success());
-}
-
 #[test]
 fn a_deploy_in_a_job_is_recorded_and_its_rollback_alerts_by_mail_and_chat() {
     let app = deploy_support::App::new("");
@@ -506,71 +497,8 @@ webhook_url = "http://127.0.0.1:{recv_port}/slack"
 events = ["rolled_back"]
 "#
     ));
-    // As the seed's pipeline does it: the deploy key is the environment's secret, loaded
-    // into an agent by `webfactory/ssh-agent`; the ssh configuration names no key file.
-    let key = std::fs::read_to_string(app.host.dir.path().join("id")).unwrap();
-    let mut set = Command::new(env!("CARGO_BIN_EXE_pipewright"))
-        .args(["secrets", "set", "SSH_PRIVATE_KEY", "--repo", "acme/app"])
-        .args(["--environment", "staging"])
-        .env("PIPEWRIGHT_SERVER", &s.url)
-        .env("PIPEWRIGHT_TOKEN", TOKEN)
-        .stdin(Stdio::piped())
-        .spawn()
-        .unwrap();
-    std::io::Write::write_all(&mut set.stdin.take().unwrap(), key.as_bytes()).unwrap();
-    assert!(set.wait().unwrap().success());
-    let ssh_config = format!(
-        "Host staging-1\n  HostName 127.0.0.1\n  Port {}\n  User {}\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n",
-        app.host.port,
-        deploy_support::USER
-    );
-    let workflow = |version: &str| {
-        format!(
-            "on: push
-jobs:
-  deploy:
-    runs-on: x
-    environment: staging
-    steps:
-      - uses: actions/checkout@v4
-      - uses: webfactory/ssh-agent@v0.9.0
-        with:
-          ssh-private-key: ${{{{ secrets.SSH_PRIVATE_KEY }}}}
-      - uses: pipewright/deploy@v1
-        with:
-          environment: staging
-          artifact: dist
-          version: {version}
-"
-        )
-    };
-    let push = |version: &str, artifact: &Path| -> (Value, String) {
-        let work = s.commit("main", &workflow(version));
-        for sub in [".pipewright", "deploy"] {
-            let _ = std::fs::remove_dir_all(work.join(sub));
-            copy(&app.repo.path().join(sub), &work.join(sub));
-        }
-        std::fs::write(work.join("deploy/ssh_config"), &ssh_config).unwrap();
-        let _ = std::fs::remove_dir_all(work.join("dist"));
-        copy(artifact, &work.join("dist"));
-        common::git(&work, &["add", "-A"]);
-        common::git(
-            &work,
-            &["commit", "-q", "-m", &format!("release {version}")],
-        );
-        let before = s.runs().iter().filter_map(|r| r["id"].as_i64()).max();
-        s.push(&work, "main");
-        let id = wait_for("no run", &s, || {
-            s.runs()
-                .iter()
-                .filter_map(|r| r["id"].as_i64())
-                .max()
-                .filter(|id| Some(*id) > before)
-        });
-        let run = s.wait_completed(id);
-        let (_, log, _) = s.cli(&["logs", &id.to_string()]);
-        (run, log)
-    };
+    let deploys = job_deploy_support::JobDeploys::new(&s, &app);
+    let push = |version: &str, artifact: &Path| deploys.push(version, artifact);
     let environments = || -> Vec<Value> {
         let (status, body) = request_bytes(
             &s.url,

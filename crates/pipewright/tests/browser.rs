@@ -1,11 +1,13 @@
 //! The dashboard in a real browser: headless Chromium driven over WebDriver (chromedriver,
 //! the `fantoccini` crate) against the real binary. Signing in, watching a running job's
-//! log lines arrive live, approving a production deploy, a viewer without the buttons.
+//! log lines arrive live, approving a production deploy, a viewer without the buttons,
+//! rolling an environment back from its page.
 //! Screenshots of every page go to `target/screenshots/` (the ones in docs/ come from
 //! there).
 
 mod common;
 mod deploy_support;
+mod job_deploy_support;
 mod serve_support;
 
 use std::path::PathBuf;
@@ -235,7 +237,6 @@ jobs:
     for (page, name) in [
         ("/", "overview"),
         ("/runs", "runs"),
-        ("/environments", "environments"),
         ("/monitors", "monitors"),
         ("/runners", "runners"),
     ] {
@@ -273,5 +274,80 @@ jobs:
         .unwrap();
     c.goto(&format!("{}/runs", s.url)).await.unwrap();
     assert_eq!(c.current_url().await.unwrap().path(), "/login");
+    c.close().await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operator_rolls_an_environment_back_from_its_page() {
+    let (_driver, port) = chromedriver();
+    let app = deploy_support::App::new("");
+    let s = Server::start();
+    add_user(&s, "olga", "operator", "operator-password-1");
+    let deploys = job_deploy_support::JobDeploys::new(&s, &app);
+    // Two releases deployed by jobs (blocking work, off the browser's runtime).
+    let (v1, v2) = tokio::task::block_in_place(|| {
+        let v1 = deploys.push("v1", &app.artifact("1.0.0", |_| {}));
+        let v2 = deploys.push("v2", &app.artifact("2.0.0", |_| {}));
+        (v1, v2)
+    });
+    assert_eq!(v1.0["conclusion"], "success", "{}", v1.1);
+    assert_eq!(v2.0["conclusion"], "success", "{}", v2.1);
+    assert_eq!(app.live_version().as_deref(), Some("2.0.0"));
+    let c = browser(port).await;
+    sign_in(&c, &s.url, "olga", "operator-password-1").await;
+    c.goto(&format!(
+        "{}/environments?repo=acme%2Fapp&name=staging",
+        s.url
+    ))
+    .await
+    .unwrap();
+    screenshot(&c, "environments").await;
+    // v1's row has the button (v2 serves); pressing it asks first, then runs the rollback.
+    c.find(Locator::XPath(
+        "//form[contains(@action,'/environments/rollback')]/button",
+    ))
+    .await
+    .unwrap()
+    .click()
+    .await
+    .unwrap();
+    let question = c.get_alert_text().await.unwrap();
+    assert!(
+        question.starts_with("Roll staging back to v1"),
+        "{question}"
+    );
+    c.accept_alert().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let run: i64 = loop {
+        let url = c.current_url().await.unwrap();
+        if let Some(id) = url.path().strip_prefix("/runs/") {
+            break id.parse().unwrap();
+        }
+        assert!(Instant::now() < deadline, "still at {url}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    log_shows(&c, "rolling staging back to release").await;
+    let done = tokio::task::block_in_place(|| s.wait_completed(run));
+    assert_eq!(done["conclusion"], "success", "{done}");
+    assert_eq!(app.live_version().as_deref(), Some("1.0.0"));
+    // The page shows v1 serving again, rolled back by olga.
+    c.goto(&format!(
+        "{}/environments?repo=acme%2Fapp&name=staging",
+        s.url
+    ))
+    .await
+    .unwrap();
+    let serving = c
+        .find(Locator::Css("table.envs tbody tr"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        serving.contains("v1") && serving.contains("by olga"),
+        "{serving}"
+    );
+    screenshot(&c, "environments-rolled-back").await;
     c.close().await.unwrap();
 }
