@@ -3,6 +3,7 @@
 //! [`engine::Action`] and sees only its step ([`engine::ActionStep`]).
 
 mod pipewright_deploy;
+pub mod record;
 mod slack;
 
 /// Every action of this crate, by its `owner/repo` name.

@@ -13,8 +13,10 @@
 
 use std::sync::{Arc, Mutex};
 
+use deploy::record::{Seen, status_of};
 use engine::{Action, ActionFailed, ActionFuture, ActionStep};
-use serde_json::json;
+
+use crate::record::{Recorder, Start};
 
 pub(crate) struct Deploy;
 
@@ -22,13 +24,6 @@ impl Action for Deploy {
     fn run(&self, step: ActionStep) -> ActionFuture {
         Box::pin(deploy(step))
     }
-}
-
-/// What the deploy's events said, for the server's record.
-#[derive(Default)]
-struct Seen {
-    release: Option<String>,
-    phases: Vec<serde_json::Value>,
 }
 
 /// A rollback the server asked this job for: the release and its version.
@@ -78,7 +73,15 @@ async fn deploy(step: ActionStep) -> Result<Vec<(String, String)>, ActionFailed>
         })
         .cloned()
         .collect();
-    let recorder = Recorder::of(&step);
+    let recorder = {
+        let get = |k: &str| {
+            step.github
+                .get(k)
+                .map(expr::Value::to_expr_string)
+                .unwrap_or_default()
+        };
+        Recorder::for_job(&get("api_url"), &get("token"))
+    };
     let recorded = match &recorder {
         Some(r) => {
             let hosts = deploy::workflow_action::load_environment(&root, &environment)
@@ -92,7 +95,23 @@ async fn deploy(step: ActionStep) -> Result<Vec<(String, String)>, ActionFailed>
             } else {
                 version.clone()
             };
-            r.start(&step, &environment, &shown_version, &hosts).await
+            let start = Start {
+                repo: None,
+                environment: &environment,
+                version: &shown_version,
+                hosts: &hosts,
+                sha: None,
+                who: None,
+            };
+            match r.start(&start).await {
+                Ok(id) => Some(id),
+                Err(e) => {
+                    step.say(format!(
+                        "pipewright: the server did not record this deploy ({e}); deploying anyway"
+                    ));
+                    None
+                }
+            }
         }
         None => None,
     };
@@ -112,7 +131,10 @@ async fn deploy(step: ActionStep) -> Result<Vec<(String, String)>, ActionFailed>
             if let Some(line) = deploy::protocol::describe(host, ev) {
                 let _ = log.send(line);
             }
-            remember(&seen_by_deploy, host, ev);
+            seen_by_deploy
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remember(host, ev);
         };
         let inputs = deploy::workflow_action::DeployInputs {
             root: &root,
@@ -145,7 +167,11 @@ async fn deploy(step: ActionStep) -> Result<Vec<(String, String)>, ActionFailed>
             Ok(Err(e)) => ("failed", e.to_string()),
             Err(e) => ("failed", e.to_string()),
         };
-        r.finish(&step, id, status, &message, seen).await;
+        if let Err(e) = r.finish(id, status, &message, seen).await {
+            step.say(format!(
+                "pipewright: the server did not record how this deploy ended ({e})"
+            ));
+        }
     }
     let summary = summary?.map_err(|e| ActionFailed(e.to_string()))?;
     let code = summary.outcome.exit_code();
@@ -163,119 +189,4 @@ async fn deploy(step: ActionStep) -> Result<Vec<(String, String)>, ActionFailed>
             format!("{:?}", summary.outcome).to_ascii_lowercase(),
         ),
     ])
-}
-
-fn status_of(outcome: deploy::Outcome) -> &'static str {
-    use deploy::Outcome;
-    match outcome {
-        Outcome::Ok => "deployed",
-        Outcome::Failed => "failed",
-        Outcome::RolledBack => "rolled_back",
-        Outcome::RollbackFailed => "rollback_failed",
-        Outcome::Locked => "locked",
-    }
-}
-
-fn remember(seen: &Mutex<Seen>, host: &str, ev: &deploy::Event) {
-    let mut seen = seen.lock().unwrap_or_else(|p| p.into_inner());
-    match ev {
-        deploy::Event::Ready { release, .. } => {
-            seen.release.get_or_insert_with(|| release.clone());
-        }
-        // Each phase as it ended (its start says nothing more).
-        deploy::Event::Phase {
-            phase,
-            status,
-            ms,
-            message,
-        } if status != "start" => seen.phases.push(json!({
-            "host": host,
-            "phase": phase,
-            "status": status,
-            "ms": ms,
-            "message": message,
-        })),
-        deploy::Event::Result {
-            release: Some(release),
-            ..
-        } => {
-            seen.release.get_or_insert_with(|| release.clone());
-        }
-        _ => {}
-    }
-}
-
-/// The server a job reports to: its API and the job's own token.
-struct Recorder {
-    http: reqwest::Client,
-    api: String,
-    token: String,
-}
-
-impl Recorder {
-    /// A recorder when the step runs in a server's job (a job token, an API URL).
-    fn of(step: &ActionStep) -> Option<Recorder> {
-        let get = |k: &str| step.github.get(k).map(expr::Value::to_expr_string);
-        let token = get("token").filter(|t| t.starts_with("pwj_"))?;
-        let api = get("api_url").filter(|u| !u.is_empty())?;
-        let http = reqwest::Client::builder()
-            .timeout(std::time::Duration::from_secs(10))
-            .build()
-            .ok()?;
-        Some(Recorder { http, api, token })
-    }
-
-    async fn post(&self, path: &str, body: serde_json::Value) -> Result<serde_json::Value, String> {
-        let r = self
-            .http
-            .post(format!("{}{path}", self.api.trim_end_matches('/')))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await
-            .map_err(|e| e.without_url().to_string())?;
-        let status = r.status();
-        let v: serde_json::Value = r.json().await.unwrap_or_default();
-        if status.is_success() {
-            Ok(v)
-        } else {
-            Err(format!(
-                "{status}: {}",
-                v["error"].as_str().unwrap_or("no details")
-            ))
-        }
-    }
-
-    async fn start(
-        &self,
-        step: &ActionStep,
-        environment: &str,
-        version: &str,
-        hosts: &[String],
-    ) -> Option<i64> {
-        let body = json!({ "environment": environment, "version": version, "hosts": hosts });
-        match self.post("/job/deployments", body).await {
-            Ok(v) => v["id"].as_i64(),
-            Err(e) => {
-                step.say(format!(
-                    "pipewright: the server did not record this deploy ({e}); deploying anyway"
-                ));
-                None
-            }
-        }
-    }
-
-    async fn finish(&self, step: &ActionStep, id: i64, status: &str, message: &str, seen: Seen) {
-        let body = json!({
-            "status": status,
-            "release": seen.release,
-            "message": message,
-            "phases": seen.phases,
-        });
-        if let Err(e) = self.post(&format!("/job/deployments/{id}"), body).await {
-            step.say(format!(
-                "pipewright: the server did not record how this deploy ended ({e})"
-            ));
-        }
-    }
 }

@@ -15,6 +15,7 @@ pub mod error;
 pub mod health;
 pub mod manifest;
 pub mod protocol;
+pub mod record;
 pub mod release;
 pub mod ssh;
 pub mod workflow_action;

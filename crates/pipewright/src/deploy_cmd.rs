@@ -30,6 +30,16 @@ pub(crate) struct DeployArgs {
     /// The repository (default: the one around the current directory).
     #[arg(long, short = 'C')]
     pub(crate) directory: Option<PathBuf>,
+    /// Record the deploy on this pipewright server as it goes (with --repo and an API
+    /// token); a server that cannot record it does not stop the deploy.
+    #[arg(long, env = "PIPEWRIGHT_SERVER", value_name = "URL")]
+    pub(crate) server: Option<String>,
+    /// The repository the server knows the deploy by (`OWNER/NAME`).
+    #[arg(long, env = "PIPEWRIGHT_REPO", value_name = "OWNER/NAME")]
+    pub(crate) repo: Option<String>,
+    /// The server's API token.
+    #[arg(long, env = "PIPEWRIGHT_TOKEN", hide_env_values = true)]
+    pub(crate) token: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -212,12 +222,25 @@ pub(crate) fn deploy(args: &DeployArgs) -> Result<u8> {
         return Ok(0);
     }
     let t = target(&l)?;
+    let record = Record::start(args, &l, &t, &version)?;
     let opts = deploy::DeployOptions {
         version,
         lock_wait_ms: wait,
         fault: std::env::var("PIPEWRIGHT_TEST_FAULT").ok(),
     };
-    match t.deploy(&dir, &opts, &mut progress) {
+    let mut seen = deploy::record::Seen::default();
+    let done = t.deploy(&dir, &opts, &mut |host: &str, ev: &Event| {
+        progress(host, ev);
+        seen.remember(host, ev);
+    });
+    if let Some(r) = record {
+        let (status, message) = match &done {
+            Ok(s) => (deploy::record::status_of(s.outcome), s.message.clone()),
+            Err(e) => ("failed", e.to_string()),
+        };
+        r.finish(status, &message, seen);
+    }
+    match done {
         Ok(summary) => {
             eprintln!(
                 "sent {} files ({} bytes), linked {}; {} bytes to the host in all",
@@ -228,6 +251,77 @@ pub(crate) fn deploy(args: &DeployArgs) -> Result<u8> {
         Err(e) => {
             eprintln!("error: {e}");
             Ok(1)
+        }
+    }
+}
+
+/// A deploy being recorded on a server (`--server`).
+struct Record {
+    runtime: tokio::runtime::Runtime,
+    recorder: actions::record::Recorder,
+    id: i64,
+    server: String,
+}
+
+impl Record {
+    /// Records the start on `--server`, if there is one and it can; says so when not.
+    fn start(
+        args: &DeployArgs,
+        l: &Loaded,
+        t: &Target<'_>,
+        version: &str,
+    ) -> Result<Option<Record>> {
+        let Some(server) = args.server.as_deref().filter(|s| !s.is_empty()) else {
+            return Ok(None);
+        };
+        let Some(repo) = args.repo.as_deref().filter(|r| !r.is_empty()) else {
+            eprintln!(
+                "note: not recorded on {server}: say which repository it deploys with --repo or PIPEWRIGHT_REPO"
+            );
+            return Ok(None);
+        };
+        let Some(recorder) =
+            actions::record::Recorder::for_cli(server, args.token.as_deref().unwrap_or_default())
+        else {
+            return Ok(None);
+        };
+        let runtime = crate::client_cmd::runtime()?;
+        let sha = crate::repo::Repo::discover(&l.root)
+            .ok()
+            .and_then(|r| r.head())
+            .unwrap_or_default();
+        let start = actions::record::Start {
+            repo: Some(repo),
+            environment: &args.environment,
+            version,
+            hosts: &l.env.hosts,
+            sha: Some(&sha),
+            who: Some(&t.who),
+        };
+        match runtime.block_on(recorder.start(&start)) {
+            Ok(id) => Ok(Some(Record {
+                runtime,
+                recorder,
+                id,
+                server: server.to_owned(),
+            })),
+            Err(e) => {
+                eprintln!("note: {server} did not record this deploy ({e}); deploying anyway");
+                Ok(None)
+            }
+        }
+    }
+
+    fn finish(self, status: &str, message: &str, seen: deploy::record::Seen) {
+        let done = self
+            .runtime
+            .block_on(self.recorder.finish(self.id, status, message, seen));
+        match done {
+            Ok(()) => eprintln!("recorded on {} as deployment {}", self.server, self.id),
+            Err(e) => eprintln!(
+                "note: {} did not record how this deploy ended ({e})",
+                self.server
+            ),
         }
     }
 }

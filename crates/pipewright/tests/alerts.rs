@@ -948,3 +948,77 @@ jobs:
     );
     assert_eq!(received(&rec).len(), 2, "one alert per job that waited");
 }
+
+#[test]
+fn a_deploy_from_the_command_line_is_recorded_on_the_server() {
+    let app = deploy_support::App::new("");
+    // The deploying checkout is a git repository: its commit is recorded.
+    common::git(app.repo.path(), &["init", "-q"]);
+    common::git(app.repo.path(), &["add", "-A"]);
+    common::git(app.repo.path(), &["commit", "-q", "-m", "deploy config"]);
+    let head = common::git(app.repo.path(), &["rev-parse", "HEAD"]);
+    let s = Server::start();
+    let deploy = |version: &str, extra: &[&str]| {
+        let artifact = app.artifact(version, |_| {});
+        let out = app
+            .pipewright()
+            .args([
+                "deploy",
+                "staging",
+                "--artifact",
+                artifact.to_str().unwrap(),
+            ])
+            .args(["--version", version])
+            .args(extra)
+            .env("PIPEWRIGHT_TOKEN", TOKEN)
+            .output()
+            .unwrap();
+        (
+            out.status.code().unwrap_or(-1),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (code, err) = deploy("v1", &["--server", &s.url, "--repo", "acme/app"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("recorded on"), "{err}");
+    let (status, body) = request_bytes(
+        &s.url,
+        "GET",
+        "/api/v1/environments",
+        &[("Authorization", format!("Bearer {TOKEN}"))],
+        b"",
+    );
+    assert_eq!(status, 200);
+    let envs: Value = serde_json::from_slice(&body).unwrap();
+    let e = &envs["environments"][0];
+    assert_eq!(e["current"]["version"], "v1", "{e}");
+    assert_eq!(e["current"]["who"], "tester@ci", "{e}");
+    assert_eq!(e["current"]["run_id"], Value::Null, "{e}");
+    assert_eq!(
+        e["current"]["hosts"],
+        serde_json::json!(["staging-1"]),
+        "{e}"
+    );
+    assert!(e["current"]["release"].is_string(), "{e}");
+    assert_eq!(e["current"]["sha"].as_str(), Some(head.trim()), "{e}");
+    let phases = e["current"]["phases"].as_array().unwrap();
+    assert!(phases.iter().any(|p| p["phase"] == "HEALTHCHECK"), "{e}");
+    // Without a repository it deploys, unrecorded, and says so; a wrong token neither stops it.
+    let (code, err) = deploy("v2", &["--server", &s.url]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.contains("not recorded on"), "{err}");
+    let (code, err) = deploy(
+        "v3",
+        &["--server", &s.url, "--repo", "acme/app", "--token", "wrong"],
+    );
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("did not record this deploy (the server answered 401"),
+        "{err}"
+    );
+    assert_eq!(app.live_version().as_deref(), Some("v3"));
+    // No job made it: the server cannot roll it back, and says where one can.
+    let (code, _, err) = s.cli(&["rollback", "staging", "--server", &s.url]);
+    assert_eq!(code, 2, "{err}");
+    assert!(err.contains("was not made by a job"), "{err}");
+}

@@ -154,6 +154,17 @@ pub(crate) async fn finish(
     Json(body): Json<End>,
 ) -> Result<Response, ApiError> {
     let (job, _) = job_of(&s, t, &headers).await?;
+    end(&s, id, Some(job.id), body).await
+}
+
+/// Ends deployment `id` as `body` says (once), queueing its alerts: `job`'s own, or (none)
+/// one made outside the jobs.
+async fn end(
+    s: &AppStateRef,
+    id: i64,
+    job: Option<store::JobId>,
+    body: End,
+) -> Result<Response, ApiError> {
     if !store::DEPLOYMENT_ENDS.contains(&body.status.as_str()) {
         return Err(ApiError::new(
             StatusCode::BAD_REQUEST,
@@ -166,10 +177,14 @@ pub(crate) async fn finish(
     }
     let store = s.store.clone();
     let d = blocking(move || store.deployment(id)).await?;
-    if d.job_id != Some(job.id) {
+    // A job ends its own deployments; an API token those made outside jobs.
+    if d.job_id != job {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            format!("deployment {id} is not this job's"),
+            match job {
+                Some(_) => format!("deployment {id} is not this job's"),
+                None => format!("deployment {id} is a job's: that job ends it"),
+            },
         ));
     }
     let end = store::DeploymentEnd {
@@ -193,6 +208,62 @@ pub(crate) async fn finish(
     };
     s.alerts.notify_one();
     Ok(Json(d).into_response())
+}
+
+#[derive(Deserialize)]
+pub(crate) struct CliStart {
+    repo: String,
+    environment: String,
+    version: String,
+    #[serde(default)]
+    hosts: Vec<String>,
+    #[serde(default)]
+    sha: String,
+    who: String,
+}
+
+/// `POST /api/v1/deployments` (an API token): a deploy made outside the server's jobs
+/// (`pipewright deploy --server`) starts; its id.
+pub(crate) async fn cli_start(
+    _: Authorized,
+    State(s): State<AppStateRef>,
+    Json(body): Json<CliStart>,
+) -> Result<Response, ApiError> {
+    if s.config.repo(&body.repo).is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            format!("repository `{}` is not configured", body.repo),
+        ));
+    }
+    if body.environment.trim().is_empty() || body.who.trim().is_empty() {
+        return Err(ApiError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "a deployment needs an environment and who deploys",
+        ));
+    }
+    let new = store::NewDeployment {
+        repo: body.repo,
+        environment: body.environment,
+        version: body.version,
+        sha: body.sha,
+        run_id: None,
+        job_id: None,
+        who: body.who,
+        hosts: serde_json::to_string(&body.hosts).unwrap_or_else(|_| "[]".into()),
+    };
+    let store = s.store.clone();
+    let id = blocking(move || store.start_deployment(&new)).await?;
+    Ok((StatusCode::CREATED, Json(serde_json::json!({ "id": id }))).into_response())
+}
+
+/// `POST /api/v1/deployments/{id}` (an API token): how it ended.
+pub(crate) async fn cli_finish(
+    _: Authorized,
+    State(s): State<AppStateRef>,
+    Path(id): Path<i64>,
+    Json(body): Json<End>,
+) -> Result<Response, ApiError> {
+    end(&s, id, None, body).await
 }
 
 /// `GET /api/v1/environments`: every environment deployed to, with what serves it and its
@@ -277,6 +348,14 @@ pub(crate) async fn roll_back(
                 format!("nothing has been deployed to `{name2}` of {repo2}: there is nothing to roll back"),
             ));
         };
+        let (Some(run), Some(job)) = (current.run_id, current.job_id) else {
+            return Err(ApiError::new(
+                StatusCode::CONFLICT,
+                format!(
+                    "the current deployment of `{name2}` was not made by a job, so no job knows how to reach its hosts: roll back with `pipewright rollback {name2}` where they are reachable"
+                ),
+            ));
+        };
         let target = match &to {
             Some(release) => served
                 .iter()
@@ -308,14 +387,6 @@ pub(crate) async fn roll_back(
                 ),
             ));
         }
-        let (Some(run), Some(job)) = (current.run_id, current.job_id) else {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                format!(
-                    "the current deployment of `{name2}` was not made by a job, so no job knows how to reach its hosts: roll back with `pipewright rollback {name2}` where they are reachable"
-                ),
-            ));
-        };
         let job = store.job(job)?;
         let event = store.run(run)?.event_json;
         Ok((run, job.name, event, target.release.clone().unwrap_or_default(), target.version.clone()))

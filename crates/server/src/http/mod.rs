@@ -121,6 +121,8 @@ pub(crate) fn router(state: AppStateRef) -> Router {
             "/api/v1/environments/{repo}/{name}/rollback",
             post(deployments::rollback),
         )
+        .route("/api/v1/deployments", post(deployments::cli_start))
+        .route("/api/v1/deployments/{id}", post(deployments::cli_finish))
         .route("/api/v1/job/deployments", post(deployments::start))
         .route("/api/v1/job/deployments/{id}", post(deployments::finish))
         .route("/api/v1/alerts", get(monitors::list_alerts))
