@@ -179,18 +179,37 @@ document.addEventListener("DOMContentLoaded", () => {
   const run = log.dataset.run;
   const done = log.dataset.done === "true";
   const add = logView(log, annotations);
-  const source = new EventSource(`/api/v1/runs/${run}/logs?follow=true`);
-  source.addEventListener("line", (e) => {
+  // Lines are added in batches, once a frame: reading the log's scroll position once per
+  // batch, not once per line, keeps a log of any size from forcing a layout per line.
+  let pending = [];
+  let scheduled = false;
+  const flush = () => {
+    scheduled = false;
+    const lines = pending;
+    pending = [];
     const atEnd = log.scrollTop + log.clientHeight >= log.scrollHeight - 4;
-    add(e.data);
+    for (const line of lines) add(line);
     if (atEnd) log.scrollTop = log.scrollHeight;
-  });
+  };
+  const queue = (line) => {
+    pending.push(line);
+    if (scheduled) return;
+    scheduled = true;
+    // A hidden page gets no frames: the timer catches up.
+    const timer = window.setTimeout(flush, 250);
+    window.requestAnimationFrame(() => {
+      window.clearTimeout(timer);
+      if (scheduled) flush();
+    });
+  };
+  const source = new EventSource(`/api/v1/runs/${run}/logs?follow=true`);
+  source.addEventListener("line", (e) => queue(e.data));
   source.addEventListener("done", () => {
     source.close();
     // The statuses changed while it ran: show them.
     if (!done) window.setTimeout(() => window.location.reload(), 300);
   });
   source.onerror = () => {
-    if (source.readyState === EventSource.CLOSED) add("[] (the log stream ended)");
+    if (source.readyState === EventSource.CLOSED) queue("[] (the log stream ended)");
   };
 });

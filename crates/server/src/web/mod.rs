@@ -95,7 +95,7 @@ async fn overview(who: Signed, State(s): State<AppStateRef>) -> Result<Response,
         }
         section {
             h2 { "Environments" }
-            @if envs.is_empty() { p { "Nothing deployed yet." } } @else { (pages::environments_table(&envs)) }
+            @if envs.is_empty() { p { "Nothing deployed yet." } } @else { (pages::environments_table(&envs, &health(&s, &mons))) }
         }
         section {
             h2 { "Monitors" }
@@ -430,12 +430,12 @@ async fn environments(
 ) -> Result<Response, ApiError> {
     let store = s.store.clone();
     let pick = q.repo.clone().zip(q.name.clone());
-    let (envs, history) = blocking(move || -> Result<_, ApiError> {
+    let (envs, history, mons) = blocking(move || -> Result<_, ApiError> {
         let history = match &pick {
             Some((repo, name)) => store.deployments(repo, name, 50)?,
             None => Vec::new(),
         };
-        Ok((store.environments()?, history))
+        Ok((store.environments()?, history, store.monitors()?))
     })
     .await?;
     // What serves the environment now: its last deployment that deployed.
@@ -444,7 +444,7 @@ async fn environments(
         .find(|d| d.status == "deployed" && d.release.is_some())
         .and_then(|d| d.release.clone());
     let body = html! {
-        @if envs.is_empty() { p { "Nothing deployed yet." } } @else { (pages::environments_table(&envs)) }
+        @if envs.is_empty() { p { "Nothing deployed yet." } } @else { (pages::environments_table(&envs, &health(&s, &mons))) }
         @if let (Some(repo), Some(name)) = (&q.repo, &q.name) {
             h2 { (repo) " · " (name) }
             table.deploys {
@@ -532,6 +532,22 @@ async fn rollback(
             Ok((e.status(), layout("Rollback refused", Some(&who), body)).into_response())
         }
     }
+}
+
+/// (environment, monitor, up) of the monitors configured beside an environment.
+fn health<'a>(
+    s: &'a AppStateRef,
+    states: &'a [store::MonitorState],
+) -> Vec<(&'a str, &'a str, Option<bool>)> {
+    s.config
+        .monitors
+        .iter()
+        .filter_map(|m| {
+            let env = m.environment.as_deref()?;
+            let up = states.iter().find(|x| x.name == m.name).and_then(|x| x.up);
+            Some((env, m.name.as_str(), up))
+        })
+        .collect()
 }
 
 fn monitor_table(s: &AppStateRef, states: &[store::MonitorState]) -> maud::Markup {

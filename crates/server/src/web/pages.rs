@@ -124,10 +124,29 @@ pub(crate) fn runs_table(runs: &[store::Run]) -> Markup {
     }
 }
 
-pub(crate) fn environments_table(envs: &[store::EnvironmentState]) -> Markup {
+/// Each environment's health: the monitors shown beside it (`environment = ...` in
+/// `[[monitors]]`) and their state.
+pub(crate) type Health<'a> = &'a [(&'a str, &'a str, Option<bool>)];
+
+/// The monitors of `health` that watch `environment`.
+fn health_of(health: Health<'_>, environment: &str) -> Markup {
+    let mine: Vec<&(&str, &str, Option<bool>)> = health
+        .iter()
+        .filter(|(env, _, _)| *env == environment)
+        .collect();
+    html! {
+        @if mine.is_empty() { "-" }
+        @for (_, name, up) in mine {
+            @let word = match up { Some(true) => "up", Some(false) => "down", None => "unknown" };
+            span.health title=(name) { (badge(word, None)) " " (name) " " }
+        }
+    }
+}
+
+pub(crate) fn environments_table(envs: &[store::EnvironmentState], health: Health<'_>) -> Markup {
     html! {
         table.envs {
-            thead { tr { th { "Repository" } th { "Environment" } th { "Serving" } th { "Deployed" } th { "Last deploy" } } }
+            thead { tr { th { "Repository" } th { "Environment" } th { "Serving" } th { "Deployed" } th { "Health" } th { "Last deploy" } } }
             tbody {
                 @for e in envs {
                     tr {
@@ -139,6 +158,7 @@ pub(crate) fn environments_table(envs: &[store::EnvironmentState]) -> Markup {
                             } @else { "-" }
                         }
                         td { (when(e.current.as_ref().and_then(|c| c.finished_at))) }
+                        td { (health_of(health, &e.environment)) }
                         td { (badge(&e.last.status, None)) " " (e.last.version) }
                     }
                 }
