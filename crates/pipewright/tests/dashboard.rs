@@ -271,6 +271,44 @@ fn the_run_page_draws_the_graph_and_shows_summaries_artifacts_and_coverage() {
         "{page}"
     );
     assert!(page.contains(&format!("run #{first}: 75.0%")), "{page}");
+    // A finished run's page reads the last lines of each job first.
+    let tail = http(
+        &s.url,
+        "GET",
+        &format!("/api/v1/runs/{id}/logs?tail=2"),
+        &viewer,
+        &[],
+    );
+    assert_eq!(tail.status, 200);
+    let whole = http(
+        &s.url,
+        "GET",
+        &format!("/api/v1/runs/{id}/logs"),
+        &viewer,
+        &[],
+    );
+    let lines = |b: &str, job: &str| {
+        b.lines()
+            .filter(|l| l.starts_with(&format!("[{job}] ")))
+            .count()
+    };
+    assert_eq!(
+        (lines(&tail.body, "test"), lines(&tail.body, "deploy")),
+        (2, 2),
+        "{}",
+        tail.body
+    );
+    let skipped: usize = tail
+        .header("pipewright-lines-skipped")
+        .unwrap()
+        .parse()
+        .unwrap();
+    assert_eq!(skipped, whole.body.lines().count() - 4, "{}", whole.body);
+    assert!(
+        whole.body.ends_with(&tail.body[tail.body.len() - 40..]),
+        "{}",
+        tail.body
+    );
     // The runners page lists the server's own runner.
     let runners = http(&s.url, "GET", "/runners", &viewer, &[]);
     assert_eq!(runners.status, 200);

@@ -23,6 +23,9 @@ use crate::logs::Live;
 pub(super) struct LogQuery {
     job: Option<String>,
     follow: Option<bool>,
+    /// Only the last lines of each job, this many at most (the text form only); the
+    /// `pipewright-lines-skipped` header says how many earlier lines were left out.
+    tail: Option<usize>,
 }
 
 /// Whether job `name` (display name) or `job_id` is what `filter` asks for.
@@ -88,6 +91,9 @@ pub(super) async fn run_logs(
         Ok((run, jobs))
     })
     .await?;
+    if let (Some(n), false) = (q.tail, q.follow.unwrap_or(false)) {
+        return tail_of(&s, id, &jobs, q.job.as_deref(), n).await;
+    }
     // What is stored, read in pages by a blocking task, a bounded channel between: a log of
     // any size is sent with little memory.
     let (tx, stored) = tokio::sync::mpsc::channel::<LogItem>(1024);
@@ -233,5 +239,54 @@ pub(super) async fn run_logs(
     });
     Ok(Sse::new(events)
         .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
+/// The last `n` lines of each selected job of run `id`, as text, and how many earlier lines
+/// were left out (header `pipewright-lines-skipped`): what a page shows of a finished run
+/// first, whatever the size of its log.
+async fn tail_of(
+    s: &AppStateRef,
+    id: RunId,
+    jobs: &[store::Job],
+    filter: Option<&str>,
+    n: usize,
+) -> Result<Response, ApiError> {
+    let n = n.clamp(1, 100_000);
+    let selected: Vec<(JobId, String)> = jobs
+        .iter()
+        .filter(|j| job_matches(filter, &j.name, &j.job_id))
+        .map(|j| (j.id, j.name.clone()))
+        .collect();
+    let (store, data) = (s.store.clone(), s.config.data_dir.clone());
+    let (text, skipped) = blocking(move || -> Result<(String, u64), ApiError> {
+        let mut text = String::new();
+        let mut skipped = 0u64;
+        for (job, name) in &selected {
+            let mut last: std::collections::VecDeque<String> = std::collections::VecDeque::new();
+            crate::logfiles::each_line(&store, &data, *job, 0, &mut |_, line| {
+                if last.len() == n {
+                    last.pop_front();
+                    skipped += 1;
+                }
+                last.push_back(line);
+                true
+            })
+            .map_err(ApiError::internal)?;
+            for line in last {
+                text.push_str(&format!("[{name}] {line}\n"));
+            }
+        }
+        Ok((text, skipped))
+    })
+    .await?;
+    tracing::debug!(run = id.get(), skipped, "log tail");
+    Ok((
+        [
+            ("content-type", "text/plain; charset=utf-8".to_owned()),
+            ("pipewright-lines-skipped", skipped.to_string()),
+        ],
+        text,
+    )
         .into_response())
 }

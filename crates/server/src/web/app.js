@@ -92,6 +92,9 @@ function ansi(text, into) {
 
 // --- The log: one section per job, steps, groups, annotations ---------------------------
 
+// Lines of each job a finished run's page shows at first.
+const TAIL = 2000;
+
 // `[job] text`, as the log stream sends each line.
 const PREFIX = /^\[([^\]]*)\] ?([\s\S]*)$/;
 // `##[error] app.py:3: message`, as a runner stores an annotation: the place is a file and
@@ -131,6 +134,11 @@ function logView(log, annotations) {
     if (text.startsWith("##[step] ")) {
       j.target = j.body;
       line(j, "step").textContent = text.slice(9);
+      return;
+    }
+    if (text.startsWith("##[step-end] ")) {
+      j.target = j.body;
+      line(j, "step-end").textContent = text.slice(13);
       return;
     }
     if (text.startsWith("##[group]")) {
@@ -178,7 +186,7 @@ document.addEventListener("DOMContentLoaded", () => {
   const annotations = document.getElementById("annotations");
   const run = log.dataset.run;
   const done = log.dataset.done === "true";
-  const add = logView(log, annotations);
+  let add = logView(log, annotations);
   // Lines are added in batches, once a frame: reading the log's scroll position once per
   // batch, not once per line, keeps a log of any size from forcing a layout per line.
   let pending = [];
@@ -202,14 +210,52 @@ document.addEventListener("DOMContentLoaded", () => {
       if (scheduled) flush();
     });
   };
-  const source = new EventSource(`/api/v1/runs/${run}/logs?follow=true`);
-  source.addEventListener("line", (e) => queue(e.data));
-  source.addEventListener("done", () => {
-    source.close();
-    // The statuses changed while it ran: show them.
-    if (!done) window.setTimeout(() => window.location.reload(), 300);
-  });
-  source.onerror = () => {
-    if (source.readyState === EventSource.CLOSED) queue("[] (the log stream ended)");
+  // A finished run shows the last lines of each job at once, whatever the size of its log;
+  // the whole log comes on request. A running one streams everything, live.
+  const follow = () => {
+    const source = new EventSource(`/api/v1/runs/${run}/logs?follow=true`);
+    source.addEventListener("line", (e) => queue(e.data));
+    source.addEventListener("done", () => {
+      source.close();
+      // The statuses changed while it ran: show them.
+      if (!done) window.setTimeout(() => window.location.reload(), 300);
+    });
+    source.onerror = () => {
+      if (source.readyState === EventSource.CLOSED) queue("[] (the log stream ended)");
+    };
   };
+  if (!done) {
+    follow();
+    return;
+  }
+  fetch(`/api/v1/runs/${run}/logs?tail=${TAIL}`, { credentials: "same-origin" })
+    .then((r) => {
+      if (!r.ok) throw new Error(`the log: ${r.status}`);
+      const skipped = Number(r.headers.get("pipewright-lines-skipped") || "0");
+      return r.text().then((text) => [text, skipped]);
+    })
+    .then(([text, skipped]) => {
+      if (skipped > 0) {
+        const note = document.createElement("p");
+        note.className = "skipped";
+        note.textContent = `${skipped.toLocaleString()} earlier lines are not shown. `;
+        const all = document.createElement("button");
+        all.type = "button";
+        all.textContent = "Show the whole log";
+        all.addEventListener("click", () => {
+          note.remove();
+          log.replaceChildren();
+          annotations.replaceChildren();
+          annotations.hidden = true;
+          add = logView(log, annotations);
+          follow();
+        });
+        note.appendChild(all);
+        log.before(note);
+      }
+      const lines = text.split("\n");
+      if (lines[lines.length - 1] === "") lines.pop();
+      for (const line of lines) queue(line);
+    })
+    .catch((e) => queue(`[] (${e.message})`));
 });
