@@ -79,12 +79,19 @@ async fn sign_in(c: &Client, url: &str, name: &str, password: &str) {
         .send_keys(password)
         .await
         .unwrap();
+    let form = c.find(Locator::Css("form.login")).await.unwrap();
     c.find(Locator::Css("form.login button"))
         .await
         .unwrap()
         .click()
         .await
         .unwrap();
+    // The click does not wait for the answer: the form goes stale once the next page is in.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while form.tag_name().await.is_ok() {
+        assert!(Instant::now() < deadline, "the sign-in form stayed");
+        tokio::time::sleep(Duration::from_millis(25)).await;
+    }
 }
 
 /// Waits until the page's `#log` holds `text`.
