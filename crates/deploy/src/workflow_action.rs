@@ -27,6 +27,20 @@ pub struct DeployInputs<'a> {
     pub ssh_env: Vec<(String, String)>,
 }
 
+impl DeployInputs<'_> {
+    /// The deployer for environment `env` of these inputs.
+    fn target<'e>(&'e self, env: &'e Environment, settings: Settings) -> Target<'e> {
+        Target {
+            env,
+            root: self.root,
+            who: self.who.clone(),
+            agent_binary: self.agent_binary.clone(),
+            settings,
+            ssh_env: self.ssh_env.clone(),
+        }
+    }
+}
+
 /// Reads `.pipewright/deploy.yml` under `root` and returns one environment with its
 /// `env_file` merged. Diagnostics are rendered (`file:line:col`) into the error.
 pub fn load_environment(root: &Path, environment: &str) -> Result<(Environment, Settings)> {
@@ -62,14 +76,7 @@ pub fn deploy(inputs: &DeployInputs<'_>, report: Report<'_>) -> Result<Summary> 
     let (env, settings) = load_environment(inputs.root, inputs.environment)?;
     let artifact = inputs.root.join(inputs.artifact);
     let (dir, _guard) = artifact_dir(&artifact)?;
-    let target = Target {
-        env: &env,
-        root: inputs.root,
-        who: inputs.who.clone(),
-        agent_binary: inputs.agent_binary.clone(),
-        settings,
-        ssh_env: inputs.ssh_env.clone(),
-    };
+    let target = inputs.target(&env, settings);
     let version = inputs.version.map_or_else(
         || {
             artifact
@@ -94,13 +101,6 @@ pub fn deploy(inputs: &DeployInputs<'_>, report: Report<'_>) -> Result<Summary> 
 /// --to RELEASE` would (the inputs' artifact and version are not used).
 pub fn rollback(inputs: &DeployInputs<'_>, to: &str, report: Report<'_>) -> Result<Summary> {
     let (env, settings) = load_environment(inputs.root, inputs.environment)?;
-    let target = Target {
-        env: &env,
-        root: inputs.root,
-        who: inputs.who.clone(),
-        agent_binary: inputs.agent_binary.clone(),
-        settings,
-        ssh_env: inputs.ssh_env.clone(),
-    };
+    let target = inputs.target(&env, settings);
     target.rollback(Some(to), false, 0, report)
 }
