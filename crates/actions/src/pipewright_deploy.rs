@@ -84,8 +84,11 @@ async fn deploy(step: ActionStep) -> Result<Vec<(String, String)>, ActionFailed>
     };
     let recorded = match &recorder {
         Some(r) => {
-            let hosts = deploy::workflow_action::load_environment(&root, &environment)
-                .map(|(env, _)| env.hosts)
+            let (hosts, monitors) = deploy::workflow_action::load_environment(&root, &environment)
+                .map(|(env, settings)| {
+                    let watched = crate::record::watched(&root, &env, &settings);
+                    (env.hosts, watched)
+                })
                 .unwrap_or_default();
             let shown_version = if version.is_empty() {
                 std::path::Path::new(&artifact)
@@ -102,6 +105,7 @@ async fn deploy(step: ActionStep) -> Result<Vec<(String, String)>, ActionFailed>
                 hosts: &hosts,
                 sha: None,
                 who: None,
+                monitors: &monitors,
             };
             match r.start(&start).await {
                 Ok(id) => Some(id),

@@ -34,6 +34,42 @@ pub struct Start<'a> {
     /// The commit and who deploys; a job's record takes its own run's.
     pub sha: Option<&'a str>,
     pub who: Option<&'a str>,
+    /// What the server watches once the deploy has deployed ([`watched`]).
+    pub monitors: &'a [Watched],
+}
+
+/// A URL the server requests to watch an environment once it has deployed.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Watched {
+    /// The host it watches (empty: the whole environment).
+    pub host: String,
+    pub url: String,
+    pub expect_status: u16,
+    pub interval_seconds: u64,
+}
+
+/// What a server watches after a deploy to `env` of the repository at `root` (see
+/// `Environment::monitor_urls`; host names as ssh resolves them with the environment's ssh
+/// configuration).
+pub fn watched(
+    root: &std::path::Path,
+    env: &deploy::config::Environment,
+    settings: &deploy::config::Settings,
+) -> Vec<Watched> {
+    let Some(health) = &settings.health else {
+        return Vec::new();
+    };
+    let config = env.ssh_config.as_ref().map(|c| root.join(c));
+    let hostname = |h: &str| deploy::ssh::hostname(h, config.as_deref());
+    env.monitor_urls(&settings.env, &hostname)
+        .into_iter()
+        .map(|(host, url)| Watched {
+            host,
+            url,
+            expect_status: health.expect_status,
+            interval_seconds: health.monitor.interval_ms.div_ceil(1000),
+        })
+        .collect()
 }
 
 impl Recorder {
@@ -89,8 +125,17 @@ impl Recorder {
 
     /// Records the deploy's start: its id on the server.
     pub async fn start(&self, s: &Start<'_>) -> Result<i64, RecordError> {
-        let mut body =
-            json!({ "environment": s.environment, "version": s.version, "hosts": s.hosts });
+        let mut body = json!({
+            "environment": s.environment,
+            "version": s.version,
+            "hosts": s.hosts,
+            "monitors": s.monitors.iter().map(|w| json!({
+                "host": w.host,
+                "url": w.url,
+                "expect_status": w.expect_status,
+                "interval_seconds": w.interval_seconds,
+            })).collect::<Vec<_>>(),
+        });
         for (k, v) in [("repo", s.repo), ("sha", s.sha), ("who", s.who)] {
             if let Some(v) = v {
                 body[k] = Value::from(v);

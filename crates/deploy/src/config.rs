@@ -42,6 +42,77 @@ pub struct Environment {
     pub settings: Settings,
 }
 
+impl Environment {
+    /// What a pipewright server that records a deploy here watches afterwards, as
+    /// `(host, URL)`: `health.monitor.url` once for all hosts, else each host's health URL
+    /// (its `${NAME}`s filled in from the host's variables over `vars`) with a loopback
+    /// address replaced by the host's name: `hostname(destination)` (as ssh resolves it),
+    /// else the name in the destination. None without a health check or with
+    /// `health.monitor: false`.
+    pub fn monitor_urls(
+        &self,
+        vars: &BTreeMap<String, String>,
+        hostname: &dyn Fn(&str) -> Option<String>,
+    ) -> Vec<(String, String)> {
+        let Some(health) = &self.settings.health else {
+            return Vec::new();
+        };
+        if health.monitor.off {
+            return Vec::new();
+        }
+        if let Some(url) = &health.monitor.url {
+            return vec![(String::new(), url.clone())];
+        }
+        let mut out: Vec<(String, String)> = Vec::new();
+        for host in &self.hosts {
+            let own = self.host_env.get(host);
+            let lookup = |name: &str| {
+                own.and_then(|v| v.get(name))
+                    .or_else(|| vars.get(name))
+                    .cloned()
+            };
+            let expanded = crate::health::expand(&health.url, &lookup);
+            let Ok(mut url) = reqwest::Url::parse(&expanded) else {
+                continue;
+            };
+            let loopback = url.host_str().is_some_and(|h| {
+                h.eq_ignore_ascii_case("localhost")
+                    || h.trim_matches(['[', ']'])
+                        .parse::<std::net::IpAddr>()
+                        .is_ok_and(|a| a.is_loopback() || a.is_unspecified())
+            });
+            if loopback {
+                let name = hostname(host).unwrap_or_else(|| destination_host(host));
+                let name = match name.parse::<std::net::Ipv6Addr>() {
+                    Ok(_) => format!("[{name}]"),
+                    Err(_) => name,
+                };
+                if url.set_host(Some(&name)).is_err() {
+                    continue;
+                }
+            }
+            let url = url.to_string();
+            if !out.iter().any(|(_, u)| *u == url) {
+                out.push((host.clone(), url));
+            }
+        }
+        out
+    }
+}
+
+/// The host name of an OpenSSH destination: `user@host`, `ssh://user@host:port`, `host`.
+fn destination_host(destination: &str) -> String {
+    let rest = destination.strip_prefix("ssh://").unwrap_or(destination);
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, h)| h);
+    if let Some(v6) = rest.strip_prefix('[') {
+        return v6.split(']').next().unwrap_or_default().to_owned();
+    }
+    if destination.starts_with("ssh://") {
+        return rest.split(':').next().unwrap_or_default().to_owned();
+    }
+    rest.to_owned()
+}
+
 /// Everything the host-side agent needs to know; sent to it as JSON.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Settings {
@@ -100,6 +171,30 @@ pub struct Health {
     pub timeout_ms: u64,
     pub deadline_ms: u64,
     pub successes: u32,
+    /// How a pipewright server watches the environment after it deploys (`health.monitor`).
+    #[serde(default)]
+    pub monitor: Watch,
+}
+
+/// How a pipewright server that records the deploy watches the environment afterwards:
+/// by default it requests the health URL from outside (its loopback host replaced by each
+/// host's name) every minute; `health.monitor` gives another URL or interval, or `false`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Watch {
+    pub off: bool,
+    /// The URL to request instead of the health URL (`http://` or `https://`).
+    pub url: Option<String>,
+    pub interval_ms: u64,
+}
+
+impl Default for Watch {
+    fn default() -> Watch {
+        Watch {
+            off: false,
+            url: None,
+            interval_ms: 60_000,
+        }
+    }
 }
 
 /// When a rollback restores the database from the backup taken before migrating.
@@ -175,7 +270,9 @@ const HEALTH_KEYS: &[&str] = &[
     "timeout",
     "deadline",
     "successes",
+    "monitor",
 ];
+const MONITOR_KEYS: &[&str] = &["url", "interval"];
 const ROLLBACK_KEYS: &[&str] = &["restore_database"];
 
 impl Checker {
@@ -615,6 +712,7 @@ impl Checker {
             timeout_ms: 5000,
             deadline_ms: 60_000,
             successes: 1,
+            monitor: Watch::default(),
         };
         for (k, v) in entries {
             match k.as_str().unwrap_or_default() {
@@ -646,6 +744,7 @@ impl Checker {
                         h.successes = n as u32;
                     }
                 }
+                "monitor" => h.monitor = self.watch(v),
                 _ => {}
             }
         }
@@ -653,6 +752,76 @@ impl Checker {
             self.error("`health` has no `url`", node.span, "`url: http://...`");
         }
         Some(h)
+    }
+
+    /// `health.monitor`: `false`, a URL, or `{url, interval}`.
+    fn watch(&mut self, node: &Node) -> Watch {
+        let mut w = Watch::default();
+        if let Some(yaml::Scalar::Bool(on)) = node.scalar() {
+            w.off = !on;
+            return w;
+        }
+        let expected =
+            "`false`, a URL such as https://app.example.com/health, or `{url, interval}`";
+        let url = |c: &mut Checker, v: &Node| {
+            let u = c.string(v, "`health.monitor.url`")?;
+            match reqwest::Url::parse(&u) {
+                Ok(p)
+                    if matches!(p.scheme(), "http" | "https")
+                        && p.host_str().is_some_and(|h| !h.is_empty())
+                        && p.username().is_empty()
+                        && p.password().is_none() =>
+                {
+                    Some(u)
+                }
+                _ => {
+                    c.error(
+                        format!("`health.monitor.url` `{u}` is not an http:// or https:// URL"),
+                        v.span,
+                        expected,
+                    );
+                    None
+                }
+            }
+        };
+        if node.as_map().is_none() {
+            if node.as_str().is_some() && !node.is_null() {
+                w.url = url(self, node);
+            } else {
+                self.error(
+                    format!(
+                        "`health.monitor` must be {expected}, found {}",
+                        node.describe()
+                    ),
+                    node.span,
+                    expected,
+                );
+            }
+            return w;
+        }
+        for (k, v) in self
+            .map(node, "`health.monitor`", MONITOR_KEYS)
+            .unwrap_or_default()
+        {
+            match k.as_str().unwrap_or_default() {
+                "url" => w.url = url(self, v),
+                "interval" => {
+                    if let Some(ms) = self.duration(v, "`health.monitor.interval`") {
+                        if ms < 1000 {
+                            self.error(
+                                "`health.monitor.interval` is under a second",
+                                v.span,
+                                "a duration of 1s or more, such as 60s",
+                            );
+                        } else {
+                            w.interval_ms = ms;
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        w
     }
 }
 
@@ -673,6 +842,88 @@ mod tests {
         assert_eq!(env.settings.env["PORT"], "8000");
         assert_eq!(env.batch, 2);
         assert_eq!(env.settings.restore_database, RestoreDatabase::OnMigration);
+    }
+
+    #[test]
+    fn a_server_watches_each_host_at_its_health_url_seen_from_outside() {
+        let env = |health: &str| {
+            let p = parse(&format!(
+                "app: a\nenvironments:\n  prod:\n    hosts:\n      - deploy@web-1.example.com\n      - {{host: 'ssh://deploy@10.0.0.2:2222', env: {{PORT: '8001'}}}}\n      - alias-3\n    path: /srv/a\n    env: {{PORT: '8000'}}\n{health}"
+            ));
+            assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+            p.config.unwrap().environments["prod"].clone()
+        };
+        // Loopback becomes the host's name; the host's own variables fill the URL in.
+        let e = env("    health: {url: 'http://127.0.0.1:${PORT}/health'}\n");
+        let vars = e.settings.env.clone();
+        // What ssh would say of the alias.
+        let ssh = |h: &str| (h == "alias-3").then(|| "10.0.0.3".to_owned());
+        let urls = |e: &Environment| e.monitor_urls(&e.settings.env, &ssh);
+        assert_eq!(
+            e.monitor_urls(&vars, &ssh),
+            [
+                (
+                    "deploy@web-1.example.com".to_owned(),
+                    "http://web-1.example.com:8000/health".to_owned()
+                ),
+                (
+                    "ssh://deploy@10.0.0.2:2222".to_owned(),
+                    "http://10.0.0.2:8001/health".to_owned()
+                ),
+                (
+                    "alias-3".to_owned(),
+                    "http://10.0.0.3:8000/health".to_owned()
+                ),
+            ]
+        );
+        assert_eq!(
+            e.settings.health.as_ref().unwrap().monitor.interval_ms,
+            60_000
+        );
+        // A URL that is not loopback is watched as it is, once.
+        let e = env("    health: {url: 'http://app.internal/health'}\n");
+        assert_eq!(urls(&e).len(), 1);
+        assert_eq!(urls(&e)[0].1, "http://app.internal/health");
+        // Its own URL and interval, or none.
+        let e = env(
+            "    health:\n      url: http://127.0.0.1:8000/\n      monitor: {url: 'https://app.example.com/health', interval: 30s}\n",
+        );
+        assert_eq!(
+            urls(&e),
+            [(String::new(), "https://app.example.com/health".to_owned())]
+        );
+        assert_eq!(
+            e.settings.health.as_ref().unwrap().monitor.interval_ms,
+            30_000
+        );
+        let e = env("    health:\n      url: http://127.0.0.1:8000/\n      monitor: false\n");
+        assert!(urls(&e).is_empty());
+        assert!(urls(&env("")).is_empty());
+    }
+
+    #[test]
+    fn a_bad_monitor_is_reported_where_it_is() {
+        for (monitor, says) in [
+            (
+                "ftp://x/",
+                "`health.monitor.url` `ftp://x/` is not an http:// or https:// URL",
+            ),
+            (
+                "{interval: 10ms}",
+                "`health.monitor.interval` is under a second",
+            ),
+            ("{every: 1m}", "unknown key `every` in `health.monitor`"),
+            ("[1]", "`health.monitor` must be `false`, a URL"),
+        ] {
+            let p = parse(&format!(
+                "app: a\nenvironments:\n  prod:\n    hosts: [h]\n    path: /srv/a\n    health:\n      url: http://127.0.0.1/\n      monitor: {monitor}\n"
+            ));
+            assert!(
+                p.diagnostics.iter().any(|d| d.message.starts_with(says)),
+                "{monitor}: {:?}",
+                p.diagnostics
+            );
+        }
     }
 
     #[test]

@@ -245,6 +245,7 @@ mod tests {
             timeout_ms: 1000,
             deadline_ms: 2000,
             successes: 2,
+            monitor: crate::config::Watch::default(),
         }
     }
 

@@ -53,6 +53,31 @@ fn control_dir(env: &[(String, String)]) -> std::io::Result<tempfile::TempDir> {
     Err(first)
 }
 
+/// The host name `destination` reaches as OpenSSH resolves it (`ssh -G`: the user's
+/// configuration, or `config`, applies; nothing is connected to), if ssh answers.
+pub fn hostname(destination: &str, config: Option<&Path>) -> Option<String> {
+    let mut cmd = Command::new("ssh");
+    if let Some(c) = config {
+        cmd.arg("-F").arg(c);
+    }
+    let out = cmd
+        .arg("-G")
+        .arg("--")
+        .arg(destination)
+        .stdin(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .output()
+        .ok()?;
+    if !out.status.success() {
+        return None;
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("hostname "))
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+}
+
 impl Ssh {
     /// Opens the master connection and waits until its socket accepts clients.
     /// `env`: extra variables for the master `ssh` (for example `SSH_AUTH_SOCK` of an agent

@@ -290,6 +290,7 @@ impl Record {
             .ok()
             .and_then(|r| r.head())
             .unwrap_or_default();
+        let monitors = actions::record::watched(&l.root, &l.env, &l.settings);
         let start = actions::record::Start {
             repo: Some(repo),
             environment: &args.environment,
@@ -297,6 +298,7 @@ impl Record {
             hosts: &l.env.hosts,
             sha: Some(&sha),
             who: Some(&t.who),
+            monitors: &monitors,
         };
         match runtime.block_on(recorder.start(&start)) {
             Ok(id) => Ok(Some(Record {

@@ -474,7 +474,8 @@ fn bad_channels_and_monitors_are_configuration_errors_naming_the_key() {
 /// Copies `from` (a directory) to `to` with `cp -a`.
 #[test]
 fn a_deploy_in_a_job_is_recorded_and_its_rollback_alerts_by_mail_and_chat() {
-    let app = deploy_support::App::new("");
+    // Watched every second once deployed (by default: every minute).
+    let app = deploy_support::App::new("      monitor: {interval: 1s}\n");
     let d = tempfile::tempdir().unwrap();
     let maildir = d.path().join("mail");
     let (_smtp, smtp_port) = smtp_server(&maildir);
@@ -546,6 +547,32 @@ events = ["rolled_back"]
             "HEALTHCHECK",
             "FINALIZE"
         ]
+    );
+    // Deployed, the environment is watched from the server at its health URL, the host's
+    // name resolved by ssh (`staging-1` is an alias of 127.0.0.1 in the repository's ssh
+    // configuration), and its health is shown beside it.
+    let m = wait_for("the deployed environment is not watched", &s, || {
+        monitors(&s)
+            .into_iter()
+            .find(|m| m["name"] == "acme/app/staging" && m["up"] == true)
+    });
+    assert_eq!(
+        m["url"],
+        format!("http://127.0.0.1:{}/health", app.port).as_str(),
+        "{m}"
+    );
+    assert_eq!(
+        (&m["repo"], &m["environment"]),
+        (&"acme/app".into(), &"staging".into()),
+        "{m}"
+    );
+    assert_eq!(m["interval_seconds"], 1, "{m}");
+    add_user(&s, "wes", "viewer", "viewer-password-3");
+    let viewer = web_support::sign_in(&s, "wes", "viewer-password-3").unwrap();
+    let page = web_support::http(&s.url, "GET", "/environments", &viewer, &[]).body;
+    assert!(
+        page.contains("<span class=\"health\"") && page.contains("acme/app/staging"),
+        "{page}"
     );
     // A release that cannot start: the health check fails, the deploy rolls back, the run
     // fails; the server records it and tells both channels.
@@ -742,6 +769,9 @@ jobs:
           }
           post other-environment "$GITHUB_TOKEN" '{"environment":"production","version":"1"}'
           post no-token "" '{"environment":"staging","version":"1"}'
+          post file-monitor "$GITHUB_TOKEN" '{"environment":"staging","version":"1","monitors":[{"url":"file:///etc/passwd"}]}'
+          post secret-monitor "$GITHUB_TOKEN" '{"environment":"staging","version":"1","monitors":[{"url":"http://u:p@h/"}]}'
+          post busy-monitor "$GITHUB_TOKEN" '{"environment":"staging","version":"1","monitors":[{"url":"http://h/","interval_seconds":0}]}'
           post own "$GITHUB_TOKEN" '{"environment":"staging","version":"1","hosts":["web-1"]}'
           echo "$GITHUB_TOKEN" > "$RUNNER_TEMP/../token-copy"
         env:
@@ -753,7 +783,15 @@ jobs:
     let run = s.wait_completed(id);
     assert_eq!(run["conclusion"], "success", "{run}");
     let (_, log, _) = s.cli(&["logs", &id.to_string()]);
-    for want in ["other-environment 403", "no-token 401", "own 201"] {
+    // Monitors only of http(s) URLs without credentials, not more often than each second.
+    for want in [
+        "other-environment 403",
+        "no-token 401",
+        "file-monitor 422",
+        "secret-monitor 422",
+        "busy-monitor 422",
+        "own 201",
+    ] {
         assert!(log.contains(want), "{want}:\n{log}");
     }
     // The deploy the job began and never ended, ended with its run.

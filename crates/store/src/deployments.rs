@@ -20,6 +20,27 @@ pub struct NewDeployment {
     pub who: String,
     /// JSON list of host names.
     pub hosts: String,
+    /// What the server watches once it has deployed.
+    pub monitors: Vec<WatchedUrl>,
+}
+
+/// A URL an environment is watched at once a deployment to it has deployed.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct WatchedUrl {
+    /// The monitor's name (`repo/environment`, with the host when there are several).
+    pub name: String,
+    pub url: String,
+    pub expect_status: i64,
+    pub interval_ms: i64,
+}
+
+/// A monitor an environment's last deployment asked for.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct EnvironmentMonitor {
+    pub repo: String,
+    pub environment: String,
+    #[serde(flatten)]
+    pub watched: WatchedUrl,
 }
 
 /// How a deployment ended.
@@ -98,24 +119,34 @@ fn deployment_from_row(r: &Row) -> Result<Deployment> {
 impl Store {
     /// Records a deployment that starts now (`running`); its id.
     pub fn start_deployment(&self, new: &NewDeployment) -> Result<i64> {
-        self.db.with(|c| {
-            c.query_one(
-                "INSERT INTO deployments (repo, environment, version, sha, run_id, job_id, who,
+        self.db.tx(|c| {
+            let id = c
+                .query_one(
+                    "INSERT INTO deployments (repo, environment, version, sha, run_id, job_id, who,
                      status, hosts, started_at)
                  VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'running', ?8, ?9) RETURNING id",
-                params![
-                    &new.repo,
-                    &new.environment,
-                    &new.version,
-                    &new.sha,
-                    new.run_id.map(RunId::get),
-                    new.job_id.map(JobId::get),
-                    &new.who,
-                    &new.hosts,
-                    now_ms()
-                ],
-            )?
-            .first_i64()
+                    params![
+                        &new.repo,
+                        &new.environment,
+                        &new.version,
+                        &new.sha,
+                        new.run_id.map(RunId::get),
+                        new.job_id.map(JobId::get),
+                        &new.who,
+                        &new.hosts,
+                        now_ms()
+                    ],
+                )?
+                .first_i64()?;
+            for w in &new.monitors {
+                c.execute(
+                    "INSERT INTO deployment_monitors
+                         (deployment_id, name, url, expect_status, interval_ms)
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (deployment_id, name) DO NOTHING",
+                    params![id, &w.name, &w.url, w.expect_status, w.interval_ms],
+                )?;
+            }
+            Ok(id)
         })
     }
 
@@ -203,6 +234,43 @@ impl Store {
         })
     }
 
+    /// The monitors environments' last deployments that deployed asked for, by name (a
+    /// name two environments ask for is the first's).
+    pub fn environment_monitors(&self) -> Result<Vec<EnvironmentMonitor>> {
+        let list = self.db.with(|c| {
+            rows(
+                c.query(
+                    "SELECT d.repo, d.environment, m.name, m.url, m.expect_status, m.interval_ms
+                     FROM deployment_monitors m
+                     JOIN (SELECT MAX(id) AS id FROM deployments WHERE status = 'deployed'
+                           GROUP BY repo, environment) l ON l.id = m.deployment_id
+                     JOIN deployments d ON d.id = m.deployment_id
+                     ORDER BY m.name, d.id",
+                    &[],
+                )?,
+                |r| {
+                    Ok(EnvironmentMonitor {
+                        repo: r.string("repo")?,
+                        environment: r.string("environment")?,
+                        watched: WatchedUrl {
+                            name: r.string("name")?,
+                            url: r.string("url")?,
+                            expect_status: r.i64("expect_status")?,
+                            interval_ms: r.i64("interval_ms")?,
+                        },
+                    })
+                },
+            )
+        })?;
+        let mut out: Vec<EnvironmentMonitor> = Vec::with_capacity(list.len());
+        for m in list {
+            if !out.iter().any(|o| o.watched.name == m.watched.name) {
+                out.push(m);
+            }
+        }
+        Ok(out)
+    }
+
     /// Every environment deployed to, by repository and name: its last deployment and the
     /// last one that deployed (what serves).
     pub fn environments(&self) -> Result<Vec<EnvironmentState>> {
@@ -258,6 +326,16 @@ mod tests {
             job_id: None,
             who: "ops".into(),
             hosts: "[\"web-1\"]".into(),
+            monitors: vec![watched("acme/app/production", "http://web-1:8000/health")],
+        }
+    }
+
+    fn watched(name: &str, url: &str) -> WatchedUrl {
+        WatchedUrl {
+            name: name.into(),
+            url: url.into(),
+            expect_status: 200,
+            interval_ms: 60_000,
         }
     }
 
@@ -318,6 +396,38 @@ mod tests {
             let list = s.deployments("acme/app", "production", 10).unwrap();
             assert_eq!(list.iter().map(|d| d.id).collect::<Vec<_>>(), [b, a]);
             assert_eq!(s.alerts(10).unwrap()[0].subject, "production 2.0");
+            // The deployment that deployed gave production its monitor; the one rolled back
+            // changed nothing, and staging (still running) has none yet.
+            let watched_now = s.environment_monitors().unwrap();
+            assert_eq!(watched_now.len(), 1, "{backend}");
+            assert_eq!(
+                (
+                    watched_now[0].environment.as_str(),
+                    watched_now[0].watched.url.as_str()
+                ),
+                ("production", "http://web-1:8000/health"),
+                "{backend}"
+            );
+            // A later deployment's monitors replace the earlier ones.
+            let mut later = new("production", "3.0");
+            later.monitors = vec![
+                watched("acme/app/production (web-1)", "http://web-1:8000/health"),
+                watched("acme/app/production (web-2)", "http://web-2:8000/health"),
+            ];
+            let c = s.start_deployment(&later).unwrap();
+            s.finish_deployment(c, &end("deployed"), |_| Vec::new())
+                .unwrap();
+            let names: Vec<String> = s
+                .environment_monitors()
+                .unwrap()
+                .into_iter()
+                .map(|m| m.watched.name)
+                .collect();
+            assert_eq!(
+                names,
+                ["acme/app/production (web-1)", "acme/app/production (web-2)"],
+                "{backend}"
+            );
             // Counted by result, the running one left out.
             let pair = |st: &str| {
                 (
@@ -329,7 +439,7 @@ mod tests {
             let counts: Vec<_> = s.deployment_counts().unwrap();
             assert_eq!(
                 counts,
-                [(pair("deployed"), 1), (pair("rolled_back"), 1)]
+                [(pair("deployed"), 2), (pair("rolled_back"), 1)]
                     .into_iter()
                     .map(|((r, e, st), n)| (r, e, st, n))
                     .collect::<Vec<_>>(),

@@ -48,7 +48,8 @@ pub use alerts::{Alert, AlertCounts, NewAlert};
 pub use artifacts::{ArtifactInfo, CacheEntry, Expired, FileEntry};
 pub use concurrency::{Claim, Claimant};
 pub use deployments::{
-    DEPLOYMENT_ENDS, Deployment, DeploymentEnd, EnvironmentState, NewDeployment,
+    DEPLOYMENT_ENDS, Deployment, DeploymentEnd, EnvironmentMonitor, EnvironmentState,
+    NewDeployment, WatchedUrl,
 };
 pub use ids::{Conclusion, JobId, JobStatus, RunId, RunStatus, RunnerId, TokenId};
 pub use intake::{NewDelivery, PendingDelivery};

@@ -49,6 +49,11 @@ pub(crate) const SQLITE: &[Migration] = &[
         name: "monitor_hours",
         sql: include_str!("../migrations/sqlite/005_monitor_hours.sql"),
     },
+    Migration {
+        version: 6,
+        name: "environment_monitors",
+        sql: include_str!("../migrations/sqlite/006_environment_monitors.sql"),
+    },
 ];
 
 pub(crate) const POSTGRES: &[Migration] = &[
@@ -76,6 +81,11 @@ pub(crate) const POSTGRES: &[Migration] = &[
         version: 5,
         name: "monitor_hours",
         sql: include_str!("../migrations/postgres/005_monitor_hours.sql"),
+    },
+    Migration {
+        version: 6,
+        name: "environment_monitors",
+        sql: include_str!("../migrations/postgres/006_environment_monitors.sql"),
     },
 ];
 

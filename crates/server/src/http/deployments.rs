@@ -65,6 +65,90 @@ pub(crate) struct Start {
     version: String,
     #[serde(default)]
     hosts: Vec<String>,
+    #[serde(default)]
+    monitors: Vec<Watch>,
+}
+
+/// A URL the server is to watch once the deploy has deployed (`health.monitor` in
+/// deploy.yml).
+#[derive(Deserialize)]
+pub(crate) struct Watch {
+    #[serde(default)]
+    host: String,
+    url: String,
+    #[serde(default = "Watch::ok")]
+    expect_status: u16,
+    #[serde(default = "Watch::minute")]
+    interval_seconds: u64,
+}
+
+impl Watch {
+    fn ok() -> u16 {
+        200
+    }
+    fn minute() -> u64 {
+        60
+    }
+}
+
+/// The most URLs one environment is watched at.
+const MAX_WATCHED: usize = 32;
+
+/// The monitors a deploy of `repo`'s `environment` asks for, checked and named
+/// (`repo/environment`, with the host when there are several).
+fn watches(
+    repo: &str,
+    environment: &str,
+    list: Vec<Watch>,
+) -> Result<Vec<store::WatchedUrl>, ApiError> {
+    let bad = |m: String| ApiError::new(StatusCode::UNPROCESSABLE_ENTITY, m);
+    if list.len() > MAX_WATCHED {
+        return Err(bad(format!(
+            "{} monitors asked for: an environment is watched at {MAX_WATCHED} URLs at most",
+            list.len()
+        )));
+    }
+    let many = list.len() > 1;
+    list.into_iter()
+        .map(|w| {
+            let url_ok = w.url.len() <= 2048
+                && reqwest::Url::parse(&w.url).is_ok_and(|u| {
+                    matches!(u.scheme(), "http" | "https")
+                        && u.host_str().is_some_and(|h| !h.is_empty())
+                        && u.username().is_empty()
+                        && u.password().is_none()
+                });
+            if !url_ok {
+                return Err(bad(format!(
+                    "monitor URL `{}` is not an http:// or https:// URL without credentials",
+                    w.url
+                )));
+            }
+            if !(100..=599).contains(&w.expect_status) {
+                return Err(bad(format!(
+                    "monitor of `{}`: expect_status {} is not an HTTP status",
+                    w.url, w.expect_status
+                )));
+            }
+            if !(1..=86_400).contains(&w.interval_seconds) {
+                return Err(bad(format!(
+                    "monitor of `{}`: an interval of {} s is not from 1 s to a day",
+                    w.url, w.interval_seconds
+                )));
+            }
+            let name = if many && !w.host.is_empty() {
+                format!("{repo}/{environment} ({})", w.host)
+            } else {
+                format!("{repo}/{environment}")
+            };
+            Ok(store::WatchedUrl {
+                name,
+                url: w.url,
+                expect_status: i64::from(w.expect_status),
+                interval_ms: i64::try_from(w.interval_seconds * 1000).unwrap_or(i64::MAX),
+            })
+        })
+        .collect()
 }
 
 /// `POST /api/v1/job/deployments`: a job's deploy starts; its id.
@@ -120,7 +204,9 @@ pub(crate) async fn start(
             .unwrap_or_else(|_| "pipewright".to_owned())
         }
     };
+    let monitors = watches(&payload.repo, &body.environment, body.monitors)?;
     let new = store::NewDeployment {
+        monitors,
         repo: payload.repo,
         environment: body.environment,
         version: body.version,
@@ -220,6 +306,8 @@ pub(crate) struct CliStart {
     #[serde(default)]
     sha: String,
     who: String,
+    #[serde(default)]
+    monitors: Vec<Watch>,
 }
 
 /// `POST /api/v1/deployments` (an API token): a deploy made outside the server's jobs
@@ -241,7 +329,9 @@ pub(crate) async fn cli_start(
             "a deployment needs an environment and who deploys",
         ));
     }
+    let monitors = watches(&body.repo, &body.environment, body.monitors)?;
     let new = store::NewDeployment {
+        monitors,
         repo: body.repo,
         environment: body.environment,
         version: body.version,

@@ -44,15 +44,18 @@ pub(super) async fn metrics(
             ));
         }
     }
-    let store = s.store.clone();
-    let (stats, jobs_queued, runners, deliveries, monitors, alerts, deployments) =
+    let (store, config) = (s.store.clone(), s.config.clone());
+    let (stats, jobs_queued, runners, deliveries, (list, monitors), alerts, deployments) =
         blocking(move || -> Result<_, ApiError> {
             Ok((
                 store.stats()?,
                 store.queue_depth()?,
                 store.runners()?,
                 store.pending_count()?,
-                store.monitors()?,
+                (
+                    crate::notify::all_monitors(&config, &store)?,
+                    store.monitors()?,
+                ),
                 store.alert_counts()?,
                 store.deployment_counts()?,
             ))
@@ -104,7 +107,7 @@ pub(super) async fn metrics(
         "pipewright_job_duration_seconds_sum {}\npipewright_job_duration_seconds_count {count}\n",
         stats.duration_sum_ms as f64 / 1000.0,
     ));
-    monitor_metrics(&mut out, &s.config.monitors, &monitors, alerts);
+    monitor_metrics(&mut out, &list, &monitors, alerts);
     deployment_metrics(&mut out, &deployments);
     Ok(([("content-type", "text/plain; version=0.0.4")], out).into_response())
 }

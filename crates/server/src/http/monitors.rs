@@ -13,21 +13,23 @@ use super::error::ApiError;
 use super::state::AppStateRef;
 use crate::blocking::blocking;
 
-/// `GET /api/v1/monitors`: the configured monitors, as the checks left them (a monitor not
-/// checked yet has `up: null`), with their uptime over the last 24 hours, their last checks
-/// and incidents.
+/// `GET /api/v1/monitors`: the monitors (configured, and those environments' deployments
+/// asked for), as the checks left them (a monitor not checked yet has `up: null`), with
+/// their uptime over the last 24 hours, their last checks and incidents.
 pub(crate) async fn list_monitors(
     _: Authorized,
     State(s): State<AppStateRef>,
 ) -> Result<Response, ApiError> {
-    let store = s.store.clone();
-    let (states, incidents) = blocking(move || -> Result<_, ApiError> {
-        Ok((store.monitors()?, store.incidents(None, 100)?))
+    let (store, config) = (s.store.clone(), s.config.clone());
+    let (list, states, incidents) = blocking(move || -> Result<_, ApiError> {
+        Ok((
+            crate::notify::all_monitors(&config, &store)?,
+            store.monitors()?,
+            store.incidents(None, 100)?,
+        ))
     })
     .await?;
-    let monitors: Vec<serde_json::Value> = s
-        .config
-        .monitors
+    let monitors: Vec<serde_json::Value> = list
         .iter()
         .map(|m| {
             let state = states.iter().find(|st| st.name == m.name);
@@ -38,6 +40,7 @@ pub(crate) async fn list_monitors(
                 "name": m.name,
                 "url": m.url,
                 "environment": m.environment,
+                "repo": m.repo,
                 "interval_seconds": m.interval.as_secs(),
                 "expect_status": m.expect_status,
                 "up": state.and_then(|st| st.up),

@@ -57,7 +57,50 @@ pub struct Monitor {
     pub timeout: Duration,
     pub expect_status: u16,
     pub environment: Option<String>,
+    /// The repository of the environment (a monitor an environment's deployment asked for;
+    /// a configured one watches an environment of any repository).
+    pub repo: Option<String>,
     pub failures_before_alert: i64,
+}
+
+impl Monitor {
+    /// Whether it watches `repo`'s `environment`.
+    pub fn watches(&self, repo: &str, environment: &str) -> bool {
+        self.environment.as_deref() == Some(environment)
+            && self.repo.as_deref().is_none_or(|r| r == repo)
+    }
+}
+
+/// The monitors the server checks: the configured ones (`[[monitors]]`), then those the
+/// environments' last deployments asked for (`health.monitor` in deploy.yml), except for
+/// an environment a configured monitor watches.
+pub(crate) fn all_monitors(
+    config: &crate::Config,
+    store: &store::Store,
+) -> Result<Vec<Monitor>, store::StoreError> {
+    let mut out = config.monitors.clone();
+    for m in store.environment_monitors()? {
+        let configured = config
+            .monitors
+            .iter()
+            .any(|c| c.name == m.watched.name || c.environment.as_deref() == Some(&m.environment));
+        if configured {
+            continue;
+        }
+        out.push(Monitor {
+            name: m.watched.name,
+            url: m.watched.url,
+            interval: Duration::from_millis(u64::try_from(m.watched.interval_ms).unwrap_or(60_000)),
+            timeout: Duration::from_millis(
+                u64::try_from(m.watched.interval_ms.min(10_000)).unwrap_or(10_000),
+            ),
+            expect_status: u16::try_from(m.watched.expect_status).unwrap_or(200),
+            environment: Some(m.environment),
+            repo: Some(m.repo),
+            failures_before_alert: 2,
+        });
+    }
+    Ok(out)
 }
 
 /// What an alert tells of.
@@ -235,6 +278,7 @@ pub(crate) fn check_monitors(raw: Vec<RawMonitor>) -> Result<Vec<Monitor>, Confi
             timeout,
             expect_status,
             environment: m.environment,
+            repo: None,
             failures_before_alert,
         });
     }

@@ -16,6 +16,7 @@ mod send;
 use std::sync::Arc;
 use std::time::Duration;
 
+pub(crate) use config::all_monitors;
 pub use config::{AlertEvent, Channel, ChannelKind, Monitor};
 pub(crate) use config::{RawMonitor, RawNotify, check_channels, check_monitors};
 pub(crate) use message::{Message, RunAlerts, approval_alerts, deployment_alerts};

@@ -1,6 +1,7 @@
-//! Checking the configured monitors: every second each monitor whose check is due is
-//! claimed in the database (so servers sharing it check it once per interval), fetched with
-//! a timeout, and recorded; an incident opening or closing queues its alerts with it.
+//! Checking the monitors (the configured ones and those environments' deployments asked
+//! for, re-read every few seconds): every second each monitor whose check is due is claimed
+//! in the database (so servers sharing it check it once per interval), fetched with a
+//! timeout, and recorded; an incident opening or closing queues its alerts with it.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,6 +17,9 @@ const KEEP_MS: i64 = 31 * 24 * HOUR_MS;
 /// How long each check is kept as it was; older ones are folded into hours.
 const RAW_MS: i64 = 24 * HOUR_MS;
 const HOUR_MS: i64 = 3600 * 1000;
+/// How often the list of monitors is read again (environments' monitors come and go with
+/// their deployments, made through any server).
+const RELIST: Duration = Duration::from_secs(5);
 
 pub(crate) async fn run(
     store: Arc<store::Store>,
@@ -23,9 +27,6 @@ pub(crate) async fn run(
     alerts: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
-    if config.monitors.is_empty() {
-        return;
-    }
     let http = reqwest::Client::builder()
         .user_agent(concat!("pipewright-monitor/", env!("CARGO_PKG_VERSION")))
         .build()
@@ -33,8 +34,19 @@ pub(crate) async fn run(
     let mut checks = tokio::task::JoinSet::new();
     // Downsampled and pruned at start, then hourly.
     let mut pruned: Option<Instant> = None;
+    let mut monitors: Vec<Monitor> = config.monitors.clone();
+    let mut listed: Option<Instant> = None;
     loop {
-        for m in &config.monitors {
+        if listed.is_none_or(|l| l.elapsed() >= RELIST) {
+            listed = Some(Instant::now());
+            let (s, c) = (store.clone(), config.clone());
+            match blocking(move || super::all_monitors(&c, &s)).await {
+                Ok(list) => monitors = list,
+                Err(Blocked::Call(e)) => tracing::error!("listing the monitors: {e}"),
+                Err(Blocked::Task(_)) => {}
+            }
+        }
+        for m in &monitors {
             let (s, name) = (store.clone(), m.name.clone());
             let interval = i64::try_from(m.interval.as_millis()).unwrap_or(i64::MAX);
             match blocking(move || s.claim_check(&name, interval)).await {
@@ -167,6 +179,9 @@ async fn record(
                 ),
             };
             let mut facts = facts;
+            if let Some(repo) = &m2.repo {
+                facts.push(("Repository".to_owned(), repo.clone()));
+            }
             if let Some(env) = &m2.environment {
                 facts.push(("Environment".to_owned(), env.clone()));
             }

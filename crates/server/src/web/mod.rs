@@ -69,7 +69,7 @@ async fn js() -> Response {
 
 /// `/`: per repository the latest run of each branch; environments; monitors.
 async fn overview(who: Signed, State(s): State<AppStateRef>) -> Result<Response, ApiError> {
-    let store = s.store.clone();
+    let (store, config) = (s.store.clone(), s.config.clone());
     let repos: Vec<String> = s.config.repos.iter().map(|r| r.name.clone()).collect();
     let (latest, envs, mons) = blocking(move || -> Result<_, ApiError> {
         let mut latest = Vec::new();
@@ -83,7 +83,11 @@ async fn overview(who: Signed, State(s): State<AppStateRef>) -> Result<Response,
                 .collect();
             latest.push((repo.clone(), branches));
         }
-        Ok((latest, store.environments()?, store.monitors()?))
+        let mons = (
+            crate::notify::all_monitors(&config, &store)?,
+            store.monitors()?,
+        );
+        Ok((latest, store.environments()?, mons))
     })
     .await?;
     let body = html! {
@@ -95,11 +99,11 @@ async fn overview(who: Signed, State(s): State<AppStateRef>) -> Result<Response,
         }
         section {
             h2 { "Environments" }
-            @if envs.is_empty() { p { "Nothing deployed yet." } } @else { (pages::environments_table(&envs, &health(&s, &mons))) }
+            @if envs.is_empty() { p { "Nothing deployed yet." } } @else { (pages::environments_table(&envs, &health(&mons.0, &mons.1))) }
         }
         section {
             h2 { "Monitors" }
-            (monitor_table(&s, &mons))
+            (monitor_table(&mons.0, &mons.1))
         }
     };
     Ok(layout("Overview", Some(&who), body).into_response())
@@ -428,14 +432,18 @@ async fn environments(
     State(s): State<AppStateRef>,
     Query(q): Query<EnvQuery>,
 ) -> Result<Response, ApiError> {
-    let store = s.store.clone();
+    let (store, config) = (s.store.clone(), s.config.clone());
     let pick = q.repo.clone().zip(q.name.clone());
     let (envs, history, mons) = blocking(move || -> Result<_, ApiError> {
         let history = match &pick {
             Some((repo, name)) => store.deployments(repo, name, 50)?,
             None => Vec::new(),
         };
-        Ok((store.environments()?, history, store.monitors()?))
+        let mons = (
+            crate::notify::all_monitors(&config, &store)?,
+            store.monitors()?,
+        );
+        Ok((store.environments()?, history, mons))
     })
     .await?;
     // What serves the environment now: its last deployment that deployed.
@@ -444,7 +452,7 @@ async fn environments(
         .find(|d| d.status == "deployed" && d.release.is_some())
         .and_then(|d| d.release.clone());
     let body = html! {
-        @if envs.is_empty() { p { "Nothing deployed yet." } } @else { (pages::environments_table(&envs, &health(&s, &mons))) }
+        @if envs.is_empty() { p { "Nothing deployed yet." } } @else { (pages::environments_table(&envs, &health(&mons.0, &mons.1))) }
         @if let (Some(repo), Some(name)) = (&q.repo, &q.name) {
             h2 { (repo) " · " (name) }
             table.deploys {
@@ -534,31 +542,33 @@ async fn rollback(
     }
 }
 
-/// (environment, monitor, up) of the monitors configured beside an environment.
+/// (monitor, up) of the monitors that watch an environment.
 fn health<'a>(
-    s: &'a AppStateRef,
+    monitors: &'a [crate::notify::Monitor],
     states: &'a [store::MonitorState],
-) -> Vec<(&'a str, &'a str, Option<bool>)> {
-    s.config
-        .monitors
+) -> Vec<(&'a crate::notify::Monitor, Option<bool>)> {
+    monitors
         .iter()
-        .filter_map(|m| {
-            let env = m.environment.as_deref()?;
+        .filter(|m| m.environment.is_some())
+        .map(|m| {
             let up = states.iter().find(|x| x.name == m.name).and_then(|x| x.up);
-            Some((env, m.name.as_str(), up))
+            (m, up)
         })
         .collect()
 }
 
-fn monitor_table(s: &AppStateRef, states: &[store::MonitorState]) -> maud::Markup {
+fn monitor_table(list: &[crate::notify::Monitor], states: &[store::MonitorState]) -> maud::Markup {
     html! {
-        @if s.config.monitors.is_empty() {
-            p { "No monitors are configured (" code { "[[monitors]]" } ")." }
+        @if list.is_empty() {
+            p {
+                "No monitors yet: configure them (" code { "[[monitors]]" } ") or deploy an environment with a "
+                code { "health" } " check."
+            }
         } @else {
             table.monitors {
                 thead { tr { th { "Monitor" } th { "State" } th { "Last answer" } th { "Uptime 24 h" } th { "URL" } } }
                 tbody {
-                    @for m in &s.config.monitors {
+                    @for m in list {
                         @let st = states.iter().find(|x| x.name == m.name);
                         tr {
                             td { (m.name) @if let Some(e) = &m.environment { " · " (e) } }
@@ -589,23 +599,23 @@ const DAY_MS: i64 = 24 * 60 * MINUTE_MS;
 /// `/monitors`: each monitor's state, its response times over 24 hours (15-minute means)
 /// and 30 days (6-hour means), its uptime over both, and the incidents.
 async fn monitors(who: Signed, State(s): State<AppStateRef>) -> Result<Response, ApiError> {
-    let store = s.store.clone();
-    let names: Vec<String> = s.config.monitors.iter().map(|m| m.name.clone()).collect();
+    let (store, config) = (s.store.clone(), s.config.clone());
     let now = store::now_ms();
-    let (states, incidents, series) = blocking(move || -> Result<_, ApiError> {
+    let (list, states, incidents, series) = blocking(move || -> Result<_, ApiError> {
+        let list = crate::notify::all_monitors(&config, &store)?;
         let mut series = Vec::new();
-        for name in &names {
+        for m in &list {
             series.push((
-                store.monitor_buckets(name, now - DAY_MS, 15 * MINUTE_MS)?,
-                store.monitor_buckets(name, now - 30 * DAY_MS, 360 * MINUTE_MS)?,
+                store.monitor_buckets(&m.name, now - DAY_MS, 15 * MINUTE_MS)?,
+                store.monitor_buckets(&m.name, now - 30 * DAY_MS, 360 * MINUTE_MS)?,
             ));
         }
-        Ok((store.monitors()?, store.incidents(None, 50)?, series))
+        Ok((list, store.monitors()?, store.incidents(None, 50)?, series))
     })
     .await?;
     let body = html! {
-        (monitor_table(&s, &states))
-        @for (m, (day, month)) in s.config.monitors.iter().zip(&series) {
+        (monitor_table(&list, &states))
+        @for (m, (day, month)) in list.iter().zip(&series) {
             section.monitor {
                 h2 { (m.name) }
                 p.reason {

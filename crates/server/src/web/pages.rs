@@ -124,21 +124,21 @@ pub(crate) fn runs_table(runs: &[store::Run]) -> Markup {
     }
 }
 
-/// Each environment's health: the monitors shown beside it (`environment = ...` in
-/// `[[monitors]]`) and their state.
-pub(crate) type Health<'a> = &'a [(&'a str, &'a str, Option<bool>)];
+/// Each environment's health: the monitors that watch it (`environment = ...` in
+/// `[[monitors]]`, or asked for by its deployments) and their state.
+pub(crate) type Health<'a> = &'a [(&'a crate::notify::Monitor, Option<bool>)];
 
-/// The monitors of `health` that watch `environment`.
-fn health_of(health: Health<'_>, environment: &str) -> Markup {
-    let mine: Vec<&(&str, &str, Option<bool>)> = health
+/// The monitors of `health` that watch `repo`'s `environment`.
+fn health_of(health: Health<'_>, repo: &str, environment: &str) -> Markup {
+    let mine: Vec<&(&crate::notify::Monitor, Option<bool>)> = health
         .iter()
-        .filter(|(env, _, _)| *env == environment)
+        .filter(|(m, _)| m.watches(repo, environment))
         .collect();
     html! {
         @if mine.is_empty() { "-" }
-        @for (_, name, up) in mine {
+        @for (m, up) in mine {
             @let word = match up { Some(true) => "up", Some(false) => "down", None => "unknown" };
-            span.health title=(name) { (badge(word, None)) " " (name) " " }
+            span.health title=(m.url) { (badge(word, None)) " " (m.name) " " }
         }
     }
 }
@@ -158,7 +158,7 @@ pub(crate) fn environments_table(envs: &[store::EnvironmentState], health: Healt
                             } @else { "-" }
                         }
                         td { (when(e.current.as_ref().and_then(|c| c.finished_at))) }
-                        td { (health_of(health, &e.environment)) }
+                        td { (health_of(health, &e.repo, &e.environment)) }
                         td { (badge(&e.last.status, None)) " " (e.last.version) }
                     }
                 }
