@@ -315,6 +315,94 @@ fn the_run_page_draws_the_graph_and_shows_summaries_artifacts_and_coverage() {
     assert!(runners.body.contains("(in the server)"), "{}", runners.body);
 }
 
+#[test]
+fn a_running_run_s_page_follows_its_log_from_the_last_lines() {
+    let s = Server::start();
+    add_user(&s, "vic", "viewer", "viewer-password-1");
+    s.push(
+        &s.commit(
+            "main",
+            "on: push\njobs:\n  long:\n    runs-on: x\n    steps:\n      - run: |\n          seq 1 3000\n          sleep 4\n          echo after-the-wait\n",
+        ),
+        "main",
+    );
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    let viewer = sign_in(&s, "vic", "viewer-password-1").unwrap();
+    // Once the 3,000 lines are stored (the run still going), the page's stream starts with
+    // how many lines it leaves out, then the last 100, then what comes, then `done`.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let tail = http(
+            &s.url,
+            "GET",
+            &format!("/api/v1/runs/{id}/logs?tail=1"),
+            &viewer,
+            &[],
+        );
+        if tail.body.contains("] 3000") {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{}\n{}",
+            tail.body,
+            s.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    let followed = http(
+        &s.url,
+        "GET",
+        &format!("/api/v1/runs/{id}/logs?follow=true&tail=100"),
+        &viewer,
+        &[],
+    );
+    assert_eq!(followed.status, 200);
+    let events: Vec<(&str, &str)> = followed
+        .body
+        .split("\n\n")
+        .filter_map(|e| {
+            let kind = e.lines().find_map(|l| l.strip_prefix("event: "))?;
+            let data = e
+                .lines()
+                .find_map(|l| l.strip_prefix("data: "))
+                .unwrap_or("");
+            Some((kind, data))
+        })
+        .collect();
+    let (first, data) = events[0];
+    assert_eq!(first, "skipped", "{}", followed.body);
+    let skipped: usize = data.parse().unwrap();
+    let lines: Vec<&str> = events
+        .iter()
+        .filter(|(k, _)| *k == "line")
+        .map(|(_, d)| *d)
+        .collect();
+    // The last 100 lines stored when the page asked: 2901 to 3000 (and anything printed
+    // around them), never the first ones; then the rest of the run, live.
+    let at = |text: &str| lines.iter().position(|l| l.ends_with(text));
+    assert!(
+        at("] 1").is_none() && at("] 2900").is_none(),
+        "{}",
+        followed.body
+    );
+    let (from, to) = (at("] 2901").unwrap(), at("] 3000").unwrap());
+    assert_eq!(to - from, 99, "{}", followed.body);
+    assert!(at("after-the-wait").unwrap() > to, "{}", followed.body);
+    assert!(skipped >= 2900, "{skipped}");
+    assert_eq!(events.last().unwrap().0, "done", "{}", followed.body);
+    // Without `tail`, from the first line.
+    let whole = http(
+        &s.url,
+        "GET",
+        &format!("/api/v1/runs/{id}/logs?follow=true"),
+        &viewer,
+        &[],
+    );
+    assert!(whole.body.contains("] 1\n"), "{}", whole.body);
+    assert!(!whole.body.contains("event: skipped"), "{}", whole.body);
+}
+
 /// The id in the first `/settings/tokens/{id}/revoke` form of a page.
 fn token_id(page: &str) -> String {
     let at = page.find("/settings/tokens/").expect("a revoke form") + 17;

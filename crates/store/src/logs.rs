@@ -20,6 +20,18 @@ impl Store {
         })
     }
 
+    /// The sequence number of `job`'s last line in the rows (0 if none): where a follower
+    /// that wants only the last lines starts.
+    pub fn job_log_last_seq(&self, job: JobId) -> Result<i64> {
+        self.db.with(|c| {
+            c.query_one(
+                "SELECT COALESCE(MAX(seq), 0) AS n FROM log_lines WHERE job = ?1",
+                params![job],
+            )?
+            .i64("n")
+        })
+    }
+
     /// Jobs of completed runs whose logs are still rows: to be written to files.
     pub fn logs_to_archive(&self, limit: i64) -> Result<Vec<Job>> {
         self.db.with(|c| {

@@ -23,8 +23,9 @@ use crate::logs::Live;
 pub(super) struct LogQuery {
     job: Option<String>,
     follow: Option<bool>,
-    /// Only the last lines of each job, this many at most (the text form only); the
-    /// `pipewright-lines-skipped` header says how many earlier lines were left out.
+    /// Only the last lines of each job, this many at most: the text form says how many
+    /// earlier lines were left out in the `pipewright-lines-skipped` header, the followed
+    /// form in a first `skipped` event (then the lines stored since, and new ones).
     tail: Option<usize>,
 }
 
@@ -98,14 +99,43 @@ pub(super) async fn run_logs(
     // any size is sent with little memory.
     let (tx, stored) = tokio::sync::mpsc::channel::<LogItem>(1024);
     let (store, data, filter) = (s.store.clone(), s.config.data_dir.clone(), q.job.clone());
-    let selected: Vec<(JobId, Arc<str>)> = jobs
+    let mut selected: Vec<(JobId, Arc<str>, i64)> = jobs
         .iter()
         .filter(|j| job_matches(filter.as_deref(), &j.name, &j.job_id))
-        .map(|j| (j.id, j.name.as_str().into()))
+        .map(|j| (j.id, j.name.as_str().into(), 0))
         .collect();
+    // Followed from the last `tail` lines of each job still in rows (a running run's).
+    let mut skipped = 0i64;
+    if let (Some(n), true) = (q.tail, q.follow.unwrap_or(false)) {
+        let n = i64::try_from(n.clamp(1, 100_000)).unwrap_or(100_000);
+        let ids: Vec<(JobId, bool)> = jobs.iter().map(|j| (j.id, j.log_archived)).collect();
+        let store = store.clone();
+        let lasts = blocking(move || -> Result<Vec<(JobId, i64)>, ApiError> {
+            let mut out = Vec::new();
+            for (job, archived) in ids {
+                out.push((
+                    job,
+                    if archived {
+                        0
+                    } else {
+                        store.job_log_last_seq(job)?
+                    },
+                ));
+            }
+            Ok(out)
+        })
+        .await?;
+        for (job, _, after) in &mut selected {
+            let last = lasts.iter().find(|(j, _)| j == job).map_or(0, |(_, l)| *l);
+            *after = (last - n).max(0);
+            skipped += *after;
+        }
+    }
+    let starts: std::collections::HashMap<JobId, i64> =
+        selected.iter().map(|(j, _, a)| (*j, *a)).collect();
     tokio::task::spawn_blocking(move || {
-        for (job, name) in &selected {
-            let read = crate::logfiles::each_line(&store, &data, *job, 0, &mut |seq, text| {
+        for (job, name, after) in &selected {
+            let read = crate::logfiles::each_line(&store, &data, *job, *after, &mut |seq, text| {
                 tx.blocking_send((*job, name.clone(), seq, text)).is_ok()
             });
             if let Err(e) = read {
@@ -152,8 +182,15 @@ pub(super) async fn run_logs(
     let start = Follow {
         stored: Some(stored),
         live: BroadcastStream::new(rx),
-        last: std::collections::HashMap::new(),
-        queue: std::collections::VecDeque::new(),
+        last: starts,
+        queue: (skipped > 0)
+            .then(|| {
+                SseEvent::default()
+                    .event("skipped")
+                    .data(skipped.to_string())
+            })
+            .into_iter()
+            .collect(),
         behind: false,
         done: None,
         finished: false,

@@ -210,10 +210,33 @@ document.addEventListener("DOMContentLoaded", () => {
       if (scheduled) flush();
     });
   };
-  // A finished run shows the last lines of each job at once, whatever the size of its log;
-  // the whole log comes on request. A running one streams everything, live.
-  const follow = () => {
-    const source = new EventSource(`/api/v1/runs/${run}/logs?follow=true`);
+  // A run shows the last lines of each job at once, whatever the size of its log (a running
+  // one then streams the new ones, live); the whole log comes on request.
+  let source = null;
+  const skippedNote = (skipped) => {
+    const note = document.createElement("p");
+    note.className = "skipped";
+    note.textContent = `${skipped.toLocaleString()} earlier lines are not shown. `;
+    const all = document.createElement("button");
+    all.type = "button";
+    all.textContent = "Show the whole log";
+    all.addEventListener("click", () => {
+      note.remove();
+      if (source) source.close();
+      pending = [];
+      log.replaceChildren();
+      annotations.replaceChildren();
+      annotations.hidden = true;
+      add = logView(log, annotations);
+      follow(false);
+    });
+    note.appendChild(all);
+    log.before(note);
+  };
+  const follow = (tail) => {
+    const url = `/api/v1/runs/${run}/logs?follow=true` + (tail ? `&tail=${TAIL}` : "");
+    source = new EventSource(url);
+    source.addEventListener("skipped", (e) => skippedNote(Number(e.data)));
     source.addEventListener("line", (e) => queue(e.data));
     source.addEventListener("done", () => {
       source.close();
@@ -225,7 +248,7 @@ document.addEventListener("DOMContentLoaded", () => {
     };
   };
   if (!done) {
-    follow();
+    follow(true);
     return;
   }
   fetch(`/api/v1/runs/${run}/logs?tail=${TAIL}`, { credentials: "same-origin" })
@@ -235,24 +258,7 @@ document.addEventListener("DOMContentLoaded", () => {
       return r.text().then((text) => [text, skipped]);
     })
     .then(([text, skipped]) => {
-      if (skipped > 0) {
-        const note = document.createElement("p");
-        note.className = "skipped";
-        note.textContent = `${skipped.toLocaleString()} earlier lines are not shown. `;
-        const all = document.createElement("button");
-        all.type = "button";
-        all.textContent = "Show the whole log";
-        all.addEventListener("click", () => {
-          note.remove();
-          log.replaceChildren();
-          annotations.replaceChildren();
-          annotations.hidden = true;
-          add = logView(log, annotations);
-          follow();
-        });
-        note.appendChild(all);
-        log.before(note);
-      }
+      if (skipped > 0) skippedNote(skipped);
       const lines = text.split("\n");
       if (lines[lines.length - 1] === "") lines.pop();
       for (const line of lines) queue(line);
