@@ -70,4 +70,4 @@ SELECT 'bench/app', '.github/workflows/ci.yml',
        '{"name":"push"}', 'on: push'
 FROM n;
 SQL
-python3 "$root/bench/dashboard.py" "$PIPEWRIGHT_SERVER" "$PIPEWRIGHT_TOKEN" "$big" "$pw" "$pid"
+python3 "${DASHBOARD_PY:-$root/bench/dashboard.py}" "$PIPEWRIGHT_SERVER" "$PIPEWRIGHT_TOKEN" "$big" "$pw" "$pid"

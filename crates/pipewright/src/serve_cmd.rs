@@ -28,6 +28,8 @@ pub(crate) fn run(args: &ServeArgs) -> Result<u8> {
     // default pool (up to 512 threads, gone after 10 s idle) started and ended dozens of
     // threads as jobs came and went, and each left its stack and allocator arena in the
     // resident set (bench/soak.sh).
+    // The allocator, set for a long-running process before its threads start.
+    server::tune_memory();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .max_blocking_threads(16)

@@ -24,6 +24,8 @@ mod intake;
 mod listen;
 mod logfiles;
 mod logs;
+mod memory;
+pub use memory::tune as tune_memory;
 mod notify;
 mod poll;
 mod schedule;
@@ -331,6 +333,7 @@ pub async fn serve(
         poll_now.clone(),
         shutdown.clone(),
     ));
+    let trimmer = tokio::spawn(memory::trimmer(shutdown.clone()));
     let archiver = tokio::spawn(logfiles::archiver(
         store.clone(),
         config.data_dir.clone(),
@@ -389,6 +392,7 @@ pub async fn serve(
     let _ = poll_task.await;
     let _ = intake_task.await;
     let _ = archiver.await;
+    let _ = trimmer.await;
     let _ = gc.await;
     let _ = completions.await;
     let _ = sender.await;

@@ -150,6 +150,52 @@ pub(crate) fn archive(
     Ok(())
 }
 
+/// The step files of the archived log of `log_job`, in order.
+fn step_files(data: &Path, log_job: store::JobId) -> Result<Vec<PathBuf>, LogFileError> {
+    let d = dir(data, log_job);
+    let mut files: Vec<PathBuf> = match std::fs::read_dir(&d) {
+        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(e) => return Err(io(&d)(e)),
+    };
+    files.sort();
+    Ok(files)
+}
+
+/// Calls `f` with each record of the step file at `path` (its sequence number and text, in
+/// `buf`, which it may keep), until it returns false; whether it went through the file.
+fn each_record(
+    path: &Path,
+    buf: &mut Vec<u8>,
+    f: &mut dyn FnMut(i64, &mut Vec<u8>) -> bool,
+) -> Result<bool, LogFileError> {
+    let file = File::open(path).map_err(io(path))?;
+    let mut r = zstd::Decoder::new(file).map_err(io(path))?;
+    let damaged = || LogFileError::Damaged(path.to_owned());
+    let mut head = [0u8; 12];
+    loop {
+        match r.read_exact(&mut head) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(true),
+            Err(e) => return Err(io(path)(e)),
+        }
+        let (seq_bytes, len_bytes) = head.split_at(8);
+        let seq = i64::from_le_bytes(seq_bytes.try_into().map_err(|_| damaged())?);
+        let len = u32::from_le_bytes(len_bytes.try_into().map_err(|_| damaged())?);
+        buf.clear();
+        buf.resize(len as usize, 0);
+        r.read_exact(buf).map_err(|_| damaged())?;
+        if !f(seq, buf) {
+            return Ok(false);
+        }
+    }
+}
+
+/// A line's text: its bytes as they are when they are UTF-8 (they always are, as stored).
+fn text_of(bytes: Vec<u8>) -> String {
+    String::from_utf8(bytes).unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned())
+}
+
 /// Calls `f` with each line of the archived log of `log_job` after `after`, in order, until
 /// it returns false.
 fn read_files(
@@ -158,43 +204,80 @@ fn read_files(
     after: i64,
     f: &mut dyn FnMut(i64, String) -> bool,
 ) -> Result<(), LogFileError> {
-    let d = dir(data, log_job);
-    let mut files: Vec<PathBuf> = match std::fs::read_dir(&d) {
-        Ok(entries) => entries.filter_map(|e| e.ok().map(|e| e.path())).collect(),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(io(&d)(e)),
-    };
-    files.sort();
-    for path in files {
-        let file = File::open(&path).map_err(io(&path))?;
-        let mut r = zstd::Decoder::new(file).map_err(io(&path))?;
-        let mut head = [0u8; 12];
-        loop {
-            match r.read_exact(&mut head) {
-                Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => break,
-                Err(e) => return Err(io(&path)(e)),
-            }
-            let (seq_bytes, len_bytes) = head.split_at(8);
-            let seq = i64::from_le_bytes(
-                seq_bytes
-                    .try_into()
-                    .map_err(|_| LogFileError::Damaged(path.clone()))?,
-            );
-            let len = u32::from_le_bytes(
-                len_bytes
-                    .try_into()
-                    .map_err(|_| LogFileError::Damaged(path.clone()))?,
-            );
-            let mut text = vec![0u8; len as usize];
-            r.read_exact(&mut text)
-                .map_err(|_| LogFileError::Damaged(path.clone()))?;
-            if seq > after && !f(seq, String::from_utf8_lossy(&text).into_owned()) {
-                return Ok(());
-            }
+    let mut buf = Vec::new();
+    for path in step_files(data, log_job)? {
+        let went_through = each_record(&path, &mut buf, &mut |seq, text| {
+            seq <= after || f(seq, text_of(std::mem::take(text)))
+        })?;
+        if !went_through {
+            return Ok(());
         }
     }
     Ok(())
+}
+
+/// The last `n` lines of `job`'s log, wherever it is, and how many lines came before them.
+/// Reads only what it needs: from the rows, those lines; from the files, the last step
+/// files, each line's buffer reused as older lines drop out.
+pub(crate) fn last_lines(
+    store: &store::Store,
+    data: &Path,
+    job: store::JobId,
+    n: usize,
+) -> Result<(Vec<String>, u64), LogFileError> {
+    let n = n.max(1);
+    let current = store.job(job)?;
+    if !current.log_archived {
+        let last = store.job_log_last_seq(job)?;
+        let after = (last - i64::try_from(n).unwrap_or(i64::MAX)).max(0);
+        let mut lines: std::collections::VecDeque<(i64, String)> =
+            std::collections::VecDeque::with_capacity(n);
+        // (More may come while it reads: the last `n` of what it read are kept.)
+        each_line(store, data, job, after, &mut |seq, text| {
+            if lines.len() == n {
+                lines.pop_front();
+            }
+            lines.push_back((seq, text));
+            true
+        })?;
+        // Lines come numbered from 1: those before the first kept one were left out.
+        let skipped = lines.front().map_or(after, |(seq, _)| seq - 1).max(0);
+        return Ok((
+            lines.into_iter().map(|(_, t)| t).collect(),
+            u64::try_from(skipped).unwrap_or(0),
+        ));
+    }
+    // Newest step file first, until `n` lines are known.
+    let mut kept: std::collections::VecDeque<(i64, Vec<u8>)> = std::collections::VecDeque::new();
+    let mut buf = Vec::new();
+    for path in step_files(data, current.log_job)?.iter().rev() {
+        let want = n - kept.len();
+        let mut ring: std::collections::VecDeque<(i64, Vec<u8>)> =
+            std::collections::VecDeque::with_capacity(want);
+        each_record(path, &mut buf, &mut |seq, text| {
+            if ring.len() == want {
+                // The oldest line drops out; its buffer takes the next one.
+                if let Some((_, mut old)) = ring.pop_front() {
+                    old.clear();
+                    old.extend_from_slice(text);
+                    ring.push_back((seq, old));
+                }
+            } else {
+                ring.push_back((seq, text.clone()));
+            }
+            true
+        })?;
+        while let Some(line) = ring.pop_back() {
+            kept.push_front(line);
+        }
+        if kept.len() >= n {
+            break;
+        }
+    }
+    let skipped = kept
+        .front()
+        .map_or(0, |(seq, _)| u64::try_from(seq - 1).unwrap_or(0));
+    Ok((kept.into_iter().map(|(_, t)| text_of(t)).collect(), skipped))
 }
 
 /// Calls `f` with each line of `job`'s log after `after`, in order, wherever it is (rows or
@@ -281,6 +364,93 @@ pub(crate) async fn archiver(store: Arc<store::Store>, data: PathBuf, shutdown: 
         tokio::select! {
             () = tokio::time::sleep(Duration::from_secs(2)) => {}
             () = shutdown.cancelled() => return,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A job whose log has `lines` lines, the first of each step `##[step] ...` every
+    /// `step` lines, still in rows.
+    fn job_with_lines(store: &store::Store, lines: i64, step: i64) -> store::Job {
+        let run = store
+            .create_run(&store::NewRun {
+                repo: "r".into(),
+                workflow: "ci.yml".into(),
+                event: "push".into(),
+                git_ref: "refs/heads/main".into(),
+                sha: "abc".into(),
+                event_json: "{}".into(),
+                workflow_text: None,
+                failure: None,
+                held: false,
+            })
+            .unwrap();
+        let job = store.enqueue_job(run, "j", "j", "[]", "{}", b"").unwrap();
+        store.add_runner_token("t").unwrap();
+        let r = store
+            .register_runner("t", "r", &[], 1, "c", 3_600_000)
+            .unwrap()
+            .unwrap();
+        let want = store::Want {
+            labels: &["*".to_owned()],
+            lease: "L",
+            lease_ms: 60_000,
+        };
+        store.take_job(r, &want).unwrap().unwrap();
+        let all: Vec<(i64, String)> = (1..=lines)
+            .map(|i| {
+                let text = if i % step == 1 {
+                    format!("##[step] step {}", i / step)
+                } else {
+                    format!("line {i} é")
+                };
+                (i, text)
+            })
+            .collect();
+        for chunk in all.chunks(500) {
+            store.append_job_logs(job.id, r, "L", chunk).unwrap();
+        }
+        store.job(job.id).unwrap()
+    }
+
+    #[test]
+    fn the_last_lines_are_the_same_from_rows_and_from_step_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store::Store::open(&dir.path().join("db")).unwrap();
+        let job = job_with_lines(&store, 2_345, 400);
+        let whole = |store: &store::Store| {
+            let mut all = Vec::new();
+            each_line(store, dir.path(), job.id, 0, &mut |_, t| {
+                all.push(t);
+                true
+            })
+            .unwrap();
+            all
+        };
+        let before = whole(&store);
+        assert_eq!(before.len(), 2_345);
+        let from_rows: Vec<_> = [1, 7, 400, 1_000, 2_345, 5_000]
+            .iter()
+            .map(|&n| last_lines(&store, dir.path(), job.id, n).unwrap())
+            .collect();
+        archive(&store, dir.path(), &job).unwrap();
+        assert!(store.job(job.id).unwrap().log_archived);
+        // Six step files, read newest first.
+        assert_eq!(step_files(dir.path(), job.id).unwrap().len(), 6);
+        assert_eq!(whole(&store), before);
+        for (i, &n) in [1usize, 7, 400, 1_000, 2_345, 5_000].iter().enumerate() {
+            let (lines, skipped) = last_lines(&store, dir.path(), job.id, n).unwrap();
+            let kept = n.min(2_345);
+            assert_eq!(lines, before[2_345 - kept..], "{n} lines");
+            assert_eq!(skipped, (2_345 - kept) as u64, "{n} lines");
+            assert_eq!(
+                (lines, skipped),
+                from_rows[i],
+                "{n} lines: rows and files differ"
+            );
         }
     }
 }

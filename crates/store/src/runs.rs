@@ -172,14 +172,16 @@ impl Store {
                        AND (CAST(?2 AS TEXT) IS NULL OR git_ref = ?2)
                        AND (CAST(?3 AS TEXT) IS NULL OR event = ?3)
                        AND (CAST(?4 AS TEXT) IS NULL OR status = ?4 OR conclusion = ?4)
-                       AND (CAST(?5 AS BIGINT) IS NULL OR id < ?5)
+                       AND id < ?5
                      ORDER BY id DESC LIMIT ?6",
                     params![
                         filter.repo,
                         filter.git_ref,
                         filter.event,
                         filter.status,
-                        filter.before.map(RunId::get),
+                        // A range on the key, never `NULL OR`: the scan then starts
+                        // at `before` (an older page of 100,000 runs read them all).
+                        filter.before.map_or(i64::MAX, RunId::get),
                         limit
                     ],
                 )?,

@@ -300,16 +300,9 @@ async fn tail_of(
         let mut text = String::new();
         let mut skipped = 0u64;
         for (job, name) in &selected {
-            let mut last: std::collections::VecDeque<String> = std::collections::VecDeque::new();
-            crate::logfiles::each_line(&store, &data, *job, 0, &mut |_, line| {
-                if last.len() == n {
-                    last.pop_front();
-                    skipped += 1;
-                }
-                last.push_back(line);
-                true
-            })
-            .map_err(ApiError::internal)?;
+            let (last, before) =
+                crate::logfiles::last_lines(&store, &data, *job, n).map_err(ApiError::internal)?;
+            skipped += before;
             for line in last {
                 text.push_str(&format!("[{name}] {line}\n"));
             }
