@@ -473,7 +473,7 @@ fn bad_channels_and_monitors_are_configuration_errors_naming_the_key() {
 
 /// Copies `from` (a directory) to `to` with `cp -a`.
 #[test]
-fn a_deploy_in_a_job_is_recorded_and_its_rollback_alerts_by_mail_and_chat() {
+fn a_deploy_to_a_protected_environment_is_recorded_rolls_back_and_alerts_by_mail_and_chat() {
     // Watched every second once deployed (by default: every minute).
     let app = deploy_support::App::new("      monitor: {interval: 1s}\n");
     let d = tempfile::tempdir().unwrap();
@@ -481,8 +481,14 @@ fn a_deploy_in_a_job_is_recorded_and_its_rollback_alerts_by_mail_and_chat() {
     let (_smtp, smtp_port) = smtp_server(&maildir);
     let rec = d.path().join("received");
     let (_recv, recv_port) = receiver(&rec);
+    // `staging` is protected: only `main` deploys to it, each deploy approved.
     let s = Server::start_with(&format!(
         r#"
+[[environments]]
+name = "staging"
+require_approval = true
+branches = ["main"]
+
 [[notify]]
 name = "mail"
 kind = "smtp"
@@ -498,7 +504,7 @@ webhook_url = "http://127.0.0.1:{recv_port}/slack"
 events = ["rolled_back"]
 "#
     ));
-    let deploys = job_deploy_support::JobDeploys::new(&s, &app);
+    let deploys = job_deploy_support::JobDeploys::new(&s, &app).approving();
     let push = |version: &str, artifact: &Path| deploys.push(version, artifact);
     let environments = || -> Vec<Value> {
         let (status, body) = request_bytes(
@@ -592,6 +598,24 @@ events = ["rolled_back"]
     assert_eq!(e["last"]["status"], "rolled_back", "{e}");
     assert_eq!(e["last"]["version"], "v2", "{e}");
     assert_eq!(e["current"]["version"], "v1", "{e}");
+    // And on the environments page: v2 rolled back, with why; v1 serving.
+    let page = web_support::http(
+        &s.url,
+        "GET",
+        "/environments?repo=acme%2Fapp&name=staging",
+        &viewer,
+        &[],
+    )
+    .body;
+    let v2_row = page
+        .split("<tr")
+        .find(|r| r.contains("<td>v2 "))
+        .unwrap_or_else(|| panic!("no row of v2:\n{page}"));
+    assert!(
+        v2_row.contains("<span class=\"badge rolled_back\">rolled_back</span>"),
+        "{v2_row}"
+    );
+    assert!(v2_row.contains("HEALTHCHECK"), "{v2_row}");
     let mail = wait_for("no mail of the rollback", &s, || {
         mails(&maildir).first().cloned()
     });

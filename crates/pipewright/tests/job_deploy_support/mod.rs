@@ -16,6 +16,8 @@ pub struct JobDeploys<'a> {
     s: &'a Server,
     app: &'a App,
     ssh_config: String,
+    /// `staging` is protected (`require_approval`): each run's deploy is approved.
+    approve: bool,
 }
 
 /// The workflow of a push that deploys `version` to `staging`.
@@ -70,7 +72,18 @@ impl<'a> JobDeploys<'a> {
             "Host staging-1\n  HostName 127.0.0.1\n  Port {}\n  User {USER}\n  StrictHostKeyChecking no\n  UserKnownHostsFile /dev/null\n  LogLevel ERROR\n",
             app.host.port,
         );
-        JobDeploys { s, app, ssh_config }
+        JobDeploys {
+            s,
+            app,
+            ssh_config,
+            approve: false,
+        }
+    }
+
+    /// For a protected `staging`: each push's deploy job waits; it is approved by the CLI.
+    pub fn approving(mut self) -> JobDeploys<'a> {
+        self.approve = true;
+        self
     }
 
     /// Commits `artifact` as `dist` with the workflow deploying `version`, pushes it to
@@ -101,6 +114,23 @@ impl<'a> JobDeploys<'a> {
             assert!(Instant::now() < deadline, "no run\n{}", s.log());
             std::thread::sleep(Duration::from_millis(50));
         };
+        if self.approve {
+            let deadline = Instant::now() + Duration::from_secs(30);
+            loop {
+                let (_, out, _) = s.cli(&["runs", "show", "--json", &id.to_string()]);
+                let run: Value = serde_json::from_str(&out).unwrap_or_default();
+                let waits = run["jobs"]
+                    .as_array()
+                    .is_some_and(|j| j.iter().any(|j| j["status"] == "waiting"));
+                if waits {
+                    break;
+                }
+                assert!(Instant::now() < deadline, "the deploy never waited: {run}");
+                std::thread::sleep(Duration::from_millis(50));
+            }
+            let (code, out, err) = s.cli(&["approve", &id.to_string()]);
+            assert_eq!(code, 0, "{out}\n{err}");
+        }
         let run = s.wait_completed(id);
         let (_, log, _) = s.cli(&["logs", &id.to_string()]);
         (run, log)
