@@ -8,6 +8,7 @@
 //! configuration files (`.pipewright/deploy.yml`, the server's durations).
 
 pub mod action;
+pub mod container;
 pub mod cron;
 mod diag;
 pub mod duration;

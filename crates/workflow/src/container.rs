@@ -1,0 +1,520 @@
+//! A job's `container:` and `services:` as GitHub reads them, once their expressions are
+//! evaluated (at the job's start: they may use `matrix`, `secrets`, `env`): the image, its
+//! credentials, variables, ports, volumes and the `docker create` options, with the health
+//! check (`--health-cmd` and friends) picked out of the options, since a job waits for its
+//! services to be healthy whatever runs them (the Docker engine, or a local server binary
+//! on a machine without one).
+//!
+//! Pure: the executor evaluates the node and calls [`container`] or [`services`]; errors
+//! name the key and the value.
+
+use std::time::Duration;
+
+use expr::Value;
+
+/// Why a `container` or a service cannot be run as written.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{key}: {message}")]
+pub struct ContainerError {
+    /// Where: `container.ports[0]`, `services.db.options`.
+    pub key: String,
+    pub message: String,
+}
+
+fn error(key: impl Into<String>, message: impl Into<String>) -> ContainerError {
+    ContainerError {
+        key: key.into(),
+        message: message.into(),
+    }
+}
+
+/// A container as a job asks for it.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct ContainerSpec {
+    /// `postgres:16`, `ghcr.io/owner/image@sha256:...`, or `docker://...` stripped.
+    pub image: String,
+    pub credentials: Option<Credentials>,
+    /// In the order written.
+    pub env: Vec<(String, String)>,
+    pub ports: Vec<PortMapping>,
+    /// `source:target[:mode]` or a bare target (an anonymous volume), as docker takes them.
+    pub volumes: Vec<String>,
+    pub options: Options,
+}
+
+/// A registry's user name and password (or token).
+#[derive(Clone, PartialEq, Eq)]
+pub struct Credentials {
+    pub username: String,
+    pub password: String,
+}
+
+impl std::fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("username", &self.username)
+            .field("password", &"***")
+            .finish()
+    }
+}
+
+/// `8080:80/tcp`: a container port, published on a host port (given, or any free one).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PortMapping {
+    /// None: the engine picks a free port (`ports: [5432]`).
+    pub host: Option<u16>,
+    pub container: u16,
+    pub protocol: Protocol,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Protocol {
+    Tcp,
+    Udp,
+}
+
+impl Protocol {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Protocol::Tcp => "tcp",
+            Protocol::Udp => "udp",
+        }
+    }
+}
+
+/// `options:`: the health check, and the rest as written (for `docker create`).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Options {
+    pub health: Option<HealthCheck>,
+    /// The other options, split as a shell would.
+    pub other: Vec<String>,
+}
+
+/// Docker's health check, with Docker's defaults for what is not given.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct HealthCheck {
+    /// Run by the container's shell (`CMD-SHELL`).
+    pub cmd: String,
+    pub interval: Duration,
+    pub timeout: Duration,
+    pub retries: u32,
+    pub start_period: Duration,
+}
+
+impl HealthCheck {
+    const DEFAULT_INTERVAL: Duration = Duration::from_secs(30);
+    const DEFAULT_TIMEOUT: Duration = Duration::from_secs(30);
+    const DEFAULT_RETRIES: u32 = 3;
+}
+
+/// The job's `container` (a string is the image). None when there is none, or its image is
+/// empty (as GitHub does: a matrix may leave one combination on the host).
+pub fn container(v: &Value) -> Result<Option<ContainerSpec>, ContainerError> {
+    let spec = spec(v, "container")?;
+    Ok(spec.filter(|s| !s.image.is_empty()))
+}
+
+/// The job's `services`, by id, in the order written; a service whose image is empty is
+/// left out (GitHub starts none).
+pub fn services(v: &Value) -> Result<Vec<(String, ContainerSpec)>, ContainerError> {
+    let map = match v {
+        Value::Null => return Ok(Vec::new()),
+        Value::Object(m) => m,
+        other => {
+            return Err(error(
+                "services",
+                format!("must be a mapping of service ids, found {}", kind(other)),
+            ));
+        }
+    };
+    let mut out = Vec::new();
+    for (id, s) in map {
+        if let Some(spec) = spec(s, &format!("services.{id}"))?
+            && !spec.image.is_empty()
+        {
+            out.push((id.clone(), spec));
+        }
+    }
+    Ok(out)
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "a sequence",
+        Value::Object(_) => "a mapping",
+    }
+}
+
+const KEYS: [&str; 6] = ["image", "credentials", "env", "ports", "volumes", "options"];
+
+fn spec(v: &Value, key: &str) -> Result<Option<ContainerSpec>, ContainerError> {
+    let map = match v {
+        Value::Null => return Ok(None),
+        Value::String(image) => {
+            return Ok(Some(ContainerSpec {
+                image: image_name(image),
+                ..ContainerSpec::default()
+            }));
+        }
+        Value::Object(m) => m,
+        other => {
+            return Err(error(
+                key,
+                format!("must be an image name or a mapping, found {}", kind(other)),
+            ));
+        }
+    };
+    let mut s = ContainerSpec::default();
+    for (k, v) in map {
+        let at = format!("{key}.{k}");
+        match k.to_ascii_lowercase().as_str() {
+            "image" => s.image = image_name(&text(v, &at)?),
+            "credentials" => s.credentials = credentials(v, &at)?,
+            "env" => s.env = env(v, &at)?,
+            "ports" => {
+                s.ports = list(v, &at)?
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| port(p, &format!("{at}[{i}]")))
+                    .collect::<Result<_, _>>()?;
+            }
+            "volumes" => {
+                s.volumes = list(v, &at)?
+                    .iter()
+                    .enumerate()
+                    .map(|(i, p)| text(p, &format!("{at}[{i}]")))
+                    .collect::<Result<_, _>>()?;
+            }
+            "options" => s.options = options(&text(v, &at)?, &at)?,
+            _ => {
+                return Err(error(
+                    at,
+                    format!("is not a key of a container (one of {})", KEYS.join(", ")),
+                ));
+            }
+        }
+    }
+    if !map.keys().any(|k| k.eq_ignore_ascii_case("image")) {
+        return Err(error(key, "has no `image`"));
+    }
+    Ok(Some(s))
+}
+
+fn image_name(s: &str) -> String {
+    let s = s.trim();
+    s.strip_prefix("docker://").unwrap_or(s).to_owned()
+}
+
+/// A scalar as text (numbers and booleans as GitHub writes them).
+fn text(v: &Value, key: &str) -> Result<String, ContainerError> {
+    match v {
+        Value::String(s) => Ok(s.clone()),
+        Value::Number(_) | Value::Bool(_) => Ok(v.to_expr_string()),
+        Value::Null => Ok(String::new()),
+        other => Err(error(
+            key,
+            format!("must be a string, found {}", kind(other)),
+        )),
+    }
+}
+
+fn list<'v>(v: &'v Value, key: &str) -> Result<Vec<&'v Value>, ContainerError> {
+    match v {
+        Value::Array(items) => Ok(items.iter().collect()),
+        Value::Null => Ok(Vec::new()),
+        other => Err(error(
+            key,
+            format!("must be a sequence, found {}", kind(other)),
+        )),
+    }
+}
+
+fn env(v: &Value, key: &str) -> Result<Vec<(String, String)>, ContainerError> {
+    match v {
+        Value::Object(m) => m
+            .iter()
+            .map(|(k, v)| Ok((k.clone(), text(v, &format!("{key}.{k}"))?)))
+            .collect(),
+        Value::Null => Ok(Vec::new()),
+        other => Err(error(
+            key,
+            format!("must be a mapping, found {}", kind(other)),
+        )),
+    }
+}
+
+fn credentials(v: &Value, key: &str) -> Result<Option<Credentials>, ContainerError> {
+    let m = match v {
+        Value::Null => return Ok(None),
+        Value::Object(m) => m,
+        other => {
+            return Err(error(
+                key,
+                format!(
+                    "must be a mapping of `username` and `password`, found {}",
+                    kind(other)
+                ),
+            ));
+        }
+    };
+    let field = |name: &str| -> Result<String, ContainerError> {
+        m.iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map_or(Ok(String::new()), |(_, v)| {
+                text(v, &format!("{key}.{name}"))
+            })
+    };
+    for k in m.keys() {
+        if !["username", "password"].contains(&k.to_ascii_lowercase().as_str()) {
+            return Err(error(
+                format!("{key}.{k}"),
+                "is not a key of credentials (username, password)",
+            ));
+        }
+    }
+    let (username, password) = (field("username")?, field("password")?);
+    if username.is_empty() != password.is_empty() {
+        return Err(error(key, "needs both `username` and `password`"));
+    }
+    Ok((!username.is_empty()).then_some(Credentials { username, password }))
+}
+
+/// `80`, `8080:80`, `127.0.0.1:8080:80`, `8080:80/udp`.
+fn port(v: &Value, key: &str) -> Result<PortMapping, ContainerError> {
+    let written = text(v, key)?;
+    let bad = || {
+        error(
+            key,
+            format!(
+                "`{written}` is not a port mapping (CONTAINER, HOST:CONTAINER, or either with /tcp or /udp)"
+            ),
+        )
+    };
+    let (ports, protocol) = match written.trim().rsplit_once('/') {
+        Some((p, "tcp")) => (p, Protocol::Tcp),
+        Some((p, "udp")) => (p, Protocol::Udp),
+        Some(_) => return Err(bad()),
+        None => (written.trim(), Protocol::Tcp),
+    };
+    let number = |s: &str| s.parse::<u16>().ok().filter(|n| *n > 0);
+    let parts: Vec<&str> = ports.split(':').collect();
+    let (host, container) = match parts.as_slice() {
+        [c] => (None, number(c).ok_or_else(bad)?),
+        [h, c] | [_, h, c] => (Some(number(h).ok_or_else(bad)?), number(c).ok_or_else(bad)?),
+        _ => return Err(bad()),
+    };
+    Ok(PortMapping {
+        host,
+        container,
+        protocol,
+    })
+}
+
+/// `--health-cmd "pg_isready" --health-interval 10s ...`: split as a shell would, the health
+/// options taken out (`--opt value` or `--opt=value`).
+fn options(written: &str, key: &str) -> Result<Options, ContainerError> {
+    let words = shell_words::split(written).map_err(|e| {
+        error(
+            key,
+            format!("cannot split `{written}` as a shell would: {e}"),
+        )
+    })?;
+    let mut out = Options::default();
+    let mut cmd: Option<String> = None;
+    let (mut interval, mut timeout, mut retries, mut start) = (None, None, None, None);
+    let mut words = words.into_iter();
+    while let Some(w) = words.next() {
+        let (name, inline) = match w.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_owned(), Some(v.to_owned())),
+            _ => (w.clone(), None),
+        };
+        if !name.starts_with("--health-") && name != "--no-healthcheck" {
+            out.other.push(w);
+            continue;
+        }
+        if name == "--no-healthcheck" {
+            cmd = None;
+            continue;
+        }
+        let value = match inline {
+            Some(v) => v,
+            None => words
+                .next()
+                .ok_or_else(|| error(key, format!("`{name}` has no value")))?,
+        };
+        let duration = |v: &str| {
+            crate::duration::parse_duration(v).ok_or_else(|| {
+                error(
+                    key,
+                    format!("`{name} {v}` is not a duration (such as 10s, 1m30s)"),
+                )
+            })
+        };
+        match name.as_str() {
+            "--health-cmd" => cmd = Some(value),
+            "--health-interval" => interval = Some(duration(&value)?),
+            "--health-timeout" => timeout = Some(duration(&value)?),
+            "--health-start-period" => start = Some(duration(&value)?),
+            "--health-retries" => {
+                retries =
+                    Some(value.parse::<u32>().map_err(|_| {
+                        error(key, format!("`{name} {value}` is not a whole number"))
+                    })?);
+            }
+            _ => {
+                return Err(error(
+                    key,
+                    format!(
+                        "`{name}` is not a health option (--health-cmd, --health-interval, --health-timeout, --health-retries, --health-start-period)"
+                    ),
+                ));
+            }
+        }
+    }
+    out.health = cmd.map(|cmd| HealthCheck {
+        cmd,
+        interval: interval.unwrap_or(HealthCheck::DEFAULT_INTERVAL),
+        timeout: timeout.unwrap_or(HealthCheck::DEFAULT_TIMEOUT),
+        retries: retries.unwrap_or(HealthCheck::DEFAULT_RETRIES),
+        start_period: start.unwrap_or_default(),
+    });
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn json(s: &str) -> Value {
+        Value::from_json(serde_json::from_str(s).unwrap())
+    }
+
+    #[test]
+    fn the_seed_s_postgres_service() {
+        let v = json(
+            r#"{"postgres": {"image": "postgres:13", "env": {"POSTGRES_USER": "postgres",
+                "POSTGRES_PASSWORD": "postgres", "POSTGRES_DB": "test_db"},
+                "ports": ["5432:5432"],
+                "options": "--health-cmd pg_isready --health-interval 10s --health-timeout 5s --health-retries 5"},
+              "redis": {"image": "redis", "ports": [6379], "options": "--health-cmd \"redis-cli ping\" --entrypoint redis-server"},
+              "off": {"image": ""}}"#,
+        );
+        let s = services(&v).unwrap();
+        assert_eq!(s.len(), 2, "the empty image is not started");
+        let (id, pg) = &s[0];
+        assert_eq!(
+            (id.as_str(), pg.image.as_str()),
+            ("postgres", "postgres:13")
+        );
+        assert_eq!(pg.env[2], ("POSTGRES_DB".to_owned(), "test_db".to_owned()));
+        assert_eq!(
+            pg.ports,
+            [PortMapping {
+                host: Some(5432),
+                container: 5432,
+                protocol: Protocol::Tcp
+            }]
+        );
+        assert_eq!(
+            pg.options.health,
+            Some(HealthCheck {
+                cmd: "pg_isready".into(),
+                interval: Duration::from_secs(10),
+                timeout: Duration::from_secs(5),
+                retries: 5,
+                start_period: Duration::ZERO,
+            })
+        );
+        let redis = &s[1].1;
+        assert_eq!(redis.ports[0].host, None);
+        assert_eq!(redis.options.health.as_ref().unwrap().cmd, "redis-cli ping");
+        assert_eq!(redis.options.health.as_ref().unwrap().retries, 3);
+        assert_eq!(redis.options.other, ["--entrypoint", "redis-server"]);
+    }
+
+    #[test]
+    fn a_container_is_an_image_or_a_mapping() {
+        assert_eq!(
+            container(&json(r#""docker://node:20""#))
+                .unwrap()
+                .unwrap()
+                .image,
+            "node:20"
+        );
+        assert!(container(&json(r#""""#)).unwrap().is_none());
+        assert!(container(&Value::Null).unwrap().is_none());
+        let c = container(&json(
+            r#"{"image": "ghcr.io/o/i:1", "credentials": {"username": "u", "password": "p"},
+                "volumes": ["/data", "cache:/cache:ro"], "ports": ["127.0.0.1:8080:80/udp"],
+                "options": "--cpus 1 --health-cmd=true"}"#,
+        ))
+        .unwrap()
+        .unwrap();
+        assert_eq!(c.credentials.as_ref().unwrap().username, "u");
+        assert!(
+            !format!("{c:?}").contains("\"p\""),
+            "the password is not shown"
+        );
+        assert_eq!(c.volumes, ["/data", "cache:/cache:ro"]);
+        assert_eq!(
+            c.ports[0],
+            PortMapping {
+                host: Some(8080),
+                container: 80,
+                protocol: Protocol::Udp
+            }
+        );
+        assert_eq!(c.options.other, ["--cpus", "1"]);
+        assert_eq!(c.options.health.unwrap().interval, Duration::from_secs(30));
+    }
+
+    #[test]
+    fn what_cannot_run_is_named_with_its_key() {
+        for (v, says) in [
+            (r#"{"db": {"env": {}}}"#, "services.db: has no `image`"),
+            (
+                r#"{"db": {"image": "p", "ports": ["x:1"]}}"#,
+                "services.db.ports[0]: `x:1` is not a port mapping",
+            ),
+            (
+                r#"{"db": {"image": "p", "ports": ["70000"]}}"#,
+                "services.db.ports[0]: `70000` is not a port mapping",
+            ),
+            (
+                r#"{"db": {"image": "p", "ports": "5432"}}"#,
+                "services.db.ports: must be a sequence, found a string",
+            ),
+            (
+                r#"{"db": {"image": "p", "options": "--health-interval soon"}}"#,
+                "services.db.options: `--health-interval soon` is not a duration",
+            ),
+            (
+                r#"{"db": {"image": "p", "options": "--health-retries"}}"#,
+                "services.db.options: `--health-retries` has no value",
+            ),
+            (
+                r#"{"db": {"image": "p", "options": "--health-cmd 'unclosed"}}"#,
+                "services.db.options: cannot split",
+            ),
+            (
+                r#"{"db": {"image": "p", "credentials": {"username": "u"}}}"#,
+                "services.db.credentials: needs both",
+            ),
+            (
+                r#"{"db": {"image": "p", "network": "host"}}"#,
+                "services.db.network: is not a key of a container",
+            ),
+            (
+                r#"["postgres"]"#,
+                "services: must be a mapping of service ids, found a sequence",
+            ),
+        ] {
+            let e = services(&json(v)).unwrap_err().to_string();
+            assert!(e.starts_with(says), "{v}: {e}");
+        }
+    }
+}
