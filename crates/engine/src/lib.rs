@@ -24,6 +24,7 @@ pub mod report;
 mod run;
 mod scripted;
 mod secrets;
+pub mod services;
 pub mod sink;
 
 pub use actions::artifact::artifact_name_error;

@@ -1174,3 +1174,94 @@ fn concurrency_groups_keep_one_running_and_one_waiting() {
     assert_eq!(run.conclusion("a"), "cancelled", "{}", run.all());
     assert_eq!(run.conclusion("b"), "success", "{}", run.all());
 }
+
+/// A free TCP port on loopback.
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[test]
+fn postgres_and_redis_services_run_from_local_binaries_without_docker() {
+    let pg_port = free_port();
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  test:
+    runs-on: ubuntu-latest
+    services:
+      postgres:
+        image: postgres:15
+        env:
+          POSTGRES_USER: app
+          POSTGRES_PASSWORD: s3cret
+          POSTGRES_DB: app_test
+        ports: ['{pg_port}:5432']
+        options: >-
+          --health-cmd pg_isready --health-interval 1s --health-timeout 5s --health-retries 20
+      redis:
+        image: redis:7
+        ports: [6379]
+    steps:
+      - name: Query the database
+        env:
+          PGPASSWORD: s3cret
+          PGPORT: ${{{{ job.services.postgres.ports['5432'] }}}}
+        run: |
+          echo \"pg port $PGPORT\"
+          psql -h 127.0.0.1 -U app -d app_test -tAc 'select 40 + 2'
+      - name: A wrong password is refused
+        env:
+          PGPASSWORD: wrong
+        run: |
+          if psql -h 127.0.0.1 -p {pg_port} -U app -d app_test -tAc 'select 1'; then exit 1; fi
+      - name: Ping redis
+        run: redis-cli -p ${{{{ job.services.redis.ports['6379'] }}}} ping
+"
+    ));
+    let run = r.run(&[]);
+    run.assert_code(0);
+    let lines = run.lines_of("test");
+    assert!(
+        lines.contains(&format!("pg port {pg_port}")),
+        "{}",
+        run.all()
+    );
+    assert!(lines.contains(&"42".to_owned()), "{}", run.all());
+    assert!(lines.contains(&"PONG".to_owned()), "{}", run.all());
+    assert!(
+        run.all().contains(
+            "Service `postgres`: PostgreSQL 15 from /usr/lib/postgresql/15/bin on 127.0.0.1:"
+        ),
+        "{}",
+        run.all()
+    );
+    // Stopped with the job.
+    assert!(
+        std::net::TcpStream::connect(("127.0.0.1", pg_port)).is_err(),
+        "the database outlived its job"
+    );
+    // An image only Docker runs fails the job, saying so.
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  web:
+    runs-on: ubuntu-latest
+    services:
+      nginx:
+        image: nginx:1.27
+    steps:
+      - run: echo never
+"
+    ));
+    let run = r.run(&[]);
+    run.assert_code(1);
+    assert!(
+        run.all()
+            .contains("service `nginx` (nginx:1.27): this image needs a Docker engine"),
+        "{}",
+        run.all()
+    );
+    assert!(!run.all().contains("never\n"), "{}", run.all());
+}

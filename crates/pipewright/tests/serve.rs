@@ -850,3 +850,40 @@ fn sigterm_lets_the_running_job_finish_and_the_restarted_server_goes_on() {
     assert_eq!(log.matches("[a] a done").count(), 1, "{log}");
     assert!(log.contains("[b] b done"), "{log}");
 }
+
+/// The seed's test job's database, in a server's confined job: a `postgres` service runs
+/// from the local binaries inside the job's own directory, as the job's user.
+#[test]
+fn a_confined_job_gets_its_postgres_service_without_docker() {
+    let s = Server::start();
+    let work = s.commit(
+        "main",
+        "on: push
+jobs:
+  test:
+    runs-on: x
+    services:
+      postgres:
+        image: postgres:15
+        env:
+          POSTGRES_PASSWORD: postgres
+          POSTGRES_DB: test_db
+        ports: [5432]
+        options: --health-cmd pg_isready --health-interval 1s --health-retries 30
+    steps:
+      - env:
+          DATABASE_URL: postgresql://postgres:postgres@127.0.0.1:${{ job.services.postgres.ports['5432'] }}/test_db
+        run: psql \"$DATABASE_URL\" -tAc 'select current_database()'
+",
+    );
+    s.push(&work, "main");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    let run = s.wait_completed(id);
+    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    assert_eq!(run["conclusion"], "success", "{log}\n{}", s.log());
+    assert!(log.contains("] test_db"), "{log}");
+    assert!(
+        log.contains("Service `postgres`: PostgreSQL 15 from"),
+        "{log}"
+    );
+}

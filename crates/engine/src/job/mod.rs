@@ -35,6 +35,7 @@ use crate::mask::Masker;
 use crate::process;
 use crate::report::{Conclusion, JobReport};
 use crate::sink::{JobLabel, Level, Line, Sink};
+use crate::{confine, services};
 
 /// What a job checks out.
 #[derive(Debug, Clone)]
@@ -132,6 +133,8 @@ pub(crate) struct JobState<'a> {
     pub(crate) inputs_override: Option<Map>,
     /// The `secrets` context: the run's, plus its environment's once `environment:` is known.
     pub(crate) secrets: Map,
+    /// The job's services, stopped when the state goes.
+    pub(crate) services: Vec<services::Local>,
 }
 
 pub(crate) fn obj(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
@@ -175,6 +178,7 @@ pub async fn run_job(
         job_ctx: Map::new(),
         inputs_override: None,
         secrets: run.secrets.run().clone(),
+        services: Vec::new(),
     };
     state
         .job_ctx
@@ -209,6 +213,8 @@ pub async fn run_job(
         return report;
     };
     let result = prepare_and_run(&mut state, job, cancel, &mut report).await;
+    // The services stop (and their directories go) with the job.
+    drop(std::mem::take(&mut state.services));
     // Orphans: processes a step left running (a server started with `&`) end with the job.
     for pgid in std::mem::take(&mut state.process_groups) {
         process::kill_group(pgid, nix::sys::signal::Signal::SIGKILL);
@@ -273,13 +279,16 @@ async fn prepare_and_run(
             }
         }
     }
-    if job.container.is_some() || job.services.is_some() {
+    if job.container.is_some() {
         state.log(Line::Annotation {
             level: Level::Warning,
-            message: "this job asks for a `container` or `services`; the host executor runs its steps on this machine, without them".into(),
+            message: "this job asks for a `container`; the host executor runs its steps on this machine, without it".into(),
             file: None,
             line: None,
         });
+    }
+    if let Some(node) = &job.services {
+        start_services(state, node, &host).await?;
     }
     // The env context: workflow env (with fewer contexts available), then job env.
     let ctxs = state.contexts(None);
@@ -335,6 +344,66 @@ async fn prepare_and_run(
     }
     finish::run_posts(state).await;
     finish::outputs(state, job, &host, report);
+    Ok(())
+}
+
+/// Starts the job's services, each from a local server binary (no Docker engine yet), and
+/// fills in `job.services`; they stop when the job's state goes.
+async fn start_services(
+    state: &mut JobState<'_>,
+    node: &Node,
+    host: &actions::HashFiles,
+) -> Result<(), JobError> {
+    const WHAT: &str = "`services`";
+    let ctxs = state.contexts(None);
+    let v = workflow::eval::evaluate(node, &eval_ctx(&ctxs, Status::Success, host))
+        .map_err(|e| JobError::expr(WHAT, e))?;
+    let list =
+        workflow::container::services(&v).map_err(|e| JobError::invalid(WHAT, e.to_string()))?;
+    // PostgreSQL refuses to run as root: a job run as root runs its services as the job
+    // user, else as nobody.
+    let run_as = nix::unistd::geteuid().is_root().then(|| {
+        ["pipewright-job", "nobody"]
+            .iter()
+            .find_map(|u| confine::JobUser::lookup(u).ok())
+            .map(|u| services::RunAs {
+                uid: u.uid,
+                gid: u.gid,
+            })
+    });
+    let mut ctx = Map::new();
+    for (id, spec) in list {
+        state.log(Line::Output(format!(
+            "Starting service `{id}` ({}) from the server binaries installed here, without Docker",
+            spec.image
+        )));
+        let temp = state.temp.clone();
+        let started = tokio::task::spawn_blocking(move || {
+            services::start(&id, &spec, &temp, run_as.flatten())
+        })
+        .await
+        .map_err(|e| JobError::invalid(WHAT, e.to_string()))?
+        .map_err(|e| JobError::invalid(WHAT, e.to_string()))?;
+        state.log(Line::Output(format!(
+            "Service `{}`: {}",
+            started.id, started.description
+        )));
+        let ports: Map = started
+            .ports
+            .iter()
+            .map(|(c, h)| (c.to_string(), Value::from(h.to_string())))
+            .collect();
+        ctx.insert(
+            started.id.clone(),
+            obj([
+                ("id", Value::from("")),
+                ("network", Value::from("")),
+                ("ports", Value::Object(ports)),
+            ]),
+        );
+        state.services.push(started);
+    }
+    state.job_ctx.insert("services".into(), Value::Object(ctx));
     Ok(())
 }
 
