@@ -69,6 +69,19 @@ pub struct Local {
     dir: PathBuf,
 }
 
+impl Local {
+    /// The last `max` lines the service printed, and how many came before them.
+    pub fn log_tail(&self, max: usize) -> (Vec<String>, usize) {
+        let text = std::fs::read_to_string(self.dir.join("log")).unwrap_or_default();
+        let lines: Vec<&str> = text.lines().collect();
+        let skip = lines.len().saturating_sub(max);
+        (
+            lines[skip..].iter().map(|l| (*l).to_owned()).collect(),
+            skip,
+        )
+    }
+}
+
 impl Drop for Local {
     fn drop(&mut self) {
         if let Some(mut c) = self.child.take() {

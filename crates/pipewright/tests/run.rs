@@ -1238,6 +1238,11 @@ fn postgres_and_redis_services_run_from_local_binaries_without_docker() {
         "{}",
         run.all()
     );
+    // Their logs are kept in the job's, folded (as the terminal shows a job that passed).
+    for service in ["postgres", "redis"] {
+        let fold = format!("▸ Service `{service}`: its log (");
+        assert!(run.all().contains(&fold), "{fold}\n{}", run.all());
+    }
     // Stopped with the job.
     assert!(
         std::net::TcpStream::connect(("127.0.0.1", pg_port)).is_err(),

@@ -886,4 +886,13 @@ jobs:
         log.contains("Service `postgres`: PostgreSQL 15 from"),
         "{log}"
     );
+    // What the database printed is kept in the job's log.
+    assert!(
+        log.contains("##[group]Service `postgres`: its log"),
+        "{log}"
+    );
+    assert!(
+        log.contains("database system is ready to accept connections"),
+        "{log}"
+    );
 }

@@ -213,8 +213,22 @@ pub async fn run_job(
         return report;
     };
     let result = prepare_and_run(&mut state, job, cancel, &mut report).await;
-    // The services stop (and their directories go) with the job.
-    drop(std::mem::take(&mut state.services));
+    // The services stop (and their directories go) with the job; what they printed is kept
+    // in its log, folded.
+    for service in std::mem::take(&mut state.services) {
+        let (lines, before) = service.log_tail(SERVICE_LOG_LINES);
+        state.log(Line::GroupStart(format!(
+            "Service `{}`: its log",
+            service.id
+        )));
+        if before > 0 {
+            state.log(Line::Output(format!("({before} earlier lines left out)")));
+        }
+        for line in lines {
+            state.log(Line::Output(line));
+        }
+        state.log(Line::GroupEnd);
+    }
     // Orphans: processes a step left running (a server started with `&`) end with the job.
     for pgid in std::mem::take(&mut state.process_groups) {
         process::kill_group(pgid, nix::sys::signal::Signal::SIGKILL);
@@ -346,6 +360,9 @@ async fn prepare_and_run(
     finish::outputs(state, job, &host, report);
     Ok(())
 }
+
+/// The most lines of a service's own log kept in its job's log.
+const SERVICE_LOG_LINES: usize = 500;
 
 /// Starts the job's services, each from a local server binary (no Docker engine yet), and
 /// fills in `job.services`; they stop when the job's state goes.
