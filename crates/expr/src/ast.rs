@@ -17,10 +17,11 @@ pub(crate) enum Func {
     Always,
     Cancelled,
     Failure,
+    Case,
 }
 
 impl Func {
-    const ALL: [Func; 12] = [
+    const ALL: [Func; 13] = [
         Func::Contains,
         Func::StartsWith,
         Func::EndsWith,
@@ -33,6 +34,7 @@ impl Func {
         Func::Always,
         Func::Cancelled,
         Func::Failure,
+        Func::Case,
     ];
 
     pub(crate) fn name(self) -> &'static str {
@@ -49,6 +51,7 @@ impl Func {
             Func::Always => "always",
             Func::Cancelled => "cancelled",
             Func::Failure => "failure",
+            Func::Case => "case",
         }
     }
 
@@ -67,6 +70,8 @@ impl Func {
             Func::ToJson | Func::FromJson => (1, 1),
             Func::HashFiles => (1, 255),
             Func::Success | Func::Always | Func::Cancelled | Func::Failure => (0, 0),
+            // Predicate and value pairs, then the default: an odd number (checked apart).
+            Func::Case => (3, 255),
         }
     }
 

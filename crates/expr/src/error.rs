@@ -45,4 +45,7 @@ pub enum EvalError {
     /// `hashFiles()` failed, either on its arguments or in the host.
     #[error("hashFiles: {message}")]
     HashFiles { message: String },
+    /// A `case()` predicate that is not a boolean.
+    #[error("case predicate must evaluate to a boolean value")]
+    CasePredicate,
 }

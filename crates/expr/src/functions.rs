@@ -119,6 +119,20 @@ pub(crate) fn call<'a>(func: Func, args: &[Node], ctx: &Context<'a>) -> Result<V
         Func::Failure => boolean(ctx.status == Status::Failure),
         Func::Cancelled => boolean(ctx.status == Status::Cancelled),
         Func::Always => boolean(true),
+        // The first pair whose predicate is true gives its value, else the last argument;
+        // only what is needed is evaluated.
+        Func::Case => {
+            let mut i = 0;
+            while i + 1 < args.len() {
+                match arg(i)?.prim() {
+                    Some(crate::eval::Prim::Bool(true)) => return arg(i + 1),
+                    Some(crate::eval::Prim::Bool(false)) => {}
+                    _ => return Err(EvalError::CasePredicate),
+                }
+                i += 2;
+            }
+            arg(args.len() - 1)
+        }
     }
 }
 

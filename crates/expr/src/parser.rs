@@ -356,6 +356,17 @@ impl<'s> Parser<'s> {
                 call.len,
             ));
         }
+        if *func == Func::Case && count % 2 == 0 {
+            let position = self.src[..call.offset].chars().count() + 1;
+            return Err(ParseError::new(
+                format!(
+                    "Even number of parameters supplied, requires an odd number of parameters: '{name}'. Located at position {position} within expression: {}",
+                    self.src
+                ),
+                call.offset,
+                call.len,
+            ));
+        }
         self.push_container(call);
         Ok(())
     }

@@ -1270,3 +1270,36 @@ fn postgres_and_redis_services_run_from_local_binaries_without_docker() {
     );
     assert!(!run.all().contains("never\n"), "{}", run.all());
 }
+
+#[test]
+fn same_repository_uses_and_case_run_as_on_github() {
+    let r = Repo::new();
+    r.workflow(
+        "ci.yml",
+        &format!(
+            "{PUSH_MAIN}jobs:
+  a:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: $/.github/actions/hello
+        with:
+          who: ${{{{ case(github.ref == 'refs/heads/main', 'main', 'elsewhere') }}}}
+  b:
+    uses: $/.github/workflows/reusable.yml
+"
+        ),
+    );
+    r.file(
+        ".github/actions/hello/action.yml",
+        "name: hello\ninputs:\n  who: {required: true}\nruns:\n  using: composite\n  steps:\n    - run: echo \"hello from ${{ inputs.who }}\"\n      shell: bash\n",
+    );
+    r.file(
+        ".github/workflows/reusable.yml",
+        "on: workflow_call\njobs:\n  inner:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo reused\n",
+    );
+    r.commit("init");
+    let run = r.run(&[]);
+    run.assert_code(0);
+    assert!(run.all().contains("hello from main"), "{}", run.all());
+    assert!(run.all().contains("reused"), "{}", run.all());
+}

@@ -30,6 +30,10 @@ mod ctx {
     ];
     pub(super) const STEP: &[&str] = JOB_OUTPUTS;
     pub(super) const WORKFLOW_CALL_OUTPUT: &[&str] = &["github", "jobs", "vars", "inputs"];
+    /// `container` (its `credentials` and `env` are where GitHub allows `secrets` and `env`).
+    pub(super) const CONTAINER: &[&str] = &[
+        "github", "needs", "strategy", "matrix", "env", "vars", "secrets", "inputs",
+    ];
     pub(super) const SERVICES: &[&str] = &[
         "github", "needs", "strategy", "matrix", "job", "runner", "env", "vars", "secrets",
         "inputs",
@@ -347,7 +351,7 @@ impl Validator<'_> {
         );
         self.opt_templates(job.continue_on_error.as_ref(), ctx::JOB_MATRIXED, false);
         self.opt_templates(job.timeout_minutes.as_ref(), ctx::JOB_MATRIXED, false);
-        self.opt_templates(job.container.as_ref(), ctx::JOB_MATRIXED, false);
+        self.opt_templates(job.container.as_ref(), ctx::CONTAINER, false);
         self.opt_templates(job.services.as_ref(), ctx::SERVICES, false);
         self.opt_templates(job.with.as_ref(), ctx::JOB_MATRIXED, false);
         self.opt_templates(job.secrets.as_ref(), ctx::JOB_ENV, false);
@@ -401,6 +405,7 @@ impl Validator<'_> {
         if let Some(uses) = &step.uses {
             let u = uses.value.as_str();
             let ok = u.starts_with("./")
+                || u.starts_with("$/")
                 || u.starts_with("docker://")
                 || u.split_once('@').is_some_and(|(name, r)| {
                     !r.is_empty()
@@ -410,7 +415,7 @@ impl Validator<'_> {
             if !ok {
                 self.diags.push(
                     Diagnostic::error(format!("invalid action reference `{u}`"), uses.span)
-                        .with_help("expected `owner/repo@ref`, `owner/repo/path@ref`, `./local/path` or `docker://image`"),
+                        .with_help("expected `owner/repo@ref`, `owner/repo/path@ref`, `./local/path`, `$/path` or `docker://image`"),
                 );
             }
         }

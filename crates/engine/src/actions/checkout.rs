@@ -20,11 +20,16 @@ pub(super) fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(), Actio
             call.input("path")
         )));
     }
-    std::fs::create_dir_all(&dest).map_err(|e| ActionError::io(dest.display().to_string(), e))?;
-    match &state.run.source {
-        Source::WorkingTree(repo) => copy_work_tree(repo, &dest)?,
-        Source::Commit { repo, sha } => export_commit(repo, sha, &dest)?,
-        Source::Archive(tar) => unpack(tar, &dest)?,
+    materialize(&state.run.source, &dest)
+}
+
+/// Writes the run's source tree into `dest` (made if missing).
+pub(super) fn materialize(source: &Source, dest: &Path) -> Result<(), ActionError> {
+    std::fs::create_dir_all(dest).map_err(|e| ActionError::io(dest.display().to_string(), e))?;
+    match source {
+        Source::WorkingTree(repo) => copy_work_tree(repo, dest)?,
+        Source::Commit { repo, sha } => export_commit(repo, sha, dest)?,
+        Source::Archive(tar) => unpack(tar, dest)?,
     }
     Ok(())
 }

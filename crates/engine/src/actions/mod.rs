@@ -175,6 +175,25 @@ pub(crate) async fn run(
         let dir = state.workspace.join(rel);
         return local::run(state, &call, &dir, cancel).await;
     }
+    // `$/path`: an action of the workflow's own repository at the run's commit, read from
+    // the repository itself (no checkout needed), once per job.
+    if let Some(rel) = uses.strip_prefix("$/") {
+        let root = state.temp.join(".same-repository");
+        if !root.exists() {
+            let part = state.temp.join(".same-repository.part");
+            let _ = std::fs::remove_dir_all(&part);
+            checkout::materialize(&state.run.source, &part)?;
+            std::fs::rename(&part, &root)
+                .map_err(|e| ActionError::io(root.display().to_string(), e))?;
+        }
+        if rel.split('/').any(|c| c == "..") {
+            return Err(ActionError::Failed(format!(
+                "`{uses}`: a same-repository path stays inside the repository"
+            )));
+        }
+        let dir = root.join(rel);
+        return local::run(state, &call, &dir, cancel).await;
+    }
     if uses.starts_with("docker://") {
         return Err(ActionError::Failed(format!(
             "`{uses}`: docker actions are not supported by the host executor"

@@ -2,7 +2,7 @@
 
 use indexmap::IndexMap;
 
-use super::{Parser, valid_id};
+use super::{Parser, same_repository, valid_id};
 use crate::diag::Diagnostic;
 use crate::model::*;
 use crate::yaml::{Node, NodeKind, Span};
@@ -28,6 +28,7 @@ const JOB_KEYS: &[&str] = &[
     "with",
     "secrets",
     "snapshot",
+    "cancel-timeout-minutes",
 ];
 
 impl Parser {
@@ -62,6 +63,12 @@ impl Parser {
         let what = format!("job `{id}`");
         let entries = self.expect_map(node, &what)?;
         self.check_keys(entries, JOB_KEYS, &what);
+        self.ignored_keys(
+            entries,
+            &["cancel-timeout-minutes"],
+            &what,
+            "a cancelled job's steps get 5 s after SIGTERM, then SIGKILL",
+        );
         let mut job = Job {
             id: id.to_owned(),
             span,
@@ -155,7 +162,7 @@ impl Parser {
                         ),
                     }
                 }
-                "uses" => job.uses = self.string(v, "`uses`"),
+                "uses" => job.uses = self.string(v, "`uses`").map(same_repository),
                 "with" => job.with = self.scalar_map(v, "`with`"),
                 "secrets" => job.secrets = Some(v.clone()),
                 _ => {}

@@ -46,6 +46,17 @@ pub(crate) fn suggest<'a>(name: &str, known: &[&'a str]) -> Option<&'a str> {
         .map(|(_, k)| k)
 }
 
+/// GitHub's same-repository form `$/path` of a reusable workflow (the workflow's own
+/// repository and commit) is read as the local path `./path` (the plan reads it from there).
+/// A step's `$/` action stays as written: it needs no checkout (the engine reads it from the
+/// repository itself).
+pub(super) fn same_repository(mut uses: Spanned<String>) -> Spanned<String> {
+    if let Some(rest) = uses.value.strip_prefix("$/") {
+        uses.value = format!("./{rest}");
+    }
+    uses
+}
+
 impl Parser {
     fn error(&mut self, msg: impl Into<String>, span: Span) {
         self.diags.push(Diagnostic::error(msg, span));
@@ -75,6 +86,39 @@ impl Parser {
             if !allowed.contains(&key) {
                 let mut d = Diagnostic::error(format!("unknown key `{key}` in {what}"), k.span)
                     .with_label("unknown key");
+                d = match suggest(key, allowed) {
+                    Some(s) => d.with_help(format!("did you mean `{s}`?")),
+                    None => d.with_help(format!("expected one of: {}", allowed.join(", "))),
+                };
+                self.diags.push(d);
+            }
+        }
+    }
+
+    /// Warns of each key of `ignored` among `entries`: GitHub has it, pipewright accepts it
+    /// and does not act on it yet (`why` says what that means).
+    fn ignored_keys(&mut self, entries: &[(Node, Node)], ignored: &[&str], what: &str, why: &str) {
+        for (k, _) in entries {
+            let key = k.as_str().unwrap_or_default();
+            if ignored.contains(&key) {
+                self.diags.push(
+                    Diagnostic::warning(format!("`{key}` in {what} is ignored: {why}"), k.span)
+                        .with_label("ignored"),
+                );
+            }
+        }
+    }
+
+    /// Like `check_keys`, but an unknown key is a warning (GitHub ignores it).
+    fn check_keys_leniently(&mut self, entries: &[(Node, Node)], allowed: &[&str], what: &str) {
+        for (k, _) in entries {
+            let key = k.as_str().unwrap_or_default();
+            if !allowed.contains(&key) {
+                let mut d = Diagnostic::warning(
+                    format!("unknown key `{key}` in {what}: ignored, as GitHub ignores it"),
+                    k.span,
+                )
+                .with_label("ignored");
                 d = match suggest(key, allowed) {
                     Some(s) => d.with_help(format!("did you mean `{s}`?")),
                     None => d.with_help(format!("expected one of: {}", allowed.join(", "))),

@@ -30,14 +30,19 @@ pub const EVENTS: &[&str] = &[
     "discussion_comment",
     "fork",
     "gollum",
+    "image_version",
     "issue_comment",
     "issues",
     "label",
     "merge_group",
     "milestone",
     "page_build",
+    "project",
+    "project_card",
+    "project_column",
     "public",
     "pull_request",
+    "pull_request_comment",
     "pull_request_review",
     "pull_request_review_comment",
     "pull_request_target",
@@ -121,7 +126,13 @@ impl Parser {
                 let Some(entries) = self.expect_map(item, "a `schedule` entry") else {
                     continue;
                 };
-                self.check_keys(entries, &["cron"], "a `schedule` entry");
+                self.check_keys(entries, &["cron", "timezone"], "a `schedule` entry");
+                self.ignored_keys(
+                    entries,
+                    &["timezone"],
+                    "a `schedule` entry",
+                    "pipewright reads every `cron` in UTC",
+                );
                 match item.get("cron") {
                     Some(c) => {
                         if let Some(s) = self.string(c, "`cron`") {
@@ -149,9 +160,26 @@ impl Parser {
             "workflow_dispatch" => vec!["inputs"],
             "workflow_call" => vec!["inputs", "outputs", "secrets"],
             "workflow_run" => vec!["workflows", "types", "branches", "branches-ignore"],
+            "merge_group" => vec!["types", "branches", "branches-ignore"],
             _ => vec!["types"],
         };
-        self.check_keys(entries, &allowed, &format!("the `{event}` trigger"));
+        let what = format!("the `{event}` trigger");
+        if matches!(
+            event,
+            "push"
+                | "pull_request"
+                | "pull_request_target"
+                | "workflow_dispatch"
+                | "workflow_call"
+                | "workflow_run"
+                | "merge_group"
+        ) {
+            self.check_keys(entries, &allowed, &what);
+        } else {
+            // The other events have no filters of their own, and GitHub ignores what is
+            // written under them (`create: {branches: [main]}`): a warning.
+            self.check_keys_leniently(entries, &allowed, &what);
+        }
         for (k, v) in entries {
             let key = k.as_str().unwrap_or_default();
             let what = format!("`{event}.{key}`");

@@ -10,6 +10,8 @@ use crate::yaml::{Node, NodeKind};
 
 const WORKFLOW_KEYS: &[&str] = &[
     "name",
+    // What the workflow is for: shown by GitHub, nothing to run.
+    "description",
     "run-name",
     "on",
     "env",
@@ -136,7 +138,17 @@ impl Parser {
                 cancel_in_progress: None,
             }),
             NodeKind::Map(entries) => {
-                self.check_keys(entries, &["group", "cancel-in-progress"], "`concurrency`");
+                self.check_keys(
+                    entries,
+                    &["group", "cancel-in-progress", "queue"],
+                    "`concurrency`",
+                );
+                self.ignored_keys(
+                    entries,
+                    &["queue"],
+                    "`concurrency`",
+                    "a pending run or job replaces the one pending before it, as without it",
+                );
                 let Some(group) = node.get("group") else {
                     self.error("`concurrency` needs a `group`", node.span);
                     return None;
