@@ -7,7 +7,7 @@ use crate::commands::FileCommandError;
 /// A job's definition could not be read or evaluated: what callers outside the engine see.
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
-pub struct DefinitionError(#[from] JobError);
+pub struct DefinitionError(#[from] pub(crate) JobError);
 
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum JobError {

@@ -43,6 +43,7 @@ fn env(dir: &std::path::Path) -> Arc<RunEnv> {
         cache_store: None,
         event_path: dir.join("event.json"),
         actions: engine::Actions::default(),
+        this_machine_only: false,
     })
 }
 

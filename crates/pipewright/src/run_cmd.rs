@@ -354,6 +354,7 @@ pub(crate) fn run(args: RunArgs) -> Result<u8> {
         cache_store: None,
         event_path,
         actions: actions::registry(),
+        this_machine_only: true,
     };
     let color = std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
     let console = Arc::new(Console::new(color));

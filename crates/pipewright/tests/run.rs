@@ -1303,3 +1303,33 @@ fn same_repository_uses_and_case_run_as_on_github() {
     assert!(run.all().contains("hello from main"), "{}", run.all());
     assert!(run.all().contains("reused"), "{}", run.all());
 }
+
+#[test]
+fn a_job_for_windows_or_macos_fails_instead_of_running_here() {
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  build:
+    strategy:
+      fail-fast: false
+      matrix:
+        os: [ubuntu-latest, windows-latest, macos-14]
+    runs-on: ${{{{ matrix.os }}}}
+    steps:
+      - run: echo built on ${{{{ matrix.os }}}}
+"
+    ));
+    let run = r.run(&["--jobs", "1"]);
+    run.assert_code(1);
+    let all = run.all();
+    assert!(all.contains("built on ubuntu-latest"), "{all}");
+    assert!(!all.contains("built on windows-latest"), "{all}");
+    assert!(!all.contains("built on macos-14"), "{all}");
+    for os in ["windows-latest", "macos-14"] {
+        assert!(
+            all.contains(&format!(
+                "`runs-on`: `{os}` asks for another operating system: pipewright runs this job on this linux machine only"
+            )),
+            "{all}"
+        );
+    }
+}

@@ -113,6 +113,7 @@ fn prepare(
         action_dirs: site.action_dirs.clone(),
         cache_dir: site.cache_dir.clone(),
         // `actions/cache` entries are the server's, shared by every runner.
+        this_machine_only: false,
         cache_store: Some(Arc::new(transfer::RemoteCache {
             client: client.clone(),
             lease: lease.clone(),

@@ -135,17 +135,8 @@ pub(super) async fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(),
         match best {
             Some(f) => chosen = Some(f),
             None => {
-                let mut versions: Vec<&str> = found.iter().map(|f| f.version.as_str()).collect();
-                versions.sort_unstable();
-                versions.dedup();
-                return Err(ActionError::Failed(format!(
-                    "Python {s} is not installed on this machine; found: {}",
-                    if versions.is_empty() {
-                        "none".to_owned()
-                    } else {
-                        versions.join(", ")
-                    }
-                )));
+                let versions: Vec<&str> = found.iter().map(|f| f.version.as_str()).collect();
+                return Err(ActionError::Failed(not_installed(s, versions)));
             }
         }
     }
@@ -221,6 +212,21 @@ pub(super) async fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(),
     Ok(())
 }
 
+/// What a job is told when no interpreter matches `spec`: the versions found, as versions
+/// (3.9 before 3.10).
+fn not_installed(spec: &str, mut versions: Vec<&str>) -> String {
+    versions.sort_unstable_by(|a, b| compare_versions(a, b));
+    versions.dedup();
+    format!(
+        "Python {spec} is not installed on this machine; found: {}",
+        if versions.is_empty() {
+            "none".to_owned()
+        } else {
+            versions.join(", ")
+        }
+    )
+}
+
 fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
     let parse = |v: &str| {
         v.split('.')
@@ -233,6 +239,18 @@ fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_versions_found_are_listed_as_versions() {
+        assert_eq!(
+            not_installed("2.7", vec!["3.10.2", "3.9.18", "3.11.7", "3.9.18"]),
+            "Python 2.7 is not installed on this machine; found: 3.9.18, 3.10.2, 3.11.7"
+        );
+        assert_eq!(
+            not_installed("3.12", Vec::new()),
+            "Python 3.12 is not installed on this machine; found: none"
+        );
+    }
 
     #[test]
     fn version_specs() {

@@ -76,6 +76,10 @@ pub struct RunEnv {
     pub event_path: PathBuf,
     /// Actions given to the engine by its driver (`pipewright/deploy`, Slack), by name.
     pub actions: crate::Actions,
+    /// Every job runs on this machine, whatever its `runs-on` (`pipewright run`): a job for
+    /// Windows or macOS fails instead of running here. A runner's jobs were matched to its
+    /// labels by the server: false.
+    pub this_machine_only: bool,
 }
 
 impl RunEnv {
@@ -293,6 +297,17 @@ async fn prepare_and_run(
             }
         }
     }
+    if state.run.this_machine_only
+        && let Some(os) = foreign_os(&runs_on(state.spec, state.run).map_err(|e| e.0)?)
+    {
+        return Err(JobError::invalid(
+            "`runs-on`",
+            format!(
+                "`{os}` asks for another operating system: pipewright runs this job on this {} machine only",
+                std::env::consts::OS
+            ),
+        ));
+    }
     if job.container.is_some() {
         state.log(Line::Annotation {
             level: Level::Warning,
@@ -359,6 +374,25 @@ async fn prepare_and_run(
     finish::run_posts(state).await;
     finish::outputs(state, job, &host, report);
     Ok(())
+}
+
+/// The first of `labels` that names an operating system other than this one (GitHub's
+/// `windows-*`, `macos-*` images and the `windows`/`macos` labels of self-hosted runners).
+fn foreign_os(labels: &[String]) -> Option<&str> {
+    let this = std::env::consts::OS;
+    labels.iter().map(String::as_str).find(|l| {
+        let l = l.to_ascii_lowercase();
+        let os = if l.starts_with("windows") {
+            "windows"
+        } else if l.starts_with("macos") || l == "osx" {
+            "macos"
+        } else if l.starts_with("ubuntu") || l == "linux" {
+            "linux"
+        } else {
+            return false;
+        };
+        os != this
+    })
 }
 
 /// The most lines of a service's own log kept in its job's log.
