@@ -216,21 +216,46 @@ pub(crate) fn run(args: RunArgs) -> Result<u8> {
             repo.root.join(".github/workflows").display()
         );
     }
+    // An invalid file is reported and skipped; the others run, and the exit code is 2.
     let mut parsed: Vec<(String, Workflow)> = Vec::new();
-    let mut invalid = false;
+    let mut skipped: Vec<String> = Vec::new();
     for f in &files {
         let shown = repo::display_path(f, &repo.root);
         let (errors, _, p) = crate::validate_cmd::check_file(f, &shown)?;
         if errors > 0 {
-            invalid = true;
+            skipped.push(shown);
         } else if let Some(wf) = p.workflow {
             parsed.push((shown, wf));
         }
     }
-    if invalid {
-        eprintln!("error: invalid workflow file(s); nothing was run");
-        return Ok(2);
+    if !skipped.is_empty() {
+        eprintln!(
+            "error: {} not valid, not run: {}",
+            if skipped.len() == 1 {
+                "a workflow file is"
+            } else {
+                "workflow files are"
+            },
+            skipped.join(", ")
+        );
     }
+    let code = run_parsed(&args, &repo, parsed, &mut skipped)?;
+    // Bad input is said last, whatever ran: 2 unless the run was cancelled.
+    Ok(if skipped.is_empty() || code == 130 {
+        code
+    } else {
+        code.max(2)
+    })
+}
+
+/// Plans and runs the valid workflows the event fires; a dispatched one whose inputs are
+/// missing joins `skipped`.
+fn run_parsed(
+    args: &RunArgs,
+    repo: &Repo,
+    parsed: Vec<(String, Workflow)>,
+    skipped: &mut Vec<String>,
+) -> Result<u8> {
     let (sha, source) = match &args.sha {
         Some(s) => {
             let full = repo.resolve(s)?;
@@ -264,7 +289,17 @@ pub(crate) fn run(args: RunArgs) -> Result<u8> {
             continue;
         }
         let inputs = if ev.trigger.name == "workflow_dispatch" {
-            workflow::inputs::dispatch_inputs(&wf, &given_inputs).with_context(|| file.clone())?
+            match workflow::inputs::dispatch_inputs(&wf, &given_inputs) {
+                Ok(i) => i,
+                Err(e) => {
+                    // That workflow is not run; the others are.
+                    eprintln!(
+                        "error: {file}: {e}: not run (give it with `--input NAME=VALUE`, or run other workflows only with `-W FILE`)"
+                    );
+                    skipped.push(file);
+                    continue;
+                }
+            }
         } else {
             Map::new()
         };

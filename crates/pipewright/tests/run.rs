@@ -797,6 +797,60 @@ fn invalid_workflow_exits_2_with_diagnostic() {
 }
 
 #[test]
+fn an_invalid_workflow_is_skipped_and_the_others_run_then_exit_2() {
+    let r = Repo::new();
+    r.workflow(
+        "broken.yml",
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: echo ${{ nope( }}\n",
+    );
+    r.workflow(
+        "good.yml",
+        "on: push\njobs:\n  fine:\n    runs-on: x\n    steps:\n      - run: echo still ran\n",
+    );
+    r.workflow(
+        "deploy.yml",
+        "on:\n  workflow_dispatch:\n    inputs:\n      target: {required: true}\njobs:\n  d:\n    runs-on: x\n    steps:\n      - run: echo deploying ${{ inputs.target }}\n",
+    );
+    r.workflow(
+        "manual.yml",
+        "on: workflow_dispatch\njobs:\n  m:\n    runs-on: x\n    steps:\n      - run: echo manual ran\n",
+    );
+    r.commit("init");
+    let run = r.run(&[]);
+    run.assert_code(2);
+    assert!(run.stderr.contains("broken.yml:6:"), "{}", run.all());
+    assert!(
+        run.stderr
+            .contains("error: a workflow file is not valid, not run: .github/workflows/broken.yml"),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.lines_of("fine").contains(&"still ran".to_owned()),
+        "{}",
+        run.all()
+    );
+    // A dispatch: the workflow missing its required input is not run, the other is.
+    let run = r.run(&["workflow_dispatch"]);
+    run.assert_code(2);
+    assert!(
+        run.stderr.contains(
+            "error: .github/workflows/deploy.yml: input `target` is required: not run (give it with `--input NAME=VALUE`, or run other workflows only with `-W FILE`)"
+        ),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.lines_of("m").contains(&"manual ran".to_owned()),
+        "{}",
+        run.all()
+    );
+    // Everything valid and given: 0.
+    let run = r.run(&["workflow_dispatch", "-W", "manual.yml"]);
+    run.assert_code(0);
+}
+
+#[test]
 fn bad_invocations_exit_2() {
     let r = repo_with(&format!(
         "{PUSH_MAIN}jobs:\n  a:\n    runs-on: x\n    steps:\n      - run: true\n"
