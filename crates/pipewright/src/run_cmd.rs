@@ -278,7 +278,7 @@ fn run_parsed(
             .get(&args.event)
             .is_some_and(|t| t.paths.is_some() || t.paths_ignore.is_some())
     });
-    let ev = event_info(&args, &repo, &sha, need_paths)?;
+    let ev = event_info(args, repo, &sha, need_paths)?;
     let given_inputs = collect(&args.inputs, None, "--input")?;
     let mut planned = Vec::new();
     for (file, wf) in parsed {
@@ -374,7 +374,7 @@ fn run_parsed(
     }
     action_dirs.push(home().join(".local/share/pipewright/actions"));
     let repo_key = engine::files::safe_name(&repo.name());
-    let github = github_context(&repo, &ev, &sha, &run_id);
+    let github = github_context(repo, &ev, &sha, &run_id);
     let base = RunEnv {
         github,
         secrets,
