@@ -10,9 +10,10 @@ fn fold(c: char) -> char {
     }
     // .NET uses the simple case mapping only; a mapping to several characters (`ß` -> `SS`)
     // leaves the character unchanged.
+    // Nor does it map a non-ASCII character to ASCII (`ı` U+0131 and `ſ` U+017F stay).
     let mut upper = c.to_uppercase();
     match (upper.next(), upper.next()) {
-        (Some(u), None) => u,
+        (Some(u), None) if !u.is_ascii() => u,
         _ => c,
     }
 }

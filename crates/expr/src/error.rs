@@ -45,6 +45,9 @@ pub enum EvalError {
     /// `hashFiles()` failed, either on its arguments or in the host.
     #[error("hashFiles: {message}")]
     HashFiles { message: String },
+    /// The strings made in one evaluation passed the runner's 1 MiB.
+    #[error("The maximum allowed memory size was exceeded")]
+    Memory,
     /// A `case()` predicate that is not a boolean.
     #[error("case predicate must evaluate to a boolean value")]
     CasePredicate,

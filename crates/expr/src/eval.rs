@@ -35,6 +35,7 @@ pub struct Context<'a> {
 
 /// Evaluates `expr`. Missing properties and contexts evaluate to null, as on GitHub.
 pub fn evaluate(expr: &Expr, ctx: &Context) -> Result<Value, EvalError> {
+    crate::functions::reset_memory();
     Ok(eval(&expr.root, ctx)?.into_value())
 }
 

@@ -12,6 +12,34 @@ use crate::error::EvalError;
 use crate::eval::{Context, Prim, Status, Val, eval, loose_eq, prim_to_string};
 use crate::json;
 
+/// The runner's limit on what one evaluation may allocate (`ExpressionConstants`): 1 MiB,
+/// strings counted as UTF-16, two bytes a code unit.
+const MAX_MEMORY: usize = 1 << 20;
+
+thread_local! {
+    /// Bytes the strings made by functions in the current evaluation take.
+    static MEMORY: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// Starts counting an evaluation's memory afresh.
+pub(crate) fn reset_memory() {
+    MEMORY.with(|m| m.set(0));
+}
+
+/// Counts a string a function made; an error past the limit.
+fn account(s: &str) -> Result<(), EvalError> {
+    let bytes = s.encode_utf16().count() * 2;
+    MEMORY.with(|m| {
+        let total = m.get().saturating_add(bytes);
+        m.set(total);
+        if total > MAX_MEMORY {
+            Err(EvalError::Memory)
+        } else {
+            Ok(())
+        }
+    })
+}
+
 pub(crate) fn call<'a>(func: Func, args: &[Node], ctx: &Context<'a>) -> Result<Val<'a>, EvalError> {
     let arg = |i: usize| -> Result<Val<'a>, EvalError> {
         match args.get(i) {
@@ -20,7 +48,10 @@ pub(crate) fn call<'a>(func: Func, args: &[Node], ctx: &Context<'a>) -> Result<V
         }
     };
     let boolean = |b: bool| Ok(Val::Owned(Value::Bool(b)));
-    let string = |s: String| Ok(Val::Owned(Value::String(s)));
+    let string = |s: String| {
+        account(&s)?;
+        Ok(Val::Owned(Value::String(s)))
+    };
     match func {
         Func::Contains => {
             let left = arg(0)?;
