@@ -482,6 +482,18 @@ fn merge_inputs(event: Value, inputs: &Map) -> Value {
     Value::Object(e)
 }
 
+/// Whether a value written in a workflow holds a `${{ }}` anywhere.
+fn has_expression(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains("${{"),
+        Value::Array(a) => a.iter().any(has_expression),
+        Value::Object(o) => o
+            .iter()
+            .any(|(k, v)| k.contains("${{") || has_expression(v)),
+        _ => false,
+    }
+}
+
 fn print_plan(planned: &[(Planned, Map)]) {
     for (p, _) in planned {
         println!("{} ({})", p.name(), p.file);
@@ -490,6 +502,11 @@ fn print_plan(planned: &[(Planned, Map)]) {
             let matrix = match job.strategy.as_ref().and_then(|s| s.matrix.as_ref()) {
                 None => String::new(),
                 Some(m) if m.as_map().is_none() => " matrix: computed when the job runs".to_owned(),
+                // A key or an `include` given by an expression (`${{ fromJSON(needs...) }}`)
+                // is only known when the job runs.
+                Some(m) if has_expression(&m.to_value()) => {
+                    " matrix: computed when the job runs".to_owned()
+                }
                 Some(m) => match plan::matrix::Matrix::from_value(&m.to_value())
                     .and_then(|m| plan::matrix::expand(&m))
                 {
@@ -497,10 +514,14 @@ fn print_plan(planned: &[(Planned, Map)]) {
                     Err(e) => format!(" matrix: {e}"),
                 },
             };
+            // One line a job: a condition written on several lines is shown on one.
             let cond = job
                 .if_
                 .as_ref()
-                .map(|c| format!(" if: {}", c.value))
+                .map(|c| {
+                    let one_line: Vec<&str> = c.value.split_whitespace().collect();
+                    format!(" if: {}", one_line.join(" "))
+                })
                 .unwrap_or_default();
             println!(
                 "  {id}{}{matrix}{cond}",

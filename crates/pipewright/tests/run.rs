@@ -1387,3 +1387,43 @@ fn a_job_for_windows_or_macos_fails_instead_of_running_here() {
         );
     }
 }
+
+#[test]
+fn the_plan_shows_a_matrix_computed_at_run_time_and_a_long_condition_on_one_line() {
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  setup:
+    runs-on: x
+    outputs:
+      m: ${{{{ steps.s.outputs.m }}}}
+    steps:
+      - id: s
+        run: echo 'm=[\"a\",\"b\"]' >> $GITHUB_OUTPUT
+  build:
+    needs: setup
+    if: |
+      github.event_name == 'push' &&
+      true
+    strategy:
+      matrix:
+        x: ${{{{ fromJSON(needs.setup.outputs.m) }}}}
+    runs-on: x
+    steps:
+      - run: echo built ${{{{ matrix.x }}}}
+"
+    ));
+    let plan = r.run(&["--dry-run"]);
+    plan.assert_code(0);
+    assert!(
+        plan.stdout.contains(
+            "  build (needs: setup) matrix: computed when the job runs if: github.event_name == 'push' && true\n"
+        ),
+        "{}",
+        plan.all()
+    );
+    let run = r.run(&[]);
+    run.assert_code(0);
+    for x in ["a", "b"] {
+        assert!(run.all().contains(&format!("built {x}")), "{}", run.all());
+    }
+}
