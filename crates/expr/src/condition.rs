@@ -116,7 +116,10 @@ impl Condition {
         }
         match &self.kind {
             Kind::Empty => Ok(true),
-            Kind::Expr(e) => Ok(eval(&e.root, ctx)?.truthy()),
+            Kind::Expr(e) => {
+                crate::functions::reset_memory();
+                Ok(eval(&e.root, ctx)?.truthy())
+            }
             Kind::Template(t) => Ok(!t.evaluate_string(ctx)?.is_empty()),
         }
     }

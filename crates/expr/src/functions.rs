@@ -17,7 +17,10 @@ use crate::json;
 const MAX_MEMORY: usize = 1 << 20;
 
 thread_local! {
-    /// Bytes the strings made by functions in the current evaluation take.
+    /// Bytes the strings made by functions in the current evaluation take. Every entry
+    /// point that evaluates (`evaluate`, `Template::evaluate[_string]`,
+    /// `Condition::evaluate`) starts it afresh: an evaluation runs on one thread, start to
+    /// end, and nothing else evaluates in between.
     static MEMORY: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
 }
 

@@ -145,6 +145,7 @@ impl Template {
     /// conversion concatenated.
     pub fn evaluate(&self, ctx: &Context) -> Result<Value, EvalError> {
         if let [Part::Expr(expr, _)] = self.parts.as_slice() {
+            crate::functions::reset_memory();
             return Ok(eval(&expr.root, ctx)?.into_value());
         }
         self.evaluate_string(ctx).map(Value::String)
@@ -152,6 +153,8 @@ impl Template {
 
     /// Evaluates the template to a string.
     pub fn evaluate_string(&self, ctx: &Context) -> Result<String, EvalError> {
+        // One evaluation: its strings count against one limit.
+        crate::functions::reset_memory();
         let mut out = String::new();
         for part in &self.parts {
             match part {

@@ -298,3 +298,30 @@ fn eval_errors_name_the_function() {
     assert!(matches!(e, EvalError::Format { .. }));
     assert!(e.to_string().starts_with("format: "), "{e}");
 }
+
+/// The 1 MiB limit is one evaluation's: however many evaluations a process makes, each
+/// starts afresh, through every entry point; one that passes it alone is refused.
+#[test]
+fn the_memory_limit_is_per_evaluation() {
+    // 100,000 characters: 200,000 bytes as the runner counts them.
+    let big = "x".repeat(100_000);
+    let c = contexts(json!({ "github": { "big": big } }));
+    let ctx = Context {
+        contexts: &c,
+        status: Status::Success,
+        host: None,
+    };
+    let e = parse("format('{0}{0}', github.big)").unwrap();
+    let t = parse_template("${{ format('{0}{0}', github.big) }}").unwrap();
+    let s = parse_template("a ${{ format('{0}{0}', github.big) }}").unwrap();
+    let cond = parse_condition("format('{0}{0}', github.big) != ''").unwrap();
+    for _ in 0..20 {
+        assert!(evaluate(&e, &ctx).is_ok());
+        assert!(t.evaluate(&ctx).is_ok());
+        assert!(s.evaluate_string(&ctx).is_ok());
+        assert!(cond.evaluate(&ctx).unwrap());
+    }
+    // Ten copies at once: 2,000,000 bytes.
+    let over = parse("format('{0}{0}{0}{0}{0}{0}{0}{0}{0}{0}', github.big)").unwrap();
+    assert!(matches!(evaluate(&over, &ctx), Err(EvalError::Memory)));
+}
