@@ -312,8 +312,9 @@ pub(crate) struct RunArgs {
     /// A workflow_dispatch input: NAME=VALUE.
     #[arg(long = "input", short = 'i', value_name = "NAME=VALUE")]
     pub(crate) inputs: Vec<String>,
-    /// The event payload (JSON), as GitHub would send it.
-    #[arg(long)]
+    /// The event payload (JSON), as GitHub would send it (default: one made from the
+    /// repository, with the fields GitHub's have).
+    #[arg(long, visible_alias = "event-file", value_name = "FILE")]
     pub(crate) event_path: Option<PathBuf>,
     /// Print the plan and run nothing.
     #[arg(long)]

@@ -18,6 +18,15 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
+/// What an event payload tells of a commit.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub(crate) struct CommitInfo {
+    pub(crate) message: String,
+    pub(crate) author_name: String,
+    pub(crate) author_email: String,
+    pub(crate) timestamp: String,
+}
+
 /// A git work tree, with what one `git rev-parse` tells about it.
 #[derive(Debug, Clone)]
 pub(crate) struct Repo {
@@ -83,6 +92,21 @@ impl Repo {
 
     pub(crate) fn head(&self) -> Option<String> {
         self.head.clone()
+    }
+
+    /// The subject, author name, author email and commit time (ISO 8601) of `sha`.
+    pub(crate) fn commit_info(&self, sha: &str) -> Option<CommitInfo> {
+        let out = git(
+            &self.root,
+            &["log", "-1", "--format=%s%x00%an%x00%ae%x00%cI", sha],
+        )?;
+        let mut f = out.split('\0').map(str::to_owned);
+        Some(CommitInfo {
+            message: f.next()?,
+            author_name: f.next()?,
+            author_email: f.next()?,
+            timestamp: f.next()?,
+        })
     }
 
     pub(crate) fn resolve(&self, rev: &str) -> Result<String> {

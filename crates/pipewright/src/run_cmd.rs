@@ -117,20 +117,30 @@ fn event_info(args: &RunArgs, repo: &Repo, sha: &str, need_paths: bool) -> Resul
         (true, false) => repo.changed_paths(None),
     };
     let mut payload = payload;
-    // A minimal payload of the event's shape when none was given.
+    // A payload of the event's shape, with the fields GitHub's have, when none was given.
     if payload.as_object().is_some_and(serde_json::Map::is_empty) {
         let full_name = repo.name();
-        let short = full_name.rsplit('/').next().unwrap_or_default().to_owned();
-        let repo_obj = serde_json::json!({"full_name": full_name, "name": short});
-        payload = if is_pr {
-            serde_json::json!({"action": action.clone().unwrap_or_default(), "number": 1,
-                "pull_request": {"number": 1, "head": {"ref": head_ref, "sha": sha}, "base": {"ref": base_ref}},
-                "repository": repo_obj})
-        } else if name == "push" {
-            serde_json::json!({"ref": git_ref, "after": sha, "repository": repo_obj, "head_commit": {"id": sha}})
+        let default_branch = repo.default_branch();
+        let commit = repo.commit_info(sha).unwrap_or_default();
+        let base_sha = if is_pr {
+            repo.resolve(&base_ref).unwrap_or_default()
         } else {
-            serde_json::json!({"repository": repo_obj})
+            String::new()
         };
+        let actor = actor();
+        payload = crate::payload::payload(&crate::payload::Facts {
+            event: &name,
+            full_name: &full_name,
+            default_branch: &default_branch,
+            actor: &actor,
+            sha,
+            git_ref: &git_ref,
+            head_ref: &head_ref,
+            base_ref: &base_ref,
+            base_sha: &base_sha,
+            action: action.as_deref(),
+            commit: &commit,
+        });
     }
     Ok(EventInfo {
         trigger: plan::trigger::Event {
@@ -147,6 +157,11 @@ fn event_info(args: &RunArgs, repo: &Repo, sha: &str, need_paths: bool) -> Resul
     })
 }
 
+/// Who runs it: the user, as GitHub's actor.
+fn actor() -> String {
+    std::env::var("USER").unwrap_or_else(|_| "pipewright".into())
+}
+
 fn github_context(repo: &Repo, ev: &EventInfo, sha: &str, run_id: &str) -> Map {
     let name = repo.name();
     let owner = name.split('/').next().unwrap_or_default().to_owned();
@@ -160,7 +175,7 @@ fn github_context(repo: &Repo, ev: &EventInfo, sha: &str, run_id: &str) -> Map {
             "branch",
         ),
     };
-    let actor = std::env::var("USER").unwrap_or_else(|_| "pipewright".into());
+    let actor = actor();
     let s = |v: &str| Value::String(v.to_owned());
     let mut g = Map::new();
     for (k, v) in [

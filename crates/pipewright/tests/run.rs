@@ -1427,3 +1427,52 @@ fn the_plan_shows_a_matrix_computed_at_run_time_and_a_long_condition_on_one_line
         assert!(run.all().contains(&format!("built {x}")), "{}", run.all());
     }
 }
+
+#[test]
+fn the_made_payloads_have_the_fields_workflows_read() {
+    let r = Repo::new();
+    r.workflow(
+        "ci.yml",
+        "on: [push, pull_request]
+jobs:
+  show:
+    if: contains(fromJSON('[\"main\", \"trunk\"]'), github.event.repository.default_branch)
+    runs-on: x
+    steps:
+      - run: |
+          echo \"sender ${{ github.event.sender.login != '' }}\"
+          echo \"default ${{ github.event.repository.default_branch }}\"
+          echo \"message ${{ github.event.head_commit.message }}\"
+          echo \"head repo ${{ github.event.pull_request.head.repo.full_name == github.repository }}\"
+          echo \"base ${{ github.event.pull_request.base.ref }}\"
+",
+    );
+    r.file("README.md", "hello\n");
+    r.commit("Add the show job");
+    let push = r.run(&[]);
+    push.assert_code(0);
+    let lines = push.lines_of("show");
+    for want in ["sender true", "default main", "message Add the show job"] {
+        assert!(lines.contains(&want.to_owned()), "{want}\n{}", push.all());
+    }
+    let pr = r.run(&["pull_request", "--base-ref", "main"]);
+    pr.assert_code(0);
+    let lines = pr.lines_of("show");
+    for want in ["head repo true", "base main"] {
+        assert!(lines.contains(&want.to_owned()), "{want}\n{}", pr.all());
+    }
+    // A payload of one's own, by `--event-file` too.
+    let file = r.path().join(".git").join("event.json");
+    std::fs::write(
+        &file,
+        r#"{"repository": {"default_branch": "trunk"}, "sender": {"login": "x"}}"#,
+    )
+    .unwrap();
+    let own = r.run(&["--event-file", file.to_str().unwrap()]);
+    own.assert_code(0);
+    assert!(
+        own.lines_of("show").contains(&"default trunk".to_owned()),
+        "{}",
+        own.all()
+    );
+}
