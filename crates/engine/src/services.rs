@@ -159,7 +159,7 @@ pub fn start(
     }
     let dir = tempdir_in(temp, id).map_err(|e| fail(format!("cannot make its directory: {e}")))?;
     if let Some(u) = run_as {
-        chown_tree(&dir, u).map_err(|e| fail(format!("cannot hand its directory over: {e}")))?;
+        chown_to(&dir, u).map_err(|e| fail(format!("cannot hand its directory over: {e}")))?;
     }
     let env = |name: &str| {
         spec.env
@@ -202,7 +202,7 @@ pub fn start(
                 let file = dir.join("pw");
                 std::fs::write(&file, pw).map_err(|e| fail(format!("{e}")))?;
                 if let Some(u) = run_as {
-                    chown_tree(&file, u).map_err(|e| fail(format!("{e}")))?;
+                    chown_to(&file, u).map_err(|e| fail(format!("{e}")))?;
                 }
                 initdb
                     .arg("--auth-host=scram-sha-256")
@@ -369,7 +369,7 @@ fn tempdir_in(temp: &Path, id: &str) -> std::io::Result<PathBuf> {
     Err(std::io::Error::other("too many service directories"))
 }
 
-fn chown_tree(path: &Path, u: RunAs) -> std::io::Result<()> {
+fn chown_to(path: &Path, u: RunAs) -> std::io::Result<()> {
     std::os::unix::fs::chown(path, Some(u.uid), Some(u.gid))
 }
 
@@ -402,7 +402,7 @@ fn spawn(cmd: &mut Command, log: &Path, run_as: Option<RunAs>) -> Result<Child, 
     as_user(cmd, run_as);
     let out = std::fs::File::create(log).map_err(|e| e.to_string())?;
     if let Some(u) = run_as {
-        chown_tree(log, u).map_err(|e| e.to_string())?;
+        chown_to(log, u).map_err(|e| e.to_string())?;
     }
     let err = out.try_clone().map_err(|e| e.to_string())?;
     // A group of its own: a Ctrl-C meant for pipewright does not stop it mid-job; the
@@ -415,12 +415,12 @@ fn spawn(cmd: &mut Command, log: &Path, run_as: Option<RunAs>) -> Result<Child, 
         .map_err(|e| e.to_string())
 }
 
+/// `name` on this process's `PATH`, or in the usual system directories (a server binary
+/// may be in `/usr/sbin`, which a user's `PATH` often lacks).
 fn which(name: &str) -> Option<PathBuf> {
-    let path = std::env::var_os("PATH").unwrap_or_default();
-    std::env::split_paths(&path)
-        .chain(["/usr/sbin", "/usr/bin", "/usr/local/bin"].map(PathBuf::from))
-        .map(|d| d.join(name))
-        .find(|p| p.is_file())
+    let mut dirs = std::env::var_os("PATH").unwrap_or_default();
+    dirs.push(":/usr/sbin:/usr/bin:/usr/local/bin");
+    crate::job::find_on_path(name, &dirs)
 }
 
 /// PostgreSQL's binaries: of the major version asked for if installed, else the newest

@@ -339,28 +339,28 @@ impl<'s> Parser<'s> {
         let (min, max) = func.arity();
         let count = params.len();
         let name = &self.src[call.offset..call.offset + call.len];
-        if count < min || count > max {
+        let problem = if count < min || count > max {
             let which = if count < min { "Too few" } else { "Too many" };
             let expects = if min == max {
                 format!("{min}")
             } else {
                 format!("{min} to {max}")
             };
+            Some(format!(
+                "{which} parameters supplied to function '{name}': it takes {expects}, got {count}."
+            ))
+        } else if *func == Func::Case && count % 2 == 0 {
+            Some(format!(
+                "Even number of parameters supplied, requires an odd number of parameters: '{name}'."
+            ))
+        } else {
+            None
+        };
+        if let Some(problem) = problem {
             let position = self.src[..call.offset].chars().count() + 1;
             return Err(ParseError::new(
                 format!(
-                    "{which} parameters supplied to function '{name}': it takes {expects}, got {count}. Located at position {position} within expression: {}",
-                    self.src
-                ),
-                call.offset,
-                call.len,
-            ));
-        }
-        if *func == Func::Case && count % 2 == 0 {
-            let position = self.src[..call.offset].chars().count() + 1;
-            return Err(ParseError::new(
-                format!(
-                    "Even number of parameters supplied, requires an odd number of parameters: '{name}'. Located at position {position} within expression: {}",
+                    "{problem} Located at position {position} within expression: {}",
                     self.src
                 ),
                 call.offset,

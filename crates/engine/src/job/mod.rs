@@ -27,7 +27,7 @@ use context::{eval_ctx, merge_env};
 pub(crate) use file_commands::FileCommands;
 pub use file_commands::is_engine_temp_file;
 pub(crate) use finish::{PostCondition, PostStep};
-pub(crate) use step::{run_step, which};
+pub(crate) use step::{find_on_path, run_step, which};
 
 use crate::actions;
 use crate::error::JobError;

@@ -332,12 +332,18 @@ fn shell_command(
     })
 }
 
-/// Whether `program` is on the PATH.
 /// Whether `program` is on the `PATH` of `env` (a job's environment: a confined job's
 /// process starts from an empty one of its own).
 pub(crate) fn which(program: &str, env: &[(String, String)]) -> bool {
     env.iter()
         .rev()
         .find(|(k, _)| k == "PATH")
-        .is_some_and(|(_, paths)| std::env::split_paths(paths).any(|d| d.join(program).is_file()))
+        .is_some_and(|(_, paths)| find_on_path(program, paths.as_ref()).is_some())
+}
+
+/// Where `program` is in the directories of `path` (a `PATH` value), if anywhere.
+pub(crate) fn find_on_path(program: &str, path: &std::ffi::OsStr) -> Option<std::path::PathBuf> {
+    std::env::split_paths(path)
+        .map(|d| d.join(program))
+        .find(|p| p.is_file())
 }

@@ -108,7 +108,11 @@ pub(super) async fn run_logs(
     let mut skipped = 0i64;
     if let (Some(n), true) = (q.tail, q.follow.unwrap_or(false)) {
         let n = i64::try_from(n.clamp(1, 100_000)).unwrap_or(100_000);
-        let ids: Vec<(JobId, bool)> = jobs.iter().map(|j| (j.id, j.log_archived)).collect();
+        let ids: Vec<(JobId, bool)> = jobs
+            .iter()
+            .filter(|j| job_matches(filter.as_deref(), &j.name, &j.job_id))
+            .map(|j| (j.id, j.log_archived))
+            .collect();
         let store = store.clone();
         let lasts = blocking(move || -> Result<Vec<(JobId, i64)>, ApiError> {
             let mut out = Vec::new();
