@@ -14,6 +14,7 @@ mod call;
 pub mod commands;
 mod concurrency;
 pub mod confine;
+pub mod docker;
 mod error;
 pub mod files;
 mod graph;

@@ -181,7 +181,7 @@ pub fn kill_group(pgid: i32, signal: Signal) {
 /// must not fill the memory).
 const MAX_LINE: usize = 64 * 1024;
 
-async fn read_lines(r: impl AsyncRead + Unpin, stream: Stream, tx: mpsc::Sender<Piece>) {
+pub(crate) async fn read_lines(r: impl AsyncRead + Unpin, stream: Stream, tx: mpsc::Sender<Piece>) {
     let mut reader = BufReader::new(r);
     let mut buf = Vec::new();
     // The bytes of a character cut by the end of the last piece, carried to the next.

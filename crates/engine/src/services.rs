@@ -99,6 +99,11 @@ pub struct RunAs {
     pub gid: u32,
 }
 
+/// Whether a service of `image` can run from a local server binary (postgres, redis).
+pub fn supported(image: &str) -> bool {
+    Kind::of(image).is_some()
+}
+
 /// Starts service `id` of image `spec.image` from a local binary, in a directory under
 /// `temp`, and waits until it answers.
 pub fn start(

@@ -1316,13 +1316,32 @@ fn postgres_and_redis_services_run_from_local_binaries_without_docker() {
     ));
     let run = r.run(&[]);
     run.assert_code(1);
+    // This machine's engine has no such image, and nothing can be pulled.
     assert!(
-        run.all()
-            .contains("service `nginx` (nginx:1.27): this image needs a Docker engine"),
+        run.all().contains(
+            "`services.nginx`: image `nginx:1.27` is not on this machine, and pulling it failed"
+        ),
         "{}",
         run.all()
     );
     assert!(!run.all().contains("never\n"), "{}", run.all());
+    // Without an engine, the message says what runs without one.
+    let out = r
+        .command()
+        .env("DOCKER_HOST", "unix:///nonexistent/docker.sock")
+        .arg("run")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{text}");
+    assert!(
+        text.contains("service `nginx` (nginx:1.27): this image needs a Docker engine (no Docker engine answers at unix:///nonexistent/docker.sock"),
+        "{text}"
+    );
+    assert!(
+        text.contains("without one only postgres and redis services run"),
+        "{text}"
+    );
 }
 
 #[test]

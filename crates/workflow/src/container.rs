@@ -385,6 +385,240 @@ fn options(written: &str, key: &str) -> Result<Options, ContainerError> {
     Ok(out)
 }
 
+/// What the Docker engine is told beyond the image: the `options` other than the health
+/// check, read into the few settings a job may change about its own container. Those that
+/// would reach the host (`--privileged`, `--cap-add`, `--device`, `--network`, `--pid`,
+/// `--volume` of a host path, `--security-opt`, …) are refused: job code is untrusted, and
+/// such a container is the host's root.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct CreateOptions {
+    pub user: Option<String>,
+    pub entrypoint: Option<String>,
+    pub hostname: Option<String>,
+    pub workdir: Option<String>,
+    pub env: Vec<(String, String)>,
+    /// More names on the job's network (`--network-alias`).
+    pub aliases: Vec<String>,
+    pub labels: Vec<(String, String)>,
+    /// Bytes.
+    pub memory: Option<i64>,
+    pub shm_size: Option<i64>,
+    /// Billionths of a CPU.
+    pub nano_cpus: Option<i64>,
+    pub init: bool,
+    pub read_only: bool,
+    pub tmpfs: Vec<String>,
+    pub stop_signal: Option<String>,
+}
+
+/// Options that would give a job's container the host (or another's container).
+const REFUSED: [&str; 17] = [
+    "--privileged",
+    "--cap-add",
+    "--device",
+    "--device-cgroup-rule",
+    "--network",
+    "--net",
+    "--pid",
+    "--ipc",
+    "--uts",
+    "--userns",
+    "--cgroupns",
+    "--cgroup-parent",
+    "--security-opt",
+    "--volumes-from",
+    "--volume",
+    "--mount",
+    "--group-add",
+];
+
+/// Reads [`Options::other`] (the options of `key`).
+pub fn create_options(other: &[String], key: &str) -> Result<CreateOptions, ContainerError> {
+    let mut out = CreateOptions::default();
+    let mut words = other.iter();
+    while let Some(w) = words.next() {
+        let (name, inline) = match w.split_once('=') {
+            Some((n, v)) if n.starts_with("--") => (n.to_owned(), Some(v.to_owned())),
+            _ => (w.clone(), None),
+        };
+        let name = match name.as_str() {
+            "-u" => "--user".to_owned(),
+            "-h" => "--hostname".to_owned(),
+            "-w" => "--workdir".to_owned(),
+            "-e" => "--env".to_owned(),
+            "-m" => "--memory".to_owned(),
+            "-l" => "--label".to_owned(),
+            "-v" => "--volume".to_owned(),
+            _ => name,
+        };
+        if REFUSED.contains(&name.as_str()) {
+            let hint = if name == "--volume" || name == "--mount" {
+                " (use `volumes:`: named volumes live as long as the job)"
+            } else {
+                ""
+            };
+            return Err(error(
+                key,
+                format!(
+                    "`{name}` would reach beyond the job's own container, and is refused{hint}"
+                ),
+            ));
+        }
+        // Flags without a value.
+        match name.as_str() {
+            "--init" => {
+                out.init = inline.is_none_or(|v| v != "false");
+                continue;
+            }
+            "--read-only" => {
+                out.read_only = inline.is_none_or(|v| v != "false");
+                continue;
+            }
+            "--rm" | "-t" | "--tty" | "-i" | "--interactive" | "-d" | "--detach" => continue,
+            _ => {}
+        }
+        if !name.starts_with('-') {
+            return Err(error(
+                key,
+                format!("`{name}` is not an option (options start with `-`)"),
+            ));
+        }
+        let value = match inline {
+            Some(v) => v,
+            None => words
+                .next()
+                .cloned()
+                .ok_or_else(|| error(key, format!("`{name}` has no value")))?,
+        };
+        let size = |v: &str| {
+            bytes(v).ok_or_else(|| {
+                error(
+                    key,
+                    format!("`{name} {v}` is not a size (such as 512m, 2g)"),
+                )
+            })
+        };
+        match name.as_str() {
+            "--user" => out.user = Some(value),
+            "--entrypoint" => out.entrypoint = Some(value),
+            "--hostname" => out.hostname = Some(value),
+            "--workdir" => out.workdir = Some(value),
+            "--network-alias" | "--net-alias" => out.aliases.push(value),
+            "--env" => {
+                let (k, v) = value.split_once('=').unwrap_or((value.as_str(), ""));
+                out.env.push((k.to_owned(), v.to_owned()));
+            }
+            "--label" => {
+                let (k, v) = value.split_once('=').unwrap_or((value.as_str(), ""));
+                out.labels.push((k.to_owned(), v.to_owned()));
+            }
+            "--memory" => out.memory = Some(size(&value)?),
+            "--shm-size" => out.shm_size = Some(size(&value)?),
+            "--cpus" => {
+                let n = value
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|n| n.is_finite() && *n > 0.0 && *n < 1e6)
+                    .ok_or_else(|| {
+                        error(key, format!("`--cpus {value}` is not a number of CPUs"))
+                    })?;
+                #[allow(clippy::cast_possible_truncation)]
+                let nano = (n * 1e9).round() as i64;
+                out.nano_cpus = Some(nano);
+            }
+            "--tmpfs" => out.tmpfs.push(value),
+            "--stop-signal" => out.stop_signal = Some(value),
+            "--name" => {}
+            _ => {
+                return Err(error(
+                    key,
+                    format!(
+                        "`{name}` is not an option pipewright passes to Docker (--user, --entrypoint, --hostname, --workdir, --env, --network-alias, --label, --memory, --shm-size, --cpus, --init, --read-only, --tmpfs, --stop-signal)"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// `512m`, `2g`, `1024`, `64k` (Docker's units, powers of 1024).
+fn bytes(v: &str) -> Option<i64> {
+    let v = v.trim().to_ascii_lowercase();
+    let v = v.strip_suffix('b').unwrap_or(&v);
+    let (digits, unit) = match v
+        .char_indices()
+        .find(|(_, c)| !c.is_ascii_digit() && *c != '.')
+    {
+        Some((i, _)) => v.split_at(i),
+        None => (v, ""),
+    };
+    let n: f64 = digits.parse().ok()?;
+    let scale = match unit {
+        "" => 1.0,
+        "k" => 1024.0,
+        "m" => 1024.0 * 1024.0,
+        "g" => 1024.0 * 1024.0 * 1024.0,
+        _ => return None,
+    };
+    let b = n * scale;
+    #[allow(clippy::cast_possible_truncation)]
+    (1.0..9e18).contains(&b).then_some(b as i64)
+}
+
+/// A volume as written: `name:/path[:ro]` (a named volume), `/path` (an anonymous one).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Volume {
+    /// None: anonymous.
+    pub name: Option<String>,
+    pub target: String,
+    pub read_only: bool,
+}
+
+/// Reads `volumes[i]`; a host path (`/srv:/data`, `./x:/data`) is refused: job code is
+/// untrusted and would read or change the host's files.
+pub fn volume(written: &str, key: &str) -> Result<Volume, ContainerError> {
+    let parts: Vec<&str> = written.trim().split(':').collect();
+    let (source, target, mode) = match parts.as_slice() {
+        [t] => (None, *t, None),
+        [s, t] if t.starts_with('/') => (Some(*s), *t, None),
+        [t, m] => (None, *t, Some(*m)),
+        [s, t, m] => (Some(*s), *t, Some(*m)),
+        _ => (None, "", None),
+    };
+    if !target.starts_with('/') {
+        return Err(error(
+            key,
+            format!("`{written}` is not a volume (NAME:/PATH, /PATH, either with :ro)"),
+        ));
+    }
+    if let Some(s) = source
+        && (s.starts_with('/') || s.starts_with('.') || s.starts_with('~') || s.is_empty())
+    {
+        return Err(error(
+            key,
+            format!(
+                "`{written}` mounts a path of the host, which job code must not reach; use a named volume (NAME:{target})"
+            ),
+        ));
+    }
+    let read_only = match mode {
+        None | Some("rw") => false,
+        Some("ro") => true,
+        Some(m) => {
+            return Err(error(
+                key,
+                format!("`{m}` in `{written}` is not a volume mode (ro, rw)"),
+            ));
+        }
+    };
+    Ok(Volume {
+        name: source.map(str::to_owned),
+        target: target.to_owned(),
+        read_only,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -516,5 +750,69 @@ mod tests {
             let e = services(&json(v)).unwrap_err().to_string();
             assert!(e.starts_with(says), "{v}: {e}");
         }
+    }
+
+    #[test]
+    fn docker_options_are_read_and_those_reaching_the_host_refused() {
+        let words = |s: &str| shell_words::split(s).unwrap();
+        let o = create_options(
+            &words("--user 1001 -e A=b --cpus 1.5 -m 512m --init --network-alias db2 --shm-size=1g --name x --rm"),
+            "container.options",
+        )
+        .unwrap();
+        assert_eq!(o.user.as_deref(), Some("1001"));
+        assert_eq!(o.env, [("A".to_owned(), "b".to_owned())]);
+        assert_eq!(o.nano_cpus, Some(1_500_000_000));
+        assert_eq!(o.memory, Some(512 * 1024 * 1024));
+        assert_eq!(o.shm_size, Some(1024 * 1024 * 1024));
+        assert!(o.init);
+        assert_eq!(o.aliases, ["db2"]);
+        for bad in [
+            "--privileged",
+            "--cap-add SYS_ADMIN",
+            "--network=host",
+            "--pid host",
+            "-v /:/host",
+            "--security-opt seccomp=unconfined",
+            "--device /dev/kmsg",
+        ] {
+            let e = create_options(&words(bad), "services.db.options").unwrap_err();
+            assert_eq!(e.key, "services.db.options");
+            assert!(e.message.contains("refused"), "{bad}: {e}");
+        }
+        let e = create_options(&words("--frobnicate 1"), "container.options").unwrap_err();
+        assert!(e.message.contains("`--frobnicate` is not an option"), "{e}");
+        let e = create_options(&words("-m lots"), "container.options").unwrap_err();
+        assert!(e.message.contains("is not a size"), "{e}");
+        let e = create_options(&words("--user"), "container.options").unwrap_err();
+        assert!(e.message.contains("has no value"), "{e}");
+    }
+
+    #[test]
+    fn volumes_are_named_or_anonymous_never_host_paths() {
+        assert_eq!(
+            volume("data:/var/lib/data:ro", "v").unwrap(),
+            Volume {
+                name: Some("data".into()),
+                target: "/var/lib/data".into(),
+                read_only: true
+            }
+        );
+        assert_eq!(volume("/cache", "v").unwrap().name, None);
+        for bad in [
+            "/srv:/data",
+            "./x:/data",
+            "~/x:/data",
+            "data:relative",
+            "a:/b:xx",
+        ] {
+            assert!(volume(bad, "container.volumes[0]").is_err(), "{bad}");
+        }
+        let e = volume(
+            "/var/run/docker.sock:/var/run/docker.sock",
+            "container.volumes[0]",
+        )
+        .unwrap_err();
+        assert!(e.message.contains("mounts a path of the host"), "{e}");
     }
 }

@@ -194,10 +194,30 @@ pub(crate) async fn run(
         let dir = root.join(rel);
         return local::run(state, &call, &dir, cancel).await;
     }
-    if uses.starts_with("docker://") {
-        return Err(ActionError::Failed(format!(
-            "`{uses}`: docker actions are not supported by the host executor"
-        )));
+    if let Some(image) = uses.strip_prefix("docker://") {
+        // As GitHub: `args` split as a shell would, `entrypoint` instead of the image's.
+        let text = |k: &str| call.with.get(k).map(expr::Value::to_expr_string);
+        let args = match text("args") {
+            Some(a) => shell_words::split(&a)
+                .map_err(|e| ActionError::Failed(format!("`with.args`: {e}")))?,
+            None => Vec::new(),
+        };
+        let entrypoint = text("entrypoint").filter(|e| !e.is_empty());
+        let mut env = call.env.clone();
+        for (k, v) in &call.with {
+            if k != "args" && k != "entrypoint" {
+                env.insert(
+                    format!("INPUT_{}", k.replace(' ', "_").to_ascii_uppercase()),
+                    expr::Value::from(v.to_expr_string()),
+                );
+            }
+        }
+        let step = crate::job::ImageStep {
+            image: image.to_owned(),
+            entrypoint,
+            args,
+        };
+        return crate::job::run_image(state, step, &env, call.files, call.deadline, cancel).await;
     }
     let (name, version) = split_uses(&uses);
     let ok = |()| Exit::Code(0);

@@ -60,8 +60,43 @@ impl JobState<'_> {
         env_ctx: &Map,
         files: Option<&FileCommands>,
     ) -> Vec<(String, String)> {
-        let mut env: indexmap::IndexMap<String, String> =
-            self.run.base_env.iter().cloned().collect();
+        match &self.container {
+            // In the job's container, the container's own environment is the base (a
+            // process started there inherits it), not the host's.
+            Some(c) => self.env_over(false, env_ctx, files, Some((&c.path, &c.paths))),
+            None => self.env_over(true, env_ctx, files, None),
+        }
+    }
+
+    /// The environment of a `docker://` step's container: GitHub's variables and the env
+    /// context over the image's own, its paths the container's.
+    pub(crate) fn container_step_env(
+        &self,
+        env_ctx: &Map,
+        files: &FileCommands,
+        paths: &super::containers::PathMap,
+    ) -> Vec<(String, String)> {
+        let mut env = self.env_over(false, env_ctx, Some(files), None);
+        for (_, v) in &mut env {
+            *v = paths.map(v);
+        }
+        env
+    }
+
+    /// `host`: over the host's environment; `container`: in a container, its `PATH` (what
+    /// `GITHUB_PATH` additions go in front of) and where it sees the host's paths.
+    fn env_over(
+        &self,
+        host: bool,
+        env_ctx: &Map,
+        files: Option<&FileCommands>,
+        container: Option<(&String, &super::containers::PathMap)>,
+    ) -> Vec<(String, String)> {
+        let mut env: indexmap::IndexMap<String, String> = if host {
+            self.run.base_env.iter().cloned().collect()
+        } else {
+            indexmap::IndexMap::new()
+        };
         for (k, v) in env_ctx {
             env.insert(k.clone(), v.to_expr_string());
         }
@@ -120,15 +155,21 @@ impl JobState<'_> {
             );
             env.insert("GITHUB_STATE".into(), f.state.display().to_string());
         }
-        if !self.path_prefix.is_empty() {
-            let old = env.get("PATH").cloned().unwrap_or_default();
+        if !self.path_prefix.is_empty() && (host || container.is_some()) {
+            let old = match container {
+                Some((path, _)) => env.get("PATH").cloned().unwrap_or_else(|| path.clone()),
+                None => env.get("PATH").cloned().unwrap_or_default(),
+            };
             let mut parts: Vec<String> = self.path_prefix.iter().rev().cloned().collect();
             if !old.is_empty() {
                 parts.push(old);
             }
             env.insert("PATH".into(), parts.join(":"));
         }
-        env.into_iter().collect()
+        match container {
+            Some((_, paths)) => env.into_iter().map(|(k, v)| (k, paths.map(&v))).collect(),
+            None => env.into_iter().collect(),
+        }
     }
 }
 

@@ -29,6 +29,31 @@ impl JobState<'_> {
         deadline: Option<tokio::time::Instant>,
         cancel: &CancellationToken,
     ) -> std::io::Result<Exit> {
+        let mut on_line = self.output_handler();
+        if let (Some(c), Some(d)) = (&self.container, &self.docker) {
+            // In the job's container: the same process, its paths the container's.
+            let mut cmd = vec![spawn.program.clone()];
+            cmd.extend(spawn.args.iter().map(|a| c.paths.map(a)));
+            let exec = crate::docker::Exec {
+                cmd,
+                env: spawn.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
+                workdir: c.paths.map(&spawn.cwd.display().to_string()),
+            };
+            return d
+                .engine
+                .exec(&c.id, exec, &mut on_line, deadline, cancel)
+                .await
+                .map_err(std::io::Error::other);
+        }
+        let (exit, pgid) = process::run(spawn, &mut on_line, deadline, cancel).await?;
+        self.process_groups.push(pgid);
+        Ok(exit)
+    }
+}
+
+impl<'a> JobState<'a> {
+    /// What a step's process prints, handled: masked, workflow commands obeyed.
+    pub(crate) fn output_handler(&self) -> impl FnMut(process::Piece) + Send + use<'a> {
         let masker = self.run.masker().clone();
         let sink = self.sink;
         let label = self.label.clone();
@@ -39,7 +64,7 @@ impl JobState<'_> {
             (crate::mask::LineCutter::default(), false),
             (crate::mask::LineCutter::default(), false),
         ];
-        let mut on_line = move |piece: process::Piece| {
+        move |piece: process::Piece| {
             let (cutter, long_line) =
                 &mut cutters[usize::from(piece.stream == process::Stream::Stderr)];
             let (raw, complete) = (piece.text, piece.complete);
@@ -90,10 +115,7 @@ impl JobState<'_> {
                 _ => Line::Output(raw),
             };
             shown(&masker, sink, &label, line);
-        };
-        let (exit, pgid) = process::run(spawn, &mut on_line, deadline, cancel).await?;
-        self.process_groups.push(pgid);
-        Ok(exit)
+        }
     }
 }
 

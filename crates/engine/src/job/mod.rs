@@ -8,6 +8,7 @@
 //! shows and the workflow commands in its output (`log`), a step (`step`), the file-command
 //! files (`file_commands`), and what runs after the steps: post steps and outputs (`finish`).
 
+mod containers;
 mod context;
 mod file_commands;
 mod finish;
@@ -22,6 +23,7 @@ use expr::{Map, Status, Value};
 use tokio_util::sync::CancellationToken;
 use workflow::{Job, Node, Workflow};
 
+pub(crate) use containers::{ImageStep, run_image};
 pub use context::{environment_of, runs_on};
 use context::{eval_ctx, merge_env};
 pub(crate) use file_commands::FileCommands;
@@ -34,8 +36,8 @@ use crate::error::JobError;
 use crate::mask::Masker;
 use crate::process;
 use crate::report::{Conclusion, JobReport};
-use crate::sink::{JobLabel, Level, Line, Sink};
-use crate::{confine, services};
+use crate::services;
+use crate::sink::{JobLabel, Line, Sink};
 
 /// What a job checks out.
 #[derive(Debug, Clone)]
@@ -137,8 +139,12 @@ pub(crate) struct JobState<'a> {
     pub(crate) inputs_override: Option<Map>,
     /// The `secrets` context: the run's, plus its environment's once `environment:` is known.
     pub(crate) secrets: Map,
-    /// The job's services, stopped when the state goes.
+    /// The job's services run from local binaries, stopped when the state goes.
     pub(crate) services: Vec<services::Local>,
+    /// What the job made in Docker (services, its container, networks, volumes).
+    pub(crate) docker: Option<containers::JobDocker>,
+    /// The job's own container, where its processes run.
+    pub(crate) container: Option<containers::InContainer>,
 }
 
 pub(crate) fn obj(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
@@ -183,6 +189,8 @@ pub async fn run_job(
         inputs_override: None,
         secrets: run.secrets.run().clone(),
         services: Vec::new(),
+        docker: None,
+        container: None,
     };
     state
         .job_ctx
@@ -217,6 +225,21 @@ pub async fn run_job(
         return report;
     };
     let result = prepare_and_run(&mut state, job, cancel, &mut report).await;
+    // Files a container made as root in the job's directories are handed back to this
+    // process's user, so the directories can go.
+    if let (Some(c), Some(d)) = (&state.container, &state.docker)
+        && !nix::unistd::geteuid().is_root()
+    {
+        let owner = format!("{}:{}", nix::unistd::geteuid(), nix::unistd::getegid());
+        let dirs: Vec<String> = c.paths.containers().map(str::to_owned).collect();
+        let mut cmd = vec!["chown", "-R", owner.as_str()];
+        cmd.extend(dirs.iter().map(String::as_str));
+        let _ = d.engine.exec_quiet(&c.id, &cmd).await;
+    }
+    state.container = None;
+    if let Some(d) = state.docker.take() {
+        d.remove(&state).await;
+    }
     // The services stop (and their directories go) with the job; what they printed is kept
     // in its log, folded.
     for service in std::mem::take(&mut state.services) {
@@ -308,17 +331,7 @@ async fn prepare_and_run(
             ),
         ));
     }
-    if job.container.is_some() {
-        state.log(Line::Annotation {
-            level: Level::Warning,
-            message: "this job asks for a `container`; the host executor runs its steps on this machine, without it".into(),
-            file: None,
-            line: None,
-        });
-    }
-    if let Some(node) = &job.services {
-        start_services(state, node, &host).await?;
-    }
+    containers::start(state, job.container.as_ref(), job.services.as_ref(), &host).await?;
     // The env context: workflow env (with fewer contexts available), then job env.
     let ctxs = state.contexts(None);
     if let Some(env) = &wf.env {
@@ -397,66 +410,6 @@ fn foreign_os(labels: &[String]) -> Option<&str> {
 
 /// The most lines of a service's own log kept in its job's log.
 const SERVICE_LOG_LINES: usize = 500;
-
-/// Starts the job's services, each from a local server binary (no Docker engine yet), and
-/// fills in `job.services`; they stop when the job's state goes.
-async fn start_services(
-    state: &mut JobState<'_>,
-    node: &Node,
-    host: &actions::HashFiles,
-) -> Result<(), JobError> {
-    const WHAT: &str = "`services`";
-    let ctxs = state.contexts(None);
-    let v = workflow::eval::evaluate(node, &eval_ctx(&ctxs, Status::Success, host))
-        .map_err(|e| JobError::expr(WHAT, e))?;
-    let list =
-        workflow::container::services(&v).map_err(|e| JobError::invalid(WHAT, e.to_string()))?;
-    // PostgreSQL refuses to run as root: a job run as root runs its services as the job
-    // user, else as nobody.
-    let run_as = nix::unistd::geteuid().is_root().then(|| {
-        ["pipewright-job", "nobody"]
-            .iter()
-            .find_map(|u| confine::JobUser::lookup(u).ok())
-            .map(|u| services::RunAs {
-                uid: u.uid,
-                gid: u.gid,
-            })
-    });
-    let mut ctx = Map::new();
-    for (id, spec) in list {
-        state.log(Line::Output(format!(
-            "Starting service `{id}` ({}) from the server binaries installed here, without Docker",
-            spec.image
-        )));
-        let temp = state.temp.clone();
-        let started = tokio::task::spawn_blocking(move || {
-            services::start(&id, &spec, &temp, run_as.flatten())
-        })
-        .await
-        .map_err(|e| JobError::invalid(WHAT, e.to_string()))?
-        .map_err(|e| JobError::invalid(WHAT, e.to_string()))?;
-        state.log(Line::Output(format!(
-            "Service `{}`: {}",
-            started.id, started.description
-        )));
-        let ports: Map = started
-            .ports
-            .iter()
-            .map(|(c, h)| (c.to_string(), Value::from(h.to_string())))
-            .collect();
-        ctx.insert(
-            started.id.clone(),
-            obj([
-                ("id", Value::from("")),
-                ("network", Value::from("")),
-                ("ports", Value::Object(ports)),
-            ]),
-        );
-        state.services.push(started);
-    }
-    state.job_ctx.insert("services".into(), Value::Object(ctx));
-    Ok(())
-}
 
 fn human_minutes(d: Duration) -> String {
     let m = d.as_secs_f64() / 60.0;

@@ -208,7 +208,11 @@ async fn execute_step(
                 format!("`{}` does not exist", cwd.display()),
             ));
         }
-        let (program, args, ext) = shell_command(shell.as_deref(), &state.run.base_env)?;
+        let has_bash = match &state.container {
+            Some(c) => c.has_bash,
+            None => which("bash", &state.run.base_env),
+        };
+        let (program, args, ext) = shell_command(shell.as_deref(), has_bash)?;
         let script_path = state.temp.join(format!("step-{}{ext}", state.step_counter));
         crate::files::write_reusing(&script_path, script.as_bytes())
             .map_err(|e| JobError::io("cannot write the script", e))?;
@@ -288,12 +292,12 @@ async fn execute_step(
 /// The program and arguments for a `shell:` value, and the script file's extension.
 fn shell_command(
     shell: Option<&str>,
-    env: &[(String, String)],
+    has_bash: bool,
 ) -> Result<(String, Vec<String>, &'static str), JobError> {
     let v = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
     Ok(match shell.map(str::trim) {
         None | Some("") => {
-            if which("bash", env) {
+            if has_bash {
                 ("bash".into(), v(&["-e", "{0}"]), ".sh")
             } else {
                 ("sh".into(), v(&["-e", "{0}"]), ".sh")

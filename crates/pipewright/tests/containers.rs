@@ -1,0 +1,385 @@
+//! Jobs in containers, services in Docker and `docker://` steps, on the machine's Docker
+//! engine. Nothing is pulled: the image is built here from Debian's busybox-static
+//! (`docker import` of a root filesystem), as a user without a registry would.
+
+mod common;
+
+use std::process::Command;
+use std::sync::OnceLock;
+
+use common::Repo;
+
+const PUSH_MAIN: &str = "on:\n  push:\n    branches: [main]\n";
+/// busybox with a web page at /www and `/marker`; its default command serves the page on 80.
+const IMAGE: &str = "pipewright-test/busybox:1";
+
+fn docker(args: &[&str]) -> (bool, String) {
+    let out = Command::new("docker")
+        .args(args)
+        .output()
+        .expect("the docker client runs");
+    (
+        out.status.success(),
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ),
+    )
+}
+
+/// Builds the test image once (a root filesystem of busybox-static, imported).
+fn image() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        if docker(&["image", "inspect", IMAGE]).0 {
+            return;
+        }
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        for d in ["bin", "tmp", "www", "etc", "root"] {
+            std::fs::create_dir_all(r.join(d)).unwrap();
+        }
+        std::fs::copy("/bin/busybox", r.join("bin/busybox")).expect("busybox-static is installed");
+        let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
+        for applet in String::from_utf8_lossy(&list.stdout).lines() {
+            if applet != "busybox" {
+                std::os::unix::fs::symlink("busybox", r.join("bin").join(applet)).unwrap();
+            }
+        }
+        std::fs::write(r.join("www/index.html"), "hello from the web service\n").unwrap();
+        std::fs::write(r.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
+        std::fs::write(r.join("marker"), "inside the container\n").unwrap();
+        let mut tar = Command::new("tar")
+            .arg("-C")
+            .arg(r)
+            .args(["-cf", "-", "."])
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let tar_out = tar.stdout.take().unwrap();
+        let out = Command::new("docker")
+            .args([
+                "import",
+                "--change",
+                "ENV PATH=/usr/local/bin:/usr/bin:/bin",
+                "--change",
+                r#"CMD ["sh", "-c", "echo web service starting; exec httpd -f -v -p 80 -h /www"]"#,
+                "-",
+                IMAGE,
+            ])
+            .stdin(tar_out)
+            .output()
+            .unwrap();
+        assert!(tar.wait().unwrap().success(), "tar failed");
+        assert!(
+            out.status.success(),
+            "docker import: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    IMAGE
+}
+
+fn repo_with(workflow: &str) -> Repo {
+    let r = Repo::new();
+    r.workflow("ci.yml", workflow);
+    r.file("README.md", "hello\n");
+    r.commit("init");
+    r
+}
+
+/// The names of the containers (and networks) a run's log says it made.
+fn made(log: &str) -> Vec<String> {
+    log.split_whitespace()
+        .filter(|w| w.starts_with("pipewright-") && w.len() > "pipewright-".len() + 8)
+        .map(|w| w.trim_end_matches(['.', ',', ')']).to_owned())
+        .collect()
+}
+
+fn assert_all_removed(log: &str) {
+    let names = made(log);
+    assert!(!names.is_empty(), "the log names no container: {log}");
+    for name in names {
+        assert!(
+            !docker(&["container", "inspect", &name]).0,
+            "container {name} outlived its job"
+        );
+        assert!(
+            !docker(&["network", "inspect", &name]).0,
+            "network {name} outlived its job"
+        );
+    }
+}
+
+#[test]
+fn a_container_job_runs_its_steps_in_the_image_and_reaches_its_services_by_name() {
+    let image = image();
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  test:
+    runs-on: ubuntu-latest
+    container:
+      image: {image}
+      env:
+        GREETING: hi from the container
+      volumes: ['shared:/shared']
+      options: --cpus 1
+    services:
+      web:
+        image: {image}
+        volumes: ['shared:/shared']
+        options: >-
+          --health-cmd \"wget -qO- http://127.0.0.1/ >/dev/null\" --health-interval 1s --health-retries 30
+    outputs:
+      word: ${{{{ steps.out.outputs.word }}}}
+    steps:
+      - uses: actions/checkout@v4
+      - name: Inside
+        run: |
+          cat /marker
+          echo \"greeting: $GREETING\"
+          echo \"workspace: $GITHUB_WORKSPACE\"
+          echo \"pwd: $(pwd)\"
+          cat README.md
+          echo made-inside > inside.txt
+          echo \"FROM_ENV=carried\" >> \"$GITHUB_ENV\"
+          echo \"$PWD/tools\" >> \"$GITHUB_PATH\"
+      - name: Service by name
+        run: wget -qO- http://web/
+      - id: out
+        shell: sh
+        run: |
+          echo \"from env: $FROM_ENV\"
+          echo \"word=contained\" >> \"$GITHUB_OUTPUT\"
+          case \"$PATH\" in */tools:*) echo path-added;; esac
+          echo \"container id: ${{{{ job.container.id }}}}\" | cut -c1-30
+          echo \"network: ${{{{ job.services.web.network }}}}\"
+  after:
+    needs: test
+    runs-on: ubuntu-latest
+    steps:
+      - run: echo \"word is ${{{{ needs.test.outputs.word }}}}\"
+"
+    ));
+    let run = r.run(&[]);
+    run.assert_code(0);
+    let lines = run.lines_of("test");
+    for want in [
+        "inside the container",
+        "greeting: hi from the container",
+        "hello",
+        "hello from the web service",
+        "from env: carried",
+        "path-added",
+    ] {
+        assert!(lines.contains(&want.to_owned()), "{want}\n{}", run.all());
+    }
+    // Mounted where GitHub mounts it: /__w/<repo>/<repo>, the steps' working directory.
+    let ws = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("workspace: /__w/"))
+        .unwrap_or_else(|| panic!("{}", run.all()));
+    let (a, b) = ws.split_once('/').unwrap();
+    assert_eq!(a, b, "{ws}");
+    let ws = format!("/__w/{ws}");
+    assert!(lines.contains(&format!("pwd: {ws}")), "{}", run.all());
+    assert!(
+        lines.iter().any(|l| l.starts_with("network: pipewright-")),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.lines_of("after")
+            .contains(&"word is contained".to_owned()),
+        "{}",
+        run.all()
+    );
+    // The service's log is kept with the job's (folded, as the terminal shows a job that
+    // passed).
+    assert!(
+        run.all()
+            .contains("▸ Service `web`: its log (3 lines folded)"),
+        "{}",
+        run.all()
+    );
+    assert_all_removed(&run.all());
+}
+
+#[test]
+fn a_host_job_reaches_a_docker_service_on_its_published_port() {
+    let image = image();
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  test:
+    runs-on: ubuntu-latest
+    services:
+      web:
+        image: {image}
+        ports: ['80']
+        options: --health-cmd \"wget -qO- http://127.0.0.1/\" --health-interval 1s --health-retries 30
+    steps:
+      - run: |
+          port=${{{{ job.services.web.ports['80'] }}}}
+          test -n \"$port\"
+          python3 -c \"import urllib.request; print(urllib.request.urlopen('http://127.0.0.1:$port/').read().decode().strip())\"
+          test ! -e /marker && echo on-the-host
+"
+    ));
+    let run = r.run(&[]);
+    run.assert_code(0);
+    let lines = run.lines_of("test");
+    assert!(
+        lines.contains(&"hello from the web service".to_owned()),
+        "{}",
+        run.all()
+    );
+    assert!(lines.contains(&"on-the-host".to_owned()), "{}", run.all());
+    assert_all_removed(&run.all());
+}
+
+#[test]
+fn a_service_that_never_gets_healthy_fails_the_job_with_its_last_lines() {
+    let image = image();
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  test:
+    runs-on: ubuntu-latest
+    services:
+      broken:
+        image: {image}
+        options: --health-cmd false --health-interval 1s --health-retries 2
+    steps:
+      - run: echo never
+"
+    ));
+    let run = r.run(&[]);
+    run.assert_code(1);
+    let all = run.all();
+    assert!(
+        all.contains("`services.broken`: its health check reports it unhealthy; its last lines:"),
+        "{all}"
+    );
+    assert!(all.contains("web service starting"), "{all}");
+    assert!(!all.contains("never\n"), "{all}");
+    assert_all_removed(&all);
+}
+
+#[test]
+fn docker_steps_run_the_image_with_inputs_args_and_the_workspace() {
+    let image = image();
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  test:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - id: d
+        uses: docker://{image}
+        with:
+          greeting: hello docker
+          args: sh -c \"cat README.md; echo \\\"$INPUT_GREETING in $(pwd)\\\"; echo made > made.txt; echo answer=42 >> $GITHUB_OUTPUT; test ! -e /var/run/docker.sock\"
+      - run: |
+          cat made.txt
+          echo \"answer ${{{{ steps.d.outputs.answer }}}}\"
+      - uses: docker://{image}
+        with:
+          entrypoint: /bin/false
+"
+    ));
+    let run = r.run(&[]);
+    run.assert_code(1);
+    let lines = run.lines_of("test");
+    for want in [
+        "hello",
+        "hello docker in /github/workspace",
+        "made",
+        "answer 42",
+    ] {
+        assert!(lines.contains(&want.to_owned()), "{want}\n{}", run.all());
+    }
+    let steps = run.steps("test");
+    assert_eq!(steps.last().unwrap().1, "failure", "{steps:?}");
+    // A missing image is named, with how to get it without a registry.
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  test:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: docker://pipewright-test/absent:1
+"
+    ));
+    let run = r.run(&[]);
+    run.assert_code(1);
+    assert!(
+        run.all().contains(
+            "image `pipewright-test/absent:1` is not on this machine, and pulling it failed"
+        ),
+        "{}",
+        run.all()
+    );
+    assert!(run.all().contains("docker load -i"), "{}", run.all());
+}
+
+#[test]
+fn options_that_reach_the_host_are_refused_naming_the_key() {
+    let image = image();
+    for (options, key) in [
+        (
+            "container:\n      image: IMG\n      options: --privileged",
+            "container.options",
+        ),
+        (
+            "container:\n      image: IMG\n      volumes: ['/var/run/docker.sock:/var/run/docker.sock']",
+            "container.volumes[0]",
+        ),
+        (
+            "services:\n      db:\n        image: IMG\n        options: --network host",
+            "services.db.options",
+        ),
+    ] {
+        let r = repo_with(&format!(
+            "{PUSH_MAIN}jobs:\n  test:\n    runs-on: ubuntu-latest\n    {}\n    steps:\n      - run: echo never\n",
+            options.replace("IMG", image)
+        ));
+        let run = r.run(&[]);
+        run.assert_code(1);
+        assert!(run.all().contains(key), "{key}\n{}", run.all());
+        assert!(
+            !run.lines_of("test").contains(&"never".to_owned()),
+            "{}",
+            run.all()
+        );
+    }
+}
+
+#[test]
+fn containers_left_by_a_killed_run_are_removed_by_the_next() {
+    let image = image();
+    // What a run killed with SIGKILL leaves: a labelled container whose owner is gone.
+    let name = format!("pipewright-orphan{}", std::process::id());
+    let (ok, out) = docker(&[
+        "create",
+        "--name",
+        &name,
+        "--label",
+        "pipewright.owner=4194304:1",
+        image,
+    ]);
+    assert!(ok, "{out}");
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  test:
+    runs-on: ubuntu-latest
+    container: {image}
+    steps:
+      - run: cat /marker
+"
+    ));
+    let run = r.run(&[]);
+    run.assert_code(0);
+    assert!(
+        !docker(&["container", "inspect", &name]).0,
+        "the orphan is still there"
+    );
+}
