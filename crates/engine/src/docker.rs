@@ -159,6 +159,48 @@ impl Engine {
         Ok(())
     }
 
+    /// Builds `dockerfile` of the directory `context` as image `tag`, its output given to
+    /// `on_line`; nothing is pulled (a `FROM` image must be on this machine).
+    pub async fn build(
+        &self,
+        context: &std::path::Path,
+        dockerfile: &str,
+        tag: &str,
+        on_line: &mut (dyn FnMut(String) + Send),
+    ) -> Result<(), DockerError> {
+        let dir = context.to_path_buf();
+        let tar = tokio::task::spawn_blocking(move || {
+            let mut b = tar::Builder::new(Vec::new());
+            b.follow_symlinks(false);
+            b.append_dir_all(".", &dir)?;
+            b.into_inner()
+        })
+        .await
+        .map_err(|e| DockerError::Failed(format!("packing the build context: {e}")))?
+        .map_err(|e| DockerError::Failed(format!("packing {}: {e}", context.display())))?;
+        let options = bollard::query_parameters::BuildImageOptionsBuilder::default()
+            .dockerfile(dockerfile)
+            .t(tag)
+            .rm(true)
+            .forcerm(true)
+            .build();
+        let mut stream =
+            self.docker
+                .build_image(options, None, Some(bollard::body_full(tar.into())));
+        while let Some(item) = stream.next().await {
+            let info = item.map_err(|e| DockerError::Failed(format!("building `{tag}`: {e}")))?;
+            if let Some(text) = info.stream {
+                for line in text.lines().filter(|l| !l.trim().is_empty()) {
+                    on_line(line.to_owned());
+                }
+            }
+            if let Some(detail) = info.error_detail.and_then(|d| d.message) {
+                return Err(DockerError::Failed(format!("building `{tag}`: {detail}")));
+            }
+        }
+        Ok(())
+    }
+
     pub async fn create_network(
         &self,
         name: &str,

@@ -383,3 +383,89 @@ fn containers_left_by_a_killed_run_are_removed_by_the_next() {
         "the orphan is still there"
     );
 }
+
+#[test]
+fn docker_actions_build_their_dockerfile_once_and_run_with_inputs() {
+    let image = image();
+    let r = Repo::new();
+    r.file(
+        ".github/actions/greet/action.yml",
+        "name: greet
+inputs:
+  who:
+    default: nobody
+runs:
+  using: docker
+  image: Dockerfile
+  args: ['hello, ${{ inputs.who }}']
+  env:
+    SHOUT: ${{ inputs.who }}!
+",
+    );
+    r.file(
+        ".github/actions/greet/Dockerfile",
+        // Unique content: this test builds the image afresh.
+        &format!(
+            "# {:?}\nFROM {image}\nCOPY entry.sh /entry.sh\nENTRYPOINT [\"/entry.sh\"]\n",
+            std::time::SystemTime::now()
+        ),
+    );
+    r.file(
+        ".github/actions/greet/entry.sh",
+        "#!/bin/sh\necho \"$1 ($INPUT_WHO, $SHOUT)\"\necho \"said=$1\" >> \"$GITHUB_OUTPUT\"\n",
+    );
+    std::fs::set_permissions(
+        r.path().join(".github/actions/greet/entry.sh"),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    r.file(
+        ".github/actions/image/action.yml",
+        &format!(
+            "name: image\nruns:\n  using: docker\n  image: docker://{image}\n  entrypoint: cat\n  args: [/marker]\n"
+        ),
+    );
+    r.workflow(
+        "ci.yml",
+        &format!(
+            "{PUSH_MAIN}jobs:
+  test:
+    runs-on: ubuntu-latest
+    steps:
+      - uses: actions/checkout@v4
+      - id: g
+        uses: ./.github/actions/greet
+        with:
+          who: world
+      - run: echo \"output ${{{{ steps.g.outputs.said }}}}\"
+      - uses: ./.github/actions/image
+"
+        ),
+    );
+    r.commit("init");
+    let run = r.run(&[]);
+    run.assert_code(0);
+    let lines = run.lines_of("test");
+    for want in [
+        "hello, world (world, world!)",
+        "output hello, world",
+        "inside the container",
+    ] {
+        assert!(lines.contains(&want.to_owned()), "{want}\n{}", run.all());
+    }
+    let built = run
+        .all()
+        .split_whitespace()
+        .find(|w| w.starts_with("pipewright-action:"))
+        .map(str::to_owned)
+        .unwrap_or_else(|| panic!("no build in the log\n{}", run.all()));
+    // Built once per content: the second run reuses the image.
+    let again = r.run(&[]);
+    again.assert_code(0);
+    assert!(
+        !again.all().contains("Building Dockerfile of"),
+        "{}",
+        again.all()
+    );
+    assert!(docker(&["rmi", &built]).0);
+}

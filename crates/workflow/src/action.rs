@@ -18,8 +18,14 @@ pub enum Runs {
         pre: Option<String>,
         post: Option<String>,
     },
+    /// `image`: `docker://NAME`, or a Dockerfile in the action's directory.
     Docker {
         image: String,
+        entrypoint: Option<String>,
+        /// The command's arguments, templates (they may use `inputs`).
+        args: Vec<Node>,
+        /// More variables, a mapping of templates.
+        env: Option<Node>,
     },
 }
 
@@ -101,13 +107,32 @@ pub fn parse_action(src: &str) -> Result<Action, Vec<Diagnostic>> {
                 }
             }
         }
-        "docker" => Runs::Docker {
-            image: runs
+        "docker" => {
+            let image = runs
                 .get("image")
                 .and_then(Node::as_str)
                 .unwrap_or_default()
-                .to_owned(),
-        },
+                .to_owned();
+            if image.is_empty() {
+                return Err(vec![Diagnostic::error(
+                    "a docker action needs `runs.image` (docker://NAME, or a Dockerfile)",
+                    runs.span,
+                )]);
+            }
+            Runs::Docker {
+                image,
+                entrypoint: runs
+                    .get("entrypoint")
+                    .and_then(Node::as_str)
+                    .map(str::to_owned),
+                args: runs
+                    .get("args")
+                    .and_then(Node::as_seq)
+                    .map(<[Node]>::to_vec)
+                    .unwrap_or_default(),
+                env: runs.get("env").cloned(),
+            }
+        }
         other => {
             return Err(vec![Diagnostic::error(
                 format!("unknown `runs.using`: `{other}` (expected composite, node20 or docker)"),

@@ -80,10 +80,7 @@ pub(super) async fn run(
     let action = load(dir)?;
     let inputs = inputs(state, &action, call)?;
     match &action.runs {
-        Runs::Docker { image } => Err(ActionError::Failed(format!(
-            "`{}` is a Docker action (image `{image}`), which the host executor cannot run",
-            call.uses
-        ))),
+        Runs::Docker { .. } => docker(state, call, dir, inputs, &action.runs, cancel).await,
         Runs::Node { main, using, .. } => {
             if !crate::job::which("node", &state.run.base_env) {
                 return Err(ActionError::Failed(format!(
@@ -145,4 +142,162 @@ pub(super) async fn run(
             Ok(if failed { Exit::Code(1) } else { Exit::Code(0) })
         }
     }
+}
+
+/// A Docker action: its image (`docker://NAME`, or its Dockerfile built here once per
+/// content), `runs.args` and `runs.env` evaluated with its inputs, the inputs as `INPUT_*`.
+async fn docker(
+    state: &mut JobState<'_>,
+    call: &Call<'_>,
+    dir: &Path,
+    inputs: Map,
+    runs: &Runs,
+    cancel: &CancellationToken,
+) -> Result<Exit, ActionError> {
+    let Runs::Docker {
+        image,
+        entrypoint,
+        args,
+        env,
+    } = runs
+    else {
+        return Err(ActionError::Failed(format!(
+            "`{}` is not a Docker action",
+            call.uses
+        )));
+    };
+    let mut env_ctx = call.env.clone();
+    for (k, v) in &inputs {
+        env_ctx.insert(
+            format!("INPUT_{}", k.replace(' ', "_").to_ascii_uppercase()),
+            v.clone(),
+        );
+    }
+    // `runs.args` and `runs.env` see the action's inputs.
+    let saved_inputs = state.inputs_override.replace(inputs);
+    let evaluated = (|| {
+        let ctxs = state.contexts(None);
+        let host = super::HashFiles(state.workspace.clone());
+        let ectx = expr::Context {
+            contexts: &ctxs,
+            status: state.status,
+            host: Some(&host),
+        };
+        let mut out = Vec::new();
+        for a in args {
+            out.push(
+                workflow::eval::evaluate_string(a, &ectx)
+                    .map_err(|e| ActionError::Failed(format!("`runs.args`: {e}")))?,
+            );
+        }
+        let mut more = Map::new();
+        if let Some(env) = env {
+            match workflow::eval::evaluate(env, &ectx) {
+                Ok(Value::Object(m)) => more = m,
+                Ok(_) => {}
+                Err(e) => return Err(ActionError::Failed(format!("`runs.env`: {e}"))),
+            }
+        }
+        Ok((out, more))
+    })();
+    state.inputs_override = saved_inputs;
+    let (args, more) = evaluated?;
+    for (k, v) in more {
+        env_ctx.insert(k, Value::String(v.to_expr_string()));
+    }
+    let image = match image.strip_prefix("docker://") {
+        Some(name) => name.to_owned(),
+        None => build(state, call, dir, image).await?,
+    };
+    let step = crate::job::ImageStep {
+        image,
+        entrypoint: entrypoint.clone(),
+        args,
+    };
+    crate::job::run_image(state, step, &env_ctx, call.files, call.deadline, cancel).await
+}
+
+/// The image of an action's Dockerfile, built once per content of the action's directory
+/// (`pipewright-action:<digest>`).
+async fn build(
+    state: &mut JobState<'_>,
+    call: &Call<'_>,
+    dir: &Path,
+    dockerfile: &str,
+) -> Result<String, ActionError> {
+    if dockerfile.split('/').any(|c| c == "..") || dockerfile.starts_with('/') {
+        return Err(ActionError::Failed(format!(
+            "`{}`: `runs.image` {dockerfile} is outside the action's directory",
+            call.uses
+        )));
+    }
+    let digest = {
+        let dir = dir.to_path_buf();
+        tokio::task::spawn_blocking(move || content_digest(&dir))
+            .await
+            .map_err(|e| ActionError::Failed(e.to_string()))?
+            .map_err(|e| ActionError::io(call.uses.clone(), e))?
+    };
+    let tag = format!("pipewright-action:{digest}");
+    let engine = crate::docker::Engine::connect()
+        .await
+        .map_err(|e| ActionError::Failed(format!("`{}` is a Docker action: {e}", call.uses)))?;
+    if engine.has_image(&tag).await {
+        return Ok(tag);
+    }
+    state.log(crate::sink::Line::GroupStart(format!(
+        "Building {dockerfile} of `{}` as {tag}",
+        call.uses
+    )));
+    let mut lines = Vec::new();
+    let built = engine
+        .build(dir, dockerfile, &tag, &mut |l| lines.push(l))
+        .await;
+    for l in lines {
+        state.log(crate::sink::Line::Output(l));
+    }
+    state.log(crate::sink::Line::GroupEnd);
+    built.map_err(|e| ActionError::Failed(e.to_string()))?;
+    Ok(tag)
+}
+
+/// A digest of every file's path, mode and content under `dir`, in a stable order.
+fn content_digest(dir: &Path) -> std::io::Result<String> {
+    use sha2::Digest;
+    use std::os::unix::fs::PermissionsExt;
+    let mut h = sha2::Sha256::new();
+    let mut entries: Vec<_> = walkdir::WalkDir::new(dir)
+        .sort_by_file_name()
+        .into_iter()
+        .collect::<Result<_, _>>()
+        .map_err(std::io::Error::other)?;
+    entries.retain(|e| e.file_type().is_file() || e.file_type().is_symlink());
+    for e in entries {
+        let rel = e.path().strip_prefix(dir).unwrap_or(e.path());
+        h.update(rel.display().to_string().as_bytes());
+        h.update([0]);
+        if e.file_type().is_symlink() {
+            h.update(
+                std::fs::read_link(e.path())?
+                    .display()
+                    .to_string()
+                    .as_bytes(),
+            );
+        } else {
+            h.update(
+                e.metadata()
+                    .map_err(std::io::Error::other)?
+                    .permissions()
+                    .mode()
+                    .to_le_bytes(),
+            );
+            h.update(std::fs::read(e.path())?);
+        }
+        h.update([0]);
+    }
+    Ok(h.finalize()
+        .iter()
+        .take(12)
+        .map(|b| format!("{b:02x}"))
+        .collect())
 }
