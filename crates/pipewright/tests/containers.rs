@@ -198,8 +198,7 @@ fn a_container_job_runs_its_steps_in_the_image_and_reaches_its_services_by_name(
     // The service's log is kept with the job's (folded, as the terminal shows a job that
     // passed).
     assert!(
-        run.all()
-            .contains("▸ Service `web`: its log (3 lines folded)"),
+        run.all().contains("▸ Service `web`: its log ("),
         "{}",
         run.all()
     );
@@ -468,4 +467,130 @@ runs:
         again.all()
     );
     assert!(docker(&["rmi", &built]).0);
+}
+
+const POSTGRES: &str = "pipewright-test/postgres:15";
+
+/// A PostgreSQL image made of this machine's server binaries (tests/data/images).
+fn postgres_image() -> &'static str {
+    static BUILT: OnceLock<()> = OnceLock::new();
+    BUILT.get_or_init(|| {
+        if docker(&["image", "inspect", POSTGRES]).0 {
+            return;
+        }
+        let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/images/postgres.sh");
+        let out = Command::new(script).arg(POSTGRES).output().unwrap();
+        assert!(
+            out.status.success(),
+            "{script}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    });
+    POSTGRES
+}
+
+/// The seed's test job: a PostgreSQL service with its health options, a step that connects
+/// and migrates; once on the host (the port published), once in a container (by name).
+#[test]
+fn the_seed_s_test_job_gets_its_postgres_service_in_docker() {
+    let pg = postgres_image();
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  test:
+    runs-on: ubuntu-latest
+    services:
+      postgres:
+        image: {pg}
+        env:
+          POSTGRES_USER: app
+          POSTGRES_PASSWORD: s3cret
+          POSTGRES_DB: app_test
+        ports: ['5432']
+        options: >-
+          --health-cmd pg_isready --health-interval 1s --health-timeout 5s --health-retries 30
+    steps:
+      - name: Migrate
+        env:
+          PGPASSWORD: s3cret
+          DATABASE_URL: postgresql://app:s3cret@127.0.0.1:${{{{ job.services.postgres.ports['5432'] }}}}/app_test
+        run: |
+          psql \"$DATABASE_URL\" -v ON_ERROR_STOP=1 -c 'create table users (id serial primary key, name text)'
+          psql \"$DATABASE_URL\" -tAc \"insert into users (name) values ('ada') returning id\"
+  in-container:
+    runs-on: ubuntu-latest
+    container: {pg}
+    services:
+      db:
+        image: {pg}
+        env:
+          POSTGRES_PASSWORD: s3cret
+        options: --health-cmd pg_isready --health-interval 1s --health-retries 30
+    steps:
+      - env:
+          PGPASSWORD: s3cret
+        run: psql -h db -U postgres -tAc 'select 40 + 2'
+"
+    ));
+    let run = r.run(&[]);
+    run.assert_code(0);
+    assert!(
+        run.lines_of("test").contains(&"1".to_owned()),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.lines_of("in-container").contains(&"42".to_owned()),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.all()
+            .contains("Starting service `postgres` (pipewright-test/postgres:15) in Docker"),
+        "{}",
+        run.all()
+    );
+    assert_all_removed(&run.all());
+}
+
+/// A job's container killed under a running step: the step fails saying so, the job's
+/// later steps fail, and nothing the job made is left.
+#[test]
+fn a_container_killed_during_a_step_fails_the_job_and_leaves_nothing() {
+    let image = image();
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}name: faults
+jobs:
+  victim:
+    runs-on: ubuntu-latest
+    container: {image}
+    steps:
+      - run: echo started; sleep 60
+      - if: always()
+        run: echo after
+  killer:
+    runs-on: ubuntu-latest
+    steps:
+      - run: |
+          for i in $(seq 100); do
+            id=$(docker ps -q --filter label=pipewright.job=faults/victim)
+            if [ -n \"$id\" ]; then sleep 1; docker kill $id; exit 0; fi
+            sleep 0.2
+          done
+          exit 1
+"
+    ));
+    let started = std::time::Instant::now();
+    let run = r.run(&[]);
+    run.assert_code(1);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(40),
+        "the killed step was waited for"
+    );
+    assert_eq!(run.conclusion("killer"), "success", "{}", run.all());
+    assert_eq!(run.conclusion("victim"), "failure", "{}", run.all());
+    let steps = run.steps("victim");
+    assert_eq!(steps[0].1, "failure", "{}", run.all());
+    assert_eq!(steps[1].1, "failure", "{}", run.all());
+    assert!(run.all().contains("is not running"), "{}", run.all());
+    assert_all_removed(&run.all());
 }
