@@ -44,6 +44,7 @@ fn env(dir: &std::path::Path) -> Arc<RunEnv> {
         event_path: dir.join("event.json"),
         actions: engine::Actions::default(),
         this_machine_only: false,
+        images: Vec::new(),
     })
 }
 

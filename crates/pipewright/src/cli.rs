@@ -316,6 +316,10 @@ pub(crate) struct RunArgs {
     /// repository, with the fields GitHub's have).
     #[arg(long, visible_alias = "event-file", value_name = "FILE")]
     pub(crate) event_path: Option<PathBuf>,
+    /// Run the jobs of a `runs-on` label in a container of IMAGE (a local image; `host`:
+    /// on this machine, the default), unless a job names its own `container`.
+    #[arg(long = "image", short = 'P', value_name = "LABEL=IMAGE")]
+    pub(crate) images: Vec<String>,
     /// Print the plan and run nothing.
     #[arg(long)]
     pub(crate) dry_run: bool,

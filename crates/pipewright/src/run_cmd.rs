@@ -22,6 +22,20 @@ fn pair(s: &str, what: &str) -> Result<(String, String)> {
     }
 }
 
+/// `--image LABEL=IMAGE`, in the order given.
+fn images(pairs: &[String]) -> Result<Vec<(String, String)>> {
+    pairs
+        .iter()
+        .map(|p| {
+            let (label, image) = pair(p, "--image")?;
+            if image.trim().is_empty() {
+                bail!("--image `{p}` names no image (LABEL=IMAGE, or LABEL=host)");
+            }
+            Ok((label, image.trim().to_owned()))
+        })
+        .collect()
+}
+
 fn collect(pairs: &[String], file: Option<&Path>, what: &str) -> Result<Map> {
     let mut m = Map::new();
     if let Some(f) = file {
@@ -405,6 +419,7 @@ fn run_parsed(
         event_path,
         actions: actions::registry(),
         this_machine_only: true,
+        images: images(&args.images)?,
     };
     let color = std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
     let console = Arc::new(Console::new(color));

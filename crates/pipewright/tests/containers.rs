@@ -594,3 +594,71 @@ jobs:
     assert!(run.all().contains("is not running"), "{}", run.all());
     assert_all_removed(&run.all());
 }
+
+/// `--image LABEL=IMAGE` (act's `-P`): jobs of that label run in a container of the image,
+/// unless they name their own; other labels, and `host`, run on this machine.
+#[test]
+fn runs_on_labels_map_to_images() {
+    let image = image();
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  mapped:
+    runs-on: ubuntu-latest
+    steps:
+      - run: cat /marker
+  own:
+    runs-on: ubuntu-latest
+    container: {POSTGRES}
+    steps:
+      - run: test -x /docker-entrypoint.sh && echo own-container
+  elsewhere:
+    runs-on: [self-hosted, linux]
+    steps:
+      - run: test ! -e /marker && echo on-the-host
+  windows:
+    runs-on: windows-latest
+    steps:
+      - run: cat /marker
+"
+    ));
+    postgres_image();
+    let arg = format!("ubuntu-latest={image}");
+    let win = format!("windows-latest={image}");
+    let run = r.run(&["--image", &arg, "-P", &win]);
+    run.assert_code(0);
+    assert!(
+        run.lines_of("mapped")
+            .contains(&"inside the container".to_owned()),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.lines_of("own").contains(&"own-container".to_owned()),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.lines_of("elsewhere")
+            .contains(&"on-the-host".to_owned()),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.lines_of("windows")
+            .contains(&"inside the container".to_owned()),
+        "{}",
+        run.all()
+    );
+    // `host` keeps a label on this machine; a pair without an image is an error.
+    let host = r.run(&["-P", "ubuntu-latest=host", "--job", "mapped"]);
+    host.assert_code(1);
+    assert!(host.all().contains("No such file"), "{}", host.all());
+    let bad = r.run(&["-P", "ubuntu-latest="]);
+    bad.assert_code(2);
+    assert!(
+        bad.all()
+            .contains("--image `ubuntu-latest=` names no image"),
+        "{}",
+        bad.all()
+    );
+}

@@ -114,6 +114,7 @@ fn prepare(
         cache_dir: site.cache_dir.clone(),
         // `actions/cache` entries are the server's, shared by every runner.
         this_machine_only: false,
+        images: Vec::new(),
         cache_store: Some(Arc::new(transfer::RemoteCache {
             client: client.clone(),
             lease: lease.clone(),

@@ -307,6 +307,7 @@ impl Executor {
             base_env: runner::job_env(),
             action_dirs: vec![self.config.data_dir.join("actions")],
             this_machine_only: false,
+            images: Vec::new(),
             cache_dir: self
                 .config
                 .data_dir

@@ -193,6 +193,7 @@ fn runs_locally(image: &str) -> bool {
 pub(super) async fn start(
     state: &mut JobState<'_>,
     container_node: Option<&Node>,
+    runs_on_image: Option<String>,
     services_node: Option<&Node>,
     host: &actions::HashFiles,
 ) -> Result<(), JobError> {
@@ -207,6 +208,13 @@ pub(super) async fn start(
         }
         None => None,
     };
+    // A job without its own container runs in the image its `runs-on` label maps to.
+    let container = container.or_else(|| {
+        runs_on_image.map(|image| ContainerSpec {
+            image,
+            ..ContainerSpec::default()
+        })
+    });
     let services = match services_node {
         Some(n) => {
             let v =
@@ -391,7 +399,8 @@ async fn start_all(
         .map_err(fail)?;
     let options = workflow::container::create_options(&spec.options.other, "container.options")
         .map_err(|e| JobError::invalid(what, e.to_string()))?;
-    let network = d.network().await.map_err(fail)?;
+    // The job's network, when its services made one; else Docker's default bridge.
+    let network = d.network.clone();
     let (mut binds, anonymous) = d.volumes(&spec.volumes, "container").await?;
     let repo = state
         .run
@@ -454,15 +463,19 @@ async fn start_all(
                 )
             })
             .collect(),
-        network: Some(network.clone()),
+        network: network.clone(),
         labels: d.labels.clone(),
         options,
         ..Container::default()
     }
     .body();
     let cname = format!("{}-job", d.prefix);
+    let on = network
+        .as_ref()
+        .map(|n| format!(" on network {n}"))
+        .unwrap_or_default();
     state.log(Line::Output(format!(
-        "Starting the job's container {cname} ({}) on network {network}",
+        "Starting the job's container {cname} ({}){on}",
         spec.image
     )));
     let cid = d.engine.start(&cname, body).await.map_err(fail)?;
@@ -476,7 +489,7 @@ async fn start_all(
         "container".into(),
         obj([
             ("id", Value::from(cid.clone())),
-            ("network", Value::from(network)),
+            ("network", Value::from(network.unwrap_or_default())),
         ]),
     );
     state.container = Some(InContainer {

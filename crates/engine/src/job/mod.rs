@@ -82,6 +82,10 @@ pub struct RunEnv {
     /// Windows or macOS fails instead of running here. A runner's jobs were matched to its
     /// labels by the server: false.
     pub this_machine_only: bool,
+    /// `runs-on` labels whose jobs run in a container of an image (`ubuntu-latest` → a
+    /// local image), unless the job names its own `container`: the first of the job's
+    /// labels with an image decides; `host` runs it on this machine.
+    pub images: Vec<(String, String)>,
 }
 
 impl RunEnv {
@@ -320,8 +324,22 @@ async fn prepare_and_run(
             }
         }
     }
+    let labels = runs_on(state.spec, state.run).map_err(|e| e.0)?;
+    // The image the job's labels map to, if any (`host`: none).
+    let image = labels
+        .iter()
+        .find_map(|l| {
+            state
+                .run
+                .images
+                .iter()
+                .find(|(label, _)| label.eq_ignore_ascii_case(l))
+        })
+        .map(|(_, image)| image.clone())
+        .filter(|i| i != "host");
     if state.run.this_machine_only
-        && let Some(os) = foreign_os(&runs_on(state.spec, state.run).map_err(|e| e.0)?)
+        && image.is_none()
+        && let Some(os) = foreign_os(&labels)
     {
         return Err(JobError::invalid(
             "`runs-on`",
@@ -331,7 +349,14 @@ async fn prepare_and_run(
             ),
         ));
     }
-    containers::start(state, job.container.as_ref(), job.services.as_ref(), &host).await?;
+    containers::start(
+        state,
+        job.container.as_ref(),
+        image,
+        job.services.as_ref(),
+        &host,
+    )
+    .await?;
     // The env context: workflow env (with fewer contexts available), then job env.
     let ctxs = state.contexts(None);
     if let Some(env) = &wf.env {
