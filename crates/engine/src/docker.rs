@@ -348,16 +348,19 @@ impl Engine {
         if let Some((reason, ..)) = stopping {
             return Ok(reason);
         }
-        let code = self
-            .docker
-            .inspect_exec(&created.id)
-            .await
-            .map_err(api(
+        // The output can end a moment before the engine records the exit.
+        let mut waited = Duration::ZERO;
+        loop {
+            let i = self.docker.inspect_exec(&created.id).await.map_err(api(
                 "reading the exit code of a process in the job's container",
-            ))?
-            .exit_code
-            .unwrap_or(1);
-        Ok(Exit::Code(i32::try_from(code).unwrap_or(1)))
+            ))?;
+            if i.running != Some(true) || waited >= Duration::from_secs(10) {
+                let code = i.exit_code.unwrap_or(1);
+                return Ok(Exit::Code(i32::try_from(code).unwrap_or(1)));
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+            waited += Duration::from_millis(10);
+        }
     }
 
     /// Signals a process started by [`Engine::exec`] from the host (it has a host PID); if
@@ -432,6 +435,22 @@ impl Engine {
                 .unwrap_or(1),
         };
         Ok(Exit::Code(i32::try_from(code).unwrap_or(1)))
+    }
+
+    /// Why a container is not running (`None` while it runs).
+    pub async fn not_running(&self, id: &str) -> Option<String> {
+        let state = match self.docker.inspect_container(id, None).await {
+            Ok(c) => c.state.unwrap_or_default(),
+            Err(e) => return Some(e.to_string()),
+        };
+        if state.running == Some(true) {
+            return None;
+        }
+        Some(match (state.oom_killed, state.exit_code) {
+            (Some(true), _) => "it ran out of memory and was killed".into(),
+            (_, Some(code)) => format!("it exited with code {code}"),
+            _ => "it stopped".into(),
+        })
     }
 
     /// Waits for a container's health check to pass. Fails, naming why, when it reports
@@ -638,7 +657,15 @@ fn pump(
     let (mut out_w, out_r) = tokio::io::duplex(64 * 1024);
     let (mut err_w, err_r) = tokio::io::duplex(64 * 1024);
     tokio::spawn(async move {
-        while let Some(Ok(frame)) = output.next().await {
+        while let Some(item) = output.next().await {
+            let frame = match item {
+                Ok(f) => f,
+                Err(e) => {
+                    let note = format!("\n(the Docker engine's output stream failed: {e})\n");
+                    let _ = err_w.write_all(note.as_bytes()).await;
+                    break;
+                }
+            };
             let r = match frame {
                 LogOutput::StdErr { message } => err_w.write_all(&message).await,
                 LogOutput::StdOut { message } | LogOutput::Console { message } => {

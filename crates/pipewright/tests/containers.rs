@@ -591,7 +591,12 @@ jobs:
     let steps = run.steps("victim");
     assert_eq!(steps[0].1, "failure", "{}", run.all());
     assert_eq!(steps[1].1, "failure", "{}", run.all());
-    assert!(run.all().contains("is not running"), "{}", run.all());
+    assert!(
+        run.all()
+            .contains("the job's container is not running: it exited with code 137"),
+        "{}",
+        run.all()
+    );
     assert_all_removed(&run.all());
 }
 
@@ -660,5 +665,116 @@ fn runs_on_labels_map_to_images() {
             .contains("--image `ubuntu-latest=` names no image"),
         "{}",
         bad.all()
+    );
+}
+
+/// Ctrl-C during a step in a container: the step stops, the run ends cancelled, and nothing
+/// the job made is left.
+#[test]
+fn a_cancelled_container_job_leaves_nothing() {
+    use std::io::BufRead;
+    let image = image();
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  slow:
+    runs-on: ubuntu-latest
+    container: {image}
+    services:
+      web:
+        image: {image}
+    steps:
+      - run: echo sleeping; sleep 60
+"
+    ));
+    let mut child = r
+        .command()
+        .arg("run")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let started = std::time::Instant::now();
+    let mut seen = String::new();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        seen.push_str(&line);
+        seen.push('\n');
+        if line.ends_with("sleeping") {
+            break;
+        }
+    }
+    let killed = Command::new("kill")
+        .args(["-INT", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    for line in lines {
+        seen.push_str(&line.unwrap());
+        seen.push('\n');
+    }
+    let status = child.wait().unwrap();
+    assert!(!status.success(), "{seen}");
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(30),
+        "the cancelled step was waited for\n{seen}"
+    );
+    assert!(seen.contains("cancelled"), "{seen}");
+    assert_all_removed(&seen);
+}
+
+/// The default shell in a container is bash where the image has it, else sh (GitHub's
+/// rule), asked when the step runs.
+#[test]
+fn the_default_shell_in_a_container_is_bash_where_the_image_has_it() {
+    let image = image();
+    let with_bash = "pipewright-test/with-bash:1";
+    let dockerfile = format!(
+        "FROM {image}\nRUN printf '#!/bin/sh\\necho via-bash\\nexec sh \"$@\"\\n' > /bin/bash && chmod 755 /bin/bash\n"
+    );
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("Dockerfile"), dockerfile).unwrap();
+    let (ok, out) = docker(&[
+        "build",
+        "-q",
+        "-t",
+        with_bash,
+        &dir.path().display().to_string(),
+    ]);
+    assert!(ok, "{out}");
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  bash:
+    runs-on: ubuntu-latest
+    container: {with_bash}
+    steps:
+      - run: echo step ran
+  sh:
+    runs-on: ubuntu-latest
+    container: {image}
+    steps:
+      - run: echo step ran
+"
+    ));
+    let run = r.run(&[]);
+    run.assert_code(0);
+    assert_eq!(
+        run.lines_of("bash")
+            .iter()
+            .filter(|l| *l == "via-bash" || *l == "step ran")
+            .collect::<Vec<_>>(),
+        ["via-bash", "step ran"],
+        "{}",
+        run.all()
+    );
+    assert!(
+        !run.lines_of("sh").contains(&"via-bash".to_owned()),
+        "{}",
+        run.all()
+    );
+    assert!(
+        run.lines_of("sh").contains(&"step ran".to_owned()),
+        "{}",
+        run.all()
     );
 }

@@ -46,7 +46,6 @@ pub(crate) struct InContainer {
     pub(crate) paths: PathMap,
     /// The container's `PATH` (what `GITHUB_PATH` additions go in front of).
     pub(crate) path: String,
-    pub(crate) has_bash: bool,
 }
 
 /// Host paths and where a container sees them.
@@ -480,11 +479,6 @@ async fn start_all(
     )));
     let cid = d.engine.start(&cname, body).await.map_err(fail)?;
     d.containers.push(cid.clone());
-    let has_bash = d
-        .engine
-        .exec_quiet(&cid, &["sh", "-c", "command -v bash"])
-        .await
-        .unwrap_or(false);
     state.job_ctx.insert(
         "container".into(),
         obj([
@@ -496,7 +490,6 @@ async fn start_all(
         id: cid,
         paths: PathMap(paths),
         path,
-        has_bash,
     });
     Ok(())
 }

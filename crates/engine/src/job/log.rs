@@ -39,11 +39,19 @@ impl JobState<'_> {
                 env: spawn.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
                 workdir: c.paths.map(&spawn.cwd.display().to_string()),
             };
-            return d
+            let exit = d
                 .engine
                 .exec(&c.id, exec, &mut on_line, deadline, cancel)
-                .await
-                .map_err(std::io::Error::other);
+                .await;
+            // A failure because the container itself is gone says so.
+            if !matches!(exit, Ok(Exit::Code(0)))
+                && let Some(why) = d.engine.not_running(&c.id).await
+            {
+                return Err(std::io::Error::other(format!(
+                    "the job's container is not running: {why}"
+                )));
+            }
+            return exit.map_err(std::io::Error::other);
         }
         let (exit, pgid) = process::run(spawn, &mut on_line, deadline, cancel).await?;
         self.process_groups.push(pgid);

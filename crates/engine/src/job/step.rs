@@ -208,11 +208,13 @@ async fn execute_step(
                 format!("`{}` does not exist", cwd.display()),
             ));
         }
-        let has_bash = match &state.container {
-            Some(c) => c.has_bash,
-            None => which("bash", &state.run.base_env),
+        let bash = match &state.container {
+            // Asked of the container when the step runs (one process, not two).
+            Some(_) => Bash::AskTheContainer,
+            None if which("bash", &state.run.base_env) => Bash::Here,
+            None => Bash::Absent,
         };
-        let (program, args, ext) = shell_command(shell.as_deref(), has_bash)?;
+        let (program, args, ext) = shell_command(shell.as_deref(), bash)?;
         let script_path = state.temp.join(format!("step-{}{ext}", state.step_counter));
         crate::files::write_reusing(&script_path, script.as_bytes())
             .map_err(|e| JobError::io("cannot write the script", e))?;
@@ -290,19 +292,33 @@ async fn execute_step(
 }
 
 /// The program and arguments for a `shell:` value, and the script file's extension.
+/// Whether the default shell is bash (GitHub's rule: bash where it is, else sh).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Bash {
+    Here,
+    Absent,
+    AskTheContainer,
+}
+
 fn shell_command(
     shell: Option<&str>,
-    has_bash: bool,
+    bash: Bash,
 ) -> Result<(String, Vec<String>, &'static str), JobError> {
     let v = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
     Ok(match shell.map(str::trim) {
-        None | Some("") => {
-            if has_bash {
-                ("bash".into(), v(&["-e", "{0}"]), ".sh")
-            } else {
-                ("sh".into(), v(&["-e", "{0}"]), ".sh")
-            }
-        }
+        None | Some("") => match bash {
+            Bash::Here => ("bash".into(), v(&["-e", "{0}"]), ".sh"),
+            Bash::Absent => ("sh".into(), v(&["-e", "{0}"]), ".sh"),
+            Bash::AskTheContainer => (
+                "sh".into(),
+                v(&[
+                    "-c",
+                    r#"if command -v bash >/dev/null 2>&1; then exec bash -e "$0"; else exec sh -e "$0"; fi"#,
+                    "{0}",
+                ]),
+                ".sh",
+            ),
+        },
         Some("bash") => (
             "bash".into(),
             v(&["--noprofile", "--norc", "-eo", "pipefail", "{0}"]),
