@@ -37,7 +37,10 @@ pub use actions::registry::{
 };
 pub use concurrency::{ConcurrencyGroups, GroupFuture, GroupGuard, Groups};
 pub use error::DefinitionError;
-pub use job::{JobSpec, RunEnv, Source, environment_of, is_engine_temp_file, run_job, runs_on};
+pub use job::{
+    HOST_VARIABLES, JobSpec, RunEnv, Source, environment_of, is_engine_temp_file, job_environment,
+    run_job, runs_on,
+};
 pub use mask::Masker;
 pub use report::{Conclusion, JobReport, RunReport, StepReport, WorkflowReport};
 pub use run::{JobFuture, JobRunner, Local, Options, Planned, read_source_file, run, run_with};

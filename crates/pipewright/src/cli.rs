@@ -316,6 +316,10 @@ pub(crate) struct RunArgs {
     /// repository, with the fields GitHub's have).
     #[arg(long, visible_alias = "event-file", value_name = "FILE")]
     pub(crate) event_path: Option<PathBuf>,
+    /// A variable of this environment jobs get (they get only PATH, HOME, USER, LANG, LC_*,
+    /// TZ, TMPDIR, SSH_AUTH_SOCK, DOCKER_HOST and the proxies' otherwise); NAME=VALUE sets it.
+    #[arg(long = "pass-env", value_name = "NAME")]
+    pub(crate) pass_env: Vec<String>,
     /// Run the jobs of a `runs-on` label in a container of IMAGE (a local image; `host`:
     /// on this machine, the default), unless a job names its own `container`.
     #[arg(long = "image", short = 'P', value_name = "LABEL=IMAGE")]

@@ -412,7 +412,7 @@ fn run_parsed(
         run_dir: run_dir.clone(),
         job_dir: None,
         source,
-        base_env: std::env::vars().collect(),
+        base_env: engine::job_environment(std::env::vars(), &args.pass_env),
         action_dirs,
         cache_dir: cache_root().join(repo_key),
         cache_store: None,

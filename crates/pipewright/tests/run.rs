@@ -1495,3 +1495,39 @@ jobs:
         own.all()
     );
 }
+
+/// Jobs start from a defined environment, not the whole host's: a host's `NO_COLOR` or
+/// compiler flags do not change what a job does; `--pass-env` adds a variable.
+#[test]
+fn jobs_get_a_clean_environment_and_what_is_passed() {
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  env:
+    runs-on: ubuntu-latest
+    steps:
+      - run: |
+          echo \"no_color=${{NO_COLOR:-unset}} cflags=${{CFLAGS:-unset}} kept=${{KEPT:-unset}} set=${{SET:-unset}}\"
+          echo \"ci=$CI lang=${{LANG:-unset}} lc=${{LC_TIME:-unset}}\"
+          test -n \"$PATH\" && test -n \"$HOME\" && echo path-and-home
+"
+    ));
+    let out = r
+        .command()
+        .env("NO_COLOR", "1")
+        .env("CFLAGS", "-O0")
+        .env("KEPT", "yes")
+        .env("LANG", "C.UTF-8")
+        .env("LC_TIME", "C")
+        .args(["run", "--pass-env", "KEPT", "--pass-env", "SET=given"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    for want in [
+        "no_color=unset cflags=unset kept=yes set=given",
+        "ci=true lang=C.UTF-8 lc=C",
+        "path-and-home",
+    ] {
+        assert!(text.contains(want), "{want}\n{text}");
+    }
+}

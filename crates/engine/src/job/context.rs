@@ -173,6 +173,54 @@ impl JobState<'_> {
     }
 }
 
+/// The variables of this machine's environment a job starts from (besides those it is
+/// given: `--pass-env`, a runner's configuration): what programs need to find themselves,
+/// the user's locale and proxies, not the rest of the host's (a host's `NO_COLOR`, `CC` or
+/// `PYTHONPATH` would change what a job does). GitHub's runner gives a job a defined
+/// environment likewise.
+pub const HOST_VARIABLES: [&str; 17] = [
+    "PATH",
+    "HOME",
+    "USER",
+    "LOGNAME",
+    "SHELL",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "TMPDIR",
+    "SSH_AUTH_SOCK",
+    "DOCKER_HOST",
+    "http_proxy",
+    "https_proxy",
+    "no_proxy",
+    "HTTP_PROXY",
+    "HTTPS_PROXY",
+    "NO_PROXY",
+];
+
+/// The environment a job starts from: of `host`'s variables, [`HOST_VARIABLES`], the
+/// locale's `LC_*`, and `pass` (names, or `NAME=VALUE` to set one).
+pub fn job_environment(
+    host: impl IntoIterator<Item = (String, String)>,
+    pass: &[String],
+) -> Vec<(String, String)> {
+    let mut out: Vec<(String, String)> = host
+        .into_iter()
+        .filter(|(k, _)| {
+            HOST_VARIABLES.contains(&k.as_str())
+                || k.starts_with("LC_")
+                || pass.iter().any(|p| p == k)
+        })
+        .collect();
+    for p in pass {
+        if let Some((k, v)) = p.split_once('=') {
+            out.retain(|(name, _)| name != k);
+            out.push((k.to_owned(), v.to_owned()));
+        }
+    }
+    out
+}
+
 pub(crate) fn runner_arch() -> &'static str {
     match std::env::consts::ARCH {
         "x86_64" => "X64",

@@ -24,7 +24,7 @@ use tokio_util::sync::CancellationToken;
 use workflow::{Job, Node, Workflow};
 
 pub(crate) use containers::{ImageStep, run_image};
-pub use context::{environment_of, runs_on};
+pub use context::{HOST_VARIABLES, environment_of, job_environment, runs_on};
 use context::{eval_ctx, merge_env};
 pub(crate) use file_commands::FileCommands;
 pub use file_commands::is_engine_temp_file;
