@@ -32,6 +32,7 @@ pub use actions::artifact::artifact_name_error;
 pub use actions::cache::{
     CacheError, CacheFuture, CacheHit, CacheStore, LocalCache, Saved as CacheSaved,
 };
+pub use actions::fetch::ActionSource;
 pub use actions::registry::{
     Action, ActionFailed, ActionFuture, ActionOutputs, ActionStep, Actions,
 };

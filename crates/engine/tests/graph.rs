@@ -45,6 +45,7 @@ fn env(dir: &std::path::Path) -> Arc<RunEnv> {
         actions: engine::Actions::default(),
         this_machine_only: false,
         images: Vec::new(),
+        action_source: None,
     })
 }
 

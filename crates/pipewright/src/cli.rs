@@ -316,6 +316,11 @@ pub(crate) struct RunArgs {
     /// repository, with the fields GitHub's have).
     #[arg(long, visible_alias = "event-file", value_name = "FILE")]
     pub(crate) event_path: Option<PathBuf>,
+    /// Fetch no action: use only the action cache and vendored copies (also
+    /// PIPEWRIGHT_OFFLINE). Actions are fetched from PIPEWRIGHT_ACTIONS_URL (default
+    /// https://github.com; several, separated by commas, tried in order).
+    #[arg(long)]
+    pub(crate) offline: bool,
     /// A variable of this environment jobs get (they get only PATH, HOME, USER, LANG, LC_*,
     /// TZ, TMPDIR, SSH_AUTH_SOCK, DOCKER_HOST and the proxies' otherwise); NAME=VALUE sets it.
     #[arg(long = "pass-env", value_name = "NAME")]

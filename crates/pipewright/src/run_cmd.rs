@@ -420,6 +420,13 @@ fn run_parsed(
         actions: actions::registry(),
         this_machine_only: true,
         images: images(&args.images)?,
+        action_source: Some(engine::ActionSource {
+            urls: engine::ActionSource::urls_of(
+                &std::env::var("PIPEWRIGHT_ACTIONS_URL").unwrap_or_default(),
+            ),
+            cache: cache_root().join("actions"),
+            offline: args.offline || std::env::var_os("PIPEWRIGHT_OFFLINE").is_some(),
+        }),
     };
     let color = std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
     let console = Arc::new(Console::new(color));

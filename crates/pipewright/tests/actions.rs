@@ -227,3 +227,102 @@ fn event_payload_and_vars_file() {
     let run = r.run(&["pull_request"]);
     assert!(run.stdout.contains("fires no workflow"), "{}", run.all());
 }
+
+/// `owner/repo@ref` actions fetched with git from the configured host (here a directory of
+/// repositories as `file://`), kept by commit, run offline from the cache, a pinned SHA
+/// verified, a moved tag followed.
+#[test]
+fn actions_are_fetched_cached_by_commit_and_run_offline() {
+    let hub = tempfile::tempdir().unwrap();
+    let action = hub.path().join("acme/greet");
+    std::fs::create_dir_all(&action).unwrap();
+    let git = |args: &[&str]| common::git(&action, args);
+    git(&["init", "-q", "-b", "main"]);
+    let write = |text: &str| {
+        std::fs::write(
+            action.join("action.yml"),
+            format!(
+                "name: greet\ninputs:\n  who:\n    default: world\nruns:\n  using: composite\n  steps:\n    - shell: bash\n      run: echo \"{text} ${{{{ inputs.who }}}}\"\n"
+            ),
+        )
+        .unwrap();
+        git(&["add", "-A"]);
+        git(&["commit", "-q", "-m", text]);
+        git(&["rev-parse", "HEAD"])
+    };
+    let first = write("hello");
+    git(&["tag", "v1"]);
+    let r = Repo::new();
+    r.workflow(
+        "ci.yml",
+        &format!(
+            "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - uses: acme/greet@v1\n        with:\n          who: you\n      - uses: acme/greet@{first}\n"
+        ),
+    );
+    r.commit("init");
+    let url = format!("file://{}", hub.path().display());
+    let run_with = |args: &[&str]| {
+        let out = r
+            .command()
+            .env("PIPEWRIGHT_ACTIONS_URL", format!("file:///nowhere,{url}"))
+            .arg("run")
+            .args(args)
+            .output()
+            .unwrap();
+        (
+            out.status.code(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    };
+    let (code, text) = run_with(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("hello you"), "{text}");
+    assert!(text.contains("hello world"), "{text}");
+    assert!(
+        text.contains(&format!("acme/greet@v1: commit {first} (fetched)")),
+        "{text}"
+    );
+    // Offline: from the cache.
+    let (code, text) = run_with(&["--offline"]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(
+        text.contains(&format!("acme/greet@v1: commit {first} (from the cache)")),
+        "{text}"
+    );
+    // The tag moves: the next run follows it; the pinned SHA stays.
+    let second = write("howdy");
+    git(&["tag", "-f", "v1"]);
+    let (code, text) = run_with(&[]);
+    assert_eq!(code, Some(0), "{text}");
+    assert!(text.contains("howdy you"), "{text}");
+    assert!(text.contains("hello world"), "{text}");
+    assert!(
+        text.contains(&format!("commit {second} (fetched)")),
+        "{text}"
+    );
+    // A pinned commit that the host does not have fails, naming what was tried.
+    r.workflow(
+        "ci.yml",
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - uses: acme/greet@0123456789abcdef0123456789abcdef01234567\n",
+    );
+    r.commit("pin");
+    let (code, text) = run_with(&[]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("could not be fetched; tried file:///nowhere/acme/greet ("),
+        "{text}"
+    );
+    assert!(text.contains(&format!("{url}/acme/greet (")), "{text}");
+    // Offline, an action never fetched is named as missing from the cache.
+    r.workflow(
+        "ci.yml",
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - uses: acme/other@v2\n",
+    );
+    r.commit("other");
+    let (code, text) = run_with(&["--offline"]);
+    assert_eq!(code, Some(1), "{text}");
+    assert!(
+        text.contains("`acme/other@v2` is not in the action cache"),
+        "{text}"
+    );
+}

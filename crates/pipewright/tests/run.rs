@@ -1007,8 +1007,9 @@ fn remote_actions_fail_clearly_unless_placed_offline() {
     let run = r.run(&[]);
     run.assert_code(1);
     assert!(
-        run.stdout
-            .contains("`someone/thing@v1` is not built into pipewright"),
+        run.stdout.contains(
+            "`someone/thing@v1` could not be fetched; tried https://github.com/someone/thing ("
+        ),
         "{}",
         run.all()
     );

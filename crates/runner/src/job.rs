@@ -115,6 +115,7 @@ fn prepare(
         // `actions/cache` entries are the server's, shared by every runner.
         this_machine_only: false,
         images: Vec::new(),
+        action_source: None,
         cache_store: Some(Arc::new(transfer::RemoteCache {
             client: client.clone(),
             lease: lease.clone(),

@@ -308,6 +308,7 @@ impl Executor {
             action_dirs: vec![self.config.data_dir.join("actions")],
             this_machine_only: false,
             images: Vec::new(),
+            action_source: None,
             cache_dir: self
                 .config
                 .data_dir

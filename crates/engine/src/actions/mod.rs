@@ -5,6 +5,7 @@ pub(crate) mod artifact;
 pub(crate) mod cache;
 mod checkout;
 mod codecov;
+pub(crate) mod fetch;
 mod local;
 mod python;
 pub(crate) mod registry;
@@ -99,7 +100,7 @@ fn append_kv(path: &std::path::Path, name: &str, value: &str) -> Result<(), Acti
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum ActionError {
     #[error(
-        "action `{uses}` is not built into pipewright and needs the network; place a copy of it in one of: {dirs} (as <owner>/<repo>@<ref>/ with its action.yml)"
+        "action `{uses}` is not built into pipewright and fetching actions is off here; place a copy of it in one of: {dirs} (as <owner>/<repo>@<ref>/ with its action.yml)"
     )]
     NotFound { uses: String, dirs: String },
     #[error("`{action}`: input `{input}` is required")]
@@ -257,6 +258,45 @@ pub(crate) async fn run(
                 .find(|d| d.join("action.yml").is_file() || d.join("action.yaml").is_file())
             {
                 let dir = dir.clone();
+                return local::run(state, &call, &dir, cancel).await;
+            }
+            if let Some(source) = state.run.action_source.clone() {
+                let (o, rp, rf) = (owner.to_owned(), repo.to_owned(), r.to_owned());
+                let dirs = state
+                    .run
+                    .action_dirs
+                    .iter()
+                    .map(|d| d.display().to_string())
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let (root, fetched) =
+                    tokio::task::spawn_blocking(move || fetch::fetch(&source, &o, &rp, &rf))
+                        .await
+                        .map_err(|e| ActionError::Failed(e.to_string()))?
+                        .map_err(|e| {
+                            ActionError::Failed(format!(
+                                "{e}; nor is there a copy in {dirs} (as <owner>/<repo>@<ref>/ with its action.yml)"
+                            ))
+                        })?;
+                let commit = root
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let how = if fetched { "fetched" } else { "from the cache" };
+                state.log(crate::sink::Line::Output(format!(
+                    "{owner}/{repo}@{r}: commit {commit} ({how})"
+                )));
+                let dir = root.join(sub);
+                if !dir.join("action.yml").is_file() && !dir.join("action.yaml").is_file() {
+                    return Err(ActionError::Failed(format!(
+                        "`{uses}`: {owner}/{repo} has no action.yml{}",
+                        if sub.is_empty() {
+                            String::new()
+                        } else {
+                            format!(" in {sub}")
+                        }
+                    )));
+                }
                 return local::run(state, &call, &dir, cancel).await;
             }
             Err(ActionError::NotFound {

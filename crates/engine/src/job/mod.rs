@@ -86,6 +86,9 @@ pub struct RunEnv {
     /// local image), unless the job names its own `container`: the first of the job's
     /// labels with an image decides; `host` runs it on this machine.
     pub images: Vec<(String, String)>,
+    /// Where `owner/repo@ref` actions are fetched from and kept; `None`: only the copies in
+    /// `action_dirs` (a server's confined jobs must not write a cache others run from).
+    pub action_source: Option<crate::ActionSource>,
 }
 
 impl RunEnv {

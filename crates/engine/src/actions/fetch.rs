@@ -1,0 +1,215 @@
+//! Actions from anywhere: `owner/repo[/path]@ref` fetched with git from the configured
+//! hosts (`https://github.com` by default, several tried in order, as Forgejo's
+//! `DEFAULT_ACTIONS_URL`), resolved to a commit, kept by commit in a cache shared by jobs
+//! (written whole under a temporary name, then renamed: safe when two jobs fetch at once),
+//! with an offline mode that reads the cache only. A ref that is a full commit SHA is
+//! verified: what is run is that commit.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use super::ActionError;
+
+/// Where actions come from.
+#[derive(Debug, Clone)]
+pub struct ActionSource {
+    /// Base URLs, tried in order: `<url>/<owner>/<repo>` is a git repository.
+    pub urls: Vec<String>,
+    /// `<cache>/<owner>/<repo>/<commit>/`, and `refs/<ref>` naming the commit a ref had.
+    pub cache: PathBuf,
+    /// Read the cache only; fetch nothing.
+    pub offline: bool,
+}
+
+impl ActionSource {
+    /// The base URLs of a list (separated by commas or spaces); empty: GitHub's.
+    pub fn urls_of(list: &str) -> Vec<String> {
+        let urls: Vec<String> = list
+            .split([',', ' ', '\n'])
+            .map(str::trim)
+            .filter(|u| !u.is_empty())
+            .map(|u| u.trim_end_matches('/').to_owned())
+            .collect();
+        if urls.is_empty() {
+            vec!["https://github.com".to_owned()]
+        } else {
+            urls
+        }
+    }
+}
+
+fn is_sha(r: &str) -> bool {
+    r.len() == 40 && r.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A name safe as one path component (owner, repo, ref).
+fn component(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || "-_.".contains(c) {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect::<String>()
+        .trim_start_matches('.')
+        .to_owned()
+}
+
+/// The directory of `owner/repo` at `git_ref`, fetched if need be. Returns it and whether
+/// it was fetched now (false: from the cache).
+pub(crate) fn fetch(
+    source: &ActionSource,
+    owner: &str,
+    repo: &str,
+    git_ref: &str,
+) -> Result<(PathBuf, bool), ActionError> {
+    let uses = format!("{owner}/{repo}@{git_ref}");
+    if owner.is_empty() || repo.is_empty() || git_ref.is_empty() {
+        return Err(ActionError::Failed(format!(
+            "`{uses}` is not OWNER/REPO[/PATH]@REF"
+        )));
+    }
+    let base = source.cache.join(component(owner)).join(component(repo));
+    let ref_file = base.join("refs").join(component(git_ref));
+    let at = |commit: &str| base.join(component(commit));
+    if is_sha(git_ref) && at(git_ref).is_dir() {
+        return Ok((at(git_ref), false));
+    }
+    if source.offline {
+        if let Ok(commit) = std::fs::read_to_string(&ref_file)
+            && at(commit.trim()).is_dir()
+        {
+            return Ok((at(commit.trim()), false));
+        }
+        return Err(ActionError::Failed(format!(
+            "`{uses}` is not in the action cache ({}) and pipewright is offline",
+            base.display()
+        )));
+    }
+    std::fs::create_dir_all(&base).map_err(|e| ActionError::io(base.display().to_string(), e))?;
+    let mut tried = Vec::new();
+    for url in &source.urls {
+        let remote = format!("{url}/{owner}/{repo}");
+        match fetch_from(&remote, git_ref, &base) {
+            Ok(commit) => {
+                if is_sha(git_ref) && !commit.eq_ignore_ascii_case(git_ref) {
+                    return Err(ActionError::Failed(format!(
+                        "`{uses}`: {remote} gave commit {commit}, not the one pinned"
+                    )));
+                }
+                write_atomically(&ref_file, commit.as_bytes())?;
+                return Ok((at(&commit), true));
+            }
+            Err(why) => tried.push(format!("{remote} ({why})")),
+        }
+    }
+    // The network may be down: a ref fetched before still runs what it was.
+    if let Ok(commit) = std::fs::read_to_string(&ref_file)
+        && at(commit.trim()).is_dir()
+    {
+        tracing::warn!(
+            "`{uses}`: fetching failed, using the cached commit {}",
+            commit.trim()
+        );
+        return Ok((at(commit.trim()), false));
+    }
+    Err(ActionError::Failed(format!(
+        "`{uses}` could not be fetched; tried {}",
+        tried.join(", ")
+    )))
+}
+
+/// Fetches `git_ref` of `remote` into `<base>/<commit>`; returns the commit. The error is
+/// git's last line.
+fn fetch_from(remote: &str, git_ref: &str, base: &Path) -> Result<String, String> {
+    let tmp = tempfile::Builder::new()
+        .prefix(".fetch-")
+        .tempdir_in(base)
+        .map_err(|e| e.to_string())?;
+    let git = |args: &[&str]| -> Result<String, String> {
+        let out = Command::new("git")
+            .arg("-C")
+            .arg(tmp.path())
+            .args(args)
+            .env("GIT_TERMINAL_PROMPT", "0")
+            .output()
+            .map_err(|e| format!("cannot run git: {e}"))?;
+        if out.status.success() {
+            Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+        } else {
+            let err = String::from_utf8_lossy(&out.stderr);
+            Err(err
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("git failed")
+                .trim()
+                .to_owned())
+        }
+    };
+    git(&["init", "-q"])?;
+    let commit = match git(&["fetch", "-q", "--depth", "1", remote, git_ref]) {
+        Ok(_) => git(&["rev-parse", "FETCH_HEAD^{commit}"])?,
+        // A host that does not serve a commit by its id: all its branches and tags, then
+        // the commit among them.
+        Err(_) if is_sha(git_ref) => {
+            git(&[
+                "fetch",
+                "-q",
+                remote,
+                "+refs/heads/*:refs/remotes/r/*",
+                "+refs/tags/*:refs/tags/*",
+            ])?;
+            git(&["rev-parse", "--verify", &format!("{git_ref}^{{commit}}")])?
+        }
+        Err(e) => return Err(e),
+    };
+    let dest = base.join(component(&commit));
+    if dest.is_dir() {
+        return Ok(commit);
+    }
+    let tree = tmp.path().join("tree");
+    std::fs::create_dir(&tree).map_err(|e| e.to_string())?;
+    let tree_arg = format!("--work-tree={}", tree.display());
+    git(&[&tree_arg, "checkout", "-q", &commit, "--", "."])?;
+    // Another job may have put it there meanwhile: theirs is the same commit.
+    if std::fs::rename(&tree, &dest).is_err() && !dest.is_dir() {
+        return Err(format!("cannot move the checkout to {}", dest.display()));
+    }
+    Ok(commit)
+}
+
+fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ActionError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    std::fs::create_dir_all(dir).map_err(|e| ActionError::io(dir.display().to_string(), e))?;
+    let tmp = dir.join(format!(".{}.{}", std::process::id(), rand_suffix()));
+    std::fs::write(&tmp, bytes).map_err(|e| ActionError::io(tmp.display().to_string(), e))?;
+    std::fs::rename(&tmp, path).map_err(|e| ActionError::io(path.display().to_string(), e))
+}
+
+fn rand_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_and_names() {
+        assert_eq!(ActionSource::urls_of(""), ["https://github.com"]);
+        assert_eq!(
+            ActionSource::urls_of("https://a.example/, file:///srv/x"),
+            ["https://a.example", "file:///srv/x"]
+        );
+        assert_eq!(component("../etc"), "_etc");
+        assert_eq!(component("v1.2"), "v1.2");
+        assert_eq!(component("release/1"), "release_1");
+        assert!(is_sha("0123456789abcdef0123456789abcdef01234567"));
+        assert!(!is_sha("v1"));
+    }
+}
