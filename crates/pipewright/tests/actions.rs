@@ -326,3 +326,59 @@ fn actions_are_fetched_cached_by_commit_and_run_offline() {
         "{text}"
     );
 }
+
+/// A Node action's `pre` and `post` run with `pre-if`/`post-if`, what `pre` and `main` save
+/// with GITHUB_STATE reaching the later ones as STATE_*, post steps in reverse order.
+#[test]
+fn node_actions_run_pre_main_and_post_with_their_state() {
+    let r = Repo::new();
+    let js = |name: &str, body: &str| {
+        r.file(&format!(".github/actions/n/{name}.js"), body);
+    };
+    r.file(
+        ".github/actions/n/action.yml",
+        "name: n\ninputs:\n  who:\n    required: true\nruns:\n  using: node20\n  pre: pre.js\n  main: main.js\n  post: post.js\n",
+    );
+    js(
+        "pre",
+        "const fs = require('fs');\nfs.appendFileSync(process.env.GITHUB_STATE, `token=t-${process.env.INPUT_WHO}\\n`);\nconsole.log(`pre ${process.env.INPUT_WHO}`);\n",
+    );
+    js(
+        "main",
+        "const fs = require('fs');\nconsole.log(`main ${process.env.INPUT_WHO} sees ${process.env.STATE_token}`);\nfs.appendFileSync(process.env.GITHUB_STATE, 'phase=main\\n');\n",
+    );
+    js(
+        "post",
+        "console.log(`post ${process.env.INPUT_WHO} sees ${process.env.STATE_token},${process.env.STATE_phase}`);\n",
+    );
+    r.file(
+        ".github/actions/guarded/action.yml",
+        "name: guarded\nruns:\n  using: node20\n  pre: ../n/pre.js\n  pre-if: runner.os == 'Windows'\n  main: ../n/main.js\n  post: ../n/post.js\n  post-if: failure()\n",
+    );
+    r.workflow(
+        "ci.yml",
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - uses: actions/checkout@v4\n      - uses: ./.github/actions/n\n        with:\n          who: first\n      - uses: ./.github/actions/n\n        with:\n          who: second\n      - uses: ./.github/actions/guarded\n",
+    );
+    r.commit("init");
+    let run = r.run(&[]);
+    run.assert_code(0);
+    let lines: Vec<String> = run
+        .lines_of("a")
+        .into_iter()
+        .filter(|l| l.starts_with("pre ") || l.starts_with("main ") || l.starts_with("post "))
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "pre first",
+            "main first sees t-first",
+            "pre second",
+            "main second sees t-second",
+            "main undefined sees undefined",
+            "post second sees t-second,main",
+            "post first sees t-first,main",
+        ],
+        "{}",
+        run.all()
+    );
+}

@@ -17,6 +17,10 @@ pub enum Runs {
         main: String,
         pre: Option<String>,
         post: Option<String>,
+        /// When `pre` runs (a condition; default `always()`).
+        pre_if: Option<String>,
+        /// When `post` runs (a condition; default `always()`).
+        post_if: Option<String>,
     },
     /// `image`: `docker://NAME`, or a Dockerfile in the action's directory.
     Docker {
@@ -98,6 +102,8 @@ pub fn parse_action(src: &str) -> Result<Action, Vec<Diagnostic>> {
                     main,
                     pre: get("pre"),
                     post: get("post"),
+                    pre_if: get("pre-if"),
+                    post_if: get("post-if"),
                 },
                 None => {
                     return Err(vec![Diagnostic::error(

@@ -8,7 +8,7 @@ use tokio_util::sync::CancellationToken;
 use workflow::action::{Action, Runs};
 
 use super::{ActionError, Call};
-use crate::job::JobState;
+use crate::job::{JobState, PostCondition};
 use crate::process::{Exit, Spawn};
 use crate::report::Conclusion;
 
@@ -81,7 +81,14 @@ pub(super) async fn run(
     let inputs = inputs(state, &action, call)?;
     match &action.runs {
         Runs::Docker { .. } => docker(state, call, dir, inputs, &action.runs, cancel).await,
-        Runs::Node { main, using, .. } => {
+        Runs::Node {
+            main,
+            using,
+            pre,
+            post,
+            pre_if,
+            post_if,
+        } => {
             if !crate::job::which("node", &state.run.base_env) {
                 return Err(ActionError::Failed(format!(
                     "`{}` is a Node action ({using}) and `node` is not installed",
@@ -95,16 +102,34 @@ pub(super) async fn run(
                     v.clone(),
                 );
             }
-            let spawn = Spawn {
-                program: "node".into(),
-                args: vec![dir.join(main).display().to_string()],
-                cwd: state.workspace.clone(),
-                env: state.process_env(&env_ctx, Some(call.files)),
-            };
-            state
-                .run_process(&spawn, call.deadline, cancel)
-                .await
-                .map_err(|e| ActionError::io("node", e))
+            // `pre` runs just before `main` (GitHub runs it as the job starts); what it
+            // saves with GITHUB_STATE reaches `main` and `post` as STATE_*.
+            if let Some(pre) = pre
+                && condition(state, pre_if.as_deref(), "pre-if")?
+            {
+                let exit = node(state, dir, pre, &env_ctx, call, cancel).await?;
+                take_state(call.files, &mut env_ctx)?;
+                if !exit.success() {
+                    return Ok(exit);
+                }
+            }
+            let exit = node(state, dir, main, &env_ctx, call, cancel).await?;
+            take_state(call.files, &mut env_ctx)?;
+            if let Some(post) = post {
+                crate::actions::register_post(
+                    state,
+                    format!("Post {}", call.uses),
+                    crate::actions::Post::Node {
+                        script: dir.join(post),
+                        env: env_ctx,
+                    },
+                    match post_if {
+                        Some(c) => PostCondition::If(c.clone()),
+                        None => PostCondition::Always,
+                    },
+                );
+            }
+            Ok(exit)
         }
         Runs::Composite(steps) => {
             // The composite's steps see its inputs and their own steps context.
@@ -300,4 +325,52 @@ fn content_digest(dir: &Path) -> std::io::Result<String> {
         .take(12)
         .map(|b| format!("{b:02x}"))
         .collect())
+}
+
+/// Runs `script` of a Node action with `node`.
+async fn node(
+    state: &mut JobState<'_>,
+    dir: &Path,
+    script: &str,
+    env_ctx: &Map,
+    call: &Call<'_>,
+    cancel: &CancellationToken,
+) -> Result<Exit, ActionError> {
+    let spawn = Spawn {
+        program: "node".into(),
+        args: vec![dir.join(script).display().to_string()],
+        cwd: state.workspace.clone(),
+        env: state.process_env(env_ctx, Some(call.files)),
+    };
+    state
+        .run_process(&spawn, call.deadline, cancel)
+        .await
+        .map_err(|e| ActionError::io("node", e))
+}
+
+/// What a script saved with `GITHUB_STATE`, moved into `env` as `STATE_<name>`.
+fn take_state(files: &crate::job::FileCommands, env: &mut Map) -> Result<(), ActionError> {
+    let text = std::fs::read_to_string(&files.state).unwrap_or_default();
+    let pairs = crate::commands::parse_key_values(&text)
+        .map_err(|e| ActionError::Failed(format!("GITHUB_STATE: {e}")))?;
+    for (k, v) in pairs {
+        env.insert(format!("STATE_{k}"), Value::String(v));
+    }
+    crate::files::write_reusing(&files.state, b"").map_err(|e| ActionError::io("GITHUB_STATE", e))
+}
+
+/// A `pre-if` or `post-if` (no condition: `always()`).
+fn condition(state: &JobState<'_>, cond: Option<&str>, key: &str) -> Result<bool, ActionError> {
+    let Some(cond) = cond else { return Ok(true) };
+    let ctxs = state.contexts(None);
+    let host = super::HashFiles(state.workspace.clone());
+    let ectx = expr::Context {
+        contexts: &ctxs,
+        status: state.status,
+        host: Some(&host),
+    };
+    let c =
+        expr::parse_condition(cond).map_err(|e| ActionError::Failed(format!("`{key}`: {e}")))?;
+    c.evaluate(&ectx)
+        .map_err(|e| ActionError::Failed(format!("`{key}`: {e}")))
 }

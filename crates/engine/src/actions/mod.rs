@@ -130,6 +130,11 @@ impl ActionError {
 pub(crate) enum Post {
     CacheSave(cache::Save),
     KillAgent(i32),
+    /// A Node action's `post` script, with the environment its `main` had and what it saved.
+    Node {
+        script: PathBuf,
+        env: expr::Map,
+    },
 }
 
 pub(crate) async fn run_post(state: &mut JobState<'_>, post: Post) -> Result<(), ActionError> {
@@ -142,6 +147,30 @@ pub(crate) async fn run_post(state: &mut JobState<'_>, post: Post) -> Result<(),
                 nix::sys::signal::Signal::SIGTERM,
             );
             Ok(())
+        }
+        Post::Node { script, env } => {
+            state.step_counter += 1;
+            let files = crate::job::FileCommands::create(&state.temp, state.step_counter)
+                .map_err(|e| ActionError::io("file commands", e))?;
+            let spawn = crate::process::Spawn {
+                program: "node".into(),
+                args: vec![script.display().to_string()],
+                cwd: state.workspace.clone(),
+                env: state.process_env(&env, Some(&files)),
+            };
+            let cancel = tokio_util::sync::CancellationToken::new();
+            let exit = state
+                .run_process(&spawn, None, &cancel)
+                .await
+                .map_err(|e| ActionError::io("node", e))?;
+            if exit.success() {
+                Ok(())
+            } else {
+                Err(ActionError::Failed(format!(
+                    "{} ended with {exit:?}",
+                    script.display()
+                )))
+            }
         }
     }
 }

@@ -32,7 +32,7 @@ pub(crate) struct FileCommands {
 }
 
 impl FileCommands {
-    pub(super) fn create(temp: &Path, n: usize) -> std::io::Result<FileCommands> {
+    pub(crate) fn create(temp: &Path, n: usize) -> std::io::Result<FileCommands> {
         let dir = temp.join(FILE_COMMANDS_DIR);
         std::fs::create_dir_all(&dir)?;
         let f = |name: &str| -> std::io::Result<PathBuf> {

@@ -19,17 +19,37 @@ pub(crate) struct PostStep {
     pub(crate) condition: PostCondition,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub(crate) enum PostCondition {
     Always,
     Success,
+    /// An action's `post-if`, evaluated with the job's status when the post step would run.
+    If(String),
 }
 
 /// Post steps, in reverse order of registration.
 pub(super) async fn run_posts(state: &mut JobState<'_>) {
     let posts = std::mem::take(&mut state.posts);
     for post in posts.into_iter().rev() {
-        if post.condition == PostCondition::Success && state.status != Status::Success {
+        let run = match &post.condition {
+            PostCondition::Always => true,
+            PostCondition::Success => state.status == Status::Success,
+            PostCondition::If(cond) => {
+                let ctxs = state.contexts(None);
+                let host = actions::HashFiles(state.workspace.clone());
+                let result = match expr::parse_condition(cond) {
+                    Ok(c) => c
+                        .evaluate(&eval_ctx(&ctxs, state.status, &host))
+                        .map_err(|e| e.to_string()),
+                    Err(e) => Err(e.to_string()),
+                };
+                result.unwrap_or_else(|e| {
+                    state.error(format!("`post-if` of {}: {e}", post.name));
+                    false
+                })
+            }
+        };
+        if !run {
             continue;
         }
         let started = Instant::now();
