@@ -23,14 +23,15 @@ pub(crate) async fn call_workflow(
     scope: Scope,
 ) -> Result<(Done, Vec<JobReport>), JobError> {
     let bad = |m: String| JobError::invalid(format!("calling `{uses}`"), m);
-    let Some(rel) = uses.strip_prefix("./") else {
-        return Err(bad(
-            "only local reusable workflows (`./.github/workflows/...`) can run without the network"
-                .into(),
-        ));
+    let (rel, src) = match uses.strip_prefix("./") {
+        Some(rel) => {
+            let rel = rel.split('@').next().unwrap_or(rel).to_owned();
+            let src = read_source(&scope.env.source, &rel)?;
+            (rel, src)
+        }
+        None => remote(uses, &scope).await?,
     };
-    let rel = rel.split('@').next().unwrap_or(rel);
-    let src = read_source(&scope.env.source, rel)?;
+    let rel = rel.as_str();
     let parsed = workflow::parse(&src);
     if let Some(d) = parsed.diagnostics.iter().find(|d| d.is_error()) {
         return Err(bad(format!(
@@ -194,4 +195,40 @@ pub(crate) async fn call_workflow(
         },
         report.jobs,
     ))
+}
+
+/// A reusable workflow of another repository (`owner/repo/path@ref`), fetched as actions
+/// are: its path and text.
+async fn remote(uses: &str, scope: &Scope) -> Result<(String, String), JobError> {
+    let bad = |m: String| JobError::invalid(format!("calling `{uses}`"), m);
+    let Some(source) = scope.env.action_source.clone() else {
+        return Err(bad(
+            "a reusable workflow of another repository needs fetching, which is off here; call one of this repository (`./.github/workflows/...`)"
+                .into(),
+        ));
+    };
+    let (path, git_ref) = uses
+        .split_once('@')
+        .ok_or_else(|| bad(format!("`{uses}` has no `@ref`")))?;
+    let mut parts = path.splitn(3, '/');
+    let (owner, repo, file) = (
+        parts.next().unwrap_or_default().to_owned(),
+        parts.next().unwrap_or_default().to_owned(),
+        parts.next().unwrap_or_default().to_owned(),
+    );
+    if file.is_empty() || file.split('/').any(|c| c == "..") {
+        return Err(bad(format!(
+            "`{uses}` is not OWNER/REPO/.github/workflows/FILE@REF"
+        )));
+    }
+    let git_ref = git_ref.to_owned();
+    let (root, _) = tokio::task::spawn_blocking(move || {
+        crate::actions::fetch::fetch(&source, &owner, &repo, &git_ref)
+    })
+    .await
+    .map_err(|e| bad(e.to_string()))?
+    .map_err(|e| bad(e.to_string()))?;
+    let text = std::fs::read_to_string(root.join(&file))
+        .map_err(|e| bad(format!("{file} of `{uses}`: {e}")))?;
+    Ok((path.to_owned(), text))
 }

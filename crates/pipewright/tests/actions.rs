@@ -382,3 +382,41 @@ fn node_actions_run_pre_main_and_post_with_their_state() {
         run.all()
     );
 }
+
+/// A reusable workflow of another repository (`owner/repo/.github/workflows/x.yml@ref`) is
+/// fetched as actions are and runs with the inputs the caller gives.
+#[test]
+fn reusable_workflows_of_other_repositories_are_fetched() {
+    let hub = tempfile::tempdir().unwrap();
+    let shared = hub.path().join("acme/shared");
+    std::fs::create_dir_all(shared.join(".github/workflows")).unwrap();
+    std::fs::write(
+        shared.join(".github/workflows/greet.yml"),
+        "on:\n  workflow_call:\n    inputs:\n      who:\n        type: string\n        required: true\n    outputs:\n      said:\n        value: ${{ jobs.hello.outputs.said }}\njobs:\n  hello:\n    runs-on: x\n    outputs:\n      said: ${{ steps.s.outputs.said }}\n    steps:\n      - id: s\n        run: |\n          echo \"shared says hello to ${{ inputs.who }}\"\n          echo said=yes >> $GITHUB_OUTPUT\n",
+    )
+    .unwrap();
+    let git = |args: &[&str]| common::git(&shared, args);
+    git(&["init", "-q", "-b", "main"]);
+    git(&["add", "-A"]);
+    git(&["commit", "-q", "-m", "shared"]);
+    git(&["tag", "v1"]);
+    let r = Repo::new();
+    r.workflow(
+        "ci.yml",
+        "on: push\njobs:\n  call:\n    uses: acme/shared/.github/workflows/greet.yml@v1\n    with:\n      who: the caller\n  after:\n    needs: call\n    runs-on: x\n    steps:\n      - run: echo \"said ${{ needs.call.outputs.said }}\"\n",
+    );
+    r.commit("init");
+    let out = r
+        .command()
+        .env(
+            "PIPEWRIGHT_ACTIONS_URL",
+            format!("file://{}", hub.path().display()),
+        )
+        .arg("run")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{text}");
+    assert!(text.contains("shared says hello to the caller"), "{text}");
+    assert!(text.contains("said yes"), "{text}");
+}
