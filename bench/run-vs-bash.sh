@@ -2,7 +2,8 @@
 # `pipewright run push` on a two-job workflow (a: two echo steps; b needs a: one echo step)
 # against a bash script running the same three commands, each in its own `bash -e -c`, and
 # against `wrkflw run --runtime emulation` when wrkflw is installed (`cargo install wrkflw`).
-# Goal: pipewright's median at most 2x the bash script's.
+# Timed with `hyperfine -N` (no shell in between). Goal: pipewright's median at most 1.5x
+# the bash script's (issue 15).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 rounds="${ROUNDS:-30}"
@@ -36,9 +37,15 @@ bash -e -c 'echo two'
 bash -e -c 'echo three'
 SH
 git add -A && git -c user.name=b -c user.email=b@example.invalid commit -qm bench
-args=("bash=bash steps.sh" "pipewright=$pw run push")
+args=(-n bash "bash steps.sh" -n pipewright "$pw run push")
 if command -v wrkflw >/dev/null; then
-  args+=("wrkflw=wrkflw run --runtime emulation .github/workflows/bench.yml")
+  args+=(-n wrkflw "wrkflw run --runtime emulation .github/workflows/bench.yml")
 fi
-echo "### pipewright run vs bash ($rounds rounds, $(nproc) cores)"
-python3 "$root/bench/timeit.py" "$rounds" "${args[@]}"
+echo "### pipewright run vs bash ($rounds runs each, $(nproc) cores, hyperfine -N)"
+hyperfine -N --warmup 3 --runs "$rounds" --export-json "$work/t.json" "${args[@]}" >/dev/null
+python3 - "$work/t.json" <<'PY'
+import json, sys
+r = {x["command"]: x["median"] for x in json.load(open(sys.argv[1]))["results"]}
+for name, t in r.items():
+    print(f"| {name} | {t*1000:.1f} ms | {t / r['bash']:.2f}x bash |")
+PY

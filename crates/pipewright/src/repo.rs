@@ -34,7 +34,11 @@ pub(crate) struct Repo {
     git_dir: PathBuf,
     branch: Option<String>,
     head: Option<String>,
+    /// HEAD's commit details, asked of git in the background by [`Repo::prefetch_head`].
+    head_info: std::sync::Arc<std::sync::Mutex<Option<HeadInfo>>>,
 }
+
+type HeadInfo = (String, std::thread::JoinHandle<Option<CommitInfo>>);
 
 impl Repo {
     /// Finds the work tree around `dir`. One git process when the repository has commits:
@@ -65,6 +69,7 @@ impl Repo {
                     git_dir: PathBuf::from(git_dir),
                     branch: full.strip_prefix("refs/heads/").map(str::to_owned),
                     head: Some(sha.to_owned()),
+                    head_info: std::sync::Arc::default(),
                 });
             }
         }
@@ -83,7 +88,25 @@ impl Repo {
                 .filter(|s| !s.is_empty()),
             git_dir: PathBuf::from(git_dir),
             root,
+            head_info: std::sync::Arc::default(),
         })
+    }
+
+    /// Starts asking git for HEAD's details (a process of a few milliseconds) while the
+    /// caller does other work; [`Repo::commit_info`] of HEAD then waits for it.
+    pub(crate) fn prefetch_head(&self) {
+        let Some(head) = self.head.clone() else {
+            return;
+        };
+        let repo = Repo {
+            head_info: std::sync::Arc::default(),
+            ..self.clone()
+        };
+        let sha = head.clone();
+        let handle = std::thread::spawn(move || repo.commit_info(&sha));
+        if let Ok(mut slot) = self.head_info.lock() {
+            *slot = Some((head, handle));
+        }
     }
 
     pub(crate) fn branch(&self) -> Option<String> {
@@ -96,6 +119,14 @@ impl Repo {
 
     /// The subject, author name, author email and commit time (ISO 8601) of `sha`.
     pub(crate) fn commit_info(&self, sha: &str) -> Option<CommitInfo> {
+        let pending = self
+            .head_info
+            .lock()
+            .ok()
+            .and_then(|mut slot| slot.take_if(|(head, _)| head == sha));
+        if let Some((_, handle)) = pending {
+            return handle.join().ok().flatten();
+        }
         let out = git(
             &self.root,
             &["log", "-1", "--format=%s%x00%an%x00%ae%x00%cI", sha],
@@ -124,25 +155,24 @@ impl Repo {
     }
 
     /// The default branch: origin's HEAD, else `main` or `master` if they exist, else `main`.
+    /// Read from the repository's files (no git process).
     pub(crate) fn default_branch(&self) -> String {
-        if let Some(r) = git(
-            &self.root,
-            &["symbolic-ref", "--quiet", "refs/remotes/origin/HEAD"],
-        ) && let Some(b) = r.strip_prefix("refs/remotes/origin/")
+        // A linked work tree keeps its refs in the common directory.
+        let common = std::fs::read_to_string(self.git_dir.join("commondir"))
+            .map(|c| self.git_dir.join(c.trim()))
+            .unwrap_or_else(|_| self.git_dir.clone());
+        if let Ok(text) = std::fs::read_to_string(common.join("refs/remotes/origin/HEAD"))
+            && let Some(b) = text.trim().strip_prefix("ref: refs/remotes/origin/")
         {
             return b.to_owned();
         }
+        let packed = std::fs::read_to_string(common.join("packed-refs")).unwrap_or_default();
         for b in ["main", "master"] {
-            if git(
-                &self.root,
-                &[
-                    "rev-parse",
-                    "--verify",
-                    "--quiet",
-                    &format!("refs/heads/{b}"),
-                ],
-            )
-            .is_some()
+            let name = format!("refs/heads/{b}");
+            if common.join(&name).is_file()
+                || packed
+                    .lines()
+                    .any(|l| l.split_once(' ').is_some_and(|(_, r)| r == name))
             {
                 return b.to_owned();
             }

@@ -225,6 +225,11 @@ pub(crate) fn run(args: RunArgs) -> Result<u8> {
     let cwd = std::env::current_dir()?;
     let dir = args.directory.clone().unwrap_or_else(|| cwd.clone());
     let repo = Repo::discover(&dir)?;
+    // An event payload made here tells of HEAD's commit: git is asked while the workflows
+    // are read.
+    if args.event_path.is_none() && args.sha.is_none() && !args.dry_run {
+        repo.prefetch_head();
+    }
     // The workflows.
     let files = if args.workflow.is_empty() {
         repo::workflow_files(&repo.root)?
