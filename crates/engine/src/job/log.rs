@@ -43,13 +43,22 @@ impl JobState<'_> {
                 .engine
                 .exec(&c.id, exec, &mut on_line, deadline, cancel)
                 .await;
-            // A failure because the container itself is gone says so.
-            if !matches!(exit, Ok(Exit::Code(0)))
-                && let Some(why) = d.engine.not_running(&c.id).await
-            {
-                return Err(std::io::Error::other(format!(
-                    "the job's container is not running: {why}"
-                )));
+            // A failure because the container itself is gone says so. An exit that looks
+            // like its death (killed, or "cannot exec") waits a moment for the engine to
+            // record it.
+            let looks_killed = matches!(exit, Ok(Exit::Code(126 | 137 | 143)) | Err(_));
+            if !matches!(exit, Ok(Exit::Code(0))) {
+                let tries = if looks_killed { 40 } else { 1 };
+                for i in 0..tries {
+                    if let Some(why) = d.engine.not_running(&c.id).await {
+                        return Err(std::io::Error::other(format!(
+                            "the job's container is not running: {why}"
+                        )));
+                    }
+                    if i + 1 < tries {
+                        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    }
+                }
             }
             return exit.map_err(std::io::Error::other);
         }
