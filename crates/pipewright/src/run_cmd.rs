@@ -23,7 +23,7 @@ fn pair(s: &str, what: &str) -> Result<(String, String)> {
 }
 
 /// `--image LABEL=IMAGE`, in the order given.
-fn images(pairs: &[String]) -> Result<Vec<(String, String)>> {
+pub(crate) fn images(pairs: &[String]) -> Result<Vec<(String, String)>> {
     pairs
         .iter()
         .map(|p| {

@@ -40,6 +40,11 @@ pub(crate) struct RunnerArgs {
     /// comma-separated: jobs whose `runs-on` names them come here.
     #[arg(long, value_delimiter = ',')]
     labels: Vec<String>,
+    /// Run the jobs of a `runs-on` label in a container of IMAGE, a local image (repeatable;
+    /// `host`: on this machine). A confined job cannot reach the Docker engine: use with
+    /// `--isolation none` (trusted jobs only).
+    #[arg(long = "image", value_name = "LABEL=IMAGE")]
+    images: Vec<String>,
     /// Jobs run at once.
     #[arg(long, default_value_t = 1)]
     capacity: usize,
@@ -233,6 +238,7 @@ pub(crate) fn run(args: &RunnerArgs) -> Result<u8> {
                 base_env: runner::job_env(),
                 isolation,
                 actions: actions::registry(),
+                images: crate::run_cmd::images(&args.images)?,
             },
             shutdown,
         )

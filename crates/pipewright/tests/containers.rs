@@ -10,76 +10,12 @@ use std::sync::OnceLock;
 use common::Repo;
 
 const PUSH_MAIN: &str = "on:\n  push:\n    branches: [main]\n";
-/// busybox with a web page at /www and `/marker`; its default command serves the page on 80.
-const IMAGE: &str = "pipewright-test/busybox:1";
 
-fn docker(args: &[&str]) -> (bool, String) {
-    let out = Command::new("docker")
-        .args(args)
-        .output()
-        .expect("the docker client runs");
-    (
-        out.status.success(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
-}
-
-/// Builds the test image once (a root filesystem of busybox-static, imported).
 fn image() -> &'static str {
-    static BUILT: OnceLock<()> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        if docker(&["image", "inspect", IMAGE]).0 {
-            return;
-        }
-        let root = tempfile::tempdir().unwrap();
-        let r = root.path();
-        for d in ["bin", "tmp", "www", "etc", "root"] {
-            std::fs::create_dir_all(r.join(d)).unwrap();
-        }
-        std::fs::copy("/bin/busybox", r.join("bin/busybox")).expect("busybox-static is installed");
-        let list = Command::new("/bin/busybox").arg("--list").output().unwrap();
-        for applet in String::from_utf8_lossy(&list.stdout).lines() {
-            if applet != "busybox" {
-                std::os::unix::fs::symlink("busybox", r.join("bin").join(applet)).unwrap();
-            }
-        }
-        std::fs::write(r.join("www/index.html"), "hello from the web service\n").unwrap();
-        std::fs::write(r.join("etc/passwd"), "root:x:0:0:root:/root:/bin/sh\n").unwrap();
-        std::fs::write(r.join("marker"), "inside the container\n").unwrap();
-        let mut tar = Command::new("tar")
-            .arg("-C")
-            .arg(r)
-            .args(["-cf", "-", "."])
-            .stdout(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let tar_out = tar.stdout.take().unwrap();
-        let out = Command::new("docker")
-            .args([
-                "import",
-                "--change",
-                "ENV PATH=/usr/local/bin:/usr/bin:/bin",
-                "--change",
-                r#"CMD ["sh", "-c", "echo web service starting; exec httpd -f -v -p 80 -h /www"]"#,
-                "-",
-                IMAGE,
-            ])
-            .stdin(tar_out)
-            .output()
-            .unwrap();
-        assert!(tar.wait().unwrap().success(), "tar failed");
-        assert!(
-            out.status.success(),
-            "docker import: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    });
-    IMAGE
+    common::busybox_image()
 }
+
+use common::docker;
 
 fn repo_with(workflow: &str) -> Repo {
     let r = Repo::new();

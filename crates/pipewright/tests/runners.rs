@@ -468,3 +468,34 @@ fn a_step_printing_hundreds_of_mebibytes_keeps_server_and_runner_small_and_its_l
         "peak RSS: server {server_kib} KiB, runner {runner_kib} KiB; {on_disk} bytes on disk"
     );
 }
+
+/// A runner's `--image LABEL=IMAGE` runs that label's jobs in a container of the image (an
+/// unconfined runner: a confined job cannot reach the Docker engine); other labels stay on
+/// the host.
+#[test]
+fn a_runner_runs_a_label_s_jobs_in_its_image() {
+    let image = common::busybox_image();
+    let s = server();
+    let arg = format!("ubuntu-latest={image}");
+    let r = Runner::spawn_with(
+        &s,
+        "boxed",
+        "",
+        Some(&registration_token(&s)),
+        &["--isolation", "none", "--image", &arg],
+    );
+    wait_for("the runner to register", || {
+        r.work_dir.join("runner.json").exists()
+    });
+    let work = s.commit(
+        "main",
+        "on: push\njobs:\n  boxed:\n    runs-on: ubuntu-latest\n    steps:\n      - run: cat /marker\n  host:\n    runs-on: self-hosted\n    steps:\n      - run: test ! -e /marker && echo on-the-host\n",
+    );
+    s.push(&work, "main");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    let run = s.wait_completed(id);
+    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    assert_eq!(run["conclusion"], "success", "{run}\n{log}\n{}", r.log());
+    assert!(log.contains("[boxed] inside the container"), "{log}");
+    assert!(log.contains("[host] on-the-host"), "{log}");
+}

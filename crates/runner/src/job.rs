@@ -58,6 +58,9 @@ pub struct Site {
     /// The actions the engine is given (not sent to a job's process: it has its own).
     #[serde(skip)]
     pub actions: engine::Actions,
+    /// `runs-on` labels whose jobs run in a container of an image.
+    #[serde(default)]
+    pub images: Vec<(String, String)>,
 }
 
 /// Everything to run the job: its spec and run environment, from the lease and the source.
@@ -114,7 +117,7 @@ fn prepare(
         cache_dir: site.cache_dir.clone(),
         // `actions/cache` entries are the server's, shared by every runner.
         this_machine_only: false,
-        images: Vec::new(),
+        images: site.images.clone(),
         action_source: None,
         cache_store: Some(Arc::new(transfer::RemoteCache {
             client: client.clone(),

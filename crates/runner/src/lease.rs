@@ -192,6 +192,7 @@ async fn run_in_slot(
                 .join("cache")
                 .join(engine::files::safe_name(&lease.spec.repo)),
             actions: config.actions.clone(),
+            images: config.images.clone(),
         };
         return Ok(run_here(client, workflows, &site, lease, tar, sink, cancel).await);
     };
@@ -239,6 +240,7 @@ async fn run_in_slot(
         action_dirs: vec![config.work_dir.join("actions")],
         cache_dir,
         actions: config.actions.clone(),
+        images: config.images.clone(),
     };
     // The workflow's text as this runner read it (once per commit): the job's process
     // need not read the archive again.

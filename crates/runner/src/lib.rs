@@ -91,6 +91,9 @@ pub struct RunnerConfig {
     pub isolation: Option<Isolation>,
     /// The actions the engine is given, for jobs run in this process.
     pub actions: engine::Actions,
+    /// `runs-on` labels whose jobs run in a container of an image (see
+    /// [`engine::RunEnv::images`]).
+    pub images: Vec<(String, String)>,
 }
 
 /// The environment jobs start from: this process's, without pipewright's own variables

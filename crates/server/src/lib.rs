@@ -303,6 +303,7 @@ pub async fn serve(
             base_env: runner::job_env(),
             isolation,
             actions,
+            images: Vec::new(),
         };
         tokio::spawn(runner::run(rc, shutdown.clone()))
     });
