@@ -182,17 +182,14 @@ fn fetch_from(remote: &str, git_ref: &str, base: &Path) -> Result<String, String
 }
 
 fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ActionError> {
+    use std::io::Write;
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| ActionError::io(dir.display().to_string(), e))?;
-    let tmp = dir.join(format!(".{}.{}", std::process::id(), rand_suffix()));
-    std::fs::write(&tmp, bytes).map_err(|e| ActionError::io(tmp.display().to_string(), e))?;
-    std::fs::rename(&tmp, path).map_err(|e| ActionError::io(path.display().to_string(), e))
-}
-
-fn rand_suffix() -> u128 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_nanos())
+    let err = |e: std::io::Error| ActionError::io(path.display().to_string(), e);
+    std::fs::create_dir_all(dir).map_err(err)?;
+    let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
+    tmp.write_all(bytes).map_err(err)?;
+    tmp.persist(path).map_err(|e| err(e.error))?;
+    Ok(())
 }
 
 #[cfg(test)]

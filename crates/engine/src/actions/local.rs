@@ -95,17 +95,14 @@ pub(super) async fn run(
                     call.uses
                 )));
             }
-            let mut env_ctx = call.env.clone();
-            for (k, v) in &inputs {
-                env_ctx.insert(
-                    format!("INPUT_{}", k.replace(' ', "_").to_ascii_uppercase()),
-                    v.clone(),
-                );
-            }
+            let mut env_ctx = super::input_env(&call.env, &inputs);
             // `pre` runs just before `main` (GitHub runs it as the job starts); what it
             // saves with GITHUB_STATE reaches `main` and `post` as STATE_*.
             if let Some(pre) = pre
-                && condition(state, pre_if.as_deref(), "pre-if")?
+                && pre_if
+                    .as_deref()
+                    .map_or(Ok(true), |c| state.condition(c, "`pre-if`"))
+                    .map_err(|e| ActionError::Failed(e.to_string()))?
             {
                 let exit = node(state, dir, pre, &env_ctx, call, cancel).await?;
                 take_state(call.files, &mut env_ctx)?;
@@ -191,13 +188,7 @@ async fn docker(
             call.uses
         )));
     };
-    let mut env_ctx = call.env.clone();
-    for (k, v) in &inputs {
-        env_ctx.insert(
-            format!("INPUT_{}", k.replace(' ', "_").to_ascii_uppercase()),
-            v.clone(),
-        );
-    }
+    let mut env_ctx = super::input_env(&call.env, &inputs);
     // `runs.args` and `runs.env` see the action's inputs.
     let saved_inputs = state.inputs_override.replace(inputs);
     let evaluated = (|| {
@@ -357,20 +348,4 @@ fn take_state(files: &crate::job::FileCommands, env: &mut Map) -> Result<(), Act
         env.insert(format!("STATE_{k}"), Value::String(v));
     }
     crate::files::write_reusing(&files.state, b"").map_err(|e| ActionError::io("GITHUB_STATE", e))
-}
-
-/// A `pre-if` or `post-if` (no condition: `always()`).
-fn condition(state: &JobState<'_>, cond: Option<&str>, key: &str) -> Result<bool, ActionError> {
-    let Some(cond) = cond else { return Ok(true) };
-    let ctxs = state.contexts(None);
-    let host = super::HashFiles(state.workspace.clone());
-    let ectx = expr::Context {
-        contexts: &ctxs,
-        status: state.status,
-        host: Some(&host),
-    };
-    let c =
-        expr::parse_condition(cond).map_err(|e| ActionError::Failed(format!("`{key}`: {e}")))?;
-    c.evaluate(&ectx)
-        .map_err(|e| ActionError::Failed(format!("`{key}`: {e}")))
 }

@@ -188,6 +188,19 @@ pub(crate) fn register_post(
     });
 }
 
+/// `env` with an action's inputs as GitHub passes them to its process (`INPUT_<NAME>`,
+/// spaces as underscores, upper case).
+pub(crate) fn input_env(env: &expr::Map, inputs: &expr::Map) -> expr::Map {
+    let mut out = env.clone();
+    for (k, v) in inputs {
+        out.insert(
+            format!("INPUT_{}", k.replace(' ', "_").to_ascii_uppercase()),
+            v.clone(),
+        );
+    }
+    out
+}
+
 /// `owner/repo` of a `uses:` value, lowercased, and its ref.
 fn split_uses(uses: &str) -> (String, String) {
     let (name, r) = uses.split_once('@').unwrap_or((uses, ""));
@@ -233,15 +246,13 @@ pub(crate) async fn run(
             None => Vec::new(),
         };
         let entrypoint = text("entrypoint").filter(|e| !e.is_empty());
-        let mut env = call.env.clone();
-        for (k, v) in &call.with {
-            if k != "args" && k != "entrypoint" {
-                env.insert(
-                    format!("INPUT_{}", k.replace(' ', "_").to_ascii_uppercase()),
-                    expr::Value::from(v.to_expr_string()),
-                );
-            }
-        }
+        let inputs: expr::Map = call
+            .with
+            .iter()
+            .filter(|(k, _)| *k != "args" && *k != "entrypoint")
+            .map(|(k, v)| (k.clone(), expr::Value::from(v.to_expr_string())))
+            .collect();
+        let env = input_env(&call.env, &inputs);
         let step = crate::job::ImageStep {
             image: image.to_owned(),
             entrypoint,

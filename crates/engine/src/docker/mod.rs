@@ -311,7 +311,12 @@ impl Engine {
         let far = Instant::now() + Duration::from_secs(86400 * 365);
         let mut stopping: Option<(Exit, Instant, bool)> = None;
         let mut ended_at: Option<Instant> = None;
-        let mut poll = tokio::time::interval(Duration::from_millis(200));
+        // Asked only of a process that outlives its first moments (most steps' output ends
+        // first).
+        let mut poll = tokio::time::interval_at(
+            Instant::now() + Duration::from_millis(200),
+            Duration::from_millis(200),
+        );
         loop {
             let kill_at = stopping.as_ref().filter(|s| !s.2).map_or(far, |s| s.1);
             tokio::select! {

@@ -9,7 +9,7 @@
 //! `/github/workspace`. Paths in a step's environment are rewritten to the container's.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use expr::{Map, Status, Value};
@@ -182,11 +182,6 @@ fn random_suffix() -> String {
     digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
 }
 
-/// Which of a job's services run without Docker when the engine lacks their image.
-fn runs_locally(image: &str) -> bool {
-    services::supported(image)
-}
-
 /// Starts the job's `services` and `container`, and fills in `job.services` and
 /// `job.container`. Runs before the job's `env` is evaluated, as on GitHub.
 pub(super) async fn start(
@@ -228,10 +223,7 @@ pub(super) async fn start(
     }
     let engine = Engine::connect().await;
     let mut docker = match &engine {
-        Ok(e) => {
-            let job = format!("{}/{}", state.label.workflow, state.label.display);
-            Some(JobDocker::new(e.clone(), &job).await)
-        }
+        Ok(e) => Some(JobDocker::new(e.clone(), &job_label(state)).await),
         Err(_) => None,
     };
     let result = start_all(state, &mut docker, engine.err(), container, services).await;
@@ -252,7 +244,7 @@ async fn start_all(
         let in_docker = match docker.as_ref() {
             Some(d) => {
                 container.is_some()
-                    || !runs_locally(&spec.image)
+                    || !services::supported(&spec.image)
                     || d.engine.has_image(&spec.image).await
             }
             None => false,
@@ -281,16 +273,7 @@ async fn start_all(
                 env: spec.env.clone(),
                 binds,
                 volumes: anonymous,
-                publish: spec
-                    .ports
-                    .iter()
-                    .map(|p| {
-                        (
-                            format!("{}/{}", p.container, p.protocol.as_str()),
-                            p.host.unwrap_or(0),
-                        )
-                    })
-                    .collect(),
+                publish: published(&spec),
                 network: Some(network.clone()),
                 aliases: vec![id.clone()],
                 labels: d.labels.clone(),
@@ -336,7 +319,7 @@ async fn start_all(
             );
             continue;
         }
-        if !runs_locally(&spec.image) {
+        if !services::supported(&spec.image) {
             let why = match &no_engine {
                 Some(e) => e.to_string(),
                 None => "no Docker engine".into(),
@@ -413,22 +396,14 @@ async fn start_all(
         .filter(|n| !n.is_empty())
         .unwrap_or("workspace");
     let workspace = format!("/__w/{name}/{name}");
-    let mut paths = vec![
-        (host_path(&state.workspace), workspace.clone()),
-        (host_path(&state.temp), "/__w/_temp".to_owned()),
-    ];
-    binds.push(format!("{}:{workspace}", host_path(&state.workspace)));
-    binds.push(format!("{}:/__w/_temp", host_path(&state.temp)));
-    if state.run.event_path.is_file() {
-        binds.push(format!(
-            "{}:/github/workflow/event.json:ro",
-            host_path(&state.run.event_path)
-        ));
-        paths.push((
-            host_path(&state.run.event_path),
-            "/github/workflow/event.json".to_owned(),
-        ));
-    }
+    let (mounted, paths) = mounts(
+        state,
+        &[
+            (&state.workspace, workspace.as_str()),
+            (&state.temp, "/__w/_temp"),
+        ],
+    );
+    binds.extend(mounted);
     let mut env = spec.env.clone();
     env.extend(options.env.iter().cloned());
     let path = env
@@ -452,16 +427,7 @@ async fn start_all(
         workdir: Some(workspace),
         binds,
         volumes: anonymous,
-        publish: spec
-            .ports
-            .iter()
-            .map(|p| {
-                (
-                    format!("{}/{}", p.container, p.protocol.as_str()),
-                    p.host.unwrap_or(0),
-                )
-            })
-            .collect(),
+        publish: published(&spec),
         network: network.clone(),
         labels: d.labels.clone(),
         options,
@@ -488,7 +454,7 @@ async fn start_all(
     );
     state.container = Some(InContainer {
         id: cid,
-        paths: PathMap(paths),
+        paths,
         path,
     });
     Ok(())
@@ -518,32 +484,19 @@ pub(crate) async fn run_image(
         let engine = Engine::connect().await.map_err(|e| {
             ActionError::Failed(format!("`docker://{image}` needs a Docker engine: {e}"))
         })?;
-        let job = format!("{}/{}", state.label.workflow, state.label.display);
-        state.docker = Some(JobDocker::new(engine, &job).await);
+        state.docker = Some(JobDocker::new(engine, &job_label(state)).await);
     }
     let home = state.temp.join("_github_home");
     std::fs::create_dir_all(&home).map_err(|e| ActionError::io(home.display().to_string(), e))?;
-    let mut paths = vec![
-        (host_path(&state.workspace), "/github/workspace".to_owned()),
-        (host_path(&home), "/github/home".to_owned()),
-        (host_path(&state.temp), "/github/runner_temp".to_owned()),
-    ];
-    let mut binds = vec![
-        format!("{}:/github/workspace", host_path(&state.workspace)),
-        format!("{}:/github/home", host_path(&home)),
-        format!("{}:/github/runner_temp", host_path(&state.temp)),
-    ];
-    if state.run.event_path.is_file() {
-        binds.push(format!(
-            "{}:/github/workflow/event.json:ro",
-            host_path(&state.run.event_path)
-        ));
-        paths.push((
-            host_path(&state.run.event_path),
-            "/github/workflow/event.json".to_owned(),
-        ));
-    }
-    let mut env = state.container_step_env(env_ctx, files, &PathMap(paths));
+    let (binds, paths) = mounts(
+        state,
+        &[
+            (&state.workspace, "/github/workspace"),
+            (&home, "/github/home"),
+            (&state.temp, "/github/runner_temp"),
+        ],
+    );
+    let mut env = state.container_step_env(env_ctx, files, &paths);
     env.push(("HOME".into(), "/github/home".into()));
     let Some(d) = state.docker.as_mut() else {
         return Err(ActionError::Failed("no Docker engine".into()));
@@ -578,6 +531,40 @@ pub(crate) struct ImageStep {
     pub(crate) entrypoint: Option<String>,
     /// The command (the image's when empty).
     pub(crate) args: Vec<String>,
+}
+
+/// The job as its containers' label names it: `workflow/job`.
+fn job_label(state: &JobState<'_>) -> String {
+    format!("{}/{}", state.label.workflow, state.label.display)
+}
+
+/// A container's ports to publish, as `PORT/PROTOCOL` and the host port (0: any).
+fn published(spec: &ContainerSpec) -> Vec<(String, u16)> {
+    spec.ports
+        .iter()
+        .map(|p| {
+            (
+                format!("{}/{}", p.container, p.protocol.as_str()),
+                p.host.unwrap_or(0),
+            )
+        })
+        .collect()
+}
+
+/// Binds of the job's directories at `at` (host directory, where the container sees it),
+/// and of the run's event at `/github/workflow/event.json`, read-only; and how paths map.
+fn mounts(state: &JobState<'_>, at: &[(&PathBuf, &str)]) -> (Vec<String>, PathMap) {
+    let mut pairs: Vec<(String, String)> = at
+        .iter()
+        .map(|(host, inside)| (host_path(host), (*inside).to_owned()))
+        .collect();
+    let mut binds: Vec<String> = pairs.iter().map(|(h, c)| format!("{h}:{c}")).collect();
+    if state.run.event_path.is_file() {
+        let event = host_path(&state.run.event_path);
+        binds.push(format!("{event}:/github/workflow/event.json:ro"));
+        pairs.push((event, "/github/workflow/event.json".to_owned()));
+    }
+    (binds, PathMap(pairs))
 }
 
 fn host_path(p: &Path) -> String {

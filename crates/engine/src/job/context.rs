@@ -45,6 +45,16 @@ impl JobState<'_> {
         c
     }
 
+    /// A condition (`pre-if`, `post-if`) evaluated now, with the job's status; `what` names
+    /// it in the error.
+    pub(crate) fn condition(&self, cond: &str, what: &str) -> Result<bool, JobError> {
+        let ctxs = self.contexts(None);
+        let host = crate::actions::HashFiles(self.workspace.clone());
+        let c = expr::parse_condition(cond).map_err(|e| JobError::invalid(what, e.to_string()))?;
+        c.evaluate(&eval_ctx(&ctxs, self.status, &host))
+            .map_err(|e| JobError::invalid(what, e.to_string()))
+    }
+
     /// The job's `HOME` (of its environment, not this process's).
     pub(crate) fn home(&self) -> Option<PathBuf> {
         self.run

@@ -34,20 +34,13 @@ pub(super) async fn run_posts(state: &mut JobState<'_>) {
         let run = match &post.condition {
             PostCondition::Always => true,
             PostCondition::Success => state.status == Status::Success,
-            PostCondition::If(cond) => {
-                let ctxs = state.contexts(None);
-                let host = actions::HashFiles(state.workspace.clone());
-                let result = match expr::parse_condition(cond) {
-                    Ok(c) => c
-                        .evaluate(&eval_ctx(&ctxs, state.status, &host))
-                        .map_err(|e| e.to_string()),
-                    Err(e) => Err(e.to_string()),
-                };
-                result.unwrap_or_else(|e| {
-                    state.error(format!("`post-if` of {}: {e}", post.name));
+            PostCondition::If(cond) => match state.condition(cond, "`post-if`") {
+                Ok(b) => b,
+                Err(e) => {
+                    state.error(format!("{}: {e}", post.name));
                     false
-                })
-            }
+                }
+            },
         };
         if !run {
             continue;
