@@ -127,6 +127,23 @@ pub struct Settings {
     pub backup: Backup,
     pub health: Option<Health>,
     pub restore_database: RestoreDatabase,
+    /// `strategy: compose`: the release is a Docker Compose stack.
+    #[serde(default)]
+    pub compose: Option<Compose>,
+}
+
+/// A Compose deployment (`strategy: compose`): the release holds the compose file, the
+/// images the deployer built (`services_to_build`) and the file naming them; the host runs
+/// `docker compose up` with the release's files under one project name, so that named
+/// volumes (a database's data) outlive every release.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Compose {
+    /// The compose file, relative to the release (`compose_file`).
+    pub file: String,
+    /// The Compose project name (`compose_project`; `<app>-<environment>` by default).
+    pub project: String,
+    /// The services whose images the deployer builds and ships (`services_to_build`).
+    pub build: Vec<String>,
 }
 
 /// Shell commands run on the host in the new release's directory.
@@ -258,6 +275,10 @@ const ENV_KEYS: &[&str] = &[
     "backup",
     "health",
     "rollback",
+    "strategy",
+    "compose_file",
+    "compose_project",
+    "services_to_build",
 ];
 const HOOK_KEYS: &[&str] = &["install", "migrate", "assets", "restart", "timeout"];
 const BACKUP_KEYS: &[&str] = &["paths", "database_dump", "database_restore"];
@@ -353,6 +374,7 @@ impl Checker {
                 backup: Backup::default(),
                 health: None,
                 restore_database: RestoreDatabase::OnMigration,
+                compose: None,
             },
         };
         let s = &mut env.settings;
@@ -507,6 +529,7 @@ impl Checker {
                 "`path: /absolute/path/on/the/host`",
             );
         }
+        env.settings.compose = self.compose(node, app, name);
         if env.batch == 0 {
             env.batch = env.hosts.len().max(1);
         }
@@ -702,6 +725,7 @@ impl Checker {
     }
 }
 
+mod compose;
 mod read;
 #[cfg(test)]
 mod tests;

@@ -162,12 +162,22 @@ impl Target<'_> {
         opts: &DeployOptions,
         report: Report<'_>,
     ) -> Result<Summary> {
+        // A Compose release's images are built before any host is locked.
+        let staged = match &self.settings.compose {
+            Some(c) => crate::compose::stage(artifact, c, &mut |ev| report("local", ev))?,
+            None => None,
+        };
+        let sources = Sources {
+            artifact,
+            staged: staged.as_ref().map(|s| s.root.path()),
+        };
+        let artifact = &sources;
         let report = Mutex::new(report);
         let hosts = &self.env.hosts;
         let coordinated = hosts.len() > 1;
         // Hash the artifact while the connections open and the agents take their locks.
         let (manifest, opened) = std::thread::scope(|sc| {
-            let hashing = sc.spawn(|| Manifest::build(artifact));
+            let hashing = sc.spawn(|| sources.manifest());
             let handles: Vec<_> = hosts
                 .iter()
                 .enumerate()
@@ -185,7 +195,7 @@ impl Target<'_> {
         // On an error the sessions drop: each agent sees the connection close before the
         // upload and removes what it started.
         let manifest = match manifest {
-            Ok(m) => m.map_err(Error::io("cannot read", artifact))?,
+            Ok(m) => m.map_err(Error::io("cannot read", sources.artifact))?,
             Err(_) => return Err(Error::Protocol("hashing the artifact panicked".into())),
         };
         let mut sessions = Vec::new();
@@ -408,7 +418,7 @@ type Shared<'a, 'r> = &'a Mutex<Report<'r>>;
 
 impl Session {
     /// Reads events (uploading when asked) until the agent waits for a word or ends.
-    fn pump(&mut self, artifact: &Path, manifest: &Manifest, report: Shared<'_, '_>) {
+    fn pump(&mut self, artifact: &Sources<'_>, manifest: &Manifest, report: Shared<'_, '_>) {
         let Some(agent) = self.agent.as_mut() else {
             self.stop = Stop::Done;
             return;
@@ -468,7 +478,7 @@ impl Session {
     fn control(
         &mut self,
         word: Control,
-        artifact: &Path,
+        artifact: &Sources<'_>,
         manifest: &Manifest,
         report: Shared<'_, '_>,
     ) {
@@ -522,6 +532,39 @@ fn total(sessions: &mut [Session]) -> Summary {
     t
 }
 
+/// Where a release's files are read from: the artifact, and for a Compose release the
+/// directory holding the images built for it (`.pipewright-compose/`).
+struct Sources<'a> {
+    artifact: &'a Path,
+    staged: Option<&'a Path>,
+}
+
+impl Sources<'_> {
+    /// The release's manifest: the artifact's, with the staged directory's entries in place
+    /// of any the artifact has under the same name.
+    fn manifest(&self) -> std::io::Result<Manifest> {
+        let mut m = Manifest::build(self.artifact)?;
+        if let Some(staged) = self.staged {
+            let ours = |p: &str| {
+                p == crate::compose::DIR || p.starts_with(&format!("{}/", crate::compose::DIR))
+            };
+            m.entries.retain(|e| !ours(e.path()));
+            m.entries.extend(Manifest::build(staged)?.entries);
+            m.entries.sort_by(|a, b| a.path().cmp(b.path()));
+        }
+        Ok(m)
+    }
+
+    fn file(&self, path: &str) -> PathBuf {
+        match self.staged {
+            Some(staged) if path.starts_with(&format!("{}/", crate::compose::DIR)) => {
+                staged.join(path)
+            }
+            _ => self.artifact.join(path),
+        }
+    }
+}
+
 /// The agent's stdin, counting what goes through.
 struct Counting {
     inner: std::process::ChildStdin,
@@ -564,7 +607,7 @@ impl Agent {
     /// Sends the files the host asked for; returns how many and their bytes.
     fn upload(
         &mut self,
-        root: &Path,
+        root: &Sources<'_>,
         manifest: &Manifest,
         paths: &[String],
     ) -> Result<(usize, u64)> {
@@ -583,7 +626,7 @@ impl Agent {
             if !wanted.contains(path.as_str()) {
                 continue;
             }
-            let full = root.join(path);
+            let full = root.file(path);
             let mut f = fs::File::open(&full).map_err(Error::io("cannot read", &full))?;
             send(
                 w,

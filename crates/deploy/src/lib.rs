@@ -8,6 +8,7 @@
 //! crate knows nothing of workflows' execution, tokio or the command line.
 
 pub mod agent;
+pub mod compose;
 pub mod config;
 pub mod deployer;
 pub mod dotenv;

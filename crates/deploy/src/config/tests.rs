@@ -132,3 +132,42 @@ fn hooks_have_a_timeout_of_their_own_or_thirty_minutes() {
         assert_eq!(p.diagnostics[0].span.start.line, 6, "{:?}", p.diagnostics);
     }
 }
+
+#[test]
+fn a_compose_environment_names_its_file_project_and_images_to_build() {
+    let p = parse(
+        "app: Inner.Architect\nenvironments:\n  prod:\n    hosts: [web-1]\n    path: /srv/a\n    strategy: compose\n    services_to_build: [web, worker]\n",
+    );
+    assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
+    let c = p.config.unwrap().environments["prod"]
+        .settings
+        .compose
+        .clone()
+        .unwrap();
+    assert_eq!(c.file, "docker-compose.yml");
+    assert_eq!(c.project, "innerarchitect-prod");
+    assert_eq!(c.build, ["web", "worker"]);
+}
+
+#[test]
+fn compose_keys_without_the_strategy_and_bad_values_are_errors_where_they_stand() {
+    let p = parse(
+        "app: a\nenvironments:\n  prod:\n    hosts: [web-1]\n    path: /srv/a\n    compose_file: stack.yml\n  next:\n    hosts: [web-1]\n    path: /srv/b\n    strategy: kubernetes\n  last:\n    hosts: [web-1]\n    path: /srv/c\n    strategy: compose\n    compose_file: ../stack.yml\n    compose_project: Not Valid\n    services_to_build: ['web app']\n",
+    );
+    let text: Vec<String> = p
+        .diagnostics
+        .iter()
+        .map(|d| format!("{}:{}", d.span.start.line, d.message))
+        .collect();
+    assert_eq!(
+        text,
+        [
+            "6:`compose_file` needs `strategy: compose`",
+            "10:`strategy` `kubernetes` is not a deploy strategy",
+            "15:`compose_file` must be relative paths inside the directory",
+            "16:`compose_project` `Not Valid` is not a Compose project name",
+            "17:`services_to_build` names `web app`, which is not a service name",
+        ]
+    );
+    assert!(p.config.is_none());
+}

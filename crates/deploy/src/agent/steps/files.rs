@@ -58,6 +58,7 @@ impl<R: BufRead, W: Write> Steps<'_, R, W> {
             std::os::unix::fs::symlink(&shared, &inside)
                 .map_err(Error::io("cannot link", &inside))?;
         }
+        self.compose_prepare(id)?;
         if let Some(cmd) = self.s.hooks.install.clone() {
             self.hook("install", &cmd, id, None)?;
         }
@@ -127,10 +128,19 @@ impl<R: BufRead, W: Write> Steps<'_, R, W> {
         let ids = self.layout.release_ids();
         let excess = ids.len().saturating_sub(self.s.keep_releases);
         let mut records = self.layout.records();
-        for id in ids.iter().take(excess) {
-            if id == current || Some(id.as_str()) == previous {
-                continue;
-            }
+        let removed: Vec<String> = ids
+            .iter()
+            .take(excess)
+            .filter(|id| *id != current && Some(id.as_str()) != previous)
+            .cloned()
+            .collect();
+        let kept: Vec<String> = ids
+            .iter()
+            .filter(|id| !removed.contains(id))
+            .cloned()
+            .collect();
+        self.compose_prune_images(&removed, &kept);
+        for id in &removed {
             let _ = fs::remove_dir_all(self.layout.release(id));
             let _ = fs::remove_dir_all(self.layout.backup(id));
             let _ = fs::remove_file(self.layout.log(id));

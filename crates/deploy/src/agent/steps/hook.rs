@@ -39,6 +39,7 @@ impl<R: BufRead, W: Write> Steps<'_, R, W> {
             .and_then(|j| j.previous)
             .filter(|p| p != release)
             .map(|p| self.layout.release(&p));
+        let compose = self.compose_env(release)?;
         let mut c = Command::new("sh");
         c.arg("-c")
             .arg(cmd)
@@ -47,6 +48,7 @@ impl<R: BufRead, W: Write> Steps<'_, R, W> {
             .stdout(log)
             .stderr(err)
             .envs(&self.s.env)
+            .envs(compose)
             .env("PIPEWRIGHT_ENVIRONMENT", &self.s.environment)
             .env("PIPEWRIGHT_RELEASE", release)
             .env("PIPEWRIGHT_RELEASE_DIR", &dir)

@@ -5,6 +5,7 @@
 //! pruning) and `hook` (the configured commands, within their time limit); the rollbacks
 //! (after a failure, on request, and when repairing an interrupted deploy) in `rollback`.
 
+mod compose;
 mod files;
 mod hook;
 mod rollback;
@@ -41,6 +42,8 @@ pub(crate) struct Steps<'a, R, W> {
     phases: Vec<serde_json::Value>,
     version: String,
     repaired: Option<Done>,
+    /// The host's Compose command, once found.
+    compose_cmd: Option<String>,
 }
 
 impl<'a, R: BufRead, W: Write> Steps<'a, R, W> {
@@ -59,6 +62,7 @@ impl<'a, R: BufRead, W: Write> Steps<'a, R, W> {
             phases: Vec::new(),
             version: String::new(),
             repaired: None,
+            compose_cmd: None,
         }
     }
 
@@ -95,7 +99,11 @@ impl<'a, R: BufRead, W: Write> Steps<'a, R, W> {
         }
     }
 
+    /// HEALTHCHECK: a Compose stack up and healthy, then the HTTP check.
     fn health(&mut self) -> Result<()> {
+        if let Some(id) = self.layout.current_id() {
+            self.compose_healthy(&id)?;
+        }
         let Some(mut h) = self.s.health.clone() else {
             return Ok(());
         };
@@ -276,11 +284,21 @@ impl<'a, R: BufRead, W: Write> Steps<'a, R, W> {
         recv::<Control>(&mut self.ch.input).ok().flatten()
     }
 
+    /// RESTART: a Compose release's stack brought up, then the `restart` hook.
     fn restart(&mut self, id: &str) -> Result<()> {
-        match self.s.hooks.restart.clone() {
-            Some(cmd) => self.phase("RESTART", |s| s.hook("restart", &cmd, id, None)),
-            None => Ok(()),
+        let hook = self.s.hooks.restart.clone();
+        if self.s.compose.is_none() && hook.is_none() {
+            return Ok(());
         }
+        self.phase("RESTART", |s| {
+            if s.s.compose.is_some() {
+                s.compose_up(id)?;
+            }
+            match hook {
+                Some(cmd) => s.hook("restart", &cmd, id, None),
+                None => Ok(()),
+            }
+        })
     }
 
     fn history_entry(&self, d: &Done, operation: &str) -> serde_json::Value {

@@ -22,6 +22,7 @@ impl<R: BufRead, W: Write> Steps<'_, R, W> {
         let _ = self.layout.set_status(id, "bad");
         let result = match previous {
             None => {
+                self.compose_down(id);
                 let _ = fs::remove_file(self.layout.current());
                 self.layout.clear_journal();
                 return Done {
