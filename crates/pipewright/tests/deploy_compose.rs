@@ -7,59 +7,9 @@ mod common;
 mod deploy_support;
 
 use std::path::PathBuf;
-use std::process::Command;
-use std::time::Duration;
 
-use deploy_support::{App, USER, get};
-
-/// The test user may use the Docker engine (the docker group), as a deploy user would.
-fn docker_user() {
-    for _ in 0..100 {
-        let groups = Command::new("id").args(["-nG", USER]).output().unwrap();
-        if String::from_utf8_lossy(&groups.stdout)
-            .split_whitespace()
-            .any(|g| g == "docker")
-        {
-            return;
-        }
-        let _ = Command::new("usermod")
-            .args(["-aG", "docker", USER])
-            .status();
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    panic!("cannot add {USER} to the docker group");
-}
-
-/// Removes the project's containers, networks, volumes and images when the test ends.
-struct Stack {
-    project: String,
-}
-
-impl Drop for Stack {
-    fn drop(&mut self) {
-        let label = format!("label=com.docker.compose.project={}", self.project);
-        for (kind, list) in [
-            ("container", vec!["ps", "-aq", "--filter", &label]),
-            ("network", vec!["network", "ls", "-q", "--filter", &label]),
-            ("volume", vec!["volume", "ls", "-q", "--filter", &label]),
-        ] {
-            let (_, ids) = common::docker(&list);
-            for id in ids.split_whitespace() {
-                let _ = common::docker(&[kind, "rm", "-f", id]);
-            }
-        }
-        let (_, images) = common::docker(&[
-            "images",
-            "--format",
-            "{{.Repository}}:{{.Tag}}",
-            "--filter",
-            &format!("reference={}-*", self.project),
-        ]);
-        for i in images.split_whitespace() {
-            let _ = common::docker(&["rmi", "-f", i]);
-        }
-    }
-}
+use deploy_support::compose::{Stack, docker_user};
+use deploy_support::{App, get};
 
 fn project_of(app: &App) -> String {
     format!("pwtest-{}", app.port)
@@ -82,7 +32,7 @@ fn compose_app() -> (App, Stack) {
         ),
     );
     std::fs::write(&yml, text).unwrap();
-    (app, Stack { project })
+    (app, Stack::new(project))
 }
 
 const COMPOSE: &str = r#"version: "3.8"
@@ -131,17 +81,8 @@ fn artifact(app: &App, version: &str, cmd: Option<&str>) -> PathBuf {
     dir
 }
 
-fn db_file(project: &str, file: &str) -> String {
-    let (_, id) = common::docker(&[
-        "ps",
-        "-q",
-        "--filter",
-        &format!("label=com.docker.compose.project={project}"),
-        "--filter",
-        "label=com.docker.compose.service=db",
-    ]);
-    let (_, text) = common::docker(&["exec", id.trim(), "cat", &format!("/data/{file}")]);
-    text
+fn db_file(stack: &Stack, file: &str) -> String {
+    stack.exec("db", &["cat", &format!("/data/{file}")])
 }
 
 fn served(app: &App) -> Option<String> {
@@ -158,7 +99,7 @@ fn a_compose_stack_deploys_keeps_its_volume_rolls_back_when_unhealthy_and_by_han
     assert!(d.stderr.contains("RESTART     ok"), "{}", d.stderr);
     assert!(d.stderr.contains("HEALTHCHECK ok"), "{}", d.stderr);
     assert!(served(&app).unwrap().contains("1.0.0"));
-    let created = db_file(&stack.project, "created");
+    let created = db_file(&stack, "created");
     assert!(!created.is_empty());
     let first = app.current().unwrap();
     let tag1 = deploy::compose::release_images(&app.path().join("releases").join(&first));
@@ -179,8 +120,8 @@ fn a_compose_stack_deploys_keeps_its_volume_rolls_back_when_unhealthy_and_by_han
     assert!(sent < 1 << 20, "sent {sent} bytes:\n{}", d.stderr);
     assert!(served(&app).unwrap().contains("2.0.0"));
     // The database kept its volume, and the migration ran in its container each time.
-    assert_eq!(db_file(&stack.project, "created"), created);
-    let migrations = db_file(&stack.project, "migrations");
+    assert_eq!(db_file(&stack, "created"), created);
+    let migrations = db_file(&stack, "migrations");
     assert_eq!(migrations.lines().count(), 2, "{migrations}");
     let second = app.current().unwrap();
 
@@ -205,9 +146,9 @@ fn a_compose_stack_deploys_keeps_its_volume_rolls_back_when_unhealthy_and_by_han
     assert!(d.stderr.contains("rolled back to"), "{}", d.stderr);
     assert_eq!(app.current().unwrap(), second);
     assert!(served(&app).unwrap().contains("2.0.0"));
-    assert_eq!(db_file(&stack.project, "created"), created);
+    assert_eq!(db_file(&stack, "created"), created);
     // The database as it was before the failed release's migration.
-    assert_eq!(db_file(&stack.project, "migrations"), migrations);
+    assert_eq!(db_file(&stack, "migrations"), migrations);
 
     // By hand, back to the first release.
     let d = app.run(&["rollback", "staging", "--to", &first]);
@@ -243,7 +184,7 @@ fn a_compose_file_with_errors_or_a_missing_image_fails_before_anything_changes()
     let good = artifact(&app, "1.0.0", None);
     app.deploy(&good).code(0);
     let live = app.current().unwrap();
-    let label = format!("label=com.docker.compose.project={}", stack.project);
+    let label = stack.label();
     let containers = || common::docker(&["ps", "-aq", "--filter", &label]).1;
     let before = containers();
 

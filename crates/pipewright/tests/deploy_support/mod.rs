@@ -12,6 +12,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
+pub mod compose;
+
 pub const USER: &str = "pwdeploy";
 
 fn sh(cmd: &str) -> Output {

@@ -25,28 +25,8 @@ for lib in $(ldd "$pg"/bin/* "$root$pg"/lib/*.so 2>/dev/null | awk '$2 == "=>" &
 done
 printf 'root:x:0:0:root:/root:/bin/sh\npostgres:x:999:999:postgres:/var/lib/postgresql:/bin/sh\n' >"$root/etc/passwd"
 printf 'root:x:0:\npostgres:x:999:\n' >"$root/etc/group"
-cat >"$root/docker-entrypoint.sh" <<'SH'
-#!/bin/sh
-set -e
-export PGDATA=/var/lib/postgresql/data
-user=${POSTGRES_USER:-postgres}
-db=${POSTGRES_DB:-$user}
-if [ ! -s "$PGDATA/PG_VERSION" ]; then
-  mkdir -p "$PGDATA" && chown postgres:postgres "$PGDATA" /var/run/postgresql
-  printf '%s\n' "${POSTGRES_PASSWORD:?POSTGRES_PASSWORD is required}" >/tmp/pwfile
-  chown postgres /tmp/pwfile
-  su postgres -c "initdb -D $PGDATA -U $user --pwfile=/tmp/pwfile -E UTF8 --no-locale --auth-local=trust --auth-host=scram-sha-256" >/dev/null
-  rm /tmp/pwfile
-  echo "host all all 0.0.0.0/0 scram-sha-256" >>"$PGDATA/pg_hba.conf"
-  if [ "$db" != postgres ]; then
-    su postgres -c "postgres --single -D $PGDATA -j postgres" <<SQL >/dev/null
-CREATE DATABASE "$db" OWNER "$user";
-SQL
-  fi
-  echo "database $db of $user initialised"
-fi
-exec su postgres -c "exec postgres -D $PGDATA -c listen_addresses=*"
-SH
+# The entrypoint the example stack uses too.
+cp "$(dirname "$0")/../../../../../examples/inner-architect/docker/postgres-entrypoint.sh" "$root/docker-entrypoint.sh"
 chmod 755 "$root/docker-entrypoint.sh"
 tar -C "$root" -cf - . | docker import \
   --change "ENV PATH=$pg/bin:/usr/local/bin:/usr/bin:/bin" \

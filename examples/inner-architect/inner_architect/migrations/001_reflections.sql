@@ -1,0 +1,4 @@
+CREATE TABLE reflections (
+    id INTEGER PRIMARY KEY,
+    body TEXT NOT NULL
+);
