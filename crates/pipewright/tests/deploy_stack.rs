@@ -11,6 +11,8 @@ mod deploy_support;
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 
 use deploy_support::compose::{Stack, docker_user};
 use deploy_support::{App, get};
@@ -150,7 +152,37 @@ fn the_inner_architect_stack_deploys_fails_rolls_back_and_keeps_its_data() {
         )
         .unwrap();
     });
-    deploy(&v2).code(0);
+    // Requests through Nginx all along the deploy: web is replaced without downtime.
+    let stop = AtomicBool::new(false);
+    let (answered, failed) = std::thread::scope(|sc| {
+        let poller = sc.spawn(|| {
+            let mut answered = 0;
+            let mut failed = Vec::new();
+            while !stop.load(Ordering::Relaxed) {
+                match get(app.port, "/") {
+                    Some((200, _)) => answered += 1,
+                    other => failed.push(other),
+                }
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            (answered, failed)
+        });
+        let d = deploy(&v2);
+        stop.store(true, Ordering::Relaxed);
+        d.code(0);
+        assert!(
+            d.stderr.contains("`web` replaced without downtime"),
+            "{}",
+            d.stderr
+        );
+        poller.join().unwrap()
+    });
+    assert!(
+        failed.is_empty(),
+        "{} answered, failed: {failed:?}",
+        answered
+    );
+    assert!(answered > 20, "{answered}");
     let h = health(&app);
     assert_eq!(h["version"], "2.0.0");
     assert_eq!(

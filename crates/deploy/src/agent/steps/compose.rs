@@ -67,7 +67,14 @@ impl<R: BufRead, W: Write> Steps<'_, R, W> {
         let Some(c) = self.s.compose.clone() else {
             return Ok(Vec::new());
         };
-        let dir = self.layout.release(release);
+        // The live release through `current`: Compose keeps the paths it is given, and a
+        // service's configuration (its build context's path among it) then stays the same
+        // from one release to the next, so a service that did not change is not recreated.
+        let dir = if self.layout.current_id().as_deref() == Some(release) {
+            self.layout.current()
+        } else {
+            self.layout.release(release)
+        };
         let mut files = dir.join(&c.file).to_string_lossy().into_owned();
         let images = dir.join(IMAGES_FILE);
         if images.is_file() {
@@ -167,17 +174,186 @@ impl<R: BufRead, W: Write> Steps<'_, R, W> {
         Ok(())
     }
 
-    /// RESTART for a Compose release: `up -d` with the release's files; only the services
+    /// RESTART for a Compose release: the services that can be replaced without downtime
+    /// are (see [`Self::roll`]), then `up -d` with the release's files; only the services
     /// whose configuration or image changed are recreated.
     pub(super) fn compose_up(&mut self, id: &str) -> Result<()> {
-        let cmd = "$PIPEWRIGHT_COMPOSE up -d --no-build --remove-orphans";
-        self.hook("compose up", cmd, id, None).map_err(|e| match e {
-            Error::Hook { status, .. } => {
-                let program = self.compose_cmd.clone().unwrap_or_default();
-                Error::Refused(format!("`{program} up` failed ({status})"))
+        for service in self.rolling_services(id)? {
+            self.roll(id, &service)?;
+        }
+        // Only what changed is recreated: Compose would also recreate the services that
+        // depend on a recreated one (a front proxy with a fixed port, say), for nothing.
+        let changed = self.changed_services(id)?;
+        if !changed.is_empty() {
+            let cmd = format!(
+                "$PIPEWRIGHT_COMPOSE up -d --no-deps --no-build {}",
+                changed.join(" ")
+            );
+            self.compose_hook(id, "up", &cmd)?;
+        }
+        let cmd = "$PIPEWRIGHT_COMPOSE up -d --no-build --no-recreate --remove-orphans";
+        self.compose_hook(id, "up", cmd)
+    }
+
+    /// The services whose running containers have another configuration than the release
+    /// gives them (their `config-hash` label), or none.
+    fn changed_services(&mut self, id: &str) -> Result<Vec<String>> {
+        let out = self.compose_output(id, &["config", "--hash=*"])?;
+        if !out.status.success() {
+            return Err(Error::Refused(format!(
+                "the compose file is invalid: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            )));
+        }
+        let wanted: Vec<(String, String)> = String::from_utf8_lossy(&out.stdout)
+            .lines()
+            .filter_map(|l| {
+                let (name, hash) = l.split_once(' ')?;
+                Some((name.to_owned(), hash.trim().to_owned()))
+            })
+            .collect();
+        let ps = self.compose_output(id, &["ps", "-q"])?;
+        let ids: Vec<String> = String::from_utf8_lossy(&ps.stdout)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect();
+        let mut running: Vec<(String, String)> = Vec::new();
+        if !ids.is_empty() {
+            let format = "{{index .Config.Labels \"com.docker.compose.service\"}} {{index .Config.Labels \"com.docker.compose.config-hash\"}}";
+            let mut args = vec!["inspect", "--format", format];
+            args.extend(ids.iter().map(String::as_str));
+            running = docker_lines(&args)
+                .iter()
+                .filter_map(|l| {
+                    let (name, hash) = l.split_once(' ')?;
+                    Some((name.to_owned(), hash.to_owned()))
+                })
+                .collect();
+        }
+        Ok(wanted
+            .into_iter()
+            .filter(|(name, hash)| {
+                let mine: Vec<&(String, String)> =
+                    running.iter().filter(|(n, _)| n == name).collect();
+                mine.is_empty() || mine.iter().any(|(_, h)| h != hash)
+            })
+            .map(|(name, _)| name)
+            .collect())
+    }
+
+    /// A Compose command as a hook (its output in the release's log and the deployer's).
+    fn compose_hook(&mut self, id: &str, what: &str, cmd: &str) -> Result<()> {
+        self.hook(&format!("compose {what}"), cmd, id, None)
+            .map_err(|e| match e {
+                Error::Hook { status, .. } => {
+                    let program = self.compose_cmd.clone().unwrap_or_default();
+                    Error::Refused(format!("`{program} {what}` failed ({status})"))
+                }
+                e => e,
+            })
+    }
+
+    /// The services two containers of which can run at once, so that a new one can start
+    /// and turn healthy before the old one stops: with a health check, and with neither a
+    /// `container_name` nor `ports`.
+    fn rolling_services(&mut self, id: &str) -> Result<Vec<String>> {
+        let out = self.compose_output(id, &["config"])?;
+        if !out.status.success() {
+            // `up` reports it.
+            return Ok(Vec::new());
+        }
+        let Ok(root) = yaml::load(&String::from_utf8_lossy(&out.stdout)) else {
+            return Ok(Vec::new());
+        };
+        let mut names = Vec::new();
+        for (name, service) in root
+            .get("services")
+            .and_then(Node::as_map)
+            .unwrap_or_default()
+        {
+            let checked = service.get("healthcheck").is_some_and(|h| {
+                h.get("disable").and_then(Node::as_str) != Some("true")
+                    && h.get("test")
+                        .and_then(Node::as_seq)
+                        .and_then(|t| t.first())
+                        .and_then(Node::as_str)
+                        != Some("NONE")
+            });
+            if checked
+                && service.get("container_name").is_none()
+                && service.get("ports").is_none()
+                && let Some(n) = name.as_str()
+            {
+                names.push(n.to_owned());
             }
-            e => e,
-        })
+        }
+        Ok(names)
+    }
+
+    /// The ids of a service's containers.
+    fn service_containers(&mut self, id: &str, service: &str) -> Result<Vec<String>> {
+        let out = self.compose_output(id, &["ps", "-q", service])?;
+        Ok(String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .map(str::to_owned)
+            .collect())
+    }
+
+    /// Replaces a running service whose configuration changed without a moment when none of
+    /// it serves: one more container is started with the release's configuration, and only
+    /// when it is healthy are the old ones stopped. A new container that never turns
+    /// healthy is removed, and the old ones go on serving.
+    fn roll(&mut self, id: &str, service: &str) -> Result<()> {
+        let old = self.service_containers(id, service)?;
+        if old.is_empty() {
+            return Ok(());
+        }
+        let out = self.compose_output(id, &["config", &format!("--hash={service}")])?;
+        let hash = String::from_utf8_lossy(&out.stdout)
+            .split_whitespace()
+            .nth(1)
+            .map(str::to_owned)
+            .unwrap_or_default();
+        let running = docker_lines(
+            &[
+                &[
+                    "inspect",
+                    "--format",
+                    "{{index .Config.Labels \"com.docker.compose.config-hash\"}}",
+                ][..],
+                &old.iter().map(String::as_str).collect::<Vec<_>>(),
+            ]
+            .concat(),
+        );
+        if !hash.is_empty() && running.iter().all(|h| *h == hash) {
+            return Ok(());
+        }
+        let scale = format!("{service}={}", old.len() + 1);
+        let cmd = format!(
+            "$PIPEWRIGHT_COMPOSE up -d --no-deps --no-build --no-recreate --scale {scale} {service}"
+        );
+        self.compose_hook(id, "up", &cmd)?;
+        let new: Vec<String> = self
+            .service_containers(id, service)?
+            .into_iter()
+            .filter(|c| !old.contains(c))
+            .collect();
+        if let Err(e) = self.wait_healthy(id, Some(&new)) {
+            let mut rm = vec!["rm", "-f"];
+            rm.extend(new.iter().map(String::as_str));
+            docker_lines(&rm);
+            return Err(e);
+        }
+        let mut stop = vec!["stop"];
+        stop.extend(old.iter().map(String::as_str));
+        docker_lines(&stop);
+        let mut rm = vec!["rm"];
+        rm.extend(old.iter().map(String::as_str));
+        docker_lines(&rm);
+        self.ch.message(format!(
+            "`{service}` replaced without downtime: its new container turned healthy before the old one stopped"
+        ));
+        Ok(())
     }
 
     /// Takes a failed first release's stack down; its volumes stay.
@@ -199,6 +375,11 @@ impl<R: BufRead, W: Write> Steps<'_, R, W> {
         if self.s.compose.is_none() {
             return Ok(());
         }
+        self.wait_healthy(id, None)
+    }
+
+    /// Waits for the containers `only` names, or else all of the stack's.
+    fn wait_healthy(&mut self, id: &str, only: Option<&[String]>) -> Result<()> {
         let deadline = self
             .s
             .health
@@ -206,11 +387,16 @@ impl<R: BufRead, W: Write> Steps<'_, R, W> {
             .map_or(DEFAULT_DEADLINE, |h| Duration::from_millis(h.deadline_ms));
         let start = Instant::now();
         loop {
-            let out = self.compose_output(id, &["ps", "-q"])?;
-            let ids: Vec<String> = String::from_utf8_lossy(&out.stdout)
-                .split_whitespace()
-                .map(str::to_owned)
-                .collect();
+            let ids: Vec<String> = match only {
+                Some(ids) => ids.to_vec(),
+                None => {
+                    let out = self.compose_output(id, &["ps", "-q"])?;
+                    String::from_utf8_lossy(&out.stdout)
+                        .split_whitespace()
+                        .map(str::to_owned)
+                        .collect()
+                }
+            };
             let states = inspect(&ids);
             if let Some(bad) = states.iter().find(|s| {
                 s.health == "unhealthy"
@@ -310,6 +496,22 @@ fn inspect(ids: &[String]) -> Vec<State> {
             })
         })
         .collect()
+}
+
+/// `docker ARGS`'s output lines; none if it fails.
+fn docker_lines(args: &[&str]) -> Vec<String> {
+    Command::new("docker")
+        .args(args)
+        .stdin(Stdio::null())
+        .stderr(Stdio::null())
+        .output()
+        .map(|o| {
+            String::from_utf8_lossy(&o.stdout)
+                .lines()
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 /// A container's last 20 lines of output.
