@@ -46,6 +46,16 @@ fn assert_all_removed(log: &str) {
             "network {name} outlived its job"
         );
     }
+    // The job's named volumes are `pipewright-<job's 12 hex>-<name>`.
+    let (_, volumes) = docker(&["volume", "ls", "-q"]);
+    for name in made(log) {
+        let prefix: String = name.chars().take("pipewright-".len() + 12).collect();
+        let left: Vec<&str> = volumes
+            .split_whitespace()
+            .filter(|v| v.starts_with(&format!("{prefix}-")))
+            .collect();
+        assert!(left.is_empty(), "volumes {left:?} outlived their job");
+    }
 }
 
 #[test]
