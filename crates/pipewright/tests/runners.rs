@@ -499,3 +499,22 @@ fn a_runner_runs_a_label_s_jobs_in_its_image() {
     assert!(log.contains("[boxed] inside the container"), "{log}");
     assert!(log.contains("[host] on-the-host"), "{log}");
 }
+
+#[test]
+fn the_server_s_own_runner_runs_a_label_s_jobs_in_its_configured_image() {
+    let image = common::busybox_image();
+    let s = Server::start_with(&format!(
+        "[runner]\nisolation = \"none\"\nimages = {{ ubuntu-latest = \"{image}\" }}\n"
+    ));
+    let work = s.commit(
+        "main",
+        "on: push\njobs:\n  boxed:\n    runs-on: ubuntu-latest\n    steps:\n      - run: cat /marker\n  host:\n    runs-on: self-hosted\n    steps:\n      - run: test ! -e /marker && echo on-the-host\n",
+    );
+    s.push(&work, "main");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    let run = s.wait_completed(id);
+    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    assert_eq!(run["conclusion"], "success", "{run}\n{log}");
+    assert!(log.contains("[boxed] inside the container"), "{log}");
+    assert!(log.contains("[host] on-the-host"), "{log}");
+}

@@ -97,6 +97,10 @@ pub(crate) struct RawRunner {
     pub writable_paths: Vec<PathBuf>,
     /// How long a registration token stays good (`1h`).
     pub registration_token_ttl: Option<String>,
+    /// `runs-on` labels whose jobs run in a container of a local image (`ubuntu-latest =
+    /// "IMAGE"`); needs `isolation = "none"`.
+    #[serde(default)]
+    pub images: std::collections::BTreeMap<String, String>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -230,6 +234,8 @@ pub struct Config {
     pub job_user: Option<String>,
     /// Whether jobs run confined in processes of their own (`isolation = "landlock"`).
     pub confine_jobs: bool,
+    /// `runs-on` labels whose jobs the in-process runner runs in a container of an image.
+    pub runner_images: Vec<(String, String)>,
     /// Paths every job may write besides its own directory.
     pub writable_paths: Vec<PathBuf>,
     /// How long a registration token stays good.
@@ -268,6 +274,7 @@ impl std::fmt::Debug for Config {
             .field("gc_interval", &self.gc_interval)
             .field("job_user", &self.job_user)
             .field("confine_jobs", &self.confine_jobs)
+            .field("runner_images", &self.runner_images)
             .field("monitors", &self.monitors)
             .field("channels", &self.channels)
             .field("protections", &self.protections)
@@ -527,6 +534,26 @@ impl Config {
                 message: "needs isolation = \"landlock\" (a job runs as another user in a process of its own)".into(),
             });
         }
+        if !raw.runner.images.is_empty() && confine_jobs {
+            return Err(ConfigError::Invalid {
+                key: "runner.images".into(),
+                message:
+                    "needs isolation = \"none\": a confined job cannot reach the Docker engine"
+                        .into(),
+            });
+        }
+        if let Some((label, _)) = raw
+            .runner
+            .images
+            .iter()
+            .find(|(l, i)| l.trim().is_empty() || i.trim().is_empty())
+        {
+            return Err(ConfigError::Invalid {
+                key: format!("runner.images.{label}"),
+                message: "a label and an image, such as ubuntu-latest = \"my/image:1\"".into(),
+            });
+        }
+        let runner_images: Vec<(String, String)> = raw.runner.images.clone().into_iter().collect();
         for p in &raw.runner.writable_paths {
             if !p.is_absolute() {
                 return Err(ConfigError::Invalid {
@@ -573,6 +600,7 @@ impl Config {
             config_file: None,
             job_user,
             confine_jobs,
+            runner_images,
             writable_paths: raw.runner.writable_paths,
             artifact_retention_days,
             gc_interval,
@@ -683,6 +711,31 @@ mod tests {
                 "`{text}`"
             );
         }
+    }
+
+    #[test]
+    fn runner_images_need_jobs_that_can_reach_docker() {
+        let c = load(
+            "data_dir = \"/d\"\n[runner]\nisolation = \"none\"\nimages = { ubuntu-latest = \"my/image:1\" }\n",
+        )
+        .unwrap();
+        assert_eq!(
+            c.runner_images,
+            [("ubuntu-latest".to_owned(), "my/image:1".to_owned())]
+        );
+        assert_eq!(
+            invalid("data_dir = \"/d\"\n[runner]\nimages = { ubuntu-latest = \"my/image:1\" }\n"),
+            (
+                "runner.images".to_owned(),
+                "needs isolation = \"none\": a confined job cannot reach the Docker engine"
+                    .to_owned()
+            )
+        );
+        assert_eq!(
+            invalid("data_dir = \"/d\"\n[runner]\nisolation = \"none\"\nimages = { x = \" \" }\n")
+                .0,
+            "runner.images.x"
+        );
     }
 
     #[test]

@@ -303,7 +303,7 @@ pub async fn serve(
             base_env: runner::job_env(),
             isolation,
             actions,
-            images: Vec::new(),
+            images: config.runner_images.clone(),
         };
         tokio::spawn(runner::run(rc, shutdown.clone()))
     });
