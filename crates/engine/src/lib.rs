@@ -32,7 +32,8 @@ pub use actions::artifact::artifact_name_error;
 pub use actions::cache::{
     CacheError, CacheFuture, CacheHit, CacheStore, LocalCache, Saved as CacheSaved,
 };
-pub use actions::fetch::ActionSource;
+pub use actions::fetch::{ActionSource, availability, prefetch};
+pub use actions::is_builtin;
 pub use actions::registry::{
     Action, ActionFailed, ActionFuture, ActionOutputs, ActionStep, Actions,
 };

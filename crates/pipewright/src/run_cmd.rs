@@ -366,7 +366,7 @@ fn run_parsed(
         return Ok(0);
     }
     if args.dry_run {
-        print_plan(&planned);
+        print_plan(&planned, &repo.root, args.offline);
         return Ok(0);
     }
     let secrets = {
@@ -402,11 +402,7 @@ fn run_parsed(
         .with_context(|| format!("cannot create {}", run_dir.display()))?;
     let event_path = run_dir.join("event.json");
     std::fs::write(&event_path, serde_json::to_vec_pretty(&ev.payload)?)?;
-    let mut action_dirs = vec![repo.root.join(".pipewright/actions")];
-    if let Some(d) = std::env::var_os("PIPEWRIGHT_ACTIONS_DIR") {
-        action_dirs.push(PathBuf::from(d));
-    }
-    action_dirs.push(home().join(".local/share/pipewright/actions"));
+    let action_dirs = action_dirs(&repo.root);
     let repo_key = engine::files::safe_name(&repo.name());
     let github = github_context(repo, &ev, &sha, &run_id);
     let base = RunEnv {
@@ -425,13 +421,7 @@ fn run_parsed(
         actions: actions::registry(),
         this_machine_only: true,
         images: images(&args.images)?,
-        action_source: Some(engine::ActionSource {
-            urls: engine::ActionSource::urls_of(
-                &std::env::var("PIPEWRIGHT_ACTIONS_URL").unwrap_or_default(),
-            ),
-            cache: cache_root().join("actions"),
-            offline: args.offline || std::env::var_os("PIPEWRIGHT_OFFLINE").is_some(),
-        }),
+        action_source: Some(action_source(args.offline)),
     };
     let color = std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
     let console = Arc::new(Console::new(color));
@@ -536,7 +526,43 @@ fn has_expression(v: &Value) -> bool {
     }
 }
 
-fn print_plan(planned: &[(Planned, Map)]) {
+/// Where `pipewright run` looks for vendored actions: the repository's
+/// `.pipewright/actions`, `PIPEWRIGHT_ACTIONS_DIR`, the user's.
+pub(crate) fn action_dirs(root: &Path) -> Vec<PathBuf> {
+    let mut dirs = vec![root.join(".pipewright/actions")];
+    if let Some(d) = std::env::var_os("PIPEWRIGHT_ACTIONS_DIR") {
+        dirs.push(PathBuf::from(d));
+    }
+    dirs.push(home().join(".local/share/pipewright/actions"));
+    dirs
+}
+
+/// Where `pipewright run` fetches remote actions, and its cache.
+pub(crate) fn action_source(offline: bool) -> engine::ActionSource {
+    let mut s = engine::ActionSource::from_env(cache_root().join("actions"));
+    s.offline |= offline;
+    s
+}
+
+/// Each action a workflow's jobs use, once, with where it would come from.
+pub(crate) fn print_actions(wf: &workflow::Workflow, root: &Path, offline: bool, indent: &str) {
+    let registry = actions::registry();
+    let known = |n: &str| engine::is_builtin(n) || registry.names().any(|r| r == n);
+    let (dirs, source) = (action_dirs(root), action_source(offline));
+    let mut seen = std::collections::BTreeSet::new();
+    for job in wf.jobs.values() {
+        for step in &job.steps {
+            if let Some(u) = &step.uses
+                && seen.insert(u.value.clone())
+            {
+                let how = engine::availability(&u.value, &known, &dirs, Some(&source));
+                println!("{indent}uses {}: {how}", u.value);
+            }
+        }
+    }
+}
+
+fn print_plan(planned: &[(Planned, Map)], root: &Path, offline: bool) {
     for (p, _) in planned {
         println!("{} ({})", p.name(), p.file);
         for (id, job) in &p.workflow.jobs {
@@ -574,5 +600,6 @@ fn print_plan(planned: &[(Planned, Map)]) {
                 }
             );
         }
+        print_actions(&p.workflow, root, offline, "  ");
     }
 }

@@ -228,6 +228,7 @@ pub(crate) fn run(args: &RunnerArgs) -> Result<u8> {
             }
         };
         tracing::info!(runner = registration.runner_id, labels = ?registration.labels, "waiting for jobs");
+        let action_source = engine::ActionSource::from_env(work_dir.join("actions-cache"));
         runner::run(
             runner::RunnerConfig {
                 server,
@@ -239,6 +240,7 @@ pub(crate) fn run(args: &RunnerArgs) -> Result<u8> {
                 isolation,
                 actions: actions::registry(),
                 images: crate::run_cmd::images(&args.images)?,
+                action_source: Some(action_source),
             },
             shutdown,
         )

@@ -38,10 +38,10 @@ pub(crate) fn check_file(
 
 pub(crate) fn run(args: &ValidateArgs) -> Result<u8> {
     let cwd = std::env::current_dir()?;
+    let root = repo::Repo::discover(&cwd)
+        .map(|r| r.root)
+        .unwrap_or_else(|_| cwd.clone());
     let files: Vec<PathBuf> = if args.files.is_empty() {
-        let root = repo::Repo::discover(&cwd)
-            .map(|r| r.root)
-            .unwrap_or_else(|_| cwd.clone());
         let files = repo::workflow_files(&root)?;
         if files.is_empty() {
             bail!(
@@ -56,9 +56,20 @@ pub(crate) fn run(args: &ValidateArgs) -> Result<u8> {
     let (mut errors, mut warnings) = (0, 0);
     for f in &files {
         let shown = repo::display_path(f, &cwd);
-        let (e, w, _) = check_file(f, &shown)?;
+        let (e, w, parsed) = check_file(f, &shown)?;
         errors += e;
         warnings += w;
+        // The actions it needs, and where each would come from.
+        if e == 0
+            && let Some(wf) = parsed.workflow
+            && wf
+                .jobs
+                .values()
+                .any(|j| j.steps.iter().any(|s| s.uses.is_some()))
+        {
+            println!("{shown}:");
+            crate::run_cmd::print_actions(&wf, &root, false, "  ");
+        }
     }
     let plural = |n: usize, w: &str| {
         if n == 1 {

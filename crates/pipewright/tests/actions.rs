@@ -420,3 +420,85 @@ fn reusable_workflows_of_other_repositories_are_fetched() {
     assert!(text.contains("shared says hello to the caller"), "{text}");
     assert!(text.contains("said yes"), "{text}");
 }
+
+/// `--dry-run` and `validate` list each action a workflow uses and where it would come from.
+#[test]
+fn dry_run_and_validate_say_where_each_action_would_come_from() {
+    let hub = tempfile::tempdir().unwrap();
+    let action = hub.path().join("acme/greet");
+    std::fs::create_dir_all(&action).unwrap();
+    std::fs::write(
+        action.join("action.yml"),
+        "name: greet\nruns:\n  using: composite\n  steps:\n    - shell: sh\n      run: echo hi\n",
+    )
+    .unwrap();
+    common::git(&action, &["init", "-q", "-b", "main"]);
+    common::git(&action, &["add", "-A"]);
+    common::git(&action, &["commit", "-q", "-m", "greet"]);
+    common::git(&action, &["tag", "v1"]);
+    let commit = common::git(&action, &["rev-parse", "HEAD"]);
+    let r = Repo::new();
+    r.file(
+        ".pipewright/actions/acme/vendored@v2/action.yml",
+        "name: v\nruns:\n  using: composite\n  steps:\n    - shell: sh\n      run: echo v\n",
+    );
+    r.workflow(
+        "ci.yml",
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - uses: actions/checkout@v4\n      - uses: ./tools/local\n      - uses: acme/vendored@v2\n      - uses: acme/greet@v1\n  b:\n    runs-on: x\n    steps:\n      - uses: acme/greet@v1\n      - uses: docker://busybox:1\n",
+    );
+    r.commit("init");
+    let url = format!("file://{}", hub.path().display());
+    let out = |args: &[&str]| {
+        let o = r
+            .command()
+            .env("PIPEWRIGHT_ACTIONS_URL", &url)
+            .args(args)
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        assert!(
+            o.status.success(),
+            "{args:?}: {text}{}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        text
+    };
+    let text = out(&["run", "--dry-run"]);
+    let vendored = r.path().join(".pipewright/actions/acme/vendored@v2");
+    for want in [
+        "  uses actions/checkout@v4: built in".to_owned(),
+        "  uses ./tools/local: in the repository".to_owned(),
+        format!(
+            "  uses acme/vendored@v2: vendored in {}",
+            vendored.display()
+        ),
+        format!("  uses acme/greet@v1: fetched when the job runs, from {url}/acme/greet"),
+        "  uses docker://busybox:1: the Docker image busybox:1".to_owned(),
+    ] {
+        assert!(text.contains(&want), "{want}\n{text}");
+    }
+    // Listed once, though two jobs use it.
+    assert_eq!(text.matches("uses acme/greet@v1").count(), 1, "{text}");
+    let text = out(&["run", "--dry-run", "--offline"]);
+    assert!(
+        text.contains("uses acme/greet@v1: MISSING: not vendored"),
+        "{text}"
+    );
+    // Once fetched, it is in the cache.
+    r.file(
+        ".github/workflows/ci.yml",
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - uses: acme/greet@v1\n",
+    );
+    r.commit("only greet");
+    out(&["run"]);
+    let text = out(&["run", "--dry-run", "--offline"]);
+    assert!(
+        text.contains(&format!("uses acme/greet@v1: cached (commit {commit})")),
+        "{text}"
+    );
+    let text = out(&["validate"]);
+    assert!(
+        text.contains(".github/workflows/ci.yml:\n  uses acme/greet@v1: cached (commit"),
+        "{text}"
+    );
+}

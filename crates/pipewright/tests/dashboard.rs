@@ -643,6 +643,7 @@ fn the_first_start_makes_an_admin_with_the_given_password() {
         child: None,
         url,
         pg: None,
+        env: Vec::new(),
     };
     let cookie = sign_in(&fake, "admin", "first-admin-password").unwrap();
     let a = http(&fake.url, "GET", "/", &cookie, &[]);

@@ -1467,3 +1467,76 @@ jobs:
     }
     assert!(ended(), "the waiting job process ended with the server");
 }
+
+/// A directory of git repositories served as `file://`: `acme/inner` (composite: says
+/// hello) and `acme/greet` (composite: uses `acme/inner@v1`), each tagged `v1`.
+fn action_hub() -> tempfile::TempDir {
+    let hub = tempfile::tempdir().unwrap();
+    for (name, step) in [
+        (
+            "inner",
+            "    - shell: sh\n      run: echo hello from inner\n",
+        ),
+        ("greet", "    - uses: acme/inner@v1\n"),
+    ] {
+        let dir = hub.path().join("acme").join(name);
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(
+            dir.join("action.yml"),
+            format!("name: {name}\nruns:\n  using: composite\n  steps:\n{step}"),
+        )
+        .unwrap();
+        git(&dir, &["init", "-q", "-b", "main"]);
+        git(&dir, &["add", "-A"]);
+        git(&dir, &["commit", "-q", "-m", name]);
+        git(&dir, &["tag", "v1"]);
+    }
+    hub
+}
+
+#[test]
+fn a_fork_s_job_runs_remote_actions_its_runner_fetched_and_cannot_write_their_cache() {
+    let hub = action_hub();
+    let url = format!("file://{}", hub.path().display());
+    let user = job_user();
+    let s = Server::start_repos_env(
+        |d| {
+            format!(
+                "[[repos]]\nname = \"acme/app\"\npath = \"{d}/app.git\"\nwebhook_secret = \"{SECRET}\"\n[runner]\njob_user = \"{user}\"\n",
+                d = d.display()
+            )
+        },
+        &[("PIPEWRIGHT_ACTIONS_URL", &url)],
+    );
+    let cache = s.dir.path().join("data/work/actions-cache");
+    let workflow = format!(
+        "on: [push, pull_request]\njobs:\n  a:\n    runs-on: x\n    steps:\n      - uses: acme/greet@v1\n      - run: |\n          {PROBE}\n          probe touch {c}/acme/greet/poison\n          probe sh -c 'echo x >> {c}/acme/inner/refs/v1'\n",
+        c = cache.display()
+    );
+    let work = s.commit("feature", &workflow);
+    s.push(&work, "feature");
+    let push = s.runs()[0]["id"].as_i64().unwrap();
+    assert_eq!(
+        s.wait_completed(push)["conclusion"],
+        "success",
+        "{}",
+        logs(&s, push)
+    );
+    let pr = pull_request(&s, &work, 7, Value::Null);
+    let run = s.wait_completed(pr);
+    let log = logs(&s, pr);
+    assert_eq!(run["conclusion"], "success", "{log}");
+    assert!(log.contains("hello from inner"), "{log}");
+    // The runner fetched both, the nested one too, before the job started.
+    assert!(log.contains("acme/greet@v1: commit"), "{log}");
+    assert!(log.contains("acme/inner@v1: commit"), "{log}");
+    assert!(
+        log.contains(&format!(
+            "DENIED touch {}/acme/greet/poison",
+            cache.display()
+        )),
+        "{log}"
+    );
+    assert!(log.contains("DENIED sh -c"), "{log}");
+    assert!(!log.contains("] GOT "), "{log}");
+}

@@ -316,6 +316,7 @@ async fn run_child(
         // agent; it may lie beneath a hidden directory's parent, such as a shared /tmp).
         readable: std::iter::once(site.slot.clone())
             .chain(site.action_dirs.iter().cloned())
+            .chain(site.action_source.iter().map(|s| s.cache.clone()))
             .chain(std::fs::canonicalize(&isolation.exe).ok())
             .collect(),
         writable: vec![site.slot.join("job"), site.slot.join("artifacts")],

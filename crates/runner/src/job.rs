@@ -61,6 +61,9 @@ pub struct Site {
     /// `runs-on` labels whose jobs run in a container of an image.
     #[serde(default)]
     pub images: Vec<(String, String)>,
+    /// The runner's action cache, read only: the job's remote actions were fetched into it.
+    #[serde(default)]
+    pub action_source: Option<engine::ActionSource>,
 }
 
 /// Everything to run the job: its spec and run environment, from the lease and the source.
@@ -118,7 +121,7 @@ fn prepare(
         // `actions/cache` entries are the server's, shared by every runner.
         this_machine_only: false,
         images: site.images.clone(),
-        action_source: None,
+        action_source: site.action_source.clone(),
         cache_store: Some(Arc::new(transfer::RemoteCache {
             client: client.clone(),
             lease: lease.clone(),

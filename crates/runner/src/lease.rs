@@ -152,6 +152,39 @@ pub(crate) async fn execute(
     Ok(done?.next)
 }
 
+/// Fetches the remote actions the job uses (here, on the trusted side: a job never writes
+/// the cache another job runs actions from), saying what each is in the job's log; the
+/// source the job gets reads that cache only.
+async fn fetch_actions(
+    config: &RunnerConfig,
+    workflows: &Workflows,
+    tar: &std::path::Path,
+    lease: &Arc<Lease>,
+    sink: &RemoteSink,
+) -> Result<Option<engine::ActionSource>, RunnerError> {
+    let Some(source) = config.action_source.clone() else {
+        return Ok(None);
+    };
+    let known = workflows.known(tar, &lease.spec.file, None)?;
+    let Some(job) = known.workflow.jobs.get(lease.spec.job_id.as_str()) else {
+        return Ok(Some(source.cached()));
+    };
+    let steps = job.steps.clone();
+    let registered: Vec<String> = config.actions.names().map(str::to_owned).collect();
+    let fetching = source.clone();
+    let lines = tokio::task::spawn_blocking(move || {
+        engine::prefetch(&fetching, &steps, &|name: &str| {
+            engine::is_builtin(name) || registered.iter().any(|r| r == name)
+        })
+    })
+    .await
+    .unwrap_or_default();
+    for line in lines {
+        sink.line(&label_of(lease), Line::Output(line));
+    }
+    Ok(Some(source.cached()))
+}
+
 /// Readies the slot and runs the job there: confined in a process of its own when the
 /// runner confines jobs, else in this process.
 async fn run_in_slot(
@@ -181,6 +214,7 @@ async fn run_in_slot(
         return Ok((failed_report(lease), Ok(())));
     }
     let tar = source(client, config, lease).await?;
+    let action_source = fetch_actions(config, workflows, &tar, lease, sink).await?;
     let Some(isolation) = &config.isolation else {
         ready_slot(&slot.dir)?;
         let site = Site {
@@ -193,6 +227,7 @@ async fn run_in_slot(
                 .join(engine::files::safe_name(&lease.spec.repo)),
             actions: config.actions.clone(),
             images: config.images.clone(),
+            action_source: action_source.clone(),
         };
         return Ok(run_here(client, workflows, &site, lease, tar, sink, cancel).await);
     };
@@ -241,6 +276,7 @@ async fn run_in_slot(
         cache_dir,
         actions: config.actions.clone(),
         images: config.images.clone(),
+        action_source,
     };
     // The workflow's text as this runner read it (once per commit): the job's process
     // need not read the archive again.

@@ -94,6 +94,10 @@ pub struct RunnerConfig {
     /// `runs-on` labels whose jobs run in a container of an image (see
     /// [`engine::RunEnv::images`]).
     pub images: Vec<(String, String)>,
+    /// Where remote actions come from. The runner fetches a job's before the job starts,
+    /// into a cache the job reads and cannot write (`None`: jobs get only built-in and
+    /// local actions).
+    pub action_source: Option<engine::ActionSource>,
 }
 
 /// The environment jobs start from: this process's, without pipewright's own variables

@@ -16,7 +16,7 @@ pub(crate) struct Workflows(std::sync::Mutex<std::collections::HashMap<(PathBuf,
 #[derive(Clone)]
 pub(crate) struct Known {
     text: Arc<str>,
-    workflow: Arc<workflow::Workflow>,
+    pub(crate) workflow: Arc<workflow::Workflow>,
 }
 
 impl Workflows {

@@ -304,6 +304,9 @@ pub async fn serve(
             isolation,
             actions,
             images: config.runner_images.clone(),
+            action_source: Some(engine::ActionSource::from_env(
+                config.data_dir.join("work").join("actions-cache"),
+            )),
         };
         tokio::spawn(runner::run(rc, shutdown.clone()))
     });

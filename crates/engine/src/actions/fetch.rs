@@ -11,7 +11,7 @@ use std::process::Command;
 use super::ActionError;
 
 /// Where actions come from.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct ActionSource {
     /// Base URLs, tried in order: `<url>/<owner>/<repo>` is a git repository.
     pub urls: Vec<String>,
@@ -22,6 +22,18 @@ pub struct ActionSource {
 }
 
 impl ActionSource {
+    /// The source this process's environment names: `PIPEWRIGHT_ACTIONS_URL` (GitHub by
+    /// default), offline when `PIPEWRIGHT_OFFLINE` is set, cached in `cache`.
+    pub fn from_env(cache: PathBuf) -> ActionSource {
+        ActionSource {
+            urls: ActionSource::urls_of(
+                &std::env::var("PIPEWRIGHT_ACTIONS_URL").unwrap_or_default(),
+            ),
+            cache,
+            offline: std::env::var_os("PIPEWRIGHT_OFFLINE").is_some(),
+        }
+    }
+
     /// The base URLs of a list (separated by commas or spaces); empty: GitHub's.
     pub fn urls_of(list: &str) -> Vec<String> {
         let urls: Vec<String> = list
@@ -35,6 +47,154 @@ impl ActionSource {
         } else {
             urls
         }
+    }
+}
+
+impl ActionSource {
+    /// The same source reading its cache only: what a job gets once its runner (the
+    /// trusted side) has fetched its actions.
+    pub fn cached(&self) -> ActionSource {
+        ActionSource {
+            offline: true,
+            ..self.clone()
+        }
+    }
+}
+
+/// Fetches into `source`'s cache the remote actions (`owner/repo[/path]@ref`) that `steps`
+/// use, and those their composite actions use in turn, skipping the names `known` says the
+/// engine has (built-in or registered). Returns a line for each action: its commit, or why
+/// it could not be fetched (the job then fails at that step, saying so).
+pub fn prefetch(
+    source: &ActionSource,
+    steps: &[workflow::Step],
+    known: &dyn Fn(&str) -> bool,
+) -> Vec<String> {
+    let mut lines = Vec::new();
+    let mut seen = std::collections::HashSet::new();
+    let mut queue: Vec<(String, usize)> = steps
+        .iter()
+        .filter_map(|s| s.uses.as_ref().map(|u| (u.value.clone(), 0)))
+        .collect();
+    queue.reverse();
+    while let Some((uses, depth)) = queue.pop() {
+        if uses.starts_with("./") || uses.starts_with("docker://") || uses.starts_with("$/") {
+            continue;
+        }
+        let Some((path, git_ref)) = uses.split_once('@') else {
+            continue;
+        };
+        let mut parts = path.splitn(3, '/');
+        let (owner, repo, sub) = (
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+            parts.next().unwrap_or_default(),
+        );
+        if known(&path.to_ascii_lowercase()) || !seen.insert(uses.clone()) {
+            continue;
+        }
+        match fetch(source, owner, repo, git_ref) {
+            Ok((root, fetched)) => {
+                let commit = root
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let how = if fetched { "fetched" } else { "from the cache" };
+                lines.push(format!("{uses}: commit {commit} ({how})"));
+                // A composite action's own steps, a few levels deep at most (GitHub: 10).
+                let dir = root.join(sub);
+                let text = std::fs::read_to_string(dir.join("action.yml"))
+                    .or_else(|_| std::fs::read_to_string(dir.join("action.yaml")));
+                if depth < 10
+                    && let Ok(text) = text
+                    && let Ok(action) = workflow::action::parse_action(&text)
+                    && let workflow::action::Runs::Composite(inner) = action.runs
+                {
+                    for s in inner.iter().rev() {
+                        if let Some(u) = &s.uses {
+                            queue.push((u.value.clone(), depth + 1));
+                        }
+                    }
+                }
+            }
+            Err(e) => lines.push(format!("{uses}: {e}")),
+        }
+    }
+    lines
+}
+
+/// Where the action a `uses:` names would come from, for `--dry-run` and `validate`:
+/// built in, in the repository, an image, a vendored copy, the cache (which commit), fetched
+/// when the job runs (from where), or nowhere (offline and not cached). `known` says which
+/// names the engine has.
+pub fn availability(
+    uses: &str,
+    known: &dyn Fn(&str) -> bool,
+    action_dirs: &[PathBuf],
+    source: Option<&ActionSource>,
+) -> String {
+    if uses.starts_with("./") || uses.starts_with("$/") {
+        return "in the repository".into();
+    }
+    if let Some(image) = uses.strip_prefix("docker://") {
+        return format!("the Docker image {image}");
+    }
+    let Some((path, git_ref)) = uses.split_once('@') else {
+        return "not OWNER/REPO[/PATH]@REF: cannot be had".into();
+    };
+    if known(&path.to_ascii_lowercase()) {
+        return "built in".into();
+    }
+    let mut parts = path.splitn(3, '/');
+    let (owner, repo, sub) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    if let Some(dir) = action_dirs
+        .iter()
+        .map(|d| d.join(owner).join(format!("{repo}@{git_ref}")).join(sub))
+        .find(|d| d.join("action.yml").is_file() || d.join("action.yaml").is_file())
+    {
+        return format!("vendored in {}", dir.display());
+    }
+    let Some(source) = source else {
+        return "not vendored, and this runner fetches no action: cannot be had".into();
+    };
+    let base = source.cache.join(component(owner)).join(component(repo));
+    let cached = if is_sha(git_ref) {
+        base.join(component(git_ref))
+            .is_dir()
+            .then(|| git_ref.to_owned())
+    } else {
+        std::fs::read_to_string(base.join("refs").join(component(git_ref)))
+            .ok()
+            .map(|c| c.trim().to_owned())
+            .filter(|c| base.join(component(c)).is_dir())
+    };
+    match (cached, source.offline) {
+        (Some(commit), true) => format!("cached (commit {commit})"),
+        (Some(commit), false) => {
+            format!("cached (commit {commit}); the ref is fetched again when the job runs")
+        }
+        (None, false) => format!(
+            "fetched when the job runs, from {}",
+            source
+                .urls
+                .iter()
+                .map(|u| format!("{u}/{owner}/{repo}"))
+                .collect::<Vec<_>>()
+                .join(", then ")
+        ),
+        (None, true) => format!(
+            "MISSING: not vendored ({}), not in the cache ({}), and offline",
+            action_dirs
+                .iter()
+                .map(|d| d.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            base.display()
+        ),
     }
 }
 
@@ -66,7 +226,21 @@ pub(crate) fn fetch(
     git_ref: &str,
 ) -> Result<(PathBuf, bool), ActionError> {
     let uses = format!("{owner}/{repo}@{git_ref}");
-    if owner.is_empty() || repo.is_empty() || git_ref.is_empty() {
+    // The names reach git's command line (run by a runner for jobs it does not trust): no
+    // option, no refspec, nothing but the characters names and refs are made of.
+    let name_ok = |n: &str| {
+        !n.is_empty()
+            && !n.starts_with(['-', '.'])
+            && n.chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))
+    };
+    let ref_ok = !git_ref.is_empty()
+        && !git_ref.starts_with('-')
+        && !git_ref.contains("..")
+        && git_ref
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./+".contains(c));
+    if !name_ok(owner) || !name_ok(repo) || !ref_ok {
         return Err(ActionError::Failed(format!(
             "`{uses}` is not OWNER/REPO[/PATH]@REF"
         )));
@@ -188,6 +362,11 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ActionError> {
     std::fs::create_dir_all(dir).map_err(err)?;
     let mut tmp = tempfile::NamedTempFile::new_in(dir).map_err(err)?;
     tmp.write_all(bytes).map_err(err)?;
+    // Readable by the jobs that read the cache as another user (a temporary file is 0600).
+    use std::os::unix::fs::PermissionsExt;
+    tmp.as_file()
+        .set_permissions(std::fs::Permissions::from_mode(0o644))
+        .map_err(err)?;
     tmp.persist(path).map_err(|e| err(e.error))?;
     Ok(())
 }
@@ -195,6 +374,30 @@ fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), ActionError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn names_that_would_reach_git_as_options_are_refused_before_any_fetch() {
+        let source = ActionSource {
+            urls: vec!["file:///nowhere".into()],
+            cache: std::env::temp_dir().join("pipewright-fetch-names-test"),
+            offline: false,
+        };
+        for (owner, repo, r) in [
+            ("acme", "x", "--upload-pack=touch /tmp/pwned"),
+            ("acme", "x", "-v"),
+            ("-c", "x", "v1"),
+            ("acme", "--x", "v1"),
+            ("acme", "x", "main:refs/heads/other"),
+            ("acme", "x", "a..b"),
+            ("acme", "x", ""),
+        ] {
+            let e = fetch(&source, owner, repo, r).unwrap_err().to_string();
+            assert!(
+                e.contains("is not OWNER/REPO[/PATH]@REF"),
+                "{owner}/{repo}@{r}: {e}"
+            );
+        }
+    }
 
     #[test]
     fn urls_and_names() {

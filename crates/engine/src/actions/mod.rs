@@ -201,6 +201,22 @@ pub(crate) fn input_env(env: &expr::Map, inputs: &expr::Map) -> expr::Map {
     out
 }
 
+/// Whether the engine runs `owner/repo` (lowercase) itself: the names `run` matches below.
+pub fn is_builtin(name: &str) -> bool {
+    matches!(
+        name,
+        "actions/checkout"
+            | "actions/setup-python"
+            | "actions/upload-artifact"
+            | "actions/download-artifact"
+            | "actions/cache"
+            | "actions/cache/restore"
+            | "actions/cache/save"
+            | "codecov/codecov-action"
+            | "webfactory/ssh-agent"
+    )
+}
+
 /// `owner/repo` of a `uses:` value, lowercased, and its ref.
 fn split_uses(uses: &str) -> (String, String) {
     let (name, r) = uses.split_once('@').unwrap_or((uses, ""));

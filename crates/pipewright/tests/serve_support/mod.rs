@@ -22,6 +22,8 @@ pub struct Server {
     pub url: String,
     /// The database server, when the suite runs on PostgreSQL (stopped after the server).
     pub pg: Option<Postgres>,
+    /// Variables the server process gets besides the test's.
+    pub env: Vec<(String, String)>,
 }
 
 /// Whether this run of the suite uses PostgreSQL.
@@ -51,6 +53,11 @@ impl Server {
     /// A server whose `[[repos]]` (and what follows them) `repos` writes, given the test's
     /// directory (which has an empty bare repository `app.git`).
     pub fn start_repos(repos: impl FnOnce(&Path) -> String) -> Server {
+        Server::start_repos_env(repos, &[])
+    }
+
+    /// `start_repos`, the server process with the variables `env` too.
+    pub fn start_repos_env(repos: impl FnOnce(&Path) -> String, env: &[(&str, &str)]) -> Server {
         let dir = tempfile::tempdir().unwrap();
         // A job user passes through the test's directory to its slot (it lists nothing).
         use std::os::unix::fs::PermissionsExt;
@@ -75,6 +82,10 @@ impl Server {
             child: None,
             url: String::new(),
             pg,
+            env: env
+                .iter()
+                .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
+                .collect(),
         };
         s.spawn();
         s
@@ -89,6 +100,7 @@ impl Server {
             cmd.env("PIPEWRIGHT_LISTEN", addr);
         }
         let child = cmd
+            .envs(self.env.iter().map(|(k, v)| (k, v)))
             .args(["serve", "-c"])
             .arg(self.dir.path().join("config.toml"))
             .stdin(Stdio::null())
