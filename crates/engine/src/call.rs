@@ -23,13 +23,17 @@ pub(crate) async fn call_workflow(
     scope: Scope,
 ) -> Result<(Done, Vec<JobReport>), JobError> {
     let bad = |m: String| JobError::invalid(format!("calling `{uses}`"), m);
-    let (rel, src) = match uses.strip_prefix("./") {
+    let (rel, src, remote_text) = match uses.strip_prefix("./") {
         Some(rel) => {
             let rel = rel.split('@').next().unwrap_or(rel).to_owned();
             let src = read_source(&scope.env.source, &rel)?;
-            (rel, src)
+            (rel, src, None)
         }
-        None => remote(uses, &scope).await?,
+        None => {
+            let (rel, src) = remote(uses, &scope).await?;
+            let text: Arc<str> = src.as_str().into();
+            (rel, src, Some(text))
+        }
     };
     let rel = rel.as_str();
     let parsed = workflow::parse(&src);
@@ -148,6 +152,7 @@ pub(crate) async fn call_workflow(
     let planned = Planned {
         file: rel.to_owned(),
         workflow: called.clone(),
+        text: remote_text,
     };
     let called_wf = called.clone();
     let report = run_workflow_boxed(planned, inner.clone()).await;
@@ -230,5 +235,6 @@ async fn remote(uses: &str, scope: &Scope) -> Result<(String, String), JobError>
     .map_err(|e| bad(e.to_string()))?;
     let text = std::fs::read_to_string(root.join(&file))
         .map_err(|e| bad(format!("{file} of `{uses}`: {e}")))?;
-    Ok((path.to_owned(), text))
+    // Named with its ref: two refs of one workflow in a run are two files.
+    Ok((uses.to_owned(), text))
 }

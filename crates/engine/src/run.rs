@@ -27,6 +27,9 @@ pub struct Planned {
     /// The file, as shown to the user (`.github/workflows/ci.yml`).
     pub file: String,
     pub workflow: Arc<Workflow>,
+    /// The workflow's text when it is not in the run's source (a reusable workflow of
+    /// another repository): a remote runner is given it with the job.
+    pub text: Option<Arc<str>>,
 }
 
 impl Planned {
@@ -278,10 +281,12 @@ async fn run_workflow(planned: Planned, scope: Scope, options: &Options) -> Work
             let any_need_skipped = any_need_skipped(job, &done);
             let (wf, scope, name) = (wf.clone(), scope.clone(), name.clone());
             let file = planned.file.clone();
+            let text = planned.text.clone();
             set.spawn(async move {
                 let node = JobNode {
                     wf: &wf,
                     file: &file,
+                    text: text.as_ref(),
                     wf_name: &name,
                     id: &id,
                     status,
@@ -339,6 +344,7 @@ pub(crate) fn base_contexts(env: &RunEnv, needs: &Map) -> Map {
 struct JobNode<'a> {
     wf: &'a Arc<Workflow>,
     file: &'a str,
+    text: Option<&'a Arc<str>>,
     wf_name: &'a str,
     id: &'a str,
     /// The status its `if` sees.
@@ -351,6 +357,7 @@ async fn run_job_node(node: JobNode<'_>, needs: Map, scope: Scope) -> (Done, Vec
     let JobNode {
         wf,
         file,
+        text,
         wf_name,
         id,
         status,
@@ -509,6 +516,7 @@ async fn run_job_node(node: JobNode<'_>, needs: Map, scope: Scope) -> (Done, Vec
         let spec = JobSpec {
             workflow: wf.clone(),
             file: file.to_owned(),
+            text: text.cloned(),
             workflow_name: wf_name.to_owned(),
             job_id: id.to_owned(),
             key: format!(

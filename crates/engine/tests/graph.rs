@@ -57,6 +57,7 @@ async fn walk(yaml: &str, script: Arc<Scripted>) -> (RunReport, Vec<String>) {
     let planned = Planned {
         file: ".github/workflows/ci.yml".into(),
         workflow: Arc::new(wf),
+        text: None,
     };
     let lines = Arc::new(Lines::default());
     let options = Options {

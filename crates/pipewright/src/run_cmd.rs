@@ -341,6 +341,7 @@ fn run_parsed(
             Planned {
                 file,
                 workflow: Arc::new(wf),
+                text: None,
             },
             inputs,
         ));

@@ -518,3 +518,46 @@ fn the_server_s_own_runner_runs_a_label_s_jobs_in_its_configured_image() {
     assert!(log.contains("[boxed] inside the container"), "{log}");
     assert!(log.contains("[host] on-the-host"), "{log}");
 }
+
+/// A reusable workflow of another repository in a server's run: the server fetches it (as
+/// `pipewright run` does) and its jobs reach the runner with their workflow's text.
+#[test]
+fn a_server_s_run_calls_a_reusable_workflow_of_another_repository() {
+    let hub = tempfile::tempdir().unwrap();
+    let shared = hub.path().join("acme/shared");
+    std::fs::create_dir_all(shared.join(".github/workflows")).unwrap();
+    std::fs::write(
+        shared.join(".github/workflows/greet.yml"),
+        "on:\n  workflow_call:\n    inputs:\n      who:\n        type: string\n        required: true\n    outputs:\n      said:\n        value: ${{ jobs.hello.outputs.said }}\njobs:\n  hello:\n    runs-on: x\n    outputs:\n      said: ${{ steps.s.outputs.said }}\n    steps:\n      - id: s\n        run: |\n          echo \"shared says hello to ${{ inputs.who }}\"\n          echo said=yes >> $GITHUB_OUTPUT\n",
+    )
+    .unwrap();
+    for args in [
+        &["init", "-q", "-b", "main"][..],
+        &["add", "-A"],
+        &["commit", "-q", "-m", "shared"],
+        &["tag", "v1"],
+    ] {
+        common::git(&shared, args);
+    }
+    let url = format!("file://{}", hub.path().display());
+    let s = Server::start_repos_env(
+        |d| {
+            format!(
+                "[[repos]]\nname = \"acme/app\"\npath = \"{}/app.git\"\n",
+                d.display()
+            )
+        },
+        &[("PIPEWRIGHT_ACTIONS_URL", &url)],
+    );
+    let work = s.commit(
+        "main",
+        "on: push\njobs:\n  call:\n    uses: acme/shared/.github/workflows/greet.yml@v1\n    with:\n      who: the caller\n  after:\n    needs: call\n    runs-on: x\n    steps:\n      - run: echo \"said ${{ needs.call.outputs.said }}\"\n",
+    );
+    s.push(&work, "main");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    let run = s.wait_completed(id);
+    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    assert_eq!(run["conclusion"], "success", "{run}\n{log}\n{}", s.log());
+    assert!(log.contains("shared says hello to the caller"), "{log}");
+    assert!(log.contains("said yes"), "{log}");
+}

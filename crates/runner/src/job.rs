@@ -75,7 +75,9 @@ fn prepare(
     tar: PathBuf,
 ) -> Result<(JobSpec, RunEnv), RunnerError> {
     let spec = &lease.spec;
-    let wf = workflows.get(&tar, &spec.file)?;
+    let wf = workflows
+        .known(&tar, &spec.file, spec.workflow_text.as_deref())?
+        .workflow;
     let mut secrets = engine::Secrets::new();
     for (k, v) in &lease.secrets.secrets {
         secrets.insert(k.clone(), &Value::from_json(v.clone()).to_expr_string());
@@ -132,6 +134,7 @@ fn prepare(
     let job = JobSpec {
         workflow: wf,
         file: spec.file.clone(),
+        text: spec.workflow_text.as_deref().map(Into::into),
         workflow_name: spec.workflow_name.clone(),
         job_id: spec.job_id.clone(),
         key: spec.key.clone(),

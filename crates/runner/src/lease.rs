@@ -165,7 +165,7 @@ async fn fetch_actions(
     let Some(source) = config.action_source.clone() else {
         return Ok(None);
     };
-    let known = workflows.known(tar, &lease.spec.file, None)?;
+    let known = workflows.known(tar, &lease.spec.file, lease.spec.workflow_text.as_deref())?;
     let Some(job) = known.workflow.jobs.get(lease.spec.job_id.as_str()) else {
         return Ok(Some(source.cached()));
     };
@@ -280,7 +280,9 @@ async fn run_in_slot(
     };
     // The workflow's text as this runner read it (once per commit): the job's process
     // need not read the archive again.
-    let text = workflows.text(&tar, &lease.spec.file)?;
+    let text = workflows
+        .known(&tar, &lease.spec.file, lease.spec.workflow_text.as_deref())?
+        .text;
     let job = confined::Launch {
         slot: slot.n,
         site: &site,

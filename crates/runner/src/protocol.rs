@@ -87,6 +87,10 @@ pub struct JobPayload {
     pub inputs: serde_json::Value,
     /// The `runs-on` labels the job asked for.
     pub labels: Vec<String>,
+    /// The workflow's text when `file` is not in the source: a reusable workflow of another
+    /// repository, fetched by the server (`owner/repo/.github/workflows/x.yml@ref`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub workflow_text: Option<String>,
     /// Whether the run's code is trusted with the repository's secrets (`false`: a pull
     /// request from a fork, or anything not proven to come from the repository itself). A
     /// runner that cannot confine a job refuses an untrusted one.

@@ -15,24 +15,11 @@ pub(crate) struct Workflows(std::sync::Mutex<std::collections::HashMap<(PathBuf,
 /// A workflow file as read from a source, and parsed.
 #[derive(Clone)]
 pub(crate) struct Known {
-    text: Arc<str>,
+    pub(crate) text: Arc<str>,
     pub(crate) workflow: Arc<workflow::Workflow>,
 }
 
 impl Workflows {
-    pub(crate) fn get(
-        &self,
-        tar: &Path,
-        file: &str,
-    ) -> Result<Arc<workflow::Workflow>, RunnerError> {
-        Ok(self.known(tar, file, None)?.workflow)
-    }
-
-    /// The text of `file` in `tar` (read once per runner; a job's own process is given it).
-    pub(crate) fn text(&self, tar: &Path, file: &str) -> Result<Arc<str>, RunnerError> {
-        Ok(self.known(tar, file, None)?.text)
-    }
-
     /// The workflow, parsed from `text` when given, else read from the source.
     pub(crate) fn known(
         &self,

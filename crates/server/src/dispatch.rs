@@ -264,6 +264,7 @@ impl Dispatcher {
             repo: self.repo.clone(),
             sha: self.sha.clone(),
             file: spec.file.clone(),
+            workflow_text: spec.text.as_deref().map(str::to_owned),
             workflow_name: spec.workflow_name.clone(),
             job_id: spec.job_id.clone(),
             key: spec.key.clone(),

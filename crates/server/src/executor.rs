@@ -205,6 +205,7 @@ impl Executor {
         let planned = Planned {
             file: run.workflow.clone(),
             workflow: Arc::new(wf),
+            text: None,
         };
         // The orchestration needs no files: jobs run (and write their files) on runners.
         let run_dir = self.run_dir(run.id);
@@ -308,7 +309,11 @@ impl Executor {
             action_dirs: vec![self.config.data_dir.join("actions")],
             this_machine_only: false,
             images: Vec::new(),
-            action_source: None,
+            // Reusable workflows of other repositories, fetched here (the server is the
+            // trusted side) into the runner's cache; their jobs get the text with the lease.
+            action_source: Some(engine::ActionSource::from_env(
+                self.config.data_dir.join("work").join("actions-cache"),
+            )),
             cache_dir: self
                 .config
                 .data_dir

@@ -105,6 +105,9 @@ pub struct JobSpec {
     /// The workflow's file in the source (`.github/workflows/ci.yml`): a remote runner reads
     /// the job's definition from there.
     pub file: String,
+    /// The workflow's text when `file` is not in the source (a reusable workflow of another
+    /// repository).
+    pub text: Option<Arc<str>>,
     pub workflow_name: String,
     pub job_id: String,
     /// Unique among the run's job instances; names the job's directory.
