@@ -502,3 +502,43 @@ fn dry_run_and_validate_say_where_each_action_would_come_from() {
         "{text}"
     );
 }
+
+/// `actions/setup-node` takes an installed Node of the version asked for, puts its
+/// programs first on the PATH and global installs in the job's own prefix; a version the
+/// machine lacks fails the job naming those it has.
+#[test]
+fn setup_node_uses_an_installed_node_and_keeps_global_installs_in_the_job() {
+    let r = Repo::new();
+    r.workflow(
+        "ci.yml",
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - id: n\n        uses: actions/setup-node@v4\n        with:\n          node-version: 20.x\n          cache: npm\n      - run: |\n          echo \"node $(node --version) at $(command -v node)\"\n          echo \"prefix $(npm config get prefix)\"\n          echo \"output ${{ steps.n.outputs.node-version }}\"\n  b:\n    runs-on: x\n    steps:\n      - uses: actions/setup-node@v4\n        with:\n          node-version: '14'\n",
+    );
+    r.commit("init");
+    let run = r.run(&[]);
+    assert_eq!(run.conclusion("a"), "success", "{}", run.all());
+    let lines = run.lines_of("a");
+    let node = lines
+        .iter()
+        .find(|l| l.starts_with("node v20."))
+        .unwrap_or_else(|| panic!("{}", run.all()));
+    assert!(node.contains("/setup-node-20."), "{node}");
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("prefix ") && l.ends_with("/npm-global")),
+        "{}",
+        run.all()
+    );
+    assert!(
+        lines.iter().any(|l| l.starts_with("output v20.")),
+        "{}",
+        run.all()
+    );
+    assert_eq!(run.conclusion("b"), "failure", "{}", run.all());
+    assert!(
+        run.all()
+            .contains("Node 14 is not installed on this machine; found: "),
+        "{}",
+        run.all()
+    );
+}

@@ -7,9 +7,11 @@ mod checkout;
 mod codecov;
 pub(crate) mod fetch;
 mod local;
+mod node;
 mod python;
 pub(crate) mod registry;
 mod ssh_agent;
+mod versions;
 
 use std::path::PathBuf;
 
@@ -207,6 +209,7 @@ pub fn is_builtin(name: &str) -> bool {
         name,
         "actions/checkout"
             | "actions/setup-python"
+            | "actions/setup-node"
             | "actions/upload-artifact"
             | "actions/download-artifact"
             | "actions/cache"
@@ -281,6 +284,7 @@ pub(crate) async fn run(
     match name.as_str() {
         "actions/checkout" => checkout::run(state, &call).map(ok),
         "actions/setup-python" => python::run(state, &call).await.map(ok),
+        "actions/setup-node" => node::run(state, &call).await.map(ok),
         "actions/upload-artifact" => artifact::upload(state, &call, &version).map(ok),
         "actions/download-artifact" => artifact::download(state, &call, &version).map(ok),
         "actions/cache" | "actions/cache/restore" => {

@@ -4,7 +4,7 @@
 
 use std::path::{Path, PathBuf};
 
-use super::{ActionError, Call};
+use super::{ActionError, Call, versions};
 use crate::job::JobState;
 use crate::sink::Line;
 
@@ -73,16 +73,6 @@ async fn version_of(exe: &Path) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-/// `3.11` matches `3.11.7`; `3.x` matches any 3; `>=3.9` is not supported (exact prefixes).
-fn version_matches(spec: &str, version: &str) -> bool {
-    let spec = spec.trim().trim_start_matches('v');
-    let want: Vec<&str> = spec.split('.').collect();
-    let have: Vec<&str> = version.split('.').collect();
-    want.iter()
-        .enumerate()
-        .all(|(i, w)| *w == "x" || *w == "*" || have.get(i) == Some(w))
-}
-
 pub(super) async fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(), ActionError> {
     let mut spec = call.input("python-version");
     if spec.is_empty() {
@@ -129,14 +119,16 @@ pub(super) async fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(),
     for s in specs.iter().copied().chain(specs.is_empty().then_some("3")) {
         let best = found
             .iter()
-            .filter(|f| version_matches(s, &f.version))
-            .max_by(|a, b| compare_versions(&a.version, &b.version))
+            .filter(|f| versions::matches(s, &f.version))
+            .max_by(|a, b| versions::compare(&a.version, &b.version))
             .cloned();
         match best {
             Some(f) => chosen = Some(f),
             None => {
-                let versions: Vec<&str> = found.iter().map(|f| f.version.as_str()).collect();
-                return Err(ActionError::Failed(not_installed(s, versions)));
+                let have: Vec<&str> = found.iter().map(|f| f.version.as_str()).collect();
+                return Err(ActionError::Failed(versions::not_installed(
+                    "Python", s, have,
+                )));
             }
         }
     }
@@ -210,54 +202,4 @@ pub(super) async fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(),
         py.exe.display()
     )));
     Ok(())
-}
-
-/// What a job is told when no interpreter matches `spec`: the versions found, as versions
-/// (3.9 before 3.10).
-fn not_installed(spec: &str, mut versions: Vec<&str>) -> String {
-    versions.sort_unstable_by(|a, b| compare_versions(a, b));
-    versions.dedup();
-    format!(
-        "Python {spec} is not installed on this machine; found: {}",
-        if versions.is_empty() {
-            "none".to_owned()
-        } else {
-            versions.join(", ")
-        }
-    )
-}
-
-fn compare_versions(a: &str, b: &str) -> std::cmp::Ordering {
-    let parse = |v: &str| {
-        v.split('.')
-            .map(|p| p.parse::<u64>().unwrap_or(0))
-            .collect::<Vec<_>>()
-    };
-    parse(a).cmp(&parse(b))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_versions_found_are_listed_as_versions() {
-        assert_eq!(
-            not_installed("2.7", vec!["3.10.2", "3.9.18", "3.11.7", "3.9.18"]),
-            "Python 2.7 is not installed on this machine; found: 3.9.18, 3.10.2, 3.11.7"
-        );
-        assert_eq!(
-            not_installed("3.12", Vec::new()),
-            "Python 3.12 is not installed on this machine; found: none"
-        );
-    }
-
-    #[test]
-    fn version_specs() {
-        assert!(version_matches("3.11", "3.11.7"));
-        assert!(version_matches("3.x", "3.9.1"));
-        assert!(version_matches("3", "3.12.0"));
-        assert!(!version_matches("3.1", "3.11.7"));
-        assert!(!version_matches("3.10", "3.11.7"));
-    }
 }
