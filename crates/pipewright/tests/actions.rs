@@ -542,3 +542,51 @@ fn setup_node_uses_an_installed_node_and_keeps_global_installs_in_the_job() {
         run.all()
     );
 }
+
+/// `actions/setup-java` and `actions/setup-go` take an installed JDK or Go of the version
+/// asked for, and fail naming what the machine has when it lacks it.
+#[test]
+fn setup_java_and_go_use_installed_toolchains_or_say_what_there_is() {
+    let r = Repo::new();
+    r.workflow(
+        "ci.yml",
+        "on: push\njobs:\n  java:\n    runs-on: x\n    steps:\n      - id: j\n        uses: actions/setup-java@v4\n        with:\n          distribution: temurin\n          java-version: '17'\n          cache: maven\n      - run: |\n          echo \"output ${{ steps.j.outputs.version }}\"\n          echo \"home $JAVA_HOME\"\n          \"$JAVA_HOME/bin/java\" -version 2>&1 | head -1\n          java -version 2>&1 | head -1\n  nojava:\n    runs-on: x\n    steps:\n      - uses: actions/setup-java@v4\n        with:\n          distribution: temurin\n          java-version: '4'\n  go:\n    runs-on: x\n    steps:\n      - uses: actions/setup-go@v5\n        with:\n          go-version: '1.99'\n",
+    );
+    r.commit("init");
+    let run = r.run(&[]);
+    assert_eq!(run.conclusion("java"), "success", "{}", run.all());
+    let lines = run.lines_of("java");
+    assert!(
+        lines.iter().any(|l| l.starts_with("output 17.")),
+        "{}",
+        run.all()
+    );
+    let home = lines
+        .iter()
+        .find_map(|l| l.strip_prefix("home "))
+        .unwrap_or_else(|| panic!("{}", run.all()));
+    assert!(
+        std::path::Path::new(home).join("bin/java").is_file(),
+        "{home}"
+    );
+    assert_eq!(
+        lines.iter().filter(|l| l.contains("version \"17.")).count(),
+        2,
+        "{}",
+        run.all()
+    );
+    assert_eq!(run.conclusion("nojava"), "failure", "{}", run.all());
+    assert!(
+        run.all()
+            .contains("Java 4 is not installed on this machine; found: "),
+        "{}",
+        run.all()
+    );
+    assert_eq!(run.conclusion("go"), "failure", "{}", run.all());
+    assert!(
+        run.all()
+            .contains("Go 1.99 is not installed on this machine; found: "),
+        "{}",
+        run.all()
+    );
+}

@@ -11,6 +11,7 @@ mod node;
 mod python;
 pub(crate) mod registry;
 mod ssh_agent;
+mod toolchain;
 mod versions;
 
 use std::path::PathBuf;
@@ -210,6 +211,8 @@ pub fn is_builtin(name: &str) -> bool {
         "actions/checkout"
             | "actions/setup-python"
             | "actions/setup-node"
+            | "actions/setup-java"
+            | "actions/setup-go"
             | "actions/upload-artifact"
             | "actions/download-artifact"
             | "actions/cache"
@@ -285,6 +288,8 @@ pub(crate) async fn run(
         "actions/checkout" => checkout::run(state, &call).map(ok),
         "actions/setup-python" => python::run(state, &call).await.map(ok),
         "actions/setup-node" => node::run(state, &call).await.map(ok),
+        "actions/setup-java" => toolchain::java(state, &call).await.map(ok),
+        "actions/setup-go" => toolchain::go(state, &call).await.map(ok),
         "actions/upload-artifact" => artifact::upload(state, &call, &version).map(ok),
         "actions/download-artifact" => artifact::download(state, &call, &version).map(ok),
         "actions/cache" | "actions/cache/restore" => {
