@@ -561,3 +561,25 @@ fn a_server_s_run_calls_a_reusable_workflow_of_another_repository() {
     assert!(log.contains("shared says hello to the caller"), "{log}");
     assert!(log.contains("said yes"), "{log}");
 }
+
+/// The server's own runner takes any job, but not one for another operating system: that
+/// job fails saying so, instead of running on this machine.
+#[test]
+fn the_server_s_own_runner_fails_a_job_for_another_operating_system() {
+    let s = Server::start();
+    let work = s.commit(
+        "main",
+        "on: push\njobs:\n  win:\n    runs-on: windows-latest\n    steps:\n      - run: echo ran on this machine\n  linux:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ran on linux\n",
+    );
+    s.push(&work, "main");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    let run = s.wait_completed(id);
+    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    assert_eq!(run["conclusion"], "failure", "{run}\n{log}");
+    assert!(
+        log.contains("`windows-latest` asks for another operating system"),
+        "{log}"
+    );
+    assert!(!log.contains("ran on this machine"), "{log}");
+    assert!(log.contains("[linux] ran on linux"), "{log}");
+}

@@ -64,6 +64,10 @@ pub struct Site {
     /// The runner's action cache, read only: the job's remote actions were fetched into it.
     #[serde(default)]
     pub action_source: Option<engine::ActionSource>,
+    /// The runner takes any job (the label `*`, as a server's own runner): a job for another
+    /// operating system fails here, saying so, instead of running on this one.
+    #[serde(default)]
+    pub this_machine_only: bool,
 }
 
 /// Everything to run the job: its spec and run environment, from the lease and the source.
@@ -120,10 +124,11 @@ fn prepare(
         base_env: site.base_env.clone(),
         action_dirs: site.action_dirs.clone(),
         cache_dir: site.cache_dir.clone(),
-        // `actions/cache` entries are the server's, shared by every runner.
-        this_machine_only: false,
+        // A job for another operating system fails on a runner that takes any job.
+        this_machine_only: site.this_machine_only,
         images: site.images.clone(),
         action_source: site.action_source.clone(),
+        // `actions/cache` entries are the server's, shared by every runner.
         cache_store: Some(Arc::new(transfer::RemoteCache {
             client: client.clone(),
             lease: lease.clone(),

@@ -228,6 +228,7 @@ async fn run_in_slot(
             actions: config.actions.clone(),
             images: config.images.clone(),
             action_source: action_source.clone(),
+            this_machine_only: config.labels.iter().any(|l| l == "*"),
         };
         return Ok(run_here(client, workflows, &site, lease, tar, sink, cancel).await);
     };
@@ -277,6 +278,7 @@ async fn run_in_slot(
         actions: config.actions.clone(),
         images: config.images.clone(),
         action_source,
+        this_machine_only: config.labels.iter().any(|l| l == "*"),
     };
     // The workflow's text as this runner read it (once per commit): the job's process
     // need not read the archive again.
