@@ -590,3 +590,58 @@ fn setup_java_and_go_use_installed_toolchains_or_say_what_there_is() {
         run.all()
     );
 }
+
+/// A remote (here vendored) Node action's `pre` runs as the job starts, before the first
+/// step, in the steps' order, as GitHub runs it; one its `pre-if` skips does not run later.
+#[test]
+fn a_remote_node_action_s_pre_runs_as_the_job_starts() {
+    let r = Repo::new();
+    let pre = "const fs = require('fs');\nfs.appendFileSync(process.env.GITHUB_STATE, `token=t-${process.env.INPUT_WHO}\\n`);\nfs.appendFileSync(process.env.GITHUB_ENV, `FROM_PRE_${process.env.INPUT_WHO}=yes\\n`);\nconsole.log(`pre ${process.env.INPUT_WHO}`);\n";
+    let main = "console.log(`main ${process.env.INPUT_WHO} sees ${process.env.STATE_token}`);\n";
+    let post = "console.log(`post ${process.env.INPUT_WHO} sees ${process.env.STATE_token}`);\n";
+    for (dir, pre_if) in [
+        ("n@v1", ""),
+        ("guarded@v1", "  pre-if: runner.os == 'Windows'\n"),
+    ] {
+        let d = format!(".pipewright/actions/acme/{dir}");
+        r.file(
+            &format!("{d}/action.yml"),
+            &format!("name: n\ninputs:\n  who:\n    default: nobody\nruns:\n  using: node20\n  pre: pre.js\n{pre_if}  main: main.js\n  post: post.js\n"),
+        );
+        r.file(&format!("{d}/pre.js"), pre);
+        r.file(&format!("{d}/main.js"), main);
+        r.file(&format!("{d}/post.js"), post);
+    }
+    r.workflow(
+        "ci.yml",
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: echo \"first step sees $FROM_PRE_first\"\n      - uses: acme/n@v1\n        with:\n          who: first\n      - uses: acme/n@v1\n        with:\n          who: second\n      - uses: acme/guarded@v1\n",
+    );
+    r.commit("init");
+    let run = r.run(&[]);
+    run.assert_code(0);
+    let lines: Vec<String> = run
+        .lines_of("a")
+        .into_iter()
+        .filter(|l| {
+            ["pre ", "main ", "post ", "first step"]
+                .iter()
+                .any(|p| l.starts_with(p))
+        })
+        .collect();
+    assert_eq!(
+        lines,
+        [
+            "pre first",
+            "pre second",
+            "first step sees yes",
+            "main first sees t-first",
+            "main second sees t-second",
+            "main nobody sees undefined",
+            "post nobody sees undefined",
+            "post second sees t-second",
+            "post first sees t-first",
+        ],
+        "{}",
+        run.all()
+    );
+}

@@ -12,7 +12,7 @@ use crate::job::{JobState, PostCondition};
 use crate::process::{Exit, Spawn};
 use crate::report::Conclusion;
 
-fn load(dir: &Path) -> Result<Action, ActionError> {
+pub(crate) fn load(dir: &Path) -> Result<Action, ActionError> {
     let file = ["action.yml", "action.yaml"]
         .iter()
         .map(|n| dir.join(n))
@@ -71,6 +71,46 @@ fn inputs(state: &JobState<'_>, action: &Action, call: &Call<'_>) -> Result<Map,
     Ok(out)
 }
 
+/// A Node action's `pre` as the job starts: `None` when the action has none (or is not a
+/// Node action); else whether it ran (`pre-if` may skip it) and how it ended, and the
+/// `STATE_*` it saved.
+pub(crate) async fn pre_at_start(
+    state: &mut JobState<'_>,
+    call: &Call<'_>,
+    dir: &Path,
+    cancel: &CancellationToken,
+) -> Result<Option<(Option<Exit>, Map)>, ActionError> {
+    let action = load(dir)?;
+    let Runs::Node {
+        pre: Some(pre),
+        pre_if,
+        using,
+        ..
+    } = &action.runs
+    else {
+        return Ok(None);
+    };
+    let wanted = pre_if
+        .as_deref()
+        .map_or(Ok(true), |c| state.condition(c, "`pre-if`"))
+        .map_err(|e| ActionError::Failed(e.to_string()))?;
+    if !wanted {
+        return Ok(Some((None, Map::new())));
+    }
+    if !crate::job::which("node", &state.run.base_env) {
+        return Err(ActionError::Failed(format!(
+            "`{}` is a Node action ({using}) and `node` is not installed",
+            call.uses
+        )));
+    }
+    let inputs = inputs(state, &action, call)?;
+    let env_ctx = super::input_env(&call.env, &inputs);
+    let exit = node(state, dir, pre, &env_ctx, call, cancel).await?;
+    let mut saved = Map::new();
+    take_state(call.files, &mut saved)?;
+    Ok(Some((Some(exit), saved)))
+}
+
 pub(super) async fn run(
     state: &mut JobState<'_>,
     call: &Call<'_>,
@@ -96,9 +136,17 @@ pub(super) async fn run(
                 )));
             }
             let mut env_ctx = super::input_env(&call.env, &inputs);
-            // `pre` runs just before `main` (GitHub runs it as the job starts); what it
-            // saves with GITHUB_STATE reaches `main` and `post` as STATE_*.
-            if let Some(pre) = pre
+            // `pre` ran (or was skipped by its `pre-if`) as the job started; what it saved
+            // with GITHUB_STATE reaches `main` and `post` as STATE_*.
+            let dealt_with = call.step.and_then(|i| state.pre_state.remove(&i));
+            let pre_now = dealt_with.is_none();
+            if let Some(saved) = dealt_with {
+                env_ctx.extend(saved);
+            }
+            // Otherwise (a local action, not there when the job started; one inside a
+            // composite) it runs just before `main`.
+            if pre_now
+                && let Some(pre) = pre
                 && pre_if
                     .as_deref()
                     .map_or(Ok(true), |c| state.condition(c, "`pre-if`"))

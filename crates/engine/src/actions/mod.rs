@@ -6,7 +6,7 @@ pub(crate) mod cache;
 mod checkout;
 mod codecov;
 pub(crate) mod fetch;
-mod local;
+pub(crate) mod local;
 mod node;
 mod python;
 pub(crate) mod registry;
@@ -30,6 +30,8 @@ pub(crate) struct Call<'a> {
     pub(crate) env: Map,
     pub(crate) files: &'a FileCommands,
     pub(crate) deadline: Option<tokio::time::Instant>,
+    /// The job step it is (its index), for a `uses:` step of the job itself.
+    pub(crate) step: Option<usize>,
 }
 
 impl Call<'_> {
@@ -304,78 +306,93 @@ pub(crate) async fn run(
             if let Some(action) = state.run.actions.get(&name) {
                 return registered(state, &call, action).await.map(ok);
             }
-            // A copy placed for offline use: <dir>/<owner>/<repo>@<ref>/[path].
-            let (repo_path, r) = uses.split_once('@').unwrap_or((&uses, ""));
-            let mut parts = repo_path.splitn(3, '/');
-            let (owner, repo, sub) = (
-                parts.next().unwrap_or_default(),
-                parts.next().unwrap_or_default(),
-                parts.next().unwrap_or_default(),
-            );
-            let candidates: Vec<PathBuf> = state
-                .run
-                .action_dirs
-                .iter()
-                .map(|d| d.join(owner).join(format!("{repo}@{r}")).join(sub))
-                .collect();
-            if let Some(dir) = candidates
-                .iter()
-                .find(|d| d.join("action.yml").is_file() || d.join("action.yaml").is_file())
-            {
-                let dir = dir.clone();
-                return local::run(state, &call, &dir, cancel).await;
+            match remote_dir(state, &uses).await? {
+                Some(dir) => local::run(state, &call, &dir, cancel).await,
+                None => Err(ActionError::NotFound {
+                    uses,
+                    dirs: state
+                        .run
+                        .action_dirs
+                        .iter()
+                        .map(|d| d.display().to_string())
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                }),
             }
-            if let Some(source) = state.run.action_source.clone() {
-                let (o, rp, rf) = (owner.to_owned(), repo.to_owned(), r.to_owned());
-                let dirs = state
-                    .run
-                    .action_dirs
-                    .iter()
-                    .map(|d| d.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", ");
-                let (root, fetched) =
-                    tokio::task::spawn_blocking(move || fetch::fetch(&source, &o, &rp, &rf))
-                        .await
-                        .map_err(|e| ActionError::Failed(e.to_string()))?
-                        .map_err(|e| {
-                            ActionError::Failed(format!(
-                                "{e}; nor is there a copy in {dirs} (as <owner>/<repo>@<ref>/ with its action.yml)"
-                            ))
-                        })?;
-                let commit = root
-                    .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
-                    .unwrap_or_default();
-                let how = if fetched { "fetched" } else { "from the cache" };
-                state.log(crate::sink::Line::Output(format!(
-                    "{owner}/{repo}@{r}: commit {commit} ({how})"
-                )));
-                let dir = root.join(sub);
-                if !dir.join("action.yml").is_file() && !dir.join("action.yaml").is_file() {
-                    return Err(ActionError::Failed(format!(
-                        "`{uses}`: {owner}/{repo} has no action.yml{}",
-                        if sub.is_empty() {
-                            String::new()
-                        } else {
-                            format!(" in {sub}")
-                        }
-                    )));
-                }
-                return local::run(state, &call, &dir, cancel).await;
-            }
-            Err(ActionError::NotFound {
-                uses,
-                dirs: state
-                    .run
-                    .action_dirs
-                    .iter()
-                    .map(|d| d.display().to_string())
-                    .collect::<Vec<_>>()
-                    .join(", "),
-            })
         }
     }
+}
+
+/// The directory of a remote action (`owner/repo[/path]@ref`): a copy placed for offline
+/// use (`<dir>/<owner>/<repo>@<ref>/[path]`), else fetched from the run's source (the commit
+/// said in the log); `None` when there is neither.
+pub(crate) async fn remote_dir(
+    state: &mut JobState<'_>,
+    uses: &str,
+) -> Result<Option<PathBuf>, ActionError> {
+    if let Some(dir) = state.resolved.get(uses) {
+        return Ok(Some(dir.clone()));
+    }
+    let (repo_path, r) = uses.split_once('@').unwrap_or((uses, ""));
+    let mut parts = repo_path.splitn(3, '/');
+    let (owner, repo, sub) = (
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+        parts.next().unwrap_or_default(),
+    );
+    let candidates: Vec<PathBuf> = state
+        .run
+        .action_dirs
+        .iter()
+        .map(|d| d.join(owner).join(format!("{repo}@{r}")).join(sub))
+        .collect();
+    if let Some(dir) = candidates
+        .iter()
+        .find(|d| d.join("action.yml").is_file() || d.join("action.yaml").is_file())
+    {
+        state.resolved.insert(uses.to_owned(), dir.clone());
+        return Ok(Some(dir.clone()));
+    }
+    let Some(source) = state.run.action_source.clone() else {
+        return Ok(None);
+    };
+    let (o, rp, rf) = (owner.to_owned(), repo.to_owned(), r.to_owned());
+    let dirs = state
+        .run
+        .action_dirs
+        .iter()
+        .map(|d| d.display().to_string())
+        .collect::<Vec<_>>()
+        .join(", ");
+    let (root, fetched) = tokio::task::spawn_blocking(move || fetch::fetch(&source, &o, &rp, &rf))
+        .await
+        .map_err(|e| ActionError::Failed(e.to_string()))?
+        .map_err(|e| {
+            ActionError::Failed(format!(
+                "{e}; nor is there a copy in {dirs} (as <owner>/<repo>@<ref>/ with its action.yml)"
+            ))
+        })?;
+    let commit = root
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let how = if fetched { "fetched" } else { "from the cache" };
+    state.log(crate::sink::Line::Output(format!(
+        "{owner}/{repo}@{r}: commit {commit} ({how})"
+    )));
+    let dir = root.join(sub);
+    if !dir.join("action.yml").is_file() && !dir.join("action.yaml").is_file() {
+        return Err(ActionError::Failed(format!(
+            "`{uses}`: {owner}/{repo} has no action.yml{}",
+            if sub.is_empty() {
+                String::new()
+            } else {
+                format!(" in {sub}")
+            }
+        )));
+    }
+    state.resolved.insert(uses.to_owned(), dir.clone());
+    Ok(Some(dir))
 }
 
 /// Runs an action given to the engine ([`registry::Actions`]): its log lines go to the job's

@@ -13,6 +13,7 @@ mod context;
 mod file_commands;
 mod finish;
 mod log;
+mod pre;
 mod step;
 
 use std::path::PathBuf;
@@ -141,6 +142,11 @@ pub(crate) struct JobState<'a> {
     pub(crate) step_counter: usize,
     pub(crate) process_groups: Vec<i32>,
     pub(crate) posts: Vec<PostStep>,
+    /// The job's steps whose action's `pre` was dealt with as the job started (run, or
+    /// skipped by its `pre-if`), by step index: the `STATE_*` it saved, for `main` and `post`.
+    pub(crate) pre_state: std::collections::HashMap<usize, expr::Map>,
+    /// Remote actions' directories, by `uses`, once resolved (fetched once a job).
+    pub(crate) resolved: std::collections::HashMap<String, PathBuf>,
     pub(crate) coverage: Option<f64>,
     /// What the steps wrote to `GITHUB_STEP_SUMMARY`, masked.
     pub(crate) summary: String,
@@ -193,6 +199,8 @@ pub async fn run_job(
         step_counter: 0,
         process_groups: Vec::new(),
         posts: Vec::new(),
+        pre_state: std::collections::HashMap::new(),
+        resolved: std::collections::HashMap::new(),
         coverage: None,
         summary: String::new(),
         job_ctx: Map::new(),
@@ -392,6 +400,7 @@ async fn prepare_and_run(
         })
     };
     let mut timed_out = false;
+    pre::run(state, &job.steps, &job_cancel).await;
     for (index, step) in job.steps.iter().enumerate() {
         if job_cancel.is_cancelled() && !cancel.is_cancelled() && !timed_out {
             timed_out = true;

@@ -97,7 +97,7 @@ pub(crate) async fn run_step(
     } else {
         cancel
     };
-    let (outcome, outputs) = match execute_step(state, step, step_cancel).await {
+    let (outcome, outputs) = match execute_step(state, step, index, step_cancel).await {
         Ok((o, outputs)) => (o, outputs),
         Err(msg) => {
             state.error(msg.to_string());
@@ -151,6 +151,7 @@ fn record_step(state: &mut JobState<'_>, id: &str, report: &StepReport, outputs:
 async fn execute_step(
     state: &mut JobState<'_>,
     step: &Step,
+    index: usize,
     cancel: &CancellationToken,
 ) -> Result<(Conclusion, Map), JobError> {
     let host = actions::HashFiles(state.workspace.clone());
@@ -250,6 +251,7 @@ async fn execute_step(
             env: env_ctx.clone(),
             files: &files,
             deadline,
+            step: Some(index),
         };
         match actions::run(state, call, cancel).await {
             Ok(exit) => exit,
