@@ -8,7 +8,6 @@ mod client_cmd;
 mod console;
 mod deploy_cmd;
 mod notify_cmd;
-mod payload;
 mod repo;
 mod run_cmd;
 mod runner_cmd;

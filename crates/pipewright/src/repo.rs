@@ -18,14 +18,7 @@ fn git(dir: &Path, args: &[&str]) -> Option<String> {
         .then(|| String::from_utf8_lossy(&out.stdout).trim().to_owned())
 }
 
-/// What an event payload tells of a commit.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub(crate) struct CommitInfo {
-    pub(crate) message: String,
-    pub(crate) author_name: String,
-    pub(crate) author_email: String,
-    pub(crate) timestamp: String,
-}
+pub(crate) use workflow::payload::CommitInfo;
 
 /// A git work tree, with what one `git rev-parse` tells about it.
 #[derive(Debug, Clone)]

@@ -142,7 +142,7 @@ fn event_info(args: &RunArgs, repo: &Repo, sha: &str, need_paths: bool) -> Resul
             String::new()
         };
         let actor = actor();
-        payload = crate::payload::payload(&crate::payload::Facts {
+        payload = workflow::payload::payload(&workflow::payload::Facts {
             event: &name,
             full_name: &full_name,
             default_branch: &default_branch,

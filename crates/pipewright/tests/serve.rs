@@ -896,3 +896,31 @@ jobs:
         "{log}"
     );
 }
+
+/// A push through the server's git hook gets the payload fields GitHub's webhooks have:
+/// the repository's owner and default branch, the sender, the head commit.
+#[test]
+fn a_pushed_run_sees_the_payload_fields_github_s_webhooks_have() {
+    let s = Server::start();
+    let work = s.commit(
+        "feature",
+        "on: push\njobs:\n  a:\n    runs-on: x\n    steps:\n      - run: |\n          echo \"default ${{ github.event.repository.default_branch }}\"\n          echo \"owner ${{ github.event.repository.owner.login }}\"\n          echo \"name ${{ github.event.repository.name }}\"\n          echo \"head ${{ github.event.head_commit.message }} by ${{ github.event.head_commit.author.email }}\"\n          echo \"ref ${{ github.event.ref }} after ${{ github.event.after }}\"\n          echo \"sender ${{ github.event.sender.login }}\"\n",
+    );
+    s.push(&work, "feature");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    let run = s.wait_completed(id);
+    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    assert_eq!(run["conclusion"], "success", "{log}");
+    let sha = git(&work, &["rev-parse", "HEAD"]);
+    let email = git(&work, &["log", "-1", "--format=%ae"]);
+    for want in [
+        "[a] default main".to_owned(),
+        "[a] owner acme".to_owned(),
+        "[a] name app".to_owned(),
+        format!("[a] head change by {}", email.trim()),
+        format!("[a] ref refs/heads/feature after {}", sha.trim()),
+        "[a] sender pipewright".to_owned(),
+    ] {
+        assert!(log.contains(&want), "{want}\n{log}");
+    }
+}

@@ -55,6 +55,31 @@ pub(crate) fn author(repo: &Path, sha: &str) -> Option<(String, String)> {
     Some((author.to_owned(), subject.to_owned()))
 }
 
+/// What a payload tells of commit `sha` (checked to be a commit id).
+pub(crate) fn commit_info(repo: &Path, sha: &str) -> Option<workflow::payload::CommitInfo> {
+    if !is_commit_id(sha) {
+        return None;
+    }
+    let out = git(
+        repo,
+        &[
+            "show",
+            "-s",
+            "--format=%s%x00%an%x00%ae%x00%cI",
+            "--end-of-options",
+            sha,
+        ],
+    )
+    .ok()?;
+    let mut f = out.trim_end().split('\0').map(str::to_owned);
+    Some(workflow::payload::CommitInfo {
+        message: f.next()?,
+        author_name: f.next()?,
+        author_email: f.next()?,
+        timestamp: f.next()?,
+    })
+}
+
 /// The commit a revision names.
 pub fn resolve(repo: &Path, rev: &str) -> Result<String, GitError> {
     if let Some(sha) = read_branch(repo, rev) {

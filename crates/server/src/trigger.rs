@@ -87,6 +87,56 @@ pub enum TriggerError {
     },
 }
 
+/// The event with what its payload lacks of the fields GitHub's webhooks have (the
+/// repository's `default_branch` and owner, the sender, a push's `head_commit`, a pull
+/// request's head and base with their repositories): a push through the server's git hook
+/// or a poll has only `ref`, `before`, `after`; a real delivery keeps everything it has.
+fn complete_payload(repo: &RepoConfig, event: &Event) -> Event {
+    // The commit's message and author, read only where the payload would lack them.
+    let lacks = |key: &str| event.payload.get(key).is_none();
+    let needs_commit = match event.name.as_str() {
+        "push" => lacks("head_commit"),
+        "pull_request" | "pull_request_target" => lacks("pull_request"),
+        _ => false,
+    };
+    let commit = if needs_commit {
+        git::commit_info(&repo.path, &event.sha).unwrap_or_default()
+    } else {
+        workflow::payload::CommitInfo::default()
+    };
+    let branch = |r: &str| r.strip_prefix("refs/heads/").unwrap_or(r).to_owned();
+    let head_ref = event
+        .head_ref
+        .clone()
+        .unwrap_or_else(|| branch(&event.git_ref));
+    let base_ref = event.base_ref.clone().unwrap_or_default();
+    let actor = event
+        .payload
+        .pointer("/sender/login")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or(crate::executor::NO_ACTOR)
+        .to_owned();
+    let defaults = workflow::payload::payload(&workflow::payload::Facts {
+        event: &event.name,
+        full_name: &repo.name,
+        default_branch: &repo.default_branch,
+        actor: &actor,
+        sha: &event.sha,
+        git_ref: &event.git_ref,
+        head_ref: &head_ref,
+        base_ref: &base_ref,
+        base_sha: "",
+        action: event.action.as_deref(),
+        commit: &commit,
+    });
+    let mut out = event.clone();
+    if !out.payload.is_object() {
+        out.payload = serde_json::Value::Object(serde_json::Map::new());
+    }
+    workflow::payload::fill_missing(&mut out.payload, defaults);
+    out
+}
+
 /// Queues the runs `event` fires in `repo` (all in one transaction); returns their ids.
 pub fn enqueue(
     store: &store::Store,
@@ -126,6 +176,7 @@ pub fn plan(repo: &RepoConfig, event: &Event) -> Result<Vec<store::NewRun>, Trig
         action: event.action.clone(),
         changed_paths: changed.map(|c| c.to_vec()),
     };
+    let event = &complete_payload(repo, event);
     let event_json = serde_json::to_string(event).unwrap_or_default();
     let mut runs = Vec::new();
     for (path, text) in files.iter() {

@@ -16,6 +16,7 @@ pub mod eval;
 pub mod inputs;
 pub mod model;
 mod parse;
+pub mod payload;
 mod render;
 mod triggers;
 mod validate;

@@ -1,31 +1,41 @@
-//! The event payload `pipewright run` makes when none is given (`--event-path`): the fields
-//! GitHub's webhooks have that workflows read (`github.event.repository.default_branch`,
-//! `pull_request.head.repo.full_name`, `sender.login`, `head_commit.message`, ...), filled
-//! from the local repository. Pure: the caller gathers the facts.
+//! Event payloads with the fields GitHub's webhooks have that workflows read
+//! (`github.event.repository.default_branch`, `pull_request.head.repo.full_name`,
+//! `sender.login`, `head_commit.message`, ...): what `pipewright run` makes when no payload
+//! is given, and what a server adds to the payloads it makes itself (a push through its git
+//! hook or a poll) or was given without them. Pure: the caller gathers the facts.
 
 use serde_json::{Value, json};
 
-use crate::repo::CommitInfo;
+/// A commit as a payload describes it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CommitInfo {
+    /// The subject line.
+    pub message: String,
+    pub author_name: String,
+    pub author_email: String,
+    /// RFC 3339.
+    pub timestamp: String,
+}
 
 /// What a payload is made from.
-pub(crate) struct Facts<'a> {
-    pub(crate) event: &'a str,
+pub struct Facts<'a> {
+    pub event: &'a str,
     /// `owner/name`.
-    pub(crate) full_name: &'a str,
-    pub(crate) default_branch: &'a str,
-    pub(crate) actor: &'a str,
-    pub(crate) sha: &'a str,
-    pub(crate) git_ref: &'a str,
-    pub(crate) head_ref: &'a str,
-    pub(crate) base_ref: &'a str,
+    pub full_name: &'a str,
+    pub default_branch: &'a str,
+    pub actor: &'a str,
+    pub sha: &'a str,
+    pub git_ref: &'a str,
+    pub head_ref: &'a str,
+    pub base_ref: &'a str,
     /// The base branch's commit, for a pull request.
-    pub(crate) base_sha: &'a str,
-    pub(crate) action: Option<&'a str>,
-    pub(crate) commit: &'a CommitInfo,
+    pub base_sha: &'a str,
+    pub action: Option<&'a str>,
+    pub commit: &'a CommitInfo,
 }
 
 /// The payload of `f.event`, with the repository and sender every webhook has.
-pub(crate) fn payload(f: &Facts<'_>) -> Value {
+pub fn payload(f: &Facts<'_>) -> Value {
     let (owner, name) = f
         .full_name
         .split_once('/')
@@ -112,6 +122,21 @@ pub(crate) fn payload(f: &Facts<'_>) -> Value {
     }
 }
 
+/// Adds to `target` what it lacks of `defaults`, key by key, into nested objects: what a
+/// payload has is kept, a `null` too (GitHub sends `head.repo: null` for a deleted fork).
+pub fn fill_missing(target: &mut Value, defaults: Value) {
+    if let (Value::Object(t), Value::Object(d)) = (target, defaults) {
+        for (k, v) in d {
+            match t.get_mut(&k) {
+                Some(existing) => fill_missing(existing, v),
+                None => {
+                    t.insert(k, v);
+                }
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,6 +177,14 @@ mod tests {
         assert_eq!(pr["pull_request"]["head"]["repo"]["full_name"], "acme/app");
         assert_eq!(pr["pull_request"]["base"]["sha"], "def456");
         assert_eq!(pr["pull_request"]["head"]["label"], "acme:feature");
+        let mut given =
+            json!({"ref": "refs/heads/x", "repository": {"full_name": "acme/app"}, "sender": null});
+        fill_missing(&mut given, payload(&facts("push", &c)));
+        assert_eq!(given["ref"], "refs/heads/x");
+        assert_eq!(given["sender"], Value::Null);
+        assert_eq!(given["repository"]["name"], "app");
+        assert_eq!(given["repository"]["default_branch"], "main");
+        assert_eq!(given["head_commit"]["message"], "Fix the login");
         let other = payload(&facts("release", &c));
         assert_eq!(other["repository"]["name"], "app");
         assert_eq!(other["sender"]["type"], "User");
