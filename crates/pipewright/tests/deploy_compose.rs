@@ -5,6 +5,7 @@
 
 mod common;
 mod deploy_support;
+mod serve_support;
 
 use std::path::PathBuf;
 
@@ -245,4 +246,58 @@ fn a_compose_file_with_errors_or_a_missing_image_fails_before_anything_changes()
     let h = app.history();
     assert!(h[1..].iter().all(|e| e["result"] == "failed"), "{h:?}");
     assert!(served(&app).unwrap().contains("1.0.0"));
+}
+
+/// A Compose deploy is recorded on a server like any other: its outcome, its release.
+#[test]
+fn a_compose_deploy_is_recorded_on_the_server_with_its_outcome() {
+    let (app, _stack) = compose_app();
+    let s = serve_support::Server::start();
+    let deploy = |version: &str, cmd: Option<&str>| {
+        let dir = artifact(&app, version, cmd);
+        app.pipewright()
+            .args(["deploy", "staging", "--artifact", dir.to_str().unwrap()])
+            .args([
+                "--version",
+                version,
+                "--server",
+                &s.url,
+                "--repo",
+                "acme/app",
+            ])
+            .env("PIPEWRIGHT_TOKEN", serve_support::TOKEN)
+            .output()
+            .unwrap()
+    };
+    let out = deploy("v1", None);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("recorded on"), "{err}");
+    let out = deploy("v2", Some(r#"["sh", "-c", "exit 4"]"#));
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let (status, body) = serve_support::request_bytes(
+        &s.url,
+        "GET",
+        "/api/v1/environments/acme%2Fapp/staging/deployments",
+        &[("Authorization", format!("Bearer {}", serve_support::TOKEN))],
+        b"",
+    );
+    let text = String::from_utf8_lossy(&body);
+    assert_eq!(status, 200, "{text}");
+    let list: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let deployments = list["deployments"].as_array().unwrap();
+    let by_version = |v: &str| {
+        deployments
+            .iter()
+            .find(|d| d["version"] == v)
+            .unwrap_or_else(|| panic!("{v} in {text}"))
+    };
+    assert_eq!(by_version("v1")["status"], "deployed", "{text}");
+    assert_eq!(by_version("v2")["status"], "rolled_back", "{text}");
+    assert!(served(&app).unwrap().contains("v1"));
 }
