@@ -388,18 +388,7 @@ fn node_actions_run_pre_main_and_post_with_their_state() {
 #[test]
 fn reusable_workflows_of_other_repositories_are_fetched() {
     let hub = tempfile::tempdir().unwrap();
-    let shared = hub.path().join("acme/shared");
-    std::fs::create_dir_all(shared.join(".github/workflows")).unwrap();
-    std::fs::write(
-        shared.join(".github/workflows/greet.yml"),
-        "on:\n  workflow_call:\n    inputs:\n      who:\n        type: string\n        required: true\n    outputs:\n      said:\n        value: ${{ jobs.hello.outputs.said }}\njobs:\n  hello:\n    runs-on: x\n    outputs:\n      said: ${{ steps.s.outputs.said }}\n    steps:\n      - id: s\n        run: |\n          echo \"shared says hello to ${{ inputs.who }}\"\n          echo said=yes >> $GITHUB_OUTPUT\n",
-    )
-    .unwrap();
-    let git = |args: &[&str]| common::git(&shared, args);
-    git(&["init", "-q", "-b", "main"]);
-    git(&["add", "-A"]);
-    git(&["commit", "-q", "-m", "shared"]);
-    git(&["tag", "v1"]);
+    common::reusable_greet(hub.path());
     let r = Repo::new();
     r.workflow(
         "ci.yml",
@@ -425,18 +414,15 @@ fn reusable_workflows_of_other_repositories_are_fetched() {
 #[test]
 fn dry_run_and_validate_say_where_each_action_would_come_from() {
     let hub = tempfile::tempdir().unwrap();
-    let action = hub.path().join("acme/greet");
-    std::fs::create_dir_all(&action).unwrap();
-    std::fs::write(
-        action.join("action.yml"),
-        "name: greet\nruns:\n  using: composite\n  steps:\n    - shell: sh\n      run: echo hi\n",
-    )
-    .unwrap();
-    common::git(&action, &["init", "-q", "-b", "main"]);
-    common::git(&action, &["add", "-A"]);
-    common::git(&action, &["commit", "-q", "-m", "greet"]);
-    common::git(&action, &["tag", "v1"]);
-    let commit = common::git(&action, &["rev-parse", "HEAD"]);
+    let commit = common::hub_repo(
+        hub.path(),
+        "acme/greet",
+        &[(
+            "action.yml",
+            "name: greet\nruns:\n  using: composite\n  steps:\n    - shell: sh\n      run: echo hi\n",
+        )],
+        "v1",
+    );
     let r = Repo::new();
     r.file(
         ".pipewright/actions/acme/vendored@v2/action.yml",

@@ -524,21 +524,7 @@ fn the_server_s_own_runner_runs_a_label_s_jobs_in_its_configured_image() {
 #[test]
 fn a_server_s_run_calls_a_reusable_workflow_of_another_repository() {
     let hub = tempfile::tempdir().unwrap();
-    let shared = hub.path().join("acme/shared");
-    std::fs::create_dir_all(shared.join(".github/workflows")).unwrap();
-    std::fs::write(
-        shared.join(".github/workflows/greet.yml"),
-        "on:\n  workflow_call:\n    inputs:\n      who:\n        type: string\n        required: true\n    outputs:\n      said:\n        value: ${{ jobs.hello.outputs.said }}\njobs:\n  hello:\n    runs-on: x\n    outputs:\n      said: ${{ steps.s.outputs.said }}\n    steps:\n      - id: s\n        run: |\n          echo \"shared says hello to ${{ inputs.who }}\"\n          echo said=yes >> $GITHUB_OUTPUT\n",
-    )
-    .unwrap();
-    for args in [
-        &["init", "-q", "-b", "main"][..],
-        &["add", "-A"],
-        &["commit", "-q", "-m", "shared"],
-        &["tag", "v1"],
-    ] {
-        common::git(&shared, args);
-    }
+    common::reusable_greet(hub.path());
     let url = format!("file://{}", hub.path().display());
     let s = Server::start_repos_env(
         |d| {

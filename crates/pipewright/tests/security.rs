@@ -1479,17 +1479,15 @@ fn action_hub() -> tempfile::TempDir {
         ),
         ("greet", "    - uses: acme/inner@v1\n"),
     ] {
-        let dir = hub.path().join("acme").join(name);
-        std::fs::create_dir_all(&dir).unwrap();
-        std::fs::write(
-            dir.join("action.yml"),
-            format!("name: {name}\nruns:\n  using: composite\n  steps:\n{step}"),
-        )
-        .unwrap();
-        git(&dir, &["init", "-q", "-b", "main"]);
-        git(&dir, &["add", "-A"]);
-        git(&dir, &["commit", "-q", "-m", name]);
-        git(&dir, &["tag", "v1"]);
+        common::hub_repo(
+            hub.path(),
+            &format!("acme/{name}"),
+            &[(
+                "action.yml",
+                &format!("name: {name}\nruns:\n  using: composite\n  steps:\n{step}"),
+            )],
+            "v1",
+        );
     }
     hub
 }

@@ -37,22 +37,8 @@ fn git(repo: &Path, args: &[&str]) -> Result<String, GitError> {
 
 /// The author (`Name <email>`) and subject of commit `sha` (checked to be a commit id).
 pub(crate) fn author(repo: &Path, sha: &str) -> Option<(String, String)> {
-    if !is_commit_id(sha) {
-        return None;
-    }
-    let out = git(
-        repo,
-        &[
-            "show",
-            "-s",
-            "--format=%an <%ae>%x00%s",
-            "--end-of-options",
-            sha,
-        ],
-    )
-    .ok()?;
-    let (author, subject) = out.trim_end().split_once('\0')?;
-    Some((author.to_owned(), subject.to_owned()))
+    let c = commit_info(repo, sha)?;
+    Some((format!("{} <{}>", c.author_name, c.author_email), c.message))
 }
 
 /// What a payload tells of commit `sha` (checked to be a commit id).

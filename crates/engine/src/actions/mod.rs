@@ -78,6 +78,15 @@ impl Call<'_> {
         append_kv(&self.files.output, name, value)
     }
 
+    /// A tool's cache kept across runs: `dir` made, named by the variable `var`, and the
+    /// `cache-hit` output saying whether it held anything yet.
+    pub(crate) fn keep_cache(&self, dir: &std::path::Path, var: &str) -> Result<(), ActionError> {
+        std::fs::create_dir_all(dir).map_err(|e| ActionError::io(dir.display().to_string(), e))?;
+        self.set_env(var, &dir.display().to_string())?;
+        let hit = dir.read_dir().is_ok_and(|mut d| d.next().is_some());
+        self.set_output("cache-hit", if hit { "true" } else { "false" })
+    }
+
     pub(crate) fn set_env(&self, name: &str, value: &str) -> Result<(), ActionError> {
         append_kv(&self.files.env, name, value)
     }

@@ -142,18 +142,7 @@ pub(super) async fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(),
     match call.input("cache").as_str() {
         "" => {}
         "npm" | "yarn" | "pnpm" => {
-            let dir = state.run.cache_dir.join("npm");
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| ActionError::io(dir.display().to_string(), e))?;
-            call.set_env("NPM_CONFIG_CACHE", &dir.display().to_string())?;
-            call.set_output(
-                "cache-hit",
-                if dir.read_dir().is_ok_and(|mut d| d.next().is_some()) {
-                    "true"
-                } else {
-                    "false"
-                },
-            )?;
+            call.keep_cache(&state.run.cache_dir.join("npm"), "NPM_CONFIG_CACHE")?;
         }
         other => {
             return Err(ActionError::Failed(format!(

@@ -179,17 +179,7 @@ pub(super) async fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(),
     call.set_output("python-version", &py.version)?;
     call.set_output("python-path", &venv_python.display().to_string())?;
     if call.input("cache") == "pip" {
-        let dir = state.run.cache_dir.join("pip");
-        std::fs::create_dir_all(&dir).map_err(|e| ActionError::io(dir.display().to_string(), e))?;
-        call.set_env("PIP_CACHE_DIR", &dir.display().to_string())?;
-        call.set_output(
-            "cache-hit",
-            if dir.read_dir().is_ok_and(|mut d| d.next().is_some()) {
-                "true"
-            } else {
-                "false"
-            },
-        )?;
+        call.keep_cache(&state.run.cache_dir.join("pip"), "PIP_CACHE_DIR")?;
     } else if !call.input("cache").is_empty() {
         return Err(ActionError::Failed(format!(
             "cache `{}` is not supported; use `pip`",

@@ -163,10 +163,7 @@ pub(super) async fn java(state: &mut JobState<'_>, call: &Call<'_>) -> Result<()
             )?;
         }
         "gradle" => {
-            let dir = state.run.cache_dir.join("gradle");
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| ActionError::io(dir.display().to_string(), e))?;
-            call.set_env("GRADLE_USER_HOME", &dir.display().to_string())?;
+            call.keep_cache(&state.run.cache_dir.join("gradle"), "GRADLE_USER_HOME")?;
         }
         other => {
             return Err(ActionError::Failed(format!(

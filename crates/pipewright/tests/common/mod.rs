@@ -32,6 +32,36 @@ pub fn git(dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).trim().to_owned()
 }
 
+/// A repository `<hub>/<name>` (as an actions host serves them: `file://<hub>`) holding
+/// `files`, committed and tagged `tag`; its commit.
+pub fn hub_repo(hub: &Path, name: &str, files: &[(&str, &str)], tag: &str) -> String {
+    let dir = hub.join(name);
+    for (path, text) in files {
+        let p = dir.join(path);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, text).unwrap();
+    }
+    git(&dir, &["init", "-q", "-b", "main"]);
+    git(&dir, &["add", "-A"]);
+    git(&dir, &["commit", "-q", "-m", name]);
+    git(&dir, &["tag", tag]);
+    git(&dir, &["rev-parse", "HEAD"])
+}
+
+/// The reusable workflow `acme/shared/.github/workflows/greet.yml@v1` in a hub: it greets
+/// `inputs.who` and outputs `said: yes`.
+pub fn reusable_greet(hub: &Path) {
+    hub_repo(
+        hub,
+        "acme/shared",
+        &[(
+            ".github/workflows/greet.yml",
+            "on:\n  workflow_call:\n    inputs:\n      who:\n        type: string\n        required: true\n    outputs:\n      said:\n        value: ${{ jobs.hello.outputs.said }}\njobs:\n  hello:\n    runs-on: x\n    outputs:\n      said: ${{ steps.s.outputs.said }}\n    steps:\n      - id: s\n        run: |\n          echo \"shared says hello to ${{ inputs.who }}\"\n          echo said=yes >> $GITHUB_OUTPUT\n",
+        )],
+        "v1",
+    );
+}
+
 impl Repo {
     /// An empty repository on branch `main`.
     pub fn new() -> Repo {
