@@ -129,7 +129,7 @@ fn build_spec(root: &Node, name: &str, file: &str, base: &Path) -> Result<BuildS
             ))
         })?;
     let line = key.span.start.line;
-    let Some(build) = service.get("build") else {
+    let Some(build) = merged(service, "build") else {
         return Err(Error::Refused(format!(
             "{file}:{line}: service `{name}` has no `build`, so pipewright cannot build its image; remove it from `services_to_build`"
         )));
@@ -182,6 +182,19 @@ fn build_spec(root: &Node, name: &str, file: &str, base: &Path) -> Result<BuildS
     }
     spec.context = context;
     Ok(spec)
+}
+
+/// A mapping's value by key, or else from the mappings its YAML merge key (`<<: *base`, or
+/// `<<: [*a, *b]`, the first that has it) brings in, as Compose reads `x-` templates.
+fn merged<'n>(node: &'n Node, key: &str) -> Option<&'n Node> {
+    if let Some(v) = node.get(key) {
+        return Some(v);
+    }
+    let base = node.get("<<")?;
+    match base.as_seq() {
+        Some(items) => items.iter().find_map(|b| merged(b, key)),
+        None => merged(base, key),
+    }
 }
 
 /// `docker build`; returns the image id.
@@ -312,6 +325,15 @@ mod tests {
             "services:\n  web:\n    build:\n      context: web\n      dockerfile: Dockerfile.prod\n      args: {A: '1', B: null}\n      target: run\n  worker:\n    build: .\n  db:\n    image: postgres:15\n  out:\n    build: ..\n",
         )
         .unwrap();
+        // A build brought in by a merge key, as an `x-` template is.
+        let templated = yaml::load(
+            "x-app: &app\n  build:\n    context: web\nservices:\n  worker:\n    <<: *app\n    command: work\n  beat:\n    <<: [{image: x}, *app]\n",
+        )
+        .unwrap();
+        for name in ["worker", "beat"] {
+            let spec = build_spec(&templated, name, "c.yml", dir.path()).unwrap();
+            assert_eq!(spec.context, dir.path().join("web"), "{name}");
+        }
         let web = build_spec(&root, "web", "c.yml", dir.path()).unwrap();
         assert_eq!(web.context, dir.path().join("web"));
         assert_eq!(web.dockerfile.as_deref(), Some("Dockerfile.prod"));
