@@ -240,6 +240,19 @@ fn a_compose_file_with_errors_or_a_missing_image_fails_before_anything_changes()
         d.stderr
     );
 
+    // The images the failed releases brought went with them: the live release's remains.
+    let (_, images) = common::docker(&[
+        "images",
+        "--format",
+        "{{.Repository}}:{{.Tag}}",
+        "--filter",
+        &format!("reference={}-web", stack.project),
+    ]);
+    let live_images = deploy::compose::release_images(&app.path().join("releases").join(&live));
+    assert_eq!(
+        images.split_whitespace().collect::<Vec<_>>(),
+        live_images.iter().map(String::as_str).collect::<Vec<_>>()
+    );
     // Nothing changed: the same release, the same containers, still serving.
     assert_eq!(app.current().unwrap(), live);
     assert_eq!(containers(), before);

@@ -16,6 +16,14 @@ impl<R: BufRead, W: Write> Steps<'_, R, W> {
     /// Removes a release that never went live, and its record.
     pub(super) fn discard(&mut self, id: &str) {
         if self.layout.current_id().as_deref() != Some(id) {
+            // The images only it brought (a Compose release) go with it.
+            let kept: Vec<String> = self
+                .layout
+                .release_ids()
+                .into_iter()
+                .filter(|r| r != id)
+                .collect();
+            self.compose_prune_images(&[id.to_owned()], &kept);
             let _ = fs::remove_dir_all(self.layout.release(id));
             let _ = fs::remove_dir_all(self.layout.backup(id));
         }
