@@ -24,6 +24,27 @@ pub const IMAGES_FILE: &str = ".pipewright-compose/images.yml";
 /// The built images, as `docker save` writes them, unpacked.
 pub const IMAGES_DIR: &str = ".pipewright-compose/images";
 
+/// The names Compose looks for when it is given no file, in its order.
+const DEFAULT_FILES: [&str; 4] = [
+    "compose.yaml",
+    "compose.yml",
+    "docker-compose.yaml",
+    "docker-compose.yml",
+];
+
+/// The compose file of the release in `dir`: `compose_file`, or the first of Compose's own
+/// default names there (`docker-compose.yml` when there is none, for the error to name).
+pub fn file_in(dir: &Path, c: &Compose) -> String {
+    if !c.file.is_empty() {
+        return c.file.clone();
+    }
+    DEFAULT_FILES
+        .iter()
+        .find(|f| dir.join(f).is_file())
+        .unwrap_or(&"docker-compose.yml")
+        .to_string()
+}
+
 /// The built images of a release, staged for the upload.
 pub struct Staged {
     /// Holds `.pipewright-compose/`.
@@ -48,18 +69,18 @@ pub fn stage(
     c: &Compose,
     report: &mut dyn FnMut(&Event),
 ) -> Result<Option<Staged>> {
-    let file = artifact.join(&c.file);
+    let file_name = file_in(artifact, c);
+    let file = artifact.join(&file_name);
     let text = fs::read_to_string(&file).map_err(|e| {
         Error::Refused(format!(
-            "the compose file `{}` is not in the artifact {}: {e}",
-            c.file,
+            "the compose file `{file_name}` is not in the artifact {}: {e}",
             artifact.display()
         ))
     })?;
     let root = yaml::load(&text).map_err(|d| {
         Error::Refused(format!(
-            "{}:{}:{}: {}",
-            c.file, d.span.start.line, d.span.start.col, d.message
+            "{file_name}:{}:{}: {}",
+            d.span.start.line, d.span.start.col, d.message
         ))
     })?;
     if c.build.is_empty() {
@@ -69,7 +90,7 @@ pub fn stage(
     let specs: Vec<(String, BuildSpec)> = c
         .build
         .iter()
-        .map(|name| Ok((name.clone(), build_spec(&root, name, &c.file, &base)?)))
+        .map(|name| Ok((name.clone(), build_spec(&root, name, &file_name, &base)?)))
         .collect::<Result<_>>()?;
     let staged = tempfile::tempdir().map_err(Error::io("cannot create a directory in", "/tmp"))?;
     let images_dir = staged.path().join(IMAGES_DIR);
@@ -316,6 +337,25 @@ pub fn release_images(release_dir: &Path) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn without_compose_file_the_release_s_own_default_name_is_used() {
+        let dir = tempfile::tempdir().unwrap();
+        let c = Compose {
+            file: String::new(),
+            project: "p".into(),
+            build: Vec::new(),
+        };
+        assert_eq!(file_in(dir.path(), &c), "docker-compose.yml");
+        fs::write(dir.path().join("docker-compose.yml"), "").unwrap();
+        fs::write(dir.path().join("compose.yml"), "").unwrap();
+        assert_eq!(file_in(dir.path(), &c), "compose.yml");
+        let named = Compose {
+            file: "stack/prod.yml".into(),
+            ..c
+        };
+        assert_eq!(file_in(dir.path(), &named), "stack/prod.yml");
+    }
 
     #[test]
     fn a_build_is_a_context_or_a_mapping_and_must_stay_in_the_release() {

@@ -138,7 +138,8 @@ pub struct Settings {
 /// volumes (a database's data) outlive every release.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Compose {
-    /// The compose file, relative to the release (`compose_file`).
+    /// The compose file, relative to the release (`compose_file`); empty: Compose's own
+    /// default names, the first the release has (`compose::file_in`).
     pub file: String,
     /// The Compose project name (`compose_project`; `<app>-<environment>` by default).
     pub project: String,

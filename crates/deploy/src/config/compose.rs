@@ -59,7 +59,8 @@ impl Checker {
                 .into_iter()
                 .next()
                 .unwrap_or_default(),
-            None => "docker-compose.yml".to_owned(),
+            // Found in the release: see `compose::file_in`.
+            None => String::new(),
         };
         let project = match node.get("compose_project") {
             Some(v) => {

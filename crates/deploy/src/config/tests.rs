@@ -144,7 +144,7 @@ fn a_compose_environment_names_its_file_project_and_images_to_build() {
         .compose
         .clone()
         .unwrap();
-    assert_eq!(c.file, "docker-compose.yml");
+    assert_eq!(c.file, "", "found in the release");
     assert_eq!(c.project, "innerarchitect-prod");
     assert_eq!(c.build, ["web", "worker"]);
 }

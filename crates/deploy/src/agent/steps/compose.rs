@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use workflow::yaml::{self, Node};
 
 use super::Steps;
-use crate::compose::{IMAGES_DIR, IMAGES_FILE, last_lines, release_images};
+use crate::compose::{IMAGES_DIR, IMAGES_FILE, file_in, last_lines, release_images};
 use crate::error::{Error, Result};
 
 /// How long the stack may take to be up and healthy without a `health` section.
@@ -75,7 +75,10 @@ impl<R: BufRead, W: Write> Steps<'_, R, W> {
         } else {
             self.layout.release(release)
         };
-        let mut files = dir.join(&c.file).to_string_lossy().into_owned();
+        let mut files = dir
+            .join(file_in(&self.layout.release(release), &c))
+            .to_string_lossy()
+            .into_owned();
         let images = dir.join(IMAGES_FILE);
         if images.is_file() {
             files.push(':');
@@ -112,10 +115,10 @@ impl<R: BufRead, W: Write> Steps<'_, R, W> {
             return Ok(());
         };
         let dir = self.layout.release(id);
-        if !dir.join(&c.file).is_file() {
+        let file = file_in(&dir, &c);
+        if !dir.join(&file).is_file() {
             return Err(Error::Refused(format!(
-                "the release has no compose file `{}`",
-                c.file
+                "the release has no compose file `{file}`"
             )));
         }
         if dir.join(IMAGES_DIR).is_dir() {
@@ -127,8 +130,7 @@ impl<R: BufRead, W: Write> Steps<'_, R, W> {
         let out = self.compose_output(id, &["config"])?;
         if !out.status.success() {
             return Err(Error::Refused(format!(
-                "`{cmd} config` finds the compose file `{}` invalid: {}",
-                c.file,
+                "`{cmd} config` finds the compose file `{file}` invalid: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             )));
         }
