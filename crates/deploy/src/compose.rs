@@ -295,6 +295,7 @@ fn save(images: &[(String, String)], dir: &Path) -> Result<()> {
     Ok(())
 }
 
+/// `docker ARGS`' output; an error saying it could not `what`, with Docker's words.
 fn docker(args: &[&str], what: &str) -> Result<String> {
     let out = Command::new("docker")
         .args(args)

@@ -58,6 +58,14 @@ fn release(app: &App, version: &str, edit: impl FnOnce(&Path)) -> PathBuf {
     dir
 }
 
+/// A statement run by `psql` in the stack's database container; its rows, unaligned.
+fn sql(stack: &Stack, query: &str) -> String {
+    stack.exec(
+        "db",
+        &["psql", "-U", "app", "-d", "app", "-A", "-t", "-c", query],
+    )
+}
+
 fn health(app: &App) -> serde_json::Value {
     let (status, body) = get(app.port, "/health").expect("nginx answers");
     assert_eq!(status, 200, "{body}");
@@ -130,17 +138,9 @@ fn the_inner_architect_stack_deploys_fails_rolls_back_and_keeps_its_data() {
             .trim(),
         "sk-test"
     );
-    stack.exec(
-        "db",
-        &[
-            "psql",
-            "-U",
-            "app",
-            "-d",
-            "app",
-            "-c",
-            "INSERT INTO reflections (id, body) VALUES (1, 'kept')",
-        ],
+    sql(
+        &stack,
+        "INSERT INTO reflections (id, body) VALUES (1, 'kept')",
     );
     let first = app.current().unwrap();
 
@@ -223,20 +223,7 @@ fn the_inner_architect_stack_deploys_fails_rolls_back_and_keeps_its_data() {
     // By hand, back to the first release; the row written under it is still there.
     app.run(&["rollback", "docker", "--to", &first]).code(0);
     assert_eq!(health(&app)["version"], "1.0.0");
-    let rows = stack.exec(
-        "db",
-        &[
-            "psql",
-            "-U",
-            "app",
-            "-d",
-            "app",
-            "-A",
-            "-t",
-            "-c",
-            "SELECT body FROM reflections",
-        ],
-    );
+    let rows = sql(&stack, "SELECT body FROM reflections");
     assert_eq!(rows.trim(), "kept");
     let (_, volumes) = common::docker(&["volume", "ls", "-q", "--filter", &stack.label()]);
     let mut volumes: Vec<&str> = volumes.split_whitespace().collect();

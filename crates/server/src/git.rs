@@ -41,6 +41,23 @@ pub(crate) fn author(repo: &Path, sha: &str) -> Option<(String, String)> {
     Some((format!("{} <{}>", c.author_name, c.author_email), c.message))
 }
 
+/// What a payload tells of commit `sha`, read once for a burst of events of one commit.
+pub(crate) fn commit_info_at(
+    cache: &CommitCache,
+    repo: &Path,
+    sha: &str,
+) -> Option<workflow::payload::CommitInfo> {
+    let key = memo_key(repo, &[sha]);
+    if let Some(hit) = cache.commits.lock().ok().and_then(|m| m.get(&key)) {
+        return Some(hit);
+    }
+    let info = commit_info(repo, sha)?;
+    if let Ok(mut m) = cache.commits.lock() {
+        m.put(key, info.clone());
+    }
+    Some(info)
+}
+
 /// What a payload tells of commit `sha` (checked to be a commit id).
 pub(crate) fn commit_info(repo: &Path, sha: &str) -> Option<workflow::payload::CommitInfo> {
     if !is_commit_id(sha) {
@@ -164,6 +181,8 @@ type Workflows = std::sync::Arc<Vec<(String, String)>>;
 pub struct CommitCache {
     workflows: Mutex<Memo<Workflows>>,
     changed: Mutex<Memo<std::sync::Arc<Vec<String>>>>,
+    /// What payloads tell of a commit.
+    commits: Mutex<Memo<workflow::payload::CommitInfo>>,
 }
 
 impl std::fmt::Debug for CommitCache {

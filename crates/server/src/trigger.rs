@@ -100,7 +100,7 @@ fn complete_payload(repo: &RepoConfig, event: &Event) -> Event {
         _ => false,
     };
     let commit = if needs_commit {
-        git::commit_info(&repo.path, &event.sha).unwrap_or_default()
+        git::commit_info_at(&repo.commits, &repo.path, &event.sha).unwrap_or_default()
     } else {
         workflow::payload::CommitInfo::default()
     };
@@ -176,6 +176,9 @@ pub fn plan(repo: &RepoConfig, event: &Event) -> Result<Vec<store::NewRun>, Trig
         action: event.action.clone(),
         changed_paths: changed.map(|c| c.to_vec()),
     };
+    if files.is_empty() {
+        return Ok(Vec::new());
+    }
     let event = &complete_payload(repo, event);
     let event_json = serde_json::to_string(event).unwrap_or_default();
     let mut runs = Vec::new();

@@ -156,13 +156,9 @@ impl<R: BufRead, W: Write> Steps<'_, R, W> {
                 }
                 continue;
             };
-            let present = Command::new("docker")
-                .args(["image", "inspect", "--format", "{{.Id}}", image])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status()
-                .is_ok_and(|s| s.success());
+            let present = docker_lines(&["image", "inspect", "--format", "{{.Id}}", image])
+                .iter()
+                .any(|l| l.starts_with("sha256:"));
             if !present {
                 missing.push(format!(
                     "`{}` needs the image {image}, which is not on this host (load it with `docker load -i FILE.tar`, or add the service to `services_to_build`)",
@@ -180,21 +176,32 @@ impl<R: BufRead, W: Write> Steps<'_, R, W> {
     /// are (see [`Self::roll`]), then `up -d` with the release's files; only the services
     /// whose configuration or image changed are recreated.
     pub(super) fn compose_up(&mut self, id: &str) -> Result<()> {
-        for service in self.rolling_services(id)? {
-            self.roll(id, &service)?;
-        }
-        // Only what changed is recreated: Compose would also recreate the services that
-        // depend on a recreated one (a front proxy with a fixed port, say), for nothing.
+        // Asked once: each Compose command costs a process start (most of a second for
+        // docker-compose 1).
         let changed = self.changed_services(id)?;
-        if !changed.is_empty() {
-            let cmd = format!(
-                "$PIPEWRIGHT_COMPOSE up -d --no-deps --no-build {}",
-                changed.join(" ")
-            );
-            self.compose_hook(id, "up", &cmd)?;
+        let rolling = self.rolling_services(id)?;
+        let mut recreate = Vec::new();
+        for service in changed {
+            if rolling.contains(&service) && self.roll(id, &service)? {
+                continue;
+            }
+            recreate.push(service);
         }
+        // What is missing is started and what the release no longer has removed first, with
+        // nothing recreated; then only what changed is recreated (Compose would also recreate
+        // the services that depend on a recreated one, a front proxy with a fixed port, say).
+        // In that order, a new container that exits at once stays exited for the health
+        // check to see: the first command would start it again.
         let cmd = "$PIPEWRIGHT_COMPOSE up -d --no-build --no-recreate --remove-orphans";
-        self.compose_hook(id, "up", cmd)
+        self.compose_hook(id, "up", cmd)?;
+        if recreate.is_empty() {
+            return Ok(());
+        }
+        let cmd = format!(
+            "$PIPEWRIGHT_COMPOSE up -d --no-deps --no-build {}",
+            recreate.join(" ")
+        );
+        self.compose_hook(id, "up", &cmd)
     }
 
     /// The services whose running containers have another configuration than the release
@@ -215,15 +222,15 @@ impl<R: BufRead, W: Write> Steps<'_, R, W> {
             })
             .collect();
         let ps = self.compose_output(id, &["ps", "-q"])?;
-        let ids: Vec<String> = String::from_utf8_lossy(&ps.stdout)
+        let ids: Vec<&str> = std::str::from_utf8(&ps.stdout)
+            .unwrap_or_default()
             .split_whitespace()
-            .map(str::to_owned)
             .collect();
         let mut running: Vec<(String, String)> = Vec::new();
         if !ids.is_empty() {
             let format = "{{index .Config.Labels \"com.docker.compose.service\"}} {{index .Config.Labels \"com.docker.compose.config-hash\"}}";
             let mut args = vec!["inspect", "--format", format];
-            args.extend(ids.iter().map(String::as_str));
+            args.extend(ids);
             running = docker_lines(&args)
                 .iter()
                 .filter_map(|l| {
@@ -304,31 +311,12 @@ impl<R: BufRead, W: Write> Steps<'_, R, W> {
     /// Replaces a running service whose configuration changed without a moment when none of
     /// it serves: one more container is started with the release's configuration, and only
     /// when it is healthy are the old ones stopped. A new container that never turns
-    /// healthy is removed, and the old ones go on serving.
-    fn roll(&mut self, id: &str, service: &str) -> Result<()> {
+    /// healthy is removed, and the old ones go on serving. False when none of it runs
+    /// (nothing to replace: it is simply started).
+    fn roll(&mut self, id: &str, service: &str) -> Result<bool> {
         let old = self.service_containers(id, service)?;
         if old.is_empty() {
-            return Ok(());
-        }
-        let out = self.compose_output(id, &["config", &format!("--hash={service}")])?;
-        let hash = String::from_utf8_lossy(&out.stdout)
-            .split_whitespace()
-            .nth(1)
-            .map(str::to_owned)
-            .unwrap_or_default();
-        let running = docker_lines(
-            &[
-                &[
-                    "inspect",
-                    "--format",
-                    "{{index .Config.Labels \"com.docker.compose.config-hash\"}}",
-                ][..],
-                &old.iter().map(String::as_str).collect::<Vec<_>>(),
-            ]
-            .concat(),
-        );
-        if !hash.is_empty() && running.iter().all(|h| *h == hash) {
-            return Ok(());
+            return Ok(false);
         }
         let scale = format!("{service}={}", old.len() + 1);
         let cmd = format!(
@@ -355,7 +343,7 @@ impl<R: BufRead, W: Write> Steps<'_, R, W> {
         self.ch.message(format!(
             "`{service}` replaced without downtime: its new container turned healthy before the old one stopped"
         ));
-        Ok(())
+        Ok(true)
     }
 
     /// Takes a failed first release's stack down; its volumes stay.
@@ -461,12 +449,7 @@ impl<R: BufRead, W: Write> Steps<'_, R, W> {
             .filter(|t| !keep.contains(t))
             .collect();
         for tag in gone {
-            let _ = Command::new("docker")
-                .args(["rmi", &tag])
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .status();
+            docker_lines(&["rmi", &tag]);
         }
     }
 }
@@ -477,16 +460,10 @@ fn inspect(ids: &[String]) -> Vec<State> {
         return Vec::new();
     }
     let format = "{{.Id}}|{{index .Config.Labels \"com.docker.compose.service\"}}|{{.State.Status}}|{{if .State.Health}}{{.State.Health.Status}}{{end}}|{{.State.ExitCode}}";
-    let Ok(out) = Command::new("docker")
-        .args(["inspect", "--format", format])
-        .args(ids)
-        .stdin(Stdio::null())
-        .output()
-    else {
-        return Vec::new();
-    };
-    String::from_utf8_lossy(&out.stdout)
-        .lines()
+    let mut args = vec!["inspect", "--format", format];
+    args.extend(ids.iter().map(String::as_str));
+    docker_lines(&args)
+        .iter()
         .filter_map(|l| {
             let mut f = l.split('|');
             Some(State {
@@ -500,7 +477,8 @@ fn inspect(ids: &[String]) -> Vec<State> {
         .collect()
 }
 
-/// `docker ARGS`'s output lines; none if it fails.
+/// `docker ARGS`'s output lines, whatever its exit status: `docker inspect` of several
+/// containers, one of which has just gone, still describes the others.
 fn docker_lines(args: &[&str]) -> Vec<String> {
     Command::new("docker")
         .args(args)
