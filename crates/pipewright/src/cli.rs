@@ -79,6 +79,10 @@ pub(crate) enum Command {
     /// The host side of a deploy (started over ssh by the commands above).
     #[command(hide = true)]
     DeployAgent,
+    /// An environment's releases on this host, without the deployer (run by the deploy.sh
+    /// each healthy deploy leaves in the deploy path).
+    #[command(hide = true)]
+    DeployHost(crate::host_cmd::HostArgs),
     /// Runs one job of a runner, confined (started by the runner, the job on stdin).
     #[command(hide = true)]
     JobExec,

@@ -137,7 +137,7 @@ fn load(directory: Option<&Path>, environment: &str) -> Result<Loaded> {
     })
 }
 
-fn who() -> String {
+pub(crate) fn who() -> String {
     if let Ok(w) = std::env::var("PIPEWRIGHT_DEPLOYER") {
         return w;
     }
@@ -154,7 +154,7 @@ fn who() -> String {
     }
 }
 
-fn lock_wait(s: Option<&str>) -> Result<u64> {
+pub(crate) fn lock_wait(s: Option<&str>) -> Result<u64> {
     match s {
         None => Ok(0),
         Some(s) => match workflow::duration::parse_duration(s) {
@@ -183,15 +183,19 @@ fn progress(host: &str, ev: &Event) {
 }
 
 fn conclude(summary: &deploy::Summary) -> u8 {
-    let word = match summary.outcome {
+    eprintln!("{}: {}", outcome_word(summary.outcome), summary.message);
+    summary.outcome.exit_code()
+}
+
+/// How a command ended, in words.
+pub(crate) fn outcome_word(outcome: Outcome) -> &'static str {
+    match outcome {
         Outcome::Ok => "done",
         Outcome::Failed => "failed, nothing live changed",
         Outcome::RolledBack => "failed and rolled back",
         Outcome::RollbackFailed => "failed, and the rollback failed too",
         Outcome::Locked => "another deploy holds the lock",
-    };
-    eprintln!("{word}: {}", summary.message);
-    summary.outcome.exit_code()
+    }
 }
 
 pub(crate) fn deploy(args: &DeployArgs) -> Result<u8> {
@@ -371,19 +375,24 @@ pub(crate) fn releases(args: &ReleasesArgs) -> Result<u8> {
         return Ok(0);
     }
     for (host, releases) in &hosts {
-        println!("{host}:");
-        println!(
-            "  {:<20} {:<16} {:<21} {:<12} DEPLOYED BY",
-            "RELEASE", "VERSION", "CREATED", "STATUS"
-        );
-        for r in releases {
-            println!(
-                "  {:<20} {:<16} {:<21} {:<12} {}",
-                r.id, r.version, r.created, r.status, r.deployed_by
-            );
-        }
+        print_releases(host, releases);
     }
     Ok(0)
+}
+
+/// One host's releases as a table.
+pub(crate) fn print_releases(host: &str, releases: &[deploy::ReleaseInfo]) {
+    println!("{host}:");
+    println!(
+        "  {:<20} {:<16} {:<21} {:<12} DEPLOYED BY",
+        "RELEASE", "VERSION", "CREATED", "STATUS"
+    );
+    for r in releases {
+        println!(
+            "  {:<20} {:<16} {:<21} {:<12} {}",
+            r.id, r.version, r.created, r.status, r.deployed_by
+        );
+    }
 }
 
 pub(crate) fn deploy_lock(args: &DeployLockArgs) -> Result<u8> {

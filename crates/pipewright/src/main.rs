@@ -7,6 +7,7 @@ mod cli;
 mod client_cmd;
 mod console;
 mod deploy_cmd;
+mod host_cmd;
 mod notify_cmd;
 mod repo;
 mod run_cmd;
@@ -60,6 +61,7 @@ fn main() -> ExitCode {
         cli::Command::Releases(args) => deploy_cmd::releases(&args),
         cli::Command::DeployLock(args) => deploy_cmd::deploy_lock(&args),
         cli::Command::DeployAgent => Ok(deploy_cmd::agent()),
+        cli::Command::DeployHost(args) => host_cmd::run(&args),
         // Taken above, before the parser.
         cli::Command::JobExec => Ok(runner::job_exec(actions::registry())),
     };

@@ -3,6 +3,8 @@
 
 mod deploy_support;
 
+use std::os::unix::fs::PermissionsExt;
+
 use deploy_support::App;
 
 #[test]
@@ -661,4 +663,88 @@ jobs:
     assert!(stdout.contains("HEALTHCHECK ok"), "{stdout}");
     assert!(stdout.contains("outcome ok exit 0"), "{stdout}");
     assert_eq!(app.live_version().as_deref(), Some("2.0.0"));
+}
+
+/// Runs `cmd` on the app's host as the deploy user, over ssh.
+fn on_host(app: &App, cmd: &str) -> std::process::Output {
+    std::process::Command::new("ssh")
+        .arg("-F")
+        .arg(app.repo.path().join("deploy/ssh_config"))
+        .args(["staging-1", cmd])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn an_operator_on_the_host_rolls_back_with_the_deploy_sh_left_in_the_deploy_path() {
+    let app = App::new("");
+    let path = app.path();
+    let d = path.display();
+    // Nothing is left before a deploy has been healthy.
+    assert!(!path.join("deploy.sh").exists());
+    app.deploy(&app.artifact("1.0.0", |_| {})).code(0);
+    let first = app.current().unwrap();
+    app.deploy(&app.artifact("2.0.0", |_| {})).code(0);
+    let second = app.current().unwrap();
+    // The settings hold the environment's variables: the deploy user's only.
+    let mode = std::fs::metadata(path.join(".pipewright/settings.json"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+
+    let out = on_host(&app, &format!("cd {d} && ./deploy.sh status"));
+    let status = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{status}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        status.contains(&format!("live:  2.0.0 ({second})")),
+        "{status}"
+    );
+    assert!(status.contains("lock:  free"), "{status}");
+    assert!(status.contains("last:  deploy of 2.0.0"), "{status}");
+
+    // The seed's manual rollback: `cd PATH && ./deploy.sh rollback`.
+    let out = on_host(&app, &format!("cd {d} && ./deploy.sh rollback"));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("HEALTHCHECK"), "{err}");
+    assert_eq!(app.current().unwrap(), first);
+    assert_eq!(app.live_version().as_deref(), Some("1.0.0"));
+
+    // The deployer's view from anywhere shows it, and the history says who.
+    let r = app.releases_json();
+    assert_eq!(r[0]["releases"][0]["id"].as_str(), Some(second.as_str()));
+    assert_eq!(r[0]["releases"][0]["status"], "rolled_back");
+    assert_eq!(r[0]["releases"][1]["status"], "current");
+    let last = app.history().pop().unwrap();
+    assert_eq!(last["operation"], "rollback");
+    assert!(
+        last["who"].as_str().unwrap().ends_with("(on the host)"),
+        "{last}"
+    );
+    let out = on_host(&app, &format!("{d}/deploy.sh releases"));
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        listed.contains(&second) && listed.contains("rolled_back"),
+        "{listed}"
+    );
+
+    // The same lock: a deploy holding it makes the host's rollback exit 5.
+    let held = on_host(
+        &app,
+        &format!("exec 9>{d}/.pipewright/lock; flock 9; {d}/deploy.sh rollback; echo \"exit=$?\""),
+    );
+    let said = String::from_utf8_lossy(&held.stdout);
+    assert!(
+        said.contains("exit=5"),
+        "{said}{}",
+        String::from_utf8_lossy(&held.stderr)
+    );
+    // A wrong command is refused with clap's usage.
+    let out = on_host(&app, &format!("{d}/deploy.sh nonsense"));
+    assert_eq!(out.status.code(), Some(2));
 }

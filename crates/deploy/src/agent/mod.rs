@@ -3,6 +3,7 @@
 //! keeps the journal and runs the steps; once an upload is committed it finishes on its own,
 //! so a dropped connection never leaves a deploy half done.
 
+pub mod entry;
 mod lock;
 mod steps;
 

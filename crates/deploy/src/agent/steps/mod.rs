@@ -323,6 +323,16 @@ impl<'a, R: BufRead, W: Write> Steps<'a, R, W> {
                 self.ch.message(format!("cannot record the history: {e}"));
             }
         }
+        if d.outcome == Outcome::Ok && matches!(d.operation, "deploy" | "rollback") {
+            // The host's own entry point, with the settings that just proved healthy.
+            let left = std::env::current_exe()
+                .map_err(crate::error::Error::io("cannot find", "the agent's binary"))
+                .and_then(|exe| super::entry::write(self.s, &exe));
+            if let Err(e) = left {
+                self.ch
+                    .message(format!("cannot leave {}: {e}", super::entry::SCRIPT));
+            }
+        }
         self.ch.emit(&Event::Result {
             outcome: d.outcome,
             message: d.message.clone(),
