@@ -25,7 +25,7 @@ const EXAMPLE: &str = concat!(
 fn base_image() {
     static BUILT: OnceLock<()> = OnceLock::new();
     BUILT.get_or_init(|| {
-        if common::docker(&["image", "inspect", "inner-architect/base:1"]).0 {
+        if common::docker(&["image", "inspect", "inner-architect/base:2"]).0 {
             return;
         }
         let out = Command::new("sh")
@@ -83,15 +83,16 @@ fn the_inner_architect_stack_deploys_fails_rolls_back_and_keeps_its_data() {
         .unwrap()
         .replace(
             "    hosts: [docker-host]\n",
-            &format!(
-                "    hosts: [staging-1]\n    ssh_config: deploy/ssh_config\n    compose_project: {project}\n"
-            ),
+            &format!("    hosts: [staging-1]\n    compose_project: {project}\n"),
         )
         .replace(
             "/var/www/innerarchitect/docker",
             &app.path().to_string_lossy(),
         )
-        .replace("HTTP_PORT: \"8080\"", &format!("HTTP_PORT: \"{}\"", app.port));
+        .replace(
+            "HTTP_PORT: \"8080\"",
+            &format!("HTTP_PORT: \"{}\"", app.port),
+        );
     std::fs::write(app.repo.path().join(".pipewright/deploy.yml"), yml).unwrap();
     std::fs::write(
         app.repo.path().join("deploy/docker.env"),

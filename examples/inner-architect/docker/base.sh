@@ -1,5 +1,5 @@
 #!/bin/sh
-# Builds the stack's base image, `inner-architect/base:1`, from this machine's own programs,
+# Builds the stack's base image, `inner-architect/base:2`, from this machine's own programs,
 # without a registry: busybox for the shell, Python 3.11 with Celery, Flower and the Redis
 # client (from PyPI), Redis, Nginx and PostgreSQL 15, each with the libraries it links, at
 # the same paths. Every role of docker-compose.yml runs on it: the images the deployer builds
@@ -7,7 +7,7 @@
 # Needs (Debian): busybox-static python3 python3-pip redis-server nginx-light postgresql-15.
 # Usage: base.sh [TAG]
 set -eu
-tag=${1:-inner-architect/base:1}
+tag=${1:-inner-architect/base:2}
 here=$(cd "$(dirname "$0")" && pwd)
 pg=/usr/lib/postgresql/15
 for need in /bin/busybox /usr/bin/python3.11 /usr/bin/redis-server /usr/sbin/nginx "$pg/bin/postgres"; do
@@ -33,7 +33,7 @@ cp -a /etc/python3.11 "$root/etc/"
 py=python3.11
 /usr/bin/python3.11 -m pip --version >/dev/null 2>&1 && py=/usr/bin/python3.11
 "$py" -m pip install --quiet --disable-pip-version-check --no-warn-script-location --ignore-installed \
-  --target "$root/usr/local/lib/python3.11/dist-packages" "celery[redis]==5.5.3" "kombu==5.5.4" "flower==2.0.1" "psycopg2-binary==2.9.10" packaging
+  --target "$root/usr/local/lib/python3.11/dist-packages" "celery[redis]==5.5.3" "kombu==5.5.4" "flower==2.0.1" "psycopg2-binary==2.9.10" "gunicorn==23.0.0" packaging
 rm -rf "$root/usr/local/lib/python3.11/dist-packages/bin"
 printf '#!/bin/sh\nexec python3 -m celery "$@"\n' >"$root/usr/local/bin/celery"
 chmod 755 "$root/usr/local/bin/celery"

@@ -1,15 +1,44 @@
-"""A standard-library HTTP server with a health endpoint."""
+"""The Inner Architect's web application: a WSGI app served by gunicorn."""
 
 import json
+import mimetypes
 import os
-from http.server import BaseHTTPRequestHandler, HTTPServer, ThreadingHTTPServer
+import sys
+from pathlib import Path
+from typing import Any, Callable, Iterable
 
 from inner_architect import __version__, db
+
+STATIC = Path(__file__).parent / "static"
+
+StartResponse = Callable[..., Any]
+
+# The services' keys the application reads from its environment: /health names those set
+# (never their values), so a deploy shows that its secrets arrived.
+KEYS = ("ANTHROPIC_API_KEY", "STRIPE_SECRET_KEY", "STRIPE_PUBLISHABLE_KEY", "SENDGRID_API_KEY")
+
+PAGE = """<!doctype html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<title>The Inner Architect</title>
+<link rel="stylesheet" href="/static/style.css">
+</head>
+<body>
+<main>
+<h1>The Inner Architect</h1>
+<p>Reflect, reframe, rebuild.</p>
+<p class="version">Version {version}</p>
+</main>
+</body>
+</html>
+"""
 
 
 def health() -> dict:
     """What /health answers: the version and, with DATABASE_URL, the database's state."""
     answer: dict = {"status": "ok", "version": __version__}
+    answer["keys"] = [k for k in KEYS if os.environ.get(k)]
     if "DATABASE_URL" in os.environ:
         try:
             conn = db.connect()
@@ -24,27 +53,47 @@ def health() -> dict:
     return answer
 
 
-class Handler(BaseHTTPRequestHandler):
-    def do_GET(self) -> None:  # noqa: N802 (the stdlib's name)
-        if self.path == "/health":
-            state = health()
-            body = json.dumps(state).encode()
-            self.send_response(200 if state["status"] == "ok" else 503)
-            self.send_header("Content-Type", "application/json")
-        else:
-            body = b"The Inner Architect\n"
-            self.send_response(200)
-            self.send_header("Content-Type", "text/plain")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+def static_file(name: str) -> Path | None:
+    """A file under static/, or None (also for a name that climbs out of it)."""
+    path = (STATIC / name).resolve()
+    if STATIC.resolve() not in path.parents or not path.is_file():
+        return None
+    return path
+
+
+def application(environ: dict, start_response: StartResponse) -> Iterable[bytes]:
+    """The WSGI entry point: /, /health and /static/."""
+    path = environ.get("PATH_INFO", "/")
+    status = "200 OK"
+    if path == "/health":
+        state = health()
+        body = json.dumps(state).encode()
+        if state["status"] != "ok":
+            status = "503 Service Unavailable"
+        kind = "application/json"
+    elif path == "/":
+        body = PAGE.format(version=__version__).encode()
+        kind = "text/html; charset=utf-8"
+    elif path.startswith("/static/") and (found := static_file(path[len("/static/") :])):
+        body = found.read_bytes()
+        kind = mimetypes.guess_type(found.name)[0] or "application/octet-stream"
+    else:
+        status = "404 Not Found"
+        body = b"not found\n"
+        kind = "text/plain"
+    start_response(status, [("Content-Type", kind), ("Content-Length", str(len(body)))])
+    return [body]
 
 
 def main() -> None:
-    host = os.environ.get("HOST", "127.0.0.1")
-    port = int(os.environ.get("PORT", "8000"))
-    server: HTTPServer = ThreadingHTTPServer((host, port), Handler)
-    server.serve_forever()
+    """Serves the app with gunicorn on HOST:PORT (default 127.0.0.1:8000)."""
+    from gunicorn.app.wsgiapp import run
+
+    bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
+    workers = os.environ.get("WEB_CONCURRENCY", "2")
+    argv = ["gunicorn", "--bind", bind, "--workers", workers, "--access-logfile", "-"]
+    sys.argv = argv + ["inner_architect.app:application"]
+    run()
 
 
 if __name__ == "__main__":
