@@ -42,7 +42,7 @@ environments:
     shared: [data]
     env: {PORT: "$app_port"}
     hooks:
-      restart: sh deploy/restart.sh
+      restart: sh serve.sh
     backup:
       paths: [data]
     health:
@@ -54,9 +54,16 @@ environments:
 YML
 build() { # build VERSION [broken]
   rm -rf "$work/build-$1" && mkdir -p "$work/build-$1"
-  cp -a "$root/examples/inner-architect/inner_architect" "$root/examples/inner-architect/deploy" "$work/build-$1/"
+  cp -a "$root/examples/inner-architect/inner_architect" "$work/build-$1/"
   echo "__version__ = \"$1\"" >"$work/build-$1/inner_architect/__init__.py"
-  if [ "${2:-}" = broken ]; then echo 'raise SystemExit("missing setting")' >"$work/build-$1/inner_architect/__main__.py"; fi
+  # The app's WSGI callable under the standard library's server (no virtualenv to build).
+  cat >"$work/build-$1/serve.sh" <<'SH'
+pidfile="$PIPEWRIGHT_SHARED_DIR/app.pid"
+[ -f "$pidfile" ] && kill "$(cat "$pidfile")" 2>/dev/null && sleep 0.3
+nohup python3 -c 'import os; from wsgiref.simple_server import make_server; from inner_architect.app import application; make_server("127.0.0.1", int(os.environ["PORT"]), application).serve_forever()' >>"$PIPEWRIGHT_SHARED_DIR/app.log" 2>&1 </dev/null &
+echo $! >"$pidfile"
+SH
+  if [ "${2:-}" = broken ]; then echo 'raise SystemExit("missing setting")' >>"$work/build-$1/inner_architect/app.py"; fi
 }
 run() { echo "\$ pipewright $*"; (cd "$repo" && PIPEWRIGHT_DEPLOYER=alice@laptop "$pw" "$@" 2>&1); echo "(exit $?)"; echo; }
 build 1.0.0 && build 1.1.0 broken && build 1.2.0

@@ -346,6 +346,7 @@ mod tests {
             file: String::new(),
             project: "p".into(),
             build: Vec::new(),
+            drain_ms: 0,
         };
         assert_eq!(file_in(dir.path(), &c), "docker-compose.yml");
         fs::write(dir.path().join("docker-compose.yml"), "").unwrap();

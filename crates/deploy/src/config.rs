@@ -145,6 +145,11 @@ pub struct Compose {
     pub project: String,
     /// The services whose images the deployer builds and ships (`services_to_build`).
     pub build: Vec<String>,
+    /// How long the old containers of a service replaced without downtime keep serving
+    /// after the new ones are healthy (`compose_drain`), so that a proxy that caches DNS
+    /// answers finds the new ones before the old ones stop.
+    #[serde(default)]
+    pub drain_ms: u64,
 }
 
 /// Shell commands run on the host in the new release's directory.
@@ -280,6 +285,7 @@ const ENV_KEYS: &[&str] = &[
     "compose_file",
     "compose_project",
     "services_to_build",
+    "compose_drain",
 ];
 const HOOK_KEYS: &[&str] = &["install", "migrate", "assets", "restart", "timeout"];
 const BACKUP_KEYS: &[&str] = &["paths", "database_dump", "database_restore"];

@@ -1,5 +1,5 @@
 //! `strategy: compose` and its keys (`compose_file`, `compose_project`,
-//! `services_to_build`), checked into a [`Compose`].
+//! `services_to_build`, `compose_drain`), checked into a [`Compose`].
 
 use workflow::yaml::Node;
 
@@ -37,7 +37,12 @@ impl Checker {
                 None => false,
             },
         };
-        let keys = ["compose_file", "compose_project", "services_to_build"];
+        let keys = [
+            "compose_file",
+            "compose_project",
+            "services_to_build",
+            "compose_drain",
+        ];
         if !compose {
             for key in keys {
                 if let Some((k, _)) = node
@@ -95,10 +100,15 @@ impl Checker {
             }
             None => Vec::new(),
         };
+        let drain_ms = node
+            .get("compose_drain")
+            .and_then(|v| self.duration(v, "`compose_drain`"))
+            .unwrap_or(0);
         Some(Compose {
             file,
             project,
             build,
+            drain_ms,
         })
     }
 }

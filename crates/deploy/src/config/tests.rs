@@ -136,7 +136,7 @@ fn hooks_have_a_timeout_of_their_own_or_thirty_minutes() {
 #[test]
 fn a_compose_environment_names_its_file_project_and_images_to_build() {
     let p = parse(
-        "app: Inner.Architect\nenvironments:\n  prod:\n    hosts: [web-1]\n    path: /srv/a\n    strategy: compose\n    services_to_build: [web, worker]\n",
+        "app: Inner.Architect\nenvironments:\n  prod:\n    hosts: [web-1]\n    path: /srv/a\n    strategy: compose\n    services_to_build: [web, worker]\n    compose_drain: 6s\n",
     );
     assert!(p.diagnostics.is_empty(), "{:?}", p.diagnostics);
     let c = p.config.unwrap().environments["prod"]
@@ -147,6 +147,7 @@ fn a_compose_environment_names_its_file_project_and_images_to_build() {
     assert_eq!(c.file, "", "found in the release");
     assert_eq!(c.project, "innerarchitect-prod");
     assert_eq!(c.build, ["web", "worker"]);
+    assert_eq!(c.drain_ms, 6000);
 }
 
 #[test]

@@ -334,6 +334,11 @@ impl<R: BufRead, W: Write> Steps<'_, R, W> {
             docker_lines(&rm);
             return Err(e);
         }
+        let drain = self.s.compose.as_ref().map_or(0, |c| c.drain_ms);
+        if drain > 0 {
+            // Both serve while proxies' cached DNS answers expire and name the new ones.
+            std::thread::sleep(Duration::from_millis(drain));
+        }
         let mut stop = vec!["stop"];
         stop.extend(old.iter().map(String::as_str));
         docker_lines(&stop);
