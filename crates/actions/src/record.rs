@@ -92,6 +92,10 @@ impl Recorder {
     fn new(api: &str, prefix: &'static str, token: &str) -> Option<Recorder> {
         let http = reqwest::Client::builder()
             .timeout(std::time::Duration::from_secs(10))
+            // A new connection per request: a deploy's start and end may be minutes apart,
+            // and the command line's runtime does not run between them, so a pooled
+            // connection the server closed meanwhile would only fail when reused.
+            .pool_max_idle_per_host(0)
             .build()
             .ok()?;
         Some(Recorder {

@@ -141,16 +141,16 @@ pub(crate) fn who() -> String {
     if let Ok(w) = std::env::var("PIPEWRIGHT_DEPLOYER") {
         return w;
     }
+    // The account's name even where the environment names none (a service, `su -c`).
     let user = std::env::var("USER")
         .or_else(|_| std::env::var("LOGNAME"))
-        .unwrap_or_else(|_| "unknown".into());
-    let host = std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_owned())
-        .unwrap_or_default();
-    if host.is_empty() {
-        user
-    } else {
-        format!("{user}@{host}")
+        .ok()
+        .filter(|u| !u.is_empty())
+        .or_else(|| whoami::username().ok())
+        .unwrap_or_else(|| "unknown".into());
+    match whoami::hostname() {
+        Ok(host) if !host.is_empty() => format!("{user}@{host}"),
+        _ => user,
     }
 }
 

@@ -78,8 +78,7 @@ fn ask(req: &Request, each: impl FnMut(Event)) -> Result<u8> {
 }
 
 fn hostname() -> String {
-    std::fs::read_to_string("/etc/hostname")
-        .map(|h| h.trim().to_owned())
+    whoami::hostname()
         .ok()
         .filter(|h| !h.is_empty())
         .unwrap_or_else(|| "this host".into())

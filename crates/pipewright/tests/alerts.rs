@@ -1084,3 +1084,49 @@ fn a_deploy_from_the_command_line_is_recorded_on_the_server() {
     assert_eq!(code, 2, "{err}");
     assert!(err.contains("was not made by a job"), "{err}");
 }
+
+#[test]
+fn a_deploy_that_outlasts_the_server_s_idle_timeout_is_recorded_to_its_end() {
+    // The restart takes longer than the server keeps an idle connection open: the end of
+    // the deploy is reported on a new connection, not on the one the server closed.
+    let sections = deploy_support::DEFAULT_SECTIONS.replace(
+        "restart: sh bin/restart.sh",
+        "restart: sleep 2.5 && sh bin/restart.sh",
+    );
+    let app = deploy_support::App::with_sections(&sections, "");
+    let s = Server::start_repos(|d| {
+        format!(
+            "[[repos]]\nname = \"acme/app\"\npath = \"{}/app.git\"\n[http]\nidle_timeout = \"1s\"\n",
+            d.display()
+        )
+    });
+    let artifact = app.artifact("v1", |_| {});
+    let out = app
+        .pipewright()
+        .args([
+            "deploy",
+            "staging",
+            "--artifact",
+            artifact.to_str().unwrap(),
+        ])
+        .args(["--version", "v1", "--server", &s.url, "--repo", "acme/app"])
+        .env("PIPEWRIGHT_TOKEN", TOKEN)
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(0), "{err}");
+    assert!(err.contains("recorded on"), "{err}");
+    let (status, body) = request_bytes(
+        &s.url,
+        "GET",
+        "/api/v1/environments",
+        &[("Authorization", format!("Bearer {TOKEN}"))],
+        b"",
+    );
+    assert_eq!(status, 200);
+    let envs: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        envs["environments"][0]["current"]["version"], "v1",
+        "{envs}"
+    );
+}

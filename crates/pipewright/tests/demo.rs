@@ -20,6 +20,7 @@ fn the_demo_runs_the_seed_s_pipeline_from_push_to_production_and_back() {
     assert!(out.status.success(), "{stdout}\n{stderr}");
     for line in [
         "staging serves: 1.0.0 ANTHROPIC_API_KEY,STRIPE_SECRET_KEY,STRIPE_PUBLISHABLE_KEY,SENDGRID_API_KEY",
+        "the fork sees SSH_PRIVATE_KEY=[]",
         "deploy-production waits for approval",
         "production serves: 1.1.0",
         "rolled back (to ops@inner-architect.test)",
