@@ -506,24 +506,10 @@ events = ["rolled_back"]
     ));
     let deploys = job_deploy_support::JobDeploys::new(&s, &app).approving();
     let push = |version: &str, artifact: &Path| deploys.push(version, artifact);
-    let environments = || -> Vec<Value> {
-        let (status, body) = request_bytes(
-            &s.url,
-            "GET",
-            "/api/v1/environments",
-            &[("Authorization", format!("Bearer {TOKEN}"))],
-            b"",
-        );
-        assert_eq!(status, 200);
-        serde_json::from_slice::<Value>(&body).unwrap()["environments"]
-            .as_array()
-            .unwrap()
-            .clone()
-    };
     let (run, log) = push("v1", &app.artifact("1.0.0", |_| {}));
     assert_eq!(run["conclusion"], "success", "{run}\n{log}\n{}", s.log());
     assert_eq!(app.live_version().as_deref(), Some("1.0.0"));
-    let envs = environments();
+    let envs = environments(&s);
     assert_eq!(envs.len(), 1, "{envs:?}");
     let e = &envs[0];
     assert_eq!(
@@ -594,7 +580,7 @@ events = ["rolled_back"]
     );
     assert_eq!(run["conclusion"], "failure", "{run}\n{log}");
     assert_eq!(app.live_version().as_deref(), Some("1.0.0"));
-    let e = &environments()[0];
+    let e = &environments(&s)[0];
     assert_eq!(e["last"]["status"], "rolled_back", "{e}");
     assert_eq!(e["last"]["version"], "v2", "{e}");
     assert_eq!(e["current"]["version"], "v1", "{e}");
@@ -736,7 +722,7 @@ events = ["rolled_back"]
         "{log}"
     );
     assert_eq!(app.live_version().as_deref(), Some("1.0.0"));
-    let e = &environments()[0];
+    let e = &environments(&s)[0];
     assert_eq!(e["current"]["version"], "v1", "{e}");
     assert_eq!(e["current"]["release"], v1_release.as_str(), "{e}");
     assert_eq!(e["current"]["who"], "olga", "{e}");
@@ -757,7 +743,7 @@ events = ["rolled_back"]
     );
     assert!(out.contains(": success"), "{out}");
     assert_eq!(app.live_version().as_deref(), Some("3.0.0"));
-    assert_eq!(environments()[0]["current"]["version"], "v3");
+    assert_eq!(environments(&s)[0]["current"]["version"], "v3");
     // What cannot be rolled back says why.
     let (code, _, err) = s.cli(&[
         "rollback",
@@ -819,16 +805,8 @@ jobs:
         assert!(log.contains(want), "{want}:\n{log}");
     }
     // The deploy the job began and never ended, ended with its run.
-    let (status, body) = request_bytes(
-        &s.url,
-        "GET",
-        "/api/v1/environments",
-        &[("Authorization", format!("Bearer {TOKEN}"))],
-        b"",
-    );
-    assert_eq!(status, 200);
-    let v: Value = serde_json::from_slice(&body).unwrap();
-    let envs = v["environments"].as_array().unwrap();
+    let envs = environments(&s);
+    let v = Value::from(envs.clone());
     assert_eq!(envs.len(), 1, "{v}");
     assert_eq!(envs[0]["environment"], "staging");
     assert_eq!(envs[0]["last"]["status"], "failed", "{v}");
@@ -1043,16 +1021,8 @@ fn a_deploy_from_the_command_line_is_recorded_on_the_server() {
     let (code, err) = deploy("v1", &["--server", &s.url, "--repo", "acme/app"]);
     assert_eq!(code, 0, "{err}");
     assert!(err.contains("recorded on"), "{err}");
-    let (status, body) = request_bytes(
-        &s.url,
-        "GET",
-        "/api/v1/environments",
-        &[("Authorization", format!("Bearer {TOKEN}"))],
-        b"",
-    );
-    assert_eq!(status, 200);
-    let envs: Value = serde_json::from_slice(&body).unwrap();
-    let e = &envs["environments"][0];
+    let envs = environments(&s);
+    let e = &envs[0];
     assert_eq!(e["current"]["version"], "v1", "{e}");
     assert_eq!(e["current"]["who"], "tester@ci", "{e}");
     assert_eq!(e["current"]["run_id"], Value::Null, "{e}");
@@ -1116,6 +1086,12 @@ fn a_deploy_that_outlasts_the_server_s_idle_timeout_is_recorded_to_its_end() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(0), "{err}");
     assert!(err.contains("recorded on"), "{err}");
+    let envs = environments(&s);
+    assert_eq!(envs[0]["current"]["version"], "v1", "{envs:?}");
+}
+
+/// `GET /api/v1/environments`: what the server records of each environment.
+fn environments(s: &Server) -> Vec<Value> {
     let (status, body) = request_bytes(
         &s.url,
         "GET",
@@ -1124,9 +1100,8 @@ fn a_deploy_that_outlasts_the_server_s_idle_timeout_is_recorded_to_its_end() {
         b"",
     );
     assert_eq!(status, 200);
-    let envs: Value = serde_json::from_slice(&body).unwrap();
-    assert_eq!(
-        envs["environments"][0]["current"]["version"], "v1",
-        "{envs}"
-    );
+    serde_json::from_slice::<Value>(&body).unwrap()["environments"]
+        .as_array()
+        .unwrap()
+        .clone()
 }
