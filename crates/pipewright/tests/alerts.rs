@@ -405,15 +405,7 @@ jobs:
         .collect();
     assert_eq!(slack.len(), 4, "{slack:#?}");
     assert_eq!(by_path("/sendgrid/v3/mail/send").len(), 2);
-    let (status, alerts) = request_bytes(
-        &s.url,
-        "GET",
-        "/api/v1/alerts",
-        &[("Authorization", format!("Bearer {TOKEN}"))],
-        b"",
-    );
-    assert_eq!(status, 200);
-    let alerts: Value = serde_json::from_slice(&alerts).unwrap();
+    let alerts = s.api("/api/v1/alerts");
     let broken: Vec<&Value> = alerts["alerts"]
         .as_array()
         .unwrap()
@@ -1092,15 +1084,7 @@ fn a_deploy_that_outlasts_the_server_s_idle_timeout_is_recorded_to_its_end() {
 
 /// `GET /api/v1/environments`: what the server records of each environment.
 fn environments(s: &Server) -> Vec<Value> {
-    let (status, body) = request_bytes(
-        &s.url,
-        "GET",
-        "/api/v1/environments",
-        &[("Authorization", format!("Bearer {TOKEN}"))],
-        b"",
-    );
-    assert_eq!(status, 200);
-    serde_json::from_slice::<Value>(&body).unwrap()["environments"]
+    s.api("/api/v1/environments")["environments"]
         .as_array()
         .unwrap()
         .clone()

@@ -207,6 +207,19 @@ impl Server {
             .clone()
     }
 
+    /// `GET path` of the API with the admin token: its JSON (the answer must be 200).
+    pub fn api(&self, path: &str) -> Value {
+        let (status, body) = request_bytes(
+            &self.url,
+            "GET",
+            path,
+            &[("Authorization", format!("Bearer {TOKEN}"))],
+            b"",
+        );
+        assert_eq!(status, 200, "{path}: {}", String::from_utf8_lossy(&body));
+        serde_json::from_slice(&body).unwrap()
+    }
+
     pub fn wait_completed(&self, id: i64) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
