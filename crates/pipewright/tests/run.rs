@@ -1532,3 +1532,197 @@ fn jobs_get_a_clean_environment_and_what_is_passed() {
         assert!(text.contains(want), "{want}\n{text}");
     }
 }
+
+/// GitHub's parallel steps: a `background` step runs beside the next ones; what it did joins
+/// the job at `wait` (its output, `GITHUB_ENV`, its entry in `steps`); a `parallel` group's
+/// steps run at once; `cancel` stops a background step, which ends `cancelled` without
+/// failing the job.
+#[test]
+fn background_and_parallel_steps_run_at_once_and_join_the_job_when_waited_for() {
+    // Each side waits (at most 10 s) for a file the other writes: run one after the other,
+    // the first would give up and fail.
+    let wait_for = |f: &str| {
+        format!("for i in $(seq 200); do [ -f {f} ] && break; sleep 0.05; done; test -f {f}")
+    };
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  j:
+    runs-on: ubuntu-latest
+    outputs:
+      x: ${{{{ steps.server.outputs.x }}}}
+    steps:
+      - name: Serve
+        id: server
+        background: true
+        run: |
+          touch started
+          {go}
+          echo served the request
+          echo FROM_BG=yes >> $GITHUB_ENV
+          echo x=7 >> $GITHUB_OUTPUT
+      - run: |
+          {started}
+          echo \"before the wait: '${{{{ steps.server.outputs.x }}}}' '${{FROM_BG:-}}'\"
+          touch go
+      - wait: server
+      - run: |
+          echo \"after the wait: ${{{{ steps.server.outputs.x }}}} $FROM_BG ${{{{ steps.server.conclusion }}}}\"
+      - name: Builds
+        parallel:
+          - run: touch a && {b}
+          - run: touch b && {a}
+      - run: test -f a && test -f b && echo both built
+      - id: svc
+        background: true
+        run: |
+          trap 'echo stopping; exit 0' TERM
+          echo listening
+          while :; do sleep 0.1; done
+      - cancel: svc
+      - run: |
+          echo \"svc was ${{{{ steps.svc.conclusion }}}}\"
+",
+        go = wait_for("go"),
+        started = wait_for("started"),
+        a = wait_for("a"),
+        b = wait_for("b"),
+    ));
+    let run = r.run(&[]);
+    run.assert_code(0);
+    let lines = run.lines_of("j");
+    let has = |s: &str| lines.iter().any(|l| l.contains(s));
+    assert!(has("before the wait: '' ''"), "{}", run.all());
+    assert!(has("after the wait: 7 yes success"), "{}", run.all());
+    assert!(has("served the request"), "{}", run.all());
+    assert!(has("both built"), "{}", run.all());
+    assert!(has("svc was cancelled"), "{}", run.all());
+    assert_eq!(run.output("j", "x"), "7");
+    // Each step is in the report where it was written; the background step as it ended.
+    let names: Vec<String> = run.job("j")["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(names[0], "Serve", "{names:?}");
+    assert_eq!(names[2], "Wait for server", "{names:?}");
+    assert_eq!(names[6], "Builds", "{names:?}");
+    assert_eq!(names[9], "Cancel svc", "{names:?}");
+    let steps = run.steps("j");
+    assert_eq!(
+        steps[8],
+        ("cancelled".into(), "cancelled".into()),
+        "{steps:?}"
+    );
+    assert!(
+        steps
+            .iter()
+            .enumerate()
+            .all(|(i, s)| i == 8 || s.1 == "success"),
+        "{steps:?}"
+    );
+    // The background step's lines are shown together, after the step that ran beside it.
+    let served = lines
+        .iter()
+        .position(|l| l.contains("served the request"))
+        .unwrap();
+    let before = lines
+        .iter()
+        .position(|l| l.contains("before the wait"))
+        .unwrap();
+    assert!(before < served, "{}", run.all());
+}
+
+/// A background step that fails fails the step that waits for it (and so the job), unless
+/// it may (`continue-on-error`); one left running when the job fails is stopped, not waited
+/// for; one never waited for is waited for at the end.
+#[test]
+fn a_failed_background_step_fails_its_wait_and_one_left_running_is_stopped_when_the_job_fails() {
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  waits:
+    runs-on: ubuntu-latest
+    steps:
+      - id: bad
+        background: true
+        run: echo going wrong; exit 3
+      - id: allowed
+        background: true
+        continue-on-error: true
+        run: exit 4
+      - run: echo foreground ran
+      - wait: allowed
+      - wait: [bad]
+      - run: echo never
+  stops:
+    runs-on: ubuntu-latest
+    steps:
+      - id: forever
+        background: true
+        run: |
+          trap 'echo stopped at the end; exit 0' TERM
+          while :; do sleep 0.1; done
+      - run: exit 1
+  ends:
+    runs-on: ubuntu-latest
+    steps:
+      - background: true
+        run: sleep 0.3; echo waited for at the end
+      - run: echo last step
+"
+    ));
+    let started = std::time::Instant::now();
+    let run = r.run(&[]);
+    run.assert_code(1);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(60),
+        "{}",
+        run.all()
+    );
+    assert_eq!(run.conclusion("waits"), "failure");
+    let steps = run.steps("waits");
+    assert_eq!(steps[0], ("failure".into(), "failure".into()), "{steps:?}");
+    assert_eq!(steps[1], ("failure".into(), "success".into()), "{steps:?}");
+    assert_eq!(
+        steps[3].1, "success",
+        "the wait for a step that may fail: {steps:?}"
+    );
+    assert_eq!(
+        steps[4].1, "failure",
+        "the wait for the failed step: {steps:?}"
+    );
+    assert_eq!(steps[5].1, "skipped", "{steps:?}");
+    let waits = run.lines_of("waits");
+    assert!(
+        waits.iter().any(|l| l.contains("going wrong")),
+        "{}",
+        run.all()
+    );
+    assert!(!waits.iter().any(|l| l == "never"), "{}", run.all());
+
+    assert_eq!(run.conclusion("stops"), "failure");
+    assert!(
+        run.lines_of("stops")
+            .iter()
+            .any(|l| l.contains("stopped at the end")),
+        "{}",
+        run.all()
+    );
+    assert_eq!(run.conclusion("ends"), "success");
+    let ends = run.lines_of("ends");
+    let last = ends.iter().position(|l| l.contains("last step")).unwrap();
+    let waited = ends
+        .iter()
+        .position(|l| l.contains("waited for at the end"));
+    assert!(waited.is_some_and(|w| w > last), "{}", run.all());
+    let names: Vec<String> = run.job("ends")["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        names.last().map(String::as_str),
+        Some("Wait for all background steps")
+    );
+}

@@ -84,7 +84,10 @@ pub fn parse_action(src: &str) -> Result<Action, Vec<Diagnostic>> {
     let runs = match using.as_str() {
         "composite" => {
             let steps = match runs.get("steps").and_then(Node::as_seq) {
-                Some(items) => items.iter().filter_map(|s| p.step(s)).collect(),
+                Some(items) => items
+                    .iter()
+                    .filter_map(|s| p.step(s, crate::parse::Place::Action))
+                    .collect(),
                 None => {
                     return Err(vec![Diagnostic::error(
                         "a composite action needs `runs.steps`",

@@ -156,4 +156,23 @@ pub struct Step {
     pub env: Option<Node>,
     pub continue_on_error: Option<Node>,
     pub timeout_minutes: Option<Node>,
+    /// `background: true`: the step starts and the job goes on without waiting for it
+    /// (GitHub's parallel steps). A step of a `parallel` group is one too.
+    pub background: bool,
+    /// A step that runs nothing: it waits for background steps, or stops one.
+    pub control: Option<Control>,
+}
+
+/// What a step that runs nothing does (GitHub's `wait`, `wait-all`, `cancel`, and the wait
+/// that ends a `parallel` group).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Control {
+    /// `wait: ID` or `wait: [ID, …]`: until those background steps end.
+    Wait(Vec<Spanned<String>>),
+    /// `wait-all`: until every background step started before it ends.
+    WaitAll,
+    /// `cancel: ID`: stops that background step and waits for its end.
+    Cancel(Spanned<String>),
+    /// The end of a `parallel` group: waits for the group's steps, the `n` steps before it.
+    Group(usize),
 }

@@ -6,7 +6,7 @@ use std::collections::{HashMap, HashSet};
 use expr::Allowed;
 
 use crate::diag::Diagnostic;
-use crate::model::{Job, Step, Workflow};
+use crate::model::{Control, Job, Step, Workflow};
 use crate::yaml::{Node, NodeKind, Pos, Span, Style, pos_of_offset};
 
 /// Contexts available in each place, from GitHub's "Context availability" table.
@@ -364,7 +364,44 @@ impl Validator<'_> {
             }
         }
         let mut ids: HashMap<&str, Pos> = HashMap::new();
+        // The background steps before the one at hand, by id: what `wait` and `cancel` name.
+        let mut background: Vec<&str> = Vec::new();
         for step in &job.steps {
+            let named = match &step.control {
+                Some(Control::Wait(names)) => names.iter().collect(),
+                Some(Control::Cancel(name)) => vec![name],
+                _ => Vec::new(),
+            };
+            for name in named {
+                if !background.contains(&name.value.as_str()) {
+                    let key = if matches!(step.control, Some(Control::Cancel(_))) {
+                        "cancel"
+                    } else {
+                        "wait"
+                    };
+                    let help = if background.is_empty() {
+                        "no step before it has `background: true` and an `id`".to_owned()
+                    } else {
+                        format!("the background steps before it: {}", background.join(", "))
+                    };
+                    self.diags.push(
+                        Diagnostic::error(
+                            format!(
+                                "`{key}` names `{}`, which is not a background step before it in job `{}`",
+                                name.value, job.id
+                            ),
+                            name.span,
+                        )
+                        .with_label("no such background step")
+                        .with_help(help),
+                    );
+                }
+            }
+            if step.background
+                && let Some(id) = &step.id
+            {
+                background.push(id.value.as_str());
+            }
             if let Some(id) = &step.id {
                 let key = id.value.as_str();
                 if let Some(first) = ids.get(key) {

@@ -41,11 +41,36 @@ pub(crate) struct JobDocker {
 }
 
 /// The job's own container, where its steps run.
+#[derive(Clone)]
 pub(crate) struct InContainer {
     pub(crate) id: String,
     pub(crate) paths: PathMap,
     /// The container's `PATH` (what `GITHUB_PATH` additions go in front of).
     pub(crate) path: String,
+}
+
+impl JobDocker {
+    /// A copy for a background step: the same engine, labels and network; what its step
+    /// makes is named apart (`-bgN`) and handed back to the job by [`JobDocker::absorb`], so
+    /// the job removes it.
+    pub(crate) fn fork(&self, n: usize) -> JobDocker {
+        JobDocker {
+            engine: self.engine.clone(),
+            prefix: format!("{}-bg{n}", self.prefix),
+            labels: self.labels.clone(),
+            network: self.network.clone(),
+            containers: Vec::new(),
+            services: Vec::new(),
+            volumes: Vec::new(),
+            steps: 0,
+        }
+    }
+
+    /// Takes in what a background step's copy made.
+    pub(crate) fn absorb(&mut self, other: JobDocker) {
+        self.containers.extend(other.containers);
+        self.volumes.extend(other.volumes);
+    }
 }
 
 /// Host paths and where a container sees them.

@@ -8,6 +8,7 @@
 //! shows and the workflow commands in its output (`log`), a step (`step`), the file-command
 //! files (`file_commands`), and what runs after the steps: post steps and outputs (`finish`).
 
+mod background;
 mod containers;
 mod context;
 mod file_commands;
@@ -401,6 +402,8 @@ async fn prepare_and_run(
     };
     let mut timed_out = false;
     pre::run(state, &job.steps, &job_cancel).await;
+    let buffers = background::buffers(&job.steps);
+    let mut background = background::Background::new(&buffers);
     for (index, step) in job.steps.iter().enumerate() {
         if job_cancel.is_cancelled() && !cancel.is_cancelled() && !timed_out {
             timed_out = true;
@@ -413,9 +416,25 @@ async fn prepare_and_run(
         if cancel.is_cancelled() {
             state.status = Status::Cancelled;
         }
-        let r = run_step(state, step, index, &job_cancel).await;
+        let r = match &step.control {
+            Some(control) => {
+                background
+                    .control(state, step, control, index, &job_cancel, report)
+                    .await
+            }
+            None if step.background => {
+                background.start(state, step, index, &job_cancel, report);
+                continue;
+            }
+            None => {
+                background
+                    .beside(run_step(state, step, index, &job_cancel))
+                    .await
+            }
+        };
         report.steps.push(r);
     }
+    background.finish(state, &job_cancel, report).await;
     timer.abort();
     if job_cancel.is_cancelled() && !cancel.is_cancelled() && !timed_out {
         state.error(format!(

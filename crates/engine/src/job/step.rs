@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use expr::{Map, Status, Value};
 use tokio_util::sync::CancellationToken;
-use workflow::{Node, Step};
+use workflow::{Control, Node, Step};
 
 use super::JobState;
 use super::context::{eval_ctx, merge_env, status_value};
@@ -18,6 +18,20 @@ use crate::report::{Conclusion, StepReport};
 
 /// The name GitHub shows for a step without `name`.
 fn default_step_name(step: &Step) -> String {
+    let ids = |names: &[workflow::Spanned<String>]| {
+        names
+            .iter()
+            .map(|n| n.value.as_str())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    match &step.control {
+        Some(Control::Wait(names)) => return format!("Wait for {}", ids(names)),
+        Some(Control::WaitAll) => return "Wait for all background steps".to_owned(),
+        Some(Control::Cancel(name)) => return format!("Cancel {}", name.value),
+        Some(Control::Group(_)) => return "Wait for the parallel steps".to_owned(),
+        None => {}
+    }
     if let Some(uses) = &step.uses {
         return format!("Run {}", uses.value);
     }
@@ -37,13 +51,7 @@ pub(crate) async fn run_step(
 ) -> StepReport {
     let started = Instant::now();
     let host = actions::HashFiles(state.workspace.clone());
-    let ctxs = state.contexts(None);
-    let name = match &step.name {
-        Some(n) => workflow::eval::evaluate_string(n, &eval_ctx(&ctxs, state.status, &host))
-            .unwrap_or_else(|_| n.as_str().unwrap_or_default().to_owned()),
-        None => default_step_name(step),
-    };
-    let name = crate::mask::neutralise(&state.run.masker().mask(&name)).into_owned();
+    let name = step_name(state, step);
     let id = step.id.as_ref().map(|i| i.value.clone());
     let ctx_id = id.clone().unwrap_or_else(|| format!("__step{index}"));
     let mut report = StepReport {
@@ -53,23 +61,7 @@ pub(crate) async fn run_step(
         conclusion: Conclusion::Skipped,
         duration: Duration::ZERO,
     };
-    // The condition, evaluated with the job's status so far.
-    let cond_src = step.if_.as_ref().map_or("", |c| c.value.as_str());
-    let run_it = match expr::parse_condition(cond_src) {
-        Ok(c) => {
-            let status = if cancel.is_cancelled() && state.status == Status::Success {
-                Status::Cancelled
-            } else {
-                state.status
-            };
-            match c.evaluate(&eval_ctx(&ctxs, status, &host)) {
-                Ok(b) => Ok(b),
-                Err(e) => Err(format!("the `if` of step `{name}`: {e}")),
-            }
-        }
-        Err(e) => Err(format!("the `if` of step `{name}`: {e}")),
-    };
-    let run_it = match run_it {
+    let run_it = match condition(state, step, &name, cancel) {
         Ok(b) => b,
         Err(msg) => {
             state.sink.step_started(&state.label, &name);
@@ -136,7 +128,44 @@ pub(crate) async fn run_step(
     report
 }
 
-fn record_step(state: &mut JobState<'_>, id: &str, report: &StepReport, outputs: Map) {
+/// The step's `if`, evaluated with the job's status so far; an `Err` is the message of an
+/// `if` that cannot be evaluated.
+pub(crate) fn condition(
+    state: &JobState<'_>,
+    step: &Step,
+    name: &str,
+    cancel: &CancellationToken,
+) -> Result<bool, String> {
+    let host = actions::HashFiles(state.workspace.clone());
+    let ctxs = state.contexts(None);
+    let cond_src = step.if_.as_ref().map_or("", |c| c.value.as_str());
+    match expr::parse_condition(cond_src) {
+        Ok(c) => {
+            let status = if cancel.is_cancelled() && state.status == Status::Success {
+                Status::Cancelled
+            } else {
+                state.status
+            };
+            c.evaluate(&eval_ctx(&ctxs, status, &host))
+                .map_err(|e| format!("the `if` of step `{name}`: {e}"))
+        }
+        Err(e) => Err(format!("the `if` of step `{name}`: {e}")),
+    }
+}
+
+/// The step's name as shown: its `name` evaluated, else GitHub's default, masked.
+pub(crate) fn step_name(state: &JobState<'_>, step: &Step) -> String {
+    let host = actions::HashFiles(state.workspace.clone());
+    let ctxs = state.contexts(None);
+    let name = match &step.name {
+        Some(n) => workflow::eval::evaluate_string(n, &eval_ctx(&ctxs, state.status, &host))
+            .unwrap_or_else(|_| n.as_str().unwrap_or_default().to_owned()),
+        None => default_step_name(step),
+    };
+    crate::mask::neutralise(&state.run.masker().mask(&name)).into_owned()
+}
+
+pub(crate) fn record_step(state: &mut JobState<'_>, id: &str, report: &StepReport, outputs: Map) {
     state.steps_ctx.insert(
         id.to_owned(),
         obj([

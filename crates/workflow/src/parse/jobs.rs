@@ -154,7 +154,7 @@ impl Parser {
                             if items.is_empty() {
                                 self.error(format!("job `{id}` has no steps"), v.span);
                             }
-                            job.steps = items.iter().filter_map(|s| self.step(s)).collect();
+                            job.steps = items.iter().flat_map(|s| self.job_steps(s)).collect();
                         }
                         None => self.error(
                             format!("`steps` must be a sequence, found {}", v.describe()),

@@ -8,6 +8,7 @@
 
 mod jobs;
 mod step;
+pub(crate) use step::Place;
 mod triggers;
 mod workflow;
 
