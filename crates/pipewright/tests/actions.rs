@@ -577,6 +577,179 @@ fn setup_java_and_go_use_installed_toolchains_or_say_what_there_is() {
     );
 }
 
+/// With toolchains in the tool cache (`RUNNER_TOOL_CACHE`, as GitHub's images have them):
+/// `actions/setup-go` takes the newest Go of the version asked for (or `go.mod`'s), and
+/// `actions/setup-java` the JDK of that version whose vendor is the `distribution`'s, or
+/// another with a warning when there is none; an unknown distribution fails.
+#[test]
+fn setup_go_and_java_pick_the_version_and_the_distribution_from_the_tool_cache() {
+    let r = Repo::new();
+    let cache = tempfile::tempdir().unwrap();
+    let tool = |rel: &str, program: &str, says: &str, release: Option<&str>| {
+        let home = cache.path().join(rel);
+        std::fs::create_dir_all(home.join("bin")).unwrap();
+        let bin = home.join("bin").join(program);
+        std::fs::write(&bin, format!("#!/bin/sh\necho '{says}' >&2\n")).unwrap();
+        std::fs::set_permissions(&bin, std::os::unix::fs::PermissionsExt::from_mode(0o755))
+            .unwrap();
+        if let Some(vendor) = release {
+            std::fs::write(
+                home.join("release"),
+                format!("JAVA_VERSION=\"21\"\nIMPLEMENTOR=\"{vendor}\"\n"),
+            )
+            .unwrap();
+        }
+    };
+    tool(
+        "go/1.22.3/x64",
+        "go",
+        "go version go1.22.3 linux/amd64",
+        None,
+    );
+    tool(
+        "go/1.22.1/x64",
+        "go",
+        "go version go1.22.1 linux/amd64",
+        None,
+    );
+    tool(
+        "go/1.21.9/x64",
+        "go",
+        "go version go1.21.9 linux/amd64",
+        None,
+    );
+    tool(
+        "Java/zulu-21",
+        "java",
+        "openjdk version \"21.0.4\" 2024-07-16 LTS",
+        Some("Azul Systems, Inc."),
+    );
+    tool(
+        "Java/temurin-21",
+        "java",
+        "openjdk version \"21.0.2\" 2024-01-16 LTS",
+        Some("Eclipse Adoptium"),
+    );
+    r.file("go.mod", "module example.com/m\n\ngo 1.21\n");
+    r.workflow(
+        "ci.yml",
+        "on: push
+jobs:
+  go:
+    runs-on: x
+    steps:
+      - id: g
+        uses: actions/setup-go@v5
+        with:
+          go-version: '1.22'
+      - run: |
+          echo \"output ${{ steps.g.outputs.go-version }}\"
+          go version 2>&1
+          echo \"root $GOROOT\"
+          test -d \"$GOPATH\" && test -d \"$GOCACHE\" && echo caches ready
+      - uses: actions/checkout@v4
+      - uses: actions/setup-go@v5
+        with:
+          go-version-file: go.mod
+      - run: go version 2>&1
+  java:
+    runs-on: x
+    steps:
+      - id: zulu
+        uses: actions/setup-java@v4
+        with:
+          distribution: zulu
+          java-version: '21'
+      - id: temurin
+        uses: actions/setup-java@v4
+        with:
+          distribution: temurin
+          java-version: '21'
+      - run: |
+          echo \"zulu ${{ steps.zulu.outputs.version }} ${{ steps.zulu.outputs.distribution }}\"
+          echo \"temurin ${{ steps.temurin.outputs.version }} ${{ steps.temurin.outputs.distribution }}\"
+          echo \"home $JAVA_HOME\"
+      - id: corretto
+        uses: actions/setup-java@v4
+        with:
+          distribution: corretto
+          java-version: '21'
+      - run: |
+          echo \"corretto gave ${{ steps.corretto.outputs.distribution }}\"
+  unknown:
+    runs-on: x
+    steps:
+      - uses: actions/setup-java@v4
+        with:
+          distribution: openjdk
+          java-version: '21'
+  nofile:
+    runs-on: x
+    steps:
+      - uses: actions/setup-go@v5
+        with:
+          go-version-file: go.mod
+",
+    );
+    r.commit("init");
+    let pass = format!("RUNNER_TOOL_CACHE={}", cache.path().display());
+    let run = r.run(&["--pass-env", &pass]);
+    assert_eq!(run.conclusion("go"), "success", "{}", run.all());
+    let go = run.lines_of("go");
+    let has = |lines: &[String], s: &str| lines.iter().any(|l| l.contains(s));
+    assert!(has(&go, "output 1.22.3"), "{}", run.all());
+    assert!(has(&go, "go version go1.22.3 linux/amd64"), "{}", run.all());
+    assert!(
+        has(
+            &go,
+            &format!("root {}/go/1.22.3/x64", cache.path().display())
+        ),
+        "{}",
+        run.all()
+    );
+    assert!(has(&go, "caches ready"), "{}", run.all());
+    assert!(
+        has(&go, "go version go1.21.9 linux/amd64"),
+        "go.mod's version: {}",
+        run.all()
+    );
+    assert_eq!(run.conclusion("java"), "success", "{}", run.all());
+    let java = run.lines_of("java");
+    assert!(has(&java, "zulu 21.0.4 zulu"), "{}", run.all());
+    assert!(has(&java, "temurin 21.0.2 temurin"), "{}", run.all());
+    assert!(
+        has(
+            &java,
+            &format!("home {}/Java/temurin-21", cache.path().display())
+        ),
+        "{}",
+        run.all()
+    );
+    assert!(has(&java, "corretto gave zulu"), "{}", run.all());
+    assert!(
+        has(
+            &java,
+            "distribution `corretto` asked for, and this machine has no such JDK of Java 21: using Java 21.0.4 built by Azul Systems, Inc."
+        ),
+        "{}",
+        run.all()
+    );
+    assert_eq!(run.conclusion("unknown"), "failure", "{}", run.all());
+    assert!(
+        run.all()
+            .contains("distribution `openjdk` is not one setup-java knows; use one of: temurin,"),
+        "{}",
+        run.all()
+    );
+    // A version file that is not there (no checkout) fails, as setup-go does.
+    assert_eq!(run.conclusion("nofile"), "failure", "{}", run.all());
+    assert!(
+        run.all().contains("`go-version-file`: cannot read "),
+        "{}",
+        run.all()
+    );
+}
+
 /// A remote (here vendored) Node action's `pre` runs as the job starts, before the first
 /// step, in the steps' order, as GitHub runs it; one its `pre-if` skips does not run later.
 #[test]
