@@ -46,6 +46,7 @@ fn env(dir: &std::path::Path) -> Arc<RunEnv> {
         this_machine_only: false,
         images: Vec::new(),
         action_source: None,
+        docker_host: None,
     })
 }
 

@@ -422,6 +422,7 @@ fn run_parsed(
         actions: actions::registry(),
         this_machine_only: true,
         images: images(&args.images)?,
+        docker_host: None,
         action_source: Some(action_source(args.offline)),
     };
     let color = std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();

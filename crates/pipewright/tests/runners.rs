@@ -500,11 +500,14 @@ fn a_runner_runs_a_label_s_jobs_in_its_image() {
     assert!(log.contains("[host] on-the-host"), "{log}");
 }
 
+/// The server's own runner, its jobs confined (as by default), runs a label's jobs in the
+/// image its configuration maps the label to, through its Docker broker.
 #[test]
 fn the_server_s_own_runner_runs_a_label_s_jobs_in_its_configured_image() {
     let image = common::busybox_image();
+    let user = serve_support::job_user();
     let s = Server::start_with(&format!(
-        "[runner]\nisolation = \"none\"\nimages = {{ ubuntu-latest = \"{image}\" }}\n"
+        "[runner]\njob_user = \"{user}\"\nimages = {{ ubuntu-latest = \"{image}\" }}\n"
     ));
     let work = s.commit(
         "main",
@@ -568,4 +571,70 @@ fn the_server_s_own_runner_fails_a_job_for_another_operating_system() {
     );
     assert!(!log.contains("ran on this machine"), "{log}");
     assert!(log.contains("[linux] ran on linux"), "{log}");
+}
+
+/// A confined job (a fork's as much as a branch's) reaches Docker only through its runner's
+/// broker: its `container` and `services` run there, and `docker run` in a step works; what
+/// would reach the host is refused even when a step asks the broker itself, the engine's
+/// own socket stays closed to it, and nothing the job made outlives it.
+#[test]
+fn a_confined_job_runs_containers_through_its_runner_s_broker_and_cannot_reach_the_host() {
+    let image = common::busybox_image();
+    let user = serve_support::job_user();
+    let s = Server::start_with(&format!("[runner]\njob_user = \"{user}\"\n"));
+    let create = |body: &str| {
+        format!(
+            "curl -s --unix-socket \"$sock\" -H 'Content-Type: application/json' -X POST -d '{body}' http://docker/containers/create; echo"
+        )
+    };
+    let workflow = format!(
+        "on: push
+jobs:
+  boxed:
+    runs-on: ubuntu-latest
+    container: {image}
+    services:
+      web:
+        image: {image}
+    steps:
+      - run: cat /marker && wget -q -O - http://web/ | head -1
+  steps:
+    runs-on: ubuntu-latest
+    steps:
+      - run: |
+          sock=\"${{DOCKER_HOST#unix://}}\"
+          test -S \"$sock\"
+          docker run --rm {image} cat /marker
+          docker run --rm --privileged {image} true 2>&1 || echo privileged refused
+          docker run --rm -v /etc:/host-etc {image} true 2>&1 || echo mount refused
+          {privileged}
+          {root}
+          curl -s --unix-socket \"$sock\" http://docker/containers/json; echo
+          curl -s --unix-socket /var/run/docker.sock http://docker/_ping 2>&1 || echo engine socket closed
+",
+        privileged = create(&format!(r#"{{"Image":"{image}","HostConfig":{{"Privileged":true}}}}"#)),
+        root = create(&format!(r#"{{"Image":"{image}","HostConfig":{{"Binds":["/:/host"]}}}}"#)),
+    );
+    let before = common::docker(&["ps", "-aq", "--filter", "label=pipewright.broker"]).1;
+    let work = s.commit("main", &workflow);
+    s.push(&work, "main");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    let run = s.wait_completed(id);
+    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    assert_eq!(run["conclusion"], "success", "{run}\n{log}");
+    assert!(log.contains("[boxed] inside the container"), "{log}");
+    assert!(log.contains("[boxed] hello from the web service"), "{log}");
+    assert!(log.contains("[steps] inside the container"), "{log}");
+    for said in [
+        "privileged refused",
+        "mount refused",
+        "pipewright: `HostConfig.Privileged` is not allowed to a job",
+        "pipewright: mounting `/` is not allowed to a job",
+        "[steps] []",
+        "engine socket closed",
+    ] {
+        assert!(log.contains(said), "`{said}` not in:\n{log}");
+    }
+    let after = common::docker(&["ps", "-aq", "--filter", "label=pipewright.broker"]).1;
+    assert_eq!(before, after, "the job's containers are gone");
 }

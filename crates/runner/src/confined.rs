@@ -268,6 +268,9 @@ pub(crate) struct Launch<'a> {
     pub(crate) lease: &'a Lease,
     pub(crate) source: &'a Path,
     pub(crate) workflow: &'a str,
+    /// Told the job process's pid once it is known (the Docker broker serves only it and
+    /// its descendants).
+    pub(crate) job_pid: Option<Arc<std::sync::atomic::AtomicI32>>,
 }
 
 pub(crate) async fn run(
@@ -354,6 +357,9 @@ async fn run_child(
     else {
         return Err(RunnerError::Job("the job's process has no pid".into()));
     };
+    if let Some(cell) = &job.job_pid {
+        cell.store(pid, std::sync::atomic::Ordering::SeqCst);
+    }
     let record = site.slot.join(CHILD_RECORD);
     if let Some(t) = start_time(pid) {
         std::fs::write(&record, format!("{pid} {t}")).map_err(io(&record))?;

@@ -68,6 +68,9 @@ pub struct Site {
     /// operating system fails here, saying so, instead of running on this one.
     #[serde(default)]
     pub this_machine_only: bool,
+    /// The job's `DOCKER_HOST`: a confined job's broker (`None`: the process's own).
+    #[serde(default)]
+    pub docker_host: Option<String>,
 }
 
 /// Everything to run the job: its spec and run environment, from the lease and the source.
@@ -128,6 +131,7 @@ fn prepare(
         this_machine_only: site.this_machine_only,
         images: site.images.clone(),
         action_source: site.action_source.clone(),
+        docker_host: site.docker_host.clone(),
         // `actions/cache` entries are the server's, shared by every runner.
         cache_store: Some(Arc::new(transfer::RemoteCache {
             client: client.clone(),

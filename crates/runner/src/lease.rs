@@ -229,6 +229,7 @@ async fn run_in_slot(
             images: config.images.clone(),
             action_source: action_source.clone(),
             this_machine_only: config.labels.iter().any(|l| l == "*"),
+            docker_host: None,
         };
         return Ok(run_here(client, workflows, &site, lease, tar, sink, cancel).await);
     };
@@ -270,6 +271,23 @@ async fn run_in_slot(
         base_env.push(("USER".into(), u.name.clone()));
         base_env.push(("LOGNAME".into(), u.name.clone()));
     }
+    // The job's user may not open the Docker engine's socket; the broker opens it for the
+    // job's containers, checking each request (docs/security.md §15).
+    let broker = crate::broker::engine_socket().and_then(|engine| {
+        let at = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+        let rules = crate::broker::Rules {
+            writable: vec![at(&job_dir)],
+            readable: vec![at(&slot.dir)],
+            label: format!("job-{}", lease.job),
+        };
+        crate::broker::Broker::start(&slot.dir.join("docker.sock"), &engine, user, rules)
+            .inspect_err(|e| tracing::warn!("the job's Docker broker: {e}"))
+            .ok()
+    });
+    // Its steps' `docker` talks to the broker too.
+    if let Some(b) = &broker {
+        base_env.push(("DOCKER_HOST".into(), b.host()));
+    }
     let site = Site {
         slot: slot.dir.clone(),
         base_env,
@@ -279,6 +297,7 @@ async fn run_in_slot(
         images: config.images.clone(),
         action_source,
         this_machine_only: config.labels.iter().any(|l| l == "*"),
+        docker_host: broker.as_ref().map(crate::broker::Broker::host),
     };
     // The workflow's text as this runner read it (once per commit): the job's process
     // need not read the archive again.
@@ -291,6 +310,11 @@ async fn run_in_slot(
         lease,
         source: &linked,
         workflow: &text,
+        job_pid: broker.as_ref().map(crate::broker::Broker::job_pid),
     };
-    Ok(confined::run(isolation, client, job, sink, cancel).await)
+    let done = confined::run(isolation, client, job, sink, cancel).await;
+    if let Some(b) = broker {
+        b.finish().await;
+    }
+    Ok(done)
 }

@@ -16,6 +16,7 @@
 //! their way to the server (`sink`), artifacts and caches through the server (`transfer`),
 //! and a job in a confined process of its own (`confined`).
 
+mod broker;
 mod cgroup;
 mod client;
 mod confined;

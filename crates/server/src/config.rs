@@ -534,14 +534,6 @@ impl Config {
                 message: "needs isolation = \"landlock\" (a job runs as another user in a process of its own)".into(),
             });
         }
-        if !raw.runner.images.is_empty() && confine_jobs {
-            return Err(ConfigError::Invalid {
-                key: "runner.images".into(),
-                message:
-                    "needs isolation = \"none\": a confined job cannot reach the Docker engine"
-                        .into(),
-            });
-        }
         if let Some((label, _)) = raw
             .runner
             .images
@@ -714,7 +706,7 @@ mod tests {
     }
 
     #[test]
-    fn runner_images_need_jobs_that_can_reach_docker() {
+    fn runner_images_map_labels_to_local_images() {
         let c = load(
             "data_dir = \"/d\"\n[runner]\nisolation = \"none\"\nimages = { ubuntu-latest = \"my/image:1\" }\n",
         )
@@ -722,14 +714,6 @@ mod tests {
         assert_eq!(
             c.runner_images,
             [("ubuntu-latest".to_owned(), "my/image:1".to_owned())]
-        );
-        assert_eq!(
-            invalid("data_dir = \"/d\"\n[runner]\nimages = { ubuntu-latest = \"my/image:1\" }\n"),
-            (
-                "runner.images".to_owned(),
-                "needs isolation = \"none\": a confined job cannot reach the Docker engine"
-                    .to_owned()
-            )
         );
         assert_eq!(
             invalid("data_dir = \"/d\"\n[runner]\nisolation = \"none\"\nimages = { x = \" \" }\n")

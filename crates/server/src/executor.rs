@@ -311,6 +311,7 @@ impl Executor {
             images: Vec::new(),
             // Reusable workflows of other repositories, fetched here (the server is the
             // trusted side) into the runner's cache; their jobs get the text with the lease.
+            docker_host: None,
             action_source: Some(engine::ActionSource::from_env(
                 self.config.data_dir.join("work").join("actions-cache"),
             )),

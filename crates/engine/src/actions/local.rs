@@ -303,7 +303,7 @@ async fn build(
             .map_err(|e| ActionError::io(call.uses.clone(), e))?
     };
     let tag = format!("pipewright-action:{digest}");
-    let engine = crate::docker::Engine::connect()
+    let engine = crate::docker::Engine::connect_to(state.run.docker_host.as_deref())
         .await
         .map_err(|e| ActionError::Failed(format!("`{}` is a Docker action: {e}", call.uses)))?;
     if engine.has_image(&tag).await {

@@ -94,11 +94,30 @@ impl Engine {
     pub async fn connect() -> Result<Engine, DockerError> {
         let at = std::env::var("DOCKER_HOST")
             .unwrap_or_else(|_| "unix:///var/run/docker.sock".to_owned());
+        Engine::connect_at(&at).await
+    }
+
+    /// Connects to the engine `host` names, else as [`Engine::connect`] does.
+    pub async fn connect_to(host: Option<&str>) -> Result<Engine, DockerError> {
+        match host {
+            Some(at) => Engine::connect_at(at).await,
+            None => Engine::connect().await,
+        }
+    }
+
+    /// Connects to the engine at `at` (`unix:///path`, `tcp://host:port`): a confined
+    /// job's is its runner's broker.
+    pub async fn connect_at(at: &str) -> Result<Engine, DockerError> {
         let unreachable = |source| DockerError::Unreachable {
-            at: at.clone(),
+            at: at.to_owned(),
             source,
         };
-        let docker = Docker::connect_with_defaults().map_err(unreachable)?;
+        let docker = match at.strip_prefix("unix://") {
+            Some(path) => Docker::connect_with_unix(path, 120, bollard::API_DEFAULT_VERSION),
+            // Other schemes as bollard reads `DOCKER_HOST`.
+            None => Docker::connect_with_defaults(),
+        }
+        .map_err(unreachable)?;
         let docker = tokio::time::timeout(CONNECT_TIMEOUT, docker.negotiate_version())
             .await
             .map_err(|_| unreachable(bollard::errors::Error::RequestTimeoutError))?

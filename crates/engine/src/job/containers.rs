@@ -246,7 +246,7 @@ pub(super) async fn start(
     if container.is_none() && services.is_empty() {
         return Ok(());
     }
-    let engine = Engine::connect().await;
+    let engine = Engine::connect_to(state.run.docker_host.as_deref()).await;
     let mut docker = match &engine {
         Ok(e) => Some(JobDocker::new(e.clone(), &job_label(state)).await),
         Err(_) => None,
@@ -506,9 +506,11 @@ pub(crate) async fn run_image(
     let image = image.as_str();
     let failed = |e: DockerError| ActionError::Failed(e.to_string());
     if state.docker.is_none() {
-        let engine = Engine::connect().await.map_err(|e| {
-            ActionError::Failed(format!("`docker://{image}` needs a Docker engine: {e}"))
-        })?;
+        let engine = Engine::connect_to(state.run.docker_host.as_deref())
+            .await
+            .map_err(|e| {
+                ActionError::Failed(format!("`docker://{image}` needs a Docker engine: {e}"))
+            })?;
         state.docker = Some(JobDocker::new(engine, &job_label(state)).await);
     }
     let home = state.temp.join("_github_home");

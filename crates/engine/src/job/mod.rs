@@ -91,6 +91,9 @@ pub struct RunEnv {
     /// Where `owner/repo@ref` actions are fetched from and kept; `None`: only the copies in
     /// `action_dirs` (a server's confined jobs must not write a cache others run from).
     pub action_source: Option<crate::ActionSource>,
+    /// Where the job's containers are made (`DOCKER_HOST`): a confined job's is its
+    /// runner's broker; `None`: this process's `DOCKER_HOST`, else the local socket.
+    pub docker_host: Option<String>,
 }
 
 impl RunEnv {
