@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The cost of a container job: `pipewright run` of a one-step job in a container, against
 # `docker run --rm IMAGE true` (the floor: one container made, started and removed), and the
-# cost of each further step (one `exec`), from the same job with 21 steps. Timed with
+# cost of each further step (started by the job container's agent, not an `exec` of the
+# engine each), from the same job with 21 steps. Timed with
 # `hyperfine -N` (no shell in between), side by side in one run.
 # Goals: a container job at most 1.5x the floor; under 20 ms per step.
 set -euo pipefail

@@ -17,7 +17,9 @@ trap 'rm -rf "$work"' EXIT
 cd "$work"
 git init -q -b main
 mkdir -p .github/workflows
+# `name` only because wrkflw's parser requires it (GitHub does not).
 cat > .github/workflows/bench.yml <<'YAML'
+name: bench
 on: push
 jobs:
   a:

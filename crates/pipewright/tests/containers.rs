@@ -724,3 +724,58 @@ fn the_default_shell_in_a_container_is_bash_where_the_image_has_it() {
         run.all()
     );
 }
+
+/// A container job's steps are started by its agent (a shell kept running in the container,
+/// not an `exec` of the engine each): exit codes, output without a final newline, a step
+/// past its timeout stopped and the next one still started, and a background step beside a
+/// foreground one (one of them gets an `exec` of its own).
+#[test]
+fn a_container_job_s_steps_are_started_by_its_agent_and_stopped_by_their_timeout() {
+    let image = image();
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  j:
+    runs-on: ubuntu-latest
+    container: {image}
+    steps:
+      - run: |
+          echo \"parent: $(tr '\\0' ' ' < /proc/$PPID/cmdline)\"
+          printf 'no newline at the end'
+      - id: three
+        continue-on-error: true
+        run: exit 3
+      - timeout-minutes: 0.02
+        run: sleep 30
+      - if: always()
+        run: echo \"after the timeout=${{{{ steps.three.outcome }}}}\"
+      - id: side
+        if: always()
+        background: true
+        run: sleep 0.5; echo beside
+      - if: always()
+        run: echo in front
+      - if: always()
+        wait: side
+"
+    ));
+    let started = std::time::Instant::now();
+    let run = r.run(&[]);
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(25),
+        "{}",
+        run.all()
+    );
+    assert_eq!(run.conclusion("j"), "failure", "{}", run.all());
+    let lines = run.lines_of("j");
+    let has = |s: &str| lines.iter().any(|l| l.contains(s));
+    assert!(has("parent: sh -c"), "{}", run.all());
+    assert!(has("pipewright-agent"), "{}", run.all());
+    assert!(has("no newline at the end"), "{}", run.all());
+    assert!(has("The step has timed out."), "{}", run.all());
+    assert!(has("after the timeout=failure"), "{}", run.all());
+    assert!(has("in front") && has("beside"), "{}", run.all());
+    let steps = run.steps("j");
+    assert_eq!(steps[1], ("failure".into(), "success".into()), "{steps:?}");
+    assert_eq!(steps[2].1, "failure", "{steps:?}");
+    assert_all_removed(&run.all());
+}

@@ -6,6 +6,8 @@
 //! Nothing here decides what a job may ask for: the options were read, and those that reach
 //! the host refused, by [`workflow::container`]. No container gets the Docker socket.
 
+mod agent;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -25,6 +27,8 @@ use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::process::{Exit, KILL_GRACE, Piece, Stream};
+
+pub use agent::{Agent, script as agent_script};
 
 mod container;
 pub use container::Container;
@@ -671,6 +675,23 @@ fn start_time(pid: u32) -> Option<u64> {
 }
 
 /// Demultiplexes the engine's output frames into lines, as a host process's pipes are read.
+/// Twelve hex digits that differ between processes, threads and moments: names a job's
+/// Docker objects apart, and the agent's step marks.
+pub(crate) fn random_hex() -> String {
+    use sha2::Digest;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or_default();
+    let seed = format!(
+        "{}:{}:{:?}",
+        std::process::id(),
+        now.as_nanos(),
+        std::thread::current().id()
+    );
+    let digest = sha2::Sha256::digest(seed.as_bytes());
+    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+}
+
 fn pump(
     mut output: impl futures_util::Stream<Item = Result<LogOutput, bollard::errors::Error>>
     + Send

@@ -47,6 +47,8 @@ pub(crate) struct InContainer {
     pub(crate) paths: PathMap,
     /// The container's `PATH` (what `GITHUB_PATH` additions go in front of).
     pub(crate) path: String,
+    /// Its agent, which starts the steps' processes (`None`: an `exec` each).
+    pub(crate) agent: Option<std::sync::Arc<crate::docker::Agent>>,
 }
 
 impl JobDocker {
@@ -193,18 +195,7 @@ impl JobDocker {
 }
 
 fn random_suffix() -> String {
-    use sha2::Digest;
-    let now = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap_or_default();
-    let seed = format!(
-        "{}:{}:{:?}",
-        std::process::id(),
-        now.as_nanos(),
-        std::thread::current().id()
-    );
-    let digest = sha2::Sha256::digest(seed.as_bytes());
-    digest.iter().take(6).map(|b| format!("{b:02x}")).collect()
+    crate::docker::random_hex()
 }
 
 /// Starts the job's `services` and `container`, and fills in `job.services` and
@@ -477,10 +468,19 @@ async fn start_all(
             ("network", Value::from(network.unwrap_or_default())),
         ]),
     );
+    // Steps start through an agent in the container where it can run one (a shell):
+    // an `exec` of the engine each costs tens of milliseconds.
+    let agent = d
+        .engine
+        .start_agent(&cid)
+        .await
+        .ok()
+        .map(std::sync::Arc::new);
     state.container = Some(InContainer {
         id: cid,
         paths,
         path,
+        agent,
     });
     Ok(())
 }

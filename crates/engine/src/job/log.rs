@@ -39,10 +39,28 @@ impl JobState<'_> {
                 env: spawn.env.iter().map(|(k, v)| format!("{k}={v}")).collect(),
                 workdir: c.paths.map(&spawn.cwd.display().to_string()),
             };
-            let exit = d
-                .engine
-                .exec(&c.id, exec, &mut on_line, deadline, cancel)
-                .await;
+            let mut by_agent = None;
+            if let Some(agent) = &c.agent
+                && let Some(text) = crate::docker::agent_script(&exec.cmd, &exec.env, &exec.workdir)
+            {
+                static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                let file = self.temp.join(format!("agent-{n}.sh"));
+                if crate::files::write_reusing(&file, text.as_bytes()).is_ok() {
+                    let inside = c.paths.map(&file.display().to_string());
+                    by_agent = agent
+                        .run(&d.engine, &inside, &mut on_line, deadline, cancel)
+                        .await;
+                }
+            }
+            let exit = match by_agent {
+                Some(exit) => exit,
+                None => {
+                    d.engine
+                        .exec(&c.id, exec, &mut on_line, deadline, cancel)
+                        .await
+                }
+            };
             // A failure because the container itself is gone says so. An exit that looks
             // like its death (killed, or "cannot exec") waits a moment for the engine to
             // record it.
