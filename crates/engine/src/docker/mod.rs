@@ -469,7 +469,14 @@ impl Engine {
     pub async fn not_running(&self, id: &str) -> Option<String> {
         let state = match self.docker.inspect_container(id, None).await {
             Ok(c) => c.state.unwrap_or_default(),
-            Err(e) => return Some(e.to_string()),
+            Err(bollard::errors::Error::DockerResponseServerError {
+                status_code: 404, ..
+            }) => return Some("it is gone (removed)".into()),
+            Err(e) => {
+                return Some(format!(
+                    "the Docker engine does not answer (it stopped or is restarting): {e}"
+                ));
+            }
         };
         if state.running == Some(true) {
             return None;

@@ -263,7 +263,7 @@ async fn execute_step(
         }
         match state.run_process(&spawn, deadline, cancel).await {
             Ok(exit) => exit,
-            Err(e) => return Err(JobError::io(format!("cannot start `{}`", spawn.program), e)),
+            Err(e) => return Err(JobError::io(format!("cannot run `{}`", spawn.program), e)),
         }
     } else if let Some(uses) = &step.uses {
         let with = match &step.with {
