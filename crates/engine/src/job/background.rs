@@ -217,7 +217,7 @@ impl<'b> Background<'b> {
         }
         report.steps.push(StepReport {
             id: step.id.as_ref().map(|i| i.value.clone()),
-            name: step_name(state, step),
+            name: step_name(state, &state.contexts(None), step),
             outcome: Conclusion::Skipped,
             conclusion: Conclusion::Skipped,
             duration: Duration::ZERO,
@@ -273,7 +273,8 @@ impl<'b> Background<'b> {
         report: &mut JobReport,
     ) -> StepReport {
         let started = Instant::now();
-        let name = step_name(state, step);
+        let ctxs = state.contexts(None);
+        let name = step_name(state, &ctxs, step);
         let id = step.id.as_ref().map(|i| i.value.clone());
         let ctx_id = id.clone().unwrap_or_else(|| format!("__step{index}"));
         let mut own = StepReport {
@@ -283,7 +284,7 @@ impl<'b> Background<'b> {
             conclusion: Conclusion::Skipped,
             duration: Duration::ZERO,
         };
-        match condition(state, step, &name, cancel) {
+        match condition(state, &ctxs, step, &name, cancel) {
             Ok(true) => {}
             Ok(false) => {
                 record_step(state, &ctx_id, &own, Map::new());

@@ -51,7 +51,8 @@ pub(crate) async fn run_step(
 ) -> StepReport {
     let started = Instant::now();
     let host = actions::HashFiles(state.workspace.clone());
-    let name = step_name(state, step);
+    let ctxs = state.contexts(None);
+    let name = step_name(state, &ctxs, step);
     let id = step.id.as_ref().map(|i| i.value.clone());
     let ctx_id = id.clone().unwrap_or_else(|| format!("__step{index}"));
     let mut report = StepReport {
@@ -61,7 +62,7 @@ pub(crate) async fn run_step(
         conclusion: Conclusion::Skipped,
         duration: Duration::ZERO,
     };
-    let run_it = match condition(state, step, &name, cancel) {
+    let run_it = match condition(state, &ctxs, step, &name, cancel) {
         Ok(b) => b,
         Err(msg) => {
             state.sink.step_started(&state.label, &name);
@@ -132,12 +133,12 @@ pub(crate) async fn run_step(
 /// `if` that cannot be evaluated.
 pub(crate) fn condition(
     state: &JobState<'_>,
+    ctxs: &Map,
     step: &Step,
     name: &str,
     cancel: &CancellationToken,
 ) -> Result<bool, String> {
     let host = actions::HashFiles(state.workspace.clone());
-    let ctxs = state.contexts(None);
     let cond_src = step.if_.as_ref().map_or("", |c| c.value.as_str());
     match expr::parse_condition(cond_src) {
         Ok(c) => {
@@ -146,7 +147,7 @@ pub(crate) fn condition(
             } else {
                 state.status
             };
-            c.evaluate(&eval_ctx(&ctxs, status, &host))
+            c.evaluate(&eval_ctx(ctxs, status, &host))
                 .map_err(|e| format!("the `if` of step `{name}`: {e}"))
         }
         Err(e) => Err(format!("the `if` of step `{name}`: {e}")),
@@ -154,11 +155,10 @@ pub(crate) fn condition(
 }
 
 /// The step's name as shown: its `name` evaluated, else GitHub's default, masked.
-pub(crate) fn step_name(state: &JobState<'_>, step: &Step) -> String {
+pub(crate) fn step_name(state: &JobState<'_>, ctxs: &Map, step: &Step) -> String {
     let host = actions::HashFiles(state.workspace.clone());
-    let ctxs = state.contexts(None);
     let name = match &step.name {
-        Some(n) => workflow::eval::evaluate_string(n, &eval_ctx(&ctxs, state.status, &host))
+        Some(n) => workflow::eval::evaluate_string(n, &eval_ctx(ctxs, state.status, &host))
             .unwrap_or_else(|_| n.as_str().unwrap_or_default().to_owned()),
         None => default_step_name(step),
     };
