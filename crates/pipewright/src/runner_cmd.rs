@@ -41,8 +41,9 @@ pub(crate) struct RunnerArgs {
     #[arg(long, value_delimiter = ',')]
     labels: Vec<String>,
     /// Run the jobs of a `runs-on` label in a container of IMAGE, a local image (repeatable;
-    /// `host`: on this machine). A confined job makes its containers through the runner's
-    /// Docker broker, which refuses what would reach the host.
+    /// `host`: on this machine). A confined job reaches Docker only through the runner's
+    /// experimental Docker broker (`PIPEWRIGHT_DOCKER_BROKER=1`): else use with
+    /// `--isolation none` (trusted jobs only).
     #[arg(long = "image", value_name = "LABEL=IMAGE")]
     images: Vec<String>,
     /// Jobs run at once.

@@ -506,9 +506,15 @@ fn a_runner_runs_a_label_s_jobs_in_its_image() {
 fn the_server_s_own_runner_runs_a_label_s_jobs_in_its_configured_image() {
     let image = common::busybox_image();
     let user = serve_support::job_user();
-    let s = Server::start_with(&format!(
-        "[runner]\njob_user = \"{user}\"\nimages = {{ ubuntu-latest = \"{image}\" }}\n"
-    ));
+    let s = Server::start_repos_env(
+        |d| {
+            format!(
+                "[[repos]]\nname = \"acme/app\"\npath = \"{}/app.git\"\n[runner]\njob_user = \"{user}\"\nimages = {{ ubuntu-latest = \"{image}\" }}\n",
+                d.display()
+            )
+        },
+        &[("PIPEWRIGHT_DOCKER_BROKER", "1")],
+    );
     let work = s.commit(
         "main",
         "on: push\njobs:\n  boxed:\n    runs-on: ubuntu-latest\n    steps:\n      - run: cat /marker\n  host:\n    runs-on: self-hosted\n    steps:\n      - run: test ! -e /marker && echo on-the-host\n",
@@ -581,7 +587,15 @@ fn the_server_s_own_runner_fails_a_job_for_another_operating_system() {
 fn a_confined_job_runs_containers_through_its_runner_s_broker_and_cannot_reach_the_host() {
     let image = common::busybox_image();
     let user = serve_support::job_user();
-    let s = Server::start_with(&format!("[runner]\njob_user = \"{user}\"\n"));
+    let s = Server::start_repos_env(
+        |d| {
+            format!(
+                "[[repos]]\nname = \"acme/app\"\npath = \"{}/app.git\"\n[runner]\njob_user = \"{user}\"\n",
+                d.display()
+            )
+        },
+        &[("PIPEWRIGHT_DOCKER_BROKER", "1")],
+    );
     let create = |body: &str| {
         format!(
             "curl -s --unix-socket \"$sock\" -H 'Content-Type: application/json' -X POST -d '{body}' http://docker/containers/create; echo"

@@ -273,17 +273,21 @@ async fn run_in_slot(
     }
     // The job's user may not open the Docker engine's socket; the broker opens it for the
     // job's containers, checking each request (docs/security.md §15).
-    let broker = crate::broker::engine_socket().and_then(|engine| {
-        let at = |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
-        let rules = crate::broker::Rules {
-            writable: vec![at(&job_dir)],
-            readable: vec![at(&slot.dir)],
-            label: format!("job-{}", lease.job),
-        };
-        crate::broker::Broker::start(&slot.dir.join("docker.sock"), &engine, user, rules)
-            .inspect_err(|e| tracing::warn!("the job's Docker broker: {e}"))
-            .ok()
-    });
+    let broker = crate::broker::enabled()
+        .then(crate::broker::engine_socket)
+        .flatten()
+        .and_then(|engine| {
+            let at =
+                |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+            let rules = crate::broker::Rules {
+                writable: vec![at(&job_dir)],
+                readable: vec![at(&slot.dir)],
+                label: format!("job-{}", lease.job),
+            };
+            crate::broker::Broker::start(&slot.dir.join("docker.sock"), &engine, user, rules)
+                .inspect_err(|e| tracing::warn!("the job's Docker broker: {e}"))
+                .ok()
+        });
     // Its steps' `docker` talks to the broker too.
     if let Some(b) = &broker {
         base_env.push(("DOCKER_HOST".into(), b.host()));

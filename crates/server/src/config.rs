@@ -534,6 +534,15 @@ impl Config {
                 message: "needs isolation = \"landlock\" (a job runs as another user in a process of its own)".into(),
             });
         }
+        if !raw.runner.images.is_empty()
+            && confine_jobs
+            && std::env::var("PIPEWRIGHT_DOCKER_BROKER").map_or(true, |v| v != "1")
+        {
+            return Err(ConfigError::Invalid {
+                key: "runner.images".into(),
+                message: "needs isolation = \"none\": a confined job reaches Docker only through the experimental broker (PIPEWRIGHT_DOCKER_BROKER=1)".into(),
+            });
+        }
         if let Some((label, _)) = raw
             .runner
             .images
@@ -706,7 +715,7 @@ mod tests {
     }
 
     #[test]
-    fn runner_images_map_labels_to_local_images() {
+    fn runner_images_map_labels_to_local_images_for_jobs_that_reach_docker() {
         let c = load(
             "data_dir = \"/d\"\n[runner]\nisolation = \"none\"\nimages = { ubuntu-latest = \"my/image:1\" }\n",
         )
@@ -714,6 +723,11 @@ mod tests {
         assert_eq!(
             c.runner_images,
             [("ubuntu-latest".to_owned(), "my/image:1".to_owned())]
+        );
+        assert_eq!(
+            invalid("data_dir = \"/d\"\n[runner]\nimages = { ubuntu-latest = \"my/image:1\" }\n").0,
+            "runner.images",
+            "confined jobs without the broker cannot reach Docker"
         );
         assert_eq!(
             invalid("data_dir = \"/d\"\n[runner]\nisolation = \"none\"\nimages = { x = \" \" }\n")
