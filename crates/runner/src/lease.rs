@@ -271,6 +271,12 @@ async fn run_in_slot(
         base_env.push(("USER".into(), u.name.clone()));
         base_env.push(("LOGNAME".into(), u.name.clone()));
     }
+    // The workflow's text as this runner read it (once per commit): the job's process
+    // need not read the archive again. Read before the broker starts: nothing after it
+    // returns early, so it always reaches its `finish`.
+    let text = workflows
+        .known(&tar, &lease.spec.file, lease.spec.workflow_text.as_deref())?
+        .text;
     // The job's user may not open the Docker engine's socket; the broker opens it for the
     // job's containers, checking each request (docs/security.md §15).
     let broker = crate::broker::enabled()
@@ -303,11 +309,6 @@ async fn run_in_slot(
         this_machine_only: config.labels.iter().any(|l| l == "*"),
         docker_host: broker.as_ref().map(crate::broker::Broker::host),
     };
-    // The workflow's text as this runner read it (once per commit): the job's process
-    // need not read the archive again.
-    let text = workflows
-        .known(&tar, &lease.spec.file, lease.spec.workflow_text.as_deref())?
-        .text;
     let job = confined::Launch {
         slot: slot.n,
         site: &site,

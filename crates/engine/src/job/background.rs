@@ -25,7 +25,7 @@ use workflow::{Control, Step};
 
 use super::JobState;
 use super::context::status_value;
-use super::step::{condition, record_step, run_step, step_name};
+use super::step::{condition, failed_condition, record_step, run_step, step_name};
 use crate::report::{Conclusion, JobReport, StepReport};
 use crate::sink::{JobLabel, Line, Sink};
 
@@ -290,18 +290,7 @@ impl<'b> Background<'b> {
                 record_step(state, &ctx_id, &own, Map::new());
                 return own;
             }
-            Err(msg) => {
-                state.sink.step_started(&state.label, &name);
-                state.error(msg);
-                state.status = Status::Failure;
-                own.outcome = Conclusion::Failure;
-                own.conclusion = Conclusion::Failure;
-                record_step(state, &ctx_id, &own, Map::new());
-                state
-                    .sink
-                    .step_finished(&state.label, &name, own.conclusion, started.elapsed());
-                return own;
-            }
+            Err(msg) => return failed_condition(state, &ctx_id, own, msg, started),
         }
         let named = |ids: &HashMap<String, usize>, n: &workflow::Spanned<String>| {
             ids.get(&n.value).copied()

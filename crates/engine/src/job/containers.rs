@@ -120,7 +120,7 @@ impl JobDocker {
         ]);
         JobDocker {
             engine,
-            prefix: format!("pipewright-{}", random_suffix()),
+            prefix: format!("pipewright-{}", crate::docker::random_hex()),
             labels,
             network: None,
             containers: Vec::new(),
@@ -192,10 +192,6 @@ impl JobDocker {
             self.engine.remove_volume(v).await;
         }
     }
-}
-
-fn random_suffix() -> String {
-    crate::docker::random_hex()
 }
 
 /// Starts the job's `services` and `container`, and fills in `job.services` and

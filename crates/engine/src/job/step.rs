@@ -64,18 +64,7 @@ pub(crate) async fn run_step(
     };
     let run_it = match condition(state, &ctxs, step, &name, cancel) {
         Ok(b) => b,
-        Err(msg) => {
-            state.sink.step_started(&state.label, &name);
-            state.error(msg);
-            state.status = Status::Failure;
-            report.outcome = Conclusion::Failure;
-            report.conclusion = Conclusion::Failure;
-            record_step(state, &ctx_id, &report, Map::new());
-            state
-                .sink
-                .step_finished(&state.label, &name, Conclusion::Failure, started.elapsed());
-            return report;
-        }
+        Err(msg) => return failed_condition(state, &ctx_id, report, msg, started),
     };
     if !run_it {
         record_step(state, &ctx_id, &report, Map::new());
@@ -152,6 +141,31 @@ pub(crate) fn condition(
         }
         Err(e) => Err(format!("the `if` of step `{name}`: {e}")),
     }
+}
+
+/// A step whose `if` cannot be evaluated: shown as a failed step with the message, and the
+/// job fails.
+pub(crate) fn failed_condition(
+    state: &mut JobState<'_>,
+    ctx_id: &str,
+    mut report: StepReport,
+    msg: String,
+    started: Instant,
+) -> StepReport {
+    state.sink.step_started(&state.label, &report.name);
+    state.error(msg);
+    state.status = Status::Failure;
+    report.outcome = Conclusion::Failure;
+    report.conclusion = Conclusion::Failure;
+    record_step(state, ctx_id, &report, Map::new());
+    report.duration = started.elapsed();
+    state.sink.step_finished(
+        &state.label,
+        &report.name,
+        Conclusion::Failure,
+        report.duration,
+    );
+    report
 }
 
 /// The step's name as shown: its `name` evaluated, else GitHub's default, masked.
