@@ -79,8 +79,13 @@ async fn sign_in(c: &Client, url: &str, name: &str, password: &str) {
         .send_keys(password)
         .await
         .unwrap();
-    let form = c.find(Locator::Css("form.login")).await.unwrap();
-    c.find(Locator::Css("form.login button"))
+    submit(c, "form.login").await;
+}
+
+/// Clicks the button of the form `css` and waits for the page it leads to.
+async fn submit(c: &Client, css: &str) {
+    let form = c.find(Locator::Css(css)).await.unwrap();
+    form.find(Locator::Css("button"))
         .await
         .unwrap()
         .click()
@@ -89,7 +94,7 @@ async fn sign_in(c: &Client, url: &str, name: &str, password: &str) {
     // The click does not wait for the answer: the form goes stale once the next page is in.
     let deadline = Instant::now() + Duration::from_secs(20);
     while form.tag_name().await.is_ok() {
-        assert!(Instant::now() < deadline, "the sign-in form stayed");
+        assert!(Instant::now() < deadline, "the form {css} stayed");
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
 }
@@ -273,12 +278,7 @@ jobs:
     screenshot(&a, "settings").await;
     a.close().await.unwrap();
     // Signing out ends the session: the pages ask for a sign-in again.
-    c.find(Locator::Css("form.who button"))
-        .await
-        .unwrap()
-        .click()
-        .await
-        .unwrap();
+    submit(&c, "form.who").await;
     c.goto(&format!("{}/runs", s.url)).await.unwrap();
     assert_eq!(c.current_url().await.unwrap().path(), "/login");
     c.close().await.unwrap();
