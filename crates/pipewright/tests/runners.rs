@@ -599,6 +599,9 @@ fn a_confined_job_runs_containers_through_its_runner_s_broker_and_cannot_reach_t
         )
     };
     let left = format!("pipewright-left-{}", std::process::id());
+    // A volume of the machine's, which a job's volume of the same name must not take over.
+    let host_volume = format!("pipewright-host-{}", std::process::id());
+    assert!(common::docker(&["volume", "create", &host_volume]).0);
     let workflow = format!(
         "on: push
 jobs:
@@ -622,11 +625,24 @@ jobs:
           docker run --rm -v /etc:/host-etc {image} true 2>&1 || echo mount refused
           {privileged}
           {root}
+          {folded}
+          docker pull {image} 2>&1 || echo pull refused
+          ln -s / root-link
+          docker run --rm -v \"$PWD/root-link:/h\" {image} true 2>&1 || echo link refused
+          curl -s --unix-socket \"$sock\" -X POST 'http://docker/build?%74=ubuntu-latest'; echo
+          curl -s --unix-socket \"$sock\" -H 'Content-Type: application/json' -X POST -d '{{\"Name\":\"{host_volume}\"}}' http://docker/volumes/create; echo
           curl -s --unix-socket \"$sock\" http://docker/containers/json; echo
           curl -s --unix-socket /var/run/docker.sock http://docker/_ping 2>&1 || echo engine socket closed
+      - uses: docker://{image}
+        with:
+          entrypoint: sh
+          args: -c \"test -d /github/home && echo docker step in $HOME\"
 ",
         privileged = create(&format!(r#"{{"Image":"{image}","HostConfig":{{"Privileged":true}}}}"#)),
         root = create(&format!(r#"{{"Image":"{image}","HostConfig":{{"Binds":["/:/host"]}}}}"#)),
+        folded = create(&format!(
+            r#"{{"Image":"{image}","HostConfig":{{"Privileged":false,"privileged":true}}}}"#
+        )),
     );
     let work = s.commit("main", &workflow);
     s.push(&work, "main");
@@ -642,11 +658,24 @@ jobs:
         "mount refused",
         "pipewright: `HostConfig.Privileged` is not allowed to a job",
         "pipewright: mounting `/` is not allowed to a job",
+        "pipewright: `HostConfig.privileged` is not allowed to a job",
+        "link refused",
+        "pull refused",
+        "is on this machine already: a job may pull what the machine lacks",
+        "root-link` is a symbolic link",
+        "pipewright: tagging an image (`ubuntu-latest`) is not allowed to a job",
+        &format!("pipewright: the volume `{host_volume}` exists and was not made by this job"),
         "[steps] []",
         "engine socket closed",
+        "[steps] docker step in /github/home",
     ] {
         assert!(log.contains(said), "`{said}` not in:\n{log}");
     }
+    assert!(
+        common::docker(&["volume", "inspect", &host_volume]).0,
+        "the machine's volume went with the job"
+    );
+    common::docker(&["volume", "rm", &host_volume]);
     // What the job made, what it left too (other tests' jobs may be running: only this
     // job's names are looked at), is gone with it.
     for name in log

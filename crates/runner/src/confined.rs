@@ -634,16 +634,26 @@ pub(crate) fn ready_slot(
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     // Others (the job user) pass through the slot to its job's directory, list nothing.
     crate::set_mode(dir, 0o711)?;
-    for sub in ["job", "job/workspace", "job/temp", "job/home", "artifacts"] {
+    // `job/` itself is the runner's (its event file too): the job may write in its
+    // directories but not swap them, so what a container mounts of them is what it names.
+    for sub in [
+        "job",
+        "job/workspace",
+        "job/temp",
+        "job/home",
+        "job/github_home",
+        "artifacts",
+    ] {
         let path = dir.join(sub);
         if path.is_dir() {
             continue;
         }
         std::fs::create_dir(&path).map_err(io(&path))?;
-        if let Some(u) = user {
+        if let Some(u) = user.filter(|_| sub != "job") {
             u.own(&path).map_err(io(&path))?;
         }
     }
+    crate::set_mode(&dir.join("job"), 0o755)?;
     Ok(())
 }
 
@@ -663,19 +673,27 @@ fn clear_slot(dir: &Path, user: Option<&JobUser>) -> Result<(), RunnerError> {
         remove(&dir.join(sub))?;
     }
     let job = dir.join("job");
-    let ours = |p: &Path| std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir() && m.uid() == uid);
-    if !["", "workspace", "temp", "home"]
-        .iter()
-        .all(|sub| ours(&job.join(sub)))
+    let owner = |p: &Path, uid: u32| {
+        std::fs::symlink_metadata(p).is_ok_and(|m| m.is_dir() && m.uid() == uid)
+    };
+    let runner = nix::unistd::Uid::current().as_raw();
+    if !owner(&job, runner)
+        || !["workspace", "temp", "home", "github_home"]
+            .iter()
+            .all(|sub| owner(&job.join(sub), uid))
     {
         return remove(&job);
     }
     crate::empty_dir(&job.join("workspace"), |_| false)?;
     crate::empty_dir(&job.join("temp"), engine::is_engine_temp_file)?;
     crate::empty_dir(&job.join("home"), |_| false)?;
+    crate::empty_dir(&job.join("github_home"), |_| false)?;
     // The job's directory itself: its event file and the directories above, nothing else.
     crate::empty_dir(&job, |name| {
-        matches!(name, "workspace" | "temp" | "home" | "event.json")
+        matches!(
+            name,
+            "workspace" | "temp" | "home" | "github_home" | "event.json"
+        )
     })
 }
 
@@ -752,7 +770,7 @@ mod tests {
             ["step-1.sh"],
             "the engine's own files stay"
         );
-        assert_eq!(names("job"), ["home", "temp", "workspace"]);
+        assert_eq!(names("job"), ["github_home", "home", "temp", "workspace"]);
         // A directory that is not a directory any more is made anew.
         std::fs::remove_dir(slot.join("job/home")).unwrap();
         std::fs::write(slot.join("job/home"), "x").unwrap();

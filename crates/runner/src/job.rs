@@ -1,7 +1,7 @@
 //! A leased job in this process: its source, where it runs ([`Site`]), its spec and run
 //! environment from the lease, and running it with its artifacts.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use engine::{Conclusion, JobLabel, JobReport, JobSpec, Line, RunEnv, Sink, Source};
@@ -73,6 +73,23 @@ pub struct Site {
     pub docker_host: Option<String>,
 }
 
+/// Writes the job's event (`job_dir/event.json`) and says where. A confined job's runner
+/// writes it before the job starts, in a directory the job may not write: the job's own
+/// call then finds the same bytes there and leaves them.
+pub(crate) fn write_event(job_dir: &Path, lease: &Lease) -> Result<PathBuf, RunnerError> {
+    let event_path = job_dir.join("event.json");
+    let event = lease
+        .spec
+        .github
+        .get("event")
+        .cloned()
+        .unwrap_or(serde_json::Value::Null);
+    std::fs::create_dir_all(job_dir).map_err(io(job_dir))?;
+    engine::files::write_reusing(&event_path, &serde_json::to_vec(&event).unwrap_or_default())
+        .map_err(io(&event_path))?;
+    Ok(event_path)
+}
+
 /// Everything to run the job: its spec and run environment, from the lease and the source.
 fn prepare(
     site: &Site,
@@ -107,15 +124,7 @@ fn prepare(
         github.insert("token".into(), Value::from(lease.token.as_str()));
     }
     let job_dir = site.slot.join("job");
-    let event_path = job_dir.join("event.json");
-    let event = spec
-        .github
-        .get("event")
-        .cloned()
-        .unwrap_or(serde_json::Value::Null);
-    std::fs::create_dir_all(&job_dir).map_err(io(&job_dir))?;
-    engine::files::write_reusing(&event_path, &serde_json::to_vec(&event).unwrap_or_default())
-        .map_err(io(&event_path))?;
+    let event_path = write_event(&job_dir, lease)?;
     let env = RunEnv {
         github,
         secrets,

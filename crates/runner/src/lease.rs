@@ -241,6 +241,7 @@ async fn run_in_slot(
         std::fs::copy(&tar, &linked).map_err(io(&linked))?;
     }
     let job_dir = slot.dir.join("job");
+    crate::job::write_event(&job_dir, lease)?;
     // Caches that outlive the job are the repository's, for its trusted runs only: a
     // fork's job gets a cache of its own, gone with the job.
     let cache_dir = if trusted {
@@ -279,18 +280,16 @@ async fn run_in_slot(
         .text;
     // The job's user may not open the Docker engine's socket; the broker opens it for the
     // job's containers, checking each request (docs/security.md §15).
-    let broker = crate::broker::enabled()
-        .then(crate::broker::engine_socket)
-        .flatten()
-        .and_then(|engine| {
-            let at =
-                |p: &std::path::Path| std::path::absolute(p).unwrap_or_else(|_| p.to_path_buf());
+    // It needs a job user of its own: what a mount names must be out of that user's reach.
+    let broker = user
+        .filter(|_| crate::broker::enabled())
+        .and_then(|u| Some((u, crate::broker::engine_socket()?)))
+        .and_then(|(u, engine)| {
             let rules = crate::broker::Rules {
-                writable: vec![at(&job_dir)],
-                readable: vec![at(&slot.dir)],
+                root: std::path::absolute(&job_dir).unwrap_or_else(|_| job_dir.clone()),
                 label: format!("job-{}", lease.job),
             };
-            crate::broker::Broker::start(&slot.dir.join("docker.sock"), &engine, user, rules)
+            crate::broker::Broker::start(&slot.dir.join("docker.sock"), &engine, u, rules)
                 .inspect_err(|e| tracing::warn!("the job's Docker broker: {e}"))
                 .ok()
         });

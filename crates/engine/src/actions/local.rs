@@ -306,23 +306,32 @@ async fn build(
     let engine = crate::docker::Engine::connect_to(state.run.docker_host.as_deref())
         .await
         .map_err(|e| ActionError::Failed(format!("`{}` is a Docker action: {e}", call.uses)))?;
-    if engine.has_image(&tag).await {
+    // A confined job's broker lets no job tag an image (a tag is the machine's: another job
+    // would run what this one built under it): its action is built each time, by id.
+    let brokered = state.run.docker_host.is_some();
+    if !brokered && engine.has_image(&tag).await {
         return Ok(tag);
     }
-    state.log(crate::sink::Line::GroupStart(format!(
-        "Building {dockerfile} of `{}` as {tag}",
-        call.uses
-    )));
+    state.log(crate::sink::Line::GroupStart(if brokered {
+        format!("Building {dockerfile} of `{}`", call.uses)
+    } else {
+        format!("Building {dockerfile} of `{}` as {tag}", call.uses)
+    }));
     let mut lines = Vec::new();
     let built = engine
-        .build(dir, dockerfile, &tag, &mut |l| lines.push(l))
+        .build(
+            dir,
+            dockerfile,
+            (!brokered).then_some(tag.as_str()),
+            &mut |l| lines.push(l),
+        )
         .await;
     for l in lines {
         state.log(crate::sink::Line::Output(l));
     }
     state.log(crate::sink::Line::GroupEnd);
-    built.map_err(|e| ActionError::Failed(e.to_string()))?;
-    Ok(tag)
+    let id = built.map_err(|e| ActionError::Failed(e.to_string()))?;
+    Ok(if brokered { id } else { tag })
 }
 
 /// A digest of every file's path, mode and content under `dir`, in a stable order.

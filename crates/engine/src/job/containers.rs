@@ -509,7 +509,9 @@ pub(crate) async fn run_image(
             })?;
         state.docker = Some(JobDocker::new(engine, &job_label(state)).await);
     }
-    let home = state.temp.join("_github_home");
+    // Beside the workspace (`JOB/github_home`), not in the temp directory: a confined job's
+    // runner makes it where the job cannot swap it for a link before Docker mounts it.
+    let home = state.workspace.with_file_name("github_home");
     std::fs::create_dir_all(&home).map_err(|e| ActionError::io(home.display().to_string(), e))?;
     let (binds, paths) = mounts(
         state,

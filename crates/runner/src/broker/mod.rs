@@ -11,6 +11,10 @@
 //! peer's credentials, then its parents in `/proc`; a job process is a subreaper, so all its
 //! steps' processes stay its descendants). Another slot's job, or a container that mounted
 //! the slot, is refused.
+//!
+//! A container may mount only what the job's user cannot redirect: every directory on the
+//! way is checked on the files ([`fixed`]), so a symbolic link the job made, or a directory
+//! it could swap for one before the engine mounts it, is refused.
 
 mod policy;
 
@@ -26,9 +30,10 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::{UnixListener, UnixStream};
+use tokio_util::sync::CancellationToken;
 
 pub(crate) use policy::Rules;
-use policy::{Makes, Owned, Verdict};
+use policy::{Bind, Makes, Owned, Refusal, Verdict};
 
 type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -43,6 +48,59 @@ pub(crate) struct Broker {
     /// The job process's pid, once started (0 before: nobody is served).
     job: Arc<AtomicI32>,
     task: tokio::task::JoinHandle<()>,
+    /// Ends the job's connections (and the streams of its `attach` and `exec`) with the job.
+    done: CancellationToken,
+}
+
+/// What a connection's requests are judged with.
+struct Shared {
+    rules: Rules,
+    engine: PathBuf,
+    owned: Arc<Mutex<Owned>>,
+    /// The job's user: it must not be able to change what a mount names.
+    uid: u32,
+    done: CancellationToken,
+}
+
+/// Whether the job's user (`uid`) cannot change what `path` names before the engine mounts
+/// it: no component is a symbolic link, and none can be renamed or replaced by that user
+/// (the directory holding it is not writable by it, or is sticky and neither the directory
+/// nor the entry is its). A read-write mount must also be that user's own (a container
+/// writes as root what the job could not).
+fn fixed(path: &Path, uid: u32, writable: bool) -> Result<(), Refusal> {
+    use std::os::unix::fs::MetadataExt;
+    let refuse = |why: &str| {
+        Refusal::new(format!(
+            "mounting `{}` is not allowed to a job: {why}",
+            path.display()
+        ))
+    };
+    let stat = |p: &Path| std::fs::symlink_metadata(p).map_err(|e| refuse(&e.to_string()));
+    let mut at = PathBuf::from("/");
+    let mut parent = stat(&at)?;
+    for component in path.components().skip(1) {
+        at.push(component);
+        let here = stat(&at)?;
+        if here.file_type().is_symlink() {
+            return Err(refuse(&format!("`{}` is a symbolic link", at.display())));
+        }
+        let open = parent.uid() == uid || parent.mode() & 0o022 != 0;
+        let sticky = parent.mode() & 0o1000 != 0 && parent.uid() != uid && here.uid() != uid;
+        if open && !sticky {
+            return Err(refuse(&format!(
+                "the job can replace `{}` (its directory is writable by the job)",
+                at.display()
+            )));
+        }
+        parent = here;
+    }
+    if !(parent.is_dir() || parent.is_file()) {
+        return Err(refuse("it is neither a directory nor a file"));
+    }
+    if writable && parent.uid() != uid {
+        return Err(refuse("read-write, only what the job's user owns"));
+    }
+    Ok(())
 }
 
 /// Whether `pid` is `ancestor` or descends from it (read from `/proc`).
@@ -55,20 +113,43 @@ fn descends_from(pid: i32, ancestor: i32) -> bool {
         if p <= 1 {
             return false;
         }
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{p}/stat")) else {
-            return false;
-        };
-        // `pid (comm) state ppid …`: the command may hold spaces and parentheses.
-        let Some(ppid) = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|s| s.parse().ok())
-        else {
+        let Some(ppid) = parent_of(p) else {
             return false;
         };
         p = ppid;
     }
     false
+}
+
+/// Whether the peer of `stream` (process `pid` when it connected) is `ancestor` or descends
+/// from it. With a pidfd of the peer (Linux 6.5 and later) the answer is about that very
+/// process: it must still be alive once its parents were read, so its pid was not given to
+/// another meanwhile (a process of another slot could connect and exit, and its pid go to a
+/// process of this job).
+fn peer_is_of(stream: &UnixStream, pid: i32, ancestor: i32) -> bool {
+    use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
+    use std::os::fd::AsFd;
+    let pidfd = nix::sys::socket::getsockopt(stream, nix::sys::socket::sockopt::PeerPidfd).ok();
+    let before = parent_of(pid);
+    if !descends_from(pid, ancestor) {
+        return false;
+    }
+    let Some(pidfd) = pidfd else {
+        return true;
+    };
+    // A pidfd turns readable when its process has exited.
+    let mut fds = [PollFd::new(pidfd.as_fd(), PollFlags::POLLIN)];
+    let exited = poll(&mut fds, PollTimeout::ZERO).map_or(true, |n| n > 0);
+    !exited && parent_of(pid) == before
+}
+
+/// The parent of process `pid`, read from `/proc`.
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // `pid (comm) state ppid …`: the command may hold spaces and parentheses.
+    stat.rsplit_once(')')
+        .and_then(|(_, rest)| rest.split_whitespace().nth(1))
+        .and_then(|s| s.parse().ok())
 }
 
 /// Whether the runner brokers Docker for its confined jobs: only when its process has
@@ -91,41 +172,48 @@ impl Broker {
     pub(crate) fn start(
         socket: &Path,
         engine: &Path,
-        user: Option<&engine::confine::JobUser>,
+        user: &engine::confine::JobUser,
         rules: Rules,
     ) -> std::io::Result<Broker> {
         let _ = std::fs::remove_file(socket);
         let listener = UnixListener::bind(socket)?;
         std::fs::set_permissions(socket, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
-        if let Some(u) = user {
-            u.own(socket)?;
-        }
+        user.own(socket)?;
         let owned = Arc::new(Mutex::new(Owned::default()));
         let job = Arc::new(AtomicI32::new(0));
-        let shared = Arc::new((rules, engine.to_path_buf(), owned.clone()));
+        let done = CancellationToken::new();
+        let shared = Arc::new(Shared {
+            rules,
+            engine: engine.to_path_buf(),
+            owned: owned.clone(),
+            uid: user.uid,
+            done: done.clone(),
+        });
         let job_of_task = job.clone();
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
                 let ancestor = job_of_task.load(Ordering::SeqCst);
                 let peer = stream.peer_cred().ok().and_then(|c| c.pid());
-                if ancestor <= 1 || !peer.is_some_and(|p| descends_from(p, ancestor)) {
+                if ancestor <= 1 || !peer.is_some_and(|p| peer_is_of(&stream, p, ancestor)) {
                     tracing::warn!(
                         "docker broker: refused a connection from process {peer:?}, not of its job"
                     );
                     continue;
                 }
                 let shared = shared.clone();
+                let done = shared.done.clone();
                 tokio::spawn(async move {
                     let service = hyper::service::service_fn(move |req| {
                         let shared = shared.clone();
-                        async move {
-                            Ok::<_, Infallible>(handle(req, &shared.0, &shared.1, &shared.2).await)
-                        }
+                        async move { Ok::<_, Infallible>(handle(req, &shared).await) }
                     });
-                    let _ = hyper::server::conn::http1::Builder::new()
+                    let serving = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), service)
-                        .with_upgrades()
-                        .await;
+                        .with_upgrades();
+                    tokio::select! {
+                        _ = serving => {}
+                        () = done.cancelled() => {}
+                    }
                 });
             }
         });
@@ -135,6 +223,7 @@ impl Broker {
             owned,
             job,
             task,
+            done,
         })
     }
 
@@ -152,6 +241,7 @@ impl Broker {
     /// volumes), then networks and volumes.
     pub(crate) async fn finish(self) {
         self.task.abort();
+        self.done.cancel();
         let _ = std::fs::remove_file(&self.socket);
         let owned = std::mem::take(&mut *self.owned.lock().unwrap_or_else(PoisonError::into_inner));
         if owned.containers.is_empty() && owned.networks.is_empty() && owned.volumes.is_empty() {
@@ -199,18 +289,32 @@ fn refused(message: String) -> Response<Body> {
     )
 }
 
-async fn handle(
-    mut req: Request<Incoming>,
-    rules: &Rules,
-    engine: &Path,
-    owned: &Mutex<Owned>,
-) -> Response<Body> {
+/// Whether the engine at `engine` has the image `reference` (any answer but "no such image"
+/// counts as having it: the pull is refused when in doubt).
+async fn engine_has_image(engine: &Path, reference: &str) -> bool {
+    let encoded: String = form_urlencoded::byte_serialize(reference.as_bytes()).collect();
+    let ask = async {
+        let stream = UnixStream::connect(engine).await.ok()?;
+        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
+            .await
+            .ok()?;
+        tokio::spawn(conn);
+        let req = Request::get(format!("/images/{encoded}/json"))
+            .header(hyper::header::HOST, "docker")
+            .body(full(Bytes::new()))
+            .ok()?;
+        Some(sender.send_request(req).await.ok()?.status())
+    };
+    ask.await != Some(StatusCode::NOT_FOUND)
+}
+
+async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
     let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
     let query = req.uri().query().unwrap_or_default().to_owned();
     let upgrade = req.headers().contains_key(hyper::header::UPGRADE);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
-    let (parts, incoming) = req.into_parts();
+    let (mut parts, incoming) = req.into_parts();
     let (json, body): (Option<Value>, Body) = if policy::reads_body(&method, &path) {
         let bytes = match Limited::new(incoming, MAX_BODY).collect().await {
             Ok(b) => b.to_bytes(),
@@ -231,24 +335,43 @@ async fn handle(
         (None, incoming.map_err(Into::into).boxed())
     };
     let verdict = {
-        let o = owned.lock().unwrap_or_else(PoisonError::into_inner);
-        policy::judge(&method, &path, &query, json.as_ref(), &o, rules)
+        let o = shared.owned.lock().unwrap_or_else(PoisonError::into_inner);
+        policy::judge(&method, &path, &query, json.as_ref(), &o, &shared.rules)
     };
-    let (body, makes, rewritten) = match verdict {
-        Verdict::Refuse(msg) => return refused(msg),
+    let forward = match verdict {
+        Verdict::Refuse(r) => return refused(r.to_string()),
         Verdict::Answer(v) => return json_answer(StatusCode::OK, &v),
-        Verdict::Forward {
-            body: Some(v),
-            makes,
-        } => (full(v.to_string()), makes, true),
-        Verdict::Forward { body: None, makes } => (body, makes, false),
+        Verdict::Forward(f) => f,
     };
-    let mut upstream = Request::from_parts(parts, body);
-    if rewritten {
-        // The body the engine gets is the broker's: its length is its own.
-        upstream.headers_mut().remove(hyper::header::CONTENT_LENGTH);
+    for Bind { path, writable } in &forward.binds {
+        if let Err(r) = fixed(path, shared.uid, *writable) {
+            return refused(r.to_string());
+        }
     }
-    let stream = match UnixStream::connect(engine).await {
+    if let Some(image) = &forward.absent
+        && engine_has_image(&shared.engine, image).await
+    {
+        return refused(format!(
+            "pipewright: `{image}` is on this machine already: a job may pull what the machine \
+             lacks, not replace what it has (other jobs run it)"
+        ));
+    }
+    let body = match &forward.body {
+        Some(Value::Null) => full(Bytes::new()),
+        Some(v) => full(v.to_string()),
+        None => body,
+    };
+    if forward.body.is_some() {
+        // The body the engine gets is the broker's: its length is its own.
+        parts.headers.remove(hyper::header::CONTENT_LENGTH);
+        parts.headers.remove(hyper::header::TRANSFER_ENCODING);
+    }
+    parts.uri = match forward.uri.parse() {
+        Ok(u) => u,
+        Err(e) => return refused(format!("pipewright: the request's path: {e}")),
+    };
+    let upstream = Request::from_parts(parts, body);
+    let stream = match UnixStream::connect(&shared.engine).await {
         Ok(s) => s,
         Err(e) => {
             return json_answer(
@@ -264,8 +387,12 @@ async fn handle(
             &serde_json::json!({ "message": "pipewright: the Docker engine did not answer" }),
         );
     };
+    let done = shared.done.clone();
     tokio::spawn(async move {
-        let _ = conn.with_upgrades().await;
+        tokio::select! {
+            _ = conn.with_upgrades() => {}
+            () = done.cancelled() => {}
+        }
     });
     let mut response = match sender.send_request(upstream).await {
         Ok(r) => r,
@@ -279,17 +406,21 @@ async fn handle(
     if response.status() == StatusCode::SWITCHING_PROTOCOLS {
         let engine_upgrade = hyper::upgrade::on(&mut response);
         if let Some(client_upgrade) = client_upgrade {
+            let done = shared.done.clone();
             tokio::spawn(async move {
                 if let (Ok(a), Ok(b)) = (client_upgrade.await, engine_upgrade.await) {
                     let (mut a, mut b) = (TokioIo::new(a), TokioIo::new(b));
-                    let _ = tokio::io::copy_bidirectional(&mut a, &mut b).await;
+                    tokio::select! {
+                        _ = tokio::io::copy_bidirectional(&mut a, &mut b) => {}
+                        () = done.cancelled() => {}
+                    }
                 }
             });
         }
         let (parts, _) = response.into_parts();
         return Response::from_parts(parts, full(Bytes::new()));
     }
-    if makes == Makes::Nothing || !response.status().is_success() {
+    if forward.makes == Makes::Nothing || !response.status().is_success() {
         let (parts, incoming) = response.into_parts();
         return Response::from_parts(parts, incoming.map_err(Into::into).boxed());
     }
@@ -307,18 +438,36 @@ async fn handle(
     let made: Value = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
     let field = |k: &str| made.get(k).and_then(Value::as_str).map(str::to_owned);
     {
-        let mut o = owned.lock().unwrap_or_else(PoisonError::into_inner);
-        match makes {
+        let mut o = shared.owned.lock().unwrap_or_else(PoisonError::into_inner);
+        match forward.makes {
             Makes::Container(name) => {
-                o.containers.extend(field("Id"));
-                o.containers.extend(name);
+                if let Some(id) = field("Id") {
+                    if let Some(name) = name.filter(|n| !n.is_empty()) {
+                        o.container_names
+                            .insert(name.trim_start_matches('/').to_owned(), id.clone());
+                    }
+                    o.containers.insert(id);
+                }
             }
             Makes::Exec => o.execs.extend(field("Id")),
             Makes::Network(name) => {
-                o.networks.extend(field("Id"));
-                o.networks.insert(name);
+                if let Some(id) = field("Id") {
+                    if !name.is_empty() {
+                        o.network_names.insert(name, id.clone());
+                    }
+                    o.networks.insert(id);
+                }
             }
-            Makes::Volume => o.volumes.extend(field("Name")),
+            Makes::Volume => {
+                // Creating a volume that exists answers with it: someone else's stays theirs.
+                if !policy::made_for(&made, &shared.rules) {
+                    return refused(format!(
+                        "pipewright: the volume `{}` exists and was not made by this job",
+                        field("Name").unwrap_or_default()
+                    ));
+                }
+                o.volumes.extend(field("Name"));
+            }
             Makes::Nothing => {}
         }
     }
@@ -327,7 +476,82 @@ async fn handle(
 
 #[cfg(test)]
 mod tests {
-    use super::descends_from;
+    use super::{descends_from, fixed, peer_is_of};
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn a_mount_must_name_what_the_job_cannot_redirect() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("slot");
+        std::fs::create_dir(&root).unwrap();
+        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let work = root.join("workspace");
+        std::fs::create_dir(&work).unwrap();
+        std::fs::create_dir(work.join("sub")).unwrap();
+        std::os::unix::fs::symlink("/etc", root.join("link")).unwrap();
+        let me = nix::unistd::getuid().as_raw();
+        // Nobody else can change `slot`: its entries are fixed for another user.
+        let other = me + 4242;
+        assert_eq!(fixed(&work, other, false), Ok(()));
+        let msg = fixed(&root.join("link"), other, false)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("symbolic link"), "{msg}");
+        // The job's own directory mounted read-write, not what it does not own.
+        let msg = fixed(&work, me, true).unwrap_err().to_string();
+        assert!(msg.contains("can replace"), "{msg}");
+        let msg = fixed(&work, other, true).unwrap_err().to_string();
+        assert!(msg.contains("owns"), "{msg}");
+        // Inside a directory the job may write, a path is the job's to swap.
+        std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o777)).unwrap();
+        let msg = fixed(&work.join("sub"), other, false)
+            .unwrap_err()
+            .to_string();
+        assert!(msg.contains("can replace"), "{msg}");
+        assert!(fixed(&root.join("missing"), other, false).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_peer_that_is_gone_is_not_taken_for_the_job_s() {
+        use std::io::Write;
+        let dir = tempfile::tempdir().unwrap();
+        let at = dir.path().join("s");
+        let listener = tokio::net::UnixListener::bind(&at).unwrap();
+        let mut child = std::process::Command::new("python3")
+            .args([
+                "-c",
+                "import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); sys.stdin.read()",
+            ])
+            .arg(&at)
+            .stdin(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        let (stream, _) = listener.accept().await.unwrap();
+        let pid = stream.peer_cred().unwrap().pid().unwrap();
+        let me = i32::try_from(std::process::id()).unwrap();
+        assert!(peer_is_of(&stream, pid, me));
+        let mut stdin = child.stdin.take().unwrap();
+        stdin.write_all(b"bye").unwrap();
+        drop(stdin);
+        // Exited, not reaped yet: `/proc` still shows it as this process's child.
+        let zombie = || {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+                s.rsplit_once(')')
+                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+            })
+        };
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        while !zombie() {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the peer never exited"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(10));
+        }
+        assert!(descends_from(pid, me));
+        assert!(!peer_is_of(&stream, pid, me), "a peer that exited");
+        child.wait().unwrap();
+    }
 
     #[test]
     fn a_process_descends_from_its_parents_and_not_from_others() {
