@@ -627,6 +627,9 @@ jobs:
           {root}
           {folded}
           docker pull {image} 2>&1 || echo pull refused
+          docker run --rm -v \"$PWD:/w\" {image} mknod /w/disk b 8 0 2>&1 || echo mknod refused
+          test ! -e disk
+          docker network create {left}-net >/dev/null && echo network made
           ln -s / root-link
           docker run --rm -v \"$PWD/root-link:/h\" {image} true 2>&1 || echo link refused
           curl -s --unix-socket \"$sock\" -X POST 'http://docker/build?%74=ubuntu-latest'; echo
@@ -661,6 +664,8 @@ jobs:
         "pipewright: `HostConfig.privileged` is not allowed to a job",
         "link refused",
         "pull refused",
+        "mknod refused",
+        "[steps] network made",
         "is on this machine already: a job may pull what the machine lacks",
         "root-link` is a symbolic link",
         "pipewright: tagging an image (`ubuntu-latest`) is not allowed to a job",
@@ -671,6 +676,10 @@ jobs:
     ] {
         assert!(log.contains(said), "`{said}` not in:\n{log}");
     }
+    assert!(
+        !common::docker(&["network", "inspect", &format!("{left}-net")]).0,
+        "the job's network outlived it"
+    );
     assert!(
         common::docker(&["volume", "inspect", &host_volume]).0,
         "the machine's volume went with the job"

@@ -287,7 +287,8 @@ async fn run_in_slot(
         .and_then(|(u, engine)| {
             let rules = crate::broker::Rules {
                 root: std::path::absolute(&job_dir).unwrap_or_else(|_| job_dir.clone()),
-                label: format!("job-{}", lease.job),
+                // The job's id and a nonce: runners of several servers may share an engine.
+                label: format!("job-{}-{}", lease.job, engine::docker::random_hex()),
             };
             crate::broker::Broker::start(&slot.dir.join("docker.sock"), &engine, u, rules)
                 .inspect_err(|e| tracing::warn!("the job's Docker broker: {e}"))
@@ -317,8 +318,18 @@ async fn run_in_slot(
         job_pid: broker.as_ref().map(crate::broker::Broker::job_pid),
     };
     let done = confined::run(isolation, client, job, sink, cancel).await;
-    if let Some(b) = broker {
-        b.finish().await;
+    if let Some(b) = broker
+        && !b.finish().await
+    {
+        // A container left running may still have the job's directories mounted: the next
+        // job gets new ones.
+        let why = RunnerError::Io {
+            path: slot.dir.clone(),
+            source: std::io::Error::other("what the job made in Docker could not all be removed"),
+        };
+        if let Err(e) = crate::set_aside(&slot.dir, &why) {
+            tracing::warn!("{e}");
+        }
     }
     Ok(done)
 }

@@ -592,6 +592,68 @@ impl Engine {
         let _ = self.docker.remove_volume(name, Some(options)).await;
     }
 
+    /// Removes every container, network and volume labelled `label` (`KEY=VALUE`), then
+    /// looks again: an error when the engine could not list them or some are left.
+    pub async fn remove_labelled(&self, label: &str) -> Result<(), DockerError> {
+        let filters: HashMap<String, Vec<String>> =
+            HashMap::from([("label".to_owned(), vec![label.to_owned()])]);
+        let listing =
+            |e: bollard::errors::Error| DockerError::Failed(format!("listing `{label}`: {e}"));
+        let mut left = 0;
+        for pass in 0..2 {
+            left = 0;
+            let options = ListContainersOptionsBuilder::default()
+                .all(true)
+                .filters(&filters)
+                .build();
+            for c in self
+                .docker
+                .list_containers(Some(options))
+                .await
+                .map_err(listing)?
+            {
+                left += 1;
+                if let (0, Some(id)) = (pass, c.id) {
+                    self.remove_container(&id).await;
+                }
+            }
+            let options = ListNetworksOptionsBuilder::default()
+                .filters(&filters)
+                .build();
+            for n in self
+                .docker
+                .list_networks(Some(options))
+                .await
+                .map_err(listing)?
+            {
+                left += 1;
+                if let (0, Some(id)) = (pass, n.id) {
+                    self.remove_network(&id).await;
+                }
+            }
+            let options = ListVolumesOptionsBuilder::default()
+                .filters(&filters)
+                .build();
+            let volumes = self
+                .docker
+                .list_volumes(Some(options))
+                .await
+                .map_err(listing)?;
+            for v in volumes.volumes.unwrap_or_default() {
+                left += 1;
+                if pass == 0 {
+                    self.remove_volume(&v.name).await;
+                }
+            }
+            if left == 0 {
+                return Ok(());
+            }
+        }
+        Err(DockerError::Failed(format!(
+            "{left} of the objects labelled `{label}` are left"
+        )))
+    }
+
     /// Removes the containers, networks and volumes whose owner process is gone (a run that
     /// was killed). Returns how many containers went.
     pub async fn remove_orphans(&self) -> usize {
@@ -694,7 +756,7 @@ fn start_time(pid: u32) -> Option<u64> {
 /// Demultiplexes the engine's output frames into lines, as a host process's pipes are read.
 /// Twelve hex digits that differ between processes, threads and moments: names a job's
 /// Docker objects apart, and the agent's step marks.
-pub(crate) fn random_hex() -> String {
+pub fn random_hex() -> String {
     use sha2::Digest;
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

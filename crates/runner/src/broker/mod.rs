@@ -20,7 +20,7 @@ mod policy;
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
@@ -30,6 +30,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::{UnixListener, UnixStream};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use policy::Rules;
@@ -40,16 +41,22 @@ type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 /// The most a request body the broker reads (a container's configuration) may hold.
 const MAX_BODY: usize = 1 << 20;
 
+/// The most connections a job may hold open to its broker at once (the engine, the steps'
+/// `docker`, the streams of `attach` and `exec`); more wait.
+const MAX_CONNECTIONS: usize = 64;
+
 /// A broker listening for one job.
 pub(crate) struct Broker {
     socket: PathBuf,
     engine: PathBuf,
-    owned: Arc<Mutex<Owned>>,
     /// The job process's pid, once started (0 before: nobody is served).
     job: Arc<AtomicI32>,
     task: tokio::task::JoinHandle<()>,
     /// Ends the job's connections (and the streams of its `attach` and `exec`) with the job.
     done: CancellationToken,
+    /// Whether a request that makes something was sent on.
+    made: Arc<AtomicBool>,
+    label: String,
 }
 
 /// What a connection's requests are judged with.
@@ -60,6 +67,9 @@ struct Shared {
     /// The job's user: it must not be able to change what a mount names.
     uid: u32,
     done: CancellationToken,
+    made: Arc<AtomicBool>,
+    /// How many connections the job may hold at once.
+    connections: Arc<Semaphore>,
 }
 
 /// Whether the job's user (`uid`) cannot change what `path` names before the engine mounts
@@ -175,6 +185,16 @@ impl Broker {
         user: &engine::confine::JobUser,
         rules: Rules,
     ) -> std::io::Result<Broker> {
+        // Without it a job could hard-link the machine's files into what its containers
+        // mount (and write them as root there).
+        if !std::fs::read_to_string("/proc/sys/fs/protected_hardlinks")
+            .is_ok_and(|v| v.trim() == "1")
+        {
+            return Err(std::io::Error::other(
+                "fs.protected_hardlinks is not 1: a job could link the machine's files into \
+                 what its containers mount",
+            ));
+        }
         let _ = std::fs::remove_file(socket);
         let listener = UnixListener::bind(socket)?;
         std::fs::set_permissions(socket, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
@@ -182,16 +202,32 @@ impl Broker {
         let owned = Arc::new(Mutex::new(Owned::default()));
         let job = Arc::new(AtomicI32::new(0));
         let done = CancellationToken::new();
+        let made = Arc::new(AtomicBool::new(false));
+        let label = rules.label.clone();
         let shared = Arc::new(Shared {
             rules,
             engine: engine.to_path_buf(),
             owned: owned.clone(),
             uid: user.uid,
             done: done.clone(),
+            made: made.clone(),
+            connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
         });
         let job_of_task = job.clone();
         let task = tokio::spawn(async move {
-            while let Ok((stream, _)) = listener.accept().await {
+            loop {
+                let stream = match listener.accept().await {
+                    Ok((stream, _)) => stream,
+                    // Out of descriptors, say: this broker waits, others go on.
+                    Err(e) => {
+                        tracing::warn!("docker broker: {e}");
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                        continue;
+                    }
+                };
+                let Ok(permit) = shared.connections.clone().acquire_owned().await else {
+                    break;
+                };
                 let ancestor = job_of_task.load(Ordering::SeqCst);
                 let peer = stream.peer_cred().ok().and_then(|c| c.pid());
                 if ancestor <= 1 || !peer.is_some_and(|p| peer_is_of(&stream, p, ancestor)) {
@@ -214,16 +250,18 @@ impl Broker {
                         _ = serving => {}
                         () = done.cancelled() => {}
                     }
+                    drop(permit);
                 });
             }
         });
         Ok(Broker {
             socket: socket.to_path_buf(),
             engine: engine.to_path_buf(),
-            owned,
             job,
             task,
             done,
+            made,
+            label,
         })
     }
 
@@ -239,29 +277,37 @@ impl Broker {
 
     /// Stops listening and removes what the job made: containers (with their anonymous
     /// volumes), then networks and volumes.
-    pub(crate) async fn finish(self) {
+    ///
+    /// Everything is found by the job's label, which the broker set on all it let the job
+    /// make (a create whose answer the job did not wait for is not in [`Owned`]). Answers
+    /// whether nothing is left: a container left running could still see the slot.
+    pub(crate) async fn finish(self) -> bool {
         self.task.abort();
         self.done.cancel();
         let _ = std::fs::remove_file(&self.socket);
-        let owned = std::mem::take(&mut *self.owned.lock().unwrap_or_else(PoisonError::into_inner));
-        if owned.containers.is_empty() && owned.networks.is_empty() && owned.volumes.is_empty() {
-            return;
+        if !self.made.load(Ordering::SeqCst) {
+            return true;
         }
-        let Ok(engine) =
-            engine::docker::Engine::connect_at(&format!("unix://{}", self.engine.display())).await
-        else {
-            tracing::warn!("the Docker engine is gone: what the job made there stays");
-            return;
-        };
-        for c in &owned.containers {
-            engine.remove_container(c).await;
+        let label = format!("{}={}", policy::BROKER_LABEL, self.label);
+        for attempt in 0..3 {
+            if attempt > 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+            }
+            let removed = match engine::docker::Engine::connect_at(&format!(
+                "unix://{}",
+                self.engine.display()
+            ))
+            .await
+            {
+                Ok(engine) => engine.remove_labelled(&label).await,
+                Err(e) => Err(e),
+            };
+            match removed {
+                Ok(()) => return true,
+                Err(e) => tracing::warn!("removing what the job made in Docker: {e}"),
+            }
         }
-        for n in &owned.networks {
-            engine.remove_network(n).await;
-        }
-        for v in &owned.volumes {
-            engine.remove_volume(v).await;
-        }
+        false
     }
 }
 
@@ -370,6 +416,12 @@ async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
         Ok(u) => u,
         Err(e) => return refused(format!("pipewright: the request's path: {e}")),
     };
+    if matches!(
+        forward.makes,
+        Makes::Container(_) | Makes::Network(_) | Makes::Volume
+    ) {
+        shared.made.store(true, Ordering::SeqCst);
+    }
     let upstream = Request::from_parts(parts, body);
     let stream = match UnixStream::connect(&shared.engine).await {
         Ok(s) => s,
@@ -468,6 +520,7 @@ async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
                 }
                 o.volumes.extend(field("Name"));
             }
+            Makes::Removes(kind, id) => o.forget(kind, &id),
             Makes::Nothing => {}
         }
     }

@@ -1,0 +1,589 @@
+//! What a confined job may ask of the Docker engine, decided request by request without IO:
+//! the calls the engine makes for a job's containers, services, Docker actions and
+//! `docker://` steps, on the containers, execs, networks and volumes made through this
+//! broker for this job, and nothing that reaches the host (a privileged container, a bind
+//! mount outside the job's directory, the host's network or process namespaces, a volume
+//! driver's options, another job's containers, an image's tag).
+//!
+//! What the engine gets is what the broker wrote, never the job's bytes where they matter:
+//! every object it reads is rebuilt from the keys it knows, spelt exactly (Go's decoder
+//! matches keys in any case and takes the last of repeated ones, so a `privileged` beside a
+//! checked `Privileged` would otherwise reach it); a key it does not know is dropped when it
+//! sets nothing and refused when it does. Query parameters are decoded and written again,
+//! and objects are named to the engine by the full id the engine gave them.
+
+mod bodies;
+mod container;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+
+use serde_json::{Map, Value};
+
+pub(crate) use bodies::made_for;
+use bodies::{connect_body, exec_body, network_body, unset, volume_body};
+use container::container_body;
+
+/// The label every object made through the broker carries.
+pub(crate) const BROKER_LABEL: &str = "pipewright.broker";
+
+/// The oldest Docker API version the broker passes on (older ones read a container's host
+/// configuration from its `start`, among other things the rules below do not look at).
+const MIN_API: (u32, u32) = (1, 40);
+
+/// Why the broker refused a request: its message, for the job's log.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("pipewright: {0}")]
+pub(crate) struct Refusal(String);
+
+impl Refusal {
+    pub(crate) fn new(msg: impl Into<String>) -> Refusal {
+        Refusal(msg.into())
+    }
+}
+
+/// What the broker lets a job's containers mount and how it labels what they make.
+#[derive(Debug, Clone)]
+pub(crate) struct Rules {
+    /// The job's directory: all its containers may mount, read-only; read-write only what
+    /// the job's user owns (checked on the files, [`Bind`]).
+    pub(crate) root: PathBuf,
+    /// The value of [`BROKER_LABEL`] on what this job makes.
+    pub(crate) label: String,
+}
+
+/// What was made through the broker for the job: by the full id the engine gave, and the
+/// names it was asked for (a name outlives its object: it is never sent on as the name).
+#[derive(Debug, Default)]
+pub(crate) struct Owned {
+    pub(crate) containers: HashSet<String>,
+    pub(crate) container_names: HashMap<String, String>,
+    pub(crate) execs: HashSet<String>,
+    pub(crate) networks: HashSet<String>,
+    pub(crate) network_names: HashMap<String, String>,
+    pub(crate) volumes: HashSet<String>,
+}
+
+impl Owned {
+    /// The full id of the job's container `r` (its id or the name it was made with).
+    fn container(&self, r: &str) -> Option<String> {
+        let r = r.trim_start_matches('/');
+        if self.containers.contains(r) {
+            return Some(r.to_owned());
+        }
+        self.container_names.get(r).cloned()
+    }
+
+    /// The full id of the job's network `r`; Docker's own `bridge`, `default` and `none`
+    /// as they are.
+    fn network(&self, r: &str) -> Option<String> {
+        if matches!(r, "bridge" | "default" | "none") || self.networks.contains(r) {
+            return Some(r.to_owned());
+        }
+        self.network_names.get(r).cloned()
+    }
+}
+
+/// What an answer makes, to be remembered as the job's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Makes {
+    Nothing,
+    /// A container, with the name it was asked for.
+    Container(Option<String>),
+    Exec,
+    Network(String),
+    Volume,
+    /// The job's container (full id), network (full id) or volume (name) is removed: its
+    /// name is no longer the job's (another job may make one of that name).
+    Removes(Kind, String),
+}
+
+/// What kind of object a removal removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kind {
+    Container,
+    Network,
+    Volume,
+}
+
+impl Owned {
+    /// Forgets a removed object and the names that stood for it.
+    pub(crate) fn forget(&mut self, kind: Kind, id: &str) {
+        match kind {
+            Kind::Container => {
+                self.containers.remove(id);
+                self.container_names.retain(|_, v| v != id);
+            }
+            Kind::Network => {
+                self.networks.remove(id);
+                self.network_names.retain(|_, v| v != id);
+            }
+            Kind::Volume => {
+                self.volumes.remove(id);
+            }
+        }
+    }
+}
+
+/// A host path a container would mount: the broker checks on the files that the job's user
+/// cannot change what it names, and, when `writable`, that it is that user's.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Bind {
+    pub(crate) path: PathBuf,
+    pub(crate) writable: bool,
+}
+
+/// A request to send on.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Forward {
+    /// The path and query the engine gets (the job's objects named by their ids, the query
+    /// decoded and encoded again).
+    pub(crate) uri: String,
+    /// The body instead of the job's, when `Some`.
+    pub(crate) body: Option<Value>,
+    pub(crate) makes: Makes,
+    pub(crate) binds: Vec<Bind>,
+    /// An image that must not be on the machine yet (a pull: a job may fetch what the
+    /// machine lacks, not replace a tag it has, which other jobs run).
+    pub(crate) absent: Option<String>,
+}
+
+/// The broker's decision on a request.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Verdict {
+    Forward(Forward),
+    /// Answered by the broker: what the job may see of the engine's lists is nothing.
+    Answer(Value),
+    /// Refused (403).
+    Refuse(Refusal),
+}
+
+/// A request's path: its API version, if any, and its segments.
+struct Route<'p> {
+    version: Option<&'p str>,
+    segs: Vec<&'p str>,
+}
+
+impl Route<'_> {
+    /// The path with `segs` instead of the request's, under the same version.
+    fn path(&self, segs: &[&str]) -> String {
+        let version = self.version.map(|v| format!("/v{v}")).unwrap_or_default();
+        format!("{version}/{}", segs.join("/"))
+    }
+}
+
+/// Reads a path: `/v1.41/containers/x/start` → version `1.41`, segments. A version older
+/// than [`MIN_API`], and a segment that is empty, `.`, `..` or percent-encoded (the engine
+/// could read it otherwise than the broker), are refused.
+fn route(path: &str) -> Result<Route<'_>, Refusal> {
+    let mut rest = path
+        .strip_prefix('/')
+        .ok_or_else(|| Refusal::new(format!("the path `{path}` is not absolute")))?;
+    let mut version = None;
+    if let Some(v) = rest.strip_prefix('v')
+        && let Some((number, after)) = v.split_once('/')
+        && !number.is_empty()
+        && number.chars().all(|c| c.is_ascii_digit() || c == '.')
+    {
+        let parsed = number
+            .split_once('.')
+            .and_then(|(a, b)| Some((a.parse::<u32>().ok()?, b.parse::<u32>().ok()?)));
+        match parsed {
+            Some(n) if n >= MIN_API => {}
+            _ => {
+                return Err(Refusal::new(format!(
+                    "the Docker API version {number} is not spoken here (the oldest is {}.{})",
+                    MIN_API.0, MIN_API.1
+                )));
+            }
+        }
+        version = Some(number);
+        rest = after;
+    }
+    let segs: Vec<&str> = rest.split('/').collect();
+    if segs
+        .iter()
+        .any(|s| s.is_empty() || *s == "." || *s == ".." || s.contains('%'))
+    {
+        return Err(Refusal::new(format!("the path `{path}` is not plain")));
+    }
+    Ok(Route { version, segs })
+}
+
+/// Whether the broker reads the request's body (JSON) to decide.
+pub(crate) fn reads_body(method: &str, path: &str) -> bool {
+    let Ok(r) = route(path) else {
+        return false;
+    };
+    method == "POST"
+        && matches!(
+            r.segs.as_slice(),
+            ["containers", "create"]
+                | ["containers", _, "exec" | "start"]
+                | ["networks", "create"]
+                | ["networks", _, "connect" | "disconnect"]
+                | ["volumes", "create"]
+        )
+}
+
+/// A query's parameters, decoded.
+fn params(query: &str) -> Vec<(String, String)> {
+    form_urlencoded::parse(query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect()
+}
+
+/// The first value of `key` (the engine's reading of a repeated parameter).
+fn param<'q>(params: &'q [(String, String)], key: &str) -> Option<&'q str> {
+    params
+        .iter()
+        .find(|(k, _)| k == key)
+        .map(|(_, v)| v.as_str())
+}
+
+fn encode(params: &[(String, String)]) -> String {
+    form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(params)
+        .finish()
+}
+
+/// A parameter's value that asks for nothing (what the docker CLI sends for what it was not
+/// told).
+fn unset_param(v: &str) -> bool {
+    matches!(v, "" | "0" | "false" | "null" | "[]" | "{}")
+}
+
+/// Only the parameters in `known` (values checked by the caller); any other that asks for
+/// something is refused.
+fn known_params(
+    params: Vec<(String, String)>,
+    known: &[&str],
+    what: &str,
+) -> Result<Vec<(String, String)>, Refusal> {
+    let mut kept = Vec::new();
+    for (k, v) in params {
+        if known.contains(&k.as_str()) {
+            kept.push((k, v));
+        } else if !unset_param(&v) {
+            return Err(Refusal::new(format!(
+                "{what}'s parameter `{k}` is not allowed to a job"
+            )));
+        }
+    }
+    Ok(kept)
+}
+
+/// The parameters of a build the broker passes on. `t` (a tag) is not among them: a tag is
+/// the machine's, and other jobs run what it names.
+const BUILD_PARAMS: &[&str] = &[
+    "dockerfile",
+    "q",
+    "nocache",
+    "cachefrom",
+    "rm",
+    "forcerm",
+    "memory",
+    "memswap",
+    "cpushares",
+    "cpusetcpus",
+    "cpuperiod",
+    "cpuquota",
+    "buildargs",
+    "shmsize",
+    "labels",
+    "networkmode",
+    "platform",
+    "target",
+    "version",
+];
+
+fn build_params(params: Vec<(String, String)>) -> Result<Vec<(String, String)>, Refusal> {
+    if let Some((_, tag)) = params.iter().find(|(k, v)| k == "t" && !v.is_empty()) {
+        return Err(Refusal::new(format!(
+            "tagging an image (`{tag}`) is not allowed to a job: a tag is the machine's and \
+             other jobs run what it names; use the image's id (`docker build -q`)"
+        )));
+    }
+    let params = known_params(params, BUILD_PARAMS, "a build")?;
+    // Build arguments the builder leaves out of its cache's keys: a layer fetched through a
+    // job's proxy would be another's cached layer.
+    if let Some(args) = param(&params, "buildargs").filter(|a| !unset_param(a)) {
+        let args: Map<String, Value> = serde_json::from_str(args).map_err(|e| {
+            Refusal::new(format!("a build's `buildargs` are not a JSON object: {e}"))
+        })?;
+        if let Some(k) = args.keys().find(|k| {
+            matches!(
+                k.to_ascii_uppercase().as_str(),
+                "HTTP_PROXY" | "HTTPS_PROXY" | "FTP_PROXY" | "NO_PROXY" | "ALL_PROXY"
+            )
+        }) {
+            return Err(Refusal::new(format!(
+                "the build argument `{k}` is not allowed to a job (the builder's cache does not \
+                 tell layers made through it from others)"
+            )));
+        }
+    }
+    match param(&params, "networkmode") {
+        None | Some("" | "default" | "bridge" | "none") => {}
+        Some(other) => {
+            return Err(Refusal::new(format!(
+                "a build on the network `{other}` is not allowed to a job"
+            )));
+        }
+    }
+    match param(&params, "version") {
+        None | Some("" | "1") => Ok(params),
+        Some(v) => Err(Refusal::new(format!(
+            "the builder `version={v}` is not allowed to a job (only the classic builder)"
+        ))),
+    }
+}
+
+/// Decides on one request. `body` is the request's JSON where [`reads_body`] says so.
+pub(crate) fn judge(
+    method: &str,
+    path: &str,
+    query: &str,
+    body: Option<&Value>,
+    owned: &Owned,
+    rules: &Rules,
+) -> Verdict {
+    match decide(method, path, query, body, owned, rules) {
+        Ok(v) => v,
+        Err(r) => Verdict::Refuse(r),
+    }
+}
+
+fn decide(
+    method: &str,
+    path: &str,
+    query: &str,
+    body: Option<&Value>,
+    owned: &Owned,
+    rules: &Rules,
+) -> Result<Verdict, Refusal> {
+    let r = route(path)?;
+    let what = format!("{method} /{}", r.segs.join("/"));
+    let params = params(query);
+    let not_its = |kind: &str, id: &str| {
+        Refusal::new(format!(
+            "the {kind} `{id}` was not made by this job ({what})"
+        ))
+    };
+    let as_is = |params: &[(String, String)]| Forward {
+        uri: with_query(r.path(&r.segs), params),
+        body: None,
+        makes: Makes::Nothing,
+        binds: Vec::new(),
+        absent: None,
+    };
+    let verdict = match (method, r.segs.as_slice()) {
+        ("GET" | "HEAD", ["_ping"]) | ("GET", ["version"]) => Verdict::Forward(as_is(&[])),
+        ("GET", ["containers", "json"]) => Verdict::Answer(Value::Array(Vec::new())),
+        ("GET", ["networks"]) => Verdict::Answer(Value::Array(Vec::new())),
+        ("GET", ["volumes"]) => Verdict::Answer(serde_json::json!({"Volumes": [], "Warnings": []})),
+        ("GET", ["images", "json"]) => Verdict::Answer(Value::Array(Vec::new())),
+        ("GET", ["images", .., "json"]) => Verdict::Forward(as_is(&[])),
+        ("POST", ["images", "create"]) => {
+            if param(&params, "fromSrc").is_some_and(|v| !v.is_empty()) {
+                return Err(Refusal::new(
+                    "importing an image is not allowed to a job; only pulling",
+                ));
+            }
+            let params = known_params(params, &["fromImage", "tag", "platform"], "a pull")?;
+            let image = param(&params, "fromImage").unwrap_or_default();
+            let reference = match param(&params, "tag").filter(|t| !t.is_empty()) {
+                Some(tag) if tag.starts_with("sha256:") => format!("{image}@{tag}"),
+                Some(tag) => format!("{image}:{tag}"),
+                None => image.to_owned(),
+            };
+            Verdict::Forward(Forward {
+                absent: Some(reference),
+                ..as_is(&params)
+            })
+        }
+        ("POST", ["build"]) => Verdict::Forward(as_is(&build_params(params)?)),
+        ("POST", ["containers", "create"]) => {
+            let params = known_params(params, &["name", "platform"], "a container's creation")?;
+            let name = param(&params, "name").map(str::to_owned);
+            let (body, binds) = container_body(body, owned, rules)?;
+            Verdict::Forward(Forward {
+                body: Some(body),
+                makes: Makes::Container(name),
+                binds,
+                ..as_is(&params)
+            })
+        }
+        ("POST", ["containers", id, "exec"]) => {
+            let full = owned
+                .container(id)
+                .ok_or_else(|| not_its("container", id))?;
+            Verdict::Forward(Forward {
+                uri: r.path(&["containers", &full, "exec"]),
+                body: Some(exec_body(body)?),
+                makes: Makes::Exec,
+                binds: Vec::new(),
+                absent: None,
+            })
+        }
+        ("POST", ["containers", id, "start"]) => {
+            if body.is_some_and(|b| !unset(b)) {
+                return Err(Refusal::new(
+                    "a container's configuration given to `start` is not allowed to a job",
+                ));
+            }
+            let full = owned
+                .container(id)
+                .ok_or_else(|| not_its("container", id))?;
+            let params = known_params(params, &["detachKeys"], "a container's start")?;
+            Verdict::Forward(Forward {
+                uri: with_query(r.path(&["containers", &full, "start"]), &params),
+                body: Some(Value::Null),
+                ..as_is(&[])
+            })
+        }
+        (
+            "POST",
+            [
+                "containers",
+                id,
+                action @ ("stop" | "kill" | "wait" | "restart" | "attach" | "resize"),
+            ],
+        )
+        | (
+            "GET",
+            [
+                "containers",
+                id,
+                action @ ("json" | "logs" | "top" | "stats"),
+            ],
+        ) => {
+            let full = owned
+                .container(id)
+                .ok_or_else(|| not_its("container", id))?;
+            let known: &[&str] = match *action {
+                "stop" | "restart" => &["t", "signal"],
+                "kill" => &["signal"],
+                "wait" => &["condition"],
+                "attach" => &["stream", "stdin", "stdout", "stderr", "logs", "detachKeys"],
+                "resize" => &["h", "w"],
+                "json" => &["size"],
+                "logs" => &[
+                    "follow",
+                    "stdout",
+                    "stderr",
+                    "since",
+                    "until",
+                    "timestamps",
+                    "tail",
+                ],
+                "stats" => &["stream", "one-shot"],
+                _ => &[],
+            };
+            let params = known_params(params, known, &format!("`{action}`"))?;
+            Verdict::Forward(as_is_at(&r, &["containers", &full, action], &params))
+        }
+        ("DELETE", ["containers", id]) => {
+            let full = owned
+                .container(id)
+                .ok_or_else(|| not_its("container", id))?;
+            // Its anonymous volumes go with it, whatever was asked.
+            let mut params = known_params(params, &["force"], "a container's removal")?;
+            params.push(("v".into(), "1".into()));
+            Verdict::Forward(Forward {
+                makes: Makes::Removes(Kind::Container, full.clone()),
+                ..as_is_at(&r, &["containers", &full], &params)
+            })
+        }
+        ("POST", ["exec", id, "start" | "resize"]) | ("GET", ["exec", id, "json"]) => {
+            if !owned.execs.contains(*id) {
+                return Err(not_its("process", id));
+            }
+            let params = known_params(params, &["h", "w"], "a process's")?;
+            Verdict::Forward(as_is(&params))
+        }
+        ("POST", ["networks", "create"]) => {
+            let (body, name) = network_body(body, rules)?;
+            Verdict::Forward(Forward {
+                body: Some(body),
+                makes: Makes::Network(name),
+                ..as_is(&[])
+            })
+        }
+        ("POST", ["networks", id, action @ ("connect" | "disconnect")]) => {
+            let net = owned
+                .network(id)
+                .filter(|n| owned.networks.contains(n))
+                .ok_or_else(|| not_its("network", id))?;
+            Verdict::Forward(Forward {
+                uri: r.path(&["networks", &net, action]),
+                body: Some(connect_body(body, owned)?),
+                makes: Makes::Nothing,
+                binds: Vec::new(),
+                absent: None,
+            })
+        }
+        ("GET" | "DELETE", ["networks", id]) => {
+            let net = owned
+                .network(id)
+                .filter(|n| owned.networks.contains(n))
+                .ok_or_else(|| not_its("network", id))?;
+            let params = known_params(params, &["verbose", "scope"], "a network's")?;
+            let makes = if method == "DELETE" {
+                Makes::Removes(Kind::Network, net.clone())
+            } else {
+                Makes::Nothing
+            };
+            Verdict::Forward(Forward {
+                makes,
+                ..as_is_at(&r, &["networks", &net], &params)
+            })
+        }
+        ("POST", ["volumes", "create"]) => Verdict::Forward(Forward {
+            body: Some(volume_body(body, rules)?),
+            makes: Makes::Volume,
+            ..as_is(&[])
+        }),
+        ("GET" | "DELETE", ["volumes", name]) => {
+            if !owned.volumes.contains(*name) {
+                return Err(not_its("volume", name));
+            }
+            let params = known_params(params, &["force"], "a volume's")?;
+            let makes = if method == "DELETE" {
+                Makes::Removes(Kind::Volume, (*name).to_owned())
+            } else {
+                Makes::Nothing
+            };
+            Verdict::Forward(Forward {
+                makes,
+                ..as_is(&params)
+            })
+        }
+        _ => {
+            return Err(Refusal::new(format!(
+                "{what} is not among what a job may ask of Docker"
+            )));
+        }
+    };
+    Ok(verdict)
+}
+
+fn with_query(path: String, params: &[(String, String)]) -> String {
+    if params.is_empty() {
+        path
+    } else {
+        format!("{path}?{}", encode(params))
+    }
+}
+
+fn as_is_at(r: &Route<'_>, segs: &[&str], params: &[(String, String)]) -> Forward {
+    Forward {
+        uri: with_query(r.path(segs), params),
+        body: None,
+        makes: Makes::Nothing,
+        binds: Vec::new(),
+        absent: None,
+    }
+}

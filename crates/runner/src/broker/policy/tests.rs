@@ -1,0 +1,443 @@
+//! The broker's rules, request by request.
+
+use serde_json::json;
+
+use super::*;
+
+const C1: &str = "c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1c1";
+const NET: &str = "4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e4e";
+
+fn rules() -> Rules {
+    Rules {
+        root: PathBuf::from("/work/slot-0/job"),
+        label: "job-7".into(),
+    }
+}
+
+fn owned() -> Owned {
+    let mut o = Owned::default();
+    o.containers.insert(C1.into());
+    o.container_names.insert("pipewright-abc".into(), C1.into());
+    o.execs.insert("e1".into());
+    o.networks.insert(NET.into());
+    o.network_names.insert("pipewright-net".into(), NET.into());
+    o.volumes.insert("pipewright-vol".into());
+    o
+}
+
+fn refusal(v: &Verdict) -> Option<String> {
+    match v {
+        Verdict::Refuse(r) => Some(r.to_string()),
+        _ => None,
+    }
+}
+
+fn forward(v: Verdict) -> Forward {
+    match v {
+        Verdict::Forward(f) => f,
+        other => panic!("not sent on: {other:?}"),
+    }
+}
+
+fn create(body: Value) -> Verdict {
+    judge(
+        "POST",
+        "/v1.41/containers/create",
+        "name=pipewright-x",
+        Some(&body),
+        &owned(),
+        &rules(),
+    )
+}
+
+#[test]
+fn what_the_engine_makes_for_a_job_passes_rebuilt_labelled_without_new_privileges() {
+    let f = forward(create(json!({
+        "Image": "busybox",
+        "Env": ["A=1"],
+        "Labels": {"pipewright.job": "j"},
+        "HostConfig": {
+            "Binds": ["/work/slot-0/job/workspace:/__w/r/r", "/work/slot-0/job/event.json:/github/workflow/event.json:ro", "pipewright-vol:/data"],
+            "PortBindings": {"5432/tcp": [{"HostIp": "0.0.0.0", "HostPort": ""}]},
+            "NetworkMode": "pipewright-net",
+            "Memory": 0,
+            "MaskedPaths": [],
+            "SecurityOpt": ["no-new-privileges"]
+        },
+        "NetworkingConfig": {"EndpointsConfig": {"pipewright-net": {"Aliases": ["db"], "DriverOpts": null}}}
+    })));
+    assert_eq!(f.makes, Makes::Container(Some("pipewright-x".into())));
+    assert_eq!(f.uri, "/v1.41/containers/create?name=pipewright-x");
+    let body = f.body.unwrap();
+    assert_eq!(body["Labels"][BROKER_LABEL], "job-7");
+    assert_eq!(body["Labels"]["pipewright.job"], "j");
+    let host = &body["HostConfig"];
+    assert_eq!(host["SecurityOpt"], json!(["no-new-privileges"]));
+    // A container's root makes no device node and gives no file capabilities.
+    assert_eq!(host["CapDrop"], json!(["MKNOD", "SETFCAP"]));
+    // An empty list of masked paths would unmask /proc's: left out, the engine's stand.
+    assert!(host.get("MaskedPaths").is_none(), "{host}");
+    assert_eq!(host["PortBindings"]["5432/tcp"][0]["HostIp"], "127.0.0.1");
+    // The job's network by its id, not by a name another could take.
+    assert_eq!(host["NetworkMode"], NET);
+    assert_eq!(
+        body["NetworkingConfig"]["EndpointsConfig"][NET]["Aliases"],
+        json!(["db"])
+    );
+    assert_eq!(
+        f.binds,
+        [
+            Bind {
+                path: "/work/slot-0/job/workspace".into(),
+                writable: true
+            },
+            Bind {
+                path: "/work/slot-0/job/event.json".into(),
+                writable: false
+            }
+        ]
+    );
+}
+
+#[test]
+fn what_reaches_the_host_is_refused_naming_it() {
+    for (body, says) in [
+        (
+            json!({"Image": "x", "HostConfig": {"Privileged": true}}),
+            "HostConfig.Privileged",
+        ),
+        // Go's decoder would take these for `Privileged`, the last of them.
+        (
+            json!({"Image": "x", "HostConfig": {"Privileged": false, "privileged": true}}),
+            "HostConfig.privileged",
+        ),
+        (
+            json!({"Image": "x", "hostconfig": {"Privileged": true}}),
+            "`hostconfig`",
+        ),
+        (
+            json!({"Image": "x", "HostConfig": {"LogConfig": {"type": "syslog"}}}),
+            "LogConfig.type",
+        ),
+        (
+            json!({"Image": "x", "HostConfig": {"Mounts": [{"type": "bind", "Source": "/etc", "Target": "/e"}]}}),
+            "Mounts.type",
+        ),
+        (
+            json!({"Image": "x", "HostConfig": {"Binds": ["/:/host"]}}),
+            "mounting `/`",
+        ),
+        (
+            json!({"Image": "x", "HostConfig": {"Binds": ["/work/slot-0/job/../../etc:/e"]}}),
+            "mounting",
+        ),
+        (
+            json!({"Image": "x", "HostConfig": {"Binds": ["/work/slot-0/docker.sock:/s:ro"]}}),
+            "mounting",
+        ),
+        (
+            json!({"Image": "x", "HostConfig": {"Binds": ["/work/slot-0/job/workspace:/w:rshared"]}}),
+            "bind option `rshared`",
+        ),
+        (
+            json!({"Image": "x", "HostConfig": {"Binds": ["other-volume:/v"]}}),
+            "volume `other-volume`",
+        ),
+        (
+            json!({"Image": "x", "HostConfig": {"Mounts": [{"Type": "bind", "Source": "/etc", "Target": "/e"}]}}),
+            "mounting `/etc`",
+        ),
+        (
+            json!({"Image": "x", "HostConfig": {"Mounts": [{"Type": "bind", "Source": "/work/slot-0/job/w", "Target": "/e", "BindOptions": {"Propagation": "rshared"}}]}}),
+            "BindOptions",
+        ),
+        (
+            json!({"Image": "x", "HostConfig": {"Mounts": [{"Type": "volume", "Source": "", "Target": "/e", "VolumeOptions": {"DriverConfig": {"Name": "local", "Options": {"device": "/"}}}}]}}),
+            "DriverConfig",
+        ),
+        (
+            json!({"Image": "x", "HostConfig": {"NetworkMode": "host"}}),
+            "network mode `host`",
+        ),
+        (
+            json!({"Image": "x", "HostConfig": {"PidMode": "host"}}),
+            "PidMode",
+        ),
+        (
+            json!({"Image": "x", "HostConfig": {"CapAdd": ["SYS_ADMIN"]}}),
+            "CapAdd",
+        ),
+        (
+            json!({"Image": "x", "HostConfig": {"Devices": [{"PathOnHost": "/dev/sda"}]}}),
+            "Devices",
+        ),
+        (
+            json!({"Image": "x", "HostConfig": {"SecurityOpt": ["seccomp=unconfined"]}}),
+            "seccomp",
+        ),
+        (
+            json!({"Image": "x", "HostConfig": {"MaskedPaths": ["/proc/x"]}}),
+            "MaskedPaths",
+        ),
+        (
+            json!({"Image": "x", "HostConfig": {"CgroupParent": "/"}}),
+            "CgroupParent",
+        ),
+        (
+            json!({"Image": "x", "HostConfig": {"VolumesFrom": ["someone-else"]}}),
+            "someone-else",
+        ),
+        (
+            json!({"Image": "x", "HostConfig": {"Links": ["pipewright-abc:db"]}}),
+            "Links",
+        ),
+        (
+            json!({"Image": "x", "HostConfig": {"PublishAllPorts": true}}),
+            "PublishAllPorts",
+        ),
+        (
+            json!({"Image": "x", "HostConfig": {"OomScoreAdj": -500}}),
+            "OomScoreAdj",
+        ),
+        (
+            json!({"Image": "x", "HostConfig": {"Ulimits": [{"Name": "rtprio", "Soft": 99, "Hard": 99}]}}),
+            "rtprio",
+        ),
+        (
+            json!({"Image": "x", "HostConfig": {"Ulimits": [{"Name": "nofile", "name": "rtprio"}]}}),
+            "Ulimits.name",
+        ),
+        (
+            json!({"Image": "x", "HostConfig": {"PortBindings": {"80/tcp": [{"HostPort": "22"}]}}}),
+            "port 22",
+        ),
+        (
+            json!({"Image": "x", "HostConfig": {"RestartPolicy": {"Name": "always"}}}),
+            "restart",
+        ),
+        (
+            json!({"Image": "x", "HostConfig": {"LogConfig": {"Type": "syslog"}}}),
+            "syslog",
+        ),
+        (
+            json!({"Image": "x", "NetworkingConfig": {"EndpointsConfig": {"host": {}}}}),
+            "network `host`",
+        ),
+        (
+            json!({"Image": "x", "NetworkingConfig": {"EndpointsConfig": {"pipewright-net": {"DriverOpts": {"a": "b"}}}}}),
+            "DriverOpts",
+        ),
+    ] {
+        let v = create(body.clone());
+        match refusal(&v) {
+            Some(msg) => assert!(msg.contains(says), "{body}: {msg}"),
+            None => panic!("{body} was let through: {v:?}"),
+        }
+    }
+}
+
+#[test]
+fn only_the_job_s_own_objects_are_reachable_and_by_their_ids() {
+    let (o, r) = (owned(), rules());
+    let j = |m: &str, p: &str| judge(m, p, "", None, &o, &r);
+    assert_eq!(
+        forward(j("POST", "/v1.41/containers/pipewright-abc/start")).uri,
+        format!("/v1.41/containers/{C1}/start")
+    );
+    assert_eq!(
+        forward(j("DELETE", &format!("/containers/{C1}"))).uri,
+        format!("/containers/{C1}?v=1")
+    );
+    assert!(refusal(&j("GET", "/v1.41/exec/e1/json")).is_none());
+    for (m, p) in [
+        ("POST", "/containers/other/kill"),
+        // An id prefix is not the container.
+        ("GET", "/containers/c1c1/json"),
+        ("POST", "/exec/e2/start"),
+        ("DELETE", "/networks/bridge"),
+        ("DELETE", "/volumes/other"),
+        ("POST", "/containers/prune"),
+        ("POST", "/images/x/push"),
+        ("GET", "/secrets"),
+        // Paths the engine could read otherwise than the broker.
+        ("POST", "/containers/pipewright-abc/../prune"),
+        ("POST", "/containers/pipewright-%61bc/start"),
+        ("POST", "/containers//pipewright-abc/start"),
+        // Older API versions read more than the rules look at.
+        ("POST", "/v1.23/containers/pipewright-abc/start"),
+    ] {
+        assert!(refusal(&j(m, p)).is_some(), "{m} {p} was let through");
+    }
+    assert_eq!(j("GET", "/images/json"), Verdict::Answer(json!([])));
+    let removal = forward(judge(
+        "DELETE",
+        "/containers/pipewright-abc",
+        "force=1",
+        None,
+        &o,
+        &r,
+    ));
+    assert_eq!(removal.uri, format!("/containers/{C1}?force=1&v=1"));
+    assert_eq!(removal.makes, Makes::Removes(Kind::Container, C1.into()));
+    let mut gone = owned();
+    gone.forget(Kind::Container, C1);
+    assert_eq!(gone.container("pipewright-abc"), None);
+    for (m, p, q) in [
+        ("POST", "/containers/pipewright-abc/start", "checkpoint=x"),
+        ("GET", "/containers/pipewright-abc/top", "ps_args=aux"),
+    ] {
+        let v = judge(m, p, q, None, &o, &r);
+        assert!(refusal(&v).is_some(), "{m} {p}?{q} was let through");
+    }
+    assert_eq!(
+        j("GET", "/v1.41/containers/json"),
+        Verdict::Answer(json!([]))
+    );
+    let start = |body: Value| {
+        judge(
+            "POST",
+            "/containers/pipewright-abc/start",
+            "",
+            Some(&body),
+            &o,
+            &r,
+        )
+    };
+    assert!(refusal(&start(Value::Null)).is_none());
+    assert!(
+        refusal(&start(json!({"Privileged": true})))
+            .unwrap()
+            .contains("`start`")
+    );
+    let exec = |body: Value| {
+        judge(
+            "POST",
+            "/containers/pipewright-abc/exec",
+            "",
+            Some(&body),
+            &o,
+            &r,
+        )
+    };
+    let f = forward(exec(json!({"Cmd": ["sh"], "Privileged": false})));
+    assert_eq!(f.uri, format!("/containers/{C1}/exec"));
+    assert_eq!(f.body, Some(json!({"Cmd": ["sh"]})));
+    assert!(refusal(&exec(json!({"Cmd": ["sh"], "Privileged": true}))).is_some());
+    assert!(refusal(&exec(json!({"Cmd": ["sh"], "privileged": true}))).is_some());
+    assert!(
+        refusal(&judge(
+            "POST",
+            "/containers/other/exec",
+            "",
+            Some(&json!({})),
+            &o,
+            &r
+        ))
+        .is_some()
+    );
+    let vol = |body: Value| judge("POST", "/volumes/create", "", Some(&body), &o, &r);
+    assert!(refusal(&vol(json!({"Name": "v", "Driver": "local"}))).is_none());
+    assert!(
+        refusal(&vol(
+            json!({"Name": "v", "DriverOpts": {"type": "none", "o": "bind", "device": "/etc"}})
+        ))
+        .is_some()
+    );
+    assert!(refusal(&vol(json!({"Name": "v", "driveropts": {"device": "/etc"}}))).is_some());
+    let net = |body: Value| judge("POST", "/networks/create", "", Some(&body), &o, &r);
+    assert!(refusal(&net(json!({"Name": "n", "Driver": "bridge"}))).is_none());
+    assert!(refusal(&net(json!({"Name": "n", "Driver": "macvlan"}))).is_some());
+    // What `docker network create` sends, and addresses of the job's choosing.
+    assert!(
+        refusal(&net(
+            json!({"Name": "n", "IPAM": {"Driver": "default", "Options": {}, "Config": []}})
+        ))
+        .is_none()
+    );
+    assert!(
+        refusal(&net(
+            json!({"Name": "n", "IPAM": {"Config": [{"Subnet": "10.0.0.0/8"}]}})
+        ))
+        .is_some()
+    );
+    assert!(
+        refusal(&net(
+            json!({"Name": "n", "Options": {"com.docker.network.bridge.name": "docker0"}})
+        ))
+        .is_some()
+    );
+    let connect = forward(judge(
+        "POST",
+        "/networks/pipewright-net/connect",
+        "",
+        Some(&json!({"Container": "pipewright-abc", "EndpointConfig": {"Aliases": ["x"]}})),
+        &o,
+        &r,
+    ));
+    assert_eq!(connect.uri, format!("/networks/{NET}/connect"));
+    assert_eq!(connect.body.unwrap()["Container"], C1);
+}
+
+#[test]
+fn query_parameters_are_read_decoded_and_written_again() {
+    let (o, r) = (owned(), rules());
+    let q = |m: &str, p: &str, query: &str| judge(m, p, query, None, &o, &r);
+    // A tag is the machine's: other jobs would run what this one built under it.
+    for query in ["t=x", "%74=ubuntu-latest", "rm=1&t=pipewright-action%3Aabc"] {
+        let v = q("POST", "/build", query);
+        assert!(
+            refusal(&v).is_some_and(|m| m.contains("tagging")),
+            "{query}: {v:?}"
+        );
+    }
+    assert!(refusal(&q("POST", "/build", "networkmode=host")).is_some());
+    assert!(refusal(&q("POST", "/build", "network%6Dode=host")).is_some());
+    assert!(refusal(&q("POST", "/build", "cgroupparent=%2F")).is_some());
+    assert!(refusal(&q("POST", "/build", "version=2")).is_some());
+    assert!(refusal(&q("POST", "/build", "pull=1")).is_some());
+    assert!(refusal(&q("POST", "/build", "extrahosts=x%3A1.2.3.4")).is_some());
+    let v = q(
+        "POST",
+        "/build",
+        "buildargs=%7B%22http_proxy%22%3A%22http%3A%2F%2Fx%22%7D",
+    );
+    assert!(
+        refusal(&v).is_some_and(|m| m.contains("http_proxy")),
+        "{v:?}"
+    );
+    assert_eq!(
+        forward(q("POST", "/build", "rm=1&cgroupparent=&q=1")).uri,
+        "/build?rm=1&q=1"
+    );
+    assert!(refusal(&q("POST", "/images/create", "fromSrc=-")).is_some());
+    assert!(refusal(&q("POST", "/images/create", "from%53rc=-")).is_some());
+    let pull = forward(q("POST", "/images/create", "fromImage=busybox&tag=1"));
+    assert_eq!(pull.absent.as_deref(), Some("busybox:1"));
+    let f = forward(judge(
+        "POST",
+        "/containers/create",
+        "na%6De=pipewright-y",
+        Some(&json!({"Image": "x"})),
+        &o,
+        &r,
+    ));
+    assert_eq!(f.makes, Makes::Container(Some("pipewright-y".into())));
+    assert_eq!(f.uri, "/containers/create?name=pipewright-y");
+    assert!(reads_body("POST", "/v1.41/containers/create"));
+    assert!(reads_body("POST", "/v1.41/containers/x/start"));
+    assert!(!reads_body("POST", "/v1.41/build"));
+}
+
+#[test]
+fn a_volume_that_existed_is_not_taken_over() {
+    let r = rules();
+    assert!(made_for(
+        &json!({"Name": "v", "Labels": {BROKER_LABEL: "job-7"}}),
+        &r
+    ));
+    assert!(!made_for(
+        &json!({"Name": "v", "Labels": {BROKER_LABEL: "job-6"}}),
+        &r
+    ));
+    assert!(!made_for(&json!({"Name": "v", "Labels": null}), &r));
+}
