@@ -656,11 +656,15 @@ pub(crate) fn ready_slot(
     // Only the job's group (and root) may pass into it: what a job's container leaves in
     // its directories (a set-user-ID file made by the container's root) is out of other
     // users' reach, and the job's own processes gain no privileges from it.
+    // (Without a job user, a job run as root runs its services as another user, which must
+    // pass.)
     let job = dir.join("job");
     if let Some(u) = user {
         std::os::unix::fs::lchown(&job, None, Some(u.gid)).map_err(io(&job))?;
+        crate::set_mode(&job, 0o750)?;
+    } else {
+        crate::set_mode(&job, 0o755)?;
     }
-    crate::set_mode(&job, 0o750)?;
     Ok(())
 }
 

@@ -206,7 +206,10 @@ impl Engine {
         let mut options = bollard::query_parameters::BuildImageOptionsBuilder::default()
             .dockerfile(dockerfile)
             .rm(true)
-            .forcerm(true);
+            .forcerm(true)
+            // The builder's cache is the machine's, filled by any job's builds (a confined
+            // job's included): an action's image is built from its own steps.
+            .nocache(true);
         if let Some(tag) = tag {
             options = options.t(tag);
         }

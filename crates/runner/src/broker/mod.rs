@@ -20,7 +20,7 @@ mod policy;
 
 use std::convert::Infallible;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, AtomicI32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicI32, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use bytes::Bytes;
@@ -34,7 +34,7 @@ use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use policy::Rules;
-use policy::{Bind, Makes, Owned, Refusal, Verdict};
+use policy::{Bind, Makes, Owned, Payload, Refusal, Verdict};
 
 type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 
@@ -56,6 +56,8 @@ pub(crate) struct Broker {
     done: CancellationToken,
     /// Whether a request that makes something was sent on.
     made: Arc<AtomicBool>,
+    /// Requests that make something sent on and not answered (a job that hung up on one).
+    in_flight: Arc<AtomicUsize>,
     label: String,
 }
 
@@ -68,6 +70,7 @@ struct Shared {
     uid: u32,
     done: CancellationToken,
     made: Arc<AtomicBool>,
+    in_flight: Arc<AtomicUsize>,
     /// How many connections the job may hold at once.
     connections: Arc<Semaphore>,
 }
@@ -203,6 +206,7 @@ impl Broker {
         let job = Arc::new(AtomicI32::new(0));
         let done = CancellationToken::new();
         let made = Arc::new(AtomicBool::new(false));
+        let in_flight = Arc::new(AtomicUsize::new(0));
         let label = rules.label.clone();
         let shared = Arc::new(Shared {
             rules,
@@ -211,6 +215,7 @@ impl Broker {
             uid: user.uid,
             done: done.clone(),
             made: made.clone(),
+            in_flight: in_flight.clone(),
             connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
         });
         let job_of_task = job.clone();
@@ -261,6 +266,7 @@ impl Broker {
             task,
             done,
             made,
+            in_flight,
             label,
         })
     }
@@ -287,6 +293,11 @@ impl Broker {
         let _ = std::fs::remove_file(&self.socket);
         if !self.made.load(Ordering::SeqCst) {
             return true;
+        }
+        // A create the job hung up on may still be under way in the engine: it is given time
+        // to land before the sweep.
+        if self.in_flight.load(Ordering::SeqCst) > 0 {
+            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
         }
         let label = format!("{}={}", policy::BROKER_LABEL, self.label);
         for attempt in 0..3 {
@@ -335,23 +346,44 @@ fn refused(message: String) -> Response<Body> {
     )
 }
 
-/// Whether the engine at `engine` has the image `reference` (any answer but "no such image"
-/// counts as having it: the pull is refused when in doubt).
-async fn engine_has_image(engine: &Path, reference: &str) -> bool {
-    let encoded: String = form_urlencoded::byte_serialize(reference.as_bytes()).collect();
+/// Asks the engine at `engine` for `path` (`GET`): its answer's status and JSON, or `None`
+/// when it does not answer within 10 seconds.
+async fn engine_get(engine: &Path, path: &str) -> Option<(StatusCode, Value)> {
     let ask = async {
         let stream = UnixStream::connect(engine).await.ok()?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .ok()?;
         tokio::spawn(conn);
-        let req = Request::get(format!("/images/{encoded}/json"))
+        let req = Request::get(path)
             .header(hyper::header::HOST, "docker")
             .body(full(Bytes::new()))
             .ok()?;
-        Some(sender.send_request(req).await.ok()?.status())
+        let response = sender.send_request(req).await.ok()?;
+        let status = response.status();
+        let bytes = Limited::new(response.into_body(), MAX_BODY)
+            .collect()
+            .await
+            .ok()?
+            .to_bytes();
+        Some((
+            status,
+            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
+        ))
     };
-    ask.await != Some(StatusCode::NOT_FOUND)
+    tokio::time::timeout(std::time::Duration::from_secs(10), ask)
+        .await
+        .ok()
+        .flatten()
+}
+
+/// Whether the engine has the image `reference` (any answer but "no such image" counts as
+/// having it: the pull is refused when in doubt).
+async fn engine_has_image(engine: &Path, reference: &str) -> bool {
+    let encoded: String = form_urlencoded::byte_serialize(reference.as_bytes()).collect();
+    engine_get(engine, &format!("/images/{encoded}/json"))
+        .await
+        .is_none_or(|(status, _)| status != StatusCode::NOT_FOUND)
 }
 
 async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
@@ -394,6 +426,22 @@ async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
             return refused(r.to_string());
         }
     }
+    for name in &forward.volumes {
+        let encoded: String = form_urlencoded::byte_serialize(name.as_bytes()).collect();
+        let ours = engine_get(&shared.engine, &format!("/volumes/{encoded}"))
+            .await
+            .is_some_and(|(status, v)| status.is_success() && policy::made_for(&v, &shared.rules));
+        if !ours {
+            shared
+                .owned
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner)
+                .forget(policy::Kind::Volume, name);
+            return refused(format!(
+                "pipewright: the volume `{name}` is no longer this job's (it was removed)"
+            ));
+        }
+    }
     if let Some(image) = &forward.absent
         && engine_has_image(&shared.engine, image).await
     {
@@ -402,24 +450,47 @@ async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
              lacks, not replace what it has (other jobs run it)"
         ));
     }
-    let body = match &forward.body {
-        Some(Value::Null) => full(Bytes::new()),
-        Some(v) => full(v.to_string()),
-        None => body,
+    // The job's content type is never sent on: the engine reads a form-encoded body as
+    // parameters that win over the query's.
+    let given = parts
+        .headers
+        .remove(hyper::header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok().map(str::to_ascii_lowercase))
+        .unwrap_or_default();
+    parts.headers.remove(hyper::header::TRANSFER_ENCODING);
+    let (body, content_type) = match forward.body {
+        Payload::Empty => {
+            parts.headers.remove(hyper::header::CONTENT_LENGTH);
+            (full(Bytes::new()), None)
+        }
+        Payload::Json(v) => {
+            parts.headers.remove(hyper::header::CONTENT_LENGTH);
+            (full(v.to_string()), Some("application/json"))
+        }
+        Payload::Tar => {
+            if given.contains("form") {
+                return refused(format!(
+                    "pipewright: a build's body must be its context (a tar archive), not `{given}`"
+                ));
+            }
+            (body, Some("application/x-tar"))
+        }
     };
-    if forward.body.is_some() {
-        // The body the engine gets is the broker's: its length is its own.
-        parts.headers.remove(hyper::header::CONTENT_LENGTH);
-        parts.headers.remove(hyper::header::TRANSFER_ENCODING);
+    if let Some(t) = content_type {
+        parts.headers.insert(
+            hyper::header::CONTENT_TYPE,
+            hyper::header::HeaderValue::from_static(t),
+        );
     }
     parts.uri = match forward.uri.parse() {
         Ok(u) => u,
         Err(e) => return refused(format!("pipewright: the request's path: {e}")),
     };
-    if matches!(
+    let making = matches!(
         forward.makes,
         Makes::Container(_) | Makes::Network(_) | Makes::Volume
-    ) {
+    );
+    if making {
         shared.made.store(true, Ordering::SeqCst);
     }
     let upstream = Request::from_parts(parts, body);
@@ -446,7 +517,15 @@ async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
             () = done.cancelled() => {}
         }
     });
-    let mut response = match sender.send_request(upstream).await {
+    if making {
+        // Taken back when the answer comes, not when the job hangs up.
+        shared.in_flight.fetch_add(1, Ordering::SeqCst);
+    }
+    let sent = sender.send_request(upstream).await;
+    if making {
+        shared.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+    let mut response = match sent {
         Ok(r) => r,
         Err(e) => {
             return json_answer(

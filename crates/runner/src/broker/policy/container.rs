@@ -86,7 +86,7 @@ pub(super) fn container_body(
     body: Option<&Value>,
     owned: &Owned,
     rules: &Rules,
-) -> Result<(Value, Vec<Bind>), Refusal> {
+) -> Result<(Value, Vec<Bind>, Vec<String>), Refusal> {
     let Some(config) = object(body, "a container's configuration")? else {
         return Err(Refusal::new(
             "a container's configuration must be a JSON object",
@@ -103,6 +103,7 @@ pub(super) fn container_body(
     known.extend(HOST_CHECKED);
     let mut host = pick(&host, &known, "HostConfig.")?;
     let mut binds = Vec::new();
+    let mut volumes = Vec::new();
     for key in HOST_CHECKED {
         let Some(value) = host.remove(*key) else {
             continue;
@@ -117,6 +118,7 @@ pub(super) fn container_body(
                         owned,
                         rules,
                         &mut binds,
+                        &mut volumes,
                     )?));
                 }
                 Value::Array(out)
@@ -124,7 +126,7 @@ pub(super) fn container_body(
             "Mounts" => {
                 let mut out = Vec::new();
                 for m in list_of(&value, &what)? {
-                    out.push(check_mount(m, owned, rules, &mut binds)?);
+                    out.push(check_mount(m, owned, rules, &mut binds, &mut volumes)?);
                 }
                 Value::Array(out)
             }
@@ -265,7 +267,7 @@ pub(super) fn container_body(
         "SecurityOpt".into(),
         Value::Array(vec![Value::String("no-new-privileges".into())]),
     );
-    let mut drop: Vec<Value> = ["MKNOD", "SETFCAP"]
+    let mut drop: Vec<Value> = ["MKNOD", "SETFCAP", "NET_RAW"]
         .into_iter()
         .map(|c| Value::String(c.into()))
         .collect();
@@ -302,7 +304,7 @@ pub(super) fn container_body(
             serde_json::json!({ "EndpointsConfig": endpoints }),
         );
     }
-    Ok((Value::Object(config), binds))
+    Ok((Value::Object(config), binds, volumes))
 }
 
 /// A container's place on a network: its aliases and addresses there, nothing of the
@@ -361,6 +363,7 @@ pub(super) fn check_bind(
     owned: &Owned,
     rules: &Rules,
     binds: &mut Vec<Bind>,
+    volumes: &mut Vec<String>,
 ) -> Result<String, Refusal> {
     let mut parts = bind.splitn(3, ':');
     let source = parts.next().unwrap_or_default();
@@ -372,7 +375,7 @@ pub(super) fn check_bind(
         )));
     }
     let read_only = options.split(',').any(|o| o == "ro");
-    check_source(source, read_only, owned, rules, binds)?;
+    check_source(source, read_only, owned, rules, binds, volumes)?;
     Ok(bind.to_owned())
 }
 
@@ -382,9 +385,11 @@ pub(super) fn check_source(
     owned: &Owned,
     rules: &Rules,
     binds: &mut Vec<Bind>,
+    volumes: &mut Vec<String>,
 ) -> Result<(), Refusal> {
     if !source.starts_with('/') {
         return if owned.volumes.contains(source) {
+            volumes.push(source.to_owned());
             Ok(())
         } else {
             Err(Refusal::new(format!(
@@ -416,6 +421,7 @@ pub(super) fn check_mount(
     owned: &Owned,
     rules: &Rules,
     binds: &mut Vec<Bind>,
+    volumes: &mut Vec<String>,
 ) -> Result<Value, Refusal> {
     let Some(m) = object(Some(mount), "a mount")? else {
         return Err(Refusal::new("a mount must be a JSON object"));
@@ -453,12 +459,15 @@ pub(super) fn check_mount(
         m.insert("TmpfsOptions".into(), Value::Object(o));
     }
     match kind.as_str() {
-        "bind" => check_source(&source, read_only, owned, rules, binds)?,
+        "bind" => check_source(&source, read_only, owned, rules, binds, volumes)?,
         "volume" => {
             if !source.is_empty() && !owned.volumes.contains(&source) {
                 return Err(Refusal::new(format!(
                     "the volume `{source}` was not made by this job"
                 )));
+            }
+            if !source.is_empty() {
+                volumes.push(source);
             }
         }
         "tmpfs" => {}

@@ -141,13 +141,29 @@ pub(crate) struct Forward {
     /// The path and query the engine gets (the job's objects named by their ids, the query
     /// decoded and encoded again).
     pub(crate) uri: String,
-    /// The body instead of the job's, when `Some`.
-    pub(crate) body: Option<Value>,
+    /// What the engine gets as the body: never the job's bytes but for a build's context.
+    pub(crate) body: Payload,
     pub(crate) makes: Makes,
     pub(crate) binds: Vec<Bind>,
+    /// The job's volumes it uses, to be found still the job's on the engine (a volume
+    /// removed behind the broker's back may have been made again by another job).
+    pub(crate) volumes: Vec<String>,
     /// An image that must not be on the machine yet (a pull: a job may fetch what the
     /// machine lacks, not replace a tag it has, which other jobs run).
     pub(crate) absent: Option<String>,
+}
+
+/// A forwarded request's body. The job's `Content-Type` is never sent on: the engine reads
+/// a form-encoded body as parameters that win over the query's (Go's `r.Form`).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum Payload {
+    /// None at all.
+    Empty,
+    /// This JSON, the broker's.
+    Json(Value),
+    /// The job's body as it comes, as a tar archive (a build's context); refused when the job
+    /// said it is a form.
+    Tar,
 }
 
 /// The broker's decision on a request.
@@ -222,6 +238,7 @@ pub(crate) fn reads_body(method: &str, path: &str) -> bool {
             r.segs.as_slice(),
             ["containers", "create"]
                 | ["containers", _, "exec" | "start"]
+                | ["exec", _, "start"]
                 | ["networks", "create"]
                 | ["networks", _, "connect" | "disconnect"]
                 | ["volumes", "create"]
@@ -294,7 +311,6 @@ const BUILD_PARAMS: &[&str] = &[
     "shmsize",
     "labels",
     "networkmode",
-    "platform",
     "target",
     "version",
 ];
@@ -306,7 +322,10 @@ fn build_params(params: Vec<(String, String)>) -> Result<Vec<(String, String)>, 
              other jobs run what it names; use the image's id (`docker build -q`)"
         )));
     }
-    let params = known_params(params, BUILD_PARAMS, "a build")?;
+    let mut params = known_params(params, BUILD_PARAMS, "a build")?;
+    // Its intermediate containers, which carry no label, go with it.
+    params.retain(|(k, _)| k != "rm" && k != "forcerm");
+    params.extend([("rm".into(), "1".into()), ("forcerm".into(), "1".into())]);
     // Build arguments the builder leaves out of its cache's keys: a layer fetched through a
     // job's proxy would be another's cached layer.
     if let Some(args) = param(&params, "buildargs").filter(|a| !unset_param(a)) {
@@ -339,6 +358,43 @@ fn build_params(params: Vec<(String, String)>) -> Result<Vec<(String, String)>, 
             "the builder `version={v}` is not allowed to a job (only the classic builder)"
         ))),
     }
+}
+
+/// The image a pull names (`fromImage` and `tag`), refused when it would pull every tag of
+/// a name, or from a registry on this machine (a job can serve one there: the first to pull
+/// a name decides what every later job runs under it).
+fn pull_reference(image: &str, tag: Option<&str>) -> Result<String, Refusal> {
+    let last = image.rsplit('/').next().unwrap_or_default();
+    let reference = match tag.filter(|t| !t.is_empty()) {
+        Some(tag) if tag.starts_with("sha256:") => format!("{image}@{tag}"),
+        Some(tag) => format!("{image}:{tag}"),
+        None if last.contains(':') || image.contains('@') => image.to_owned(),
+        None => {
+            return Err(Refusal::new(format!(
+                "pulling every tag of `{image}` is not allowed to a job: name a tag"
+            )));
+        }
+    };
+    if let Some((first, _)) = image.split_once('/')
+        && (first.contains('.') || first.contains(':') || first == "localhost")
+    {
+        let host = first
+            .strip_prefix('[')
+            .and_then(|h| h.split_once(']'))
+            .map_or_else(
+                || first.rsplit_once(':').map_or(first, |(h, _)| h),
+                |(h, _)| h,
+            );
+        let local = host == "localhost"
+            || host.ends_with(".localhost")
+            || host.parse::<std::net::IpAddr>().is_ok();
+        if local {
+            return Err(Refusal::new(format!(
+                "pulling from `{first}` is not allowed to a job: only from a registry by name"
+            )));
+        }
+    }
+    Ok(reference)
 }
 
 /// Decides on one request. `body` is the request's JSON where [`reads_body`] says so.
@@ -374,9 +430,10 @@ fn decide(
     };
     let as_is = |params: &[(String, String)]| Forward {
         uri: with_query(r.path(&r.segs), params),
-        body: None,
+        body: Payload::Empty,
         makes: Makes::Nothing,
         binds: Vec::new(),
+        volumes: Vec::new(),
         absent: None,
     };
     let verdict = match (method, r.segs.as_slice()) {
@@ -392,27 +449,27 @@ fn decide(
                     "importing an image is not allowed to a job; only pulling",
                 ));
             }
-            let params = known_params(params, &["fromImage", "tag", "platform"], "a pull")?;
+            let params = known_params(params, &["fromImage", "tag"], "a pull")?;
             let image = param(&params, "fromImage").unwrap_or_default();
-            let reference = match param(&params, "tag").filter(|t| !t.is_empty()) {
-                Some(tag) if tag.starts_with("sha256:") => format!("{image}@{tag}"),
-                Some(tag) => format!("{image}:{tag}"),
-                None => image.to_owned(),
-            };
+            let reference = pull_reference(image, param(&params, "tag"))?;
             Verdict::Forward(Forward {
                 absent: Some(reference),
                 ..as_is(&params)
             })
         }
-        ("POST", ["build"]) => Verdict::Forward(as_is(&build_params(params)?)),
+        ("POST", ["build"]) => Verdict::Forward(Forward {
+            body: Payload::Tar,
+            ..as_is(&build_params(params)?)
+        }),
         ("POST", ["containers", "create"]) => {
             let params = known_params(params, &["name", "platform"], "a container's creation")?;
             let name = param(&params, "name").map(str::to_owned);
-            let (body, binds) = container_body(body, owned, rules)?;
+            let (body, binds, volumes) = container_body(body, owned, rules)?;
             Verdict::Forward(Forward {
-                body: Some(body),
+                body: Payload::Json(body),
                 makes: Makes::Container(name),
                 binds,
+                volumes,
                 ..as_is(&params)
             })
         }
@@ -422,9 +479,10 @@ fn decide(
                 .ok_or_else(|| not_its("container", id))?;
             Verdict::Forward(Forward {
                 uri: r.path(&["containers", &full, "exec"]),
-                body: Some(exec_body(body)?),
+                body: Payload::Json(exec_body(body)?),
                 makes: Makes::Exec,
                 binds: Vec::new(),
+                volumes: Vec::new(),
                 absent: None,
             })
         }
@@ -440,7 +498,7 @@ fn decide(
             let params = known_params(params, &["detachKeys"], "a container's start")?;
             Verdict::Forward(Forward {
                 uri: with_query(r.path(&["containers", &full, "start"]), &params),
-                body: Some(Value::Null),
+                body: Payload::Empty,
                 ..as_is(&[])
             })
         }
@@ -490,14 +548,28 @@ fn decide(
                 .container(id)
                 .ok_or_else(|| not_its("container", id))?;
             // Its anonymous volumes go with it, whatever was asked.
-            let mut params = known_params(params, &["force"], "a container's removal")?;
+            let mut params = known_params(params, &["force", "v"], "a container's removal")?;
+            params.retain(|(k, _)| k != "v");
             params.push(("v".into(), "1".into()));
             Verdict::Forward(Forward {
                 makes: Makes::Removes(Kind::Container, full.clone()),
                 ..as_is_at(&r, &["containers", &full], &params)
             })
         }
-        ("POST", ["exec", id, "start" | "resize"]) | ("GET", ["exec", id, "json"]) => {
+        ("POST", ["exec", id, "start"]) => {
+            if !owned.execs.contains(*id) {
+                return Err(not_its("process", id));
+            }
+            let start = bodies::object(body, "a process's start")?
+                .cloned()
+                .unwrap_or_default();
+            let start = bodies::pick(&start, &["Detach", "Tty", "ConsoleSize"], "")?;
+            Verdict::Forward(Forward {
+                body: Payload::Json(Value::Object(start)),
+                ..as_is(&[])
+            })
+        }
+        ("POST", ["exec", id, "resize"]) | ("GET", ["exec", id, "json"]) => {
             if !owned.execs.contains(*id) {
                 return Err(not_its("process", id));
             }
@@ -507,7 +579,7 @@ fn decide(
         ("POST", ["networks", "create"]) => {
             let (body, name) = network_body(body, rules)?;
             Verdict::Forward(Forward {
-                body: Some(body),
+                body: Payload::Json(body),
                 makes: Makes::Network(name),
                 ..as_is(&[])
             })
@@ -519,9 +591,10 @@ fn decide(
                 .ok_or_else(|| not_its("network", id))?;
             Verdict::Forward(Forward {
                 uri: r.path(&["networks", &net, action]),
-                body: Some(connect_body(body, owned)?),
+                body: Payload::Json(connect_body(body, owned)?),
                 makes: Makes::Nothing,
                 binds: Vec::new(),
+                volumes: Vec::new(),
                 absent: None,
             })
         }
@@ -542,7 +615,7 @@ fn decide(
             })
         }
         ("POST", ["volumes", "create"]) => Verdict::Forward(Forward {
-            body: Some(volume_body(body, rules)?),
+            body: Payload::Json(volume_body(body, rules)?),
             makes: Makes::Volume,
             ..as_is(&[])
         }),
@@ -558,6 +631,7 @@ fn decide(
             };
             Verdict::Forward(Forward {
                 makes,
+                volumes: vec![(*name).to_owned()],
                 ..as_is(&params)
             })
         }
@@ -581,9 +655,10 @@ fn with_query(path: String, params: &[(String, String)]) -> String {
 fn as_is_at(r: &Route<'_>, segs: &[&str], params: &[(String, String)]) -> Forward {
     Forward {
         uri: with_query(r.path(segs), params),
-        body: None,
+        body: Payload::Empty,
         makes: Makes::Nothing,
         binds: Vec::new(),
+        volumes: Vec::new(),
         absent: None,
     }
 }

@@ -68,13 +68,15 @@ fn what_the_engine_makes_for_a_job_passes_rebuilt_labelled_without_new_privilege
     })));
     assert_eq!(f.makes, Makes::Container(Some("pipewright-x".into())));
     assert_eq!(f.uri, "/v1.41/containers/create?name=pipewright-x");
-    let body = f.body.unwrap();
+    let Payload::Json(body) = f.body else {
+        panic!("{:?}", f.body);
+    };
     assert_eq!(body["Labels"][BROKER_LABEL], "job-7");
     assert_eq!(body["Labels"]["pipewright.job"], "j");
     let host = &body["HostConfig"];
     assert_eq!(host["SecurityOpt"], json!(["no-new-privileges"]));
     // A container's root makes no device node and gives no file capabilities.
-    assert_eq!(host["CapDrop"], json!(["MKNOD", "SETFCAP"]));
+    assert_eq!(host["CapDrop"], json!(["MKNOD", "SETFCAP", "NET_RAW"]));
     // An empty list of masked paths would unmask /proc's: left out, the engine's stand.
     assert!(host.get("MaskedPaths").is_none(), "{host}");
     assert_eq!(host["PortBindings"]["5432/tcp"][0]["HostIp"], "127.0.0.1");
@@ -321,7 +323,59 @@ fn only_the_job_s_own_objects_are_reachable_and_by_their_ids() {
     };
     let f = forward(exec(json!({"Cmd": ["sh"], "Privileged": false})));
     assert_eq!(f.uri, format!("/containers/{C1}/exec"));
-    assert_eq!(f.body, Some(json!({"Cmd": ["sh"]})));
+    assert_eq!(f.body, Payload::Json(json!({"Cmd": ["sh"]})));
+    // A process's start: only what the engine reads of it, never the job's bytes.
+    let start = forward(judge(
+        "POST",
+        "/exec/e1/start",
+        "",
+        Some(&json!({"Detach": false, "Tty": false})),
+        &o,
+        &r,
+    ));
+    assert_eq!(
+        start.body,
+        Payload::Json(json!({"Detach": false, "Tty": false}))
+    );
+    assert!(
+        refusal(&judge(
+            "POST",
+            "/exec/e1/start",
+            "",
+            Some(&json!({"Privileged": true})),
+            &o,
+            &r
+        ))
+        .is_some()
+    );
+    assert!(reads_body("POST", "/exec/e1/start"));
+    // What is not read is not sent: the engine would read a form-encoded body as parameters.
+    assert_eq!(
+        forward(j("POST", "/containers/pipewright-abc/kill")).body,
+        Payload::Empty
+    );
+    assert_eq!(
+        forward(judge(
+            "POST",
+            "/images/create",
+            "fromImage=x&tag=1",
+            None,
+            &o,
+            &r
+        ))
+        .body,
+        Payload::Empty
+    );
+    // What bollard sends to remove a container.
+    let removal = forward(judge(
+        "DELETE",
+        "/containers/pipewright-abc",
+        "v=true&force=true&link=false",
+        None,
+        &o,
+        &r,
+    ));
+    assert_eq!(removal.uri, format!("/containers/{C1}?force=true&v=1"));
     assert!(refusal(&exec(json!({"Cmd": ["sh"], "Privileged": true}))).is_some());
     assert!(refusal(&exec(json!({"Cmd": ["sh"], "privileged": true}))).is_some());
     assert!(
@@ -375,7 +429,10 @@ fn only_the_job_s_own_objects_are_reachable_and_by_their_ids() {
         &r,
     ));
     assert_eq!(connect.uri, format!("/networks/{NET}/connect"));
-    assert_eq!(connect.body.unwrap()["Container"], C1);
+    let Payload::Json(body) = connect.body else {
+        panic!("{:?}", connect.body);
+    };
+    assert_eq!(body["Container"], C1);
 }
 
 #[test]
@@ -405,9 +462,26 @@ fn query_parameters_are_read_decoded_and_written_again() {
         refusal(&v).is_some_and(|m| m.contains("http_proxy")),
         "{v:?}"
     );
+    let build = forward(q("POST", "/build", "rm=0&cgroupparent=&q=1"));
+    assert_eq!(build.uri, "/build?q=1&rm=1&forcerm=1");
+    assert_eq!(build.body, Payload::Tar);
+    assert!(refusal(&q("POST", "/build", "platform=linux%2Fs390x")).is_some());
+    for query in [
+        "fromImage=alpine",
+        "fromImage=alpine&platform=linux%2Fs390x",
+        "fromImage=localhost%3A5000%2Fapp&tag=1",
+        "fromImage=127.0.0.1%3A5000%2Fapp&tag=1",
+        "fromImage=%5B%3A%3A1%5D%3A5000%2Fapp&tag=1",
+        "fromImage=registry.localhost%2Fapp&tag=1",
+    ] {
+        let v = q("POST", "/images/create", query);
+        assert!(refusal(&v).is_some(), "{query}: {v:?}");
+    }
     assert_eq!(
-        forward(q("POST", "/build", "rm=1&cgroupparent=&q=1")).uri,
-        "/build?rm=1&q=1"
+        forward(q("POST", "/images/create", "fromImage=ghcr.io%2Fo%2Fx%3A2"))
+            .absent
+            .as_deref(),
+        Some("ghcr.io/o/x:2")
     );
     assert!(refusal(&q("POST", "/images/create", "fromSrc=-")).is_some());
     assert!(refusal(&q("POST", "/images/create", "from%53rc=-")).is_some());
