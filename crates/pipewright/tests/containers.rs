@@ -779,3 +779,210 @@ fn a_container_job_s_steps_are_started_by_its_agent_and_stopped_by_their_timeout
     assert_eq!(steps[2].1, "failure", "{steps:?}");
     assert_all_removed(&run.all());
 }
+
+/// A Docker engine of the test's own, in a network namespace of its own (`unshare -n`): it
+/// can be stopped and started again without touching the machine's engine or its network.
+/// Stopped, and its files removed, when dropped.
+struct PrivateEngine {
+    dir: tempfile::TempDir,
+    daemon: Option<std::process::Child>,
+    host: String,
+}
+
+impl PrivateEngine {
+    fn start() -> PrivateEngine {
+        let dir = tempfile::tempdir().unwrap();
+        // The machine's storage driver (this machine's kernel may lack overlayfs).
+        let (_, driver) = docker(&["info", "--format", "{{.Driver}}"]);
+        std::fs::write(
+            dir.path().join("daemon.json"),
+            serde_json::json!({ "storage-driver": driver.trim() }).to_string(),
+        )
+        .unwrap();
+        let host = format!("unix://{}", dir.path().join("docker.sock").display());
+        let mut e = PrivateEngine {
+            dir,
+            daemon: None,
+            host,
+        };
+        e.start_daemon();
+        e
+    }
+
+    fn start_daemon(&mut self) {
+        let d = self.dir.path();
+        let log = std::fs::File::options()
+            .create(true)
+            .append(true)
+            .open(d.join("log"))
+            .unwrap();
+        let child = Command::new("unshare")
+            .arg("-n")
+            .arg("dockerd")
+            .arg("--config-file")
+            .arg(d.join("daemon.json"))
+            .arg("--data-root")
+            .arg(d.join("data"))
+            .arg("--exec-root")
+            .arg(d.join("exec"))
+            .arg("--pidfile")
+            .arg(d.join("pid"))
+            .args(["--host", &self.host])
+            .args(["--iptables=false", "--ip6tables=false", "--ip-masq=false"])
+            .args(["--shutdown-timeout", "2"])
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("dockerd starts");
+        self.daemon = Some(child);
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while !self.docker(&["info"]).0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the private Docker engine did not start:\n{}",
+                std::fs::read_to_string(d.join("log")).unwrap_or_default()
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+
+    /// Stops the engine as a restart does (SIGTERM: it stops its containers and exits).
+    fn stop(&mut self) {
+        if let Some(mut child) = self.daemon.take() {
+            let _ = Command::new("kill")
+                .args(["-TERM", &child.id().to_string()])
+                .status();
+            let _ = child.wait();
+        }
+    }
+
+    fn docker(&self, args: &[&str]) -> (bool, String) {
+        let out = Command::new("docker")
+            .args(["-H", &self.host])
+            .args(args)
+            .output()
+            .expect("the docker client runs");
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stdout).into_owned(),
+        )
+    }
+
+    /// Its containers, networks and volumes by name, sorted (a restart gives Docker's own
+    /// `bridge` network a new id).
+    fn objects(&self) -> Vec<String> {
+        let mut all = Vec::new();
+        for args in [
+            &["ps", "-a", "--format", "container {{.Names}}"][..],
+            &["network", "ls", "--format", "network {{.Name}}"],
+            &["volume", "ls", "--format", "volume {{.Name}}"],
+        ] {
+            let (ok, out) = self.docker(args);
+            assert!(ok, "docker {args:?}");
+            all.extend(out.lines().map(str::to_owned));
+        }
+        all.sort();
+        all
+    }
+}
+
+impl Drop for PrivateEngine {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+/// The Docker engine restarted while a container job's step runs: the job fails saying what
+/// happened, nothing panics, and once the engine is back nothing of the job is left (the
+/// next run removes what the failed one could not).
+#[test]
+fn the_docker_engine_restarted_mid_job_fails_the_job_clearly_and_leaves_nothing() {
+    let image = image();
+    let mut engine = PrivateEngine::start();
+    let mut save = Command::new("docker")
+        .args(["save", image])
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let loaded = Command::new("docker")
+        .args(["-H", &engine.host, "load", "-q"])
+        .stdin(save.stdout.take().unwrap())
+        .output()
+        .unwrap();
+    assert!(save.wait().unwrap().success() && loaded.status.success());
+    let before = engine.objects();
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  victim:
+    runs-on: ubuntu-latest
+    container: {image}
+    services:
+      web:
+        image: {image}
+    steps:
+      - run: echo started; sleep 60
+      - if: always()
+        run: echo after
+"
+    ));
+    let report = r.path().join(".git/report.json");
+    let child = r
+        .command()
+        .env("DOCKER_HOST", &engine.host)
+        .args(["run", "--report"])
+        .arg(&report)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (_, running) = engine.docker(&["ps", "-q", "--filter", "label=pipewright.job"]);
+        if running.lines().count() >= 2 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the job's containers never ran"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
+    std::thread::sleep(std::time::Duration::from_secs(1));
+    engine.stop();
+    engine.start_daemon();
+    let out = child.wait_with_output().unwrap();
+    let run = common::Run::new(out, &report);
+    run.assert_code(1);
+    assert!(!run.all().contains("panicked"), "{}", run.all());
+    assert_eq!(run.conclusion("victim"), "failure", "{}", run.all());
+    let said = run.all();
+    assert!(
+        said.contains("the Docker engine does not answer")
+            || said.contains("the job's container is not running")
+            || said.contains("is gone"),
+        "the failure does not say the engine went away:\n{said}"
+    );
+    // What the failed run could not remove while the engine was away, the next run does.
+    let next = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  next:
+    runs-on: ubuntu-latest
+    container: {image}
+    steps:
+      - run: echo next
+"
+    ));
+    let out = next
+        .command()
+        .env("DOCKER_HOST", &engine.host)
+        .arg("run")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(engine.objects(), before, "{}", run.all());
+}
