@@ -698,3 +698,33 @@ jobs:
         );
     }
 }
+
+/// What a runner's brokers made carries the runner's label; a runner stopped during a job
+/// (here: a container made as its broker would have, before the server starts) has it
+/// removed when it starts again.
+#[test]
+fn a_runner_removes_at_its_start_what_its_brokers_left() {
+    let image = common::busybox_image();
+    let name = format!("pipewright-left-by-a-runner-{}", std::process::id());
+    let user = serve_support::job_user();
+    let s = Server::start_repos_env(
+        |d| {
+            let work = std::path::absolute(d.join("data").join("work")).unwrap();
+            let runner =
+                blake3::hash(work.as_os_str().as_encoded_bytes()).to_hex()[..16].to_owned();
+            let label = format!("pipewright.broker.runner={runner}");
+            let (made, out) =
+                common::docker(&["create", "--label", &label, "--name", &name, image, "true"]);
+            assert!(made, "{out}");
+            format!(
+                "[[repos]]\nname = \"acme/app\"\npath = \"{}/app.git\"\n[runner]\njob_user = \"{user}\"\n",
+                d.display()
+            )
+        },
+        &[("PIPEWRIGHT_DOCKER_BROKER", "1")],
+    );
+    wait_for("the left container's removal", || {
+        !common::docker(&["container", "inspect", &name]).0
+    });
+    drop(s);
+}

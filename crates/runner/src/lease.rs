@@ -289,6 +289,7 @@ async fn run_in_slot(
                 root: std::path::absolute(&job_dir).unwrap_or_else(|_| job_dir.clone()),
                 // The job's id and a nonce: runners of several servers may share an engine.
                 label: format!("job-{}-{}", lease.job, engine::docker::random_hex()),
+                runner: crate::broker::runner_label(&config.work_dir),
             };
             crate::broker::Broker::start(&slot.dir.join("docker.sock"), &engine, u, rules)
                 .inspect_err(|e| tracing::warn!("the job's Docker broker: {e}"))

@@ -143,6 +143,9 @@ pub async fn run(config: RunnerConfig, shutdown: CancellationToken) -> Result<()
     // waits for such a process to go, up to 5 s).
     let dir = config.work_dir.clone();
     let _ = tokio::task::spawn_blocking(move || reap_slots(&dir)).await;
+    if config.isolation.is_some() && broker::enabled() {
+        broker::sweep(&config.work_dir).await;
+    }
     if let Some(iso) = &config.isolation {
         for n in 0..config.capacity.max(1) {
             iso.prewarm(n);

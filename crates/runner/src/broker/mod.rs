@@ -165,6 +165,30 @@ fn parent_of(pid: i32) -> Option<i32> {
         .and_then(|s| s.parse().ok())
 }
 
+/// The runner's name on what its brokers make: its work directory's, hashed (the same when it
+/// starts again).
+pub(crate) fn runner_label(work_dir: &Path) -> String {
+    let at = std::path::absolute(work_dir).unwrap_or_else(|_| work_dir.to_path_buf());
+    blake3::hash(at.as_os_str().as_encoded_bytes()).to_hex()[..16].to_owned()
+}
+
+/// Removes what this runner's brokers made and a runner that stopped during a job left (at
+/// its start: none of its jobs runs yet).
+pub(crate) async fn sweep(work_dir: &Path) {
+    let Some(engine) = engine_socket() else {
+        return;
+    };
+    let label = format!("{}={}", policy::RUNNER_LABEL, runner_label(work_dir));
+    match engine::docker::Engine::connect_at(&format!("unix://{}", engine.display())).await {
+        Ok(e) => {
+            if let Err(err) = e.remove_labelled(&label).await {
+                tracing::warn!("what this runner's jobs left in Docker: {err}");
+            }
+        }
+        Err(err) => tracing::warn!("what this runner's jobs left in Docker: {err}"),
+    }
+}
+
 /// Whether the runner brokers Docker for its confined jobs: only when its process has
 /// `PIPEWRIGHT_DOCKER_BROKER=1`. Experimental and off by default: a review found ways
 /// through its rules that are not closed yet (docs/security.md, "What is not (yet) a

@@ -4,7 +4,7 @@
 use serde_json::{Map, Value};
 
 use super::container::endpoint_config;
-use super::{BROKER_LABEL, Owned, Refusal, Rules};
+use super::{BROKER_LABEL, Owned, RUNNER_LABEL, Refusal, Rules};
 
 /// A value that sets nothing: absent, null, false, zero, empty.
 pub(super) fn unset(v: &Value) -> bool {
@@ -192,7 +192,19 @@ pub(super) fn label(object: &mut Map<String, Value>, rules: &Rules) -> Result<()
         Some(Value::Null) | None => Map::new(),
         Some(_) => return Err(Refusal::new("`Labels` must be a JSON object")),
     };
+    // Labels others act on: a proxy's routes (Traefik's, Caddy's), the broker's own.
+    if let Some(k) = labels.keys().find(|k| {
+        let k = k.to_ascii_lowercase();
+        ["traefik.", "caddy", "pipewright.broker"]
+            .iter()
+            .any(|p| k.starts_with(p))
+    }) {
+        return Err(Refusal::new(format!(
+            "the label `{k}` is not allowed to a job (something on the machine may act on it)"
+        )));
+    }
     labels.insert(BROKER_LABEL.into(), Value::String(rules.label.clone()));
+    labels.insert(RUNNER_LABEL.into(), Value::String(rules.runner.clone()));
     object.insert("Labels".into(), Value::Object(labels));
     Ok(())
 }

@@ -26,8 +26,12 @@ pub(crate) use bodies::made_for;
 use bodies::{connect_body, exec_body, network_body, unset, volume_body};
 use container::container_body;
 
-/// The label every object made through the broker carries.
+/// The label every object made through the broker carries: the job's.
 pub(crate) const BROKER_LABEL: &str = "pipewright.broker";
+
+/// The label naming the runner whose broker made an object: what a runner that stopped
+/// during a job left is removed when it starts again.
+pub(crate) const RUNNER_LABEL: &str = "pipewright.broker.runner";
 
 /// The oldest Docker API version the broker passes on (older ones read a container's host
 /// configuration from its `start`, among other things the rules below do not look at).
@@ -52,6 +56,8 @@ pub(crate) struct Rules {
     pub(crate) root: PathBuf,
     /// The value of [`BROKER_LABEL`] on what this job makes.
     pub(crate) label: String,
+    /// The value of [`RUNNER_LABEL`] on what this job makes.
+    pub(crate) runner: String,
 }
 
 /// What was made through the broker for the job: by the full id the engine gave, and the

@@ -11,6 +11,7 @@ fn rules() -> Rules {
     Rules {
         root: PathBuf::from("/work/slot-0/job"),
         label: "job-7".into(),
+        runner: "r1".into(),
     }
 }
 
@@ -72,6 +73,7 @@ fn what_the_engine_makes_for_a_job_passes_rebuilt_labelled_without_new_privilege
         panic!("{:?}", f.body);
     };
     assert_eq!(body["Labels"][BROKER_LABEL], "job-7");
+    assert_eq!(body["Labels"][RUNNER_LABEL], "r1");
     assert_eq!(body["Labels"]["pipewright.job"], "j");
     let host = &body["HostConfig"];
     assert_eq!(host["SecurityOpt"], json!(["no-new-privileges"]));
@@ -200,6 +202,14 @@ fn what_reaches_the_host_is_refused_naming_it() {
         (
             json!({"Image": "x", "HostConfig": {"OomScoreAdj": -500}}),
             "OomScoreAdj",
+        ),
+        (
+            json!({"Image": "x", "Labels": {"traefik.http.routers.app.rule": "Host(`example.com`)"}}),
+            "traefik.http",
+        ),
+        (
+            json!({"Image": "x", "Labels": {"pipewright.broker.runner": "another"}}),
+            "pipewright.broker.runner",
         ),
         (
             json!({"Image": "x", "HostConfig": {"Ulimits": [{"Name": "rtprio", "Soft": 99, "Hard": 99}]}}),
