@@ -595,124 +595,107 @@ impl Engine {
         let _ = self.docker.remove_volume(name, Some(options)).await;
     }
 
-    /// Removes every container, network and volume labelled `label` (`KEY=VALUE`), then
-    /// looks again: an error when the engine could not list them or some are left.
-    pub async fn remove_labelled(&self, label: &str) -> Result<(), DockerError> {
+    /// The containers, networks and volumes labelled `label` (`KEY` or `KEY=VALUE`): each
+    /// one's id (a volume's name) and labels.
+    async fn labelled(&self, label: &str) -> Result<[Vec<Labelled>; 3], DockerError> {
         let filters: HashMap<String, Vec<String>> =
             HashMap::from([("label".to_owned(), vec![label.to_owned()])]);
         let listing =
             |e: bollard::errors::Error| DockerError::Failed(format!("listing `{label}`: {e}"));
-        let mut left = 0;
-        for pass in 0..2 {
-            left = 0;
-            let options = ListContainersOptionsBuilder::default()
-                .all(true)
-                .filters(&filters)
-                .build();
-            for c in self
-                .docker
-                .list_containers(Some(options))
-                .await
-                .map_err(listing)?
-            {
-                left += 1;
-                if let (0, Some(id)) = (pass, c.id) {
-                    self.remove_container(&id).await;
-                }
-            }
-            let options = ListNetworksOptionsBuilder::default()
-                .filters(&filters)
-                .build();
-            for n in self
-                .docker
-                .list_networks(Some(options))
-                .await
-                .map_err(listing)?
-            {
-                left += 1;
-                if let (0, Some(id)) = (pass, n.id) {
-                    self.remove_network(&id).await;
-                }
-            }
-            let options = ListVolumesOptionsBuilder::default()
-                .filters(&filters)
-                .build();
-            let volumes = self
-                .docker
-                .list_volumes(Some(options))
-                .await
-                .map_err(listing)?;
-            for v in volumes.volumes.unwrap_or_default() {
-                left += 1;
-                if pass == 0 {
-                    self.remove_volume(&v.name).await;
-                }
-            }
-            if left == 0 {
-                return Ok(());
-            }
+        let options = ListContainersOptionsBuilder::default()
+            .all(true)
+            .filters(&filters)
+            .build();
+        let containers = self
+            .docker
+            .list_containers(Some(options))
+            .await
+            .map_err(listing)?;
+        let options = ListNetworksOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let networks = self
+            .docker
+            .list_networks(Some(options))
+            .await
+            .map_err(listing)?;
+        let options = ListVolumesOptionsBuilder::default()
+            .filters(&filters)
+            .build();
+        let volumes = self
+            .docker
+            .list_volumes(Some(options))
+            .await
+            .map_err(listing)?;
+        Ok([
+            containers
+                .into_iter()
+                .filter_map(|c| Some((c.id?, c.labels.unwrap_or_default())))
+                .collect(),
+            networks
+                .into_iter()
+                .filter_map(|n| Some((n.id?, n.labels.unwrap_or_default())))
+                .collect(),
+            volumes
+                .volumes
+                .unwrap_or_default()
+                .into_iter()
+                .map(|v| (v.name, v.labels))
+                .collect(),
+        ])
+    }
+
+    /// Removes what `labelled` found and `take` picks: containers (with their anonymous
+    /// volumes) first, then networks and volumes. Returns how many containers went.
+    async fn remove_found(
+        &self,
+        [containers, networks, volumes]: [Vec<Labelled>; 3],
+        take: impl Fn(&HashMap<String, String>) -> bool,
+    ) -> usize {
+        let mut removed = 0;
+        for (id, _) in containers.iter().filter(|(_, l)| take(l)) {
+            self.remove_container(id).await;
+            removed += 1;
         }
-        Err(DockerError::Failed(format!(
-            "{left} of the objects labelled `{label}` are left"
-        )))
+        for (id, _) in networks.iter().filter(|(_, l)| take(l)) {
+            self.remove_network(id).await;
+        }
+        for (name, _) in volumes.iter().filter(|(_, l)| take(l)) {
+            self.remove_volume(name).await;
+        }
+        removed
+    }
+
+    /// Removes every container, network and volume labelled `label` (`KEY=VALUE`), then
+    /// looks again: an error when the engine could not list them or some are left.
+    pub async fn remove_labelled(&self, label: &str) -> Result<(), DockerError> {
+        let found = self.labelled(label).await?;
+        self.remove_found(found, |_| true).await;
+        let left: usize = self.labelled(label).await?.iter().map(Vec::len).sum();
+        if left == 0 {
+            Ok(())
+        } else {
+            Err(DockerError::Failed(format!(
+                "{left} of the objects labelled `{label}` are left"
+            )))
+        }
     }
 
     /// Removes the containers, networks and volumes whose owner process is gone (a run that
     /// was killed). Returns how many containers went.
     pub async fn remove_orphans(&self) -> usize {
-        let filters: HashMap<String, Vec<String>> =
-            HashMap::from([("label".to_owned(), vec![OWNER_LABEL.to_owned()])]);
-        let gone = |labels: Option<&HashMap<String, String>>| {
-            labels
-                .and_then(|l| l.get(OWNER_LABEL))
-                .is_some_and(|o| !owner_alive(o))
+        let Ok(found) = self.labelled(OWNER_LABEL).await else {
+            return 0;
         };
-        let mut removed = 0;
-        let options = ListContainersOptionsBuilder::default()
-            .all(true)
-            .filters(&filters)
-            .build();
-        for c in self
-            .docker
-            .list_containers(Some(options))
-            .await
-            .unwrap_or_default()
-        {
-            if gone(c.labels.as_ref())
-                && let Some(id) = c.id
-            {
-                self.remove_container(&id).await;
-                removed += 1;
-            }
-        }
-        let options = ListNetworksOptionsBuilder::default()
-            .filters(&filters)
-            .build();
-        for n in self
-            .docker
-            .list_networks(Some(options))
-            .await
-            .unwrap_or_default()
-        {
-            if gone(n.labels.as_ref())
-                && let Some(name) = n.name
-            {
-                self.remove_network(&name).await;
-            }
-        }
-        let options = ListVolumesOptionsBuilder::default()
-            .filters(&filters)
-            .build();
-        if let Ok(list) = self.docker.list_volumes(Some(options)).await {
-            for v in list.volumes.unwrap_or_default() {
-                if gone(Some(&v.labels)) {
-                    self.remove_volume(&v.name).await;
-                }
-            }
-        }
-        removed
+        self.remove_found(found, |labels| {
+            labels.get(OWNER_LABEL).is_some_and(|o| !owner_alive(o))
+        })
+        .await
     }
 }
+
+/// An object's id (a volume's name) and labels.
+type Labelled = (String, HashMap<String, String>);
 
 fn stop_options() -> bollard::query_parameters::StopContainerOptions {
     let grace = i32::try_from(KILL_GRACE.as_secs()).unwrap_or(5);

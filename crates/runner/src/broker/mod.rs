@@ -441,9 +441,9 @@ async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
         policy::judge(&method, &path, &query, json.as_ref(), &o, &shared.rules)
     };
     let forward = match verdict {
-        Verdict::Refuse(r) => return refused(r.to_string()),
-        Verdict::Answer(v) => return json_answer(StatusCode::OK, &v),
-        Verdict::Forward(f) => f,
+        Err(r) => return refused(r.to_string()),
+        Ok(Verdict::Answer(v)) => return json_answer(StatusCode::OK, &v),
+        Ok(Verdict::Forward(f)) => f,
     };
     for Bind { path, writable } in &forward.binds {
         if let Err(r) = fixed(path, shared.uid, *writable) {

@@ -178,8 +178,6 @@ pub(crate) enum Verdict {
     Forward(Forward),
     /// Answered by the broker: what the job may see of the engine's lists is nothing.
     Answer(Value),
-    /// Refused (403).
-    Refuse(Refusal),
 }
 
 /// A request's path: its API version, if any, and its segments.
@@ -403,22 +401,9 @@ fn pull_reference(image: &str, tag: Option<&str>) -> Result<String, Refusal> {
     Ok(reference)
 }
 
-/// Decides on one request. `body` is the request's JSON where [`reads_body`] says so.
+/// Decides on one request (refused: `Err`). `body` is the request's JSON where
+/// [`reads_body`] says so.
 pub(crate) fn judge(
-    method: &str,
-    path: &str,
-    query: &str,
-    body: Option<&Value>,
-    owned: &Owned,
-    rules: &Rules,
-) -> Verdict {
-    match decide(method, path, query, body, owned, rules) {
-        Ok(v) => v,
-        Err(r) => Verdict::Refuse(r),
-    }
-}
-
-fn decide(
     method: &str,
     path: &str,
     query: &str,

@@ -26,21 +26,18 @@ fn owned() -> Owned {
     o
 }
 
-fn refusal(v: &Verdict) -> Option<String> {
-    match v {
-        Verdict::Refuse(r) => Some(r.to_string()),
-        _ => None,
-    }
+fn refusal(v: &Result<Verdict, Refusal>) -> Option<String> {
+    v.as_ref().err().map(Refusal::to_string)
 }
 
-fn forward(v: Verdict) -> Forward {
+fn forward(v: Result<Verdict, Refusal>) -> Forward {
     match v {
-        Verdict::Forward(f) => f,
+        Ok(Verdict::Forward(f)) => f,
         other => panic!("not sent on: {other:?}"),
     }
 }
 
-fn create(body: Value) -> Verdict {
+fn create(body: Value) -> Result<Verdict, Refusal> {
     judge(
         "POST",
         "/v1.41/containers/create",
@@ -280,7 +277,7 @@ fn only_the_job_s_own_objects_are_reachable_and_by_their_ids() {
     ] {
         assert!(refusal(&j(m, p)).is_some(), "{m} {p} was let through");
     }
-    assert_eq!(j("GET", "/images/json"), Verdict::Answer(json!([])));
+    assert_eq!(j("GET", "/images/json"), Ok(Verdict::Answer(json!([]))));
     let removal = forward(judge(
         "DELETE",
         "/containers/pipewright-abc",
@@ -303,7 +300,7 @@ fn only_the_job_s_own_objects_are_reachable_and_by_their_ids() {
     }
     assert_eq!(
         j("GET", "/v1.41/containers/json"),
-        Verdict::Answer(json!([]))
+        Ok(Verdict::Answer(json!([])))
     );
     let start = |body: Value| {
         judge(
