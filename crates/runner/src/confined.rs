@@ -402,6 +402,10 @@ async fn run_child(
         }
     }
     let status = child.wait().await.map_err(io(&isolation.exe))?;
+    // Its broker serves nobody once it is gone (its pid could be another's).
+    if let Some(cell) = &job.job_pid {
+        cell.store(0, std::sync::atomic::Ordering::SeqCst);
+    }
     // Whatever of the job is left (its process may have been killed by a step) goes.
     if let Some(cgroups) = isolation.cgroups.clone() {
         let n = job.slot;

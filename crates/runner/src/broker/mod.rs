@@ -73,6 +73,24 @@ struct Shared {
     in_flight: Arc<AtomicUsize>,
     /// How many connections the job may hold at once.
     connections: Arc<Semaphore>,
+    /// How many upgraded streams it may hold at once.
+    streams: Arc<Semaphore>,
+}
+
+/// Counts a request under way while it lives.
+struct InFlight(Arc<AtomicUsize>);
+
+impl InFlight {
+    fn new(count: &Arc<AtomicUsize>) -> InFlight {
+        count.fetch_add(1, Ordering::SeqCst);
+        InFlight(count.clone())
+    }
+}
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// Whether the job's user (`uid`) cannot change what `path` names before the engine mounts
@@ -241,6 +259,7 @@ impl Broker {
             made: made.clone(),
             in_flight: in_flight.clone(),
             connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            streams: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
         });
         let job_of_task = job.clone();
         let task = tokio::spawn(async move {
@@ -313,15 +332,16 @@ impl Broker {
     /// whether nothing is left: a container left running could still see the slot.
     pub(crate) async fn finish(self) -> bool {
         self.task.abort();
-        self.done.cancel();
         let _ = std::fs::remove_file(&self.socket);
+        // A create the job hung up on may still be under way in the engine: it lands (or
+        // fails) before the sweep, up to a minute.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        while self.in_flight.load(Ordering::SeqCst) > 0 && std::time::Instant::now() < deadline {
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
+        self.done.cancel();
         if !self.made.load(Ordering::SeqCst) {
             return true;
-        }
-        // A create the job hung up on may still be under way in the engine: it is given time
-        // to land before the sweep.
-        if self.in_flight.load(Ordering::SeqCst) > 0 {
-            tokio::time::sleep(std::time::Duration::from_secs(2)).await;
         }
         let label = format!("{}={}", policy::BROKER_LABEL, self.label);
         for attempt in 0..3 {
@@ -541,17 +561,37 @@ async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
             () = done.cancelled() => {}
         }
     });
-    if making {
-        // Taken back when the answer comes, not when the job hangs up.
-        shared.in_flight.fetch_add(1, Ordering::SeqCst);
-    }
-    let sent = sender.send_request(upstream).await;
-    if making {
-        shared.in_flight.fetch_sub(1, Ordering::SeqCst);
-    }
+    // A stream (`attach`, `exec`) holds a place of its own while it lasts: its connection's
+    // place is given back as it is upgraded.
+    let stream_place = match client_upgrade {
+        Some(_) => match shared.streams.clone().try_acquire_owned() {
+            Ok(p) => Some(p),
+            Err(_) => {
+                return refused(format!(
+                    "pipewright: a job may hold at most {MAX_CONNECTIONS} streams at once"
+                ));
+            }
+        },
+        None => None,
+    };
+    // A request that makes something runs to its answer in a task of its own, counted while
+    // it does, even when the job hangs up: the job's end waits for it before its sweep.
+    let counted = making.then(|| InFlight::new(&shared.in_flight));
+    let sent = tokio::spawn(async move {
+        let sent = sender.send_request(upstream).await;
+        drop(counted);
+        sent
+    })
+    .await;
     let mut response = match sent {
-        Ok(r) => r,
+        Ok(Ok(r)) => r,
         Err(e) => {
+            return json_answer(
+                StatusCode::BAD_GATEWAY,
+                &serde_json::json!({ "message": format!("pipewright: the Docker engine: {e}") }),
+            );
+        }
+        Ok(Err(e)) => {
             return json_answer(
                 StatusCode::BAD_GATEWAY,
                 &serde_json::json!({ "message": format!("pipewright: the Docker engine: {e}") }),
@@ -563,6 +603,7 @@ async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
         if let Some(client_upgrade) = client_upgrade {
             let done = shared.done.clone();
             tokio::spawn(async move {
+                let _place = stream_place;
                 if let (Ok(a), Ok(b)) = (client_upgrade.await, engine_upgrade.await) {
                     let (mut a, mut b) = (TokioIo::new(a), TokioIo::new(b));
                     tokio::select! {
@@ -601,6 +642,7 @@ async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
                         o.container_names
                             .insert(name.trim_start_matches('/').to_owned(), id.clone());
                     }
+                    o.mounts.insert(id.clone(), forward.binds.clone());
                     o.containers.insert(id);
                 }
             }

@@ -192,21 +192,26 @@ pub(super) fn label(object: &mut Map<String, Value>, rules: &Rules) -> Result<()
         Some(Value::Null) | None => Map::new(),
         Some(_) => return Err(Refusal::new("`Labels` must be a JSON object")),
     };
-    // Labels others act on: a proxy's routes (Traefik's, Caddy's), the broker's own.
-    if let Some(k) = labels.keys().find(|k| {
+    refuse_routed_labels(&labels)?;
+    labels.insert(BROKER_LABEL.into(), Value::String(rules.label.clone()));
+    labels.insert(RUNNER_LABEL.into(), Value::String(rules.runner.clone()));
+    object.insert("Labels".into(), Value::Object(labels));
+    Ok(())
+}
+
+/// Refuses labels others act on: a proxy's routes (Traefik's, Caddy's), the broker's own.
+pub(super) fn refuse_routed_labels(labels: &Map<String, Value>) -> Result<(), Refusal> {
+    match labels.keys().find(|k| {
         let k = k.to_ascii_lowercase();
         ["traefik.", "caddy", "pipewright.broker"]
             .iter()
             .any(|p| k.starts_with(p))
     }) {
-        return Err(Refusal::new(format!(
+        Some(k) => Err(Refusal::new(format!(
             "the label `{k}` is not allowed to a job (something on the machine may act on it)"
-        )));
+        ))),
+        None => Ok(()),
     }
-    labels.insert(BROKER_LABEL.into(), Value::String(rules.label.clone()));
-    labels.insert(RUNNER_LABEL.into(), Value::String(rules.runner.clone()));
-    object.insert("Labels".into(), Value::Object(labels));
-    Ok(())
 }
 
 /// Whether a volume the engine answered for was made for this job: creating a volume that

@@ -5,7 +5,7 @@ use std::path::{Component, Path};
 
 use serde_json::{Map, Value};
 
-use super::bodies::{label, list_of, object, pick, str_of};
+use super::bodies::{label, list_of, object, pick, str_of, unset};
 use super::{Bind, Owned, Refusal, Rules};
 
 /// A container's keys a job may set as it likes.
@@ -54,7 +54,6 @@ pub(super) const HOST_KEYS: &[&str] = &[
     "CpusetCpus",
     "PidsLimit",
     "ShmSize",
-    "Tmpfs",
     "ReadonlyRootfs",
     "GroupAdd",
     "ConsoleSize",
@@ -62,6 +61,7 @@ pub(super) const HOST_KEYS: &[&str] = &[
 
 /// `HostConfig` keys read one by one below.
 pub(super) const HOST_CHECKED: &[&str] = &[
+    "Tmpfs",
     "Ulimits",
     "CapDrop",
     "Binds",
@@ -131,6 +131,7 @@ pub(super) fn container_body(
                 Value::Array(out)
             }
             "PortBindings" => local_ports(&value)?,
+            "Tmpfs" => tmpfs(&value)?,
             "Ulimits" => {
                 let mut out = Vec::new();
                 for u in list_of(&value, &what)? {
@@ -243,10 +244,29 @@ pub(super) fn container_body(
                     .map(|n| str_of(n, &what))
                     .transpose()?
                     .unwrap_or_default();
-                if !matches!(driver, "" | "json-file" | "local" | "none") {
-                    return Err(Refusal::new(format!(
-                        "the log driver `{driver}` is not allowed to a job"
-                    )));
+                // Options go to the named driver, or to the engine's default one (which may
+                // send logs to an address the options name): only a file's size and count.
+                let options = object(log.get("Config"), "`HostConfig.LogConfig.Config`")?;
+                if let Some(o) = options {
+                    pick(
+                        o,
+                        &["max-size", "max-file", "compress"],
+                        "HostConfig.LogConfig.Config.",
+                    )?;
+                }
+                match driver {
+                    "json-file" | "local" | "none" => {}
+                    "" if options.is_none_or(Map::is_empty) => continue,
+                    "" => {
+                        return Err(Refusal::new(
+                            "log options without a log driver (`json-file` or `local`) are not allowed to a job",
+                        ));
+                    }
+                    other => {
+                        return Err(Refusal::new(format!(
+                            "the log driver `{other}` is not allowed to a job"
+                        )));
+                    }
                 }
                 Value::Object(log)
             }
@@ -293,10 +313,23 @@ pub(super) fn container_body(
             "`NetworkingConfig.EndpointsConfig`",
         )? {
             for (name, endpoint) in given {
+                let shared = matches!(name.as_str(), "bridge" | "default");
                 let id = owned.network(name).ok_or_else(|| {
                     Refusal::new(format!("the network `{name}` was not made by this job"))
                 })?;
-                endpoints.insert(id, Value::Object(endpoint_config(endpoint)?));
+                let endpoint = endpoint_config(endpoint)?;
+                // On Docker's shared bridge an address or a MAC of the job's choosing could be
+                // another job's container's.
+                if shared
+                    && let Some(k) = ["IPAMConfig", "MacAddress"]
+                        .iter()
+                        .find(|k| endpoint.get(**k).is_some_and(|v| !unset(v)))
+                {
+                    return Err(Refusal::new(format!(
+                        "`{k}` on Docker's shared bridge is not allowed to a job"
+                    )));
+                }
+                endpoints.insert(id, Value::Object(endpoint));
             }
         }
         config.insert(
@@ -318,6 +351,54 @@ pub(super) fn endpoint_config(v: &Value) -> Result<Map<String, Value>, Refusal> 
         &["Aliases", "IPAMConfig", "MacAddress", "DNSNames"],
         "EndpointsConfig.",
     )
+}
+
+/// `HostConfig.Tmpfs` (`path` → options), rebuilt: a clean path, and only the options that
+/// size and shape a new file system (others, such as `remount` or `bind`, would reach the
+/// container's other mounts).
+fn tmpfs(value: &Value) -> Result<Value, Refusal> {
+    let Some(mounts) = object(Some(value), "`HostConfig.Tmpfs`")? else {
+        return Ok(Value::Object(Map::new()));
+    };
+    let mut out = Map::new();
+    for (path, options) in mounts {
+        let clean = path.starts_with('/')
+            && (path == "/" || !path.ends_with('/'))
+            && Path::new(path)
+                .components()
+                .all(|c| matches!(c, Component::RootDir | Component::Normal(_)))
+            && !path.contains("//");
+        if !clean {
+            return Err(Refusal::new(format!(
+                "the tmpfs at `{path}` is not allowed to a job: a plain absolute path"
+            )));
+        }
+        let options = str_of(options, "HostConfig.Tmpfs")?;
+        for o in options.split(',').filter(|o| !o.is_empty()) {
+            let name = o.split_once('=').map_or(o, |(k, _)| k);
+            if !matches!(
+                name,
+                "size"
+                    | "mode"
+                    | "uid"
+                    | "gid"
+                    | "nr_inodes"
+                    | "nr_blocks"
+                    | "ro"
+                    | "rw"
+                    | "noexec"
+                    | "exec"
+                    | "nosuid"
+                    | "nodev"
+            ) {
+                return Err(Refusal::new(format!(
+                    "the tmpfs option `{o}` is not allowed to a job"
+                )));
+            }
+        }
+        out.insert(path.clone(), Value::String(options.to_owned()));
+    }
+    Ok(Value::Object(out))
 }
 
 /// Published ports, on 127.0.0.1 only whatever address was asked: a job's containers are not

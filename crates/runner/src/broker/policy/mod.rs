@@ -66,6 +66,9 @@ pub(crate) struct Rules {
 pub(crate) struct Owned {
     pub(crate) containers: HashSet<String>,
     pub(crate) container_names: HashMap<String, String>,
+    /// What each container mounts of the host: checked again at each start (Docker resolves
+    /// the paths again then).
+    pub(crate) mounts: HashMap<String, Vec<Bind>>,
     pub(crate) execs: HashSet<String>,
     pub(crate) networks: HashSet<String>,
     pub(crate) network_names: HashMap<String, String>,
@@ -121,6 +124,7 @@ impl Owned {
             Kind::Container => {
                 self.containers.remove(id);
                 self.container_names.retain(|_, v| v != id);
+                self.mounts.remove(id);
             }
             Kind::Network => {
                 self.networks.remove(id);
@@ -330,6 +334,12 @@ fn build_params(params: Vec<(String, String)>) -> Result<Vec<(String, String)>, 
     // Its intermediate containers, which carry no label, go with it.
     params.retain(|(k, _)| k != "rm" && k != "forcerm");
     params.extend([("rm".into(), "1".into()), ("forcerm".into(), "1".into())]);
+    // Labels a proxy would route by, given to the image and so to its containers.
+    if let Some(labels) = param(&params, "labels").filter(|l| !unset_param(l)) {
+        let object: Map<String, Value> = serde_json::from_str(labels)
+            .map_err(|e| Refusal::new(format!("a build's `labels` are not a JSON object: {e}")))?;
+        bodies::refuse_routed_labels(&object)?;
+    }
     // Build arguments the builder leaves out of its cache's keys: a layer fetched through a
     // job's proxy would be another's cached layer.
     if let Some(args) = param(&params, "buildargs").filter(|a| !unset_param(a)) {
@@ -490,6 +500,7 @@ pub(crate) fn judge(
             Verdict::Forward(Forward {
                 uri: with_query(r.path(&["containers", &full, "start"]), &params),
                 body: Payload::Empty,
+                binds: owned.mounts.get(&full).cloned().unwrap_or_default(),
                 ..as_is(&[])
             })
         }
@@ -532,7 +543,15 @@ pub(crate) fn judge(
                 _ => &[],
             };
             let params = known_params(params, known, &format!("`{action}`"))?;
-            Verdict::Forward(as_is_at(&r, &["containers", &full, action], &params))
+            let binds = if *action == "restart" {
+                owned.mounts.get(&full).cloned().unwrap_or_default()
+            } else {
+                Vec::new()
+            };
+            Verdict::Forward(Forward {
+                binds,
+                ..as_is_at(&r, &["containers", &full, action], &params)
+            })
         }
         ("DELETE", ["containers", id]) => {
             let full = owned

@@ -200,6 +200,23 @@ fn what_reaches_the_host_is_refused_naming_it() {
             json!({"Image": "x", "HostConfig": {"OomScoreAdj": -500}}),
             "OomScoreAdj",
         ),
+        // A read-only bind made writable again by a tmpfs's `remount` at the same place.
+        (
+            json!({"Image": "x", "HostConfig": {"Binds": ["/work/slot-0/job:/job:ro"], "Tmpfs": {"/job/": "remount"}}}),
+            "tmpfs at `/job/`",
+        ),
+        (
+            json!({"Image": "x", "HostConfig": {"Tmpfs": {"/cache": "size=64m,bind"}}}),
+            "tmpfs option `bind`",
+        ),
+        (
+            json!({"Image": "x", "HostConfig": {"LogConfig": {"Config": {"syslog-address": "tcp://10.0.0.1:514"}}}}),
+            "syslog-address",
+        ),
+        (
+            json!({"Image": "x", "NetworkingConfig": {"EndpointsConfig": {"bridge": {"MacAddress": "02:42:ac:11:00:02"}}}}),
+            "MacAddress` on Docker's shared bridge",
+        ),
         (
             json!({"Image": "x", "Labels": {"traefik.http.routers.app.rule": "Host(`example.com`)"}}),
             "traefik.http",
@@ -313,6 +330,26 @@ fn only_the_job_s_own_objects_are_reachable_and_by_their_ids() {
         )
     };
     assert!(refusal(&start(Value::Null)).is_none());
+    // What a container mounts is checked again as it starts: Docker resolves it again then.
+    let mut with_mounts = owned();
+    let workspace = Bind {
+        path: "/work/slot-0/job/workspace".into(),
+        writable: true,
+    };
+    with_mounts
+        .mounts
+        .insert(C1.into(), vec![workspace.clone()]);
+    for action in ["start", "restart"] {
+        let f = forward(judge(
+            "POST",
+            &format!("/containers/pipewright-abc/{action}"),
+            "",
+            None,
+            &with_mounts,
+            &r,
+        ));
+        assert_eq!(f.binds, [workspace.clone()], "{action}");
+    }
     assert!(
         refusal(&start(json!({"Privileged": true})))
             .unwrap()
