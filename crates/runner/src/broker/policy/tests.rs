@@ -348,7 +348,7 @@ fn only_the_job_s_own_objects_are_reachable_and_by_their_ids() {
             &with_mounts,
             &r,
         ));
-        assert_eq!(f.binds, [workspace.clone()], "{action}");
+        assert_eq!(f.binds, std::slice::from_ref(&workspace), "{action}");
     }
     assert!(
         refusal(&start(json!({"Privileged": true})))
