@@ -630,6 +630,9 @@ jobs:
           docker run --rm -v \"$PWD:/w\" {image} mknod /w/disk b 8 0 2>&1 || echo mknod refused
           test ! -e disk
           docker network create {left}-net >/dev/null && echo network made
+          echo 'FROM {image}' > Dockerfile
+          echo 'RUN ip -4 addr show eth0 | grep -q 172.17. && echo build-on-docker0 || echo build-on-its-own-network' >> Dockerfile
+          DOCKER_BUILDKIT=0 docker build --no-cache . 2>&1 | grep build-on || echo build refused
           ln -s / root-link
           docker run --rm -v \"$PWD/root-link:/h\" {image} true 2>&1 || echo link refused
           curl -s --unix-socket \"$sock\" -X POST 'http://docker/build?%74=ubuntu-latest'; echo
@@ -666,6 +669,7 @@ jobs:
         "pull refused",
         "mknod refused",
         "[steps] network made",
+        "[steps] build-on-its-own-network",
         "is on this machine already: a job may pull what the machine lacks",
         "root-link` is a symbolic link",
         "pipewright: tagging an image (`ubuntu-latest`) is not allowed to a job",

@@ -393,15 +393,32 @@ fn refused(message: String) -> Response<Body> {
 /// Asks the engine at `engine` for `path` (`GET`): its answer's status and JSON, or `None`
 /// when it does not answer within 10 seconds.
 async fn engine_get(engine: &Path, path: &str) -> Option<(StatusCode, Value)> {
+    engine_call(engine, "GET", path, None).await
+}
+
+/// Asks the engine at `engine` for `method path` with `body` (JSON): its answer's status and
+/// JSON, or `None` when it does not answer within 10 seconds.
+async fn engine_call(
+    engine: &Path,
+    method: &str,
+    path: &str,
+    body: Option<&Value>,
+) -> Option<(StatusCode, Value)> {
     let ask = async {
         let stream = UnixStream::connect(engine).await.ok()?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .ok()?;
         tokio::spawn(conn);
-        let req = Request::get(path)
-            .header(hyper::header::HOST, "docker")
-            .body(full(Bytes::new()))
+        let mut req = Request::builder()
+            .method(method)
+            .uri(path)
+            .header(hyper::header::HOST, "docker");
+        if body.is_some() {
+            req = req.header(hyper::header::CONTENT_TYPE, "application/json");
+        }
+        let req = req
+            .body(full(body.map(Value::to_string).unwrap_or_default()))
             .ok()?;
         let response = sender.send_request(req).await.ok()?;
         let status = response.status();
@@ -428,6 +445,43 @@ async fn engine_has_image(engine: &Path, reference: &str) -> bool {
     engine_get(engine, &format!("/images/{encoded}/json"))
         .await
         .is_none_or(|(status, _)| status != StatusCode::NOT_FOUND)
+}
+
+/// The network the job's builds run on: made (a plain bridge, labelled as the job's) at its
+/// first build.
+async fn build_network(shared: &Shared) -> Result<String, Refusal> {
+    let made = shared
+        .owned
+        .lock()
+        .unwrap_or_else(PoisonError::into_inner)
+        .build_network
+        .clone();
+    if let Some(id) = made {
+        return Ok(id);
+    }
+    shared.made.store(true, Ordering::SeqCst);
+    let name = format!("pipewright-build-{}", shared.rules.label);
+    let body = serde_json::json!({
+        "Name": name,
+        "Driver": "bridge",
+        "Labels": {
+            policy::BROKER_LABEL: shared.rules.label,
+            policy::RUNNER_LABEL: shared.rules.runner,
+        },
+    });
+    let answer = engine_call(&shared.engine, "POST", "/networks/create", Some(&body)).await;
+    let Some(id) = answer
+        .filter(|(status, _)| status.is_success())
+        .and_then(|(_, v)| v.get("Id").and_then(Value::as_str).map(str::to_owned))
+    else {
+        return Err(Refusal::new(
+            "the job's network for its builds could not be made",
+        ));
+    };
+    let mut o = shared.owned.lock().unwrap_or_else(PoisonError::into_inner);
+    o.networks.insert(id.clone());
+    o.build_network = Some(id.clone());
+    Ok(id)
 }
 
 async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
@@ -465,6 +519,7 @@ async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
         Ok(Verdict::Answer(v)) => return json_answer(StatusCode::OK, &v),
         Ok(Verdict::Forward(f)) => f,
     };
+    let mut forward = forward;
     for Bind { path, writable } in &forward.binds {
         if let Err(r) = fixed(path, shared.uid, *writable) {
             return refused(r.to_string());
@@ -484,6 +539,15 @@ async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
             return refused(format!(
                 "pipewright: the volume `{name}` is no longer this job's (it was removed)"
             ));
+        }
+    }
+    if forward.build_network {
+        match build_network(shared).await {
+            Ok(id) => {
+                let sep = if forward.uri.contains('?') { '&' } else { '?' };
+                forward.uri = format!("{}{sep}networkmode={id}", forward.uri);
+            }
+            Err(r) => return refused(r.to_string()),
         }
     }
     if let Some(image) = &forward.absent

@@ -73,6 +73,8 @@ pub(crate) struct Owned {
     pub(crate) networks: HashSet<String>,
     pub(crate) network_names: HashMap<String, String>,
     pub(crate) volumes: HashSet<String>,
+    /// The network the job's builds run on, once made.
+    pub(crate) build_network: Option<String>,
 }
 
 impl Owned {
@@ -158,6 +160,9 @@ pub(crate) struct Forward {
     /// The job's volumes it uses, to be found still the job's on the engine (a volume
     /// removed behind the broker's back may have been made again by another job).
     pub(crate) volumes: Vec<String>,
+    /// A build to run on the job's own network, made for its builds (its id is added to the
+    /// query as `networkmode`).
+    pub(crate) build_network: bool,
     /// An image that must not be on the machine yet (a pull: a job may fetch what the
     /// machine lacks, not replace a tag it has, which other jobs run).
     pub(crate) absent: Option<String>,
@@ -366,6 +371,12 @@ fn build_params(params: Vec<(String, String)>) -> Result<Vec<(String, String)>, 
             )));
         }
     }
+    // Not on Docker's shared bridge: its steps keep Docker's default capabilities (raw
+    // sockets among them) and could spoof other jobs' containers there. The broker puts
+    // them on a network of the job's own ([`Forward::build_network`]).
+    if param(&params, "networkmode") != Some("none") {
+        params.retain(|(k, _)| k != "networkmode");
+    }
     match param(&params, "version") {
         None | Some("" | "1") => Ok(params),
         Some(v) => Err(Refusal::new(format!(
@@ -436,6 +447,7 @@ pub(crate) fn judge(
         binds: Vec::new(),
         volumes: Vec::new(),
         absent: None,
+        build_network: false,
     };
     let verdict = match (method, r.segs.as_slice()) {
         ("GET" | "HEAD", ["_ping"]) | ("GET", ["version"]) => Verdict::Forward(as_is(&[])),
@@ -458,10 +470,15 @@ pub(crate) fn judge(
                 ..as_is(&params)
             })
         }
-        ("POST", ["build"]) => Verdict::Forward(Forward {
-            body: Payload::Tar,
-            ..as_is(&build_params(params)?)
-        }),
+        ("POST", ["build"]) => {
+            let params = build_params(params)?;
+            let build_network = param(&params, "networkmode").is_none();
+            Verdict::Forward(Forward {
+                body: Payload::Tar,
+                build_network,
+                ..as_is(&params)
+            })
+        }
         ("POST", ["containers", "create"]) => {
             let params = known_params(params, &["name", "platform"], "a container's creation")?;
             let name = param(&params, "name").map(str::to_owned);
@@ -485,6 +502,7 @@ pub(crate) fn judge(
                 binds: Vec::new(),
                 volumes: Vec::new(),
                 absent: None,
+                build_network: false,
             })
         }
         ("POST", ["containers", id, "start"]) => {
@@ -606,6 +624,7 @@ pub(crate) fn judge(
                 binds: Vec::new(),
                 volumes: Vec::new(),
                 absent: None,
+                build_network: false,
             })
         }
         ("GET" | "DELETE", ["networks", id]) => {
@@ -670,5 +689,6 @@ fn as_is_at(r: &Route<'_>, segs: &[&str], params: &[(String, String)]) -> Forwar
         binds: Vec::new(),
         volumes: Vec::new(),
         absent: None,
+        build_network: false,
     }
 }
