@@ -633,6 +633,8 @@ jobs:
           echo 'FROM {image}' > Dockerfile
           echo 'RUN ip -4 addr show eth0 | grep -q 172.17. && echo build-on-docker0 || echo build-on-its-own-network' >> Dockerfile
           DOCKER_BUILDKIT=0 docker build --no-cache . 2>&1 | grep build-on || echo build refused
+          echo 'FROM pipewright-test/absent:1' > Dockerfile.absent
+          DOCKER_BUILDKIT=0 docker build -f Dockerfile.absent . 2>&1 || echo absent base refused
           ln -s / root-link
           docker run --rm -v \"$PWD/root-link:/h\" {image} true 2>&1 || echo link refused
           curl -s --unix-socket \"$sock\" -X POST 'http://docker/build?%74=ubuntu-latest'; echo
@@ -670,6 +672,8 @@ jobs:
         "mknod refused",
         "[steps] network made",
         "[steps] build-on-its-own-network",
+        "`pipewright-test/absent:1`, which is not on this machine: a build may not pull it",
+        "absent base refused",
         "is on this machine already: a job may pull what the machine lacks",
         "root-link` is a symbolic link",
         "pipewright: tagging an image (`ubuntu-latest`) is not allowed to a job",

@@ -14,6 +14,7 @@
 
 mod bodies;
 mod container;
+pub(crate) mod dockerfile;
 #[cfg(test)]
 mod tests;
 
@@ -176,9 +177,13 @@ pub(crate) enum Payload {
     Empty,
     /// This JSON, the broker's.
     Json(Value),
-    /// The job's body as it comes, as a tar archive (a build's context); refused when the job
-    /// said it is a form.
-    Tar,
+    /// The job's body as it comes, as a tar archive (a build's context), once its Dockerfile
+    /// (`dockerfile`, with the build arguments `args`) was read ([`dockerfile::images`]);
+    /// refused when the job said it is a form.
+    Tar {
+        dockerfile: String,
+        args: Map<String, Value>,
+    },
 }
 
 /// The broker's decision on a request.
@@ -473,8 +478,16 @@ pub(crate) fn judge(
         ("POST", ["build"]) => {
             let params = build_params(params)?;
             let build_network = param(&params, "networkmode").is_none();
+            let dockerfile = param(&params, "dockerfile")
+                .filter(|d| !d.is_empty())
+                .unwrap_or("Dockerfile")
+                .to_owned();
+            let args = param(&params, "buildargs")
+                .filter(|a| !unset_param(a))
+                .and_then(|a| serde_json::from_str(a).ok())
+                .unwrap_or_default();
             Verdict::Forward(Forward {
-                body: Payload::Tar,
+                body: Payload::Tar { dockerfile, args },
                 build_network,
                 ..as_is(&params)
             })

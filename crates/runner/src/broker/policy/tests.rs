@@ -508,7 +508,13 @@ fn query_parameters_are_read_decoded_and_written_again() {
     );
     let build = forward(q("POST", "/build", "rm=0&cgroupparent=&q=1"));
     assert_eq!(build.uri, "/build?q=1&rm=1&forcerm=1");
-    assert_eq!(build.body, Payload::Tar);
+    assert_eq!(
+        build.body,
+        Payload::Tar {
+            dockerfile: "Dockerfile".into(),
+            args: Map::new()
+        }
+    );
     assert!(build.build_network, "on the job's own network");
     let offline = forward(q("POST", "/build", "networkmode=none"));
     assert!(!offline.build_network);
