@@ -631,13 +631,9 @@ jobs:
           test ! -e disk
           docker network create {left}-net >/dev/null && echo network made
           echo 'FROM {image}' > Dockerfile
-          echo 'RUN ip -4 addr show eth0 | grep -q 172.17. && echo build-on-docker0 || echo build-on-its-own-network' >> Dockerfile
-          DOCKER_BUILDKIT=0 docker build --no-cache . 2>&1 | grep build-on || echo build refused
-          echo 'FROM pipewright-test/absent:1' > Dockerfile.absent
-          DOCKER_BUILDKIT=0 docker build -f Dockerfile.absent . 2>&1 || echo absent base refused
+          DOCKER_BUILDKIT=0 docker build . 2>&1 || echo build refused
           ln -s / root-link
           docker run --rm -v \"$PWD/root-link:/h\" {image} true 2>&1 || echo link refused
-          curl -s --unix-socket \"$sock\" -X POST 'http://docker/build?%74=ubuntu-latest'; echo
           curl -s --unix-socket \"$sock\" -H 'Content-Type: application/json' -X POST -d '{{\"Name\":\"{host_volume}\"}}' http://docker/volumes/create; echo
           curl -s --unix-socket \"$sock\" http://docker/containers/json; echo
           curl -s --unix-socket /var/run/docker.sock http://docker/_ping 2>&1 || echo engine socket closed
@@ -671,12 +667,10 @@ jobs:
         "pull refused",
         "mknod refused",
         "[steps] network made",
-        "[steps] build-on-its-own-network",
-        "`pipewright-test/absent:1`, which is not on this machine: a build may not pull it",
-        "absent base refused",
+        "pipewright: building an image is not allowed to a job",
+        "[steps] build refused",
         "is on this machine already: a job may pull what the machine lacks",
         "root-link` is a symbolic link",
-        "pipewright: tagging an image (`ubuntu-latest`) is not allowed to a job",
         &format!("pipewright: the volume `{host_volume}` exists and was not made by this job"),
         "[steps] []",
         "engine socket closed",

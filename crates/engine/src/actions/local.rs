@@ -295,6 +295,16 @@ async fn build(
             call.uses
         )));
     }
+    // A confined job's Docker broker builds no image: the engine would read the Dockerfile
+    // on the machine's side (its pulls, its downloads from the machine's network).
+    if state.run.docker_host.is_some() {
+        return Err(ActionError::Failed(format!(
+            "`{}` is a Docker action built from its Dockerfile, which a confined job may not \
+             build (docs/security.md §15): give it an image (`runs.image: docker://…`) on this \
+             machine, or run the job where it is trusted",
+            call.uses
+        )));
+    }
     let digest = {
         let dir = dir.to_path_buf();
         tokio::task::spawn_blocking(move || content_digest(&dir))
@@ -306,32 +316,23 @@ async fn build(
     let engine = crate::docker::Engine::connect_to(state.run.docker_host.as_deref())
         .await
         .map_err(|e| ActionError::Failed(format!("`{}` is a Docker action: {e}", call.uses)))?;
-    // A confined job's broker lets no job tag an image (a tag is the machine's: another job
-    // would run what this one built under it): its action is built each time, by id.
-    let brokered = state.run.docker_host.is_some();
-    if !brokered && engine.has_image(&tag).await {
+    if engine.has_image(&tag).await {
         return Ok(tag);
     }
-    state.log(crate::sink::Line::GroupStart(if brokered {
-        format!("Building {dockerfile} of `{}`", call.uses)
-    } else {
-        format!("Building {dockerfile} of `{}` as {tag}", call.uses)
-    }));
+    state.log(crate::sink::Line::GroupStart(format!(
+        "Building {dockerfile} of `{}` as {tag}",
+        call.uses
+    )));
     let mut lines = Vec::new();
     let built = engine
-        .build(
-            dir,
-            dockerfile,
-            (!brokered).then_some(tag.as_str()),
-            &mut |l| lines.push(l),
-        )
+        .build(dir, dockerfile, &tag, &mut |l| lines.push(l))
         .await;
     for l in lines {
         state.log(crate::sink::Line::Output(l));
     }
     state.log(crate::sink::Line::GroupEnd);
-    let id = built.map_err(|e| ActionError::Failed(e.to_string()))?;
-    Ok(if brokered { id } else { tag })
+    built.map_err(|e| ActionError::Failed(e.to_string()))?;
+    Ok(tag)
 }
 
 /// A digest of every file's path, mode and content under `dir`, in a stable order.

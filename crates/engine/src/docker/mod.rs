@@ -182,17 +182,16 @@ impl Engine {
         Ok(())
     }
 
-    /// Builds `dockerfile` of the directory `context` as image `tag` (untagged with `None`),
-    /// its output given to `on_line`; nothing is pulled (a `FROM` image must be on this
-    /// machine). Answers the image's id.
+    /// Builds `dockerfile` of the directory `context` as image `tag`, its output given to
+    /// `on_line`; nothing is pulled (a `FROM` image must be on this machine). The machine's
+    /// build cache is not used: any job's builds fill it.
     pub async fn build(
         &self,
         context: &std::path::Path,
         dockerfile: &str,
-        tag: Option<&str>,
+        tag: &str,
         on_line: &mut (dyn FnMut(String) + Send),
-    ) -> Result<String, DockerError> {
-        let named = tag.unwrap_or(dockerfile).to_owned();
+    ) -> Result<(), DockerError> {
         let dir = context.to_path_buf();
         let tar = tokio::task::spawn_blocking(move || {
             let mut b = tar::Builder::new(Vec::new());
@@ -203,38 +202,28 @@ impl Engine {
         .await
         .map_err(|e| DockerError::Failed(format!("packing the build context: {e}")))?
         .map_err(|e| DockerError::Failed(format!("packing {}: {e}", context.display())))?;
-        let mut options = bollard::query_parameters::BuildImageOptionsBuilder::default()
+        let options = bollard::query_parameters::BuildImageOptionsBuilder::default()
             .dockerfile(dockerfile)
+            .t(tag)
             .rm(true)
             .forcerm(true)
-            // The builder's cache is the machine's, filled by any job's builds (a confined
-            // job's included): an action's image is built from its own steps.
-            .nocache(true);
-        if let Some(tag) = tag {
-            options = options.t(tag);
-        }
-        let options = options.build();
-        let mut id = None;
+            .nocache(true)
+            .build();
         let mut stream =
             self.docker
                 .build_image(options, None, Some(bollard::body_full(tar.into())));
         while let Some(item) = stream.next().await {
-            let info = item.map_err(|e| DockerError::Failed(format!("building `{named}`: {e}")))?;
-            if let Some(built) = info.aux.and_then(|a| a.id) {
-                id = Some(built);
-            }
+            let info = item.map_err(|e| DockerError::Failed(format!("building `{tag}`: {e}")))?;
             if let Some(text) = info.stream {
                 for line in text.lines().filter(|l| !l.trim().is_empty()) {
                     on_line(line.to_owned());
                 }
             }
             if let Some(detail) = info.error_detail.and_then(|d| d.message) {
-                return Err(DockerError::Failed(format!("building `{named}`: {detail}")));
+                return Err(DockerError::Failed(format!("building `{tag}`: {detail}")));
             }
         }
-        id.ok_or_else(|| {
-            DockerError::Failed(format!("building `{named}`: the engine gave no image id"))
-        })
+        Ok(())
     }
 
     pub async fn create_network(

@@ -447,135 +447,6 @@ async fn engine_has_image(engine: &Path, reference: &str) -> bool {
         .is_none_or(|(status, _)| status != StatusCode::NOT_FOUND)
 }
 
-/// The most a build's context may hold.
-const MAX_CONTEXT: u64 = 4 << 30;
-
-/// A build's context, kept in a file of the runner's until its Dockerfile was read: the
-/// images it starts from must be on the machine already (the engine would pull them past the
-/// pull rules). Answers the context to send on, and its length.
-async fn read_context(
-    body: Body,
-    dockerfile: &str,
-    args: &serde_json::Map<String, Value>,
-    shared: &Shared,
-) -> Result<(Body, u64), Refusal> {
-    use tokio::io::{AsyncSeekExt, AsyncWriteExt};
-    let failed = |e: &dyn std::fmt::Display| Refusal::new(format!("the build's context: {e}"));
-    let file = tempfile::tempfile().map_err(|e| failed(&e))?;
-    let mut spool = tokio::fs::File::from_std(file);
-    let mut body = body;
-    let mut length = 0u64;
-    while let Some(frame) = body.frame().await {
-        let frame = frame.map_err(|e| failed(&e))?;
-        if let Ok(data) = frame.into_data() {
-            length += data.len() as u64;
-            if length > MAX_CONTEXT {
-                return Err(Refusal::new(format!(
-                    "a build's context of more than {} GiB is not allowed to a job",
-                    MAX_CONTEXT >> 30
-                )));
-            }
-            spool.write_all(&data).await.map_err(|e| failed(&e))?;
-        }
-    }
-    spool.flush().await.map_err(|e| failed(&e))?;
-    spool.rewind().await.map_err(|e| failed(&e))?;
-    let file = spool.into_std().await;
-    let wanted = dockerfile.trim_start_matches("./").to_owned();
-    let (file, text) = tokio::task::spawn_blocking(move || {
-        let mut reader = &file;
-        let text = find_in_tar(&mut reader, &wanted);
-        (file, text)
-    })
-    .await
-    .map_err(|e| failed(&e))?;
-    let text = text.ok_or_else(|| {
-        Refusal::new(format!(
-            "the build's Dockerfile `{dockerfile}` is not in its context"
-        ))
-    })?;
-    for image in policy::dockerfile::images(&text, args)? {
-        let last = image.rsplit('/').next().unwrap_or_default();
-        let reference = if last.contains(':') || image.contains('@') {
-            image.clone()
-        } else {
-            format!("{image}:latest")
-        };
-        if !engine_has_image(&shared.engine, &reference).await {
-            return Err(Refusal::new(format!(
-                "the build starts from `{image}`, which is not on this machine: a build may not \
-                 pull it (pull it first)"
-            )));
-        }
-    }
-    let mut file = tokio::fs::File::from_std(file);
-    file.rewind().await.map_err(|e| failed(&e))?;
-    let stream = tokio_util::io::ReaderStream::new(file);
-    let body = http_body_util::StreamBody::new(futures_util::StreamExt::map(stream, |chunk| {
-        chunk
-            .map(hyper::body::Frame::data)
-            .map_err(|e| Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
-    }));
-    Ok((BodyExt::boxed(body), length))
-}
-
-/// The text of the file `name` in the tar archive `reader` (at most 1 MiB), if it is there.
-fn find_in_tar(reader: &mut impl std::io::Read, name: &str) -> Option<String> {
-    use std::io::Read;
-    let mut archive = tar::Archive::new(reader);
-    for entry in archive.entries().ok()? {
-        let mut entry = entry.ok()?;
-        let path = entry.path().ok()?.to_string_lossy().into_owned();
-        if path.trim_start_matches("./") == name {
-            let mut text = String::new();
-            entry
-                .by_ref()
-                .take(MAX_BODY as u64)
-                .read_to_string(&mut text)
-                .ok()?;
-            return Some(text);
-        }
-    }
-    None
-}
-
-/// The network the job's builds run on: made (a plain bridge, labelled as the job's) at its
-/// first build.
-async fn build_network(shared: &Shared) -> Result<String, Refusal> {
-    let made = shared
-        .owned
-        .lock()
-        .unwrap_or_else(PoisonError::into_inner)
-        .build_network
-        .clone();
-    if let Some(id) = made {
-        return Ok(id);
-    }
-    shared.made.store(true, Ordering::SeqCst);
-    let name = format!("pipewright-build-{}", shared.rules.label);
-    let body = serde_json::json!({
-        "Name": name,
-        "Driver": "bridge",
-        "Labels": {
-            policy::BROKER_LABEL: shared.rules.label,
-            policy::RUNNER_LABEL: shared.rules.runner,
-        },
-    });
-    let answer = engine_call(&shared.engine, "POST", "/networks/create", Some(&body)).await;
-    let Some(id) = answer
-        .filter(|(status, _)| status.is_success())
-        .and_then(|(_, v)| v.get("Id").and_then(Value::as_str).map(str::to_owned))
-    else {
-        return Err(Refusal::new(
-            "the job's network for its builds could not be made",
-        ));
-    };
-    let mut o = shared.owned.lock().unwrap_or_else(PoisonError::into_inner);
-    o.networks.insert(id.clone());
-    o.build_network = Some(id.clone());
-    Ok(id)
-}
-
 async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
     let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
@@ -583,24 +454,25 @@ async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
     let upgrade = req.headers().contains_key(hyper::header::UPGRADE);
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, incoming) = req.into_parts();
-    let (json, body): (Option<Value>, Body) = if policy::reads_body(&method, &path) {
+    // The job's body is read where the broker decides on it, and never sent on as it came.
+    let json = if policy::reads_body(&method, &path) {
         let bytes = match Limited::new(incoming, MAX_BODY).collect().await {
             Ok(b) => b.to_bytes(),
             Err(e) => return refused(format!("pipewright: the request's body: {e}")),
         };
-        let json = if bytes.is_empty() {
-            Value::Null
+        if bytes.is_empty() {
+            Some(Value::Null)
         } else {
             match serde_json::from_slice(&bytes) {
-                Ok(v) => v,
+                Ok(v) => Some(v),
                 Err(e) => {
                     return refused(format!("pipewright: the request's body is not JSON: {e}"));
                 }
             }
-        };
-        (Some(json), full(bytes))
+        }
     } else {
-        (None, incoming.map_err(Into::into).boxed())
+        drop(incoming);
+        None
     };
     let verdict = {
         let o = shared.owned.lock().unwrap_or_else(PoisonError::into_inner);
@@ -611,7 +483,6 @@ async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
         Ok(Verdict::Answer(v)) => return json_answer(StatusCode::OK, &v),
         Ok(Verdict::Forward(f)) => f,
     };
-    let mut forward = forward;
     for Bind { path, writable } in &forward.binds {
         if let Err(r) = fixed(path, shared.uid, *writable) {
             return refused(r.to_string());
@@ -633,15 +504,6 @@ async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
             ));
         }
     }
-    if forward.build_network {
-        match build_network(shared).await {
-            Ok(id) => {
-                let sep = if forward.uri.contains('?') { '&' } else { '?' };
-                forward.uri = format!("{}{sep}networkmode={id}", forward.uri);
-            }
-            Err(r) => return refused(r.to_string()),
-        }
-    }
     if let Some(image) = &forward.absent
         && engine_has_image(&shared.engine, image).await
     {
@@ -652,36 +514,16 @@ async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
     }
     // The job's content type is never sent on: the engine reads a form-encoded body as
     // parameters that win over the query's.
-    let given = parts
-        .headers
-        .remove(hyper::header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok().map(str::to_ascii_lowercase))
-        .unwrap_or_default();
-    parts.headers.remove(hyper::header::TRANSFER_ENCODING);
+    for h in [
+        hyper::header::CONTENT_TYPE,
+        hyper::header::CONTENT_LENGTH,
+        hyper::header::TRANSFER_ENCODING,
+    ] {
+        parts.headers.remove(h);
+    }
     let (body, content_type) = match forward.body {
-        Payload::Empty => {
-            parts.headers.remove(hyper::header::CONTENT_LENGTH);
-            (full(Bytes::new()), None)
-        }
-        Payload::Json(v) => {
-            parts.headers.remove(hyper::header::CONTENT_LENGTH);
-            (full(v.to_string()), Some("application/json"))
-        }
-        Payload::Tar { dockerfile, args } => {
-            if given.contains("form") {
-                return refused(format!(
-                    "pipewright: a build's body must be its context (a tar archive), not `{given}`"
-                ));
-            }
-            let (context, length) = match read_context(body, &dockerfile, &args, shared).await {
-                Ok(c) => c,
-                Err(r) => return refused(r.to_string()),
-            };
-            parts
-                .headers
-                .insert(hyper::header::CONTENT_LENGTH, length.into());
-            (context, Some("application/x-tar"))
-        }
+        Payload::Empty => (full(Bytes::new()), None),
+        Payload::Json(v) => (full(v.to_string()), Some("application/json")),
     };
     if let Some(t) = content_type {
         parts.headers.insert(

@@ -14,14 +14,13 @@
 
 mod bodies;
 mod container;
-pub(crate) mod dockerfile;
 #[cfg(test)]
 mod tests;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 
 pub(crate) use bodies::made_for;
 use bodies::{connect_body, exec_body, network_body, unset, volume_body};
@@ -74,8 +73,6 @@ pub(crate) struct Owned {
     pub(crate) networks: HashSet<String>,
     pub(crate) network_names: HashMap<String, String>,
     pub(crate) volumes: HashSet<String>,
-    /// The network the job's builds run on, once made.
-    pub(crate) build_network: Option<String>,
 }
 
 impl Owned {
@@ -161,29 +158,19 @@ pub(crate) struct Forward {
     /// The job's volumes it uses, to be found still the job's on the engine (a volume
     /// removed behind the broker's back may have been made again by another job).
     pub(crate) volumes: Vec<String>,
-    /// A build to run on the job's own network, made for its builds (its id is added to the
-    /// query as `networkmode`).
-    pub(crate) build_network: bool,
     /// An image that must not be on the machine yet (a pull: a job may fetch what the
     /// machine lacks, not replace a tag it has, which other jobs run).
     pub(crate) absent: Option<String>,
 }
 
-/// A forwarded request's body. The job's `Content-Type` is never sent on: the engine reads
-/// a form-encoded body as parameters that win over the query's (Go's `r.Form`).
+/// A forwarded request's body: never the job's bytes. Nor is its `Content-Type` sent on: the
+/// engine reads a form-encoded body as parameters that win over the query's (Go's `r.Form`).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum Payload {
     /// None at all.
     Empty,
     /// This JSON, the broker's.
     Json(Value),
-    /// The job's body as it comes, as a tar archive (a build's context), once its Dockerfile
-    /// (`dockerfile`, with the build arguments `args`) was read ([`dockerfile::images`]);
-    /// refused when the job said it is a form.
-    Tar {
-        dockerfile: String,
-        args: Map<String, Value>,
-    },
 }
 
 /// The broker's decision on a request.
@@ -310,86 +297,6 @@ fn known_params(
     Ok(kept)
 }
 
-/// The parameters of a build the broker passes on. `t` (a tag) is not among them: a tag is
-/// the machine's, and other jobs run what it names.
-const BUILD_PARAMS: &[&str] = &[
-    "dockerfile",
-    "q",
-    "nocache",
-    "cachefrom",
-    "rm",
-    "forcerm",
-    "memory",
-    "memswap",
-    "cpushares",
-    "cpusetcpus",
-    "cpuperiod",
-    "cpuquota",
-    "buildargs",
-    "shmsize",
-    "labels",
-    "networkmode",
-    "target",
-    "version",
-];
-
-fn build_params(params: Vec<(String, String)>) -> Result<Vec<(String, String)>, Refusal> {
-    if let Some((_, tag)) = params.iter().find(|(k, v)| k == "t" && !v.is_empty()) {
-        return Err(Refusal::new(format!(
-            "tagging an image (`{tag}`) is not allowed to a job: a tag is the machine's and \
-             other jobs run what it names; use the image's id (`docker build -q`)"
-        )));
-    }
-    let mut params = known_params(params, BUILD_PARAMS, "a build")?;
-    // Its intermediate containers, which carry no label, go with it.
-    params.retain(|(k, _)| k != "rm" && k != "forcerm");
-    params.extend([("rm".into(), "1".into()), ("forcerm".into(), "1".into())]);
-    // Labels a proxy would route by, given to the image and so to its containers.
-    if let Some(labels) = param(&params, "labels").filter(|l| !unset_param(l)) {
-        let object: Map<String, Value> = serde_json::from_str(labels)
-            .map_err(|e| Refusal::new(format!("a build's `labels` are not a JSON object: {e}")))?;
-        bodies::refuse_routed_labels(&object)?;
-    }
-    // Build arguments the builder leaves out of its cache's keys: a layer fetched through a
-    // job's proxy would be another's cached layer.
-    if let Some(args) = param(&params, "buildargs").filter(|a| !unset_param(a)) {
-        let args: Map<String, Value> = serde_json::from_str(args).map_err(|e| {
-            Refusal::new(format!("a build's `buildargs` are not a JSON object: {e}"))
-        })?;
-        if let Some(k) = args.keys().find(|k| {
-            matches!(
-                k.to_ascii_uppercase().as_str(),
-                "HTTP_PROXY" | "HTTPS_PROXY" | "FTP_PROXY" | "NO_PROXY" | "ALL_PROXY"
-            )
-        }) {
-            return Err(Refusal::new(format!(
-                "the build argument `{k}` is not allowed to a job (the builder's cache does not \
-                 tell layers made through it from others)"
-            )));
-        }
-    }
-    match param(&params, "networkmode") {
-        None | Some("" | "default" | "bridge" | "none") => {}
-        Some(other) => {
-            return Err(Refusal::new(format!(
-                "a build on the network `{other}` is not allowed to a job"
-            )));
-        }
-    }
-    // Not on Docker's shared bridge: its steps keep Docker's default capabilities (raw
-    // sockets among them) and could spoof other jobs' containers there. The broker puts
-    // them on a network of the job's own ([`Forward::build_network`]).
-    if param(&params, "networkmode") != Some("none") {
-        params.retain(|(k, _)| k != "networkmode");
-    }
-    match param(&params, "version") {
-        None | Some("" | "1") => Ok(params),
-        Some(v) => Err(Refusal::new(format!(
-            "the builder `version={v}` is not allowed to a job (only the classic builder)"
-        ))),
-    }
-}
-
 /// The image a pull names (`fromImage` and `tag`), refused when it would pull every tag of
 /// a name, or from a registry on this machine (a job can serve one there: the first to pull
 /// a name decides what every later job runs under it).
@@ -452,7 +359,6 @@ pub(crate) fn judge(
         binds: Vec::new(),
         volumes: Vec::new(),
         absent: None,
-        build_network: false,
     };
     let verdict = match (method, r.segs.as_slice()) {
         ("GET" | "HEAD", ["_ping"]) | ("GET", ["version"]) => Verdict::Forward(as_is(&[])),
@@ -476,21 +382,11 @@ pub(crate) fn judge(
             })
         }
         ("POST", ["build"]) => {
-            let params = build_params(params)?;
-            let build_network = param(&params, "networkmode").is_none();
-            let dockerfile = param(&params, "dockerfile")
-                .filter(|d| !d.is_empty())
-                .unwrap_or("Dockerfile")
-                .to_owned();
-            let args = param(&params, "buildargs")
-                .filter(|a| !unset_param(a))
-                .and_then(|a| serde_json::from_str(a).ok())
-                .unwrap_or_default();
-            Verdict::Forward(Forward {
-                body: Payload::Tar { dockerfile, args },
-                build_network,
-                ..as_is(&params)
-            })
+            return Err(Refusal::new(
+                "building an image is not allowed to a job: the engine would read its \
+                 Dockerfile on the machine's side (its pulls, its downloads from the machine's \
+                 network); build where the job is trusted, or use an image on the machine",
+            ));
         }
         ("POST", ["containers", "create"]) => {
             let params = known_params(params, &["name", "platform"], "a container's creation")?;
@@ -515,7 +411,6 @@ pub(crate) fn judge(
                 binds: Vec::new(),
                 volumes: Vec::new(),
                 absent: None,
-                build_network: false,
             })
         }
         ("POST", ["containers", id, "start"]) => {
@@ -637,7 +532,6 @@ pub(crate) fn judge(
                 binds: Vec::new(),
                 volumes: Vec::new(),
                 absent: None,
-                build_network: false,
             })
         }
         ("GET" | "DELETE", ["networks", id]) => {
@@ -702,6 +596,5 @@ fn as_is_at(r: &Route<'_>, segs: &[&str], params: &[(String, String)]) -> Forwar
         binds: Vec::new(),
         volumes: Vec::new(),
         absent: None,
-        build_network: false,
     }
 }
