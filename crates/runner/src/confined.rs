@@ -700,7 +700,13 @@ fn clear_slot(dir: &Path, user: Option<&JobUser>) -> Result<(), RunnerError> {
         return remove(&job);
     }
     crate::empty_dir(&job.join("workspace"), |_| false)?;
-    crate::empty_dir(&job.join("temp"), engine::is_engine_temp_file)?;
+    // The engine's own files are kept only while they are the job user's: a container's root
+    // could have made them another's, which the next job could not write.
+    let temp = job.join("temp");
+    crate::empty_dir(&temp, |name| {
+        engine::is_engine_temp_file(name)
+            && std::fs::symlink_metadata(temp.join(name)).is_ok_and(|m| m.uid() == uid)
+    })?;
     crate::empty_dir(&job.join("home"), |_| false)?;
     crate::empty_dir(&job.join("github_home"), |_| false)?;
     // The job's directory itself: its event file and the directories above, nothing else.
