@@ -467,27 +467,30 @@ impl Engine {
         Ok(Exit::Code(i32::try_from(code).unwrap_or(1)))
     }
 
-    /// Why a container is not running (`None` while it runs).
+    /// Why a container is not running, as a sentence (`None` while it runs): the engine
+    /// itself may be what is gone.
     pub async fn not_running(&self, id: &str) -> Option<String> {
         let state = match self.docker.inspect_container(id, None).await {
             Ok(c) => c.state.unwrap_or_default(),
             Err(bollard::errors::Error::DockerResponseServerError {
                 status_code: 404, ..
-            }) => return Some("it is gone (removed)".into()),
+            }) => return Some("the job's container is not running: it is gone (removed)".into()),
             Err(e) => {
-                return Some(format!(
-                    "the Docker engine does not answer (it stopped or is restarting): {e}"
-                ));
+                tracing::debug!("inspecting container {id}: {e}");
+                return Some(
+                    "the Docker engine does not answer (it stopped or is restarting)".into(),
+                );
             }
         };
         if state.running == Some(true) {
             return None;
         }
-        Some(match (state.oom_killed, state.exit_code) {
+        let why = match (state.oom_killed, state.exit_code) {
             (Some(true), _) => "it ran out of memory and was killed".into(),
             (_, Some(code)) => format!("it exited with code {code}"),
             _ => "it stopped".into(),
-        })
+        };
+        Some(format!("the job's container is not running: {why}"))
     }
 
     /// Waits for a container's health check to pass. Fails, naming why, when it reports

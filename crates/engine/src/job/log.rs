@@ -69,9 +69,7 @@ impl JobState<'_> {
                 let tries = if looks_killed { 40 } else { 1 };
                 for i in 0..tries {
                     if let Some(why) = d.engine.not_running(&c.id).await {
-                        return Err(std::io::Error::other(format!(
-                            "the job's container is not running: {why}"
-                        )));
+                        return Err(std::io::Error::other(why));
                     }
                     if i + 1 < tries {
                         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
