@@ -65,7 +65,7 @@ pub(crate) struct Broker {
 struct Shared {
     rules: Rules,
     engine: PathBuf,
-    owned: Arc<Mutex<Owned>>,
+    owned: Mutex<Owned>,
     /// The job's user: it must not be able to change what a mount names.
     uid: u32,
     done: CancellationToken,
@@ -244,7 +244,6 @@ impl Broker {
         let listener = UnixListener::bind(socket)?;
         std::fs::set_permissions(socket, std::os::unix::fs::PermissionsExt::from_mode(0o600))?;
         user.own(socket)?;
-        let owned = Arc::new(Mutex::new(Owned::default()));
         let job = Arc::new(AtomicI32::new(0));
         let done = CancellationToken::new();
         let made = Arc::new(AtomicBool::new(false));
@@ -253,7 +252,7 @@ impl Broker {
         let shared = Arc::new(Shared {
             rules,
             engine: engine.to_path_buf(),
-            owned: owned.clone(),
+            owned: Mutex::new(Owned::default()),
             uid: user.uid,
             done: done.clone(),
             made: made.clone(),
@@ -393,32 +392,15 @@ fn refused(message: String) -> Response<Body> {
 /// Asks the engine at `engine` for `path` (`GET`): its answer's status and JSON, or `None`
 /// when it does not answer within 10 seconds.
 async fn engine_get(engine: &Path, path: &str) -> Option<(StatusCode, Value)> {
-    engine_call(engine, "GET", path, None).await
-}
-
-/// Asks the engine at `engine` for `method path` with `body` (JSON): its answer's status and
-/// JSON, or `None` when it does not answer within 10 seconds.
-async fn engine_call(
-    engine: &Path,
-    method: &str,
-    path: &str,
-    body: Option<&Value>,
-) -> Option<(StatusCode, Value)> {
     let ask = async {
         let stream = UnixStream::connect(engine).await.ok()?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .ok()?;
         tokio::spawn(conn);
-        let mut req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(hyper::header::HOST, "docker");
-        if body.is_some() {
-            req = req.header(hyper::header::CONTENT_TYPE, "application/json");
-        }
-        let req = req
-            .body(full(body.map(Value::to_string).unwrap_or_default()))
+        let req = Request::get(path)
+            .header(hyper::header::HOST, "docker")
+            .body(full(Bytes::new()))
             .ok()?;
         let response = sender.send_request(req).await.ok()?;
         let status = response.status();

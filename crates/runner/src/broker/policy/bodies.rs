@@ -147,15 +147,7 @@ pub(super) fn network_body(
         }
         net.insert("IPAM".into(), Value::Object(ipam));
     }
-    match net.get("Driver") {
-        None => {}
-        Some(Value::String(d)) if d == "bridge" => {}
-        Some(d) => {
-            return Err(Refusal::new(format!(
-                "a network's driver {d} is not allowed to a job"
-            )));
-        }
-    }
+    only_driver(&net, "bridge", "a network's")?;
     let name = net
         .get("Name")
         .and_then(Value::as_str)
@@ -172,17 +164,20 @@ pub(super) fn volume_body(body: Option<&Value>, rules: &Rules) -> Result<Value, 
         .cloned()
         .unwrap_or_default();
     let mut v = pick(&v, &["Name", "Labels", "Driver"], "a volume's ")?;
-    match v.get("Driver") {
-        None => {}
-        Some(Value::String(d)) if d == "local" => {}
-        Some(d) => {
-            return Err(Refusal::new(format!(
-                "a volume's driver {d} is not allowed to a job"
-            )));
-        }
-    }
+    only_driver(&v, "local", "a volume's")?;
     label(&mut v, rules)?;
     Ok(Value::Object(v))
+}
+
+/// Refuses an object's `Driver` other than `allowed` (absent is the engine's default).
+fn only_driver(object: &Map<String, Value>, allowed: &str, what: &str) -> Result<(), Refusal> {
+    match object.get("Driver") {
+        None => Ok(()),
+        Some(Value::String(d)) if d == allowed => Ok(()),
+        Some(d) => Err(Refusal::new(format!(
+            "{what} driver {d} is not allowed to a job"
+        ))),
+    }
 }
 
 /// Sets the job's label on an object's `Labels` (which must be strings).

@@ -80,6 +80,13 @@ pub(super) const HOST_CHECKED: &[&str] = &[
     "OomScoreAdj",
 ];
 
+/// What a container's mounts use of the host (paths) and of the job (its volumes).
+#[derive(Default)]
+pub(super) struct Uses {
+    binds: Vec<Bind>,
+    volumes: Vec<String>,
+}
+
 /// A container's body, rebuilt and labelled, with `no-new-privileges` whatever it asked,
 /// and the host paths it would mount.
 pub(super) fn container_body(
@@ -102,8 +109,7 @@ pub(super) fn container_body(
     let mut known = HOST_KEYS.to_vec();
     known.extend(HOST_CHECKED);
     let mut host = pick(&host, &known, "HostConfig.")?;
-    let mut binds = Vec::new();
-    let mut volumes = Vec::new();
+    let mut uses = Uses::default();
     for key in HOST_CHECKED {
         let Some(value) = host.remove(*key) else {
             continue;
@@ -117,8 +123,7 @@ pub(super) fn container_body(
                         str_of(b, &what)?,
                         owned,
                         rules,
-                        &mut binds,
-                        &mut volumes,
+                        &mut uses,
                     )?));
                 }
                 Value::Array(out)
@@ -126,7 +131,7 @@ pub(super) fn container_body(
             "Mounts" => {
                 let mut out = Vec::new();
                 for m in list_of(&value, &what)? {
-                    out.push(check_mount(m, owned, rules, &mut binds, &mut volumes)?);
+                    out.push(check_mount(m, owned, rules, &mut uses)?);
                 }
                 Value::Array(out)
             }
@@ -337,7 +342,7 @@ pub(super) fn container_body(
             serde_json::json!({ "EndpointsConfig": endpoints }),
         );
     }
-    Ok((Value::Object(config), binds, volumes))
+    Ok((Value::Object(config), uses.binds, uses.volumes))
 }
 
 /// A container's place on a network: its aliases and addresses there, nothing of the
@@ -443,8 +448,7 @@ pub(super) fn check_bind(
     bind: &str,
     owned: &Owned,
     rules: &Rules,
-    binds: &mut Vec<Bind>,
-    volumes: &mut Vec<String>,
+    uses: &mut Uses,
 ) -> Result<String, Refusal> {
     let mut parts = bind.splitn(3, ':');
     let source = parts.next().unwrap_or_default();
@@ -456,7 +460,7 @@ pub(super) fn check_bind(
         )));
     }
     let read_only = options.split(',').any(|o| o == "ro");
-    check_source(source, read_only, owned, rules, binds, volumes)?;
+    check_source(source, read_only, owned, rules, uses)?;
     Ok(bind.to_owned())
 }
 
@@ -465,12 +469,11 @@ pub(super) fn check_source(
     read_only: bool,
     owned: &Owned,
     rules: &Rules,
-    binds: &mut Vec<Bind>,
-    volumes: &mut Vec<String>,
+    uses: &mut Uses,
 ) -> Result<(), Refusal> {
     if !source.starts_with('/') {
         return if owned.volumes.contains(source) {
-            volumes.push(source.to_owned());
+            uses.volumes.push(source.to_owned());
             Ok(())
         } else {
             Err(Refusal::new(format!(
@@ -483,7 +486,7 @@ pub(super) fn check_source(
         .components()
         .all(|c| matches!(c, Component::RootDir | Component::Normal(_)));
     if plain && path.starts_with(&rules.root) {
-        binds.push(Bind {
+        uses.binds.push(Bind {
             path: path.to_path_buf(),
             writable: !read_only,
         });
@@ -501,8 +504,7 @@ pub(super) fn check_mount(
     mount: &Value,
     owned: &Owned,
     rules: &Rules,
-    binds: &mut Vec<Bind>,
-    volumes: &mut Vec<String>,
+    uses: &mut Uses,
 ) -> Result<Value, Refusal> {
     let Some(m) = object(Some(mount), "a mount")? else {
         return Err(Refusal::new("a mount must be a JSON object"));
@@ -540,7 +542,7 @@ pub(super) fn check_mount(
         m.insert("TmpfsOptions".into(), Value::Object(o));
     }
     match kind.as_str() {
-        "bind" => check_source(&source, read_only, owned, rules, binds, volumes)?,
+        "bind" => check_source(&source, read_only, owned, rules, uses)?,
         "volume" => {
             if !source.is_empty() && !owned.volumes.contains(&source) {
                 return Err(Refusal::new(format!(
@@ -548,7 +550,7 @@ pub(super) fn check_mount(
                 )));
             }
             if !source.is_empty() {
-                volumes.push(source);
+                uses.volumes.push(source);
             }
         }
         "tmpfs" => {}

@@ -76,6 +76,24 @@ pub(crate) struct Owned {
 }
 
 impl Owned {
+    /// Forgets a removed object and the names that stood for it.
+    pub(crate) fn forget(&mut self, kind: Kind, id: &str) {
+        match kind {
+            Kind::Container => {
+                self.containers.remove(id);
+                self.container_names.retain(|_, v| v != id);
+                self.mounts.remove(id);
+            }
+            Kind::Network => {
+                self.networks.remove(id);
+                self.network_names.retain(|_, v| v != id);
+            }
+            Kind::Volume => {
+                self.volumes.remove(id);
+            }
+        }
+    }
+
     /// The full id of the job's container `r` (its id or the name it was made with).
     fn container(&self, r: &str) -> Option<String> {
         let r = r.trim_start_matches('/');
@@ -115,26 +133,6 @@ pub(crate) enum Kind {
     Container,
     Network,
     Volume,
-}
-
-impl Owned {
-    /// Forgets a removed object and the names that stood for it.
-    pub(crate) fn forget(&mut self, kind: Kind, id: &str) {
-        match kind {
-            Kind::Container => {
-                self.containers.remove(id);
-                self.container_names.retain(|_, v| v != id);
-                self.mounts.remove(id);
-            }
-            Kind::Network => {
-                self.networks.remove(id);
-                self.network_names.retain(|_, v| v != id);
-            }
-            Kind::Volume => {
-                self.volumes.remove(id);
-            }
-        }
-    }
 }
 
 /// A host path a container would mount: the broker checks on the files that the job's user
