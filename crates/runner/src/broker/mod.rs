@@ -41,6 +41,9 @@ type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
 /// The most a request body the broker reads (a container's configuration) may hold.
 const MAX_BODY: usize = 1 << 20;
 
+/// The most of a refused request's body the broker reads before answering.
+const MAX_DRAIN: usize = 16 << 20;
+
 /// The most connections a job may hold open to its broker at once (the engine, the steps'
 /// `docker`, the streams of `attach` and `exec`); more wait.
 const MAX_CONNECTIONS: usize = 64;
@@ -437,34 +440,41 @@ async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
     let client_upgrade = upgrade.then(|| hyper::upgrade::on(&mut req));
     let (mut parts, incoming) = req.into_parts();
     // The job's body is read where the broker decides on it, and never sent on as it came.
-    let json = if policy::reads_body(&method, &path) {
+    let (json, unread) = if policy::reads_body(&method, &path) {
         let bytes = match Limited::new(incoming, MAX_BODY).collect().await {
             Ok(b) => b.to_bytes(),
             Err(e) => return refused(format!("pipewright: the request's body: {e}")),
         };
         if bytes.is_empty() {
-            Some(Value::Null)
+            (Some(Value::Null), None)
         } else {
             match serde_json::from_slice(&bytes) {
-                Ok(v) => Some(v),
+                Ok(v) => (Some(v), None),
                 Err(e) => {
                     return refused(format!("pipewright: the request's body is not JSON: {e}"));
                 }
             }
         }
     } else {
-        drop(incoming);
-        None
+        (None, Some(incoming))
     };
     let verdict = {
         let o = shared.owned.lock().unwrap_or_else(PoisonError::into_inner);
         policy::judge(&method, &path, &query, json.as_ref(), &o, &shared.rules)
     };
     let forward = match verdict {
-        Err(r) => return refused(r.to_string()),
+        Err(r) => {
+            // Read what the job is still sending (a build's context, say), up to a bound, so
+            // that it gets to read the refusal instead of a broken pipe.
+            if let Some(body) = unread {
+                let _ = Limited::new(body, MAX_DRAIN).collect().await;
+            }
+            return refused(r.to_string());
+        }
         Ok(Verdict::Answer(v)) => return json_answer(StatusCode::OK, &v),
         Ok(Verdict::Forward(f)) => f,
     };
+    drop(unread);
     for Bind { path, writable } in &forward.binds {
         if let Err(r) = fixed(path, shared.uid, *writable) {
             return refused(r.to_string());
