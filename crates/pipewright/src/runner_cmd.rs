@@ -41,9 +41,8 @@ pub(crate) struct RunnerArgs {
     #[arg(long, value_delimiter = ',')]
     labels: Vec<String>,
     /// Run the jobs of a `runs-on` label in a container of IMAGE, a local image (repeatable;
-    /// `host`: on this machine). A confined job reaches Docker only through the runner's
-    /// experimental Docker broker (`PIPEWRIGHT_DOCKER_BROKER=1`): else use with
-    /// `--isolation none` (trusted jobs only).
+    /// `host`: on this machine). A confined job reaches Docker through the runner's Docker
+    /// broker (it needs `--job-user`; `PIPEWRIGHT_DOCKER_BROKER=0` turns it off).
     #[arg(long = "image", value_name = "LABEL=IMAGE")]
     images: Vec<String>,
     /// Jobs run at once.

@@ -22,8 +22,8 @@ fn runner(s: &Server, name: &str, labels: &str, token: Option<&str>) -> Runner {
     Runner::spawn(s, name, labels, token)
 }
 
-/// A server whose own runner confines its jobs (as the job user) and brokers Docker for
-/// them (`PIPEWRIGHT_DOCKER_BROKER=1`), with `runner` lines added to its `[runner]`.
+/// A server whose own runner confines its jobs (as the job user) and so brokers Docker for
+/// them (by default), with `runner` lines added to its `[runner]`.
 fn brokered_server(runner: &str) -> Server {
     let user = serve_support::job_user();
     Server::start_repos_env(
@@ -33,7 +33,7 @@ fn brokered_server(runner: &str) -> Server {
                 d.display()
             )
         },
-        &[("PIPEWRIGHT_DOCKER_BROKER", "1")],
+        &[],
     )
 }
 
@@ -701,13 +701,71 @@ jobs:
     }
 }
 
-/// What a runner's brokers made carries the runner's label; a runner stopped during a job
-/// (here: a container made as its broker would have, before the server starts) has it
-/// removed when it starts again.
+/// An image a confined job pulled (from a registry with its credentials, say) is its own
+/// while it runs: another job may neither run nor inspect it; and it is removed when the job
+/// ends.
+#[test]
+fn an_image_a_job_pulled_is_its_own_while_it_runs_and_removed_after() {
+    let registry = common::Registry::start(&format!("private/app-{}", std::process::id()), "1");
+    let s = brokered_server("");
+    let image = &registry.image;
+    let meet = format!("http://127.0.0.1:{}", registry.port);
+    let workflow = format!(
+        "on: push
+jobs:
+  pulls:
+    runs-on: ubuntu-latest
+    steps:
+      - run: |
+          docker pull {image} >/dev/null
+          docker run --rm {image} cat /marker
+          curl -s {meet}/mark/pulled
+          curl -sf -m 90 {meet}/wait/tried
+  other:
+    runs-on: ubuntu-latest
+    steps:
+      - run: |
+          curl -sf -m 90 {meet}/wait/pulled
+          docker run --rm {image} true 2>&1 || echo run refused
+          docker image inspect {image} 2>&1 || echo inspect refused
+          docker pull {image} 2>&1 || echo pull refused
+          curl -s {meet}/mark/tried
+"
+    );
+    let work = s.commit("main", &workflow);
+    s.push(&work, "main");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    let run = s.wait_completed(id);
+    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    assert_eq!(run["conclusion"], "success", "{run}\n{log}");
+    for said in [
+        "[pulls] inside the container",
+        "was pulled by another job that is still running",
+        "[other] run refused",
+        "[other] inspect refused",
+        "[other] pull refused",
+    ] {
+        assert!(log.contains(said), "`{said}` not in:\n{log}");
+    }
+    assert!(
+        !common::docker(&["image", "inspect", image]).0,
+        "the image the job pulled outlived it"
+    );
+    assert!(
+        common::docker(&["image", "inspect", common::busybox_image()]).0,
+        "the machine's image went with the job's"
+    );
+}
+
+/// What a runner's brokers made carries the runner's label, and what its jobs pulled is
+/// written down; a runner stopped during a job (here: a container made as its broker would
+/// have, and an image written down as pulled, before the server starts) has them removed
+/// when it starts again.
 #[test]
 fn a_runner_removes_at_its_start_what_its_brokers_left() {
     let image = common::busybox_image();
     let name = format!("pipewright-left-by-a-runner-{}", std::process::id());
+    let pulled = format!("pipewright-pulled-by-a-job:{}", std::process::id());
     let user = serve_support::job_user();
     let s = Server::start_repos_env(
         |d| {
@@ -718,15 +776,27 @@ fn a_runner_removes_at_its_start_what_its_brokers_left() {
             let (made, out) =
                 common::docker(&["create", "--label", &label, "--name", &name, image, "true"]);
             assert!(made, "{out}");
+            // An image a job pulled, written down as its broker writes it before the pull.
+            let (tagged, out) = common::docker(&["tag", image, &pulled]);
+            assert!(tagged, "{out}");
+            std::fs::create_dir_all(&work).unwrap();
+            std::fs::write(work.join("docker-pulls"), format!("job-1-ab {pulled}\n")).unwrap();
             format!(
                 "[[repos]]\nname = \"acme/app\"\npath = \"{}/app.git\"\n[runner]\njob_user = \"{user}\"\n",
                 d.display()
             )
         },
-        &[("PIPEWRIGHT_DOCKER_BROKER", "1")],
+        &[],
     );
     wait_for("the left container's removal", || {
         !common::docker(&["container", "inspect", &name]).0
     });
+    wait_for("the removal of the image a job pulled", || {
+        !common::docker(&["image", "inspect", &pulled]).0
+    });
+    assert!(
+        common::docker(&["image", "inspect", image]).0,
+        "the machine's image went with the tag a job pulled"
+    );
     drop(s);
 }

@@ -291,9 +291,15 @@ async fn run_in_slot(
                 label: format!("job-{}-{}", lease.job, engine::docker::random_hex()),
                 runner: crate::broker::runner_label(&config.work_dir),
             };
-            crate::broker::Broker::start(&slot.dir.join("docker.sock"), &engine, u, rules)
-                .inspect_err(|e| tracing::warn!("the job's Docker broker: {e}"))
-                .ok()
+            crate::broker::Broker::start(
+                &slot.dir.join("docker.sock"),
+                &engine,
+                u,
+                rules,
+                slot.pulls.clone(),
+            )
+            .inspect_err(|e| tracing::warn!("the job's Docker broker: {e}"))
+            .ok()
         });
     // Its steps' `docker` talks to the broker too.
     if let Some(b) = &broker {

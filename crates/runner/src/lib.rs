@@ -143,8 +143,10 @@ pub async fn run(config: RunnerConfig, shutdown: CancellationToken) -> Result<()
     // waits for such a process to go, up to 5 s).
     let dir = config.work_dir.clone();
     let _ = tokio::task::spawn_blocking(move || reap_slots(&dir)).await;
+    // What the jobs' brokers let them pull: each job's alone while it runs.
+    let pulls = broker::Pulls::new(&config.work_dir);
     if config.isolation.is_some() && broker::enabled() {
-        broker::sweep(&config.work_dir).await;
+        broker::sweep(&config.work_dir, &pulls).await;
     }
     if let Some(iso) = &config.isolation {
         for n in 0..config.capacity.max(1) {
@@ -166,7 +168,12 @@ pub async fn run(config: RunnerConfig, shutdown: CancellationToken) -> Result<()
         while running.try_join_next().is_some() {}
         let slot = tokio::select! {
             n = slots.recv() => match n {
-                Some(n) => Slot { n, dir: root.join(n.to_string()), free: free.clone() },
+                Some(n) => Slot {
+                    n,
+                    dir: root.join(n.to_string()),
+                    free: free.clone(),
+                    pulls: pulls.clone(),
+                },
                 None => break,
             },
             () = shutdown.cancelled() => break,

@@ -15,6 +15,8 @@ pub(crate) struct Slot {
     pub(crate) n: usize,
     pub(crate) dir: PathBuf,
     pub(crate) free: mpsc::UnboundedSender<usize>,
+    /// The images the runner's running jobs pulled through their brokers (shared by slots).
+    pub(crate) pulls: crate::broker::Pulls,
 }
 
 impl Drop for Slot {

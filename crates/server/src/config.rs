@@ -534,13 +534,16 @@ impl Config {
                 message: "needs isolation = \"landlock\" (a job runs as another user in a process of its own)".into(),
             });
         }
+        // A confined job reaches Docker only through its runner's broker, which needs a job
+        // user (what a container mounts must be out of that user's reach).
         if !raw.runner.images.is_empty()
             && confine_jobs
-            && std::env::var("PIPEWRIGHT_DOCKER_BROKER").map_or(true, |v| v != "1")
+            && (job_user.is_none()
+                || std::env::var("PIPEWRIGHT_DOCKER_BROKER").is_ok_and(|v| v == "0"))
         {
             return Err(ConfigError::Invalid {
                 key: "runner.images".into(),
-                message: "needs isolation = \"none\": a confined job reaches Docker only through the experimental broker (PIPEWRIGHT_DOCKER_BROKER=1)".into(),
+                message: "needs a job user (runner.job_user) or isolation = \"none\": a confined job reaches Docker only through its runner's Docker broker, which needs one (and PIPEWRIGHT_DOCKER_BROKER=0 turns it off)".into(),
             });
         }
         if let Some((label, _)) = raw
@@ -727,8 +730,13 @@ mod tests {
         assert_eq!(
             invalid("data_dir = \"/d\"\n[runner]\nimages = { ubuntu-latest = \"my/image:1\" }\n").0,
             "runner.images",
-            "confined jobs without the broker cannot reach Docker"
+            "confined jobs without a job user have no broker to reach Docker through"
         );
+        let brokered = load(
+            "data_dir = \"/d\"\n[runner]\njob_user = \"pipewright-job\"\nimages = { ubuntu-latest = \"my/image:1\" }\n",
+        )
+        .unwrap();
+        assert_eq!(brokered.runner_images.len(), 1);
         assert_eq!(
             invalid("data_dir = \"/d\"\n[runner]\nisolation = \"none\"\nimages = { x = \" \" }\n")
                 .0,

@@ -278,3 +278,72 @@ pub fn busybox_image() -> &'static str {
     });
     IMAGE
 }
+
+/// A registry on this machine serving one image to pull (`tests/data/registry.py`, made
+/// from [`busybox_image`] with a label of its own), under a host name, as a registry on the
+/// network would be: `pipewright-registry.test` is 127.0.0.1 in `/etc/hosts` (added if
+/// missing). Docker speaks plain HTTP to it (registries on 127.0.0.0/8 are insecure by
+/// default). Its `/mark/NAME` and `/wait/NAME` let two jobs wait for each other.
+pub struct Registry {
+    child: std::process::Child,
+    pub port: u16,
+    /// `HOST:PORT/NAME:TAG`, what a job pulls.
+    pub image: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    pub fn start(name: &str, tag: &str) -> Registry {
+        let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
+        if !hosts.lines().any(|l| {
+            l.split_whitespace()
+                .skip(1)
+                .any(|h| h == "pipewright-registry.test")
+        }) {
+            use std::io::Write;
+            let mut f = std::fs::OpenOptions::new()
+                .append(true)
+                .open("/etc/hosts")
+                .expect("/etc/hosts is writable (tests run as root)");
+            f.write_all(b"\n127.0.0.1 pipewright-registry.test\n")
+                .unwrap();
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let saved = dir.path().join("saved.tar");
+        let (ok, out) = docker(&["save", "-o", saved.to_str().unwrap(), busybox_image()]);
+        assert!(ok, "docker save: {out}");
+        let port_file = dir.path().join("port");
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data/registry.py");
+        let child = Command::new("python3")
+            .arg(script)
+            .arg(&saved)
+            .args([name, tag])
+            .arg(&port_file)
+            .spawn()
+            .expect("python3 runs");
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+        let port = loop {
+            if let Ok(p) = std::fs::read_to_string(&port_file) {
+                break p.trim().parse::<u16>().expect("the registry's port");
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the registry never started"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        };
+        Registry {
+            child,
+            port,
+            image: format!("pipewright-registry.test:{port}/{name}:{tag}"),
+            _dir: dir,
+        }
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}

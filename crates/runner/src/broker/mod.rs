@@ -16,6 +16,7 @@
 //! way is checked on the files ([`fixed`]), so a symbolic link the job made, or a directory
 //! it could swap for one before the engine mounts it, is refused.
 
+mod images;
 mod policy;
 
 use std::convert::Infallible;
@@ -33,6 +34,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 
+pub(crate) use images::Pulls;
 pub(crate) use policy::Rules;
 use policy::{Bind, Makes, Owned, Payload, Refusal, Verdict};
 
@@ -62,6 +64,7 @@ pub(crate) struct Broker {
     /// Requests that make something sent on and not answered (a job that hung up on one).
     in_flight: Arc<AtomicUsize>,
     label: String,
+    pulls: Pulls,
 }
 
 /// What a connection's requests are judged with.
@@ -78,6 +81,8 @@ struct Shared {
     connections: Arc<Semaphore>,
     /// How many upgraded streams it may hold at once.
     streams: Arc<Semaphore>,
+    /// The images the runner's running jobs pulled.
+    pulls: Pulls,
 }
 
 /// Counts a request under way while it lives.
@@ -194,8 +199,8 @@ pub(crate) fn runner_label(work_dir: &Path) -> String {
 }
 
 /// Removes what this runner's brokers made and a runner that stopped during a job left (at
-/// its start: none of its jobs runs yet).
-pub(crate) async fn sweep(work_dir: &Path) {
+/// its start: none of its jobs runs yet), the images its jobs pulled included.
+pub(crate) async fn sweep(work_dir: &Path, pulls: &Pulls) {
     let Some(engine) = engine_socket() else {
         return;
     };
@@ -208,14 +213,15 @@ pub(crate) async fn sweep(work_dir: &Path) {
         }
         Err(err) => tracing::warn!("what this runner's jobs left in Docker: {err}"),
     }
+    let removed = images::remove(&engine, &pulls.all()).await;
+    pulls.forget(&removed);
 }
 
-/// Whether the runner brokers Docker for its confined jobs: only when its process has
-/// `PIPEWRIGHT_DOCKER_BROKER=1`. Experimental and off by default: a review found ways
-/// through its rules that are not closed yet (docs/security.md, "What is not (yet) a
-/// boundary").
+/// Whether the runner brokers Docker for its confined jobs (where it has a job user, a
+/// local engine and `fs.protected_hardlinks`): unless its process has
+/// `PIPEWRIGHT_DOCKER_BROKER=0`, which leaves its confined jobs without Docker.
 pub(crate) fn enabled() -> bool {
-    std::env::var("PIPEWRIGHT_DOCKER_BROKER").is_ok_and(|v| v == "1")
+    std::env::var("PIPEWRIGHT_DOCKER_BROKER").map_or(true, |v| v != "0")
 }
 
 /// Where the Docker engine listens, when it is a local socket that exists.
@@ -232,6 +238,7 @@ impl Broker {
         engine: &Path,
         user: &engine::confine::JobUser,
         rules: Rules,
+        pulls: Pulls,
     ) -> std::io::Result<Broker> {
         // Without it a job could hard-link the machine's files into what its containers
         // mount (and write them as root there).
@@ -262,6 +269,7 @@ impl Broker {
             in_flight: in_flight.clone(),
             connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
             streams: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
+            pulls: pulls.clone(),
         });
         let job_of_task = job.clone();
         let task = tokio::spawn(async move {
@@ -313,6 +321,7 @@ impl Broker {
             made,
             in_flight,
             label,
+            pulls,
         })
     }
 
@@ -327,7 +336,7 @@ impl Broker {
     }
 
     /// Stops listening and removes what the job made: containers (with their anonymous
-    /// volumes), then networks and volumes.
+    /// volumes), then networks and volumes, and the images it pulled.
     ///
     /// Everything is found by the job's label, which the broker set on all it let the job
     /// make (a create whose answer the job did not wait for is not in [`Owned`]). Answers
@@ -342,6 +351,17 @@ impl Broker {
             tokio::time::sleep(std::time::Duration::from_millis(50)).await;
         }
         self.done.cancel();
+        let left = self.sweep().await;
+        // What could not be removed (its containers left, say) stays the job's, written
+        // down: the runner's next start removes it.
+        let pulled = self.pulls.of(&self.label);
+        let removed = images::remove(&self.engine, &pulled).await;
+        self.pulls.forget(&removed);
+        left
+    }
+
+    /// Removes the containers, networks and volumes the job made; whether nothing is left.
+    async fn sweep(&self) -> bool {
         if !self.made.load(Ordering::SeqCst) {
             return true;
         }
@@ -394,14 +414,26 @@ fn refused(message: String) -> Response<Body> {
 
 /// Asks the engine at `engine` for `path` (`GET`): its answer's status and JSON, or `None`
 /// when it does not answer within 10 seconds.
-async fn engine_get(engine: &Path, path: &str) -> Option<(StatusCode, Value)> {
+pub(super) async fn engine_get(engine: &Path, path: &str) -> Option<(StatusCode, Value)> {
+    engine_call(engine, hyper::Method::GET, path).await
+}
+
+/// Sends `method` `path` (no body) to the engine at `engine`: its answer's status and JSON,
+/// or `None` when it does not answer within 10 seconds.
+pub(super) async fn engine_call(
+    engine: &Path,
+    method: hyper::Method,
+    path: &str,
+) -> Option<(StatusCode, Value)> {
     let ask = async {
         let stream = UnixStream::connect(engine).await.ok()?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
             .await
             .ok()?;
         tokio::spawn(conn);
-        let req = Request::get(path)
+        let req = Request::builder()
+            .method(method)
+            .uri(path)
             .header(hyper::header::HOST, "docker")
             .body(full(Bytes::new()))
             .ok()?;
@@ -496,13 +528,42 @@ async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
             ));
         }
     }
-    if let Some(image) = &forward.absent
-        && engine_has_image(&shared.engine, image).await
-    {
-        return refused(format!(
-            "pipewright: `{image}` is on this machine already: a job may pull what the machine \
-             lacks, not replace what it has (other jobs run it)"
-        ));
+    if let Some(image) = &forward.image {
+        match images::usable(&shared.engine, &shared.pulls, &shared.rules.label, image).await {
+            Ok(()) => {}
+            Err(images::Unusable::Missing) => {
+                // Answered here, not by the engine: a pull landing meanwhile could be
+                // another job's.
+                return json_answer(
+                    StatusCode::NOT_FOUND,
+                    &serde_json::json!({ "message": format!("No such image: {image}") }),
+                );
+            }
+            Err(images::Unusable::Refused(why)) => return refused(format!("pipewright: {why}")),
+        }
+    }
+    if let Some(image) = &forward.absent {
+        if engine_has_image(&shared.engine, image).await {
+            return refused(format!(
+                "pipewright: `{image}` is on this machine already: a job may pull what the \
+                 machine lacks, not replace what it has (other jobs run it)"
+            ));
+        }
+        match shared.pulls.claim(image, &shared.rules.label) {
+            Ok(()) => {}
+            Err(images::Claim::Others) => {
+                return refused(format!(
+                    "pipewright: `{image}` is being pulled by another job (a job's pulls are its \
+                     own while it runs)"
+                ));
+            }
+            Err(images::Claim::Journal(e)) => {
+                return refused(format!(
+                    "pipewright: `{image}` cannot be pulled: the runner could not write down \
+                     the pull: {e}"
+                ));
+            }
+        }
     }
     // The job's content type is never sent on: the engine reads a form-encoded body as
     // parameters that win over the query's.
@@ -670,100 +731,4 @@ async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::{descends_from, fixed, peer_is_of};
-    use std::os::unix::fs::PermissionsExt;
-
-    #[test]
-    fn a_mount_must_name_what_the_job_cannot_redirect() {
-        let dir = tempfile::tempdir().unwrap();
-        let root = dir.path().join("slot");
-        std::fs::create_dir(&root).unwrap();
-        std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o755)).unwrap();
-        let work = root.join("workspace");
-        std::fs::create_dir(&work).unwrap();
-        std::fs::create_dir(work.join("sub")).unwrap();
-        std::os::unix::fs::symlink("/etc", root.join("link")).unwrap();
-        let me = nix::unistd::getuid().as_raw();
-        // Nobody else can change `slot`: its entries are fixed for another user.
-        let other = me + 4242;
-        assert_eq!(fixed(&work, other, false), Ok(()));
-        let msg = fixed(&root.join("link"), other, false)
-            .unwrap_err()
-            .to_string();
-        assert!(msg.contains("symbolic link"), "{msg}");
-        // The job's own directory mounted read-write, not what it does not own.
-        let msg = fixed(&work, me, true).unwrap_err().to_string();
-        assert!(msg.contains("can replace"), "{msg}");
-        let msg = fixed(&work, other, true).unwrap_err().to_string();
-        assert!(msg.contains("owns"), "{msg}");
-        // Inside a directory the job may write, a path is the job's to swap.
-        std::fs::set_permissions(&work, std::fs::Permissions::from_mode(0o777)).unwrap();
-        let msg = fixed(&work.join("sub"), other, false)
-            .unwrap_err()
-            .to_string();
-        assert!(msg.contains("can replace"), "{msg}");
-        assert!(fixed(&root.join("missing"), other, false).is_err());
-    }
-
-    #[tokio::test]
-    async fn a_peer_that_is_gone_is_not_taken_for_the_job_s() {
-        use std::io::Write;
-        let dir = tempfile::tempdir().unwrap();
-        let at = dir.path().join("s");
-        let listener = tokio::net::UnixListener::bind(&at).unwrap();
-        let mut child = std::process::Command::new("python3")
-            .args([
-                "-c",
-                "import socket, sys; s = socket.socket(socket.AF_UNIX); s.connect(sys.argv[1]); sys.stdin.read()",
-            ])
-            .arg(&at)
-            .stdin(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        let (stream, _) = listener.accept().await.unwrap();
-        let pid = stream.peer_cred().unwrap().pid().unwrap();
-        let me = i32::try_from(std::process::id()).unwrap();
-        assert!(peer_is_of(&stream, pid, me));
-        let mut stdin = child.stdin.take().unwrap();
-        stdin.write_all(b"bye").unwrap();
-        drop(stdin);
-        // Exited, not reaped yet: `/proc` still shows it as this process's child.
-        let zombie = || {
-            std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-                s.rsplit_once(')')
-                    .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
-            })
-        };
-        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
-        while !zombie() {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the peer never exited"
-            );
-            std::thread::sleep(std::time::Duration::from_millis(10));
-        }
-        assert!(descends_from(pid, me));
-        assert!(!peer_is_of(&stream, pid, me), "a peer that exited");
-        child.wait().unwrap();
-    }
-
-    #[test]
-    fn a_process_descends_from_its_parents_and_not_from_others() {
-        let me = i32::try_from(std::process::id()).unwrap();
-        let parent = nix::unistd::getppid().as_raw();
-        let mut child = std::process::Command::new("sleep")
-            .arg("5")
-            .spawn()
-            .unwrap();
-        let child_pid = i32::try_from(child.id()).unwrap();
-        assert!(descends_from(me, me));
-        assert!(descends_from(me, parent));
-        assert!(descends_from(child_pid, me));
-        assert!(!descends_from(me, child_pid));
-        assert!(!descends_from(1, me));
-        assert!(!descends_from(i32::MAX, me), "no such process");
-        let _ = child.kill();
-        let _ = child.wait();
-    }
-}
+mod tests;

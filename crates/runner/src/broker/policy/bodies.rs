@@ -188,11 +188,25 @@ pub(super) fn label(object: &mut Map<String, Value>, rules: &Rules) -> Result<()
         Some(_) => return Err(Refusal::new("`Labels` must be a JSON object")),
     };
     refuse_routed_labels(&labels)?;
+    // A Compose project is found by this label: a job's is its own, under a name no
+    // project deployed on the machine can have (a project's name has no `/`), so the
+    // machine's Compose never takes a job's container for one of its services.
+    if let Some(project) = labels.get_mut(COMPOSE_PROJECT) {
+        let Value::String(name) = project else {
+            return Err(Refusal::new(format!(
+                "the label `{COMPOSE_PROJECT}` must be a string"
+            )));
+        };
+        *name = format!("{}/{name}", rules.label);
+    }
     labels.insert(BROKER_LABEL.into(), Value::String(rules.label.clone()));
     labels.insert(RUNNER_LABEL.into(), Value::String(rules.runner.clone()));
     object.insert("Labels".into(), Value::Object(labels));
     Ok(())
 }
+
+/// The label by which Compose finds a project's containers, networks and volumes.
+pub(super) const COMPOSE_PROJECT: &str = "com.docker.compose.project";
 
 /// Refuses labels others act on: a proxy's routes (Traefik's, Caddy's), the broker's own.
 pub(super) fn refuse_routed_labels(labels: &Map<String, Value>) -> Result<(), Refusal> {

@@ -37,6 +37,9 @@ pub(crate) const RUNNER_LABEL: &str = "pipewright.broker.runner";
 /// configuration from its `start`, among other things the rules below do not look at).
 const MIN_API: (u32, u32) = (1, 40);
 
+/// The most processes a job may start with `exec` (each is remembered while the job runs).
+const MAX_EXECS: usize = 65_536;
+
 /// Why the broker refused a request: its message, for the job's log.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("pipewright: {0}")]
@@ -159,6 +162,9 @@ pub(crate) struct Forward {
     /// An image that must not be on the machine yet (a pull: a job may fetch what the
     /// machine lacks, not replace a tag it has, which other jobs run).
     pub(crate) absent: Option<String>,
+    /// An image the job uses (creates a container of, inspects): it must be on the machine
+    /// and not all its names another running job's pulls ([`super::images`]).
+    pub(crate) image: Option<String>,
 }
 
 /// A forwarded request's body: never the job's bytes. Nor is its `Content-Type` sent on: the
@@ -357,6 +363,7 @@ pub(crate) fn judge(
         binds: Vec::new(),
         volumes: Vec::new(),
         absent: None,
+        image: None,
     };
     let verdict = match (method, r.segs.as_slice()) {
         ("GET" | "HEAD", ["_ping"]) | ("GET", ["version"]) => Verdict::Forward(as_is(&[])),
@@ -364,7 +371,10 @@ pub(crate) fn judge(
         ("GET", ["networks"]) => Verdict::Answer(Value::Array(Vec::new())),
         ("GET", ["volumes"]) => Verdict::Answer(serde_json::json!({"Volumes": [], "Warnings": []})),
         ("GET", ["images", "json"]) => Verdict::Answer(Value::Array(Vec::new())),
-        ("GET", ["images", .., "json"]) => Verdict::Forward(as_is(&[])),
+        ("GET", ["images", name @ .., "json"]) => Verdict::Forward(Forward {
+            image: Some(name.join("/")),
+            ..as_is(&[])
+        }),
         ("POST", ["images", "create"]) => {
             if param(&params, "fromSrc").is_some_and(|v| !v.is_empty()) {
                 return Err(Refusal::new(
@@ -390,7 +400,9 @@ pub(crate) fn judge(
             let params = known_params(params, &["name", "platform"], "a container's creation")?;
             let name = param(&params, "name").map(str::to_owned);
             let (body, binds, volumes) = container_body(body, owned, rules)?;
+            let image = body.get("Image").and_then(Value::as_str).map(str::to_owned);
             Verdict::Forward(Forward {
+                image,
                 body: Payload::Json(body),
                 makes: Makes::Container(name),
                 binds,
@@ -402,6 +414,11 @@ pub(crate) fn judge(
             let full = owned
                 .container(id)
                 .ok_or_else(|| not_its("container", id))?;
+            if owned.execs.len() >= MAX_EXECS {
+                return Err(Refusal::new(format!(
+                    "a job may start at most {MAX_EXECS} processes in its containers with `exec`"
+                )));
+            }
             Verdict::Forward(Forward {
                 uri: r.path(&["containers", &full, "exec"]),
                 body: Payload::Json(exec_body(body)?),
@@ -409,6 +426,7 @@ pub(crate) fn judge(
                 binds: Vec::new(),
                 volumes: Vec::new(),
                 absent: None,
+                image: None,
             })
         }
         ("POST", ["containers", id, "start"]) => {
@@ -530,6 +548,7 @@ pub(crate) fn judge(
                 binds: Vec::new(),
                 volumes: Vec::new(),
                 absent: None,
+                image: None,
             })
         }
         ("GET" | "DELETE", ["networks", id]) => {
@@ -594,5 +613,6 @@ fn as_is_at(r: &Route<'_>, segs: &[&str], params: &[(String, String)]) -> Forwar
         binds: Vec::new(),
         volumes: Vec::new(),
         absent: None,
+        image: None,
     }
 }

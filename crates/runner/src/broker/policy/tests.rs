@@ -85,6 +85,8 @@ fn what_the_engine_makes_for_a_job_passes_rebuilt_labelled_without_new_privilege
         body["NetworkingConfig"]["EndpointsConfig"][NET]["Aliases"],
         json!(["db"])
     );
+    // The image is looked up before the create is sent on (another job's pull is refused).
+    assert_eq!(f.image.as_deref(), Some("busybox"));
     assert_eq!(
         f.binds,
         [
@@ -539,4 +541,76 @@ fn a_volume_that_existed_is_not_taken_over() {
         &r
     ));
     assert!(!made_for(&json!({"Name": "v", "Labels": null}), &r));
+}
+
+#[test]
+fn a_job_s_compose_project_is_its_own_and_images_it_inspects_are_looked_up() {
+    // The machine's Compose finds a project's containers, networks and volumes by this label:
+    // a job's are under a name no deployed project can have.
+    let project = json!({"com.docker.compose.project": "innerarchitect", "com.docker.compose.service": "web"});
+    let f = forward(create(json!({"Image": "busybox", "Labels": project})));
+    let Payload::Json(body) = f.body else {
+        panic!("{:?}", f.body);
+    };
+    assert_eq!(
+        body["Labels"]["com.docker.compose.project"],
+        "job-7/innerarchitect"
+    );
+    assert_eq!(body["Labels"]["com.docker.compose.service"], "web");
+    for (path, body) in [
+        (
+            "/v1.41/networks/create",
+            json!({"Name": "innerarchitect_default", "Labels": project}),
+        ),
+        (
+            "/v1.41/volumes/create",
+            json!({"Name": "innerarchitect_db", "Labels": project}),
+        ),
+    ] {
+        let f = forward(judge("POST", path, "", Some(&body), &owned(), &rules()));
+        let Payload::Json(body) = f.body else {
+            panic!("{:?}", f.body);
+        };
+        assert_eq!(
+            body["Labels"]["com.docker.compose.project"], "job-7/innerarchitect",
+            "{path}"
+        );
+    }
+    let v = create(json!({"Image": "busybox", "Labels": {"com.docker.compose.project": 1}}));
+    assert!(
+        refusal(&v).is_some_and(|m| m.contains("must be a string")),
+        "{v:?}"
+    );
+    // An image's inspection is looked up as a create's image is.
+    let f = forward(judge(
+        "GET",
+        "/v1.41/images/ghcr.io/me/app:1/json",
+        "",
+        None,
+        &owned(),
+        &rules(),
+    ));
+    assert_eq!(f.image.as_deref(), Some("ghcr.io/me/app:1"));
+}
+
+#[test]
+fn a_job_s_execs_are_bounded() {
+    let mut o = owned();
+    let exec = |o: &Owned| {
+        judge(
+            "POST",
+            &format!("/v1.41/containers/{C1}/exec"),
+            "",
+            Some(&json!({"Cmd": ["true"]})),
+            o,
+            &rules(),
+        )
+    };
+    assert!(refusal(&exec(&o)).is_none(), "{:?}", exec(&o));
+    o.execs.extend((0..MAX_EXECS).map(|n| format!("e{n}x")));
+    let v = exec(&o);
+    assert!(
+        refusal(&v).is_some_and(|m| m.contains("at most 65536")),
+        "{v:?}"
+    );
 }
