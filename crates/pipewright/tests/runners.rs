@@ -599,7 +599,7 @@ fn a_confined_job_runs_containers_through_its_runner_s_broker_and_cannot_reach_t
         )
     };
     let left = format!("pipewright-left-{}", std::process::id());
-    // A volume of the machine's, which a job's volume of the same name must not take over.
+    // A volume of the machine's, which a job's volume of the same name must not be.
     let host_volume = format!("pipewright-host-{}", std::process::id());
     assert!(common::docker(&["volume", "create", &host_volume]).0);
     let workflow = format!(
@@ -671,7 +671,8 @@ jobs:
         "[steps] build refused",
         "is on this machine already: a job may pull what the machine lacks",
         "root-link` is a symbolic link",
-        &format!("pipewright: the volume `{host_volume}` exists and was not made by this job"),
+        // The job's volume of that name is its own, under its label.
+        &format!(".{host_volume}\",\"Options\""),
         "[steps] []",
         "engine socket closed",
         "[steps] docker step in /github/home",
@@ -701,15 +702,24 @@ jobs:
     }
 }
 
-/// An image a confined job pulled (from a registry with its credentials, say) is its own
-/// while it runs: another job may neither run nor inspect it; and it is removed when the job
-/// ends.
+/// An image a confined job pulled with its registry's credentials is its own while it
+/// runs: another job may neither run nor inspect it, nor pull it without the credentials;
+/// a job that pulls it with them may use it too; it is removed when the last of them ends.
 #[test]
 fn an_image_a_job_pulled_is_its_own_while_it_runs_and_removed_after() {
-    let registry = common::Registry::start(&format!("private/app-{}", std::process::id()), "1");
+    let registry = common::Registry::start(
+        &format!("private/app-{}", std::process::id()),
+        "1",
+        Some("puller:secret"),
+    );
     let s = brokered_server("");
     let image = &registry.image;
+    let host = image.split('/').next().unwrap();
     let meet = format!("http://127.0.0.1:{}", registry.port);
+    // What `docker login` would write (it asks the engine to check, which a job may not).
+    let login = format!(
+        "mkdir -p \"$HOME/.docker\" && echo '{{\"auths\":{{\"{host}\":{{\"auth\":\"cHVsbGVyOnNlY3JldA==\"}}}}}}' > \"$HOME/.docker/config.json\""
+    );
     let workflow = format!(
         "on: push
 jobs:
@@ -717,6 +727,7 @@ jobs:
     runs-on: ubuntu-latest
     steps:
       - run: |
+          {login}
           docker pull {image} >/dev/null
           docker run --rm {image} cat /marker
           curl -s {meet}/mark/pulled
@@ -728,7 +739,10 @@ jobs:
           curl -sf -m 90 {meet}/wait/pulled
           docker run --rm {image} true 2>&1 || echo run refused
           docker image inspect {image} 2>&1 || echo inspect refused
-          docker pull {image} 2>&1 || echo pull refused
+          docker pull {image} 2>&1 || echo pull without credentials refused
+          docker run --rm {image} true 2>&1 || echo run still refused
+          {login}
+          docker pull {image} >/dev/null && docker run --rm {image} echo ran it with its own pull
           curl -s {meet}/mark/tried
 "
     );
@@ -740,20 +754,22 @@ jobs:
     assert_eq!(run["conclusion"], "success", "{run}\n{log}");
     for said in [
         "[pulls] inside the container",
-        "was pulled by another job that is still running",
+        "was pulled by another job: it is that job's alone",
         "[other] run refused",
         "[other] inspect refused",
-        "[other] pull refused",
+        "[other] pull without credentials refused",
+        "[other] run still refused",
+        "[other] ran it with its own pull",
     ] {
         assert!(log.contains(said), "`{said}` not in:\n{log}");
     }
     assert!(
         !common::docker(&["image", "inspect", image]).0,
-        "the image the job pulled outlived it"
+        "the image the jobs pulled outlived them"
     );
     assert!(
         common::docker(&["image", "inspect", common::busybox_image()]).0,
-        "the machine's image went with the job's"
+        "the machine's image went with the jobs'"
     );
 }
 

@@ -298,7 +298,21 @@ async fn run_in_slot(
                 rules,
                 slot.pulls.clone(),
             )
-            .inspect_err(|e| tracing::warn!("the job's Docker broker: {e}"))
+            .inspect_err(|e| {
+                tracing::warn!("the job's Docker broker: {e}");
+                // Said where the job's author looks: its containers will find no engine.
+                sink.line(
+                    &label_of(lease),
+                    Line::Annotation {
+                        level: engine::Level::Warning,
+                        message: format!(
+                            "this job cannot reach Docker: its runner's Docker broker did not start: {e}"
+                        ),
+                        file: None,
+                        line: None,
+                    },
+                );
+            })
             .ok()
         });
     // Its steps' `docker` talks to the broker too.

@@ -145,7 +145,8 @@ pub async fn run(config: RunnerConfig, shutdown: CancellationToken) -> Result<()
     let _ = tokio::task::spawn_blocking(move || reap_slots(&dir)).await;
     // What the jobs' brokers let them pull: each job's alone while it runs.
     let pulls = broker::Pulls::new(&config.work_dir);
-    if config.isolation.is_some() && broker::enabled() {
+    // Also where the broker is off now: what its jobs pulled when it was on is removed.
+    if (config.isolation.is_some() && broker::enabled()) || !pulls.left().is_empty() {
         broker::sweep(&config.work_dir, &pulls).await;
     }
     if let Some(iso) = &config.isolation {

@@ -293,7 +293,9 @@ pub struct Registry {
 }
 
 impl Registry {
-    pub fn start(name: &str, tag: &str) -> Registry {
+    /// Serves the image as `name:tag`, to those who give `credentials` (`USER:PASSWORD`)
+    /// when there are.
+    pub fn start(name: &str, tag: &str, credentials: Option<&str>) -> Registry {
         let hosts = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
         if !hosts.lines().any(|l| {
             l.split_whitespace()
@@ -319,6 +321,7 @@ impl Registry {
             .arg(&saved)
             .args([name, tag])
             .arg(&port_file)
+            .args(credentials)
             .spawn()
             .expect("python3 runs");
         let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);

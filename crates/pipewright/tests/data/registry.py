@@ -2,12 +2,15 @@
 internet here). Also a meeting point for two jobs: `GET /mark/NAME` marks, `GET /wait/NAME`
 answers once NAME is marked (404 after 60 s).
 
-usage: registry.py SAVED.tar NAME TAG PORT_FILE
+usage: registry.py SAVED.tar NAME TAG PORT_FILE [USER:PASSWORD]
+
+With USER:PASSWORD, pulls need them (HTTP basic authentication, as Docker speaks it).
 
 SAVED.tar is a `docker save` of a local image; the image served gets a label of its own
 (`pipewright.test.served`), so it is not the saved image under another name.
 """
 
+import base64
 import gzip
 import hashlib
 import json
@@ -17,7 +20,8 @@ import tarfile
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
-saved, name, tag, port_file = sys.argv[1:]
+saved, name, tag, port_file = sys.argv[1:5]
+credentials = sys.argv[5] if len(sys.argv) > 5 else None
 with tarfile.open(saved) as t:
     manifest = json.load(t.extractfile("manifest.json"))[0]
     config = json.load(t.extractfile(manifest["Config"]))
@@ -81,6 +85,14 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         path = self.path.split("?")[0]
+        if path.startswith("/v2/") and credentials:
+            expected = "Basic " + base64.b64encode(credentials.encode()).decode()
+            if self.headers.get("Authorization") != expected:
+                return self.answer(
+                    401,
+                    b'{"errors":[{"code":"UNAUTHORIZED","message":"authentication required"}]}',
+                    headers=[("WWW-Authenticate", 'Basic realm="pipewright-test"')],
+                )
         if path == "/v2/":
             return self.answer(200, b"{}")
         if path in (f"/v2/{name}/manifests/{tag}", f"/v2/{name}/manifests/{manifest_digest}"):

@@ -213,7 +213,7 @@ pub(crate) async fn sweep(work_dir: &Path, pulls: &Pulls) {
         }
         Err(err) => tracing::warn!("what this runner's jobs left in Docker: {err}"),
     }
-    let removed = images::remove(&engine, &pulls.all()).await;
+    let removed = images::remove(&engine, &pulls.left()).await;
     pulls.forget(&removed);
 }
 
@@ -352,10 +352,11 @@ impl Broker {
         }
         self.done.cancel();
         let left = self.sweep().await;
-        // What could not be removed (its containers left, say) stays the job's, written
-        // down: the runner's next start removes it.
-        let pulled = self.pulls.of(&self.label);
-        let removed = images::remove(&self.engine, &pulled).await;
+        // What it pulled is removed once no running job pulled it too; what could not be
+        // removed (an engine restarting, say) is tried again after the next job, and at the
+        // runner's next start.
+        self.pulls.release(&self.label);
+        let removed = images::remove(&self.engine, &self.pulls.left()).await;
         self.pulls.forget(&removed);
         left
     }
@@ -529,7 +530,9 @@ async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
         }
     }
     if let Some(image) = &forward.image {
-        match images::usable(&shared.engine, &shared.pulls, &shared.rules.label, image).await {
+        let creating = matches!(forward.makes, Makes::Container(_));
+        let label = &shared.rules.label;
+        match images::usable(&shared.engine, &shared.pulls, label, image, creating).await {
             Ok(()) => {}
             Err(images::Unusable::Missing) => {
                 // Answered here, not by the engine: a pull landing meanwhile could be
@@ -542,29 +545,35 @@ async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
             Err(images::Unusable::Refused(why)) => return refused(format!("pipewright: {why}")),
         }
     }
-    if let Some(image) = &forward.absent {
-        if engine_has_image(&shared.engine, image).await {
-            return refused(format!(
-                "pipewright: `{image}` is on this machine already: a job may pull what the \
-                 machine lacks, not replace what it has (other jobs run it)"
-            ));
-        }
-        match shared.pulls.claim(image, &shared.rules.label) {
-            Ok(()) => {}
-            Err(images::Claim::Others) => {
+    // A pull: of a name no job pulled and the machine lacks, or of another job's pull
+    // (the registry checks this job's credentials in turn).
+    let pulling = match &forward.pull {
+        None => None,
+        Some(pull) => {
+            let name = pull.reference();
+            if !shared.pulls.known(&name) && engine_has_image(&shared.engine, &name).await {
                 return refused(format!(
-                    "pipewright: `{image}` is being pulled by another job (a job's pulls are its \
-                     own while it runs)"
+                    "pipewright: `{name}` is on this machine already: a job may pull what the \
+                     machine lacks, not replace what it has (other jobs run it)"
                 ));
             }
-            Err(images::Claim::Journal(e)) => {
-                return refused(format!(
-                    "pipewright: `{image}` cannot be pulled: the runner could not write down \
-                     the pull: {e}"
-                ));
+            match shared.pulls.start(&name, &shared.rules.label) {
+                Ok(images::Start::Left) => {
+                    return refused(format!(
+                        "pipewright: `{name}` was pulled by a job that ended and is being \
+                         removed: pull it again later"
+                    ));
+                }
+                Ok(start) => Some((name, start)),
+                Err(e) => {
+                    return refused(format!(
+                        "pipewright: `{name}` cannot be pulled: the runner could not write down \
+                         the pull: {e}"
+                    ));
+                }
             }
         }
-    }
+    };
     // The job's content type is never sent on: the engine reads a form-encoded body as
     // parameters that win over the query's.
     for h in [
@@ -590,7 +599,7 @@ async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
     };
     let making = matches!(
         forward.makes,
-        Makes::Container(_) | Makes::Network(_) | Makes::Volume
+        Makes::Container(_) | Makes::Network(_) | Makes::Volume(_)
     );
     if making {
         shared.made.store(true, Ordering::SeqCst);
@@ -634,13 +643,35 @@ async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
     };
     // A request that makes something runs to its answer in a task of its own, counted while
     // it does, even when the job hangs up: the job's end waits for it before its sweep.
-    let counted = making.then(|| InFlight::new(&shared.in_flight));
+    // A pull is counted until the engine's answer ends (the image lands then).
+    let counted = (making || pulling.is_some()).then(|| InFlight::new(&shared.in_flight));
+    let counts_to_the_end = pulling.is_some();
     let sent = tokio::spawn(async move {
         let sent = sender.send_request(upstream).await;
-        drop(counted);
-        sent
+        (sent, counted.filter(|_| counts_to_the_end))
     })
     .await;
+    let (sent, counted) = match sent {
+        Ok((sent, counted)) => (Ok(sent), counted),
+        Err(e) => (Err(e), None),
+    };
+    if let Some((name, start)) = pulling {
+        let (engine, pulls, label) = (
+            shared.engine.clone(),
+            shared.pulls.clone(),
+            shared.rules.label.clone(),
+        );
+        return match sent {
+            Ok(Ok(r)) => images::follow_pull(r, name, start, (engine, pulls, label), counted),
+            _ => {
+                images::pull_ended(&engine, &pulls, &label, &name, start, false).await;
+                json_answer(
+                    StatusCode::BAD_GATEWAY,
+                    &serde_json::json!({ "message": "pipewright: the Docker engine did not answer the pull" }),
+                )
+            }
+        };
+    }
     let mut response = match sent {
         Ok(Ok(r)) => r,
         Err(e) => {
@@ -713,7 +744,7 @@ async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
                     o.networks.insert(id);
                 }
             }
-            Makes::Volume => {
+            Makes::Volume(asked) => {
                 // Creating a volume that exists answers with it: someone else's stays theirs.
                 if !policy::made_for(&made, &shared.rules) {
                     return refused(format!(
@@ -721,7 +752,12 @@ async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
                         field("Name").unwrap_or_default()
                     ));
                 }
-                o.volumes.extend(field("Name"));
+                if let Some(name) = field("Name") {
+                    if !asked.is_empty() {
+                        o.volume_names.insert(asked, name.clone());
+                    }
+                    o.volumes.insert(name);
+                }
             }
             Makes::Removes(kind, id) => o.forget(kind, &id),
             Makes::Nothing => {}

@@ -153,20 +153,40 @@ pub(super) fn network_body(
         .and_then(Value::as_str)
         .unwrap_or_default()
         .to_owned();
+    net.insert("Name".into(), Value::String(scoped(&name, rules)));
     label(&mut net, rules)?;
     Ok((Value::Object(net), name))
 }
 
 /// A volume: the local driver, without options (which can bind any host path), rebuilt and
 /// labelled.
-pub(super) fn volume_body(body: Option<&Value>, rules: &Rules) -> Result<Value, Refusal> {
+pub(super) fn volume_body(body: Option<&Value>, rules: &Rules) -> Result<(Value, String), Refusal> {
     let v = object(body, "a volume's configuration")?
         .cloned()
         .unwrap_or_default();
     let mut v = pick(&v, &["Name", "Labels", "Driver"], "a volume's ")?;
     only_driver(&v, "local", "a volume's")?;
+    let name = match v.get("Name") {
+        None | Some(Value::Null) => String::new(),
+        Some(Value::String(n)) => n.clone(),
+        Some(_) => return Err(Refusal::new("a volume's `Name` must be a string")),
+    };
+    if !name.is_empty() {
+        v.insert("Name".into(), Value::String(scoped(&name, rules)));
+    }
     label(&mut v, rules)?;
-    Ok(Value::Object(v))
+    Ok((Value::Object(v), name))
+}
+
+/// The name the engine gets for a job's network or volume named `name`: under the job's
+/// label, so that no name a Compose project on the machine would use (`PROJECT_data`) is
+/// made by a job, for the project to find and use (a project's name has no `.`).
+pub(super) fn scoped(name: &str, rules: &Rules) -> String {
+    if name.is_empty() {
+        String::new()
+    } else {
+        format!("{}.{name}", rules.label)
+    }
 }
 
 /// Refuses an object's `Driver` other than `allowed` (absent is the engine's default).
@@ -190,15 +210,21 @@ pub(super) fn label(object: &mut Map<String, Value>, rules: &Rules) -> Result<()
     refuse_routed_labels(&labels)?;
     // A Compose project is found by this label: a job's is its own, under a name no
     // project deployed on the machine can have (a project's name has no `/`), so the
-    // machine's Compose never takes a job's container for one of its services.
-    if let Some(project) = labels.get_mut(COMPOSE_PROJECT) {
-        let Value::String(name) = project else {
+    // machine's Compose never takes a job's container for one of its services. Set whatever
+    // was asked: a container gets its image's labels where it sets none.
+    let project = match labels.get(COMPOSE_PROJECT) {
+        None => String::new(),
+        Some(Value::String(name)) => name.clone(),
+        Some(_) => {
             return Err(Refusal::new(format!(
                 "the label `{COMPOSE_PROJECT}` must be a string"
             )));
-        };
-        *name = format!("{}/{name}", rules.label);
-    }
+        }
+    };
+    labels.insert(
+        COMPOSE_PROJECT.into(),
+        Value::String(format!("{}/{project}", rules.label)),
+    );
     labels.insert(BROKER_LABEL.into(), Value::String(rules.label.clone()));
     labels.insert(RUNNER_LABEL.into(), Value::String(rules.runner.clone()));
     object.insert("Labels".into(), Value::Object(labels));
@@ -209,7 +235,7 @@ pub(super) fn label(object: &mut Map<String, Value>, rules: &Rules) -> Result<()
 pub(super) const COMPOSE_PROJECT: &str = "com.docker.compose.project";
 
 /// Refuses labels others act on: a proxy's routes (Traefik's, Caddy's), the broker's own.
-pub(super) fn refuse_routed_labels(labels: &Map<String, Value>) -> Result<(), Refusal> {
+pub(crate) fn refuse_routed_labels(labels: &Map<String, Value>) -> Result<(), Refusal> {
     match labels.keys().find(|k| {
         let k = k.to_ascii_lowercase();
         ["traefik.", "caddy", "pipewright.broker"]

@@ -450,31 +450,31 @@ pub(super) fn check_bind(
     rules: &Rules,
     uses: &mut Uses,
 ) -> Result<String, Refusal> {
-    let mut parts = bind.splitn(3, ':');
-    let source = parts.next().unwrap_or_default();
-    let _target = parts.next();
-    let options = parts.next().unwrap_or_default();
+    let (source, rest) = bind.split_once(':').unwrap_or((bind, ""));
+    let options = rest.split_once(':').map_or("", |(_, o)| o);
     if let Some(o) = options.split(',').find(|o| !matches!(*o, "" | "ro" | "rw")) {
         return Err(Refusal::new(format!(
             "the bind option `{o}` of `{bind}` is not allowed to a job"
         )));
     }
     let read_only = options.split(',').any(|o| o == "ro");
-    check_source(source, read_only, owned, rules, uses)?;
-    Ok(bind.to_owned())
+    let source = check_source(source, read_only, owned, rules, uses)?;
+    Ok(format!("{source}:{rest}"))
 }
 
+/// A mount's source: a path in the job's directory, or one of the job's volumes (by the
+/// name the engine knows it by, which is returned).
 pub(super) fn check_source(
     source: &str,
     read_only: bool,
     owned: &Owned,
     rules: &Rules,
     uses: &mut Uses,
-) -> Result<(), Refusal> {
+) -> Result<String, Refusal> {
     if !source.starts_with('/') {
-        return if owned.volumes.contains(source) {
-            uses.volumes.push(source.to_owned());
-            Ok(())
+        return if let Some(volume) = owned.volume(source) {
+            uses.volumes.push(volume.clone());
+            Ok(volume)
         } else {
             Err(Refusal::new(format!(
                 "the volume `{source}` was not made by this job"
@@ -490,7 +490,7 @@ pub(super) fn check_source(
             path: path.to_path_buf(),
             writable: !read_only,
         });
-        Ok(())
+        Ok(source.to_owned())
     } else {
         Err(Refusal::new(format!(
             "mounting `{source}`{} is not allowed to a job: only its own directory",
@@ -534,7 +534,9 @@ pub(super) fn check_mount(
         .to_owned();
     let read_only = m.get("ReadOnly").and_then(Value::as_bool) == Some(true);
     if let Some(o) = object(m.get("VolumeOptions"), "`VolumeOptions`")? {
-        let o = pick(o, &["NoCopy", "Labels"], "HostConfig.Mounts.VolumeOptions.")?;
+        let mut o = pick(o, &["NoCopy", "Labels"], "HostConfig.Mounts.VolumeOptions.")?;
+        // The volume it makes is labelled as the job's other volumes.
+        label(&mut o, rules)?;
         m.insert("VolumeOptions".into(), Value::Object(o));
     }
     if let Some(o) = object(m.get("TmpfsOptions"), "`TmpfsOptions`")? {
@@ -542,17 +544,17 @@ pub(super) fn check_mount(
         m.insert("TmpfsOptions".into(), Value::Object(o));
     }
     match kind.as_str() {
-        "bind" => check_source(&source, read_only, owned, rules, uses)?,
-        "volume" => {
-            if !source.is_empty() && !owned.volumes.contains(&source) {
-                return Err(Refusal::new(format!(
-                    "the volume `{source}` was not made by this job"
-                )));
-            }
-            if !source.is_empty() {
-                uses.volumes.push(source);
-            }
+        "bind" => {
+            check_source(&source, read_only, owned, rules, uses)?;
         }
+        "volume" if !source.is_empty() => {
+            let volume = owned.volume(&source).ok_or_else(|| {
+                Refusal::new(format!("the volume `{source}` was not made by this job"))
+            })?;
+            m.insert("Source".into(), Value::String(volume.clone()));
+            uses.volumes.push(volume);
+        }
+        "volume" => {}
         "tmpfs" => {}
         other => {
             return Err(Refusal::new(format!(

@@ -22,8 +22,8 @@ use std::path::PathBuf;
 
 use serde_json::Value;
 
-pub(crate) use bodies::made_for;
 use bodies::{connect_body, exec_body, network_body, unset, volume_body};
+pub(crate) use bodies::{made_for, refuse_routed_labels};
 use container::container_body;
 
 /// The label every object made through the broker carries: the job's.
@@ -75,7 +75,10 @@ pub(crate) struct Owned {
     pub(crate) execs: HashSet<String>,
     pub(crate) networks: HashSet<String>,
     pub(crate) network_names: HashMap<String, String>,
+    /// By the name the engine knows them by ([`bodies::scoped`]).
     pub(crate) volumes: HashSet<String>,
+    /// The name the job gave a volume → the engine's.
+    pub(crate) volume_names: HashMap<String, String>,
 }
 
 impl Owned {
@@ -93,6 +96,7 @@ impl Owned {
             }
             Kind::Volume => {
                 self.volumes.remove(id);
+                self.volume_names.retain(|_, v| v != id);
             }
         }
     }
@@ -104,6 +108,14 @@ impl Owned {
             return Some(r.to_owned());
         }
         self.container_names.get(r).cloned()
+    }
+
+    /// The engine's name of the job's volume `r` (the engine's name or the job's).
+    pub(crate) fn volume(&self, r: &str) -> Option<String> {
+        if self.volumes.contains(r) {
+            return Some(r.to_owned());
+        }
+        self.volume_names.get(r).cloned()
     }
 
     /// The full id of the job's network `r`; Docker's own `bridge`, `default` and `none`
@@ -124,7 +136,8 @@ pub(crate) enum Makes {
     Container(Option<String>),
     Exec,
     Network(String),
-    Volume,
+    /// A volume, with the name the job asked for.
+    Volume(String),
     /// The job's container (full id), network (full id) or volume (name) is removed: its
     /// name is no longer the job's (another job may make one of that name).
     Removes(Kind, String),
@@ -159,9 +172,10 @@ pub(crate) struct Forward {
     /// The job's volumes it uses, to be found still the job's on the engine (a volume
     /// removed behind the broker's back may have been made again by another job).
     pub(crate) volumes: Vec<String>,
-    /// An image that must not be on the machine yet (a pull: a job may fetch what the
-    /// machine lacks, not replace a tag it has, which other jobs run).
-    pub(crate) absent: Option<String>,
+    /// A pull: of what the machine lacks (a job may not replace a tag it has, which other
+    /// jobs run), or of another running job's pull (the registry checks this job's
+    /// credentials again).
+    pub(crate) pull: Option<Pull>,
     /// An image the job uses (creates a container of, inspects): it must be on the machine
     /// and not all its names another running job's pulls ([`super::images`]).
     pub(crate) image: Option<String>,
@@ -301,29 +315,103 @@ fn known_params(
     Ok(kept)
 }
 
-/// The image a pull names (`fromImage` and `tag`), refused when it would pull every tag of
-/// a name, or from a registry on this machine (a job can serve one there: the first to pull
+/// An image to pull, as the engine names it (Docker's "familiar" form: `alpine:3`,
+/// `me/app@sha256:…`, `ghcr.io/me/app:1`), which is how it lists the image's names after.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Pull {
+    /// The repository (`alpine`, `ghcr.io/me/app`).
+    pub(crate) name: String,
+    /// A tag, or a digest (`sha256:…`).
+    pub(crate) tag: String,
+}
+
+impl Pull {
+    /// `name:tag` or `name@digest`.
+    pub(crate) fn reference(&self) -> String {
+        if self.tag.starts_with("sha256:") {
+            format!("{}@{}", self.name, self.tag)
+        } else {
+            format!("{}:{}", self.name, self.tag)
+        }
+    }
+}
+
+/// The image a pull names (`fromImage` and `tag`), in the engine's own form (the same
+/// image named `docker.io/library/alpine` or `alpine` is one name to the broker, as to the
+/// engine). Refused: every tag of a name, a tag and a digest at once, what is not a
+/// reference, and a registry on this machine (a job can serve one there: the first to pull
 /// a name decides what every later job runs under it).
-fn pull_reference(image: &str, tag: Option<&str>) -> Result<String, Refusal> {
-    let last = image.rsplit('/').next().unwrap_or_default();
-    let reference = match tag.filter(|t| !t.is_empty()) {
-        Some(tag) if tag.starts_with("sha256:") => format!("{image}@{tag}"),
-        Some(tag) => format!("{image}:{tag}"),
-        None if last.contains(':') || image.contains('@') => image.to_owned(),
-        None => {
+fn pull_reference(image: &str, tag: Option<&str>) -> Result<Pull, Refusal> {
+    let bad = |why: &str| Refusal::new(format!("pulling `{image}`: {why}"));
+    let tag = tag.filter(|t| !t.is_empty());
+    let (repo, own_tag) = match image.split_once('@') {
+        Some((repo, digest)) => (repo, Some(digest)),
+        None => match image.rsplit_once(':') {
+            Some((repo, t)) if !t.contains('/') => (repo, Some(t)),
+            _ => (image, None),
+        },
+    };
+    let tag = match (own_tag, tag) {
+        (Some(_), Some(_)) => return Err(bad("a tag and a digest at once")),
+        (Some(t), None) | (None, Some(t)) => t,
+        (None, None) => {
             return Err(Refusal::new(format!(
                 "pulling every tag of `{image}` is not allowed to a job: name a tag"
             )));
         }
     };
-    if let Some((first, _)) = image.split_once('/')
-        && (first.contains('.') || first.contains(':') || first == "localhost")
-    {
-        let host = first
+    let valid_tag = if let Some(hex) = tag.strip_prefix("sha256:") {
+        hex.len() == 64
+            && hex
+                .bytes()
+                .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
+    } else {
+        tag.len() <= 128
+            && tag.bytes().enumerate().all(|(n, b)| {
+                b.is_ascii_alphanumeric() || b == b'_' || (n > 0 && (b == b'.' || b == b'-'))
+            })
+    };
+    if !valid_tag {
+        return Err(bad(&format!("`{tag}` is not a tag or a digest")));
+    }
+    // The registry, as Docker tells it: a first part with a `.` or `:`, `localhost`, or
+    // capitals; else Docker Hub (`docker.io`, where a name alone is under `library/`).
+    let (domain, path) = match repo.split_once('/') {
+        Some((first, rest))
+            if first.contains(['.', ':'])
+                || first == "localhost"
+                || first.bytes().any(|b| b.is_ascii_uppercase()) =>
+        {
+            (first, rest)
+        }
+        _ => ("docker.io", repo),
+    };
+    let domain = if domain == "index.docker.io" {
+        "docker.io"
+    } else {
+        domain
+    };
+    let path_ok = !path.is_empty()
+        && path.split('/').all(|c| {
+            !c.is_empty()
+                && c.bytes()
+                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
+                && c.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
+                && c.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
+        });
+    let domain_ok = !domain.is_empty()
+        && domain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
+    if !path_ok || !domain_ok {
+        return Err(bad("not an image reference"));
+    }
+    if domain != "docker.io" {
+        let host = domain
             .strip_prefix('[')
             .and_then(|h| h.split_once(']'))
             .map_or_else(
-                || first.rsplit_once(':').map_or(first, |(h, _)| h),
+                || domain.rsplit_once(':').map_or(domain, |(h, _)| h),
                 |(h, _)| h,
             );
         let local = host == "localhost"
@@ -331,11 +419,19 @@ fn pull_reference(image: &str, tag: Option<&str>) -> Result<String, Refusal> {
             || host.parse::<std::net::IpAddr>().is_ok();
         if local {
             return Err(Refusal::new(format!(
-                "pulling from `{first}` is not allowed to a job: only from a registry by name"
+                "pulling from `{domain}` is not allowed to a job: only from a registry by name"
             )));
         }
     }
-    Ok(reference)
+    let name = match (domain, path.strip_prefix("library/")) {
+        ("docker.io", Some(alone)) if !alone.contains('/') => alone.to_owned(),
+        ("docker.io", _) => path.to_owned(),
+        _ => format!("{domain}/{path}"),
+    };
+    Ok(Pull {
+        name,
+        tag: tag.to_owned(),
+    })
 }
 
 /// Decides on one request (refused: `Err`). `body` is the request's JSON where
@@ -362,7 +458,7 @@ pub(crate) fn judge(
         makes: Makes::Nothing,
         binds: Vec::new(),
         volumes: Vec::new(),
-        absent: None,
+        pull: None,
         image: None,
     };
     let verdict = match (method, r.segs.as_slice()) {
@@ -383,9 +479,14 @@ pub(crate) fn judge(
             }
             let params = known_params(params, &["fromImage", "tag"], "a pull")?;
             let image = param(&params, "fromImage").unwrap_or_default();
-            let reference = pull_reference(image, param(&params, "tag"))?;
+            let pull = pull_reference(image, param(&params, "tag"))?;
+            // The engine gets the name as it will list it.
+            let params = [
+                ("fromImage".to_owned(), pull.name.clone()),
+                ("tag".to_owned(), pull.tag.clone()),
+            ];
             Verdict::Forward(Forward {
-                absent: Some(reference),
+                pull: Some(pull),
                 ..as_is(&params)
             })
         }
@@ -425,7 +526,7 @@ pub(crate) fn judge(
                 makes: Makes::Exec,
                 binds: Vec::new(),
                 volumes: Vec::new(),
-                absent: None,
+                pull: None,
                 image: None,
             })
         }
@@ -547,7 +648,7 @@ pub(crate) fn judge(
                 makes: Makes::Nothing,
                 binds: Vec::new(),
                 volumes: Vec::new(),
-                absent: None,
+                pull: None,
                 image: None,
             })
         }
@@ -567,25 +668,26 @@ pub(crate) fn judge(
                 ..as_is_at(&r, &["networks", &net], &params)
             })
         }
-        ("POST", ["volumes", "create"]) => Verdict::Forward(Forward {
-            body: Payload::Json(volume_body(body, rules)?),
-            makes: Makes::Volume,
-            ..as_is(&[])
-        }),
+        ("POST", ["volumes", "create"]) => {
+            let (body, name) = volume_body(body, rules)?;
+            Verdict::Forward(Forward {
+                body: Payload::Json(body),
+                makes: Makes::Volume(name),
+                ..as_is(&[])
+            })
+        }
         ("GET" | "DELETE", ["volumes", name]) => {
-            if !owned.volumes.contains(*name) {
-                return Err(not_its("volume", name));
-            }
+            let volume = owned.volume(name).ok_or_else(|| not_its("volume", name))?;
             let params = known_params(params, &["force"], "a volume's")?;
             let makes = if method == "DELETE" {
-                Makes::Removes(Kind::Volume, (*name).to_owned())
+                Makes::Removes(Kind::Volume, volume.clone())
             } else {
                 Makes::Nothing
             };
             Verdict::Forward(Forward {
                 makes,
-                volumes: vec![(*name).to_owned()],
-                ..as_is(&params)
+                volumes: vec![volume.clone()],
+                ..as_is_at(&r, &["volumes", &volume], &params)
             })
         }
         _ => {
@@ -612,7 +714,7 @@ fn as_is_at(r: &Route<'_>, segs: &[&str], params: &[(String, String)]) -> Forwar
         makes: Makes::Nothing,
         binds: Vec::new(),
         volumes: Vec::new(),
-        absent: None,
+        pull: None,
         image: None,
     }
 }

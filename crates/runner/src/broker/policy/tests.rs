@@ -504,16 +504,54 @@ fn query_parameters_are_read_decoded_and_written_again() {
         let v = q("POST", "/images/create", query);
         assert!(refusal(&v).is_some(), "{query}: {v:?}");
     }
-    assert_eq!(
-        forward(q("POST", "/images/create", "fromImage=ghcr.io%2Fo%2Fx%3A2"))
-            .absent
-            .as_deref(),
-        Some("ghcr.io/o/x:2")
-    );
+    // Named as the engine lists what it pulled; the engine gets that name.
+    for (query, reference) in [
+        ("fromImage=ghcr.io%2Fo%2Fx%3A2", "ghcr.io/o/x:2"),
+        ("fromImage=docker.io%2Flibrary%2Falpine&tag=3", "alpine:3"),
+        (
+            "fromImage=index.docker.io%2Flibrary%2Falpine%3A3",
+            "alpine:3",
+        ),
+        ("fromImage=library%2Falpine&tag=3", "alpine:3"),
+        ("fromImage=docker.io%2Fme%2Fapp&tag=1", "me/app:1"),
+        ("fromImage=library%2Fme%2Fapp&tag=1", "library/me/app:1"),
+        (
+            "fromImage=registry-1.docker.io%2Flibrary%2Falpine&tag=3",
+            "registry-1.docker.io/library/alpine:3",
+        ),
+        (
+            "fromImage=x&tag=sha256%3A0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+            "x@sha256:0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        ),
+    ] {
+        let f = forward(q("POST", "/images/create", query));
+        let pull = f.pull.unwrap();
+        assert_eq!(pull.reference(), reference, "{query}");
+        assert_eq!(
+            f.uri,
+            format!(
+                "/images/create?{}",
+                encode(&[("fromImage".into(), pull.name), ("tag".into(), pull.tag)])
+            ),
+            "{query}"
+        );
+    }
+    for query in [
+        "fromImage=x%3A1&tag=sha256%3A0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef",
+        "fromImage=x%3A1&tag=2",
+        "fromImage=x&tag=a%20b",
+        "fromImage=x%0Ay&tag=1",
+        "fromImage=x%20y&tag=1",
+        "fromImage=X&tag=1",
+        "fromImage=x&tag=sha256%3A12",
+    ] {
+        let v = q("POST", "/images/create", query);
+        assert!(refusal(&v).is_some(), "{query}: {v:?}");
+    }
     assert!(refusal(&q("POST", "/images/create", "fromSrc=-")).is_some());
     assert!(refusal(&q("POST", "/images/create", "from%53rc=-")).is_some());
     let pull = forward(q("POST", "/images/create", "fromImage=busybox&tag=1"));
-    assert_eq!(pull.absent.as_deref(), Some("busybox:1"));
+    assert_eq!(pull.pull.unwrap().reference(), "busybox:1");
     let f = forward(judge(
         "POST",
         "/containers/create",
@@ -544,7 +582,7 @@ fn a_volume_that_existed_is_not_taken_over() {
 }
 
 #[test]
-fn a_job_s_compose_project_is_its_own_and_images_it_inspects_are_looked_up() {
+fn a_job_s_compose_project_volumes_and_networks_are_its_own_and_images_are_looked_up() {
     // The machine's Compose finds a project's containers, networks and volumes by this label:
     // a job's are under a name no deployed project can have.
     let project = json!({"com.docker.compose.project": "innerarchitect", "com.docker.compose.service": "web"});
@@ -576,6 +614,81 @@ fn a_job_s_compose_project_is_its_own_and_images_it_inspects_are_looked_up() {
             "{path}"
         );
     }
+    // Set whatever was asked: a container gets its image's labels where it sets none.
+    let f = forward(create(json!({"Image": "busybox"})));
+    let Payload::Json(body) = f.body else {
+        panic!("{:?}", f.body);
+    };
+    assert_eq!(body["Labels"]["com.docker.compose.project"], "job-7/");
+    // Networks and volumes are made under the job's label (a project's `prod_data` could
+    // otherwise be made by a job before the project is, for the project to use), and named
+    // as the job named them.
+    let f = forward(judge(
+        "POST",
+        "/volumes/create",
+        "",
+        Some(&json!({"Name": "prod_data"})),
+        &owned(),
+        &rules(),
+    ));
+    assert_eq!(f.makes, Makes::Volume("prod_data".into()));
+    let Payload::Json(body) = f.body else {
+        panic!("{:?}", f.body);
+    };
+    assert_eq!(body["Name"], "job-7.prod_data");
+    let f = forward(judge(
+        "POST",
+        "/networks/create",
+        "",
+        Some(&json!({"Name": "prod_default"})),
+        &owned(),
+        &rules(),
+    ));
+    assert_eq!(f.makes, Makes::Network("prod_default".into()));
+    let Payload::Json(body) = f.body else {
+        panic!("{:?}", f.body);
+    };
+    assert_eq!(body["Name"], "job-7.prod_default");
+    let mut o = owned();
+    o.volumes.insert("job-7.prod_data".into());
+    o.volume_names
+        .insert("prod_data".into(), "job-7.prod_data".into());
+    let f = forward(judge(
+        "POST",
+        "/containers/create",
+        "",
+        Some(&json!({"Image": "busybox", "HostConfig": {
+            "Binds": ["prod_data:/data:ro"],
+            "Mounts": [{"Type": "volume", "Source": "prod_data", "Target": "/m"},
+                       {"Type": "volume", "Target": "/anon", "VolumeOptions": {"Labels": {"com.docker.compose.project": "prod"}}}]
+        }})),
+        &o,
+        &rules(),
+    ));
+    let Payload::Json(body) = f.body else {
+        panic!("{:?}", f.body);
+    };
+    assert_eq!(
+        body["HostConfig"]["Binds"],
+        json!(["job-7.prod_data:/data:ro"])
+    );
+    assert_eq!(body["HostConfig"]["Mounts"][0]["Source"], "job-7.prod_data");
+    let anonymous = &body["HostConfig"]["Mounts"][1]["VolumeOptions"]["Labels"];
+    assert_eq!(anonymous["com.docker.compose.project"], "job-7/prod");
+    assert_eq!(anonymous[BROKER_LABEL], "job-7");
+    assert_eq!(f.volumes, ["job-7.prod_data", "job-7.prod_data"]);
+    assert_eq!(
+        forward(judge(
+            "DELETE",
+            "/volumes/prod_data",
+            "",
+            None,
+            &o,
+            &rules()
+        ))
+        .uri,
+        "/volumes/job-7.prod_data"
+    );
     let v = create(json!({"Image": "busybox", "Labels": {"com.docker.compose.project": 1}}));
     assert!(
         refusal(&v).is_some_and(|m| m.contains("must be a string")),
