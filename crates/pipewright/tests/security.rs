@@ -180,6 +180,55 @@ jobs:
     assert!(!s.dir.path().join("data/planted").exists());
 }
 
+/// The in-process runner runs a fork's job in containers: its `container` and a service
+/// through its runner's Docker broker, and nothing of the machine reaches the job's
+/// containers (no privileged container, no server file mounted, no engine socket).
+#[test]
+fn a_fork_s_job_runs_in_containers_of_the_in_process_runner_without_reaching_the_host() {
+    let image = common::busybox_image();
+    let s = confined("");
+    let d = s.dir.path().display().to_string();
+    let workflow = format!(
+        r#"on: pull_request
+jobs:
+  boxed:
+    runs-on: x
+    container: {image}
+    services:
+      web:
+        image: {image}
+    steps:
+      - run: cat /marker && wget -q -O - http://web/ | head -1
+      - run: test ! -e /var/run/docker.sock && echo no engine socket in the container
+  steps:
+    runs-on: x
+    steps:
+      - run: |
+          docker run --rm --privileged {image} true 2>&1 || echo privileged refused
+          docker run --rm -v {d}/data:/data {image} ls /data 2>&1 || echo server files refused
+          docker run --rm {image} cat /marker
+"#
+    );
+    let work = s.commit("feature", &workflow);
+    s.push(&work, "feature");
+    let id = pull_request(&s, &work, 1, Value::Null);
+    let run = s.wait_completed(id);
+    let log = logs(&s, id);
+    assert_eq!(run["conclusion"], "success", "{log}\n{}", s.log());
+    for said in [
+        "[boxed] inside the container",
+        "[boxed] hello from the web service",
+        "[boxed] no engine socket in the container",
+        "[steps] privileged refused",
+        "[steps] server files refused",
+        "[steps] inside the container",
+        "this job runs confined: as user pipewright-job",
+    ] {
+        assert!(log.contains(said), "`{said}` not in:\n{log}");
+    }
+    assert!(!log.contains("secret.key"), "{log}");
+}
+
 #[test]
 fn a_job_reaches_the_api_with_its_own_token_only_and_only_while_it_runs() {
     let s = confined("");

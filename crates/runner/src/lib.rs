@@ -146,7 +146,8 @@ pub async fn run(config: RunnerConfig, shutdown: CancellationToken) -> Result<()
     // What the jobs' brokers let them pull: each job's alone while it runs.
     let pulls = broker::Pulls::new(&config.work_dir);
     // Also where the broker is off now: what its jobs pulled when it was on is removed.
-    if (config.isolation.is_some() && broker::enabled()) || !pulls.left().is_empty() {
+    if (config.isolation.is_some() && broker::enabled()) || pulls.left() != (Vec::new(), Vec::new())
+    {
         broker::sweep(&config.work_dir, &pulls).await;
     }
     if let Some(iso) = &config.isolation {

@@ -1,50 +1,61 @@
 //! Images a confined job pulled through its broker: the job's own while it runs, removed
 //! when it ends.
 //!
-//! An image pulled with a job's registry credentials may be private. While the job runs,
-//! another job of this runner may run or inspect it only if it pulled it too (the registry
-//! then checked its credentials): an image is refused to a job when one of its names is a
-//! running job's pull, none is the asking job's, and none of its tags is the machine's.
-//! When the last job that pulled a name ends, the name is removed from the engine (an image
-//! that also has a name the machine gave it keeps that one); until it is removed, no job
-//! may use it. A pull that failed is nobody's. Names are the engine's (the broker sends the
-//! pull under the name the engine will list), and what the runner's jobs pulled is written
-//! down in its work directory before each pull, so that what a runner stopped during a job
-//! left (or could not remove) is removed when it starts again, or after a later job.
+//! An image pulled with a job's registry credentials may be private, so what a job's pull
+//! brought is that job's alone: the image ids a pull brought to the engine (ids it did not
+//! have before the pull) may be used by no other job, and neither may an image while a name
+//! of it is being pulled by another job. A name another job pulled (or is pulling) may not
+//! be pulled again by a job: a pull by digest of what the engine holds is answered from the
+//! engine's cache without asking the registry for the job's credentials. When a job ends,
+//! the names it pulled are removed from the engine (an image that also has a name the
+//! machine gave it keeps that one); until its images are gone, no job may use them. Names
+//! are the engine's (the broker sends a pull under the name the engine will list), and what
+//! the runner's jobs pulled is written down in its work directory before each pull, so
+//! that what a runner stopped during a job left (or could not remove) is removed when it
+//! starts again, or after a later job.
 //!
 //! The images on the machine that no job pulled are the machine's: its admin put them
-//! there for jobs to run.
+//! there for jobs to run. A name a job pulled onto an image the engine had already (its
+//! content was there) brings the job no image of its own.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-/// The images the jobs of this runner pulled, by name: shared by its slots.
+/// The most names a job may pull.
+const MAX_PULLS: usize = 256;
+
+/// The images the jobs of this runner pulled: shared by its slots.
 #[derive(Debug, Clone)]
 pub(crate) struct Pulls(Arc<Mutex<Claims>>);
 
+/// Whose a name or an image id is: a running job's (its label), or nobody's (its job ended
+/// or the runner stopped; it is to be removed, and no job's to use until it is).
+type Holder = Option<String>;
+
 #[derive(Debug)]
 struct Claims {
-    /// A pulled image's name (as the engine lists it) → the labels of the running jobs
-    /// that pulled it; none: its jobs ended and it is to be removed (no job's to use).
-    by_name: BTreeMap<String, BTreeSet<String>>,
-    /// Where the claims are written down (`WORK/docker-pulls`): `LABEL NAME` a line, `-
-    /// NAME` for a name to remove.
+    /// A name a job pulled (as the engine lists it) → whose.
+    names: BTreeMap<String, Holder>,
+    /// An image id a job's pull brought → whose.
+    ids: BTreeMap<String, Holder>,
+    /// Names being pulled, and by whom: nobody else may use an image of such a name.
+    pulling: BTreeMap<String, String>,
+    /// Where the claims are written down (`WORK/docker-pulls`): `name LABEL NAME` and `id
+    /// LABEL ID` a line, `-` for nobody.
     journal: PathBuf,
 }
 
-/// How a job's pull of a name starts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Start {
-    /// Nobody pulled it: it is the job's from now (others' pulls of it wait for the
-    /// registry's answer to theirs).
-    New,
-    /// The job pulled it already.
-    Own,
-    /// Another running job pulled it: the job's too if its own pull succeeds.
+/// Why a job may not pull a name.
+#[derive(Debug)]
+pub(crate) enum NotPulled {
+    /// Another job pulled it or is pulling it (or a job that ended, and it is not removed yet).
     Others,
-    /// A job that ended pulled it and it is not removed yet: refused.
-    Left,
+    /// The job pulled as many names as it may.
+    TooMany,
+    /// It could not be written down (it could then not be removed after a crash).
+    Journal(std::io::Error),
 }
 
 impl Pulls {
@@ -52,113 +63,132 @@ impl Pulls {
     /// stopped during (or could not remove) are read back, to be removed ([`Pulls::left`]).
     pub(crate) fn new(work_dir: &Path) -> Pulls {
         let journal = work_dir.join("docker-pulls");
-        let by_name = std::fs::read_to_string(&journal)
+        let mut claims = Claims {
+            names: BTreeMap::new(),
+            ids: BTreeMap::new(),
+            pulling: BTreeMap::new(),
+            journal,
+        };
+        for line in std::fs::read_to_string(&claims.journal)
             .unwrap_or_default()
             .lines()
-            .filter_map(|l| l.split_once(' '))
-            .filter(|(_, name)| !name.is_empty())
-            .map(|(_, name)| (name.to_owned(), BTreeSet::new()))
-            .collect();
-        Pulls(Arc::new(Mutex::new(Claims { by_name, journal })))
+        {
+            match line.split(' ').collect::<Vec<_>>()[..] {
+                ["name", _, name] => {
+                    claims.names.insert(name.to_owned(), None);
+                }
+                ["id", _, id] => {
+                    claims.ids.insert(id.to_owned(), None);
+                }
+                _ => {}
+            }
+        }
+        Pulls(Arc::new(Mutex::new(claims)))
     }
 
     fn claims(&self) -> std::sync::MutexGuard<'_, Claims> {
         self.0.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Whether anyone pulled `name` (running or not).
-    pub(crate) fn known(&self, name: &str) -> bool {
-        self.claims().by_name.contains_key(name)
+    /// Whether job `label` pulled `name` itself (it may pull it again).
+    pub(crate) fn its_own(&self, name: &str, label: &str) -> bool {
+        self.claims().names.get(name) == Some(&Some(label.to_owned()))
     }
 
-    /// Starts job `label`'s pull of `name`: a new name is the job's (written down first: an
-    /// error when it cannot be, and the pull is then refused).
-    pub(crate) fn start(&self, name: &str, label: &str) -> std::io::Result<Start> {
-        let mut c = self.claims();
-        let start = match c.by_name.get(name) {
-            Some(h) if h.contains(label) => return Ok(Start::Own),
-            Some(h) if h.is_empty() => return Ok(Start::Left),
-            Some(_) => return Ok(Start::Others),
-            None => Start::New,
-        };
-        c.by_name
-            .insert(name.to_owned(), BTreeSet::from([label.to_owned()]));
-        c.write()?;
-        Ok(start)
-    }
-
-    /// Job `label`'s pull of `name`, started as `start`, ended: `pulled` when the engine
-    /// has it now. Answers whether the name is nobody's now and may be on the engine (to be
-    /// looked up, and forgotten if it is not).
-    pub(crate) fn ended(&self, name: &str, label: &str, start: Start, pulled: bool) -> bool {
-        let mut c = self.claims();
-        let orphan = {
-            let Some(h) = c.by_name.get_mut(name) else {
-                return false;
-            };
-            match (start, pulled) {
-                (Start::Others, true) => {
-                    h.insert(label.to_owned());
-                }
-                (Start::New, false) => {
-                    h.remove(label);
-                }
-                _ => {}
-            }
-            h.is_empty()
-        };
-        if let Err(e) = c.write() {
-            tracing::warn!("writing down the runner's jobs' pulls: {e}");
-        }
-        orphan
-    }
-
-    /// Whether an image of these `tags` and `digests` is another's: one of its names was
-    /// pulled by a job (running, or ended and not removed yet), none by this job, and none
-    /// of its tags is the machine's. (A pull by tag also gives the image a digest nobody
-    /// pulled by.)
-    pub(crate) fn others(&self, tags: &[String], digests: &[String], label: &str) -> bool {
+    /// Whether another job pulled `name` or is pulling it (or a job that ended, and the name
+    /// is not removed yet).
+    pub(crate) fn taken(&self, name: &str, label: &str) -> bool {
         let c = self.claims();
-        let mut names = tags.iter().chain(digests);
-        if names
-            .clone()
-            .any(|n| c.by_name.get(n).is_some_and(|h| h.contains(label)))
-        {
-            return false;
-        }
-        if tags.iter().any(|t| !c.by_name.contains_key(t)) {
-            return false;
-        }
-        names.any(|n| c.by_name.contains_key(n))
+        c.names
+            .get(name)
+            .is_some_and(|h| h.as_deref() != Some(label))
+            || c.pulling.get(name).is_some_and(|l| l != label)
     }
 
-    /// Job `label` ended: what it pulled is no longer its.
-    pub(crate) fn release(&self, label: &str) {
+    /// Starts job `label`'s pull of `name`, written down first. Refused when another job
+    /// pulled it or is pulling it.
+    pub(crate) fn start(&self, name: &str, label: &str) -> Result<(), NotPulled> {
         let mut c = self.claims();
-        for h in c.by_name.values_mut() {
-            h.remove(label);
+        let mine = Some(label.to_owned());
+        match c.names.get(name) {
+            Some(h) if *h != mine => return Err(NotPulled::Others),
+            _ => {}
+        }
+        if c.pulling.get(name).is_some_and(|l| l != label) {
+            return Err(NotPulled::Others);
+        }
+        if !c.names.contains_key(name)
+            && c.names.values().filter(|h| **h == mine).count() >= MAX_PULLS
+        {
+            return Err(NotPulled::TooMany);
+        }
+        c.names.insert(name.to_owned(), mine);
+        c.pulling.insert(name.to_owned(), label.to_owned());
+        c.write().map_err(NotPulled::Journal)
+    }
+
+    /// Job `label`'s pull of `name` ended. `brought`: the image id it landed on, when that
+    /// id was not on the engine before the pull (the job's from now). `gone`: the name is
+    /// not on the engine (a pull that failed): forgotten.
+    pub(crate) fn ended(&self, name: &str, label: &str, brought: Option<String>, gone: bool) {
+        let mut c = self.claims();
+        c.pulling.remove(name);
+        if let Some(id) = brought {
+            c.ids.entry(id).or_insert_with(|| Some(label.to_owned()));
+        }
+        if gone && c.names.get(name) == Some(&Some(label.to_owned())) {
+            c.names.remove(name);
         }
         if let Err(e) = c.write() {
             tracing::warn!("writing down the runner's jobs' pulls: {e}");
         }
     }
 
-    /// The names no running job pulled, to be removed from the engine.
-    pub(crate) fn left(&self) -> Vec<String> {
-        self.claims()
-            .by_name
-            .iter()
-            .filter(|(_, h)| h.is_empty())
-            .map(|(n, _)| n.clone())
-            .collect()
+    /// Whether job `label` may not use the image `id` of these `names` (its tags and
+    /// digests): a pull of another job brought it, or a name of it is being pulled by
+    /// another job.
+    pub(crate) fn others(&self, id: &str, names: &[String], label: &str) -> bool {
+        let c = self.claims();
+        let mine = Some(label.to_owned());
+        c.ids.get(id).is_some_and(|h| *h != mine)
+            || names
+                .iter()
+                .any(|n| c.pulling.get(n).is_some_and(|l| l != label))
     }
 
-    /// `names` were removed from the engine (or were not on it): forgotten, unless a job
-    /// pulled one again meanwhile.
-    pub(crate) fn forget(&self, names: &[String]) {
+    /// Job `label` ended: what it pulled is nobody's, to be removed.
+    pub(crate) fn release(&self, label: &str) {
+        let mut guard = self.claims();
+        let c = &mut *guard;
+        let mine = Some(label.to_owned());
+        for h in c.names.values_mut().chain(c.ids.values_mut()) {
+            if *h == mine {
+                *h = None;
+            }
+        }
+        c.pulling.retain(|_, l| l != label);
+        if let Err(e) = c.write() {
+            tracing::warn!("writing down the runner's jobs' pulls: {e}");
+        }
+    }
+
+    /// The names and image ids no running job holds, to be removed from the engine.
+    pub(crate) fn left(&self) -> (Vec<String>, Vec<String>) {
+        let c = self.claims();
+        let nobody = |m: &BTreeMap<String, Holder>| {
+            m.iter()
+                .filter(|(_, h)| h.is_none())
+                .map(|(n, _)| n.clone())
+                .collect::<Vec<_>>()
+        };
+        (nobody(&c.names), nobody(&c.ids))
+    }
+
+    /// These names and ids are no longer on the engine: forgotten (those nobody holds).
+    pub(crate) fn forget(&self, names: &[String], ids: &[String]) {
         let mut c = self.claims();
-        c.by_name
-            .retain(|n, h| !(h.is_empty() && names.contains(n)));
+        c.names.retain(|n, h| h.is_some() || !names.contains(n));
+        c.ids.retain(|i, h| h.is_some() || !ids.contains(i));
         if let Err(e) = c.write() {
             tracing::warn!("writing down the runner's jobs' pulls: {e}");
         }
@@ -167,19 +197,17 @@ impl Pulls {
 
 impl Claims {
     fn write(&self) -> std::io::Result<()> {
-        if self.by_name.is_empty() {
+        if self.names.is_empty() && self.ids.is_empty() {
             return match std::fs::remove_file(&self.journal) {
                 Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
                 _ => Ok(()),
             };
         }
         let mut text = String::new();
-        for (name, holders) in &self.by_name {
-            if holders.is_empty() {
-                text.push_str(&format!("- {name}\n"));
-            }
-            for label in holders {
-                text.push_str(&format!("{label} {name}\n"));
+        for (kind, map) in [("name", &self.names), ("id", &self.ids)] {
+            for (what, holder) in map {
+                let holder = holder.as_deref().unwrap_or("-");
+                text.push_str(&format!("{kind} {holder} {what}\n"));
             }
         }
         let tmp = self.journal.with_extension("new");
@@ -197,7 +225,27 @@ pub(crate) enum Unusable {
     Refused(String),
 }
 
-/// Whether job `label` may use `image`: the engine has it, and it is not another job's pull
+/// What the engine says of image `image`: `Ok(None)` when it has none such.
+async fn inspect(engine: &Path, image: &str) -> Result<Option<serde_json::Value>, String> {
+    let encoded: String = form_urlencoded::byte_serialize(image.as_bytes()).collect();
+    match super::engine_get(engine, &format!("/images/{encoded}/json")).await {
+        None => Err("the Docker engine did not answer".into()),
+        Some((status, found)) if status.is_success() => Ok(Some(found)),
+        // Not found, or not a name the engine reads (it has no image of that name).
+        Some((hyper::StatusCode::NOT_FOUND | hyper::StatusCode::BAD_REQUEST, _)) => Ok(None),
+        Some((status, _)) => Err(format!("the Docker engine answered {status}")),
+    }
+}
+
+fn id_of(found: &serde_json::Value) -> String {
+    found
+        .get("Id")
+        .and_then(serde_json::Value::as_str)
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// Whether job `label` may use `image`: the engine has it, and it is not another job's
 /// ([`Pulls::others`]). For a container (`creating`), the image must not carry labels that
 /// something on the machine acts on: a container gets its image's labels.
 pub(crate) async fn usable(
@@ -207,32 +255,23 @@ pub(crate) async fn usable(
     image: &str,
     creating: bool,
 ) -> Result<(), Unusable> {
-    let encoded: String = form_urlencoded::byte_serialize(image.as_bytes()).collect();
-    let Some((status, found)) = super::engine_get(engine, &format!("/images/{encoded}/json")).await
-    else {
-        return Err(Unusable::Refused(format!(
-            "the image `{image}` could not be looked up: the Docker engine did not answer"
-        )));
+    let found = match inspect(engine, image).await {
+        Err(e) => {
+            return Err(Unusable::Refused(format!(
+                "the image `{image}` could not be looked up: {e}"
+            )));
+        }
+        Ok(None) => return Err(Unusable::Missing),
+        Ok(Some(found)) => found,
     };
-    if status == hyper::StatusCode::NOT_FOUND {
-        return Err(Unusable::Missing);
-    }
-    if !status.is_success() {
-        return Err(Unusable::Refused(format!(
-            "the image `{image}` could not be looked up ({status})"
-        )));
-    }
-    let names = |key: &str| -> Vec<String> {
-        found
-            .get(key)
-            .and_then(serde_json::Value::as_array)
-            .into_iter()
-            .flatten()
-            .filter_map(serde_json::Value::as_str)
-            .map(str::to_owned)
-            .collect()
-    };
-    if pulls.others(&names("RepoTags"), &names("RepoDigests"), label) {
+    let names: Vec<String> = ["RepoTags", "RepoDigests"]
+        .iter()
+        .filter_map(|k| found.get(*k).and_then(serde_json::Value::as_array))
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+        .map(str::to_owned)
+        .collect();
+    if pulls.others(&id_of(&found), &names, label) {
         return Err(Unusable::Refused(format!(
             "the image `{image}` was pulled by another job: it is that job's alone (it may be \
              private) until it ends and the image is removed"
@@ -253,17 +292,38 @@ pub(crate) async fn usable(
     Ok(())
 }
 
-/// Removes the `names` of images jobs pulled from the engine (an image with no other name
-/// goes; one that also has a name of the machine's keeps it): those removed (or already
-/// gone).
-pub(crate) async fn remove(engine: &Path, names: &[String]) -> Vec<String> {
-    let mut removed = Vec::new();
+/// The ids of the images the engine has (before a pull: what the pull brought is what was
+/// not among them).
+pub(super) async fn ids(engine: &Path) -> Option<BTreeSet<String>> {
+    let (status, list) = super::engine_get(engine, "/images/json?all=1").await?;
+    if !status.is_success() {
+        return None;
+    }
+    Some(
+        list.as_array()?
+            .iter()
+            .filter_map(|i| i.get("Id").and_then(serde_json::Value::as_str))
+            .map(str::to_owned)
+            .collect(),
+    )
+}
+
+/// Removes from the engine what no running job holds ([`Pulls::left`]): the names (an
+/// image with no other name goes; one that also has a name of the machine's keeps it),
+/// then forgets the names and the ids the engine no longer has.
+pub(crate) async fn remove_left(engine: &Path, pulls: &Pulls) {
+    let (names, ids) = pulls.left();
+    let mut gone_names = Vec::new();
     for name in names {
         let encoded: String = form_urlencoded::byte_serialize(name.as_bytes()).collect();
         let path = format!("/images/{encoded}");
         match super::engine_call(engine, hyper::Method::DELETE, &path).await {
-            Some((status, _)) if status.is_success() || status == hyper::StatusCode::NOT_FOUND => {
-                removed.push(name.clone());
+            Some((status, _))
+                if status.is_success()
+                    || status == hyper::StatusCode::NOT_FOUND
+                    || status == hyper::StatusCode::BAD_REQUEST =>
+            {
+                gone_names.push(name);
             }
             Some((status, answer)) => {
                 let why = answer.get("message").and_then(serde_json::Value::as_str);
@@ -277,54 +337,56 @@ pub(crate) async fn remove(engine: &Path, names: &[String]) -> Vec<String> {
             ),
         }
     }
-    removed
-}
-
-/// Whether the engine has image `name`: `None` when it cannot tell.
-async fn present(engine: &Path, name: &str) -> Option<bool> {
-    let encoded: String = form_urlencoded::byte_serialize(name.as_bytes()).collect();
-    match super::engine_get(engine, &format!("/images/{encoded}/json")).await? {
-        (status, _) if status.is_success() => Some(true),
-        (hyper::StatusCode::NOT_FOUND, _) => Some(false),
-        _ => None,
+    let mut gone_ids = Vec::new();
+    for id in ids {
+        if matches!(inspect(engine, &id).await, Ok(None)) {
+            gone_ids.push(id);
+        }
     }
+    pulls.forget(&gone_names, &gone_ids);
 }
 
-/// Job `label`'s pull of `name` ended (`ok`: the engine's answer told of no error): the
-/// job's if the engine has the image now; a name nobody holds any more and that is not on
-/// the engine is forgotten.
+/// Job `label`'s pull of `name` ended (`ok`: the engine's answer told of no error; the
+/// engine had the image ids `before`): the image it landed on is the job's when it is new.
 pub(super) async fn pull_ended(
     engine: &Path,
     pulls: &Pulls,
     label: &str,
     name: &str,
-    start: Start,
+    before: &BTreeSet<String>,
     ok: bool,
 ) {
-    let pulled = ok && present(engine, name).await == Some(true);
-    if pulls.ended(name, label, start, pulled) && present(engine, name).await == Some(false) {
-        pulls.forget(&[name.to_owned()]);
-    }
+    let found = inspect(engine, name).await;
+    let brought = match &found {
+        Ok(Some(f)) if ok => Some(id_of(f)).filter(|id| !id.is_empty() && !before.contains(id)),
+        _ => None,
+    };
+    pulls.ended(name, label, brought, matches!(found, Ok(None)));
 }
 
 /// Sends the engine's answer to a pull on to the job as it comes, and when it ends (the
-/// job may have hung up: it is read to its end all the same) records the pull
-/// ([`pull_ended`]); `counted` is held until then, so the job's end waits for it.
-pub(super) fn follow_pull(
+/// job may have hung up or stopped reading: it is read to its end all the same) records the
+/// pull ([`pull_ended`]). `held` is kept until then: the job's end waits for the pull, and
+/// its count of pulls at once stays taken.
+pub(super) fn follow_pull<H: Send + 'static>(
     response: hyper::Response<hyper::body::Incoming>,
     name: String,
-    start: Start,
+    before: BTreeSet<String>,
     (engine, pulls, label): (PathBuf, Pulls, String),
-    counted: Option<super::InFlight>,
+    held: H,
 ) -> hyper::Response<super::Body> {
     use http_body_util::BodyExt;
     let (parts, mut incoming) = response.into_parts();
     let answered = parts.status.is_success();
-    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(16);
+    let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(256);
+    // Set when the job fell behind and lost part of the answer: it is then told so.
+    let cut = Arc::new(AtomicBool::new(false));
+    let cut_here = cut.clone();
     tokio::spawn(async move {
-        let _counted = counted;
+        let _held = held;
         let mut errors = Errors::default();
         let mut broken = false;
+        let mut tx = Some(tx);
         while let Some(frame) = incoming.frame().await {
             let Ok(frame) = frame else {
                 broken = true;
@@ -332,20 +394,33 @@ pub(super) fn follow_pull(
             };
             if let Ok(data) = frame.into_data() {
                 errors.read(&data);
-                // A job that hung up: the pull is read to its end all the same.
-                let _ = tx.send(data).await;
+                if let Some(t) = &tx
+                    && let Err(e) = t.try_send(data)
+                {
+                    if matches!(e, tokio::sync::mpsc::error::TrySendError::Full(_)) {
+                        cut_here.store(true, Ordering::SeqCst);
+                    }
+                    tx = None;
+                }
             }
         }
         drop(tx);
         let ok = answered && !broken && !errors.seen;
-        pull_ended(&engine, &pulls, &label, &name, start, ok).await;
+        pull_ended(&engine, &pulls, &label, &name, &before, ok).await;
     });
-    let frames = futures_util::stream::unfold(rx, |mut rx| async move {
-        let data = rx.recv().await?;
-        Some((
-            Ok::<_, Box<dyn std::error::Error + Send + Sync>>(hyper::body::Frame::data(data)),
-            rx,
-        ))
+    let frames = futures_util::stream::unfold((rx, cut, false), |(mut rx, cut, over)| async move {
+        if over {
+            return None;
+        }
+        match rx.recv().await {
+            Some(data) => Some((Ok(hyper::body::Frame::data(data)), (rx, cut, false))),
+            None if cut.load(Ordering::SeqCst) => {
+                let e: Box<dyn std::error::Error + Send + Sync> =
+                    "pipewright: the pull's answer was not read in time".into();
+                Some((Err(e), (rx, cut, true)))
+            }
+            None => None,
+        }
     });
     hyper::Response::from_parts(parts, http_body_util::StreamBody::new(frames).boxed())
 }
@@ -380,7 +455,11 @@ impl Errors {
 
 #[cfg(test)]
 mod tests {
-    use super::{Errors, Pulls, Start};
+    use super::{Errors, NotPulled, Pulls};
+
+    fn names(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| (*s).to_owned()).collect()
+    }
 
     #[test]
     fn a_pull_that_told_of_an_error_failed() {
@@ -392,54 +471,66 @@ mod tests {
         assert!(e.seen);
     }
 
-    fn names(v: &[&str]) -> Vec<String> {
-        v.iter().map(|s| (*s).to_owned()).collect()
-    }
-
     #[test]
-    fn a_pulled_image_is_its_jobs_until_they_end_and_written_down_meanwhile() {
+    fn what_a_pull_brought_is_its_job_s_until_it_ends_and_written_down_meanwhile() {
         let dir = tempfile::tempdir().unwrap();
         let pulls = Pulls::new(dir.path());
-        let (tag, digest) = (names(&["private:1"]), names(&["private@sha256:aa"]));
-        assert_eq!(pulls.start("private:1", "job-1").unwrap(), Start::New);
-        assert_eq!(pulls.start("private:1", "job-1").unwrap(), Start::Own);
-        // Nobody may use it while the pull is under way but its job.
-        assert!(pulls.others(&tag, &digest, "job-2"));
-        assert!(!pulls.others(&tag, &digest, "job-1"), "its own");
-        // Also a tag of the machine's: the machine's image.
-        assert!(!pulls.others(&names(&["private:1", "base:1"]), &digest, "job-2"));
-        assert!(!pulls.others(&[], &[], "job-2"));
-        assert!(
-            !pulls.others(&[], &digest, "job-2"),
-            "a digest nobody pulled by"
-        );
-        assert!(!pulls.ended("private:1", "job-1", Start::New, true));
-        // Another job pulls it too: its own once its pull (its credentials) succeeds.
-        assert_eq!(pulls.start("private:1", "job-2").unwrap(), Start::Others);
-        assert!(!pulls.ended("private:1", "job-2", Start::Others, false));
-        assert!(pulls.others(&tag, &digest, "job-2"), "its pull failed");
-        assert!(!pulls.ended("private:1", "job-2", Start::Others, true));
-        assert!(!pulls.others(&tag, &digest, "job-2"));
+        let tags = names(&["private:1", "private@sha256:aa"]);
+        pulls.start("private:1", "job-1").unwrap();
+        // Nobody else may pull it, nor use an image of that name while it is pulled.
+        assert!(matches!(
+            pulls.start("private:1", "job-2"),
+            Err(NotPulled::Others)
+        ));
+        assert!(pulls.others("sha256:old", &tags, "job-2"));
+        assert!(!pulls.others("sha256:old", &tags, "job-1"));
+        pulls.ended("private:1", "job-1", Some("sha256:new".into()), false);
+        assert!(pulls.others("sha256:new", &[], "job-2"), "by its id alone");
+        assert!(!pulls.others("sha256:new", &tags, "job-1"), "its own");
+        assert!(pulls.its_own("private:1", "job-1"));
+        // A name pulled onto what the engine had brings nothing: the machine's image.
+        pulls.start("alias:1", "job-2").unwrap();
+        pulls.ended("alias:1", "job-2", None, false);
+        assert!(!pulls.others("sha256:machine", &names(&["alias:1"]), "job-3"));
+        assert!(pulls.others("sha256:new", &names(&["alias:1"]), "job-2"));
         let journal = std::fs::read_to_string(dir.path().join("docker-pulls")).unwrap();
-        assert_eq!(journal, "job-1 private:1\njob-2 private:1\n");
-        // A failed pull is nobody's.
-        assert_eq!(pulls.start("gone:1", "job-3").unwrap(), Start::New);
-        assert!(pulls.ended("gone:1", "job-3", Start::New, false));
-        pulls.forget(&names(&["gone:1"]));
-        assert!(!pulls.known("gone:1"));
-        // When the last of its jobs ends it is to be removed, and no job's to use meanwhile.
+        assert_eq!(
+            journal,
+            "name job-2 alias:1\nname job-1 private:1\nid job-1 sha256:new\n"
+        );
+        // A failed pull is forgotten.
+        pulls.start("gone:1", "job-3").unwrap();
+        pulls.ended("gone:1", "job-3", None, true);
+        assert!(!pulls.its_own("gone:1", "job-3"));
+        // When its job ends it is to be removed, and no job's to use or pull meanwhile.
         pulls.release("job-1");
-        assert!(pulls.left().is_empty(), "job-2 still runs");
-        pulls.release("job-2");
-        assert_eq!(pulls.left(), tag);
-        assert!(pulls.others(&tag, &digest, "job-4"));
-        assert_eq!(pulls.start("private:1", "job-4").unwrap(), Start::Left);
+        assert_eq!(
+            pulls.left(),
+            (names(&["private:1"]), names(&["sha256:new"]))
+        );
+        assert!(pulls.others("sha256:new", &[], "job-1"));
+        assert!(matches!(
+            pulls.start("private:1", "job-4"),
+            Err(NotPulled::Others)
+        ));
         // A runner stopped: when it starts again, what was written down is to be removed.
         let again = Pulls::new(dir.path());
-        assert_eq!(again.left(), tag);
-        assert!(again.others(&tag, &digest, "job-2"));
-        again.forget(&tag);
-        assert!(again.left().is_empty());
+        assert_eq!(
+            again.left(),
+            (names(&["alias:1", "private:1"]), names(&["sha256:new"]))
+        );
+        assert!(again.others("sha256:new", &[], "job-2"));
+        again.forget(&names(&["alias:1", "private:1"]), &names(&["sha256:new"]));
+        assert_eq!(again.left(), (vec![], vec![]));
         assert!(!dir.path().join("docker-pulls").exists());
+        // At most so many names a job.
+        let many = Pulls::new(dir.path());
+        for n in 0..super::MAX_PULLS {
+            many.start(&format!("x{n}:1"), "job-5").unwrap();
+        }
+        assert!(matches!(
+            many.start("one-more:1", "job-5"),
+            Err(NotPulled::TooMany)
+        ));
     }
 }

@@ -31,7 +31,7 @@ use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
 use serde_json::Value;
 use tokio::net::{UnixListener, UnixStream};
-use tokio::sync::Semaphore;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 pub(crate) use images::Pulls;
@@ -39,6 +39,9 @@ pub(crate) use policy::Rules;
 use policy::{Bind, Makes, Owned, Payload, Refusal, Verdict};
 
 type Body = BoxBody<Bytes, Box<dyn std::error::Error + Send + Sync>>;
+
+/// The most pulls a job may have under way at once.
+const MAX_PULLS_AT_ONCE: usize = 8;
 
 /// The most a request body the broker reads (a container's configuration) may hold.
 const MAX_BODY: usize = 1 << 20;
@@ -83,6 +86,8 @@ struct Shared {
     streams: Arc<Semaphore>,
     /// The images the runner's running jobs pulled.
     pulls: Pulls,
+    /// How many pulls the job may have under way at once (a pull outlives its connection).
+    pulls_at_once: Arc<Semaphore>,
 }
 
 /// Counts a request under way while it lives.
@@ -213,8 +218,7 @@ pub(crate) async fn sweep(work_dir: &Path, pulls: &Pulls) {
         }
         Err(err) => tracing::warn!("what this runner's jobs left in Docker: {err}"),
     }
-    let removed = images::remove(&engine, &pulls.left()).await;
-    pulls.forget(&removed);
+    images::remove_left(&engine, pulls).await;
 }
 
 /// Whether the runner brokers Docker for its confined jobs (where it has a job user, a
@@ -270,6 +274,7 @@ impl Broker {
             connections: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
             streams: Arc::new(Semaphore::new(MAX_CONNECTIONS)),
             pulls: pulls.clone(),
+            pulls_at_once: Arc::new(Semaphore::new(MAX_PULLS_AT_ONCE)),
         });
         let job_of_task = job.clone();
         let task = tokio::spawn(async move {
@@ -356,8 +361,7 @@ impl Broker {
         // removed (an engine restarting, say) is tried again after the next job, and at the
         // runner's next start.
         self.pulls.release(&self.label);
-        let removed = images::remove(&self.engine, &self.pulls.left()).await;
-        self.pulls.forget(&removed);
+        images::remove_left(&self.engine, &self.pulls).await;
         left
     }
 
@@ -465,6 +469,59 @@ async fn engine_has_image(engine: &Path, reference: &str) -> bool {
         .is_none_or(|(status, _)| status != StatusCode::NOT_FOUND)
 }
 
+/// Starts the job's pull of `name` (the engine's name for it): refused when another job
+/// pulled it or pulls it, when the machine has it (and the job did not pull it), when the
+/// job has as many pulls under way as it may. Answers the ids of the images the engine had
+/// before, and the place among the job's pulls at once.
+async fn start_pull(
+    shared: &Shared,
+    name: &str,
+) -> Result<
+    (
+        String,
+        std::collections::BTreeSet<String>,
+        OwnedSemaphorePermit,
+    ),
+    Response<Body>,
+> {
+    let label = &shared.rules.label;
+    let others = || {
+        refused(format!(
+            "pipewright: `{name}` was pulled by another job: a job's pulls are its own until it \
+             ends and they are removed"
+        ))
+    };
+    if shared.pulls.taken(name, label) {
+        return Err(others());
+    }
+    if !shared.pulls.its_own(name, label) && engine_has_image(&shared.engine, name).await {
+        return Err(refused(format!(
+            "pipewright: `{name}` is on this machine already: a job may pull what the machine \
+             lacks, not replace what it has (other jobs run it)"
+        )));
+    }
+    let Ok(permit) = shared.pulls_at_once.clone().try_acquire_owned() else {
+        return Err(refused(format!(
+            "pipewright: a job may pull at most {MAX_PULLS_AT_ONCE} images at once"
+        )));
+    };
+    let Some(before) = images::ids(&shared.engine).await else {
+        return Err(refused(format!(
+            "pipewright: `{name}` cannot be pulled: the Docker engine did not list its images"
+        )));
+    };
+    match shared.pulls.start(name, label) {
+        Ok(()) => Ok((name.to_owned(), before, permit)),
+        Err(images::NotPulled::Others) => Err(others()),
+        Err(images::NotPulled::TooMany) => Err(refused(
+            "pipewright: a job may pull at most 256 images".to_owned(),
+        )),
+        Err(images::NotPulled::Journal(e)) => Err(refused(format!(
+            "pipewright: `{name}` cannot be pulled: the runner could not write down the pull: {e}"
+        ))),
+    }
+}
+
 async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
     let method = req.method().as_str().to_owned();
     let path = req.uri().path().to_owned();
@@ -545,34 +602,13 @@ async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
             Err(images::Unusable::Refused(why)) => return refused(format!("pipewright: {why}")),
         }
     }
-    // A pull: of a name no job pulled and the machine lacks, or of another job's pull
-    // (the registry checks this job's credentials in turn).
+    // A pull: of a name no other job pulled, and the machine lacks (or the job pulled).
     let pulling = match &forward.pull {
         None => None,
-        Some(pull) => {
-            let name = pull.reference();
-            if !shared.pulls.known(&name) && engine_has_image(&shared.engine, &name).await {
-                return refused(format!(
-                    "pipewright: `{name}` is on this machine already: a job may pull what the \
-                     machine lacks, not replace what it has (other jobs run it)"
-                ));
-            }
-            match shared.pulls.start(&name, &shared.rules.label) {
-                Ok(images::Start::Left) => {
-                    return refused(format!(
-                        "pipewright: `{name}` was pulled by a job that ended and is being \
-                         removed: pull it again later"
-                    ));
-                }
-                Ok(start) => Some((name, start)),
-                Err(e) => {
-                    return refused(format!(
-                        "pipewright: `{name}` cannot be pulled: the runner could not write down \
-                         the pull: {e}"
-                    ));
-                }
-            }
-        }
+        Some(pull) => match start_pull(shared, &pull.reference()).await {
+            Ok(started) => Some(started),
+            Err(answer) => return answer,
+        },
     };
     // The job's content type is never sent on: the engine reads a form-encoded body as
     // parameters that win over the query's.
@@ -655,16 +691,19 @@ async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
         Ok((sent, counted)) => (Ok(sent), counted),
         Err(e) => (Err(e), None),
     };
-    if let Some((name, start)) = pulling {
+    if let Some((name, before, permit)) = pulling {
         let (engine, pulls, label) = (
             shared.engine.clone(),
             shared.pulls.clone(),
             shared.rules.label.clone(),
         );
         return match sent {
-            Ok(Ok(r)) => images::follow_pull(r, name, start, (engine, pulls, label), counted),
+            Ok(Ok(r)) => {
+                let held = (counted, permit);
+                images::follow_pull(r, name, before, (engine, pulls, label), held)
+            }
             _ => {
-                images::pull_ended(&engine, &pulls, &label, &name, start, false).await;
+                images::pull_ended(&engine, &pulls, &label, &name, &before, false).await;
                 json_answer(
                     StatusCode::BAD_GATEWAY,
                     &serde_json::json!({ "message": "pipewright: the Docker engine did not answer the pull" }),

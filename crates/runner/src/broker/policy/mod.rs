@@ -315,6 +315,61 @@ fn known_params(
     Ok(kept)
 }
 
+/// A path component of an image's name, as Docker reads one: lowercase letters and digits,
+/// separated by `.`, `_`, `__` or dashes.
+fn path_component(c: &str) -> bool {
+    let alnum = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    let b = c.as_bytes();
+    if !b.first().is_some_and(|&x| alnum(x)) || !b.last().is_some_and(|&x| alnum(x)) {
+        return false;
+    }
+    let mut i = 0;
+    while i < b.len() {
+        if alnum(b[i]) {
+            i += 1;
+            continue;
+        }
+        let start = i;
+        while i < b.len() && !alnum(b[i]) {
+            i += 1;
+        }
+        let sep = &c[start..i];
+        if !(matches!(sep, "." | "_" | "__") || sep.bytes().all(|x| x == b'-')) {
+            return false;
+        }
+    }
+    true
+}
+
+/// The host of a registry's name (`ghcr.io`, `reg:5000`, `[::1]:5000`), as Docker reads
+/// one; `None` when it is not one.
+fn registry_host(domain: &str) -> Option<&str> {
+    let (host, port) = match domain.strip_prefix('[') {
+        Some(rest) => {
+            let (h, after) = rest.split_once(']')?;
+            h.parse::<std::net::Ipv6Addr>().ok()?;
+            (h, after.strip_prefix(':').map(Some).unwrap_or(None))
+        }
+        None => match domain.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (domain, None),
+        },
+    };
+    if port.is_some_and(|p| p.is_empty() || !p.bytes().all(|b| b.is_ascii_digit())) {
+        return None;
+    }
+    if domain.starts_with('[') {
+        return Some(host);
+    }
+    let ok = host.split('.').all(|c| {
+        !c.is_empty()
+            && c.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !c.starts_with('-')
+            && !c.ends_with('-')
+    });
+    ok.then_some(host)
+}
+
 /// An image to pull, as the engine names it (Docker's "familiar" form: `alpine:3`,
 /// `me/app@sha256:…`, `ghcr.io/me/app:1`), which is how it lists the image's names after.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -366,7 +421,8 @@ fn pull_reference(image: &str, tag: Option<&str>) -> Result<Pull, Refusal> {
                 .bytes()
                 .all(|b| b.is_ascii_hexdigit() && !b.is_ascii_uppercase())
     } else {
-        tag.len() <= 128
+        !tag.is_empty()
+            && tag.len() <= 128
             && tag.bytes().enumerate().all(|(n, b)| {
                 b.is_ascii_alphanumeric() || b == b'_' || (n > 0 && (b == b'.' || b == b'-'))
             })
@@ -391,31 +447,20 @@ fn pull_reference(image: &str, tag: Option<&str>) -> Result<Pull, Refusal> {
     } else {
         domain
     };
-    let path_ok = !path.is_empty()
-        && path.split('/').all(|c| {
-            !c.is_empty()
-                && c.bytes()
-                    .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"._-".contains(&b))
-                && c.bytes().next().is_some_and(|b| b.is_ascii_alphanumeric())
-                && c.bytes().last().is_some_and(|b| b.is_ascii_alphanumeric())
-        });
-    let domain_ok = !domain.is_empty()
-        && domain
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b));
-    if !path_ok || !domain_ok {
+    let Some(host) = registry_host(domain) else {
+        return Err(bad("not an image reference"));
+    };
+    if !path.split('/').all(path_component) {
         return Err(bad("not an image reference"));
     }
     if domain != "docker.io" {
-        let host = domain
-            .strip_prefix('[')
-            .and_then(|h| h.split_once(']'))
-            .map_or_else(
-                || domain.rsplit_once(':').map_or(domain, |(h, _)| h),
-                |(h, _)| h,
-            );
-        let local = host == "localhost"
-            || host.ends_with(".localhost")
+        // Not a boundary (a job's pull is its own), but what a job serves on this machine
+        // is not pulled from: the engine's registry client is not exposed to it.
+        let host = host.to_ascii_lowercase();
+        let local = matches!(
+            host.as_str(),
+            "localhost" | "localhost.localdomain" | "ip6-localhost" | "ip6-loopback"
+        ) || host.ends_with(".localhost")
             || host.parse::<std::net::IpAddr>().is_ok();
         if local {
             return Err(Refusal::new(format!(

@@ -515,6 +515,11 @@ fn query_parameters_are_read_decoded_and_written_again() {
         ("fromImage=library%2Falpine&tag=3", "alpine:3"),
         ("fromImage=docker.io%2Fme%2Fapp&tag=1", "me/app:1"),
         ("fromImage=library%2Fme%2Fapp&tag=1", "library/me/app:1"),
+        ("fromImage=a__b.c-d--e&tag=1", "a__b.c-d--e:1"),
+        (
+            "fromImage=Reg.example%3A5000%2Fa%2Fb&tag=1",
+            "Reg.example:5000/a/b:1",
+        ),
         (
             "fromImage=registry-1.docker.io%2Flibrary%2Falpine&tag=3",
             "registry-1.docker.io/library/alpine:3",
@@ -544,6 +549,14 @@ fn query_parameters_are_read_decoded_and_written_again() {
         "fromImage=x%20y&tag=1",
         "fromImage=X&tag=1",
         "fromImage=x&tag=sha256%3A12",
+        "fromImage=alpine%3A",
+        "fromImage=alpine%40",
+        "fromImage=a..b&tag=1",
+        "fromImage=a._b&tag=1",
+        "fromImage=-x.com%2Fa&tag=1",
+        "fromImage=x.com%3A%2Fa&tag=1",
+        "fromImage=LOCALHOST%3A5000%2Fa&tag=1",
+        "fromImage=localhost.localdomain%3A5000%2Fa&tag=1",
     ] {
         let v = q("POST", "/images/create", query);
         assert!(refusal(&v).is_some(), "{query}: {v:?}");
