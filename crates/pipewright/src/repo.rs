@@ -43,6 +43,9 @@ impl Repo {
                 dir.display()
             )
         };
+        if let Some(repo) = Repo::from_files(dir) {
+            return Ok(repo);
+        }
         // Output follows the argument order; `--symbolic-full-name` applies to what follows it.
         if let Some(out) = git(
             dir,
@@ -81,6 +84,83 @@ impl Repo {
                 .filter(|s| !s.is_empty()),
             git_dir: PathBuf::from(git_dir),
             root,
+            head_info: std::sync::Arc::default(),
+        })
+    }
+
+    /// The work tree around `dir` read from its files, without a git process (a millisecond
+    /// of `pipewright run`), in the plain case only: a `.git` directory of this user's, no
+    /// variable that changes where git looks or what it reads, no `core.worktree` or
+    /// `core.bare`;
+    /// anything else is git's to read.
+    fn from_files(dir: &Path) -> Option<Repo> {
+        use std::os::unix::fs::MetadataExt;
+        let moves_git = |k: &str| {
+            matches!(
+                k,
+                "GIT_DIR"
+                    | "GIT_WORK_TREE"
+                    | "GIT_COMMON_DIR"
+                    | "GIT_CEILING_DIRECTORIES"
+                    | "GIT_DISCOVERY_ACROSS_FILESYSTEM"
+                    | "GIT_NAMESPACE"
+            ) || k.starts_with("GIT_CONFIG")
+        };
+        if std::env::vars_os().any(|(k, _)| moves_git(&k.to_string_lossy())) {
+            return None;
+        }
+        let start = std::fs::canonicalize(dir).ok()?;
+        let root = start
+            .ancestors()
+            .find(|a| std::fs::symlink_metadata(a.join(".git")).is_ok())?
+            .to_path_buf();
+        let git_dir = root.join(".git");
+        let meta = std::fs::symlink_metadata(&git_dir).ok()?;
+        // A file (a linked work tree, a submodule), a link, or another user's repository
+        // (git's `safe.directory`): git reads those.
+        if !meta.is_dir() || meta.uid() != rustix::process::geteuid().as_raw() {
+            return None;
+        }
+        let config = std::fs::read_to_string(git_dir.join("config")).ok()?;
+        if config.contains("worktree") || config.contains("bare = true") {
+            return None;
+        }
+        let head = std::fs::read_to_string(git_dir.join("HEAD")).ok()?;
+        let head = head.trim_end();
+        let sha = |s: &str| {
+            (matches!(s.len(), 40 | 64) && s.bytes().all(|b| b.is_ascii_hexdigit()))
+                .then(|| s.to_owned())
+        };
+        let (branch, head) = match head.strip_prefix("ref: ") {
+            Some(reference) => {
+                let branch = reference.strip_prefix("refs/heads/")?.to_owned();
+                if reference.contains("..") || reference.split('/').any(str::is_empty) {
+                    return None;
+                }
+                let at = match std::fs::read_to_string(git_dir.join(reference)) {
+                    Ok(text) => Some(sha(text.trim_end())?),
+                    Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                        match std::fs::read_to_string(git_dir.join("packed-refs")) {
+                            Ok(packed) => packed.lines().find_map(|l| {
+                                l.split_once(' ')
+                                    .filter(|(_, r)| *r == reference)
+                                    .and_then(|(s, _)| sha(s))
+                            }),
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => None,
+                            Err(_) => return None,
+                        }
+                    }
+                    Err(_) => return None,
+                };
+                (Some(branch), at)
+            }
+            None => (None, Some(sha(head)?)),
+        };
+        Some(Repo {
+            root,
+            git_dir,
+            branch,
+            head,
             head_info: std::sync::Arc::default(),
         })
     }
@@ -255,4 +335,62 @@ pub(crate) fn display_path(path: &Path, base: &Path) -> String {
         .unwrap_or(path)
         .display()
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{Repo, git};
+    use std::path::Path;
+
+    fn sh(dir: &Path, args: &[&str]) {
+        let ok = std::process::Command::new("git")
+            .arg("-C")
+            .arg(dir)
+            .args(["-c", "user.name=t", "-c", "user.email=t@example.invalid"])
+            .args(args)
+            .output()
+            .unwrap()
+            .status
+            .success();
+        assert!(ok, "git {args:?}");
+    }
+
+    /// What the files say is what git says: branch, commit, top level, git directory.
+    fn same_as_git(dir: &Path) {
+        let files = Repo::from_files(dir).expect("a plain repository is read from its files");
+        let toplevel = git(dir, &["rev-parse", "--show-toplevel"]).unwrap();
+        let git_dir = git(dir, &["rev-parse", "--absolute-git-dir"]).unwrap();
+        assert_eq!(files.root, Path::new(&toplevel));
+        assert_eq!(files.git_dir, Path::new(&git_dir));
+        let head =
+            git(dir, &["rev-parse", "--verify", "--quiet", "HEAD"]).filter(|s| !s.is_empty());
+        assert_eq!(files.head, head, "{}", dir.display());
+        let branch =
+            git(dir, &["symbolic-ref", "--quiet", "--short", "HEAD"]).filter(|s| !s.is_empty());
+        assert_eq!(files.branch, branch, "{}", dir.display());
+    }
+
+    #[test]
+    fn a_plain_repository_is_read_from_its_files_as_git_reads_it() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path().join("repo");
+        std::fs::create_dir_all(r.join("sub/deeper")).unwrap();
+        sh(&r, &["init", "-q", "-b", "trunk"]);
+        same_as_git(&r);
+        std::fs::write(r.join("sub/f"), "x").unwrap();
+        sh(&r, &["add", "-A"]);
+        sh(&r, &["commit", "-qm", "one"]);
+        same_as_git(&r);
+        same_as_git(&r.join("sub/deeper"));
+        // Refs packed, a branch with a slash, a detached HEAD.
+        sh(&r, &["checkout", "-q", "-b", "feature/x"]);
+        sh(&r, &["pack-refs", "--all"]);
+        same_as_git(&r);
+        sh(&r, &["checkout", "-q", "--detach"]);
+        same_as_git(&r);
+        // A linked work tree is git's to read.
+        sh(&r, &["worktree", "add", "-q", "../linked"]);
+        assert!(Repo::from_files(&d.path().join("linked")).is_none());
+        assert!(Repo::from_files(Path::new("/")).is_none());
+    }
 }
