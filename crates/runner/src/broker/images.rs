@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
-/// The most names a job may pull.
+/// The most pulls a job may make.
 const MAX_PULLS: usize = 256;
 
 /// The images the jobs of this runner pulled: shared by its slots.
@@ -40,11 +40,21 @@ struct Claims {
     names: BTreeMap<String, Holder>,
     /// An image id a job's pull brought → whose.
     ids: BTreeMap<String, Holder>,
-    /// Names being pulled, and by whom: nobody else may use an image of such a name.
-    pulling: BTreeMap<String, String>,
+    /// Names being pulled: by whom, and the ids the engine had before. Nobody else may use
+    /// an image of such a name, nor one that landed during such a pull (it may be the
+    /// pull's, not recorded yet).
+    pulling: BTreeMap<String, Pulling>,
+    /// How many pulls each running job made (each may leave an image behind).
+    again: BTreeMap<String, usize>,
     /// Where the claims are written down (`WORK/docker-pulls`): `name LABEL NAME` and `id
     /// LABEL ID` a line, `-` for nobody.
     journal: PathBuf,
+}
+
+#[derive(Debug)]
+struct Pulling {
+    label: String,
+    before: Arc<BTreeSet<String>>,
 }
 
 /// Why a job may not pull a name.
@@ -67,6 +77,7 @@ impl Pulls {
             names: BTreeMap::new(),
             ids: BTreeMap::new(),
             pulling: BTreeMap::new(),
+            again: BTreeMap::new(),
             journal,
         };
         for line in std::fs::read_to_string(&claims.journal)
@@ -102,29 +113,46 @@ impl Pulls {
         c.names
             .get(name)
             .is_some_and(|h| h.as_deref() != Some(label))
-            || c.pulling.get(name).is_some_and(|l| l != label)
+            || c.pulling.get(name).is_some_and(|p| p.label != label)
     }
 
-    /// Starts job `label`'s pull of `name`, written down first. Refused when another job
-    /// pulled it or is pulling it.
-    pub(crate) fn start(&self, name: &str, label: &str) -> Result<(), NotPulled> {
+    /// Starts job `label`'s pull of `name` (the engine had the image ids `before`), written
+    /// down first. Refused when another job pulled it or is pulling it.
+    pub(crate) fn start(
+        &self,
+        name: &str,
+        label: &str,
+        before: Arc<BTreeSet<String>>,
+    ) -> Result<(), NotPulled> {
         let mut c = self.claims();
         let mine = Some(label.to_owned());
         match c.names.get(name) {
             Some(h) if *h != mine => return Err(NotPulled::Others),
             _ => {}
         }
-        if c.pulling.get(name).is_some_and(|l| l != label) {
+        if c.pulling.contains_key(name) {
             return Err(NotPulled::Others);
         }
-        if !c.names.contains_key(name)
-            && c.names.values().filter(|h| **h == mine).count() >= MAX_PULLS
-        {
+        // Every pull counts, of its own names again too: each may leave an image behind.
+        let under_way = c.pulling.values().filter(|p| p.label == label).count();
+        if c.pulled(label) + under_way >= MAX_PULLS {
             return Err(NotPulled::TooMany);
         }
-        c.names.insert(name.to_owned(), mine);
-        c.pulling.insert(name.to_owned(), label.to_owned());
-        c.write().map_err(NotPulled::Journal)
+        let new = c.names.insert(name.to_owned(), mine).is_none();
+        if let Err(e) = c.write() {
+            if new {
+                c.names.remove(name);
+            }
+            return Err(NotPulled::Journal(e));
+        }
+        c.pulling.insert(
+            name.to_owned(),
+            Pulling {
+                label: label.to_owned(),
+                before,
+            },
+        );
+        Ok(())
     }
 
     /// Job `label`'s pull of `name` ended. `brought`: the image id it landed on, when that
@@ -133,8 +161,14 @@ impl Pulls {
     pub(crate) fn ended(&self, name: &str, label: &str, brought: Option<String>, gone: bool) {
         let mut c = self.claims();
         c.pulling.remove(name);
+        *c.again.entry(label.to_owned()).or_default() += 1;
         if let Some(id) = brought {
-            c.ids.entry(id).or_insert_with(|| Some(label.to_owned()));
+            // Two jobs' pulls that both brought one id: neither's (nobody's, to be removed).
+            let holder = match c.ids.get(&id) {
+                Some(h) if *h != Some(label.to_owned()) => None,
+                _ => Some(label.to_owned()),
+            };
+            c.ids.insert(id, holder);
         }
         if gone && c.names.get(name) == Some(&Some(label.to_owned())) {
             c.names.remove(name);
@@ -145,15 +179,20 @@ impl Pulls {
     }
 
     /// Whether job `label` may not use the image `id` of these `names` (its tags and
-    /// digests): a pull of another job brought it, or a name of it is being pulled by
-    /// another job.
+    /// digests): a pull of another job brought it (or of a job that ended), a name of it is
+    /// being pulled by another job, or it landed while another job's pull is under way.
     pub(crate) fn others(&self, id: &str, names: &[String], label: &str) -> bool {
         let c = self.claims();
         let mine = Some(label.to_owned());
-        c.ids.get(id).is_some_and(|h| *h != mine)
-            || names
-                .iter()
-                .any(|n| c.pulling.get(n).is_some_and(|l| l != label))
+        if let Some(h) = c.ids.get(id) {
+            return *h != mine;
+        }
+        names
+            .iter()
+            .any(|n| c.pulling.get(n).is_some_and(|p| p.label != label))
+            || c.pulling
+                .values()
+                .any(|p| p.label != label && !p.before.contains(id))
     }
 
     /// Job `label` ended: what it pulled is nobody's, to be removed.
@@ -166,7 +205,8 @@ impl Pulls {
                 *h = None;
             }
         }
-        c.pulling.retain(|_, l| l != label);
+        c.pulling.retain(|_, p| p.label != label);
+        c.again.remove(label);
         if let Err(e) = c.write() {
             tracing::warn!("writing down the runner's jobs' pulls: {e}");
         }
@@ -184,10 +224,13 @@ impl Pulls {
         (nobody(&c.names), nobody(&c.ids))
     }
 
-    /// These names and ids are no longer on the engine: forgotten (those nobody holds).
+    /// These names and ids are no longer on the engine: forgotten (those nobody holds, and
+    /// no pull is under way of).
     pub(crate) fn forget(&self, names: &[String], ids: &[String]) {
         let mut c = self.claims();
-        c.names.retain(|n, h| h.is_some() || !names.contains(n));
+        let pulling: Vec<String> = c.pulling.keys().cloned().collect();
+        c.names
+            .retain(|n, h| h.is_some() || pulling.contains(n) || !names.contains(n));
         c.ids.retain(|i, h| h.is_some() || !ids.contains(i));
         if let Err(e) = c.write() {
             tracing::warn!("writing down the runner's jobs' pulls: {e}");
@@ -196,6 +239,10 @@ impl Pulls {
 }
 
 impl Claims {
+    fn pulled(&self, label: &str) -> usize {
+        self.again.get(label).copied().unwrap_or(0)
+    }
+
     fn write(&self) -> std::io::Result<()> {
         if self.names.is_empty() && self.ids.is_empty() {
             return match std::fs::remove_file(&self.journal) {
@@ -219,7 +266,8 @@ impl Claims {
 /// Why a job may not use an image.
 #[derive(Debug)]
 pub(crate) enum Unusable {
-    /// The engine has no such image.
+    /// The engine has no such image, or it is another job's (answered as if there were
+    /// none: a refusal would tell when another job's image lands).
     Missing,
     /// Why not (another job's pull, or the engine could not be asked).
     Refused(String),
@@ -272,10 +320,7 @@ pub(crate) async fn usable(
         .map(str::to_owned)
         .collect();
     if pulls.others(&id_of(&found), &names, label) {
-        return Err(Unusable::Refused(format!(
-            "the image `{image}` was pulled by another job: it is that job's alone (it may be \
-             private) until it ends and the image is removed"
-        )));
+        return Err(Unusable::Missing);
     }
     if creating
         && let Some(labels) = found
@@ -295,7 +340,10 @@ pub(crate) async fn usable(
 /// The ids of the images the engine has (before a pull: what the pull brought is what was
 /// not among them).
 pub(super) async fn ids(engine: &Path) -> Option<BTreeSet<String>> {
-    let (status, list) = super::engine_get(engine, "/images/json?all=1").await?;
+    // A machine's list of images can be long: read up to 64 MiB of it.
+    let (status, list) =
+        super::engine_call_within(engine, hyper::Method::GET, "/images/json?all=1", 64 << 20)
+            .await?;
     if !status.is_success() {
         return None;
     }
@@ -315,6 +363,14 @@ pub(crate) async fn remove_left(engine: &Path, pulls: &Pulls) {
     let (names, ids) = pulls.left();
     let mut gone_names = Vec::new();
     for name in names {
+        // A name pulled onto an image the machine names by digest in that repository: its
+        // removal would take the machine's digest names with it. The name stays.
+        if let Ok(Some(found)) = inspect(engine, &name).await
+            && machine_digests(&found, &name, pulls)
+        {
+            gone_names.push(name);
+            continue;
+        }
         let encoded: String = form_urlencoded::byte_serialize(name.as_bytes()).collect();
         let path = format!("/images/{encoded}");
         match super::engine_call(engine, hyper::Method::DELETE, &path).await {
@@ -337,28 +393,60 @@ pub(crate) async fn remove_left(engine: &Path, pulls: &Pulls) {
             ),
         }
     }
+    // What a job's pulls brought and no name holds any more (a tag its registry moved
+    // between two pulls leaves the old image behind).
     let mut gone_ids = Vec::new();
     for id in ids {
-        if matches!(inspect(engine, &id).await, Ok(None)) {
-            gone_ids.push(id);
+        let path = format!("/images/{id}");
+        match super::engine_call(engine, hyper::Method::DELETE, &path).await {
+            Some((status, _))
+                if status.is_success()
+                    || status == hyper::StatusCode::NOT_FOUND
+                    || status == hyper::StatusCode::BAD_REQUEST =>
+            {
+                gone_ids.push(id);
+            }
+            _ => {}
         }
     }
     pulls.forget(&gone_names, &gone_ids);
 }
 
-/// Job `label`'s pull of `name` ended (`ok`: the engine's answer told of no error; the
-/// engine had the image ids `before`): the image it landed on is the job's when it is new.
+/// Whether the image `found` has a digest name in the repository of `name` that no job
+/// pulled (the machine's).
+fn machine_digests(found: &serde_json::Value, name: &str, pulls: &Pulls) -> bool {
+    let repository = match name.split_once('@') {
+        Some((r, _)) => r,
+        None => name
+            .rsplit_once(':')
+            .filter(|(_, t)| !t.contains('/'))
+            .map_or(name, |(r, _)| r),
+    };
+    let c = pulls.claims();
+    found
+        .get("RepoDigests")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+        .filter_map(serde_json::Value::as_str)
+        .any(|d| {
+            d.split_once('@').is_some_and(|(r, _)| r == repository) && !c.names.contains_key(d)
+        })
+}
+
+/// Job `label`'s pull of `name` ended (the engine had the image ids `before`): the image
+/// it landed on is the job's when it is new, whether or not the engine's answer told of an
+/// error (what landed is there); a name the engine lacks is forgotten.
 pub(super) async fn pull_ended(
     engine: &Path,
     pulls: &Pulls,
     label: &str,
     name: &str,
     before: &BTreeSet<String>,
-    ok: bool,
 ) {
     let found = inspect(engine, name).await;
     let brought = match &found {
-        Ok(Some(f)) if ok => Some(id_of(f)).filter(|id| !id.is_empty() && !before.contains(id)),
+        Ok(Some(f)) => Some(id_of(f)).filter(|id| !id.is_empty() && !before.contains(id)),
         _ => None,
     };
     pulls.ended(name, label, brought, matches!(found, Ok(None)));
@@ -377,36 +465,26 @@ pub(super) fn follow_pull<H: Send + 'static>(
 ) -> hyper::Response<super::Body> {
     use http_body_util::BodyExt;
     let (parts, mut incoming) = response.into_parts();
-    let answered = parts.status.is_success();
     let (tx, rx) = tokio::sync::mpsc::channel::<bytes::Bytes>(256);
     // Set when the job fell behind and lost part of the answer: it is then told so.
     let cut = Arc::new(AtomicBool::new(false));
     let cut_here = cut.clone();
     tokio::spawn(async move {
         let _held = held;
-        let mut errors = Errors::default();
-        let mut broken = false;
         let mut tx = Some(tx);
-        while let Some(frame) = incoming.frame().await {
-            let Ok(frame) = frame else {
-                broken = true;
-                break;
-            };
-            if let Ok(data) = frame.into_data() {
-                errors.read(&data);
-                if let Some(t) = &tx
-                    && let Err(e) = t.try_send(data)
-                {
-                    if matches!(e, tokio::sync::mpsc::error::TrySendError::Full(_)) {
-                        cut_here.store(true, Ordering::SeqCst);
-                    }
-                    tx = None;
+        while let Some(Ok(frame)) = incoming.frame().await {
+            if let Ok(data) = frame.into_data()
+                && let Some(t) = &tx
+                && let Err(e) = t.try_send(data)
+            {
+                if matches!(e, tokio::sync::mpsc::error::TrySendError::Full(_)) {
+                    cut_here.store(true, Ordering::SeqCst);
                 }
+                tx = None;
             }
         }
         drop(tx);
-        let ok = answered && !broken && !errors.seen;
-        pull_ended(&engine, &pulls, &label, &name, &before, ok).await;
+        pull_ended(&engine, &pulls, &label, &name, &before).await;
     });
     let frames = futures_util::stream::unfold((rx, cut, false), |(mut rx, cut, over)| async move {
         if over {
@@ -425,71 +503,39 @@ pub(super) fn follow_pull<H: Send + 'static>(
     hyper::Response::from_parts(parts, http_body_util::StreamBody::new(frames).boxed())
 }
 
-/// Reads a pull's answer, JSON objects a line, for one that tells of an error.
-#[derive(Default)]
-struct Errors {
-    line: Vec<u8>,
-    seen: bool,
-}
-
-impl Errors {
-    fn read(&mut self, data: &[u8]) {
-        for &b in data {
-            if b == b'\n' {
-                self.line_ended();
-            } else if self.line.len() < 1 << 20 {
-                self.line.push(b);
-            }
-        }
-    }
-
-    fn line_ended(&mut self) {
-        let line = std::mem::take(&mut self.line);
-        if let Ok(v) = serde_json::from_slice::<serde_json::Value>(&line)
-            && (v.get("error").is_some() || v.get("errorDetail").is_some())
-        {
-            self.seen = true;
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
-    use super::{Errors, NotPulled, Pulls};
+    use super::{NotPulled, Pulls};
+    use std::collections::BTreeSet;
+    use std::sync::Arc;
 
     fn names(v: &[&str]) -> Vec<String> {
         v.iter().map(|s| (*s).to_owned()).collect()
     }
 
     #[test]
-    fn a_pull_that_told_of_an_error_failed() {
-        let mut e = Errors::default();
-        e.read(b"{\"status\":\"Pulling from x\"}\r\n{\"status\":\"Downloa");
-        e.read(b"ding\"}\r\n");
-        assert!(!e.seen);
-        e.read(b"{\"errorDetail\":{\"message\":\"denied\"},\"error\":\"denied\"}\r\n");
-        assert!(e.seen);
-    }
-
-    #[test]
     fn what_a_pull_brought_is_its_job_s_until_it_ends_and_written_down_meanwhile() {
         let dir = tempfile::tempdir().unwrap();
         let pulls = Pulls::new(dir.path());
+        let before = Arc::new(BTreeSet::from(["sha256:machine".to_owned()]));
         let tags = names(&["private:1", "private@sha256:aa"]);
-        pulls.start("private:1", "job-1").unwrap();
-        // Nobody else may pull it, nor use an image of that name while it is pulled.
+        pulls.start("private:1", "job-1", before.clone()).unwrap();
+        // Nobody else may pull it, nor use an image of that name while it is pulled, nor
+        // one that landed meanwhile (it may be the pull's).
         assert!(matches!(
-            pulls.start("private:1", "job-2"),
+            pulls.start("private:1", "job-2", before.clone()),
             Err(NotPulled::Others)
         ));
         assert!(pulls.others("sha256:old", &tags, "job-2"));
+        assert!(pulls.others("sha256:landed", &[], "job-2"));
+        assert!(!pulls.others("sha256:machine", &[], "job-2"));
         assert!(!pulls.others("sha256:old", &tags, "job-1"));
         pulls.ended("private:1", "job-1", Some("sha256:new".into()), false);
         assert!(pulls.others("sha256:new", &[], "job-2"), "by its id alone");
         assert!(!pulls.others("sha256:new", &tags, "job-1"), "its own");
         assert!(pulls.its_own("private:1", "job-1"));
         // A name pulled onto what the engine had brings nothing: the machine's image.
-        pulls.start("alias:1", "job-2").unwrap();
+        pulls.start("alias:1", "job-2", before.clone()).unwrap();
         pulls.ended("alias:1", "job-2", None, false);
         assert!(!pulls.others("sha256:machine", &names(&["alias:1"]), "job-3"));
         assert!(pulls.others("sha256:new", &names(&["alias:1"]), "job-2"));
@@ -498,8 +544,13 @@ mod tests {
             journal,
             "name job-2 alias:1\nname job-1 private:1\nid job-1 sha256:new\n"
         );
+        // Two jobs whose pulls both brought one id: neither's.
+        pulls.start("twin:1", "job-3", before.clone()).unwrap();
+        pulls.ended("twin:1", "job-3", Some("sha256:new".into()), false);
+        assert!(pulls.others("sha256:new", &[], "job-1"));
+        assert!(pulls.others("sha256:new", &[], "job-3"));
         // A failed pull is forgotten.
-        pulls.start("gone:1", "job-3").unwrap();
+        pulls.start("gone:1", "job-3", before.clone()).unwrap();
         pulls.ended("gone:1", "job-3", None, true);
         assert!(!pulls.its_own("gone:1", "job-3"));
         // When its job ends it is to be removed, and no job's to use or pull meanwhile.
@@ -510,26 +561,33 @@ mod tests {
         );
         assert!(pulls.others("sha256:new", &[], "job-1"));
         assert!(matches!(
-            pulls.start("private:1", "job-4"),
+            pulls.start("private:1", "job-4", before.clone()),
             Err(NotPulled::Others)
         ));
         // A runner stopped: when it starts again, what was written down is to be removed.
         let again = Pulls::new(dir.path());
         assert_eq!(
             again.left(),
-            (names(&["alias:1", "private:1"]), names(&["sha256:new"]))
+            (
+                names(&["alias:1", "private:1", "twin:1"]),
+                names(&["sha256:new"])
+            )
         );
         assert!(again.others("sha256:new", &[], "job-2"));
-        again.forget(&names(&["alias:1", "private:1"]), &names(&["sha256:new"]));
+        again.forget(
+            &names(&["alias:1", "private:1", "twin:1"]),
+            &names(&["sha256:new"]),
+        );
         assert_eq!(again.left(), (vec![], vec![]));
         assert!(!dir.path().join("docker-pulls").exists());
-        // At most so many names a job.
+        // At most so many pulls a job, pulls again of its own names included.
         let many = Pulls::new(dir.path());
-        for n in 0..super::MAX_PULLS {
-            many.start(&format!("x{n}:1"), "job-5").unwrap();
+        for _ in 0..super::MAX_PULLS {
+            many.start("x:1", "job-5", before.clone()).unwrap();
+            many.ended("x:1", "job-5", None, false);
         }
         assert!(matches!(
-            many.start("one-more:1", "job-5"),
+            many.start("x:1", "job-5", before),
             Err(NotPulled::TooMany)
         ));
     }

@@ -430,6 +430,16 @@ pub(super) async fn engine_call(
     method: hyper::Method,
     path: &str,
 ) -> Option<(StatusCode, Value)> {
+    engine_call_within(engine, method, path, MAX_BODY).await
+}
+
+/// [`engine_call`], reading up to `limit` bytes of the answer.
+pub(super) async fn engine_call_within(
+    engine: &Path,
+    method: hyper::Method,
+    path: &str,
+    limit: usize,
+) -> Option<(StatusCode, Value)> {
     let ask = async {
         let stream = UnixStream::connect(engine).await.ok()?;
         let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
@@ -444,7 +454,7 @@ pub(super) async fn engine_call(
             .ok()?;
         let response = sender.send_request(req).await.ok()?;
         let status = response.status();
-        let bytes = Limited::new(response.into_body(), MAX_BODY)
+        let bytes = Limited::new(response.into_body(), limit)
             .collect()
             .await
             .ok()?
@@ -510,7 +520,7 @@ async fn start_pull(
             "pipewright: `{name}` cannot be pulled: the Docker engine did not list its images"
         )));
     };
-    match shared.pulls.start(name, label) {
+    match shared.pulls.start(name, label, Arc::new(before.clone())) {
         Ok(()) => Ok((name.to_owned(), before, permit)),
         Err(images::NotPulled::Others) => Err(others()),
         Err(images::NotPulled::TooMany) => Err(refused(
@@ -703,7 +713,7 @@ async fn handle(mut req: Request<Incoming>, shared: &Shared) -> Response<Body> {
                 images::follow_pull(r, name, before, (engine, pulls, label), held)
             }
             _ => {
-                images::pull_ended(&engine, &pulls, &label, &name, &before, false).await;
+                images::pull_ended(&engine, &pulls, &label, &name, &before).await;
                 json_answer(
                     StatusCode::BAD_GATEWAY,
                     &serde_json::json!({ "message": "pipewright: the Docker engine did not answer the pull" }),
