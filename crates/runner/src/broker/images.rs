@@ -371,45 +371,42 @@ pub(crate) async fn remove_left(engine: &Path, pulls: &Pulls) {
             gone_names.push(name);
             continue;
         }
-        let encoded: String = form_urlencoded::byte_serialize(name.as_bytes()).collect();
-        let path = format!("/images/{encoded}");
-        match super::engine_call(engine, hyper::Method::DELETE, &path).await {
-            Some((status, _))
-                if status.is_success()
-                    || status == hyper::StatusCode::NOT_FOUND
-                    || status == hyper::StatusCode::BAD_REQUEST =>
-            {
-                gone_names.push(name);
-            }
-            Some((status, answer)) => {
-                let why = answer.get("message").and_then(serde_json::Value::as_str);
-                tracing::warn!(
-                    "removing the image `{name}` a job pulled: {status} {}",
-                    why.unwrap_or_default()
-                );
-            }
-            None => tracing::warn!(
-                "removing the image `{name}` a job pulled: the Docker engine did not answer"
-            ),
+        if delete(engine, &name).await {
+            gone_names.push(name);
         }
     }
     // What a job's pulls brought and no name holds any more (a tag its registry moved
     // between two pulls leaves the old image behind).
     let mut gone_ids = Vec::new();
     for id in ids {
-        let path = format!("/images/{id}");
-        match super::engine_call(engine, hyper::Method::DELETE, &path).await {
-            Some((status, _))
-                if status.is_success()
-                    || status == hyper::StatusCode::NOT_FOUND
-                    || status == hyper::StatusCode::BAD_REQUEST =>
-            {
-                gone_ids.push(id);
-            }
-            _ => {}
+        if delete(engine, &id).await {
+            gone_ids.push(id);
         }
     }
     pulls.forget(&gone_names, &gone_ids);
+}
+
+/// Removes the image name or id `what` from the engine, without force: whether it is gone
+/// (removed, or not there).
+async fn delete(engine: &Path, what: &str) -> bool {
+    let encoded: String = form_urlencoded::byte_serialize(what.as_bytes()).collect();
+    let path = format!("/images/{encoded}");
+    let why = match super::engine_call(engine, hyper::Method::DELETE, &path).await {
+        Some((status, _))
+            if status.is_success()
+                || status == hyper::StatusCode::NOT_FOUND
+                || status == hyper::StatusCode::BAD_REQUEST =>
+        {
+            return true;
+        }
+        Some((status, answer)) => {
+            let message = answer.get("message").and_then(serde_json::Value::as_str);
+            format!("{status} {}", message.unwrap_or_default())
+        }
+        None => "the Docker engine did not answer".to_owned(),
+    };
+    tracing::warn!("removing the image `{what}` a job pulled: {why}");
+    false
 }
 
 /// Whether the image `found` has a digest name in the repository of `name` that no job
