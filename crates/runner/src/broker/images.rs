@@ -257,8 +257,18 @@ impl Claims {
                 text.push_str(&format!("{kind} {holder} {what}\n"));
             }
         }
+        // The runner's alone: the names and ids of what jobs pulled are not for jobs to read
+        // (the work directory is open for them to pass through).
+        use std::io::Write;
+        use std::os::unix::fs::OpenOptionsExt;
         let tmp = self.journal.with_extension("new");
-        std::fs::write(&tmp, text)?;
+        let _ = std::fs::remove_file(&tmp);
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?
+            .write_all(text.as_bytes())?;
         std::fs::rename(&tmp, &self.journal)
     }
 }
@@ -537,6 +547,13 @@ mod tests {
         assert!(!pulls.others("sha256:machine", &names(&["alias:1"]), "job-3"));
         assert!(pulls.others("sha256:new", &names(&["alias:1"]), "job-2"));
         let journal = std::fs::read_to_string(dir.path().join("docker-pulls")).unwrap();
+        let mode = std::fs::metadata(dir.path().join("docker-pulls"))
+            .unwrap()
+            .permissions();
+        assert_eq!(
+            std::os::unix::fs::PermissionsExt::mode(&mode) & 0o777,
+            0o600
+        );
         assert_eq!(
             journal,
             "name job-2 alias:1\nname job-1 private:1\nid job-1 sha256:new\n"
