@@ -734,9 +734,24 @@ pub(crate) fn owned_dir(dir: &Path, user: Option<&JobUser>) -> Result<(), Runner
         }
     }
     if !dir.exists() {
-        std::fs::create_dir_all(dir).map_err(io(dir))?;
-        if let Some(u) = user {
-            u.own(dir).map_err(io(dir))?;
+        let Some(u) = user else {
+            return std::fs::create_dir_all(dir).map_err(io(dir));
+        };
+        // Made under a name of its own and owned before it takes its place: another slot's
+        // job of the same repository may be making it too, and would otherwise find it
+        // root's for a moment and set it aside under this one.
+        if let Some(parent) = dir.parent() {
+            std::fs::create_dir_all(parent).map_err(io(parent))?;
+        }
+        let tmp = dir.with_extension(format!("new-{}", engine::docker::random_hex()));
+        std::fs::create_dir(&tmp).map_err(io(&tmp))?;
+        u.own(&tmp).map_err(io(&tmp))?;
+        // Over the other's, empty and owned as this one, when it got there first.
+        if let Err(e) = std::fs::rename(&tmp, dir) {
+            let _ = std::fs::remove_dir(&tmp);
+            if !dir.is_dir() {
+                return Err(io(dir)(e));
+            }
         }
     }
     Ok(())
