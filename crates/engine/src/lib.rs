@@ -40,8 +40,8 @@ pub use actions::registry::{
 pub use concurrency::{ConcurrencyGroups, GroupFuture, GroupGuard, Groups};
 pub use error::DefinitionError;
 pub use job::{
-    HOST_VARIABLES, JobSpec, RunEnv, Source, environment_of, is_engine_temp_file, job_environment,
-    run_job, runs_on,
+    HOST_VARIABLES, JobSpec, RunEnv, Source, clear_engine_temp, environment_of,
+    is_engine_temp_file, job_environment, run_job, runs_on,
 };
 pub use mask::Masker;
 pub use report::{Conclusion, JobReport, RunReport, StepReport, WorkflowReport};

@@ -378,6 +378,63 @@ jobs:
     );
 }
 
+/// A runner's slots are kept from job to job, but what a job's steps ran (their scripts, with
+/// the values of their expressions) and wrote to their file commands is not the next job's:
+/// a fork's job in a slot after a trusted one finds them empty.
+#[test]
+fn a_fork_s_job_reads_nothing_an_earlier_job_left_in_its_slot() {
+    let s = confined("");
+    set_secret(&s, "API_KEY", "api-key-value-123", &["--repo", "acme/app"]);
+    let trusted = r#"      - run: echo first
+      - run: |
+          echo "${{ secrets.API_KEY }}" > /dev/null
+          echo "k=${{ secrets.API_KEY }}" >> "$GITHUB_OUTPUT"
+          echo "K=${{ secrets.API_KEY }}" >> "$GITHUB_ENV"
+      - run: echo "${{ secrets.API_KEY }}" >> "$GITHUB_STEP_SUMMARY"
+"#;
+    // Two jobs on push, so both of the in-process runner's slots hold their files.
+    let workflow = format!(
+        r#"on: [push, pull_request]
+jobs:
+  a:
+    if: github.event_name == 'push'
+    runs-on: x
+    steps:
+{trusted}  b:
+    if: github.event_name == 'push'
+    runs-on: x
+    steps:
+{trusted}  thief:
+    if: github.event_name == 'pull_request'
+    runs-on: x
+    steps:
+      - run: |
+          echo marker-of-the-thief > /dev/null
+          ls -R "$RUNNER_TEMP"
+          cat "$RUNNER_TEMP"/step-* "$RUNNER_TEMP"/_runner_file_commands/* | tr a-z A-Z
+"#
+    );
+    let work = s.commit("main", &workflow);
+    s.push(&work, "main");
+    let push = s.runs()[0]["id"].as_i64().unwrap();
+    assert_eq!(
+        s.wait_completed(push)["conclusion"],
+        "success",
+        "{}",
+        logs(&s, push)
+    );
+    let pr = pull_request(&s, &work, 1, Value::Null);
+    let run = s.wait_completed(pr);
+    let log = logs(&s, pr);
+    assert_eq!(run["conclusion"], "success", "{log}");
+    // The job read files of its slot (its own script, upper-cased, is there).
+    assert!(log.contains("MARKER-OF-THE-THIEF"), "{log}");
+    assert!(
+        !log.contains("API-KEY-VALUE-123"),
+        "a fork's job read a secret:\n{log}"
+    );
+}
+
 /// The server's peak resident set (VmHWM), in KiB.
 fn peak_kib(s: &Server) -> u64 {
     let pid = s.child.as_ref().unwrap().id();

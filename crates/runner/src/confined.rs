@@ -707,6 +707,7 @@ fn clear_slot(dir: &Path, user: Option<&JobUser>) -> Result<(), RunnerError> {
         engine::is_engine_temp_file(name)
             && std::fs::symlink_metadata(temp.join(name)).is_ok_and(|m| m.uid() == uid)
     })?;
+    engine::clear_engine_temp(&temp).map_err(io(&temp))?;
     crate::empty_dir(&job.join("home"), |_| false)?;
     crate::empty_dir(&job.join("github_home"), |_| false)?;
     // The job's directory itself: its event file and the directories above, nothing else.

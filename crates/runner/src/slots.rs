@@ -112,7 +112,9 @@ pub(crate) fn make_writable(dir: &Path) {
 fn empty_slot(dir: &Path) -> Result<(), RunnerError> {
     let job = dir.join("job");
     empty_dir(&job.join("workspace"), |_| false)?;
-    empty_dir(&job.join("temp"), engine::is_engine_temp_file)?;
+    let temp = job.join("temp");
+    empty_dir(&temp, engine::is_engine_temp_file)?;
+    engine::clear_engine_temp(&temp).map_err(io(&temp))?;
     let artifacts = dir.join("artifacts");
     if artifacts.exists() {
         std::fs::remove_dir_all(&artifacts).map_err(io(&artifacts))?;
@@ -137,8 +139,12 @@ mod tests {
         for p in [ws.join("ro/sub"), ws.join("ro")] {
             std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o555)).unwrap();
         }
-        std::fs::create_dir_all(temp.join("_runner_file_commands")).unwrap();
-        std::fs::write(temp.join("step-1.sh"), "true").unwrap();
+        let commands = temp.join("_runner_file_commands");
+        std::fs::create_dir_all(&commands).unwrap();
+        std::fs::write(commands.join("set_output_3"), "token=s3cret\n").unwrap();
+        std::fs::write(commands.join("set_env_1"), "").unwrap();
+        std::fs::write(commands.join("loot"), "x").unwrap();
+        std::fs::write(temp.join("step-1.sh"), "curl -u s3cret").unwrap();
         std::fs::write(temp.join("step-x.sh"), "mine").unwrap();
         std::fs::create_dir_all(slot.join("artifacts/dist")).unwrap();
         ready_slot(&slot).unwrap();
@@ -149,6 +155,21 @@ mod tests {
             .collect();
         kept.sort();
         assert_eq!(kept, ["_runner_file_commands", "step-1.sh"]);
+        // What the last job's steps ran and wrote is not the next job's to read.
+        assert_eq!(std::fs::read(temp.join("step-1.sh")).unwrap(), b"");
+        let mut commands_kept: Vec<(String, u64)> = std::fs::read_dir(&commands)
+            .unwrap()
+            .map(|e| e.unwrap())
+            .map(|e| {
+                let len = e.metadata().unwrap().len();
+                (e.file_name().to_string_lossy().into_owned(), len)
+            })
+            .collect();
+        commands_kept.sort();
+        assert_eq!(
+            commands_kept,
+            [("set_env_1".to_owned(), 0), ("set_output_3".to_owned(), 0)]
+        );
         assert!(!slot.join("artifacts").exists());
         // Nothing was set aside.
         assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 1);

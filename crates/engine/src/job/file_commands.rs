@@ -22,6 +22,80 @@ pub fn is_engine_temp_file(name: &str) -> bool {
 
 const FILE_COMMANDS_DIR: &str = "_runner_file_commands";
 
+/// The names [`FileCommands::create`] gives a step's file-command files.
+fn is_file_command_file(name: &str) -> bool {
+    name.rsplit_once('_').is_some_and(|(kind, n)| {
+        matches!(
+            kind,
+            "set_env" | "set_output" | "add_path" | "step_summary" | "save_state"
+        ) && !n.is_empty()
+            && n.bytes().all(|b| b.is_ascii_digit())
+    })
+}
+
+/// Readies a job's temp dir kept from an earlier job (a runner's slot, `pipewright run`'s
+/// reused directory) for the next: everything but the engine's own files is removed, and
+/// those that hold anything are emptied. Kept as they were, a later job (another
+/// repository's, a fork's) could read an earlier one's step scripts, which hold the values
+/// their expressions were replaced with (secrets among them), and what its steps wrote to
+/// their file commands. Emptying a file costs less than making a new one (inode allocation).
+pub fn clear_engine_temp(temp: &Path) -> std::io::Result<()> {
+    let entries = match std::fs::read_dir(temp) {
+        Ok(e) => e,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    for entry in entries {
+        let entry = entry?;
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        let path = entry.path();
+        let meta = std::fs::symlink_metadata(&path)?;
+        if name == FILE_COMMANDS_DIR && meta.is_dir() {
+            for file in std::fs::read_dir(&path)? {
+                let file = file?;
+                let file_path = file.path();
+                let m = std::fs::symlink_metadata(&file_path)?;
+                if m.is_file() && is_file_command_file(&file.file_name().to_string_lossy()) {
+                    empty_file(&file_path, &m)?;
+                } else {
+                    remove(&file_path, &m)?;
+                }
+            }
+        } else if meta.is_file() && is_engine_temp_file(&name) {
+            empty_file(&path, &meta)?;
+        } else {
+            remove(&path, &meta)?;
+        }
+    }
+    Ok(())
+}
+
+fn remove(path: &Path, meta: &std::fs::Metadata) -> std::io::Result<()> {
+    if meta.is_dir() {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    }
+}
+
+/// Cuts a regular file to nothing (never following a link); one that cannot be opened for
+/// writing is removed instead.
+fn empty_file(path: &Path, meta: &std::fs::Metadata) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
+    if meta.len() == 0 {
+        return Ok(());
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+    {
+        Ok(f) => f.set_len(0),
+        Err(_) => std::fs::remove_file(path),
+    }
+}
+
 /// The file-command files of one step.
 pub(crate) struct FileCommands {
     pub(crate) env: PathBuf,
