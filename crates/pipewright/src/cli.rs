@@ -339,10 +339,11 @@ pub(crate) struct RunArgs {
     /// Write a JSON report of the run to this file.
     #[arg(long)]
     pub(crate) report: Option<PathBuf>,
-    /// Where jobs' workspaces go (default: a temporary directory, removed afterwards).
+    /// Where jobs' workspaces go (default: a directory of the user's kept from run to run,
+    /// `$TMPDIR/pipewright-UID/N`, emptied after each run).
     #[arg(long)]
     pub(crate) work_dir: Option<PathBuf>,
-    /// Keep the work directory after the run.
+    /// Keep the work directory after the run (a new temporary one, not emptied).
     #[arg(long)]
     pub(crate) keep: bool,
     /// The repository (default: the git work tree around the current directory).

@@ -11,6 +11,7 @@ mod host_cmd;
 mod notify_cmd;
 mod repo;
 mod run_cmd;
+mod run_dir;
 mod runner_cmd;
 mod serve_cmd;
 mod users_cmd;

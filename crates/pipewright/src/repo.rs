@@ -31,7 +31,14 @@ pub(crate) struct Repo {
     head_info: std::sync::Arc<std::sync::Mutex<Option<HeadInfo>>>,
 }
 
-type HeadInfo = (String, std::thread::JoinHandle<Option<CommitInfo>>);
+/// HEAD's commit and its details: read already, or being asked of git by a thread.
+type HeadInfo = (String, Pending);
+
+#[derive(Debug)]
+enum Pending {
+    Read(Option<CommitInfo>),
+    Asked(std::thread::JoinHandle<Option<CommitInfo>>),
+}
 
 impl Repo {
     /// Finds the work tree around `dir`. One git process when the repository has commits:
@@ -165,8 +172,9 @@ impl Repo {
         })
     }
 
-    /// Starts asking git for HEAD's details (a process of a few milliseconds) while the
-    /// caller does other work; [`Repo::commit_info`] of HEAD then waits for it.
+    /// Reads HEAD's details from its object, or starts asking git for them (a process of a
+    /// few milliseconds) while the caller does other work; [`Repo::commit_info`] of HEAD then
+    /// waits for it.
     pub(crate) fn prefetch_head(&self) {
         let Some(head) = self.head.clone() else {
             return;
@@ -176,9 +184,12 @@ impl Repo {
             ..self.clone()
         };
         let sha = head.clone();
-        let handle = std::thread::spawn(move || repo.commit_info(&sha));
+        let pending = match self.commit_from_object(&head) {
+            Some(info) => Pending::Read(Some(info)),
+            None => Pending::Asked(std::thread::spawn(move || repo.commit_info(&sha))),
+        };
         if let Ok(mut slot) = self.head_info.lock() {
-            *slot = Some((head, handle));
+            *slot = Some((head, pending));
         }
     }
 
@@ -197,8 +208,13 @@ impl Repo {
             .lock()
             .ok()
             .and_then(|mut slot| slot.take_if(|(head, _)| head == sha));
-        if let Some((_, handle)) = pending {
-            return handle.join().ok().flatten();
+        match pending {
+            Some((_, Pending::Read(info))) => return info,
+            Some((_, Pending::Asked(handle))) => return handle.join().ok().flatten(),
+            None => {}
+        }
+        if let Some(info) = self.commit_from_object(sha) {
+            return Some(info);
         }
         let out = git(
             &self.root,
@@ -211,6 +227,37 @@ impl Repo {
             author_email: f.next()?,
             timestamp: f.next()?,
         })
+    }
+
+    /// What `git log -1 --format=%s%x00%an%x00%ae%x00%cI` shows of `sha`, read from its
+    /// loose object (as git writes a new commit: zlib) without a git process, in the plain
+    /// case only: a packed object, replace refs, alternates, an `encoding` header or an
+    /// identity line not in git's usual form are git's to read (`None`).
+    fn commit_from_object(&self, sha: &str) -> Option<CommitInfo> {
+        use std::io::Read;
+        if !matches!(sha.len(), 40 | 64) || !sha.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let replaced = self.git_dir.join("refs/replace").exists()
+            || std::fs::read_to_string(self.git_dir.join("packed-refs"))
+                .is_ok_and(|p| p.contains("refs/replace/"));
+        if replaced || self.git_dir.join("commondir").exists() {
+            return None;
+        }
+        let raw =
+            std::fs::read(self.git_dir.join("objects").join(&sha[..2]).join(&sha[2..])).ok()?;
+        let mut data = Vec::new();
+        flate2::read::ZlibDecoder::new(&raw[..])
+            .take(1 << 20)
+            .read_to_end(&mut data)
+            .ok()?;
+        let nul = data.iter().position(|&b| b == 0)?;
+        let (kind, len) = std::str::from_utf8(&data[..nul]).ok()?.split_once(' ')?;
+        let body = std::str::from_utf8(&data[nul + 1..]).ok()?;
+        if kind != "commit" || len.parse::<usize>().ok()? != body.len() {
+            return None;
+        }
+        parse_commit(body)
     }
 
     pub(crate) fn resolve(&self, rev: &str) -> Result<String> {
@@ -312,6 +359,63 @@ impl Repo {
     }
 }
 
+/// A commit object's text as `git log` shows it with `%s`, `%an`, `%ae` and `%cI`.
+fn parse_commit(body: &str) -> Option<CommitInfo> {
+    let (headers, message) = body.split_once("\n\n").unwrap_or((body, ""));
+    let mut author = None;
+    let mut committer = None;
+    for line in headers.lines() {
+        if let Some(a) = line.strip_prefix("author ") {
+            author = Some(a);
+        } else if let Some(c) = line.strip_prefix("committer ") {
+            committer = Some(c);
+        } else if line.starts_with("encoding ") {
+            return None; // git re-encodes the message
+        }
+    }
+    let (author_name, author_email, _) = identity(author?)?;
+    let (_, _, timestamp) = identity(committer?)?;
+    // git's subject: the first paragraph after any blank lines, each line's trailing white
+    // space trimmed, the lines joined by a space.
+    let subject: Vec<&str> = message
+        .lines()
+        .map(|l| l.trim_end_matches(|c: char| c.is_ascii_whitespace()))
+        .skip_while(|l| l.is_empty())
+        .take_while(|l| !l.is_empty())
+        .collect();
+    Some(CommitInfo {
+        message: subject.join(" "),
+        author_name: author_name.to_owned(),
+        author_email: author_email.to_owned(),
+        timestamp,
+    })
+}
+
+/// `Name <email> 1700000000 +0100` as name, email and git's strict ISO 8601 time
+/// (`2023-11-14T23:13:20+01:00`; `Z` for a zero offset, as git writes it).
+fn identity(line: &str) -> Option<(&str, &str, String)> {
+    let (name, rest) = line.split_once('<')?;
+    let (email, when) = rest.split_once('>')?;
+    let (secs, zone) = when.trim_start().split_once(' ')?;
+    let secs: i64 = secs.parse().ok()?;
+    let (sign, hhmm) = match zone.as_bytes() {
+        [b'+', d @ ..] if d.len() == 4 => (1, &zone[1..]),
+        [b'-', d @ ..] if d.len() == 4 => (-1, &zone[1..]),
+        _ => return None,
+    };
+    let (h, m): (i32, i32) = (hhmm[..2].parse().ok()?, hhmm[2..].parse().ok()?);
+    if m >= 60 {
+        return None;
+    }
+    let offset = chrono::FixedOffset::east_opt(sign * (h * 3600 + m * 60))?;
+    let time = chrono::DateTime::from_timestamp(secs, 0)?.with_timezone(&offset);
+    Some((
+        name.trim_end_matches(|c: char| c.is_ascii_whitespace()),
+        email,
+        time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    ))
+}
+
 /// The workflow files of `.github/workflows/` under `root`, sorted.
 pub(crate) fn workflow_files(root: &Path) -> Result<Vec<PathBuf>> {
     let dir = root.join(".github").join("workflows");
@@ -368,6 +472,75 @@ mod tests {
         let branch =
             git(dir, &["symbolic-ref", "--quiet", "--short", "HEAD"]).filter(|s| !s.is_empty());
         assert_eq!(files.branch, branch, "{}", dir.display());
+    }
+
+    /// What a commit's loose object says is what `git log` shows of it; what the object
+    /// cannot say as git would (another encoding, a packed object) is left to git.
+    #[test]
+    fn a_commit_s_details_are_read_from_its_object_as_git_shows_them() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path().join("repo");
+        std::fs::create_dir_all(&r).unwrap();
+        sh(&r, &["init", "-q", "-b", "main"]);
+        let commit = |message: &str, date: &str, extra: &[&str]| -> String {
+            std::fs::write(r.join("f"), format!("{message}{date}")).unwrap();
+            sh(&r, &["add", "-A"]);
+            let ok = std::process::Command::new("git")
+                .arg("-C")
+                .arg(&r)
+                .args([
+                    "-c",
+                    "user.name=Ada  Lovelace",
+                    "-c",
+                    "user.email=ada@example.invalid",
+                ])
+                .args(extra)
+                .args(["commit", "-q", "--cleanup=verbatim", "-m", message])
+                .env("GIT_AUTHOR_DATE", date)
+                .env("GIT_COMMITTER_DATE", date)
+                .status()
+                .unwrap()
+                .success();
+            assert!(ok);
+            git(&r, &["rev-parse", "HEAD"]).unwrap()
+        };
+        let shown = |sha: &str| {
+            let out = git(&r, &["log", "-1", "--format=%s%x00%an%x00%ae%x00%cI", sha]).unwrap();
+            out.split('\0').map(str::to_owned).collect::<Vec<_>>()
+        };
+        let fields = |c: &super::CommitInfo| {
+            vec![
+                c.message.clone(),
+                c.author_name.clone(),
+                c.author_email.clone(),
+                c.timestamp.clone(),
+            ]
+        };
+        let repo = Repo::from_files(&r).unwrap();
+        for (message, date) in [
+            ("one", "1700000000 +0000"),
+            ("two lines \nof subject\n\nand a body\n", "1700000000 +0530"),
+            ("\n\nafter blank lines", "1700000000 -0800"),
+            ("zero west", "1700000000 -0000"),
+        ] {
+            let sha = commit(message, date, &[]);
+            let read = repo
+                .commit_from_object(&sha)
+                .expect("a loose commit is read");
+            assert_eq!(fields(&read), shown(&sha), "{message:?} {date}");
+        }
+        // Another encoding: git's to show (it re-encodes), and shown as git shows it.
+        let sha = commit(
+            "latin",
+            "1700000000 +0100",
+            &["-c", "i18n.commitEncoding=ISO-8859-1"],
+        );
+        assert!(repo.commit_from_object(&sha).is_none());
+        assert_eq!(fields(&repo.commit_info(&sha).unwrap()), shown(&sha));
+        // Packed: git's.
+        sh(&r, &["gc", "-q"]);
+        assert!(repo.commit_from_object(&sha).is_none());
+        assert_eq!(fields(&repo.commit_info(&sha).unwrap()), shown(&sha));
     }
 
     #[test]

@@ -392,9 +392,17 @@ fn run_parsed(
             .map(|d| d.as_millis())
             .unwrap_or(0)
     );
-    let (run_dir, temporary) = match &args.work_dir {
-        Some(d) => (d.clone(), false),
-        None => (
+    // A directory kept from run to run unless the user asked to keep this run's or gave one.
+    let kept = (args.work_dir.is_none() && !args.keep)
+        .then(|| {
+            let uid = rustix::process::geteuid().as_raw();
+            crate::run_dir::RunDir::take(&std::env::temp_dir().join(format!("pipewright-{uid}")))
+        })
+        .flatten();
+    let (run_dir, temporary) = match (&args.work_dir, &kept) {
+        (Some(d), _) => (d.clone(), false),
+        (None, Some(k)) => (k.path.clone(), false),
+        (None, None) => (
             std::env::temp_dir().join(format!("pipewright-run-{run_id}-{}", std::process::id())),
             !args.keep,
         ),
@@ -402,7 +410,8 @@ fn run_parsed(
     std::fs::create_dir_all(&run_dir)
         .with_context(|| format!("cannot create {}", run_dir.display()))?;
     let event_path = run_dir.join("event.json");
-    std::fs::write(&event_path, serde_json::to_vec_pretty(&ev.payload)?)?;
+    engine::files::write_reusing(&event_path, &serde_json::to_vec_pretty(&ev.payload)?)
+        .with_context(|| format!("cannot write {}", event_path.display()))?;
     let action_dirs = action_dirs(&repo.root);
     let repo_key = engine::files::safe_name(&repo.name());
     let github = github_context(repo, &ev, &sha, &run_id);
@@ -427,10 +436,11 @@ fn run_parsed(
     };
     let color = std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
     let console = Arc::new(Console::new(color));
-    let parallel = args
-        .jobs
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(2, std::num::NonZero::get));
+    // Asked once (it reads the cgroup's files): tokio would ask again.
+    let cores = std::thread::available_parallelism().map_or(2, std::num::NonZero::get);
+    let parallel = args.jobs.unwrap_or(cores);
     let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(cores)
         .enable_all()
         .build()?;
     let cancel = CancellationToken::new();
@@ -483,6 +493,9 @@ fn run_parsed(
     }
     if temporary {
         let _ = std::fs::remove_dir_all(&run_dir);
+    }
+    if let Some(k) = kept {
+        k.finish();
     }
     runtime.shutdown_timeout(std::time::Duration::from_millis(100));
     if cancel.is_cancelled() {
