@@ -70,14 +70,14 @@ impl RunDir {
     }
 
     /// Empties the directory after its run: the jobs' workspaces and what their steps left
-    /// in their temp dirs (the engine's own files are kept for the next run to overwrite).
+    /// in their temp dirs (the engine's own files are kept, emptied, for the next run).
     pub(crate) fn finish(self) {
         let _ = empty(&self.path);
     }
 }
 
 /// Empties a run directory but for its event file, `jobs/*/{workspace,temp}` and the
-/// engine's own files in each temp dir (creates it if missing).
+/// engine's own files in each temp dir, emptied (creates it if missing).
 fn empty(dir: &Path) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     for entry in std::fs::read_dir(dir)? {
@@ -118,14 +118,10 @@ fn empty_job(job: &Path) -> std::io::Result<()> {
                     remove(&e.path(), e.file_type()?.is_dir())?;
                 }
             }
-            Some("temp") if is_dir => {
-                for e in std::fs::read_dir(&path)? {
-                    let e = e?;
-                    if !engine::is_engine_temp_file(&e.file_name().to_string_lossy()) {
-                        remove(&e.path(), e.file_type()?.is_dir())?;
-                    }
-                }
-            }
+            // The engine's files are kept but emptied: a step's script holds the values its
+            // expressions were replaced with (secrets among them), and others may pass
+            // through to it (services run as another user).
+            Some("temp") if is_dir => engine::clear_engine_temp(&path)?,
             _ => remove(&path, is_dir)?,
         }
     }
@@ -190,6 +186,7 @@ mod tests {
             names(&job.join("temp")),
             ["_runner_file_commands", "step-1.sh"]
         );
+        assert_eq!(std::fs::read(job.join("temp/step-1.sh")).unwrap(), b"");
         drop(second);
     }
 }
