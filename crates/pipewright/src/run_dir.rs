@@ -18,8 +18,13 @@ const MAX_JOB_DIRS: usize = 64;
 /// A kept run directory, held while this value lives.
 pub(crate) struct RunDir {
     pub(crate) path: PathBuf,
-    _lock: File,
+    /// Locked while held; says `clean` when the last run emptied the directory after it.
+    lock: File,
+    taken: std::time::SystemTime,
 }
+
+const CLEAN: &[u8; 5] = b"clean";
+const DIRTY: &[u8; 5] = b"dirty";
 
 impl RunDir {
     /// A directory under `base` no other `pipewright run` holds, emptied but for its jobs'
@@ -50,6 +55,7 @@ impl RunDir {
             let lock = std::fs::OpenOptions::new()
                 .create(true)
                 .truncate(false)
+                .read(true)
                 .write(true)
                 .open(base.join(format!("{n}.lock")))
                 .ok()?;
@@ -59,26 +65,52 @@ impl RunDir {
                 continue;
             }
             let path = base.join(n.to_string());
-            if empty(&path).is_err() {
+            let taken = std::time::SystemTime::now();
+            // A run that ended without emptying it (killed): emptied now.
+            let mut state = [0u8; 5];
+            let clean = rustix::io::pread(&lock, &mut state, 0).is_ok_and(|n| n == 5)
+                && &state == CLEAN
+                && path.is_dir();
+            if !clean && empty(&path, None).is_err() {
                 // Something a job left cannot be deleted (read-only directories): this one
                 // is left for its owner to look at.
                 continue;
             }
-            return Some(RunDir { path, _lock: lock });
+            rustix::io::pwrite(&lock, DIRTY, 0).ok()?;
+            return Some(RunDir { path, lock, taken });
         }
         None
     }
 
     /// Empties the directory after its run: the jobs' workspaces and what their steps left
-    /// in their temp dirs (the engine's own files are kept, emptied, for the next run).
+    /// in their temp dirs (the engine's own files are kept, blanked, for the next run).
+    /// The directories of jobs this run did not run (another workflow's, from earlier runs)
+    /// are removed.
     pub(crate) fn finish(self) {
-        let _ = empty(&self.path);
+        // File times lag the clock by up to a tick.
+        let since = self.taken - std::time::Duration::from_secs(1);
+        if empty(&self.path, Some(since)).is_ok() {
+            let _ = rustix::io::pwrite(&self.lock, CLEAN, 0);
+        }
     }
 }
 
+/// Whether a job's directory was used since `since`: a step's script was written.
+fn used_since(job: &Path, since: std::time::SystemTime) -> bool {
+    std::fs::read_dir(job.join("temp")).is_ok_and(|entries| {
+        entries.flatten().any(|e| {
+            e.file_name().to_string_lossy().starts_with("step-")
+                && e.metadata()
+                    .and_then(|m| m.modified())
+                    .is_ok_and(|t| t >= since)
+        })
+    })
+}
+
 /// Empties a run directory but for its event file, `jobs/*/{workspace,temp}` and the
-/// engine's own files in each temp dir, emptied (creates it if missing).
-fn empty(dir: &Path) -> std::io::Result<()> {
+/// engine's own files in each temp dir, blanked (creates it if missing). With `since`, the
+/// directories of jobs not run since then are removed.
+fn empty(dir: &Path, since: Option<std::time::SystemTime>) -> std::io::Result<()> {
     std::fs::create_dir_all(dir)?;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
@@ -93,8 +125,11 @@ fn empty(dir: &Path) -> std::io::Result<()> {
         {
             for job in std::fs::read_dir(&path)? {
                 let job = job?;
-                if job.file_type()?.is_dir() {
+                let stale = since.is_some_and(|t| !used_since(&job.path(), t));
+                if job.file_type()?.is_dir() && !stale {
                     empty_job(&job.path())?;
+                } else if job.file_type()?.is_dir() {
+                    std::fs::remove_dir_all(job.path())?;
                 } else {
                     std::fs::remove_file(job.path())?;
                 }
@@ -118,7 +153,7 @@ fn empty_job(job: &Path) -> std::io::Result<()> {
                     remove(&e.path(), e.file_type()?.is_dir())?;
                 }
             }
-            // The engine's files are kept but emptied: a step's script holds the values its
+            // The engine's files are kept but blanked: a step's script holds the values its
             // expressions were replaced with (secrets among them), and others may pass
             // through to it (services run as another user).
             Some("temp") if is_dir => engine::clear_engine_temp(&path)?,
@@ -167,6 +202,13 @@ mod tests {
         std::fs::write(job.join("temp/child.pid"), "1").unwrap();
         std::fs::write(first.path.join("event.json"), "{}").unwrap();
         std::fs::create_dir_all(first.path.join("artifacts/dist")).unwrap();
+        // Another workflow's job, from a run before: its directory goes.
+        let old = first.path.join("jobs/other-b-0");
+        std::fs::create_dir_all(old.join("temp")).unwrap();
+        let script = std::fs::File::create(old.join("temp/step-1.sh")).unwrap();
+        script
+            .set_modified(std::time::SystemTime::now() - std::time::Duration::from_secs(60))
+            .unwrap();
         let path = first.path.clone();
         first.finish();
         let again = RunDir::take(d.path()).unwrap();
@@ -180,13 +222,20 @@ mod tests {
             v
         };
         assert_eq!(names(&path), ["event.json", "jobs"]);
+        assert_eq!(names(&path.join("jobs")), ["w-a-0"]);
         assert_eq!(names(&job), ["temp", "workspace"]);
         assert!(names(&job.join("workspace")).is_empty());
         assert_eq!(
             names(&job.join("temp")),
             ["_runner_file_commands", "step-1.sh"]
         );
-        assert_eq!(std::fs::read(job.join("temp/step-1.sh")).unwrap(), b"");
+        assert_eq!(std::fs::read(job.join("temp/step-1.sh")).unwrap(), [0; 8]);
         drop(second);
+        // A run killed before its end: the next one empties what it left.
+        std::fs::write(job.join("workspace/left"), "x").unwrap();
+        drop(again);
+        let after_kill = RunDir::take(d.path()).unwrap();
+        assert_eq!(after_kill.path, path);
+        assert!(names(&job.join("workspace")).is_empty());
     }
 }

@@ -38,7 +38,8 @@ fn is_file_command_file(name: &str) -> bool {
 /// those that hold anything are emptied. Kept as they were, a later job (another
 /// repository's, a fork's) could read an earlier one's step scripts, which hold the values
 /// their expressions were replaced with (secrets among them), and what its steps wrote to
-/// their file commands. Emptying a file costs less than making a new one (inode allocation).
+/// their file commands. Blanking a file costs less than making a new one (inode allocation)
+/// or cutting it (freeing its blocks).
 pub fn clear_engine_temp(temp: &Path) -> std::io::Result<()> {
     let entries = match std::fs::read_dir(temp) {
         Ok(e) => e,
@@ -79,20 +80,28 @@ fn remove(path: &Path, meta: &std::fs::Metadata) -> std::io::Result<()> {
     }
 }
 
-/// Cuts a regular file to nothing (never following a link); one that cannot be opened for
-/// writing is removed instead.
+/// Overwrites a regular file's contents with zero bytes (never following a link); one that
+/// cannot be opened for writing, or is over 1 MiB, is removed instead. Not cut to nothing:
+/// freeing a file's blocks is what costs (with ext4's `discard` option it waits for the
+/// device), and whoever uses the file next writes it whole
+/// ([`crate::files::write_reusing`]).
 fn empty_file(path: &Path, meta: &std::fs::Metadata) -> std::io::Result<()> {
+    use std::io::Write;
     use std::os::unix::fs::OpenOptionsExt;
+    const MAX: u64 = 1 << 20;
     if meta.len() == 0 {
         return Ok(());
     }
-    match std::fs::OpenOptions::new()
+    let opened = std::fs::OpenOptions::new()
         .write(true)
         .custom_flags(nix::libc::O_NOFOLLOW)
-        .open(path)
-    {
-        Ok(f) => f.set_len(0),
-        Err(_) => std::fs::remove_file(path),
+        .open(path);
+    match opened {
+        Ok(mut f) if meta.len() <= MAX => {
+            let len = usize::try_from(meta.len()).unwrap_or(0);
+            f.write_all(&vec![0; len])
+        }
+        _ => std::fs::remove_file(path),
     }
 }
 
