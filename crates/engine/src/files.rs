@@ -233,9 +233,9 @@ pub fn copy_tree(src: &Path, dest: &Path) -> std::io::Result<u64> {
 }
 
 /// Writes `contents` to `path` like [`std::fs::write`], but reuses a regular file a previous
-/// job left there (a runner keeps its slots' scripts and file-command files): one with the
-/// same contents is left alone, another is overwritten in place and only cut when it was
-/// longer. Truncating a file is what costs: on ext4 it frees the blocks, which with the
+/// job left there (a runner's unconfined slots and `pipewright run` keep the scripts and
+/// file-command files, blanked): one with the same contents is left alone, another is
+/// overwritten in place and only cut when it was longer. Truncating a file is what costs: on ext4 it frees the blocks, which with the
 /// `discard` mount option waits for the device, and makes `close` allocate the new ones at
 /// once. Anything at `path` that is not a writable regular file (a symlink, a directory or a
 /// read-only file a step left) is replaced.

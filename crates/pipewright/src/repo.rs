@@ -225,7 +225,7 @@ impl Repo {
             message: f.next()?,
             author_name: f.next()?,
             author_email: f.next()?,
-            timestamp: f.next()?,
+            timestamp: zulu(f.next()?),
         })
     }
 
@@ -379,7 +379,7 @@ fn parse_commit(body: &str) -> Option<CommitInfo> {
     // space trimmed, the lines joined by a space.
     let subject: Vec<&str> = message
         .lines()
-        .map(|l| l.trim_end_matches(|c: char| c.is_ascii_whitespace()))
+        .map(|l| l.trim_end_matches(git_space))
         .skip_while(|l| l.is_empty())
         .take_while(|l| !l.is_empty())
         .collect();
@@ -394,15 +394,22 @@ fn parse_commit(body: &str) -> Option<CommitInfo> {
 /// `Name <email> 1700000000 +0100` as name, email and git's strict ISO 8601 time
 /// (`2023-11-14T23:13:20+01:00`; `Z` for a zero offset, as git writes it).
 fn identity(line: &str) -> Option<(&str, &str, String)> {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
     let (name, rest) = line.split_once('<')?;
     let (email, when) = rest.split_once('>')?;
-    let (secs, zone) = when.trim_start().split_once(' ')?;
+    let (secs, zone) = when.trim_start_matches(' ').split_once(' ')?;
+    if !digits(secs) {
+        return None;
+    }
     let secs: i64 = secs.parse().ok()?;
     let (sign, hhmm) = match zone.as_bytes() {
         [b'+', d @ ..] if d.len() == 4 => (1, &zone[1..]),
         [b'-', d @ ..] if d.len() == 4 => (-1, &zone[1..]),
         _ => return None,
     };
+    if !digits(hhmm) {
+        return None;
+    }
     let (h, m): (i32, i32) = (hhmm[..2].parse().ok()?, hhmm[2..].parse().ok()?);
     if m >= 60 {
         return None;
@@ -410,10 +417,24 @@ fn identity(line: &str) -> Option<(&str, &str, String)> {
     let offset = chrono::FixedOffset::east_opt(sign * (h * 3600 + m * 60))?;
     let time = chrono::DateTime::from_timestamp(secs, 0)?.with_timezone(&offset);
     Some((
-        name.trim_end_matches(|c: char| c.is_ascii_whitespace()),
+        name.trim_end_matches(git_space),
         email,
         time.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
     ))
+}
+
+/// git's `isspace`: space, tab, line feed, carriage return (not form feed).
+fn git_space(c: char) -> bool {
+    matches!(c, ' ' | '\t' | '\n' | '\r')
+}
+
+/// A time as git 2.45 and later write `%cI`: `Z` for a zero offset (older git writes
+/// `+00:00`), so a commit read from its object and one shown by git read alike.
+fn zulu(time: String) -> String {
+    match time.strip_suffix("+00:00") {
+        Some(t) => format!("{t}Z"),
+        None => time,
+    }
 }
 
 /// The workflow files of `.github/workflows/` under `root`, sorted.
@@ -506,7 +527,9 @@ mod tests {
         };
         let shown = |sha: &str| {
             let out = git(&r, &["log", "-1", "--format=%s%x00%an%x00%ae%x00%cI", sha]).unwrap();
-            out.split('\0').map(str::to_owned).collect::<Vec<_>>()
+            let mut f: Vec<String> = out.split('\0').map(str::to_owned).collect();
+            f[3] = super::zulu(f[3].clone());
+            f
         };
         let fields = |c: &super::CommitInfo| {
             vec![

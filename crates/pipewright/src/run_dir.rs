@@ -111,7 +111,12 @@ fn used_since(job: &Path, since: std::time::SystemTime) -> bool {
 /// engine's own files in each temp dir, blanked (creates it if missing). With `since`, the
 /// directories of jobs not run since then are removed.
 fn empty(dir: &Path, since: Option<std::time::SystemTime>) -> std::io::Result<()> {
-    std::fs::create_dir_all(dir)?;
+    use std::os::unix::fs::DirBuilderExt;
+    // Others may pass through (to a job's services), not list.
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o711)
+        .create(dir)?;
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let path = entry.path();

@@ -385,14 +385,14 @@ jobs:
 fn a_fork_s_job_reads_nothing_an_earlier_job_left_in_its_slot() {
     let s = confined("");
     set_secret(&s, "API_KEY", "api-key-value-123", &["--repo", "acme/app"]);
-    let trusted = r#"      - run: echo first
+    let trusted = r#"      - run: echo first; sleep 1
       - run: |
           echo "${{ secrets.API_KEY }}" > /dev/null
           echo "k=${{ secrets.API_KEY }}" >> "$GITHUB_OUTPUT"
           echo "K=${{ secrets.API_KEY }}" >> "$GITHUB_ENV"
       - run: echo "${{ secrets.API_KEY }}" >> "$GITHUB_STEP_SUMMARY"
 "#;
-    // Two jobs on push, so both of the in-process runner's slots hold their files.
+    // Two jobs on push at once, so both of the in-process runner's slots held their files.
     let workflow = format!(
         r#"on: [push, pull_request]
 jobs:
@@ -427,8 +427,10 @@ jobs:
     let run = s.wait_completed(pr);
     let log = logs(&s, pr);
     assert_eq!(run["conclusion"], "success", "{log}");
-    // The job read files of its slot (its own script, upper-cased, is there).
+    // The job read files of its slot (its own script, upper-cased, is there), and none of
+    // the scripts the trusted job before it ran there.
     assert!(log.contains("MARKER-OF-THE-THIEF"), "{log}");
+    assert!(!log.contains("step-2"), "{log}");
     assert!(
         !log.contains("API-KEY-VALUE-123"),
         "a fork's job read a secret:\n{log}"

@@ -700,14 +700,13 @@ fn clear_slot(dir: &Path, user: Option<&JobUser>) -> Result<(), RunnerError> {
         return remove(&job);
     }
     crate::empty_dir(&job.join("workspace"), |_| false)?;
-    // The engine's own files are kept only while they are the job user's: a container's root
-    // could have made them another's, which the next job could not write.
-    let temp = job.join("temp");
-    crate::empty_dir(&temp, |name| {
-        engine::is_engine_temp_file(name)
-            && std::fs::symlink_metadata(temp.join(name)).is_ok_and(|m| m.uid() == uid)
-    })?;
-    engine::clear_engine_temp(&temp).map_err(io(&temp))?;
+    // Nothing of the temp dir is kept, the engine's own files included: they are the job
+    // user's to change, so the runner working on them in place (blanking them for the next
+    // job) would follow what a job made of them (links, a directory swapped for one, hard
+    // links, FIFOs), and a file kept is an inode a job may still hold open when the next
+    // job (another repository's) writes its step scripts, secrets in them, into it.
+    // `remove_dir_all` does not follow links.
+    crate::empty_dir(&job.join("temp"), |_| false)?;
     crate::empty_dir(&job.join("home"), |_| false)?;
     crate::empty_dir(&job.join("github_home"), |_| false)?;
     // The job's directory itself: its event file and the directories above, nothing else.
@@ -802,10 +801,9 @@ mod tests {
         assert!(names("job/workspace").is_empty());
         assert!(names("job/home").is_empty());
         assert!(names("artifacts").is_empty());
-        assert_eq!(
-            names("job/temp"),
-            ["step-1.sh"],
-            "the engine's own files stay"
+        assert!(
+            names("job/temp").is_empty(),
+            "the engine's own files go too: they are the job user's to change"
         );
         assert_eq!(names("job"), ["github_home", "home", "temp", "workspace"]);
         // A directory that is not a directory any more is made anew.

@@ -33,9 +33,10 @@ fn is_file_command_file(name: &str) -> bool {
     })
 }
 
-/// Readies a job's temp dir kept from an earlier job (a runner's slot, `pipewright run`'s
-/// reused directory) for the next: everything but the engine's own files is removed, and
-/// those that hold anything are emptied. Kept as they were, a later job (another
+/// Readies a job's temp dir kept from an earlier job for the next, where jobs run as the
+/// caller's own user (a runner's unconfined slots, `pipewright run`'s kept directory; a
+/// confined slot's temp dir is the job user's and is emptied whole): everything but the
+/// engine's own files is removed, and those that hold anything are blanked. Kept as they were, a later job (another
 /// repository's, a fork's) could read an earlier one's step scripts, which hold the values
 /// their expressions were replaced with (secrets among them), and what its steps wrote to
 /// their file commands. Blanking a file costs less than making a new one (inode allocation)
@@ -81,24 +82,36 @@ fn remove(path: &Path, meta: &std::fs::Metadata) -> std::io::Result<()> {
 }
 
 /// Overwrites a regular file's contents with zero bytes (never following a link); one that
-/// cannot be opened for writing, or is over 1 MiB, is removed instead. Not cut to nothing:
+/// cannot be opened for writing, has another name (a hard link) or is over 1 MiB is removed
+/// instead. Not cut to nothing:
 /// freeing a file's blocks is what costs (with ext4's `discard` option it waits for the
 /// device), and whoever uses the file next writes it whole
 /// ([`crate::files::write_reusing`]).
 fn empty_file(path: &Path, meta: &std::fs::Metadata) -> std::io::Result<()> {
     use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
+    use std::os::unix::fs::{MetadataExt, OpenOptionsExt};
     const MAX: u64 = 1 << 20;
     if meta.len() == 0 {
         return Ok(());
     }
+    // Not blocking on a FIFO put in its place; written only if it is still the file looked
+    // at and has no other name (a hard link would have the zeros written elsewhere).
     let opened = std::fs::OpenOptions::new()
         .write(true)
-        .custom_flags(nix::libc::O_NOFOLLOW)
+        .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
         .open(path);
+    let same = |f: &std::fs::File| {
+        f.metadata().is_ok_and(|m| {
+            m.is_file()
+                && m.nlink() == 1
+                && m.dev() == meta.dev()
+                && m.ino() == meta.ino()
+                && m.len() <= MAX
+        })
+    };
     match opened {
-        Ok(mut f) if meta.len() <= MAX => {
-            let len = usize::try_from(meta.len()).unwrap_or(0);
+        Ok(mut f) if same(&f) => {
+            let len = usize::try_from(f.metadata()?.len()).unwrap_or(0);
             f.write_all(&vec![0; len])
         }
         _ => std::fs::remove_file(path),
@@ -167,4 +180,53 @@ pub(super) fn apply_file_commands(
         outputs.insert(k, Value::String(v));
     }
     Ok(outputs)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::clear_engine_temp;
+
+    /// What a step made of the engine's files is removed, never followed or written through.
+    #[test]
+    fn the_engine_s_files_are_blanked_and_anything_else_removed_never_followed() {
+        let d = tempfile::tempdir().unwrap();
+        let temp = d.path().join("temp");
+        let commands = temp.join("_runner_file_commands");
+        std::fs::create_dir_all(&commands).unwrap();
+        let outside = d.path().join("outside");
+        std::fs::write(&outside, "precious").unwrap();
+        std::fs::write(temp.join("step-1.sh"), "echo s3cret").unwrap();
+        std::os::unix::fs::symlink(&outside, temp.join("step-2.sh")).unwrap();
+        std::fs::hard_link(&outside, temp.join("step-3.sh")).unwrap();
+        std::fs::write(temp.join("step-4.sh"), vec![b'x'; (1 << 20) + 1]).unwrap();
+        std::fs::write(temp.join("leftover"), "x").unwrap();
+        std::fs::write(commands.join("set_output_1"), "k=v\n").unwrap();
+        std::fs::write(commands.join("set_env_1"), "").unwrap();
+        let fifo = std::process::Command::new("mkfifo")
+            .arg(commands.join("set_env_2"))
+            .status()
+            .unwrap();
+        assert!(fifo.success());
+        std::fs::create_dir(commands.join("add_path_1")).unwrap();
+        std::os::unix::fs::symlink(&outside, commands.join("save_state_1")).unwrap();
+        clear_engine_temp(&temp).unwrap();
+        assert_eq!(std::fs::read(&outside).unwrap(), b"precious");
+        let names = |p: &std::path::Path| {
+            let mut v: Vec<String> = std::fs::read_dir(p)
+                .unwrap()
+                .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect();
+            v.sort();
+            v
+        };
+        assert_eq!(names(&temp), ["_runner_file_commands", "step-1.sh"]);
+        assert_eq!(std::fs::read(temp.join("step-1.sh")).unwrap(), [0; 11]);
+        assert_eq!(names(&commands), ["set_env_1", "set_output_1"]);
+        assert_eq!(
+            std::fs::read(commands.join("set_output_1")).unwrap(),
+            [0; 4]
+        );
+        // A missing directory is nothing to do.
+        clear_engine_temp(&d.path().join("missing")).unwrap();
+    }
 }
