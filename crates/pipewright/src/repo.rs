@@ -111,6 +111,8 @@ impl Repo {
                     | "GIT_CEILING_DIRECTORIES"
                     | "GIT_DISCOVERY_ACROSS_FILESYSTEM"
                     | "GIT_NAMESPACE"
+                    | "GIT_REPLACE_REF_BASE"
+                    | "GIT_NO_REPLACE_OBJECTS"
             ) || k.starts_with("GIT_CONFIG")
         };
         if std::env::vars_os().any(|(k, _)| moves_git(&k.to_string_lossy())) {
@@ -129,7 +131,11 @@ impl Repo {
             return None;
         }
         let config = std::fs::read_to_string(git_dir.join("config")).ok()?;
-        if config.contains("worktree") || config.contains("bare = true") {
+        // Refs in a reftable (`extensions.refStorage`) are git's to read.
+        if config.contains("worktree")
+            || config.contains("bare = true")
+            || config.to_ascii_lowercase().contains("refstorage")
+        {
             return None;
         }
         let head = std::fs::read_to_string(git_dir.join("HEAD")).ok()?;
@@ -588,5 +594,10 @@ mod tests {
         sh(&r, &["worktree", "add", "-q", "../linked"]);
         assert!(Repo::from_files(&d.path().join("linked")).is_none());
         assert!(Repo::from_files(Path::new("/")).is_none());
+        // Refs in a reftable: git's to read.
+        let t = d.path().join("table");
+        std::fs::create_dir_all(&t).unwrap();
+        sh(&t, &["init", "-q", "--ref-format=reftable", "-b", "main"]);
+        assert!(Repo::from_files(&t).is_none());
     }
 }
