@@ -1,8 +1,9 @@
 //! The scratch space of `pipewright run`: each job's workspace and temp dir, the event file,
 //! local artifacts. Kept from run to run in a directory of the user's in the temp dir
 //! (`pipewright-UID/N`, one per `pipewright run` at a time, held by a lock; short, for the
-//! Unix sockets jobs make in it) and emptied between runs, as a runner's slots are: making and deleting a tree of directories and a few files for every step costs more
-//! than a short step itself (the file system's inode allocation).
+//! Unix sockets jobs make in it) and emptied between runs, as a runner's slots are: making
+//! and deleting a tree of directories and a few files for every step costs more than a
+//! short step itself (the file system's inode allocation).
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -120,8 +121,9 @@ fn empty(dir: &Path, since: Option<std::time::SystemTime>) -> std::io::Result<()
     for entry in std::fs::read_dir(dir)? {
         let entry = entry?;
         let path = entry.path();
-        let is_dir = entry.file_type()?.is_dir();
-        if entry.file_name() == "event.json" && entry.file_type()?.is_file() {
+        let kind = entry.file_type()?;
+        let is_dir = kind.is_dir();
+        if entry.file_name() == "event.json" && kind.is_file() {
             continue; // written again by the next run
         }
         if entry.file_name() == "jobs"
@@ -130,13 +132,12 @@ fn empty(dir: &Path, since: Option<std::time::SystemTime>) -> std::io::Result<()
         {
             for job in std::fs::read_dir(&path)? {
                 let job = job?;
-                let stale = since.is_some_and(|t| !used_since(&job.path(), t));
-                if job.file_type()?.is_dir() && !stale {
+                let is_dir = job.file_type()?.is_dir();
+                let used = since.is_none_or(|t| used_since(&job.path(), t));
+                if is_dir && used {
                     empty_job(&job.path())?;
-                } else if job.file_type()?.is_dir() {
-                    std::fs::remove_dir_all(job.path())?;
                 } else {
-                    std::fs::remove_file(job.path())?;
+                    remove(&job.path(), is_dir)?;
                 }
             }
         } else {

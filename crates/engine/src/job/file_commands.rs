@@ -36,10 +36,10 @@ fn is_file_command_file(name: &str) -> bool {
 /// Readies a job's temp dir kept from an earlier job for the next, where jobs run as the
 /// caller's own user (a runner's unconfined slots, `pipewright run`'s kept directory; a
 /// confined slot's temp dir is the job user's and is emptied whole): everything but the
-/// engine's own files is removed, and those that hold anything are blanked. Kept as they were, a later job (another
-/// repository's, a fork's) could read an earlier one's step scripts, which hold the values
-/// their expressions were replaced with (secrets among them), and what its steps wrote to
-/// their file commands. Blanking a file costs less than making a new one (inode allocation)
+/// engine's own files is removed, and those that hold anything are blanked. Kept as they
+/// were, a later job (another repository's) could read an earlier one's step scripts, which
+/// hold the values their expressions were replaced with (secrets among them), and what its
+/// steps wrote to their file commands. Blanking a file costs less than making a new one (inode allocation)
 /// or cutting it (freeing its blocks).
 pub fn clear_engine_temp(temp: &Path) -> std::io::Result<()> {
     let entries = match std::fs::read_dir(temp) {
@@ -83,9 +83,8 @@ fn remove(path: &Path, meta: &std::fs::Metadata) -> std::io::Result<()> {
 
 /// Overwrites a regular file's contents with zero bytes (never following a link); one that
 /// cannot be opened for writing, has another name (a hard link) or is over 1 MiB is removed
-/// instead. Not cut to nothing:
-/// freeing a file's blocks is what costs (with ext4's `discard` option it waits for the
-/// device), and whoever uses the file next writes it whole
+/// instead. Not cut to nothing: freeing a file's blocks is what costs (with ext4's `discard`
+/// option it waits for the device), and whoever uses the file next writes it whole
 /// ([`crate::files::write_reusing`]).
 fn empty_file(path: &Path, meta: &std::fs::Metadata) -> std::io::Result<()> {
     use std::io::Write;
@@ -100,20 +99,15 @@ fn empty_file(path: &Path, meta: &std::fs::Metadata) -> std::io::Result<()> {
         .write(true)
         .custom_flags(nix::libc::O_NOFOLLOW | nix::libc::O_NONBLOCK)
         .open(path);
-    let same = |f: &std::fs::File| {
-        f.metadata().is_ok_and(|m| {
-            m.is_file()
-                && m.nlink() == 1
-                && m.dev() == meta.dev()
-                && m.ino() == meta.ino()
-                && m.len() <= MAX
-        })
+    let same = |m: &std::fs::Metadata| {
+        m.is_file()
+            && m.nlink() == 1
+            && m.dev() == meta.dev()
+            && m.ino() == meta.ino()
+            && m.len() <= MAX
     };
-    match opened {
-        Ok(mut f) if same(&f) => {
-            let len = usize::try_from(f.metadata()?.len()).unwrap_or(0);
-            f.write_all(&vec![0; len])
-        }
+    match opened.and_then(|f| Ok((f.metadata()?, f))) {
+        Ok((m, mut f)) if same(&m) => f.write_all(&vec![0; usize::try_from(m.len()).unwrap_or(0)]),
         _ => std::fs::remove_file(path),
     }
 }
