@@ -233,26 +233,53 @@ fn build(name: &str, spec: &BuildSpec, scratch: &Path) -> Result<String> {
         c.arg("--target").arg(t);
     }
     c.arg(&spec.context).stdin(Stdio::null());
-    let out = c.output().map_err(|e| {
-        Error::Refused(format!(
-            "cannot run `docker build` for `{name}` (is Docker installed here?): {e}"
-        ))
-    })?;
-    if !out.status.success() {
+    let mut attempt = 1;
+    loop {
+        let out = c.output().map_err(|e| {
+            Error::Refused(format!(
+                "cannot run `docker build` for `{name}` (is Docker installed here?): {e}"
+            ))
+        })?;
+        if out.status.success() {
+            break;
+        }
         let text = format!(
             "{}{}",
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
         );
+        // A cached layer removed while the build stood on it (a `docker image prune` or
+        // `rmi` elsewhere on the machine) fails the build half-way; built again, the layer
+        // is made anew.
+        if attempt < BUILD_ATTEMPTS && lost_a_layer(&text) {
+            attempt += 1;
+            continue;
+        }
         return Err(Error::Refused(format!(
-            "building the image of `{name}` failed ({}):\n{}",
+            "building the image of `{name}` failed ({}{}):\n{}",
             out.status,
+            if attempt > 1 {
+                format!(", attempt {attempt}")
+            } else {
+                String::new()
+            },
             last_lines(&text, 20)
         )));
     }
     let id = fs::read_to_string(&iid).map_err(Error::io("cannot read", &iid))?;
     let _ = fs::remove_file(&iid);
     Ok(id.trim().to_owned())
+}
+
+/// How many times a build that lost a cached layer under it is tried.
+const BUILD_ATTEMPTS: u32 = 3;
+
+/// Whether a failed build's output tells of a layer removed under it by someone else
+/// (Docker's legacy builder: moby/moby#36901), not of a fault in what is built.
+fn lost_a_layer(output: &str) -> bool {
+    output.contains("unknown parent image ID")
+        || output.contains("failed to set parent")
+        || output.contains("layer does not exist")
 }
 
 /// `docker save TAG... | tar -x -C DIR`.
@@ -338,6 +365,17 @@ pub fn release_images(release_dir: &Path) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_build_that_lost_a_cached_layer_is_told_from_a_broken_one() {
+        // Docker 26's legacy builder, its cached `WORKDIR` layer removed by another `rmi`.
+        let lost = "Step 3/6 : COPY inner_architect /app/inner_architect\n\
+            failed to export image: failed to set parent sha256:062e34: unknown parent image ID sha256:062e34\n";
+        assert!(lost_a_layer(lost));
+        let broken = "Step 3/6 : COPY inner_architect /app/inner_architect\n\
+            COPY failed: file not found in build context or excluded by .dockerignore: stat inner_architect: file does not exist\n";
+        assert!(!lost_a_layer(broken));
+    }
 
     #[test]
     fn without_compose_file_the_release_s_own_default_name_is_used() {
