@@ -36,6 +36,9 @@ fn main() -> ExitCode {
             return ExitCode::from(code);
         }
     };
+    if prints_and_ends(&cli.command) {
+        quiet_on_closed_output();
+    }
     let result = match cli.command {
         cli::Command::Validate(args) => validate_cmd::run(&args),
         cli::Command::Run(args) => run_cmd::run(*args),
@@ -72,5 +75,38 @@ fn main() -> ExitCode {
             eprintln!("error: {e:#}");
             ExitCode::from(2)
         }
+    }
+}
+
+/// Whether `command` only asks and prints (a listing, a log, a validation): one whose reader
+/// may go away at any line, as `| head` does. Commands that change a machine (a run, a
+/// deploy, a server, a runner) are not stopped half-way by a closed output.
+fn prints_and_ends(command: &cli::Command) -> bool {
+    use cli::Command as C;
+    matches!(
+        command,
+        C::Validate(_)
+            | C::Runs(_)
+            | C::Logs(_)
+            | C::Artifacts(_)
+            | C::Secrets(_)
+            | C::Tokens(_)
+            | C::Users(_)
+            | C::Monitors(_)
+            | C::Token(_)
+            | C::Runners(_)
+            | C::Releases(_)
+    )
+}
+
+/// A closed standard output ends the process quietly, as it does any Unix filter
+/// (`pipewright runs list | head`), instead of Rust's panic on the failed print: the
+/// default action of SIGPIPE, which Rust's runtime ignores.
+fn quiet_on_closed_output() {
+    #[allow(unsafe_code)]
+    // SAFETY: signal() with SIG_DFL installs no handler (no code runs in signal context);
+    // it is called before any thread starts, so nothing races the change.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
 }
