@@ -134,14 +134,7 @@ impl Store {
     /// schema.
     pub fn open(path: &Path) -> Result<Store> {
         let mut conn = rusqlite::Connection::open(path)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        // NORMAL with WAL loses at most the last transactions on power loss, never
-        // consistency; a killed process loses nothing.
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
-        conn.busy_timeout(std::time::Duration::from_secs(5))?;
-        // Room for every statement shape (log inserts come in 64 sizes).
-        conn.set_prepared_statement_cache_capacity(256);
+        configure(&conn)?;
         crate::migrate::migrate(&mut conn)?;
         // Checkpoints (copying the WAL back into the database) run on a connection of their
         // own, so no commit waits for one while holding the store.
@@ -205,6 +198,26 @@ pub(crate) fn rows<T>(rows: Vec<Row>, f: fn(&Row) -> Result<T>) -> Result<Vec<T>
     rows.iter().map(f).collect()
 }
 
+/// The store's settings of its SQLite connection.
+fn configure(conn: &rusqlite::Connection) -> Result<()> {
+    conn.pragma_update(None, "journal_mode", "WAL")?;
+    // NORMAL with WAL loses at most the last transactions on power loss, never
+    // consistency; a killed process loses nothing.
+    conn.pragma_update(None, "synchronous", "NORMAL")?;
+    conn.pragma_update(None, "foreign_keys", "ON")?;
+    conn.busy_timeout(std::time::Duration::from_secs(5))?;
+    // Room for every statement shape (log inserts come in 64 sizes).
+    conn.set_prepared_statement_cache_capacity(256);
+    // Plans that do not depend on the values bound: SQLite otherwise plans a `LIMIT ?n`
+    // for the value bound, and marks the statement expired whenever that parameter is bound
+    // (or the cache clears it), so each use of a cached statement was compiled again.
+    conn.set_db_config(
+        rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
+        true,
+    )?;
+    Ok(())
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use std::path::PathBuf;
@@ -213,6 +226,36 @@ pub(crate) mod tests {
     use crate::Store;
     use crate::queue::{Outcome, Want};
     use crate::runs::NewRun;
+
+    /// How many times SQLite compiled a cached `LIMIT ?` query again over three uses.
+    fn recompiled(conn: &rusqlite::Connection) -> i32 {
+        conn.execute_batch(
+            "CREATE TABLE t (id INTEGER PRIMARY KEY); INSERT INTO t VALUES (1), (2), (3);",
+        )
+        .unwrap();
+        let sql = "SELECT id FROM t WHERE id > ?1 ORDER BY id LIMIT ?2";
+        for _ in 0..3 {
+            let mut stmt = conn.prepare_cached(sql).unwrap();
+            let ids: Vec<i64> = stmt
+                .query_map((0, 2), |r| r.get(0))
+                .unwrap()
+                .map(Result::unwrap)
+                .collect();
+            assert_eq!(ids, [1, 2]);
+        }
+        let stmt = conn.prepare_cached(sql).unwrap();
+        stmt.get_status(rusqlite::StatementStatus::RePrepare)
+    }
+
+    #[test]
+    fn a_cached_statement_is_compiled_once() {
+        let conn = rusqlite::Connection::open_in_memory().unwrap();
+        super::configure(&conn).unwrap();
+        assert_eq!(recompiled(&conn), 0);
+        // Without the setting, SQLite compiles it again at each use (the test's control).
+        let plain = rusqlite::Connection::open_in_memory().unwrap();
+        assert!(recompiled(&plain) >= 2);
+    }
 
     /// The environment variable naming a PostgreSQL server (a URL whose user may create
     /// databases) on which every store test runs as well as on SQLite; `scripts/test` starts
