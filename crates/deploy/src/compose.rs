@@ -98,7 +98,7 @@ pub fn stage(
     let mut images = Vec::new();
     for (name, spec) in &specs {
         let t = Instant::now();
-        let id = build(name, spec, staged.path())?;
+        let id = build(name, spec, staged.path(), report)?;
         let hex = id.trim_start_matches("sha256:");
         let tag = format!("{}-{name}:{}", c.project, &hex[..hex.len().min(12)]);
         docker(&["tag", &id, &tag], &format!("tag the image of `{name}`"))?;
@@ -219,7 +219,12 @@ fn merged<'n>(node: &'n Node, key: &str) -> Option<&'n Node> {
 }
 
 /// `docker build`; returns the image id.
-fn build(name: &str, spec: &BuildSpec, scratch: &Path) -> Result<String> {
+fn build(
+    name: &str,
+    spec: &BuildSpec,
+    scratch: &Path,
+    report: &mut dyn FnMut(&Event),
+) -> Result<String> {
     let iid = scratch.join(format!("iid-{name}"));
     let mut c = Command::new("docker");
     c.arg("build").arg("--iidfile").arg(&iid);
@@ -250,9 +255,15 @@ fn build(name: &str, spec: &BuildSpec, scratch: &Path) -> Result<String> {
         );
         // A cached layer removed while the build stood on it (a `docker image prune` or
         // `rmi` elsewhere on the machine) fails the build half-way; built again, the layer
-        // is made anew.
-        if attempt < BUILD_ATTEMPTS && lost_a_layer(&text) {
+        // is made anew. Only Docker's own last words count, never what the build's steps
+        // printed.
+        if attempt < BUILD_ATTEMPTS && lost_a_layer(&String::from_utf8_lossy(&out.stderr)) {
             attempt += 1;
+            report(&Event::Message {
+                text: format!(
+                    "building `{name}` lost a cached layer to another user of the Docker engine; building it again (attempt {attempt} of {BUILD_ATTEMPTS})"
+                ),
+            });
             continue;
         }
         return Err(Error::Refused(format!(
@@ -274,12 +285,18 @@ fn build(name: &str, spec: &BuildSpec, scratch: &Path) -> Result<String> {
 /// How many times a build that lost a cached layer under it is tried.
 const BUILD_ATTEMPTS: u32 = 3;
 
-/// Whether a failed build's output tells of a layer removed under it by someone else
-/// (Docker's legacy builder: moby/moby#36901), not of a fault in what is built.
-fn lost_a_layer(output: &str) -> bool {
-    output.contains("unknown parent image ID")
-        || output.contains("failed to set parent")
-        || output.contains("layer does not exist")
+/// Whether a failed build's standard error ends with Docker telling of a cached layer
+/// removed under it by someone else (the legacy builder: moby/moby#36901), not of a fault
+/// in what is built.
+fn lost_a_layer(stderr: &str) -> bool {
+    stderr
+        .lines()
+        .rev()
+        .find(|l| !l.trim().is_empty())
+        .is_some_and(|l| {
+            l.starts_with("failed to export image: failed to set parent ")
+                && l.contains(": unknown parent image ID ")
+        })
 }
 
 /// `docker save TAG... | tar -x -C DIR`.
@@ -368,13 +385,18 @@ mod tests {
 
     #[test]
     fn a_build_that_lost_a_cached_layer_is_told_from_a_broken_one() {
-        // Docker 26's legacy builder, its cached `WORKDIR` layer removed by another `rmi`.
-        let lost = "Step 3/6 : COPY inner_architect /app/inner_architect\n\
+        // Docker's legacy builder on standard error, its cached `WORKDIR` layer removed by
+        // another `rmi` (as CI saw it).
+        let lost = "DEPRECATED: The legacy builder is deprecated and will be removed in a future release.\n\
+            \n\
             failed to export image: failed to set parent sha256:062e34: unknown parent image ID sha256:062e34\n";
         assert!(lost_a_layer(lost));
-        let broken = "Step 3/6 : COPY inner_architect /app/inner_architect\n\
-            COPY failed: file not found in build context or excluded by .dockerignore: stat inner_architect: file does not exist\n";
+        let broken = "COPY failed: file not found in build context or excluded by .dockerignore: stat inner_architect: file does not exist\n";
         assert!(!lost_a_layer(broken));
+        // A step that printed those words and then failed is a failed build, not retried.
+        let step_said = "failed to export image: failed to set parent sha256:1: unknown parent image ID sha256:1\n\
+            The command '/bin/sh -c ./selftest' returned a non-zero code: 1\n";
+        assert!(!lost_a_layer(step_said));
     }
 
     #[test]

@@ -78,24 +78,27 @@ fn main() -> ExitCode {
     }
 }
 
-/// Whether `command` only asks and prints (a listing, a log, a validation): one whose reader
-/// may go away at any line, as `| head` does. Commands that change a machine (a run, a
-/// deploy, a server, a runner) are not stopped half-way by a closed output.
+/// Whether `command` only reads and prints (a listing, a log, a validation): one whose
+/// reader may go away at any line, as `| head` does. Commands that change something (a
+/// token or password shown once, a run, a deploy, a server) or talk to other processes
+/// through pipes (ssh, for `releases`) are not ended by a closed pipe.
 fn prints_and_ends(command: &cli::Command) -> bool {
-    use cli::Command as C;
+    use crate::artifacts_cmd::ArtifactsCommand;
+    use crate::runner_cmd::RunnersCommand;
+    use crate::users_cmd::UsersCommand;
+    use cli::{Command as C, SecretsCommand, TokenCommand, TokensCommand};
     matches!(
         command,
         C::Validate(_)
             | C::Runs(_)
             | C::Logs(_)
-            | C::Artifacts(_)
-            | C::Secrets(_)
-            | C::Tokens(_)
-            | C::Users(_)
             | C::Monitors(_)
-            | C::Token(_)
-            | C::Runners(_)
-            | C::Releases(_)
+            | C::Artifacts(ArtifactsCommand::List { .. } | ArtifactsCommand::Download { .. })
+            | C::Secrets(SecretsCommand::List { .. })
+            | C::Tokens(TokensCommand::List { .. })
+            | C::Users(UsersCommand::List { .. })
+            | C::Token(TokenCommand::Show { .. })
+            | C::Runners(RunnersCommand::List { .. })
     )
 }
 

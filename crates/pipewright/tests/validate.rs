@@ -48,16 +48,15 @@ fn missing_file_is_an_invocation_error() {
 #[test]
 fn a_reader_that_went_away_ends_the_listing_quietly() {
     use std::os::unix::process::ExitStatusExt;
-    // Standard output is a pipe whose reader is gone before the first line (`| head -0`).
-    let mut child = Command::new(env!("CARGO_BIN_EXE_pipewright"))
+    // Standard output is a pipe whose reader is gone before the process starts.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let out = Command::new(env!("CARGO_BIN_EXE_pipewright"))
         .args(["validate", "clean.yml"])
         .current_dir(concat!(env!("CARGO_MANIFEST_DIR"), "/tests/data/validate"))
-        .stdout(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
+        .stdout(writer)
+        .output()
         .unwrap();
-    drop(child.stdout.take());
-    let out = child.wait_with_output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!stderr.contains("panicked"), "{stderr}");
     assert_eq!(

@@ -210,7 +210,9 @@ fn configure(conn: &rusqlite::Connection) -> Result<()> {
     conn.set_prepared_statement_cache_capacity(256);
     // Plans that do not depend on the values bound: SQLite otherwise plans a `LIMIT ?n`
     // for the value bound, and marks the statement expired whenever that parameter is bound
-    // (or the cache clears it), so each use of a cached statement was compiled again.
+    // (or the cache clears it), so each use of a cached statement was compiled again. With
+    // it, a bound value never picks a plan: a partial index (`jobs_queued`, `WHERE status =
+    // 'queued'`) serves a query that names its condition as a literal, never as `?n`.
     conn.set_db_config(
         rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG,
         true,
