@@ -232,13 +232,24 @@ pub fn copy_tree(src: &Path, dest: &Path) -> std::io::Result<u64> {
     Ok(bytes)
 }
 
+/// Removes the directory entry `path`: a directory with all it holds, anything else (a
+/// link included, never followed) by its name.
+pub fn remove_entry(path: &Path, is_dir: bool) -> std::io::Result<()> {
+    if is_dir {
+        std::fs::remove_dir_all(path)
+    } else {
+        std::fs::remove_file(path)
+    }
+}
+
 /// Writes `contents` to `path` like [`std::fs::write`], but reuses a regular file a previous
 /// job left there (a runner's unconfined slots and `pipewright run` keep the scripts and
 /// file-command files, blanked): one with the same contents is left alone, another is
-/// overwritten in place and only cut when it was longer. Truncating a file is what costs: on ext4 it frees the blocks, which with the
-/// `discard` mount option waits for the device, and makes `close` allocate the new ones at
-/// once. Anything at `path` that is not a writable regular file (a symlink, a directory or a
-/// read-only file a step left) is replaced.
+/// overwritten in place and only cut when it was longer. Truncating a file is what costs:
+/// on ext4 it frees the blocks, which with the `discard` mount option waits for the device,
+/// and makes `close` allocate the new ones at once. Anything at `path` that is not a
+/// writable regular file (a symlink, a directory or a read-only file a step left) is
+/// replaced.
 pub fn write_reusing(path: &Path, contents: &[u8]) -> std::io::Result<()> {
     use std::io::Write;
     let replace = |remove: fn(&Path) -> std::io::Result<()>| {

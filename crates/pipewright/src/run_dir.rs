@@ -8,6 +8,8 @@
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
+use engine::files::remove_entry;
+
 /// How many `pipewright run` processes may each hold a kept directory at once; one more
 /// gets a new temporary directory, as with `--keep`.
 const KEPT: usize = 16;
@@ -137,11 +139,11 @@ fn empty(dir: &Path, since: Option<std::time::SystemTime>) -> std::io::Result<()
                 if is_dir && used {
                     empty_job(&job.path())?;
                 } else {
-                    remove(&job.path(), is_dir)?;
+                    remove_entry(&job.path(), is_dir)?;
                 }
             }
         } else {
-            remove(&path, is_dir)?;
+            remove_entry(&path, is_dir)?;
         }
     }
     Ok(())
@@ -156,25 +158,17 @@ fn empty_job(job: &Path) -> std::io::Result<()> {
             Some("workspace") if is_dir => {
                 for e in std::fs::read_dir(&path)? {
                     let e = e?;
-                    remove(&e.path(), e.file_type()?.is_dir())?;
+                    remove_entry(&e.path(), e.file_type()?.is_dir())?;
                 }
             }
             // The engine's files are kept but blanked: a step's script holds the values its
             // expressions were replaced with (secrets among them), and others may pass
             // through to it (services run as another user).
             Some("temp") if is_dir => engine::clear_engine_temp(&path)?,
-            _ => remove(&path, is_dir)?,
+            _ => remove_entry(&path, is_dir)?,
         }
     }
     Ok(())
-}
-
-fn remove(path: &Path, is_dir: bool) -> std::io::Result<()> {
-    if is_dir {
-        std::fs::remove_dir_all(path)
-    } else {
-        std::fs::remove_file(path)
-    }
 }
 
 #[cfg(test)]

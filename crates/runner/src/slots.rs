@@ -40,11 +40,8 @@ pub(crate) fn empty_dir(dir: &Path, keep: impl Fn(&str) -> bool) -> Result<(), R
             continue;
         }
         let path = e.path();
-        let removed = match e.file_type() {
-            Ok(t) if t.is_dir() => std::fs::remove_dir_all(&path),
-            _ => std::fs::remove_file(&path),
-        };
-        removed.map_err(io(&path))?;
+        engine::files::remove_entry(&path, e.file_type().is_ok_and(|t| t.is_dir()))
+            .map_err(io(&path))?;
     }
     Ok(())
 }

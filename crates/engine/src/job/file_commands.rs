@@ -39,8 +39,8 @@ fn is_file_command_file(name: &str) -> bool {
 /// engine's own files is removed, and those that hold anything are blanked. Kept as they
 /// were, a later job (another repository's) could read an earlier one's step scripts, which
 /// hold the values their expressions were replaced with (secrets among them), and what its
-/// steps wrote to their file commands. Blanking a file costs less than making a new one (inode allocation)
-/// or cutting it (freeing its blocks).
+/// steps wrote to their file commands. Blanking a file costs less than making a new one
+/// (inode allocation) or cutting it (freeing its blocks).
 pub fn clear_engine_temp(temp: &Path) -> std::io::Result<()> {
     let entries = match std::fs::read_dir(temp) {
         Ok(e) => e,
@@ -61,24 +61,16 @@ pub fn clear_engine_temp(temp: &Path) -> std::io::Result<()> {
                 if m.is_file() && is_file_command_file(&file.file_name().to_string_lossy()) {
                     empty_file(&file_path, &m)?;
                 } else {
-                    remove(&file_path, &m)?;
+                    crate::files::remove_entry(&file_path, m.is_dir())?;
                 }
             }
         } else if meta.is_file() && is_engine_temp_file(&name) {
             empty_file(&path, &meta)?;
         } else {
-            remove(&path, &meta)?;
+            crate::files::remove_entry(&path, meta.is_dir())?;
         }
     }
     Ok(())
-}
-
-fn remove(path: &Path, meta: &std::fs::Metadata) -> std::io::Result<()> {
-    if meta.is_dir() {
-        std::fs::remove_dir_all(path)
-    } else {
-        std::fs::remove_file(path)
-    }
 }
 
 /// Overwrites a regular file's contents with zero bytes (never following a link); one that
