@@ -233,7 +233,9 @@ pub async fn serve(
     // Bounded: a follower that falls behind reads what it missed from the store.
     let (live, _) = broadcast::channel(512);
     let (events, rx) = mpsc::unbounded_channel();
-    let writer = tokio::spawn(logs::writer(store.clone(), rx, live.clone()));
+    // Told when a run ends, so the allocator's free pages go back soon after (memory.rs).
+    let (run_ended, ended_runs) = tokio::sync::watch::channel(());
+    let writer = tokio::spawn(logs::writer(store.clone(), rx, live.clone(), run_ended));
     let executor = Arc::new(executor::Executor {
         store: store.clone(),
         config: config.clone(),
@@ -337,7 +339,7 @@ pub async fn serve(
         poll_now.clone(),
         shutdown.clone(),
     ));
-    let trimmer = tokio::spawn(memory::trimmer(shutdown.clone()));
+    let trimmer = tokio::spawn(memory::trimmer(ended_runs, shutdown.clone()));
     let archiver = tokio::spawn(logfiles::archiver(
         store.clone(),
         config.data_dir.clone(),

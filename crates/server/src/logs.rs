@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use engine::{Conclusion, JobLabel, Line, Sink};
 use store::{JobId, RunId};
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::{broadcast, mpsc, watch};
 
 use crate::blocking::{Blocked, blocking};
 
@@ -70,12 +70,13 @@ impl Sink for StoreSink {
     fn job_finished(&self, _: &JobLabel, _: Conclusion, _: Duration) {}
 }
 
-/// The writer task: stores the orchestrators' lines in order and broadcasts them; runs
-/// until every sender is gone.
+/// The writer task: stores the orchestrators' lines in order and broadcasts them, and tells
+/// `run_ended` of each run's end (the allocator's trimmer); runs until every sender is gone.
 pub(crate) async fn writer(
     store: Arc<store::Store>,
     mut rx: mpsc::UnboundedReceiver<Event>,
     live: broadcast::Sender<Live>,
+    run_ended: watch::Sender<()>,
 ) {
     while let Some(e) = rx.recv().await {
         match e {
@@ -104,6 +105,7 @@ pub(crate) async fn writer(
             }
             Event::RunDone { run, conclusion } => {
                 let _ = live.send(Live::RunDone { run, conclusion });
+                run_ended.send_replace(());
             }
         }
     }
