@@ -20,6 +20,8 @@ use tokio_util::sync::CancellationToken;
 
 const THRESHOLD: i32 = 128 * 1024;
 const EVERY: Duration = Duration::from_secs(10);
+/// At most one trim this often for runs that end.
+const AFTER_RUN: Duration = Duration::from_secs(1);
 
 /// Sets the allocator for a server: call it before the threads start.
 pub fn tune() {
@@ -76,9 +78,6 @@ async fn schedule(
         last = Instant::now();
     }
 }
-
-/// At most one trim this often for runs that end.
-const AFTER_RUN: Duration = Duration::from_secs(1);
 
 fn trim() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
