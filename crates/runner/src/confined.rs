@@ -61,8 +61,16 @@ pub struct Isolation {
 /// happen while the slot is idle, not while a job waits. Such a process is in its slot's
 /// cgroup and does nothing but wait for its job on its standard input; it ends when the
 /// runner does (end of input), and is killed with the runner's handle on it.
+///
+/// A slot's next process is started on a thread of its own while the last job's report goes
+/// out: spawning it (a vfork of the runner) and putting it into the slot's cgroup (the
+/// kernel may wait for a grace period of RCU there, 7–25 ms on this machine) are then on no
+/// job's path. A job that comes before it is ready waits for it.
 #[derive(Clone, Default)]
-struct Warm(Arc<std::sync::Mutex<HashMap<usize, tokio::process::Child>>>);
+struct Warm(Arc<std::sync::Mutex<HashMap<usize, Starting>>>);
+
+/// A slot's next job process, being started.
+type Starting = tokio::task::JoinHandle<Option<tokio::process::Child>>;
 
 impl std::fmt::Debug for Warm {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -72,13 +80,14 @@ impl std::fmt::Debug for Warm {
 }
 
 impl Warm {
-    /// Slot `slot`'s waiting process, if it is still alive.
-    fn take(&self, slot: usize) -> Option<tokio::process::Child> {
-        let mut child = self.0.lock().ok()?.remove(&slot)?;
+    /// Slot `slot`'s waiting process, once started, if it is still alive.
+    async fn take(&self, slot: usize) -> Option<tokio::process::Child> {
+        let starting = self.0.lock().ok()?.remove(&slot)?;
+        let mut child = starting.await.ok()??;
         matches!(child.try_wait(), Ok(None)).then_some(child)
     }
 
-    fn put(&self, slot: usize, child: tokio::process::Child) {
+    fn put(&self, slot: usize, child: Starting) {
         if let Ok(mut m) = self.0.lock() {
             m.insert(slot, child);
         }
@@ -160,12 +169,16 @@ impl Isolation {
         self.user.is_some() && self.landlock
     }
 
-    /// Starts slot `slot`'s next job process, to wait for its job.
+    /// Starts slot `slot`'s next job process, to wait for its job (on a thread of the
+    /// runtime's blocking pool: see [`Warm`]).
     pub(crate) fn prewarm(&self, slot: usize) {
-        match start_child(self, slot) {
-            Ok(child) => self.warm.put(slot, child),
-            Err(e) => tracing::warn!("a job process for slot {slot}: {e}"),
-        }
+        let (exe, cgroups) = (self.exe.clone(), self.cgroups.clone());
+        let starting = tokio::task::spawn_blocking(move || {
+            start_child(&exe, cgroups.as_ref(), slot)
+                .map_err(|e| tracing::warn!("a job process for slot {slot}: {e}"))
+                .ok()
+        });
+        self.warm.put(slot, starting);
     }
 }
 
@@ -346,9 +359,9 @@ async fn run_child(
         parent: i32::try_from(std::process::id()).unwrap_or(0),
     };
     let input = serde_json::to_vec(&exec).map_err(|e| RunnerError::Job(e.to_string()))?;
-    let mut child = match isolation.warm.take(job.slot) {
+    let mut child = match isolation.warm.take(job.slot).await {
         Some(child) => child,
-        None => start_child(isolation, job.slot)?,
+        None => start_child(&isolation.exe, isolation.cgroups.as_ref(), job.slot)?,
     };
     let Some(pid) = child
         .id()
@@ -428,8 +441,12 @@ async fn run_child(
 
 /// Starts a job's process for slot `slot`, in the slot's cgroup before it reads its job (it
 /// waits for its input): everything it starts stays there.
-fn start_child(isolation: &Isolation, slot: usize) -> Result<tokio::process::Child, RunnerError> {
-    let child = tokio::process::Command::new(&isolation.exe)
+fn start_child(
+    exe: &Path,
+    cgroups: Option<&crate::cgroup::Slots>,
+    slot: usize,
+) -> Result<tokio::process::Child, RunnerError> {
+    let child = tokio::process::Command::new(exe)
         .arg("job-exec")
         .env_clear()
         // Its own log's filter, nothing else of this process's environment.
@@ -439,8 +456,8 @@ fn start_child(isolation: &Isolation, slot: usize) -> Result<tokio::process::Chi
         .stderr(std::process::Stdio::inherit())
         .kill_on_drop(true)
         .spawn()
-        .map_err(io(&isolation.exe))?;
-    if let Some(cgroups) = &isolation.cgroups
+        .map_err(io(exe))?;
+    if let Some(cgroups) = cgroups
         && let Some(pid) = child.id().and_then(|p| i32::try_from(p).ok())
         && let Err(e) = cgroups.enter(slot, pid)
     {
