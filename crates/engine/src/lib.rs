@@ -41,7 +41,7 @@ pub use concurrency::{ConcurrencyGroups, GroupFuture, GroupGuard, Groups};
 pub use error::DefinitionError;
 pub use job::{
     HOST_VARIABLES, JobSpec, RunEnv, Source, clear_engine_temp, environment_of,
-    is_engine_temp_file, job_environment, run_job, runs_on,
+    is_engine_temp_file, job_environment, make_first_step_files, run_job, runs_on,
 };
 pub use mask::Masker;
 pub use report::{Conclusion, JobReport, RunReport, StepReport, WorkflowReport};

@@ -1531,6 +1531,48 @@ jobs:
         std::thread::sleep(Duration::from_millis(50));
     };
     assert!(!waiting.is_empty(), "processes wait for jobs");
+    // The slot the job ran in was readied for the next as the job ended: what the job's
+    // step ran is gone, and the next job's first step finds its files made, empty, its
+    // user's (allocated while the slot is idle).
+    let uid: u32 = String::from_utf8(
+        Command::new("id")
+            .args(["-u", job_user()])
+            .output()
+            .unwrap()
+            .stdout,
+    )
+    .unwrap()
+    .trim()
+    .parse()
+    .unwrap();
+    let slots = s.dir.path().join("data/work/slots");
+    let readied = |n: usize| {
+        use std::os::unix::fs::MetadataExt;
+        let temp = slots.join(format!("{n}/job/temp"));
+        let made = [
+            temp.join("step-1.sh"),
+            temp.join("_runner_file_commands/set_env_1"),
+            temp.join("_runner_file_commands/set_output_1"),
+        ];
+        made.iter().all(|f| {
+            std::fs::symlink_metadata(f)
+                .is_ok_and(|m| m.is_file() && m.len() == 0 && m.uid() == uid)
+        })
+    };
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !(readied(0) || readied(1)) && std::time::Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert!(readied(0) || readied(1), "a slot readied for its next job");
+    for n in 0..2 {
+        let script = slots.join(format!("{n}/job/temp/step-1.sh"));
+        let text = std::fs::read_to_string(&script).unwrap_or_default();
+        assert!(
+            !text.contains("job process"),
+            "{}: {text}",
+            script.display()
+        );
+    }
     // The next job runs in one of them (its step's parent is that process).
     std::fs::write(work.join("again"), "x").unwrap();
     git(&work, &["add", "-A"]);

@@ -234,7 +234,7 @@ async fn run_in_slot(
         return Ok(run_here(client, workflows, &site, lease, tar, sink, cancel).await);
     };
     let user = isolation.user.as_ref();
-    confined::ready_slot(&slot.dir, user, isolation.cgroups.is_some())?;
+    isolation.ready(slot.n, &slot.dir).await?;
     // The source, read-only, where the job may read it.
     let linked = slot.dir.join("source.tar");
     if std::fs::hard_link(&tar, &linked).is_err() {
@@ -352,5 +352,9 @@ async fn run_in_slot(
             tracing::warn!("{e}");
         }
     }
+    // The job's processes are gone (its process ended and the slot's cgroup was emptied,
+    // or, without one, its descendants were killed by it) and so are its containers: the
+    // slot is readied for the next job while this one's report goes out.
+    isolation.ready_ahead(slot.n, &slot.dir);
     Ok(done)
 }

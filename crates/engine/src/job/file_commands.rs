@@ -22,14 +22,40 @@ pub fn is_engine_temp_file(name: &str) -> bool {
 
 const FILE_COMMANDS_DIR: &str = "_runner_file_commands";
 
+/// The kinds of file command, as their files are named (`<kind>_<step>`).
+const FILE_COMMAND_KINDS: [&str; 5] = [
+    "set_env",
+    "set_output",
+    "add_path",
+    "step_summary",
+    "save_state",
+];
+
+/// Makes, empty and new, what a job's first step uses in its temp dir `temp` (emptied
+/// before): its file-command files and its script (`step-1.sh`, a bash or sh step's).
+/// A runner calls it as it readies an idle slot for its next job, so the files' inodes are
+/// allocated then rather than while the job waits (on ext4, after many deletions, finding
+/// a free inode may take long); the engine finds them empty and writes into them. Returns
+/// what it made, for the runner to hand to the job's user; nothing that exists is opened.
+pub fn make_first_step_files(temp: &Path) -> std::io::Result<Vec<PathBuf>> {
+    let dir = temp.join(FILE_COMMANDS_DIR);
+    std::fs::create_dir(&dir)?;
+    let mut made = vec![dir.clone()];
+    for kind in FILE_COMMAND_KINDS {
+        let p = dir.join(format!("{kind}_1"));
+        std::fs::File::create_new(&p)?;
+        made.push(p);
+    }
+    let script = temp.join("step-1.sh");
+    std::fs::File::create_new(&script)?;
+    made.push(script);
+    Ok(made)
+}
+
 /// The names [`FileCommands::create`] gives a step's file-command files.
 fn is_file_command_file(name: &str) -> bool {
     name.rsplit_once('_').is_some_and(|(kind, n)| {
-        matches!(
-            kind,
-            "set_env" | "set_output" | "add_path" | "step_summary" | "save_state"
-        ) && !n.is_empty()
-            && n.bytes().all(|b| b.is_ascii_digit())
+        FILE_COMMAND_KINDS.contains(&kind) && !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit())
     })
 }
 
@@ -122,12 +148,13 @@ impl FileCommands {
             crate::files::write_reusing(&p, b"")?;
             Ok(p)
         };
+        let [env, output, path, summary, state] = FILE_COMMAND_KINDS;
         Ok(FileCommands {
-            env: f("set_env")?,
-            output: f("set_output")?,
-            path: f("add_path")?,
-            summary: f("step_summary")?,
-            state: f("save_state")?,
+            env: f(env)?,
+            output: f(output)?,
+            path: f(path)?,
+            summary: f(summary)?,
+            state: f(state)?,
         })
     }
 }
@@ -170,7 +197,39 @@ pub(super) fn apply_file_commands(
 
 #[cfg(test)]
 mod tests {
-    use super::clear_engine_temp;
+    use super::{FileCommands, clear_engine_temp, is_engine_temp_file, make_first_step_files};
+
+    /// What a runner makes ahead of a job is what the job's first step uses, taken as it
+    /// is (the same inodes, nothing allocated while the job waits); what exists is never
+    /// opened.
+    #[test]
+    fn the_first_step_s_files_made_ahead_are_the_ones_the_step_uses() {
+        use std::os::unix::fs::MetadataExt;
+        let d = tempfile::tempdir().unwrap();
+        let temp = d.path();
+        let made = make_first_step_files(temp).unwrap();
+        let inode = |p: &std::path::Path| std::fs::symlink_metadata(p).unwrap().ino();
+        let before: Vec<u64> = made.iter().map(|p| inode(p)).collect();
+        let files = FileCommands::create(temp, 1).unwrap();
+        for p in [
+            &files.env,
+            &files.output,
+            &files.path,
+            &files.summary,
+            &files.state,
+        ] {
+            assert!(made.contains(p), "{} made ahead", p.display());
+            assert_eq!(std::fs::read(p).unwrap(), b"");
+        }
+        let script = temp.join("step-1.sh");
+        assert!(made.contains(&script) && is_engine_temp_file("step-1.sh"));
+        let after: Vec<u64> = made.iter().map(|p| inode(p)).collect();
+        assert_eq!(before, after);
+        // Made once: a second time finds them there and stops, opening nothing.
+        std::fs::write(&files.env, "A=1\n").unwrap();
+        assert!(make_first_step_files(temp).is_err());
+        assert_eq!(std::fs::read(&files.env).unwrap(), b"A=1\n");
+    }
 
     /// What a step made of the engine's files is removed, never followed or written through.
     #[test]

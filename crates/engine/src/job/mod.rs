@@ -29,7 +29,7 @@ pub(crate) use containers::{ImageStep, run_image};
 pub use context::{HOST_VARIABLES, environment_of, job_environment, runs_on};
 use context::{eval_ctx, merge_env};
 pub(crate) use file_commands::FileCommands;
-pub use file_commands::{clear_engine_temp, is_engine_temp_file};
+pub use file_commands::{clear_engine_temp, is_engine_temp_file, make_first_step_files};
 pub(crate) use finish::{PostCondition, PostStep};
 pub(crate) use step::{find_on_path, run_step, which};
 
