@@ -65,8 +65,7 @@ pub struct Isolation {
 /// ext4 after many deletions) is then on no job's path. A slot is readied at most once per
 /// job: the next job takes the mark, and readies the slot itself if there is none or the
 /// readying failed.
-#[derive(Clone, Default, Debug)]
-struct Readied(Arc<std::sync::Mutex<HashMap<usize, tokio::task::JoinHandle<bool>>>>);
+type Readied = Ahead<bool>;
 
 /// Job processes started ahead of their jobs, one per slot that ran a job: the exec and
 /// start of the binary (a few milliseconds, most of what confinement costs a short job)
@@ -78,31 +77,44 @@ struct Readied(Arc<std::sync::Mutex<HashMap<usize, tokio::task::JoinHandle<bool>
 /// out: spawning it (a vfork of the runner) and putting it into the slot's cgroup (the
 /// kernel may wait for a grace period of RCU there, 7–25 ms on this machine) are then on no
 /// job's path. A job that comes before it is ready waits for it.
-#[derive(Clone, Default)]
-struct Warm(Arc<std::sync::Mutex<HashMap<usize, Starting>>>);
+type Warm = Ahead<Option<tokio::process::Child>>;
 
-/// A slot's next job process, being started.
-type Starting = tokio::task::JoinHandle<Option<tokio::process::Child>>;
+/// Work done ahead for slots on the runtime's blocking pool, by slot: what a slot's next
+/// job takes, waiting for it if it is not done yet.
+struct Ahead<T>(Arc<std::sync::Mutex<HashMap<usize, tokio::task::JoinHandle<T>>>>);
 
-impl std::fmt::Debug for Warm {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.0.lock().map(|m| m.len()).unwrap_or(0);
-        write!(f, "Warm({n} waiting)")
+impl<T> Default for Ahead<T> {
+    fn default() -> Self {
+        Ahead(Arc::default())
     }
 }
 
-impl Warm {
-    /// Slot `slot`'s waiting process, once started, if it is still alive.
-    async fn take(&self, slot: usize) -> Option<tokio::process::Child> {
-        let starting = self.0.lock().ok()?.remove(&slot)?;
-        let mut child = starting.await.ok()??;
-        matches!(child.try_wait(), Ok(None)).then_some(child)
+impl<T> Clone for Ahead<T> {
+    fn clone(&self) -> Self {
+        Ahead(self.0.clone())
+    }
+}
+
+impl<T> std::fmt::Debug for Ahead<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let n = self.0.lock().map(|m| m.len()).unwrap_or(0);
+        write!(f, "Ahead({n} slots)")
+    }
+}
+
+impl<T: Send + 'static> Ahead<T> {
+    /// Does `work` for slot `slot` on the blocking pool, in place of what was there.
+    fn start(&self, slot: usize, work: impl FnOnce() -> T + Send + 'static) {
+        let handle = tokio::task::spawn_blocking(work);
+        if let Ok(mut m) = self.0.lock() {
+            m.insert(slot, handle);
+        }
     }
 
-    fn put(&self, slot: usize, child: Starting) {
-        if let Ok(mut m) = self.0.lock() {
-            m.insert(slot, child);
-        }
+    /// What was done for slot `slot`, once done; `None` if nothing was started.
+    async fn take(&self, slot: usize) -> Option<T> {
+        let handle = self.0.lock().ok()?.remove(&slot)?;
+        handle.await.ok()
     }
 }
 
@@ -186,19 +198,18 @@ impl Isolation {
     /// runtime's blocking pool: see [`Warm`]).
     pub(crate) fn prewarm(&self, slot: usize) {
         let (exe, cgroups) = (self.exe.clone(), self.cgroups.clone());
-        let starting = tokio::task::spawn_blocking(move || {
+        self.warm.start(slot, move || {
             start_child(&exe, cgroups.as_ref(), slot)
                 .map_err(|e| tracing::warn!("a job process for slot {slot}: {e}"))
                 .ok()
         });
-        self.warm.put(slot, starting);
     }
 
     /// Readies slot `slot` (directory `dir`) for its next job, now that its last job and
     /// everything it made are gone (see [`Readied`]).
     pub(crate) fn ready_ahead(&self, slot: usize, dir: &Path) {
         let (dir, user, keep) = (dir.to_owned(), self.user.clone(), self.cgroups.is_some());
-        let readying = tokio::task::spawn_blocking(move || {
+        self.readied.start(slot, move || {
             let ready = ready_slot(&dir, user.as_ref(), keep).and_then(|()| {
                 // Its first step's files too, the job user's (its temp dir was emptied).
                 let temp = dir.join("job").join("temp");
@@ -213,18 +224,12 @@ impl Isolation {
                 .map_err(|e| tracing::warn!("readying slot {slot} for its next job: {e}"))
                 .is_ok()
         });
-        if let Ok(mut m) = self.readied.0.lock() {
-            m.insert(slot, readying);
-        }
     }
 
     /// Readies slot `slot` (directory `dir`) for a job, unless it was readied as its last
     /// job ended.
     pub(crate) async fn ready(&self, slot: usize, dir: &Path) -> Result<(), RunnerError> {
-        let ahead = self.readied.0.lock().ok().and_then(|mut m| m.remove(&slot));
-        if let Some(readying) = ahead
-            && readying.await.unwrap_or(false)
-        {
+        if self.readied.take(slot).await == Some(true) {
             return Ok(());
         }
         ready_slot(dir, self.user.as_ref(), self.cgroups.is_some())
@@ -408,7 +413,9 @@ async fn run_child(
         parent: i32::try_from(std::process::id()).unwrap_or(0),
     };
     let input = serde_json::to_vec(&exec).map_err(|e| RunnerError::Job(e.to_string()))?;
-    let mut child = match isolation.warm.take(job.slot).await {
+    // The slot's waiting process, if it is still alive.
+    let waiting = isolation.warm.take(job.slot).await.flatten();
+    let mut child = match waiting.and_then(|mut c| matches!(c.try_wait(), Ok(None)).then_some(c)) {
         Some(child) => child,
         None => start_child(&isolation.exe, isolation.cgroups.as_ref(), job.slot)?,
     };
