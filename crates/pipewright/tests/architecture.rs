@@ -80,3 +80,49 @@ fn the_dependency_table_and_the_diagram_match_the_manifests() {
         );
     }
 }
+
+/// The `.rs` files under `dir`, recursively.
+fn sources(dir: &Path, out: &mut Vec<PathBuf>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            sources(&path, out);
+        } else if path.extension().is_some_and(|e| e == "rs") {
+            out.push(path);
+        }
+    }
+}
+
+/// The lines of a source file that are not its tests: those before its first test module
+/// (`#[cfg(test)]` at the start of a line; a test module comes last).
+fn lines_outside_tests(text: &str) -> usize {
+    text.lines()
+        .take_while(|l| !l.starts_with("#[cfg(test)]"))
+        .count()
+}
+
+#[test]
+fn no_source_file_outside_tests_is_over_800_lines() {
+    assert_eq!(lines_outside_tests("a\nb\n#[cfg(test)]\nmod tests {}\n"), 2);
+    let mut files = Vec::new();
+    for krate in std::fs::read_dir(root().join("crates")).unwrap() {
+        let src = krate.unwrap().path().join("src");
+        if src.is_dir() {
+            sources(&src, &mut files);
+        }
+    }
+    assert!(files.len() > 50, "only {} source files found", files.len());
+    let over: Vec<String> = files
+        .iter()
+        // A module's tests in a file of their own.
+        .filter(|p| p.file_name().is_some_and(|n| n != "tests.rs"))
+        .filter_map(|p| {
+            let n = lines_outside_tests(&std::fs::read_to_string(p).unwrap());
+            (n > 800).then(|| format!("{} ({n} lines)", p.display()))
+        })
+        .collect();
+    assert!(
+        over.is_empty(),
+        "source files over 800 lines outside their tests: {over:?}"
+    );
+}

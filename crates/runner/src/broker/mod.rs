@@ -16,6 +16,7 @@
 //! way is checked on the files ([`fixed`]), so a symbolic link the job made, or a directory
 //! it could swap for one before the engine mounts it, is refused.
 
+mod calls;
 mod images;
 mod policy;
 
@@ -34,6 +35,7 @@ use tokio::net::{UnixListener, UnixStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use calls::{engine_call, engine_call_within, engine_get, engine_has_image};
 pub(crate) use images::Pulls;
 pub(crate) use policy::Rules;
 use policy::{Bind, Makes, Owned, Payload, Refusal, Verdict};
@@ -415,68 +417,6 @@ fn refused(message: String) -> Response<Body> {
         StatusCode::FORBIDDEN,
         &serde_json::json!({ "message": message }),
     )
-}
-
-/// Asks the engine at `engine` for `path` (`GET`): its answer's status and JSON, or `None`
-/// when it does not answer within 10 seconds.
-pub(super) async fn engine_get(engine: &Path, path: &str) -> Option<(StatusCode, Value)> {
-    engine_call(engine, hyper::Method::GET, path).await
-}
-
-/// Sends `method` `path` (no body) to the engine at `engine`: its answer's status and JSON,
-/// or `None` when it does not answer within 10 seconds.
-pub(super) async fn engine_call(
-    engine: &Path,
-    method: hyper::Method,
-    path: &str,
-) -> Option<(StatusCode, Value)> {
-    engine_call_within(engine, method, path, MAX_BODY).await
-}
-
-/// [`engine_call`], reading up to `limit` bytes of the answer.
-pub(super) async fn engine_call_within(
-    engine: &Path,
-    method: hyper::Method,
-    path: &str,
-    limit: usize,
-) -> Option<(StatusCode, Value)> {
-    let ask = async {
-        let stream = UnixStream::connect(engine).await.ok()?;
-        let (mut sender, conn) = hyper::client::conn::http1::handshake(TokioIo::new(stream))
-            .await
-            .ok()?;
-        tokio::spawn(conn);
-        let req = Request::builder()
-            .method(method)
-            .uri(path)
-            .header(hyper::header::HOST, "docker")
-            .body(full(Bytes::new()))
-            .ok()?;
-        let response = sender.send_request(req).await.ok()?;
-        let status = response.status();
-        let bytes = Limited::new(response.into_body(), limit)
-            .collect()
-            .await
-            .ok()?
-            .to_bytes();
-        Some((
-            status,
-            serde_json::from_slice(&bytes).unwrap_or(Value::Null),
-        ))
-    };
-    tokio::time::timeout(std::time::Duration::from_secs(10), ask)
-        .await
-        .ok()
-        .flatten()
-}
-
-/// Whether the engine has the image `reference` (any answer but "no such image" counts as
-/// having it: the pull is refused when in doubt).
-async fn engine_has_image(engine: &Path, reference: &str) -> bool {
-    let encoded: String = form_urlencoded::byte_serialize(reference.as_bytes()).collect();
-    engine_get(engine, &format!("/images/{encoded}/json"))
-        .await
-        .is_none_or(|(status, _)| status != StatusCode::NOT_FOUND)
 }
 
 /// Starts the job's pull of `name` (the engine's name for it): refused when another job
