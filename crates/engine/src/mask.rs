@@ -11,7 +11,7 @@
 //! secret can straddle the cut ([`LineCutter`]).
 
 use std::borrow::Cow;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, OnceLock, RwLock};
 
 use aho_corasick::AhoCorasick;
 
@@ -25,9 +25,11 @@ pub struct Masker {
 #[derive(Debug, Default)]
 struct Values {
     values: Vec<String>,
-    /// Finds every occurrence of every value, overlapping ones too; rebuilt when a value is
-    /// added (rare: secrets are added before the job, `::add-mask::` now and then).
-    finder: Option<AhoCorasick>,
+    /// Finds every occurrence of every value, overlapping ones too; made when first needed
+    /// after a value was added (secrets come several at once before the job, `::add-mask::`
+    /// now and then), so a job's secrets make one automaton, not one each. `None` inside:
+    /// the values are beyond the automaton's size limits.
+    finder: OnceLock<Option<AhoCorasick>>,
     longest: usize,
 }
 
@@ -62,9 +64,7 @@ impl Masker {
         }
         if changed {
             v.longest = v.values.iter().map(String::len).max().unwrap_or(0);
-            // Building fails only for patterns beyond the automaton's size limits; then
-            // nothing would be masked, so the values are kept and searched one by one.
-            v.finder = AhoCorasick::new(&v.values).ok();
+            v.finder = OnceLock::new();
         }
     }
 
@@ -77,7 +77,12 @@ impl Masker {
     fn covered(&self, text: &str) -> Vec<(usize, usize)> {
         let v = self.read();
         let mut ranges: Vec<(usize, usize)> = Vec::new();
-        match &v.finder {
+        if v.values.is_empty() {
+            return ranges;
+        }
+        // Building fails only for patterns beyond the automaton's size limits; then nothing
+        // would be masked, so the values are searched one by one.
+        match v.finder.get_or_init(|| AhoCorasick::new(&v.values).ok()) {
             Some(ac) => {
                 // Standard match semantics: overlapping matches are all reported.
                 for m in ac.find_overlapping_iter(text) {
