@@ -137,16 +137,21 @@ impl Executor {
             crate::status::post(f, &self.config.public_url, &run, "pending", "running").await;
         }
         let result = self.execute_inner(&run).await;
-        let (conclusion, reason) = match result {
-            Ok(c) => (c, None),
-            Err(reason) => (store::Conclusion::Failure, Some(reason.to_string())),
+        let (conclusion, reason, jobs) = match result {
+            Ok((c, jobs)) => (c, None, jobs),
+            Err(reason) => (
+                store::Conclusion::Failure,
+                Some(reason.to_string()),
+                Vec::new(),
+            ),
         };
         // Stored first, then announced: a follower told `done` finds the run completed. The
-        // alerts of its end are queued with it.
+        // jobs that never started get their rows, and the alerts of its end are queued, in
+        // the same transaction.
         let (store, config, ended) = (self.store.clone(), self.config.clone(), run.clone());
         let finished = blocking(move || {
             let alerts = crate::notify::RunAlerts::prepare(&config, &store, &ended);
-            store.finish_run_alerting(id, conclusion, reason.as_deref(), |run, before| {
+            store.finish_run_alerting(id, conclusion, reason.as_deref(), &jobs, |run, before| {
                 alerts.map(|a| a.make(run, before)).unwrap_or_default()
             })
         })
@@ -171,8 +176,12 @@ impl Executor {
         self.config.data_dir.join("work").join(format!("run-{id}"))
     }
 
-    /// Runs the workflow of `run`; the conclusion, or why it could not run.
-    async fn execute_inner(&self, run: &store::Run) -> Result<store::Conclusion, ExecError> {
+    /// Runs the workflow of `run`; the conclusion and every job of the run as it ended (those
+    /// that never started have no row yet), or why it could not run.
+    async fn execute_inner(
+        &self,
+        run: &store::Run,
+    ) -> Result<(store::Conclusion, Vec<store::NotRun>), ExecError> {
         let repo = self
             .config
             .repo(&run.repo)
@@ -387,10 +396,9 @@ impl Executor {
         )
         .await;
         watcher.abort();
-        // Jobs that never started (skipped, cancelled before starting) get rows too.
-        let store = self.store.clone();
-        let id = run.id;
-        let jobs: Vec<(String, String, store::Conclusion)> = report
+        // Jobs that never started (skipped, cancelled before starting) get rows too, as the
+        // run ends.
+        let jobs: Vec<store::NotRun> = report
             .workflows
             .iter()
             .flat_map(|w| &w.jobs)
@@ -402,12 +410,9 @@ impl Executor {
                 )
             })
             .collect();
-        if let Err(Blocked::Call(e)) = blocking(move || store.jobs_not_run(id, &jobs)).await {
-            tracing::warn!(run = id.get(), "recording the jobs that did not run: {e}");
-        }
         if cancel.is_cancelled() {
-            return Ok(store::Conclusion::Cancelled);
+            return Ok((store::Conclusion::Cancelled, jobs));
         }
-        Ok(crate::conclusion::to_store(report.conclusion))
+        Ok((crate::conclusion::to_store(report.conclusion), jobs))
     }
 }

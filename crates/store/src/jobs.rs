@@ -1,6 +1,6 @@
 //! Jobs: a run's job instances, as rows (the queue and leases are in `queue`).
 
-use crate::db::{Row, params};
+use crate::db::{Db, Row, params};
 use crate::logs::insert_lines;
 use crate::{
     Conclusion, JobId, JobStatus, Result, RunId, RunnerId, Store, StoreError, now_ms, rows,
@@ -66,21 +66,28 @@ pub(crate) fn job_from_row(r: &Row) -> Result<Job> {
     })
 }
 
+/// A job of a run as the run ended: its name, its id in the workflow, its conclusion.
+pub type NotRun = (String, String, Conclusion);
+
+/// Rows for the jobs of run `run_id` that have none (they never ran), in the caller's
+/// transaction.
+pub(crate) fn insert_not_run(c: &mut dyn Db, run_id: RunId, jobs: &[NotRun]) -> Result<()> {
+    for (name, job_id, conclusion) in jobs {
+        c.execute(
+            "INSERT INTO jobs (run_id, name, job_id, status, conclusion) VALUES (?1, ?2, ?3, 'completed', ?4)
+             ON CONFLICT(run_id, name) DO NOTHING",
+            params![run_id, name, job_id, *conclusion],
+        )?;
+    }
+    Ok(())
+}
+
 impl Store {
     /// Records the jobs that never ran (skipped, or cancelled before they started): (name,
     /// job id, conclusion) each; those already recorded are left as they are.
-    pub fn jobs_not_run(&self, run_id: RunId, jobs: &[(String, String, Conclusion)]) -> Result<()> {
+    pub fn jobs_not_run(&self, run_id: RunId, jobs: &[NotRun]) -> Result<()> {
         // One transaction: a run of thousands of jobs writes them in one commit.
-        self.db.tx(|c| {
-            for (name, job_id, conclusion) in jobs {
-                c.execute(
-                    "INSERT INTO jobs (run_id, name, job_id, status, conclusion) VALUES (?1, ?2, ?3, 'completed', ?4)
-                     ON CONFLICT(run_id, name) DO NOTHING",
-                    params![run_id, name, job_id, *conclusion],
-                )?;
-            }
-            Ok(())
-        })
+        self.db.tx(|c| insert_not_run(c, run_id, jobs))
     }
 
     /// A message about a job that the server itself has to say (its `if` or `runs-on` could

@@ -53,7 +53,7 @@ pub use deployments::{
 };
 pub use ids::{Conclusion, JobId, JobStatus, RunId, RunStatus, RunnerId, TokenId};
 pub use intake::{NewDelivery, PendingDelivery};
-pub use jobs::Job;
+pub use jobs::{Job, NotRun};
 pub use migrate::latest_version as schema_version;
 pub use monitors::{Bucket, Change, Check, CheckRecord, Incident, MonitorState};
 pub use queue::{Leased, Outcome, Released, Want};

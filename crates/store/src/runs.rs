@@ -252,22 +252,25 @@ impl Store {
         conclusion: Conclusion,
         reason: Option<&str>,
     ) -> Result<()> {
-        self.finish_run_alerting(id, conclusion, reason, |_, _| Vec::new())
+        self.finish_run_alerting(id, conclusion, reason, &[], |_, _| Vec::new())
     }
 
     /// Ends run `id` and queues, in the same transaction, the alerts `alerts` makes of it
     /// given the conclusion (success or failure) of the run before it of the same
     /// repository, workflow and ref, if any: an alert is queued once with the end it tells
-    /// of, or not at all.
+    /// of, or not at all. The jobs of `not_run` that have no row get one first (as
+    /// [`Store::jobs_not_run`]): one commit ends a run.
     pub fn finish_run_alerting(
         &self,
         id: RunId,
         conclusion: Conclusion,
         reason: Option<&str>,
+        not_run: &[crate::NotRun],
         alerts: impl FnOnce(&Run, Option<Conclusion>) -> Vec<crate::NewAlert>,
     ) -> Result<()> {
         let now = now_ms();
         self.db.tx(|c| {
+            crate::jobs::insert_not_run(c, id, not_run)?;
             let run = c.query_opt(
                 "UPDATE runs SET status = 'completed', conclusion = ?2,
                      reason = COALESCE(?3, reason), finished_at = ?4
@@ -461,6 +464,44 @@ mod tests {
     }
 
     #[test]
+    fn a_run_s_end_records_the_jobs_that_never_ran_in_the_same_commit() {
+        for s in stores() {
+            let backend = s.backend();
+            let id = s.create_run(&new_run("r")).unwrap();
+            // One job ran (and failed); the others never started.
+            s.annotate_job(id, "build", "build", "no runner").unwrap();
+            let jobs = [
+                ("build".to_owned(), "build".to_owned(), Conclusion::Success),
+                ("test".to_owned(), "test".to_owned(), Conclusion::Skipped),
+                (
+                    "deploy".to_owned(),
+                    "deploy".to_owned(),
+                    Conclusion::Cancelled,
+                ),
+            ];
+            s.finish_run_alerting(id, Conclusion::Failure, None, &jobs, |_, _| Vec::new())
+                .unwrap();
+            let mut got: Vec<(String, Option<Conclusion>)> = s
+                .jobs(id)
+                .unwrap()
+                .into_iter()
+                .map(|j| (j.name, j.conclusion))
+                .collect();
+            got.sort_by(|a, b| a.0.cmp(&b.0));
+            assert_eq!(
+                got,
+                [
+                    ("build".to_owned(), Some(Conclusion::Failure)),
+                    ("deploy".to_owned(), Some(Conclusion::Cancelled)),
+                    ("test".to_owned(), Some(Conclusion::Skipped)),
+                ],
+                "{backend}: the row of the job that ran is kept as it was"
+            );
+            assert_eq!(s.run(id).unwrap().status, RunStatus::Completed, "{backend}");
+        }
+    }
+
+    #[test]
     fn a_run_s_end_queues_its_alerts_knowing_the_run_before() {
         for s in stores() {
             let backend = s.backend();
@@ -472,7 +513,7 @@ mod tests {
                 Conclusion::Success,
             ] {
                 let id = s.create_run(&new_run("r")).unwrap();
-                s.finish_run_alerting(id, conclusion, None, |run, before| {
+                s.finish_run_alerting(id, conclusion, None, &[], |run, before| {
                     assert_eq!((run.id, run.conclusion), (id, Some(conclusion)));
                     seen.push(before);
                     vec![crate::NewAlert {
