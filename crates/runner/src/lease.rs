@@ -338,7 +338,7 @@ async fn run_in_slot(
         workflow: &text,
         job_pid: broker.as_ref().map(crate::broker::Broker::job_pid),
     };
-    let done = confined::run(isolation, client, job, sink, cancel).await;
+    let (report, uploaded, ended) = confined::run(isolation, client, job, sink, cancel).await;
     if let Some(b) = broker
         && !b.finish().await
     {
@@ -352,9 +352,9 @@ async fn run_in_slot(
             tracing::warn!("{e}");
         }
     }
-    // The job's processes are gone (its process ended and the slot's cgroup was emptied,
-    // or, without one, its descendants were killed by it) and so are its containers: the
-    // slot is readied for the next job while this one's report goes out.
-    isolation.ready_ahead(slot.n, &slot.dir);
-    Ok(done)
+    // The job's containers are gone; once its processes are too (its process ended and the
+    // slot's cgroup was emptied, or, without one, its descendants were killed by it), the
+    // slot is readied for the next job, while this one's report goes out.
+    isolation.ready_ahead(slot.n, &slot.dir, ended);
+    Ok((report, uploaded))
 }

@@ -152,7 +152,7 @@ pub async fn run(config: RunnerConfig, shutdown: CancellationToken) -> Result<()
     }
     if let Some(iso) = &config.isolation {
         for n in 0..config.capacity.max(1) {
-            iso.prewarm(n);
+            iso.prewarm(n, confined::Ended::over());
         }
     }
     let config = Arc::new(config);

@@ -89,6 +89,24 @@ type Warm = Ahead<Option<tokio::process::Child>>;
 /// job takes, waiting for it if it is not done yet.
 struct Ahead<T>(Arc<std::sync::Mutex<HashMap<usize, tokio::task::JoinHandle<T>>>>);
 
+/// The end of a job's process, which the job's report does not wait for: once the process
+/// said it is done (its steps' processes were all killed and reaped by then, and its broker
+/// serves nobody from then on), the report goes out while the process exits and the slot's
+/// cgroup is emptied. Done (cancelled) when both are; what reuses the slot (its next job
+/// process, its readying) waits for it. Done too when the task ending it is dropped (the
+/// runner stopping: the process is killed with its handle).
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Ended(CancellationToken);
+
+impl Ended {
+    /// An end that is already over.
+    pub(crate) fn over() -> Ended {
+        let ended = Ended::default();
+        ended.0.cancel();
+        ended
+    }
+}
+
 impl<T> Default for Ahead<T> {
     fn default() -> Self {
         Ahead(Arc::default())
@@ -108,10 +126,18 @@ impl<T> std::fmt::Debug for Ahead<T> {
     }
 }
 
-impl<T: Send + 'static> Ahead<T> {
-    /// Does `work` for slot `slot` on the blocking pool, in place of what was there.
-    fn start(&self, slot: usize, work: impl FnOnce() -> T + Send + 'static) {
-        let handle = tokio::task::spawn_blocking(work);
+impl<T: Send + Default + 'static> Ahead<T> {
+    /// Does `work` for slot `slot` on the blocking pool once `after` is over, in place of
+    /// what was there.
+    fn start(&self, slot: usize, after: Ended, work: impl FnOnce() -> T + Send + 'static) {
+        let handle = if after.0.is_cancelled() {
+            tokio::task::spawn_blocking(work)
+        } else {
+            tokio::spawn(async move {
+                after.0.cancelled().await;
+                tokio::task::spawn_blocking(work).await.unwrap_or_default()
+            })
+        };
         if let Ok(mut m) = self.0.lock() {
             m.insert(slot, handle);
         }
@@ -201,21 +227,23 @@ impl Isolation {
     }
 
     /// Starts slot `slot`'s next job process, to wait for its job (on a thread of the
-    /// runtime's blocking pool: see [`Warm`]).
-    pub(crate) fn prewarm(&self, slot: usize) {
+    /// runtime's blocking pool: see [`Warm`]), once its last one `ended` (the slot's cgroup
+    /// is emptied then: the new process would go with it).
+    pub(crate) fn prewarm(&self, slot: usize, ended: Ended) {
         let (exe, cgroups) = (self.exe.clone(), self.cgroups.clone());
-        self.warm.start(slot, move || {
+        self.warm.start(slot, ended, move || {
             start_child(&exe, cgroups.as_ref(), slot)
                 .map_err(|e| tracing::warn!("a job process for slot {slot}: {e}"))
                 .ok()
         });
     }
 
-    /// Readies slot `slot` (directory `dir`) for its next job, now that its last job and
-    /// everything it made are gone (see [`Readied`]).
-    pub(crate) fn ready_ahead(&self, slot: usize, dir: &Path) {
+    /// Readies slot `slot` (directory `dir`) for its next job once everything its last job
+    /// made is gone: its containers (the caller removed them) and its processes (`ended`;
+    /// see [`Readied`]).
+    pub(crate) fn ready_ahead(&self, slot: usize, dir: &Path, ended: Ended) {
         let (dir, user, keep) = (dir.to_owned(), self.user.clone(), self.cgroups.is_some());
-        self.readied.start(slot, move || {
+        self.readied.start(slot, ended, move || {
             let ready = ready_slot(&dir, user.as_ref(), keep).and_then(|()| {
                 // Its first step's files too, the job user's (its temp dir was emptied).
                 let temp = dir.join("job").join("temp");
@@ -286,22 +314,27 @@ pub(crate) struct Launch<'a> {
     pub(crate) job_pid: Option<Arc<std::sync::atomic::AtomicI32>>,
 }
 
-/// Runs `job`'s lease in a confined process; its lines go to `sink`. The report, and
-/// whether its artifacts were uploaded.
+/// Runs `job`'s lease in a confined process; its lines go to `sink`. The report, whether
+/// its artifacts were uploaded, and the end of its process ([`Ended`]), which may still be
+/// under way.
 pub(crate) async fn run(
     isolation: &Isolation,
     client: &Client,
     job: Launch<'_>,
     sink: &RemoteSink,
     cancel: &CancellationToken,
-) -> (JobReport, Result<(), RunnerError>) {
+) -> (JobReport, Result<(), RunnerError>, Ended) {
     let lease = job.lease;
     let label = crate::label_of(lease);
     let ran = run_child(isolation, client, &job, sink, cancel).await;
-    // The slot's next job process starts now, while this job's report goes out.
-    isolation.prewarm(job.slot);
+    let ended = match &ran {
+        Ok((_, ended)) => ended.clone(),
+        Err(_) => Ended::over(),
+    };
+    // The slot's next job process starts once this one ended, while its report goes out.
+    isolation.prewarm(job.slot, ended.clone());
     match ran {
-        Ok(done) => done,
+        Ok(((report, uploaded), ended)) => (report, uploaded, ended),
         Err(e) => {
             sink.line(
                 &label,
@@ -312,7 +345,7 @@ pub(crate) async fn run(
                     line: None,
                 },
             );
-            (crate::failed_report(lease), Ok(()))
+            (crate::failed_report(lease), Ok(()), ended)
         }
     }
 }
@@ -323,7 +356,7 @@ async fn run_child(
     job: &Launch<'_>,
     sink: &RemoteSink,
     cancel: &CancellationToken,
-) -> Result<(JobReport, Result<(), RunnerError>), RunnerError> {
+) -> Result<((JobReport, Result<(), RunnerError>), Ended), RunnerError> {
     let (site, lease) = (job.site, job.lease);
     let mut confinement = Confinement {
         user: isolation.user.clone(),
@@ -402,7 +435,12 @@ async fn run_child(
             line = futures_util::StreamExt::next(&mut lines) => match line {
                 Some(Ok(l)) => match serde_json::from_str::<Message>(&l) {
                     Ok(Message::Line(text)) => sink.send(text),
-                    Ok(Message::Done { report, upload_error }) => done = Some((*report, upload_error)),
+                    // Its last word: its steps' processes are gone (it killed and reaped
+                    // them before saying it), and it exits.
+                    Ok(Message::Done { report, upload_error }) => {
+                        done = Some((*report, upload_error));
+                        break;
+                    }
                     Err(e) => tracing::warn!(job = lease.job, "the job process said something else: {e}"),
                 },
                 Some(Err(e)) => {
@@ -418,28 +456,49 @@ async fn run_child(
             }
         }
     }
-    let status = child.wait().await.map_err(io(&isolation.exe))?;
-    // Its broker serves nobody once it is gone (its pid could be another's).
+    // Its broker serves nobody once it said it is done or is gone (its pid could be
+    // another's).
     if let Some(cell) = &job.job_pid {
         cell.store(0, std::sync::atomic::Ordering::SeqCst);
     }
-    // Whatever of the job is left (its process may have been killed by a step) goes.
-    if let Some(cgroups) = isolation.cgroups.clone() {
-        let n = job.slot;
-        let _ = tokio::task::spawn_blocking(move || cgroups.empty(n)).await;
-    }
-    let _ = std::fs::remove_file(&record);
-    if let Some(e) = broken {
-        return Err(RunnerError::Job(format!(
-            "the job's process broke the protocol: {e}"
-        )));
-    }
-    match done {
-        Some((report, None)) => Ok((report, Ok(()))),
-        Some((report, Some(e))) => Ok((report, Err(RunnerError::Job(e)))),
-        None => Err(RunnerError::Job(format!(
-            "the job's process ended without a report ({status})"
-        ))),
+    // Whatever of the job is left (its process may have been killed by a step) goes once
+    // the process ended.
+    let ended = Ended::default();
+    let end = {
+        let (guard, cgroups, slot) = (
+            ended.0.clone().drop_guard(),
+            isolation.cgroups.clone(),
+            job.slot,
+        );
+        async move {
+            let status = child.wait().await;
+            if let Some(cgroups) = cgroups {
+                let _ = tokio::task::spawn_blocking(move || cgroups.empty(slot)).await;
+            }
+            let _ = std::fs::remove_file(&record);
+            drop(guard);
+            status
+        }
+    };
+    match (done, broken) {
+        (Some((report, upload_error)), None) => {
+            // The report goes out while the process exits.
+            tokio::spawn(end);
+            let uploaded = upload_error.map_or(Ok(()), |e| Err(RunnerError::Job(e)));
+            Ok(((report, uploaded), ended))
+        }
+        (_, Some(e)) => {
+            let _ = end.await;
+            Err(RunnerError::Job(format!(
+                "the job's process broke the protocol: {e}"
+            )))
+        }
+        (None, None) => {
+            let status = end.await.map_err(io(&isolation.exe))?;
+            Err(RunnerError::Job(format!(
+                "the job's process ended without a report ({status})"
+            )))
+        }
     }
 }
 
@@ -634,6 +693,31 @@ fn messages(out: &[u8]) -> Vec<Message> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn what_reuses_a_slot_waits_for_the_end_of_its_last_job_s_process() {
+        let ahead: Ahead<bool> = Ahead::default();
+        let ended = Ended::default();
+        let guard = ended.0.clone().drop_guard();
+        let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let seen = done.clone();
+        ahead.start(0, ended, move || {
+            seen.load(std::sync::atomic::Ordering::SeqCst)
+        });
+        // The process exits, then its end is over.
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
+        drop(guard);
+        assert_eq!(
+            ahead.take(0).await,
+            Some(true),
+            "the work ran before the end"
+        );
+        // An end that is over lets it start at once; nothing started gives nothing.
+        ahead.start(1, Ended::over(), || true);
+        assert_eq!(ahead.take(1).await, Some(true));
+        assert_eq!(ahead.take(2).await, None);
+    }
 
     #[test]
     fn messages_are_json_lines() {
