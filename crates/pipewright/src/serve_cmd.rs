@@ -18,6 +18,8 @@ pub(crate) fn init_logging() {
 }
 
 pub(crate) fn run(args: &ServeArgs) -> Result<u8> {
+    // The allocator's tunables: this process starts again with them, before any thread.
+    server::start_tuned();
     init_logging();
     let env: Vec<(String, String)> = std::env::vars()
         .filter(|(k, _)| k.starts_with("PIPEWRIGHT_"))

@@ -924,3 +924,29 @@ fn a_pushed_run_sees_the_payload_fields_github_s_webhooks_have() {
         assert!(log.contains(&want), "{want}\n{log}");
     }
 }
+
+#[test]
+fn the_server_runs_with_its_allocator_s_tunables_and_its_jobs_without_them() {
+    let s = Server::start();
+    let pid = s.child.as_ref().unwrap().id();
+    // The server started itself again with glibc's tunables (the environment it was
+    // started with last), under the same pid.
+    let environ = std::fs::read(format!("/proc/{pid}/environ")).unwrap();
+    assert!(
+        environ
+            .split(|b| *b == 0)
+            .any(|v| v == b"GLIBC_TUNABLES=glibc.malloc.tcache_count=0"),
+        "{}",
+        String::from_utf8_lossy(&environ)
+    );
+    // Nothing it starts inherits them: a job's steps see the server's environment without.
+    let work = s.commit(
+        "main",
+        "on: push\njobs:\n  env:\n    runs-on: x\n    steps:\n      - run: echo \"tunables=${GLIBC_TUNABLES:-none}\"\n",
+    );
+    s.push(&work, "main");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    let (code, out, err) = s.cli(&["logs", &id.to_string(), "-f"]);
+    assert_eq!(code, 0, "{out}\n{err}\n{}", s.log());
+    assert!(out.contains("[env] tunables=none"), "{out}\n{}", s.log());
+}

@@ -25,7 +25,7 @@ mod listen;
 mod logfiles;
 mod logs;
 mod memory;
-pub use memory::tune as tune_memory;
+pub use memory::{start_tuned, tune as tune_memory};
 mod notify;
 mod poll;
 mod schedule;
