@@ -285,6 +285,10 @@ pub(crate) struct JobExec {
     parent: i32,
 }
 
+/// How long a job's process may take to exit once it said it is done (or closed its
+/// output) before it is killed: the slot it holds is no other job's until it has.
+const EXIT_AFTER_DONE: Duration = Duration::from_secs(10);
+
 /// What a job's process tells the runner, one JSON object per line.
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -464,22 +468,13 @@ async fn run_child(
     // Whatever of the job is left (its process may have been killed by a step) goes once
     // the process ended.
     let ended = Ended::default();
-    let end = {
-        let (guard, cgroups, slot) = (
-            ended.0.clone().drop_guard(),
-            isolation.cgroups.clone(),
-            job.slot,
-        );
-        async move {
-            let status = child.wait().await;
-            if let Some(cgroups) = cgroups {
-                let _ = tokio::task::spawn_blocking(move || cgroups.empty(slot)).await;
-            }
-            let _ = std::fs::remove_file(&record);
-            drop(guard);
-            status
-        }
-    };
+    let end = end_of(
+        child,
+        EXIT_AFTER_DONE,
+        isolation.cgroups.clone().map(|c| (c, job.slot)),
+        record,
+        ended.clone(),
+    );
     match (done, broken) {
         (Some((report, upload_error)), None) => {
             // The report goes out while the process exits.
@@ -499,6 +494,40 @@ async fn run_child(
                 "the job's process ended without a report ({status})"
             )))
         }
+    }
+}
+
+/// The end of a job's process that said it is done (or stopped talking): it exits, killed
+/// if it has not within `limit`; then what is left in its slot's cgroup is killed and its
+/// record removed, and `ended` is over (also if this is dropped half-way: the process is
+/// killed with its handle).
+fn end_of(
+    mut child: tokio::process::Child,
+    limit: Duration,
+    cgroup: Option<(crate::cgroup::Slots, usize)>,
+    record: PathBuf,
+    ended: Ended,
+) -> impl Future<Output = std::io::Result<std::process::ExitStatus>> + Send + 'static {
+    // Taken now: dropped unpolled, the end is over too.
+    let over = ended.0.drop_guard();
+    async move {
+        let _over = over;
+        let status = match tokio::time::timeout(limit, child.wait()).await {
+            Ok(status) => status,
+            Err(_) => {
+                tracing::warn!(
+                    pid = child.id(),
+                    "a job's process did not exit after its report: killed"
+                );
+                let _ = child.start_kill();
+                child.wait().await
+            }
+        };
+        if let Some((cgroups, slot)) = cgroup {
+            let _ = tokio::task::spawn_blocking(move || cgroups.empty(slot)).await;
+        }
+        let _ = std::fs::remove_file(&record);
+        status
     }
 }
 
@@ -717,6 +746,41 @@ mod tests {
         ahead.start(1, Ended::over(), || true);
         assert_eq!(ahead.take(1).await, Some(true));
         assert_eq!(ahead.take(2).await, None);
+    }
+
+    #[tokio::test]
+    async fn a_job_process_that_does_not_exit_after_its_report_is_killed() {
+        let d = tempfile::tempdir().unwrap();
+        let record = d.path().join(CHILD_RECORD);
+        std::fs::write(&record, "1 1").unwrap();
+        let child = tokio::process::Command::new("sleep")
+            .arg("600")
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let ended = Ended::default();
+        let t0 = std::time::Instant::now();
+        let status = end_of(
+            child,
+            Duration::from_millis(200),
+            None,
+            record.clone(),
+            ended.clone(),
+        )
+        .await
+        .unwrap();
+        assert!(!status.success(), "killed: {status}");
+        assert!(t0.elapsed() < Duration::from_secs(5), "{:?}", t0.elapsed());
+        assert!(ended.0.is_cancelled(), "the slot may be used again");
+        assert!(!record.exists());
+        // One that exits in time is waited for, not killed.
+        let child = tokio::process::Command::new("true").spawn().unwrap();
+        let ended = Ended::default();
+        let status = end_of(child, Duration::from_secs(60), None, record, ended.clone())
+            .await
+            .unwrap();
+        assert!(status.success());
+        assert!(ended.0.is_cancelled());
     }
 
     #[test]
