@@ -83,11 +83,25 @@ pub fn format_line(line: Line) -> String {
     }
 }
 
+/// The stored line that marks a step's start.
+pub(crate) fn step_start_line(step: &str) -> String {
+    format!("##[step] {step}")
+}
+
+/// The stored line that marks a step's end: its conclusion and how long it took.
+pub(crate) fn step_end_line(step: &str, conclusion: Conclusion, duration: Duration) -> String {
+    format!(
+        "##[step-end] {step}: {} ({:.2}s)",
+        conclusion.as_str(),
+        duration.as_secs_f64()
+    )
+}
+
 impl Sink for RemoteSink {
     fn job_started(&self, _job: &JobLabel) {}
 
     fn step_started(&self, _job: &JobLabel, step: &str) {
-        self.send(format!("##[step] {step}"));
+        self.send(step_start_line(step));
     }
 
     fn line(&self, _job: &JobLabel, line: Line) {
@@ -101,11 +115,7 @@ impl Sink for RemoteSink {
         conclusion: Conclusion,
         duration: Duration,
     ) {
-        self.send(format!(
-            "##[step-end] {step}: {} ({:.2}s)",
-            conclusion.as_str(),
-            duration.as_secs_f64()
-        ));
+        self.send(step_end_line(step, conclusion, duration));
     }
 
     fn job_finished(&self, _job: &JobLabel, _conclusion: Conclusion, _duration: Duration) {}

@@ -83,13 +83,6 @@ pub(crate) fn insert_not_run(c: &mut dyn Db, run_id: RunId, jobs: &[NotRun]) -> 
 }
 
 impl Store {
-    /// Records the jobs that never ran (skipped, or cancelled before they started): (name,
-    /// job id, conclusion) each; those already recorded are left as they are.
-    pub fn jobs_not_run(&self, run_id: RunId, jobs: &[NotRun]) -> Result<()> {
-        // One transaction: a run of thousands of jobs writes them in one commit.
-        self.db.tx(|c| insert_not_run(c, run_id, jobs))
-    }
-
     /// A message about a job that the server itself has to say (its `if` or `runs-on` could
     /// not be evaluated, so it failed before any runner saw it): the job's row, failed, with
     /// the line in its log. Returns (job row, seq).

@@ -258,8 +258,9 @@ impl Store {
     /// Ends run `id` and queues, in the same transaction, the alerts `alerts` makes of it
     /// given the conclusion (success or failure) of the run before it of the same
     /// repository, workflow and ref, if any: an alert is queued once with the end it tells
-    /// of, or not at all. The jobs of `not_run` that have no row get one first (as
-    /// [`Store::jobs_not_run`]): one commit ends a run.
+    /// of, or not at all. The jobs of `not_run` (skipped, or cancelled before they started)
+    /// that have no row get one first, those already recorded left as they are: one commit
+    /// ends a run, however many jobs it has.
     pub fn finish_run_alerting(
         &self,
         id: RunId,

@@ -330,15 +330,14 @@ pub(crate) async fn run(
 ) -> (JobReport, Result<(), RunnerError>, Ended) {
     let lease = job.lease;
     let label = crate::label_of(lease);
-    let ran = run_child(isolation, client, &job, sink, cancel).await;
-    let ended = match &ran {
-        Ok((_, ended)) => ended.clone(),
-        Err(_) => Ended::over(),
+    let (ran, ended) = match run_child(isolation, client, &job, sink, cancel).await {
+        Ok((done, ended)) => (Ok(done), ended),
+        Err(e) => (Err(e), Ended::over()),
     };
     // The slot's next job process starts once this one ended, while its report goes out.
     isolation.prewarm(job.slot, ended.clone());
     match ran {
-        Ok(((report, uploaded), ended)) => (report, uploaded, ended),
+        Ok((report, uploaded)) => (report, uploaded, ended),
         Err(e) => {
             sink.line(
                 &label,
@@ -577,7 +576,7 @@ impl Sink for StdoutSink {
     fn job_started(&self, _job: &JobLabel) {}
 
     fn step_started(&self, _job: &JobLabel, step: &str) {
-        self.send(&Message::Line(format!("##[step] {step}")));
+        self.send(&Message::Line(crate::sink::step_start_line(step)));
     }
 
     fn line(&self, _job: &JobLabel, line: Line) {
@@ -591,10 +590,8 @@ impl Sink for StdoutSink {
         conclusion: Conclusion,
         duration: Duration,
     ) {
-        self.send(&Message::Line(format!(
-            "##[step-end] {step}: {} ({:.2}s)",
-            conclusion.as_str(),
-            duration.as_secs_f64()
+        self.send(&Message::Line(crate::sink::step_end_line(
+            step, conclusion, duration,
         )));
     }
 
