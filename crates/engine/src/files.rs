@@ -251,32 +251,63 @@ pub fn remove_entry(path: &Path, is_dir: bool) -> std::io::Result<()> {
 /// writable regular file (a symlink, a directory or a read-only file a step left) is
 /// replaced.
 pub fn write_reusing(path: &Path, contents: &[u8]) -> std::io::Result<()> {
+    write_reusing_as(path, contents, None)
+}
+
+/// [`write_reusing`], the file left with permissions `mode` (a new one made with them, one
+/// reused given them): a step's script holds the values its expressions were replaced with,
+/// secrets among them, and the job's directories are open to other users passing through
+/// (its services may run as another user).
+pub fn write_reusing_mode(path: &Path, contents: &[u8], mode: u32) -> std::io::Result<()> {
+    write_reusing_as(path, contents, Some(mode))
+}
+
+fn write_reusing_as(path: &Path, contents: &[u8], mode: Option<u32>) -> std::io::Result<()> {
     use std::io::Write;
+    use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+    let create = || {
+        let mut o = std::fs::OpenOptions::new();
+        o.write(true).create_new(true);
+        if let Some(m) = mode {
+            o.mode(m);
+        }
+        o.open(path)?.write_all(contents)
+    };
     let replace = |remove: fn(&Path) -> std::io::Result<()>| {
         remove(path)?;
-        std::fs::write(path, contents)
+        create()
     };
-    let old = match std::fs::symlink_metadata(path) {
-        Ok(m) if m.file_type().is_file() => m.len(),
+    let meta = match std::fs::symlink_metadata(path) {
+        Ok(m) if m.file_type().is_file() => m,
         Ok(m) if m.file_type().is_dir() => return replace(|p| std::fs::remove_dir_all(p)),
         Ok(_) => return replace(|p| std::fs::remove_file(p)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            return std::fs::write(path, contents);
-        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return create(),
         Err(e) => return Err(e),
     };
-    let new = contents.len() as u64;
-    if old == new && (new == 0 || std::fs::read(path).is_ok_and(|c| c == contents)) {
+    let (old, new) = (meta.len(), contents.len() as u64);
+    let mode_ok = mode.is_none_or(|m| meta.permissions().mode() & 0o7777 == m);
+    if mode_ok && old == new && (new == 0 || std::fs::read(path).is_ok_and(|c| c == contents)) {
         return Ok(());
     }
-    let mut f = match std::fs::OpenOptions::new().write(true).open(path) {
+    // Never following a link put in its place since.
+    let mut f = match std::fs::OpenOptions::new()
+        .write(true)
+        .custom_flags(nix::libc::O_NOFOLLOW)
+        .open(path)
+    {
         Ok(f) => f,
-        // Made read-only by a step: a new file then.
-        Err(e) if e.kind() == std::io::ErrorKind::PermissionDenied => {
+        // Made read-only, or a link, by a step: a new file then.
+        Err(e)
+            if e.kind() == std::io::ErrorKind::PermissionDenied
+                || e.raw_os_error() == Some(nix::libc::ELOOP) =>
+        {
             return replace(|p| std::fs::remove_file(p));
         }
         Err(e) => return Err(e),
     };
+    if let (Some(m), false) = (mode, mode_ok) {
+        f.set_permissions(std::fs::Permissions::from_mode(m))?;
+    }
     f.write_all(contents)?;
     if old > new {
         f.set_len(new)?;
@@ -341,6 +372,38 @@ mod tests {
             std::fs::read_to_string(&p).unwrap(),
             "over a read-only file"
         );
+    }
+
+    #[test]
+    fn write_reusing_mode_leaves_the_file_with_its_mode_whatever_was_there() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("step-1.sh");
+        let mode = |p: &Path| std::fs::metadata(p).unwrap().permissions().mode() & 0o7777;
+        // Made new, with the mode (not the umask's).
+        write_reusing_mode(&p, b"echo s3cret", 0o600).unwrap();
+        assert_eq!(mode(&p), 0o600);
+        // Reused: one others could read (a runner made it ahead, an earlier version left
+        // it), the same contents or not, is closed to them.
+        for contents in ["echo s3cret", "echo other", ""] {
+            std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+            write_reusing_mode(&p, contents.as_bytes(), 0o600).unwrap();
+            assert_eq!(mode(&p), 0o600, "{contents:?}");
+            assert_eq!(std::fs::read_to_string(&p).unwrap(), contents);
+        }
+        // And opened again where a job's container needs it so.
+        write_reusing_mode(&p, b"x", 0o644).unwrap();
+        assert_eq!(mode(&p), 0o644);
+        // A link put in its place is replaced by a file of that mode, its target untouched.
+        let target = dir.path().join("target");
+        std::fs::write(&target, "keep").unwrap();
+        std::fs::set_permissions(&target, std::fs::Permissions::from_mode(0o644)).unwrap();
+        std::fs::remove_file(&p).unwrap();
+        std::os::unix::fs::symlink(&target, &p).unwrap();
+        write_reusing_mode(&p, b"new", 0o600).unwrap();
+        assert!(std::fs::symlink_metadata(&p).unwrap().file_type().is_file());
+        assert_eq!((mode(&p), mode(&target)), (0o600, 0o644));
+        assert_eq!(std::fs::read_to_string(&target).unwrap(), "keep");
     }
 
     #[test]

@@ -850,6 +850,37 @@ fn an_invalid_workflow_is_skipped_and_the_others_run_then_exit_2() {
     run.assert_code(0);
 }
 
+/// A step's script holds the values its expressions were replaced with, secrets among them,
+/// in a directory others may pass through (a job's services may run as another user): the
+/// script and the step's file-command files are its user's alone, also when a run reuses
+/// the files of the run before.
+#[test]
+fn a_step_s_script_and_file_commands_are_its_user_s_alone() {
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  a:
+    runs-on: ubuntu-latest
+    steps:
+      - run: |
+          echo \"${{{{ secrets.API_KEY }}}}\" > /dev/null
+          echo \"modes $(stat -c %a \"$0\" \"$GITHUB_OUTPUT\" \"$GITHUB_ENV\" \"$GITHUB_PATH\" | tr '\\n' ,)\"
+      - run: echo \"second $(stat -c %a \"$0\" \"$GITHUB_STATE\" | tr '\\n' ,)\"
+"
+    ));
+    for _ in 0..2 {
+        let run = r.run(&["--secret", "API_KEY=supersecret-value"]);
+        run.assert_code(0);
+        let lines = run.lines_of("a");
+        for want in ["modes 600,600,600,600,", "second 600,600,"] {
+            assert!(
+                lines.contains(&want.to_owned()),
+                "missing `{want}`\n{}",
+                run.all()
+            );
+        }
+    }
+}
+
 #[test]
 fn bad_invocations_exit_2() {
     let r = repo_with(&format!(

@@ -164,7 +164,8 @@ pub(crate) async fn run_post(state: &mut JobState<'_>, post: Post) -> Result<(),
         }
         Post::Node { script, env } => {
             state.step_counter += 1;
-            let files = crate::job::FileCommands::create(&state.temp, state.step_counter)
+            let mode = state.step_file_mode();
+            let files = crate::job::FileCommands::create(&state.temp, state.step_counter, mode)
                 .map_err(|e| ActionError::io("file commands", e))?;
             let spawn = crate::process::Spawn {
                 program: "node".into(),

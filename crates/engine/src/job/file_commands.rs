@@ -37,17 +37,27 @@ const FILE_COMMAND_KINDS: [&str; 5] = [
 /// allocated then rather than while the job waits (on ext4, after many deletions, finding
 /// a free inode may take long); the engine finds them empty and writes into them. Returns
 /// what it made, for the runner to hand to the job's user; nothing that exists is opened.
+/// Made for the job's user alone, as the job makes them (`JobState::step_file_mode`; a
+/// job in a container opens them to others as it writes them).
 pub fn make_first_step_files(temp: &Path) -> std::io::Result<Vec<PathBuf>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let new = |p: &Path| {
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(p)
+    };
     let dir = temp.join(FILE_COMMANDS_DIR);
     std::fs::create_dir(&dir)?;
     let mut made = vec![dir.clone()];
     for kind in FILE_COMMAND_KINDS {
         let p = dir.join(format!("{kind}_1"));
-        std::fs::File::create_new(&p)?;
+        new(&p)?;
         made.push(p);
     }
     let script = temp.join("step-1.sh");
-    std::fs::File::create_new(&script)?;
+    new(&script)?;
     made.push(script);
     Ok(made)
 }
@@ -140,12 +150,13 @@ pub(crate) struct FileCommands {
 }
 
 impl FileCommands {
-    pub(crate) fn create(temp: &Path, n: usize) -> std::io::Result<FileCommands> {
+    /// The files of step `n` in `temp`, empty, with permissions `mode`.
+    pub(crate) fn create(temp: &Path, n: usize, mode: u32) -> std::io::Result<FileCommands> {
         let dir = temp.join(FILE_COMMANDS_DIR);
         std::fs::create_dir_all(&dir)?;
         let f = |name: &str| -> std::io::Result<PathBuf> {
             let p = dir.join(format!("{name}_{n}"));
-            crate::files::write_reusing(&p, b"")?;
+            crate::files::write_reusing_mode(&p, b"", mode)?;
             Ok(p)
         };
         let [env, output, path, summary, state] = FILE_COMMAND_KINDS;
@@ -210,7 +221,7 @@ mod tests {
         let made = make_first_step_files(temp).unwrap();
         let inode = |p: &std::path::Path| std::fs::symlink_metadata(p).unwrap().ino();
         let before: Vec<u64> = made.iter().map(|p| inode(p)).collect();
-        let files = FileCommands::create(temp, 1).unwrap();
+        let files = FileCommands::create(temp, 1, 0o600).unwrap();
         for p in [
             &files.env,
             &files.output,

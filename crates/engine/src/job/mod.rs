@@ -167,6 +167,21 @@ pub(crate) struct JobState<'a> {
     pub(crate) container: Option<containers::InContainer>,
 }
 
+impl JobState<'_> {
+    /// The permissions of the files the job's steps get from the engine (their scripts,
+    /// their file-command files): their own user's, as a script holds the values its
+    /// expressions were replaced with (secrets among them) and the job's directories are
+    /// open to other users passing through (its services may run as another user). In a
+    /// job's container, whose user may be the image's own, they stay readable by all.
+    pub(crate) fn step_file_mode(&self) -> u32 {
+        if self.container.is_some() {
+            0o644
+        } else {
+            0o600
+        }
+    }
+}
+
 pub(crate) fn obj(pairs: impl IntoIterator<Item = (&'static str, Value)>) -> Value {
     Value::Object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
 }

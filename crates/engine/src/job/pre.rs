@@ -94,7 +94,7 @@ async fn pre_step(
     }
     drop(ctxs);
     state.step_counter += 1;
-    let files = FileCommands::create(&state.temp, state.step_counter)
+    let files = FileCommands::create(&state.temp, state.step_counter, state.step_file_mode())
         .map_err(|e| format!("file commands: {e}"))?;
     let call = Call {
         uses: uses.to_owned(),

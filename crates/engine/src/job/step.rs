@@ -212,7 +212,7 @@ async fn execute_step(
         Some(n) => Some(tokio::time::Instant::now() + minutes(n, &ectx)?),
         None => None,
     };
-    let files = FileCommands::create(&state.temp, state.step_counter)
+    let files = FileCommands::create(&state.temp, state.step_counter, state.step_file_mode())
         .map_err(|e| JobError::io("file commands", e))?;
     let mut env_ctx = state.env.clone();
     env_ctx.extend(step_env.iter().map(|(k, v)| (k.clone(), v.clone())));
@@ -260,7 +260,7 @@ async fn execute_step(
         };
         let (program, args, ext) = shell_command(shell.as_deref(), bash)?;
         let script_path = state.temp.join(format!("step-{}{ext}", state.step_counter));
-        crate::files::write_reusing(&script_path, script.as_bytes())
+        crate::files::write_reusing_mode(&script_path, script.as_bytes(), state.step_file_mode())
             .map_err(|e| JobError::io("cannot write the script", e))?;
         let script_str = script_path.display().to_string();
         let spawn = Spawn {
