@@ -98,10 +98,31 @@ pub fn stage(
     let mut images = Vec::new();
     for (name, spec) in &specs {
         let t = Instant::now();
-        let id = build(name, spec, staged.path(), report)?;
+        // Tagged as it is built, under a name of this build's own: an image without a tag
+        // could go to another user's `docker image prune` before it gets its own.
+        let building = format!(
+            "{}-{name}:building-{}-{}",
+            c.project,
+            std::process::id(),
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_nanos())
+        );
+        let id = build(name, spec, &building, staged.path(), report)?;
         let hex = id.trim_start_matches("sha256:");
         let tag = format!("{}-{name}:{}", c.project, &hex[..hex.len().min(12)]);
-        docker(&["tag", &id, &tag], &format!("tag the image of `{name}`"))?;
+        let tagged = docker(
+            &["tag", &building, &tag],
+            &format!("tag the image of `{name}`"),
+        );
+        // Only the name goes: the image keeps the tag it was given.
+        let untagged = docker(&["rmi", &building], &format!("untag `{building}`"));
+        tagged?;
+        if let Err(e) = untagged {
+            report(&Event::Message {
+                text: format!("{e} (the image is tagged {tag} all the same)"),
+            });
+        }
         report(&Event::Message {
             text: format!(
                 "built `{name}` as {tag} ({:.2}s)",
@@ -218,16 +239,17 @@ fn merged<'n>(node: &'n Node, key: &str) -> Option<&'n Node> {
     }
 }
 
-/// `docker build`; returns the image id.
+/// `docker build`, the image tagged `tag`; returns the image id.
 fn build(
     name: &str,
     spec: &BuildSpec,
+    tag: &str,
     scratch: &Path,
     report: &mut dyn FnMut(&Event),
 ) -> Result<String> {
     let iid = scratch.join(format!("iid-{name}"));
     let mut c = Command::new("docker");
-    c.arg("build").arg("--iidfile").arg(&iid);
+    c.arg("build").arg("--iidfile").arg(&iid).arg("-t").arg(tag);
     if let Some(f) = &spec.dockerfile {
         c.arg("-f").arg(spec.context.join(f));
     }
