@@ -214,6 +214,38 @@ fn dispatch_waits_and_api_needs_the_token() {
     assert!(err.contains("does not exist"), "{err}");
 }
 
+/// A dispatched run is its server's as the dispatch answers: taken for the server's
+/// orchestration in the transaction that made it, not left queued for the server to find.
+#[test]
+fn a_dispatched_run_is_running_as_the_dispatch_answers() {
+    let s = Server::start();
+    let work = s.commit("main", WORKFLOW);
+    s.push(&work, "main");
+    let headers = [
+        ("Authorization", format!("Bearer {TOKEN}")),
+        ("Content-Type", "application/json".to_owned()),
+    ];
+    let mut ids = Vec::new();
+    for _ in 0..10 {
+        let (status, body) = post(
+            &s.url,
+            "/api/v1/repos/acme%2Fapp/dispatch",
+            &headers,
+            br#"{"workflow": "ci.yml"}"#,
+        );
+        assert_eq!(status, 201, "{body}");
+        let id = serde_json::from_str::<Value>(&body).unwrap()["runs"][0]
+            .as_i64()
+            .unwrap();
+        let run = s.api(&format!("/api/v1/runs/{id}"));
+        assert_ne!(run["status"], "queued", "{run}\n{}", s.log());
+        ids.push(id);
+    }
+    for id in ids {
+        assert_eq!(s.wait_completed(id)["conclusion"], "success", "{}", s.log());
+    }
+}
+
 #[test]
 fn an_invalid_workflow_is_a_failed_run_with_its_diagnostics() {
     let s = Server::start();

@@ -60,9 +60,11 @@ pub(crate) struct Executor {
 
 impl Executor {
     /// Orchestrates runs until shutdown: every queued run is taken at once (its jobs then
-    /// wait for runners in the store), and the runs a stopped server was orchestrating are
-    /// taken up again. On shutdown the orchestrations simply stop: their state is stored.
-    pub(crate) async fn run(self: Arc<Self>) {
+    /// wait for runners in the store), those this server made and took as it made them
+    /// (`handed`) as they come, and the runs a stopped server was orchestrating are taken
+    /// up again. On shutdown the orchestrations simply stop: their state is stored.
+    pub(crate) async fn run(self: Arc<Self>, handed: mpsc::UnboundedReceiver<store::Run>) {
+        let handed = tokio::spawn(self.clone().run_handed(handed));
         let mut running = tokio::task::JoinSet::new();
         // The runs this server had before a restart, and those of stopped servers.
         for run in self.take_over(true).await {
@@ -110,6 +112,33 @@ impl Executor {
                     }
                 }
                 () = self.shutdown.cancelled() => break,
+            }
+        }
+        running.abort_all();
+        while running.join_next().await.is_some() {}
+        let _ = handed.await;
+    }
+
+    /// Orchestrates the runs handed over by those that made and took them (the API's
+    /// dispatch), until shutdown. Handed over through memory, kept in the store: one this
+    /// server does not get to is taken up again after a restart, or by another server once
+    /// its lease lapsed ([`store::Store::take_over_runs`]).
+    async fn run_handed(self: Arc<Self>, mut handed: mpsc::UnboundedReceiver<store::Run>) {
+        let mut running = tokio::task::JoinSet::new();
+        let mut open = true;
+        loop {
+            tokio::select! {
+                run = handed.recv(), if open => match run {
+                    Some(run) => {
+                        let me = self.clone();
+                        running.spawn(async move { me.execute(run).await });
+                    }
+                    // No one hands runs over any more: those running go on.
+                    None => open = false,
+                },
+                Some(_) = running.join_next(), if !running.is_empty() => {}
+                () = self.shutdown.cancelled() => break,
+                else => break,
             }
         }
         running.abort_all();

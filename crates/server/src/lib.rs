@@ -249,7 +249,9 @@ pub async fn serve(
         lease_ms: config.lease_ms,
         alerts: alerts.clone(),
     });
-    let exec_task = tokio::spawn(executor.run());
+    // Runs made and taken by this server's API, handed to its executor.
+    let (handed, handed_rx) = mpsc::unbounded_channel();
+    let exec_task = tokio::spawn(executor.run(handed_rx));
     let reaper = tokio::spawn(http::reaper(
         store.clone(),
         config.max_attempts,
@@ -360,6 +362,7 @@ pub async fn serve(
         store,
         config,
         wake,
+        handed,
         live,
         hook_token,
         intake,

@@ -147,6 +147,20 @@ pub fn enqueue(
     Ok(store.create_runs(&runs)?)
 }
 
+/// [`enqueue`], the runs that are to run taken at once for orchestrator `me` (this server,
+/// which orchestrates them without looking for them in the store first): the ids of all, and
+/// the runs taken.
+pub fn enqueue_taken(
+    store: &store::Store,
+    repo: &RepoConfig,
+    event: &Event,
+    me: &str,
+    lease_ms: i64,
+) -> Result<(Vec<store::RunId>, Vec<store::Run>), TriggerError> {
+    let runs = plan(repo, event)?;
+    Ok(store.create_runs_taken(&runs, me, lease_ms)?)
+}
+
 /// The runs `event` fires in `repo`: one for each workflow of the commit whose triggers
 /// match, with the workflow's text; a failed one for each invalid workflow that would have
 /// run. Reads git only.

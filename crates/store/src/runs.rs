@@ -136,6 +136,36 @@ impl Store {
             .tx(|c| runs.iter().map(|r| insert_run(c, r)).collect())
     }
 
+    /// Records the runs one event fires, as [`Store::create_runs`] does, and takes those
+    /// that are to run (not failed, not held for approval) for orchestrator `me` in the same
+    /// transaction, as [`Store::take_queued`] would: the server that made them orchestrates
+    /// them without looking for them first. The ids of all, and the runs taken.
+    pub fn create_runs_taken(
+        &self,
+        runs: &[NewRun],
+        me: &str,
+        lease_ms: i64,
+    ) -> Result<(Vec<RunId>, Vec<Run>)> {
+        self.db.tx(|c| {
+            let (mut ids, mut taken) = (Vec::new(), Vec::new());
+            for r in runs {
+                let id = insert_run(c, r)?;
+                ids.push(id);
+                let now = now_ms();
+                if let Some(row) = c.query_opt(
+                    "UPDATE runs SET status = 'running', started_at = ?2, orchestrator = ?3,
+                         orchestrator_until = ?4
+                     WHERE id = ?1 AND status = 'queued'
+                     RETURNING *",
+                    params![id, now, me, now + lease_ms],
+                )? {
+                    taken.push(run_from_row(&row)?);
+                }
+            }
+            Ok((ids, taken))
+        })
+    }
+
     pub fn run(&self, id: RunId) -> Result<Run> {
         self.db.with(|c| {
             c.query_opt("SELECT * FROM runs WHERE id = ?1", params![id])?
@@ -159,8 +189,6 @@ impl Store {
         })
     }
 
-    /// Takes the oldest queued run for orchestrator `me` (a server), which keeps it by
-    /// renewing its lease ([`Store::renew_orchestration`]) every so often.
     /// A page of runs, newest first, matching `filter`: those before run `before` (for the
     /// next page), at most `limit`.
     pub fn runs_page(&self, filter: &RunFilter<'_>, limit: i64) -> Result<Vec<Run>> {
@@ -190,6 +218,8 @@ impl Store {
         })
     }
 
+    /// Takes the oldest queued run for orchestrator `me` (a server), which keeps it by
+    /// renewing its lease ([`Store::renew_orchestration`]) every so often.
     pub fn take_queued(&self, me: &str, lease_ms: i64) -> Result<Option<Run>> {
         self.db.with(|c| {
             let lock = match c.dialect() {
@@ -578,6 +608,64 @@ mod tests {
                 s.request_cancel(b).unwrap().conclusion,
                 Some(Conclusion::Cancelled)
             );
+        }
+    }
+
+    #[test]
+    fn runs_made_and_taken_at_once_are_their_orchestrator_s_and_no_one_else_takes_them() {
+        for mut s in stores() {
+            let backend = s.backend();
+            let held = NewRun {
+                held: true,
+                ..new_run("r")
+            };
+            let failed = NewRun {
+                failure: Some("invalid workflow".into()),
+                ..new_run("r")
+            };
+            let (ids, taken) = s
+                .create_runs_taken(&[new_run("r"), held, failed, new_run("r")], "me", 60_000)
+                .unwrap();
+            assert_eq!(ids.len(), 4, "{backend}");
+            // The two that are to run, and only they: running, this server's.
+            assert_eq!(
+                taken.iter().map(|r| r.id).collect::<Vec<_>>(),
+                [ids[0], ids[3]],
+                "{backend}"
+            );
+            for r in &taken {
+                assert_eq!(r.status, RunStatus::Running, "{backend}");
+                assert!(r.started_at.is_some(), "{backend}");
+            }
+            assert_eq!(
+                s.run(ids[1]).unwrap().status,
+                RunStatus::Waiting,
+                "{backend}"
+            );
+            assert_eq!(
+                s.run(ids[2]).unwrap().conclusion,
+                Some(Conclusion::Failure),
+                "{backend}"
+            );
+            // No other server takes them while their orchestrator renews its lease; a
+            // restarted one takes its own up again.
+            assert!(
+                s.take_queued("other", 60_000).unwrap().is_none(),
+                "{backend}"
+            );
+            assert!(
+                s.take_over_runs("other", 60_000, false).unwrap().is_empty(),
+                "{backend}"
+            );
+            s.reopen();
+            let mut again: Vec<RunId> = s
+                .take_over_runs("me", 60_000, true)
+                .unwrap()
+                .iter()
+                .map(|r| r.id)
+                .collect();
+            again.sort();
+            assert_eq!(again, [ids[0], ids[3]], "{backend}");
         }
     }
 

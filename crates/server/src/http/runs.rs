@@ -212,8 +212,8 @@ pub(super) async fn dispatch(
             format!("repository `{repo}` is not configured"),
         )
     })?;
-    let store = s.store.clone();
-    let ids = blocking(move || -> Result<_, ApiError> {
+    let (store, me, lease_ms) = (s.store.clone(), s.me.clone(), s.config.lease_ms);
+    let (ids, taken) = blocking(move || -> Result<_, ApiError> {
         let r = body.git_ref.unwrap_or_else(|| cfg.default_branch.clone());
         let full = if r.starts_with("refs/") {
             r.clone()
@@ -231,10 +231,17 @@ pub(super) async fn dispatch(
             workflow: Some(body.workflow),
             ..Event::default()
         };
-        Ok(trigger::enqueue(&store, &cfg, &event)?)
+        // Taken for this server as they are made: its executor gets them at once.
+        Ok(trigger::enqueue_taken(&store, &cfg, &event, &me, lease_ms)?)
     })
     .await?;
-    s.wake.notify_waiters();
+    for run in taken {
+        // The executor gone (the server stopping): the run is this server's in the store,
+        // taken up again after a restart or by another server once its lease lapsed.
+        if s.handed.send(run).is_err() {
+            tracing::warn!("a dispatched run is left to be taken up: the server is stopping");
+        }
+    }
     Ok((
         StatusCode::CREATED,
         Json(serde_json::json!({ "runs": ids })),

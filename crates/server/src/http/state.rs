@@ -15,6 +15,8 @@ pub(crate) struct AppState {
     pub(crate) store: Arc<store::Store>,
     pub(crate) config: Arc<Config>,
     pub(crate) wake: Arc<Notify>,
+    /// Runs this server made and took as it made them, for its executor to orchestrate.
+    pub(crate) handed: tokio::sync::mpsc::UnboundedSender<store::Run>,
     pub(crate) live: broadcast::Sender<Live>,
     /// The token the repositories' post-receive hooks present.
     pub(crate) hook_token: String,
