@@ -61,23 +61,26 @@ pub(crate) struct Executor {
 impl Executor {
     /// Orchestrates runs until shutdown: every queued run is taken at once (its jobs then
     /// wait for runners in the store), those this server made and took as it made them
-    /// (`handed`) as they come, and the runs a stopped server was orchestrating are taken
-    /// up again. On shutdown the orchestrations simply stop: their state is stored.
-    pub(crate) async fn run(self: Arc<Self>, handed: mpsc::UnboundedReceiver<store::Run>) {
-        let handed = tokio::spawn(self.clone().run_handed(handed));
+    /// (`handed`, kept in the store all the same) as they come, and the runs a stopped
+    /// server was orchestrating are taken up again. On shutdown the orchestrations simply
+    /// stop: their state is stored.
+    pub(crate) async fn run(self: Arc<Self>, mut handed: mpsc::UnboundedReceiver<store::Run>) {
         let mut running = tokio::task::JoinSet::new();
+        let orchestrate = |running: &mut tokio::task::JoinSet<()>, run: store::Run| {
+            let me = self.clone();
+            running.spawn(async move { me.execute(run).await });
+        };
         // The runs this server had before a restart, and those of stopped servers.
         for run in self.take_over(true).await {
             tracing::info!(run = run.id.get(), "taking up a run interrupted by a stop");
-            let me = self.clone();
-            running.spawn(async move { me.execute(run).await });
+            orchestrate(&mut running, run);
         }
         let period = std::time::Duration::from_millis(
             u64::try_from(self.lease_ms / 3).unwrap_or(10_000).max(100),
         );
         let mut renew = tokio::time::interval(period);
         renew.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-        loop {
+        'look: loop {
             // Register interest before looking, so a run queued meanwhile is not missed.
             let notified = self.wake.notified();
             tokio::pin!(notified);
@@ -89,56 +92,33 @@ impl Executor {
             let (store, me, lease) = (self.store.clone(), self.me.clone(), self.lease_ms);
             match blocking(move || store.take_queued(&me, lease)).await {
                 Ok(Some(run)) => {
-                    let me = self.clone();
-                    running.spawn(async move { me.execute(run).await });
+                    orchestrate(&mut running, run);
                     continue;
                 }
                 Err(Blocked::Call(e)) => tracing::error!("taking a queued run: {e}"),
                 _ => {}
             }
-            tokio::select! {
-                () = &mut notified => {}
-                Some(_) = running.join_next(), if !running.is_empty() => {}
-                _ = renew.tick() => {
-                    // Keep this server's runs, and take up those of servers that stopped.
-                    let (store, me, lease) = (self.store.clone(), self.me.clone(), self.lease_ms);
-                    if let Err(Blocked::Call(e)) = blocking(move || store.renew_orchestration(&me, lease)).await {
-                        tracing::error!("renewing the runs' orchestration: {e}");
+            // Until there may be a queued run to look for; a run handed over meanwhile
+            // starts at once, without a look (the interest stays registered).
+            loop {
+                tokio::select! {
+                    () = &mut notified => break,
+                    Some(run) = handed.recv() => orchestrate(&mut running, run),
+                    Some(_) = running.join_next(), if !running.is_empty() => break,
+                    _ = renew.tick() => {
+                        // Keep this server's runs, and take up those of servers that stopped.
+                        let (store, me, lease) = (self.store.clone(), self.me.clone(), self.lease_ms);
+                        if let Err(Blocked::Call(e)) = blocking(move || store.renew_orchestration(&me, lease)).await {
+                            tracing::error!("renewing the runs' orchestration: {e}");
+                        }
+                        for run in self.take_over(false).await {
+                            tracing::warn!(run = run.id.get(), "taking up a run whose server stopped");
+                            orchestrate(&mut running, run);
+                        }
+                        break;
                     }
-                    for run in self.take_over(false).await {
-                        tracing::warn!(run = run.id.get(), "taking up a run whose server stopped");
-                        let me = self.clone();
-                        running.spawn(async move { me.execute(run).await });
-                    }
+                    () = self.shutdown.cancelled() => break 'look,
                 }
-                () = self.shutdown.cancelled() => break,
-            }
-        }
-        running.abort_all();
-        while running.join_next().await.is_some() {}
-        let _ = handed.await;
-    }
-
-    /// Orchestrates the runs handed over by those that made and took them (the API's
-    /// dispatch), until shutdown. Handed over through memory, kept in the store: one this
-    /// server does not get to is taken up again after a restart, or by another server once
-    /// its lease lapsed ([`store::Store::take_over_runs`]).
-    async fn run_handed(self: Arc<Self>, mut handed: mpsc::UnboundedReceiver<store::Run>) {
-        let mut running = tokio::task::JoinSet::new();
-        let mut open = true;
-        loop {
-            tokio::select! {
-                run = handed.recv(), if open => match run {
-                    Some(run) => {
-                        let me = self.clone();
-                        running.spawn(async move { me.execute(run).await });
-                    }
-                    // No one hands runs over any more: those running go on.
-                    None => open = false,
-                },
-                Some(_) = running.join_next(), if !running.is_empty() => {}
-                () = self.shutdown.cancelled() => break,
-                else => break,
             }
         }
         running.abort_all();

@@ -125,6 +125,11 @@ pub(crate) fn insert_run(c: &mut dyn Db, new: &NewRun) -> Result<RunId> {
     .map(RunId::from)
 }
 
+/// What taking a run for an orchestrator sets (`?1` now, `?2` the orchestrator, `?3` the end
+/// of its lease): the statement's start, which run it takes to follow.
+const TAKE: &str = "UPDATE runs SET status = 'running', started_at = ?1, orchestrator = ?2,
+     orchestrator_until = ?3";
+
 impl Store {
     pub fn create_run(&self, new: &NewRun) -> Result<RunId> {
         self.db.with(|c| insert_run(c, new))
@@ -153,11 +158,8 @@ impl Store {
                 ids.push(id);
                 let now = now_ms();
                 if let Some(row) = c.query_opt(
-                    "UPDATE runs SET status = 'running', started_at = ?2, orchestrator = ?3,
-                         orchestrator_until = ?4
-                     WHERE id = ?1 AND status = 'queued'
-                     RETURNING *",
-                    params![id, now, me, now + lease_ms],
+                    &format!("{TAKE} WHERE id = ?4 AND status = 'queued' RETURNING *"),
+                    params![now, me, now + lease_ms, id],
                 )? {
                     taken.push(run_from_row(&row)?);
                 }
@@ -229,8 +231,7 @@ impl Store {
             let now = now_ms();
             c.query_opt(
                 &format!(
-                    "UPDATE runs SET status = 'running', started_at = ?1, orchestrator = ?2,
-                         orchestrator_until = ?3
+                    "{TAKE}
                      WHERE id = (SELECT id FROM runs WHERE status = 'queued' ORDER BY id LIMIT 1{lock})
                      RETURNING *"
                 ),
