@@ -725,6 +725,42 @@ fn the_default_shell_in_a_container_is_bash_where_the_image_has_it() {
     );
 }
 
+/// A container job's step files (its scripts, the agent's with the step's environment, its
+/// file-command files) are the job's user's alone where the container's user can use them
+/// (root in the container): a secret in them is no other local user's to read. In a
+/// container of another user they stay readable by all, and its steps still run.
+#[test]
+fn a_container_job_s_step_files_are_its_user_s_alone_where_the_container_s_user_can_use_them() {
+    let image = image();
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  root:
+    runs-on: ubuntu-latest
+    container: {image}
+    steps:
+      - id: s
+        run: |
+          echo \"modes: $(stat -c %a \"$0\" \"$GITHUB_OUTPUT\" \"$GITHUB_ENV\" \"$RUNNER_TEMP\"/agent-*.sh | sort -u | tr '\\n' ' ')\"
+          echo answer=42 >> \"$GITHUB_OUTPUT\"
+      - run: echo \"output=${{{{ steps.s.outputs.answer }}}}\"
+  other:
+    runs-on: ubuntu-latest
+    container:
+      image: {image}
+      options: --user 4321:4321
+    steps:
+      - run: |
+          echo \"modes: $(stat -c %a \"$0\" \"$RUNNER_TEMP\"/agent-*.sh | sort -u | tr '\\n' ' ')\"
+"
+    ));
+    let run = r.run(&[]);
+    run.assert_code(0);
+    let has = |job: &str, line: &str| run.lines_of(job).iter().any(|l| l.trim() == line);
+    assert!(has("root", "modes: 600"), "{}", run.all());
+    assert!(has("root", "output=42"), "{}", run.all());
+    assert!(has("other", "modes: 644"), "{}", run.all());
+}
+
 /// A container job's steps are started by its agent (a shell kept running in the container,
 /// not an `exec` of the engine each): exit codes, output without a final newline, a step
 /// past its timeout stopped and the next one still started, and a background step beside a

@@ -182,7 +182,8 @@ jobs:
 
 /// The in-process runner runs a fork's job in containers: its `container` and a service
 /// through its runner's Docker broker, and nothing of the machine reaches the job's
-/// containers (no privileged container, no server file mounted, no engine socket).
+/// containers (no privileged container, no server file mounted, no engine socket); its
+/// steps' files are its user's alone.
 #[test]
 fn a_fork_s_job_runs_in_containers_of_the_in_process_runner_without_reaching_the_host() {
     let image = common::busybox_image();
@@ -200,6 +201,7 @@ jobs:
     steps:
       - run: cat /marker && wget -q -O - http://web/ | head -1
       - run: test ! -e /var/run/docker.sock && echo no engine socket in the container
+      - run: echo "step file mode $(stat -c %a "$0")"
   steps:
     runs-on: x
     steps:
@@ -219,6 +221,8 @@ jobs:
         "[boxed] inside the container",
         "[boxed] hello from the web service",
         "[boxed] no engine socket in the container",
+        // The job's user's alone: root in the job's container still reads it.
+        "[boxed] step file mode 600",
         "[steps] privileged refused",
         "[steps] server files refused",
         "[steps] inside the container",

@@ -8,7 +8,9 @@
 //! own on standard output: `\x1e<nonce> <exit code>`. Being on the same stream, after
 //! everything the step printed, it marks the step's end without waiting for the engine.
 //! One step at a time: a background step that runs while the agent is busy gets an `exec`
-//! of its own ([`Agent::run`] answers `None`).
+//! of its own ([`Agent::run`] answers `None`). As it starts, it says whether the
+//! container's user can read and write a `0600` file of the job's user (a probe the job
+//! wrote): if so, the steps' files are the job's user's alone ([`Agent::private`]).
 
 use std::pin::Pin;
 
@@ -21,7 +23,7 @@ use tokio_util::sync::CancellationToken;
 use super::{DockerError, Engine, api, pump};
 use crate::process::{Exit, KILL_GRACE, Piece, Stream};
 
-const SCRIPT: &str = r#"echo ready >&2
+const SCRIPT: &str = r#"if [ -n "$2" ] && [ -r "$2" ] && [ -w "$2" ]; then echo ready private >&2; else echo ready >&2; fi
 while IFS= read -r s; do
   sh "$s" </dev/null 2>&1 &
   p=$!
@@ -44,6 +46,9 @@ pub struct Agent {
     container: String,
     nonce: String,
     channel: Mutex<Option<Channel>>,
+    /// The container's user reads and writes a file only the job's user may (`0600`): root
+    /// in the container, with its capabilities, in the host's user namespace.
+    private: bool,
 }
 
 /// A script for the agent: `cd` to `workdir`, `export` each of `env` (`NAME=value`, over
@@ -72,8 +77,14 @@ pub fn script(cmd: &[String], env: &[String], workdir: &str) -> Option<String> {
 
 impl Engine {
     /// Starts the agent in `container`; an error when the image cannot run it (no `sh`):
-    /// its steps then run with an `exec` each.
-    pub async fn start_agent(&self, container: &str) -> Result<Agent, DockerError> {
+    /// its steps then run with an `exec` each. `probe`: the path in the container of a
+    /// `0600` file of the job's user, which the agent tries to read and write as the
+    /// container's user ([`Agent::private`]).
+    pub async fn start_agent(
+        &self,
+        container: &str,
+        probe: Option<&str>,
+    ) -> Result<Agent, DockerError> {
         let nonce = super::random_hex();
         let created = self
             .docker
@@ -89,6 +100,7 @@ impl Engine {
                         SCRIPT.to_owned(),
                         "pipewright-agent".to_owned(),
                         nonce.clone(),
+                        probe.unwrap_or_default().to_owned(),
                     ]),
                     ..Default::default()
                 },
@@ -106,8 +118,12 @@ impl Engine {
         let mut output = pump(output);
         let ready = tokio::time::timeout(READY, async {
             while let Some(p) = output.recv().await {
-                if p.stream == Stream::Stderr && p.text.trim() == "ready" {
-                    return Ok(());
+                if p.stream == Stream::Stderr {
+                    match p.text.trim() {
+                        "ready" => return Ok(false),
+                        "ready private" => return Ok(true),
+                        _ => {}
+                    }
                 }
                 if p.stream == Stream::Stderr {
                     return Err(p.text);
@@ -117,10 +133,11 @@ impl Engine {
         })
         .await;
         match ready {
-            Ok(Ok(())) => Ok(Agent {
+            Ok(Ok(private)) => Ok(Agent {
                 container: container.to_owned(),
                 nonce,
                 channel: Mutex::new(Some(Channel { input, output })),
+                private,
             }),
             Ok(Err(why)) => Err(DockerError::Failed(format!("the job's agent: {why}"))),
             Err(_) => Err(DockerError::Failed("the job's agent did not start".into())),
@@ -129,6 +146,12 @@ impl Engine {
 }
 
 impl Agent {
+    /// Whether the container's user reads and writes files only the job's user may: the
+    /// steps' scripts and file-command files can then be the job's user's alone.
+    pub fn private(&self) -> bool {
+        self.private
+    }
+
     /// Runs the script at `script` (its path in the container): its output, its exit code.
     /// `None` when the agent is busy with another step or gone: run it with an `exec`.
     pub async fn run(

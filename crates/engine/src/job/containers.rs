@@ -40,6 +40,10 @@ pub(crate) struct JobDocker {
     steps: usize,
 }
 
+/// The file in the job's temp directory, `0600`, that a job container's agent tries to read
+/// and write as the container's user.
+const PROBE: &str = "_private_probe";
+
 /// The job's own container, where its steps run.
 #[derive(Clone)]
 pub(crate) struct InContainer {
@@ -49,6 +53,16 @@ pub(crate) struct InContainer {
     pub(crate) path: String,
     /// Its agent, which starts the steps' processes (`None`: an `exec` each).
     pub(crate) agent: Option<std::sync::Arc<crate::docker::Agent>>,
+    /// Its user reads and writes files only the job's user may ([`crate::docker::Agent::private`]).
+    pub(crate) private_files: bool,
+}
+
+impl InContainer {
+    /// The permissions of the files its steps get from the job: the job's user's alone
+    /// where the container's user can use them, else readable by all.
+    pub(crate) fn file_mode(&self) -> u32 {
+        if self.private_files { 0o600 } else { 0o644 }
+    }
 }
 
 impl JobDocker {
@@ -465,18 +479,26 @@ async fn start_all(
         ]),
     );
     // Steps start through an agent in the container where it can run one (a shell):
-    // an `exec` of the engine each costs tens of milliseconds.
+    // an `exec` of the engine each costs tens of milliseconds. It tells whether the
+    // container's user can use a file only the job's user may, as the steps' files are.
+    let probe = state.temp.join(PROBE);
+    let inside = crate::files::write_reusing_mode(&probe, b"", 0o600)
+        .ok()
+        .map(|()| paths.map(&probe.to_string_lossy()));
     let agent = d
         .engine
-        .start_agent(&cid)
+        .start_agent(&cid, inside.as_deref())
         .await
         .ok()
         .map(std::sync::Arc::new);
+    let _ = std::fs::remove_file(&probe);
+    let private_files = agent.as_ref().is_some_and(|a| a.private());
     state.container = Some(InContainer {
         id: cid,
         paths,
         path,
         agent,
+        private_files,
     });
     Ok(())
 }

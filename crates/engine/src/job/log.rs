@@ -46,7 +46,8 @@ impl JobState<'_> {
                 static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
                 let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 let file = self.temp.join(format!("agent-{n}.sh"));
-                if crate::files::write_reusing(&file, text.as_bytes()).is_ok() {
+                // It holds the step's environment, secrets among it.
+                if crate::files::write_reusing_mode(&file, text.as_bytes(), c.file_mode()).is_ok() {
                     let inside = c.paths.map(&file.display().to_string());
                     by_agent = agent
                         .run(&d.engine, &inside, &mut on_line, deadline, cancel)

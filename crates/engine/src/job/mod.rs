@@ -172,13 +172,12 @@ impl JobState<'_> {
     /// their file-command files): their own user's, as a script holds the values its
     /// expressions were replaced with (secrets among them) and the job's directories are
     /// open to other users passing through (its services may run as another user). In a
-    /// job's container, whose user may be the image's own, they stay readable by all.
+    /// job's container whose user cannot use such files (the image's own user, a user
+    /// namespace of its own), they stay readable by all.
     pub(crate) fn step_file_mode(&self) -> u32 {
-        if self.container.is_some() {
-            0o644
-        } else {
-            0o600
-        }
+        self.container
+            .as_ref()
+            .map_or(0o600, containers::InContainer::file_mode)
     }
 }
 
