@@ -503,6 +503,11 @@ fn format_number(n: f64) -> String {
     if n == 0.0 {
         return if n.is_sign_negative() { "-0" } else { "0" }.to_owned();
     }
+    // A whole number of at most 15 digits is written as such (the common case, and without
+    // the exact decimal expansion below).
+    if n.fract() == 0.0 && n.abs() < 1e15 {
+        return (n as i64).to_string();
+    }
     // Rust rounds the exact binary value correctly to 15 significant digits, as .NET does.
     let sci = format!("{:.14e}", n.abs());
     let (mantissa, exponent) = sci.split_once('e').unwrap_or((&sci, "0"));
@@ -557,7 +562,10 @@ mod tests {
             (0.00001, "1E-05"),
             (1.5e-7, "1.5E-07"),
             (123456789012345.0, "123456789012345"),
+            (-123456789012345.0, "-123456789012345"),
+            (-16.0, "-16"),
             (1e15, "1E+15"),
+            (-1e15, "-1E+15"),
             (1234567890123456789.0, "1.23456789012346E+18"),
             (0.1 + 0.2, "0.3"),
             (1e100, "1E+100"),

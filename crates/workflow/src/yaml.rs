@@ -228,23 +228,42 @@ fn is_core_number(s: &str) -> bool {
 struct LineIndex<'a> {
     src: &'a str,
     starts: Vec<usize>,
+    /// Per line, how many of its first bytes are ASCII: a column within them is its byte
+    /// offset in the line, found without walking the line's characters (a long line of many
+    /// nodes, such as a matrix's list, would be walked once per node).
+    ascii: Vec<usize>,
 }
 
 impl<'a> LineIndex<'a> {
     fn new(src: &'a str) -> Self {
         let mut starts = vec![0];
         starts.extend(src.match_indices('\n').map(|(i, _)| i + 1));
-        LineIndex { src, starts }
+        let ascii = starts
+            .iter()
+            .map(|&s| {
+                let line = src.as_bytes()[s..]
+                    .split(|&b| b == b'\n')
+                    .next()
+                    .unwrap_or(&[]);
+                line.iter()
+                    .position(|b| !b.is_ascii())
+                    .unwrap_or(line.len())
+            })
+            .collect();
+        LineIndex { src, starts, ascii }
     }
 
     fn pos(&self, m: &saphyr_parser::Marker) -> Pos {
         let line = m.line().max(1);
         let start = self.starts.get(line - 1).copied().unwrap_or(self.src.len());
         let rest = &self.src[start..];
-        let byte_col = rest
-            .char_indices()
-            .nth(m.col())
-            .map_or(rest.len(), |(i, _)| i);
+        let byte_col = match self.ascii.get(line - 1) {
+            Some(&ascii) if m.col() <= ascii => m.col(),
+            _ => rest
+                .char_indices()
+                .nth(m.col())
+                .map_or(rest.len(), |(i, _)| i),
+        };
         Pos {
             line: u32::try_from(line).unwrap_or(u32::MAX),
             col: u32::try_from(m.col() + 1).unwrap_or(u32::MAX),
@@ -451,6 +470,34 @@ mod tests {
         assert_eq!((k.span.start.line, k.span.start.col), (2, 1));
         assert_eq!((v.span.start.line, v.span.start.col), (2, 5));
         assert_eq!(&src[v.span.start.offset..v.span.end.offset], "x");
+    }
+
+    #[test]
+    fn positions_on_a_long_line_and_after_a_wide_character_are_the_nodes_own() {
+        // A long flow list (one line, many nodes), then a line with a character of more
+        // than one byte before its nodes and after them.
+        let items: Vec<String> = (0..300).map(|i| format!("v{i}")).collect();
+        let src = format!("a: [{}]\nbé: [x, y]\nc: [z] # é\n", items.join(", "));
+        let n = load(&src).unwrap();
+        let m = n.as_map().unwrap();
+        for (i, item) in m[0].1.as_seq().unwrap().iter().enumerate() {
+            assert_eq!(
+                &src[item.span.start.offset..item.span.end.offset],
+                format!("v{i}")
+            );
+            assert_eq!(item.span.start.line, 1);
+            let col = usize::try_from(item.span.start.col).unwrap();
+            assert_eq!(col - 1, item.span.start.offset);
+        }
+        let line2 = src.find("bé").unwrap();
+        let ys = m[1].1.as_seq().unwrap();
+        assert_eq!(&src[ys[1].span.start.offset..ys[1].span.end.offset], "y");
+        // Columns count characters: `bé: [x, ` is 8 of them, 9 bytes.
+        assert_eq!((ys[1].span.start.line, ys[1].span.start.col), (2, 9));
+        assert_eq!(ys[1].span.start.offset, line2 + 9);
+        let z = &m[2].1.as_seq().unwrap()[0];
+        assert_eq!(&src[z.span.start.offset..z.span.end.offset], "z");
+        assert_eq!((z.span.start.line, z.span.start.col), (3, 5));
     }
 
     #[test]
