@@ -272,12 +272,12 @@ async fn run_in_slot(
         base_env.push(("USER".into(), u.name.clone()));
         base_env.push(("LOGNAME".into(), u.name.clone()));
     }
-    // The workflow's text as this runner read it (once per commit): the job's process
-    // need not read the archive again. Read before the broker starts: nothing after it
-    // returns early, so it always reaches its `finish`.
+    // The workflow's text as this runner read it (once per commit), reduced to the job: the
+    // job's process need not read the archive again, nor parse the other jobs. Read before
+    // the broker starts: nothing after it returns early, so it always reaches its `finish`.
     let text = workflows
         .known(&tar, &lease.spec.file, lease.spec.workflow_text.as_deref())?
-        .text;
+        .text_for_job(&lease.spec.job_id);
     // The job's user may not open the Docker engine's socket; the broker opens it for the
     // job's containers, checking each request (docs/security.md §15).
     // It needs a job user of its own: what a mount names must be out of that user's reach.

@@ -17,6 +17,46 @@ pub(crate) struct Workflows(std::sync::Mutex<std::collections::HashMap<(PathBuf,
 pub(crate) struct Known {
     pub(crate) text: Arc<str>,
     pub(crate) workflow: Arc<workflow::Workflow>,
+    /// Its text reduced to one job ([`Known::text_for_job`]).
+    reduced: Arc<Reduced>,
+}
+
+/// Where a workflow's jobs lie in its text (read once, when a job first asks), and for which
+/// job a reduction was checked good.
+#[derive(Default)]
+struct Reduced {
+    lines: std::sync::OnceLock<Option<workflow::one_job::JobLines>>,
+    checked: std::sync::Mutex<std::collections::HashMap<String, bool>>,
+}
+
+impl Known {
+    /// The text a job's process parses for job `job`: the workflow's, the other jobs' lines
+    /// made comments (`workflow::one_job`; checked once for each job), so that a process per
+    /// job does not parse every job of a large workflow; the whole text where that cannot
+    /// be done.
+    pub(crate) fn text_for_job(&self, job: &str) -> Arc<str> {
+        let Some(lines) = self
+            .reduced
+            .lines
+            .get_or_init(|| workflow::one_job::JobLines::of(&self.text))
+        else {
+            return self.text.clone();
+        };
+        let mut checked = self
+            .reduced
+            .checked
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match checked.get(job) {
+            Some(true) => lines.blank(&self.text, job).into(),
+            Some(false) => self.text.clone(),
+            None => {
+                let text = lines.only(&self.text, job);
+                checked.insert(job.to_owned(), text.is_some());
+                text.map_or_else(|| self.text.clone(), Into::into)
+            }
+        }
+    }
 }
 
 impl Workflows {
@@ -50,7 +90,11 @@ impl Workflows {
                 .workflow
                 .ok_or_else(|| RunnerError::Job(format!("{file} is not a workflow")))?,
         );
-        let known = Known { text, workflow: wf };
+        let known = Known {
+            text,
+            workflow: wf,
+            reduced: Arc::default(),
+        };
         let mut map = self.lock();
         // A bounded memory: sources come and go with commits.
         if map.len() >= 64 {

@@ -15,6 +15,7 @@ pub mod duration;
 pub mod eval;
 pub mod inputs;
 pub mod model;
+pub mod one_job;
 mod parse;
 pub mod payload;
 mod render;
