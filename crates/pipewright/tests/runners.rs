@@ -404,7 +404,8 @@ impl Peaks {
 
 #[test]
 fn a_step_printing_hundreds_of_mebibytes_keeps_server_and_runner_small_and_its_log_compressed() {
-    // 256 MiB here (the test binaries are unoptimised); bench/log-volume.sh prints 1 GiB.
+    // 256 MiB here (the test binaries are unoptimised); bench/log-volume.sh prints 1 GiB
+    // through the release binary.
     let mib: u64 = std::env::var("PIPEWRIGHT_TEST_LOG_MIB")
         .ok()
         .and_then(|v| v.parse().ok())
