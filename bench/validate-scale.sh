@@ -5,8 +5,11 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 rounds="${ROUNDS:-20}"
-cargo build --release --quiet --manifest-path "$root/Cargo.toml"
-pw="$root/target/release/pipewright"
+# PW=path/to/pipewright measures that binary instead of building the release one.
+if [ -z "${PW:-}" ]; then
+  cargo build --release --quiet --manifest-path "$root/Cargo.toml"
+fi
+pw="${PW:-$root/target/release/pipewright}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 python3 - "$work/big.yml" <<'PY'
