@@ -46,6 +46,8 @@ impl JobLines {
         let mut lines = Vec::with_capacity(starts.len());
         for (i, (id, start)) in starts.iter().enumerate() {
             let next = starts.get(i + 1).map_or(end, |(_, s)| *s);
+            // Keys come in the text's order; a range the other way round would be no range
+            // to blank (and a panic to slice), whatever positions the parser reported.
             if next < *start {
                 return None;
             }
