@@ -169,6 +169,11 @@ async fn fetch_actions(
     let Some(job) = known.workflow.jobs.get(lease.spec.job_id.as_str()) else {
         return Ok(Some(source.cached()));
     };
+    // Only `uses:` steps name actions: a job of `run:` steps has nothing to fetch, and is
+    // not sent to a blocking thread and back to find that out.
+    if job.steps.iter().all(|s| s.uses.is_none()) {
+        return Ok(Some(source.cached()));
+    }
     let steps = job.steps.clone();
     let registered: Vec<String> = config.actions.names().map(str::to_owned).collect();
     let fetching = source.clone();

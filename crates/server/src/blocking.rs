@@ -32,3 +32,38 @@ where
 {
     tokio::task::spawn_blocking(f).await?.map_err(Blocked::Call)
 }
+
+/// Runs `f`, a short store call, now on this thread when the store can answer it without
+/// waiting on another thread (the embedded database's connection is free: see
+/// [`store::Store::hold_if_free`]); else on the blocking threads, as [`blocking`] does.
+///
+/// Handing a call to a blocking thread and taking its answer back wakes two threads, and on
+/// the dispatch path those wake-ups cost more than the calls themselves. Only for calls by
+/// key that touch a few rows (a run's, a job's, a lease): not for ones that read files, run
+/// git, or page through logs, which would hold this async thread.
+pub(crate) async fn store_now<T, E>(
+    store: &store::Store,
+    f: impl FnOnce() -> Result<T, E> + Send + 'static,
+) -> Result<T, Blocked<E>>
+where
+    T: Send + 'static,
+    E: Send + 'static,
+{
+    match in_place(store, f) {
+        Ok(out) => out.map_err(Blocked::Call),
+        Err(f) => blocking(f).await,
+    }
+}
+
+/// `f` run under a hold of the store's connection, or `f` back if another thread holds it.
+/// Synchronous, so the hold (which is this thread's) never crosses an `await`.
+fn in_place<R, F: FnOnce() -> R>(store: &store::Store, f: F) -> Result<R, F> {
+    match store.hold_if_free() {
+        Some(held) => {
+            let out = f();
+            drop(held);
+            Ok(out)
+        }
+        None => Err(f),
+    }
+}

@@ -16,7 +16,7 @@ use store::{JobId, JobStatus, RunId};
 use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 
-use crate::blocking::{Blocked, blocking};
+use crate::blocking::{Blocked, blocking, store_now};
 use crate::lock;
 use crate::secrets::Sealer;
 
@@ -310,7 +310,7 @@ impl Dispatcher {
             spec.job_id.clone(),
         );
         let waits = held.is_some();
-        let job = match blocking(move || {
+        let job = match store_now(&self.store, move || {
             store.enqueue_job_held(
                 run,
                 &name,

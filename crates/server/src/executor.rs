@@ -11,7 +11,7 @@ use expr::{Map, Value};
 use tokio::sync::{Notify, mpsc};
 use tokio_util::sync::CancellationToken;
 
-use crate::blocking::{Blocked, blocking};
+use crate::blocking::{Blocked, blocking, store_now};
 use crate::config::Config;
 use crate::logs::{Event, StoreSink};
 use crate::trigger;
@@ -90,7 +90,7 @@ impl Executor {
             }
             while running.try_join_next().is_some() {}
             let (store, me, lease) = (self.store.clone(), self.me.clone(), self.lease_ms);
-            match blocking(move || store.take_queued(&me, lease)).await {
+            match store_now(&self.store, move || store.take_queued(&me, lease)).await {
                 Ok(Some(run)) => {
                     orchestrate(&mut running, run);
                     continue;
@@ -158,7 +158,7 @@ impl Executor {
         // jobs that never started get their rows, and the alerts of its end are queued, in
         // the same transaction.
         let (store, config, ended) = (self.store.clone(), self.config.clone(), run.clone());
-        let finished = blocking(move || {
+        let finished = store_now(&self.store, move || {
             let alerts = crate::notify::RunAlerts::prepare(&config, &store, &ended);
             store.finish_run_alerting(id, conclusion, reason.as_deref(), &jobs, |run, before| {
                 alerts.map(|a| a.make(run, before)).unwrap_or_default()
@@ -289,9 +289,11 @@ impl Executor {
         if !event.fork {
             let store = self.store.clone();
             let repo_name = run.repo.clone();
-            let rows = blocking(move || Ok::<_, ExecError>(store.secrets_for(&repo_name)?))
-                .await
-                .map_err(Blocked::flatten)?;
+            let rows = store_now(&self.store, move || {
+                Ok::<_, ExecError>(store.secrets_for(&repo_name)?)
+            })
+            .await
+            .map_err(Blocked::flatten)?;
             for secret in rows {
                 let value = self.sealer.open(
                     &secret.repo,

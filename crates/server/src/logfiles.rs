@@ -280,6 +280,34 @@ pub(crate) fn last_lines(
     Ok((kept.into_iter().map(|(_, t)| text_of(t)).collect(), skipped))
 }
 
+/// Calls `f` with each line of `job`'s log after `after`, in order, while the log is the
+/// store's rows: `false` if it is archived (in files), before or while it was read, and then
+/// what `f` was given is not the whole rest. No file is read, so an async caller may do it
+/// in place ([`crate::blocking::store_now`]).
+pub(crate) fn each_stored_line(
+    store: &store::Store,
+    job: store::JobId,
+    mut after: i64,
+    f: &mut dyn FnMut(i64, String) -> bool,
+) -> Result<bool, LogFileError> {
+    if store.job(job)?.log_archived {
+        return Ok(false);
+    }
+    loop {
+        let page = store.job_log_page(job, after, PAGE)?;
+        if page.is_empty() {
+            break;
+        }
+        for (seq, text) in page {
+            after = seq;
+            if !f(seq, text) {
+                return Ok(true);
+            }
+        }
+    }
+    Ok(!store.job(job)?.log_archived)
+}
+
 /// Calls `f` with each line of `job`'s log after `after`, in order, wherever it is (rows or
 /// files), until it returns false. Reads in pages: memory stays small for any log.
 pub(crate) fn each_line(

@@ -1,11 +1,15 @@
 //! The two backends behind one small interface: statements written once (SQL that SQLite and
 //! PostgreSQL both accept, with `?N` placeholders), parameters and rows as plain values.
 //!
-//! SQLite is one connection behind a mutex (it serialises writers anyway). PostgreSQL is a
-//! small pool of connections, each with its prepared statements cached.
+//! SQLite is one connection behind a mutex (it serialises writers anyway); a thread may
+//! [`Backend::hold_if_free`] it for several calls, which then take it again without waiting.
+//! PostgreSQL is a small pool of connections, each with its prepared statements cached.
 
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+use parking_lot::{ReentrantMutex, ReentrantMutexGuard};
 
 use crate::{Result, StoreError};
 
@@ -537,8 +541,31 @@ impl PgPool {
 
 /// The backend: where connections come from.
 pub(crate) enum Backend {
-    Sqlite(Mutex<rusqlite::Connection>),
+    /// Re-entrant, so a thread holding it ([`Held`]) makes its calls under that one hold; the
+    /// `RefCell` is borrowed by one call at a time (no call makes another inside its own).
+    Sqlite(ReentrantMutex<RefCell<rusqlite::Connection>>),
     Postgres(PgPool),
+}
+
+/// The embedded database's connection, held by this thread: see [`Backend::hold_if_free`].
+pub struct Held<'a>(#[allow(dead_code)] ReentrantMutexGuard<'a, RefCell<rusqlite::Connection>>);
+
+impl std::fmt::Debug for Held<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Held")
+    }
+}
+
+/// The SQLite connection of `m`, for one call: locked (at once if this thread holds it), then
+/// borrowed. A call made inside another's closure would find it borrowed: an error, not a
+/// deadlock or a panic.
+fn sqlite<T>(
+    m: &ReentrantMutex<RefCell<rusqlite::Connection>>,
+    f: impl FnOnce(&mut rusqlite::Connection) -> Result<T>,
+) -> Result<T> {
+    let guard = m.lock();
+    let mut conn = guard.try_borrow_mut().map_err(|_| StoreError::Reentered)?;
+    f(&mut conn)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -555,10 +582,21 @@ impl Backend {
         })
     }
 
+    /// The SQLite connection, held by this thread until the `Held` is dropped, if no other
+    /// thread holds it now; `None` for PostgreSQL, whose calls wait on the network. Store calls
+    /// made meanwhile on this thread cannot wait for another's: an async caller makes short
+    /// ones in place instead of handing them to a blocking thread and back.
+    pub(crate) fn hold_if_free(&self) -> Option<Held<'_>> {
+        match self {
+            Backend::Sqlite(c) => c.try_lock().map(Held),
+            Backend::Postgres(_) => None,
+        }
+    }
+
     /// Runs `f` with a connection.
     pub(crate) fn with<T>(&self, f: impl FnOnce(&mut dyn Db) -> Result<T>) -> Result<T> {
         match self {
-            Backend::Sqlite(c) => f(&mut *lock(c)),
+            Backend::Sqlite(c) => sqlite(c, |c| f(c)),
             Backend::Postgres(pool) => {
                 let mut conn = pool.take()?;
                 let out = f(&mut conn);
@@ -581,13 +619,12 @@ impl Backend {
     /// Runs `f` in a transaction: all of it, or nothing.
     pub(crate) fn tx<T>(&self, f: impl FnOnce(&mut dyn Db) -> Result<T>) -> Result<T> {
         match self {
-            Backend::Sqlite(c) => {
-                let mut c = lock(c);
+            Backend::Sqlite(c) => sqlite(c, |c| {
                 let mut tx = c.transaction()?;
                 let out = f(&mut tx)?;
                 tx.commit()?;
                 Ok(out)
-            }
+            }),
             Backend::Postgres(pool) => {
                 let mut conn = pool.take()?;
                 let out = conn.transaction(|t| f(t));

@@ -39,7 +39,6 @@ mod tokens;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use std::path::Path;
-use std::sync::Mutex;
 
 use db::{Backend, Db, Row};
 
@@ -47,6 +46,7 @@ pub use accounts::User;
 pub use alerts::{Alert, AlertCounts, NewAlert};
 pub use artifacts::{ArtifactInfo, CacheEntry, Expired, FileEntry};
 pub use concurrency::{Claim, Claimant};
+pub use db::Held;
 pub use deployments::{
     DEPLOYMENT_ENDS, Deployment, DeploymentEnd, EnvironmentMonitor, EnvironmentState,
     NewDeployment, WatchedUrl,
@@ -75,6 +75,10 @@ pub enum StoreError {
     Thread(#[source] std::io::Error),
     #[error("the statement returned no row")]
     NoRow,
+    /// A store call made inside another's on the same thread (a defect, reported, not a
+    /// deadlock).
+    #[error("a store call was made inside another one")]
+    Reentered,
     #[error("run {0} does not exist")]
     NoRun(RunId),
     #[error("job {0} does not exist")]
@@ -158,7 +162,9 @@ impl Store {
             })
             .map_err(StoreError::Thread)?;
         Ok(Store {
-            db: Backend::Sqlite(Mutex::new(conn)),
+            db: Backend::Sqlite(parking_lot::ReentrantMutex::new(std::cell::RefCell::new(
+                conn,
+            ))),
             _checkpointer: Some(stop),
         })
     }
@@ -191,6 +197,14 @@ impl Store {
             },
             None => Store::open(default),
         }
+    }
+
+    /// The embedded database's one connection, held by this thread until the guard is
+    /// dropped, if no other thread holds it: this thread's store calls meanwhile take it
+    /// without waiting (and nothing else runs between them). `None` when another thread holds
+    /// it, and always on PostgreSQL, whose every call waits on the network.
+    pub fn hold_if_free(&self) -> Option<Held<'_>> {
+        self.db.hold_if_free()
     }
 }
 
@@ -262,6 +276,45 @@ pub(crate) mod tests {
         // Without the setting, SQLite compiles it again at each use (the test's control).
         let plain = rusqlite::Connection::open_in_memory().unwrap();
         assert!(recompiled(&plain) >= 2);
+    }
+
+    #[test]
+    fn a_thread_holding_the_embedded_connection_makes_its_calls_and_no_other_thread_gets_in() {
+        for s in stores() {
+            let backend = s.backend();
+            let Some(held) = s.hold_if_free() else {
+                // PostgreSQL's calls wait on the network: never made in place.
+                assert_eq!(backend, "PostgreSQL");
+                continue;
+            };
+            assert_eq!(backend, "SQLite");
+            // Calls under the hold take the connection again at once, writes among them.
+            let id = s.create_run(&new_run("acme/app")).unwrap();
+            assert_eq!(s.run(id).unwrap().repo, "acme/app");
+            std::thread::scope(|scope| {
+                let (started, waiting) = std::sync::mpsc::channel();
+                let store = &s;
+                let other = scope.spawn(move || {
+                    assert!(store.hold_if_free().is_none(), "held by the test's thread");
+                    started.send(()).unwrap();
+                    // A call from another thread waits for the hold to end.
+                    store.create_run(&new_run("acme/other")).unwrap()
+                });
+                waiting.recv().unwrap();
+                std::thread::sleep(std::time::Duration::from_millis(50));
+                assert_eq!(s.runs(None, 10).unwrap().len(), 1);
+                drop(held);
+                let second = other.join().unwrap();
+                assert_eq!(s.run(second).unwrap().repo, "acme/other");
+            });
+            assert!(s.hold_if_free().is_some(), "free again");
+            // A call made inside another's closure is an error, not a deadlock.
+            let inner = s.db.with(|_| Ok(s.run(id)));
+            assert!(
+                matches!(inner, Ok(Err(crate::StoreError::Reentered))),
+                "{inner:?}"
+            );
+        }
     }
 
     /// The environment variable naming a PostgreSQL server (a URL whose user may create

@@ -16,7 +16,7 @@ use tokio_stream::wrappers::BroadcastStream;
 use super::auth::Authorized;
 use super::error::ApiError;
 use super::state::AppStateRef;
-use crate::blocking::blocking;
+use crate::blocking::{blocking, store_now};
 use crate::logs::Live;
 
 #[derive(Deserialize)]
@@ -46,6 +46,44 @@ fn catch_up(
     filter: Option<&str>,
     last: &std::collections::HashMap<JobId, i64>,
 ) -> Result<(Vec<LogItem>, bool), ApiError> {
+    let found = lines_after(store, run, filter, last, &mut |job, after, f| {
+        crate::logfiles::each_line(store, data, job, after, f).map(|()| true)
+    })?;
+    Ok(found.unwrap_or_default())
+}
+
+/// [`catch_up`] from the store's rows alone: `None` if a job's log is in files (archived),
+/// where only [`catch_up`] reads it. Reads no file: a follower told `done` while caught up
+/// (the usual case, with nothing or little left to read) does it in place.
+fn catch_up_stored(
+    store: &store::Store,
+    run: RunId,
+    filter: Option<&str>,
+    last: &std::collections::HashMap<JobId, i64>,
+) -> Result<Option<(Vec<LogItem>, bool)>, ApiError> {
+    lines_after(store, run, filter, last, &mut |job, after, f| {
+        crate::logfiles::each_stored_line(store, job, after, f)
+    })
+}
+
+/// A line reader: `job`'s lines after `after`, to `f` until it returns false; `false` if it
+/// could not read them all.
+type ReadLines<'a> = dyn FnMut(
+        JobId,
+        i64,
+        &mut dyn FnMut(i64, String) -> bool,
+    ) -> Result<bool, crate::logfiles::LogFileError>
+    + 'a;
+
+/// The lines of run `run`'s selected jobs after those in `last`, up to [`CATCH_UP`] (and
+/// whether there are more), as `read` finds them; `None` if it could not read one job's.
+fn lines_after(
+    store: &store::Store,
+    run: RunId,
+    filter: Option<&str>,
+    last: &std::collections::HashMap<JobId, i64>,
+    read: &mut ReadLines<'_>,
+) -> Result<Option<(Vec<LogItem>, bool)>, ApiError> {
     let mut out = Vec::new();
     for job in store.jobs(run)? {
         if !job_matches(filter, &job.name, &job.job_id) {
@@ -53,16 +91,19 @@ fn catch_up(
         }
         let name: Arc<str> = job.name.as_str().into();
         let after = last.get(&job.id).copied().unwrap_or(0);
-        crate::logfiles::each_line(store, data, job.id, after, &mut |seq, text| {
+        let whole = read(job.id, after, &mut |seq, text| {
             out.push((job.id, name.clone(), seq, text));
             out.len() < CATCH_UP
         })
         .map_err(ApiError::internal)?;
+        if !whole {
+            return Ok(None);
+        }
         if out.len() >= CATCH_UP {
-            return Ok((out, true));
+            return Ok(Some((out, true)));
         }
     }
-    Ok((out, false))
+    Ok(Some((out, false)))
 }
 
 /// Lines a follower reads from the store at once when it fell behind.
@@ -78,7 +119,7 @@ pub(super) async fn run_logs(
     let rx = s.live.subscribe();
     let store = s.store.clone();
     let job_name = q.job.clone();
-    let (run, jobs) = blocking(move || -> Result<_, ApiError> {
+    let (run, jobs) = store_now(&s.store, move || -> Result<_, ApiError> {
         let run = store.run(id)?;
         let jobs = store.jobs(id)?;
         if let Some(n) = &job_name
@@ -232,12 +273,30 @@ pub(super) async fn run_logs(
                     continue;
                 }
                 if f.behind || f.done.is_some() {
-                    let (s2, d2, fl, last) =
-                        (store.clone(), data.clone(), filter.clone(), f.last.clone());
-                    let (items, more) =
-                        blocking(move || catch_up(&s2, &d2, id, fl.as_deref(), &last))
-                            .await
-                            .unwrap_or_default();
+                    // Told `done` while caught up: what is left is usually nothing, read in
+                    // place from the store's rows; the files (an archived log) and a
+                    // follower that fell behind, on a blocking thread.
+                    let stored = if f.behind {
+                        None
+                    } else {
+                        let (s2, fl, last) = (store.clone(), filter.clone(), f.last.clone());
+                        store_now(&store, move || {
+                            catch_up_stored(&s2, id, fl.as_deref(), &last)
+                        })
+                        .await
+                        .ok()
+                        .flatten()
+                    };
+                    let (items, more) = match stored {
+                        Some(found) => found,
+                        None => {
+                            let (s2, d2, fl, last) =
+                                (store.clone(), data.clone(), filter.clone(), f.last.clone());
+                            blocking(move || catch_up(&s2, &d2, id, fl.as_deref(), &last))
+                                .await
+                                .unwrap_or_default()
+                        }
+                    };
                     for (job, name, seq, text) in items {
                         f.last.insert(job, seq);
                         f.queue.push_back(line_event(&name, &text));

@@ -17,7 +17,7 @@ use tokio::sync::Notify;
 use super::auth::{Admin, Authorized, bearer, constant_time_eq, token_hash};
 use super::error::ApiError;
 use super::state::{AppState, AppStateRef};
-use crate::blocking::{Blocked, blocking};
+use crate::blocking::{Blocked, blocking, store_now};
 use crate::logs::Live;
 
 /// The caller is a registered runner (its credential as bearer token).
@@ -253,7 +253,7 @@ pub(crate) async fn next_job(
             crate::random_token()?,
             s.config.lease_ms,
         );
-        if let Some(leased) = blocking(move || -> Result<_, ApiError> {
+        if let Some(leased) = store_now(&s.store, move || -> Result<_, ApiError> {
             let want = store::Want {
                 labels: &r.labels,
                 lease: &lease,
@@ -360,7 +360,7 @@ pub(crate) async fn finish(
         crate::random_token()?,
         s.config.lease_ms,
     );
-    let (done, next) = blocking(move || -> Result<_, ApiError> {
+    let (done, next) = store_now(&s.store, move || -> Result<_, ApiError> {
         let want = store::Want {
             labels: &labels,
             lease: &next_lease,
