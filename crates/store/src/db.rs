@@ -2,14 +2,12 @@
 //! PostgreSQL both accept, with `?N` placeholders), parameters and rows as plain values.
 //!
 //! SQLite is one connection behind a mutex (it serialises writers anyway); a thread may
-//! [`Backend::hold_if_free`] it for several calls, which then take it again without waiting.
+//! [`Backend::hold_if_free`] it for several calls, which then use it without waiting.
 //! PostgreSQL is a small pool of connections, each with its prepared statements cached.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
-
-use parking_lot::{ReentrantMutex, ReentrantMutexGuard};
 
 use crate::{Result, StoreError};
 
@@ -541,31 +539,154 @@ impl PgPool {
 
 /// The backend: where connections come from.
 pub(crate) enum Backend {
-    /// Re-entrant, so a thread holding it ([`Held`]) makes its calls under that one hold; the
-    /// `RefCell` is borrowed by one call at a time (no call makes another inside its own).
-    Sqlite(ReentrantMutex<RefCell<rusqlite::Connection>>),
+    Sqlite(SqliteConn),
     Postgres(PgPool),
 }
 
+/// The embedded database's one connection. A call takes it under the lock; a thread that
+/// holds it ([`Backend::hold_if_free`]) has it out of the lock, in this thread's [`HELD`],
+/// until its [`Held`] is dropped: that thread's calls use it there, other threads' calls
+/// wait for it to be put back. (The standard library's mutex, not a re-entrant one: parking
+/// lot's cost the server 0.1 ms of CPU a job with 50 runners contending, bench/
+/// runner-throughput.sh.)
+pub(crate) struct SqliteConn {
+    /// The connection when no thread holds it, and how many calls wait for it.
+    slot: Mutex<(Option<rusqlite::Connection>, usize)>,
+    back: Condvar,
+    /// Tells this store's connection from another's in [`HELD`] (a process may open several).
+    id: usize,
+}
+
+thread_local! {
+    /// The connection this thread holds, with its store's id.
+    static HELD: RefCell<Option<(usize, rusqlite::Connection)>> = const { RefCell::new(None) };
+    /// The store whose connection this thread is using under its lock (0: none), so that a
+    /// call made inside another's closure is refused rather than locking twice.
+    static INSIDE: Cell<usize> = const { Cell::new(0) };
+}
+
+/// This thread inside a call under the lock, until dropped (a panic too).
+struct Inside(usize);
+
+impl Inside {
+    fn enter(id: usize) -> Inside {
+        Inside(INSIDE.replace(id))
+    }
+}
+
+impl Drop for Inside {
+    fn drop(&mut self) {
+        INSIDE.set(self.0);
+    }
+}
+
+impl SqliteConn {
+    pub(crate) fn new(conn: rusqlite::Connection) -> SqliteConn {
+        static NEXT: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(1);
+        SqliteConn {
+            slot: Mutex::new((Some(conn), 0)),
+            back: Condvar::new(),
+            id: NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed),
+        }
+    }
+
+    /// Runs `f` with the connection: this thread's hold, or the lock's, waiting while another
+    /// thread holds it. A call made inside another's closure is an error, not a deadlock.
+    fn with<T>(&self, f: impl FnOnce(&mut rusqlite::Connection) -> Result<T>) -> Result<T> {
+        let mut f = Some(f);
+        let here = HELD.with(|held| {
+            let Ok(mut held) = held.try_borrow_mut() else {
+                return Some(Err(StoreError::Reentered));
+            };
+            match held.as_mut() {
+                Some((id, conn)) if *id == self.id => f.take().map(|f| f(conn)),
+                _ => None,
+            }
+        });
+        if let Some(out) = here {
+            return out;
+        }
+        let Some(f) = f else {
+            return Err(StoreError::Reentered);
+        };
+        if INSIDE.get() == self.id {
+            return Err(StoreError::Reentered);
+        }
+        let mut slot = lock(&self.slot);
+        loop {
+            if let Some(conn) = slot.0.as_mut() {
+                let _inside = Inside::enter(self.id);
+                return f(conn);
+            }
+            slot.1 += 1;
+            slot = self.back.wait(slot).unwrap_or_else(PoisonError::into_inner);
+            slot.1 -= 1;
+        }
+    }
+
+    fn hold_if_free(&self) -> Option<Held<'_>> {
+        let mut slot = match self.slot.try_lock() {
+            Ok(s) => s,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        };
+        let conn = slot.0.take()?;
+        let refused = HELD.with(|held| match held.try_borrow_mut() {
+            Ok(mut held) if held.is_none() => {
+                *held = Some((self.id, conn));
+                None
+            }
+            // This thread holds a connection already (or is inside a call): not twice.
+            _ => Some(conn),
+        });
+        if let Some(conn) = refused {
+            slot.0 = Some(conn);
+            return None;
+        }
+        Some(Held {
+            conn: self,
+            _this_thread: std::marker::PhantomData,
+        })
+    }
+}
+
 /// The embedded database's connection, held by this thread: see [`Backend::hold_if_free`].
-pub struct Held<'a>(#[allow(dead_code)] ReentrantMutexGuard<'a, RefCell<rusqlite::Connection>>);
+/// Dropping it puts the connection back for other threads.
+pub struct Held<'a> {
+    conn: &'a SqliteConn,
+    /// The connection is in this thread's [`HELD`]: the hold cannot move to another thread.
+    _this_thread: std::marker::PhantomData<*const ()>,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        let id = self.conn.id;
+        let conn = HELD.with(|held| {
+            let mut held = held.try_borrow_mut().ok()?;
+            match held.take() {
+                Some((i, conn)) if i == id => Some(conn),
+                other => {
+                    *held = other;
+                    None
+                }
+            }
+        });
+        if let Some(conn) = conn {
+            let mut slot = lock(&self.conn.slot);
+            slot.0 = Some(conn);
+            let waiting = slot.1 > 0;
+            drop(slot);
+            if waiting {
+                self.conn.back.notify_all();
+            }
+        }
+    }
+}
 
 impl std::fmt::Debug for Held<'_> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str("Held")
     }
-}
-
-/// The SQLite connection of `m`, for one call: locked (at once if this thread holds it), then
-/// borrowed. A call made inside another's closure would find it borrowed: an error, not a
-/// deadlock or a panic.
-fn sqlite<T>(
-    m: &ReentrantMutex<RefCell<rusqlite::Connection>>,
-    f: impl FnOnce(&mut rusqlite::Connection) -> Result<T>,
-) -> Result<T> {
-    let guard = m.lock();
-    let mut conn = guard.try_borrow_mut().map_err(|_| StoreError::Reentered)?;
-    f(&mut conn)
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -588,7 +709,7 @@ impl Backend {
     /// ones in place instead of handing them to a blocking thread and back.
     pub(crate) fn hold_if_free(&self) -> Option<Held<'_>> {
         match self {
-            Backend::Sqlite(c) => c.try_lock().map(Held),
+            Backend::Sqlite(c) => c.hold_if_free(),
             Backend::Postgres(_) => None,
         }
     }
@@ -596,7 +717,7 @@ impl Backend {
     /// Runs `f` with a connection.
     pub(crate) fn with<T>(&self, f: impl FnOnce(&mut dyn Db) -> Result<T>) -> Result<T> {
         match self {
-            Backend::Sqlite(c) => sqlite(c, |c| f(c)),
+            Backend::Sqlite(c) => c.with(|c| f(c)),
             Backend::Postgres(pool) => {
                 let mut conn = pool.take()?;
                 let out = f(&mut conn);
@@ -619,7 +740,7 @@ impl Backend {
     /// Runs `f` in a transaction: all of it, or nothing.
     pub(crate) fn tx<T>(&self, f: impl FnOnce(&mut dyn Db) -> Result<T>) -> Result<T> {
         match self {
-            Backend::Sqlite(c) => sqlite(c, |c| {
+            Backend::Sqlite(c) => c.with(|c| {
                 let mut tx = c.transaction()?;
                 let out = f(&mut tx)?;
                 tx.commit()?;

@@ -162,9 +162,7 @@ impl Store {
             })
             .map_err(StoreError::Thread)?;
         Ok(Store {
-            db: Backend::Sqlite(parking_lot::ReentrantMutex::new(std::cell::RefCell::new(
-                conn,
-            ))),
+            db: Backend::Sqlite(db::SqliteConn::new(conn)),
             _checkpointer: Some(stop),
         })
     }
@@ -307,13 +305,34 @@ pub(crate) mod tests {
                 let second = other.join().unwrap();
                 assert_eq!(s.run(second).unwrap().repo, "acme/other");
             });
-            assert!(s.hold_if_free().is_some(), "free again");
-            // A call made inside another's closure is an error, not a deadlock.
+            // A call made inside another's closure is an error, not a deadlock, held or not.
+            let held = s.hold_if_free().expect("free again");
             let inner = s.db.with(|_| Ok(s.run(id)));
             assert!(
                 matches!(inner, Ok(Err(crate::StoreError::Reentered))),
                 "{inner:?}"
             );
+            // One hold a thread: not a second one inside the first.
+            assert!(s.hold_if_free().is_none());
+            drop(held);
+            let inner = s.db.with(|_| Ok(s.run(id)));
+            assert!(
+                matches!(inner, Ok(Err(crate::StoreError::Reentered))),
+                "{inner:?}"
+            );
+            // After which the store works as before, from any thread.
+            assert_eq!(s.run(id).unwrap().repo, "acme/app");
+            std::thread::scope(|scope| {
+                let store = &s;
+                scope.spawn(move || assert_eq!(store.run(id).unwrap().repo, "acme/app"));
+            });
+            // A thread holding one store's connection uses another store as usual.
+            let other = stores().remove(0);
+            let held = s.hold_if_free().unwrap();
+            let elsewhere = other.create_run(&new_run("acme/else")).unwrap();
+            assert_eq!(other.run(elsewhere).unwrap().repo, "acme/else");
+            assert_eq!(s.run(id).unwrap().repo, "acme/app");
+            drop(held);
         }
     }
 
