@@ -293,17 +293,8 @@ pub(crate) fn each_stored_line(
     if store.job(job)?.log_archived {
         return Ok(false);
     }
-    loop {
-        let page = store.job_log_page(job, after, PAGE)?;
-        if page.is_empty() {
-            break;
-        }
-        for (seq, text) in page {
-            after = seq;
-            if !f(seq, text) {
-                return Ok(true);
-            }
-        }
+    if stored_pages(store, job, &mut after, f)? == Paged::Stopped {
+        return Ok(true);
     }
     Ok(!store.job(job)?.log_archived)
 }
@@ -319,17 +310,8 @@ pub(crate) fn each_line(
 ) -> Result<(), LogFileError> {
     let current = store.job(job)?;
     if !current.log_archived {
-        loop {
-            let page = store.job_log_page(job, after, PAGE)?;
-            if page.is_empty() {
-                break;
-            }
-            for (seq, text) in page {
-                after = seq;
-                if !f(seq, text) {
-                    return Ok(());
-                }
-            }
+        if stored_pages(store, job, &mut after, f)? == Paged::Stopped {
+            return Ok(());
         }
         // Archived meanwhile? Then the rest is in the files.
         let now = store.job(job)?;
@@ -339,6 +321,36 @@ pub(crate) fn each_line(
         return read_files(data, now.log_job, after, f);
     }
     read_files(data, current.log_job, after, f)
+}
+
+/// How [`stored_pages`] ended.
+#[derive(Debug, PartialEq, Eq)]
+enum Paged {
+    /// No row left after the last one read.
+    Read,
+    /// `f` asked for no more.
+    Stopped,
+}
+
+/// `job`'s rows after `*after`, page by page, to `f`; `*after` follows the last one given.
+fn stored_pages(
+    store: &store::Store,
+    job: store::JobId,
+    after: &mut i64,
+    f: &mut dyn FnMut(i64, String) -> bool,
+) -> Result<Paged, LogFileError> {
+    loop {
+        let page = store.job_log_page(job, *after, PAGE)?;
+        if page.is_empty() {
+            return Ok(Paged::Read);
+        }
+        for (seq, text) in page {
+            *after = seq;
+            if !f(seq, text) {
+                return Ok(Paged::Stopped);
+            }
+        }
+    }
 }
 
 /// Archives the logs of completed runs until shutdown: at start (what a stopped server left)
