@@ -593,21 +593,17 @@ impl SqliteConn {
     /// Runs `f` with the connection: this thread's hold, or the lock's, waiting while another
     /// thread holds it. A call made inside another's closure is an error, not a deadlock.
     fn with<T>(&self, f: impl FnOnce(&mut rusqlite::Connection) -> Result<T>) -> Result<T> {
-        let mut f = Some(f);
-        let here = HELD.with(|held| {
-            let Ok(mut held) = held.try_borrow_mut() else {
-                return Some(Err(StoreError::Reentered));
-            };
-            match held.as_mut() {
-                Some((id, conn)) if *id == self.id => f.take().map(|f| f(conn)),
-                _ => None,
-            }
+        // This thread's hold answers, or `f` comes back.
+        let here = HELD.with(move |held| match held.try_borrow_mut() {
+            Err(_) => Ok(Err(StoreError::Reentered)),
+            Ok(mut held) => match held.as_mut() {
+                Some((id, conn)) if *id == self.id => Ok(f(conn)),
+                _ => Err(f),
+            },
         });
-        if let Some(out) = here {
-            return out;
-        }
-        let Some(f) = f else {
-            return Err(StoreError::Reentered);
+        let f = match here {
+            Ok(out) => return out,
+            Err(f) => f,
         };
         if INSIDE.get() == self.id {
             return Err(StoreError::Reentered);
