@@ -26,7 +26,7 @@ pub(crate) async fn call_workflow(
     let (rel, src, remote_text) = match uses.strip_prefix("./") {
         Some(rel) => {
             let rel = rel.split('@').next().unwrap_or(rel).to_owned();
-            let src = read_source(&scope.env.source, &rel)?;
+            let src = read_source(&scope.env.host.source, &rel)?;
             (rel, src, None)
         }
         None => {
@@ -101,13 +101,15 @@ pub(crate) async fn call_workflow(
     // Secrets: `inherit`, or the ones passed by name.
     let mut secrets = Map::new();
     match &job.secrets {
-        Some(n) if n.as_str() == Some("inherit") => secrets = scope.env.secrets.run().clone(),
+        Some(n) if n.as_str() == Some("inherit") => {
+            secrets = scope.env.context.secrets.run().clone()
+        }
         Some(n) => {
             // `secrets:` of a calling job may read the `secrets` context.
             let mut c = ectx.contexts.clone();
             c.insert(
                 "secrets".into(),
-                Value::Object(scope.env.secrets.run().clone()),
+                Value::Object(scope.env.context.secrets.run().clone()),
             );
             let sctx = expr::Context {
                 contexts: &c,
@@ -132,14 +134,14 @@ pub(crate) async fn call_workflow(
             return Err(bad(format!("secret `{name}` is required by {rel}")));
         }
     }
-    if let Some(t) = expr::map_get(scope.env.secrets.run(), "GITHUB_TOKEN") {
+    if let Some(t) = expr::map_get(scope.env.context.secrets.run(), "GITHUB_TOKEN") {
         secrets
             .entry("GITHUB_TOKEN".to_owned())
             .or_insert_with(|| t.clone());
     }
     let mut env = (*scope.env).clone();
-    env.inputs = inputs.clone();
-    env.secrets = scope.env.secrets.with_run(secrets);
+    env.context.inputs = inputs.clone();
+    env.context.secrets = scope.env.context.secrets.with_run(secrets);
     let caller = match &scope.caller {
         Some(c) => format!("{c} / {id}"),
         None => id.to_owned(),
@@ -206,7 +208,7 @@ pub(crate) async fn call_workflow(
 /// are: its path and text.
 async fn remote(uses: &str, scope: &Scope) -> Result<(String, String), JobError> {
     let bad = |m: String| JobError::invalid(format!("calling `{uses}`"), m);
-    let Some(source) = scope.env.action_source.clone() else {
+    let Some(source) = scope.env.host.action_source.clone() else {
         return Err(bad(
             "a reusable workflow of another repository needs fetching, which is off here; call one of this repository (`./.github/workflows/...`)"
                 .into(),

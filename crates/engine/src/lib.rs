@@ -23,6 +23,7 @@ pub mod mask;
 pub mod process;
 pub mod report;
 mod run;
+mod run_env;
 mod scripted;
 mod secrets;
 pub mod services;
@@ -40,12 +41,13 @@ pub use actions::registry::{
 pub use concurrency::{ConcurrencyGroups, GroupFuture, GroupGuard, Groups};
 pub use error::DefinitionError;
 pub use job::{
-    HOST_VARIABLES, JobSpec, RunEnv, Source, clear_engine_temp, environment_of,
-    is_engine_temp_file, job_environment, make_first_step_files, run_job, runs_on,
+    HOST_VARIABLES, JobSpec, clear_engine_temp, environment_of, is_engine_temp_file,
+    job_environment, make_first_step_files, run_job, runs_on,
 };
 pub use mask::Masker;
 pub use report::{Conclusion, JobReport, RunReport, StepReport, WorkflowReport};
 pub use run::{JobFuture, JobRunner, Local, Options, Planned, read_source_file, run, run_with};
+pub use run_env::{Host, RunContext, RunEnv, Source};
 pub use scripted::Scripted;
 pub use secrets::Secrets;
 pub use sink::{JobLabel, Level, Line, Sink};

@@ -333,9 +333,9 @@ async fn run_workflow(planned: Planned, scope: Scope, options: &Options) -> Work
 
 pub(crate) fn base_contexts(env: &RunEnv, needs: &Map) -> Map {
     let mut c = Map::new();
-    c.insert("github".into(), Value::Object(env.github.clone()));
-    c.insert("vars".into(), Value::Object(env.vars.clone()));
-    c.insert("inputs".into(), Value::Object(env.inputs.clone()));
+    c.insert("github".into(), Value::Object(env.context.github.clone()));
+    c.insert("vars".into(), Value::Object(env.context.vars.clone()));
+    c.insert("inputs".into(), Value::Object(env.context.inputs.clone()));
     c.insert("needs".into(), Value::Object(needs.clone()));
     c
 }

@@ -58,6 +58,11 @@ impl Secrets {
         self.environments.get(name)
     }
 
+    /// Every deployment environment's secrets, by environment.
+    pub fn environments(&self) -> impl Iterator<Item = (&str, &Map)> {
+        self.environments.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
     /// The same secrets with the run's replaced by `run` (a called workflow's, passed by its
     /// caller), masked as well; the masker is shared.
     pub(crate) fn with_run(&self, run: Map) -> Secrets {

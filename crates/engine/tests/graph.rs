@@ -30,23 +30,27 @@ fn env(dir: &std::path::Path) -> Arc<RunEnv> {
     let mut github = expr::Map::new();
     github.insert("ref".into(), expr::Value::from("refs/heads/main"));
     Arc::new(RunEnv {
-        github,
-        secrets: engine::Secrets::new(),
-        vars: expr::Map::new(),
-        inputs: expr::Map::new(),
-        run_dir: dir.to_owned(),
-        job_dir: None,
-        source: Source::WorkingTree(dir.to_owned()),
-        base_env: Vec::new(),
-        action_dirs: Vec::new(),
-        cache_dir: dir.join("cache"),
-        cache_store: None,
-        event_path: dir.join("event.json"),
-        actions: engine::Actions::default(),
-        this_machine_only: false,
-        images: Vec::new(),
-        action_source: None,
-        docker_host: None,
+        context: engine::RunContext {
+            github,
+            secrets: engine::Secrets::new(),
+            vars: expr::Map::new(),
+            inputs: expr::Map::new(),
+        },
+        host: engine::Host {
+            run_dir: dir.to_owned(),
+            job_dir: None,
+            source: Source::WorkingTree(dir.to_owned()),
+            base_env: Vec::new(),
+            action_dirs: Vec::new(),
+            cache_dir: dir.join("cache"),
+            cache_store: None,
+            event_path: dir.join("event.json"),
+            actions: engine::Actions::default(),
+            this_machine_only: false,
+            images: Vec::new(),
+            action_source: None,
+            docker_host: None,
+        },
     })
 }
 

@@ -416,23 +416,27 @@ fn run_parsed(
     let repo_key = engine::files::safe_name(&repo.name());
     let github = github_context(repo, &ev, &sha, &run_id);
     let base = RunEnv {
-        github,
-        secrets,
-        vars,
-        inputs: Map::new(),
-        run_dir: run_dir.clone(),
-        job_dir: None,
-        source,
-        base_env: engine::job_environment(std::env::vars(), &args.pass_env),
-        action_dirs,
-        cache_dir: cache_root().join(repo_key),
-        cache_store: None,
-        event_path,
-        actions: actions::registry(),
-        this_machine_only: true,
-        images: images(&args.images)?,
-        docker_host: None,
-        action_source: Some(action_source(args.offline)),
+        context: engine::RunContext {
+            github,
+            secrets,
+            vars,
+            inputs: Map::new(),
+        },
+        host: engine::Host {
+            run_dir: run_dir.clone(),
+            job_dir: None,
+            source,
+            base_env: engine::job_environment(std::env::vars(), &args.pass_env),
+            action_dirs,
+            cache_dir: cache_root().join(repo_key),
+            cache_store: None,
+            event_path,
+            actions: actions::registry(),
+            this_machine_only: true,
+            images: images(&args.images)?,
+            docker_host: None,
+            action_source: Some(action_source(args.offline)),
+        },
     };
     let color = std::env::var_os("NO_COLOR").is_none() && std::io::stdout().is_terminal();
     let console = Arc::new(Console::new(color));
@@ -462,17 +466,18 @@ fn run_parsed(
             .into_iter()
             .map(|(p, inputs)| {
                 let mut env = base.clone();
-                env.github
+                env.context
+                    .github
                     .insert("workflow".into(), Value::String(p.name()));
-                env.github.insert(
+                env.context.github.insert(
                     "workflow_ref".into(),
                     Value::String(format!("{}/{}@{}", repo.name(), p.file, ev.git_ref)),
                 );
-                env.inputs = inputs.clone();
-                env.github.insert(
+                env.context.inputs = inputs.clone();
+                env.context.github.insert(
                     "event".into(),
                     merge_inputs(
-                        env.github.get("event").cloned().unwrap_or_default(),
+                        env.context.github.get("event").cloned().unwrap_or_default(),
                         &inputs,
                     ),
                 );

@@ -90,23 +90,16 @@ pub(crate) fn write_event(job_dir: &Path, lease: &Lease) -> Result<PathBuf, Runn
     Ok(event_path)
 }
 
-/// Everything to run the job: its spec and run environment, from the lease and the source.
-fn prepare(
-    site: &Site,
-    client: &Client,
-    workflows: &Workflows,
-    lease: &Arc<Lease>,
-    tar: PathBuf,
-) -> Result<(JobSpec, RunEnv), RunnerError> {
+/// The run's context of a leased job: its `github` context (with the job's token), `vars`,
+/// `inputs` and the secrets the lease carries, with the job's own token as `GITHUB_TOKEN`
+/// (a secret, masked as one). A confined job's runner makes it and hands it to the job's
+/// process serialised; the process's masker is made from its values as it reads it.
+pub(crate) fn context_of(lease: &Lease) -> engine::RunContext {
     let spec = &lease.spec;
-    let wf = workflows
-        .known(&tar, &spec.file, spec.workflow_text.as_deref())?
-        .workflow;
     let mut secrets = engine::Secrets::new();
     for (k, v) in &lease.secrets.secrets {
         secrets.insert(k.clone(), &Value::from_json(v.clone()).to_expr_string());
     }
-    // The job's own token stands for `GITHUB_TOKEN` (a secret, masked as one).
     if !lease.token.is_empty() {
         secrets.insert("GITHUB_TOKEN", &lease.token);
     }
@@ -123,31 +116,52 @@ fn prepare(
     if !lease.token.is_empty() {
         github.insert("token".into(), Value::from(lease.token.as_str()));
     }
-    let job_dir = site.slot.join("job");
-    let event_path = write_event(&job_dir, lease)?;
-    let env = RunEnv {
+    engine::RunContext {
         github,
         secrets,
         vars: map_of(&spec.vars),
         inputs: map_of(&spec.inputs),
-        run_dir: site.slot.clone(),
-        job_dir: Some(job_dir),
-        source: Source::Archive(tar),
-        base_env: site.base_env.clone(),
-        action_dirs: site.action_dirs.clone(),
-        cache_dir: site.cache_dir.clone(),
-        // A job for another operating system fails on a runner that takes any job.
-        this_machine_only: site.this_machine_only,
-        images: site.images.clone(),
-        action_source: site.action_source.clone(),
-        docker_host: site.docker_host.clone(),
-        // `actions/cache` entries are the server's, shared by every runner.
-        cache_store: Some(Arc::new(transfer::RemoteCache {
-            client: client.clone(),
-            lease: lease.clone(),
-        })),
-        event_path,
-        actions: site.actions.clone(),
+    }
+}
+
+/// Everything to run the job: its spec, and the run's context with the host it runs on
+/// here (the slot, the source, the caches).
+fn prepare(
+    site: &Site,
+    client: &Client,
+    workflows: &Workflows,
+    lease: &Arc<Lease>,
+    tar: PathBuf,
+    context: engine::RunContext,
+) -> Result<(JobSpec, RunEnv), RunnerError> {
+    let spec = &lease.spec;
+    let wf = workflows
+        .known(&tar, &spec.file, spec.workflow_text.as_deref())?
+        .workflow;
+    let job_dir = site.slot.join("job");
+    let event_path = write_event(&job_dir, lease)?;
+    let env = RunEnv {
+        context,
+        host: engine::Host {
+            run_dir: site.slot.clone(),
+            job_dir: Some(job_dir),
+            source: Source::Archive(tar),
+            base_env: site.base_env.clone(),
+            action_dirs: site.action_dirs.clone(),
+            cache_dir: site.cache_dir.clone(),
+            // A job for another operating system fails on a runner that takes any job.
+            this_machine_only: site.this_machine_only,
+            images: site.images.clone(),
+            action_source: site.action_source.clone(),
+            docker_host: site.docker_host.clone(),
+            // `actions/cache` entries are the server's, shared by every runner.
+            cache_store: Some(Arc::new(transfer::RemoteCache {
+                client: client.clone(),
+                lease: lease.clone(),
+            })),
+            event_path,
+            actions: site.actions.clone(),
+        },
     };
     let job = JobSpec {
         workflow: wf,
@@ -171,6 +185,14 @@ fn map_of(v: &serde_json::Value) -> Map {
     }
 }
 
+/// A leased job to run here: the lease, the run's context ([`context_of`] the lease) and
+/// the commit's source as a tar.
+pub(crate) struct Leased {
+    pub(crate) lease: Arc<Lease>,
+    pub(crate) context: engine::RunContext,
+    pub(crate) tar: PathBuf,
+}
+
 /// Runs a job here, in this process: its artifacts downloaded, its steps run, its new
 /// artifacts uploaded. The report, and whether the upload went well. (The job's own
 /// process runs this too, confined: [`confined`](crate::confined).)
@@ -178,15 +200,20 @@ pub(crate) async fn run_here(
     client: &Client,
     workflows: &Workflows,
     site: &Site,
-    lease: &Arc<Lease>,
-    tar: PathBuf,
+    job: Leased,
     sink: &dyn Sink,
     cancel: &CancellationToken,
 ) -> (JobReport, Result<(), RunnerError>) {
+    let Leased {
+        lease,
+        context,
+        tar,
+    } = job;
+    let lease = &lease;
     let artifacts = site.slot.join("artifacts");
     let prepared = async {
         let had = transfer::download_artifacts(client, lease, &artifacts).await?;
-        let (spec, env) = prepare(site, client, workflows, lease, tar)?;
+        let (spec, env) = prepare(site, client, workflows, lease, tar, context)?;
         Ok::<_, RunnerError>((spec, env, had))
     }
     .await;

@@ -15,8 +15,8 @@ use crate::protocol::{self, Lease};
 use crate::sink::send_logs;
 use crate::slots::ready_slot;
 use crate::{
-    Client, RemoteSink, RunnerConfig, RunnerError, Slot, Workflows, check, confined, failed_report,
-    io, label_of, retry, run_here,
+    Client, Leased, RemoteSink, RunnerConfig, RunnerError, Slot, Workflows, check, confined,
+    context_of, failed_report, io, label_of, retry, run_here,
 };
 
 /// Keeps the lease alive; cancels the job when the server asks, or when the lease is lost.
@@ -236,7 +236,12 @@ async fn run_in_slot(
             this_machine_only: config.labels.iter().any(|l| l == "*"),
             docker_host: None,
         };
-        return Ok(run_here(client, workflows, &site, lease, tar, sink, cancel).await);
+        let job = Leased {
+            lease: lease.clone(),
+            context: context_of(lease),
+            tar,
+        };
+        return Ok(run_here(client, workflows, &site, job, sink, cancel).await);
     };
     let user = isolation.user.as_ref();
     isolation.ready(slot.n, &slot.dir).await?;

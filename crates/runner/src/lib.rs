@@ -44,7 +44,7 @@ use tokio_util::sync::CancellationToken;
 // What the modules share, at the crate's root: `confined` and `transfer` name it so
 // (`crate::Client`, `crate::retry`, ...).
 use client::{Client, check, retry};
-use job::{failed_report, label_of, run_here};
+use job::{Leased, context_of, failed_report, label_of, run_here};
 use sink::RemoteSink;
 use slots::{Slot, empty_dir, make_writable, set_aside};
 use workflows::Workflows;

@@ -273,20 +273,20 @@ impl Dispatcher {
             strategy: json_of(&spec.strategy),
             needs: json_of(&spec.needs),
             github: match rolls_back {
-                Some(r) => rollback_github(&env.github, r),
-                None => json_of(&env.github),
+                Some(r) => rollback_github(&env.context.github, r),
+                None => json_of(&env.context.github),
             },
-            vars: json_of(&env.vars),
-            inputs: json_of(&env.inputs),
+            vars: json_of(&env.context.vars),
+            inputs: json_of(&env.context.inputs),
             labels: labels.clone(),
             trusted: self.trusted,
         };
         let secrets = Secrets {
-            secrets: object_of(env.secrets.run()),
+            secrets: object_of(env.context.secrets.run()),
             environment_secrets: environment
                 .clone()
                 .and_then(|name| {
-                    let s = env.secrets.environment(&name)?;
+                    let s = env.context.secrets.environment(&name)?;
                     Some((name, object_of(s)))
                 })
                 .into_iter()

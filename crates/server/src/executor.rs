@@ -315,36 +315,40 @@ impl Executor {
             secrets.insert("GITHUB_TOKEN", "");
         }
         let env = RunEnv {
-            github,
-            secrets,
-            vars: Map::new(),
-            inputs,
-            run_dir,
-            job_dir: None,
-            source: Source::Commit {
-                repo: repo.path.clone(),
-                sha: run.sha.clone(),
+            context: engine::RunContext {
+                github,
+                secrets,
+                vars: Map::new(),
+                inputs,
             },
-            base_env: runner::job_env(),
-            action_dirs: vec![self.config.data_dir.join("actions")],
-            this_machine_only: false,
-            images: Vec::new(),
-            // Reusable workflows of other repositories, fetched here (the server is the
-            // trusted side) into the runner's cache; their jobs get the text with the lease.
-            docker_host: None,
-            action_source: Some(engine::ActionSource::from_env(
-                self.config.data_dir.join("work").join("actions-cache"),
-            )),
-            cache_dir: self
-                .config
-                .data_dir
-                .join("cache")
-                .join(engine::files::safe_name(&run.repo)),
-            // Jobs run on runners, which keep their caches in the server's store.
-            cache_store: None,
-            event_path,
-            // The server walks the graph; its runners run the steps, with their actions.
-            actions: engine::Actions::default(),
+            host: engine::Host {
+                run_dir,
+                job_dir: None,
+                source: Source::Commit {
+                    repo: repo.path.clone(),
+                    sha: run.sha.clone(),
+                },
+                base_env: runner::job_env(),
+                action_dirs: vec![self.config.data_dir.join("actions")],
+                this_machine_only: false,
+                images: Vec::new(),
+                // Reusable workflows of other repositories, fetched here (the server is the
+                // trusted side) into the runner's cache; their jobs get the text with the lease.
+                docker_host: None,
+                action_source: Some(engine::ActionSource::from_env(
+                    self.config.data_dir.join("work").join("actions-cache"),
+                )),
+                cache_dir: self
+                    .config
+                    .data_dir
+                    .join("cache")
+                    .join(engine::files::safe_name(&run.repo)),
+                // Jobs run on runners, which keep their caches in the server's store.
+                cache_store: None,
+                event_path,
+                // The server walks the graph; its runners run the steps, with their actions.
+                actions: engine::Actions::default(),
+            },
         };
         let sink = Arc::new(StoreSink {
             run: run.id,

@@ -8,7 +8,7 @@ use crate::job::JobState;
 use crate::sink::{Level, Line};
 
 fn store(state: &JobState<'_>) -> PathBuf {
-    state.run.run_dir.join("artifacts")
+    state.run.host.run_dir.join("artifacts")
 }
 
 /// Why `name` is not an artifact name, if it is not: GitHub's rules (no `" : < > | * ? \ /`),

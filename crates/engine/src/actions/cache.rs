@@ -195,9 +195,11 @@ fn paths(call: &Call<'_>) -> Result<Vec<String>, ActionError> {
 
 /// The run's store: the one it was given, else entries under its cache directory.
 fn store(state: &JobState<'_>) -> std::sync::Arc<dyn CacheStore> {
-    match &state.run.cache_store {
+    match &state.run.host.cache_store {
         Some(s) => s.clone(),
-        None => std::sync::Arc::new(LocalCache::new(state.run.cache_dir.join("actions-cache"))),
+        None => std::sync::Arc::new(LocalCache::new(
+            state.run.host.cache_dir.join("actions-cache"),
+        )),
     }
 }
 

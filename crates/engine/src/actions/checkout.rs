@@ -20,7 +20,7 @@ pub(super) fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(), Actio
             call.input("path")
         )));
     }
-    materialize(&state.run.source, &dest)
+    materialize(&state.run.host.source, &dest)
 }
 
 /// Writes the run's source tree into `dest` (made if missing).

@@ -97,7 +97,7 @@ pub(crate) async fn pre_at_start(
     if !wanted {
         return Ok(Some((None, Map::new())));
     }
-    if !crate::job::which("node", &state.run.base_env) {
+    if !crate::job::which("node", &state.run.host.base_env) {
         return Err(ActionError::Failed(format!(
             "`{}` is a Node action ({using}) and `node` is not installed",
             call.uses
@@ -129,7 +129,7 @@ pub(super) async fn run(
             pre_if,
             post_if,
         } => {
-            if !crate::job::which("node", &state.run.base_env) {
+            if !crate::job::which("node", &state.run.host.base_env) {
                 return Err(ActionError::Failed(format!(
                     "`{}` is a Node action ({using}) and `node` is not installed",
                     call.uses
@@ -297,7 +297,7 @@ async fn build(
     }
     // A confined job's Docker broker builds no image: the engine would read the Dockerfile
     // on the machine's side (its pulls, its downloads from the machine's network).
-    if state.run.docker_host.is_some() {
+    if state.run.host.docker_host.is_some() {
         return Err(ActionError::Failed(format!(
             "`{}` is a Docker action built from its Dockerfile, which a confined job may not \
              build (docs/security.md §15): give it an image (`runs.image: docker://…`) on this \
@@ -313,7 +313,7 @@ async fn build(
             .map_err(|e| ActionError::io(call.uses.clone(), e))?
     };
     let tag = format!("pipewright-action:{digest}");
-    let engine = crate::docker::Engine::connect_to(state.run.docker_host.as_deref())
+    let engine = crate::docker::Engine::connect_to(state.run.host.docker_host.as_deref())
         .await
         .map_err(|e| ActionError::Failed(format!("`{}` is a Docker action: {e}", call.uses)))?;
     if engine.has_image(&tag).await {

@@ -259,7 +259,7 @@ pub(crate) async fn run(
         if !root.exists() {
             let part = state.temp.join(".same-repository.part");
             let _ = std::fs::remove_dir_all(&part);
-            checkout::materialize(&state.run.source, &part)?;
+            checkout::materialize(&state.run.host.source, &part)?;
             std::fs::rename(&part, &root)
                 .map_err(|e| ActionError::io(root.display().to_string(), e))?;
         }
@@ -313,7 +313,7 @@ pub(crate) async fn run(
         "codecov/codecov-action" => codecov::run(state, &call).map(ok),
         "webfactory/ssh-agent" => ssh_agent::run(state, &call).await.map(ok),
         _ => {
-            if let Some(action) = state.run.actions.get(&name) {
+            if let Some(action) = state.run.host.actions.get(&name) {
                 return registered(state, &call, action).await.map(ok);
             }
             match remote_dir(state, &uses).await? {
@@ -322,6 +322,7 @@ pub(crate) async fn run(
                     uses,
                     dirs: state
                         .run
+                        .host
                         .action_dirs
                         .iter()
                         .map(|d| d.display().to_string())
@@ -352,6 +353,7 @@ pub(crate) async fn remote_dir(
     );
     let candidates: Vec<PathBuf> = state
         .run
+        .host
         .action_dirs
         .iter()
         .map(|d| d.join(owner).join(format!("{repo}@{r}")).join(sub))
@@ -363,12 +365,13 @@ pub(crate) async fn remote_dir(
         state.resolved.insert(uses.to_owned(), dir.clone());
         return Ok(Some(dir.clone()));
     }
-    let Some(source) = state.run.action_source.clone() else {
+    let Some(source) = state.run.host.action_source.clone() else {
         return Ok(None);
     };
     let (o, rp, rf) = (owner.to_owned(), repo.to_owned(), r.to_owned());
     let dirs = state
         .run
+        .host
         .action_dirs
         .iter()
         .map(|d| d.display().to_string())
@@ -418,7 +421,7 @@ async fn registered(
         inputs: call.with.clone(),
         env: state.process_env(&call.env, None),
         workspace: state.workspace.clone(),
-        github: state.run.github.clone(),
+        github: state.run.context.github.clone(),
         log,
     };
     let mut running = action.run(step);

@@ -101,7 +101,7 @@ pub(super) async fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(),
     }
     let mut found: Vec<(PathBuf, String)> = Vec::new();
     let mut seen = Vec::new();
-    for exe in candidates(&state.run.base_env) {
+    for exe in candidates(&state.run.host.base_env) {
         let Ok(real) = std::fs::canonicalize(&exe) else {
             continue;
         };
@@ -142,7 +142,7 @@ pub(super) async fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(),
     match call.input("cache").as_str() {
         "" => {}
         "npm" | "yarn" | "pnpm" => {
-            call.keep_cache(&state.run.cache_dir.join("npm"), "NPM_CONFIG_CACHE")?;
+            call.keep_cache(&state.run.host.cache_dir.join("npm"), "NPM_CONFIG_CACHE")?;
         }
         other => {
             return Err(ActionError::Failed(format!(

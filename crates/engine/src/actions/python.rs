@@ -94,7 +94,7 @@ pub(super) async fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(),
             .unwrap_or_default();
     }
     let mut found: Vec<Found> = Vec::new();
-    for exe in candidates(&state.run.base_env) {
+    for exe in candidates(&state.run.host.base_env) {
         if let Ok(real) = std::fs::canonicalize(&exe) {
             if found
                 .iter()
@@ -179,7 +179,7 @@ pub(super) async fn run(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(),
     call.set_output("python-version", &py.version)?;
     call.set_output("python-path", &venv_python.display().to_string())?;
     if call.input("cache") == "pip" {
-        call.keep_cache(&state.run.cache_dir.join("pip"), "PIP_CACHE_DIR")?;
+        call.keep_cache(&state.run.host.cache_dir.join("pip"), "PIP_CACHE_DIR")?;
     } else if !call.input("cache").is_empty() {
         return Err(ActionError::Failed(format!(
             "cache `{}` is not supported; use `pip`",

@@ -232,7 +232,7 @@ pub(super) async fn java(state: &mut JobState<'_>, call: &Call<'_>) -> Result<()
     }
     let distribution = call.input("distribution");
     let vendors = vendors_of(&distribution)?;
-    let env = &state.run.base_env;
+    let env = &state.run.host.base_env;
     let mut roots = vec![PathBuf::from("/usr/lib/jvm")];
     roots.extend(var(env, "RUNNER_TOOL_CACHE").map(|c| c.join("Java")));
     let candidates = homes(env, "java", &["JAVA_HOME"], &roots);
@@ -246,7 +246,7 @@ pub(super) async fn java(state: &mut JobState<'_>, call: &Call<'_>) -> Result<()
     match call.input("cache").as_str() {
         "" => {}
         "maven" => {
-            let dir = state.run.cache_dir.join("m2");
+            let dir = state.run.host.cache_dir.join("m2");
             std::fs::create_dir_all(&dir)
                 .map_err(|e| ActionError::io(dir.display().to_string(), e))?;
             call.set_env(
@@ -255,7 +255,7 @@ pub(super) async fn java(state: &mut JobState<'_>, call: &Call<'_>) -> Result<()
             )?;
         }
         "gradle" => {
-            call.keep_cache(&state.run.cache_dir.join("gradle"), "GRADLE_USER_HOME")?;
+            call.keep_cache(&state.run.host.cache_dir.join("gradle"), "GRADLE_USER_HOME")?;
         }
         other => {
             return Err(ActionError::Failed(format!(
@@ -300,7 +300,7 @@ pub(super) async fn go(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(), 
     if spec.is_empty() {
         spec = version_from_file(state, call, "go-version-file")?;
     }
-    let env = &state.run.base_env;
+    let env = &state.run.host.base_env;
     let mut roots = vec![PathBuf::from("/usr/lib/go")];
     if let Ok(rd) = std::fs::read_dir("/usr/lib") {
         roots.extend(
@@ -329,7 +329,7 @@ pub(super) async fn go(state: &mut JobState<'_>, call: &Call<'_>) -> Result<(), 
     // Modules and builds in the job's directories, or the repository's cache when asked.
     let keep = call.input_or("cache", "true") == "true";
     let base = if keep {
-        state.run.cache_dir.join("go")
+        state.run.host.cache_dir.join("go")
     } else {
         state.temp.join("go")
     };

@@ -247,7 +247,7 @@ pub(super) async fn start(
     if container.is_none() && services.is_empty() {
         return Ok(());
     }
-    let engine = Engine::connect_to(state.run.docker_host.as_deref()).await;
+    let engine = Engine::connect_to(state.run.host.docker_host.as_deref()).await;
     let mut docker = match &engine {
         Ok(e) => Some(JobDocker::new(e.clone(), &job_label(state)).await),
         Err(_) => None,
@@ -412,6 +412,7 @@ async fn start_all(
     let (mut binds, anonymous) = d.volumes(&spec.volumes, "container").await?;
     let repo = state
         .run
+        .context
         .github
         .get("repository")
         .map(Value::to_expr_string)
@@ -524,7 +525,7 @@ pub(crate) async fn run_image(
     let image = image.as_str();
     let failed = |e: DockerError| ActionError::Failed(e.to_string());
     if state.docker.is_none() {
-        let engine = Engine::connect_to(state.run.docker_host.as_deref())
+        let engine = Engine::connect_to(state.run.host.docker_host.as_deref())
             .await
             .map_err(|e| {
                 ActionError::Failed(format!("`docker://{image}` needs a Docker engine: {e}"))
@@ -606,8 +607,8 @@ fn mounts(state: &JobState<'_>, at: &[(&PathBuf, &str)]) -> (Vec<String>, PathMa
         .map(|(host, inside)| (host_path(host), (*inside).to_owned()))
         .collect();
     let mut binds: Vec<String> = pairs.iter().map(|(h, c)| format!("{h}:{c}")).collect();
-    if state.run.event_path.is_file() {
-        let event = host_path(&state.run.event_path);
+    if state.run.host.event_path.is_file() {
+        let event = host_path(&state.run.host.event_path);
         binds.push(format!("{event}:/github/workflow/event.json:ro"));
         pairs.push((event, "/github/workflow/event.json".to_owned()));
     }

@@ -13,7 +13,7 @@ use crate::error::{DefinitionError, JobError};
 impl JobState<'_> {
     /// The contexts for expressions at step level.
     pub(crate) fn contexts(&self, extra_env: Option<&Map>) -> Map {
-        let mut github = self.run.github.clone();
+        let mut github = self.run.context.github.clone();
         github.insert("job".into(), Value::from(self.spec.job_id.as_str()));
         github.insert(
             "workspace".into(),
@@ -26,9 +26,12 @@ impl JobState<'_> {
         let mut c = Map::new();
         c.insert("github".into(), Value::Object(github));
         c.insert("env".into(), Value::Object(env));
-        c.insert("vars".into(), Value::Object(self.run.vars.clone()));
+        c.insert("vars".into(), Value::Object(self.run.context.vars.clone()));
         c.insert("secrets".into(), Value::Object(self.secrets.clone()));
-        let inputs = self.inputs_override.as_ref().unwrap_or(&self.run.inputs);
+        let inputs = self
+            .inputs_override
+            .as_ref()
+            .unwrap_or(&self.run.context.inputs);
         c.insert("inputs".into(), Value::Object(inputs.clone()));
         c.insert(
             "matrix".into(),
@@ -40,7 +43,7 @@ impl JobState<'_> {
         c.insert("job".into(), Value::Object(self.job_ctx.clone()));
         c.insert(
             "runner".into(),
-            runner_context(&self.temp, &self.run.cache_dir),
+            runner_context(&self.temp, &self.run.host.cache_dir),
         );
         c
     }
@@ -58,6 +61,7 @@ impl JobState<'_> {
     /// The job's `HOME` (of its environment, not this process's).
     pub(crate) fn home(&self) -> Option<PathBuf> {
         self.run
+            .host
             .base_env
             .iter()
             .rev()
@@ -103,14 +107,14 @@ impl JobState<'_> {
         container: Option<(&String, &super::containers::PathMap)>,
     ) -> Vec<(String, String)> {
         let mut env: indexmap::IndexMap<String, String> = if host {
-            self.run.base_env.iter().cloned().collect()
+            self.run.host.base_env.iter().cloned().collect()
         } else {
             indexmap::IndexMap::new()
         };
         for (k, v) in env_ctx {
             env.insert(k.clone(), v.to_expr_string());
         }
-        let gh = &self.run.github;
+        let gh = &self.run.context.github;
         let s = |k: &str| gh.get(k).map(Value::to_expr_string).unwrap_or_default();
         let defaults = [
             ("CI", "true".to_owned()),
@@ -121,7 +125,7 @@ impl JobState<'_> {
             ("GITHUB_EVENT_NAME", s("event_name")),
             (
                 "GITHUB_EVENT_PATH",
-                self.run.event_path.display().to_string(),
+                self.run.host.event_path.display().to_string(),
             ),
             ("GITHUB_GRAPHQL_URL", s("graphql_url")),
             ("GITHUB_HEAD_REF", s("head_ref")),
@@ -149,7 +153,7 @@ impl JobState<'_> {
             ("RUNNER_TEMP", self.temp.display().to_string()),
             (
                 "RUNNER_TOOL_CACHE",
-                self.run.cache_dir.join("tools").display().to_string(),
+                self.run.host.cache_dir.join("tools").display().to_string(),
             ),
         ];
         for (k, v) in defaults {
@@ -331,9 +335,9 @@ pub fn environment_of(spec: &JobSpec, run: &RunEnv) -> Result<Option<String>, De
 /// The contexts available at the level of a job's keys (`runs-on`, `environment`).
 fn job_level_contexts(spec: &JobSpec, run: &RunEnv) -> Map {
     let mut c = Map::new();
-    c.insert("github".into(), Value::Object(run.github.clone()));
-    c.insert("vars".into(), Value::Object(run.vars.clone()));
-    c.insert("inputs".into(), Value::Object(run.inputs.clone()));
+    c.insert("github".into(), Value::Object(run.context.github.clone()));
+    c.insert("vars".into(), Value::Object(run.context.vars.clone()));
+    c.insert("inputs".into(), Value::Object(run.context.inputs.clone()));
     c.insert("needs".into(), Value::Object(spec.needs.clone()));
     c.insert(
         "matrix".into(),

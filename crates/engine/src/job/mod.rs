@@ -35,73 +35,11 @@ pub(crate) use step::{find_on_path, run_step, which};
 
 use crate::actions;
 use crate::error::JobError;
-use crate::mask::Masker;
 use crate::process;
 use crate::report::{Conclusion, JobReport};
+pub(crate) use crate::run_env::{RunEnv, Source};
 use crate::services;
 use crate::sink::{JobLabel, Line, Sink};
-
-/// What a job checks out.
-#[derive(Debug, Clone)]
-pub enum Source {
-    /// The work tree as it is: tracked and untracked files, git-ignored ones left out.
-    WorkingTree(PathBuf),
-    /// One commit of the repository.
-    Commit { repo: PathBuf, sha: String },
-    /// One commit as a tar archive (`git archive`), as a remote runner receives it.
-    Archive(PathBuf),
-}
-
-/// What every job of a run shares.
-#[derive(Debug, Clone)]
-pub struct RunEnv {
-    /// The `github` context without its job-specific keys.
-    pub github: Map,
-    /// The run's secrets and its environments', each masked as it went in.
-    pub secrets: crate::Secrets,
-    pub vars: Map,
-    pub inputs: Map,
-    /// Scratch space of the run: each job's workspace and temp dir, the artifact store.
-    pub run_dir: PathBuf,
-    /// The job's own directory (its `workspace` and `temp`), when the caller gives one: a
-    /// remote runner reuses one per slot, emptied between jobs, instead of making and
-    /// deleting a tree per job. `None`: `run_dir/jobs/<key>`.
-    pub job_dir: Option<PathBuf>,
-    pub source: Source,
-    /// The environment every step starts from (the host's), before GitHub's variables.
-    pub base_env: Vec<(String, String)>,
-    /// Where copies of remote actions are looked up, in order.
-    pub action_dirs: Vec<PathBuf>,
-    /// Shared caches (`actions/cache`, pip) that outlive the run.
-    pub cache_dir: PathBuf,
-    /// Where `actions/cache` keeps entries (a remote runner's is the server's store);
-    /// `None`: under `cache_dir`.
-    pub cache_store: Option<Arc<dyn crate::CacheStore>>,
-    pub event_path: PathBuf,
-    /// Actions given to the engine by its driver (`pipewright/deploy`, Slack), by name.
-    pub actions: crate::Actions,
-    /// Every job runs on this machine, whatever its `runs-on` (`pipewright run`): a job for
-    /// Windows or macOS fails instead of running here. A runner's jobs were matched to its
-    /// labels by the server: false.
-    pub this_machine_only: bool,
-    /// `runs-on` labels whose jobs run in a container of an image (`ubuntu-latest` → a
-    /// local image), unless the job names its own `container`: the first of the job's
-    /// labels with an image decides; `host` runs it on this machine.
-    pub images: Vec<(String, String)>,
-    /// Where `owner/repo@ref` actions are fetched from and kept; `None`: only the copies in
-    /// `action_dirs` (a server's confined jobs must not write a cache others run from).
-    pub action_source: Option<crate::ActionSource>,
-    /// Where the job's containers are made (`DOCKER_HOST`): a confined job's is its
-    /// runner's broker; `None`: this process's `DOCKER_HOST`, else the local socket.
-    pub docker_host: Option<String>,
-}
-
-impl RunEnv {
-    /// The masker that hides the run's secrets (and what its steps mask).
-    pub fn masker(&self) -> &Masker {
-        self.secrets.masker()
-    }
-}
 
 /// One job instance to run.
 #[derive(Debug, Clone)]
@@ -200,9 +138,10 @@ pub async fn run_job(
     };
     sink.job_started(&label);
     let job_dir = run
+        .host
         .job_dir
         .clone()
-        .unwrap_or_else(|| run.run_dir.join("jobs").join(&spec.key));
+        .unwrap_or_else(|| run.host.run_dir.join("jobs").join(&spec.key));
     let mut state = JobState {
         spec,
         run,
@@ -223,7 +162,7 @@ pub async fn run_job(
         summary: String::new(),
         job_ctx: Map::new(),
         inputs_override: None,
-        secrets: run.secrets.run().clone(),
+        secrets: run.context.secrets.run().clone(),
         services: Vec::new(),
         docker: None,
         container: None,
@@ -350,7 +289,7 @@ async fn prepare_and_run(
             workflow::eval::evaluate_string(&env.name, &eval_ctx(&ctxs, Status::Success, &host))
                 .map_err(|e| JobError::expr("`environment`", e))?;
         // Masked since they were put in the run's secrets.
-        if let Some(extra) = state.run.secrets.environment(&name) {
+        if let Some(extra) = state.run.context.secrets.environment(&name) {
             for (k, v) in extra {
                 state.secrets.insert(k.clone(), v.clone());
             }
@@ -363,13 +302,14 @@ async fn prepare_and_run(
         .find_map(|l| {
             state
                 .run
+                .host
                 .images
                 .iter()
                 .find(|(label, _)| label.eq_ignore_ascii_case(l))
         })
         .map(|(_, image)| image.clone())
         .filter(|i| i != "host");
-    if state.run.this_machine_only
+    if state.run.host.this_machine_only
         && image.is_none()
         && let Some(os) = foreign_os(&labels)
     {

@@ -30,7 +30,7 @@ pub(super) async fn run(state: &mut JobState<'_>, steps: &[Step], cancel: &Cance
             continue;
         }
         let name = uses.split('@').next().unwrap_or(&uses).to_ascii_lowercase();
-        if actions::is_builtin(&name) || state.run.actions.get(&name).is_some() {
+        if actions::is_builtin(&name) || state.run.host.actions.get(&name).is_some() {
             continue;
         }
         // An action that cannot be had is its step's to report.

@@ -255,7 +255,7 @@ async fn execute_step(
         let bash = match &state.container {
             // Asked of the container when the step runs (one process, not two).
             Some(_) => Bash::AskTheContainer,
-            None if which("bash", &state.run.base_env) => Bash::Here,
+            None if which("bash", &state.run.host.base_env) => Bash::Here,
             None => Bash::Absent,
         };
         let (program, args, ext) = shell_command(shell.as_deref(), bash)?;

@@ -274,8 +274,12 @@ impl Isolation {
 #[derive(Debug, Serialize, Deserialize)]
 pub(crate) struct JobExec {
     server: String,
-    /// The lease, its lease token blanked: the job's process never holds it.
+    /// The lease, its lease token blanked (the job's process never holds it) and its
+    /// secrets left out: they are in `context`.
     lease: Lease,
+    /// The run's context, made by the runner from the lease (its secrets are masked by the
+    /// process's masker as it reads them).
+    context: engine::RunContext,
     site: Site,
     source: PathBuf,
     /// The text of the job's workflow file in the source.
@@ -283,6 +287,17 @@ pub(crate) struct JobExec {
     confinement: Confinement,
     /// The runner's pid: the process checks it is still its parent once confined.
     parent: i32,
+}
+
+/// What of a lease the job's process is handed: the lease without its lease token (the
+/// runner's to keep) and without its secrets, and the run's context made from it, which
+/// carries the secrets once.
+fn handed_over(lease: &Lease) -> (Lease, engine::RunContext) {
+    let context = crate::context_of(lease);
+    let mut job_lease = lease.clone();
+    job_lease.lease = String::new();
+    job_lease.secrets = crate::protocol::Secrets::default();
+    (job_lease, context)
 }
 
 /// How long a job's process may take to exit once it said it is done (or closed its
@@ -385,11 +400,11 @@ async fn run_child(
     if !site.cache_dir.starts_with(site.slot.join("job")) {
         confinement.writable.push(site.cache_dir.clone());
     }
-    let mut job_lease = lease.clone();
-    job_lease.lease = String::new();
+    let (job_lease, context) = handed_over(lease);
     let exec = JobExec {
         server: client.base.clone(),
         lease: job_lease,
+        context,
         site: site.clone(),
         source: job.source.to_owned(),
         workflow: job.workflow.to_owned(),
@@ -686,16 +701,13 @@ pub fn job_exec(actions: engine::Actions) -> u8 {
         if let Err(e) = workflows.known(&exec.source, &exec.lease.spec.file, Some(&exec.workflow)) {
             tracing::warn!(job = exec.lease.job, "{e}");
         }
-        let (report, uploaded) = crate::run_here(
-            &client,
-            &workflows,
-            &exec.site,
-            &Arc::new(exec.lease.clone()),
-            exec.source.clone(),
-            &sink,
-            &cancel,
-        )
-        .await;
+        let job = crate::Leased {
+            lease: Arc::new(exec.lease.clone()),
+            context: std::mem::take(&mut exec.context),
+            tar: exec.source.clone(),
+        };
+        let (report, uploaded) =
+            crate::run_here(&client, &workflows, &exec.site, job, &sink, &cancel).await;
         tracing::debug!(job = exec.lease.job, us = t0.elapsed().as_micros(), "ran");
         // Whatever the steps left running ends with the job.
         engine::confine::kill_descendants();
@@ -719,6 +731,56 @@ fn messages(out: &[u8]) -> Vec<Message> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_job_process_gets_each_secret_once_in_the_context_and_never_the_lease_token() {
+        let lease: Lease = serde_json::from_value(serde_json::json!({
+            "job": 7, "lease": "lease-t0ken-of-the-runner", "lease_ms": 30000, "attempt": 1,
+            "log_seq": 0, "token": "j0b-t0ken",
+            "spec": {
+                "run_id": 3, "repo": "team/app", "sha": "ab", "file": ".github/workflows/ci.yml",
+                "workflow_name": "ci", "job_id": "deploy", "key": "deploy", "display": "deploy",
+                "matrix": null, "strategy": {}, "needs": {}, "github": {"ref": "refs/heads/main"},
+                "vars": {"REGION": "eu"}, "inputs": {}, "labels": ["x"], "trusted": true,
+                "environment": "production"
+            },
+            "secrets": {
+                "secrets": {"API_KEY": "api-k3y-value"},
+                "environment_secrets": {"production": {"SSH_KEY": "ssh-k3y-value"}}
+            }
+        }))
+        .expect("a lease");
+        let (job_lease, context) = handed_over(&lease);
+        let sent = serde_json::to_string(&(&job_lease, &context)).expect("serialises");
+        assert!(!sent.contains("lease-t0ken-of-the-runner"), "{sent}");
+        for secret in ["api-k3y-value", "ssh-k3y-value"] {
+            assert_eq!(sent.matches(secret).count(), 1, "{secret} in {sent}");
+        }
+        // What the job's process reads back masks the secrets and its own token.
+        let (_, got): (Lease, engine::RunContext) =
+            serde_json::from_str(&sent).expect("reads back");
+        assert_eq!(
+            got.secrets
+                .masker()
+                .mask("api-k3y-value ssh-k3y-value j0b-t0ken eu"),
+            "*** *** *** eu"
+        );
+        assert_eq!(
+            got.secrets
+                .environment("production")
+                .and_then(|m| m.get("SSH_KEY"))
+                .map(expr::Value::to_expr_string)
+                .as_deref(),
+            Some("ssh-k3y-value")
+        );
+        assert_eq!(
+            got.vars
+                .get("REGION")
+                .map(expr::Value::to_expr_string)
+                .as_deref(),
+            Some("eu")
+        );
+    }
 
     #[tokio::test]
     async fn what_reuses_a_slot_waits_for_the_end_of_its_last_job_s_process() {
