@@ -223,8 +223,8 @@ const CHECKPOINT_COMMITS: u64 = 256;
 /// The first commit after a complete checkpoint starts the WAL from its beginning, which
 /// writes and syncs its header even with `synchronous = NORMAL` (1.3 ms on this machine's
 /// disk). Made by a store call, that sync was on a job's path: the first dispatch after a
-/// pause paid it. The checkpointer makes that commit itself, rewriting one row of
-/// `schema_migrations` as it is, so the store's next commit appends to a WAL already begun.
+/// pause paid it. The checkpointer makes that commit itself, writing the database header's
+/// `user_version` as it is, so the store's next commit appends to a WAL already begun.
 /// An idle store is left alone: no commit since the last checkpoint, no checkpoint.
 fn checkpointer(
     conn: &rusqlite::Connection,
@@ -252,11 +252,11 @@ fn checkpointer(
         });
         match done {
             Ok((0, frames, copied)) if frames > 0 && frames == copied => {
-                let restart = conn.execute(
-                    "UPDATE schema_migrations SET version = version \
-                     WHERE version = (SELECT MAX(version) FROM schema_migrations)",
-                    [],
-                );
+                // A write of the database's header as it is: no table, so this connection
+                // never reads the schema (which its thread would keep in memory).
+                let restart = conn
+                    .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
+                    .and_then(|v| conn.pragma_update(None, "user_version", v));
                 if let Err(e) = restart {
                     tracing::warn!("SQLite: beginning the WAL anew: {e}");
                 }
