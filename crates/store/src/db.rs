@@ -539,7 +539,7 @@ impl PgPool {
 
 /// The backend: where connections come from.
 pub(crate) enum Backend {
-    Sqlite(SqliteConn),
+    Sqlite(std::sync::Arc<SqliteConn>),
     Postgres(PgPool),
 }
 
@@ -592,7 +592,10 @@ impl SqliteConn {
 
     /// Runs `f` with the connection: this thread's hold, or the lock's, waiting while another
     /// thread holds it. A call made inside another's closure is an error, not a deadlock.
-    fn with<T>(&self, f: impl FnOnce(&mut rusqlite::Connection) -> Result<T>) -> Result<T> {
+    pub(crate) fn with<T>(
+        &self,
+        f: impl FnOnce(&mut rusqlite::Connection) -> Result<T>,
+    ) -> Result<T> {
         // This thread's hold answers, or `f` comes back.
         let here = HELD.with(move |held| match held.try_borrow_mut() {
             Err(_) => Ok(Err(StoreError::Reentered)),

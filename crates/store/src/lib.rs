@@ -154,13 +154,15 @@ impl Store {
         let checkpoints = rusqlite::Connection::open(path)?;
         checkpoints.busy_timeout(std::time::Duration::from_secs(5))?;
         checkpoints.pragma_update(None, "synchronous", "NORMAL")?;
+        let main = Arc::new(db::SqliteConn::new(conn));
+        let store = Arc::downgrade(&main);
         let (stop, stopped) = std::sync::mpsc::channel::<()>();
         std::thread::Builder::new()
             .name("sqlite-checkpoint".into())
-            .spawn(move || checkpointer(&checkpoints, &commits, &stopped))
+            .spawn(move || checkpointer(&checkpoints, &store, &commits, &stopped))
             .map_err(StoreError::Thread)?;
         Ok(Store {
-            db: Backend::Sqlite(db::SqliteConn::new(conn)),
+            db: Backend::Sqlite(main),
             _checkpointer: Some(stop),
         })
     }
@@ -230,11 +232,15 @@ const CHECKPOINT_TICKS: u32 = 4;
 /// The first commit after a complete checkpoint starts the WAL from its beginning, which
 /// writes and syncs its header even with `synchronous = NORMAL` (1.3 ms on this machine's
 /// disk). Made by a store call, that sync was on a job's path: the first dispatch after a
-/// pause paid it. The checkpointer makes that commit itself, writing the database header's
-/// `user_version` as it is, so the store's next commit appends to a WAL already begun.
+/// pause paid it. The checkpointer makes that commit itself, on the store's connection
+/// (between its calls), writing the database header's `user_version` as it is, so the
+/// store's next commit appends to a WAL already begun. Made on the checkpointer's own
+/// connection, that write cost the store's connection its page cache (SQLite drops a
+/// connection's cache when another one has written), which it then read again.
 /// An idle store is left alone: no commit since the last checkpoint, no checkpoint.
 fn checkpointer(
     conn: &rusqlite::Connection,
+    store: &std::sync::Weak<db::SqliteConn>,
     commits: &AtomicU64,
     stopped: &std::sync::mpsc::Receiver<()>,
 ) {
@@ -264,13 +270,23 @@ fn checkpointer(
         });
         match done {
             Ok((0, frames, copied)) if frames > 0 && frames == copied => {
-                // A write of the database's header as it is: no table, so this connection
-                // never reads the schema (which its thread would keep in memory).
-                let restart = conn
-                    .pragma_query_value(None, "user_version", |r| r.get::<_, i64>(0))
-                    .and_then(|v| conn.pragma_update(None, "user_version", v));
-                if let Err(e) = restart {
-                    tracing::warn!("SQLite: beginning the WAL anew: {e}");
+                let Some(store) = store.upgrade() else {
+                    continue;
+                };
+                let restart = store.with(|c| {
+                    // A commit made since began the WAL itself.
+                    if commits.load(Ordering::Relaxed) != now {
+                        return Ok(None);
+                    }
+                    let v: i64 = c.pragma_query_value(None, "user_version", |r| r.get(0))?;
+                    c.pragma_update(None, "user_version", v)?;
+                    // Counted by the hook: no other commit could come in between.
+                    Ok(Some(commits.load(Ordering::Relaxed)))
+                });
+                match restart {
+                    Ok(Some(counted)) => checkpointed = counted,
+                    Ok(None) => {}
+                    Err(e) => tracing::warn!("SQLite: beginning the WAL anew: {e}"),
                 }
             }
             Ok(_) => {}
