@@ -13,7 +13,7 @@ use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::Arc;
 
-use expr::{Map, Value};
+use expr::{Map, map_from_json, map_to_json};
 use serde::{Deserialize, Serialize};
 
 use crate::mask::Masker;
@@ -44,16 +44,6 @@ struct Wire {
     environment_secrets: BTreeMap<String, BTreeMap<String, String>>,
 }
 
-fn to_json(m: &Map) -> serde_json::Map<String, serde_json::Value> {
-    m.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()
-}
-
-fn from_json(m: serde_json::Map<String, serde_json::Value>) -> Map {
-    m.into_iter()
-        .map(|(k, v)| (k, Value::from_json(v)))
-        .collect()
-}
-
 fn strings(m: &Map) -> BTreeMap<String, String> {
     m.iter()
         .map(|(k, v)| (k.clone(), v.to_expr_string()))
@@ -63,9 +53,9 @@ fn strings(m: &Map) -> BTreeMap<String, String> {
 impl From<RunContext> for Wire {
     fn from(c: RunContext) -> Wire {
         Wire {
-            github: to_json(&c.github),
-            vars: to_json(&c.vars),
-            inputs: to_json(&c.inputs),
+            github: map_to_json(&c.github),
+            vars: map_to_json(&c.vars),
+            inputs: map_to_json(&c.inputs),
             secrets: strings(c.secrets.run()),
             environment_secrets: c
                 .secrets
@@ -88,10 +78,10 @@ impl From<Wire> for RunContext {
             }
         }
         RunContext {
-            github: from_json(w.github),
+            github: map_from_json(w.github),
             secrets,
-            vars: from_json(w.vars),
-            inputs: from_json(w.inputs),
+            vars: map_from_json(w.vars),
+            inputs: map_from_json(w.inputs),
         }
     }
 }
@@ -163,6 +153,7 @@ impl RunEnv {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use expr::Value;
 
     #[test]
     fn a_context_sent_to_another_process_masks_its_secrets_and_keeps_environments_apart() {

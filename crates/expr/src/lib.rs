@@ -40,4 +40,4 @@ pub use error::{EvalError, ParseError};
 pub use eval::{Context, Host, Status, evaluate};
 pub use parser::{Expr, parse};
 pub use template::{Part, Template, parse_template};
-pub use value::{Map, Value, map_get};
+pub use value::{Map, Value, map_from_json, map_get, map_to_json};

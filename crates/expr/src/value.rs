@@ -113,6 +113,19 @@ impl Value {
     }
 }
 
+/// A [`Map`] as a JSON object ([`Value::to_json`] of each value).
+pub fn map_to_json(map: &Map) -> serde_json::Map<String, serde_json::Value> {
+    map.iter().map(|(k, v)| (k.clone(), v.to_json())).collect()
+}
+
+/// A JSON object as a [`Map`] ([`Value::from_json`] of each value).
+pub fn map_from_json(object: serde_json::Map<String, serde_json::Value>) -> Map {
+    object
+        .into_iter()
+        .map(|(k, v)| (k, Value::from_json(v)))
+        .collect()
+}
+
 /// Case-insensitive lookup in a [`Map`]: an exact match first, then a match ignoring case
 /// (.NET `OrdinalIgnoreCase`, as GitHub compares property names).
 pub fn map_get<'a>(map: &'a Map, key: &str) -> Option<&'a Value> {

@@ -10,7 +10,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use engine::{Conclusion, JobReport, JobSpec, Level, Line, RunEnv, Sink};
-use expr::Value;
 use runner::protocol::{JobPayload, Secrets};
 use store::{JobId, JobStatus, RunId};
 use tokio::sync::Notify;
@@ -146,20 +145,13 @@ impl engine::JobRunner for Dispatcher {
 }
 
 fn json_of(m: &expr::Map) -> serde_json::Value {
-    Value::Object(m.clone()).to_json()
-}
-
-fn object_of(m: &expr::Map) -> serde_json::Map<String, serde_json::Value> {
-    match json_of(m) {
-        serde_json::Value::Object(o) => o,
-        _ => serde_json::Map::new(),
-    }
+    serde_json::Value::Object(expr::map_to_json(m))
 }
 
 /// The `github` context of a rollback's job: who asked is its actor, and
 /// `github.pipewright_rollback` tells its `pipewright/deploy` step what to roll back to.
 fn rollback_github(github: &expr::Map, r: &crate::trigger::Rollback) -> serde_json::Value {
-    let mut g = object_of(github);
+    let mut g = expr::map_to_json(github);
     for k in ["actor", "triggering_actor"] {
         g.insert(k.to_owned(), serde_json::Value::from(r.by.clone()));
     }
@@ -282,12 +274,12 @@ impl Dispatcher {
             trusted: self.trusted,
         };
         let secrets = Secrets {
-            secrets: object_of(env.context.secrets.run()),
+            secrets: expr::map_to_json(env.context.secrets.run()),
             environment_secrets: environment
                 .clone()
                 .and_then(|name| {
                     let s = env.context.secrets.environment(&name)?;
-                    Some((name, object_of(s)))
+                    Some((name, expr::map_to_json(s)))
                 })
                 .into_iter()
                 .collect(),
