@@ -157,6 +157,21 @@ async fn follow(c: &Client, id: i64, job: Option<&str>, out: &mut impl Write) ->
         path.push_str(&format!("&job={}", urlencode(j)));
     }
     let resp = c.send(c.request(reqwest::Method::GET, &path)).await?;
+    until_done(resp, &mut |d| {
+        // A log is the job's text: shown, never obeyed by the terminal.
+        writeln!(out, "{}", engine::mask::neutralise(d))?;
+        out.flush()?;
+        Ok(())
+    })
+    .await
+}
+
+/// Reads the Server-Sent Events of `resp` until `done`: its data (the run's conclusion), or
+/// nothing if the stream ended first. The data of every other event goes to `data`.
+async fn until_done(
+    resp: reqwest::Response,
+    data: &mut dyn FnMut(&str) -> Result<()>,
+) -> Result<String> {
     let mut stream = resp.bytes_stream();
     let mut buf = String::new();
     let mut event = String::new();
@@ -172,13 +187,20 @@ async fn follow(c: &Client, id: i64, job: Option<&str>, out: &mut impl Write) ->
                 if event == "done" {
                     return Ok(d.to_owned());
                 }
-                // A log is the job's text: shown, never obeyed by the terminal.
-                writeln!(out, "{}", engine::mask::neutralise(d))?;
-                out.flush()?;
+                data(d)?;
             }
         }
     }
     Ok(String::new())
+}
+
+/// Waits for run `id`'s end (`GET /api/v1/runs/{id}/wait`: no log lines read or sent); its
+/// conclusion.
+async fn wait_for(c: &Client, id: i64) -> Result<String> {
+    let resp = c
+        .send(c.request(reqwest::Method::GET, &format!("/api/v1/runs/{id}/wait")))
+        .await?;
+    until_done(resp, &mut |_| Ok(())).await
 }
 
 pub(crate) fn logs(args: &LogsArgs) -> Result<u8> {
@@ -239,7 +261,7 @@ pub(crate) fn dispatch(args: &DispatchArgs) -> Result<u8> {
         }
         let mut ok = true;
         for id in ids {
-            let conclusion = follow(&c, id, None, &mut std::io::sink()).await?;
+            let conclusion = wait_for(&c, id).await?;
             println!("{id} {conclusion}");
             ok &= conclusion == "success";
         }

@@ -214,6 +214,79 @@ fn dispatch_waits_and_api_needs_the_token() {
     assert!(err.contains("does not exist"), "{err}");
 }
 
+/// `GET /api/v1/runs/{id}/wait`, what `dispatch --wait` follows: a run's end and nothing of
+/// its log, when the run ends or at once if it has; for a token's holder only.
+#[test]
+fn waiting_for_a_run_gives_its_end_and_none_of_its_log() {
+    let s = Server::start();
+    let work = s.commit(
+        "main",
+        "on: workflow_dispatch
+jobs:
+  slow:
+    runs-on: x
+    steps:
+      - run: echo \"a line of the log\" && sleep 2 && exit 3
+",
+    );
+    s.push(&work, "main");
+    let (code, out, err) = s.cli(&["dispatch", "acme/app", "ci.yml", "--wait"]);
+    assert_eq!(code, 1, "{out}{err}\n{}", s.log());
+    assert!(out.trim().ends_with(" failure"), "{out}");
+    assert!(!out.contains("a line of the log"), "{out}");
+    let auth = [("Authorization", format!("Bearer {TOKEN}"))];
+    let (status, body) = post(
+        &s.url,
+        "/api/v1/repos/acme%2Fapp/dispatch",
+        &[
+            auth[0].clone(),
+            ("Content-Type", "application/json".to_owned()),
+        ],
+        br#"{"workflow": "ci.yml"}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    let id = serde_json::from_str::<Value>(&body).unwrap()["runs"][0]
+        .as_i64()
+        .unwrap();
+    s.wait_job_running(id);
+    let (status, body) = serve_support::request_bytes(
+        &s.url,
+        "GET",
+        &format!("/api/v1/runs/{id}/wait"),
+        &auth,
+        b"",
+    );
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 200, "{body}");
+    // Answered as the run ended, not before.
+    assert_eq!(s.api(&format!("/api/v1/runs/{id}"))["status"], "completed");
+    let events: Vec<&str> = body
+        .lines()
+        .filter_map(|l| l.strip_prefix("event:"))
+        .map(str::trim)
+        .collect();
+    assert_eq!(events, ["done"], "{body}");
+    assert!(body.contains("data: failure"), "{body}");
+    assert!(!body.contains("a line of the log"), "{body}");
+    // A finished run: at once.
+    let (status, body) = serve_support::request_bytes(
+        &s.url,
+        "GET",
+        &format!("/api/v1/runs/{id}/wait"),
+        &auth,
+        b"",
+    );
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("event: done\ndata: failure"), "{body}");
+    // No such run; no token.
+    let (status, _) =
+        serve_support::request_bytes(&s.url, "GET", "/api/v1/runs/999999/wait", &auth, b"");
+    assert_eq!(status, 404);
+    let (status, _) = serve_support::get(&s.url, &format!("/api/v1/runs/{id}/wait"));
+    assert_eq!(status, 401);
+}
+
 /// A dispatched run is its server's as the dispatch answers: taken for the server's
 /// orchestration in the transaction that made it, not left queued for the server to find.
 #[test]

@@ -342,6 +342,60 @@ pub(super) async fn run_logs(
         .into_response())
 }
 
+/// `GET /api/v1/runs/{id}/wait`: Server-Sent Events, one `done` with the run's conclusion
+/// once it ends (at once if it has), keep-alive comments meanwhile. What `pipewright
+/// dispatch --wait` follows: the end of a run without its log, so no line is read from the
+/// store or sent for it.
+pub(super) async fn run_wait(
+    _: Authorized,
+    State(s): State<AppStateRef>,
+    Path(id): Path<RunId>,
+) -> Result<Response, ApiError> {
+    // Subscribed before the run is read, so its end cannot fall between the two.
+    let live = s.live.subscribe();
+    let store = s.store.clone();
+    let run = store_now(&s.store, move || store.run(id)).await?;
+    let ended = (run.status == RunStatus::Completed).then_some(run.conclusion);
+    let store = s.store.clone();
+    let end = async move {
+        if let Some(conclusion) = ended {
+            return Some(conclusion);
+        }
+        let mut live = live;
+        loop {
+            match live.recv().await {
+                Ok(Live::RunDone { run, conclusion }) if run == id => {
+                    return Some(Some(conclusion));
+                }
+                Ok(_) => {}
+                // Behind the broadcast: the end may have been among what was missed.
+                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
+                    let store = store.clone();
+                    if let Ok(run) = blocking(move || store.run(id)).await
+                        && run.status == RunStatus::Completed
+                    {
+                        return Some(run.conclusion);
+                    }
+                }
+                // The server is stopping: the stream ends without `done`.
+                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    };
+    let events = stream::once(end).filter_map(|end| async move {
+        end.map(|conclusion| {
+            Ok::<_, Infallible>(
+                SseEvent::default()
+                    .event("done")
+                    .data(conclusion.map_or("", Conclusion::as_str)),
+            )
+        })
+    });
+    Ok(Sse::new(events)
+        .keep_alive(KeepAlive::default())
+        .into_response())
+}
+
 /// The last `n` lines of each selected job of run `id`, as text, and how many earlier lines
 /// were left out (header `pipewright-lines-skipped`): what a page shows of a finished run
 /// first, whatever the size of its log.

@@ -43,6 +43,7 @@ pub(crate) fn router(state: AppStateRef) -> Router {
         .route("/api/v1/runs", get(runs::list_runs))
         .route("/api/v1/runs/{id}", get(runs::show_run))
         .route("/api/v1/runs/{id}/logs", get(logs::run_logs))
+        .route("/api/v1/runs/{id}/wait", get(logs::run_wait))
         .route("/api/v1/runs/{id}/cancel", post(runs::cancel_run))
         .route("/api/v1/runs/{id}/approve", post(runs::approve_run))
         .route("/api/v1/runs/{id}/reject", post(runs::reject_run))
