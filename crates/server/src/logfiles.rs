@@ -2,8 +2,9 @@
 //! stored once, read by followers as they arrive); once the run is completed, a task moves
 //! each job's lines into one zstd-compressed file per step (`data_dir/logs/job-ID/0000.zst`
 //! for what came before the first step, then one per step) and deletes the rows. Files are
-//! written aside and renamed into place before the store says the log is archived, so a crash
-//! at any point leaves either the rows or the files, never neither.
+//! written aside, made durable, and renamed into place (the renames made durable too) before
+//! the store says the log is archived, so a crash at any point leaves either the rows or the
+//! files, never neither.
 //!
 //! A record is the line's sequence number (8 bytes, little endian), its length (4 bytes) and
 //! its text.
@@ -78,36 +79,35 @@ impl StepFile {
     }
 }
 
+/// Writes the rest of a step's file (not yet made durable: see [`archive_all`]).
 fn finish(
     file: Option<StepFile>,
     path: &Path,
     whole: &mut zstd::bulk::Compressor<'static>,
 ) -> Result<(), LogFileError> {
-    let w = match file {
-        None => return Ok(()),
+    match file {
+        None => Ok(()),
         Some(StepFile::Streamed(e)) => {
             let mut w = e.finish().map_err(io(path))?;
-            w.flush().map_err(io(path))?;
-            w
+            w.flush().map_err(io(path))
         }
         Some(StepFile::Buffered(buf)) => {
             let packed = whole.compress(&buf).map_err(io(path))?;
             let mut w = BufWriter::new(File::create(path).map_err(io(path))?);
             w.write_all(&packed).map_err(io(path))?;
-            w.flush().map_err(io(path))?;
-            w
+            w.flush().map_err(io(path))
         }
-    };
-    w.get_ref().sync_all().map_err(io(path))
+    }
 }
 
-/// Moves a job's lines from the store into its step files.
-pub(crate) fn archive(
+/// Writes a job's lines from the store into its step files in a directory aside (under
+/// `root`, `.job-ID.tmp`); that directory.
+fn write_aside(
     store: &store::Store,
-    data: &Path,
+    root: &Path,
     job: &store::Job,
-) -> Result<(), LogFileError> {
-    let root = data.join("logs");
+    whole: &mut zstd::bulk::Compressor<'static>,
+) -> Result<PathBuf, LogFileError> {
     let tmp = root.join(format!(".job-{}.tmp", job.id));
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
@@ -116,7 +116,6 @@ pub(crate) fn archive(
     let mut after = 0;
     let mut step = 0usize;
     let mut file: Option<StepFile> = None;
-    let mut whole = zstd::bulk::Compressor::new(3).map_err(io(&tmp))?;
     let mut path = tmp.join("0000.zst");
     loop {
         let page = store.job_log_page(job.id, after, PAGE)?;
@@ -125,7 +124,7 @@ pub(crate) fn archive(
         }
         for (seq, text) in page {
             if text.starts_with("##[step] ") && file.is_some() {
-                finish(file.take(), &path, &mut whole)?;
+                finish(file.take(), &path, whole)?;
                 step += 1;
             }
             let f = file.get_or_insert_with(|| {
@@ -139,15 +138,60 @@ pub(crate) fn archive(
             after = seq;
         }
     }
-    finish(file, &path, &mut whole)?;
-    let target = dir(data, job.id);
-    if target.exists() {
-        // An earlier archive of this job stopped after its rename: this one replaces it.
-        std::fs::remove_dir_all(&target).map_err(io(&target))?;
+    finish(file, &path, whole)?;
+    Ok(tmp)
+}
+
+/// Makes what `path` holds (a file's contents, a directory's entries) durable.
+fn sync(path: &Path) -> Result<(), LogFileError> {
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(io(path))
+}
+
+/// Moves the lines of `jobs` from the store into their step files, until `stop`; how many
+/// jobs it moved. Every job's files are written aside first, then all made durable together
+/// (the first `fsync` commits the file system's journal with the whole batch in it, the
+/// others find it done: a file made durable as soon as it was written cost a commit
+/// each), then each job's directory is renamed into place, the renames are made durable,
+/// and only then is the store told (which deletes the rows).
+pub(crate) fn archive_all(
+    store: &store::Store,
+    data: &Path,
+    jobs: &[store::Job],
+    stop: &CancellationToken,
+) -> Result<usize, LogFileError> {
+    let root = data.join("logs");
+    let mut whole = zstd::bulk::Compressor::new(3).map_err(io(&root))?;
+    let mut aside = Vec::new();
+    for job in jobs {
+        if stop.is_cancelled() {
+            break;
+        }
+        aside.push((job.id, write_aside(store, &root, job, &mut whole)?));
     }
-    std::fs::rename(&tmp, &target).map_err(io(&target))?;
-    store.log_archived(job.id)?;
-    Ok(())
+    if aside.is_empty() {
+        return Ok(0);
+    }
+    for (_, tmp) in &aside {
+        for entry in std::fs::read_dir(tmp).map_err(io(tmp))? {
+            sync(&entry.map_err(io(tmp))?.path())?;
+        }
+        sync(tmp)?;
+    }
+    for (job, tmp) in &aside {
+        let target = dir(data, *job);
+        if target.exists() {
+            // An earlier archive of this job stopped after its rename: this one replaces it.
+            std::fs::remove_dir_all(&target).map_err(io(&target))?;
+        }
+        std::fs::rename(tmp, &target).map_err(io(&target))?;
+    }
+    sync(&root)?;
+    for (job, _) in &aside {
+        store.log_archived(*job)?;
+    }
+    Ok(aside.len())
 }
 
 /// The step files of the archived log of `log_job`, in order.
@@ -371,27 +415,21 @@ pub(crate) async fn archiver(store: Arc<store::Store>, data: PathBuf, shutdown: 
     if let Err(Blocked::Call(e)) = purged {
         tracing::error!("deleting the rows of archived job logs: {e}");
     }
-    // A backlog is worked through batch by batch, job by job, and a stop is heard between
-    // any two jobs: what is left waits for the next start (a job's log is whole in rows or
-    // in files, never half of each).
+    // A backlog is worked through batch by batch, and a stop is heard between any two jobs'
+    // files: those written are put in place, what is left waits for the next start (a job's
+    // log is whole in rows or in files, never half of each).
     loop {
         if shutdown.is_cancelled() {
             return;
         }
         let (s, d, stop) = (store.clone(), data.clone(), shutdown.clone());
-        let done = blocking(move || -> Result<usize, LogFileError> {
+        let done = blocking(move || -> Result<(usize, usize), LogFileError> {
             let jobs = s.logs_to_archive(64)?;
-            for job in &jobs {
-                if stop.is_cancelled() {
-                    return Ok(0);
-                }
-                archive(&s, &d, job)?;
-            }
-            Ok(jobs.len())
+            Ok((jobs.len(), archive_all(&s, &d, &jobs, &stop)?))
         })
         .await;
         let more = match done {
-            Ok(n) => n == 64,
+            Ok((asked, moved)) => asked == 64 && moved == asked,
             // The call's error, or its task's: said the same way.
             Err(e) => {
                 tracing::error!("archiving job logs: {e}");
@@ -415,6 +453,28 @@ mod tests {
     /// A job whose log has `lines` lines, the first of each step `##[step] ...` every
     /// `step` lines, still in rows.
     fn job_with_lines(store: &store::Store, lines: i64, step: i64) -> store::Job {
+        jobs_with_lines(store, 1, lines, step).remove(0)
+    }
+
+    /// `n` such jobs, each of a run of its own, leased by one runner.
+    fn jobs_with_lines(store: &store::Store, n: usize, lines: i64, step: i64) -> Vec<store::Job> {
+        store.add_runner_token("t").unwrap();
+        let r = store
+            .register_runner("t", "r", &[], 1, "c", 3_600_000)
+            .unwrap()
+            .unwrap();
+        (0..n)
+            .map(|i| leased_job_with_lines(store, r, &format!("L{i}"), lines, step))
+            .collect()
+    }
+
+    fn leased_job_with_lines(
+        store: &store::Store,
+        r: store::RunnerId,
+        lease: &str,
+        lines: i64,
+        step: i64,
+    ) -> store::Job {
         let run = store
             .create_run(&store::NewRun {
                 repo: "r".into(),
@@ -429,14 +489,9 @@ mod tests {
             })
             .unwrap();
         let job = store.enqueue_job(run, "j", "j", "[]", "{}", b"").unwrap();
-        store.add_runner_token("t").unwrap();
-        let r = store
-            .register_runner("t", "r", &[], 1, "c", 3_600_000)
-            .unwrap()
-            .unwrap();
         let want = store::Want {
             labels: &["*".to_owned()],
-            lease: "L",
+            lease,
             lease_ms: 60_000,
         };
         store.take_job(r, &want).unwrap().unwrap();
@@ -451,7 +506,7 @@ mod tests {
             })
             .collect();
         for chunk in all.chunks(500) {
-            store.append_job_logs(job.id, r, "L", chunk).unwrap();
+            store.append_job_logs(job.id, r, lease, chunk).unwrap();
         }
         store.job(job.id).unwrap()
     }
@@ -476,7 +531,14 @@ mod tests {
             .iter()
             .map(|&n| last_lines(&store, dir.path(), job.id, n).unwrap())
             .collect();
-        archive(&store, dir.path(), &job).unwrap();
+        let moved = archive_all(
+            &store,
+            dir.path(),
+            std::slice::from_ref(&job),
+            &CancellationToken::new(),
+        )
+        .unwrap();
+        assert_eq!(moved, 1);
         assert!(store.job(job.id).unwrap().log_archived);
         // Six step files, read newest first.
         assert_eq!(step_files(dir.path(), job.id).unwrap().len(), 6);
@@ -492,5 +554,46 @@ mod tests {
                 "{n} lines: rows and files differ"
             );
         }
+    }
+
+    /// A batch: every job's files are put in place and its rows deleted; a stop before any
+    /// job leaves every log in its rows, nothing aside.
+    #[test]
+    fn a_batch_is_archived_whole_and_a_stop_leaves_the_logs_in_rows() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = store::Store::open(&dir.path().join("db")).unwrap();
+        let jobs = jobs_with_lines(&store, 3, 50, 20);
+        let lines = |job: store::JobId| {
+            let mut all = Vec::new();
+            each_line(&store, dir.path(), job, 0, &mut |_, t| {
+                all.push(t);
+                true
+            })
+            .unwrap();
+            all
+        };
+        let before: Vec<_> = jobs.iter().map(|j| lines(j.id)).collect();
+        let stopped = CancellationToken::new();
+        stopped.cancel();
+        assert_eq!(archive_all(&store, dir.path(), &jobs, &stopped).unwrap(), 0);
+        assert!(jobs.iter().all(|j| !store.job(j.id).unwrap().log_archived));
+        assert!(
+            !dir.path().join("logs").exists()
+                || step_files(dir.path(), jobs[0].id).unwrap().is_empty()
+        );
+        let moved = archive_all(&store, dir.path(), &jobs, &CancellationToken::new()).unwrap();
+        assert_eq!(moved, 3);
+        for (job, before) in jobs.iter().zip(&before) {
+            assert!(store.job(job.id).unwrap().log_archived);
+            assert_eq!(step_files(dir.path(), job.id).unwrap().len(), 3);
+            assert_eq!(&lines(job.id), before);
+        }
+        // Nothing left aside.
+        let aside: Vec<_> = std::fs::read_dir(dir.path().join("logs"))
+            .unwrap()
+            .filter_map(|e| e.ok())
+            .filter(|e| e.file_name().to_string_lossy().ends_with(".tmp"))
+            .collect();
+        assert!(aside.is_empty());
     }
 }
