@@ -1,5 +1,6 @@
 //! A run's logs: what is stored, as text, or followed live as server-sent events (the stored
-//! lines, then new ones; a follower that fell behind catches up from the store).
+//! lines, then new ones; a follower that fell behind catches up from the store); and a run's
+//! end alone, for whoever waits for it without its log.
 
 use std::convert::Infallible;
 use std::sync::Arc;
