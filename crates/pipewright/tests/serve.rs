@@ -249,15 +249,19 @@ jobs:
         .as_i64()
         .unwrap();
     s.wait_job_running(id);
-    let (status, body) = serve_support::request_bytes(
-        &s.url,
-        "GET",
-        &format!("/api/v1/runs/{id}/wait"),
-        &auth,
-        b"",
-    );
-    let body = String::from_utf8_lossy(&body).into_owned();
-    assert_eq!(status, 200, "{body}");
+    let wait = || {
+        let (status, body) = serve_support::request_bytes(
+            &s.url,
+            "GET",
+            &format!("/api/v1/runs/{id}/wait"),
+            &auth,
+            b"",
+        );
+        let body = String::from_utf8_lossy(&body).into_owned();
+        assert_eq!(status, 200, "{body}");
+        body
+    };
+    let body = wait();
     // Answered as the run ended, not before.
     assert_eq!(s.api(&format!("/api/v1/runs/{id}"))["status"], "completed");
     let events: Vec<&str> = body
@@ -269,15 +273,7 @@ jobs:
     assert!(body.contains("data: failure"), "{body}");
     assert!(!body.contains("a line of the log"), "{body}");
     // A finished run: at once.
-    let (status, body) = serve_support::request_bytes(
-        &s.url,
-        "GET",
-        &format!("/api/v1/runs/{id}/wait"),
-        &auth,
-        b"",
-    );
-    let body = String::from_utf8_lossy(&body).into_owned();
-    assert_eq!(status, 200, "{body}");
+    let body = wait();
     assert!(body.contains("event: done\ndata: failure"), "{body}");
     // No such run; no token.
     let (status, _) =
