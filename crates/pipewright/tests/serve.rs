@@ -275,6 +275,38 @@ jobs:
     // A finished run: at once.
     let body = wait();
     assert!(body.contains("event: done\ndata: failure"), "{body}");
+    // Through another server sharing the database, which does not orchestrate the run: it
+    // finds the run's end in the store.
+    let (peer, peer_url) = s.spawn_peer("b");
+    let (status, body) = post(
+        &s.url,
+        "/api/v1/repos/acme%2Fapp/dispatch",
+        &[
+            auth[0].clone(),
+            ("Content-Type", "application/json".to_owned()),
+        ],
+        br#"{"workflow": "ci.yml"}"#,
+    );
+    assert_eq!(status, 201, "{body}");
+    let other = serde_json::from_str::<Value>(&body).unwrap()["runs"][0]
+        .as_i64()
+        .unwrap();
+    let (status, body) = serve_support::request_bytes(
+        &peer_url,
+        "GET",
+        &format!("/api/v1/runs/{other}/wait"),
+        &auth,
+        b"",
+    );
+    let body = String::from_utf8_lossy(&body).into_owned();
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("event: done\ndata: failure"), "{body}");
+    assert!(
+        s.log().contains(&format!("orchestrating run {other} (")),
+        "{}",
+        s.log()
+    );
+    drop(peer);
     // No such run; no token.
     let (status, _) =
         serve_support::request_bytes(&s.url, "GET", "/api/v1/runs/999999/wait", &auth, b"");

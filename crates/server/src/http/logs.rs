@@ -343,10 +343,16 @@ pub(super) async fn run_logs(
         .into_response())
 }
 
+/// How often a waiter reads the run again: the broadcast tells only of the runs this server
+/// orchestrates, and a run may be another's (servers sharing a database) or become another's
+/// (taken up after its server stopped).
+const WAIT_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
+
 /// `GET /api/v1/runs/{id}/wait`: Server-Sent Events, one `done` with the run's conclusion
 /// once it ends (at once if it has), keep-alive comments meanwhile. What `pipewright
 /// dispatch --wait` follows: the end of a run without its log, so no line is read from the
-/// store or sent for it.
+/// store or sent for it. Told by this server's broadcast, or found in the store (read again
+/// every [`WAIT_RECHECK`], and after the broadcast ran ahead of this waiter).
 pub(super) async fn run_wait(
     _: Authorized,
     State(s): State<AppStateRef>,
@@ -362,24 +368,31 @@ pub(super) async fn run_wait(
         if let Some(conclusion) = ended {
             return Some(conclusion);
         }
+        use tokio::sync::broadcast::error::RecvError;
         let mut live = live;
+        let mut recheck = tokio::time::interval(WAIT_RECHECK);
+        recheck.reset();
         loop {
-            match live.recv().await {
-                Ok(Live::RunDone { run, conclusion }) if run == id => {
-                    return Some(Some(conclusion));
-                }
-                Ok(_) => {}
-                // Behind the broadcast: the end may have been among what was missed.
-                Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {
-                    let store = store.clone();
-                    if let Ok(run) = blocking(move || store.run(id)).await
-                        && run.status == RunStatus::Completed
-                    {
-                        return Some(run.conclusion);
+            let look = tokio::select! {
+                told = live.recv() => match told {
+                    Ok(Live::RunDone { run, conclusion }) if run == id => {
+                        return Some(Some(conclusion));
                     }
+                    Ok(_) => false,
+                    // Behind the broadcast: the end may have been among what was missed.
+                    Err(RecvError::Lagged(_)) => true,
+                    // The server is stopping: the stream ends without `done`.
+                    Err(RecvError::Closed) => return None,
+                },
+                _ = recheck.tick() => true,
+            };
+            if look {
+                let store = store.clone();
+                if let Ok(run) = blocking(move || store.run(id)).await
+                    && run.status == RunStatus::Completed
+                {
+                    return Some(run.conclusion);
                 }
-                // The server is stopping: the stream ends without `done`.
-                Err(tokio::sync::broadcast::error::RecvError::Closed) => return None,
             }
         }
     };
