@@ -218,7 +218,7 @@ fn dispatch_waits_and_api_needs_the_token() {
 /// its log, when the run ends or at once if it has; for a token's holder only.
 #[test]
 fn waiting_for_a_run_gives_its_end_and_none_of_its_log() {
-    let s = Server::start();
+    let mut s = Server::start();
     let work = s.commit(
         "main",
         "on: workflow_dispatch
@@ -235,23 +235,9 @@ jobs:
     assert!(out.trim().ends_with(" failure"), "{out}");
     assert!(!out.contains("a line of the log"), "{out}");
     let auth = [("Authorization", format!("Bearer {TOKEN}"))];
-    let (status, body) = post(
-        &s.url,
-        "/api/v1/repos/acme%2Fapp/dispatch",
-        &[
-            auth[0].clone(),
-            ("Content-Type", "application/json".to_owned()),
-        ],
-        br#"{"workflow": "ci.yml"}"#,
-    );
-    assert_eq!(status, 201, "{body}");
-    let id = serde_json::from_str::<Value>(&body).unwrap()["runs"][0]
-        .as_i64()
-        .unwrap();
-    s.wait_job_running(id);
-    let wait = || {
+    let wait = |url: &str, id: i64| {
         let (status, body) = serve_support::request_bytes(
-            &s.url,
+            url,
             "GET",
             &format!("/api/v1/runs/{id}/wait"),
             &auth,
@@ -261,7 +247,10 @@ jobs:
         assert_eq!(status, 200, "{body}");
         body
     };
-    let body = wait();
+    let a_url = s.url.clone();
+    let id = dispatch_through(&mut s, &a_url);
+    s.wait_job_running(id);
+    let body = wait(&a_url, id);
     // Answered as the run ended, not before.
     assert_eq!(s.api(&format!("/api/v1/runs/{id}"))["status"], "completed");
     let events: Vec<&str> = body
@@ -273,33 +262,13 @@ jobs:
     assert!(body.contains("data: failure"), "{body}");
     assert!(!body.contains("a line of the log"), "{body}");
     // A finished run: at once.
-    let body = wait();
+    let body = wait(&a_url, id);
     assert!(body.contains("event: done\ndata: failure"), "{body}");
     // Through another server sharing the database, which does not orchestrate the run: it
     // finds the run's end in the store.
     let (peer, peer_url) = s.spawn_peer("b");
-    let (status, body) = post(
-        &s.url,
-        "/api/v1/repos/acme%2Fapp/dispatch",
-        &[
-            auth[0].clone(),
-            ("Content-Type", "application/json".to_owned()),
-        ],
-        br#"{"workflow": "ci.yml"}"#,
-    );
-    assert_eq!(status, 201, "{body}");
-    let other = serde_json::from_str::<Value>(&body).unwrap()["runs"][0]
-        .as_i64()
-        .unwrap();
-    let (status, body) = serve_support::request_bytes(
-        &peer_url,
-        "GET",
-        &format!("/api/v1/runs/{other}/wait"),
-        &auth,
-        b"",
-    );
-    let body = String::from_utf8_lossy(&body).into_owned();
-    assert_eq!(status, 200, "{body}");
+    let other = dispatch_through(&mut s, &a_url);
+    let body = wait(&peer_url, other);
     assert!(body.contains("event: done\ndata: failure"), "{body}");
     assert!(
         s.log().contains(&format!("orchestrating run {other} (")),

@@ -387,8 +387,8 @@ pub(super) async fn run_wait(
                 _ = recheck.tick() => true,
             };
             if look {
-                let store = store.clone();
-                if let Ok(run) = blocking(move || store.run(id)).await
+                let s2 = store.clone();
+                if let Ok(run) = store_now(&store, move || s2.run(id)).await
                     && run.status == RunStatus::Completed
                 {
                     return Some(run.conclusion);
