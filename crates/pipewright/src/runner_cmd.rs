@@ -241,6 +241,7 @@ pub(crate) fn run(args: &RunnerArgs) -> Result<u8> {
                 actions: actions::registry(),
                 images: crate::run_cmd::images(&args.images)?,
                 action_source: Some(action_source),
+                in_place: None,
             },
             shutdown,
         )

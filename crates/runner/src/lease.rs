@@ -15,8 +15,8 @@ use crate::protocol::{self, Lease};
 use crate::sink::send_logs;
 use crate::slots::ready_slot;
 use crate::{
-    Client, Leased, RemoteSink, RunnerConfig, RunnerError, Slot, Workflows, check, confined,
-    context_of, failed_report, io, label_of, retry, run_here,
+    Client, Leased, RemoteSink, RunnerConfig, RunnerError, Slot, Workflows, confined, context_of,
+    failed_report, io, label_of, retry, run_here,
 };
 
 /// Keeps the lease alive; cancels the job when the server asks, or when the lease is lost.
@@ -29,21 +29,14 @@ async fn heartbeats(
     let every = Duration::from_millis((lease.lease_ms / 3).clamp(100, 1000));
     loop {
         tokio::time::sleep(every).await;
-        let resp = client
-            .job_request(reqwest::Method::POST, &lease, "/heartbeat")
-            .timeout(Duration::from_millis(lease.lease_ms.max(1000)))
-            .send()
-            .await;
-        let reply = match resp {
-            Ok(r) => match check(r, Some(lease.job)).await {
-                Ok(r) => r.json::<protocol::HeartbeatReply>().await.ok(),
-                Err(RunnerError::NotHeld(_)) => {
-                    lost.store(true, Ordering::Relaxed);
-                    cancel.cancel();
-                    return;
-                }
-                Err(_) => None,
-            },
+        let timeout = Duration::from_millis(lease.lease_ms.max(1000));
+        let reply = match client.heartbeat(&lease, timeout).await {
+            Ok(r) => Some(r),
+            Err(RunnerError::NotHeld(_)) => {
+                lost.store(true, Ordering::Relaxed);
+                cancel.cancel();
+                return;
+            }
             // The server may be restarting: the lease outlives a short outage.
             Err(_) => None,
         };
@@ -135,18 +128,7 @@ pub(crate) async fn execute(
         lines: tail,
         next: more && uploaded.is_ok(),
     };
-    let done = retry(&never, || async {
-        let resp = client
-            .job_request(reqwest::Method::POST, &lease, "/finish")
-            .json(&finish)
-            .send()
-            .await?;
-        Ok(check(resp, Some(lease.job))
-            .await?
-            .json::<protocol::Finished>()
-            .await?)
-    })
-    .await;
+    let done = retry(&never, || client.finish(&lease, &finish)).await;
     tracing::debug!(job = lease.job, ms = t0.elapsed().as_millis(), "reported");
     uploaded?;
     Ok(done?.next)

@@ -8,7 +8,9 @@
 //! and its report ends the lease. A cancelled job is stopped; a job whose lease was lost is
 //! stopped without a report (the server has given it to another runner or failed it).
 //!
-//! The server's in-process runner is this same code, talking to its own server over loopback.
+//! The server's in-process runner is this same code; its own calls (the next job,
+//! heartbeats, lines, reports) are answered in place by the server ([`InPlace`]), its
+//! jobs' processes speak HTTP over loopback like any job's.
 //!
 //! Its parts: the runner protocol's HTTP client (`client`), the slots jobs run in and their
 //! directories (`slots`), a leased job from lease to report (`lease`), preparing and running
@@ -28,7 +30,7 @@ mod slots;
 mod transfer;
 mod workflows;
 
-pub use client::register;
+pub use client::{Answer, InPlace, Refused, register};
 pub use confined::{Isolation, job_exec, reap_slots};
 pub use job::Site;
 pub use sink::format_line;
@@ -99,6 +101,19 @@ pub struct RunnerConfig {
     /// into a cache the job reads and cannot write (`None`: jobs get only built-in and
     /// local actions).
     pub action_source: Option<engine::ActionSource>,
+    /// The server this runner runs in, which answers its own calls in place (`None`: a
+    /// runner of its own, over HTTP).
+    pub in_place: Option<InPlaceServer>,
+}
+
+/// The server a runner runs in ([`InPlace`]).
+#[derive(Clone)]
+pub struct InPlaceServer(pub Arc<dyn InPlace>);
+
+impl std::fmt::Debug for InPlaceServer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("InPlaceServer")
+    }
 }
 
 /// The environment jobs start from: this process's, without pipewright's own variables
@@ -156,7 +171,11 @@ pub async fn run(config: RunnerConfig, shutdown: CancellationToken) -> Result<()
         }
     }
     let config = Arc::new(config);
-    let client = Client::new(&config.server, &config.credential);
+    let client = Client::new(
+        &config.server,
+        &config.credential,
+        config.in_place.as_ref().map(|s| s.0.clone()),
+    );
     let workflows = Arc::new(Workflows::default());
     // The free slots, by number: as many as jobs may run at once; a job holds one.
     let (free, mut slots) = mpsc::unbounded_channel();

@@ -10,7 +10,7 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::protocol::{self, Lease, LogLine};
-use crate::{Client, RunnerError, check, retry};
+use crate::{Client, RunnerError, retry};
 
 /// Lines waiting to be sent may hold at most this many bytes: a step printing faster than
 /// the server takes its lines waits (its pipe fills, it blocks), the runner's memory does not
@@ -172,15 +172,7 @@ pub(crate) async fn send_logs(
             return lines;
         }
         let batch = protocol::LogBatch { lines };
-        let sent = retry(&never, || async {
-            let resp = client
-                .job_request(reqwest::Method::POST, &lease, "/logs")
-                .json(&batch)
-                .send()
-                .await?;
-            check(resp, Some(lease.job)).await.map(drop)
-        })
-        .await;
+        let sent = retry(&never, || client.logs(&lease, &batch)).await;
         drop(permits);
         if let Err(RunnerError::NotHeld(_)) = sent {
             lost.store(true, Ordering::Relaxed);

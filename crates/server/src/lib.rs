@@ -297,23 +297,6 @@ pub async fn serve(
         );
         None
     };
-    let embedded = (config.embedded_capacity > 0).then(|| {
-        let rc = runner::RunnerConfig {
-            server: hook_url.clone(),
-            credential: embedded_credential,
-            labels: embedded_labels,
-            capacity: config.embedded_capacity,
-            work_dir: config.data_dir.join("work"),
-            base_env: runner::job_env(),
-            isolation,
-            actions,
-            images: config.runner_images.clone(),
-            action_source: Some(engine::ActionSource::from_env(
-                config.data_dir.join("work").join("actions-cache"),
-            )),
-        };
-        tokio::spawn(runner::run(rc, shutdown.clone()))
-    });
     let sender = tokio::spawn(notify::sender(
         store.clone(),
         Arc::new(config.channels.clone()),
@@ -376,10 +359,32 @@ pub async fn serve(
         admin_token,
         alerts,
     });
+    // The in-process runner's own calls are answered in place; its jobs' processes (its
+    // artifacts, its caches) come over HTTP with their jobs' tokens.
+    let config = state.config.clone();
+    let embedded = (config.embedded_capacity > 0).then(|| {
+        let in_place = http::InPlace::new(state.clone(), &embedded_credential);
+        let rc = runner::RunnerConfig {
+            server: hook_url.clone(),
+            credential: embedded_credential,
+            labels: embedded_labels,
+            capacity: config.embedded_capacity,
+            work_dir: config.data_dir.join("work"),
+            base_env: runner::job_env(),
+            isolation,
+            actions,
+            images: config.runner_images.clone(),
+            action_source: Some(engine::ActionSource::from_env(
+                config.data_dir.join("work").join("actions-cache"),
+            )),
+            in_place: Some(runner::InPlaceServer(Arc::new(in_place))),
+        };
+        tokio::spawn(runner::run(rc, shutdown.clone()))
+    });
     let app = http::router(state);
     tracing::info!(%local, "pipewright serve listening");
     // On shutdown the in-process runner takes no more jobs and finishes its running ones,
-    // which report through the HTTP server: it stops after them.
+    // whose processes upload their artifacts through the HTTP server: it stops after them.
     let http_stop = CancellationToken::new();
     let (s, stop2) = (shutdown.clone(), http_stop.clone());
     let sequence = tokio::spawn(async move {

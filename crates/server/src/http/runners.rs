@@ -36,23 +36,30 @@ impl FromRequestParts<AppStateRef> for RunnerAuth {
                 "missing runner credential",
             ));
         };
-        let hash = token_hash(given);
-        if let Some(r) = state.runners.get(&hash) {
-            return Ok(RunnerAuth(r));
+        Ok(RunnerAuth(runner_by_hash(state, token_hash(given)).await?))
+    }
+}
+
+/// The registered runner whose credential hashes to `hash`.
+pub(crate) async fn runner_by_hash(
+    state: &AppState,
+    hash: String,
+) -> Result<Arc<store::Runner>, ApiError> {
+    if let Some(r) = state.runners.get(&hash) {
+        return Ok(r);
+    }
+    let store = state.store.clone();
+    let key = hash.clone();
+    match blocking(move || store.runner_by_credential(&key)).await? {
+        Some(r) => {
+            let r = Arc::new(r);
+            state.runners.put(hash, r.clone());
+            Ok(r)
         }
-        let store = state.store.clone();
-        let key = hash.clone();
-        match blocking(move || store.runner_by_credential(&key)).await? {
-            Some(r) => {
-                let r = Arc::new(r);
-                state.runners.put(hash, r.clone());
-                Ok(RunnerAuth(r))
-            }
-            None => Err(ApiError::new(
-                StatusCode::UNAUTHORIZED,
-                "unknown runner credential (register the runner again)",
-            )),
-        }
+        None => Err(ApiError::new(
+            StatusCode::UNAUTHORIZED,
+            "unknown runner credential (register the runner again)",
+        )),
     }
 }
 
@@ -235,14 +242,27 @@ pub(crate) async fn next_job(
     Json(body): Json<protocol::Next>,
 ) -> Result<Response, ApiError> {
     same_protocol(body.version)?;
-    let deadline = tokio::time::Instant::now() + Duration::from_millis(body.wait_ms.min(60_000));
+    Ok(match next_for(&s, &runner, body.wait_ms).await? {
+        Some(lease) => Json(lease).into_response(),
+        None => StatusCode::NO_CONTENT.into_response(),
+    })
+}
+
+/// A job for `runner`, waiting up to `wait_ms` for one (the route's and the in-process
+/// runner's).
+pub(crate) async fn next_for(
+    s: &AppState,
+    runner: &Arc<store::Runner>,
+    wait_ms: u64,
+) -> Result<Option<Lease>, ApiError> {
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(wait_ms.min(60_000));
     if s.runners.seen_due(runner.id) {
         let (store, id) = (s.store.clone(), runner.id);
         blocking(move || store.touch_runner(id)).await?;
     }
     loop {
         if s.stopping.is_cancelled() {
-            return Ok(StatusCode::NO_CONTENT.into_response());
+            return Ok(None);
         }
         let notified = s.queued.notified();
         tokio::pin!(notified);
@@ -264,18 +284,14 @@ pub(crate) async fn next_job(
         .await?
         {
             tracing::info!(job = leased.job.id.get(), runner = %runner.name, "job leased");
-            return Ok(Json(lease_from(&s, leased)?).into_response());
+            return Ok(Some(lease_from(s, leased)?));
         }
         tokio::select! {
             () = &mut notified => {}
             // Jobs queued by another server process, or released by the reaper elsewhere.
             () = tokio::time::sleep(Duration::from_secs(1)) => {}
-            () = tokio::time::sleep_until(deadline) => {
-                return Ok(StatusCode::NO_CONTENT.into_response());
-            }
-            () = s.stopping.cancelled() => {
-                return Ok(StatusCode::NO_CONTENT.into_response());
-            }
+            () = tokio::time::sleep_until(deadline) => return Ok(None),
+            () = s.stopping.cancelled() => return Ok(None),
         }
     }
 }
@@ -288,9 +304,19 @@ pub(crate) async fn heartbeat(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let lease = lease_of(&headers)?;
-    let (store, lease_ms) = (s.store.clone(), s.config.lease_ms);
-    let cancel = blocking(move || store.heartbeat(job, runner.id, &lease, lease_ms)).await?;
-    Ok(Json(protocol::HeartbeatReply { cancel }).into_response())
+    Ok(Json(heartbeat_for(&s, &runner, job, lease).await?).into_response())
+}
+
+/// Keeps `runner`'s lease of `job` alive (the route's and the in-process runner's).
+pub(crate) async fn heartbeat_for(
+    s: &AppState,
+    runner: &store::Runner,
+    job: store::JobId,
+    lease: String,
+) -> Result<protocol::HeartbeatReply, ApiError> {
+    let (store, lease_ms, id) = (s.store.clone(), s.config.lease_ms, runner.id);
+    let cancel = blocking(move || store.heartbeat(job, id, &lease, lease_ms)).await?;
+    Ok(protocol::HeartbeatReply { cancel })
 }
 
 /// Lines from a runner as they are stored: whatever a runner sends, a stored line holds no
@@ -317,10 +343,23 @@ pub(crate) async fn logs(
     Json(batch): Json<protocol::LogBatch>,
 ) -> Result<Response, ApiError> {
     let lease = lease_of(&headers)?;
-    let store = s.store.clone();
-    let lines = stored_lines(batch.lines);
+    logs_for(&s, &runner, job, lease, batch.lines).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}
+
+/// Stores a batch of `job`'s lines from `runner`, which holds it (the route's and the
+/// in-process runner's).
+pub(crate) async fn logs_for(
+    s: &AppState,
+    runner: &store::Runner,
+    job: store::JobId,
+    lease: String,
+    lines: Vec<protocol::LogLine>,
+) -> Result<(), ApiError> {
+    let (store, id) = (s.store.clone(), runner.id);
+    let lines = stored_lines(lines);
     let (held, lines) = blocking(move || -> Result<_, ApiError> {
-        let held = store.append_job_logs(job, runner.id, &lease, &lines)?;
+        let held = store.append_job_logs(job, id, &lease, &lines)?;
         Ok((held, lines))
     })
     .await?;
@@ -334,7 +373,7 @@ pub(crate) async fn logs(
             text,
         });
     }
-    Ok(StatusCode::NO_CONTENT.into_response())
+    Ok(())
 }
 
 /// `POST /api/v1/runner/jobs/{job}/finish`: the report and the last lines in one
@@ -347,14 +386,29 @@ pub(crate) async fn finish(
     Json(body): Json<protocol::Finish>,
 ) -> Result<Response, ApiError> {
     let lease = lease_of(&headers)?;
+    let answer = finish_for(&s, &runner, job, lease, &body.report, body.lines, body.next).await?;
+    Ok(Json(answer).into_response())
+}
+
+/// `runner`'s report of `job` and its last lines, in one transaction; then, if `next`, the
+/// runner's next job (the route's and the in-process runner's).
+pub(crate) async fn finish_for(
+    s: &AppState,
+    runner: &store::Runner,
+    job: store::JobId,
+    lease: String,
+    report: &engine::JobReport,
+    lines: Vec<protocol::LogLine>,
+    next: bool,
+) -> Result<protocol::Finished, ApiError> {
     let store = s.store.clone();
-    let conclusion = crate::conclusion::to_store(body.report.conclusion);
-    let report = serde_json::to_string(&body.report).map_err(ApiError::internal)?;
-    let lines = stored_lines(body.lines);
+    let conclusion = crate::conclusion::to_store(report.conclusion);
+    let report = serde_json::to_string(report).map_err(ApiError::internal)?;
+    let lines = stored_lines(lines);
     let sent = lines.clone();
     let id = runner.id;
     let me = s.me.clone();
-    let want_next = body.next && !s.stopping.is_cancelled();
+    let want_next = next && !s.stopping.is_cancelled();
     let (labels, next_lease, lease_ms) = (
         runner.labels.clone(),
         crate::random_token()?,
@@ -399,9 +453,9 @@ pub(crate) async fn finish(
     let mut answer = protocol::Finished::default();
     if let Some(leased) = next {
         tracing::info!(job = leased.job.id.get(), runner = %runner.name, "job leased");
-        answer.next = Some(lease_from(&s, leased)?);
+        answer.next = Some(lease_from(s, leased)?);
     }
-    Ok(Json(answer).into_response())
+    Ok(answer)
 }
 
 /// Who calls one of a job's routes: the runner holding it (its credential, the lease in a
