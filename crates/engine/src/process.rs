@@ -150,10 +150,21 @@ pub async fn run(
 /// makes); given a bare name and a `PATH` of its own it must fork. Not found: the name as
 /// given (spawning it then reports the error).
 fn resolve(program: &str, env: &[(String, String)], cwd: &std::path::Path) -> PathBuf {
-    use std::os::unix::fs::PermissionsExt;
     if program.contains('/') {
         return PathBuf::from(program);
     }
+    find(program, env, cwd).unwrap_or_else(|| PathBuf::from(program))
+}
+
+/// Where the bare name `program` is on the `PATH` of `env` (an executable file), if
+/// anywhere; a relative entry of the `PATH` is the process's, from its working directory
+/// `cwd`.
+pub(crate) fn find(
+    program: &str,
+    env: &[(String, String)],
+    cwd: &std::path::Path,
+) -> Option<PathBuf> {
+    use std::os::unix::fs::PermissionsExt;
     let path = env
         .iter()
         .rev()
@@ -162,12 +173,10 @@ fn resolve(program: &str, env: &[(String, String)], cwd: &std::path::Path) -> Pa
         .unwrap_or("/usr/local/bin:/usr/bin:/bin");
     path.split(':')
         .filter(|d| !d.is_empty())
-        // A relative entry is the child's, from its working directory.
         .map(|d| cwd.join(d).join(program))
         .find(|p| {
             std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
-        .unwrap_or_else(|| PathBuf::from(program))
 }
 
 /// Sends `signal` to a process group; a group that is already gone is not an error.

@@ -373,6 +373,55 @@ jobs:
     }
 }
 
+/// GitHub's rule for a `run:` step without `shell:`: bash if it is on the step's `PATH`
+/// (with what `GITHUB_PATH` added), else sh; the bash found there is the one that runs.
+#[test]
+fn the_default_shell_is_the_bash_on_the_step_s_path() {
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:
+  a:
+    runs-on: ubuntu-latest
+    steps:
+      - run: |
+          mkdir -p \"$RUNNER_TEMP/wrapped\"
+          printf '#!/bin/sh\\necho \"wrapped bash $*\" >&2\\nexec /bin/bash \"$@\"\\n' > \"$RUNNER_TEMP/wrapped/bash\"
+          chmod +x \"$RUNNER_TEMP/wrapped/bash\"
+          echo \"$RUNNER_TEMP/wrapped\" >> \"$GITHUB_PATH\"
+      - run: echo \"default shell $BASH_VERSION\"
+  b:
+    runs-on: ubuntu-latest
+    steps:
+      - run: mkdir -p \"$RUNNER_TEMP/only-sh\" && ln -sf /bin/sh \"$RUNNER_TEMP/only-sh/sh\"
+      - env:
+          PATH: ${{{{ runner.temp }}}}/only-sh
+        run: echo \"no bash here, shell ${{BASH_VERSION:-sh}}\"
+"
+    ));
+    let run = r.run(&[]);
+    run.assert_code(0);
+    // Without bash on the step's own PATH, sh (whatever the runner's PATH has).
+    assert!(
+        run.lines_of("b")
+            .contains(&"no bash here, shell sh".to_owned()),
+        "{}",
+        run.all()
+    );
+    let lines = run.lines_of("a");
+    // The second step's shell was the wrapper GITHUB_PATH put first, started as `bash -e`.
+    assert!(
+        lines.iter().any(|l| l.starts_with("wrapped bash -e ")),
+        "{}",
+        run.all()
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.starts_with("default shell ") && l.len() > "default shell ".len()),
+        "{}",
+        run.all()
+    );
+}
+
 #[test]
 fn env_precedence_and_default_variables() {
     let r = repo_with(&format!(

@@ -252,11 +252,13 @@ async fn execute_step(
                 format!("`{}` does not exist", cwd.display()),
             ));
         }
+        let env = state.process_env(&env_ctx, Some(&files));
+        // Looked up once, on the step's own `PATH` (which `GITHUB_PATH` may have changed),
+        // where the step's process will be started from.
         let bash = match &state.container {
             // Asked of the container when the step runs (one process, not two).
             Some(_) => Bash::AskTheContainer,
-            None if which("bash", &state.run.host.base_env) => Bash::Here,
-            None => Bash::Absent,
+            None => crate::process::find("bash", &env, &cwd).map_or(Bash::Absent, Bash::Here),
         };
         let (program, args, ext) = shell_command(shell.as_deref(), bash)?;
         let script_path = state.temp.join(format!("step-{}{ext}", state.step_counter));
@@ -270,7 +272,7 @@ async fn execute_step(
                 .map(|a| a.replace("{0}", &script_str))
                 .collect(),
             cwd,
-            env: state.process_env(&env_ctx, Some(&files)),
+            env,
         };
         if spawn.program.is_empty() {
             return Err(JobError::invalid("`shell`", "the command is empty"));
@@ -337,10 +339,11 @@ async fn execute_step(
 }
 
 /// The program and arguments for a `shell:` value, and the script file's extension.
-/// Whether the default shell is bash (GitHub's rule: bash where it is, else sh).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Whether the default shell is bash (GitHub's rule: bash where it is on the step's
+/// `PATH`, else sh), and where.
+#[derive(Debug, Clone, PartialEq, Eq)]
 enum Bash {
-    Here,
+    Here(std::path::PathBuf),
     Absent,
     AskTheContainer,
 }
@@ -352,7 +355,7 @@ fn shell_command(
     let v = |a: &[&str]| a.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>();
     Ok(match shell.map(str::trim) {
         None | Some("") => match bash {
-            Bash::Here => ("bash".into(), v(&["-e", "{0}"]), ".sh"),
+            Bash::Here(path) => (path.display().to_string(), v(&["-e", "{0}"]), ".sh"),
             Bash::Absent => ("sh".into(), v(&["-e", "{0}"]), ".sh"),
             Bash::AskTheContainer => (
                 "sh".into(),

@@ -428,12 +428,15 @@ async fn run_child(
     if let Some(cell) = &job.job_pid {
         cell.store(pid, std::sync::atomic::Ordering::SeqCst);
     }
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(&input).await.map_err(io(&isolation.exe))?;
+    }
+    // Recorded while the process reads its job and confines itself, not before: the record
+    // lets a runner started after a crash end the process, which ends by itself with this
+    // one anyway (its parent-death signal, asked for as it confines itself).
     let record = site.slot.join(CHILD_RECORD);
     if let Some(t) = start_time(pid) {
         std::fs::write(&record, format!("{pid} {t}")).map_err(io(&record))?;
-    }
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(&input).await.map_err(io(&isolation.exe))?;
     }
     let stdout = child
         .stdout
