@@ -164,13 +164,49 @@ const DEVICES: &[&str] = &[
     "/dev/shm",
 ];
 
+/// The rules every job confined with the same hidden paths gets: everything readable but
+/// those paths, and the devices. Made by a job's process while it waits for its job (a
+/// walk of `/` and a rule per entry: most of what confining a job costs), then completed
+/// with the job's own paths ([`Confinement::apply_with`]).
+pub struct Ahead {
+    /// The hidden paths as given (the job's confinement must name the same).
+    hidden: Vec<PathBuf>,
+    ruleset: landlock::RulesetCreated,
+}
+
+impl std::fmt::Debug for Ahead {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Ahead")
+            .field("hidden", &self.hidden)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ahead {
+    /// The rules of a job whose hidden paths are `hidden`.
+    pub fn make(hidden: Vec<PathBuf>) -> Result<Ahead, ConfineError> {
+        let ruleset = base_rules(&hidden)?;
+        Ok(Ahead { hidden, ruleset })
+    }
+}
+
 impl Confinement {
     /// Confines the calling process for good. Call it before starting any thread.
     pub fn apply(&self, parent: Pid) -> Result<Applied, ConfineError> {
+        self.apply_with(parent, None)
+    }
+
+    /// [`apply`](Self::apply), with the rules made `ahead` of the job if they were made for
+    /// its hidden paths (else they are made now).
+    pub fn apply_with(&self, parent: Pid, ahead: Option<Ahead>) -> Result<Applied, ConfineError> {
         // The rules are built as the current user (root can open every path), then the user
         // changes, then the rules are enforced.
         let ruleset = if self.landlock {
-            Some(self.ruleset()?)
+            let base = match ahead {
+                Some(a) if a.hidden == self.hidden => a.ruleset,
+                _ => base_rules(&self.hidden)?,
+            };
+            Some(self.job_rules(base)?)
         } else {
             None
         };
@@ -219,54 +255,84 @@ impl Confinement {
         Ok(applied)
     }
 
-    fn ruleset(&self) -> Result<landlock::RulesetCreated, ConfineError> {
+    /// `base` completed with the job's own paths: its slot and what it may read beneath
+    /// a hidden path, read; its directories and caches, read and written.
+    fn job_rules(
+        &self,
+        mut ruleset: landlock::RulesetCreated,
+    ) -> Result<landlock::RulesetCreated, ConfineError> {
         let abi = LANDLOCK_ABI;
-        let hidden: Vec<PathBuf> = self.hidden.iter().map(|p| canonical(p)).collect();
-        let mut read = Vec::new();
-        readable_roots(Path::new("/"), &hidden, &mut read);
-        let is_dir = |p: &Path| std::fs::metadata(p).is_ok_and(|m| m.is_dir());
-        read.extend(self.readable.iter().map(|p| (p.clone(), is_dir(p))));
-        let mut ruleset = Ruleset::default()
-            .handle_access(AccessFs::from_all(abi))?
-            .scope(Scope::Signal | Scope::AbstractUnixSocket)?
-            .create()?;
-        // A path that vanished meanwhile is simply not granted.
-        let rule = |path: &Path, dir: bool, access: landlock::BitFlags<AccessFs>| {
-            let fd = match PathFd::new(path) {
-                Ok(fd) => fd,
-                Err(_) if !path.exists() => return Ok(None),
-                Err(source) => {
-                    return Err(ConfineError::LandlockPath {
-                        path: path.to_owned(),
-                        source,
-                    });
-                }
-            };
-            // A rule on a file may only grant what applies to files.
-            let access = if dir {
-                access
-            } else {
-                access & AccessFs::from_file(abi)
-            };
-            Ok::<_, ConfineError>(Some(PathBeneath::new(fd, access)))
-        };
-        for (path, dir) in &read {
-            if let Some(r) = rule(path, *dir, AccessFs::from_read(abi))? {
+        for path in &self.readable {
+            if let Some(r) = rule(path, is_dir(path), AccessFs::from_read(abi))? {
                 ruleset = ruleset.add_rule(r)?;
             }
         }
-        for path in self.writable.iter().map(PathBuf::from).chain(
-            DEVICES
-                .iter()
-                .map(PathBuf::from)
-                .filter(|p| !hidden.iter().any(|h| p.starts_with(h))),
-        ) {
-            if let Some(r) = rule(&path, is_dir(&path), AccessFs::from_all(abi))? {
+        for path in &self.writable {
+            if let Some(r) = rule(path, is_dir(path), AccessFs::from_all(abi))? {
                 ruleset = ruleset.add_rule(r)?;
             }
         }
         Ok(ruleset)
     }
+}
+
+fn is_dir(p: &Path) -> bool {
+    std::fs::metadata(p).is_ok_and(|m| m.is_dir())
+}
+
+/// The rule granting `access` beneath `path` (a directory if `dir`); `None` for a path that
+/// vanished meanwhile, which is simply not granted.
+fn rule(
+    path: &Path,
+    dir: bool,
+    access: landlock::BitFlags<AccessFs>,
+) -> Result<Option<PathBeneath<PathFd>>, ConfineError> {
+    let abi = LANDLOCK_ABI;
+    let fd = match PathFd::new(path) {
+        Ok(fd) => fd,
+        Err(_) if !path.exists() => return Ok(None),
+        Err(source) => {
+            return Err(ConfineError::LandlockPath {
+                path: path.to_owned(),
+                source,
+            });
+        }
+    };
+    // A rule on a file may only grant what applies to files.
+    let access = if dir {
+        access
+    } else {
+        access & AccessFs::from_file(abi)
+    };
+    Ok(Some(PathBeneath::new(fd, access)))
+}
+
+/// The rules that depend on the hidden paths alone: everything else readable, and the
+/// devices a shell and its tools open, read and written.
+fn base_rules(hidden: &[PathBuf]) -> Result<landlock::RulesetCreated, ConfineError> {
+    let abi = LANDLOCK_ABI;
+    let hidden: Vec<PathBuf> = hidden.iter().map(|p| canonical(p)).collect();
+    let mut read = Vec::new();
+    readable_roots(Path::new("/"), &hidden, &mut read);
+    let mut ruleset = Ruleset::default()
+        .handle_access(AccessFs::from_all(abi))?
+        .scope(Scope::Signal | Scope::AbstractUnixSocket)?
+        .create()?;
+    for (path, dir) in &read {
+        if let Some(r) = rule(path, *dir, AccessFs::from_read(abi))? {
+            ruleset = ruleset.add_rule(r)?;
+        }
+    }
+    for path in DEVICES
+        .iter()
+        .map(PathBuf::from)
+        .filter(|p| !hidden.iter().any(|h| p.starts_with(h)))
+    {
+        if let Some(r) = rule(&path, is_dir(&path), AccessFs::from_all(abi))? {
+            ruleset = ruleset.add_rule(r)?;
+        }
+    }
+    Ok(ruleset)
 }
 
 /// `path` with symlinks resolved, or as given when it does not exist (yet).

@@ -230,12 +230,20 @@ impl Isolation {
     /// runtime's blocking pool: see [`Warm`]), once its last one `ended` (the slot's cgroup
     /// is emptied then: the new process would go with it).
     pub(crate) fn prewarm(&self, slot: usize, ended: Ended) {
-        let (exe, cgroups) = (self.exe.clone(), self.cgroups.clone());
+        let (exe, cgroups, ahead) = (self.exe.clone(), self.cgroups.clone(), self.ahead());
         self.warm.start(slot, ended, move || {
-            start_child(&exe, cgroups.as_ref(), slot)
+            start_child(&exe, cgroups.as_ref(), slot, ahead.as_deref())
                 .map_err(|e| tracing::warn!("a job process for slot {slot}: {e}"))
                 .ok()
         });
+    }
+
+    /// What a job's process is told as it starts, to make the rules every job of this
+    /// runner gets while it waits for its job: the hidden paths (`None`: no Landlock).
+    fn ahead(&self) -> Option<String> {
+        self.landlock
+            .then(|| serde_json::to_string(&self.hidden).ok())
+            .flatten()
     }
 
     /// Readies slot `slot` (directory `dir`) for its next job once everything its last job
@@ -416,7 +424,12 @@ async fn run_child(
     let waiting = isolation.warm.take(job.slot).await.flatten();
     let mut child = match waiting.and_then(|mut c| matches!(c.try_wait(), Ok(None)).then_some(c)) {
         Some(child) => child,
-        None => start_child(&isolation.exe, isolation.cgroups.as_ref(), job.slot)?,
+        None => start_child(
+            &isolation.exe,
+            isolation.cgroups.as_ref(),
+            job.slot,
+            isolation.ahead().as_deref(),
+        )?,
     };
     let Some(pid) = child
         .id()
@@ -549,17 +562,20 @@ fn end_of(
 }
 
 /// Starts a job's process for slot `slot`, in the slot's cgroup before it reads its job (it
-/// waits for its input): everything it starts stays there.
+/// waits for its input): everything it starts stays there. `ahead`: the hidden paths of
+/// every job, for the rules it makes while it waits ([`AHEAD_VAR`]).
 fn start_child(
     exe: &Path,
     cgroups: Option<&crate::cgroup::Slots>,
     slot: usize,
+    ahead: Option<&str>,
 ) -> Result<tokio::process::Child, RunnerError> {
     let child = tokio::process::Command::new(exe)
         .arg("job-exec")
         .env_clear()
         // Its own log's filter, nothing else of this process's environment.
         .envs(std::env::var("PIPEWRIGHT_LOG").map(|v| ("PIPEWRIGHT_LOG", v)))
+        .envs(ahead.map(|a| (AHEAD_VAR, a)))
         .stdin(std::process::Stdio::piped())
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::inherit())
@@ -574,6 +590,12 @@ fn start_child(
     }
     Ok(child)
 }
+
+/// The variable a job's process finds the hidden paths of its runner's jobs in (JSON), to
+/// make the Landlock rules that depend on them alone while it waits for its job
+/// ([`engine::confine::Ahead`]). The job's steps never see it: their environment is made
+/// from the job's, not this process's.
+const AHEAD_VAR: &str = "PIPEWRIGHT_CONFINE_AHEAD";
 
 /// The sink of a job's process: lines to the runner, on standard output.
 struct StdoutSink;
@@ -619,6 +641,12 @@ impl Sink for StdoutSink {
 /// `pipewright job-exec`: runs the job the runner gives on standard input, confined. Call
 /// it first thing in `main`, before any thread is started. Its exit code.
 pub fn job_exec(actions: engine::Actions) -> u8 {
+    // While the job has not come: the rules every job of this runner gets. A failure here
+    // is met again, and told, when the job's own rules are made.
+    let ahead = std::env::var(AHEAD_VAR)
+        .ok()
+        .and_then(|hidden| serde_json::from_str::<Vec<PathBuf>>(&hidden).ok())
+        .and_then(|hidden| engine::confine::Ahead::make(hidden).ok());
     let mut input = Vec::new();
     if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut input) {
         eprintln!("pipewright job-exec: cannot read the job: {e}");
@@ -644,7 +672,10 @@ pub fn job_exec(actions: engine::Actions) -> u8 {
         eprintln!("pipewright job-exec: a session of its own: {e}");
         return 2;
     }
-    let applied = match exec.confinement.apply(Pid::from_raw(exec.parent)) {
+    let applied = match exec
+        .confinement
+        .apply_with(Pid::from_raw(exec.parent), ahead)
+    {
         Ok(a) => a,
         Err(e) => {
             let sink = StdoutSink;
