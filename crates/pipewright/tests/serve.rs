@@ -215,7 +215,8 @@ fn dispatch_waits_and_api_needs_the_token() {
 }
 
 /// `GET /api/v1/runs/{id}/wait`, what `dispatch --wait` follows: a run's end and nothing of
-/// its log, when the run ends or at once if it has; for a token's holder only.
+/// its log, when the run ends or at once if it has; for a token's holder only. Through a
+/// server that does not orchestrate the run, the wait and a followed log end with the run.
 #[test]
 fn waiting_for_a_run_gives_its_end_and_none_of_its_log() {
     let mut s = Server::start();
@@ -275,6 +276,23 @@ jobs:
         "{}",
         s.log()
     );
+    // Its log followed through that server too: its lines and its end, found in the store.
+    let third = dispatch_through(&mut s, &a_url);
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (url, headers) = (peer_url.clone(), auth.clone());
+    std::thread::spawn(move || {
+        let path = format!("/api/v1/runs/{third}/logs?follow=true");
+        let _ = tx.send(serve_support::request_bytes(
+            &url, "GET", &path, &headers, b"",
+        ));
+    });
+    let (status, body) = rx
+        .recv_timeout(std::time::Duration::from_secs(30))
+        .expect("a log followed through another server ends with its run");
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("a line of the log"), "{body}");
+    assert!(body.contains("event: done\ndata: failure"), "{body}");
     drop(peer);
     // No such run; no token.
     let (status, _) =

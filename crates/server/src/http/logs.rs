@@ -211,23 +211,32 @@ pub(super) async fn run_logs(
             .data(format!("[{name}] {text}"))
     };
     // Live: the stored lines, then new ones, until the run is done. A follower that fell
-    // behind the broadcast (or sees a gap) reads what it missed from the store.
+    // behind the broadcast (or sees a gap) reads what it missed from the store. The
+    // broadcast tells only of the runs this server orchestrates and the lines its runners
+    // send: every [`WAIT_RECHECK`] the store is read too, its new lines and whether the run
+    // ended, for a run another server sharing the database has.
     struct Follow {
         stored: Option<tokio_stream::wrappers::ReceiverStream<LogItem>>,
         live: BroadcastStream<Live>,
+        recheck: tokio::time::Interval,
         last: std::collections::HashMap<JobId, i64>,
         queue: std::collections::VecDeque<SseEvent>,
         /// Read the store before taking more from the broadcast.
         behind: bool,
+        /// After that catch-up, read whether the run ended.
+        look: bool,
         /// The run ended: after the catch-up, `done`.
         done: Option<String>,
         finished: bool,
     }
+    let mut recheck = tokio::time::interval(WAIT_RECHECK);
+    recheck.reset();
     let completed = (run.status == RunStatus::Completed)
         .then(|| run.conclusion.map_or("", Conclusion::as_str).to_owned());
     let start = Follow {
         stored: Some(stored),
         live: BroadcastStream::new(rx),
+        recheck,
         last: starts,
         queue: (skipped > 0)
             .then(|| {
@@ -238,6 +247,7 @@ pub(super) async fn run_logs(
             .into_iter()
             .collect(),
         behind: false,
+        look: false,
         done: None,
         finished: false,
     };
@@ -306,10 +316,27 @@ pub(super) async fn run_logs(
                     if !more && let Some(c) = f.done.take() {
                         f.queue.push_back(SseEvent::default().event("done").data(c));
                         f.finished = true;
+                    } else if !more && std::mem::take(&mut f.look) {
+                        // Ended in the store: every line of it was stored before, so one
+                        // more catch-up reads the rest, then `done`.
+                        let s2 = store.clone();
+                        if let Ok(run) = store_now(&store, move || s2.run(id)).await
+                            && run.status == RunStatus::Completed
+                        {
+                            f.done = Some(run.conclusion.map_or("", Conclusion::as_str).to_owned());
+                        }
                     }
                     continue;
                 }
-                match f.live.next().await? {
+                let told = tokio::select! {
+                    told = f.live.next() => told?,
+                    _ = f.recheck.tick() => {
+                        f.behind = true;
+                        f.look = true;
+                        continue;
+                    }
+                };
+                match told {
                     Ok(Live::Line {
                         run,
                         job,
