@@ -223,7 +223,8 @@ pub(super) async fn run_logs(
         queue: std::collections::VecDeque<SseEvent>,
         /// Read the store before taking more from the broadcast.
         behind: bool,
-        /// After that catch-up, read whether the run ended.
+        /// Read the store (its new lines, then whether the run ended) before taking more
+        /// from the broadcast.
         look: bool,
         /// The run ended: after the catch-up, `done`.
         done: Option<String>,
@@ -283,7 +284,7 @@ pub(super) async fn run_logs(
                     }
                     continue;
                 }
-                if f.behind || f.done.is_some() {
+                if f.behind || f.look || f.done.is_some() {
                     // Told `done` while caught up: what is left is usually nothing, read in
                     // place from the store's rows; the files (an archived log) and a
                     // follower that fell behind, on a blocking thread.
@@ -319,11 +320,8 @@ pub(super) async fn run_logs(
                     } else if !more && std::mem::take(&mut f.look) {
                         // Ended in the store: every line of it was stored before, so one
                         // more catch-up reads the rest, then `done`.
-                        let s2 = store.clone();
-                        if let Ok(run) = store_now(&store, move || s2.run(id)).await
-                            && run.status == RunStatus::Completed
-                        {
-                            f.done = Some(run.conclusion.map_or("", Conclusion::as_str).to_owned());
+                        if let Some(c) = ended_in_store(&store, id).await {
+                            f.done = Some(c.map_or("", Conclusion::as_str).to_owned());
                         }
                     }
                     continue;
@@ -331,7 +329,6 @@ pub(super) async fn run_logs(
                 let told = tokio::select! {
                     told = f.live.next() => told?,
                     _ = f.recheck.tick() => {
-                        f.behind = true;
                         f.look = true;
                         continue;
                     }
@@ -375,6 +372,16 @@ pub(super) async fn run_logs(
 /// (taken up after its server stopped).
 const WAIT_RECHECK: std::time::Duration = std::time::Duration::from_secs(2);
 
+/// Run `id`'s conclusion if the store has it completed (read in place: a short keyed call).
+async fn ended_in_store(
+    store: &std::sync::Arc<store::Store>,
+    id: RunId,
+) -> Option<Option<Conclusion>> {
+    let s2 = store.clone();
+    let run = store_now(store, move || s2.run(id)).await.ok()?;
+    (run.status == RunStatus::Completed).then_some(run.conclusion)
+}
+
 /// `GET /api/v1/runs/{id}/wait`: Server-Sent Events, one `done` with the run's conclusion
 /// once it ends (at once if it has), keep-alive comments meanwhile. What `pipewright
 /// dispatch --wait` follows: the end of a run without its log, so no line is read from the
@@ -413,13 +420,8 @@ pub(super) async fn run_wait(
                 },
                 _ = recheck.tick() => true,
             };
-            if look {
-                let s2 = store.clone();
-                if let Ok(run) = store_now(&store, move || s2.run(id)).await
-                    && run.status == RunStatus::Completed
-                {
-                    return Some(run.conclusion);
-                }
+            if look && let Some(conclusion) = ended_in_store(&store, id).await {
+                return Some(conclusion);
             }
         }
     };
