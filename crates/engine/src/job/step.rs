@@ -79,7 +79,9 @@ pub(crate) async fn run_step(
     } else {
         cancel
     };
-    let (outcome, outputs) = match execute_step(state, step, index, step_cancel).await {
+    // The contexts it runs with are the ones its name and `if` saw: nothing of them
+    // changed since (made once: they copy the event, the env, the steps so far).
+    let (outcome, outputs) = match execute_step(state, ctxs, step, index, step_cancel).await {
         Ok((o, outputs)) => (o, outputs),
         Err(msg) => {
             state.error(msg.to_string());
@@ -190,15 +192,16 @@ pub(crate) fn record_step(state: &mut JobState<'_>, id: &str, report: &StepRepor
     );
 }
 
-/// Runs the step's action or script; returns its outcome and outputs.
+/// Runs the step's action or script, its expressions evaluated in `ctxs`; returns its outcome
+/// and outputs.
 async fn execute_step(
     state: &mut JobState<'_>,
+    ctxs: Map,
     step: &Step,
     index: usize,
     cancel: &CancellationToken,
 ) -> Result<(Conclusion, Map), JobError> {
     let host = actions::HashFiles(state.workspace.clone());
-    let ctxs = state.contexts(None);
     let status = state.status;
     let ectx = eval_ctx(&ctxs, status, &host);
     let mut step_env = Map::new();

@@ -647,6 +647,23 @@ pub fn job_exec(actions: engine::Actions) -> u8 {
         .ok()
         .and_then(|hidden| serde_json::from_str::<Vec<PathBuf>>(&hidden).ok())
         .and_then(|hidden| engine::confine::Ahead::make(hidden).ok());
+    // The job's runtime too (its event loop's descriptors, its timers: 90 µs), and the
+    // CPU's features, which the standard library detects at their first use (the masker's
+    // search, as it names the first step: some `cpuid`s, which a hypervisor may trap).
+    // Neither depends on the job, and a runtime on the current thread starts no thread:
+    // the one thread this process has is still the only one the rules and the change of
+    // user apply to, and every thread started later is started under them.
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("pipewright job-exec: {e}");
+            return 2;
+        }
+    };
+    detect_cpu_features();
     let mut input = Vec::new();
     if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut input) {
         eprintln!("pipewright job-exec: cannot read the job: {e}");
@@ -687,16 +704,6 @@ pub fn job_exec(actions: engine::Actions) -> u8 {
                 upload_error: None,
             });
             return 1;
-        }
-    };
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("pipewright job-exec: {e}");
-            return 2;
         }
     };
     tracing::debug!(
@@ -751,6 +758,13 @@ pub fn job_exec(actions: engine::Actions) -> u8 {
         });
         0
     })
+}
+
+/// Has the standard library detect the CPU's features now (it caches them for the
+/// process), not at their first use on a job's path.
+fn detect_cpu_features() {
+    #[cfg(target_arch = "x86_64")]
+    let _ = std::arch::is_x86_feature_detected!("avx2");
 }
 
 /// Reads JSON lines a job process wrote (for tests of this module).
