@@ -63,8 +63,10 @@ async fn deploy(step: ActionStep) -> Result<Vec<(String, String)>, ActionFailed>
         .get("actor")
         .map(expr::Value::to_expr_string)
         .unwrap_or_else(|| "pipewright".into());
-    let agent_binary =
-        std::env::current_exe().map_err(|e| ActionFailed(format!("the pipewright binary: {e}")))?;
+    // The program this job's process runs, even if its file was replaced since it started
+    // (an upgrade while the runner runs): its version is the one the job was planned for.
+    let agent_binary = engine::process::running_binary()
+        .map_err(|e| ActionFailed(format!("the pipewright binary: {e}")))?;
     let ssh_env: Vec<(String, String)> = step
         .env
         .iter()

@@ -179,6 +179,44 @@ pub(crate) fn find(
         })
 }
 
+/// The path that names this process's own program while it runs, even after its file was
+/// replaced or removed (an upgrade while the server runs, `cargo build`): a process started
+/// from that path, or its bytes read, are of the program that is running, not of whatever
+/// now lies at its old path.
+pub const RUNNING_IMAGE: &str = "/proc/self/exe";
+
+/// Whether `path` is the file this process runs from (the same file, not one put at its
+/// path since).
+pub fn is_running_image(path: &std::path::Path) -> bool {
+    same_file(path, std::path::Path::new(RUNNING_IMAGE))
+}
+
+fn same_file(a: &std::path::Path, b: &std::path::Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (std::fs::metadata(a), std::fs::metadata(b)) {
+        (Ok(a), Ok(b)) => (a.dev(), a.ino()) == (b.dev(), b.ino()),
+        _ => false,
+    }
+}
+
+/// This process's program, to read it whole (`pipewright/deploy` sends it to the hosts as
+/// their agent): its path while that still names it (for messages), else
+/// [`RUNNING_IMAGE`], which still does.
+pub fn running_binary() -> std::io::Result<PathBuf> {
+    Ok(binary_of(
+        std::env::current_exe()?,
+        std::path::Path::new(RUNNING_IMAGE),
+    ))
+}
+
+/// `exe` if it is the file `image` names (or `image` names none), else `image`.
+fn binary_of(exe: PathBuf, image: &std::path::Path) -> PathBuf {
+    if same_file(&exe, image) || std::fs::metadata(image).is_err() {
+        return exe;
+    }
+    image.to_path_buf()
+}
+
 /// Sends `signal` to a process group; a group that is already gone is not an error.
 pub fn kill_group(pgid: i32, signal: Signal) {
     if pgid > 1 {
@@ -248,6 +286,29 @@ pub(crate) async fn read_lines(r: impl AsyncRead + Unpin, stream: Stream, tx: mp
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_program_is_read_from_its_path_only_while_that_names_the_running_file() {
+        let d = tempfile::tempdir().unwrap();
+        let (running, link) = (d.path().join("running"), d.path().join("link"));
+        std::fs::write(&running, "the program that runs").unwrap();
+        std::fs::hard_link(&running, &link).unwrap();
+        // Its path (or another name of the same file): that path.
+        assert_eq!(binary_of(link.clone(), &running), link);
+        // A file put at its path since, or none: the running one.
+        let new = d.path().join("new");
+        std::fs::write(&new, "another build").unwrap();
+        std::fs::rename(&new, &link).unwrap();
+        assert_eq!(binary_of(link.clone(), &running), running);
+        std::fs::remove_file(&link).unwrap();
+        assert_eq!(binary_of(link.clone(), &running), running);
+        // Where there is no such name for the running file: the path, as it is.
+        assert_eq!(binary_of(link.clone(), &d.path().join("none")), link);
+        // This test's own program.
+        assert!(is_running_image(&std::env::current_exe().unwrap()));
+        assert!(!is_running_image(&running));
+        assert_eq!(running_binary().unwrap(), std::env::current_exe().unwrap());
+    }
 
     #[test]
     fn bare_names_are_looked_up_in_the_process_path() {

@@ -169,7 +169,8 @@ fn target<'a>(l: &'a Loaded) -> Result<Target<'a>> {
         env: &l.env,
         root: &l.root,
         who: who(),
-        agent_binary: std::env::current_exe().context("cannot find the pipewright binary")?,
+        agent_binary: engine::process::running_binary()
+            .context("cannot find the pipewright binary")?,
         settings: l.settings.clone(),
         ssh_env: Vec::new(),
     })

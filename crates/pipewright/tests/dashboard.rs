@@ -644,6 +644,7 @@ fn the_first_start_makes_an_admin_with_the_given_password() {
         url,
         pg: None,
         env: Vec::new(),
+        program: std::path::PathBuf::new(),
     };
     let cookie = sign_in(&fake, "admin", "first-admin-password").unwrap();
     let a = http(&fake.url, "GET", "/", &cookie, &[]);

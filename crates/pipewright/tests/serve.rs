@@ -214,6 +214,50 @@ fn dispatch_waits_and_api_needs_the_token() {
     assert!(err.contains("does not exist"), "{err}");
 }
 
+/// A server whose binary is replaced while it runs (an upgrade, a rebuild) starts its jobs'
+/// processes from the program it runs, which speaks its protocol, until it is restarted:
+/// the file put at its path is not run.
+#[test]
+fn jobs_run_from_the_server_s_own_program_after_its_file_is_replaced() {
+    let s = Server::start_program(
+        |d| {
+            format!(
+                "[[repos]]\nname = \"acme/app\"\npath = \"{}/app.git\"\n",
+                d.display()
+            )
+        },
+        &[],
+        |d| {
+            let copy = d.join("bin/pipewright");
+            std::fs::create_dir_all(d.join("bin")).unwrap();
+            std::fs::copy(env!("CARGO_BIN_EXE_pipewright"), &copy).unwrap();
+            copy
+        },
+    );
+    let work = s.commit(
+        "main",
+        "on: workflow_dispatch\njobs:\n  t:\n    runs-on: x\n    steps:\n      - run: echo $((6 * 7))\n",
+    );
+    s.push(&work, "main");
+    let (code, out, err) = s.cli(&["dispatch", "acme/app", "ci.yml", "--wait"]);
+    assert_eq!(code, 0, "{out}{err}\n{}", s.log());
+    // Replaced as package managers and `cargo build` do: a new file renamed over the old.
+    let new = s.program.with_file_name("pipewright.new");
+    std::fs::write(&new, "#!/bin/sh\necho 'the new file ran' >&2\nexit 97\n").unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&new, std::fs::Permissions::from_mode(0o755)).unwrap();
+    std::fs::rename(&new, &s.program).unwrap();
+    // The first job's process was started before the file was replaced, the others after.
+    for _ in 0..3 {
+        let (code, out, err) = s.cli(&["dispatch", "acme/app", "ci.yml", "--wait"]);
+        assert_eq!(code, 0, "{out}{err}\n{}", s.log());
+        let id = out.split_whitespace().next().unwrap();
+        let (_, log, _) = s.cli(&["logs", id]);
+        assert!(log.contains("42"), "{log}");
+    }
+    assert!(!s.log().contains("the new file ran"), "{}", s.log());
+}
+
 /// `GET /api/v1/runs/{id}/wait`, what `dispatch --wait` follows: a run's end and nothing of
 /// its log, when the run ends or at once if it has; for a token's holder only. Through a
 /// server that does not orchestrate the run, the wait and a followed log end with the run.

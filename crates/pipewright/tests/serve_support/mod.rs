@@ -24,6 +24,8 @@ pub struct Server {
     pub pg: Option<Postgres>,
     /// Variables the server process gets besides the test's.
     pub env: Vec<(String, String)>,
+    /// The pipewright binary the server runs.
+    pub program: PathBuf,
 }
 
 /// Whether this run of the suite uses PostgreSQL.
@@ -58,6 +60,18 @@ impl Server {
 
     /// `start_repos`, the server process with the variables `env` too.
     pub fn start_repos_env(repos: impl FnOnce(&Path) -> String, env: &[(&str, &str)]) -> Server {
+        Server::start_program(repos, env, |_| {
+            PathBuf::from(env!("CARGO_BIN_EXE_pipewright"))
+        })
+    }
+
+    /// `start_repos_env`, the server started from the binary `program` gives, given the
+    /// test's directory.
+    pub fn start_program(
+        repos: impl FnOnce(&Path) -> String,
+        env: &[(&str, &str)],
+        program: impl FnOnce(&Path) -> PathBuf,
+    ) -> Server {
         let dir = tempfile::tempdir().unwrap();
         // A job user passes through the test's directory to its slot (it lists nothing).
         use std::os::unix::fs::PermissionsExt;
@@ -77,7 +91,9 @@ impl Server {
             repos = repos(dir.path()),
         );
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        let program = program(dir.path());
         let mut s = Server {
+            program,
             dir,
             child: None,
             url: String::new(),
@@ -94,7 +110,7 @@ impl Server {
     pub fn spawn(&mut self) {
         let url_file = self.dir.path().join("data/listen-url");
         let _ = std::fs::remove_file(&url_file);
-        let mut cmd = Command::new(env!("CARGO_BIN_EXE_pipewright"));
+        let mut cmd = Command::new(&self.program);
         // A restarted server listens where the first one did: runners know that address.
         if let Some(addr) = self.url.strip_prefix("http://") {
             cmd.env("PIPEWRIGHT_LISTEN", addr);

@@ -46,6 +46,12 @@ use crate::{Client, RemoteSink, RunnerError, Site, Workflows, format_line, io};
 pub struct Isolation {
     /// The pipewright binary, whose `job-exec` command runs a job confined.
     pub exe: PathBuf,
+    /// What a job's process is started from: [`engine::process::RUNNING_IMAGE`] when `exe`
+    /// is this process's own program (as `pipewright serve` and `pipewright runner` give
+    /// it), so that a binary replaced while the runner runs (an upgrade, a rebuild) gives
+    /// its jobs the program that speaks this runner's protocol until it is restarted; else
+    /// `exe`.
+    program: PathBuf,
     /// Jobs run as this user (the runner must run as root).
     pub user: Option<JobUser>,
     /// Confine jobs with Landlock (where the kernel has it).
@@ -172,8 +178,14 @@ impl Isolation {
                 uid: me.as_raw(),
             });
         }
+        let program = if engine::process::is_running_image(&exe) {
+            PathBuf::from(engine::process::RUNNING_IMAGE)
+        } else {
+            exe.clone()
+        };
         Ok(Isolation {
             exe,
+            program,
             user,
             landlock: landlock && engine::confine::landlock_supported(),
             hidden,
@@ -230,9 +242,10 @@ impl Isolation {
     /// runtime's blocking pool: see [`Warm`]), once its last one `ended` (the slot's cgroup
     /// is emptied then: the new process would go with it).
     pub(crate) fn prewarm(&self, slot: usize, ended: Ended) {
-        let (exe, cgroups, ahead) = (self.exe.clone(), self.cgroups.clone(), self.ahead());
+        let (exe, program) = (self.exe.clone(), self.program.clone());
+        let (cgroups, ahead) = (self.cgroups.clone(), self.ahead());
         self.warm.start(slot, ended, move || {
-            start_child(&exe, cgroups.as_ref(), slot, ahead.as_deref())
+            start_child(&exe, &program, cgroups.as_ref(), slot, ahead.as_deref())
                 .map_err(|e| tracing::warn!("a job process for slot {slot}: {e}"))
                 .ok()
         });
@@ -426,6 +439,7 @@ async fn run_child(
         Some(child) => child,
         None => start_child(
             &isolation.exe,
+            &isolation.program,
             isolation.cgroups.as_ref(),
             job.slot,
             isolation.ahead().as_deref(),
@@ -561,16 +575,19 @@ fn end_of(
     }
 }
 
-/// Starts a job's process for slot `slot`, in the slot's cgroup before it reads its job (it
+/// Starts a job's process for slot `slot` from `program` (the binary `exe`, or this
+/// process's own image: see [`Isolation`]), in the slot's cgroup before it reads its job (it
 /// waits for its input): everything it starts stays there. `ahead`: the hidden paths of
 /// every job, for the rules it makes while it waits ([`AHEAD_VAR`]).
 fn start_child(
     exe: &Path,
+    program: &Path,
     cgroups: Option<&crate::cgroup::Slots>,
     slot: usize,
     ahead: Option<&str>,
 ) -> Result<tokio::process::Child, RunnerError> {
-    let child = tokio::process::Command::new(exe)
+    let child = tokio::process::Command::new(program)
+        .arg0(exe)
         .arg("job-exec")
         .env_clear()
         // Its own log's filter, nothing else of this process's environment.
