@@ -207,6 +207,53 @@ fn a_runner_takes_the_job_it_can_run_from_behind_a_page_of_jobs_it_cannot() {
     assert!(log.contains("lint on cpu"), "{log}");
 }
 
+/// A job's event file (`GITHUB_EVENT_PATH`) is the payload of its run's event, on a runner
+/// that confines its jobs (the runner writes it; the job's process is handed the `github`
+/// context once, in the run's context) and on one that runs them in its own process.
+#[test]
+fn a_job_s_event_file_is_its_run_s_payload_confined_or_not() {
+    let s = server();
+    let confined = runner(&s, "confined", "boxed", Some(&registration_token(&s)));
+    let open = Runner::spawn_with(
+        &s,
+        "open",
+        "open",
+        Some(&registration_token(&s)),
+        &["--isolation", "none"],
+    );
+    let step = r#"
+    steps:
+      - run: |
+          python3 -c '
+          import json, os
+          e = json.load(open(os.environ["GITHUB_EVENT_PATH"]))
+          assert e["after"] == os.environ["GITHUB_SHA"], e
+          print("the event of", e["ref"], "on", os.environ["RUNNER_TAG"])'
+          test "${{ github.event.after }}" = "$GITHUB_SHA"
+"#;
+    let wf = format!(
+        "on: push\njobs:\n  a:\n    runs-on: [self-hosted, boxed]{step}  b:\n    runs-on: [self-hosted, open]{step}"
+    );
+    let work = s.commit("main", &wf);
+    s.push(&work, "main");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    let run = s.wait_completed(id);
+    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    assert_eq!(
+        run["conclusion"],
+        "success",
+        "{run}\n{log}\n{}\n{}",
+        confined.log(),
+        open.log()
+    );
+    for tag in ["confined", "open"] {
+        assert!(
+            log.contains(&format!("the event of refs/heads/main on {tag}")),
+            "{log}"
+        );
+    }
+}
+
 #[test]
 fn a_runner_s_next_job_finds_a_clean_directory_and_every_log_line_arrives() {
     let s = server();

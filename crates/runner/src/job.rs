@@ -73,11 +73,16 @@ pub struct Site {
     pub docker_host: Option<String>,
 }
 
-/// Writes the job's event (`job_dir/event.json`) and says where. A confined job's runner
-/// writes it before the job starts, in a directory the job may not write: the job's own
-/// call then finds the same bytes there and leaves them.
+/// Where a job's event is (`GITHUB_EVENT_PATH`), in its directory `job_dir`.
+fn event_file(job_dir: &Path) -> PathBuf {
+    job_dir.join("event.json")
+}
+
+/// Writes the job's event ([`event_file`]). The runner writes it before the job starts (in
+/// a directory a confined job may not write), from the lease's `github` context: a job's
+/// process is handed the lease without it ([`confined`](crate::confined)).
 pub(crate) fn write_event(job_dir: &Path, lease: &Lease) -> Result<PathBuf, RunnerError> {
-    let event_path = job_dir.join("event.json");
+    let event_path = event_file(job_dir);
     let event = lease
         .spec
         .github
@@ -139,7 +144,8 @@ fn prepare(
         .known(&tar, &spec.file, spec.workflow_text.as_deref())?
         .workflow;
     let job_dir = site.slot.join("job");
-    let event_path = write_event(&job_dir, lease)?;
+    // Written by the runner as it readied the job.
+    let event_path = event_file(&job_dir);
     let env = RunEnv {
         context,
         host: engine::Host {

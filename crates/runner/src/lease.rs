@@ -204,6 +204,7 @@ async fn run_in_slot(
     let action_source = fetch_actions(config, workflows, &tar, lease, sink).await?;
     let Some(isolation) = &config.isolation else {
         ready_slot(&slot.dir)?;
+        crate::job::write_event(&slot.dir.join("job"), lease)?;
         let site = Site {
             slot: slot.dir.clone(),
             base_env: config.base_env.clone(),

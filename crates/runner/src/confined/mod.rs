@@ -311,13 +311,15 @@ pub(crate) struct JobExec {
 }
 
 /// What of a lease the job's process is handed: the lease without its lease token (the
-/// runner's to keep) and without its secrets, and the run's context made from it, which
-/// carries the secrets once.
+/// runner's to keep), without its secrets and without its `github` context, and the run's
+/// context made from it, which carries the secrets and the `github` context once (with the
+/// event, which the runner has also written to the job's event file).
 fn handed_over(lease: &Lease) -> (Lease, engine::RunContext) {
     let context = crate::context_of(lease);
     let mut job_lease = lease.clone();
     job_lease.lease = String::new();
     job_lease.secrets = crate::protocol::Secrets::default();
+    job_lease.spec.github = serde_json::Value::Null;
     (job_lease, context)
 }
 
@@ -818,6 +820,8 @@ mod tests {
         let (job_lease, context) = handed_over(&lease);
         let sent = serde_json::to_string(&(&job_lease, &context)).expect("serialises");
         assert!(!sent.contains("lease-t0ken-of-the-runner"), "{sent}");
+        // The `github` context once too: in the run's context.
+        assert_eq!(sent.matches("refs/heads/main").count(), 1, "{sent}");
         for secret in ["api-k3y-value", "ssh-k3y-value"] {
             assert_eq!(sent.matches(secret).count(), 1, "{secret} in {sent}");
         }
