@@ -45,6 +45,16 @@ fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
     }
 }
 
+/// Pushes workflow `wf` to `main` and waits for its run: the run's id, the run and its log.
+fn pushed(s: &Server, wf: &str) -> (i64, Value, String) {
+    let work = s.commit("main", wf);
+    s.push(&work, "main");
+    let id = s.runs()[0]["id"].as_i64().unwrap();
+    let run = s.wait_completed(id);
+    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    (id, run, log)
+}
+
 fn show(s: &Server, id: i64) -> Value {
     let (_, out, _) = s.cli(&["runs", "show", "--json", &id.to_string()]);
     serde_json::from_str(&out).unwrap_or(Value::Null)
@@ -121,11 +131,7 @@ fn remote_runners_take_jobs_by_label_and_pass_artifacts_and_outputs() {
         "{names:?}"
     );
 
-    let work = s.commit("main", PIPELINE);
-    s.push(&work, "main");
-    let id = s.runs()[0]["id"].as_i64().unwrap();
-    let run = s.wait_completed(id);
-    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    let (id, run, log) = pushed(&s, PIPELINE);
     assert_eq!(
         run["conclusion"],
         "success",
@@ -234,11 +240,7 @@ fn a_job_s_event_file_is_its_run_s_payload_confined_or_not() {
     let wf = format!(
         "on: push\njobs:\n  a:\n    runs-on: [self-hosted, boxed]{step}  b:\n    runs-on: [self-hosted, open]{step}"
     );
-    let work = s.commit("main", &wf);
-    s.push(&work, "main");
-    let id = s.runs()[0]["id"].as_i64().unwrap();
-    let run = s.wait_completed(id);
-    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    let (_, run, log) = pushed(&s, &wf);
     assert_eq!(
         run["conclusion"],
         "success",
@@ -280,11 +282,7 @@ jobs:
           test "$LEFT" = "${{ matrix.n }}"
           for i in $(seq 1 5); do echo "line $i of ${{ matrix.n }}"; done
 "#;
-    let work = s.commit("main", wf);
-    s.push(&work, "main");
-    let id = s.runs()[0]["id"].as_i64().unwrap();
-    let run = s.wait_completed(id);
-    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    let (_, run, log) = pushed(&s, wf);
     assert_eq!(run["conclusion"], "success", "{run}\n{log}\n{}", r.log());
     let runners: std::collections::HashSet<String> = run["jobs"]
         .as_array()
@@ -550,14 +548,10 @@ fn a_runner_runs_a_label_s_jobs_in_its_image() {
     wait_for("the runner to register", || {
         r.work_dir.join("runner.json").exists()
     });
-    let work = s.commit(
-        "main",
+    let (_, run, log) = pushed(
+        &s,
         "on: push\njobs:\n  boxed:\n    runs-on: ubuntu-latest\n    steps:\n      - run: cat /marker\n  host:\n    runs-on: self-hosted\n    steps:\n      - run: test ! -e /marker && echo on-the-host\n",
     );
-    s.push(&work, "main");
-    let id = s.runs()[0]["id"].as_i64().unwrap();
-    let run = s.wait_completed(id);
-    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
     assert_eq!(run["conclusion"], "success", "{run}\n{log}\n{}", r.log());
     assert!(log.contains("[boxed] inside the container"), "{log}");
     assert!(log.contains("[host] on-the-host"), "{log}");
@@ -569,14 +563,10 @@ fn a_runner_runs_a_label_s_jobs_in_its_image() {
 fn the_server_s_own_runner_runs_a_label_s_jobs_in_its_configured_image() {
     let image = common::busybox_image();
     let s = brokered_server(&format!("images = {{ ubuntu-latest = \"{image}\" }}\n"));
-    let work = s.commit(
-        "main",
+    let (_, run, log) = pushed(
+        &s,
         "on: push\njobs:\n  boxed:\n    runs-on: ubuntu-latest\n    steps:\n      - run: cat /marker\n  host:\n    runs-on: self-hosted\n    steps:\n      - run: test ! -e /marker && echo on-the-host\n",
     );
-    s.push(&work, "main");
-    let id = s.runs()[0]["id"].as_i64().unwrap();
-    let run = s.wait_completed(id);
-    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
     assert_eq!(run["conclusion"], "success", "{run}\n{log}");
     assert!(log.contains("[boxed] inside the container"), "{log}");
     assert!(log.contains("[host] on-the-host"), "{log}");
@@ -598,14 +588,10 @@ fn a_server_s_run_calls_a_reusable_workflow_of_another_repository() {
         },
         &[("PIPEWRIGHT_ACTIONS_URL", &url)],
     );
-    let work = s.commit(
-        "main",
+    let (_, run, log) = pushed(
+        &s,
         "on: push\njobs:\n  call:\n    uses: acme/shared/.github/workflows/greet.yml@v1\n    with:\n      who: the caller\n  after:\n    needs: call\n    runs-on: x\n    steps:\n      - run: echo \"said ${{ needs.call.outputs.said }}\"\n",
     );
-    s.push(&work, "main");
-    let id = s.runs()[0]["id"].as_i64().unwrap();
-    let run = s.wait_completed(id);
-    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
     assert_eq!(run["conclusion"], "success", "{run}\n{log}\n{}", s.log());
     assert!(log.contains("shared says hello to the caller"), "{log}");
     assert!(log.contains("said yes"), "{log}");
@@ -616,14 +602,10 @@ fn a_server_s_run_calls_a_reusable_workflow_of_another_repository() {
 #[test]
 fn the_server_s_own_runner_fails_a_job_for_another_operating_system() {
     let s = Server::start();
-    let work = s.commit(
-        "main",
+    let (_, run, log) = pushed(
+        &s,
         "on: push\njobs:\n  win:\n    runs-on: windows-latest\n    steps:\n      - run: echo ran on this machine\n  linux:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo ran on linux\n",
     );
-    s.push(&work, "main");
-    let id = s.runs()[0]["id"].as_i64().unwrap();
-    let run = s.wait_completed(id);
-    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
     assert_eq!(run["conclusion"], "failure", "{run}\n{log}");
     assert!(
         log.contains("`windows-latest` asks for another operating system"),
@@ -696,11 +678,7 @@ jobs:
             r#"{{"Image":"{image}","HostConfig":{{"Privileged":false,"privileged":true}}}}"#
         )),
     );
-    let work = s.commit("main", &workflow);
-    s.push(&work, "main");
-    let id = s.runs()[0]["id"].as_i64().unwrap();
-    let run = s.wait_completed(id);
-    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    let (_, run, log) = pushed(&s, &workflow);
     assert_eq!(run["conclusion"], "success", "{run}\n{log}");
     assert!(log.contains("[boxed] inside the container"), "{log}");
     assert!(log.contains("[boxed] hello from the web service"), "{log}");
@@ -796,11 +774,7 @@ jobs:
           curl -s {meet}/mark/tried
 "
     );
-    let work = s.commit("main", &workflow);
-    s.push(&work, "main");
-    let id = s.runs()[0]["id"].as_i64().unwrap();
-    let run = s.wait_completed(id);
-    let (_, log, _) = s.cli(&["logs", &id.to_string()]);
+    let (_, run, log) = pushed(&s, &workflow);
     assert_eq!(run["conclusion"], "success", "{run}\n{log}");
     for said in [
         "[pulls] inside the container",
