@@ -56,5 +56,6 @@ sleep 5
 echo "| $((rounds * 256)), 5 s idle | $(mib) | |"
 # SMAPS=1: what the resident set is made of (code pages are file-backed; the heap is anonymous).
 if [ -n "${SMAPS:-}" ]; then
+  awk '/^[0-9a-f]+-[0-9a-f]+ /{n=($6==""?"[anon]":$6)" "$2} /^Rss:/{r[n]+=$2} END{for(k in r) if (r[k]>=256) print r[k]" kB "k}' "/proc/$pid/smaps" | sort -rn
   grep -E "^(Rss|Anonymous|Private_Clean|Private_Dirty|Shared_Clean)" "/proc/$pid/smaps_rollup"
 fi
