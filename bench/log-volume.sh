@@ -11,10 +11,8 @@ root="$(cd "$(dirname "$0")/.." && pwd)"
 mib="${1:-1024}"
 lines=$(( mib * 1024 * 1024 / 1001 ))
 # PW=path/to/pipewright measures that binary instead of building the release one.
-if [ -z "${PW:-}" ]; then
-  cargo build --release --quiet --manifest-path "$root/Cargo.toml"
-fi
-pw="${PW:-$root/target/release/pipewright}"
+. "$root/bench/lib.sh"
+bench_binary
 work="$(mktemp -d -p "${WORK_ROOT:-/tmp}")"
 chmod 755 "$work"
 server="" runner=""
@@ -22,11 +20,8 @@ trap 'kill $runner $server 2>/dev/null; wait 2>/dev/null; rm -rf "$work"' EXIT
 git init -q --bare -b main "$work/app.git"
 printf 'listen = "127.0.0.1:0"\ndata_dir = "%s/data"\n[runner]\nembedded_capacity = 0\n[[repos]]\nname = "bench/app"\npath = "%s/app.git"\n' \
   "$work" "$work" > "$work/cfg.toml"
-PIPEWRIGHT_LOG=warn "$pw" serve -c "$work/cfg.toml" 2>"$work/serve.log" &
-server=$!
-for _ in $(seq 200); do [ -f "$work/data/listen-url" ] && break; sleep 0.05; done
-export PIPEWRIGHT_SERVER="$(cat "$work/data/listen-url")"
-export PIPEWRIGHT_TOKEN="$("$pw" token show -c "$work/cfg.toml")"
+start_server "$work"
+server=$pid
 PIPEWRIGHT_LOG=warn "$pw" runner --server "$PIPEWRIGHT_SERVER" --token "$("$pw" runners token)" \
   --name big --work-dir "$work/runner" 2>"$work/runner.log" &
 runner=$!

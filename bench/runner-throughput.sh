@@ -17,10 +17,8 @@ runners="${3:-50}"
 per=250
 groups=$(( (jobs + per - 1) / per ))
 # PW=path/to/pipewright measures that binary instead of building the release one.
-if [ -z "${PW:-}" ]; then
-  cargo build --release --quiet --manifest-path "$root/Cargo.toml"
-fi
-pw="${PW:-$root/target/release/pipewright}"
+. "$root/bench/lib.sh"
+bench_binary
 PG_BIN=/usr/lib/postgresql/15/bin
 
 # Clock ticks of CPU used by every `postgres` process so far.
@@ -63,12 +61,8 @@ bench() {
     printf '[runner]\nembedded_capacity = 0\n[[repos]]\nname = "bench/app"\npath = "%s/app.git"\n' "$work/app.git" | sed "s#$work/app.git/app.git#$work/app.git#"
   } > "$work/cfg.toml"
   sed -i "s#path = \".*\"#path = \"$work/app.git\"#" "$work/cfg.toml"
-  PIPEWRIGHT_LOG=warn "$pw" serve -c "$work/cfg.toml" 2>"$work/serve.log" &
-  local server=$!
-  for _ in $(seq 200); do [ -f "$work/data/listen-url" ] && break; sleep 0.05; done
-  export PIPEWRIGHT_SERVER="$(cat "$work/data/listen-url")"
-  # The API is closed: the admin token the server made on its first start.
-  export PIPEWRIGHT_TOKEN="$("$pw" token show -c "$work/cfg.toml" 2>/dev/null || true)"  # (none: an older build, open)
+  start_server "$work"
+  local server=$pid
   git clone -q "$work/app.git" "$work/src" 2>/dev/null
   mkdir -p "$work/src/.github/workflows"
   {

@@ -7,21 +7,15 @@
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 # PW=path/to/pipewright measures that binary instead of building the release one.
-if [ -z "${PW:-}" ]; then
-  cargo build --release --quiet --manifest-path "$root/Cargo.toml"
-fi
-pw="${PW:-$root/target/release/pipewright}"
+. "$root/bench/lib.sh"
+bench_binary
 rounds="${ROUNDS:-12}"
 work="$(mktemp -d)"
 pid=""
 trap '[ -n "$pid" ] && { kill $pid 2>/dev/null; wait $pid 2>/dev/null; }; rm -rf "$work"' EXIT
 git init -q --bare -b main "$work/app.git"
 printf 'listen = "127.0.0.1:0"\ndata_dir = "%s/data"\n[[repos]]\nname = "bench/app"\npath = "%s/app.git"\n' "$work" "$work" > "$work/cfg.toml"
-PIPEWRIGHT_LOG=warn "$pw" serve -c "$work/cfg.toml" 2>"$work/serve.log" &
-pid=$!
-for _ in $(seq 100); do [ -f "$work/data/listen-url" ] && break; sleep 0.05; done
-export PIPEWRIGHT_SERVER="$(cat "$work/data/listen-url")"
-export PIPEWRIGHT_TOKEN="$("$pw" token show -c "$work/cfg.toml" 2>/dev/null || true)"
+start_server "$work"
 git clone -q "$work/app.git" "$work/src" 2>/dev/null
 mkdir -p "$work/src/.github/workflows"
 cat > "$work/src/.github/workflows/m.yml" <<'YML'

@@ -14,10 +14,8 @@ duration="${1:-10}"
 conns="${2:-16}"
 command -v wrk >/dev/null || { echo "wrk is needed: apt-get install wrk" >&2; exit 2; }
 # PW=path/to/pipewright measures that binary instead of building the release one.
-if [ -z "${PW:-}" ]; then
-  cargo build --release --quiet --manifest-path "$root/Cargo.toml"
-fi
-pw="${PW:-$root/target/release/pipewright}"
+. "$root/bench/lib.sh"
+bench_binary
 work="$(mktemp -d)"
 pid=""
 trap '[ -n "$pid" ] && { kill $pid 2>/dev/null; wait $pid 2>/dev/null; }; rm -rf "$work"' EXIT
@@ -25,12 +23,8 @@ secret=bench-secret
 git init -q --bare -b main "$work/app.git"
 printf 'listen = "127.0.0.1:0"\ndata_dir = "%s/data"\n[runner]\nembedded_capacity = 0\n[[repos]]\nname = "bench/app"\npath = "%s/app.git"\nwebhook_secret = "%s"\n' \
   "$work" "$work" "$secret" > "$work/cfg.toml"
-PIPEWRIGHT_LOG=warn "$pw" serve -c "$work/cfg.toml" 2>"$work/serve.log" &
-pid=$!
-for _ in $(seq 100); do [ -f "$work/data/listen-url" ] && break; sleep 0.05; done
-url="$(cat "$work/data/listen-url")"
-# The API is closed: the admin token the server made on its first start.
-export PIPEWRIGHT_TOKEN="$("$pw" token show -c "$work/cfg.toml" 2>/dev/null || true)"  # (none: an older build, open)
+start_server "$work"
+url="$PIPEWRIGHT_SERVER"
 git clone -q "$work/app.git" "$work/src" 2>/dev/null
 mkdir -p "$work/src/.github/workflows"
 # Fires on every push to main; its one job is skipped, so what is measured is the intake
