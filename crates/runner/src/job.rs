@@ -81,18 +81,16 @@ fn event_file(job_dir: &Path) -> PathBuf {
 /// Writes the job's event ([`event_file`]). The runner writes it before the job starts (in
 /// a directory a confined job may not write), from the lease's `github` context: a job's
 /// process is handed the lease without it ([`confined`](crate::confined)).
-pub(crate) fn write_event(job_dir: &Path, lease: &Lease) -> Result<PathBuf, RunnerError> {
+pub(crate) fn write_event(job_dir: &Path, lease: &Lease) -> Result<(), RunnerError> {
     let event_path = event_file(job_dir);
     let event = lease
         .spec
         .github
         .get("event")
-        .cloned()
-        .unwrap_or(serde_json::Value::Null);
+        .unwrap_or(&serde_json::Value::Null);
     std::fs::create_dir_all(job_dir).map_err(io(job_dir))?;
-    engine::files::write_reusing(&event_path, &serde_json::to_vec(&event).unwrap_or_default())
-        .map_err(io(&event_path))?;
-    Ok(event_path)
+    engine::files::write_reusing(&event_path, &serde_json::to_vec(event).unwrap_or_default())
+        .map_err(io(&event_path))
 }
 
 /// The run's context of a leased job: its `github` context (with the job's token), `vars`,
