@@ -19,27 +19,28 @@
 //! before the job is given to anyone again ([`reap_slots`]).
 
 use std::collections::HashMap;
-use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
 use engine::confine::{Confinement, JobUser};
-use engine::{Conclusion, JobLabel, JobReport, Line, Sink};
+use engine::{JobReport, Line, Sink};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
+mod exec;
 mod slot;
 
+pub use exec::job_exec;
 pub use slot::reap_slots;
 use slot::{CHILD_RECORD, start_time};
 pub(crate) use slot::{owned_dir, ready_slot};
 
 use crate::protocol::Lease;
-use crate::{Client, RemoteSink, RunnerError, Site, Workflows, format_line, io};
+use crate::{Client, RemoteSink, RunnerError, Site, io};
 
 /// How this runner confines the jobs it runs.
 #[derive(Debug, Clone)]
@@ -462,11 +463,17 @@ async fn run_child(
     }
     // Recorded while the process reads its job and confines itself, not before: the record
     // lets a runner started after a crash end the process, which ends by itself with this
-    // one anyway (its parent-death signal, asked for as it confines itself).
+    // one anyway (its parent-death signal, asked for as it confines itself). On a thread of
+    // its own: the process just woken by the write above is run on this CPU (a pipe's
+    // reader is woken where its writer runs), and would wait for this file to be made.
     let record = site.slot.join(CHILD_RECORD);
-    if let Some(t) = start_time(pid) {
-        std::fs::write(&record, format!("{pid} {t}")).map_err(io(&record))?;
-    }
+    let recorded = tokio::task::spawn_blocking({
+        let record = record.clone();
+        move || match start_time(pid) {
+            Some(t) => std::fs::write(&record, format!("{pid} {t}")).map_err(io(&record)),
+            None => Ok(()),
+        }
+    });
     let stdout = child
         .stdout
         .take()
@@ -505,6 +512,13 @@ async fn run_child(
                 let _ = kill(Pid::from_raw(pid), Signal::SIGTERM);
             }
         }
+    }
+    // Made before the process's end removes it. Not made, the job's report still stands:
+    // the process ends with this runner anyway (its parent-death signal).
+    match recorded.await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => tracing::warn!(job = lease.job, "recording the job's process: {e}"),
+        Err(e) => tracing::warn!(job = lease.job, "recording the job's process: {e}"),
     }
     // Its broker serves nobody once it said it is done or is gone (its pid could be
     // another's).
@@ -615,176 +629,6 @@ fn start_child(
 /// ([`engine::confine::Ahead`]). The job's steps never see it: their environment is made
 /// from the job's, not this process's.
 const AHEAD_VAR: &str = "PIPEWRIGHT_CONFINE_AHEAD";
-
-/// The sink of a job's process: lines to the runner, on standard output.
-struct StdoutSink;
-
-impl StdoutSink {
-    fn send(&self, message: &Message) {
-        let Ok(mut text) = serde_json::to_string(message) else {
-            return;
-        };
-        text.push('\n');
-        let mut out = std::io::stdout().lock();
-        // The runner gone: the job's process is told so (SIGHUP) and ends.
-        let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
-    }
-}
-
-impl Sink for StdoutSink {
-    fn job_started(&self, _job: &JobLabel) {}
-
-    fn step_started(&self, _job: &JobLabel, step: &str) {
-        self.send(&Message::Line(crate::sink::step_start_line(step)));
-    }
-
-    fn line(&self, _job: &JobLabel, line: Line) {
-        self.send(&Message::Line(format_line(line)));
-    }
-
-    fn step_finished(
-        &self,
-        _job: &JobLabel,
-        step: &str,
-        conclusion: Conclusion,
-        duration: Duration,
-    ) {
-        self.send(&Message::Line(crate::sink::step_end_line(
-            step, conclusion, duration,
-        )));
-    }
-
-    fn job_finished(&self, _job: &JobLabel, _conclusion: Conclusion, _duration: Duration) {}
-}
-
-/// `pipewright job-exec`: runs the job the runner gives on standard input, confined. Call
-/// it first thing in `main`, before any thread is started. Its exit code.
-pub fn job_exec(actions: engine::Actions) -> u8 {
-    // While the job has not come: the rules every job of this runner gets. A failure here
-    // is met again, and told, when the job's own rules are made.
-    let ahead = std::env::var(AHEAD_VAR)
-        .ok()
-        .and_then(|hidden| serde_json::from_str::<Vec<PathBuf>>(&hidden).ok())
-        .and_then(|hidden| engine::confine::Ahead::make(hidden).ok());
-    // The job's runtime too (its event loop's descriptors, its timers: 90 µs), and the
-    // CPU's features, which the standard library detects at their first use (the masker's
-    // search, as it names the first step: some `cpuid`s, which a hypervisor may trap).
-    // Neither depends on the job, and a runtime on the current thread starts no thread:
-    // the one thread this process has is still the only one the rules and the change of
-    // user apply to, and every thread started later is started under them.
-    let runtime = match tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("pipewright job-exec: {e}");
-            return 2;
-        }
-    };
-    detect_cpu_features();
-    let mut input = Vec::new();
-    if let Err(e) = std::io::Read::read_to_end(&mut std::io::stdin().lock(), &mut input) {
-        eprintln!("pipewright job-exec: cannot read the job: {e}");
-        return 2;
-    }
-    if input.is_empty() {
-        // Started ahead of a job that never came: the runner stopped.
-        return 0;
-    }
-    let mut exec: JobExec = match serde_json::from_slice(&input) {
-        Ok(e) => e,
-        Err(e) => {
-            eprintln!("pipewright job-exec: cannot read the job: {e}");
-            return 2;
-        }
-    };
-    drop(input);
-    exec.site.actions = actions;
-    let t0 = std::time::Instant::now();
-    // A session of its own: no controlling terminal (the one the server may have been
-    // started from is not the job's to type into), and out of the runner's process group.
-    if let Err(e) = nix::unistd::setsid() {
-        eprintln!("pipewright job-exec: a session of its own: {e}");
-        return 2;
-    }
-    let applied = match exec
-        .confinement
-        .apply_with(Pid::from_raw(exec.parent), ahead)
-    {
-        Ok(a) => a,
-        Err(e) => {
-            let sink = StdoutSink;
-            sink.send(&Message::Line(format!(
-                "##[error] the job cannot be confined: {e}"
-            )));
-            sink.send(&Message::Done {
-                report: Box::new(crate::failed_report(&exec.lease)),
-                upload_error: None,
-            });
-            return 1;
-        }
-    };
-    tracing::debug!(
-        job = exec.lease.job,
-        us = t0.elapsed().as_micros(),
-        "confined"
-    );
-    runtime.block_on(async move {
-        let cancel = CancellationToken::new();
-        // SIGTERM from the runner: cancel (the job's `always()` steps still run). SIGHUP:
-        // the runner died; nothing of the job may go on.
-        let (Ok(mut term), Ok(mut hup)) = (
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()),
-            tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()),
-        ) else {
-            return 2;
-        };
-        let stop = cancel.clone();
-        tokio::spawn(async move {
-            loop {
-                tokio::select! {
-                    _ = term.recv() => stop.cancel(),
-                    _ = hup.recv() => {
-                        engine::confine::kill_descendants();
-                        std::process::exit(1);
-                    }
-                }
-            }
-        });
-        let sink = StdoutSink;
-        sink.send(&Message::Line(format!(
-            "pipewright: this job runs confined: {applied}"
-        )));
-        let client = Client::for_job(&exec.server, &exec.lease.token);
-        let workflows = Workflows::default();
-        if let Err(e) = workflows.known(&exec.source, &exec.lease.spec.file, Some(&exec.workflow)) {
-            tracing::warn!(job = exec.lease.job, "{e}");
-        }
-        let job = crate::Leased {
-            lease: Arc::new(exec.lease.clone()),
-            context: std::mem::take(&mut exec.context),
-            tar: exec.source.clone(),
-        };
-        let (report, uploaded) =
-            crate::run_here(&client, &workflows, &exec.site, job, &sink, &cancel).await;
-        tracing::debug!(job = exec.lease.job, us = t0.elapsed().as_micros(), "ran");
-        // Whatever the steps left running ends with the job.
-        engine::confine::kill_descendants();
-        sink.send(&Message::Done {
-            report: Box::new(report),
-            upload_error: uploaded.err().map(|e| e.to_string()),
-        });
-        0
-    })
-}
-
-/// Has the standard library detect the CPU's features now (it caches them for the
-/// process), not at their first use on a job's path.
-fn detect_cpu_features() {
-    #[cfg(target_arch = "x86_64")]
-    let _ = std::arch::is_x86_feature_detected!("avx2");
-}
 
 /// Reads JSON lines a job process wrote (for tests of this module).
 #[cfg(test)]
