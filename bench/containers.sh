@@ -11,7 +11,7 @@ runs="${RUNS:-20}"
 if [ -z "${PW:-}" ]; then
   cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 fi
-pw="${PW:-$root/target/release/pipewright}"
+pw="${PW:-$root/target/$(rustc -vV | sed -n 's/^host: //p')/release/pipewright}"
 command -v hyperfine >/dev/null || { echo "hyperfine is needed (apt-get install hyperfine)" >&2; exit 1; }
 image=pipewright-bench/busybox:1
 work="$(mktemp -d)"

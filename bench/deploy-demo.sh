@@ -4,7 +4,7 @@
 # exit 3), of 1.2.0, then `pipewright releases` and `pipewright rollback`. Needs root.
 set -uo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-pw="${PIPEWRIGHT:-$root/target/release/pipewright}"
+pw="${PIPEWRIGHT:-$root/target/$(rustc -vV | sed -n 's/^host: //p')/release/pipewright}"
 user=pwdeploy
 id "$user" >/dev/null 2>&1 || { useradd -m -s /bin/sh "$user" && usermod -p '*' "$user"; }
 mkdir -p /run/sshd

@@ -13,7 +13,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 rounds="${ROUNDS:-3}"
 cargo build --release --quiet -p pipewright --manifest-path "$root/Cargo.toml"
-pw="$root/target/release/pipewright"
+pw="$root/target/$(rustc -vV | sed -n 's/^host: //p')/release/pipewright"
 user=pwdeploy
 id "$user" >/dev/null 2>&1 || { useradd -m -s /bin/sh "$user" && usermod -p '*' "$user"; }
 mkdir -p /run/sshd

@@ -8,7 +8,7 @@ bench_binary() {
   if [ -z "${PW:-}" ]; then
     cargo build --release --quiet --manifest-path "$root/Cargo.toml"
   fi
-  pw="${PW:-$root/target/release/pipewright}"
+  pw="${PW:-$root/target/$(rustc -vV | sed -n 's/^host: //p')/release/pipewright}"
 }
 
 # start_server WORK [VAR=value...]: `pipewright serve -c WORK/cfg.toml` (whose `data_dir` is

@@ -11,7 +11,7 @@ rounds="${ROUNDS:-30}"
 if [ -z "${PW:-}" ]; then
   cargo build --release --quiet --manifest-path "$root/Cargo.toml"
 fi
-pw="${PW:-$root/target/release/pipewright}"
+pw="${PW:-$root/target/$(rustc -vV | sed -n 's/^host: //p')/release/pipewright}"
 work="$(mktemp -d)"
 trap 'rm -rf "$work"' EXIT
 cd "$work"

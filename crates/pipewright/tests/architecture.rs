@@ -126,3 +126,45 @@ fn no_source_file_outside_tests_is_over_800_lines() {
         "source files over 800 lines outside their tests: {over:?}"
     );
 }
+
+/// On Linux with glibc the program is linked statically (.cargo/config.toml): it has no
+/// program interpreter (the dynamic loader) and needs no shared library, so it starts without
+/// mapping and binding any, and runs as a deploy agent on hosts whatever their C library.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn the_program_is_linked_statically() {
+    let elf = std::fs::read(env!("CARGO_BIN_EXE_pipewright")).unwrap();
+    assert_eq!(&elf[..4], b"\x7fELF", "not an ELF file");
+    let u16_at = |o: usize| usize::from(u16::from_le_bytes([elf[o], elf[o + 1]]));
+    let u64_at =
+        |o: usize| usize::try_from(u64::from_le_bytes(elf[o..o + 8].try_into().unwrap())).unwrap();
+    // The program headers (64-bit little-endian ELF): their types.
+    let (at, size, count) = (u64_at(0x20), u16_at(0x36), u16_at(0x38));
+    let types: Vec<u32> = (0..count)
+        .map(|i| {
+            let o = at + i * size;
+            u32::from_le_bytes(elf[o..o + 4].try_into().unwrap())
+        })
+        .collect();
+    const PT_LOAD: u32 = 1;
+    const PT_DYNAMIC: u32 = 2;
+    const PT_INTERP: u32 = 3;
+    assert!(types.contains(&PT_LOAD), "no loadable segment: {types:?}");
+    assert!(
+        !types.contains(&PT_INTERP),
+        "the program names a dynamic loader: it is linked dynamically"
+    );
+    // Position-independent still (its address is random): its dynamic section holds only
+    // its own relocations, no library it needs.
+    assert!(types.contains(&PT_DYNAMIC), "not position-independent");
+    let needed = std::process::Command::new("readelf")
+        .args(["-d", env!("CARGO_BIN_EXE_pipewright")])
+        .output();
+    if let Ok(out) = needed {
+        let text = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !text.contains("(NEEDED)"),
+            "it needs shared libraries:\n{text}"
+        );
+    }
+}
