@@ -56,7 +56,12 @@ impl StdoutSink {
         let mut out = std::io::stdout().lock();
         // The runner gone: the job's process is told so (SIGHUP) and ends.
         let _ = out.write_all(&pending).and_then(|()| out.flush());
-        pending.clear();
+        // A burst of output (a step's lines read in one turn) does not stay held.
+        if pending.capacity() > 1 << 20 {
+            *pending = Vec::new();
+        } else {
+            pending.clear();
+        }
     }
 
     /// The last message: written now, after everything said before it.
