@@ -1806,3 +1806,90 @@ fn a_failed_background_step_fails_its_wait_and_one_left_running_is_stopped_when_
         Some("Wait for all background steps")
     );
 }
+
+/// A step's process is started by posix_spawn (a vfork: the job's memory is shared with the
+/// child until its exec, not copied) even though it is given a working directory. In the
+/// statically linked program the standard library finds glibc's
+/// `posix_spawn_file_actions_addchdir_np` only if the program exports it (the link arguments
+/// in .cargo/config.toml); otherwise it forks the whole process for every step. Seen with
+/// strace, where it is installed.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+#[test]
+fn a_step_is_started_without_copying_the_process_that_starts_it() {
+    use std::collections::HashMap;
+    if !std::process::Command::new("strace")
+        .arg("-V")
+        .output()
+        .is_ok_and(|o| o.status.success())
+    {
+        eprintln!("strace is not installed: not checked");
+        return;
+    }
+    let r = repo_with(&format!(
+        "{PUSH_MAIN}jobs:\n  t:\n    runs-on: ubuntu-latest\n    steps:\n      - run: mkdir sub\n      - run: pwd\n        working-directory: sub\n"
+    ));
+    let trace = r.path().join(".git").join("strace.txt");
+    let report = r.path().join(".git").join("report.json");
+    let out = std::process::Command::new("strace")
+        .args([
+            "-f",
+            "-qq",
+            "-e",
+            "trace=clone,clone3,fork,vfork,execve",
+            "-o",
+        ])
+        .arg(&trace)
+        .arg(env!("CARGO_BIN_EXE_pipewright"))
+        .args(["run", "--report"])
+        .arg(&report)
+        .current_dir(r.path())
+        .env("NO_COLOR", "1")
+        .env("XDG_CACHE_HOME", r.path().join(".git/cache-home"))
+        .output()
+        .unwrap();
+    let run = common::Run::new(out, &report);
+    run.assert_code(0);
+    let sub = std::fs::canonicalize(r.path()).unwrap().join("sub");
+    assert!(
+        run.lines_of("t")
+            .iter()
+            .any(|l| l.ends_with(sub.to_str().unwrap())),
+        "the step did not run in its working directory:\n{}",
+        run.all()
+    );
+    // strace -f: "PID clone3({flags=...}, 88) = CHILD", or the call "<unfinished ...>" and
+    // its "<... clone3 resumed>) = CHILD" on a later line; then "CHILD execve(...)".
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let starts = ["clone(", "clone3(", "fork(", "vfork("];
+    let (mut pending, mut made_by) = (HashMap::new(), HashMap::new());
+    for line in text.lines() {
+        let Some((pid, call)) = line.split_once(' ') else {
+            continue;
+        };
+        let call = call.trim_start();
+        let started = starts.iter().any(|s| call.starts_with(s));
+        if started {
+            pending.insert(pid, call);
+        }
+        if started || call.starts_with("<... ") {
+            if let Some((_, child)) = call.rsplit_once(") = ") {
+                if let Some(how) = pending.remove(pid) {
+                    made_by.insert(child.trim(), how);
+                }
+            }
+        }
+    }
+    let bashes: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("execve(\"") && l.contains("bash\""))
+        .filter_map(|l| l.split_once(' ').map(|(pid, _)| pid))
+        .collect();
+    assert_eq!(bashes.len(), 2, "one bash a step:\n{text}");
+    for pid in bashes {
+        let how = made_by.get(pid).copied().unwrap_or_default();
+        assert!(
+            how.contains("CLONE_VFORK"),
+            "the step's process {pid} was started by `{how}`, not a vfork:\n{text}"
+        );
+    }
+}
