@@ -17,7 +17,13 @@ fn main() {
     let release = std::env::var("PROFILE").is_ok_and(|p| p == "release");
     let target = std::env::var("TARGET").unwrap_or_default();
     let own_linker = std::env::var_os("CARGO_TARGET_X86_64_UNKNOWN_LINUX_GNU_LINKER").is_some()
-        || std::env::var("CARGO_ENCODED_RUSTFLAGS").is_ok_and(|f| f.contains("link"));
+        || std::env::var("CARGO_ENCODED_RUSTFLAGS").is_ok_and(|f| {
+            // A linker of one's own (`-C linker=`, `-C link-arg=-fuse-ld=...`), not the link
+            // arguments .cargo/config.toml gives every build.
+            f.split('\x1f').any(|a| {
+                a.contains("linker") || a.contains("fuse-ld") || a.contains("link-self-contained")
+            })
+        });
     if !release || target != "x86_64-unknown-linux-gnu" || own_linker || !rustc_links_with_lld() {
         return;
     }
