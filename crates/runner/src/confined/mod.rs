@@ -515,10 +515,9 @@ async fn run_child(
     }
     // Made before the process's end removes it. Not made, the job's report still stands:
     // the process ends with this runner anyway (its parent-death signal).
-    match recorded.await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => tracing::warn!(job = lease.job, "recording the job's process: {e}"),
-        Err(e) => tracing::warn!(job = lease.job, "recording the job's process: {e}"),
+    let made = recorded.await.map_err(|e| e.to_string());
+    if let Err(e) = made.and_then(|m| m.map_err(|e| e.to_string())) {
+        tracing::warn!(job = lease.job, "recording the job's process: {e}");
     }
     // Its broker serves nobody once it said it is done or is gone (its pid could be
     // another's).
