@@ -615,6 +615,72 @@ fn the_server_s_own_runner_fails_a_job_for_another_operating_system() {
     assert!(log.contains("[linux] ran on linux"), "{log}");
 }
 
+/// The policy the main thread of process `pid` is scheduled with (`/proc/PID/stat`, field
+/// 41): 0 is `SCHED_OTHER`, 5 `SCHED_IDLE`.
+fn policy_of(pid: u32) -> Option<u32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    fields.get(41 - 3)?.parse().ok()
+}
+
+/// The processes `pipewright job-exec` that process `parent` started (job processes).
+fn job_processes_of(parent: u32) -> Vec<u32> {
+    let Ok(procs) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    procs
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat
+                .rsplit_once(')')
+                .and_then(|(_, r)| r.split_whitespace().nth(1));
+            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            ppid == Some(&parent.to_string())
+                && cmdline.split(|b| *b == 0).any(|a| a == b"job-exec")
+        })
+        .collect()
+}
+
+/// The server's own runner starts a slot's next job process while the last job's report
+/// goes out, at the lowest CPU priority (it then takes no CPU from what runs); the process
+/// is raised before it gets its job, so the job's steps run at the normal priority.
+#[test]
+fn a_job_process_started_ahead_waits_at_the_lowest_priority_and_runs_its_job_at_the_normal_one() {
+    let s = Server::start();
+    let wf = "on: push\njobs:\n  j:\n    runs-on: ubuntu-latest\n    steps:\n      - run: echo \"policy $(cut -d' ' -f41 /proc/$$/stat) of ${{ github.sha }}\"\n";
+    let (_, run, log) = pushed(&s, wf);
+    assert_eq!(run["conclusion"], "success", "{run}\n{log}");
+    assert!(log.contains("policy 0 of"), "{log}");
+    // Whether this machine lets a process raise itself back from SCHED_IDLE (CAP_SYS_NICE):
+    // only then does the runner lower anything.
+    let raises = Command::new("chrt")
+        .args(["-i", "0", "sh", "-c", "chrt -o -p 0 $$"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let server = s.child.as_ref().unwrap().id();
+    let waiting = || {
+        job_processes_of(server)
+            .into_iter()
+            .filter_map(policy_of)
+            .collect::<Vec<_>>()
+    };
+    if raises {
+        wait_for("a job process started ahead, lowered", || {
+            waiting().contains(&5)
+        });
+    } else {
+        eprintln!("this machine does not let a process leave SCHED_IDLE: nothing is lowered");
+        wait_for("a job process started ahead", || !waiting().is_empty());
+        assert!(!waiting().contains(&5), "{:?}", waiting());
+    }
+    // The next job runs in it, raised.
+    let (_, run, log) = pushed(&s, &wf.replace("j:", "k:"));
+    assert_eq!(run["conclusion"], "success", "{run}\n{log}");
+    assert!(log.contains("policy 0 of"), "{log}");
+}
+
 /// A confined job (a fork's as much as a branch's) reaches Docker only through its runner's
 /// broker: its `container` and `services` run there, and `docker run` in a step works; what
 /// would reach the host is refused even when a step asks the broker itself, the engine's

@@ -18,7 +18,6 @@
 //! (`.child`), so a runner restarted after a crash ends a job process that outlived it
 //! before the job is given to anyone again ([`reap_slots`]).
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
@@ -31,9 +30,11 @@ use serde::{Deserialize, Serialize};
 use tokio::io::AsyncWriteExt;
 use tokio_util::sync::CancellationToken;
 
+mod ahead;
 mod exec;
 mod slot;
 
+use ahead::Ahead;
 pub use exec::job_exec;
 pub use slot::reap_slots;
 use slot::{CHILD_RECORD, start_time};
@@ -89,12 +90,9 @@ type Readied = Ahead<bool>;
 /// A slot's next process is started on a thread of its own while the last job's report goes
 /// out: spawning it (a vfork of the runner) and putting it into the slot's cgroup (the
 /// kernel may wait for a grace period of RCU there, 7–25 ms on this machine) are then on no
-/// job's path. A job that comes before it is ready waits for it.
+/// job's path. A job that comes before it is ready waits for it. Both are done at the lowest
+/// CPU priority until a job waits for them ([`ahead`]).
 type Warm = Ahead<Option<tokio::process::Child>>;
-
-/// Work done ahead for slots on the runtime's blocking pool, by slot: what a slot's next
-/// job takes, waiting for it if it is not done yet.
-struct Ahead<T>(Arc<std::sync::Mutex<HashMap<usize, tokio::task::JoinHandle<T>>>>);
 
 /// The end of a job's process, which the job's report does not wait for: once the process
 /// said it is done (its steps' processes were all killed and reaped by then, and its broker
@@ -111,49 +109,6 @@ impl Ended {
         let ended = Ended::default();
         ended.0.cancel();
         ended
-    }
-}
-
-impl<T> Default for Ahead<T> {
-    fn default() -> Self {
-        Ahead(Arc::default())
-    }
-}
-
-impl<T> Clone for Ahead<T> {
-    fn clone(&self) -> Self {
-        Ahead(self.0.clone())
-    }
-}
-
-impl<T> std::fmt::Debug for Ahead<T> {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let n = self.0.lock().map(|m| m.len()).unwrap_or(0);
-        write!(f, "Ahead({n} slots)")
-    }
-}
-
-impl<T: Send + Default + 'static> Ahead<T> {
-    /// Does `work` for slot `slot` on the blocking pool once `after` is over, in place of
-    /// what was there.
-    fn start(&self, slot: usize, after: Ended, work: impl FnOnce() -> T + Send + 'static) {
-        let handle = if after.0.is_cancelled() {
-            tokio::task::spawn_blocking(work)
-        } else {
-            tokio::spawn(async move {
-                after.0.cancelled().await;
-                tokio::task::spawn_blocking(work).await.unwrap_or_default()
-            })
-        };
-        if let Ok(mut m) = self.0.lock() {
-            m.insert(slot, handle);
-        }
-    }
-
-    /// What was done for slot `slot`, once done; `None` if nothing was started.
-    async fn take(&self, slot: usize) -> Option<T> {
-        let handle = self.0.lock().ok()?.remove(&slot)?;
-        handle.await.ok()
     }
 }
 
@@ -458,6 +413,8 @@ async fn run_child(
     if let Some(cell) = &job.job_pid {
         cell.store(pid, std::sync::atomic::Ordering::SeqCst);
     }
+    // Started by a lowered thread, it runs its job at the normal priority.
+    ahead::raise_process(pid);
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(&input).await.map_err(io(&isolation.exe))?;
     }
@@ -465,13 +422,18 @@ async fn run_child(
     // lets a runner started after a crash end the process, which ends by itself with this
     // one anyway (its parent-death signal, asked for as it confines itself). On a thread of
     // its own: the process just woken by the write above is run on this CPU (a pipe's
-    // reader is woken where its writer runs), and would wait for this file to be made.
+    // reader is woken where its writer runs), and would wait for this file to be made;
+    // lowered, so that it never takes a CPU from that process.
     let record = site.slot.join(CHILD_RECORD);
+    let lowering = Arc::new(ahead::Lowering::default());
     let recorded = tokio::task::spawn_blocking({
-        let record = record.clone();
-        move || match start_time(pid) {
-            Some(t) => std::fs::write(&record, format!("{pid} {t}")).map_err(io(&record)),
-            None => Ok(()),
+        let (record, lowering) = (record.clone(), lowering.clone());
+        move || {
+            let _lowered = lowering.lower();
+            match start_time(pid) {
+                Some(t) => std::fs::write(&record, format!("{pid} {t}")).map_err(io(&record)),
+                None => Ok(()),
+            }
         }
     });
     let stdout = child
@@ -515,6 +477,7 @@ async fn run_child(
     }
     // Made before the process's end removes it. Not made, the job's report still stands:
     // the process ends with this runner anyway (its parent-death signal).
+    lowering.raise();
     let made = recorded.await.map_err(|e| e.to_string());
     if let Err(e) = made.and_then(|m| m.map_err(|e| e.to_string())) {
         tracing::warn!(job = lease.job, "recording the job's process: {e}");
