@@ -149,13 +149,16 @@ pub(super) fn raise_process(pid: i32) {
 }
 
 /// Whether this process may lower its threads and raise them again: tried once, on a
-/// thread of its own, which ends lowered if it could not be raised.
+/// thread of its own, which ends lowered if it could not be raised. Only from the normal
+/// policy: a runner its admin started with another (`chrt`) is left as it is, its jobs too.
 fn available() -> bool {
     static AVAILABLE: OnceLock<bool> = OnceLock::new();
     *AVAILABLE.get_or_init(|| {
-        std::thread::spawn(|| set_idle(0, true).is_ok() && set_idle(0, false).is_ok())
-            .join()
-            .unwrap_or(false)
+        std::thread::spawn(|| {
+            normal_policy() && set_idle(0, true).is_ok() && set_idle(0, false).is_ok()
+        })
+        .join()
+        .unwrap_or(false)
     })
 }
 
@@ -180,9 +183,22 @@ fn set_idle(tid: i32, idle: bool) -> std::io::Result<()> {
     }
 }
 
+/// Whether the calling thread is scheduled with the normal policy (`SCHED_OTHER`).
+#[cfg(target_os = "linux")]
+#[allow(unsafe_code)]
+fn normal_policy() -> bool {
+    // SAFETY: sched_getscheduler takes a thread id and returns an integer (-1 on error).
+    unsafe { nix::libc::sched_getscheduler(0) == nix::libc::SCHED_OTHER }
+}
+
 #[cfg(not(target_os = "linux"))]
 fn set_idle(_tid: i32, _idle: bool) -> std::io::Result<()> {
     Err(std::io::ErrorKind::Unsupported.into())
+}
+
+#[cfg(not(target_os = "linux"))]
+fn normal_policy() -> bool {
+    false
 }
 
 #[cfg(test)]
