@@ -3,7 +3,9 @@
 //! (`SCHED_IDLE`) until a job waits for it.
 //!
 //! On a machine with few CPUs this work would otherwise take a CPU from what a job waits on:
-//! the job that runs, the server recording its end, the next job's dispatch. A thread or
+//! the job that runs, the server recording its end, the next job's dispatch. It is worth it
+//! where the work is dear: on an ext4 without a journal, readying a slot costs milliseconds of
+//! system CPU (docs/performance.md, 2026-12-07, evening); on tmpfs it made no difference. A thread or
 //! process of `SCHED_IDLE` runs only on a CPU nothing else wants, and gives it up at once
 //! when something wakes there. Once a job waits for the work (its slot's readying, its
 //! process), it is raised to the normal policy, so a job never waits behind other jobs'
