@@ -618,29 +618,7 @@ fn the_server_s_own_runner_fails_a_job_for_another_operating_system() {
 /// The policy the main thread of process `pid` is scheduled with (`/proc/PID/stat`, field
 /// 41): 0 is `SCHED_OTHER`, 5 `SCHED_IDLE`.
 fn policy_of(pid: u32) -> Option<u32> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
-    fields.get(41 - 3)?.parse().ok()
-}
-
-/// The processes `pipewright job-exec` that process `parent` started (job processes).
-fn job_processes_of(parent: u32) -> Vec<u32> {
-    let Ok(procs) = std::fs::read_dir("/proc") else {
-        return Vec::new();
-    };
-    procs
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok())
-        .filter(|pid| {
-            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
-            let ppid = stat
-                .rsplit_once(')')
-                .and_then(|(_, r)| r.split_whitespace().nth(1));
-            let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
-            ppid == Some(&parent.to_string())
-                && cmdline.split(|b| *b == 0).any(|a| a == b"job-exec")
-        })
-        .collect()
+    serve_support::stat_fields(pid)?.get(41 - 3)?.parse().ok()
 }
 
 /// The server's own runner starts a slot's next job process while the last job's report
@@ -661,7 +639,7 @@ fn a_job_process_started_ahead_waits_at_the_lowest_priority_and_runs_its_job_at_
         .is_ok_and(|o| o.status.success());
     let server = s.child.as_ref().unwrap().id();
     let waiting = || {
-        job_processes_of(server)
+        serve_support::job_processes(server)
             .into_iter()
             .filter_map(policy_of)
             .collect::<Vec<_>>()

@@ -16,7 +16,9 @@ use std::time::{Duration, Instant};
 
 use common::git;
 use serde_json::Value;
-use serve_support::{Runner, SECRET, Server, TOKEN, get, job_user, post, registration_token};
+use serve_support::{
+    Runner, SECRET, Server, TOKEN, get, job_processes, job_user, post, registration_token,
+};
 
 fn sign(body: &[u8]) -> String {
     use hmac::{Hmac, Mac};
@@ -1487,26 +1489,6 @@ jobs:
     // The job's cgroup was emptied with it: nothing it started lives on.
     std::thread::sleep(Duration::from_secs(5));
     assert!(!marks.join("escaped").exists());
-}
-
-/// The `job-exec` processes whose parent is `pid`.
-fn job_processes(pid: u32) -> Vec<u32> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else {
-            continue;
-        };
-        let stat = std::fs::read_to_string(format!("/proc/{p}/stat")).unwrap_or_default();
-        let ppid = stat
-            .rsplit_once(')')
-            .and_then(|(_, rest)| rest.split_whitespace().nth(1))
-            .and_then(|x| x.parse::<u32>().ok());
-        let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
-        if ppid == Some(pid) && cmdline.split(|b| *b == 0).any(|a| a == b"job-exec") {
-            out.push(p);
-        }
-    }
-    out
 }
 
 #[test]

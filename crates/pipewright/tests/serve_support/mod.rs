@@ -511,3 +511,27 @@ pub fn add_user(s: &Server, name: &str, role: &str, password: &str) {
         String::from_utf8_lossy(&out.stderr)
     );
 }
+
+/// The fields of `/proc/PID/stat` after the process's name (the first is its state, field 3
+/// of proc(5)); `None` once the process is gone.
+pub fn stat_fields(pid: u32) -> Option<Vec<String>> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (_, rest) = stat.rsplit_once(')')?;
+    Some(rest.split_whitespace().map(str::to_owned).collect())
+}
+
+/// The `job-exec` processes whose parent is `pid`.
+pub fn job_processes(pid: u32) -> Vec<u32> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(p) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let ppid = stat_fields(p).and_then(|f| f.get(1)?.parse::<u32>().ok());
+        let cmdline = std::fs::read(format!("/proc/{p}/cmdline")).unwrap_or_default();
+        if ppid == Some(pid) && cmdline.split(|b| *b == 0).any(|a| a == b"job-exec") {
+            out.push(p);
+        }
+    }
+    out
+}

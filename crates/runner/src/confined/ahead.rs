@@ -61,14 +61,7 @@ impl<T: Send + Default + 'static> Ahead<T> {
         after: Ended,
         work: impl FnOnce() -> T + Send + 'static,
     ) {
-        let lowering = Arc::new(Lowering::default());
-        let lowered = {
-            let lowering = lowering.clone();
-            move || {
-                let _lowered = lowering.lower();
-                work()
-            }
-        };
+        let (lowered, lowering) = lowered(work);
         let handle = if after.0.is_cancelled() {
             tokio::task::spawn_blocking(lowered)
         } else {
@@ -91,6 +84,19 @@ impl<T: Send + Default + 'static> Ahead<T> {
         lowering.raise();
         handle.await.ok()
     }
+}
+
+/// `work`, made to run lowered on the thread that runs it, and its [`Lowering`] (to raise it).
+pub(super) fn lowered<T>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> (impl FnOnce() -> T + Send + 'static, Arc<Lowering>) {
+    let lowering = Arc::new(Lowering::default());
+    let on_its_thread = lowering.clone();
+    let run = move || {
+        let _lowered = on_its_thread.lower();
+        work()
+    };
+    (run, lowering)
 }
 
 /// A piece of work that runs lowered ([`Lowering::lower`] on its thread) until someone

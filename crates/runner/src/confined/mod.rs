@@ -425,17 +425,14 @@ async fn run_child(
     // reader is woken where its writer runs), and would wait for this file to be made;
     // lowered, so that it never takes a CPU from that process.
     let record = site.slot.join(CHILD_RECORD);
-    let lowering = Arc::new(ahead::Lowering::default());
-    let recorded = tokio::task::spawn_blocking({
-        let (record, lowering) = (record.clone(), lowering.clone());
-        move || {
-            let _lowered = lowering.lower();
-            match start_time(pid) {
-                Some(t) => std::fs::write(&record, format!("{pid} {t}")).map_err(io(&record)),
-                None => Ok(()),
-            }
+    let (write, lowering) = ahead::lowered({
+        let record = record.clone();
+        move || match start_time(pid) {
+            Some(t) => std::fs::write(&record, format!("{pid} {t}")).map_err(io(&record)),
+            None => Ok(()),
         }
     });
+    let recorded = tokio::task::spawn_blocking(write);
     let stdout = child
         .stdout
         .take()
