@@ -166,7 +166,10 @@ impl Executor {
         })
         .await;
         match finished {
-            Ok(()) => self.alerts.notify_one(),
+            Ok(()) => {
+                tracing::debug!(run = id.get(), %conclusion, "run's end stored");
+                self.alerts.notify_one();
+            }
             Err(Blocked::Call(e)) => tracing::error!("recording the end of run {id}: {e}"),
             Err(Blocked::Task(_)) => {}
         }

@@ -418,6 +418,7 @@ async fn run_child(
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(&input).await.map_err(io(&isolation.exe))?;
     }
+    tracing::debug!(job = lease.job, "handed to its process");
     // Recorded while the process reads its job and confines itself, not before: the record
     // lets a runner started after a crash end the process, which ends by itself with this
     // one anyway (its parent-death signal, asked for as it confines itself). On a thread of

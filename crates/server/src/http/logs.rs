@@ -410,6 +410,7 @@ pub(super) async fn run_wait(
             let look = tokio::select! {
                 told = live.recv() => match told {
                     Ok(Live::RunDone { run, conclusion }) if run == id => {
+                        tracing::debug!(run = id.get(), "waiter told");
                         return Some(Some(conclusion));
                     }
                     Ok(_) => false,

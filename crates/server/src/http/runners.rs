@@ -283,7 +283,12 @@ pub(crate) async fn next_for(
         })
         .await?
         {
-            tracing::info!(job = leased.job.id.get(), runner = %runner.name, "job leased");
+            tracing::info!(
+                job = leased.job.id.get(),
+                run = leased.job.run_id.get(),
+                runner = %runner.name,
+                "job leased"
+            );
             return Ok(Some(lease_from(s, leased)?));
         }
         tokio::select! {
@@ -449,10 +454,16 @@ pub(crate) async fn finish_for(
             text,
         });
     }
+    tracing::debug!(job = job.get(), run = done.run_id.get(), "job's end stored");
     s.done.wake(job, Some(done));
     let mut answer = protocol::Finished::default();
     if let Some(leased) = next {
-        tracing::info!(job = leased.job.id.get(), runner = %runner.name, "job leased");
+        tracing::info!(
+            job = leased.job.id.get(),
+            run = leased.job.run_id.get(),
+            runner = %runner.name,
+            "job leased"
+        );
         answer.next = Some(lease_from(s, leased)?);
     }
     Ok(answer)

@@ -212,6 +212,8 @@ pub(super) async fn dispatch(
             format!("repository `{repo}` is not configured"),
         )
     })?;
+    // The stages of a dispatched job's path are told at debug level (scripts/job-path).
+    tracing::debug!(%repo, "dispatch asked");
     let (store, me, lease_ms) = (s.store.clone(), s.me.clone(), s.config.lease_ms);
     let (ids, taken) = blocking(move || -> Result<_, ApiError> {
         let r = body.git_ref.unwrap_or_else(|| cfg.default_branch.clone());
@@ -235,6 +237,9 @@ pub(super) async fn dispatch(
         Ok(trigger::enqueue_taken(&store, &cfg, &event, &me, lease_ms)?)
     })
     .await?;
+    if let Some(first) = ids.first() {
+        tracing::debug!(run = first.get(), runs = ids.len(), "dispatch stored");
+    }
     for run in taken {
         // The executor gone (the server stopping): the run is this server's in the store,
         // taken up again after a restart or by another server once its lease lapsed.
