@@ -57,7 +57,7 @@ fn job_path_times_every_stage_of_a_dispatched_job_from_the_server_s_debug_log() 
         "dispatch stored",
         "orchestrating run",
         "job leased",
-        "handed to its process",
+        "handing to its process",
         "confined",
         "ran",
         "job's end stored",

@@ -415,10 +415,12 @@ async fn run_child(
     }
     // Started by a lowered thread, it runs its job at the normal priority.
     ahead::raise_process(pid);
+    // Told before the write: once written, the process may read, confine itself and say so
+    // before this task runs again.
+    tracing::debug!(job = lease.job, "handing to its process");
     if let Some(mut stdin) = child.stdin.take() {
         stdin.write_all(&input).await.map_err(io(&isolation.exe))?;
     }
-    tracing::debug!(job = lease.job, "handed to its process");
     // Recorded while the process reads its job and confines itself, not before: the record
     // lets a runner started after a crash end the process, which ends by itself with this
     // one anyway (its parent-death signal, asked for as it confines itself). On a thread of
