@@ -25,3 +25,24 @@ start_server() {
   PIPEWRIGHT_TOKEN="$("$pw" token show -c "$work/cfg.toml" 2>/dev/null || true)"
   export PIPEWRIGHT_SERVER PIPEWRIGHT_TOKEN
 }
+
+# bench_repo WORK: a bare repository `bench/app` (WORK/app.git) and WORK/cfg.toml serving
+# it on the embedded defaults (data in WORK/data), for start_server.
+bench_repo() {
+  local work="$1"
+  git init -q --bare -b main "$work/app.git"
+  printf 'listen = "127.0.0.1:0"\ndata_dir = "%s/data"\n[[repos]]\nname = "bench/app"\npath = "%s/app.git"\n' "$work" "$work" > "$work/cfg.toml"
+}
+
+# push_one_step_workflow WORK: pushes to WORK/app.git a commit whose one workflow, t.yml, is
+# a dispatchable job of one `true` step (through WORK/src), then lets the server see it.
+push_one_step_workflow() {
+  local work="$1"
+  git clone -q "$work/app.git" "$work/src" 2>/dev/null
+  mkdir -p "$work/src/.github/workflows"
+  printf 'on: workflow_dispatch\njobs:\n  t:\n    runs-on: x\n    steps:\n      - run: "true"\n' > "$work/src/.github/workflows/t.yml"
+  git -C "$work/src" add -A
+  git -C "$work/src" -c user.name=b -c user.email=b@example.invalid commit -qm t
+  git -C "$work/src" push -q origin HEAD:main 2>/dev/null
+  sleep 0.5
+}

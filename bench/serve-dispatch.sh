@@ -13,16 +13,9 @@ bench_binary
 work="$(mktemp -d)"
 pid=""
 trap '[ -n "$pid" ] && { kill $pid 2>/dev/null; wait $pid 2>/dev/null; }; rm -rf "$work"' EXIT
-git init -q --bare -b main "$work/app.git"
-printf 'listen = "127.0.0.1:0"\ndata_dir = "%s/data"\n[[repos]]\nname = "bench/app"\npath = "%s/app.git"\n' "$work" "$work" > "$work/cfg.toml"
+bench_repo "$work"
 start_server "$work"
-git clone -q "$work/app.git" "$work/src" 2>/dev/null
-mkdir -p "$work/src/.github/workflows"
-printf 'on: workflow_dispatch\njobs:\n  t:\n    runs-on: x\n    steps:\n      - run: "true"\n' > "$work/src/.github/workflows/t.yml"
-git -C "$work/src" add -A
-git -C "$work/src" -c user.name=b -c user.email=b@example.invalid commit -qm t
-git -C "$work/src" push -q origin HEAD:main
-sleep 0.5
+push_one_step_workflow "$work"
 idle_kib=$(ps -o rss= -p $pid | tr -d ' ')
 "$pw" dispatch bench/app t.yml --wait >/dev/null   # warm-up
 python3 - "$pw" <<'PY'
