@@ -3,8 +3,10 @@
 # dispatched one after another through the CLI, each waited for (`dispatch --wait`), against
 # 20 runs of the same step as a bare process (`bash -e -c true`), in interleaved rounds; the
 # same 20 jobs dispatched and followed over the HTTP API from one process (the server's own
-# path, without a CLI process started for each); and the idle server's RSS. Reports the
-# ratios. Goals: at most 3x bash (through the CLI); idle RSS under 15 MiB.
+# path, without a CLI process started for each); `pipewright --version` 20 times in the same
+# rounds (the CLI's start alone: what every `dispatch --wait` pays before its first request,
+# whatever the server does); and the idle server's RSS. Reports the ratios. Goals: at most
+# 3x bash (through the CLI); idle RSS under 15 MiB.
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 # PW=path/to/pipewright measures that binary instead of building the release one.
@@ -62,15 +64,21 @@ def api_total():
     return time.perf_counter() - start
 api_job()  # warm-up
 rounds = [
-    (total([pw, "dispatch", "bench/app", "t.yml", "--wait"]), api_total(), total(["bash", "-e", "-c", "true"]))
+    (
+        total([pw, "dispatch", "bench/app", "t.yml", "--wait"]),
+        api_total(),
+        total(["bash", "-e", "-c", "true"]),
+        total([pw, "--version"]),
+    )
     for _ in range(5)
 ]
 median = lambda xs: sorted(xs)[len(xs) // 2]
-d, a, b = (median([r[i] for r in rounds]) for i in range(3))
+d, a, b, v = (median([r[i] for r in rounds]) for i in range(4))
 print("| 20 jobs, each dispatched and waited for | pipewright serve | bare `bash -e -c true` x 20 | ratio (median of the rounds') |")
 print("|---|---|---|---|")
 print(f"| `pipewright dispatch --wait` x 20, median of 5 interleaved rounds | {d * 1000:.0f} ms | {b * 1000:.0f} ms | {median([r[0] / r[2] for r in rounds]):.1f}x (goal: at most 3x) |")
 print(f"| the same over the API from one process (no CLI process a job) | {a * 1000:.0f} ms | {b * 1000:.0f} ms | {median([r[1] / r[2] for r in rounds]):.1f}x |")
+print(f"| `pipewright --version` x 20: the CLI's start alone, no request | {v * 1000:.0f} ms | {b * 1000:.0f} ms | {median([r[3] / r[2] for r in rounds]):.1f}x |")
 PY
 echo
 echo "idle server RSS (embedded SQLite, in-process runner): $((idle_kib / 1024)) MiB ($idle_kib KiB)"

@@ -33,6 +33,11 @@ struct Values {
     longest: usize,
 }
 
+/// With this many values or fewer, each is searched for on its own and no automaton is
+/// made: a short job's value or two (its token) would otherwise cost it an automaton (about
+/// 140,000 instructions to make, more than such a job's lines take to search).
+const FEW: usize = 2;
+
 /// Values shorter than this are not masked: masking `a` or `1` would mangle all output and
 /// reveal more than it hides. GitHub skips empty values; we also skip single characters.
 const MIN_LEN: usize = 2;
@@ -76,9 +81,11 @@ impl Masker {
     /// The byte ranges of `text` covered by a registered value, merged and in order.
     fn covered(&self, text: &str) -> Vec<(usize, usize)> {
         let v = self.read();
-        let mut ranges: Vec<(usize, usize)> = Vec::new();
         if v.values.is_empty() {
-            return ranges;
+            return Vec::new();
+        }
+        if v.values.len() <= FEW {
+            return merged(one_by_one(&v.values, text));
         }
         // Building fails only for patterns beyond the automaton's size limits; then nothing
         // would be masked, so the values are searched one by one.
@@ -91,32 +98,9 @@ impl Masker {
                 .build(&v.values)
                 .ok()
         }) {
-            Some(ac) => {
-                // Standard match semantics: overlapping matches are all reported.
-                for m in ac.find_overlapping_iter(text) {
-                    ranges.push((m.start(), m.end()));
-                }
-            }
-            None => {
-                for value in &v.values {
-                    let mut from = 0;
-                    while let Some(i) = text[from..].find(value.as_str()) {
-                        ranges.push((from + i, from + i + value.len()));
-                        // The next occurrence may overlap this one.
-                        from += i + text[from + i..].chars().next().map_or(1, char::len_utf8);
-                    }
-                }
-            }
+            Some(ac) => merged(all_found(ac, text)),
+            None => merged(one_by_one(&v.values, text)),
         }
-        ranges.sort_unstable();
-        let mut merged: Vec<(usize, usize)> = Vec::with_capacity(ranges.len());
-        for (s, e) in ranges {
-            match merged.last_mut() {
-                Some(last) if s <= last.1 => last.1 = last.1.max(e),
-                _ => merged.push((s, e)),
-            }
-        }
-        merged
     }
 
     /// Hides every registered value in `text`.
@@ -140,6 +124,41 @@ impl Masker {
     pub fn reveals(&self, text: &str) -> bool {
         !self.covered(text).is_empty()
     }
+}
+
+/// Every occurrence of every value in `text`, overlapping ones too (the automaton's
+/// standard semantics report them all).
+fn all_found(ac: &AhoCorasick, text: &str) -> Vec<(usize, usize)> {
+    ac.find_overlapping_iter(text)
+        .map(|m| (m.start(), m.end()))
+        .collect()
+}
+
+/// Every occurrence of every value in `text`, each value searched for on its own.
+fn one_by_one(values: &[String], text: &str) -> Vec<(usize, usize)> {
+    let mut ranges = Vec::new();
+    for value in values {
+        let mut from = 0;
+        while let Some(i) = text[from..].find(value.as_str()) {
+            ranges.push((from + i, from + i + value.len()));
+            // The next occurrence may overlap this one.
+            from += i + text[from + i..].chars().next().map_or(1, char::len_utf8);
+        }
+    }
+    ranges
+}
+
+/// The ranges merged where they overlap or touch, in order.
+fn merged(mut ranges: Vec<(usize, usize)>) -> Vec<(usize, usize)> {
+    ranges.sort_unstable();
+    let mut merged: Vec<(usize, usize)> = Vec::with_capacity(ranges.len());
+    for (s, e) in ranges {
+        match merged.last_mut() {
+            Some(last) if s <= last.1 => last.1 = last.1.max(e),
+            _ => merged.push((s, e)),
+        }
+    }
+    merged
 }
 
 /// Cuts a long line into pieces without ever cutting through a secret: a piece is masked
@@ -262,6 +281,51 @@ mod tests {
         let m = Masker::new();
         m.add("aba");
         assert_eq!(m.mask("xababax"), "x***x");
+    }
+
+    #[test]
+    fn each_value_searched_on_its_own_finds_what_the_automaton_finds() {
+        let texts = [
+            "",
+            "nothing here",
+            "xababax abcdefghi <abc> abcabc",
+            "aaaa",
+            "é-tok-ß tok tok",
+            "secret1secret2 secret2secret1",
+        ];
+        let sets: [&[&str]; 5] = [
+            &["aba"],
+            &["abc", "abcdef"],
+            &["abcdef", "defghi", "aba"],
+            &["aa", "aaa", "é-tok"],
+            &["secret1", "secret2", "t1se", "tok"],
+        ];
+        for set in sets {
+            let values: Vec<String> = set.iter().map(|v| (*v).to_owned()).collect();
+            let ac = AhoCorasick::builder()
+                .kind(Some(AhoCorasickKind::ContiguousNFA))
+                .build(&values)
+                .expect("small patterns build");
+            for text in texts {
+                assert_eq!(
+                    merged(one_by_one(&values, text)),
+                    merged(all_found(&ac, text)),
+                    "{set:?} in {text:?}"
+                );
+            }
+            // And through the masker, whichever way it searches for this many values.
+            let m = Masker::new();
+            for v in set {
+                m.add(v);
+            }
+            for text in texts {
+                assert_eq!(
+                    m.covered(text),
+                    merged(all_found(&ac, text)),
+                    "{set:?} in {text:?}"
+                );
+            }
+        }
     }
 
     #[test]

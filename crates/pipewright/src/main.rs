@@ -19,7 +19,31 @@ mod validate_cmd;
 
 use std::process::ExitCode;
 
-use clap::Parser;
+use clap::{CommandFactory, FromArgMatches};
+
+/// The command line, as `Cli::try_parse` reads it. The parser (clap's tree of every
+/// subcommand and argument) is dropped only by the commands that go on running: for a short
+/// one (`pipewright dispatch --wait`), taking it apart would be a tenth of its own work
+/// (callgrind), and the process ends soon after.
+fn parse_args() -> Result<cli::Cli, clap::Error> {
+    let mut cmd = cli::Cli::command();
+    let parsed = match cmd.try_get_matches_from_mut(std::env::args_os()) {
+        Ok(mut m) => cli::Cli::from_arg_matches_mut(&mut m).map_err(|e| e.format(&mut cmd)),
+        Err(e) => Err(e),
+    };
+    if matches!(
+        parsed,
+        Ok(cli::Cli {
+            command: cli::Command::Serve(_) | cli::Command::Runner(_) | cli::Command::DeployHost(_),
+            ..
+        })
+    ) {
+        drop(cmd);
+    } else {
+        std::mem::forget(cmd);
+    }
+    parsed
+}
 
 fn main() -> ExitCode {
     // A runner starts this for every job: straight to it, without building the whole
@@ -28,7 +52,7 @@ fn main() -> ExitCode {
         serve_cmd::init_logging();
         return ExitCode::from(runner::job_exec(actions::registry()));
     }
-    let cli = match cli::Cli::try_parse() {
+    let cli = match parse_args() {
         Ok(c) => c,
         Err(e) => {
             let code = if e.use_stderr() { 2 } else { 0 };

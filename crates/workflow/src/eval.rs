@@ -54,6 +54,59 @@ pub fn evaluate_string(node: &Node, ctx: &Context<'_>) -> Result<String, EvalErr
     }
 }
 
+/// Whether evaluating `node` reads any context: whether one of its strings (keys included)
+/// holds a `${{ }}` expression. A node without one evaluates to itself whatever the contexts,
+/// so a caller need not make them.
+pub fn has_expressions(node: &Node) -> bool {
+    match &node.kind {
+        NodeKind::Scalar(text, _) => {
+            matches!(node.scalar(), Some(Scalar::String(_))) && text.contains("${{")
+        }
+        NodeKind::Seq(items) => items.iter().any(has_expressions),
+        NodeKind::Map(entries) => entries
+            .iter()
+            .any(|(k, v)| has_expressions(k) || has_expressions(v)),
+    }
+}
+
 fn template(text: &str) -> Result<expr::Template, EvalError> {
     Ok(expr::parse_template(text)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn node(yaml: &str) -> Node {
+        crate::yaml::load(yaml).expect("test YAML parses")
+    }
+
+    #[test]
+    fn a_node_has_expressions_when_one_of_its_strings_holds_one_keys_included() {
+        for (yaml, expected) in [
+            ("ubuntu-latest", false),
+            ("[self-hosted, linux]", false),
+            ("{group: big, labels: [x]}", false),
+            ("5", false),
+            ("${{ matrix.os }}", true),
+            ("[self-hosted, 'os-${{ matrix.os }}']", true),
+            ("{labels: ['${{ inputs.label }}']}", true),
+            ("{'${{ github.ref }}': x}", true),
+        ] {
+            assert_eq!(has_expressions(&node(yaml)), expected, "{yaml}");
+        }
+    }
+
+    #[test]
+    fn a_node_without_expressions_evaluates_to_itself_with_no_contexts() {
+        let empty = expr::Map::new();
+        let ctx = Context {
+            contexts: &empty,
+            status: expr::Status::Success,
+            host: None,
+        };
+        let n = node("{group: big, labels: [x, 3.10, 'a b']}");
+        assert!(!has_expressions(&n));
+        assert_eq!(evaluate(&n, &ctx).expect("evaluates"), n.to_value());
+    }
 }

@@ -12,6 +12,17 @@ use crate::error::{DefinitionError, JobError};
 
 impl JobState<'_> {
     /// The contexts for expressions at step level.
+    /// The contexts for evaluating `node`: none when it holds no expression (it evaluates to
+    /// itself), so a job's literal keys (`env: {A: b}`, `timeout-minutes: 5`) cost no copy
+    /// of the event.
+    pub(crate) fn contexts_for(&self, node: &workflow::Node) -> Map {
+        if workflow::eval::has_expressions(node) {
+            self.contexts(None)
+        } else {
+            Map::new()
+        }
+    }
+
     pub(crate) fn contexts(&self, extra_env: Option<&Map>) -> Map {
         let mut github = self.run.context.github.clone();
         github.insert("job".into(), Value::from(self.spec.job_id.as_str()));
@@ -286,7 +297,13 @@ pub fn runs_on(spec: &JobSpec, run: &RunEnv) -> Result<Vec<String>, DefinitionEr
     let Some(node) = spec.job().and_then(|j| j.runs_on.as_ref()) else {
         return Ok(Vec::new());
     };
-    let c = job_level_contexts(spec, run);
+    // Most `runs-on` are plain labels: the contexts (a copy of the event and more) are made
+    // only when there is an expression to evaluate with them.
+    let c = if workflow::eval::has_expressions(node) {
+        job_level_contexts(spec, run)
+    } else {
+        Map::new()
+    };
     let ectx = expr::Context {
         contexts: &c,
         status: Status::Success,
@@ -321,7 +338,11 @@ pub fn environment_of(spec: &JobSpec, run: &RunEnv) -> Result<Option<String>, De
     let Some(env) = spec.job().and_then(|j| j.environment.as_ref()) else {
         return Ok(None);
     };
-    let c = job_level_contexts(spec, run);
+    let c = if workflow::eval::has_expressions(&env.name) {
+        job_level_contexts(spec, run)
+    } else {
+        Map::new()
+    };
     let ectx = expr::Context {
         contexts: &c,
         status: Status::Success,

@@ -67,6 +67,10 @@ pub(super) fn outputs(
     host: &actions::HashFiles,
     report: &mut JobReport,
 ) {
+    // Nothing to evaluate: the contexts (a copy of the event and more) are not made.
+    if job.environment.is_none() && job.outputs.is_empty() {
+        return;
+    }
     let ctxs = state.contexts(None);
     if let Some(env) = &job.environment {
         let ectx = eval_ctx(&ctxs, state.status, host);
