@@ -18,9 +18,9 @@ use crate::yaml::{Node, NodeKind, Scalar};
 /// Evaluates a template node to a value.
 pub fn evaluate(node: &Node, ctx: &Context<'_>) -> Result<Value, EvalError> {
     match &node.kind {
-        NodeKind::Scalar(text, _) => match node.scalar() {
-            Some(Scalar::String(_)) if text.contains("${{") => Ok(template(text)?.evaluate(ctx)?),
-            _ => Ok(node.to_value()),
+        NodeKind::Scalar(..) => match template_text(node) {
+            Some(text) => Ok(template(text)?.evaluate(ctx)?),
+            None => Ok(node.to_value()),
         },
         NodeKind::Seq(items) => items
             .iter()
@@ -40,11 +40,11 @@ pub fn evaluate(node: &Node, ctx: &Context<'_>) -> Result<Value, EvalError> {
 
 /// Evaluates a template node to a string (GitHub's string coercion of the result).
 pub fn evaluate_string(node: &Node, ctx: &Context<'_>) -> Result<String, EvalError> {
+    if let Some(text) = template_text(node) {
+        return Ok(template(text)?.evaluate_string(ctx)?);
+    }
     match &node.kind {
         NodeKind::Scalar(text, _) => match node.scalar() {
-            Some(Scalar::String(_)) if text.contains("${{") => {
-                Ok(template(text)?.evaluate_string(ctx)?)
-            }
             Some(Scalar::Null) => Ok(String::new()),
             // A YAML number keeps GitHub's formatting (`3.10` is the number 3.1).
             Some(Scalar::Number(_)) => Ok(node.to_value().to_expr_string()),
@@ -59,13 +59,20 @@ pub fn evaluate_string(node: &Node, ctx: &Context<'_>) -> Result<String, EvalErr
 /// so a caller need not make them.
 pub fn has_expressions(node: &Node) -> bool {
     match &node.kind {
-        NodeKind::Scalar(text, _) => {
-            matches!(node.scalar(), Some(Scalar::String(_))) && text.contains("${{")
-        }
+        NodeKind::Scalar(..) => template_text(node).is_some(),
         NodeKind::Seq(items) => items.iter().any(has_expressions),
         NodeKind::Map(entries) => entries
             .iter()
             .any(|(k, v)| has_expressions(k) || has_expressions(v)),
+    }
+}
+
+/// The text of a string scalar that holds an expression: the one kind of node evaluated as a
+/// template; every other node is its own value.
+fn template_text(node: &Node) -> Option<&str> {
+    match (&node.kind, node.scalar()) {
+        (NodeKind::Scalar(text, _), Some(Scalar::String(_))) if text.contains("${{") => Some(text),
+        _ => None,
     }
 }
 

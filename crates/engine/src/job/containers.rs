@@ -217,17 +217,8 @@ pub(super) async fn start(
     services_node: Option<&Node>,
     host: &actions::HashFiles,
 ) -> Result<(), JobError> {
-    // The contexts are a copy of the event, the env and more: made only when there is an
-    // expression to evaluate with them (most jobs have neither key).
-    let ctxs = if container_node
-        .into_iter()
-        .chain(services_node)
-        .any(workflow::eval::has_expressions)
-    {
-        state.contexts(None)
-    } else {
-        Map::new()
-    };
+    // Most jobs have neither key: no contexts made for them.
+    let ctxs = state.contexts_for(container_node.into_iter().chain(services_node));
     let ectx = eval_ctx(&ctxs, Status::Success, host);
     let container = match container_node {
         Some(n) => {

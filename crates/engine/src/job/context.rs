@@ -12,11 +12,14 @@ use crate::error::{DefinitionError, JobError};
 
 impl JobState<'_> {
     /// The contexts for expressions at step level.
-    /// The contexts for evaluating `node`: none when it holds no expression (it evaluates to
-    /// itself), so a job's literal keys (`env: {A: b}`, `timeout-minutes: 5`) cost no copy
-    /// of the event.
-    pub(crate) fn contexts_for(&self, node: &workflow::Node) -> Map {
-        if workflow::eval::has_expressions(node) {
+    /// The contexts for evaluating `nodes`: none when they hold no expression (each evaluates
+    /// to itself), so a job's literal keys (`env: {A: b}`, `timeout-minutes: 5`, no
+    /// `container:`) cost no copy of the event.
+    pub(crate) fn contexts_for<'n>(
+        &self,
+        nodes: impl IntoIterator<Item = &'n workflow::Node>,
+    ) -> Map {
+        if nodes.into_iter().any(workflow::eval::has_expressions) {
             self.contexts(None)
         } else {
             Map::new()
@@ -297,13 +300,8 @@ pub fn runs_on(spec: &JobSpec, run: &RunEnv) -> Result<Vec<String>, DefinitionEr
     let Some(node) = spec.job().and_then(|j| j.runs_on.as_ref()) else {
         return Ok(Vec::new());
     };
-    // Most `runs-on` are plain labels: the contexts (a copy of the event and more) are made
-    // only when there is an expression to evaluate with them.
-    let c = if workflow::eval::has_expressions(node) {
-        job_level_contexts(spec, run)
-    } else {
-        Map::new()
-    };
+    // Most `runs-on` are plain labels: no contexts made for them.
+    let c = job_level_contexts_for(spec, run, node);
     let ectx = expr::Context {
         contexts: &c,
         status: Status::Success,
@@ -338,11 +336,7 @@ pub fn environment_of(spec: &JobSpec, run: &RunEnv) -> Result<Option<String>, De
     let Some(env) = spec.job().and_then(|j| j.environment.as_ref()) else {
         return Ok(None);
     };
-    let c = if workflow::eval::has_expressions(&env.name) {
-        job_level_contexts(spec, run)
-    } else {
-        Map::new()
-    };
+    let c = job_level_contexts_for(spec, run, &env.name);
     let ectx = expr::Context {
         contexts: &c,
         status: Status::Success,
@@ -351,6 +345,16 @@ pub fn environment_of(spec: &JobSpec, run: &RunEnv) -> Result<Option<String>, De
     let name = workflow::eval::evaluate_string(&env.name, &ectx)
         .map_err(|e| JobError::expr("`environment`", e))?;
     Ok(Some(name))
+}
+
+/// The job-level contexts for evaluating `node`: none when it holds no expression (it
+/// evaluates to itself), so a literal key costs no copy of the event.
+fn job_level_contexts_for(spec: &JobSpec, run: &RunEnv, node: &workflow::Node) -> Map {
+    if workflow::eval::has_expressions(node) {
+        job_level_contexts(spec, run)
+    } else {
+        Map::new()
+    }
 }
 
 /// The contexts available at the level of a job's keys (`runs-on`, `environment`).

@@ -284,7 +284,7 @@ async fn prepare_and_run(
     let host = actions::HashFiles(state.workspace.clone());
     // The environment's secrets join the context before anything else is evaluated.
     if let Some(env) = &job.environment {
-        let ctxs = state.contexts_for(&env.name);
+        let ctxs = state.contexts_for([&env.name]);
         let name =
             workflow::eval::evaluate_string(&env.name, &eval_ctx(&ctxs, Status::Success, &host))
                 .map_err(|e| JobError::expr("`environment`", e))?;
@@ -333,19 +333,22 @@ async fn prepare_and_run(
     // contexts (a copy of the event, the env and more) are made only where something is
     // evaluated with them.
     if let Some(env) = &wf.env {
-        let ctxs = state.contexts_for(env);
+        let ctxs = state.contexts_for([env]);
         let v = workflow::eval::evaluate(env, &eval_ctx(&ctxs, Status::Success, &host))
             .map_err(|e| JobError::expr("workflow `env`", e))?;
         merge_env(&mut state.env, v);
     }
     if let Some(env) = &job.env {
-        let ctxs = state.contexts_for(env);
+        let ctxs = state.contexts_for([env]);
         let v = workflow::eval::evaluate(env, &eval_ctx(&ctxs, Status::Success, &host))
             .map_err(|e| JobError::expr("job `env`", e))?;
         merge_env(&mut state.env, v);
     }
     let timeout = match &job.timeout_minutes {
-        Some(n) => minutes(n, &eval_ctx(&state.contexts_for(n), Status::Success, &host))?,
+        Some(n) => minutes(
+            n,
+            &eval_ctx(&state.contexts_for([n]), Status::Success, &host),
+        )?,
         None => Duration::from_secs(360 * 60),
     };
     let job_deadline = tokio::time::Instant::now() + timeout;
